@@ -1,0 +1,261 @@
+//! The `ko-matrix` command line.
+
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ko_matrix::cache::Cache;
+use ko_matrix::config::{ConfigError, Matrix};
+use ko_matrix::ko::versions::{self, ReleaseIndex, Resolution, Selector};
+use ko_matrix::ko::{KoBinary, KoFetcher, KoSettings, Source};
+use ko_matrix::provision::{Go, ToolchainPolicy};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    the command did its job (for `run`: every cell ran, whatever its outcome)
+  1    `run --fail-on-fail` and a cell failed
+  2    bad input: arguments, matrix.toml or a scenario file (the message says where)
+  3    infrastructure: a download, build, cache or service failed
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM); child processes are stopped first";
+
+#[derive(Parser)]
+#[command(
+    name = "ko-matrix",
+    version,
+    about = "Version-regression matrix for ko: real ko releases, real registries, many credential setups",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    /// The matrix file.
+    #[arg(long, short, global = true, default_value = "matrix.toml", value_name = "FILE")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Get ko binaries (download, build or cache) and verify each reports its version.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix fetch 0.15.1 0.15.2 0.15.3      # by matrix.toml's source (default: auto)\n",
+        "  ko-matrix fetch --source go main          # build ko@main from the module proxy\n",
+        "  ko-matrix fetch --source release --release-base-url http://127.0.0.1:8000 0.15.2\n",
+        "  ko-matrix fetch --json                    # matrix.toml's versions, as JSON\n",
+        "\nBinaries are cached under $KO_MATRIX_CACHE, else $XDG_CACHE_HOME/ko-matrix."
+    ))]
+    Fetch(FetchArgs),
+    /// List ko releases, and what matrix.toml's `versions` resolve to.
+    #[command(after_help = "Examples:\n  ko-matrix versions\n  ko-matrix versions --json")]
+    Versions {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the matrix: every selected ko version against every selected scenario.
+    #[command(after_help = "Examples:\n  ko-matrix run\n  ko-matrix run --versions v0.15.1,v0.15.2")]
+    Run {
+        /// Versions to run instead of matrix.toml's (comma-separated selectors).
+        #[arg(long, value_delimiter = ',')]
+        versions: Vec<String>,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    /// Versions or selectors (v0.15.2, 0.15.2, latest, main, a commit); default: matrix.toml's.
+    versions: Vec<String>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    source: SourceArgs,
+}
+
+#[derive(Args)]
+struct SourceArgs {
+    /// Route: auto, release, go or path (overrides matrix.toml).
+    #[arg(long, value_parser = parse_source)]
+    source: Option<Source>,
+    /// Where release assets live (a mirror or local file server).
+    #[arg(long, value_name = "URL")]
+    release_base_url: Option<String>,
+    /// Go toolchain for builds: auto, local or e.g. go1.21.13.
+    #[arg(long, value_name = "TOOLCHAIN", value_parser = parse_toolchain)]
+    go_toolchain: Option<ToolchainPolicy>,
+    /// The ko binary for --source path.
+    #[arg(long, value_name = "FILE")]
+    path: Option<PathBuf>,
+}
+
+fn parse_source(text: &str) -> Result<Source, String> {
+    serde_json::from_value(serde_json::Value::String(text.into())).map_err(|_| format!("expected one of: {}", Source::CHOICES))
+}
+
+fn parse_toolchain(text: &str) -> Result<ToolchainPolicy, String> {
+    ToolchainPolicy::parse(text).ok_or_else(|| "expected auto, local or a Go release such as go1.21.13".into())
+}
+
+/// An error the user caused (exit 2), as opposed to the infrastructure failing (exit 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
+    let code = runtime.block_on(async {
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            result = dispatch(cli) => match result {
+                Ok(code) => code,
+                Err(error) => report(&error),
+            },
+            _ = tokio::signal::ctrl_c() => { eprintln!("interrupted; stopping child processes"); 130 }
+            _ = sigterm.recv() => { eprintln!("terminated; stopping child processes"); 143 }
+        }
+    });
+    // Dropping the runtime drops every task, and with them the handles that kill children.
+    drop(runtime);
+    ExitCode::from(code)
+}
+
+fn report(error: &anyhow::Error) -> u8 {
+    eprintln!("error: {error:#}");
+    let bad_input = error.chain().any(|e| e.is::<ConfigError>() || e.is::<BadInput>());
+    if bad_input {
+        2
+    } else {
+        3
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Fetch(args) => fetch(&cli.config, args).await,
+        Command::Versions { json } => list_versions(&cli.config, json).await,
+        Command::Run { versions, source } => run(&cli.config, &versions, &source).await,
+    }
+}
+
+/// matrix.toml if it exists; with no file and versions on the command line, defaults.
+fn load_matrix(config: &Path, cli_versions: &[String]) -> anyhow::Result<Option<Matrix>> {
+    if !config.exists() && !cli_versions.is_empty() && config == Path::new("matrix.toml") {
+        return Ok(None);
+    }
+    Ok(Some(Matrix::load(config)?))
+}
+
+fn settings(matrix: Option<&Matrix>, args: &SourceArgs) -> KoSettings {
+    let mut ko = matrix.map(|m| m.ko.clone()).unwrap_or_default();
+    if let Some(source) = args.source {
+        ko.source = source;
+    }
+    if let Some(url) = &args.release_base_url {
+        ko.release_base_url = url.clone();
+    }
+    if let Some(toolchain) = &args.go_toolchain {
+        ko.go_toolchain = toolchain.clone();
+    }
+    if let Some(path) = &args.path {
+        ko.path = Some(path.clone());
+    }
+    ko
+}
+
+fn selectors(matrix: Option<&Matrix>, cli_versions: &[String]) -> anyhow::Result<Vec<(String, Selector)>> {
+    if cli_versions.is_empty() {
+        return Ok(matrix.map(|m| m.versions.clone()).unwrap_or_default());
+    }
+    cli_versions
+        .iter()
+        .map(|text| Selector::parse(text).map(|s| (text.clone(), s)).map_err(|m| BadInput(m).into()))
+        .collect()
+}
+
+async fn resolve(selectors: &[(String, Selector)]) -> anyhow::Result<Resolution> {
+    let resolution = versions::resolve_listing(selectors).await.context("resolving ko versions")?;
+    for (selector, picked) in &resolution.steps {
+        if picked.len() != 1 || &picked[0] != selector {
+            eprintln!("versions: {selector} → {}", picked.join(", "));
+        }
+    }
+    if let Some(source) = resolution.index_source {
+        eprintln!("versions: release list from {source}");
+    }
+    Ok(resolution)
+}
+
+async fn fetch_all(settings: KoSettings, versions: &[String]) -> anyhow::Result<Vec<KoBinary>> {
+    let cache = Cache::from_env()?;
+    let fetcher = KoFetcher::new(cache, settings, Arc::new(progress::Progress::for_stderr()));
+    let mut binaries = Vec::new();
+    for version in versions {
+        binaries.push(fetcher.fetch(version).await?);
+    }
+    Ok(binaries)
+}
+
+async fn fetch(config: &Path, args: FetchArgs) -> anyhow::Result<u8> {
+    let matrix = load_matrix(config, &args.versions)?;
+    let selectors = selectors(matrix.as_ref(), &args.versions)?;
+    let resolution = resolve(&selectors).await?;
+    let binaries = fetch_all(settings(matrix.as_ref(), &args.source), &resolution.versions).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&binaries)?);
+    } else {
+        for ko in &binaries {
+            let origin = if ko.from_cache { "cache" } else { "new" };
+            println!("{}\t{}\t{}\tsha256:{}\t{}", ko.version, ko.route, origin, ko.sha256, ko.path.display());
+        }
+    }
+    Ok(0)
+}
+
+async fn list_versions(config: &Path, json: bool) -> anyhow::Result<u8> {
+    let go = Go::find("the ko release list").await.ok();
+    let index = ReleaseIndex::fetch(go.as_ref()).await?;
+    let matrix = if config.exists() { Some(Matrix::load(config)?) } else { None };
+    let resolution = matrix.as_ref().map(|m| versions::resolve(&m.versions, Some(&index))).transpose()?;
+    let releases: Vec<String> = index.versions.iter().map(|v| format!("v{v}")).collect();
+    if json {
+        let value = serde_json::json!({
+            "source": index.source.to_string(),
+            "releases": releases,
+            "matrix": resolution.as_ref().map(|r| &r.versions),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(0);
+    }
+    println!("ko releases ({}):", index.source);
+    for release in &releases {
+        println!("  {release}");
+    }
+    if index.source == versions::IndexSource::GoProxy {
+        println!("(a Go module proxy may list only the versions it has served; exact versions work whether listed or not)");
+    }
+    if let Some(resolution) = resolution {
+        println!("{} selects:", config.display());
+        for (selector, picked) in &resolution.steps {
+            println!("  {selector} → {}", picked.join(", "));
+        }
+    }
+    Ok(0)
+}
+
+async fn run(config: &Path, cli_versions: &[String], source: &SourceArgs) -> anyhow::Result<u8> {
+    let matrix = Matrix::load(config)?;
+    let selectors = selectors(Some(&matrix), cli_versions)?;
+    let resolution = resolve(&selectors).await?;
+    eprintln!("versions: {}", resolution.versions.join(", "));
+    let binaries = fetch_all(settings(Some(&matrix), source), &resolution.versions).await?;
+    for ko in &binaries {
+        println!("{}\t{}\tsha256:{}", ko.version, ko.route, ko.sha256);
+    }
+    Ok(0)
+}

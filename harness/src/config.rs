@@ -1,0 +1,301 @@
+//! `matrix.toml`: which ko versions, from where, which scenarios, how hard to run.
+//!
+//! Every mistake is reported as `file:line:col: message` with the offending line, what was
+//! expected and the valid choices; unknown keys are errors, not silently ignored.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ko::versions::{Selector, SELECTOR_FORMS};
+use crate::ko::{release, KoSettings, Source};
+use crate::provision::ToolchainPolicy;
+
+/// A problem in a config file, located.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}:{column}: {message}\n{excerpt}", file.display())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// The offending line with a caret under the span.
+    pub excerpt: String,
+}
+
+impl ConfigError {
+    /// An error at byte range `span` of `text`.
+    pub fn at(file: &Path, text: &str, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let start = span.start.min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let line = text[..start].matches('\n').count() + 1;
+        let column = text[line_start..start].chars().count() + 1;
+        let source_line = &text[line_start..line_end];
+        let width = text[start..span.end.clamp(start, line_end)].chars().count().max(1);
+        let gutter = " ".repeat(line.to_string().len());
+        let excerpt = format!("{gutter} |\n{line} | {source_line}\n{gutter} | {}{}", " ".repeat(column - 1), "^".repeat(width));
+        ConfigError { file: file.to_path_buf(), line, column, message: message.into(), excerpt }
+    }
+
+    /// Turns a TOML/serde error (with its span) into a located error.
+    pub fn from_toml(file: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+        let span = error.span().unwrap_or(0..0);
+        ConfigError::at(file, text, span, error.message().trim().to_string())
+    }
+
+    /// A file that could not be read at all.
+    pub fn unreadable(file: &Path, error: &std::io::Error) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {error}"),
+            excerpt: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatrix {
+    ko: RawKo,
+    #[serde(default)]
+    run: RawRun,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKo {
+    versions: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    source: Source,
+    release_base_url: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    go_toolchain: Option<Spanned<String>>,
+    build_timeout: Option<Spanned<String>>,
+    download_stall_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    scenarios: Option<Vec<Spanned<String>>>,
+    jobs: Option<Spanned<i64>>,
+    cell_timeout: Option<Spanned<String>>,
+}
+
+/// A scenario name or glob as written, kept with its place in the file.
+#[derive(Debug, Clone)]
+pub struct ScenarioPattern {
+    pub pattern: String,
+    span: Range<usize>,
+}
+
+/// A validated `matrix.toml`.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    pub file: PathBuf,
+    pub versions: Vec<(String, Selector)>,
+    pub ko: KoSettings,
+    /// `None`: every scenario.
+    pub scenarios: Option<Vec<ScenarioPattern>>,
+    pub jobs: usize,
+    pub cell_timeout: Duration,
+    text: String,
+}
+
+pub const DEFAULT_CELL_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Matrix {
+    pub fn load(file: &Path) -> Result<Matrix, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::unreadable(file, &e))?;
+        Matrix::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<Matrix, ConfigError> {
+        let err = |span: Range<usize>, message: String| ConfigError::at(file, text, span, message);
+        let raw: RawMatrix = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+
+        let mut versions = Vec::new();
+        for entry in raw.ko.versions.get_ref() {
+            let selector = Selector::parse(entry.get_ref()).map_err(|m| err(entry.span(), m))?;
+            versions.push((entry.get_ref().clone(), selector));
+        }
+        if versions.is_empty() {
+            return Err(err(raw.ko.versions.span(), format!("`versions` is empty; expected one or more of: {SELECTOR_FORMS}")));
+        }
+
+        let mut ko = KoSettings { source: raw.ko.source, ..KoSettings::default() };
+        if let Some(url) = &raw.ko.release_base_url {
+            let valid = url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://");
+            if !valid {
+                return Err(err(url.span(), format!("release_base_url must be an http:// or https:// URL, e.g. {}", release::DEFAULT_BASE_URL)));
+            }
+            ko.release_base_url = url.get_ref().clone();
+        }
+        match (&raw.ko.path, ko.source) {
+            (Some(path), Source::Path) => {
+                let base = file.parent().unwrap_or(Path::new("."));
+                ko.path = Some(base.join(path.get_ref()));
+                if versions.len() != 1 || !matches!(versions[0].1, Selector::Exact(_)) {
+                    return Err(err(raw.ko.versions.span(), "with source = \"path\", `versions` names exactly the one version the binary is".into()));
+                }
+            }
+            (Some(path), _) => return Err(err(path.span(), "`path` only applies with source = \"path\"".into())),
+            (None, Source::Path) => {
+                return Err(err(0..0, "source = \"path\" needs `path = \"/path/to/ko\"` in [ko]".into()));
+            }
+            (None, _) => {}
+        }
+        if let Some(toolchain) = &raw.ko.go_toolchain {
+            ko.go_toolchain = ToolchainPolicy::parse(toolchain.get_ref()).ok_or_else(|| {
+                err(toolchain.span(), format!("unknown go_toolchain `{}`; expected auto, local, or a Go release such as go1.21.13", toolchain.get_ref()))
+            })?;
+        }
+        if let Some(d) = &raw.ko.build_timeout {
+            ko.build_timeout = duration(d).map_err(|m| err(d.span(), m))?;
+        }
+        if let Some(d) = &raw.ko.download_stall_timeout {
+            ko.stall_timeout = duration(d).map_err(|m| err(d.span(), m))?;
+        }
+
+        let jobs = match &raw.run.jobs {
+            Some(jobs) if *jobs.get_ref() < 1 => return Err(err(jobs.span(), "`jobs` must be 1 or more".into())),
+            Some(jobs) => *jobs.get_ref() as usize,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let cell_timeout = match &raw.run.cell_timeout {
+            Some(d) => duration(d).map_err(|m| err(d.span(), m))?,
+            None => DEFAULT_CELL_TIMEOUT,
+        };
+        let scenarios = match raw.run.scenarios {
+            Some(list) => {
+                let mut patterns = Vec::new();
+                for entry in list {
+                    globset::Glob::new(entry.get_ref()).map_err(|e| err(entry.span(), format!("not a valid glob: {e}")))?;
+                    patterns.push(ScenarioPattern { span: entry.span(), pattern: entry.into_inner() });
+                }
+                Some(patterns)
+            }
+            None => None,
+        };
+        Ok(Matrix { file: file.to_path_buf(), versions, ko, scenarios, jobs, cell_timeout, text: text.to_string() })
+    }
+
+    /// The scenarios this matrix selects out of `known`, in `known`'s order. A name or glob
+    /// that matches nothing is an error that lists the known scenarios.
+    pub fn select_scenarios(&self, known: &[String]) -> Result<Vec<String>, ConfigError> {
+        let Some(patterns) = &self.scenarios else {
+            return Ok(known.to_vec());
+        };
+        let mut selected = vec![false; known.len()];
+        for p in patterns {
+            let matcher = globset::Glob::new(&p.pattern).expect("validated at parse time").compile_matcher();
+            let mut any = false;
+            for (i, name) in known.iter().enumerate() {
+                if matcher.is_match(name) {
+                    selected[i] = true;
+                    any = true;
+                }
+            }
+            if !any {
+                let choices = if known.is_empty() { "(none found)".to_string() } else { known.join(", ") };
+                return Err(ConfigError::at(&self.file, &self.text, p.span.clone(), format!("no scenario matches `{}`; known scenarios: {choices}", p.pattern)));
+            }
+        }
+        Ok(known.iter().zip(selected).filter(|(_, s)| *s).map(|(n, _)| n.clone()).collect())
+    }
+}
+
+fn duration(value: &Spanned<String>) -> Result<Duration, String> {
+    humantime::parse_duration(value.get_ref())
+        .map_err(|e| format!("`{}` is not a duration ({e}); write e.g. \"90s\", \"5m\" or \"1h 30m\"", value.get_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Matrix, ConfigError> {
+        Matrix::parse(Path::new("matrix.toml"), text)
+    }
+
+    fn error(text: &str) -> String {
+        let e = parse(text).unwrap_err();
+        format!("{}:{}: {}", e.line, e.column, e.message)
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let m = parse(
+            r#"
+[ko]
+versions = ["v0.15.1", "0.15.2", ">=0.15, <0.17", "latest-2", "main"]
+source = "go"
+go_toolchain = "go1.21.13"
+build_timeout = "20m"
+
+[run]
+scenarios = ["registry/*", "ecr/env-session"]
+jobs = 3
+cell_timeout = "90s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.versions.len(), 5);
+        assert_eq!(m.versions[1].1, Selector::Exact("v0.15.2".into()));
+        assert_eq!(m.ko.source, Source::Go);
+        assert_eq!(m.ko.go_toolchain, ToolchainPolicy::Exact("go1.21.13".into()));
+        assert_eq!(m.ko.build_timeout, Duration::from_secs(1200));
+        assert_eq!((m.jobs, m.cell_timeout), (3, Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn errors_are_located_and_list_choices() {
+        let cases = [
+            ("[ko]\nversions = [\"v0.15.1\"]\nsource = \"docker\"\n", "3:10: unknown variant `docker`, expected one of `auto`, `release`, `go`, `path`"),
+            ("[ko]\nversions = [\"v0.15.1\"]\nsorce = \"go\"\n", "3:1: unknown field `sorce`, expected one of `versions`, `source`, `release_base_url`, `path`, `go_toolchain`, `build_timeout`, `download_stall_timeout`"),
+            ("[ko]\nversions = [\"v0.15.1\", \"v 1\"]\n", "2:24: `v 1` is not a version; expected an exact version (v0.15.2), a semver range (\">=0.15, <0.17\"), latest, latest-N, or a branch/commit (main, 348ca2d)"),
+            ("[ko]\nversions = []\n", "2:12: `versions` is empty; expected one or more of: an exact version (v0.15.2), a semver range (\">=0.15, <0.17\"), latest, latest-N, or a branch/commit (main, 348ca2d)"),
+            ("[ko]\nversions = [\"latest\"]\n[run]\ncell_timeout = \"soon\"\n", "4:16: `soon` is not a duration (expected number at 0); write e.g. \"90s\", \"5m\" or \"1h 30m\""),
+            ("[ko]\nversions = [\"latest\"]\ngo_toolchain = \"1.21\"\n", "3:16: unknown go_toolchain `1.21`; expected auto, local, or a Go release such as go1.21.13"),
+            ("[ko]\nversions = [\"latest\"]\n[run]\njobs = 0\n", "4:8: `jobs` must be 1 or more"),
+            ("[ko]\nversions = [\"latest\"]\npath = \"/bin/ko\"\n", "3:8: `path` only applies with source = \"path\""),
+            ("[ko]\nversions = \"latest\"\n", "2:12: invalid type: string \"latest\", expected a sequence"),
+            ("[ko\n", "1:4: invalid table header\nexpected `.`, `]`"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(error(text), want, "for:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_excerpt_points_at_the_span() {
+        let e = parse("[ko]\nversions = [\"v0.15.1\"]\nsource = \"docker\"\n").unwrap_err();
+        assert_eq!(e.excerpt, "  |\n3 | source = \"docker\"\n  |          ^^^^^^^^");
+        assert!(e.to_string().starts_with("matrix.toml:3:10: unknown variant `docker`"));
+    }
+
+    #[test]
+    fn scenario_selection_by_name_and_glob() {
+        let known: Vec<String> = ["registry/anonymous", "registry/basic-auths", "ecr/env-session"].map(String::from).to_vec();
+        let m = parse("[ko]\nversions = [\"latest\"]\n[run]\nscenarios = [\"ecr/env-session\", \"registry/*\"]\n").unwrap();
+        assert_eq!(m.select_scenarios(&known).unwrap(), known);
+        let m = parse("[ko]\nversions = [\"latest\"]\n[run]\nscenarios = [\"ecr/env-sesion\"]\n").unwrap();
+        let e = m.select_scenarios(&known).unwrap_err();
+        assert_eq!((e.line, e.column), (4, 14));
+        assert_eq!(e.message, "no scenario matches `ecr/env-sesion`; known scenarios: registry/anonymous, registry/basic-auths, ecr/env-session");
+        let all = parse("[ko]\nversions = [\"latest\"]\n").unwrap();
+        assert_eq!(all.select_scenarios(&known).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn the_repository_matrix_is_valid() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("matrix.toml");
+        Matrix::load(&file).unwrap();
+    }
+}

@@ -1,0 +1,234 @@
+//! The real-world route: ko's GitHub release assets, verified against `checksums.txt`.
+//!
+//! `<base>/v<version>/ko_<version>_<Os>_<Arch>.tar.gz` and `<base>/v<version>/checksums.txt`
+//! (goreleaser's layout). The base URL is configurable so a mirror or a local file server
+//! works the same way.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::events::{ProvisionEvent, ProvisionObserver};
+
+pub const DEFAULT_BASE_URL: &str = "https://github.com/ko-build/ko/releases/download";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("ko publishes no release binary for {os}/{arch}; use source = \"go\"")]
+    UnsupportedPlatform { os: String, arch: String },
+    #[error("{url} is missing (HTTP {status}); check the version and release_base_url")]
+    Missing { url: String, status: u16 },
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("could not reach {url}: {cause}")]
+    Unreachable { url: String, cause: String },
+    #[error("download of {url} was cut short after {received} of {} bytes: {cause}", expected.map_or("?".to_string(), |n| n.to_string()))]
+    Interrupted { url: String, received: u64, expected: Option<u64>, cause: String },
+    #[error("{checksums_url} lists no checksum for {asset}")]
+    ChecksumMissing { checksums_url: String, asset: String },
+    #[error("checksum mismatch for {url}: checksums.txt says sha256 {expected}, the download has {actual}; nothing was kept")]
+    ChecksumMismatch { url: String, expected: String, actual: String },
+    #[error("{url} holds no `ko` executable: {detail}")]
+    BadArchive { url: String, detail: String },
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+impl ReleaseError {
+    /// The release host answered but has no such asset (a version without release binaries).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, ReleaseError::Missing { .. })
+    }
+}
+
+/// A release binary fetched and checked, waiting in a staging dir.
+#[derive(Debug)]
+pub struct Downloaded {
+    pub binary: PathBuf,
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReleaseSite {
+    base_url: String,
+    client: reqwest::Client,
+}
+
+impl ReleaseSite {
+    /// `stall_timeout`: how long a download may go without receiving a byte.
+    pub fn new(base_url: &str, stall_timeout: Duration) -> ReleaseSite {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(stall_timeout)
+            .user_agent(concat!("ko-matrix/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("static reqwest configuration is valid");
+        ReleaseSite { base_url: base_url.trim_end_matches('/').to_string(), client }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Whether the release host answers at all (any HTTP status counts).
+    pub async fn answers(&self) -> bool {
+        let probe = self.client.head(&self.base_url).send();
+        matches!(tokio::time::timeout(Duration::from_secs(10), probe).await, Ok(Ok(_)))
+    }
+
+    /// `ko_0.15.2_Linux_x86_64.tar.gz` for this machine.
+    pub fn asset_name(version: &str) -> Result<String, ReleaseError> {
+        let os = match std::env::consts::OS {
+            "linux" => "Linux",
+            "macos" => "Darwin",
+            "windows" => "Windows",
+            other => return Err(unsupported(other)),
+        };
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "x86_64",
+            "aarch64" => "arm64",
+            "x86" => "i386",
+            "s390x" => "s390x",
+            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+            _ => return Err(unsupported(os)),
+        };
+        Ok(format!("ko_{}_{os}_{arch}.tar.gz", version.trim_start_matches('v')))
+    }
+
+    fn release_url(&self, version: &str, file: &str) -> String {
+        format!("{}/v{}/{file}", self.base_url, version.trim_start_matches('v'))
+    }
+
+    /// Downloads, checks and unpacks ko `version` into `dest`.
+    pub async fn download_ko(&self, version: &str, dest: &Path, observer: &dyn ProvisionObserver) -> Result<Downloaded, ReleaseError> {
+        let asset = Self::asset_name(version)?;
+        let checksums_url = self.release_url(version, "checksums.txt");
+        let checksums = self.get_text(&checksums_url).await?;
+        let expected = checksum_for(&checksums, &asset)
+            .ok_or_else(|| ReleaseError::ChecksumMissing { checksums_url: checksums_url.clone(), asset: asset.clone() })?;
+
+        let url = self.release_url(version, &asset);
+        let archive = dest.join(&asset);
+        let actual = self.stream_to_file(&url, &archive, version, observer).await?;
+        if actual != expected {
+            return Err(ReleaseError::ChecksumMismatch { url, expected, actual });
+        }
+        let binary = dest.join("ko");
+        let (from, to, url_for_err) = (archive.clone(), binary.clone(), url.clone());
+        tokio::task::spawn_blocking(move || extract_ko(&from, &to, &url_for_err))
+            .await
+            .expect("extraction task does not panic")?;
+        std::fs::remove_file(&archive).map_err(|source| ReleaseError::Io { action: "removing", path: archive, source })?;
+        Ok(Downloaded { binary, url })
+    }
+
+    async fn send(&self, url: &str) -> Result<reqwest::Response, ReleaseError> {
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| ReleaseError::Unreachable { url: url.to_string(), cause: error_chain(&e) })?;
+        match response.status().as_u16() {
+            200..=299 => Ok(response),
+            status @ (404 | 410) => Err(ReleaseError::Missing { url: url.to_string(), status }),
+            status => Err(ReleaseError::Status { url: url.to_string(), status }),
+        }
+    }
+
+    async fn get_text(&self, url: &str) -> Result<String, ReleaseError> {
+        let response = self.send(url).await?;
+        let expected = response.content_length();
+        response.text().await.map_err(|e| ReleaseError::Interrupted { url: url.to_string(), received: 0, expected, cause: error_chain(&e) })
+    }
+
+    /// Streams `url` into `path`, returning the hex SHA-256 of what arrived.
+    async fn stream_to_file(&self, url: &str, path: &Path, version: &str, observer: &dyn ProvisionObserver) -> Result<String, ReleaseError> {
+        let response = self.send(url).await?;
+        let total = response.content_length();
+        let io = |action: &'static str| move |source| ReleaseError::Io { action, path: path.to_path_buf(), source };
+        let mut file = tokio::fs::File::create(path).await.map_err(io("creating"))?;
+        let mut hasher = Sha256::new();
+        let mut received = 0u64;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ReleaseError::Interrupted { url: url.to_string(), received, expected: total, cause: error_chain(&e) })?;
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io("writing"))?;
+            received += chunk.len() as u64;
+            observer.on_event(ProvisionEvent::Downloading { tool: "ko".into(), version: version.into(), url: url.into(), received, total });
+        }
+        if total.is_some_and(|total| received < total) {
+            return Err(ReleaseError::Interrupted { url: url.into(), received, expected: total, cause: "connection closed early".into() });
+        }
+        file.sync_all().await.map_err(io("syncing"))?;
+        Ok(hex::encode(hasher.finalize()))
+    }
+}
+
+fn unsupported(os: &str) -> ReleaseError {
+    ReleaseError::UnsupportedPlatform { os: os.to_string(), arch: std::env::consts::ARCH.to_string() }
+}
+
+/// The digest `checksums.txt` gives for `asset` (`<sha256>  <file>` lines).
+pub fn checksum_for(checksums: &str, asset: &str) -> Option<String> {
+    checksums.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let digest = words.next()?;
+        let name = words.next()?.trim_start_matches('*');
+        (name == asset && digest.len() == 64).then(|| digest.to_ascii_lowercase())
+    })
+}
+
+fn extract_ko(archive: &Path, dest: &Path, url: &str) -> Result<(), ReleaseError> {
+    use std::os::unix::fs::PermissionsExt;
+    let bad = |detail: String| ReleaseError::BadArchive { url: url.to_string(), detail };
+    let file = std::fs::File::open(archive).map_err(|source| ReleaseError::Io { action: "opening", path: archive.to_path_buf(), source })?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let is_ko = entry.path().map_err(|e| bad(e.to_string()))?.file_name().is_some_and(|n| n == "ko");
+        if is_ko && entry.header().entry_type().is_file() {
+            entry.unpack(dest).map_err(|e| bad(e.to_string()))?;
+            std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))
+                .map_err(|source| ReleaseError::Io { action: "making executable", path: dest.to_path_buf(), source })?;
+            return Ok(());
+        }
+    }
+    Err(bad("no file named `ko` in the archive".into()))
+}
+
+/// An error and its causes on one line: reqwest's top-level message alone hides the reason.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asset_names_follow_goreleaser() {
+        if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+            assert_eq!(ReleaseSite::asset_name("v0.15.2").unwrap(), "ko_0.15.2_Linux_x86_64.tar.gz");
+        }
+    }
+
+    #[test]
+    fn checksum_lines() {
+        let sums = format!("{}  ko_0.15.2_Darwin_arm64.tar.gz\n{}  ko_0.15.2_Linux_x86_64.tar.gz\n", "a".repeat(64), "B".repeat(64));
+        assert_eq!(checksum_for(&sums, "ko_0.15.2_Linux_x86_64.tar.gz"), Some("b".repeat(64)));
+        assert_eq!(checksum_for(&sums, "ko_0.15.2_Linux_i386.tar.gz"), None);
+        assert_eq!(checksum_for("short  ko.tar.gz\n", "ko.tar.gz"), None);
+    }
+}

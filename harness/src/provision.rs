@@ -1,0 +1,489 @@
+//! Go tools from the Go module proxy: module path + version → verified, cached binary.
+//!
+//! ko is the main user; the registry, credential helpers and crane come the same way.
+//! Builds mirror how releases are made (`CGO_ENABLED=0`, `-trimpath`, `-s -w`, the version
+//! stamped with `-X`) and, by default, use the Go toolchain the module asks for, fetched by
+//! Go itself through the module proxy (`GOTOOLCHAIN`): old ko releases do not build with a
+//! current Go (their golang.org/x/tools predates Go 1.22).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::process::Command;
+use tokio::sync::OnceCell;
+
+use crate::cache::{self, Cache, Installed, Manifest};
+use crate::events::{ProvisionEvent, ProvisionObserver};
+use crate::process::{self, output_tail, RunError};
+
+/// A Go program the harness can build from the module proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct GoTool {
+    /// Binary name, also the cache directory.
+    pub name: &'static str,
+    pub module: &'static str,
+    /// The main package, inside `module`.
+    pub package: &'static str,
+    /// `-X` target that holds the version string, as release builds set it.
+    pub version_var: Option<&'static str>,
+    /// Arguments that make the binary print its version; empty: no check possible.
+    pub version_args: &'static [&'static str],
+}
+
+/// Which Go toolchain builds a tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolchainPolicy {
+    /// What the module asks for: its go.mod `toolchain` line, else the newest patch release
+    /// of its `go` line (the local Go when it already is that minor release).
+    Auto,
+    /// The `go` on PATH, whatever it is.
+    Local,
+    /// A named toolchain such as `go1.21.13`.
+    Exact(String),
+}
+
+impl ToolchainPolicy {
+    pub fn parse(text: &str) -> Option<ToolchainPolicy> {
+        match text {
+            "auto" => Some(ToolchainPolicy::Auto),
+            "local" => Some(ToolchainPolicy::Local),
+            exact if exact.starts_with("go") && GoVersion::parse(exact).is_some() => Some(ToolchainPolicy::Exact(exact.to_string())),
+            _ => None,
+        }
+    }
+
+    /// Part of the cache key, so builds by different policies do not mix.
+    fn key_suffix(&self) -> String {
+        match self {
+            ToolchainPolicy::Auto => String::new(),
+            ToolchainPolicy::Local => "-local".into(),
+            ToolchainPolicy::Exact(name) => format!("-{name}"),
+        }
+    }
+}
+
+/// A Go release number, e.g. 1.21.13 (`go 1.21` reads as 1.21.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GoVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl GoVersion {
+    /// Parses `1.21`, `1.21.3`, `go1.21.3`, `go1.22rc1` (a release candidate counts as .0).
+    pub fn parse(text: &str) -> Option<GoVersion> {
+        let text = text.trim().trim_start_matches("go");
+        let mut parts = text.splitn(3, '.');
+        let major = parts.next()?.parse().ok()?;
+        let minor_text = parts.next()?;
+        let minor_digits: String = minor_text.chars().take_while(char::is_ascii_digit).collect();
+        let minor = minor_digits.parse().ok()?;
+        let patch = match parts.next() {
+            Some(p) => p.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()?,
+            None => 0,
+        };
+        Some(GoVersion { major, minor, patch })
+    }
+
+    fn same_minor(&self, other: &GoVersion) -> bool {
+        (self.major, self.minor) == (other.major, other.minor)
+    }
+}
+
+impl std::fmt::Display for GoVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// The oldest Go that can switch toolchains by itself (`GOTOOLCHAIN`).
+const MIN_LOCAL_GO: GoVersion = GoVersion { major: 1, minor: 21, patch: 0 };
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("`go` was not found on PATH; install Go {MIN_LOCAL_GO} or newer (https://go.dev/dl/, or `apt-get install golang`) to build {what}")]
+    GoMissing { what: String },
+    #[error("{what} needs Go {need} (the `go` line of its go.mod) but {go} is go{have}; install a newer Go or set go_toolchain = \"auto\"")]
+    GoTooOld { what: String, need: GoVersion, have: GoVersion, go: PathBuf },
+    #[error("`{command}` failed:\n{output}")]
+    GoCommand { command: String, output: String },
+    #[error("the Go module proxy does not know {module}@{query}: {message}")]
+    UnknownVersion { module: String, query: String, message: String },
+    #[error("building {target} with {toolchain} failed; `{command}` said:\n{output}")]
+    BuildFailed { target: String, toolchain: String, command: String, output: String },
+    #[error("{path} reports version {reported:?} but {expected} was requested; it was not kept")]
+    VersionMismatch { path: PathBuf, expected: String, reported: String },
+    #[error("running {path} to check its version failed: {output}")]
+    VersionCheckFailed { path: PathBuf, output: String },
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Cache(#[from] cache::CacheError),
+}
+
+/// A module version as the proxy resolved it.
+#[derive(Debug, Clone)]
+pub struct ModuleVersion {
+    pub module: String,
+    pub version: String,
+    /// The `go` line of its go.mod.
+    pub go_directive: Option<GoVersion>,
+    /// The `toolchain` line of its go.mod, e.g. `go1.22.5`.
+    pub toolchain_directive: Option<String>,
+}
+
+/// The local `go` command.
+#[derive(Debug, Clone)]
+pub struct Go {
+    pub path: PathBuf,
+    pub version: GoVersion,
+    goos: String,
+    goarch: String,
+}
+
+const GO_QUERY_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Go {
+    /// Finds `go` on PATH and asks its version and platform.
+    pub async fn find(what: &str) -> Result<Go, ProvisionError> {
+        let path = which::which("go").map_err(|_| ProvisionError::GoMissing { what: what.to_string() })?;
+        let out = run_go(&path, &["env", "GOVERSION", "GOOS", "GOARCH"], &[], None, Duration::from_secs(60)).await?;
+        let mut lines = out.lines();
+        let version_line = lines.next().unwrap_or_default();
+        let version = GoVersion::parse(version_line).ok_or_else(|| ProvisionError::GoCommand {
+            command: format!("{} env GOVERSION", path.display()),
+            output: format!("unexpected version {version_line:?}"),
+        })?;
+        if version < MIN_LOCAL_GO {
+            return Err(ProvisionError::GoTooOld { what: what.to_string(), need: MIN_LOCAL_GO, have: version, go: path });
+        }
+        let goos = lines.next().unwrap_or("linux").to_string();
+        let goarch = lines.next().unwrap_or("amd64").to_string();
+        Ok(Go { path, version, goos, goarch })
+    }
+
+    /// Resolves `module@query` (a tag, `latest`, a branch, a commit, a pseudo-version).
+    pub async fn resolve(&self, module: &str, query: &str) -> Result<ModuleVersion, ProvisionError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Download {
+            version: Option<String>,
+            go_mod: Option<PathBuf>,
+            error: Option<String>,
+        }
+        let target = format!("{module}@{query}");
+        let out = run_go_raw(&self.path, &["mod", "download", "-json", &target], &[], None, GO_QUERY_TIMEOUT).await?;
+        let parsed: Option<Download> = serde_json::from_slice(&out.stdout).ok();
+        match parsed {
+            Some(Download { version: Some(version), go_mod: Some(go_mod), error: None }) => {
+                let text = std::fs::read_to_string(&go_mod).unwrap_or_default();
+                Ok(ModuleVersion {
+                    module: module.to_string(),
+                    version,
+                    go_directive: directive(&text, "go").and_then(GoVersion::parse),
+                    toolchain_directive: directive(&text, "toolchain").map(str::to_string),
+                })
+            }
+            Some(Download { error: Some(message), .. }) => {
+                Err(ProvisionError::UnknownVersion { module: module.into(), query: query.into(), message })
+            }
+            _ => Err(ProvisionError::GoCommand { command: format!("go mod download -json {target}"), output: output_tail(&out, 20) }),
+        }
+    }
+
+    /// Every version of `module` the proxy lists (it may list only some).
+    pub async fn list_versions(&self, module: &str) -> Result<Vec<String>, ProvisionError> {
+        let out = run_go(&self.path, &["list", "-m", "-versions", module], &[], None, GO_QUERY_TIMEOUT).await?;
+        Ok(out.split_whitespace().skip(1).map(str::to_string).collect())
+    }
+
+    /// The toolchain to build `module` with, as a `GOTOOLCHAIN` value.
+    async fn pick_toolchain(&self, module: &ModuleVersion, policy: &ToolchainPolicy, toolchains: &OnceCell<Vec<GoVersion>>) -> Result<String, ProvisionError> {
+        let what = format!("{}@{}", module.module, module.version);
+        let need = module.go_directive.unwrap_or(MIN_LOCAL_GO);
+        match policy {
+            ToolchainPolicy::Local if self.version < need => {
+                Err(ProvisionError::GoTooOld { what, need, have: self.version, go: self.path.clone() })
+            }
+            ToolchainPolicy::Local => Ok("local".into()),
+            ToolchainPolicy::Exact(name) => Ok(name.clone()),
+            ToolchainPolicy::Auto => {
+                if let Some(toolchain) = &module.toolchain_directive {
+                    return Ok(toolchain.clone());
+                }
+                if self.version.same_minor(&need) && self.version >= need {
+                    return Ok("local".into());
+                }
+                let available = toolchains.get_or_try_init(|| self.available_toolchains()).await?;
+                match available.iter().filter(|v| v.same_minor(&need) && **v >= need).max() {
+                    Some(newest) => Ok(format!("go{newest}")),
+                    None if self.version >= need => Ok("local".into()),
+                    None => Err(ProvisionError::GoTooOld { what, need, have: self.version, go: self.path.clone() }),
+                }
+            }
+        }
+    }
+
+    /// Go releases the proxy offers as toolchain modules for this platform.
+    async fn available_toolchains(&self) -> Result<Vec<GoVersion>, ProvisionError> {
+        let suffix = format!(".{}-{}", self.goos, self.goarch);
+        let versions = self.list_versions("golang.org/toolchain").await?;
+        Ok(versions
+            .iter()
+            .filter_map(|v| v.strip_prefix("v0.0.1-go")?.strip_suffix(&suffix))
+            .filter(|v| !v.contains("rc") && !v.contains("beta"))
+            .filter_map(GoVersion::parse)
+            .collect())
+    }
+
+    /// `go install`s `tool` at `version` into `bin_dir`, release-style; returns the binary.
+    async fn build(&self, tool: &GoTool, version: &str, toolchain: &str, bin_dir: &Path, timeout: Duration) -> Result<PathBuf, ProvisionError> {
+        let mut ldflags = String::from("-s -w");
+        if let Some(var) = tool.version_var {
+            ldflags.push_str(&format!(" -X {var}={}", version.trim_start_matches('v')));
+        }
+        let target = format!("{}@{version}", tool.package);
+        let args = ["install", "-trimpath", "-ldflags", &ldflags, &target];
+        let env = [("GOBIN", bin_dir.as_os_str()), ("GOTOOLCHAIN", toolchain.as_ref())];
+        let out = run_go_raw(&self.path, &args, &env, Some(bin_dir), timeout).await?;
+        if !out.status.success() {
+            return Err(ProvisionError::BuildFailed {
+                target: target.clone(),
+                toolchain: toolchain.to_string(),
+                command: format!("go {}", shell_words(&args)),
+                output: output_tail(&out, 40),
+            });
+        }
+        Ok(bin_dir.join(tool.name))
+    }
+
+    /// The version string of a `GOTOOLCHAIN` value, for the manifest.
+    fn describe_toolchain(&self, toolchain: &str) -> String {
+        if toolchain == "local" {
+            format!("go{}", self.version)
+        } else {
+            toolchain.to_string()
+        }
+    }
+}
+
+fn directive<'a>(go_mod: &'a str, name: &str) -> Option<&'a str> {
+    go_mod.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix(name)?;
+        rest.starts_with(char::is_whitespace).then(|| rest.trim())
+    })
+}
+
+fn shell_words(args: &[&str]) -> String {
+    args.iter().map(|a| if a.contains(' ') { format!("{a:?}") } else { a.to_string() }).collect::<Vec<_>>().join(" ")
+}
+
+/// Runs `go` with a build environment that does not depend on the caller's settings.
+async fn run_go_raw(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], cwd: Option<&Path>, timeout: Duration) -> Result<std::process::Output, ProvisionError> {
+    let mut cmd = Command::new(go);
+    cmd.args(args)
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "")
+        .env("GOWORK", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env_remove("GOOS")
+        .env_remove("GOARCH");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    // Outside any module, so a go.mod around the caller cannot interfere.
+    cmd.current_dir(cwd.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir));
+    Ok(process::output(&mut cmd, timeout).await?)
+}
+
+async fn run_go(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], cwd: Option<&Path>, timeout: Duration) -> Result<String, ProvisionError> {
+    let out = run_go_raw(go, args, env, cwd, timeout).await?;
+    if !out.status.success() {
+        return Err(ProvisionError::GoCommand { command: format!("go {}", shell_words(args)), output: output_tail(&out, 20) });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// True when `output` names `version` as one of its words (with or without a leading `v`).
+pub fn reports_version(output: &str, version: &str) -> bool {
+    let want = version.trim_start_matches('v');
+    output.split_whitespace().any(|word| word.trim_start_matches('v') == want)
+}
+
+/// Runs `<binary> <version_args>` and checks it names `version`; the first line it printed
+/// is returned for error messages.
+pub async fn verify_version(tool: &GoTool, binary: &Path, version: &str) -> Result<(), ProvisionError> {
+    if tool.version_args.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = Command::new(binary);
+    cmd.args(tool.version_args).env_clear().env("HOME", std::env::temp_dir());
+    let out = process::output(&mut cmd, Duration::from_secs(60)).await.map_err(|e| ProvisionError::VersionCheckFailed {
+        path: binary.to_path_buf(),
+        output: e.to_string(),
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(ProvisionError::VersionCheckFailed { path: binary.to_path_buf(), output: output_tail(&out, 10) });
+    }
+    if !reports_version(&stdout, version) {
+        return Err(ProvisionError::VersionMismatch {
+            path: binary.to_path_buf(),
+            expected: version.to_string(),
+            reported: stdout.trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Is `query` already an exact module version (so the cache can answer without the proxy)?
+pub fn is_canonical(query: &str) -> bool {
+    query.starts_with('v') && semver::Version::parse(&query[1..]).is_ok()
+}
+
+/// Builds and caches Go tools.
+pub struct GoProvisioner {
+    cache: Cache,
+    policy: ToolchainPolicy,
+    build_timeout: Duration,
+    observer: Arc<dyn ProvisionObserver>,
+    go: OnceCell<Go>,
+    toolchains: OnceCell<Vec<GoVersion>>,
+}
+
+/// How long a cache lock may be held by another process before we give up: a cold build.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+impl GoProvisioner {
+    pub fn new(cache: Cache, policy: ToolchainPolicy, build_timeout: Duration, observer: Arc<dyn ProvisionObserver>) -> GoProvisioner {
+        GoProvisioner { cache, policy, build_timeout, observer, go: OnceCell::new(), toolchains: OnceCell::new() }
+    }
+
+    pub async fn go(&self, what: &str) -> Result<&Go, ProvisionError> {
+        self.go.get_or_try_init(|| Go::find(what)).await
+    }
+
+    fn key(&self, version: &str) -> String {
+        format!("{version}-go{}", self.policy.key_suffix())
+    }
+
+    /// The cached build of `tool` at exactly `version`, if there is one.
+    pub fn cached(&self, tool: &GoTool, version: &str) -> Result<Option<Installed>, ProvisionError> {
+        Ok(self.cache.entry(tool.name, &self.key(version)).lookup()?)
+    }
+
+    /// Resolves `query` through the proxy (unless it is already exact).
+    pub async fn resolve(&self, tool: &GoTool, query: &str) -> Result<ModuleVersion, ProvisionError> {
+        let go = self.go(&format!("{}@{query}", tool.module)).await?;
+        go.resolve(tool.module, query).await
+    }
+
+    /// `tool` at `query`: from the cache, or built and verified now.
+    pub async fn install(&self, tool: &GoTool, query: &str) -> Result<Installed, ProvisionError> {
+        if is_canonical(query) {
+            if let Some(hit) = self.cached(tool, query)? {
+                self.event_cache_hit(tool, &hit);
+                return Ok(hit);
+            }
+        }
+        let module = self.resolve(tool, query).await?;
+        if module.version != query {
+            self.observer.on_event(ProvisionEvent::Resolved { tool: tool.name.into(), query: query.into(), version: module.version.clone() });
+        }
+        let entry = self.cache.entry(tool.name, &self.key(&module.version));
+        let lock = entry.lock(LOCK_TIMEOUT).await?;
+        if let Some(hit) = entry.lookup()? {
+            self.event_cache_hit(tool, &hit);
+            return Ok(hit);
+        }
+        let started = Instant::now();
+        let result = self.build_into(tool, &module, &entry, &lock).await;
+        match &result {
+            Ok(installed) => self.observer.on_event(ProvisionEvent::Installed {
+                tool: tool.name.into(),
+                version: installed.manifest.version.clone(),
+                route: "go".into(),
+                elapsed: started.elapsed(),
+            }),
+            Err(_) => self.observer.on_event(ProvisionEvent::Failed { tool: tool.name.into(), version: module.version.clone() }),
+        }
+        result
+    }
+
+    async fn build_into(&self, tool: &GoTool, module: &ModuleVersion, entry: &cache::Entry, lock: &cache::EntryLock) -> Result<Installed, ProvisionError> {
+        let go = self.go(tool.name).await?;
+        let toolchain = go.pick_toolchain(module, &self.policy, &self.toolchains).await?;
+        let go_version = go.describe_toolchain(&toolchain);
+        self.observer.on_event(ProvisionEvent::Building { tool: tool.name.into(), version: module.version.clone(), toolchain: go_version.clone() });
+        let staging = entry.stage(lock)?;
+        let binary = go.build(tool, &module.version, &toolchain, staging.path(), self.build_timeout).await?;
+        self.observer.on_event(ProvisionEvent::Verifying { tool: tool.name.into(), version: module.version.clone() });
+        verify_version(tool, &binary, &module.version).await?;
+        let sha256 = cache::sha256_file(&binary).map_err(|source| cache::CacheError::Io { action: "hashing", path: binary.clone(), source })?;
+        let manifest = Manifest {
+            tool: tool.name.into(),
+            version: module.version.clone(),
+            route: "go".into(),
+            sha256,
+            go_version: Some(go_version),
+            origin: format!("{}@{}", tool.package, module.version),
+            installed_at: cache::now_rfc3339(),
+            binary: tool.name.into(),
+        };
+        Ok(entry.commit(staging, manifest, lock)?)
+    }
+
+    fn event_cache_hit(&self, tool: &GoTool, hit: &Installed) {
+        self.observer.on_event(ProvisionEvent::CacheHit {
+            tool: tool.name.into(),
+            version: hit.manifest.version.clone(),
+            route: hit.manifest.route.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_versions_parse_and_order() {
+        assert_eq!(GoVersion::parse("go1.21.13"), Some(GoVersion { major: 1, minor: 21, patch: 13 }));
+        assert_eq!(GoVersion::parse("1.21"), Some(GoVersion { major: 1, minor: 21, patch: 0 }));
+        assert_eq!(GoVersion::parse("go1.22rc1"), Some(GoVersion { major: 1, minor: 22, patch: 0 }));
+        assert_eq!(GoVersion::parse("devel"), None);
+        assert!(GoVersion::parse("1.9").unwrap() < GoVersion::parse("1.21").unwrap());
+    }
+
+    #[test]
+    fn go_mod_directives() {
+        let go_mod = "module github.com/google/ko\n\ngo 1.21\n\ntoolchain go1.21.5\n\nrequire (\n\tgolang.org/x/tools v0.15.0\n)\n";
+        assert_eq!(directive(go_mod, "go"), Some("1.21"));
+        assert_eq!(directive(go_mod, "toolchain"), Some("go1.21.5"));
+        assert_eq!(directive("module x\n", "go"), None);
+        // `golang.org/...` inside require must not read as a `go` line.
+        assert_eq!(directive("require (\n\tgo.uber.org/x v1\n)\n", "go"), None);
+    }
+
+    #[test]
+    fn version_reports() {
+        assert!(reports_version("0.15.2\n", "v0.15.2"));
+        assert!(reports_version("registry github.com/distribution/distribution/v3 v3.0.0", "v3.0.0"));
+        assert!(!reports_version("0.15.21\n", "v0.15.2"));
+        assert!(!reports_version("", "v0.15.2"));
+    }
+
+    #[test]
+    fn toolchain_policy_parses() {
+        assert_eq!(ToolchainPolicy::parse("auto"), Some(ToolchainPolicy::Auto));
+        assert_eq!(ToolchainPolicy::parse("go1.21.13"), Some(ToolchainPolicy::Exact("go1.21.13".into())));
+        assert_eq!(ToolchainPolicy::parse("1.21"), None);
+        assert!(is_canonical("v0.15.2"));
+        assert!(is_canonical("v0.0.0-20240217000000-348ca2d9731d"));
+        assert!(!is_canonical("latest"));
+        assert!(!is_canonical("348ca2d"));
+    }
+}
