@@ -47,6 +47,9 @@ pub struct Manifest {
     /// The Go toolchain that built it (go route only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub go_version: Option<String>,
+    /// Modules the Go checksum database had no entry for when this was built.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sumdb_gaps: Vec<String>,
     /// Where it came from: the release asset URL, or `module@version` for builds.
     pub origin: String,
     /// RFC 3339 install time.
@@ -224,6 +227,7 @@ mod tests {
             route: "release".into(),
             sha256: sha256_file(path).unwrap(),
             go_version: None,
+            sumdb_gaps: Vec::new(),
             origin: "test".into(),
             installed_at: now_rfc3339(),
             binary: "demo".into(),

@@ -16,7 +16,6 @@ use crate::provision::ToolchainPolicy;
 
 /// A problem in a config file, located.
 #[derive(Debug, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}\n{excerpt}", file.display())]
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: usize,
@@ -24,6 +23,15 @@ pub struct ConfigError {
     pub message: String,
     /// The offending line with a caret under the span.
     pub excerpt: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
+        write!(f, "{}:{}:{}: {}\n{}", self.file.display(), self.line, self.column, self.message, self.excerpt)
+    }
 }
 
 impl ConfigError {

@@ -133,6 +133,8 @@ pub struct ModuleVersion {
     pub go_directive: Option<GoVersion>,
     /// The `toolchain` line of its go.mod, e.g. `go1.22.5`.
     pub toolchain_directive: Option<String>,
+    /// Modules the checksum database had no entry for (see [`run_go_checked`]).
+    pub sumdb_gaps: Vec<String>,
 }
 
 /// The local `go` command.
@@ -175,7 +177,9 @@ impl Go {
             error: Option<String>,
         }
         let target = format!("{module}@{query}");
-        let out = run_go_raw(&self.path, &["mod", "download", "-json", &target], &[], None, GO_QUERY_TIMEOUT).await?;
+        let mut sumdb_gaps = Vec::new();
+        let args = ["mod", "download", "-json", &target];
+        let out = run_go_checked(&self.path, &args, &[], None, GO_QUERY_TIMEOUT, &mut sumdb_gaps).await?;
         let parsed: Option<Download> = serde_json::from_slice(&out.stdout).ok();
         match parsed {
             Some(Download { version: Some(version), go_mod: Some(go_mod), error: None }) => {
@@ -185,6 +189,7 @@ impl Go {
                     version,
                     go_directive: directive(&text, "go").and_then(GoVersion::parse),
                     toolchain_directive: directive(&text, "toolchain").map(str::to_string),
+                    sumdb_gaps,
                 })
             }
             Some(Download { error: Some(message), .. }) => {
@@ -240,7 +245,7 @@ impl Go {
     }
 
     /// `go install`s `tool` at `version` into `bin_dir`, release-style; returns the binary.
-    async fn build(&self, tool: &GoTool, version: &str, toolchain: &str, bin_dir: &Path, timeout: Duration) -> Result<PathBuf, ProvisionError> {
+    async fn build(&self, tool: &GoTool, version: &str, toolchain: &str, bin_dir: &Path, timeout: Duration, sumdb_gaps: &mut Vec<String>) -> Result<PathBuf, ProvisionError> {
         let mut ldflags = String::from("-s -w");
         if let Some(var) = tool.version_var {
             ldflags.push_str(&format!(" -X {var}={}", version.trim_start_matches('v')));
@@ -248,7 +253,7 @@ impl Go {
         let target = format!("{}@{version}", tool.package);
         let args = ["install", "-trimpath", "-ldflags", &ldflags, &target];
         let env = [("GOBIN", bin_dir.as_os_str()), ("GOTOOLCHAIN", toolchain.as_ref())];
-        let out = run_go_raw(&self.path, &args, &env, Some(bin_dir), timeout).await?;
+        let out = run_go_checked(&self.path, &args, &env, Some(bin_dir), timeout, sumdb_gaps).await?;
         if !out.status.success() {
             return Err(ProvisionError::BuildFailed {
                 target: target.clone(),
@@ -297,6 +302,36 @@ async fn run_go_raw(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], 
     // Outside any module, so a go.mod around the caller cannot interfere.
     cmd.current_dir(cwd.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir));
     Ok(process::output(&mut cmd, timeout).await?)
+}
+
+/// Runs `go` like [`run_go_raw`], but when the checksum database has *no entry* for a module
+/// (a lookup answered 404/410, as a partial mirror does) retries with that module in
+/// `GONOSUMDB`, recording it in `gaps`. A checksum *mismatch* is never bypassed.
+async fn run_go_checked(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], cwd: Option<&Path>, timeout: Duration, gaps: &mut Vec<String>) -> Result<std::process::Output, ProvisionError> {
+    loop {
+        let nosumdb = gaps.iter().map(|g| g.split('@').next().unwrap_or(g)).collect::<Vec<_>>().join(",");
+        let mut env = env.to_vec();
+        env.push(("GONOSUMDB", nosumdb.as_ref()));
+        let out = run_go_raw(go, args, &env, cwd, timeout).await?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        match sumdb_gap(&text) {
+            Some(gap) if !gaps.contains(&gap) && gaps.len() < 20 => gaps.push(gap),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// `module@version` from Go's "reading …/sumdb/<db>/lookup/<module>@<version>: 404 Not Found".
+fn sumdb_gap(output: &str) -> Option<String> {
+    if output.contains("SECURITY ERROR") || output.contains("checksum mismatch") {
+        return None;
+    }
+    output.match_indices("/lookup/").find_map(|(at, marker)| {
+        let rest = &output[at + marker.len()..];
+        let (target, after) = rest.split_once(": ")?;
+        let missing = after.starts_with("404 Not Found") || after.starts_with("410 Gone");
+        (missing && target.contains('@') && !target.contains(char::is_whitespace)).then(|| target.to_string())
+    })
 }
 
 async fn run_go(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], cwd: Option<&Path>, timeout: Duration) -> Result<String, ProvisionError> {
@@ -419,7 +454,15 @@ impl GoProvisioner {
         let go_version = go.describe_toolchain(&toolchain);
         self.observer.on_event(ProvisionEvent::Building { tool: tool.name.into(), version: module.version.clone(), toolchain: go_version.clone() });
         let staging = entry.stage(lock)?;
-        let binary = go.build(tool, &module.version, &toolchain, staging.path(), self.build_timeout).await?;
+        let mut sumdb_gaps = module.sumdb_gaps.clone();
+        let binary = go.build(tool, &module.version, &toolchain, staging.path(), self.build_timeout, &mut sumdb_gaps).await?;
+        if !sumdb_gaps.is_empty() {
+            self.observer.on_event(ProvisionEvent::Note {
+                tool: tool.name.into(),
+                version: module.version.clone(),
+                message: format!("the Go checksum database has no entry for {}; built without its verification of those", sumdb_gaps.join(", ")),
+            });
+        }
         self.observer.on_event(ProvisionEvent::Verifying { tool: tool.name.into(), version: module.version.clone() });
         verify_version(tool, &binary, &module.version).await?;
         let sha256 = cache::sha256_file(&binary).map_err(|source| cache::CacheError::Io { action: "hashing", path: binary.clone(), source })?;
@@ -429,6 +472,7 @@ impl GoProvisioner {
             route: "go".into(),
             sha256,
             go_version: Some(go_version),
+            sumdb_gaps,
             origin: format!("{}@{}", tool.package, module.version),
             installed_at: cache::now_rfc3339(),
             binary: tool.name.into(),
@@ -466,6 +510,15 @@ mod tests {
         assert_eq!(directive("module x\n", "go"), None);
         // `golang.org/...` inside require must not read as a `go` line.
         assert_eq!(directive("require (\n\tgo.uber.org/x v1\n)\n", "go"), None);
+    }
+
+    #[test]
+    fn sumdb_gaps_are_recognised_but_mismatches_are_not() {
+        let gap = "go: github.com/google/ko@v0.15.3: verifying go.mod: github.com/google/ko@v0.15.3/go.mod: reading https://proxy.golang.org/sumdb/sum.golang.org/lookup/github.com/google/ko@v0.15.3: 404 Not Found\n\tserver response: not found";
+        assert_eq!(sumdb_gap(gap), Some("github.com/google/ko@v0.15.3".into()));
+        let mismatch = "verifying github.com/x/y@v1.0.0: checksum mismatch\n\tdownloaded: h1:a\n\tsum.golang.org: h1:b\n\nSECURITY ERROR";
+        assert_eq!(sumdb_gap(mismatch), None);
+        assert_eq!(sumdb_gap("reading https://proxy.golang.org/sumdb/sum.golang.org/lookup/x@v1: 500 Internal Server Error"), None);
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct KoBinary {
     /// `release`, `go` or `path`.
     pub route: String,
     pub go_version: Option<String>,
+    /// Modules the Go checksum database could not vouch for (go route).
+    pub sumdb_gaps: Vec<String>,
     pub origin: String,
     pub from_cache: bool,
 }
@@ -94,6 +96,13 @@ pub enum FetchError {
     Provision { version: String, source: ProvisionError },
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
+}
+
+impl FetchError {
+    /// The request itself was wrong (as opposed to a download or build failing).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, FetchError::PathNotSet | FetchError::NotARelease { .. })
+    }
 }
 
 /// Fetches ko versions by the configured route, through the cache.
@@ -139,6 +148,7 @@ impl KoFetcher {
             sha256: installed.manifest.sha256,
             route: installed.manifest.route,
             go_version: installed.manifest.go_version,
+            sumdb_gaps: installed.manifest.sumdb_gaps,
             origin: installed.manifest.origin,
             from_cache: installed.from_cache,
         })
@@ -212,6 +222,7 @@ impl KoFetcher {
             route: "release".into(),
             sha256,
             go_version: None,
+            sumdb_gaps: Vec::new(),
             origin: downloaded.url,
             installed_at: cache::now_rfc3339(),
             binary: KO.name.into(),
@@ -240,6 +251,7 @@ impl KoFetcher {
             sha256,
             route: "path".into(),
             go_version: None,
+            sumdb_gaps: Vec::new(),
             from_cache: false,
         })
     }

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use ko_matrix::cache::Cache;
 use ko_matrix::config::{ConfigError, Matrix};
 use ko_matrix::ko::versions::{self, ReleaseIndex, Resolution, Selector};
-use ko_matrix::ko::{KoBinary, KoFetcher, KoSettings, Source};
+use ko_matrix::ko::{FetchError, KoBinary, KoFetcher, KoSettings, Source};
 use ko_matrix::provision::{Go, ToolchainPolicy};
 
 const EXIT_CODES: &str = "\
@@ -30,9 +30,9 @@ Exit codes:
     after_help = EXIT_CODES
 )]
 struct Cli {
-    /// The matrix file.
-    #[arg(long, short, global = true, default_value = "matrix.toml", value_name = "FILE")]
-    config: PathBuf,
+    /// The matrix file [default: matrix.toml]
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -127,7 +127,9 @@ fn main() -> ExitCode {
 
 fn report(error: &anyhow::Error) -> u8 {
     eprintln!("error: {error:#}");
-    let bad_input = error.chain().any(|e| e.is::<ConfigError>() || e.is::<BadInput>());
+    let bad_input = error.chain().any(|e| {
+        e.is::<ConfigError>() || e.is::<BadInput>() || e.downcast_ref::<FetchError>().is_some_and(FetchError::is_bad_input)
+    });
     if bad_input {
         2
     } else {
@@ -135,20 +137,25 @@ fn report(error: &anyhow::Error) -> u8 {
     }
 }
 
+const DEFAULT_CONFIG: &str = "matrix.toml";
+
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let config = cli.config.as_deref();
     match cli.command {
-        Command::Fetch(args) => fetch(&cli.config, args).await,
-        Command::Versions { json } => list_versions(&cli.config, json).await,
-        Command::Run { versions, source } => run(&cli.config, &versions, &source).await,
+        Command::Fetch(args) => fetch(config, args).await,
+        Command::Versions { json } => list_versions(config, json).await,
+        Command::Run { versions, source } => run(config, &versions, &source).await,
     }
 }
 
-/// matrix.toml if it exists; with no file and versions on the command line, defaults.
-fn load_matrix(config: &Path, cli_versions: &[String]) -> anyhow::Result<Option<Matrix>> {
-    if !config.exists() && !cli_versions.is_empty() && config == Path::new("matrix.toml") {
+/// The matrix file: `--config` (which must exist), else ./matrix.toml, which may be absent
+/// when the command can do without it (`optional`).
+fn load_matrix(config: Option<&Path>, optional: bool) -> anyhow::Result<Option<Matrix>> {
+    let path = config.unwrap_or(Path::new(DEFAULT_CONFIG));
+    if config.is_none() && optional && !path.exists() {
         return Ok(None);
     }
-    Ok(Some(Matrix::load(config)?))
+    Ok(Some(Matrix::load(path)?))
 }
 
 fn settings(matrix: Option<&Matrix>, args: &SourceArgs) -> KoSettings {
@@ -180,8 +187,8 @@ fn selectors(matrix: Option<&Matrix>, cli_versions: &[String]) -> anyhow::Result
 
 async fn resolve(selectors: &[(String, Selector)]) -> anyhow::Result<Resolution> {
     let resolution = versions::resolve_listing(selectors).await.context("resolving ko versions")?;
-    for (selector, picked) in &resolution.steps {
-        if picked.len() != 1 || &picked[0] != selector {
+    for ((selector, picked), (_, parsed)) in resolution.steps.iter().zip(selectors) {
+        if !matches!(parsed, Selector::Exact(_)) {
             eprintln!("versions: {selector} → {}", picked.join(", "));
         }
     }
@@ -201,8 +208,8 @@ async fn fetch_all(settings: KoSettings, versions: &[String]) -> anyhow::Result<
     Ok(binaries)
 }
 
-async fn fetch(config: &Path, args: FetchArgs) -> anyhow::Result<u8> {
-    let matrix = load_matrix(config, &args.versions)?;
+async fn fetch(config: Option<&Path>, args: FetchArgs) -> anyhow::Result<u8> {
+    let matrix = load_matrix(config, !args.versions.is_empty())?;
     let selectors = selectors(matrix.as_ref(), &args.versions)?;
     let resolution = resolve(&selectors).await?;
     let binaries = fetch_all(settings(matrix.as_ref(), &args.source), &resolution.versions).await?;
@@ -217,10 +224,10 @@ async fn fetch(config: &Path, args: FetchArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn list_versions(config: &Path, json: bool) -> anyhow::Result<u8> {
+async fn list_versions(config: Option<&Path>, json: bool) -> anyhow::Result<u8> {
+    let matrix = load_matrix(config, true)?;
     let go = Go::find("the ko release list").await.ok();
     let index = ReleaseIndex::fetch(go.as_ref()).await?;
-    let matrix = if config.exists() { Some(Matrix::load(config)?) } else { None };
     let resolution = matrix.as_ref().map(|m| versions::resolve(&m.versions, Some(&index))).transpose()?;
     let releases: Vec<String> = index.versions.iter().map(|v| format!("v{v}")).collect();
     if json {
@@ -240,7 +247,7 @@ async fn list_versions(config: &Path, json: bool) -> anyhow::Result<u8> {
         println!("(a Go module proxy may list only the versions it has served; exact versions work whether listed or not)");
     }
     if let Some(resolution) = resolution {
-        println!("{} selects:", config.display());
+        println!("{} selects:", matrix.as_ref().map_or(Path::new(DEFAULT_CONFIG), |m| m.file.as_path()).display());
         for (selector, picked) in &resolution.steps {
             println!("  {selector} → {}", picked.join(", "));
         }
@@ -248,8 +255,8 @@ async fn list_versions(config: &Path, json: bool) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn run(config: &Path, cli_versions: &[String], source: &SourceArgs) -> anyhow::Result<u8> {
-    let matrix = Matrix::load(config)?;
+async fn run(config: Option<&Path>, cli_versions: &[String], source: &SourceArgs) -> anyhow::Result<u8> {
+    let matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
     let selectors = selectors(Some(&matrix), cli_versions)?;
     let resolution = resolve(&selectors).await?;
     eprintln!("versions: {}", resolution.versions.join(", "));

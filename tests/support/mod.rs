@@ -1,0 +1,205 @@
+//! Test support: a loopback file server that can also misbehave, and fake ko releases.
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How the server answers a file request.
+#[derive(Debug, Clone, Copy)]
+pub enum Behaviour {
+    /// Send the file.
+    Serve,
+    /// Announce the full length but close after `n` bytes of a `.tar.gz`.
+    TruncateArchive(usize),
+    /// Send `n` bytes of a `.tar.gz`, then go silent for a long time.
+    StallArchive(usize),
+    /// Send a `.tar.gz` in 64 KiB pieces with this pause between them.
+    ThrottleArchive(Duration),
+}
+
+/// An HTTP/1.1 file server on 127.0.0.1, serving `root`.
+pub struct FileServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FileServer {
+    pub async fn start(root: &Path, behaviour: Behaviour) -> FileServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let root = Arc::new(root.to_path_buf());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let root = root.clone();
+                tokio::spawn(async move {
+                    let _ = serve_one(stream, &root, behaviour).await;
+                });
+            }
+        });
+        FileServer { addr, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_one(mut stream: tokio::net::TcpStream, root: &Path, behaviour: Behaviour) -> std::io::Result<()> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&request);
+    let mut words = head.split_whitespace();
+    let method = words.next().unwrap_or_default().to_string();
+    let path = words.next().unwrap_or("/").trim_start_matches('/').to_string();
+    let file = root.join(&path);
+    let body = if path.is_empty() { Some(b"release index".to_vec()) } else { std::fs::read(&file).ok().filter(|_| file.is_file()) };
+    let Some(body) = body else {
+        stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found").await?;
+        return Ok(());
+    };
+    let header = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+    stream.write_all(header.as_bytes()).await?;
+    if method == "HEAD" {
+        return Ok(());
+    }
+    let archive = path.ends_with(".tar.gz");
+    match behaviour {
+        Behaviour::TruncateArchive(n) if archive => stream.write_all(&body[..n.min(body.len())]).await?,
+        Behaviour::StallArchive(n) if archive => {
+            stream.write_all(&body[..n.min(body.len())]).await?;
+            stream.flush().await?;
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        Behaviour::ThrottleArchive(pause) if archive => {
+            for piece in body.chunks(64 * 1024) {
+                stream.write_all(piece).await?;
+                stream.flush().await?;
+                tokio::time::sleep(pause).await;
+            }
+        }
+        _ => stream.write_all(&body).await?,
+    }
+    stream.shutdown().await
+}
+
+/// Writes a goreleaser-style ko release for `version` (no `v`) under `root/v<version>/`:
+/// a real tar.gz holding an executable `ko` that prints `reports` for `ko version`, plus
+/// `checksums.txt`. Returns the archive's path.
+pub fn write_release(root: &Path, version: &str, reports: &str) -> PathBuf {
+    let dir = root.join(format!("v{version}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let asset = ko_matrix::ko::release::ReleaseSite::asset_name(version).unwrap();
+    let archive_path = dir.join(&asset);
+    let gz = flate2::write::GzEncoder::new(std::fs::File::create(&archive_path).unwrap(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let script = format!("#!/bin/sh\nif [ \"$1\" = version ]; then echo {reports}; exit 0; fi\necho \"fake ko: $*\" >&2\nexit 2\n");
+    append(&mut tar, "ko", script.as_bytes(), 0o755);
+    append(&mut tar, "LICENSE", b"Apache License 2.0\n", 0o644);
+    // Incompressible padding so downloads are long enough to cut or stall in the middle.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let padding: Vec<u8> = (0..2_000_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    append(&mut tar, "README.md", &padding, 0o644);
+    tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+
+    let digest = hex::encode(Sha256::digest(std::fs::read(&archive_path).unwrap()));
+    let other = "0".repeat(64);
+    let sums = format!("{other}  ko_{version}_Darwin_arm64.tar.gz\n{digest}  {asset}\n");
+    std::fs::write(dir.join("checksums.txt"), sums).unwrap();
+    archive_path
+}
+
+fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8], mode: u32) {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(mode);
+    header.set_cksum();
+    tar.append_data(&mut header, name, data).unwrap();
+}
+
+/// Every file below `dir`, relative, sorted: what a cache holds.
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.push(path.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The `ko-matrix` binary under test.
+pub fn ko_matrix() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ko-matrix"));
+    cmd.env_remove("KO_MATRIX_CACHE");
+    cmd
+}
+
+/// Waits until `probe` holds, polling; panics with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut probe: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !probe() {
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Processes whose environment mentions `needle` (e.g. a test's private cache dir).
+pub fn processes_with_env(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == me {
+            continue;
+        }
+        if let Ok(environ) = std::fs::read(entry.path().join("environ")) {
+            if environ.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Staging dirs (in-progress installs) below a cache root.
+pub fn staging_dirs(cache: &Path) -> Vec<PathBuf> {
+    let dir = cache.join("tools/ko");
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".staging-")).collect()
+}
