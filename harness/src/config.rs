@@ -13,6 +13,7 @@ use toml::Spanned;
 use crate::ko::versions::{Selector, SELECTOR_FORMS};
 use crate::ko::{release, KoSettings, Source};
 use crate::provision::ToolchainPolicy;
+use crate::services::runtime::RuntimeChoice;
 
 /// A problem in a config file, located.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,15 @@ struct RawMatrix {
     ko: RawKo,
     #[serde(default)]
     run: RawRun,
+    #[serde(default)]
+    services: RawServices,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServices {
+    #[serde(default)]
+    runtime: RuntimeChoice,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,7 +110,16 @@ struct RawRun {
 #[derive(Debug, Clone)]
 pub struct ScenarioPattern {
     pub pattern: String,
-    span: Range<usize>,
+    /// Where in matrix.toml; `None` for `--scenarios`.
+    span: Option<Range<usize>>,
+}
+
+impl ScenarioPattern {
+    /// A pattern given on the command line (no place in a file).
+    pub fn from_cli(pattern: &str) -> Result<ScenarioPattern, String> {
+        globset::Glob::new(pattern).map_err(|e| format!("--scenarios {pattern:?} is not a valid glob: {e}"))?;
+        Ok(ScenarioPattern { pattern: pattern.to_string(), span: None })
+    }
 }
 
 /// A validated `matrix.toml`.
@@ -113,6 +132,8 @@ pub struct Matrix {
     pub scenarios: Option<Vec<ScenarioPattern>>,
     pub jobs: usize,
     pub cell_timeout: Duration,
+    /// How services run: `auto`, `process` or `docker`.
+    pub runtime: RuntimeChoice,
     text: String,
 }
 
@@ -185,13 +206,13 @@ impl Matrix {
                 let mut patterns = Vec::new();
                 for entry in list {
                     globset::Glob::new(entry.get_ref()).map_err(|e| err(entry.span(), format!("not a valid glob: {e}")))?;
-                    patterns.push(ScenarioPattern { span: entry.span(), pattern: entry.into_inner() });
+                    patterns.push(ScenarioPattern { span: Some(entry.span()), pattern: entry.into_inner() });
                 }
                 Some(patterns)
             }
             None => None,
         };
-        Ok(Matrix { file: file.to_path_buf(), versions, ko, scenarios, jobs, cell_timeout, text: text.to_string() })
+        Ok(Matrix { file: file.to_path_buf(), versions, ko, scenarios, jobs, cell_timeout, runtime: raw.services.runtime, text: text.to_string() })
     }
 
     /// The scenarios this matrix selects out of `known`, in `known`'s order. A name or glob
@@ -212,7 +233,11 @@ impl Matrix {
             }
             if !any {
                 let choices = if known.is_empty() { "(none found)".to_string() } else { known.join(", ") };
-                return Err(ConfigError::at(&self.file, &self.text, p.span.clone(), format!("no scenario matches `{}`; known scenarios: {choices}", p.pattern)));
+                let message = format!("no scenario matches `{}`; known scenarios: {choices}", p.pattern);
+                return Err(match &p.span {
+                    Some(span) => ConfigError::at(&self.file, &self.text, span.clone(), message),
+                    None => ConfigError { file: "--scenarios".into(), line: 0, column: 0, message, excerpt: String::new() },
+                });
             }
         }
         Ok(known.iter().zip(selected).filter(|(_, s)| *s).map(|(n, _)| n.clone()).collect())
@@ -251,6 +276,9 @@ build_timeout = "20m"
 scenarios = ["registry/*", "ecr/env-session"]
 jobs = 3
 cell_timeout = "90s"
+
+[services]
+runtime = "process"
 "#,
         )
         .unwrap();
@@ -260,6 +288,7 @@ cell_timeout = "90s"
         assert_eq!(m.ko.go_toolchain, ToolchainPolicy::Exact("go1.21.13".into()));
         assert_eq!(m.ko.build_timeout, Duration::from_secs(1200));
         assert_eq!((m.jobs, m.cell_timeout), (3, Duration::from_secs(90)));
+        assert_eq!(m.runtime, RuntimeChoice::Process);
     }
 
     #[test]

@@ -1,9 +1,19 @@
 //! ko-matrix: push real images with many ko releases under many credential setups, and
 //! record which combinations work.
 
+pub mod base_image;
 pub mod cache;
+pub mod cell;
 pub mod config;
+pub mod gateway;
+pub mod outcome;
+pub mod pki;
+pub mod services;
+pub mod world;
 pub mod events;
 pub mod ko;
 pub mod process;
 pub mod provision;
+pub mod report;
+pub mod run;
+pub mod scenario;

@@ -9,7 +9,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ko_matrix::cache::Cache;
-use ko_matrix::config::{ConfigError, Matrix};
+use ko_matrix::config::{ConfigError, Matrix, ScenarioPattern};
+use ko_matrix::outcome::Outcome;
+use ko_matrix::report::render_table;
+use ko_matrix::run::RunPlan;
+use ko_matrix::scenario;
+use ko_matrix::services::runtime::RuntimeChoice;
 use ko_matrix::ko::versions::{self, ReleaseIndex, Resolution, Selector};
 use ko_matrix::ko::{FetchError, KoBinary, KoFetcher, KoSettings, Source};
 use ko_matrix::provision::{Go, ToolchainPolicy};
@@ -56,14 +61,41 @@ enum Command {
         json: bool,
     },
     /// Run the matrix: every selected ko version against every selected scenario.
-    #[command(after_help = "Examples:\n  ko-matrix run\n  ko-matrix run --versions v0.15.1,v0.15.2")]
-    Run {
-        /// Versions to run instead of matrix.toml's (comma-separated selectors).
-        #[arg(long, value_delimiter = ',')]
-        versions: Vec<String>,
-        #[command(flatten)]
-        source: SourceArgs,
-    },
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix run                                     # matrix.toml as it is\n",
+        "  ko-matrix run --versions v0.15.1,v0.15.2 --scenarios 'registry/*'\n",
+        "  ko-matrix run --jobs 1 --out /tmp/results --fail-on-fail"
+    ))]
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Versions to run instead of matrix.toml's (comma-separated selectors).
+    #[arg(long, value_delimiter = ',')]
+    versions: Vec<String>,
+    /// Scenario names or globs instead of matrix.toml's (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Cells at once [default: matrix.toml's, else the number of cores].
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Where matrix.json and the logs go.
+    #[arg(long, default_value = "results/latest", value_name = "DIR")]
+    out: PathBuf,
+    /// Exit 1 when any cell failed.
+    #[arg(long)]
+    fail_on_fail: bool,
+    /// How services run: auto, process or docker (overrides matrix.toml).
+    #[arg(long, value_parser = parse_runtime)]
+    runtime: Option<RuntimeChoice>,
+    #[command(flatten)]
+    source: SourceArgs,
+}
+
+fn parse_runtime(text: &str) -> Result<RuntimeChoice, String> {
+    serde_json::from_value(serde_json::Value::String(text.into())).map_err(|_| format!("expected one of: {}", RuntimeChoice::CHOICES))
 }
 
 #[derive(Args)]
@@ -144,7 +176,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Fetch(args) => fetch(config, args).await,
         Command::Versions { json } => list_versions(config, json).await,
-        Command::Run { versions, source } => run(config, &versions, &source).await,
+        Command::Run(args) => run(config, args).await,
     }
 }
 
@@ -255,14 +287,52 @@ async fn list_versions(config: Option<&Path>, json: bool) -> anyhow::Result<u8> 
     Ok(0)
 }
 
-async fn run(config: Option<&Path>, cli_versions: &[String], source: &SourceArgs) -> anyhow::Result<u8> {
-    let matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
-    let selectors = selectors(Some(&matrix), cli_versions)?;
+async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
+    let mut matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
+    if !args.scenarios.is_empty() {
+        matrix.scenarios = Some(args.scenarios.iter().map(|p| ScenarioPattern::from_cli(p)).collect::<Result<_, _>>().map_err(BadInput)?);
+    }
+    let scenarios_dir = matrix.file.parent().unwrap_or(Path::new(".")).join("scenarios");
+    let known = scenario::discover(&scenarios_dir)?;
+    let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
+    let selected = matrix.select_scenarios(&names)?;
+    let scenarios: Vec<_> = known.into_iter().filter(|s| selected.contains(&s.name)).collect();
+
+    let selectors = selectors(Some(&matrix), &args.versions)?;
     let resolution = resolve(&selectors).await?;
     eprintln!("versions: {}", resolution.versions.join(", "));
-    let binaries = fetch_all(settings(Some(&matrix), source), &resolution.versions).await?;
-    for ko in &binaries {
-        println!("{}\t{}\tsha256:{}", ko.version, ko.route, ko.sha256);
+    eprintln!("scenarios: {}", selected.join(", "));
+    let settings = settings(Some(&matrix), &args.source);
+    let observer = Arc::new(progress::Progress::for_stderr());
+    let fetcher = KoFetcher::new(Cache::from_env()?, settings, observer.clone());
+    let mut versions = Vec::new();
+    for version in &resolution.versions {
+        versions.push(fetcher.fetch(version).await?);
     }
-    Ok(0)
+    let helper = std::env::current_exe()?.with_file_name("docker-credential-ko-matrix");
+    let plan = RunPlan {
+        versions,
+        scenarios,
+        jobs: args.jobs.unwrap_or(matrix.jobs),
+        cell_timeout: matrix.cell_timeout,
+        runtime: args.runtime.unwrap_or(matrix.runtime),
+        out_dir: args.out.clone(),
+        app_source: scenarios_dir.join("app"),
+        helper,
+    };
+    let report = ko_matrix::run::run(plan, fetcher.go(), observer).await?;
+    let json = report.write_json(&args.out)?;
+    println!("{}", render_table(&report));
+    eprintln!(
+        "{} cells: {} pass, {} fail, {} infra-error; {}",
+        report.cells.len(),
+        report.count(Outcome::Pass),
+        report.count(Outcome::Fail),
+        report.count(Outcome::InfraError),
+        json.display()
+    );
+    if report.count(Outcome::InfraError) > 0 {
+        return Ok(3);
+    }
+    Ok(if args.fail_on_fail && report.count(Outcome::Fail) > 0 { 1 } else { 0 })
 }

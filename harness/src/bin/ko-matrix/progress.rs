@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ko_matrix::events::{ProvisionEvent, ProvisionObserver};
+use ko_matrix::report::cell_label;
+use ko_matrix::run::{RunEvent, RunObserver};
 
 pub struct Progress {
     bars: Option<MultiProgress>,
@@ -79,6 +81,25 @@ impl ProvisionObserver for Progress {
             ProvisionEvent::Failed { tool, version } => self.finish(&format!("{tool} {version}")),
         }
     }
+}
+
+impl RunObserver for Progress {
+    fn on_run_event(&self, event: RunEvent) {
+        match event {
+            RunEvent::WorldReady { runtime, took } => {
+                self.line(format!("services: registries, gateway and base image ready ({runtime} runtime) in {}", humantime::format_duration(round_ms(took))))
+            }
+            RunEvent::CellStarted { .. } => {}
+            RunEvent::CellFinished(cell) => {
+                let secs = cell.duration_ms as f64 / 1000.0;
+                self.line(format!("{} × {}: {} ({secs:.1}s)", cell.version, cell.scenario, cell_label(&cell)));
+            }
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
 }
 
 fn round(d: Duration) -> Duration {

@@ -1,0 +1,192 @@
+//! The base image ko builds on: a minimal, valid OCI image index (linux/amd64 and
+//! linux/arm64, one small layer each), made here and pushed to an anonymous loopback
+//! registry that ko reaches over plain HTTP (go-containerregistry uses HTTP for loopback).
+
+use std::io::Write;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// The repository the base image is pushed to.
+pub const BASE_REPOSITORY: &str = "ko-matrix/base";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaseImageError {
+    #[error("pushing the base image to {url} failed: {detail}")]
+    Push { url: String, detail: String },
+}
+
+/// A content-addressed blob.
+pub struct Blob {
+    pub media_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+impl Blob {
+    fn new(media_type: &'static str, bytes: Vec<u8>) -> Blob {
+        Blob { media_type, bytes }
+    }
+
+    pub fn digest(&self) -> String {
+        digest(&self.bytes)
+    }
+
+    fn descriptor(&self) -> serde_json::Value {
+        json!({ "mediaType": self.media_type, "digest": self.digest(), "size": self.bytes.len() })
+    }
+}
+
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// The image, ready to push: layers and configs, per-platform manifests, the index.
+pub struct BaseImage {
+    pub blobs: Vec<Blob>,
+    pub manifests: Vec<Blob>,
+    pub index: Blob,
+}
+
+impl BaseImage {
+    pub fn build() -> BaseImage {
+        let mut blobs = Vec::new();
+        let mut manifests = Vec::new();
+        let mut entries = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let tar = layer_tar(arch);
+            let diff_id = digest(&tar);
+            let layer = Blob::new(LAYER_MEDIA_TYPE, gzip(&tar));
+            let config = Blob::new(
+                CONFIG_MEDIA_TYPE,
+                serde_json::to_vec(&json!({
+                    "architecture": arch,
+                    "os": "linux",
+                    "config": { "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"] },
+                    "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+                    "history": [{ "created_by": "ko-matrix base image" }],
+                }))
+                .expect("config serialises"),
+            );
+            let manifest = Blob::new(
+                MANIFEST_MEDIA_TYPE,
+                serde_json::to_vec(&json!({
+                    "schemaVersion": 2,
+                    "mediaType": MANIFEST_MEDIA_TYPE,
+                    "config": config.descriptor(),
+                    "layers": [layer.descriptor()],
+                }))
+                .expect("manifest serialises"),
+            );
+            let mut entry = manifest.descriptor();
+            entry["platform"] = json!({ "architecture": arch, "os": "linux" });
+            entries.push(entry);
+            blobs.extend([layer, config]);
+            manifests.push(manifest);
+        }
+        let index = Blob::new(
+            INDEX_MEDIA_TYPE,
+            serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": entries })).expect("index serialises"),
+        );
+        BaseImage { blobs, manifests, index }
+    }
+
+    /// Pushes everything to `registry` (`http://127.0.0.1:port`) and returns the reference
+    /// ko should use, pinned by digest.
+    pub async fn push(&self, client: &reqwest::Client, registry: &str) -> Result<String, BaseImageError> {
+        for blob in &self.blobs {
+            push_blob(client, registry, blob).await?;
+        }
+        for manifest in &self.manifests {
+            put_manifest(client, registry, &manifest.digest(), manifest).await?;
+        }
+        put_manifest(client, registry, "latest", &self.index).await?;
+        let host = registry.trim_start_matches("http://").trim_start_matches("https://");
+        Ok(format!("{host}/{BASE_REPOSITORY}@{}", self.index.digest()))
+    }
+}
+
+fn layer_tar(arch: &str) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let text = format!("ko-matrix base image for linux/{arch}\n");
+    let mut header = tar::Header::new_gnu();
+    header.set_size(text.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    tar.append_data(&mut header, "etc/ko-matrix-base", text.as_bytes()).expect("writing to memory");
+    tar.into_inner().expect("writing to memory")
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).expect("writing to memory");
+    gz.finish().expect("writing to memory")
+}
+
+fn push_err(url: &str, detail: impl std::fmt::Display) -> BaseImageError {
+    BaseImageError::Push { url: url.to_string(), detail: detail.to_string() }
+}
+
+async fn push_blob(client: &reqwest::Client, registry: &str, blob: &Blob) -> Result<(), BaseImageError> {
+    let start = format!("{registry}/v2/{BASE_REPOSITORY}/blobs/uploads/");
+    let response = client.post(&start).send().await.map_err(|e| push_err(&start, e))?;
+    if response.status() != reqwest::StatusCode::ACCEPTED {
+        return Err(push_err(&start, format!("HTTP {}", response.status())));
+    }
+    let location = response.headers().get("location").and_then(|l| l.to_str().ok()).ok_or_else(|| push_err(&start, "no Location header"))?;
+    let mut upload = reqwest::Url::parse(registry).and_then(|base| base.join(location)).map_err(|e| push_err(&start, e))?;
+    upload.query_pairs_mut().append_pair("digest", &blob.digest());
+    let response = client
+        .put(upload.clone())
+        .header("content-type", "application/octet-stream")
+        .body(blob.bytes.clone())
+        .send()
+        .await
+        .map_err(|e| push_err(upload.as_str(), e))?;
+    if response.status() != reqwest::StatusCode::CREATED {
+        return Err(push_err(upload.as_str(), format!("HTTP {}", response.status())));
+    }
+    Ok(())
+}
+
+async fn put_manifest(client: &reqwest::Client, registry: &str, reference: &str, manifest: &Blob) -> Result<(), BaseImageError> {
+    let url = format!("{registry}/v2/{BASE_REPOSITORY}/manifests/{reference}");
+    let response = client
+        .put(&url)
+        .header("content-type", manifest.media_type)
+        .body(manifest.bytes.clone())
+        .send()
+        .await
+        .map_err(|e| push_err(&url, e))?;
+    if response.status() != reqwest::StatusCode::CREATED {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        return Err(push_err(&url, format!("HTTP {status}: {body}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_references_both_platforms_by_digest() {
+        let image = BaseImage::build();
+        let index: serde_json::Value = serde_json::from_slice(&image.index.bytes).unwrap();
+        let manifests = index["manifests"].as_array().unwrap();
+        assert_eq!(manifests.len(), 2);
+        for (entry, manifest) in manifests.iter().zip(&image.manifests) {
+            assert_eq!(entry["digest"], manifest.digest());
+            assert_eq!(entry["size"], manifest.bytes.len());
+        }
+        assert_eq!(manifests[1]["platform"]["architecture"], "arm64");
+        // Deterministic: the same bytes every run, so the digest is stable.
+        assert_eq!(BaseImage::build().index.digest(), image.index.digest());
+    }
+}

@@ -1,0 +1,403 @@
+//! Running one cell: one ko version × one scenario, in its own HOME with an environment
+//! built from scratch (nothing of the harness's AWS_*, DOCKER_*, KO_* or credentials leaks
+//! in), through its own gateway session, with a timeout and an evidence log.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::gateway::Record;
+use crate::ko::KoBinary;
+use crate::outcome::{self, Evidence, FailClass, Outcome, Verdict};
+use crate::process::{Contained, RunError};
+use crate::scenario::{expand, Credential, DockerConfigLocation, PodmanFile, Scenario};
+use crate::world::World;
+
+/// What every cell of a run shares.
+pub struct CellEnv {
+    pub world: Arc<World>,
+    /// The Go app ko builds (a copy outside any git checkout).
+    pub app_dir: PathBuf,
+    pub go: GoEnv,
+    /// The `docker-credential-ko-matrix` binary.
+    pub helper: PathBuf,
+    /// Cells' HOMEs and temp files go below this.
+    pub work_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    pub timeout: Duration,
+}
+
+/// The Go installation ko uses to build the app, with caches shared by all cells.
+#[derive(Debug, Clone)]
+pub struct GoEnv {
+    pub bin_dir: PathBuf,
+    pub gocache: PathBuf,
+    pub gomodcache: PathBuf,
+}
+
+impl GoEnv {
+    pub async fn detect(go: &Path) -> Result<GoEnv, String> {
+        let mut cmd = Command::new(go);
+        cmd.args(["env", "GOROOT", "GOCACHE", "GOMODCACHE"]).env("GOTOOLCHAIN", "local");
+        let out = crate::process::output(&mut cmd, Duration::from_secs(60)).await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines().map(PathBuf::from);
+        match (lines.next(), lines.next(), lines.next()) {
+            (Some(root), Some(gocache), Some(gomodcache)) if out.status.success() => Ok(GoEnv { bin_dir: root.join("bin"), gocache, gomodcache }),
+            _ => Err(format!("`go env GOROOT GOCACHE GOMODCACHE` failed: {}", crate::process::output_tail(&out, 5))),
+        }
+    }
+}
+
+/// One command the cell ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRun {
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+}
+
+/// A cell's result: the `cells[]` entry of matrix.json.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CellResult {
+    pub version: String,
+    pub scenario: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<FailClass>,
+    pub detail: String,
+    pub duration_ms: u64,
+    /// Time spent in ko processes (the rest is the harness's setup and verification).
+    pub ko_ms: u64,
+    pub log: PathBuf,
+    /// The environment ko got, secrets masked.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The gateway's record of the cell's traffic.
+    #[serde(default)]
+    pub requests: Vec<Record>,
+}
+
+/// Env names whose values are secrets in logs and reports.
+fn is_secret_name(name: &str) -> bool {
+    ["PASSWORD", "SECRET", "TOKEN", "AUTH", "CREDENTIAL"].iter().any(|s| name.to_ascii_uppercase().contains(s)) && name != "REGISTRY_AUTH_FILE"
+}
+
+struct Masker(Vec<String>);
+
+impl Masker {
+    fn mask(&self, text: &str) -> String {
+        self.0.iter().filter(|s| s.len() >= 4).fold(text.to_string(), |t, s| t.replace(s.as_str(), "****"))
+    }
+}
+
+pub async fn run_cell(env: &CellEnv, ko: &KoBinary, scenario: &Scenario) -> CellResult {
+    let started = Instant::now();
+    let log = env.logs_dir.join(format!("{}@{}.log", scenario.name.replace('/', "__"), ko.version));
+    let infra = |detail: String| CellResult {
+        version: ko.version.clone(),
+        scenario: scenario.name.clone(),
+        outcome: Outcome::InfraError,
+        class: None,
+        detail,
+        duration_ms: started.elapsed().as_millis() as u64,
+        ko_ms: 0,
+        log: log.clone(),
+        env: BTreeMap::new(),
+        requests: Vec::new(),
+    };
+    match Cell::prepare(env, ko, scenario).await {
+        Ok(cell) => cell.run(env, ko, scenario, started, log.clone()).await,
+        Err(e) => {
+            let _ = std::fs::write(&log, format!("cell could not be prepared: {e}\n"));
+            infra(e)
+        }
+    }
+}
+
+/// A prepared cell: its files written, its environment built.
+struct Cell {
+    dir: tempfile::TempDir,
+    env: BTreeMap<String, String>,
+    values: BTreeMap<&'static str, String>,
+    repository: String,
+    session: crate::gateway::Session,
+    masker: Masker,
+    files: Vec<(PathBuf, String)>,
+}
+
+impl Cell {
+    async fn prepare(env: &CellEnv, ko: &KoBinary, scenario: &Scenario) -> Result<Cell, String> {
+        let world = &env.world;
+        let target = world.targets.get(&scenario.target.registry).ok_or_else(|| format!("the run has no {} registry", scenario.target.registry.name()))?;
+        std::fs::create_dir_all(&env.work_dir).map_err(|e| e.to_string())?;
+        let dir = tempfile::Builder::new().prefix("cell-").tempdir_in(&env.work_dir).map_err(|e| format!("cell dir: {e}"))?;
+        let root = dir.path();
+        let home = root.join("home");
+        let session = world.gateway.session().await.map_err(|e| e.to_string())?;
+        let repository = format!("cells/{}/{}", scenario.name, ko.version).to_ascii_lowercase().replace(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)), "-");
+        let values = BTreeMap::from([
+            ("REGISTRY", target.host.to_string()),
+            ("USER", target.user.username.clone()),
+            ("PASSWORD", target.user.password.clone()),
+        ]);
+        let expand_cred = |c: &Credential| Credential { username: expand(&c.username, &values), password: expand(&c.password, &values) };
+
+        let mut files: Vec<(PathBuf, String)> = Vec::new();
+        let mut vars = BTreeMap::new();
+        let proxy = session.proxy_url();
+        for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+            vars.insert(key.to_string(), proxy.clone());
+        }
+        let path = format!("{}:{}:/usr/local/bin:/usr/bin:/bin", root.join("bin").display(), env.go.bin_dir.display());
+        vars.insert("PATH".into(), path);
+        vars.insert("HOME".into(), home.display().to_string());
+        vars.insert("TMPDIR".into(), root.join("tmp").display().to_string());
+        vars.insert("SSL_CERT_FILE".into(), world.ca_bundle.display().to_string());
+        vars.insert("SSL_CERT_DIR".into(), root.join("no-other-certs").display().to_string());
+        vars.insert("KO_DOCKER_REPO".into(), format!("{}/{repository}", target.host));
+        vars.insert("KO_CONFIG_PATH".into(), root.join("ko-config").display().to_string());
+        vars.insert("GOCACHE".into(), env.go.gocache.display().to_string());
+        vars.insert("GOMODCACHE".into(), env.go.gomodcache.display().to_string());
+        vars.insert("GOTOOLCHAIN".into(), "local".into());
+        vars.insert("GOPROXY".into(), "off".into());
+        vars.insert("KO_MATRIX_HELPER_STORE".into(), root.join("helper-store.json").display().to_string());
+
+        files.push((root.join("ko-config/.ko.yaml"), format!("defaultBaseImage: {}\n", world.base_image)));
+        if let Some(config) = &scenario.docker_config {
+            let dir = match config.location {
+                DockerConfigLocation::Home => home.join(".docker"),
+                DockerConfigLocation::Elsewhere => {
+                    let dir = root.join("ci-docker-config");
+                    vars.insert("DOCKER_CONFIG".into(), dir.display().to_string());
+                    dir
+                }
+            };
+            let mut json = serde_json::json!({});
+            if !config.auths.is_empty() {
+                json["auths"] = auths_json(config.auths.iter().map(|(host, c)| (expand(host, &values), expand_cred(c))));
+            }
+            if let Some(store) = &config.creds_store {
+                json["credsStore"] = expand(store, &values).into();
+            }
+            if !config.cred_helpers.is_empty() {
+                let helpers: serde_json::Map<String, serde_json::Value> = config.cred_helpers.iter().map(|(h, v)| (expand(h, &values), expand(v, &values).into())).collect();
+                json["credHelpers"] = helpers.into();
+            }
+            files.push((dir.join("config.json"), serde_json::to_string_pretty(&json).expect("json serialises")));
+        }
+        if !scenario.helper.is_empty() {
+            let store: serde_json::Map<String, serde_json::Value> = scenario
+                .helper
+                .iter()
+                .map(|(server, c)| {
+                    let c = expand_cred(c);
+                    (expand(server, &values), serde_json::json!({ "Username": c.username, "Secret": c.password }))
+                })
+                .collect();
+            files.push((root.join("helper-store.json"), serde_json::to_string_pretty(&store).expect("json serialises")));
+        }
+        if let Some(podman) = &scenario.podman {
+            let auth_file = match podman.file {
+                PodmanFile::RegistryAuthFile => {
+                    let file = root.join("podman-auth.json");
+                    vars.insert("REGISTRY_AUTH_FILE".into(), file.display().to_string());
+                    file
+                }
+                PodmanFile::XdgRuntime => {
+                    let runtime_dir = root.join("run-user");
+                    vars.insert("XDG_RUNTIME_DIR".into(), runtime_dir.display().to_string());
+                    runtime_dir.join("containers/auth.json")
+                }
+            };
+            let json = serde_json::json!({ "auths": auths_json(podman.auths.iter().map(|(h, c)| (expand(h, &values), expand_cred(c)))) });
+            files.push((auth_file, serde_json::to_string_pretty(&json).expect("json serialises")));
+        }
+        for (key, value) in &scenario.env {
+            vars.insert(key.clone(), expand(value, &values));
+        }
+
+        for d in [home.clone(), root.join("tmp"), root.join("bin"), root.join("no-other-certs")] {
+            std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        std::os::unix::fs::symlink(&env.helper, root.join("bin/docker-credential-ko-matrix")).map_err(|e| format!("helper link: {e}"))?;
+        for (file, contents) in &files {
+            std::fs::create_dir_all(file.parent().expect("files have parents")).map_err(|e| format!("{}: {e}", file.display()))?;
+            std::fs::write(file, contents).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+        let mut secrets = vec![target.user.password.clone(), crate::world::World::basic_auth_value(&target.user)];
+        secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
+        Ok(Cell { dir, env: vars, values, repository, session, masker: Masker(secrets), files })
+    }
+
+    async fn run(self, env: &CellEnv, ko: &KoBinary, scenario: &Scenario, started: Instant, log_path: PathBuf) -> CellResult {
+        let deadline = started + env.timeout;
+        let mut transcript = String::new();
+        let mut steps = Vec::new();
+        let mut ko_time = Duration::ZERO;
+        let mut outcome_of_steps = StepOutcome::Done { code: Some(0), output: String::new() };
+        let build = vec!["ko".to_string(), "build".into(), "--bare".into(), ".".into()];
+        let commands = scenario.before.iter().map(|s| (s.run.clone(), s.stdin.clone())).chain([(build, None)]);
+        for (argv, stdin) in commands {
+            let argv: Vec<String> = argv.iter().map(|a| expand(a, &self.values)).collect();
+            let stdin = stdin.map(|s| expand(&s, &self.values));
+            let program = if argv[0] == "ko" { ko.path.clone() } else { PathBuf::from(&argv[0]) };
+            let step_started = Instant::now();
+            let result = self.exec(&program, &argv[1..], stdin.as_deref(), &env.app_dir, deadline).await;
+            let elapsed = step_started.elapsed();
+            if argv[0] == "ko" {
+                ko_time += elapsed;
+            }
+            let shown = self.masker.mask(&argv.join(" "));
+            let (code, output) = match &result {
+                StepOutcome::Done { code, output } => (*code, output.clone()),
+                StepOutcome::TimedOut { output } => (None, output.clone()),
+                StepOutcome::Failed(e) => (None, e.clone()),
+            };
+            transcript.push_str(&format!("$ {shown}   (exit {}, {} ms)\n{}\n", code.map_or("-".into(), |c| c.to_string()), elapsed.as_millis(), self.masker.mask(&output)));
+            steps.push(StepRun { command: shown, exit_code: code, duration_ms: elapsed.as_millis() as u64 });
+            let ok = matches!(result, StepOutcome::Done { code: Some(0), .. });
+            outcome_of_steps = result;
+            if !ok {
+                break;
+            }
+        }
+        let records = self.session.records();
+        let (verdict, fetch_note) = match &outcome_of_steps {
+            StepOutcome::Failed(e) => (Verdict { outcome: Outcome::InfraError, class: None, detail: e.clone() }, String::new()),
+            StepOutcome::TimedOut { output } => {
+                let evidence = Evidence { exit_code: None, timed_out: true, output, records: &records, fetched_back: Err("timed out".into()) };
+                (outcome::classify(&evidence), String::new())
+            }
+            StepOutcome::Done { code, output } => {
+                let fetched_back = if *code == Some(0) { self.fetch_back(env, scenario, output).await } else { Err("ko failed".into()) };
+                let note = match &fetched_back {
+                    Ok(d) => format!("fetched back {d}"),
+                    Err(e) => e.clone(),
+                };
+                let evidence = Evidence { exit_code: *code, timed_out: false, output, records: &records, fetched_back };
+                (outcome::classify(&evidence), note)
+            }
+        };
+        let env_shown: BTreeMap<String, String> =
+            self.env.iter().map(|(k, v)| (k.clone(), if is_secret_name(k) { "****".into() } else { self.masker.mask(v) })).collect();
+        let detail = self.masker.mask(&verdict.detail);
+        let log = self.render_log(ko, scenario, &env_shown, &transcript, &records, &fetch_note, &verdict, &detail);
+        let _ = std::fs::create_dir_all(&env.logs_dir);
+        let log_written = std::fs::write(&log_path, log);
+        let mut result = CellResult {
+            version: ko.version.clone(),
+            scenario: scenario.name.clone(),
+            outcome: verdict.outcome,
+            class: verdict.class,
+            detail,
+            duration_ms: started.elapsed().as_millis() as u64,
+            ko_ms: ko_time.as_millis() as u64,
+            log: log_path,
+            env: env_shown,
+            requests: records,
+        };
+        if let Err(e) = log_written {
+            result.detail.push_str(&format!(" (log not written: {e})"));
+        }
+        drop(self.dir);
+        result
+    }
+
+    async fn exec(&self, program: &Path, args: &[String], stdin: Option<&str>, cwd: &Path, deadline: Instant) -> StepOutcome {
+        let mut cmd = Command::new(program);
+        cmd.args(args).env_clear().envs(&self.env).current_dir(cwd).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = match Contained::spawn(&mut cmd) {
+            Ok(child) => child,
+            Err(e) => return StepOutcome::Failed(e.to_string()),
+        };
+        if let (Some(text), Some(mut pipe)) = (stdin, child.child_mut().stdin.take()) {
+            let _ = pipe.write_all(text.as_bytes()).await;
+            drop(pipe);
+        }
+        let mut stdout = child.child_mut().stdout.take().expect("piped");
+        let mut stderr = child.child_mut().stderr.take().expect("piped");
+        let collect = async {
+            use tokio::io::AsyncReadExt;
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+            (out, err)
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let program_name = program.display().to_string();
+        let joined = async {
+            let (out, err) = collect.await;
+            let status = child.wait(&program_name, remaining).await;
+            (out, err, status)
+        };
+        match tokio::time::timeout(remaining, joined).await {
+            Ok((out, err, Ok(status))) => StepOutcome::Done { code: status.code(), output: format!("{}{}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&err)) },
+            Ok((_, _, Err(RunError::Timeout { .. }))) | Err(_) => StepOutcome::TimedOut { output: String::new() },
+            Ok((_, _, Err(e))) => StepOutcome::Failed(e.to_string()),
+        }
+    }
+
+    /// Finds `<KO_DOCKER_REPO>@sha256:…` in ko's output and fetches it back.
+    async fn fetch_back(&self, env: &CellEnv, scenario: &Scenario, output: &str) -> Result<String, String> {
+        let prefix = format!("{}@", self.env["KO_DOCKER_REPO"]);
+        let digest = output
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix(&prefix).map(str::to_string))
+            .ok_or_else(|| format!("ko printed no image reference {prefix}sha256:…"))?;
+        env.world.fetch_back(scenario.target.registry, &self.repository, &digest).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn render_log(&self, ko: &KoBinary, scenario: &Scenario, env: &BTreeMap<String, String>, transcript: &str, records: &[Record], fetch_note: &str, verdict: &Verdict, detail: &str) -> String {
+        let mut log = format!(
+            "cell: {} × {}\nscenario: {}\nko: {} (route {}, sha256 {})\n\n== environment (secrets masked)\n",
+            ko.version,
+            scenario.name,
+            scenario.description,
+            ko.path.display(),
+            ko.route,
+            ko.sha256
+        );
+        for (k, v) in env {
+            log.push_str(&format!("{k}={v}\n"));
+        }
+        log.push_str("\n== files written\n");
+        for (file, contents) in &self.files {
+            let shown = file.strip_prefix(self.dir.path()).unwrap_or(file);
+            log.push_str(&format!("--- {}\n{}\n", shown.display(), self.masker.mask(contents).trim_end()));
+        }
+        log.push_str("\n== commands\n");
+        log.push_str(transcript);
+        let helper_calls = std::fs::read_to_string(self.dir.path().join("helper-store.calls")).unwrap_or_default();
+        if !helper_calls.is_empty() {
+            log.push_str(&format!("\n== credential helper calls\n{helper_calls}"));
+        }
+        log.push_str("\n== gateway record\n");
+        for r in records {
+            log.push_str(&format!("+{}ms {} {}{} → {}{}\n", r.at_ms, r.method, r.host, r.path, r.status, r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()));
+        }
+        log.push_str(&format!("\n== fetch back\n{fetch_note}\n\n== verdict\n{:?} {}: {detail}\n", verdict.outcome, verdict.class.map_or("", FailClass::as_str)));
+        log
+    }
+}
+
+enum StepOutcome {
+    Done { code: Option<i32>, output: String },
+    TimedOut { output: String },
+    /// The harness could not run the step at all.
+    Failed(String),
+}
+
+fn auths_json(entries: impl Iterator<Item = (String, Credential)>) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> =
+        entries.map(|(host, c)| (host, serde_json::json!({ "auth": crate::world::World::basic_auth_value(&c) }))).collect();
+    map.into()
+}

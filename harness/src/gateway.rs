@@ -1,0 +1,325 @@
+//! The network gateway: an HTTP proxy on 127.0.0.1 that every cell and test client uses.
+//!
+//! It knows a set of virtual hosts (`basic.ko-matrix.test`, later the AWS hostnames). For
+//! each it either terminates TLS with a leaf certificate minted for that host by the run's
+//! CA and forwards the requests to a loopback backend, or passes the bytes through to a
+//! backend that speaks TLS itself. Every other host is refused and recorded: nothing leaves
+//! the machine, whatever a scenario's credentials look like. Each session (one per cell)
+//! has its own listener, so its request record is exactly that cell's traffic.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, HOST};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::pki::{self, Ca};
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Where a virtual host's traffic goes.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Terminate TLS here, forward requests to `backend` (`http://` or `https://` on loopback).
+    Terminate { backend: Backend },
+    /// Tunnel the client's bytes to `addr`, which speaks TLS itself.
+    Passthrough { addr: SocketAddr },
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+impl Backend {
+    pub fn http(addr: SocketAddr) -> Backend {
+        Backend { addr, tls: false }
+    }
+
+    pub fn https(addr: SocketAddr) -> Backend {
+        Backend { addr, tls: true }
+    }
+}
+
+/// One request as the gateway saw it: the evidence outcomes are classified from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    pub host: String,
+    pub method: String,
+    /// Path and query (empty for CONNECT).
+    pub path: String,
+    pub status: u16,
+    /// Milliseconds since the session opened.
+    pub at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ca: Arc<Ca>,
+    routes: RwLock<HashMap<String, Route>>,
+    tls_configs: Mutex<HashMap<String, Arc<rustls::ServerConfig>>>,
+    plain: Client<HttpConnector, Incoming>,
+    tls: Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the gateway could not listen on 127.0.0.1: {0}")]
+    Listen(std::io::Error),
+}
+
+impl Gateway {
+    pub fn new(ca: Arc<Ca>) -> Gateway {
+        let tls_client = rustls::ClientConfig::builder_with_provider(pki::provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(ca.root_store())
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_client).https_only().enable_http1().build();
+        let executor = TokioExecutor::new();
+        Gateway {
+            inner: Arc::new(Inner {
+                ca,
+                routes: RwLock::new(HashMap::new()),
+                tls_configs: Mutex::new(HashMap::new()),
+                plain: Client::builder(executor.clone()).build_http(),
+                tls: Client::builder(executor).build(https),
+            }),
+        }
+    }
+
+    /// Serves `host` (a name without port) by `route` from now on.
+    pub fn route(&self, host: &str, route: Route) {
+        self.inner.routes.write().expect("routes lock").insert(host.to_ascii_lowercase(), route);
+    }
+
+    pub fn ca(&self) -> &Arc<Ca> {
+        &self.inner.ca
+    }
+
+    /// A new listener whose traffic is recorded separately.
+    pub async fn session(&self) -> Result<Session, GatewayError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(GatewayError::Listen)?;
+        let addr = listener.local_addr().map_err(GatewayError::Listen)?;
+        let recorder = Recorder { records: Arc::new(Mutex::new(Vec::new())), opened: Instant::now() };
+        let inner = self.inner.clone();
+        let records = recorder.records.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (inner, recorder) = (inner.clone(), recorder.clone());
+                tokio::spawn(serve_proxy_connection(stream, inner, recorder));
+            }
+        });
+        Ok(Session { addr, records, task })
+    }
+}
+
+/// A gateway listener for one cell; closes when dropped.
+pub struct Session {
+    pub addr: SocketAddr,
+    records: Arc<Mutex<Vec<Record>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// The value for `HTTP_PROXY` / `HTTPS_PROXY`.
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn records(&self) -> Vec<Record> {
+        self.records.lock().expect("records lock").clone()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Clone)]
+struct Recorder {
+    records: Arc<Mutex<Vec<Record>>>,
+    opened: Instant,
+}
+
+impl Recorder {
+    fn record(&self, host: &str, method: &str, path: &str, status: u16, note: Option<String>) {
+        let at_ms = self.opened.elapsed().as_millis() as u64;
+        let record = Record { host: host.into(), method: method.into(), path: path.into(), status, at_ms, note };
+        self.records.lock().expect("records lock").push(record);
+    }
+}
+
+async fn serve_proxy_connection(stream: TcpStream, inner: Arc<Inner>, recorder: Recorder) {
+    let service = hyper::service::service_fn(move |req| proxy_request(req, inner.clone(), recorder.clone()));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let body = Full::new(Bytes::from(message.into())).map_err(|never: Infallible| match never {}).boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+}
+
+/// Splits `host[:port]`, lowercasing the host.
+fn host_of(authority: &str) -> String {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
+}
+
+async fn proxy_request(req: Request<Incoming>, inner: Arc<Inner>, recorder: Recorder) -> Result<Response<Body>, Infallible> {
+    let authority = req.uri().authority().map(|a| a.to_string()).or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    let Some(authority) = authority else {
+        return Ok(text(StatusCode::BAD_REQUEST, "ko-matrix gateway: a proxy request needs a host"));
+    };
+    let host = host_of(&authority);
+    let route = inner.routes.read().expect("routes lock").get(&host).cloned();
+    let Some(route) = route else {
+        let path = if req.method() == Method::CONNECT { String::new() } else { path_of(&req) };
+        recorder.record(&host, req.method().as_str(), &path, 403, Some("unknown host: refused, nothing left the machine".into()));
+        return Ok(text(StatusCode::FORBIDDEN, format!("ko-matrix gateway: {host} is not a host of this run; refused")));
+    };
+    if req.method() == Method::CONNECT {
+        recorder.record(&host, "CONNECT", "", 200, None);
+        tokio::spawn(tunnel(req, host, route, inner, recorder));
+        return Ok(Response::new(http_body_util::Empty::new().map_err(|never: Infallible| match never {}).boxed()));
+    }
+    match route {
+        Route::Terminate { backend } => Ok(forward(req, &host, "http", &backend, &inner, &recorder).await),
+        Route::Passthrough { .. } => {
+            recorder.record(&host, req.method().as_str(), &path_of(&req), 400, Some("plain HTTP to a TLS-only host".into()));
+            Ok(text(StatusCode::BAD_REQUEST, format!("ko-matrix gateway: {host} only speaks TLS")))
+        }
+    }
+}
+
+fn path_of<B>(req: &Request<B>) -> String {
+    req.uri().path_and_query().map_or("/".to_string(), |p| p.to_string())
+}
+
+/// After a CONNECT: terminate TLS and serve requests, or splice bytes to a TLS backend.
+async fn tunnel(req: Request<Incoming>, host: String, route: Route, inner: Arc<Inner>, recorder: Recorder) {
+    let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
+    let client = TokioIo::new(upgraded);
+    match route {
+        Route::Passthrough { addr } => {
+            let Ok(mut backend) = TcpStream::connect(addr).await else {
+                recorder.record(&host, "TUNNEL", "", 502, Some(format!("backend {addr} unreachable")));
+                return;
+            };
+            let mut client = client;
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+        }
+        Route::Terminate { backend } => {
+            let config = match inner.tls_config(&host) {
+                Ok(config) => config,
+                Err(e) => {
+                    recorder.record(&host, "TLS", "", 500, Some(e.to_string()));
+                    return;
+                }
+            };
+            let tls = match tokio_rustls::TlsAcceptor::from(config).accept(client).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    // The client rejected our certificate or spoke something else: evidence for `tls`.
+                    recorder.record(&host, "TLS", "", 0, Some(format!("handshake failed: {e}")));
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (inner, recorder, host, backend) = (inner.clone(), recorder.clone(), host.clone(), backend.clone());
+                async move { Ok::<_, Infallible>(forward(req, &host, "https", &backend, &inner, &recorder).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+        }
+    }
+}
+
+const HOP_BY_HOP: [&str; 8] =
+    ["connection", "proxy-connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade"];
+
+/// Sends `req` to `backend` as if it had been addressed to `host` over `scheme`.
+async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Backend, inner: &Inner, recorder: &Recorder) -> Response<Body> {
+    let method = req.method().to_string();
+    let path = path_of(&req);
+    let (mut parts, body) = req.into_parts();
+    let backend_scheme = if backend.tls { "https" } else { "http" };
+    parts.uri = format!("{backend_scheme}://{}{path}", backend.addr).parse().expect("a loopback URI parses");
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    let host_header = parts.headers.get(HOST).cloned().unwrap_or_else(|| HeaderValue::from_str(host).expect("host is a valid header"));
+    parts.headers.insert(HOST, host_header);
+    parts.headers.insert("x-forwarded-proto", HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }));
+    let request = Request::from_parts(parts, body);
+    let result = if backend.tls { inner.tls.request(request).await } else { inner.plain.request(request).await };
+    match result {
+        Ok(response) => {
+            recorder.record(host, &method, &path, response.status().as_u16(), None);
+            response.map(|b| b.boxed())
+        }
+        Err(e) => {
+            recorder.record(host, &method, &path, 502, Some(format!("backend {} failed: {e}", backend.addr)));
+            text(StatusCode::BAD_GATEWAY, format!("ko-matrix gateway: backend for {host} failed: {e}"))
+        }
+    }
+}
+
+impl Inner {
+    fn tls_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, pki::PkiError> {
+        if let Some(config) = self.tls_configs.lock().expect("tls config cache").get(host) {
+            return Ok(config.clone());
+        }
+        let leaf = self.ca.leaf(host)?;
+        let mut config = rustls::ServerConfig::builder_with_provider(pki::provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.cert_der.clone()], leaf.key_der())
+            .expect("a freshly minted leaf is a valid server certificate");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        self.tls_configs.lock().expect("tls config cache").insert(host.to_string(), config.clone());
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_ports_and_case() {
+        assert_eq!(host_of("Basic.Ko-Matrix.test:443"), "basic.ko-matrix.test");
+        assert_eq!(host_of("169.254.169.254"), "169.254.169.254");
+        assert_eq!(host_of("[::1]:8080"), "::1");
+    }
+}

@@ -1,0 +1,293 @@
+//! Scenario files: which registry a cell pushes to and the credential setup it pushes with.
+//! `scenarios/README.md` documents every key; this module parses and validates them with
+//! the same located errors as matrix.toml.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+/// The placeholders scenario strings may use, filled in per cell.
+pub const PLACEHOLDERS: [&str; 3] = ["REGISTRY", "USER", "PASSWORD"];
+
+/// Which kind of registry the cell pushes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavour {
+    /// No authentication.
+    Anonymous,
+    /// htpasswd Basic auth over TLS.
+    Basic,
+    /// Bearer tokens from the harness's token server (the Docker Hub flow).
+    Token,
+}
+
+impl Flavour {
+    pub const ALL: [Flavour; 3] = [Flavour::Anonymous, Flavour::Basic, Flavour::Token];
+
+    /// The virtual host cells push to; the gateway routes it.
+    pub fn host(self) -> &'static str {
+        match self {
+            Flavour::Anonymous => "anonymous.ko-matrix.test",
+            Flavour::Basic => "basic.ko-matrix.test",
+            Flavour::Token => "token.ko-matrix.test",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Anonymous => "anonymous",
+            Flavour::Basic => "basic",
+            Flavour::Token => "token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    pub username: String,
+    pub password: String,
+}
+
+/// Where the docker config goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerConfigLocation {
+    /// `$HOME/.docker/config.json`, found without `DOCKER_CONFIG`.
+    #[default]
+    Home,
+    /// A separate directory that `DOCKER_CONFIG` points to.
+    Elsewhere,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    #[serde(default)]
+    pub location: DockerConfigLocation,
+    #[serde(default)]
+    pub auths: BTreeMap<String, Credential>,
+    #[serde(rename = "credsStore")]
+    pub creds_store: Option<String>,
+    #[serde(default, rename = "credHelpers")]
+    pub cred_helpers: BTreeMap<String, String>,
+}
+
+/// Where a podman-style `auth.json` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PodmanFile {
+    /// A file named by `REGISTRY_AUTH_FILE`.
+    RegistryAuthFile,
+    /// `$XDG_RUNTIME_DIR/containers/auth.json`.
+    XdgRuntime,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Podman {
+    pub file: PodmanFile,
+    pub auths: BTreeMap<String, Credential>,
+}
+
+/// A command run before `ko build`, e.g. `ko login`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub run: Vec<String>,
+    pub stdin: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub registry: Flavour,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    description: String,
+    expect: Option<String>,
+    target: Target,
+    docker_config: Option<DockerConfig>,
+    #[serde(default)]
+    helper: BTreeMap<String, Credential>,
+    podman: Option<Podman>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    before: Vec<Step>,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Path below `scenarios/` without `.toml`, e.g. `registry/basic-auths`.
+    pub name: String,
+    pub file: PathBuf,
+    /// The real-world setup it stands for, in one line.
+    pub description: String,
+    /// What the author expects (documentation only: the harness reports what happened).
+    pub expect: Option<String>,
+    pub target: Target,
+    pub docker_config: Option<DockerConfig>,
+    /// What the harness's credential helper (`docker-credential-ko-matrix`) holds.
+    pub helper: BTreeMap<String, Credential>,
+    pub podman: Option<Podman>,
+    pub env: BTreeMap<String, String>,
+    pub before: Vec<Step>,
+}
+
+impl Scenario {
+    pub fn parse(name: &str, file: &Path, text: &str) -> Result<Scenario, ConfigError> {
+        check_placeholders(file, text)?;
+        let raw: RawScenario = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+        if raw.description.trim().is_empty() || raw.description.contains('\n') {
+            let at = text.find("description").unwrap_or(0);
+            return Err(ConfigError::at(file, text, at..at + 11, "`description` must be one line saying which real-world setup this stands for"));
+        }
+        if let Some(step) = raw.before.iter().find(|s| s.run.is_empty()) {
+            let at = text.find("run").unwrap_or(0);
+            return Err(ConfigError::at(file, text, at..at + 3, format!("a `before` step needs a command in `run` (got {:?})", step.run)));
+        }
+        Ok(Scenario {
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            description: raw.description,
+            expect: raw.expect,
+            target: raw.target,
+            docker_config: raw.docker_config,
+            helper: raw.helper,
+            podman: raw.podman,
+            env: raw.env,
+            before: raw.before,
+        })
+    }
+}
+
+/// Every `${NAME}` must be a known placeholder.
+fn check_placeholders(file: &Path, text: &str) -> Result<(), ConfigError> {
+    for (at, _) in text.match_indices("${") {
+        let rest = &text[at + 2..];
+        let end = rest.find('}').filter(|&e| !rest[..e].contains('\n'));
+        let Some(end) = end else {
+            return Err(ConfigError::at(file, text, at..at + 2, "unclosed `${`; placeholders look like ${REGISTRY}"));
+        };
+        let name = &rest[..end];
+        if !PLACEHOLDERS.contains(&name) {
+            let choices = PLACEHOLDERS.map(|p| format!("${{{p}}}")).join(", ");
+            return Err(ConfigError::at(file, text, at..at + end + 3, format!("unknown placeholder `${{{name}}}`; known: {choices}")));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces every `${NAME}` in `text` by its value.
+pub fn expand(text: &str, values: &BTreeMap<&str, String>) -> String {
+    let mut out = text.to_string();
+    for (name, value) in values {
+        out = out.replace(&format!("${{{name}}}"), value);
+    }
+    out
+}
+
+/// Every scenario file below `dir` (`*.toml`, any depth), sorted by name.
+pub fn discover(dir: &Path) -> Result<Vec<Scenario>, ConfigError> {
+    let mut files = Vec::new();
+    collect(dir, &mut files).map_err(|e| ConfigError::unreadable(dir, &e))?;
+    files.sort();
+    let mut scenarios = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(dir).expect("found below dir").with_extension("");
+        let name = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::unreadable(&file, &e))?;
+        scenarios.push(Scenario::parse(&name, &file, &text)?);
+    }
+    Ok(scenarios)
+}
+
+fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scenario, ConfigError> {
+        Scenario::parse("registry/x", Path::new("scenarios/registry/x.toml"), text)
+    }
+
+    #[test]
+    fn a_full_scenario_parses() {
+        let s = parse(
+            r#"
+description = "docker login wrote auths"
+expect = "pass"
+[target]
+registry = "basic"
+[docker_config]
+location = "elsewhere"
+auths = { "${REGISTRY}" = { username = "${USER}", password = "${PASSWORD}" } }
+credsStore = "ko-matrix"
+credHelpers = { "${REGISTRY}" = "ko-matrix" }
+[helper]
+"${REGISTRY}" = { username = "${USER}", password = "${PASSWORD}" }
+[podman]
+file = "xdg-runtime"
+auths = { "${REGISTRY}" = { username = "${USER}", password = "${PASSWORD}" } }
+[env]
+GODEBUG = "x509sha1=1"
+[[before]]
+run = ["ko", "login", "${REGISTRY}", "-u", "${USER}", "--password-stdin"]
+stdin = "${PASSWORD}"
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.target.registry, Flavour::Basic);
+        let config = s.docker_config.unwrap();
+        assert_eq!(config.location, DockerConfigLocation::Elsewhere);
+        assert_eq!(config.creds_store.as_deref(), Some("ko-matrix"));
+        assert_eq!(s.podman.unwrap().file, PodmanFile::XdgRuntime);
+        assert_eq!(s.before[0].run[1], "login");
+    }
+
+    #[test]
+    fn errors_are_located() {
+        let e = parse("description = \"d\"\n[target]\nregistry = \"quay\"\n").unwrap_err();
+        assert_eq!((e.line, e.column), (3, 12));
+        assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`");
+        let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
+        assert_eq!((e.line, e.column), (5, 12));
+        assert_eq!(e.message, "unknown placeholder `${REGISTY}`; known: ${REGISTRY}, ${USER}, ${PASSWORD}");
+        let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\ncolour = 1\n").unwrap_err();
+        assert!(e.message.starts_with("unknown field `colour`, expected one of `description`, `expect`, `target`"), "{}", e.message);
+        let e = parse("[target]\nregistry = \"basic\"\n").unwrap_err();
+        assert_eq!(e.message, "missing field `description`");
+    }
+
+    #[test]
+    fn placeholders_expand() {
+        let values = BTreeMap::from([("REGISTRY", "basic.ko-matrix.test".to_string()), ("USER", "ko".to_string())]);
+        assert_eq!(expand("${USER}@${REGISTRY}", &values), "ko@basic.ko-matrix.test");
+    }
+
+    #[test]
+    fn the_repository_scenarios_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let scenarios = discover(&dir).unwrap();
+        assert!(scenarios.iter().any(|s| s.name == "registry/anonymous"), "{:?}", scenarios.iter().map(|s| &s.name).collect::<Vec<_>>());
+    }
+}

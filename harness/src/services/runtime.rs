@@ -1,0 +1,202 @@
+//! How services run: a local child process (default) or a container via testcontainers.
+//! Both take the same [`RegistrySpec`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::process::Command;
+
+use super::registry::{RegistrySpec, REGISTRY_IMAGE, REGISTRY_TOOL, REGISTRY_VERSION};
+use crate::pki::Ca;
+use crate::process::Contained;
+use crate::provision::{GoProvisioner, ProvisionError};
+
+/// `services.runtime` in matrix.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeChoice {
+    /// Docker when an engine answers, else a local process.
+    #[default]
+    Auto,
+    Process,
+    Docker,
+}
+
+impl RuntimeChoice {
+    pub const CHOICES: &'static str = "auto, process, docker";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no registry binary: {0}")]
+    NoBinary(#[source] ProvisionError),
+    #[error("preparing the registry's files in {dir}: {detail}")]
+    Files { dir: PathBuf, detail: String },
+    #[error("the registry did not start: {0}")]
+    Start(#[from] crate::process::RunError),
+    #[error("the registry at {addr} did not answer /v2/ within {waited:?}; its log ({log}) ends:\n{tail}")]
+    NotReady { addr: SocketAddr, waited: Duration, log: PathBuf, tail: String },
+    #[error("services.runtime = \"docker\" but no Docker engine answers ({0}); use \"process\" or \"auto\"")]
+    NoDocker(String),
+    #[error("starting the registry container failed: {0}")]
+    Container(String),
+}
+
+/// A running registry; stops when dropped.
+pub struct RunningRegistry {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// `process` or `docker`.
+    pub runtime: &'static str,
+    _guard: Guard,
+}
+
+enum Guard {
+    Process { _child: Contained, _dir: tempfile::TempDir },
+    Docker { _container: Box<testcontainers::ContainerAsync<testcontainers::GenericImage>> },
+}
+
+/// Picks the runtime: `auto` uses Docker only where an engine answers.
+pub async fn resolve_runtime(choice: RuntimeChoice) -> Result<&'static str, ServiceError> {
+    match choice {
+        RuntimeChoice::Process => Ok("process"),
+        RuntimeChoice::Docker => docker_engine().await.map(|_| "docker").map_err(ServiceError::NoDocker),
+        RuntimeChoice::Auto => Ok(if docker_engine().await.is_ok() { "docker" } else { "process" }),
+    }
+}
+
+/// Whether a Docker engine answers `/_ping` on its socket (`DOCKER_HOST` or the default).
+pub async fn docker_engine() -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = match std::env::var("DOCKER_HOST") {
+        Ok(host) if host.starts_with("unix://") => host.trim_start_matches("unix://").to_string(),
+        Ok(host) if !host.is_empty() => return Err(format!("DOCKER_HOST={host} is not a unix socket; only local engines are used")),
+        _ => "/var/run/docker.sock".to_string(),
+    };
+    let ping = async {
+        let mut stream = tokio::net::UnixStream::connect(&socket).await.map_err(|e| format!("{socket}: {e}"))?;
+        stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").await.map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.map_err(|e| e.to_string())?;
+        if answer.ends_with("OK") {
+            Ok(())
+        } else {
+            Err(format!("{socket} answered {:?}", answer.lines().next().unwrap_or_default()))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ping).await.map_err(|_| format!("{socket}: no answer within 5s"))?
+}
+
+/// Finds the distribution binary: `registry` or Debian's `docker-registry` on PATH, else
+/// one built from the module proxy at a pinned version.
+pub async fn registry_binary(provisioner: &GoProvisioner) -> Result<PathBuf, ServiceError> {
+    for name in ["registry", "docker-registry"] {
+        if let Ok(path) = which::which(name) {
+            return Ok(path);
+        }
+    }
+    let installed = provisioner.install(&REGISTRY_TOOL, REGISTRY_VERSION).await.map_err(ServiceError::NoBinary)?;
+    Ok(installed.path)
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Starts `spec` as a child process of `binary` on a free loopback port.
+pub async fn start_process(spec: &RegistrySpec, binary: &Path, ca: &Ca) -> Result<RunningRegistry, ServiceError> {
+    let dir = tempfile::Builder::new().prefix("ko-matrix-registry-").tempdir().map_err(|e| files_err(Path::new("/tmp"), e))?;
+    let files_dir = dir.path().join("files");
+    let storage = dir.path().join("storage");
+    for d in [&files_dir, &storage] {
+        std::fs::create_dir_all(d).map_err(|e| files_err(d, e))?;
+    }
+    for file in spec.files().map_err(|e| files_err(&files_dir, e))? {
+        std::fs::write(files_dir.join(file.name), &file.contents).map_err(|e| files_err(&files_dir, e))?;
+    }
+    let addr = free_port()?;
+    let config = spec.config(&addr.to_string(), &storage.display().to_string(), &files_dir.display().to_string());
+    let config_path = dir.path().join("config.yml");
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("config serialises")).map_err(|e| files_err(&config_path, e))?;
+    let log_path = dir.path().join("registry.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| files_err(&log_path, e))?;
+    let mut cmd = Command::new(binary);
+    cmd.arg("serve")
+        .arg(&config_path)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| files_err(&log_path, e))?)
+        .stderr(log);
+    let mut child = Contained::spawn(&mut cmd)?;
+    wait_ready(addr, spec.tls.is_some(), ca, &log_path, Some(&mut child)).await?;
+    Ok(RunningRegistry { addr, tls: spec.tls.is_some(), runtime: "process", _guard: Guard::Process { _child: child, _dir: dir } })
+}
+
+/// Starts `spec` as the pinned `registry` image through testcontainers.
+pub async fn start_container(spec: &RegistrySpec, ca: &Ca) -> Result<RunningRegistry, ServiceError> {
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+
+    docker_engine().await.map_err(ServiceError::NoDocker)?;
+    let config = spec.config("0.0.0.0:5000", "/var/lib/registry", "/ko-matrix");
+    let mut request = GenericImage::new(REGISTRY_IMAGE.0, REGISTRY_IMAGE.1)
+        .with_exposed_port(5000.tcp())
+        .with_wait_for(WaitFor::message_on_stderr("listening on"))
+        .with_copy_to("/ko-matrix/config.yml", serde_json::to_vec_pretty(&config).expect("config serialises"))
+        .with_cmd(["/ko-matrix/config.yml"]);
+    for file in spec.files().map_err(|e| files_err(Path::new("/ko-matrix"), e))? {
+        request = request.with_copy_to(format!("/ko-matrix/{}", file.name), file.contents);
+    }
+    let container = request.start().await.map_err(|e| ServiceError::Container(e.to_string()))?;
+    let port = container.get_host_port_ipv4(5000).await.map_err(|e| ServiceError::Container(e.to_string()))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_ready(addr, spec.tls.is_some(), ca, Path::new("(container logs)"), None).await?;
+    Ok(RunningRegistry { addr, tls: spec.tls.is_some(), runtime: "docker", _guard: Guard::Docker { _container: Box::new(container) } })
+}
+
+fn files_err(dir: &Path, e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Files { dir: dir.to_path_buf(), detail: e.to_string() }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> Result<SocketAddr, ServiceError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| files_err(Path::new("127.0.0.1:0"), e))?;
+    listener.local_addr().map_err(|e| files_err(Path::new("127.0.0.1:0"), e))
+}
+
+/// Polls `GET /v2/` until the registry answers with any HTTP status.
+async fn wait_ready(addr: SocketAddr, tls: bool, ca: &Ca, log: &Path, mut child: Option<&mut Contained>) -> Result<(), ServiceError> {
+    let client = registry_client(ca);
+    let url = format!("{}://{addr}/v2/", if tls { "https" } else { "http" });
+    let started = Instant::now();
+    loop {
+        if client.get(&url).send().await.is_ok() {
+            return Ok(());
+        }
+        let exited = match child.as_deref_mut() {
+            Some(child) => child.child_mut().try_wait().ok().flatten().is_some(),
+            None => false,
+        };
+        if exited || started.elapsed() > READY_TIMEOUT {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            return Err(ServiceError::NotReady { addr, waited: started.elapsed(), log: log.to_path_buf(), tail });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A client for talking to registries directly (readiness, verification, base image):
+/// trusts only the run's CA, never uses a proxy.
+pub fn registry_client(ca: &Ca) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_der(&ca.cert_der()).expect("our CA certificate parses"))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("static reqwest configuration is valid")
+}

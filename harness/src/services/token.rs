@@ -1,0 +1,189 @@
+//! A Docker-Hub-style token server: clients present Basic credentials (or none) to
+//! `GET /token?service=…&scope=repository:<name>:push,pull` and get a JWT that distribution
+//! verifies against the run's CA (`x5c` header with the signing certificate).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+
+use crate::pki::{Ca, Issued, PkiError};
+
+/// Who may get tokens, and how they are signed.
+pub struct TokenIssuer {
+    pub issuer: String,
+    pub service: String,
+    users: BTreeMap<String, String>,
+    signer: Issued,
+    encoding_key: jsonwebtoken::EncodingKey,
+}
+
+#[derive(Debug, Serialize)]
+struct Access {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    actions: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: u64,
+    nbf: u64,
+    iat: u64,
+    jti: String,
+    access: Vec<Access>,
+}
+
+const TOKEN_TTL_SECS: u64 = 300;
+
+impl TokenIssuer {
+    pub fn new(ca: &Ca, issuer: &str, service: &str, users: BTreeMap<String, String>) -> Result<TokenIssuer, PkiError> {
+        let signer = ca.issue(&[issuer], &[])?;
+        let encoding_key = jsonwebtoken::EncodingKey::from_ec_pem(signer.key_pem.as_bytes()).expect("rcgen writes PKCS#8 P-256 keys");
+        Ok(TokenIssuer { issuer: issuer.into(), service: service.into(), users, signer, encoding_key })
+    }
+
+    /// A signed token for `subject` with the access each scope asks for; anonymous callers
+    /// (`subject` empty) get a token that grants nothing, as a private registry does.
+    pub fn token(&self, subject: &str, scopes: &[String]) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs();
+        let access = if subject.is_empty() { Vec::new() } else { scopes.iter().filter_map(|s| parse_scope(s)).collect() };
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: subject.into(),
+            aud: self.service.clone(),
+            exp: now + TOKEN_TTL_SECS,
+            nbf: now.saturating_sub(5),
+            iat: now,
+            jti: format!("{:032x}", rand::random::<u128>()),
+            access,
+        };
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.x5c = Some(vec![base64::engine::general_purpose::STANDARD.encode(self.signer.cert_der.as_ref())]);
+        jsonwebtoken::encode(&header, &claims, &self.encoding_key).expect("ES256 signing with a valid key succeeds")
+    }
+
+    /// `Ok(subject)` for valid or absent credentials (absent: empty subject), `Err` otherwise.
+    fn authenticate(&self, authorization: Option<&str>) -> Result<String, ()> {
+        let Some(value) = authorization else { return Ok(String::new()) };
+        let encoded = value.strip_prefix("Basic ").ok_or(())?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| ())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| ())?;
+        let (user, password) = decoded.split_once(':').ok_or(())?;
+        match self.users.get(user) {
+            Some(expected) if expected == password => Ok(user.to_string()),
+            _ => Err(()),
+        }
+    }
+
+    /// Serves `/token` on a free loopback port until the returned handle drops.
+    pub async fn serve(self: Arc<Self>) -> std::io::Result<TokenServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let issuer = self.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let issuer = issuer.clone();
+                        async move { Ok::<_, Infallible>(issuer.handle(req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Ok(TokenServer { addr, task })
+    }
+
+    fn handle<B>(&self, req: Request<B>) -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
+        let respond = |status: StatusCode, body: serde_json::Value| {
+            let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+            *response.status_mut() = status;
+            response.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
+            response
+        };
+        if req.uri().path() != "/token" {
+            return respond(StatusCode::NOT_FOUND, serde_json::json!({"errors": [{"code": "NOT_FOUND", "message": "only /token is served"}]}));
+        }
+        let url = reqwest::Url::parse(&format!("http://token{}", req.uri())).expect("a request URI parses");
+        let scopes: Vec<String> = url.query_pairs().filter(|(k, _)| k == "scope").map(|(_, v)| v.into_owned()).collect();
+        let service = url.query_pairs().find(|(k, _)| k == "service").map(|(_, v)| v.into_owned());
+        if service.as_deref().is_some_and(|s| s != self.service) {
+            return respond(StatusCode::BAD_REQUEST, serde_json::json!({"details": format!("unknown service {service:?}")}));
+        }
+        let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+        match self.authenticate(authorization) {
+            Ok(subject) => {
+                let token = self.token(&subject, &scopes);
+                respond(StatusCode::OK, serde_json::json!({ "token": token, "access_token": token, "expires_in": TOKEN_TTL_SECS }))
+            }
+            Err(()) => {
+                let mut response = respond(StatusCode::UNAUTHORIZED, serde_json::json!({"details": "incorrect username or password"}));
+                response.headers_mut().insert("www-authenticate", "Basic realm=\"ko-matrix token server\"".parse().expect("static header"));
+                response
+            }
+        }
+    }
+}
+
+/// `repository:name:push,pull` → access entry.
+fn parse_scope(scope: &str) -> Option<Access> {
+    let (kind, rest) = scope.split_once(':')?;
+    let (name, actions) = rest.rsplit_once(':')?;
+    Some(Access { kind: kind.into(), name: name.into(), actions: actions.split(',').map(str::to_string).collect() })
+}
+
+/// The running token server; stops when dropped.
+pub struct TokenServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_including_names_with_slashes() {
+        let access = parse_scope("repository:team/app:push,pull").unwrap();
+        assert_eq!((access.kind.as_str(), access.name.as_str()), ("repository", "team/app"));
+        assert_eq!(access.actions, ["push", "pull"]);
+    }
+
+    #[test]
+    fn tokens_carry_the_signing_chain_and_access() {
+        let ca = Ca::new().unwrap();
+        let issuer = TokenIssuer::new(&ca, "ko-matrix-token", "token.ko-matrix.test", BTreeMap::from([("u".into(), "p".into())])).unwrap();
+        let token = issuer.token("u", &["repository:app:push,pull".into()]);
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+        assert_eq!(header.x5c.unwrap().len(), 1);
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["aud"], "token.ko-matrix.test");
+        assert_eq!(claims["access"][0]["actions"], serde_json::json!(["push", "pull"]));
+        assert_eq!(issuer.authenticate(Some("Basic dTpw")), Ok("u".into()));
+        assert_eq!(issuer.authenticate(Some("Basic dTp4")), Err(()));
+        assert_eq!(issuer.authenticate(None), Ok(String::new()));
+        assert!(issuer.token("", &["repository:app:push".into()]).len() > 10);
+    }
+}

@@ -1,0 +1,203 @@
+//! The push world of one run: the run's CA, the gateway, the registries each flavour needs,
+//! the token server, the base image. Started once per run, stopped when dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use crate::base_image::{self, BaseImage};
+use crate::gateway::{Backend, Gateway, Route};
+use crate::pki::{Ca, PkiError};
+use crate::provision::GoProvisioner;
+use crate::scenario::{Credential, Flavour};
+use crate::services::registry::{RegistryAuth, RegistrySpec};
+use crate::services::runtime::{self, RunningRegistry, RuntimeChoice, ServiceError};
+use crate::services::token::{TokenIssuer, TokenServer};
+
+/// The host of the token server that the token registry's challenge names.
+pub const TOKEN_AUTH_HOST: &str = "auth.ko-matrix.test";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
+    #[error(transparent)]
+    BaseImage(#[from] base_image::BaseImageError),
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+/// How the harness itself reads from a target registry (to verify pushes).
+enum Admin {
+    None,
+    Basic(Credential),
+    Token(Arc<TokenIssuer>),
+}
+
+/// A registry cells push to, behind the gateway.
+pub struct TargetRegistry {
+    pub flavour: Flavour,
+    pub host: &'static str,
+    pub backend: SocketAddr,
+    pub tls: bool,
+    /// The credentials that work (scenarios' `${USER}` / `${PASSWORD}`).
+    pub user: Credential,
+    admin: Admin,
+}
+
+pub struct World {
+    pub ca: Arc<Ca>,
+    pub gateway: Gateway,
+    /// `SSL_CERT_FILE` for cells: the run's CA.
+    pub ca_bundle: PathBuf,
+    /// The base image reference for `.ko.yaml`.
+    pub base_image: String,
+    pub targets: BTreeMap<Flavour, TargetRegistry>,
+    /// `process` or `docker`.
+    pub runtime: &'static str,
+    pub started_in: Duration,
+    client: reqwest::Client,
+    _registries: Vec<RunningRegistry>,
+    _token_server: Option<TokenServer>,
+}
+
+fn random_secret() -> String {
+    format!("{:024x}", rand::random::<u128>() >> 32)
+}
+
+impl World {
+    /// Starts what `flavours` need, under `dir` (the run's work dir).
+    pub async fn start(flavours: &BTreeSet<Flavour>, runtime_choice: RuntimeChoice, provisioner: &GoProvisioner, dir: &Path) -> Result<World, WorldError> {
+        let started = Instant::now();
+        let ca = Arc::new(Ca::new()?);
+        let ca_bundle = dir.join("ca.pem");
+        ca.write_bundle(&ca_bundle)?;
+        let gateway = Gateway::new(ca.clone());
+        let runtime = runtime::resolve_runtime(runtime_choice).await?;
+        let binary = if runtime == "process" { Some(runtime::registry_binary(provisioner).await?) } else { None };
+        let start = |spec: RegistrySpec| {
+            let (binary, ca) = (binary.clone(), ca.clone());
+            async move {
+                match binary {
+                    Some(binary) => runtime::start_process(&spec, &binary, &ca).await,
+                    None => runtime::start_container(&spec, &ca).await,
+                }
+            }
+        };
+
+        let user = Credential { username: "ko-matrix-user".into(), password: random_secret() };
+        let admin = Credential { username: "ko-matrix-admin".into(), password: random_secret() };
+        let users = BTreeMap::from([(user.username.clone(), user.password.clone()), (admin.username.clone(), admin.password.clone())]);
+
+        // The base image lives in a registry of its own, so pushes cannot mount its blobs
+        // across what would be different registries in real life.
+        let base = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None });
+        let anonymous = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None });
+        let basic = async {
+            if !flavours.contains(&Flavour::Basic) {
+                return Ok(None);
+            }
+            let tls = ca.issue(&[Flavour::Basic.host(), "127.0.0.1"], &[rcgen::ExtendedKeyUsagePurpose::ServerAuth])?;
+            let spec = RegistrySpec { auth: RegistryAuth::Htpasswd { users: users.clone() }, tls: Some(tls) };
+            Ok::<_, WorldError>(Some(start(spec).await?))
+        };
+        let token = async {
+            if !flavours.contains(&Flavour::Token) {
+                return Ok(None);
+            }
+            let issuer = Arc::new(TokenIssuer::new(&ca, "ko-matrix-token-issuer", Flavour::Token.host(), users.clone())?);
+            let server = issuer.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "token server".into(), source })?;
+            let spec = RegistrySpec {
+                auth: RegistryAuth::Token {
+                    realm: format!("https://{TOKEN_AUTH_HOST}/token"),
+                    service: issuer.service.clone(),
+                    issuer: issuer.issuer.clone(),
+                    root_pem: ca.cert_pem(),
+                },
+                tls: None,
+            };
+            Ok::<_, WorldError>(Some((start(spec).await?, issuer, server)))
+        };
+        let (base, anonymous, basic, token) = tokio::join!(base, anonymous, basic, token);
+        let (base, anonymous, basic, token) = (base?, anonymous?, basic?, token?);
+
+        let client = runtime::registry_client(&ca);
+        let base_image = BaseImage::build().push(&client, &format!("http://{}", base.addr)).await?;
+
+        let mut targets = BTreeMap::new();
+        let mut registries = vec![base];
+        let mut add = |flavour: Flavour, registry: RunningRegistry, admin: Admin| {
+            let backend = if registry.tls { Backend::https(registry.addr) } else { Backend::http(registry.addr) };
+            gateway.route(flavour.host(), Route::Terminate { backend });
+            targets.insert(flavour, TargetRegistry { flavour, host: flavour.host(), backend: registry.addr, tls: registry.tls, user: user.clone(), admin });
+            registries.push(registry);
+        };
+        add(Flavour::Anonymous, anonymous, Admin::None);
+        if let Some(basic) = basic {
+            add(Flavour::Basic, basic, Admin::Basic(admin.clone()));
+        }
+        let mut token_server = None;
+        if let Some((registry, issuer, server)) = token {
+            gateway.route(TOKEN_AUTH_HOST, Route::Terminate { backend: Backend::http(server.addr) });
+            add(Flavour::Token, registry, Admin::Token(issuer));
+            token_server = Some(server);
+        }
+        Ok(World {
+            ca,
+            gateway,
+            ca_bundle,
+            base_image,
+            targets,
+            runtime,
+            started_in: started.elapsed(),
+            client,
+            _registries: registries,
+            _token_server: token_server,
+        })
+    }
+
+    /// Fetches `repository@digest` straight from the target's backend (not through the
+    /// gateway) and checks the bytes hash to `digest`. `Ok(digest)` when they do.
+    pub async fn fetch_back(&self, flavour: Flavour, repository: &str, digest: &str) -> Result<String, String> {
+        let target = self.targets.get(&flavour).ok_or_else(|| format!("no {} registry in this run", flavour.name()))?;
+        let scheme = if target.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}/v2/{repository}/manifests/{digest}", target.backend);
+        let accept = [
+            base_image::INDEX_MEDIA_TYPE,
+            base_image::MANIFEST_MEDIA_TYPE,
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ]
+        .join(", ");
+        let mut request = self.client.get(&url).header("accept", accept);
+        request = match &target.admin {
+            Admin::None => request,
+            Admin::Basic(admin) => request.basic_auth(&admin.username, Some(&admin.password)),
+            Admin::Token(issuer) => request.bearer_auth(issuer.token("ko-matrix-admin", &[format!("repository:{repository}:pull")])),
+        };
+        let response = request.send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body).trim()));
+        }
+        let actual = base_image::digest(&body);
+        if actual != digest {
+            return Err(format!("GET {url} returned content with digest {actual}"));
+        }
+        Ok(actual)
+    }
+
+    /// The `Authorization` value a docker config `auths` entry carries for `credential`.
+    pub fn basic_auth_value(credential: &Credential) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", credential.username, credential.password))
+    }
+}

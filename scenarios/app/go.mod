@@ -1,0 +1,3 @@
+module example.com/ko-matrix-app
+
+go 1.21
