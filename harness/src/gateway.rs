@@ -249,8 +249,11 @@ async fn tunnel(req: Request<Incoming>, host: String, route: Route, inner: Arc<I
             let tls = match tokio_rustls::TlsAcceptor::from(config).accept(client).await {
                 Ok(tls) => tls,
                 Err(e) => {
-                    // The client rejected our certificate or spoke something else: evidence for `tls`.
-                    recorder.record(&host, "TLS", "", 0, Some(format!("handshake failed: {e}")));
+                    // The client rejected our certificate or spoke something else: evidence for
+                    // `tls`. A client hanging up before its hello (an unused connection) is not.
+                    if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                        recorder.record(&host, "TLS", "", 0, Some(format!("handshake failed: {e}")));
+                    }
                     return;
                 }
             };

@@ -96,6 +96,29 @@ pub fn render_table(report: &MatrixReport) -> String {
     out
 }
 
+/// The family of a scenario: its first path component (`registry`, `ecr`).
+pub fn family(scenario: &str) -> &str {
+    scenario.split('/').next().unwrap_or(scenario)
+}
+
+/// The committed snapshot of one family: a line per cell, grouped by version, so a new ko
+/// version is new lines and a changed cell is one changed line. No times, ports or paths.
+pub fn render_snapshot(cells: &[(String, String, String)]) -> String {
+    let width = cells.iter().map(|(_, s, _)| s.len()).max().unwrap_or(0);
+    let vwidth = cells.iter().map(|(v, _, _)| v.len()).max().unwrap_or(0);
+    cells.iter().map(|(v, s, label)| format!("{v:vwidth$}  {s:width$}  {label}\n")).collect()
+}
+
+/// Reads a snapshot body back into (version, scenario) → label.
+pub fn parse_snapshot(body: &str) -> std::collections::BTreeMap<(String, String), String> {
+    body.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            Some(((words.next()?.to_string(), words.next()?.to_string()), words.next()?.to_string()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +137,19 @@ mod tests {
             env: Default::default(),
             requests: Vec::new(),
         }
+    }
+
+    #[test]
+    fn snapshots_round_trip() {
+        let cells = vec![
+            ("v0.15.1".to_string(), "registry/anonymous".to_string(), "pass".to_string()),
+            ("v0.15.10".to_string(), "registry/wrong-password".to_string(), "fail(unauthorized)".to_string()),
+        ];
+        let text = render_snapshot(&cells);
+        assert_eq!(text, "v0.15.1   registry/anonymous       pass\nv0.15.10  registry/wrong-password  fail(unauthorized)\n");
+        let parsed = parse_snapshot(&text);
+        assert_eq!(parsed[&("v0.15.10".to_string(), "registry/wrong-password".to_string())], "fail(unauthorized)");
+        assert_eq!(family("registry/anonymous"), "registry");
     }
 
     #[test]

@@ -9,26 +9,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::cell::{self, CellEnv, CellResult, GoEnv};
-use crate::ko::KoBinary;
+use crate::config::{ConfigError, Matrix};
+use crate::ko::versions::{self, Selector, VersionError};
+use crate::ko::{FetchError, KoBinary, KoFetcher};
 use crate::provision::GoProvisioner;
 use crate::report::MatrixReport;
-use crate::scenario::Scenario;
+use crate::scenario::{self, Scenario};
 use crate::services::runtime::RuntimeChoice;
 use crate::world::{World, WorldError};
-
-pub struct RunPlan {
-    pub versions: Vec<KoBinary>,
-    pub scenarios: Vec<Scenario>,
-    pub jobs: usize,
-    pub cell_timeout: Duration,
-    pub runtime: RuntimeChoice,
-    /// Where logs go (`<out>/logs/`).
-    pub out_dir: PathBuf,
-    /// `scenarios/app`.
-    pub app_source: PathBuf,
-    /// The `docker-credential-ko-matrix` binary.
-    pub helper: PathBuf,
-}
 
 #[derive(Debug, Clone)]
 pub enum RunEvent {
@@ -43,6 +31,12 @@ pub trait RunObserver: Send + Sync {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Versions(#[from] VersionError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     #[error("starting services failed: {0}")]
     World(#[from] WorldError),
     #[error("{0}")]
@@ -53,53 +47,128 @@ pub enum RunError {
     NoHelper(PathBuf),
 }
 
-pub async fn run(plan: RunPlan, provisioner: &GoProvisioner, observer: Arc<dyn RunObserver>) -> Result<MatrixReport, RunError> {
-    let started_at = crate::cache::now_rfc3339();
-    if !plan.helper.is_file() {
-        return Err(RunError::NoHelper(plan.helper));
+impl RunError {
+    /// The user's input was wrong (exit 2), rather than the infrastructure (exit 3).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            RunError::Config(_) => true,
+            RunError::Fetch(e) => e.is_bad_input(),
+            _ => false,
+        }
     }
-    let work = tempfile::Builder::new().prefix("ko-matrix-run-").tempdir().map_err(|source| RunError::Io { action: "creating", path: std::env::temp_dir(), source })?;
-    let app_dir = work.path().join("app");
-    copy_dir(&plan.app_source, &app_dir).map_err(|source| RunError::Io { action: "copying", path: plan.app_source.clone(), source })?;
-    let logs_dir = plan.out_dir.join("logs");
+}
+
+/// The cells a matrix selects: its ko binaries (fetched) and its scenarios.
+pub struct Selection {
+    pub versions: Vec<KoBinary>,
+    pub scenarios: Vec<Scenario>,
+}
+
+/// `scenarios/` next to matrix.toml.
+pub fn scenarios_dir(matrix: &Matrix) -> PathBuf {
+    matrix.file.parent().map_or_else(|| PathBuf::from("scenarios"), |d| d.join("scenarios"))
+}
+
+/// Resolves and fetches `selectors` (matrix.toml's unless given) and selects scenarios.
+pub async fn select(matrix: &Matrix, selectors: &[(String, Selector)], fetcher: &KoFetcher) -> Result<Selection, RunError> {
+    let known = scenario::discover(&scenarios_dir(matrix))?;
+    let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
+    let selected = matrix.select_scenarios(&names)?;
+    let scenarios = known.into_iter().filter(|s| selected.contains(&s.name)).collect();
+    let resolution = versions::resolve_listing(selectors).await?;
+    let mut binaries = Vec::new();
+    for version in &resolution.versions {
+        binaries.push(fetcher.fetch(version).await?);
+    }
+    Ok(Selection { versions: binaries, scenarios })
+}
+
+/// How to set up the services and cells of a run.
+pub struct RunnerOptions {
+    pub scenarios: Vec<Scenario>,
+    pub runtime: RuntimeChoice,
+    pub cell_timeout: Duration,
+    /// Where logs go (`<out>/logs/`).
+    pub out_dir: PathBuf,
+    /// `scenarios/app`.
+    pub app_source: PathBuf,
+    /// The `docker-credential-ko-matrix` binary.
+    pub helper: PathBuf,
+}
+
+/// Started services plus everything cells share; cells can then run in any order.
+pub struct Runner {
+    env: CellEnv,
+    _work: tempfile::TempDir,
+}
+
+impl Runner {
+    pub async fn start(options: &RunnerOptions, provisioner: &GoProvisioner) -> Result<Runner, RunError> {
+        if !options.helper.is_file() {
+            return Err(RunError::NoHelper(options.helper.clone()));
+        }
+        let io = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RunError::Io { action, path, source }
+        };
+        let work = tempfile::Builder::new().prefix("ko-matrix-run-").tempdir().map_err(io("creating", &std::env::temp_dir()))?;
+        let app_dir = work.path().join("app");
+        copy_dir(&options.app_source, &app_dir).map_err(io("copying", &options.app_source))?;
+        let logs_dir = options.out_dir.join("logs");
+        std::fs::create_dir_all(&logs_dir).map_err(io("creating", &logs_dir))?;
+
+        let go = provisioner.go("the app cells build").await.map_err(|e| RunError::Go(e.to_string()))?;
+        let go_env = GoEnv::detect(&go.path).await.map_err(RunError::Go)?;
+        let flavours: BTreeSet<_> = options.scenarios.iter().map(|s| s.target.registry).collect();
+        let world = Arc::new(World::start(&flavours, options.runtime, provisioner, work.path()).await?);
+        let env = CellEnv {
+            world,
+            app_dir,
+            go: go_env,
+            helper: options.helper.clone(),
+            work_dir: work.path().join("cells"),
+            logs_dir,
+            timeout: options.cell_timeout,
+        };
+        Ok(Runner { env, _work: work })
+    }
+
+    pub fn world(&self) -> &World {
+        &self.env.world
+    }
+
+    pub async fn run_cell(&self, ko: &KoBinary, scenario: &Scenario) -> CellResult {
+        cell::run_cell(&self.env, ko, scenario).await
+    }
+}
+
+/// Runs every cell of `selection`, `jobs` at a time.
+pub async fn run(selection: &Selection, options: &RunnerOptions, jobs: usize, provisioner: &GoProvisioner, observer: Arc<dyn RunObserver>) -> Result<MatrixReport, RunError> {
+    let started_at = crate::cache::now_rfc3339();
+    let logs_dir = options.out_dir.join("logs");
     if logs_dir.exists() {
         std::fs::remove_dir_all(&logs_dir).map_err(|source| RunError::Io { action: "clearing", path: logs_dir.clone(), source })?;
     }
-    std::fs::create_dir_all(&logs_dir).map_err(|source| RunError::Io { action: "creating", path: logs_dir.clone(), source })?;
-
-    let go = provisioner.go("the app cells build").await.map_err(|e| RunError::Go(e.to_string()))?;
-    let go_env = GoEnv::detect(&go.path).await.map_err(RunError::Go)?;
-    let flavours: BTreeSet<_> = plan.scenarios.iter().map(|s| s.target.registry).collect();
-    let world = Arc::new(World::start(&flavours, plan.runtime, provisioner, work.path()).await?);
-    observer.on_run_event(RunEvent::WorldReady { runtime: world.runtime, took: world.started_in });
-
-    let env = CellEnv {
-        world: world.clone(),
-        app_dir,
-        go: go_env,
-        helper: plan.helper.clone(),
-        work_dir: work.path().join("cells"),
-        logs_dir,
-        timeout: plan.cell_timeout,
-    };
-    let cells: Vec<(&KoBinary, &Scenario)> = plan.scenarios.iter().flat_map(|s| plan.versions.iter().map(move |v| (v, s))).collect();
+    let runner = Runner::start(options, provisioner).await?;
+    observer.on_run_event(RunEvent::WorldReady { runtime: runner.world().runtime, took: runner.world().started_in });
+    let cells: Vec<(&KoBinary, &Scenario)> = selection.scenarios.iter().flat_map(|s| selection.versions.iter().map(move |v| (v, s))).collect();
     let mut results: Vec<CellResult> = futures_util::stream::iter(cells)
         .map(|(ko, scenario)| {
-            let (env, observer) = (&env, observer.clone());
+            let (runner, observer) = (&runner, observer.clone());
             async move {
                 observer.on_run_event(RunEvent::CellStarted { version: ko.version.clone(), scenario: scenario.name.clone() });
-                let result = cell::run_cell(env, ko, scenario).await;
+                let result = runner.run_cell(ko, scenario).await;
                 observer.on_run_event(RunEvent::CellFinished(Box::new(result.clone())));
                 result
             }
         })
-        .buffer_unordered(plan.jobs.max(1))
+        .buffer_unordered(jobs.max(1))
         .collect()
         .await;
-    let scenario_order = |name: &str| plan.scenarios.iter().position(|s| s.name == name);
-    let version_order = |v: &str| plan.versions.iter().position(|k| k.version == v);
+    let scenario_order = |name: &str| selection.scenarios.iter().position(|s| s.name == name);
+    let version_order = |v: &str| selection.versions.iter().position(|k| k.version == v);
     results.sort_by_key(|r| (scenario_order(&r.scenario), version_order(&r.version)));
-    Ok(MatrixReport::new(started_at, world.runtime, &plan.versions, results))
+    Ok(MatrixReport::new(started_at, runner.world().runtime, &selection.versions, results))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

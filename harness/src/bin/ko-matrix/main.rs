@@ -12,8 +12,7 @@ use ko_matrix::cache::Cache;
 use ko_matrix::config::{ConfigError, Matrix, ScenarioPattern};
 use ko_matrix::outcome::Outcome;
 use ko_matrix::report::render_table;
-use ko_matrix::run::RunPlan;
-use ko_matrix::scenario;
+use ko_matrix::run::{self, RunnerOptions};
 use ko_matrix::services::runtime::RuntimeChoice;
 use ko_matrix::ko::versions::{self, ReleaseIndex, Resolution, Selector};
 use ko_matrix::ko::{FetchError, KoBinary, KoFetcher, KoSettings, Source};
@@ -160,7 +159,10 @@ fn main() -> ExitCode {
 fn report(error: &anyhow::Error) -> u8 {
     eprintln!("error: {error:#}");
     let bad_input = error.chain().any(|e| {
-        e.is::<ConfigError>() || e.is::<BadInput>() || e.downcast_ref::<FetchError>().is_some_and(FetchError::is_bad_input)
+        e.is::<ConfigError>()
+            || e.is::<BadInput>()
+            || e.downcast_ref::<FetchError>().is_some_and(FetchError::is_bad_input)
+            || e.downcast_ref::<run::RunError>().is_some_and(run::RunError::is_bad_input)
     });
     if bad_input {
         2
@@ -292,35 +294,23 @@ async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     if !args.scenarios.is_empty() {
         matrix.scenarios = Some(args.scenarios.iter().map(|p| ScenarioPattern::from_cli(p)).collect::<Result<_, _>>().map_err(BadInput)?);
     }
-    let scenarios_dir = matrix.file.parent().unwrap_or(Path::new(".")).join("scenarios");
-    let known = scenario::discover(&scenarios_dir)?;
-    let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
-    let selected = matrix.select_scenarios(&names)?;
-    let scenarios: Vec<_> = known.into_iter().filter(|s| selected.contains(&s.name)).collect();
-
     let selectors = selectors(Some(&matrix), &args.versions)?;
     let resolution = resolve(&selectors).await?;
-    eprintln!("versions: {}", resolution.versions.join(", "));
-    eprintln!("scenarios: {}", selected.join(", "));
-    let settings = settings(Some(&matrix), &args.source);
     let observer = Arc::new(progress::Progress::for_stderr());
-    let fetcher = KoFetcher::new(Cache::from_env()?, settings, observer.clone());
-    let mut versions = Vec::new();
-    for version in &resolution.versions {
-        versions.push(fetcher.fetch(version).await?);
-    }
-    let helper = std::env::current_exe()?.with_file_name("docker-credential-ko-matrix");
-    let plan = RunPlan {
-        versions,
-        scenarios,
-        jobs: args.jobs.unwrap_or(matrix.jobs),
-        cell_timeout: matrix.cell_timeout,
+    let fetcher = KoFetcher::new(Cache::from_env()?, settings(Some(&matrix), &args.source), observer.clone());
+    let exact: Vec<(String, Selector)> = resolution.versions.iter().map(|v| (v.clone(), Selector::parse(v).expect("resolved versions parse"))).collect();
+    let selection = run::select(&matrix, &exact, &fetcher).await?;
+    eprintln!("versions: {}", resolution.versions.join(", "));
+    eprintln!("scenarios: {}", selection.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+    let options = RunnerOptions {
+        scenarios: selection.scenarios.clone(),
         runtime: args.runtime.unwrap_or(matrix.runtime),
+        cell_timeout: matrix.cell_timeout,
         out_dir: args.out.clone(),
-        app_source: scenarios_dir.join("app"),
-        helper,
+        app_source: run::scenarios_dir(&matrix).join("app"),
+        helper: std::env::current_exe()?.with_file_name("docker-credential-ko-matrix"),
     };
-    let report = ko_matrix::run::run(plan, fetcher.go(), observer).await?;
+    let report = run::run(&selection, &options, args.jobs.unwrap_or(matrix.jobs), fetcher.go(), observer).await?;
     let json = report.write_json(&args.out)?;
     println!("{}", render_table(&report));
     eprintln!(
