@@ -152,3 +152,23 @@ fn sigterm_mid_run_leaves_no_process_behind() {
     assert_eq!(status.code(), Some(143), "ko-matrix reports termination");
     wait_for("every process the run started to be gone", Duration::from_secs(20), || !seen.iter().any(|p| alive(*p)));
 }
+
+/// A fresh machine without Debian's docker-registry: the harness builds distribution from
+/// the module proxy (pinned) and runs that instead.
+#[tokio::test]
+async fn the_registry_built_from_the_module_proxy_serves() {
+    use ko_matrix::services::registry::{RegistryAuth, RegistrySpec, REGISTRY_TOOL, REGISTRY_VERSION};
+    let settings = ko_matrix::ko::KoSettings::default();
+    let provisioner = ko_matrix::provision::GoProvisioner::new(
+        ko_matrix::cache::Cache::from_env().unwrap(),
+        settings.go_toolchain,
+        settings.build_timeout,
+        Arc::new(ko_matrix::events::Silent),
+    );
+    let built = provisioner.install(&REGISTRY_TOOL, REGISTRY_VERSION).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(built.manifest.version, REGISTRY_VERSION);
+    let ca = Ca::new().unwrap();
+    let registry = ko_matrix::services::runtime::start_process(&RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }, &built.path, &ca).await.unwrap();
+    let status = reqwest::Client::builder().no_proxy().build().unwrap().get(format!("http://{}/v2/", registry.addr)).send().await.unwrap().status();
+    assert_eq!(status, 200);
+}

@@ -45,7 +45,7 @@ impl GoEnv {
     pub async fn detect(go: &Path) -> Result<GoEnv, String> {
         let mut cmd = Command::new(go);
         cmd.args(["env", "GOROOT", "GOCACHE", "GOMODCACHE"]).env("GOTOOLCHAIN", "local");
-        let out = crate::process::output(&mut cmd, Duration::from_secs(60)).await.map_err(|e| e.to_string())?;
+        let out = crate::process::output(cmd, Duration::from_secs(60)).await.map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&out.stdout);
         let mut lines = text.lines().map(PathBuf::from);
         match (lines.next(), lines.next(), lines.next()) {
@@ -314,7 +314,7 @@ impl Cell {
         let mut cmd = Command::new(program);
         cmd.args(args).env_clear().envs(&self.env).current_dir(cwd).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = match Contained::spawn(&mut cmd) {
+        let mut child = match Contained::spawn(cmd) {
             Ok(child) => child,
             Err(e) => return StepOutcome::Failed(e.to_string()),
         };

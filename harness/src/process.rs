@@ -4,9 +4,15 @@
 //! [`Contained`]: it runs in its own process group, which is killed when the handle drops
 //! (normal end, timeout, Ctrl-C unwinding), and it carries `PR_SET_PDEATHSIG` so that even a
 //! SIGKILLed harness takes it along.
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process:
+//! a child forked from a short-lived thread (a test thread, a blocking-pool thread) would be
+//! killed mid-run. So every child is forked by one spawner thread that lives as long as
+//! the process.
 
 use std::io;
 use std::process::{ExitStatus, Output, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -31,9 +37,10 @@ pub enum RunError {
 }
 
 impl Contained {
-    /// Spawns `cmd` in a new process group tied to the harness's life.
-    pub fn spawn(cmd: &mut Command) -> Result<Contained, RunError> {
-        let program = program_name(cmd);
+    /// Spawns `cmd` in a new process group tied to the harness's life. Must be called from
+    /// within a tokio runtime, which then reaps the child.
+    pub fn spawn(mut cmd: Command) -> Result<Contained, RunError> {
+        let program = program_name(&cmd);
         cmd.process_group(0).kill_on_drop(true);
         // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork and exec.
         unsafe {
@@ -48,7 +55,7 @@ impl Contained {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|source| RunError::Spawn { program, source })?;
+        let child = spawn_from_spawner(cmd).map_err(|source| RunError::Spawn { program, source })?;
         let pgid = child.id().map(|pid| pid as i32);
         Ok(Contained { child, pgid })
     }
@@ -90,9 +97,37 @@ impl Drop for Contained {
     }
 }
 
+struct SpawnRequest {
+    cmd: Command,
+    runtime: tokio::runtime::Handle,
+    reply: mpsc::SyncSender<io::Result<Child>>,
+}
+
+/// Forks `cmd` on the process-long spawner thread (see the module docs).
+fn spawn_from_spawner(cmd: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (requests, incoming) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("ko-matrix-spawner".into())
+            .spawn(move || {
+                for mut request in incoming {
+                    let _runtime = request.runtime.enter();
+                    let _ = request.reply.send(request.cmd.spawn());
+                }
+            })
+            .expect("the spawner thread starts");
+        Mutex::new(requests)
+    });
+    let (reply, answer) = mpsc::sync_channel(1);
+    let request = SpawnRequest { cmd, runtime: tokio::runtime::Handle::current(), reply };
+    spawner.lock().expect("spawner lock").send(request).map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    answer.recv().map_err(|_| io::Error::other("the spawner thread is gone"))?
+}
+
 /// Runs `cmd` to completion with captured output, killing its group after `timeout`.
-pub async fn output(cmd: &mut Command, timeout: Duration) -> Result<Output, RunError> {
-    let program = program_name(cmd);
+pub async fn output(mut cmd: Command, timeout: Duration) -> Result<Output, RunError> {
+    let program = program_name(&cmd);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut contained = Contained::spawn(cmd)?;
     let mut stdout = contained.child.stdout.take().expect("stdout is piped");
@@ -125,4 +160,45 @@ pub fn output_tail(out: &Output, max_lines: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(max_lines);
     lines[start..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
+    }
+
+    #[test]
+    fn a_child_outlives_the_thread_that_asked_for_it_but_not_its_handle() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let handle = runtime.handle().clone();
+        // Started from a thread that then exits, as a test thread or blocking-pool thread does.
+        let child = std::thread::spawn(move || {
+            let _entered = handle.enter();
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30");
+            Contained::spawn(cmd).unwrap()
+        })
+        .join()
+        .unwrap();
+        let pid = child.id().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(alive(pid), "the child died with the thread that requested it");
+        drop(child);
+        let started = std::time::Instant::now();
+        while alive(pid) {
+            assert!(started.elapsed() < Duration::from_secs(5), "dropping the handle did not kill the child");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[tokio::test]
+    async fn output_times_out_and_kills() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo started; sleep 30"]);
+        let err = output(cmd, Duration::from_millis(300)).await.unwrap_err();
+        assert!(matches!(err, RunError::Timeout { .. }), "{err}");
+    }
 }

@@ -301,7 +301,7 @@ async fn run_go_raw(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], 
     }
     // Outside any module, so a go.mod around the caller cannot interfere.
     cmd.current_dir(cwd.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir));
-    Ok(process::output(&mut cmd, timeout).await?)
+    Ok(process::output(cmd, timeout).await?)
 }
 
 /// Runs `go` like [`run_go_raw`], but when the checksum database has *no entry* for a module
@@ -356,7 +356,7 @@ pub async fn verify_version(tool: &GoTool, binary: &Path, version: &str) -> Resu
     }
     let mut cmd = Command::new(binary);
     cmd.args(tool.version_args).env_clear().env("HOME", std::env::temp_dir());
-    let out = process::output(&mut cmd, Duration::from_secs(60)).await.map_err(|e| ProvisionError::VersionCheckFailed {
+    let out = process::output(cmd, Duration::from_secs(60)).await.map_err(|e| ProvisionError::VersionCheckFailed {
         path: binary.to_path_buf(),
         output: e.to_string(),
     })?;

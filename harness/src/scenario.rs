@@ -272,7 +272,7 @@ stdin = "${PASSWORD}"
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
         assert_eq!((e.line, e.column), (5, 12));
         assert_eq!(e.message, "unknown placeholder `${REGISTY}`; known: ${REGISTRY}, ${USER}, ${PASSWORD}");
-        let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\ncolour = 1\n").unwrap_err();
+        let e = parse("description = \"d\"\ncolour = 1\n[target]\nregistry = \"basic\"\n").unwrap_err();
         assert!(e.message.starts_with("unknown field `colour`, expected one of `description`, `expect`, `target`"), "{}", e.message);
         let e = parse("[target]\nregistry = \"basic\"\n").unwrap_err();
         assert_eq!(e.message, "missing field `description`");

@@ -129,7 +129,7 @@ pub async fn start_process(spec: &RegistrySpec, binary: &Path, ca: &Ca) -> Resul
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| files_err(&log_path, e))?)
         .stderr(log);
-    let mut child = Contained::spawn(&mut cmd)?;
+    let mut child = Contained::spawn(cmd)?;
     wait_ready(addr, spec.tls.is_some(), ca, &log_path, Some(&mut child)).await?;
     Ok(RunningRegistry { addr, tls: spec.tls.is_some(), runtime: "process", _guard: Guard::Process { _child: child, _dir: dir } })
 }

@@ -1,0 +1,57 @@
+//! The docker runtime for real: the registry as the pinned `registry` image through
+//! testcontainers. Runs where `KO_MATRIX_DOCKER_TESTS=1` and a Docker engine answers; shows
+//! as ignored, with the reason printed, everywhere else (there is no engine on ko-matrix's
+//! own CI machine).
+
+use std::sync::Arc;
+
+use ko_matrix::pki::Ca;
+use ko_matrix::services::registry::{RegistryAuth, RegistrySpec};
+use ko_matrix::services::runtime::{self, RuntimeChoice, ServiceError};
+use libtest_mimic::{Arguments, Trial};
+
+fn main() {
+    let args = Arguments::from_args();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let engine = runtime.block_on(runtime::docker_engine());
+    let wanted = std::env::var("KO_MATRIX_DOCKER_TESTS").is_ok_and(|v| v == "1");
+    let skip = match (&engine, wanted) {
+        (Ok(()), true) => None,
+        (Err(e), _) => Some(format!("no Docker engine answers: {e}")),
+        (Ok(()), false) => Some("set KO_MATRIX_DOCKER_TESTS=1 to run containers".to_string()),
+    };
+    if let Some(reason) = &skip {
+        eprintln!("SKIPPED docker runtime tests: {reason}");
+    }
+    let explicit_choice = {
+        let engine_up = engine.is_ok();
+        Trial::test("an_explicit_docker_choice_without_an_engine_fails_fast_with_the_reason", move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            match (rt.block_on(runtime::resolve_runtime(RuntimeChoice::Docker)), engine_up) {
+                (Ok("docker"), true) => Ok(()),
+                (Err(ServiceError::NoDocker(reason)), false) => {
+                    let message = ServiceError::NoDocker(reason).to_string();
+                    assert!(message.starts_with("services.runtime = \"docker\" but no Docker engine answers"), "{message}");
+                    assert!(!message.contains('\n'), "one line: {message}");
+                    assert_eq!(rt.block_on(runtime::resolve_runtime(RuntimeChoice::Auto)).unwrap(), "process", "auto falls back");
+                    Ok(())
+                }
+                (other, _) => Err(format!("unexpected: {other:?}").into()),
+            }
+        })
+    };
+    let container = Trial::test("the_registry_runs_as_a_container_and_answers_v2", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let ca = Arc::new(Ca::new().unwrap());
+            let registry = runtime::start_container(&RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }, &ca).await.map_err(|e| e.to_string())?;
+            let status = reqwest::get(format!("http://{}/v2/", registry.addr)).await.map_err(|e| e.to_string())?.status();
+            if status != 200 {
+                return Err(format!("/v2/ answered {status}").into());
+            }
+            Ok(())
+        })
+    })
+    .with_ignored_flag(skip.is_some());
+    libtest_mimic::run(&args, vec![explicit_choice, container]).exit();
+}
