@@ -1,6 +1,7 @@
 //! ko-matrix: push real images with many ko releases under many credential setups, and
 //! record which combinations work.
 
+pub mod aws;
 pub mod base_image;
 pub mod cache;
 pub mod cell;
