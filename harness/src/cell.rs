@@ -12,6 +12,8 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::aws::state::{AwsCell, AwsSpec};
+use crate::aws::Emulator;
 use crate::gateway::Record;
 use crate::ko::KoBinary;
 use crate::outcome::{self, Evidence, FailClass, Outcome, Verdict};
@@ -126,10 +128,32 @@ struct Cell {
     dir: tempfile::TempDir,
     env: BTreeMap<String, String>,
     values: BTreeMap<&'static str, String>,
+    /// The repository in the backend registry, for fetching the push back.
     repository: String,
     session: crate::gateway::Session,
     masker: Masker,
     files: Vec<(PathBuf, String)>,
+    _aws: Option<AwsCellGuard>,
+}
+
+/// A cell's AWS world, removed from the emulator when the cell ends.
+struct AwsCellGuard {
+    emulator: Arc<Emulator>,
+    session: u64,
+    cell: Arc<AwsCell>,
+}
+
+impl AwsCellGuard {
+    fn open(emulator: Arc<Emulator>, session: u64, spec: AwsSpec) -> AwsCellGuard {
+        let cell = emulator.open_cell(session, spec);
+        AwsCellGuard { emulator, session, cell }
+    }
+}
+
+impl Drop for AwsCellGuard {
+    fn drop(&mut self) {
+        self.emulator.close_cell(self.session);
+    }
 }
 
 impl Cell {
@@ -141,12 +165,45 @@ impl Cell {
         let root = dir.path();
         let home = root.join("home");
         let session = world.gateway.session().await.map_err(|e| e.to_string())?;
-        let repository = format!("cells/{}/{}", scenario.name, ko.version).to_ascii_lowercase().replace(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)), "-");
-        let values = BTreeMap::from([
-            ("REGISTRY", target.host.to_string()),
-            ("USER", target.user.username.clone()),
-            ("PASSWORD", target.user.password.clone()),
-        ]);
+        let mut aws_cell = None;
+        let (host, repository, values) = match &scenario.aws {
+            Some(spec) => {
+                let aws = world.aws.as_ref().ok_or("the run has no AWS emulator")?;
+                let cell = AwsCellGuard::open(aws.emulator.clone(), session.id, spec.clone());
+                let day = time::Duration::hours(12);
+                let (password, _) = cell.cell.mint_password(&spec.account, &spec.region, day);
+                let (expired, _) = cell.cell.mint_password(&spec.account, &spec.region, -time::Duration::hours(1));
+                let key = &cell.cell.key;
+                let values = BTreeMap::from([
+                    ("REGISTRY", spec.registry_host()),
+                    ("USER", "AWS".to_string()),
+                    ("PASSWORD", password.clone()),
+                    ("ECR_PASSWORD", password),
+                    ("ECR_EXPIRED_PASSWORD", expired),
+                    ("AWS_ACCESS_KEY_ID", key.id.clone()),
+                    ("AWS_SECRET_ACCESS_KEY", key.secret.clone()),
+                    ("AWS_SESSION_TOKEN", key.session_token.clone().unwrap_or_default()),
+                    ("AWS_ACCOUNT", spec.account.clone()),
+                    ("AWS_REGION", spec.region.clone()),
+                ]);
+                let backend_repository = format!("{}/{}", cell.cell.backend_prefix, spec.push_to);
+                let host = spec.registry_host();
+                aws_cell = Some(cell);
+                (host, (spec.push_to.clone(), backend_repository), values)
+            }
+            None => {
+                let repository = format!("cells/{}/{}", scenario.name, ko.version)
+                    .to_ascii_lowercase()
+                    .replace(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)), "-");
+                let values = BTreeMap::from([
+                    ("REGISTRY", target.flavour.host().to_string()),
+                    ("USER", target.user.username.clone()),
+                    ("PASSWORD", target.user.password.clone()),
+                ]);
+                (target.flavour.host().to_string(), (repository.clone(), repository), values)
+            }
+        };
+        let (repository, backend_repository) = repository;
         let expand_cred = |c: &Credential| Credential { username: expand(&c.username, &values), password: expand(&c.password, &values) };
 
         let mut files: Vec<(PathBuf, String)> = Vec::new();
@@ -161,7 +218,7 @@ impl Cell {
         vars.insert("TMPDIR".into(), root.join("tmp").display().to_string());
         vars.insert("SSL_CERT_FILE".into(), world.ca_bundle.display().to_string());
         vars.insert("SSL_CERT_DIR".into(), root.join("no-other-certs").display().to_string());
-        vars.insert("KO_DOCKER_REPO".into(), format!("{}/{repository}", target.host));
+        vars.insert("KO_DOCKER_REPO".into(), format!("{host}/{repository}"));
         vars.insert("KO_CONFIG_PATH".into(), root.join("ko-config").display().to_string());
         vars.insert("GOCACHE".into(), env.go.gocache.display().to_string());
         vars.insert("GOMODCACHE".into(), env.go.gomodcache.display().to_string());
@@ -227,13 +284,22 @@ impl Cell {
             std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
         std::os::unix::fs::symlink(&env.helper, root.join("bin/docker-credential-ko-matrix")).map_err(|e| format!("helper link: {e}"))?;
+        if let Some(aws) = &world.aws {
+            std::os::unix::fs::symlink(&aws.ecr_login, root.join("bin/docker-credential-ecr-login")).map_err(|e| format!("ecr-login link: {e}"))?;
+        }
         for (file, contents) in &files {
             std::fs::create_dir_all(file.parent().expect("files have parents")).map_err(|e| format!("{}: {e}", file.display()))?;
             std::fs::write(file, contents).map_err(|e| format!("{}: {e}", file.display()))?;
         }
         let mut secrets = vec![target.user.password.clone(), crate::world::World::basic_auth_value(&target.user)];
+        for name in ["PASSWORD", "ECR_EXPIRED_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+            if let Some(value) = values.get(name) {
+                secrets.push(value.clone());
+                secrets.push(crate::world::World::basic_auth_value(&Credential { username: values["USER"].clone(), password: value.clone() }));
+            }
+        }
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
-        Ok(Cell { dir, env: vars, values, repository, session, masker: Masker(secrets), files })
+        Ok(Cell { dir, env: vars, values, repository: backend_repository, session, masker: Masker(secrets), files, _aws: aws_cell })
     }
 
     async fn run(self, env: &CellEnv, ko: &KoBinary, scenario: &Scenario, started: Instant, log_path: PathBuf) -> CellResult {

@@ -27,6 +27,10 @@ use crate::pki::{self, Ca};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
+/// The header the gateway adds to every forwarded request: which session (cell) it came
+/// from, so in-process services such as the AWS emulator can keep per-cell state.
+pub const SESSION_HEADER: &str = "x-ko-matrix-session";
+
 /// Where a virtual host's traffic goes.
 #[derive(Debug, Clone)]
 pub enum Route {
@@ -118,7 +122,9 @@ impl Gateway {
     pub async fn session(&self) -> Result<Session, GatewayError> {
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(GatewayError::Listen)?;
         let addr = listener.local_addr().map_err(GatewayError::Listen)?;
-        let recorder = Recorder { records: Arc::new(Mutex::new(Vec::new())), opened: Instant::now() };
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let recorder = Recorder { records: Arc::new(Mutex::new(Vec::new())), opened: Instant::now(), session: id };
         let inner = self.inner.clone();
         let records = recorder.records.clone();
         let task = tokio::spawn(async move {
@@ -128,13 +134,15 @@ impl Gateway {
                 tokio::spawn(serve_proxy_connection(stream, inner, recorder));
             }
         });
-        Ok(Session { addr, records, task })
+        Ok(Session { addr, id, records, task })
     }
 }
 
 /// A gateway listener for one cell; closes when dropped.
 pub struct Session {
     pub addr: SocketAddr,
+    /// Unique within the process; sent to backends as [`SESSION_HEADER`].
+    pub id: u64,
     records: Arc<Mutex<Vec<Record>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -160,6 +168,7 @@ impl Drop for Session {
 struct Recorder {
     records: Arc<Mutex<Vec<Record>>>,
     opened: Instant,
+    session: u64,
 }
 
 impl Recorder {
@@ -282,6 +291,7 @@ async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Bac
     let host_header = parts.headers.get(HOST).cloned().unwrap_or_else(|| HeaderValue::from_str(host).expect("host is a valid header"));
     parts.headers.insert(HOST, host_header);
     parts.headers.insert("x-forwarded-proto", HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }));
+    parts.headers.insert(SESSION_HEADER, HeaderValue::from(recorder.session));
     let request = Request::from_parts(parts, body);
     let result = if backend.tls { inner.tls.request(request).await } else { inner.plain.request(request).await };
     match result {

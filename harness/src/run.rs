@@ -1,7 +1,6 @@
 //! A run: start the world once, run every (version, scenario) cell with bounded
 //! parallelism, and hand back the results. It reports progress as events; it prints nothing.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,8 +118,7 @@ impl Runner {
 
         let go = provisioner.go("the app cells build").await.map_err(|e| RunError::Go(e.to_string()))?;
         let go_env = GoEnv::detect(&go.path).await.map_err(RunError::Go)?;
-        let flavours: BTreeSet<_> = options.scenarios.iter().map(|s| s.target.registry).collect();
-        let world = Arc::new(World::start(&flavours, options.runtime, provisioner, work.path()).await?);
+        let world = Arc::new(World::start(&options.scenarios, options.runtime, provisioner, work.path()).await?);
         let env = CellEnv {
             world,
             app_dir,

@@ -7,10 +7,22 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::aws::state::AwsSpec;
 use crate::config::ConfigError;
 
 /// The placeholders scenario strings may use, filled in per cell.
-pub const PLACEHOLDERS: [&str; 3] = ["REGISTRY", "USER", "PASSWORD"];
+pub const PLACEHOLDERS: [&str; 10] = [
+    "REGISTRY",
+    "USER",
+    "PASSWORD",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCOUNT",
+    "AWS_REGION",
+    "ECR_PASSWORD",
+    "ECR_EXPIRED_PASSWORD",
+];
 
 /// Which kind of registry the cell pushes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -22,17 +34,18 @@ pub enum Flavour {
     Basic,
     /// Bearer tokens from the harness's token server (the Docker Hub flow).
     Token,
+    /// Amazon ECR, emulated under its real host names (the scenario's `[aws]` table).
+    Ecr,
 }
 
 impl Flavour {
-    pub const ALL: [Flavour; 3] = [Flavour::Anonymous, Flavour::Basic, Flavour::Token];
-
-    /// The virtual host cells push to; the gateway routes it.
+    /// The virtual host cells push to (ECR's depends on the scenario's account and region).
     pub fn host(self) -> &'static str {
         match self {
             Flavour::Anonymous => "anonymous.ko-matrix.test",
             Flavour::Basic => "basic.ko-matrix.test",
             Flavour::Token => "token.ko-matrix.test",
+            Flavour::Ecr => "<account>.dkr.ecr.<region>.amazonaws.com",
         }
     }
 
@@ -41,6 +54,7 @@ impl Flavour {
             Flavour::Anonymous => "anonymous",
             Flavour::Basic => "basic",
             Flavour::Token => "token",
+            Flavour::Ecr => "ecr",
         }
     }
 }
@@ -117,6 +131,7 @@ struct RawScenario {
     #[serde(default)]
     helper: BTreeMap<String, Credential>,
     podman: Option<Podman>,
+    aws: Option<AwsSpec>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -138,6 +153,8 @@ pub struct Scenario {
     /// What the harness's credential helper (`docker-credential-ko-matrix`) holds.
     pub helper: BTreeMap<String, Credential>,
     pub podman: Option<Podman>,
+    /// The AWS world an ECR scenario needs (defaults when the table is absent).
+    pub aws: Option<AwsSpec>,
     pub env: BTreeMap<String, String>,
     pub before: Vec<Step>,
 }
@@ -154,7 +171,16 @@ impl Scenario {
             let at = text.find("run").unwrap_or(0);
             return Err(ConfigError::at(file, text, at..at + 3, format!("a `before` step needs a command in `run` (got {:?})", step.run)));
         }
+        let aws = match (raw.target.registry, raw.aws) {
+            (Flavour::Ecr, aws) => Some(aws.unwrap_or_else(|| toml::from_str("").expect("an empty [aws] table takes the defaults"))),
+            (_, Some(_)) => {
+                let at = text.find("[aws]").unwrap_or(0);
+                return Err(ConfigError::at(file, text, at..at + 5, "an [aws] table only applies with target.registry = \"ecr\""));
+            }
+            (_, None) => None,
+        };
         Ok(Scenario {
+            aws,
             name: name.to_string(),
             file: file.to_path_buf(),
             description: raw.description,
@@ -268,14 +294,29 @@ stdin = "${PASSWORD}"
     fn errors_are_located() {
         let e = parse("description = \"d\"\n[target]\nregistry = \"quay\"\n").unwrap_err();
         assert_eq!((e.line, e.column), (3, 12));
-        assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`");
+        assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`");
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
         assert_eq!((e.line, e.column), (5, 12));
-        assert_eq!(e.message, "unknown placeholder `${REGISTY}`; known: ${REGISTRY}, ${USER}, ${PASSWORD}");
+        assert!(e.message.starts_with("unknown placeholder `${REGISTY}`; known: ${REGISTRY}, ${USER}, ${PASSWORD}, ${AWS_ACCESS_KEY_ID}"), "{}", e.message);
         let e = parse("description = \"d\"\ncolour = 1\n[target]\nregistry = \"basic\"\n").unwrap_err();
         assert!(e.message.starts_with("unknown field `colour`, expected one of `description`, `expect`, `target`"), "{}", e.message);
         let e = parse("[target]\nregistry = \"basic\"\n").unwrap_err();
         assert_eq!(e.message, "missing field `description`");
+    }
+
+    #[test]
+    fn ecr_scenarios_get_an_aws_world() {
+        let s = parse("description = \"d\"\n[target]\nregistry = \"ecr\"\n[aws]\nregion = \"eu-west-1\"\ncredentials = \"session\"\ntoken_ttl = \"1h\"\n").unwrap();
+        let aws = s.aws.unwrap();
+        assert_eq!((aws.account.as_str(), aws.region.as_str(), aws.repositories.as_slice()), ("123456789012", "eu-west-1", ["app".to_string()].as_slice()));
+        assert_eq!(aws.token_ttl, std::time::Duration::from_secs(3600));
+        assert_eq!(aws.registry_host(), "123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+        let defaults = parse("description = \"d\"\n[target]\nregistry = \"ecr\"\n").unwrap();
+        assert_eq!(defaults.aws.unwrap().region, "us-east-1");
+        let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[aws]\nregion = \"eu-west-1\"\n").unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (4, "an [aws] table only applies with target.registry = \"ecr\""));
+        let e = parse("description = \"d\"\n[target]\nregistry = \"ecr\"\n[aws]\ncredentials = \"root\"\n").unwrap_err();
+        assert_eq!(e.message, "unknown variant `root`, expected one of `static`, `session`, `expired-session`");
     }
 
     #[test]

@@ -12,8 +12,9 @@ use base64::Engine;
 use crate::base_image::{self, BaseImage};
 use crate::gateway::{Backend, Gateway, Route};
 use crate::pki::{Ca, PkiError};
-use crate::provision::GoProvisioner;
-use crate::scenario::{Credential, Flavour};
+use crate::aws::{Emulator, EmulatorServer};
+use crate::provision::{GoProvisioner, GoTool};
+use crate::scenario::{Credential, Flavour, Scenario};
 use crate::services::registry::{RegistryAuth, RegistrySpec};
 use crate::services::runtime::{self, RunningRegistry, RuntimeChoice, ServiceError};
 use crate::services::token::{TokenIssuer, TokenServer};
@@ -45,12 +46,38 @@ enum Admin {
 /// A registry cells push to, behind the gateway.
 pub struct TargetRegistry {
     pub flavour: Flavour,
-    pub host: &'static str,
     pub backend: SocketAddr,
     pub tls: bool,
     /// The credentials that work (scenarios' `${USER}` / `${PASSWORD}`).
     pub user: Credential,
     admin: Admin,
+}
+
+/// The AWS side of a run.
+pub struct Aws {
+    pub emulator: Arc<Emulator>,
+    /// `docker-credential-ecr-login`, for scenarios whose docker config names it.
+    pub ecr_login: PathBuf,
+    _server: EmulatorServer,
+}
+
+/// Amazon's credential helper, built from the module proxy when not installed.
+pub const ECR_LOGIN_TOOL: GoTool = GoTool {
+    name: "docker-credential-ecr-login",
+    module: "github.com/awslabs/amazon-ecr-credential-helper/ecr-login",
+    package: "github.com/awslabs/amazon-ecr-credential-helper/ecr-login/cli/docker-credential-ecr-login",
+    version_var: Some("github.com/awslabs/amazon-ecr-credential-helper/ecr-login/version.Version"),
+    version_args: &[],
+};
+pub const ECR_LOGIN_VERSION: &str = "v0.9.1";
+
+/// Debian's `docker-credential-ecr-login` (amazon-ecr-credential-helper) where installed,
+/// else one built from the module proxy at a pinned version.
+async fn ecr_login_binary(provisioner: &GoProvisioner) -> Result<PathBuf, WorldError> {
+    if let Ok(path) = which::which("docker-credential-ecr-login") {
+        return Ok(path);
+    }
+    Ok(provisioner.install(&ECR_LOGIN_TOOL, ECR_LOGIN_VERSION).await.map_err(|e| WorldError::Service(ServiceError::NoBinary(e)))?.path)
 }
 
 pub struct World {
@@ -65,6 +92,8 @@ pub struct World {
     pub runtime: &'static str,
     pub started_in: Duration,
     client: reqwest::Client,
+    /// The AWS emulator, when an ECR scenario runs.
+    pub aws: Option<Aws>,
     _registries: Vec<RunningRegistry>,
     _token_server: Option<TokenServer>,
 }
@@ -74,9 +103,11 @@ fn random_secret() -> String {
 }
 
 impl World {
-    /// Starts what `flavours` need, under `dir` (the run's work dir).
-    pub async fn start(flavours: &BTreeSet<Flavour>, runtime_choice: RuntimeChoice, provisioner: &GoProvisioner, dir: &Path) -> Result<World, WorldError> {
+    /// Starts what `scenarios` need, under `dir` (the run's work dir).
+    pub async fn start(scenarios: &[Scenario], runtime_choice: RuntimeChoice, provisioner: &GoProvisioner, dir: &Path) -> Result<World, WorldError> {
         let started = Instant::now();
+        let flavours: BTreeSet<Flavour> = scenarios.iter().map(|s| s.target.registry).collect();
+        let aws_hosts: BTreeSet<String> = scenarios.iter().filter_map(|s| s.aws.as_ref()).flat_map(|a| [a.registry_host(), a.api_host()]).collect();
         let ca = Arc::new(Ca::new()?);
         let ca_bundle = dir.join("ca.pem");
         ca.write_bundle(&ca_bundle)?;
@@ -126,8 +157,18 @@ impl World {
             };
             Ok::<_, WorldError>(Some((start(spec).await?, issuer, server)))
         };
-        let (base, anonymous, basic, token) = tokio::join!(base, anonymous, basic, token);
-        let (base, anonymous, basic, token) = (base?, anonymous?, basic?, token?);
+        let ecr = async {
+            if !flavours.contains(&Flavour::Ecr) {
+                return Ok(None);
+            }
+            let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
+            let emulator = Emulator::new(backend.addr);
+            let server = emulator.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "AWS emulator".into(), source })?;
+            let ecr_login = ecr_login_binary(provisioner).await?;
+            Ok::<_, WorldError>(Some((backend, emulator, server, ecr_login)))
+        };
+        let (base, anonymous, basic, token, ecr) = tokio::join!(base, anonymous, basic, token, ecr);
+        let (base, anonymous, basic, token, ecr) = (base?, anonymous?, basic?, token?, ecr?);
 
         let client = runtime::registry_client(&ca);
         let base_image = BaseImage::build().push(&client, &format!("http://{}", base.addr)).await?;
@@ -137,7 +178,7 @@ impl World {
         let mut add = |flavour: Flavour, registry: RunningRegistry, admin: Admin| {
             let backend = if registry.tls { Backend::https(registry.addr) } else { Backend::http(registry.addr) };
             gateway.route(flavour.host(), Route::Terminate { backend });
-            targets.insert(flavour, TargetRegistry { flavour, host: flavour.host(), backend: registry.addr, tls: registry.tls, user: user.clone(), admin });
+            targets.insert(flavour, TargetRegistry { flavour, backend: registry.addr, tls: registry.tls, user: user.clone(), admin });
             registries.push(registry);
         };
         add(Flavour::Anonymous, anonymous, Admin::None);
@@ -150,6 +191,15 @@ impl World {
             add(Flavour::Token, registry, Admin::Token(issuer));
             token_server = Some(server);
         }
+        let mut aws = None;
+        if let Some((backend, emulator, server, ecr_login)) = ecr {
+            for host in &aws_hosts {
+                gateway.route(host, Route::Terminate { backend: Backend::http(server.addr) });
+            }
+            targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: backend.addr, tls: false, user: user.clone(), admin: Admin::None });
+            registries.push(backend);
+            aws = Some(Aws { emulator, ecr_login, _server: server });
+        }
         Ok(World {
             ca,
             gateway,
@@ -159,6 +209,7 @@ impl World {
             runtime,
             started_in: started.elapsed(),
             client,
+            aws,
             _registries: registries,
             _token_server: token_server,
         })

@@ -1,5 +1,186 @@
 //! The embedded AWS emulator: ECR's API and registry front, reached only through the
 //! gateway under the real AWS hostnames, so unmodified clients (ko's built-in ECR helper,
 //! `docker-credential-ecr-login`, the AWS CLI, crane) engage exactly as in production.
+//!
+//! One loopback server answers every AWS host; the gateway tells it which cell a request
+//! belongs to (the `x-ko-matrix-session` header it adds), and each cell has its own AWS
+//! state ([`state::AwsCell`]): its keys, passwords, repositories and images.
 
+pub mod ecr_api;
+pub mod ecr_registry;
 pub mod sigv4;
+pub mod state;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use time::OffsetDateTime;
+
+use crate::gateway::SESSION_HEADER;
+use state::{AwsCell, AwsSpec};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed()
+}
+
+/// `Date` header format.
+pub(crate) fn http_date(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
+    t.format(&f).expect("UTC formats")
+}
+
+pub(crate) fn request_id() -> String {
+    let n: u128 = rand::random();
+    let h = format!("{n:032x}");
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// What an AWS host name means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwsHost {
+    /// `api.ecr.<region>.amazonaws.com`
+    EcrApi { region: String },
+    /// `<account>.dkr.ecr.<region>.amazonaws.com`
+    EcrRegistry { account: String, region: String },
+}
+
+impl AwsHost {
+    pub fn parse(host: &str) -> Option<AwsHost> {
+        let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        if let Some(region) = host.strip_prefix("api.ecr.").and_then(|r| r.strip_suffix(".amazonaws.com")) {
+            return Some(AwsHost::EcrApi { region: region.into() });
+        }
+        let (account, rest) = host.split_once(".dkr.ecr.")?;
+        let region = rest.strip_suffix(".amazonaws.com")?;
+        (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()) && !region.contains('.'))
+            .then(|| AwsHost::EcrRegistry { account: account.into(), region: region.into() })
+    }
+}
+
+pub struct Emulator {
+    cells: RwLock<HashMap<u64, Arc<AwsCell>>>,
+    /// The distribution registry behind every emulated ECR registry (plain HTTP, anonymous).
+    backend: SocketAddr,
+    client: Client<HttpConnector, Body>,
+}
+
+/// The running emulator; stops when dropped.
+pub struct EmulatorServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EmulatorServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Emulator {
+    pub fn new(backend: SocketAddr) -> Arc<Emulator> {
+        Arc::new(Emulator { cells: RwLock::new(HashMap::new()), backend, client: Client::builder(TokioExecutor::new()).build_http() })
+    }
+
+    /// Gives the cell behind gateway session `session` its AWS world.
+    pub fn open_cell(&self, session: u64, spec: AwsSpec) -> Arc<AwsCell> {
+        let cell = Arc::new(AwsCell::new(spec, format!("cell-{session}")));
+        self.cells.write().expect("cells lock").insert(session, cell.clone());
+        cell
+    }
+
+    pub fn close_cell(&self, session: u64) {
+        self.cells.write().expect("cells lock").remove(&session);
+    }
+
+    fn cell_for<B>(&self, req: &Request<B>) -> Option<Arc<AwsCell>> {
+        let session: u64 = req.headers().get(SESSION_HEADER)?.to_str().ok()?.parse().ok()?;
+        self.cells.read().expect("cells lock").get(&session).cloned()
+    }
+
+    pub async fn serve(self: Arc<Self>) -> std::io::Result<EmulatorServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let emulator = self.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let emulator = emulator.clone();
+                        async move { Ok::<_, Infallible>(emulator.dispatch(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Ok(EmulatorServer { addr, task })
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
+        let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
+        let cell = self.cell_for(&req);
+        match AwsHost::parse(&host) {
+            Some(AwsHost::EcrApi { region }) => {
+                let (parts, body) = req.into_parts();
+                match Limited::new(body, 1 << 20).collect().await {
+                    Ok(body) => ecr_api::handle(self, cell.as_deref(), &region, &parts, body.to_bytes()).await,
+                    Err(_) => plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+                }
+            }
+            Some(AwsHost::EcrRegistry { account, region }) => ecr_registry::handle(self, cell, &host, &account, &region, req).await,
+            None => plain(StatusCode::NOT_FOUND, format!("ko-matrix AWS emulator: no service at {host}")),
+        }
+    }
+
+    /// The manifest stored for `cell`'s `repository` at `reference`, with its media type.
+    pub(crate) async fn backend_manifest(&self, cell: &AwsCell, repository: &str, reference: &str) -> Result<(String, String), String> {
+        let uri = format!("http://{}/v2/{}/{repository}/manifests/{reference}", self.backend, cell.backend_prefix);
+        let req = Request::get(&uri).header("accept", ecr_registry::MANIFEST_TYPES).body(full(Bytes::new())).expect("a valid request");
+        let response = self.client.request(req).await.map_err(|e| format!("GET {uri}: {e}"))?;
+        let media_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let status = response.status();
+        let body = response.into_body().collect().await.map_err(|e| format!("GET {uri}: {e}"))?.to_bytes();
+        if !status.is_success() {
+            return Err(format!("GET {uri} answered {status}"));
+        }
+        Ok((String::from_utf8_lossy(&body).into_owned(), media_type))
+    }
+}
+
+pub(crate) fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::from(text.into())));
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_hosts() {
+        assert_eq!(AwsHost::parse("api.ecr.us-east-1.amazonaws.com"), Some(AwsHost::EcrApi { region: "us-east-1".into() }));
+        assert_eq!(
+            AwsHost::parse("123456789012.dkr.ecr.eu-west-1.amazonaws.com:443"),
+            Some(AwsHost::EcrRegistry { account: "123456789012".into(), region: "eu-west-1".into() })
+        );
+        assert_eq!(AwsHost::parse("12345.dkr.ecr.eu-west-1.amazonaws.com"), None);
+        assert_eq!(AwsHost::parse("basic.ko-matrix.test"), None);
+    }
+
+    #[test]
+    fn http_dates() {
+        let t = OffsetDateTime::from_unix_timestamp(1_440_938_160).unwrap();
+        assert_eq!(http_date(t), "Sun, 30 Aug 2015 12:36:00 GMT");
+    }
+}

@@ -1,0 +1,321 @@
+//! The ECR API (awsJson1.1 at `api.ecr.<region>.amazonaws.com`): SigV4-checked calls,
+//! responses and errors in AWS's JSON shapes, headers and wording.
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use bytes::Bytes;
+use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use super::sigv4::{self, Authorization, SignedRequest};
+use super::state::{AccessKey, AwsCell, Repository};
+use super::{http_date, request_id, Body, Emulator};
+
+const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
+/// ECR and STS accept signatures within 15 minutes of their time.
+const SKEW: time::Duration = time::Duration::minutes(15);
+
+/// An AWS error: `__type` and message.
+struct AwsError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+fn err(code: &'static str, message: impl Into<String>) -> AwsError {
+    AwsError { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+}
+
+fn json_response(status: StatusCode, value: Value, extra: Option<&str>) -> Response<Body> {
+    let mut response = Response::new(super::full(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert("content-type", "application/x-amz-json-1.1".parse().expect("static header"));
+    headers.insert("x-amzn-requestid", request_id().parse().expect("hex header"));
+    headers.insert("date", http_date(OffsetDateTime::now_utc()).parse().expect("date header"));
+    if let Some(code) = extra {
+        headers.insert("x-amzn-errortype", code.parse().expect("code header"));
+    }
+    response
+}
+
+fn error_response(e: AwsError) -> Response<Body> {
+    json_response(e.status, json!({ "__type": e.code, "message": e.message }), Some(e.code))
+}
+
+fn amz_basic(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    t.format(&f).expect("UTC formats")
+}
+
+fn parse_amz_date(text: &str) -> Option<OffsetDateTime> {
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    time::PrimitiveDateTime::parse(text, &f).ok().map(|t| t.assume_utc())
+}
+
+fn epoch(t: OffsetDateTime) -> f64 {
+    t.unix_timestamp_nanos() as f64 / 1e9
+}
+
+/// Authenticates a signed request: which of the cell's keys signed it.
+fn authenticate(cell: Option<&AwsCell>, region: &str, parts: &Parts, body: &[u8]) -> Result<AccessKey, AwsError> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let auth_value = header("authorization").ok_or_else(|| err("MissingAuthenticationTokenException", "Missing Authentication Token"))?;
+    let auth = Authorization::parse(auth_value).map_err(|e| err("IncompleteSignatureException", e.to_string()))?;
+    let invalid_token = || err("UnrecognizedClientException", "The security token included in the request is invalid.");
+    let key = cell.and_then(|c| c.key(&auth.access_key)).ok_or_else(invalid_token)?;
+    if header("x-amz-security-token") != key.session_token.as_deref() {
+        return Err(invalid_token());
+    }
+    let now = OffsetDateTime::now_utc();
+    if key.expires.is_some_and(|e| e <= now) {
+        return Err(err("ExpiredTokenException", "The security token included in the request is expired"));
+    }
+    if auth.service != "ecr" {
+        return Err(err("InvalidSignatureException", "Credential should be scoped to correct service: 'ecr'. "));
+    }
+    if auth.region != region {
+        return Err(err("InvalidSignatureException", format!("Credential should be scoped to a valid region, not '{}'. ", auth.region)));
+    }
+    let amz_date = header("x-amz-date").ok_or_else(|| err("IncompleteSignatureException", "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."))?;
+    let signed_at = parse_amz_date(amz_date).ok_or_else(|| err("IncompleteSignatureException", format!("Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")))?;
+    if signed_at < now - SKEW {
+        return Err(err("InvalidSignatureException", format!("Signature expired: {amz_date} is now earlier than {} ({} - 15 min.)", amz_basic(now - SKEW), amz_basic(now))));
+    }
+    if signed_at > now + SKEW {
+        return Err(err("InvalidSignatureException", format!("Signature not yet current: {amz_date} is still later than {} ({} + 15 min.)", amz_basic(now + SKEW), amz_basic(now))));
+    }
+    let headers: Vec<(String, String)> = parts.headers.iter().map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let request = SignedRequest { method: parts.method.as_str(), path: parts.uri.path(), query: parts.uri.query().unwrap_or(""), headers: &headers, body };
+    if !sigv4::verify(&request, &auth, amz_date, &key.secret) {
+        return Err(err(
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+        ));
+    }
+    Ok(key)
+}
+
+pub async fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: &str, parts: &Parts, body: Bytes) -> Response<Body> {
+    let key = match authenticate(cell, region, parts, &body) {
+        Ok(key) => key,
+        Err(e) => return error_response(e),
+    };
+    let cell = cell.expect("an authenticated key belongs to a cell");
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    let result = match target.strip_prefix(TARGET_PREFIX) {
+        Some("GetAuthorizationToken") => get_authorization_token(cell, &key, region, &input),
+        Some("CreateRepository") => create_repository(cell, region, &input),
+        Some("DescribeRepositories") => describe_repositories(cell, region, &input),
+        Some("DescribeImages") => describe_images(cell, &input),
+        Some("ListImages") => list_images(cell, &input),
+        Some("BatchGetImage") => batch_get_image(emulator, cell, &input).await,
+        Some(other) => Err(err("UnknownOperationException", format!("The ko-matrix ECR emulator does not implement {other}"))),
+        None => Err(err("UnknownOperationException", format!("unknown target `{target}`"))),
+    };
+    match result {
+        Ok(value) => json_response(StatusCode::OK, value, None),
+        Err(e) => error_response(e),
+    }
+}
+
+fn get_authorization_token(cell: &AwsCell, key: &AccessKey, region: &str, input: &Value) -> Result<Value, AwsError> {
+    let ids: Vec<String> = match input.get("registryIds").and_then(Value::as_array) {
+        Some(ids) => ids.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        None => vec![key.account.clone()],
+    };
+    if let Some(bad) = ids.iter().find(|id| id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit())) {
+        return Err(err("InvalidParameterException", format!("Invalid parameter at 'registryIds' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [0-9]{{12}}' ({bad})")));
+    }
+    let lifetime = cell.token_lifetime(key);
+    let data: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let (password, expires) = cell.mint_password(id, region, lifetime);
+            json!({
+                "authorizationToken": base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}")),
+                "expiresAt": epoch(expires),
+                "proxyEndpoint": format!("https://{id}.dkr.ecr.{region}.amazonaws.com"),
+            })
+        })
+        .collect();
+    Ok(json!({ "authorizationData": data }))
+}
+
+fn repository_json(cell: &AwsCell, region: &str, name: &str, repo: &Repository) -> Value {
+    let account = &cell.spec.account;
+    json!({
+        "repositoryArn": format!("arn:aws:ecr:{region}:{account}:repository/{name}"),
+        "registryId": account,
+        "repositoryName": name,
+        "repositoryUri": format!("{account}.dkr.ecr.{region}.amazonaws.com/{name}"),
+        "createdAt": epoch(repo.created_at),
+        "imageTagMutability": "MUTABLE",
+        "imageScanningConfiguration": { "scanOnPush": false },
+        "encryptionConfiguration": { "encryptionType": "AES256" },
+    })
+}
+
+fn not_found(cell: &AwsCell, name: &str) -> AwsError {
+    err("RepositoryNotFoundException", format!("The repository with name '{name}' does not exist in the registry with id '{}'", cell.spec.account))
+}
+
+fn repository_name(input: &Value) -> Result<String, AwsError> {
+    input
+        .get("repositoryName")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| err("InvalidParameterException", "1 validation error detected: Value null at 'repositoryName' failed to satisfy constraint: Member must not be null"))
+}
+
+fn valid_repository_name(name: &str) -> bool {
+    (2..=256).contains(&name.len())
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+        })
+}
+
+fn create_repository(cell: &AwsCell, region: &str, input: &Value) -> Result<Value, AwsError> {
+    let name = repository_name(input)?;
+    if !valid_repository_name(&name) {
+        return Err(err("InvalidParameterException", format!("Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*'' ({name})")));
+    }
+    let mut repos = cell.repositories.lock().expect("repositories lock");
+    if repos.contains_key(&name) {
+        return Err(err("RepositoryAlreadyExistsException", format!("The repository with name '{name}' already exists in the registry with id '{}'", cell.spec.account)));
+    }
+    let repo = Repository { created_at: OffsetDateTime::now_utc(), images: Vec::new() };
+    let value = repository_json(cell, region, &name, &repo);
+    repos.insert(name, repo);
+    Ok(json!({ "repository": value }))
+}
+
+fn describe_repositories(cell: &AwsCell, region: &str, input: &Value) -> Result<Value, AwsError> {
+    let repos = cell.repositories.lock().expect("repositories lock");
+    let wanted: Option<Vec<String>> = input.get("repositoryNames").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
+    let list: Vec<Value> = match wanted {
+        Some(names) => {
+            let mut out = Vec::new();
+            for name in names {
+                let repo = repos.get(&name).ok_or_else(|| not_found(cell, &name))?;
+                out.push(repository_json(cell, region, &name, repo));
+            }
+            out
+        }
+        None => repos.iter().map(|(name, repo)| repository_json(cell, region, name, repo)).collect(),
+    };
+    Ok(json!({ "repositories": list }))
+}
+
+/// The `imageIds` of a request as (digest, tag) pairs.
+fn image_ids(input: &Value) -> Option<Vec<(Option<String>, Option<String>)>> {
+    let ids = input.get("imageIds")?.as_array()?;
+    Some(ids.iter().map(|id| (id.get("imageDigest").and_then(Value::as_str).map(str::to_string), id.get("imageTag").and_then(Value::as_str).map(str::to_string))).collect())
+}
+
+fn describe_images(cell: &AwsCell, input: &Value) -> Result<Value, AwsError> {
+    let name = repository_name(input)?;
+    let repos = cell.repositories.lock().expect("repositories lock");
+    let repo = repos.get(&name).ok_or_else(|| not_found(cell, &name))?;
+    let wanted = image_ids(input);
+    let mut details = Vec::new();
+    for image in &repo.images {
+        let selected = wanted.as_ref().is_none_or(|ids| ids.iter().any(|(d, t)| d.as_ref() == Some(&image.digest) || t.as_ref().is_some_and(|t| image.tags.contains(t))));
+        if !selected {
+            continue;
+        }
+        let mut detail = json!({
+            "registryId": cell.spec.account,
+            "repositoryName": name,
+            "imageDigest": image.digest,
+            "imageSizeInBytes": image.size,
+            "imagePushedAt": epoch(image.pushed_at),
+            "imageManifestMediaType": image.media_type,
+        });
+        if !image.tags.is_empty() {
+            detail["imageTags"] = json!(image.tags);
+        }
+        details.push(detail);
+    }
+    if let Some(ids) = &wanted {
+        if details.is_empty() && !ids.is_empty() {
+            let (d, t) = &ids[0];
+            return Err(err("ImageNotFoundException", format!("The image with imageId {{imageDigest:'{}', imageTag:'{}'}} does not exist within the repository with name '{name}' in the registry with id '{}'", d.as_deref().unwrap_or("null"), t.as_deref().unwrap_or("null"), cell.spec.account)));
+        }
+    }
+    Ok(json!({ "imageDetails": details }))
+}
+
+fn list_images(cell: &AwsCell, input: &Value) -> Result<Value, AwsError> {
+    let name = repository_name(input)?;
+    let repos = cell.repositories.lock().expect("repositories lock");
+    let repo = repos.get(&name).ok_or_else(|| not_found(cell, &name))?;
+    let mut ids = Vec::new();
+    for image in &repo.images {
+        if image.tags.is_empty() {
+            ids.push(json!({ "imageDigest": image.digest }));
+        }
+        for tag in &image.tags {
+            ids.push(json!({ "imageDigest": image.digest, "imageTag": tag }));
+        }
+    }
+    Ok(json!({ "imageIds": ids }))
+}
+
+async fn batch_get_image(emulator: &Emulator, cell: &AwsCell, input: &Value) -> Result<Value, AwsError> {
+    let name = repository_name(input)?;
+    let known: BTreeSet<(String, BTreeSet<String>)> = {
+        let repos = cell.repositories.lock().expect("repositories lock");
+        let repo = repos.get(&name).ok_or_else(|| not_found(cell, &name))?;
+        repo.images.iter().map(|i| (i.digest.clone(), i.tags.clone())).collect()
+    };
+    let mut images = Vec::new();
+    let mut failures = Vec::new();
+    for (digest, tag) in image_ids(input).unwrap_or_default() {
+        let found = known.iter().find(|(d, tags)| digest.as_ref() == Some(d) || tag.as_ref().is_some_and(|t| tags.contains(t)));
+        let Some((found_digest, _)) = found else {
+            failures.push(json!({ "imageId": { "imageDigest": digest, "imageTag": tag }, "failureCode": "ImageNotFound", "failureReason": "Requested image not found" }));
+            continue;
+        };
+        match emulator.backend_manifest(cell, &name, found_digest).await {
+            Ok((manifest, media_type)) => {
+                let mut id = json!({ "imageDigest": found_digest });
+                if let Some(tag) = &tag {
+                    id["imageTag"] = json!(tag);
+                }
+                images.push(json!({ "registryId": cell.spec.account, "repositoryName": name, "imageId": id, "imageManifest": manifest, "imageManifestMediaType": media_type }));
+            }
+            Err(e) => return Err(AwsError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "ServerException", message: e }),
+        }
+    }
+    Ok(json!({ "images": images, "failures": failures }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_follow_ecr_rules() {
+        assert!(valid_repository_name("app"));
+        assert!(valid_repository_name("team/app-1.2_x"));
+        assert!(!valid_repository_name("App"));
+        assert!(!valid_repository_name("a"));
+        assert!(!valid_repository_name("team//app"));
+        assert!(!valid_repository_name("-app"));
+    }
+
+    #[test]
+    fn amz_dates_round_trip() {
+        let t = parse_amz_date("20150830T123600Z").unwrap();
+        assert_eq!(amz_basic(t), "20150830T123600Z");
+        assert!(parse_amz_date("2015-08-30").is_none());
+    }
+}
