@@ -104,8 +104,19 @@ pub async fn registry_binary(provisioner: &GoProvisioner) -> Result<PathBuf, Ser
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Starts `spec` as a child process of `binary` on a free loopback port.
+/// Starts `spec` as a child process of `binary` on a free loopback port, trying another
+/// port when something else took the chosen one first.
 pub async fn start_process(spec: &RegistrySpec, binary: &Path, ca: &Ca) -> Result<RunningRegistry, ServiceError> {
+    let mut attempts = 0;
+    loop {
+        match start_process_once(spec, binary, ca).await {
+            Err(ServiceError::NotReady { tail, .. }) if tail.contains("address already in use") && attempts < 3 => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn start_process_once(spec: &RegistrySpec, binary: &Path, ca: &Ca) -> Result<RunningRegistry, ServiceError> {
     let dir = tempfile::Builder::new().prefix("ko-matrix-registry-").tempdir().map_err(|e| files_err(Path::new("/tmp"), e))?;
     let files_dir = dir.path().join("files");
     let storage = dir.path().join("storage");
@@ -161,10 +172,18 @@ fn files_err(dir: &Path, e: impl std::fmt::Display) -> ServiceError {
     ServiceError::Files { dir: dir.to_path_buf(), detail: e.to_string() }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago and that this process has not handed out
+/// before (the kernel may return a just-closed port to the next `bind(:0)`, and registries
+/// starting side by side must not race for one).
 fn free_port() -> Result<SocketAddr, ServiceError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| files_err(Path::new("127.0.0.1:0"), e))?;
-    listener.local_addr().map_err(|e| files_err(Path::new("127.0.0.1:0"), e))
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| files_err(Path::new("127.0.0.1:0"), e))?;
+        let addr = listener.local_addr().map_err(|e| files_err(Path::new("127.0.0.1:0"), e))?;
+        if HANDED_OUT.lock().expect("port set lock").insert(addr.port()) {
+            return Ok(addr);
+        }
+    }
 }
 
 /// Polls `GET /v2/` until the registry answers with any HTTP status.
@@ -173,7 +192,10 @@ async fn wait_ready(addr: SocketAddr, tls: bool, ca: &Ca, log: &Path, mut child:
     let url = format!("{}://{addr}/v2/", if tls { "https" } else { "http" });
     let started = Instant::now();
     loop {
-        if client.get(&url).send().await.is_ok() {
+        // A child process must also have logged its own listener: whatever else might hold
+        // the port then cannot pass for it.
+        let own_listener = child.is_none() || std::fs::read_to_string(log).is_ok_and(|text| text.contains("listening on"));
+        if own_listener && client.get(&url).send().await.is_ok() {
             return Ok(());
         }
         let exited = match child.as_deref_mut() {

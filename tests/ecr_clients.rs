@@ -1,0 +1,243 @@
+//! Cross-checks of the ECR emulator with real, unmodified clients, all through the gateway:
+//! the AWS CLI (botocore), `docker-credential-ecr-login`, crane, ko, and a raw chunked
+//! upload. If these disagree with the emulator, the emulator is wrong, not the matrix.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use base64::Engine;
+use ko_matrix::aws::state::AwsCell;
+use ko_matrix::cache::Cache;
+use ko_matrix::events::Silent;
+use ko_matrix::ko::{KoFetcher, KoSettings};
+use ko_matrix::provision::{GoProvisioner, GoTool, ToolchainPolicy};
+use ko_matrix::scenario::Scenario;
+use ko_matrix::services::runtime::RuntimeChoice;
+use ko_matrix::world::World;
+
+const CRANE: GoTool = GoTool {
+    name: "crane",
+    module: "github.com/google/go-containerregistry",
+    package: "github.com/google/go-containerregistry/cmd/crane",
+    version_var: None,
+    version_args: &[],
+};
+const CRANE_VERSION: &str = "v0.19.1";
+
+const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+/// A world with the ECR emulator, one gateway session and its AWS cell.
+struct Fixture {
+    world: World,
+    session: ko_matrix::gateway::Session,
+    cell: Arc<AwsCell>,
+    home: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
+
+fn provisioner() -> GoProvisioner {
+    GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, std::time::Duration::from_secs(1800), Arc::new(Silent))
+}
+
+impl Fixture {
+    async fn start(aws: &str) -> Fixture {
+        let text = format!("description = \"cross-check\"\n[target]\nregistry = \"ecr\"\n[aws]\n{aws}\n");
+        let scenario = Scenario::parse("ecr/cross-check", Path::new("cross-check.toml"), &text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::start(std::slice::from_ref(&scenario), RuntimeChoice::Process, &provisioner(), dir.path()).await.unwrap();
+        let session = world.gateway.session().await.unwrap();
+        let cell = world.aws.as_ref().unwrap().emulator.open_cell(session.id, scenario.aws.clone().unwrap());
+        Fixture { world, session, cell, home: tempfile::tempdir().unwrap(), _dir: dir }
+    }
+
+    /// A client command with the cell's AWS credentials, through the gateway.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        let proxy = self.session.proxy_url();
+        let home = self.home.path();
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", home)
+            .env("HTTPS_PROXY", &proxy)
+            .env("HTTP_PROXY", &proxy)
+            .env("SSL_CERT_FILE", &self.world.ca_bundle)
+            .env("AWS_CA_BUNDLE", &self.world.ca_bundle)
+            .env("AWS_CONFIG_FILE", home.join("no-aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-aws-credentials"))
+            .env("AWS_ACCESS_KEY_ID", &self.cell.key.id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.cell.key.secret)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ECR_CACHE_DIR", home.join("ecr-cache"))
+            .stdin(Stdio::null());
+        if let Some(token) = &self.cell.key.session_token {
+            cmd.env("AWS_SESSION_TOKEN", token);
+        }
+        cmd
+    }
+
+    fn write_docker_auth(&self, password: &str) {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"));
+        std::fs::create_dir_all(self.home.path().join(".docker")).unwrap();
+        std::fs::write(self.home.path().join(".docker/config.json"), format!(r#"{{"auths":{{"{HOST}":{{"auth":"{auth}"}}}}}}"#)).unwrap();
+    }
+}
+
+fn aws_cli() -> PathBuf {
+    which::which("aws").expect("the AWS CLI is needed: `pip install awscli` (.ci/run installs it)")
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_cli_logs_in_and_manages_repositories() {
+    let f = Fixture::start("credentials = \"static\"").await;
+    let (ok, password, stderr) = run(f.command(aws_cli()).args(["ecr", "get-login-password"]));
+    assert!(ok, "{stderr}");
+    assert!(f.cell.password(password.trim()).is_some(), "the CLI's password was minted by the emulator");
+
+    let (ok, out, stderr) = run(f.command(aws_cli()).args(["ecr", "create-repository", "--repository-name", "made-by-cli"]));
+    assert!(ok, "{stderr}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["repository"]["repositoryUri"], format!("{HOST}/made-by-cli"));
+    let (ok, out, stderr) = run(f.command(aws_cli()).args(["ecr", "describe-repositories", "--query", "repositories[].repositoryName", "--output", "text"]));
+    assert!(ok, "{stderr}");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["app", "made-by-cli"]);
+
+    let (ok, _, stderr) = run(f.command(aws_cli()).args(["ecr", "create-repository", "--repository-name", "made-by-cli"]));
+    assert!(!ok);
+    assert!(stderr.contains("RepositoryAlreadyExistsException") && stderr.contains("The repository with name 'made-by-cli' already exists in the registry with id '123456789012'"), "{stderr}");
+    let (ok, _, stderr) = run(f.command(aws_cli()).args(["ecr", "describe-images", "--repository-name", "nope"]));
+    assert!(!ok);
+    assert!(stderr.contains("RepositoryNotFoundException"), "{stderr}");
+
+    let (ok, _, stderr) = run(f.command(aws_cli()).env("AWS_ACCESS_KEY_ID", "AKIAKOMATRIXUNKNOWN0").args(["ecr", "get-login-password"]));
+    assert!(!ok);
+    assert!(stderr.contains("UnrecognizedClientException") && stderr.contains("The security token included in the request is invalid."), "{stderr}");
+    let (ok, _, stderr) = run(f.command(aws_cli()).env("AWS_SECRET_ACCESS_KEY", "not-the-secret").args(["ecr", "get-login-password"]));
+    assert!(!ok);
+    assert!(stderr.contains("InvalidSignatureException") && stderr.contains("The request signature we calculated does not match"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_session_credentials_are_refused_by_name() {
+    let f = Fixture::start("credentials = \"expired-session\"").await;
+    let (ok, _, stderr) = run(f.command(aws_cli()).args(["ecr", "get-login-password"]));
+    assert!(!ok);
+    assert!(stderr.contains("ExpiredTokenException") && stderr.contains("The security token included in the request is expired"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ko_pushes_and_the_aws_cli_describes_the_image() {
+    let f = Fixture::start("credentials = \"session\"").await;
+    let ko = KoFetcher::new(Cache::from_env().unwrap(), KoSettings::default(), Arc::new(Silent)).fetch("v0.15.1").await.unwrap();
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("go.mod"), "module example.com/crosscheck\n\ngo 1.21\n").unwrap();
+    std::fs::write(app.path().join("main.go"), "package main\n\nfunc main() {}\n").unwrap();
+    std::fs::write(f.home.path().join(".ko.yaml"), format!("defaultBaseImage: {}\n", f.world.base_image)).unwrap();
+    let go = which::which("go").unwrap();
+    let gocache = String::from_utf8(Command::new(&go).args(["env", "GOCACHE"]).output().unwrap().stdout).unwrap();
+    let (ok, out, stderr) = run(f
+        .command(&ko.path)
+        .args(["build", "--bare", "."])
+        .current_dir(app.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", go.parent().unwrap().display()))
+        .env("KO_DOCKER_REPO", format!("{HOST}/app"))
+        .env("KO_CONFIG_PATH", f.home.path())
+        .env("GOCACHE", gocache.trim())
+        .env("GOPROXY", "off"));
+    assert!(ok, "{stderr}");
+    let digest = out.trim().rsplit('@').next().unwrap().to_string();
+
+    let (ok, out, stderr) = run(f.command(aws_cli()).args(["ecr", "describe-images", "--repository-name", "app"]));
+    assert!(ok, "{stderr}");
+    let images: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let details = images["imageDetails"].as_array().unwrap();
+    let pushed = details.iter().find(|d| d["imageDigest"] == digest.as_str()).unwrap_or_else(|| panic!("{digest} not in {out}"));
+    assert_eq!(pushed["imageTags"], serde_json::json!(["latest"]));
+    assert!(pushed["imageSizeInBytes"].as_u64().unwrap() > 0);
+
+    let (ok, out, stderr) = run(f.command(aws_cli()).args(["ecr", "batch-get-image", "--repository-name", "app", "--image-ids", &format!("imageDigest={digest}")]));
+    assert!(ok, "{stderr}");
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let manifest = got["images"][0]["imageManifest"].as_str().unwrap();
+    assert_eq!(ko_matrix::base_image::digest(manifest.as_bytes()), digest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecr_login_gives_credentials_that_crane_pushes_and_pulls_with() {
+    let f = Fixture::start("credentials = \"session\"").await;
+    let helper = &f.world.aws.as_ref().unwrap().ecr_login;
+    let mut child = f.command(helper).arg("get").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), HOST.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let creds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(creds["Username"], "AWS");
+    let password = creds["Secret"].as_str().unwrap();
+    assert!(f.cell.password(password).is_some());
+
+    let crane = provisioner().install(&CRANE, CRANE_VERSION).await.unwrap_or_else(|e| panic!("{e}")).path;
+    f.write_docker_auth(password);
+    let target = format!("{HOST}/app:copied");
+    let (ok, _, stderr) = run(f.command(&crane).args(["copy", &f.world.base_image, &target]));
+    assert!(ok, "crane copy: {stderr}");
+    let (ok, digest, stderr) = run(f.command(&crane).args(["digest", &target]));
+    assert!(ok, "{stderr}");
+    assert_eq!(digest.trim(), f.world.base_image.rsplit('@').next().unwrap());
+
+    let (expired, _) = f.cell.mint_password("123456789012", "us-east-1", -time::Duration::hours(1));
+    f.write_docker_auth(&expired);
+    let (ok, _, stderr) = run(f.command(&crane).args(["manifest", &target]));
+    assert!(!ok);
+    assert!(stderr.contains("DENIED") && stderr.contains("Your authorization token has expired. Reauthenticate and try again."), "{stderr}");
+    std::fs::remove_file(f.home.path().join(".docker/config.json")).unwrap();
+    let (ok, _, stderr) = run(f.command(&crane).args(["manifest", &target]));
+    assert!(!ok);
+    assert!(stderr.contains("401 Unauthorized"), "without credentials ECR's challenge answers: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_upload_works_through_the_front() {
+    let f = Fixture::start("credentials = \"static\"").await;
+    let (password, _) = f.cell.mint_password("123456789012", "us-east-1", time::Duration::hours(1));
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(f.session.proxy_url()).unwrap())
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_der(&f.world.ca.cert_der()).unwrap())
+        .build()
+        .unwrap();
+    let blob: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = ko_matrix::base_image::digest(&blob);
+    let base = format!("https://{HOST}");
+    let started = client.post(format!("{base}/v2/app/blobs/uploads/")).basic_auth("AWS", Some(&password)).send().await.unwrap();
+    assert_eq!(started.status(), 202);
+    let mut location = started.headers()["location"].to_str().unwrap().to_string();
+    assert!(!location.contains("cell-"), "the backend's layout must not leak: {location}");
+    for (start, chunk) in [(0usize, &blob[..120_000]), (120_000, &blob[120_000..])] {
+        let url = if location.starts_with("http") { location.clone() } else { format!("{base}{location}") };
+        let patched = client
+            .patch(url)
+            .basic_auth("AWS", Some(&password))
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{start}-{}", start + chunk.len() - 1))
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), 201, "ECR answers PATCH with 201");
+        location = patched.headers()["location"].to_str().unwrap().to_string();
+    }
+    let url = if location.starts_with("http") { location.clone() } else { format!("{base}{location}") };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let put = client.put(format!("{url}{sep}digest={digest}")).basic_auth("AWS", Some(&password)).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    let head = client.head(format!("{base}/v2/app/blobs/{digest}")).basic_auth("AWS", Some(&password)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], blob.len().to_string().as_str());
+}
