@@ -78,6 +78,12 @@ pub struct CellResult {
     /// Time spent in ko processes (the rest is the harness's setup and verification).
     pub ko_ms: u64,
     pub log: PathBuf,
+    /// The log of the retry, when the first run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_log: Option<PathBuf>,
+    /// The label of each run (`fail(network)`, `pass`): two when the cell was retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<String>,
     /// The environment ko got, secrets masked.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -99,9 +105,11 @@ impl Masker {
     }
 }
 
-pub async fn run_cell(env: &CellEnv, ko: &KoBinary, scenario: &Scenario) -> CellResult {
+/// Runs the cell once; `attempt` 1 is the first run, 2 the retry (its log is `*.retry.log`).
+pub async fn run_cell(env: &CellEnv, ko: &KoBinary, scenario: &Scenario, attempt: u32) -> CellResult {
     let started = Instant::now();
-    let log = env.logs_dir.join(format!("{}@{}.log", scenario.name.replace('/', "__"), ko.version));
+    let suffix = if attempt > 1 { ".retry" } else { "" };
+    let log = env.logs_dir.join(format!("{}@{}{suffix}.log", scenario.name.replace('/', "__"), ko.version));
     let infra = |detail: String| CellResult {
         version: ko.version.clone(),
         scenario: scenario.name.clone(),
@@ -111,6 +119,8 @@ pub async fn run_cell(env: &CellEnv, ko: &KoBinary, scenario: &Scenario) -> Cell
         duration_ms: started.elapsed().as_millis() as u64,
         ko_ms: 0,
         log: log.clone(),
+        retry_log: None,
+        attempts: Vec::new(),
         env: BTreeMap::new(),
         requests: Vec::new(),
     };
@@ -366,6 +376,8 @@ impl Cell {
             duration_ms: started.elapsed().as_millis() as u64,
             ko_ms: ko_time.as_millis() as u64,
             log: log_path,
+            retry_log: None,
+            attempts: Vec::new(),
             env: env_shown,
             requests: records,
         };

@@ -14,6 +14,8 @@ pub enum Outcome {
     /// The harness itself failed (a service, a port, a file): never a ko failure.
     InfraError,
     Skipped,
+    /// A failure that the retry did not repeat: reported as such, never as a regression.
+    Flaky,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

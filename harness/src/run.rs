@@ -12,13 +12,16 @@ use crate::config::{ConfigError, Matrix};
 use crate::ko::versions::{self, Selector, VersionError};
 use crate::ko::{FetchError, KoBinary, KoFetcher};
 use crate::provision::GoProvisioner;
-use crate::report::MatrixReport;
+use crate::outcome::Outcome;
+use crate::report::{cell_label, MatrixReport};
 use crate::scenario::{self, Scenario};
 use crate::services::runtime::RuntimeChoice;
 use crate::world::{World, WorldError};
 
 #[derive(Debug, Clone)]
 pub enum RunEvent {
+    /// The run is about to start `cells` cells.
+    Planned { cells: usize },
     WorldReady { runtime: &'static str, took: Duration },
     CellStarted { version: String, scenario: String },
     CellFinished(Box<CellResult>),
@@ -54,6 +57,33 @@ impl RunError {
             RunError::Fetch(e) => e.is_bad_input(),
             _ => false,
         }
+    }
+}
+
+/// `--shard i/n`: a deterministic slice of the cells. A cell's shard depends only on its
+/// own name, so adding a scenario or version never moves other cells between shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard takes i/n with 1 <= i <= n, e.g. 2/4 (got {text:?})");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if index == 0 || count == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    pub fn contains(&self, version: &str, scenario: &str) -> bool {
+        // FNV-1a: stable across platforms and releases, unlike std's hasher.
+        let hash = format!("{version}::{scenario}").bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+        hash % self.count as u64 == (self.index - 1) as u64
     }
 }
 
@@ -135,13 +165,29 @@ impl Runner {
         &self.env.world
     }
 
+    /// Runs a cell; a failure is run once more. Two different answers make it `flaky`
+    /// (never a regression), with both logs kept.
     pub async fn run_cell(&self, ko: &KoBinary, scenario: &Scenario) -> CellResult {
-        cell::run_cell(&self.env, ko, scenario).await
+        let mut first = cell::run_cell(&self.env, ko, scenario, 1).await;
+        first.attempts = vec![cell_label(&first)];
+        if first.outcome != Outcome::Fail {
+            return first;
+        }
+        let second = cell::run_cell(&self.env, ko, scenario, 2).await;
+        let second_label = cell_label(&second);
+        first.attempts.push(second_label.clone());
+        first.retry_log = Some(second.log.clone());
+        if first.attempts[0] != second_label {
+            first.detail = format!("flaky: first run {}: {}; retry {second_label}: {}", first.attempts[0], first.detail, second.detail);
+            first.outcome = Outcome::Flaky;
+            first.class = None;
+        }
+        first
     }
 }
 
-/// Runs every cell of `selection`, `jobs` at a time.
-pub async fn run(selection: &Selection, options: &RunnerOptions, jobs: usize, provisioner: &GoProvisioner, observer: Arc<dyn RunObserver>) -> Result<MatrixReport, RunError> {
+/// Runs every cell of `selection` (of `shard`, when given), `jobs` at a time.
+pub async fn run(selection: &Selection, shard: Option<Shard>, options: &RunnerOptions, jobs: usize, provisioner: &GoProvisioner, observer: Arc<dyn RunObserver>) -> Result<MatrixReport, RunError> {
     let started_at = crate::cache::now_rfc3339();
     let logs_dir = options.out_dir.join("logs");
     if logs_dir.exists() {
@@ -149,7 +195,13 @@ pub async fn run(selection: &Selection, options: &RunnerOptions, jobs: usize, pr
     }
     let runner = Runner::start(options, provisioner).await?;
     observer.on_run_event(RunEvent::WorldReady { runtime: runner.world().runtime, took: runner.world().started_in });
-    let cells: Vec<(&KoBinary, &Scenario)> = selection.scenarios.iter().flat_map(|s| selection.versions.iter().map(move |v| (v, s))).collect();
+    let cells: Vec<(&KoBinary, &Scenario)> = selection
+        .scenarios
+        .iter()
+        .flat_map(|s| selection.versions.iter().map(move |v| (v, s)))
+        .filter(|(v, s)| shard.is_none_or(|shard| shard.contains(&v.version, &s.name)))
+        .collect();
+    observer.on_run_event(RunEvent::Planned { cells: cells.len() });
     let mut results: Vec<CellResult> = futures_util::stream::iter(cells)
         .map(|(ko, scenario)| {
             let (runner, observer) = (&runner, observer.clone());
@@ -181,4 +233,21 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_cells_and_stay_put() {
+        let cells: Vec<(String, String)> = (0..40).flat_map(|s| ["v0.15.1", "v0.15.2", "v0.15.3"].map(|v| (v.to_string(), format!("registry/s{s}")))).collect();
+        let shards: Vec<Shard> = (1..=4).map(|i| Shard::parse(&format!("{i}/4")).unwrap()).collect();
+        for (v, s) in &cells {
+            assert_eq!(shards.iter().filter(|sh| sh.contains(v, s)).count(), 1, "{v}::{s} is in exactly one shard");
+        }
+        let sizes: Vec<usize> = shards.iter().map(|sh| cells.iter().filter(|(v, s)| sh.contains(v, s)).count()).collect();
+        assert!(sizes.iter().all(|&n| n >= 15), "roughly even: {sizes:?}");
+        assert!(Shard::parse("0/4").is_err() && Shard::parse("5/4").is_err() && Shard::parse("x").is_err());
+    }
 }

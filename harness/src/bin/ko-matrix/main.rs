@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use ko_matrix::cache::Cache;
 use ko_matrix::config::{ConfigError, Matrix, ScenarioPattern};
 use ko_matrix::outcome::Outcome;
-use ko_matrix::report::render_table;
+use ko_matrix::report::{self, render_table, MatrixReport};
 use ko_matrix::run::{self, RunnerOptions};
 use ko_matrix::services::runtime::RuntimeChoice;
 use ko_matrix::ko::versions::{self, ReleaseIndex, Resolution, Selector};
@@ -21,7 +21,7 @@ use ko_matrix::provision::{Go, ToolchainPolicy};
 const EXIT_CODES: &str = "\
 Exit codes:
   0    the command did its job (for `run`: every cell ran, whatever its outcome)
-  1    `run --fail-on-fail` and a cell failed
+  1    `run --fail-on-fail` and a cell failed; `diff` / `check` found changed cells
   2    bad input: arguments, matrix.toml or a scenario file (the message says where)
   3    infrastructure: a download, build, cache or service failed
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM); child processes are stopped first";
@@ -67,6 +67,32 @@ enum Command {
         "  ko-matrix run --jobs 1 --out /tmp/results --fail-on-fail"
     ))]
     Run(RunArgs),
+    /// Re-render matrix.md, report.html and junit.xml from DIR/matrix.json.
+    #[command(after_help = "Examples:\n  ko-matrix report results/latest")]
+    Report {
+        /// A directory holding matrix.json.
+        dir: PathBuf,
+    },
+    /// Print the cells that changed between two matrix.json files (exit 1 when any did).
+    #[command(after_help = "Examples:\n  ko-matrix diff nightly-old/matrix.json results/latest/matrix.json")]
+    Diff { old: PathBuf, new: PathBuf },
+    /// Compare a matrix.json with the committed snapshots (exit 1 on a changed or pending cell).
+    #[command(after_help = "Examples:\n  ko-matrix check results/merged/matrix.json\n  ko-matrix check --snapshots results results/latest/matrix.json")]
+    Check {
+        matrix: PathBuf,
+        /// Where the committed `<family>.snap` files are.
+        #[arg(long, default_value = "results", value_name = "DIR")]
+        snapshots: PathBuf,
+    },
+    /// Join shards' matrix.json files into one matrix and write its reports.
+    #[command(after_help = "Examples:\n  ko-matrix merge --out results/merged shard-1/matrix.json shard-2/matrix.json")]
+    Merge {
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Where the merged matrix.json and reports go.
+        #[arg(long, default_value = "results/latest", value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -86,6 +112,9 @@ struct RunArgs {
     /// Exit 1 when any cell failed.
     #[arg(long)]
     fail_on_fail: bool,
+    /// Run only slice i of n (e.g. 2/4); merge the shards with `ko-matrix merge`.
+    #[arg(long, value_parser = run::Shard::parse, value_name = "I/N")]
+    shard: Option<run::Shard>,
     /// How services run: auto, process or docker (overrides matrix.toml).
     #[arg(long, value_parser = parse_runtime)]
     runtime: Option<RuntimeChoice>,
@@ -159,7 +188,9 @@ fn main() -> ExitCode {
 fn report(error: &anyhow::Error) -> u8 {
     eprintln!("error: {error:#}");
     let bad_input = error.chain().any(|e| {
-        e.is::<ConfigError>()
+        let report_parse = matches!(e.downcast_ref::<report::ReportError>(), Some(report::ReportError::Parse { .. }));
+        report_parse
+            || e.is::<ConfigError>()
             || e.is::<BadInput>()
             || e.downcast_ref::<FetchError>().is_some_and(FetchError::is_bad_input)
             || e.downcast_ref::<run::RunError>().is_some_and(run::RunError::is_bad_input)
@@ -179,6 +210,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Fetch(args) => fetch(config, args).await,
         Command::Versions { json } => list_versions(config, json).await,
         Command::Run(args) => run(config, args).await,
+        Command::Report { dir } => {
+            let report = MatrixReport::read(&dir.join("matrix.json"))?;
+            report.write_all(&dir)?;
+            println!("{}", render_table(&report));
+            Ok(0)
+        }
+        Command::Diff { old, new } => {
+            let changes = report::diff(&MatrixReport::read(&old)?, &MatrixReport::read(&new)?);
+            for change in &changes {
+                println!("{change}");
+            }
+            eprintln!("{} cell(s) changed", changes.len());
+            Ok(if changes.is_empty() { 0 } else { 1 })
+        }
+        Command::Check { matrix, snapshots } => {
+            let changes = report::check_against(&MatrixReport::read(&matrix)?, &report::read_snapshots(&snapshots)?);
+            for change in &changes {
+                match &change.old {
+                    Some(_) => println!("changed: {change}"),
+                    None => println!("pending: {} × {} = {} is not in the snapshots yet", change.version, change.scenario, change.new.clone().unwrap_or_default()),
+                }
+            }
+            eprintln!("{} cell(s) differ from {}", changes.len(), snapshots.display());
+            Ok(if changes.is_empty() { 0 } else { 1 })
+        }
+        Command::Merge { shards, out } => {
+            let parts = shards.iter().map(|p| MatrixReport::read(p)).collect::<Result<Vec<_>, _>>()?;
+            let merged = report::merge(&parts).map_err(|e| BadInput(e.to_string()))?;
+            let json = merged.write_all(&out)?;
+            println!("{}", render_table(&merged));
+            eprintln!("merged {} shards, {} cells: {}", parts.len(), merged.cells.len(), json.display());
+            Ok(0)
+        }
     }
 }
 
@@ -310,14 +374,15 @@ async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
         app_source: run::scenarios_dir(&matrix).join("app"),
         helper: std::env::current_exe()?.with_file_name("docker-credential-ko-matrix"),
     };
-    let report = run::run(&selection, &options, args.jobs.unwrap_or(matrix.jobs), fetcher.go(), observer).await?;
-    let json = report.write_json(&args.out)?;
+    let report = run::run(&selection, args.shard, &options, args.jobs.unwrap_or(matrix.jobs), fetcher.go(), observer).await?;
+    let json = report.write_all(&args.out)?;
     println!("{}", render_table(&report));
     eprintln!(
-        "{} cells: {} pass, {} fail, {} infra-error; {}",
+        "{} cells: {} pass, {} fail, {} flaky, {} infra-error; {} (and matrix.md, report.html, junit.xml)",
         report.cells.len(),
         report.count(Outcome::Pass),
         report.count(Outcome::Fail),
+        report.count(Outcome::Flaky),
         report.count(Outcome::InfraError),
         json.display()
     );

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ko_matrix::events::{ProvisionEvent, ProvisionObserver};
+use ko_matrix::outcome::Outcome;
 use ko_matrix::report::cell_label;
 use ko_matrix::run::{RunEvent, RunObserver};
 
@@ -16,13 +17,22 @@ pub struct Progress {
     active: Mutex<HashMap<String, ProgressBar>>,
     /// Plain mode: keys already announced, so a download is one line, not one per chunk.
     announced: Mutex<HashSet<String>>,
+    cells: Mutex<CellCounts>,
+    cell_bar: Mutex<Option<ProgressBar>>,
+}
+
+#[derive(Default)]
+struct CellCounts {
+    pass: usize,
+    fail: usize,
+    running: Vec<String>,
 }
 
 impl Progress {
     /// Bars when stderr is a terminal, plain lines otherwise.
     pub fn for_stderr() -> Progress {
         let bars = std::io::stderr().is_terminal().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress { bars, active: Mutex::new(HashMap::new()), announced: Mutex::new(HashSet::new()) }
+        Progress { bars, active: Mutex::new(HashMap::new()), announced: Mutex::new(HashSet::new()), cells: Mutex::default(), cell_bar: Mutex::new(None) }
     }
 
     fn line(&self, text: String) {
@@ -83,16 +93,61 @@ impl ProvisionObserver for Progress {
     }
 }
 
+impl Progress {
+    /// The cells bar: done / total, passes and failures so far, what runs now, ETA.
+    fn cells_message(&self) -> String {
+        let state = self.cells.lock().expect("progress lock");
+        let running: Vec<&str> = state.running.iter().map(String::as_str).collect();
+        format!("{} pass, {} fail · running: {}", state.pass, state.fail, if running.is_empty() { "-".into() } else { running.join(", ") })
+    }
+}
+
 impl RunObserver for Progress {
     fn on_run_event(&self, event: RunEvent) {
         match event {
+            RunEvent::Planned { cells } => {
+                if let Some(bars) = &self.bars {
+                    let bar = bars.add(ProgressBar::new(cells as u64));
+                    bar.set_style(ProgressStyle::with_template("cells {pos}/{len} {bar:25} {msg} [eta {eta}]").expect("static template"));
+                    bar.enable_steady_tick(Duration::from_millis(250));
+                    *self.cell_bar.lock().expect("progress lock") = Some(bar);
+                }
+            }
             RunEvent::WorldReady { runtime, took } => {
                 self.line(format!("services: registries, gateway and base image ready ({runtime} runtime) in {}", humantime::format_duration(round_ms(took))))
             }
-            RunEvent::CellStarted { .. } => {}
+            RunEvent::CellStarted { version, scenario } => {
+                self.cells.lock().expect("progress lock").running.push(format!("{version}::{scenario}"));
+                self.refresh_cells(false);
+            }
             RunEvent::CellFinished(cell) => {
+                {
+                    let mut state = self.cells.lock().expect("progress lock");
+                    let name = format!("{}::{}", cell.version, cell.scenario);
+                    state.running.retain(|r| *r != name);
+                    if cell.outcome == Outcome::Pass {
+                        state.pass += 1;
+                    } else {
+                        state.fail += 1;
+                    }
+                }
                 let secs = cell.duration_ms as f64 / 1000.0;
                 self.line(format!("{} × {}: {} ({secs:.1}s)", cell.version, cell.scenario, cell_label(&cell)));
+                self.refresh_cells(true);
+            }
+        }
+    }
+}
+
+impl Progress {
+    fn refresh_cells(&self, finished_one: bool) {
+        if let Some(bar) = self.cell_bar.lock().expect("progress lock").as_ref() {
+            if finished_one {
+                bar.inc(1);
+            }
+            bar.set_message(self.cells_message());
+            if bar.position() == bar.length().unwrap_or(0) {
+                bar.finish_and_clear();
             }
         }
     }

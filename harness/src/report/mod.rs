@@ -1,0 +1,336 @@
+//! Reports: matrix.json (the machine-readable contract), the terminal table, matrix.md,
+//! report.html and junit.xml; diffing and merging matrices. Reporters only render
+//! results; they never run anything.
+
+pub mod html;
+pub mod junit;
+pub mod markdown;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cell::CellResult;
+use crate::ko::KoBinary;
+use crate::outcome::Outcome;
+
+/// A version as the run used it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: String,
+    pub route: String,
+    pub sha256: String,
+}
+
+/// `matrix.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MatrixReport {
+    pub ko_matrix_version: String,
+    pub started: String,
+    /// How services ran: `process` or `docker`.
+    pub runtime: String,
+    pub versions: Vec<VersionInfo>,
+    pub cells: Vec<CellResult>,
+}
+
+impl MatrixReport {
+    pub fn new(started: String, runtime: &str, versions: &[KoBinary], cells: Vec<CellResult>) -> MatrixReport {
+        MatrixReport {
+            ko_matrix_version: env!("CARGO_PKG_VERSION").into(),
+            started,
+            runtime: runtime.into(),
+            versions: versions.iter().map(|k| VersionInfo { version: k.version.clone(), route: k.route.clone(), sha256: k.sha256.clone() }).collect(),
+            cells,
+        }
+    }
+
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.cells.iter().filter(|c| c.outcome == outcome).count()
+    }
+
+    /// Scenario names in report order, once each.
+    pub fn scenarios(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for cell in &self.cells {
+            if !out.contains(&cell.scenario.as_str()) {
+                out.push(&cell.scenario);
+            }
+        }
+        out
+    }
+
+    pub fn cell(&self, scenario: &str, version: &str) -> Option<&CellResult> {
+        self.cells.iter().find(|c| c.scenario == scenario && c.version == version)
+    }
+
+    pub fn read(path: &Path) -> Result<MatrixReport, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io { path: path.to_path_buf(), source })?;
+        serde_json::from_str(&text).map_err(|e| ReportError::Parse { path: path.to_path_buf(), line: e.line(), column: e.column(), message: e.to_string() })
+    }
+
+    /// Writes `matrix.json`, `matrix.md`, `report.html` and `junit.xml` into `dir`, each
+    /// atomically (a temp file renamed into place). Returns the matrix.json path.
+    pub fn write_all(&self, dir: &Path) -> Result<PathBuf, ReportError> {
+        let json = serde_json::to_string_pretty(self).expect("a report serialises");
+        for (name, text) in [("matrix.json", json), ("matrix.md", markdown::render(self)), ("report.html", html::render(self)), ("junit.xml", junit::render(self))] {
+            write_atomic(&dir.join(name), &text)?;
+        }
+        Ok(dir.join("matrix.json"))
+    }
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<(), ReportError> {
+    let io = |source| ReportError::Io { path: path.to_path_buf(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io)?;
+    file.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}:{column}: not a ko-matrix matrix.json: {message}", path.display())]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("cannot merge: {0}")]
+    Merge(String),
+}
+
+/// A cell whose label differs between two matrices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub version: String,
+    pub scenario: String,
+    /// `None`: the cell is new / gone.
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |l: &Option<String>| l.clone().unwrap_or_else(|| "(absent)".into());
+        write!(f, "{} × {}: {} → {}", self.version, self.scenario, show(&self.old), show(&self.new))
+    }
+}
+
+/// The cells that changed from `old` to `new`, in `new`'s order, then removed ones.
+pub fn diff(old: &MatrixReport, new: &MatrixReport) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for cell in &new.cells {
+        let before = old.cell(&cell.scenario, &cell.version).map(cell_label);
+        let after = Some(cell_label(cell));
+        if before != after {
+            changes.push(Change { version: cell.version.clone(), scenario: cell.scenario.clone(), old: before, new: after });
+        }
+    }
+    for cell in &old.cells {
+        if new.cell(&cell.scenario, &cell.version).is_none() {
+            changes.push(Change { version: cell.version.clone(), scenario: cell.scenario.clone(), old: Some(cell_label(cell)), new: None });
+        }
+    }
+    changes
+}
+
+/// Compares `report` with committed snapshots (`family` → (version, scenario) → label):
+/// changed cells, and pending ones the snapshots do not know yet. A flaky cell one of
+/// whose runs matches is not a change.
+pub fn check_against(report: &MatrixReport, snapshots: &std::collections::BTreeMap<String, std::collections::BTreeMap<(String, String), String>>) -> Vec<Change> {
+    report
+        .cells
+        .iter()
+        .filter_map(|cell| {
+            let expected = snapshots.get(family(&cell.scenario)).and_then(|s| s.get(&(cell.version.clone(), cell.scenario.clone())));
+            let label = cell_label(cell);
+            let matches = expected.is_some_and(|e| *e == label || (cell.outcome == Outcome::Flaky && cell.attempts.contains(e)));
+            (!matches).then(|| Change { version: cell.version.clone(), scenario: cell.scenario.clone(), old: expected.cloned(), new: Some(label) })
+        })
+        .collect()
+}
+
+/// Reads every `<family>.snap` in `dir` (insta's format: a YAML header, then the body).
+pub fn read_snapshots(dir: &Path) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<(String, String), String>>, ReportError> {
+    let mut out = std::collections::BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "snap") {
+            let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
+            let body = text.splitn(3, "---\n").nth(2).unwrap_or_default();
+            let family = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            out.insert(family, parse_snapshot(body));
+        }
+    }
+    Ok(out)
+}
+
+/// Joins shards into one matrix. Refuses cells present in two shards and shards that ran
+/// different ko-matrix versions or different binaries for one ko version.
+pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
+    let first = parts.first().ok_or_else(|| ReportError::Merge("no matrices given".into()))?;
+    let mut merged = MatrixReport { cells: Vec::new(), versions: Vec::new(), ..first.clone() };
+    for (i, part) in parts.iter().enumerate() {
+        if part.ko_matrix_version != first.ko_matrix_version {
+            return Err(ReportError::Merge(format!("shard {} ran ko-matrix {}, shard 1 ran {}", i + 1, part.ko_matrix_version, first.ko_matrix_version)));
+        }
+        for v in &part.versions {
+            match merged.versions.iter().find(|m| m.version == v.version) {
+                Some(m) if m.sha256 != v.sha256 => {
+                    return Err(ReportError::Merge(format!("ko {} differs between shards (sha256 {} vs {})", v.version, m.sha256, v.sha256)));
+                }
+                Some(_) => {}
+                None => merged.versions.push(v.clone()),
+            }
+        }
+        for cell in &part.cells {
+            if merged.cell(&cell.scenario, &cell.version).is_some() {
+                return Err(ReportError::Merge(format!("{} × {} appears in more than one shard", cell.version, cell.scenario)));
+            }
+            merged.cells.push(cell.clone());
+        }
+        merged.started = merged.started.min(part.started.clone());
+    }
+    merged.versions.sort_by(|a, b| version_order(&a.version).cmp(&version_order(&b.version)));
+    let scenario_order: Vec<String> = {
+        let mut names: Vec<String> = merged.cells.iter().map(|c| c.scenario.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let versions: Vec<String> = merged.versions.iter().map(|v| v.version.clone()).collect();
+    merged.cells.sort_by_key(|c| (scenario_order.iter().position(|s| *s == c.scenario), versions.iter().position(|v| *v == c.version)));
+    Ok(merged)
+}
+
+/// Releases in semver order, then anything else (branches, commits) by name.
+fn version_order(version: &str) -> (bool, Option<semver::Version>, String) {
+    let parsed = semver::Version::parse(version.trim_start_matches('v')).ok();
+    (parsed.is_none(), parsed, version.to_string())
+}
+
+/// `pass`, `fail(<class>)`, `infra-error`, `skipped`, `flaky`.
+pub fn cell_label(cell: &CellResult) -> String {
+    match (cell.outcome, cell.class) {
+        (Outcome::Pass, _) => "pass".into(),
+        (Outcome::Fail, Some(class)) => format!("fail({})", class.as_str()),
+        (Outcome::Fail, None) => "fail".into(),
+        (Outcome::InfraError, _) => "infra-error".into(),
+        (Outcome::Skipped, _) => "skipped".into(),
+        (Outcome::Flaky, _) => "flaky".into(),
+    }
+}
+
+/// Scenarios down, versions across; stable (no times, ports or paths).
+pub fn render_table(report: &MatrixReport) -> String {
+    let versions: Vec<&str> = report.versions.iter().map(|v| v.version.as_str()).collect();
+    let mut scenarios: Vec<&str> = Vec::new();
+    for cell in &report.cells {
+        if !scenarios.contains(&cell.scenario.as_str()) {
+            scenarios.push(&cell.scenario);
+        }
+    }
+    let label = |scenario: &str, version: &str| {
+        report.cells.iter().find(|c| c.scenario == scenario && c.version == version).map_or("-".to_string(), cell_label)
+    };
+    let first = scenarios.iter().map(|s| s.len()).chain(["scenario".len()]).max().unwrap_or(8);
+    let widths: Vec<usize> = versions.iter().map(|v| scenarios.iter().map(|s| label(s, v).len()).chain([v.len()]).max().unwrap_or(4)).collect();
+    let mut out = format!("{:first$}", "scenario");
+    for (v, w) in versions.iter().zip(&widths) {
+        out.push_str(&format!("  {v:w$}"));
+    }
+    out = out.trim_end().to_string();
+    out.push('\n');
+    for s in &scenarios {
+        let mut line = format!("{s:first$}");
+        for (v, w) in versions.iter().zip(&widths) {
+            line.push_str(&format!("  {:w$}", label(s, v)));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The family of a scenario: its first path component (`registry`, `ecr`).
+pub fn family(scenario: &str) -> &str {
+    scenario.split('/').next().unwrap_or(scenario)
+}
+
+/// The committed snapshot of one family: a line per cell, grouped by version, so a new ko
+/// version is new lines and a changed cell is one changed line. No times, ports or paths.
+pub fn render_snapshot(cells: &[(String, String, String)]) -> String {
+    let width = cells.iter().map(|(_, s, _)| s.len()).max().unwrap_or(0);
+    let vwidth = cells.iter().map(|(v, _, _)| v.len()).max().unwrap_or(0);
+    cells.iter().map(|(v, s, label)| format!("{v:vwidth$}  {s:width$}  {label}\n")).collect()
+}
+
+/// Reads a snapshot body back into (version, scenario) → label.
+pub fn parse_snapshot(body: &str) -> std::collections::BTreeMap<(String, String), String> {
+    body.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            Some(((words.next()?.to_string(), words.next()?.to_string()), words.next()?.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::FailClass;
+
+    fn cell(scenario: &str, version: &str, outcome: Outcome, class: Option<FailClass>) -> CellResult {
+        CellResult {
+            version: version.into(),
+            scenario: scenario.into(),
+            outcome,
+            class,
+            detail: String::new(),
+            duration_ms: 1234,
+            ko_ms: 1000,
+            log: "/tmp/x.log".into(),
+            retry_log: None,
+            attempts: Vec::new(),
+            env: Default::default(),
+            requests: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn snapshots_round_trip() {
+        let cells = vec![
+            ("v0.15.1".to_string(), "registry/anonymous".to_string(), "pass".to_string()),
+            ("v0.15.10".to_string(), "registry/wrong-password".to_string(), "fail(unauthorized)".to_string()),
+        ];
+        let text = render_snapshot(&cells);
+        assert_eq!(text, "v0.15.1   registry/anonymous       pass\nv0.15.10  registry/wrong-password  fail(unauthorized)\n");
+        let parsed = parse_snapshot(&text);
+        assert_eq!(parsed[&("v0.15.10".to_string(), "registry/wrong-password".to_string())], "fail(unauthorized)");
+        assert_eq!(family("registry/anonymous"), "registry");
+    }
+
+    #[test]
+    fn the_table_is_scenarios_by_versions() {
+        let versions = ["v0.15.1", "v0.15.2"].map(|v| VersionInfo { version: v.into(), route: "go".into(), sha256: "x".into() }).to_vec();
+        let report = MatrixReport {
+            ko_matrix_version: "0".into(),
+            started: "t".into(),
+            runtime: "process".into(),
+            versions,
+            cells: vec![
+                cell("ecr/env-session", "v0.15.1", Outcome::Pass, None),
+                cell("ecr/env-session", "v0.15.2", Outcome::Fail, Some(FailClass::Unauthorized)),
+                cell("registry/anonymous", "v0.15.1", Outcome::Pass, None),
+                cell("registry/anonymous", "v0.15.2", Outcome::InfraError, None),
+            ],
+        };
+        assert_eq!(
+            render_table(&report),
+            "scenario            v0.15.1  v0.15.2\n\
+             ecr/env-session     pass     fail(unauthorized)\n\
+             registry/anonymous  pass     infra-error\n"
+        );
+    }
+}
