@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod base_image;
+pub mod bisect;
 pub mod cache;
 pub mod cell;
 pub mod config;

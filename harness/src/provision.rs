@@ -135,6 +135,8 @@ pub struct ModuleVersion {
     pub toolchain_directive: Option<String>,
     /// Modules the checksum database had no entry for (see [`run_go_checked`]).
     pub sumdb_gaps: Vec<String>,
+    /// The module's go.mod, as the proxy serves it.
+    pub go_mod: String,
 }
 
 /// The local `go` command.
@@ -190,6 +192,7 @@ impl Go {
                     go_directive: directive(&text, "go").and_then(GoVersion::parse),
                     toolchain_directive: directive(&text, "toolchain").map(str::to_string),
                     sumdb_gaps,
+                    go_mod: text,
                 })
             }
             Some(Download { error: Some(message), .. }) => {
@@ -478,6 +481,63 @@ impl GoProvisioner {
             binary: tool.name.into(),
         };
         Ok(entry.commit(staging, manifest, lock)?)
+    }
+
+    /// `tool` with its module at `version` plus `extra` requirements (`module@version`),
+    /// built in a wrapper module so minimal version selection resolves them together.
+    /// Returns the binary and the resolved build list (`go list -m all`); builds are cached
+    /// by the exact build list, so a rerun is instant.
+    pub async fn install_with_requirements(&self, tool: &GoTool, version: &str, extra: &[String]) -> Result<(Installed, Vec<String>), ProvisionError> {
+        let go = self.go(tool.name).await?;
+        let module = go.resolve(tool.module, version).await?;
+        let toolchain = go.pick_toolchain(&module, &self.policy, &self.toolchains).await?;
+        let wrapper = tempfile::Builder::new().prefix("ko-matrix-wrapper-").tempdir().map_err(|source| cache::CacheError::Io { action: "creating", path: std::env::temp_dir(), source })?;
+        let go_mod = format!("module ko-matrix.local/wrapper\n\ngo {}\n", module.go_directive.map_or("1.21".to_string(), |v| format!("{}.{}", v.major, v.minor)));
+        std::fs::write(wrapper.path().join("go.mod"), go_mod).map_err(|source| cache::CacheError::Io { action: "writing", path: wrapper.path().join("go.mod"), source })?;
+        let env = [("GOTOOLCHAIN", std::ffi::OsStr::new(&toolchain)), ("GOFLAGS", std::ffi::OsStr::new("-mod=mod"))];
+        let mut gaps = module.sumdb_gaps.clone();
+        let target = format!("{}@{}", tool.module, module.version);
+        let mut get: Vec<&str> = vec!["get", &target];
+        get.extend(extra.iter().map(String::as_str));
+        let out = run_go_checked(&go.path, &get, &env, Some(wrapper.path()), GO_QUERY_TIMEOUT, &mut gaps).await?;
+        if !out.status.success() {
+            return Err(ProvisionError::BuildFailed { target: target.clone(), toolchain, command: format!("go {}", shell_words(&get)), output: output_tail(&out, 30) });
+        }
+        let listed = run_go_checked(&go.path, &["list", "-m", "all"], &env, Some(wrapper.path()), GO_QUERY_TIMEOUT, &mut gaps).await?;
+        let build_list: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().skip(1).map(str::to_string).collect();
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(build_list.join("\n").as_bytes()));
+        let entry = self.cache.entry(tool.name, &format!("{}-deps-{}", module.version, &digest[..16]));
+        let lock = entry.lock(LOCK_TIMEOUT).await?;
+        if let Some(hit) = entry.lookup()? {
+            return Ok((hit, build_list));
+        }
+        let staging = entry.stage(&lock)?;
+        let mut ldflags = String::from("-s -w");
+        if let Some(var) = tool.version_var {
+            ldflags.push_str(&format!(" -X {var}={}", module.version.trim_start_matches('v')));
+        }
+        let output = staging.path().join(tool.name);
+        let output_text = output.display().to_string();
+        let build = ["build", "-trimpath", "-ldflags", &ldflags, "-o", &output_text, tool.package];
+        self.observer.on_event(ProvisionEvent::Building { tool: tool.name.into(), version: format!("{} + {} upgrade(s)", module.version, extra.len()), toolchain: go.describe_toolchain(&toolchain) });
+        let out = run_go_checked(&go.path, &build, &env, Some(wrapper.path()), self.build_timeout, &mut gaps).await?;
+        if !out.status.success() {
+            return Err(ProvisionError::BuildFailed { target, toolchain, command: format!("go {}", shell_words(&build)), output: output_tail(&out, 30) });
+        }
+        verify_version(tool, &output, &module.version).await?;
+        let sha256 = cache::sha256_file(&output).map_err(|source| cache::CacheError::Io { action: "hashing", path: output.clone(), source })?;
+        let manifest = Manifest {
+            tool: tool.name.into(),
+            version: module.version.clone(),
+            route: "go-deps".into(),
+            sha256,
+            go_version: Some(go.describe_toolchain(&toolchain)),
+            sumdb_gaps: gaps,
+            origin: format!("{target} + [{}]", extra.join(", ")),
+            installed_at: cache::now_rfc3339(),
+            binary: tool.name.into(),
+        };
+        Ok((entry.commit(staging, manifest, &lock)?, build_list))
     }
 
     fn event_cache_hit(&self, tool: &GoTool, hit: &Installed) {

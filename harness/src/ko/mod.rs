@@ -84,6 +84,23 @@ pub struct KoBinary {
     pub from_cache: bool,
 }
 
+impl KoBinary {
+    /// The cached binary `installed`, as asked for by `requested`.
+    pub fn from_installed(requested: String, installed: Installed) -> KoBinary {
+        KoBinary {
+            requested,
+            version: installed.manifest.version,
+            path: installed.path,
+            sha256: installed.manifest.sha256,
+            route: installed.manifest.route,
+            go_version: installed.manifest.go_version,
+            sumdb_gaps: installed.manifest.sumdb_gaps,
+            origin: installed.manifest.origin,
+            from_cache: installed.from_cache,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("source = \"path\" needs `path` set to a ko binary")]
@@ -141,17 +158,7 @@ impl KoFetcher {
             Source::Go => self.go.install(&KO, &query).await.map_err(provision)?,
             Source::Auto => self.auto(&query).await?,
         };
-        Ok(KoBinary {
-            requested: query,
-            version: installed.manifest.version,
-            path: installed.path,
-            sha256: installed.manifest.sha256,
-            route: installed.manifest.route,
-            go_version: installed.manifest.go_version,
-            sumdb_gaps: installed.manifest.sumdb_gaps,
-            origin: installed.manifest.origin,
-            from_cache: installed.from_cache,
-        })
+        Ok(KoBinary::from_installed(query, installed))
     }
 
     async fn auto(&self, query: &str) -> Result<Installed, FetchError> {

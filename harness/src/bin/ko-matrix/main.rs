@@ -12,6 +12,7 @@ use ko_matrix::cache::Cache;
 use ko_matrix::config::{ConfigError, Matrix, ScenarioPattern};
 use ko_matrix::outcome::Outcome;
 use ko_matrix::report::{self, render_table, MatrixReport};
+use ko_matrix::bisect;
 use ko_matrix::run::{self, RunnerOptions};
 use ko_matrix::services::runtime::RuntimeChoice;
 use ko_matrix::ko::versions::{self, ReleaseIndex, Resolution, Selector};
@@ -76,6 +77,16 @@ enum Command {
     /// Print the cells that changed between two matrix.json files (exit 1 when any did).
     #[command(after_help = "Examples:\n  ko-matrix diff nightly-old/matrix.json results/latest/matrix.json")]
     Diff { old: PathBuf, new: PathBuf },
+    /// Find which release, commit or dependency upgrade turned a cell red.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps\n",
+        "  ko-matrix bisect --good v0.14.1 --bad v0.16.0 --scenario ecr/env-session\n",
+        "  ko-matrix bisect --good v0.14.1 --bad v0.16.0 --scenario ecr/env-session --candidates v0.15.0,v0.15.1,v0.15.2,v0.15.3\n",
+        "  ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode commits --repo ~/src/ko\n",
+        "\nWrites bisect.json to --out. Every build is cached, so a rerun is fast."
+    ))]
+    Bisect(BisectArgs),
     /// Compare a matrix.json with the committed snapshots (exit 1 on a changed or pending cell).
     #[command(after_help = "Examples:\n  ko-matrix check results/merged/matrix.json\n  ko-matrix check --snapshots results results/latest/matrix.json")]
     Check {
@@ -124,6 +135,32 @@ struct RunArgs {
 
 fn parse_runtime(text: &str) -> Result<RuntimeChoice, String> {
     serde_json::from_value(serde_json::Value::String(text.into())).map_err(|_| format!("expected one of: {}", RuntimeChoice::CHOICES))
+}
+
+#[derive(Args)]
+struct BisectArgs {
+    #[arg(long)]
+    good: String,
+    #[arg(long)]
+    bad: String,
+    /// The scenario whose cell differs between good and bad.
+    #[arg(long)]
+    scenario: String,
+    /// releases, commits or deps.
+    #[arg(long, default_value = "releases", value_parser = parse_mode)]
+    mode: bisect::Mode,
+    /// Releases mode: the versions to search (default: the release list).
+    #[arg(long, value_delimiter = ',')]
+    candidates: Option<Vec<String>>,
+    /// Commits mode: a local clone of ko to list commits from.
+    #[arg(long, value_name = "PATH")]
+    repo: Option<PathBuf>,
+    #[arg(long, default_value = "results/latest", value_name = "DIR")]
+    out: PathBuf,
+}
+
+fn parse_mode(text: &str) -> Result<bisect::Mode, String> {
+    serde_json::from_value(serde_json::Value::String(text.into())).map_err(|_| "expected one of: releases, commits, deps".into())
 }
 
 #[derive(Args)]
@@ -190,6 +227,7 @@ fn report(error: &anyhow::Error) -> u8 {
     let bad_input = error.chain().any(|e| {
         let report_parse = matches!(e.downcast_ref::<report::ReportError>(), Some(report::ReportError::Parse { .. }));
         report_parse
+            || matches!(e.downcast_ref::<bisect::BisectError>(), Some(bisect::BisectError::NoDifference { .. } | bisect::BisectError::NotInDependencies { .. }))
             || e.is::<ConfigError>()
             || e.is::<BadInput>()
             || e.downcast_ref::<FetchError>().is_some_and(FetchError::is_bad_input)
@@ -224,6 +262,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("{} cell(s) changed", changes.len());
             Ok(if changes.is_empty() { 0 } else { 1 })
         }
+        Command::Bisect(args) => bisect_command(config, args).await,
         Command::Check { matrix, snapshots } => {
             let changes = report::check_against(&MatrixReport::read(&matrix)?, &report::read_snapshots(&snapshots)?);
             for change in &changes {
@@ -390,4 +429,58 @@ async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
         return Ok(3);
     }
     Ok(if args.fail_on_fail && report.count(Outcome::Fail) > 0 { 1 } else { 0 })
+}
+
+async fn bisect_command(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u8> {
+    let matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
+    let known = ko_matrix::scenario::discover(&run::scenarios_dir(&matrix))?;
+    let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
+    let scenario = known
+        .into_iter()
+        .find(|s| s.name == args.scenario)
+        .ok_or_else(|| BadInput(format!("no scenario `{}`; known scenarios: {}", args.scenario, names.join(", "))))?;
+    let progress = Arc::new(progress::Progress::for_stderr());
+    let mut settings = matrix.ko.clone();
+    if args.mode == bisect::Mode::Commits {
+        settings.source = Source::Go;
+    }
+    let fetcher = KoFetcher::new(Cache::from_env()?, settings, progress.clone());
+    let options = RunnerOptions {
+        scenarios: vec![scenario.clone()],
+        runtime: matrix.runtime,
+        cell_timeout: matrix.cell_timeout,
+        out_dir: args.out.clone(),
+        app_source: run::scenarios_dir(&matrix).join("app"),
+        helper: std::env::current_exe()?.with_file_name("docker-credential-ko-matrix"),
+    };
+    let runner = run::Runner::start(&options, fetcher.go()).await?;
+    let mut bisector = bisect::Bisect::new(&runner, &fetcher, &scenario, progress.as_ref());
+    let (good, bad) = (ko_matrix::ko::normalize(&args.good), ko_matrix::ko::normalize(&args.bad));
+    let report = match args.mode {
+        bisect::Mode::Releases => {
+            let candidates = bisect::releases_between(&good, &bad, args.candidates).await?;
+            eprintln!("bisect: {} release(s) between {good} and {bad}: {}", candidates.len(), candidates.join(", "));
+            bisector.ordered(bisect::Mode::Releases, &good, &bad, candidates).await?
+        }
+        bisect::Mode::Commits => {
+            let repo = args.repo.ok_or_else(|| BadInput("--mode commits needs --repo PATH, a local clone of ko with both ends' tags".into()))?;
+            let commits = bisect::commits_between(&repo, &good, &bad)?;
+            eprintln!("bisect: {} commit(s) between {good} and {bad}", commits.len());
+            bisector.ordered(bisect::Mode::Commits, &good, &bad, commits).await?
+        }
+        bisect::Mode::Deps => bisector.dependencies(&good, &bad).await?,
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let path = args.out.join("bisect.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    println!("bisect ({:?}) of {} between {} ({}) and {} ({}):", report.mode, report.scenario, report.good, report.good_outcome, report.bad, report.bad_outcome);
+    for probe in &report.probes {
+        println!("  {:>2}. {:<5} {:<24} {:>6.1}s  {}", probe.k, format!("{:?}", probe.verdict).to_lowercase(), probe.outcome, probe.duration_ms as f64 / 1000.0, probe.what);
+    }
+    println!("culprit: {}", report.culprit);
+    for (module, good_versions, bad_versions) in &report.separating_modules {
+        println!("  separates the builds: {module}: passing {} / failing {}", good_versions.join(","), bad_versions.join(","));
+    }
+    println!("{} probes, {} builds run, {:.1}s; {}", report.probes.len(), report.builds, report.wall_ms as f64 / 1000.0, path.display());
+    Ok(0)
 }

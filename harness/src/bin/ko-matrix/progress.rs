@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ko_matrix::bisect::{BisectEvent, BisectObserver};
 use ko_matrix::events::{ProvisionEvent, ProvisionObserver};
 use ko_matrix::outcome::Outcome;
 use ko_matrix::report::cell_label;
@@ -148,6 +149,17 @@ impl Progress {
             bar.set_message(self.cells_message());
             if bar.position() == bar.length().unwrap_or(0) {
                 bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+impl BisectObserver for Progress {
+    fn on_bisect_event(&self, event: BisectEvent) {
+        match event {
+            BisectEvent::Probing { k, estimate, what } => self.line(format!("bisect: probe {k} of ≈{}: {what}", estimate.max(k))),
+            BisectEvent::Probed(probe) => {
+                self.line(format!("bisect: probe {} → {:?} ({}, {:.1}s)", probe.k, probe.verdict, probe.outcome, probe.duration_ms as f64 / 1000.0))
             }
         }
     }
