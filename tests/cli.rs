@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::path::Path;
+
 use support::ko_matrix;
 
 fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
@@ -63,4 +65,16 @@ fn source_release_refuses_a_branch() {
     let (code, _, stderr) = run(&["fetch", "--source", "release", "main"], dir.path());
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("source = \"release\" takes release versions like v0.15.2, not `main`"), "{stderr}");
+}
+
+#[test]
+fn an_explicit_localstack_backend_without_its_token_fails_fast_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"), dir.path().join("scenarios")).unwrap();
+    std::fs::write(dir.path().join("matrix.toml"), "[ko]\nversions = [\"v0.15.1\"]\n[run]\nscenarios = [\"ecr/env-static\"]\n[ecr]\nbackend = \"localstack\"\n").unwrap();
+    let out = ko_matrix().current_dir(dir.path()).env_remove("LOCALSTACK_AUTH_TOKEN").args(["run", "--out"]).arg(dir.path().join("out")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("ecr.backend = \"localstack\" needs LOCALSTACK_AUTH_TOKEN (LocalStack's ECR is a Pro feature) or ecr.localstack_endpoint"), "{line}");
 }

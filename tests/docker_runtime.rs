@@ -1,10 +1,12 @@
-//! The docker runtime for real: the registry as the pinned `registry` image through
-//! testcontainers. Runs where `KO_MATRIX_DOCKER_TESTS=1` and a Docker engine answers; shows
-//! as ignored, with the reason printed, everywhere else (there is no engine on ko-matrix's
-//! own CI machine).
+//! The Docker-engine paths for real: the registry as the pinned `registry` image, and the
+//! LocalStack ECR backend, through testcontainers. They run where `KO_MATRIX_DOCKER_TESTS=1`
+//! and a Docker engine answers (LocalStack also needs `LOCALSTACK_AUTH_TOKEN`); elsewhere
+//! they show as ignored, with the reason printed (there is no engine on ko-matrix's own CI
+//! machine).
 
 use std::sync::Arc;
 
+use ko_matrix::aws::localstack;
 use ko_matrix::pki::Ca;
 use ko_matrix::services::registry::{RegistryAuth, RegistrySpec};
 use ko_matrix::services::runtime::{self, RuntimeChoice, ServiceError};
@@ -28,12 +30,14 @@ fn main() {
         Trial::test("an_explicit_docker_choice_without_an_engine_fails_fast_with_the_reason", move || {
             let rt = tokio::runtime::Runtime::new().unwrap();
             match (rt.block_on(runtime::resolve_runtime(RuntimeChoice::Docker)), engine_up) {
-                (Ok("docker"), true) => Ok(()),
+                (Ok(("docker", None)), true) => Ok(()),
                 (Err(ServiceError::NoDocker(reason)), false) => {
                     let message = ServiceError::NoDocker(reason).to_string();
                     assert!(message.starts_with("services.runtime = \"docker\" but no Docker engine answers"), "{message}");
                     assert!(!message.contains('\n'), "one line: {message}");
-                    assert_eq!(rt.block_on(runtime::resolve_runtime(RuntimeChoice::Auto)).unwrap(), "process", "auto falls back");
+                    let (runtime, note) = rt.block_on(runtime::resolve_runtime(RuntimeChoice::Auto)).unwrap();
+                    assert_eq!(runtime, "process", "auto falls back");
+                    assert!(note.unwrap().starts_with("services.runtime = \"auto\": running registries as local processes, since no Docker engine answers"), "and says so once");
                     Ok(())
                 }
                 (other, _) => Err(format!("unexpected: {other:?}").into()),
@@ -53,5 +57,23 @@ fn main() {
         })
     })
     .with_ignored_flag(skip.is_some());
-    libtest_mimic::run(&args, vec![explicit_choice, container]).exit();
+    // LocalStack Pro also needs its auth token.
+    let localstack_skip = skip.clone().or_else(|| std::env::var_os(localstack::AUTH_TOKEN_ENV).is_none().then(|| format!("{} is not set", localstack::AUTH_TOKEN_ENV)));
+    if let Some(reason) = &localstack_skip {
+        eprintln!("SKIPPED LocalStack tests: {reason}");
+    }
+    let localstack_ecr = Trial::test("localstack_serves_ecr_tokens_and_repositories", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let stack = localstack::LocalStack::start(localstack::DEFAULT_IMAGE).await?;
+            let spec: ko_matrix::aws::state::AwsSpec = toml::from_str("repositories = [\"app\"]").unwrap();
+            let cell = stack.prepare(&spec).await?;
+            if cell.password.is_empty() {
+                return Err("GetAuthorizationToken gave no password".into());
+            }
+            Ok(())
+        })
+    })
+    .with_ignored_flag(localstack_skip.is_some());
+    libtest_mimic::run(&args, vec![explicit_choice, container, localstack_ecr]).exit();
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use base64::Engine;
 use ko_matrix::aws::state::AwsCell;
 use ko_matrix::cache::Cache;
+use ko_matrix::config::ServicesConfig;
 use ko_matrix::events::Silent;
 use ko_matrix::ko::{KoFetcher, KoSettings};
 use ko_matrix::provision::{GoProvisioner, GoTool, ToolchainPolicy};
@@ -45,9 +46,9 @@ impl Fixture {
         let text = format!("description = \"cross-check\"\n[target]\nregistry = \"ecr\"\n[aws]\n{aws}\n");
         let scenario = Scenario::parse("ecr/cross-check", Path::new("cross-check.toml"), &text).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let world = World::start(std::slice::from_ref(&scenario), RuntimeChoice::Process, &provisioner(), dir.path()).await.unwrap();
+        let world = World::start(std::slice::from_ref(&scenario), &ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() }, &provisioner(), dir.path()).await.unwrap();
         let session = world.gateway.session().await.unwrap();
-        let cell = world.aws.as_ref().unwrap().emulator.open_cell(session.id, scenario.aws.clone().unwrap());
+        let cell = world.aws.as_ref().unwrap().emulator().unwrap().open_cell(session.id, scenario.aws.clone().unwrap());
         Fixture { world, session, cell, home: tempfile::tempdir().unwrap(), _dir: dir }
     }
 

@@ -32,7 +32,7 @@ async fn ko_issue_1245_env_credentials_push_to_ecr() {
     let fetcher = KoFetcher::new(Cache::from_env().unwrap(), matrix.ko.clone(), Arc::new(Silent));
     let options = RunnerOptions {
         scenarios: scenarios.clone(),
-        runtime: matrix.runtime,
+        services: matrix.services.clone(),
         cell_timeout: matrix.cell_timeout,
         out_dir: out.path().to_path_buf(),
         app_source: root.join("scenarios/app"),

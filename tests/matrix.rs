@@ -43,7 +43,7 @@ fn shared(matrix: &Matrix, scenarios: &[Scenario]) -> Result<&'static Shared, Fa
         let fetcher = KoFetcher::new(Cache::from_env().map_err(|e| e.to_string())?, matrix.ko.clone(), Arc::new(Silent));
         let options = RunnerOptions {
             scenarios: scenarios.to_vec(),
-            runtime: matrix.runtime,
+            services: matrix.services.clone(),
             cell_timeout: matrix.cell_timeout,
             out_dir: root().join("results/latest"),
             app_source: root().join("scenarios/app"),

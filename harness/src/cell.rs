@@ -14,6 +14,7 @@ use tokio::process::Command;
 
 use crate::aws::state::{AwsCell, AwsSpec};
 use crate::aws::Emulator;
+use crate::world::AwsBackend;
 use crate::gateway::Record;
 use crate::ko::KoBinary;
 use crate::outcome::{self, Evidence, FailClass, Outcome, Verdict};
@@ -124,6 +125,10 @@ pub async fn run_cell(env: &CellEnv, ko: &KoBinary, scenario: &Scenario, attempt
         env: BTreeMap::new(),
         requests: Vec::new(),
     };
+    if let Some(reason) = env.world.cannot_express(scenario) {
+        let _ = std::fs::write(&log, format!("skipped: {reason}\n"));
+        return CellResult { outcome: Outcome::Skipped, detail: reason, ..infra(String::new()) };
+    }
     match Cell::prepare(env, ko, scenario).await {
         Ok(cell) => cell.run(env, ko, scenario, started, log.clone()).await,
         Err(e) => {
@@ -178,28 +183,36 @@ impl Cell {
         let mut aws_cell = None;
         let (host, repository, values) = match &scenario.aws {
             Some(spec) => {
-                let aws = world.aws.as_ref().ok_or("the run has no AWS emulator")?;
-                let cell = AwsCellGuard::open(aws.emulator.clone(), session.id, spec.clone());
-                let day = time::Duration::hours(12);
-                let (password, _) = cell.cell.mint_password(&spec.account, &spec.region, day);
-                let (expired, _) = cell.cell.mint_password(&spec.account, &spec.region, -time::Duration::hours(1));
-                let key = &cell.cell.key;
+                let aws = world.aws.as_ref().ok_or("the run has no AWS backend")?;
+                // Secrets: the password, an expired one, the key (id, secret, session token).
+                let (password, expired, key_id, secret, token, backend_repository) = match &aws.backend {
+                    AwsBackend::Embedded { emulator, .. } => {
+                        let cell = AwsCellGuard::open(emulator.clone(), session.id, spec.clone());
+                        let (password, _) = cell.cell.mint_password(&spec.account, &spec.region, time::Duration::hours(12));
+                        let (expired, _) = cell.cell.mint_password(&spec.account, &spec.region, -time::Duration::hours(1));
+                        let key = cell.cell.key.clone();
+                        let backend_repository = format!("{}/{}", cell.cell.backend_prefix, spec.push_to);
+                        aws_cell = Some(cell);
+                        (password, expired, key.id, key.secret, key.session_token, backend_repository)
+                    }
+                    AwsBackend::LocalStack(localstack) => {
+                        let cell = localstack.prepare(spec).await?;
+                        (cell.password, String::new(), cell.access_key_id, cell.secret, cell.session_token, spec.push_to.clone())
+                    }
+                };
                 let values = BTreeMap::from([
                     ("REGISTRY", spec.registry_host()),
                     ("USER", "AWS".to_string()),
                     ("PASSWORD", password.clone()),
                     ("ECR_PASSWORD", password),
                     ("ECR_EXPIRED_PASSWORD", expired),
-                    ("AWS_ACCESS_KEY_ID", key.id.clone()),
-                    ("AWS_SECRET_ACCESS_KEY", key.secret.clone()),
-                    ("AWS_SESSION_TOKEN", key.session_token.clone().unwrap_or_default()),
+                    ("AWS_ACCESS_KEY_ID", key_id),
+                    ("AWS_SECRET_ACCESS_KEY", secret),
+                    ("AWS_SESSION_TOKEN", token.unwrap_or_default()),
                     ("AWS_ACCOUNT", spec.account.clone()),
                     ("AWS_REGION", spec.region.clone()),
                 ]);
-                let backend_repository = format!("{}/{}", cell.cell.backend_prefix, spec.push_to);
-                let host = spec.registry_host();
-                aws_cell = Some(cell);
-                (host, (spec.push_to.clone(), backend_repository), values)
+                (spec.registry_host(), (spec.push_to.clone(), backend_repository), values)
             }
             None => {
                 let repository = format!("cells/{}/{}", scenario.name, ko.version)

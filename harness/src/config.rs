@@ -13,6 +13,7 @@ use toml::Spanned;
 use crate::ko::versions::{Selector, SELECTOR_FORMS};
 use crate::ko::{release, KoSettings, Source};
 use crate::provision::ToolchainPolicy;
+use crate::aws::localstack::{self, EcrBackendChoice};
 use crate::services::runtime::RuntimeChoice;
 
 /// A problem in a config file, located.
@@ -76,6 +77,8 @@ struct RawMatrix {
     run: RawRun,
     #[serde(default)]
     services: RawServices,
+    #[serde(default)]
+    ecr: RawEcr,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +86,39 @@ struct RawMatrix {
 struct RawServices {
     #[serde(default)]
     runtime: RuntimeChoice,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEcr {
+    #[serde(default)]
+    backend: EcrBackendChoice,
+    localstack_image: Option<Spanned<String>>,
+    localstack_endpoint: Option<Spanned<String>>,
+}
+
+/// How a run's services are provided.
+#[derive(Debug, Clone, Default)]
+pub struct ServicesConfig {
+    /// `auto`, `process` or `docker` for the registries.
+    pub runtime: RuntimeChoice,
+    pub ecr: EcrSettings,
+}
+
+/// `[ecr]`: which ECR backend ECR scenarios run against.
+#[derive(Debug, Clone)]
+pub struct EcrSettings {
+    pub backend: EcrBackendChoice,
+    /// `name:tag`, pinned.
+    pub localstack_image: String,
+    /// A running LocalStack's edge endpoint to attach to.
+    pub localstack_endpoint: Option<String>,
+}
+
+impl Default for EcrSettings {
+    fn default() -> Self {
+        EcrSettings { backend: EcrBackendChoice::Embedded, localstack_image: localstack::DEFAULT_IMAGE.into(), localstack_endpoint: None }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,8 +168,7 @@ pub struct Matrix {
     pub scenarios: Option<Vec<ScenarioPattern>>,
     pub jobs: usize,
     pub cell_timeout: Duration,
-    /// How services run: `auto`, `process` or `docker`.
-    pub runtime: RuntimeChoice,
+    pub services: ServicesConfig,
     text: String,
 }
 
@@ -212,7 +247,21 @@ impl Matrix {
             }
             None => None,
         };
-        Ok(Matrix { file: file.to_path_buf(), versions, ko, scenarios, jobs, cell_timeout, runtime: raw.services.runtime, text: text.to_string() })
+        let mut ecr = EcrSettings { backend: raw.ecr.backend, ..EcrSettings::default() };
+        if let Some(image) = &raw.ecr.localstack_image {
+            if !image.get_ref().contains(':') || image.get_ref().ends_with(":latest") {
+                return Err(err(image.span(), format!("localstack_image must be pinned as name:tag (not latest), e.g. {}", localstack::DEFAULT_IMAGE)));
+            }
+            ecr.localstack_image = image.get_ref().clone();
+        }
+        if let Some(endpoint) = &raw.ecr.localstack_endpoint {
+            if !endpoint.get_ref().starts_with("http://127.") && !endpoint.get_ref().starts_with("http://localhost") {
+                return Err(err(endpoint.span(), "localstack_endpoint must be an http:// address on loopback, e.g. http://127.0.0.1:4566".into()));
+            }
+            ecr.localstack_endpoint = Some(endpoint.get_ref().replace("localhost", "127.0.0.1"));
+        }
+        let services = ServicesConfig { runtime: raw.services.runtime, ecr };
+        Ok(Matrix { file: file.to_path_buf(), versions, ko, scenarios, jobs, cell_timeout, services, text: text.to_string() })
     }
 
     /// The scenarios this matrix selects out of `known`, in `known`'s order. A name or glob
@@ -279,6 +328,10 @@ cell_timeout = "90s"
 
 [services]
 runtime = "process"
+
+[ecr]
+backend = "localstack"
+localstack_image = "localstack/localstack-pro:4.3.0"
 "#,
         )
         .unwrap();
@@ -288,7 +341,9 @@ runtime = "process"
         assert_eq!(m.ko.go_toolchain, ToolchainPolicy::Exact("go1.21.13".into()));
         assert_eq!(m.ko.build_timeout, Duration::from_secs(1200));
         assert_eq!((m.jobs, m.cell_timeout), (3, Duration::from_secs(90)));
-        assert_eq!(m.runtime, RuntimeChoice::Process);
+        assert_eq!(m.services.runtime, RuntimeChoice::Process);
+        assert_eq!(m.services.ecr.backend, EcrBackendChoice::Localstack);
+        assert_eq!(m.services.ecr.localstack_image, "localstack/localstack-pro:4.3.0");
     }
 
     #[test]
@@ -304,6 +359,9 @@ runtime = "process"
             ("[ko]\nversions = [\"latest\"]\npath = \"/bin/ko\"\n", "3:8: `path` only applies with source = \"path\""),
             ("[ko]\nversions = \"latest\"\n", "2:12: invalid type: string \"latest\", expected a sequence"),
             ("[ko\n", "1:4: invalid table header\nexpected `.`, `]`"),
+            ("[ko]\nversions = [\"latest\"]\n[ecr]\nbackend = \"moto\"\n", "4:11: unknown variant `moto`, expected one of `auto`, `embedded`, `localstack`"),
+            ("[ko]\nversions = [\"latest\"]\n[ecr]\nlocalstack_image = \"localstack/localstack-pro:latest\"\n", "4:20: localstack_image must be pinned as name:tag (not latest), e.g. localstack/localstack-pro:4.4.0"),
+            ("[ko]\nversions = [\"latest\"]\n[ecr]\nlocalstack_endpoint = \"http://10.1.1.1:4566\"\n", "4:23: localstack_endpoint must be an http:// address on loopback, e.g. http://127.0.0.1:4566"),
         ];
         for (text, want) in cases {
             assert_eq!(error(text), want, "for:\n{text}");

@@ -44,15 +44,18 @@ pub enum Route {
 pub struct Backend {
     pub addr: SocketAddr,
     pub tls: bool,
+    /// The `Host` the backend expects, when it is not the virtual host's own name (LocalStack
+    /// serves each ECR registry under a `*.localhost.localstack.cloud` name).
+    pub host_header: Option<String>,
 }
 
 impl Backend {
     pub fn http(addr: SocketAddr) -> Backend {
-        Backend { addr, tls: false }
+        Backend { addr, tls: false, host_header: None }
     }
 
     pub fn https(addr: SocketAddr) -> Backend {
-        Backend { addr, tls: true }
+        Backend { addr, tls: true, host_header: None }
     }
 }
 
@@ -288,7 +291,10 @@ async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Bac
     for name in HOP_BY_HOP {
         parts.headers.remove(name);
     }
-    let host_header = parts.headers.get(HOST).cloned().unwrap_or_else(|| HeaderValue::from_str(host).expect("host is a valid header"));
+    let host_header = match &backend.host_header {
+        Some(rewritten) => HeaderValue::from_str(rewritten).expect("a configured Host is a valid header"),
+        None => parts.headers.get(HOST).cloned().unwrap_or_else(|| HeaderValue::from_str(host).expect("host is a valid header")),
+    };
     parts.headers.insert(HOST, host_header);
     parts.headers.insert("x-forwarded-proto", HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }));
     parts.headers.insert(SESSION_HEADER, HeaderValue::from(recorder.session));

@@ -8,21 +8,21 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::cell::{self, CellEnv, CellResult, GoEnv};
-use crate::config::{ConfigError, Matrix};
+use crate::config::{ConfigError, Matrix, ServicesConfig};
 use crate::ko::versions::{self, Selector, VersionError};
 use crate::ko::{FetchError, KoBinary, KoFetcher};
 use crate::provision::GoProvisioner;
 use crate::outcome::Outcome;
 use crate::report::{cell_label, MatrixReport};
 use crate::scenario::{self, Scenario};
-use crate::services::runtime::RuntimeChoice;
 use crate::world::{World, WorldError};
 
 #[derive(Debug, Clone)]
 pub enum RunEvent {
     /// The run is about to start `cells` cells.
     Planned { cells: usize },
-    WorldReady { runtime: &'static str, took: Duration },
+    /// Services are up; `notes` are choices an `auto` setting made.
+    WorldReady { runtime: &'static str, took: Duration, notes: Vec<String> },
     CellStarted { version: String, scenario: String },
     CellFinished(Box<CellResult>),
 }
@@ -115,7 +115,7 @@ pub async fn select(matrix: &Matrix, selectors: &[(String, Selector)], fetcher: 
 /// How to set up the services and cells of a run.
 pub struct RunnerOptions {
     pub scenarios: Vec<Scenario>,
-    pub runtime: RuntimeChoice,
+    pub services: ServicesConfig,
     pub cell_timeout: Duration,
     /// Where logs go (`<out>/logs/`).
     pub out_dir: PathBuf,
@@ -148,7 +148,7 @@ impl Runner {
 
         let go = provisioner.go("the app cells build").await.map_err(|e| RunError::Go(e.to_string()))?;
         let go_env = GoEnv::detect(&go.path).await.map_err(RunError::Go)?;
-        let world = Arc::new(World::start(&options.scenarios, options.runtime, provisioner, work.path()).await?);
+        let world = Arc::new(World::start(&options.scenarios, &options.services, provisioner, work.path()).await?);
         let env = CellEnv {
             world,
             app_dir,
@@ -194,7 +194,7 @@ pub async fn run(selection: &Selection, shard: Option<Shard>, options: &RunnerOp
         std::fs::remove_dir_all(&logs_dir).map_err(|source| RunError::Io { action: "clearing", path: logs_dir.clone(), source })?;
     }
     let runner = Runner::start(options, provisioner).await?;
-    observer.on_run_event(RunEvent::WorldReady { runtime: runner.world().runtime, took: runner.world().started_in });
+    observer.on_run_event(RunEvent::WorldReady { runtime: runner.world().runtime, took: runner.world().started_in, notes: runner.world().notes.clone() });
     let cells: Vec<(&KoBinary, &Scenario)> = selection
         .scenarios
         .iter()

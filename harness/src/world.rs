@@ -12,11 +12,13 @@ use base64::Engine;
 use crate::base_image::{self, BaseImage};
 use crate::gateway::{Backend, Gateway, Route};
 use crate::pki::{Ca, PkiError};
+use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack};
 use crate::aws::{Emulator, EmulatorServer};
+use crate::config::ServicesConfig;
 use crate::provision::{GoProvisioner, GoTool};
 use crate::scenario::{Credential, Flavour, Scenario};
 use crate::services::registry::{RegistryAuth, RegistrySpec};
-use crate::services::runtime::{self, RunningRegistry, RuntimeChoice, ServiceError};
+use crate::services::runtime::{self, RunningRegistry, ServiceError};
 use crate::services::token::{TokenIssuer, TokenServer};
 
 /// The host of the token server that the token registry's challenge names.
@@ -34,6 +36,8 @@ pub enum WorldError {
     BaseImage(#[from] base_image::BaseImageError),
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Ecr(String),
 }
 
 /// How the harness itself reads from a target registry (to verify pushes).
@@ -47,6 +51,8 @@ enum Admin {
 pub struct TargetRegistry {
     pub flavour: Flavour,
     pub backend: SocketAddr,
+    /// The `Host` to send to the backend (LocalStack's per-registry names).
+    pub host_header: Option<String>,
     pub tls: bool,
     /// The credentials that work (scenarios' `${USER}` / `${PASSWORD}`).
     pub user: Credential,
@@ -55,10 +61,31 @@ pub struct TargetRegistry {
 
 /// The AWS side of a run.
 pub struct Aws {
-    pub emulator: Arc<Emulator>,
+    pub backend: AwsBackend,
     /// `docker-credential-ecr-login`, for scenarios whose docker config names it.
     pub ecr_login: PathBuf,
-    _server: EmulatorServer,
+}
+
+/// Where ECR scenarios' AWS traffic goes.
+pub enum AwsBackend {
+    /// The embedded emulator (per-cell AWS state).
+    Embedded { emulator: Arc<Emulator>, _server: EmulatorServer },
+    /// LocalStack: one shared account state; some scenarios cannot be expressed.
+    LocalStack(LocalStack),
+}
+
+impl Aws {
+    pub fn emulator(&self) -> Option<&Arc<Emulator>> {
+        match &self.backend {
+            AwsBackend::Embedded { emulator, .. } => Some(emulator),
+            AwsBackend::LocalStack(_) => None,
+        }
+    }
+}
+
+enum StartedEcr {
+    Embedded { backend: RunningRegistry, emulator: Arc<Emulator>, server: EmulatorServer },
+    LocalStack(LocalStack),
 }
 
 /// Amazon's credential helper, built from the module proxy when not installed.
@@ -92,8 +119,10 @@ pub struct World {
     pub runtime: &'static str,
     pub started_in: Duration,
     client: reqwest::Client,
-    /// The AWS emulator, when an ECR scenario runs.
+    /// The AWS side, when an ECR scenario runs.
     pub aws: Option<Aws>,
+    /// Choices the user should hear about once (an `auto` setting falling back).
+    pub notes: Vec<String>,
     _registries: Vec<RunningRegistry>,
     _token_server: Option<TokenServer>,
 }
@@ -104,7 +133,7 @@ fn random_secret() -> String {
 
 impl World {
     /// Starts what `scenarios` need, under `dir` (the run's work dir).
-    pub async fn start(scenarios: &[Scenario], runtime_choice: RuntimeChoice, provisioner: &GoProvisioner, dir: &Path) -> Result<World, WorldError> {
+    pub async fn start(scenarios: &[Scenario], services: &ServicesConfig, provisioner: &GoProvisioner, dir: &Path) -> Result<World, WorldError> {
         let started = Instant::now();
         let flavours: BTreeSet<Flavour> = scenarios.iter().map(|s| s.target.registry).collect();
         let aws_hosts: BTreeSet<String> = scenarios.iter().filter_map(|s| s.aws.as_ref()).flat_map(|a| [a.registry_host(), a.api_host()]).collect();
@@ -112,7 +141,16 @@ impl World {
         let ca_bundle = dir.join("ca.pem");
         ca.write_bundle(&ca_bundle)?;
         let gateway = Gateway::new(ca.clone());
-        let runtime = runtime::resolve_runtime(runtime_choice).await?;
+        let (runtime, runtime_note) = runtime::resolve_runtime(services.runtime).await?;
+        let mut notes: Vec<String> = runtime_note.into_iter().collect();
+        let ecr_backend = if flavours.contains(&Flavour::Ecr) {
+            let facilities = Facilities { auth_token: std::env::var_os(localstack::AUTH_TOKEN_ENV).is_some(), docker: runtime::docker_engine().await };
+            let (backend, note) = localstack::choose(services.ecr.backend, services.ecr.localstack_endpoint.as_deref(), &services.ecr.localstack_image, &facilities).map_err(WorldError::Ecr)?;
+            notes.extend(note);
+            Some(backend)
+        } else {
+            None
+        };
         let binary = if runtime == "process" { Some(runtime::registry_binary(provisioner).await?) } else { None };
         let start = |spec: RegistrySpec| {
             let (binary, ca) = (binary.clone(), ca.clone());
@@ -158,14 +196,19 @@ impl World {
             Ok::<_, WorldError>(Some((start(spec).await?, issuer, server)))
         };
         let ecr = async {
-            if !flavours.contains(&Flavour::Ecr) {
-                return Ok(None);
-            }
-            let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
-            let emulator = Emulator::new(backend.addr);
-            let server = emulator.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "AWS emulator".into(), source })?;
+            let Some(choice) = &ecr_backend else { return Ok(None) };
             let ecr_login = ecr_login_binary(provisioner).await?;
-            Ok::<_, WorldError>(Some((backend, emulator, server, ecr_login)))
+            let started = match choice {
+                EcrBackend::Embedded => {
+                    let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
+                    let emulator = Emulator::new(backend.addr);
+                    let server = emulator.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "AWS emulator".into(), source })?;
+                    StartedEcr::Embedded { backend, emulator, server }
+                }
+                EcrBackend::Container { image } => StartedEcr::LocalStack(LocalStack::start(image).await.map_err(WorldError::Ecr)?),
+                EcrBackend::Attach { endpoint } => StartedEcr::LocalStack(LocalStack::attach(*endpoint)),
+            };
+            Ok::<_, WorldError>(Some((started, ecr_login)))
         };
         let (base, anonymous, basic, token, ecr) = tokio::join!(base, anonymous, basic, token, ecr);
         let (base, anonymous, basic, token, ecr) = (base?, anonymous?, basic?, token?, ecr?);
@@ -178,7 +221,7 @@ impl World {
         let mut add = |flavour: Flavour, registry: RunningRegistry, admin: Admin| {
             let backend = if registry.tls { Backend::https(registry.addr) } else { Backend::http(registry.addr) };
             gateway.route(flavour.host(), Route::Terminate { backend });
-            targets.insert(flavour, TargetRegistry { flavour, backend: registry.addr, tls: registry.tls, user: user.clone(), admin });
+            targets.insert(flavour, TargetRegistry { flavour, backend: registry.addr, tls: registry.tls, host_header: None, user: user.clone(), admin });
             registries.push(registry);
         };
         add(Flavour::Anonymous, anonymous, Admin::None);
@@ -192,13 +235,25 @@ impl World {
             token_server = Some(server);
         }
         let mut aws = None;
-        if let Some((backend, emulator, server, ecr_login)) = ecr {
-            for host in &aws_hosts {
-                gateway.route(host, Route::Terminate { backend: Backend::http(server.addr) });
+        match ecr {
+            Some((StartedEcr::Embedded { backend, emulator, server }, ecr_login)) => {
+                for host in &aws_hosts {
+                    gateway.route(host, Route::Terminate { backend: Backend::http(server.addr) });
+                }
+                targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: backend.addr, tls: false, host_header: None, user: user.clone(), admin: Admin::None });
+                registries.push(backend);
+                aws = Some(Aws { backend: AwsBackend::Embedded { emulator, _server: server }, ecr_login });
             }
-            targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: backend.addr, tls: false, user: user.clone(), admin: Admin::None });
-            registries.push(backend);
-            aws = Some(Aws { emulator, ecr_login, _server: server });
+            Some((StartedEcr::LocalStack(localstack), ecr_login)) => {
+                for spec in scenarios.iter().filter_map(|s| s.aws.as_ref()) {
+                    gateway.route(&spec.api_host(), Route::Terminate { backend: Backend::http(localstack.endpoint) });
+                    let registry = Backend { host_header: Some(LocalStack::registry_host(&spec.account, &spec.region)), ..Backend::http(localstack.endpoint) };
+                    gateway.route(&spec.registry_host(), Route::Terminate { backend: registry });
+                }
+                targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: localstack.endpoint, tls: false, host_header: None, user: user.clone(), admin: Admin::None });
+                aws = Some(Aws { backend: AwsBackend::LocalStack(localstack), ecr_login });
+            }
+            None => {}
         }
         Ok(World {
             ca,
@@ -210,6 +265,7 @@ impl World {
             started_in: started.elapsed(),
             client,
             aws,
+            notes,
             _registries: registries,
             _token_server: token_server,
         })
@@ -229,6 +285,9 @@ impl World {
         ]
         .join(", ");
         let mut request = self.client.get(&url).header("accept", accept);
+        if let Some(host) = &target.host_header {
+            request = request.header("host", host);
+        }
         request = match &target.admin {
             Admin::None => request,
             Admin::Basic(admin) => request.basic_auth(&admin.username, Some(&admin.password)),
@@ -245,6 +304,14 @@ impl World {
             return Err(format!("GET {url} returned content with digest {actual}"));
         }
         Ok(actual)
+    }
+
+    /// Why this run cannot run `scenario` faithfully, if it cannot (a skip, with the reason).
+    pub fn cannot_express(&self, scenario: &Scenario) -> Option<String> {
+        match self.aws.as_ref().map(|a| &a.backend) {
+            Some(AwsBackend::LocalStack(_)) => localstack::cannot_express(scenario),
+            _ => None,
+        }
     }
 
     /// The `Authorization` value a docker config `auths` entry carries for `credential`.

@@ -8,6 +8,7 @@
 
 pub mod ecr_api;
 pub mod ecr_registry;
+pub mod localstack;
 pub mod sigv4;
 pub mod state;
 

@@ -137,10 +137,14 @@ impl<'a> Bisect<'a> {
         let end = |version: &str, reason: String| BisectError::End { version: version.into(), reason };
         let good_binary = good_binary.map_err(|e| end(good, e))?;
         let bad_binary = bad_binary.map_err(|e| end(bad, e))?;
-        // The good end sets the reference, so judge it with a label that matches nothing.
+        // The good end sets the reference: judge it against a label that matches nothing,
+        // then record it as what it is by definition.
         self.good_label = "\0".into();
         let (_, good_label) = self.judge(format!("{good} (good end)"), estimate, Ok(good_binary)).await;
         self.good_label = good_label.clone();
+        if let Some(first) = self.probes.lock().expect("probes lock").last_mut() {
+            first.verdict = if good_label.starts_with("flaky") || good_label == "infra-error" { Verdict::Skip } else { Verdict::Good };
+        }
         let (verdict, bad_label) = self.judge(format!("{bad} (bad end)"), estimate, Ok(bad_binary)).await;
         if verdict != Verdict::Bad {
             return Err(BisectError::NoDifference { good: good.into(), bad: bad.into(), label: good_label, scenario: self.scenario.name.clone() });

@@ -59,12 +59,16 @@ enum Guard {
     Docker { _container: Box<testcontainers::ContainerAsync<testcontainers::GenericImage>> },
 }
 
-/// Picks the runtime: `auto` uses Docker only where an engine answers.
-pub async fn resolve_runtime(choice: RuntimeChoice) -> Result<&'static str, ServiceError> {
+/// Picks the runtime: `auto` uses Docker only where an engine answers, and says so (the
+/// note) when it falls back to local processes.
+pub async fn resolve_runtime(choice: RuntimeChoice) -> Result<(&'static str, Option<String>), ServiceError> {
     match choice {
-        RuntimeChoice::Process => Ok("process"),
-        RuntimeChoice::Docker => docker_engine().await.map(|_| "docker").map_err(ServiceError::NoDocker),
-        RuntimeChoice::Auto => Ok(if docker_engine().await.is_ok() { "docker" } else { "process" }),
+        RuntimeChoice::Process => Ok(("process", None)),
+        RuntimeChoice::Docker => docker_engine().await.map(|_| ("docker", None)).map_err(ServiceError::NoDocker),
+        RuntimeChoice::Auto => Ok(match docker_engine().await {
+            Ok(()) => ("docker", None),
+            Err(reason) => ("process", Some(format!("services.runtime = \"auto\": running registries as local processes, since no Docker engine answers ({reason})"))),
+        }),
     }
 }
 

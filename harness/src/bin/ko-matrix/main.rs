@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ko_matrix::cache::Cache;
-use ko_matrix::config::{ConfigError, Matrix, ScenarioPattern};
+use ko_matrix::config::{ConfigError, Matrix, ScenarioPattern, ServicesConfig};
 use ko_matrix::outcome::Outcome;
 use ko_matrix::report::{self, render_table, MatrixReport};
 use ko_matrix::bisect;
@@ -407,7 +407,7 @@ async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     eprintln!("scenarios: {}", selection.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
     let options = RunnerOptions {
         scenarios: selection.scenarios.clone(),
-        runtime: args.runtime.unwrap_or(matrix.runtime),
+        services: ServicesConfig { runtime: args.runtime.unwrap_or(matrix.services.runtime), ..matrix.services.clone() },
         cell_timeout: matrix.cell_timeout,
         out_dir: args.out.clone(),
         app_source: run::scenarios_dir(&matrix).join("app"),
@@ -447,7 +447,7 @@ async fn bisect_command(config: Option<&Path>, args: BisectArgs) -> anyhow::Resu
     let fetcher = KoFetcher::new(Cache::from_env()?, settings, progress.clone());
     let options = RunnerOptions {
         scenarios: vec![scenario.clone()],
-        runtime: matrix.runtime,
+        services: matrix.services.clone(),
         cell_timeout: matrix.cell_timeout,
         out_dir: args.out.clone(),
         app_source: run::scenarios_dir(&matrix).join("app"),

@@ -114,7 +114,10 @@ impl RunObserver for Progress {
                     *self.cell_bar.lock().expect("progress lock") = Some(bar);
                 }
             }
-            RunEvent::WorldReady { runtime, took } => {
+            RunEvent::WorldReady { runtime, took, notes } => {
+                for note in notes {
+                    self.line(format!("services: {note}"));
+                }
                 self.line(format!("services: registries, gateway and base image ready ({runtime} runtime) in {}", humantime::format_duration(round_ms(took))))
             }
             RunEvent::CellStarted { version, scenario } => {
