@@ -226,8 +226,8 @@ impl Go {
                     return Ok("local".into());
                 }
                 let available = toolchains.get_or_try_init(|| self.available_toolchains()).await?;
-                match available.iter().filter(|v| v.same_minor(&need) && **v >= need).max() {
-                    Some(newest) => Ok(format!("go{newest}")),
+                match oldest_minor_newest_patch(available, need) {
+                    Some(pick) => Ok(format!("go{pick}")),
                     None if self.version >= need => Ok("local".into()),
                     None => Err(ProvisionError::GoTooOld { what, need, have: self.version, go: self.path.clone() }),
                 }
@@ -276,6 +276,14 @@ impl Go {
             toolchain.to_string()
         }
     }
+}
+
+/// The newest patch release of the oldest Go minor release at or above `need`: what a
+/// release of that time was built with. (Toolchain modules exist from Go 1.21 on, so a
+/// `go 1.20` module gets the newest Go 1.21.)
+fn oldest_minor_newest_patch(available: &[GoVersion], need: GoVersion) -> Option<GoVersion> {
+    let oldest_minor = available.iter().filter(|v| **v >= need).map(|v| (v.major, v.minor)).min()?;
+    available.iter().filter(|v| (v.major, v.minor) == oldest_minor && **v >= need).max().copied()
 }
 
 fn directive<'a>(go_mod: &'a str, name: &str) -> Option<&'a str> {
@@ -485,7 +493,8 @@ impl GoProvisioner {
 
     /// `tool` with its module at `version` plus `extra` requirements (`module@version`),
     /// built in a wrapper module so minimal version selection resolves them together.
-    /// Returns the binary and the resolved build list (`go list -m all`); builds are cached
+    /// Returns the binary and the resolved build list (module and version of every package
+    /// compiled in); builds are cached
     /// by the exact build list, so a rerun is instant.
     pub async fn install_with_requirements(&self, tool: &GoTool, version: &str, extra: &[String]) -> Result<(Installed, Vec<String>), ProvisionError> {
         let go = self.go(tool.name).await?;
@@ -503,8 +512,16 @@ impl GoProvisioner {
         if !out.status.success() {
             return Err(ProvisionError::BuildFailed { target: target.clone(), toolchain, command: format!("go {}", shell_words(&get)), output: output_tail(&out, 30) });
         }
-        let listed = run_go_checked(&go.path, &["list", "-m", "all"], &env, Some(wrapper.path()), GO_QUERY_TIMEOUT, &mut gaps).await?;
-        let build_list: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().skip(1).map(str::to_string).collect();
+        // The modules whose packages the binary is built from (`go list -m all` would also
+        // want metadata for every module in the graph, which a partial proxy may refuse).
+        let list_args = ["list", "-deps", "-f", "{{with .Module}}{{.Path}} {{.Version}}{{end}}", tool.package];
+        let listed = run_go_checked(&go.path, &list_args, &env, Some(wrapper.path()), GO_QUERY_TIMEOUT, &mut gaps).await?;
+        if !listed.status.success() {
+            return Err(ProvisionError::BuildFailed { target: target.clone(), toolchain, command: format!("go {}", shell_words(&list_args)), output: output_tail(&listed, 30) });
+        }
+        let mut build_list: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().filter(|l| l.contains(' ')).map(str::to_string).collect();
+        build_list.sort();
+        build_list.dedup();
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(build_list.join("\n").as_bytes()));
         let entry = self.cache.entry(tool.name, &format!("{}-deps-{}", module.version, &digest[..16]));
         let lock = entry.lock(LOCK_TIMEOUT).await?;
@@ -560,6 +577,16 @@ mod tests {
         assert_eq!(GoVersion::parse("go1.22rc1"), Some(GoVersion { major: 1, minor: 22, patch: 0 }));
         assert_eq!(GoVersion::parse("devel"), None);
         assert!(GoVersion::parse("1.9").unwrap() < GoVersion::parse("1.21").unwrap());
+    }
+
+    #[test]
+    fn release_like_toolchains() {
+        let v = |t: &str| GoVersion::parse(t).unwrap();
+        let available: Vec<GoVersion> = ["1.21.0", "1.21.13", "1.22.12", "1.26.3", "1.26.11"].iter().map(|t| v(t)).collect();
+        assert_eq!(oldest_minor_newest_patch(&available, v("1.21")), Some(v("1.21.13")));
+        assert_eq!(oldest_minor_newest_patch(&available, v("1.20")), Some(v("1.21.13")), "no 1.20 toolchain module: the next minor");
+        assert_eq!(oldest_minor_newest_patch(&available, v("1.26.3")), Some(v("1.26.11")));
+        assert_eq!(oldest_minor_newest_patch(&available, v("1.27")), None);
     }
 
     #[test]

@@ -114,9 +114,10 @@ impl<'a> Bisect<'a> {
             Ok((ko, build_list)) => {
                 let cell = self.runner.run_cell(&ko, self.scenario).await;
                 let label = cell_label(&cell);
+                // Until the good end has run there is no reference: that first run is good by definition.
                 let verdict = match cell.outcome {
                     Outcome::Flaky | Outcome::InfraError | Outcome::Skipped => Verdict::Skip,
-                    _ if label == self.good_label => Verdict::Good,
+                    _ if self.good_label.is_empty() || label == self.good_label => Verdict::Good,
                     _ => Verdict::Bad,
                 };
                 (verdict, label, build_list)
@@ -137,14 +138,9 @@ impl<'a> Bisect<'a> {
         let end = |version: &str, reason: String| BisectError::End { version: version.into(), reason };
         let good_binary = good_binary.map_err(|e| end(good, e))?;
         let bad_binary = bad_binary.map_err(|e| end(bad, e))?;
-        // The good end sets the reference: judge it against a label that matches nothing,
-        // then record it as what it is by definition.
-        self.good_label = "\0".into();
+        self.good_label.clear();
         let (_, good_label) = self.judge(format!("{good} (good end)"), estimate, Ok(good_binary)).await;
         self.good_label = good_label.clone();
-        if let Some(first) = self.probes.lock().expect("probes lock").last_mut() {
-            first.verdict = if good_label.starts_with("flaky") || good_label == "infra-error" { Verdict::Skip } else { Verdict::Good };
-        }
         let (verdict, bad_label) = self.judge(format!("{bad} (bad end)"), estimate, Ok(bad_binary)).await;
         if verdict != Verdict::Bad {
             return Err(BisectError::NoDifference { good: good.into(), bad: bad.into(), label: good_label, scenario: self.scenario.name.clone() });
