@@ -14,6 +14,7 @@ pub mod services;
 pub mod world;
 pub mod events;
 pub mod ko;
+pub mod loopback;
 pub mod process;
 pub mod provision;
 pub mod report;

@@ -13,13 +13,14 @@ use crate::base_image::{self, BaseImage};
 use crate::gateway::{Backend, Gateway, Route};
 use crate::pki::{Ca, PkiError};
 use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack};
-use crate::aws::{Emulator, EmulatorServer};
+use crate::aws::Emulator;
+use crate::loopback::LoopbackServer;
 use crate::config::ServicesConfig;
 use crate::provision::{GoProvisioner, GoTool};
 use crate::scenario::{Credential, Flavour, Scenario};
 use crate::services::registry::{RegistryAuth, RegistrySpec};
 use crate::services::runtime::{self, RunningRegistry, ServiceError};
-use crate::services::token::{TokenIssuer, TokenServer};
+use crate::services::token::TokenIssuer;
 
 /// The host of the token server that the token registry's challenge names.
 pub const TOKEN_AUTH_HOST: &str = "auth.ko-matrix.test";
@@ -69,7 +70,7 @@ pub struct Aws {
 /// Where ECR scenarios' AWS traffic goes.
 pub enum AwsBackend {
     /// The embedded emulator (per-cell AWS state).
-    Embedded { emulator: Arc<Emulator>, _server: EmulatorServer },
+    Embedded { emulator: Arc<Emulator>, _server: LoopbackServer },
     /// LocalStack: one shared account state; some scenarios cannot be expressed.
     LocalStack(LocalStack),
 }
@@ -84,7 +85,7 @@ impl Aws {
 }
 
 enum StartedEcr {
-    Embedded { backend: RunningRegistry, emulator: Arc<Emulator>, server: EmulatorServer },
+    Embedded { backend: RunningRegistry, emulator: Arc<Emulator>, server: LoopbackServer },
     LocalStack(LocalStack),
 }
 
@@ -124,7 +125,7 @@ pub struct World {
     /// Choices the user should hear about once (an `auto` setting falling back).
     pub notes: Vec<String>,
     _registries: Vec<RunningRegistry>,
-    _token_server: Option<TokenServer>,
+    _token_server: Option<LoopbackServer>,
 }
 
 fn random_secret() -> String {

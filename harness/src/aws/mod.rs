@@ -22,10 +22,11 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use time::OffsetDateTime;
 
 use crate::gateway::SESSION_HEADER;
+use crate::loopback::LoopbackServer;
 use state::{AwsCell, AwsSpec};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -75,18 +76,6 @@ pub struct Emulator {
     client: Client<HttpConnector, Body>,
 }
 
-/// The running emulator; stops when dropped.
-pub struct EmulatorServer {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for EmulatorServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 impl Emulator {
     pub fn new(backend: SocketAddr) -> Arc<Emulator> {
         Arc::new(Emulator { cells: RwLock::new(HashMap::new()), backend, client: Client::builder(TokioExecutor::new()).build_http() })
@@ -108,23 +97,13 @@ impl Emulator {
         self.cells.read().expect("cells lock").get(&session).cloned()
     }
 
-    pub async fn serve(self: Arc<Self>) -> std::io::Result<EmulatorServer> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let emulator = self.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let emulator = emulator.clone();
-                        async move { Ok::<_, Infallible>(emulator.dispatch(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
-        Ok(EmulatorServer { addr, task })
+    /// Serves every emulated AWS host on a free loopback port.
+    pub async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
+        crate::loopback::serve(move |req| {
+            let emulator = self.clone();
+            async move { emulator.dispatch(req).await }
+        })
+        .await
     }
 
     async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {

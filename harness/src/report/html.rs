@@ -105,12 +105,8 @@ pub fn render(report: &MatrixReport) -> String {
     let data = serde_json::to_string(&cells).expect("cells serialise").replace("</", "<\\/");
     let versions_meta = report.versions.iter().map(|v| format!("{} ({})", v.version, v.route)).collect::<Vec<_>>().join(", ");
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ko-matrix report</title><style>{STYLE}</style></head>\n<body>\n<h1>ko-matrix: {} cells — {} pass, {} fail, {} flaky, {} infra-error</h1>\n<div class=\"meta\">started {} · services: {} · ko {}</div>\n{grid}\n<section id=\"detail\" hidden></section>\n<script id=\"cells\" type=\"application/json\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
-        report.cells.len(),
-        report.count(Outcome::Pass),
-        report.count(Outcome::Fail),
-        report.count(Outcome::Flaky),
-        report.count(Outcome::InfraError),
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ko-matrix report</title><style>{STYLE}</style></head>\n<body>\n<h1>ko-matrix: {}</h1>\n<div class=\"meta\">started {} · services: {} · ko {}</div>\n{grid}\n<section id=\"detail\" hidden></section>\n<script id=\"cells\" type=\"application/json\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
+        escape(&report.summary()),
         escape(&report.started),
         escape(&report.runtime),
         escape(&versions_meta)

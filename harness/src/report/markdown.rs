@@ -16,12 +16,8 @@ fn emoji(outcome: Outcome) -> &'static str {
 pub fn render(report: &MatrixReport) -> String {
     let versions: Vec<&str> = report.versions.iter().map(|v| v.version.as_str()).collect();
     let mut out = format!(
-        "### ko-matrix: {} cells — {} pass, {} fail, {} flaky, {} infra-error\n\n| scenario | {} |\n|---|{}\n",
-        report.cells.len(),
-        report.count(Outcome::Pass),
-        report.count(Outcome::Fail),
-        report.count(Outcome::Flaky),
-        report.count(Outcome::InfraError),
+        "### ko-matrix: {}\n\n| scenario | {} |\n|---|{}\n",
+        report.summary(),
         versions.join(" | "),
         "---|".repeat(versions.len())
     );

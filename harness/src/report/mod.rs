@@ -48,6 +48,18 @@ impl MatrixReport {
         self.cells.iter().filter(|c| c.outcome == outcome).count()
     }
 
+    /// `39 cells: 16 pass, 23 fail, 0 flaky, 0 infra-error`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} cells: {} pass, {} fail, {} flaky, {} infra-error",
+            self.cells.len(),
+            self.count(Outcome::Pass),
+            self.count(Outcome::Fail),
+            self.count(Outcome::Flaky),
+            self.count(Outcome::InfraError)
+        )
+    }
+
     /// Scenario names in report order, once each.
     pub fn scenarios(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,9 +11,9 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
+use crate::loopback::LoopbackServer;
 use crate::pki::{Ca, Issued, PkiError};
 
 /// Who may get tokens, and how they are signed.
@@ -89,23 +88,12 @@ impl TokenIssuer {
     }
 
     /// Serves `/token` on a free loopback port until the returned handle drops.
-    pub async fn serve(self: Arc<Self>) -> std::io::Result<TokenServer> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let issuer = self.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let issuer = issuer.clone();
-                        async move { Ok::<_, Infallible>(issuer.handle(req)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
-        Ok(TokenServer { addr, task })
+    pub async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
+        crate::loopback::serve(move |req| {
+            let issuer = self.clone();
+            async move { issuer.handle(req) }
+        })
+        .await
     }
 
     fn handle<B>(&self, req: Request<B>) -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
@@ -144,18 +132,6 @@ fn parse_scope(scope: &str) -> Option<Access> {
     let (kind, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
     Some(Access { kind: kind.into(), name: name.into(), actions: actions.split(',').map(str::to_string).collect() })
-}
-
-/// The running token server; stops when dropped.
-pub struct TokenServer {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 #[cfg(test)]

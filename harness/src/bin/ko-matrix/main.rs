@@ -416,15 +416,7 @@ async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     let report = run::run(&selection, args.shard, &options, args.jobs.unwrap_or(matrix.jobs), fetcher.go(), observer).await?;
     let json = report.write_all(&args.out)?;
     println!("{}", render_table(&report));
-    eprintln!(
-        "{} cells: {} pass, {} fail, {} flaky, {} infra-error; {} (and matrix.md, report.html, junit.xml)",
-        report.cells.len(),
-        report.count(Outcome::Pass),
-        report.count(Outcome::Fail),
-        report.count(Outcome::Flaky),
-        report.count(Outcome::InfraError),
-        json.display()
-    );
+    eprintln!("{}; {} (and matrix.md, report.html, junit.xml)", report.summary(), json.display());
     if report.count(Outcome::InfraError) > 0 {
         return Ok(3);
     }
