@@ -471,7 +471,8 @@ async fn bisect_command(config: Option<&Path>, args: BisectArgs) -> anyhow::Resu
     }
     println!("culprit: {}", report.culprit);
     for (module, good_versions, bad_versions) in &report.separating_modules {
-        println!("  separates the builds: {module}: passing {} / failing {}", good_versions.join(","), bad_versions.join(","));
+        let shown = |versions: &[String]| if versions.is_empty() { "(absent)".to_string() } else { versions.join(",") };
+        println!("  separates the builds: {module}: passing {} / failing {}", shown(good_versions), shown(bad_versions));
     }
     println!("{} probes, {} builds run, {:.1}s; {}", report.probes.len(), report.builds, report.wall_ms as f64 / 1000.0, path.display());
     Ok(0)
