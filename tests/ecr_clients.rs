@@ -192,7 +192,7 @@ async fn ecr_login_gives_credentials_that_crane_pushes_and_pulls_with() {
     assert!(ok, "{stderr}");
     assert_eq!(digest.trim(), f.world.base_image.rsplit('@').next().unwrap());
 
-    let (expired, _) = f.cell.mint_password("123456789012", "us-east-1", -time::Duration::hours(1));
+    let (expired, _) = f.cell.mint_password(&f.cell.key, "123456789012", "us-east-1", -time::Duration::hours(1));
     f.write_docker_auth(&expired);
     let (ok, _, stderr) = run(f.command(&crane).args(["manifest", &target]));
     assert!(!ok);
@@ -206,7 +206,7 @@ async fn ecr_login_gives_credentials_that_crane_pushes_and_pulls_with() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chunked_upload_works_through_the_front() {
     let f = Fixture::start("credentials = \"static\"").await;
-    let (password, _) = f.cell.mint_password("123456789012", "us-east-1", time::Duration::hours(1));
+    let (password, _) = f.cell.mint_password(&f.cell.key, "123456789012", "us-east-1", time::Duration::hours(1));
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::all(f.session.proxy_url()).unwrap())
         .tls_built_in_root_certs(false)

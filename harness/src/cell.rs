@@ -12,7 +12,8 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::aws::state::{AwsCell, AwsSpec};
+use crate::aws::oidc;
+use crate::aws::state::{AwsCell, AwsSpec, WebIdentity};
 use crate::aws::Emulator;
 use crate::world::AwsBackend;
 use crate::gateway::Record;
@@ -185,11 +186,27 @@ impl Cell {
             Some(spec) => {
                 let aws = world.aws.as_ref().ok_or("the run has no AWS backend")?;
                 // Secrets: the password, an expired one, the key (id, secret, session token).
+                let mut identity = BTreeMap::new();
                 let (password, expired, key_id, secret, token, backend_repository) = match &aws.backend {
-                    AwsBackend::Embedded { emulator, .. } => {
+                    AwsBackend::Embedded { emulator, server } => {
                         let cell = AwsCellGuard::open(emulator.clone(), session.id, spec.clone());
-                        let (password, _) = cell.cell.mint_password(&spec.account, &spec.region, time::Duration::hours(12));
-                        let (expired, _) = cell.cell.mint_password(&spec.account, &spec.region, -time::Duration::hours(1));
+                        if let Some(arn) = cell.cell.role_arn() {
+                            identity.insert("AWS_ROLE_ARN", arn);
+                        }
+                        if let Some(kind) = spec.web_identity {
+                            let (audience, ttl) = match kind {
+                                WebIdentity::Valid => (oidc::STS_AUDIENCE, 3600),
+                                WebIdentity::Expired => (oidc::STS_AUDIENCE, -600),
+                                WebIdentity::WrongAudience => ("api://AzureADTokenExchange", 3600),
+                            };
+                            let token_file = root.join("web-identity-token");
+                            std::fs::write(&token_file, emulator.oidc.mint("repo:ko-matrix/app:ref:refs/heads/main", audience, ttl)).map_err(|e| format!("{}: {e}", token_file.display()))?;
+                            identity.insert("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.display().to_string());
+                        }
+                        identity.insert("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://{}{}", server.addr, Emulator::container_credentials_path(session.id)));
+                        identity.insert("AWS_CONTAINER_AUTHORIZATION_TOKEN", cell.cell.container_token.clone());
+                        let (password, _) = cell.cell.mint_password(&cell.cell.key, &spec.account, &spec.region, time::Duration::hours(12));
+                        let (expired, _) = cell.cell.mint_password(&cell.cell.key, &spec.account, &spec.region, -time::Duration::hours(1));
                         let key = cell.cell.key.clone();
                         let backend_repository = format!("{}/{}", cell.cell.backend_prefix, spec.push_to);
                         aws_cell = Some(cell);
@@ -200,7 +217,7 @@ impl Cell {
                         (cell.password, String::new(), cell.access_key_id, cell.secret, cell.session_token, spec.push_to.clone())
                     }
                 };
-                let values = BTreeMap::from([
+                let mut values = BTreeMap::from([
                     ("REGISTRY", spec.registry_host()),
                     ("USER", "AWS".to_string()),
                     ("PASSWORD", password.clone()),
@@ -212,6 +229,7 @@ impl Cell {
                     ("AWS_ACCOUNT", spec.account.clone()),
                     ("AWS_REGION", spec.region.clone()),
                 ]);
+                values.extend(identity);
                 (spec.registry_host(), (spec.push_to.clone(), backend_repository), values)
             }
             None => {
@@ -227,6 +245,8 @@ impl Cell {
             }
         };
         let (repository, backend_repository) = repository;
+        let mut values = values;
+        values.insert("HOME", home.display().to_string());
         let expand_cred = |c: &Credential| Credential { username: expand(&c.username, &values), password: expand(&c.password, &values) };
 
         let mut files: Vec<(PathBuf, String)> = Vec::new();
@@ -302,6 +322,9 @@ impl Cell {
         for (key, value) in &scenario.env {
             vars.insert(key.clone(), expand(value, &values));
         }
+        for (path, contents) in &scenario.files {
+            files.push((home.join(expand(path, &values)), expand(contents, &values)));
+        }
 
         for d in [home.clone(), root.join("tmp"), root.join("bin"), root.join("no-other-certs")] {
             std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
@@ -315,7 +338,7 @@ impl Cell {
             std::fs::write(file, contents).map_err(|e| format!("{}: {e}", file.display()))?;
         }
         let mut secrets = vec![target.user.password.clone(), crate::world::World::basic_auth_value(&target.user)];
-        for name in ["PASSWORD", "ECR_EXPIRED_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        for name in ["PASSWORD", "ECR_EXPIRED_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
             if let Some(value) = values.get(name) {
                 secrets.push(value.clone());
                 secrets.push(crate::world::World::basic_auth_value(&Credential { username: values["USER"].clone(), password: value.clone() }));
@@ -376,7 +399,12 @@ impl Cell {
         };
         let env_shown: BTreeMap<String, String> =
             self.env.iter().map(|(k, v)| (k.clone(), if is_secret_name(k) { "****".into() } else { self.masker.mask(v) })).collect();
-        let detail = self.masker.mask(&verdict.detail);
+        // AWS's refusal names the principal; ko may not show it (HEAD responses have no body).
+        let denial = self._aws.as_ref().and_then(|a| a.cell.last_denial());
+        let detail = match denial {
+            Some(denial) if verdict.outcome == Outcome::Fail && !verdict.detail.contains(&denial) => self.masker.mask(&format!("{} [AWS: {denial}]", verdict.detail)),
+            _ => self.masker.mask(&verdict.detail),
+        };
         let log = self.render_log(ko, scenario, &env_shown, &transcript, &records, &fetch_note, &verdict, &detail);
         let _ = std::fs::create_dir_all(&env.logs_dir);
         let log_written = std::fs::write(&log_path, log);

@@ -11,7 +11,12 @@ use crate::aws::state::AwsSpec;
 use crate::config::ConfigError;
 
 /// The placeholders scenario strings may use, filled in per cell.
-pub const PLACEHOLDERS: [&str; 10] = [
+pub const PLACEHOLDERS: [&str; 15] = [
+    "HOME",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     "REGISTRY",
     "USER",
     "PASSWORD",
@@ -135,6 +140,8 @@ struct RawScenario {
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
+    files: BTreeMap<String, String>,
+    #[serde(default)]
     before: Vec<Step>,
 }
 
@@ -156,6 +163,8 @@ pub struct Scenario {
     /// The AWS world an ECR scenario needs (defaults when the table is absent).
     pub aws: Option<AwsSpec>,
     pub env: BTreeMap<String, String>,
+    /// Files written below the cell's HOME (path → contents), e.g. `.aws/config`.
+    pub files: BTreeMap<String, String>,
     pub before: Vec<Step>,
 }
 
@@ -166,6 +175,10 @@ impl Scenario {
         if raw.description.trim().is_empty() || raw.description.contains('\n') {
             let at = text.find("description").unwrap_or(0);
             return Err(ConfigError::at(file, text, at..at + 11, "`description` must be one line saying which real-world setup this stands for"));
+        }
+        if let Some(path) = raw.files.keys().find(|p| p.starts_with('/') || p.split('/').any(|c| c == "..")) {
+            let at = text.find(path.as_str()).unwrap_or(0);
+            return Err(ConfigError::at(file, text, at..at + path.len(), format!("`files` paths are relative to the cell's HOME and stay inside it, not `{path}`")));
         }
         if let Some(step) = raw.before.iter().find(|s| s.run.is_empty()) {
             let at = text.find("run").unwrap_or(0);
@@ -190,6 +203,7 @@ impl Scenario {
             helper: raw.helper,
             podman: raw.podman,
             env: raw.env,
+            files: raw.files,
             before: raw.before,
         })
     }
@@ -297,7 +311,9 @@ stdin = "${PASSWORD}"
         assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`");
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
         assert_eq!((e.line, e.column), (5, 12));
-        assert!(e.message.starts_with("unknown placeholder `${REGISTY}`; known: ${REGISTRY}, ${USER}, ${PASSWORD}, ${AWS_ACCESS_KEY_ID}"), "{}", e.message);
+        assert!(e.message.starts_with("unknown placeholder `${REGISTY}`; known: ${HOME}, ${AWS_ROLE_ARN}"), "{}", e.message);
+        let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[files]\n\"../x\" = \"y\"\n").unwrap_err();
+        assert_eq!(e.message, "`files` paths are relative to the cell's HOME and stay inside it, not `../x`");
         let e = parse("description = \"d\"\ncolour = 1\n[target]\nregistry = \"basic\"\n").unwrap_err();
         assert!(e.message.starts_with("unknown field `colour`, expected one of `description`, `expect`, `target`"), "{}", e.message);
         let e = parse("[target]\nregistry = \"basic\"\n").unwrap_err();

@@ -70,7 +70,7 @@ pub struct Aws {
 /// Where ECR scenarios' AWS traffic goes.
 pub enum AwsBackend {
     /// The embedded emulator (per-cell AWS state).
-    Embedded { emulator: Arc<Emulator>, _server: LoopbackServer },
+    Embedded { emulator: Arc<Emulator>, server: LoopbackServer },
     /// LocalStack: one shared account state; some scenarios cannot be expressed.
     LocalStack(LocalStack),
 }
@@ -137,7 +137,11 @@ impl World {
     pub async fn start(scenarios: &[Scenario], services: &ServicesConfig, provisioner: &GoProvisioner, dir: &Path) -> Result<World, WorldError> {
         let started = Instant::now();
         let flavours: BTreeSet<Flavour> = scenarios.iter().map(|s| s.target.registry).collect();
-        let aws_hosts: BTreeSet<String> = scenarios.iter().filter_map(|s| s.aws.as_ref()).flat_map(|a| [a.registry_host(), a.api_host()]).collect();
+        let aws_hosts: BTreeSet<String> = scenarios
+            .iter()
+            .filter_map(|s| s.aws.as_ref())
+            .flat_map(|a| [a.registry_host(), a.api_host(), format!("sts.{}.amazonaws.com", a.region), "sts.amazonaws.com".into(), crate::aws::IMDS_HOST.into()])
+            .collect();
         let ca = Arc::new(Ca::new()?);
         let ca_bundle = dir.join("ca.pem");
         ca.write_bundle(&ca_bundle)?;
@@ -243,7 +247,7 @@ impl World {
                 }
                 targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: backend.addr, tls: false, host_header: None, user: user.clone(), admin: Admin::None });
                 registries.push(backend);
-                aws = Some(Aws { backend: AwsBackend::Embedded { emulator, _server: server }, ecr_login });
+                aws = Some(Aws { backend: AwsBackend::Embedded { emulator, server }, ecr_login });
             }
             Some((StartedEcr::LocalStack(localstack), ecr_login)) => {
                 for spec in scenarios.iter().filter_map(|s| s.aws.as_ref()) {

@@ -10,13 +10,12 @@ use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::sigv4::{self, Authorization, SignedRequest};
+use super::auth::{authenticate, AuthFailure};
+use super::iam;
 use super::state::{AccessKey, AwsCell, Repository};
 use super::{http_date, request_id, Body, Emulator};
 
 const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
-/// ECR and STS accept signatures within 15 minutes of their time.
-const SKEW: time::Duration = time::Duration::minutes(15);
 
 /// An AWS error: `__type` and message.
 struct AwsError {
@@ -46,67 +45,44 @@ fn error_response(e: AwsError) -> Response<Body> {
     json_response(e.status, json!({ "__type": e.code, "message": e.message }), Some(e.code))
 }
 
-fn amz_basic(t: OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    t.format(&f).expect("UTC formats")
-}
-
-fn parse_amz_date(text: &str) -> Option<OffsetDateTime> {
-    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::PrimitiveDateTime::parse(text, &f).ok().map(|t| t.assume_utc())
-}
-
 fn epoch(t: OffsetDateTime) -> f64 {
     t.unix_timestamp_nanos() as f64 / 1e9
 }
 
-/// Authenticates a signed request: which of the cell's keys signed it.
-fn authenticate(cell: Option<&AwsCell>, region: &str, parts: &Parts, body: &[u8]) -> Result<AccessKey, AwsError> {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let auth_value = header("authorization").ok_or_else(|| err("MissingAuthenticationTokenException", "Missing Authentication Token"))?;
-    let auth = Authorization::parse(auth_value).map_err(|e| err("IncompleteSignatureException", e.to_string()))?;
-    let invalid_token = || err("UnrecognizedClientException", "The security token included in the request is invalid.");
-    let key = cell.and_then(|c| c.key(&auth.access_key)).ok_or_else(invalid_token)?;
-    if header("x-amz-security-token") != key.session_token.as_deref() {
-        return Err(invalid_token());
-    }
-    let now = OffsetDateTime::now_utc();
-    if key.expires.is_some_and(|e| e <= now) {
-        return Err(err("ExpiredTokenException", "The security token included in the request is expired"));
-    }
-    if auth.service != "ecr" {
-        return Err(err("InvalidSignatureException", "Credential should be scoped to correct service: 'ecr'. "));
-    }
-    if auth.region != region {
-        return Err(err("InvalidSignatureException", format!("Credential should be scoped to a valid region, not '{}'. ", auth.region)));
-    }
-    let amz_date = header("x-amz-date").ok_or_else(|| err("IncompleteSignatureException", "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."))?;
-    let signed_at = parse_amz_date(amz_date).ok_or_else(|| err("IncompleteSignatureException", format!("Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")))?;
-    if signed_at < now - SKEW {
-        return Err(err("InvalidSignatureException", format!("Signature expired: {amz_date} is now earlier than {} ({} - 15 min.)", amz_basic(now - SKEW), amz_basic(now))));
-    }
-    if signed_at > now + SKEW {
-        return Err(err("InvalidSignatureException", format!("Signature not yet current: {amz_date} is still later than {} ({} + 15 min.)", amz_basic(now + SKEW), amz_basic(now))));
-    }
-    let headers: Vec<(String, String)> = parts.headers.iter().map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
-    let request = SignedRequest { method: parts.method.as_str(), path: parts.uri.path(), query: parts.uri.query().unwrap_or(""), headers: &headers, body };
-    if !sigv4::verify(&request, &auth, amz_date, &key.secret) {
-        return Err(err(
-            "InvalidSignatureException",
-            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
-        ));
-    }
-    Ok(key)
+fn auth_error(failure: AuthFailure) -> AwsError {
+    let code = match &failure {
+        AuthFailure::Missing => "MissingAuthenticationTokenException",
+        AuthFailure::Incomplete(_) => "IncompleteSignatureException",
+        AuthFailure::UnknownKey => "UnrecognizedClientException",
+        AuthFailure::Expired => "ExpiredTokenException",
+        AuthFailure::Scope(_) | AuthFailure::Skew(_) | AuthFailure::BadSignature => "InvalidSignatureException",
+    };
+    let message = match failure {
+        AuthFailure::UnknownKey => "The security token included in the request is invalid.".to_string(),
+        other => other.message(),
+    };
+    err(code, message)
 }
 
 pub async fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: &str, parts: &Parts, body: Bytes) -> Response<Body> {
-    let key = match authenticate(cell, region, parts, &body) {
+    let key = match authenticate(cell, region, "ecr", parts, &body) {
         Ok(key) => key,
-        Err(e) => return error_response(e),
+        Err(failure) => return error_response(auth_error(failure)),
     };
     let cell = cell.expect("an authenticated key belongs to a cell");
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or_default();
+    let action = format!("ecr:{operation}");
+    if !operation.is_empty() && !iam::allows(&key.allow, &action) {
+        let resource = match input.get("repositoryName").and_then(Value::as_str) {
+            Some(name) => format!("arn:aws:ecr:{region}:{}:repository/{name}", cell.spec.account),
+            None => "*".to_string(),
+        };
+        let message = iam::denial(&key.arn, &action, &resource);
+        cell.record_denial(message.clone());
+        return error_response(err("AccessDeniedException", message));
+    }
     let result = match target.strip_prefix(TARGET_PREFIX) {
         Some("GetAuthorizationToken") => get_authorization_token(cell, &key, region, &input),
         Some("CreateRepository") => create_repository(cell, region, &input),
@@ -135,7 +111,7 @@ fn get_authorization_token(cell: &AwsCell, key: &AccessKey, region: &str, input:
     let data: Vec<Value> = ids
         .iter()
         .map(|id| {
-            let (password, expires) = cell.mint_password(id, region, lifetime);
+            let (password, expires) = cell.mint_password(key, id, region, lifetime);
             json!({
                 "authorizationToken": base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}")),
                 "expiresAt": epoch(expires),
@@ -312,10 +288,4 @@ mod tests {
         assert!(!valid_repository_name("-app"));
     }
 
-    #[test]
-    fn amz_dates_round_trip() {
-        let t = parse_amz_date("20150830T123600Z").unwrap();
-        assert_eq!(amz_basic(t), "20150830T123600Z");
-        assert!(parse_amz_date("2015-08-30").is_none());
-    }
 }

@@ -14,7 +14,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::state::{AwsCell, ImageRecord};
+use super::iam;
+use super::state::{AwsCell, ImageRecord, RegistryPassword};
 use super::{full, Body, Emulator};
 
 pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
@@ -47,7 +48,7 @@ fn split_repository(path: &str) -> Option<(&str, &str)> {
 }
 
 /// Checks `Authorization: Basic AWS:<password>`; `Err` is the response to send.
-fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: &str, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: &str, req: &Request<Incoming>) -> Result<RegistryPassword, Response<Body>> {
     let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) else {
         return Err(challenge(host));
     };
@@ -67,13 +68,14 @@ fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: 
     if issued.expires <= OffsetDateTime::now_utc() {
         return Err(distribution_error(StatusCode::FORBIDDEN, "DENIED", "Your authorization token has expired. Reauthenticate and try again."));
     }
-    Ok(())
+    Ok(issued)
 }
 
 pub async fn handle(emulator: &Emulator, cell: Option<Arc<AwsCell>>, host: &str, account: &str, region: &str, req: Request<Incoming>) -> Response<Body> {
-    if let Err(response) = check_credentials(cell.as_deref(), host, account, region, &req) {
-        return response;
-    }
+    let issued = match check_credentials(cell.as_deref(), host, account, region, &req) {
+        Ok(issued) => issued,
+        Err(response) => return response,
+    };
     let cell = cell.expect("valid credentials belong to a cell");
     let path = req.uri().path().to_string();
     if path == "/v2/" || path == "/v2" {
@@ -85,6 +87,12 @@ pub async fn handle(emulator: &Emulator, cell: Option<Arc<AwsCell>>, host: &str,
         return distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource was not found");
     };
     let repository = repository.to_string();
+    let action = iam::registry_action(req.method().as_str(), rest);
+    if !iam::allows(&issued.allow, action) {
+        let message = iam::denial(&issued.arn, action, &format!("arn:aws:ecr:{region}:{account}:repository/{repository}"));
+        cell.record_denial(message.clone());
+        return distribution_error(StatusCode::FORBIDDEN, "DENIED", &message);
+    }
     if !cell.repositories.lock().expect("repositories lock").contains_key(&repository) {
         let message = format!("The repository with name '{repository}' does not exist in the registry with id '{account}'");
         return distribution_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message);

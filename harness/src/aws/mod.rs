@@ -6,11 +6,16 @@
 //! belongs to (the `x-ko-matrix-session` header it adds), and each cell has its own AWS
 //! state ([`state::AwsCell`]): its keys, passwords, repositories and images.
 
+pub mod auth;
 pub mod ecr_api;
 pub mod ecr_registry;
+pub mod iam;
+pub mod instance;
 pub mod localstack;
+pub mod oidc;
 pub mod sigv4;
 pub mod state;
+pub mod sts;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -54,11 +59,27 @@ pub enum AwsHost {
     EcrApi { region: String },
     /// `<account>.dkr.ecr.<region>.amazonaws.com`
     EcrRegistry { account: String, region: String },
+    /// `sts.amazonaws.com` (signed for us-east-1) or `sts.<region>.amazonaws.com`
+    Sts { region: String },
+    /// The instance metadata service.
+    Imds,
 }
+
+/// The IMDS address SDKs use.
+pub const IMDS_HOST: &str = "169.254.169.254";
 
 impl AwsHost {
     pub fn parse(host: &str) -> Option<AwsHost> {
         let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        if host == IMDS_HOST {
+            return Some(AwsHost::Imds);
+        }
+        if host == "sts.amazonaws.com" {
+            return Some(AwsHost::Sts { region: "us-east-1".into() });
+        }
+        if let Some(region) = host.strip_prefix("sts.").and_then(|r| r.strip_suffix(".amazonaws.com")) {
+            return Some(AwsHost::Sts { region: region.into() });
+        }
         if let Some(region) = host.strip_prefix("api.ecr.").and_then(|r| r.strip_suffix(".amazonaws.com")) {
             return Some(AwsHost::EcrApi { region: region.into() });
         }
@@ -71,6 +92,8 @@ impl AwsHost {
 
 pub struct Emulator {
     cells: RwLock<HashMap<u64, Arc<AwsCell>>>,
+    /// Mints and verifies web identity tokens.
+    pub oidc: oidc::OidcIssuer,
     /// The distribution registry behind every emulated ECR registry (plain HTTP, anonymous).
     backend: SocketAddr,
     client: Client<HttpConnector, Body>,
@@ -78,7 +101,7 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn new(backend: SocketAddr) -> Arc<Emulator> {
-        Arc::new(Emulator { cells: RwLock::new(HashMap::new()), backend, client: Client::builder(TokioExecutor::new()).build_http() })
+        Arc::new(Emulator { cells: RwLock::new(HashMap::new()), oidc: oidc::OidcIssuer::new(), backend, client: Client::builder(TokioExecutor::new()).build_http() })
     }
 
     /// Gives the cell behind gateway session `session` its AWS world.
@@ -106,10 +129,29 @@ impl Emulator {
         .await
     }
 
+    /// The path of a cell's container credentials endpoint on this server.
+    pub fn container_credentials_path(session: u64) -> String {
+        format!("/ecs/{session}/credentials")
+    }
+
     async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
+        // Container credentials are fetched straight from loopback (SDKs never proxy it),
+        // so the cell is named in the path rather than by the gateway.
+        if let Some(session) = req.uri().path().strip_prefix("/ecs/").and_then(|r| r.strip_suffix("/credentials")).and_then(|s| s.parse::<u64>().ok()) {
+            let cell = self.cells.read().expect("cells lock").get(&session).cloned();
+            return instance::container_credentials(cell.as_deref(), &req.into_parts().0);
+        }
         let cell = self.cell_for(&req);
         match AwsHost::parse(&host) {
+            Some(AwsHost::Imds) => instance::imds(cell.as_deref(), &req.into_parts().0),
+            Some(AwsHost::Sts { region }) => {
+                let (parts, body) = req.into_parts();
+                match Limited::new(body, 1 << 20).collect().await {
+                    Ok(body) => sts::handle(self, cell.as_deref(), &region, &parts, &body.to_bytes()),
+                    Err(_) => plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+                }
+            }
             Some(AwsHost::EcrApi { region }) => {
                 let (parts, body) = req.into_parts();
                 match Limited::new(body, 1 << 20).collect().await {
@@ -156,6 +198,9 @@ mod tests {
         );
         assert_eq!(AwsHost::parse("12345.dkr.ecr.eu-west-1.amazonaws.com"), None);
         assert_eq!(AwsHost::parse("basic.ko-matrix.test"), None);
+        assert_eq!(AwsHost::parse("sts.amazonaws.com"), Some(AwsHost::Sts { region: "us-east-1".into() }));
+        assert_eq!(AwsHost::parse("sts.eu-west-1.amazonaws.com"), Some(AwsHost::Sts { region: "eu-west-1".into() }));
+        assert_eq!(AwsHost::parse("169.254.169.254"), Some(AwsHost::Imds));
     }
 
     #[test]

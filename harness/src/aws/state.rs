@@ -43,6 +43,68 @@ pub struct AwsSpec {
     /// Lifetime of registry passwords from GetAuthorizationToken (AWS: 12 hours).
     #[serde(default = "default_token_ttl", with = "humantime_serde_compat")]
     pub token_ttl: Duration,
+    /// Actions the cell's own identity may perform (IAM-lite; default everything).
+    #[serde(default = "default_allow")]
+    pub allow: Vec<String>,
+    /// A role the scenario's credentials lead to (AssumeRole, web identity, IMDS, ECS).
+    pub role: Option<RoleSpec>,
+    /// The web identity token the harness's OIDC issuer writes for the cell.
+    pub web_identity: Option<WebIdentity>,
+    /// Serve the role's credentials from the instance metadata service.
+    pub imds: Option<ImdsMode>,
+    /// Serve the role's credentials from an ECS/EKS container credentials endpoint.
+    #[serde(default)]
+    pub container_credentials: bool,
+}
+
+fn default_allow() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// Who may assume a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trust {
+    /// The cell's own IAM user (AssumeRole from a source profile).
+    User,
+    /// Tokens from the harness's OIDC issuer (AssumeRoleWithWebIdentity).
+    Oidc,
+    /// Nobody: every attempt is refused.
+    Nobody,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    #[serde(default = "default_role_name")]
+    pub name: String,
+    pub trust: Trust,
+    #[serde(default = "default_allow")]
+    pub allow: Vec<String>,
+}
+
+fn default_role_name() -> String {
+    "ko-pusher".into()
+}
+
+/// The web identity token a scenario's cell gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WebIdentity {
+    Valid,
+    Expired,
+    /// Minted for another audience than `sts.amazonaws.com`.
+    WrongAudience,
+}
+
+/// How the instance metadata service behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImdsMode {
+    /// IMDSv2: a session token is required.
+    V2,
+    /// Only IMDSv1: the token endpoint is not there.
+    V1Only,
 }
 
 fn default_account() -> String {
@@ -88,6 +150,8 @@ pub struct AccessKey {
     /// The principal the key acts as, for error messages.
     pub arn: String,
     pub account: String,
+    /// What it may do (IAM-lite).
+    pub allow: Vec<String>,
 }
 
 /// A registry password minted by GetAuthorizationToken.
@@ -96,6 +160,9 @@ pub struct RegistryPassword {
     pub account: String,
     pub region: String,
     pub expires: OffsetDateTime,
+    /// Who asked for it, and what they may do: the registry front enforces it.
+    pub arn: String,
+    pub allow: Vec<String>,
 }
 
 /// An image pushed through the registry front.
@@ -124,6 +191,11 @@ pub struct AwsCell {
     keys: Mutex<HashMap<String, AccessKey>>,
     passwords: Mutex<HashMap<String, RegistryPassword>>,
     pub repositories: Mutex<BTreeMap<String, Repository>>,
+    last_denial: Mutex<Option<String>>,
+    /// The IMDSv2 session token (one per cell is enough: each cell is one "instance").
+    imds_token: String,
+    /// What `AWS_CONTAINER_AUTHORIZATION_TOKEN` must hold.
+    pub container_token: String,
 }
 
 fn random_chars(alphabet: &[u8], n: usize) -> String {
@@ -148,6 +220,7 @@ impl AwsCell {
                 expires: None,
                 arn: format!("arn:aws:iam::{}:user/ko-matrix-ci", spec.account),
                 account: spec.account.clone(),
+                allow: spec.allow.clone(),
             },
             kind => AccessKey {
                 id: format!("ASIA{}", random_chars(UPPER_ALNUM, 16)),
@@ -156,6 +229,7 @@ impl AwsCell {
                 expires: Some(if kind == CredentialKind::Session { now + time::Duration::hours(1) } else { now - time::Duration::hours(1) }),
                 arn: format!("arn:aws:sts::{}:assumed-role/ko-matrix-ci/GitHubActions", spec.account),
                 account: spec.account.clone(),
+                allow: spec.allow.clone(),
             },
         };
         let repositories = spec.repositories.iter().map(|r| (r.clone(), Repository { created_at: now, images: Vec::new() })).collect();
@@ -166,6 +240,9 @@ impl AwsCell {
             backend_prefix,
             passwords: Mutex::new(HashMap::new()),
             repositories: Mutex::new(repositories),
+            last_denial: Mutex::new(None),
+            imds_token: random_b64(42),
+            container_token: random_b64(30),
         }
     }
 
@@ -173,12 +250,47 @@ impl AwsCell {
         self.keys.lock().expect("keys lock").get(id).cloned()
     }
 
+    /// Issues temporary credentials for the scenario's role, session `session`, valid for
+    /// `ttl`: what AssumeRole, web identity, IMDS and ECS hand out.
+    pub fn issue_role_session(&self, session: &str, ttl: time::Duration) -> Option<AccessKey> {
+        let role = self.spec.role.as_ref()?;
+        let key = AccessKey {
+            id: format!("ASIA{}", random_chars(UPPER_ALNUM, 16)),
+            secret: random_b64(30),
+            session_token: Some(random_b64(240)),
+            expires: Some(OffsetDateTime::now_utc() + ttl),
+            arn: format!("arn:aws:sts::{}:assumed-role/{}/{session}", self.spec.account, role.name),
+            account: self.spec.account.clone(),
+            allow: role.allow.clone(),
+        };
+        self.keys.lock().expect("keys lock").insert(key.id.clone(), key.clone());
+        Some(key)
+    }
+
+    pub fn imds_token(&self) -> String {
+        self.imds_token.clone()
+    }
+
+    pub fn role_arn(&self) -> Option<String> {
+        self.spec.role.as_ref().map(|r| format!("arn:aws:iam::{}:role/{}", self.spec.account, r.name))
+    }
+
+    /// AWS's last refusal in this cell, for the cell's detail (ko may not show the body).
+    pub fn record_denial(&self, message: String) {
+        *self.last_denial.lock().expect("denial lock") = Some(message);
+    }
+
+    pub fn last_denial(&self) -> Option<String> {
+        self.last_denial.lock().expect("denial lock").clone()
+    }
+
     /// Mints a registry password for `account`/`region` valid for `ttl` (negative: already
-    /// expired). Standard base64 never contains `:`, which the AWS CLI cannot split.
-    pub fn mint_password(&self, account: &str, region: &str, ttl: time::Duration) -> (String, OffsetDateTime) {
+    /// expired), acting as `key`. Standard base64 never contains `:`, which the AWS CLI
+    /// cannot split.
+    pub fn mint_password(&self, key: &AccessKey, account: &str, region: &str, ttl: time::Duration) -> (String, OffsetDateTime) {
         let password = random_b64(96);
         let expires = OffsetDateTime::now_utc() + ttl;
-        let entry = RegistryPassword { account: account.into(), region: region.into(), expires };
+        let entry = RegistryPassword { account: account.into(), region: region.into(), expires, arn: key.arn.clone(), allow: key.allow.clone() };
         self.passwords.lock().expect("passwords lock").insert(password.clone(), entry);
         (password, expires)
     }

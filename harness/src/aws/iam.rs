@@ -1,0 +1,78 @@
+//! IAM-lite: which actions a principal may perform, and AWS's wording when it may not.
+//! Identity-based allow lists only (no explicit denies, no conditions): enough to answer
+//! "may this CI identity log in, and push?".
+
+/// Whether `action` (`ecr:PutImage`) matches one of `allowed` (`ecr:*`, `*`, `ecr:Put*`).
+pub fn allows(allowed: &[String], action: &str) -> bool {
+    allowed.iter().any(|pattern| matches(pattern, action))
+}
+
+/// A case-insensitive glob where `*` matches any run of characters.
+fn matches(pattern: &str, action: &str) -> bool {
+    fn glob(pattern: &[u8], text: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
+            Some((p, rest)) => text.first().is_some_and(|t| t.eq_ignore_ascii_case(p)) && glob(rest, &text[1..]),
+        }
+    }
+    glob(pattern.as_bytes(), action.as_bytes())
+}
+
+/// AWS's denial text, as current accounts see it.
+pub fn denial(arn: &str, action: &str, resource: &str) -> String {
+    format!("User: {arn} is not authorized to perform: {action} on resource: {resource} because no identity-based policy allows the {action} action")
+}
+
+/// The ECR action a registry request needs (what ECR checks for each Distribution call).
+pub fn registry_action(method: &str, rest: &str) -> &'static str {
+    match (method, rest) {
+        ("HEAD", r) if r.starts_with("/blobs/") => "ecr:BatchCheckLayerAvailability",
+        ("GET", r) if r.starts_with("/blobs/") && !r.starts_with("/blobs/uploads") => "ecr:GetDownloadUrlForLayer",
+        ("POST", r) if r.starts_with("/blobs/uploads") => "ecr:InitiateLayerUpload",
+        ("PATCH", _) => "ecr:UploadLayerPart",
+        ("PUT", r) if r.starts_with("/blobs/uploads") => "ecr:CompleteLayerUpload",
+        ("PUT", r) if r.starts_with("/manifests/") => "ecr:PutImage",
+        (_, r) if r.starts_with("/manifests/") => "ecr:BatchGetImage",
+        (_, r) if r.starts_with("/tags/") => "ecr:ListImages",
+        _ => "ecr:BatchGetImage",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn wildcards_and_case() {
+        assert!(allows(&list(&["*"]), "ecr:PutImage"));
+        assert!(allows(&list(&["ecr:*"]), "ecr:PutImage"));
+        assert!(allows(&list(&["ecr:Put*"]), "ecr:PutImage"));
+        assert!(allows(&list(&["ECR:putimage"]), "ecr:PutImage"));
+        assert!(allows(&list(&["ecr:*Layer*"]), "ecr:InitiateLayerUpload"));
+        assert!(!allows(&list(&["ecr:GetAuthorizationToken"]), "ecr:PutImage"));
+        assert!(!allows(&list(&["sts:*"]), "ecr:PutImage"));
+        assert!(!allows(&[], "ecr:GetAuthorizationToken"));
+    }
+
+    #[test]
+    fn registry_calls_map_to_ecr_actions() {
+        assert_eq!(registry_action("POST", "/blobs/uploads/"), "ecr:InitiateLayerUpload");
+        assert_eq!(registry_action("HEAD", "/blobs/sha256:ab"), "ecr:BatchCheckLayerAvailability");
+        assert_eq!(registry_action("PUT", "/manifests/latest"), "ecr:PutImage");
+        assert_eq!(registry_action("HEAD", "/manifests/latest"), "ecr:BatchGetImage");
+        assert_eq!(registry_action("PUT", "/blobs/uploads/u?digest=x"), "ecr:CompleteLayerUpload");
+    }
+
+    #[test]
+    fn denials_name_the_principal() {
+        assert_eq!(
+            denial("arn:aws:iam::123456789012:user/ci", "ecr:InitiateLayerUpload", "arn:aws:ecr:us-east-1:123456789012:repository/app"),
+            "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:InitiateLayerUpload on resource: arn:aws:ecr:us-east-1:123456789012:repository/app because no identity-based policy allows the ecr:InitiateLayerUpload action"
+        );
+    }
+}
