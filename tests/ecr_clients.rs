@@ -242,3 +242,72 @@ async fn a_chunked_upload_works_through_the_front() {
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-length"], blob.len().to_string().as_str());
 }
+
+/// The AWS CLI resolving the same credential sources as the ECR scenarios, against the
+/// emulator: if botocore and ko's Go SDK agree, the emulator (not ko) is right.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_cli_resolves_profiles_roles_web_identity_and_imds() {
+    let f = Fixture::start("allow = [\"sts:AssumeRole\", \"sts:GetCallerIdentity\"]\nrole = { trust = \"user\", allow = [\"ecr:*\", \"sts:GetCallerIdentity\"] }\nimds = \"v2\"").await;
+    let role_arn = f.cell.role_arn().unwrap();
+    let home = f.home.path();
+    std::fs::write(home.join("credentials"), format!("[base]\naws_access_key_id = {}\naws_secret_access_key = {}\n", f.cell.key.id, f.cell.key.secret)).unwrap();
+    std::fs::write(home.join("config"), format!("[profile pusher]\nrole_arn = {role_arn}\nsource_profile = base\nregion = us-east-1\n")).unwrap();
+    let no_env_keys = |cmd: &mut Command| {
+        cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").env_remove("AWS_SESSION_TOKEN");
+    };
+    let identity = |out: &str| serde_json::from_str::<serde_json::Value>(out).unwrap()["Arn"].as_str().unwrap().to_string();
+
+    // The user itself, from the environment.
+    let (ok, out, stderr) = run(f.command(aws_cli()).args(["sts", "get-caller-identity"]));
+    assert!(ok, "{stderr}");
+    assert_eq!(identity(&out), "arn:aws:iam::123456789012:user/ko-matrix-ci");
+
+    // A profile with role_arn + source_profile: AssumeRole, then the role.
+    let mut cmd = f.command(aws_cli());
+    no_env_keys(&mut cmd);
+    let (ok, out, stderr) = run(cmd.env("AWS_CONFIG_FILE", home.join("config")).env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials")).args(["sts", "get-caller-identity", "--profile", "pusher"]));
+    assert!(ok, "{stderr}");
+    assert!(identity(&out).starts_with("arn:aws:sts::123456789012:assumed-role/ko-pusher/"), "{out}");
+    let mut cmd = f.command(aws_cli());
+    no_env_keys(&mut cmd);
+    let (ok, password, stderr) = run(cmd.env("AWS_CONFIG_FILE", home.join("config")).env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials")).args(["ecr", "get-login-password", "--profile", "pusher"]));
+    assert!(ok, "{stderr}");
+    assert!(f.cell.password(password.trim()).is_some_and(|p| p.arn.contains(":assumed-role/ko-pusher/")), "the password belongs to the role");
+
+    // The user may not push itself: its own login works, its push would be denied.
+    let (ok, _, stderr) = run(f.command(aws_cli()).args(["ecr", "describe-repositories"]));
+    assert!(!ok);
+    assert!(stderr.contains("AccessDeniedException") && stderr.contains("User: arn:aws:iam::123456789012:user/ko-matrix-ci is not authorized to perform: ecr:DescribeRepositories"), "{stderr}");
+
+    // IMDSv2 through the gateway, when nothing else is configured.
+    let mut cmd = f.command(aws_cli());
+    no_env_keys(&mut cmd);
+    let (ok, out, stderr) = run(&mut cmd.args(["sts", "get-caller-identity"]));
+    assert!(ok, "{stderr}");
+    assert!(identity(&out).starts_with("arn:aws:sts::123456789012:assumed-role/ko-pusher/"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_cli_uses_web_identity_and_sts_refuses_bad_tokens() {
+    let f = Fixture::start("allow = []\nrole = { trust = \"oidc\", allow = [\"ecr:*\", \"sts:GetCallerIdentity\"] }").await;
+    let oidc = &f.world.aws.as_ref().unwrap().emulator().unwrap().oidc;
+    let token_file = f.home.path().join("token");
+    let web_identity = |token: String| {
+        std::fs::write(&token_file, token).unwrap();
+        // The CLI caches assumed-role credentials in ~/.aws/cli/cache: each case starts clean.
+        let _ = std::fs::remove_dir_all(f.home.path().join(".aws/cli/cache"));
+        let mut cmd = f.command(aws_cli());
+        cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").env_remove("AWS_SESSION_TOKEN");
+        cmd.env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file).env("AWS_ROLE_ARN", f.cell.role_arn().unwrap()).env("AWS_ROLE_SESSION_NAME", "ci");
+        run(cmd.args(["sts", "get-caller-identity"]))
+    };
+    let (ok, out, stderr) = web_identity(oidc.mint("repo:org/app:ref:refs/heads/main", ko_matrix::aws::oidc::STS_AUDIENCE, 600));
+    assert!(ok, "{stderr}");
+    assert!(out.contains("arn:aws:sts::123456789012:assumed-role/ko-pusher/ci"), "{out}");
+    let (ok, _, stderr) = web_identity(oidc.mint("ci", ko_matrix::aws::oidc::STS_AUDIENCE, -600));
+    assert!(!ok);
+    assert!(stderr.contains("ExpiredTokenException") && stderr.contains("Token expired"), "{stderr}");
+    let (ok, _, stderr) = web_identity(oidc.mint("ci", "api://AzureADTokenExchange", 600));
+    assert!(!ok);
+    assert!(stderr.contains("InvalidIdentityToken") && stderr.contains("Incorrect token audience"), "{stderr}");
+}
