@@ -115,7 +115,7 @@ fn get_authorization_token(cell: &AwsCell, key: &AccessKey, region: &str, input:
             json!({
                 "authorizationToken": base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}")),
                 "expiresAt": epoch(expires),
-                "proxyEndpoint": format!("https://{id}.dkr.ecr.{region}.amazonaws.com"),
+                "proxyEndpoint": format!("https://{id}.dkr.ecr.{region}.{}", super::dns_suffix(region)),
             })
         })
         .collect();
@@ -125,10 +125,10 @@ fn get_authorization_token(cell: &AwsCell, key: &AccessKey, region: &str, input:
 fn repository_json(cell: &AwsCell, region: &str, name: &str, repo: &Repository) -> Value {
     let account = &cell.spec.account;
     json!({
-        "repositoryArn": format!("arn:aws:ecr:{region}:{account}:repository/{name}"),
+        "repositoryArn": format!("arn:{}:ecr:{region}:{account}:repository/{name}", super::partition(region)),
         "registryId": account,
         "repositoryName": name,
-        "repositoryUri": format!("{account}.dkr.ecr.{region}.amazonaws.com/{name}"),
+        "repositoryUri": format!("{account}.dkr.ecr.{region}.{}/{name}", super::dns_suffix(region)),
         "createdAt": epoch(repo.created_at),
         "imageTagMutability": "MUTABLE",
         "imageScanningConfiguration": { "scanOnPush": false },

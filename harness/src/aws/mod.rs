@@ -65,6 +65,24 @@ pub enum AwsHost {
     Imds,
 }
 
+/// `amazonaws.com`, or `amazonaws.com.cn` in the China partition.
+pub fn dns_suffix(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    }
+}
+
+/// The ARN partition of a region.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else {
+        "aws"
+    }
+}
+
 /// The IMDS address SDKs use.
 pub const IMDS_HOST: &str = "169.254.169.254";
 
@@ -80,11 +98,12 @@ impl AwsHost {
         if let Some(region) = host.strip_prefix("sts.").and_then(|r| r.strip_suffix(".amazonaws.com")) {
             return Some(AwsHost::Sts { region: region.into() });
         }
-        if let Some(region) = host.strip_prefix("api.ecr.").and_then(|r| r.strip_suffix(".amazonaws.com")) {
-            return Some(AwsHost::EcrApi { region: region.into() });
+        // Partition suffixes the ECR helper recognises for these names.
+        let rest = host.strip_suffix(".amazonaws.com").or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+        if let Some(region) = rest.strip_prefix("api.ecr.").or_else(|| rest.strip_prefix("api.ecr-fips.")) {
+            return (!region.contains('.')).then(|| AwsHost::EcrApi { region: region.into() });
         }
-        let (account, rest) = host.split_once(".dkr.ecr.")?;
-        let region = rest.strip_suffix(".amazonaws.com")?;
+        let (account, region) = rest.split_once(".dkr.ecr.").or_else(|| rest.split_once(".dkr.ecr-fips."))?;
         (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()) && !region.contains('.'))
             .then(|| AwsHost::EcrRegistry { account: account.into(), region: region.into() })
     }
@@ -201,6 +220,15 @@ mod tests {
         assert_eq!(AwsHost::parse("sts.amazonaws.com"), Some(AwsHost::Sts { region: "us-east-1".into() }));
         assert_eq!(AwsHost::parse("sts.eu-west-1.amazonaws.com"), Some(AwsHost::Sts { region: "eu-west-1".into() }));
         assert_eq!(AwsHost::parse("169.254.169.254"), Some(AwsHost::Imds));
+        assert_eq!(
+            AwsHost::parse("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com"),
+            Some(AwsHost::EcrRegistry { account: "123456789012".into(), region: "us-gov-west-1".into() })
+        );
+        assert_eq!(
+            AwsHost::parse("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"),
+            Some(AwsHost::EcrRegistry { account: "123456789012".into(), region: "cn-north-1".into() })
+        );
+        assert_eq!(AwsHost::parse("api.ecr.cn-north-1.amazonaws.com.cn"), Some(AwsHost::EcrApi { region: "cn-north-1".into() }));
     }
 
     #[test]

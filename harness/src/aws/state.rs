@@ -133,10 +133,10 @@ mod humantime_serde_compat {
 
 impl AwsSpec {
     pub fn registry_host(&self) -> String {
-        format!("{}.dkr.ecr.{}.amazonaws.com", self.account, self.region)
+        format!("{}.dkr.ecr.{}.{}", self.account, self.region, super::dns_suffix(&self.region))
     }
     pub fn api_host(&self) -> String {
-        format!("api.ecr.{}.amazonaws.com", self.region)
+        format!("api.ecr.{}.{}", self.region, super::dns_suffix(&self.region))
     }
 }
 
