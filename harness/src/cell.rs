@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::aws::oidc;
-use crate::aws::state::{AwsCell, AwsSpec, WebIdentity};
+use crate::aws::state::{ecr_login_cache_keys, AwsCell, AwsSpec, CachedToken, WebIdentity};
 use crate::aws::Emulator;
 use crate::world::AwsBackend;
 use crate::gateway::Record;
@@ -325,6 +325,11 @@ impl Cell {
         for (path, contents) in &scenario.files {
             files.push((home.join(expand(path, &values)), expand(contents, &values)));
         }
+        if let (Some(spec), Some(guard)) = (&scenario.aws, &aws_cell) {
+            if let Some(seed) = spec.ecr_cache {
+                files.push((home.join(".ecr/cache.json"), ecr_login_cache(spec, &guard.cell, vars.get("AWS_ACCESS_KEY_ID"), seed)));
+            }
+        }
 
         for d in [home.clone(), root.join("tmp"), root.join("bin"), root.join("no-other-certs")] {
             std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
@@ -513,6 +518,28 @@ enum StepOutcome {
     TimedOut { output: String },
     /// The harness could not run the step at all.
     Failed(String),
+}
+
+/// `~/.ecr/cache.json` holding a registry token for the key the cell's environment names.
+fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, seed: CachedToken) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let (requested, ttl) = match seed {
+        CachedToken::Valid => (now, time::Duration::hours(12)),
+        CachedToken::Expired => (now - time::Duration::hours(13), -time::Duration::hours(1)),
+    };
+    let (password, expires) = cell.mint_password(&cell.key, &spec.account, &spec.region, ttl);
+    let rfc3339 = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).expect("UTC formats");
+    let entry = serde_json::json!({
+        "AuthorizationToken": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("AWS:{password}")),
+        "RequestedAt": rfc3339(requested),
+        "ExpiresAt": rfc3339(expires),
+        "ProxyEndpoint": format!("https://{}", spec.registry_host()),
+        "Service": "ecr",
+    });
+    let key_id = env_key.cloned().unwrap_or_else(|| cell.key.id.clone());
+    let registries: serde_json::Map<String, serde_json::Value> =
+        ecr_login_cache_keys(&spec.region, &key_id, &spec.account).into_iter().map(|k| (k, entry.clone())).collect();
+    serde_json::to_string_pretty(&serde_json::json!({ "Registries": registries, "Version": "1.0" })).expect("json serialises")
 }
 
 fn auths_json(entries: impl Iterator<Item = (String, Credential)>) -> serde_json::Value {

@@ -55,6 +55,33 @@ pub struct AwsSpec {
     /// Serve the role's credentials from an ECS/EKS container credentials endpoint.
     #[serde(default)]
     pub container_credentials: bool,
+    /// Seed the ECR credential helper's token cache (`~/.ecr/cache.json`) for the cell's
+    /// access key with a still-valid or an expired registry token.
+    pub ecr_cache: Option<CachedToken>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CachedToken {
+    Valid,
+    Expired,
+}
+
+/// The cache keys `docker-credential-ecr-login` files an entry under for `access_key_id`:
+/// `<region>-<checksum>-<registry id>`, with the checksum of the helper pinned by ko 0.15.x
+/// (base64 of the key's bytes followed by the MD5 of nothing, a quirk of `hasher.Sum(data)`)
+/// and of newer helpers (base64 of its SHA-256).
+pub fn ecr_login_cache_keys(region: &str, access_key_id: &str, registry_id: &str) -> [String; 2] {
+    use base64::Engine;
+    use sha2::Digest;
+    const MD5_OF_NOTHING: [u8; 16] = [0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42, 0x7e];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut legacy = access_key_id.as_bytes().to_vec();
+    legacy.extend_from_slice(&MD5_OF_NOTHING);
+    [
+        format!("{region}-{}-{registry_id}", b64.encode(legacy)),
+        format!("{region}-{}-{registry_id}", b64.encode(sha2::Sha256::digest(access_key_id.as_bytes()))),
+    ]
 }
 
 fn default_allow() -> Vec<String> {
@@ -307,5 +334,29 @@ impl AwsCell {
             Some(expires) => ttl.min(expires - OffsetDateTime::now_utc()),
             None => ttl,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecr_login_cache_keys_match_both_helper_generations() {
+        assert_eq!(
+            ecr_login_cache_keys("us-east-1", "AKIDEXAMPLE", "123456789012"),
+            [
+                "us-east-1-QUtJREVYQU1QTEXUHYzZjwCyBOmACZjs+EJ+-123456789012".to_string(),
+                "us-east-1-eomOUNvVuDBRScNARtFZ99ArXR/gIdTeZAhC04NftUk=-123456789012".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn session_credentials_cap_the_token_lifetime() {
+        let spec: AwsSpec = toml::from_str("credentials = \"session\"").unwrap();
+        let cell = AwsCell::new(spec, "cell-1".into());
+        let lifetime = cell.token_lifetime(&cell.key);
+        assert!(lifetime <= time::Duration::hours(1) && lifetime > time::Duration::minutes(59), "{lifetime}");
     }
 }
