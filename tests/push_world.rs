@@ -172,3 +172,36 @@ async fn the_registry_built_from_the_module_proxy_serves() {
     let status = reqwest::Client::builder().no_proxy().build().unwrap().get(format!("http://{}/v2/", registry.addr)).send().await.unwrap().status();
     assert_eq!(status, 200);
 }
+
+/// A host routed by passthrough: the gateway splices bytes to a backend that terminates TLS
+/// itself, and the client verifies that backend's certificate.
+#[tokio::test]
+async fn the_gateway_passes_tls_through_untouched() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Arc::new(Ca::new().unwrap());
+    let leaf = ca.issue(&["pass.ko-matrix.test"], &[rcgen::ExtendedKeyUsagePurpose::ServerAuth]).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(ko_matrix::pki::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.cert_der.clone()], leaf.key_der())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(stream).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = tls.read(&mut buf).await.unwrap();
+        tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\nconnection: close\r\n\r\nfrom the tls").await.unwrap();
+        tls.shutdown().await.unwrap();
+    });
+    let gateway = Gateway::new(ca.clone());
+    gateway.route("pass.ko-matrix.test", Route::Passthrough { addr: backend });
+    let session = gateway.session().await.unwrap();
+    let body = proxied_client(&ca, &session.proxy_url()).get("https://pass.ko-matrix.test/").send().await.unwrap().text().await.unwrap();
+    assert_eq!(body, "from the tls");
+    assert_eq!(session.records()[0].method, "CONNECT");
+    assert!(session.records().iter().all(|r| r.method == "CONNECT"), "the gateway cannot see inside a passthrough tunnel");
+}

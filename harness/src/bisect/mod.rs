@@ -5,7 +5,7 @@
 pub mod deps;
 pub mod search;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -279,11 +279,6 @@ pub fn commits_between(repo: &Path, good: &str, bad: &str) -> Result<Vec<String>
     let mut commits: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(|c| c[..12.min(c.len())].to_string()).collect();
     commits.pop(); // `bad` itself is the bad end.
     Ok(commits)
-}
-
-/// Where `bisect.json` goes by default.
-pub fn default_out() -> PathBuf {
-    PathBuf::from("results/latest")
 }
 
 #[cfg(test)]
