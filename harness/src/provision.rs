@@ -249,10 +249,7 @@ impl Go {
 
     /// `go install`s `tool` at `version` into `bin_dir`, release-style; returns the binary.
     async fn build(&self, tool: &GoTool, version: &str, toolchain: &str, bin_dir: &Path, timeout: Duration, sumdb_gaps: &mut Vec<String>) -> Result<PathBuf, ProvisionError> {
-        let mut ldflags = String::from("-s -w");
-        if let Some(var) = tool.version_var {
-            ldflags.push_str(&format!(" -X {var}={}", version.trim_start_matches('v')));
-        }
+        let ldflags = release_ldflags(tool, version);
         let target = format!("{}@{version}", tool.package);
         let args = ["install", "-trimpath", "-ldflags", &ldflags, &target];
         let env = [("GOBIN", bin_dir.as_os_str()), ("GOTOOLCHAIN", toolchain.as_ref())];
@@ -385,6 +382,31 @@ pub async fn verify_version(tool: &GoTool, binary: &Path, version: &str) -> Resu
     Ok(())
 }
 
+/// The release-style `-ldflags` for `tool` at `version`: stripped, version stamped.
+fn release_ldflags(tool: &GoTool, version: &str) -> String {
+    match tool.version_var {
+        Some(var) => format!("-s -w -X {var}={}", version.trim_start_matches('v')),
+        None => "-s -w".to_string(),
+    }
+}
+
+/// Checks that `binary` reports `version` and describes it for the cache.
+pub async fn verified_manifest(tool: &GoTool, binary: &Path, version: &str, route: &str, go_version: Option<String>, sumdb_gaps: Vec<String>, origin: String) -> Result<Manifest, ProvisionError> {
+    verify_version(tool, binary, version).await?;
+    let sha256 = cache::sha256_file(binary).map_err(|source| cache::CacheError::Io { action: "hashing", path: binary.to_path_buf(), source })?;
+    Ok(Manifest {
+        tool: tool.name.into(),
+        version: version.into(),
+        route: route.into(),
+        sha256,
+        go_version,
+        sumdb_gaps,
+        origin,
+        installed_at: cache::now_rfc3339(),
+        binary: binary.file_name().map_or_else(|| tool.name.to_string(), |n| n.to_string_lossy().into_owned()),
+    })
+}
+
 /// Is `query` already an exact module version (so the cache can answer without the proxy)?
 pub fn is_canonical(query: &str) -> bool {
     query.starts_with('v') && semver::Version::parse(&query[1..]).is_ok()
@@ -475,19 +497,8 @@ impl GoProvisioner {
             });
         }
         self.observer.on_event(ProvisionEvent::Verifying { tool: tool.name.into(), version: module.version.clone() });
-        verify_version(tool, &binary, &module.version).await?;
-        let sha256 = cache::sha256_file(&binary).map_err(|source| cache::CacheError::Io { action: "hashing", path: binary.clone(), source })?;
-        let manifest = Manifest {
-            tool: tool.name.into(),
-            version: module.version.clone(),
-            route: "go".into(),
-            sha256,
-            go_version: Some(go_version),
-            sumdb_gaps,
-            origin: format!("{}@{}", tool.package, module.version),
-            installed_at: cache::now_rfc3339(),
-            binary: tool.name.into(),
-        };
+        let origin = format!("{}@{}", tool.package, module.version);
+        let manifest = verified_manifest(tool, &binary, &module.version, "go", Some(go_version), sumdb_gaps, origin).await?;
         Ok(entry.commit(staging, manifest, lock)?)
     }
 
@@ -529,10 +540,7 @@ impl GoProvisioner {
             return Ok((hit, build_list));
         }
         let staging = entry.stage(&lock)?;
-        let mut ldflags = String::from("-s -w");
-        if let Some(var) = tool.version_var {
-            ldflags.push_str(&format!(" -X {var}={}", module.version.trim_start_matches('v')));
-        }
+        let ldflags = release_ldflags(tool, &module.version);
         let output = staging.path().join(tool.name);
         let output_text = output.display().to_string();
         let build = ["build", "-trimpath", "-ldflags", &ldflags, "-o", &output_text, tool.package];
@@ -541,19 +549,8 @@ impl GoProvisioner {
         if !out.status.success() {
             return Err(ProvisionError::BuildFailed { target, toolchain, command: format!("go {}", shell_words(&build)), output: output_tail(&out, 30) });
         }
-        verify_version(tool, &output, &module.version).await?;
-        let sha256 = cache::sha256_file(&output).map_err(|source| cache::CacheError::Io { action: "hashing", path: output.clone(), source })?;
-        let manifest = Manifest {
-            tool: tool.name.into(),
-            version: module.version.clone(),
-            route: "go-deps".into(),
-            sha256,
-            go_version: Some(go.describe_toolchain(&toolchain)),
-            sumdb_gaps: gaps,
-            origin: format!("{target} + [{}]", extra.join(", ")),
-            installed_at: cache::now_rfc3339(),
-            binary: tool.name.into(),
-        };
+        let origin = format!("{target} + [{}]", extra.join(", "));
+        let manifest = verified_manifest(tool, &output, &module.version, "go-deps", Some(go.describe_toolchain(&toolchain)), gaps, origin).await?;
         Ok((entry.commit(staging, manifest, &lock)?, build_list))
     }
 

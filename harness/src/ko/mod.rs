@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use crate::cache::{self, Cache, Installed, Manifest};
+use crate::cache::{self, Cache, Installed};
 use crate::events::{ProvisionEvent, ProvisionObserver};
 use crate::provision::{self, GoProvisioner, GoTool, ProvisionError, ToolchainPolicy};
 use release::{ReleaseError, ReleaseSite};
@@ -208,31 +208,17 @@ impl KoFetcher {
         let result = async {
             let downloaded = self.release.download_ko(version, staging.path(), self.observer.as_ref()).await.map_err(release_err)?;
             self.observer.on_event(ProvisionEvent::Verifying { tool: KO.name.into(), version: version.into() });
-            provision::verify_version(&KO, &downloaded.binary, version)
+            provision::verified_manifest(&KO, &downloaded.binary, version, "release", None, Vec::new(), downloaded.url)
                 .await
-                .map_err(|source| FetchError::Provision { version: version.to_string(), source })?;
-            Ok::<_, FetchError>(downloaded)
+                .map_err(|source| FetchError::Provision { version: version.to_string(), source })
         }
         .await;
-        let downloaded = match result {
-            Ok(downloaded) => downloaded,
+        let manifest = match result {
+            Ok(manifest) => manifest,
             Err(e) => {
                 self.observer.on_event(ProvisionEvent::Failed { tool: KO.name.into(), version: version.into() });
                 return Err(e);
             }
-        };
-        let sha256 = cache::sha256_file(&downloaded.binary)
-            .map_err(|source| cache::CacheError::Io { action: "hashing", path: downloaded.binary.clone(), source })?;
-        let manifest = Manifest {
-            tool: KO.name.into(),
-            version: version.into(),
-            route: "release".into(),
-            sha256,
-            go_version: None,
-            sumdb_gaps: Vec::new(),
-            origin: downloaded.url,
-            installed_at: cache::now_rfc3339(),
-            binary: KO.name.into(),
         };
         let installed = entry.commit(staging, manifest, &lock)?;
         self.observer.on_event(ProvisionEvent::Installed {
