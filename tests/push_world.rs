@@ -205,3 +205,35 @@ async fn the_gateway_passes_tls_through_untouched() {
     assert_eq!(session.records()[0].method, "CONNECT");
     assert!(session.records().iter().all(|r| r.method == "CONNECT"), "the gateway cannot see inside a passthrough tunnel");
 }
+
+/// A fresh machine without Debian's amazon-ecr-credential-helper: the harness builds
+/// `docker-credential-ecr-login` from the module proxy (pinned) and it answers as a helper.
+#[tokio::test]
+async fn ecr_login_built_from_the_module_proxy_speaks_the_helper_protocol() {
+    use ko_matrix::world::{ECR_LOGIN_TOOL, ECR_LOGIN_VERSION};
+    let settings = ko_matrix::ko::KoSettings::default();
+    let provisioner = ko_matrix::provision::GoProvisioner::new(
+        ko_matrix::cache::Cache::from_env().unwrap(),
+        settings.go_toolchain,
+        settings.build_timeout,
+        Arc::new(ko_matrix::events::Silent),
+    );
+    let built = provisioner.install(&ECR_LOGIN_TOOL, ECR_LOGIN_VERSION).await.unwrap_or_else(|e| panic!("{e}"));
+    let home = tempfile::tempdir().unwrap();
+    // Not an ECR host: the helper must say so in the protocol's words, without any network.
+    let mut child = std::process::Command::new(&built.path)
+        .arg("get")
+        .env_clear()
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"basic.ko-matrix.test").unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("credentials not found in native keychain"), "{}", String::from_utf8_lossy(&out.stdout));
+}
