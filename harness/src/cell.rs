@@ -149,7 +149,7 @@ struct Cell {
     session: crate::gateway::Session,
     masker: Masker,
     files: Vec<(PathBuf, String)>,
-    _aws: Option<AwsCellGuard>,
+    aws: Option<AwsCellGuard>,
 }
 
 /// A cell's AWS world, removed from the emulator when the cell ends.
@@ -350,7 +350,7 @@ impl Cell {
             }
         }
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
-        Ok(Cell { dir, env: vars, values, repository: backend_repository, session, masker: Masker(secrets), files, _aws: aws_cell })
+        Ok(Cell { dir, env: vars, values, repository: backend_repository, session, masker: Masker(secrets), files, aws: aws_cell })
     }
 
     async fn run(self, env: &CellEnv, ko: &KoBinary, scenario: &Scenario, started: Instant, log_path: PathBuf) -> CellResult {
@@ -405,7 +405,7 @@ impl Cell {
         let env_shown: BTreeMap<String, String> =
             self.env.iter().map(|(k, v)| (k.clone(), if is_secret_name(k) { "****".into() } else { self.masker.mask(v) })).collect();
         // AWS's refusal names the principal; ko may not show it (HEAD responses have no body).
-        let denial = self._aws.as_ref().and_then(|a| a.cell.last_denial());
+        let denial = self.aws.as_ref().and_then(|a| a.cell.last_denial());
         let detail = match denial {
             Some(denial) if verdict.outcome == Outcome::Fail && !verdict.detail.contains(&denial) => self.masker.mask(&format!("{} [AWS: {denial}]", verdict.detail)),
             _ => self.masker.mask(&verdict.detail),
