@@ -73,14 +73,6 @@ fn effective_label(result: &CellResult, expected: Option<&str>) -> String {
     }
 }
 
-/// The committed snapshot body of `family`, if any.
-fn committed(family: &str) -> Option<String> {
-    let text = std::fs::read_to_string(root().join(format!("results/{family}.snap"))).ok()?;
-    // insta's file: a `---`-delimited YAML header, then the body.
-    let body = text.splitn(3, "---\n").nth(2)?;
-    Some(body.to_string())
-}
-
 fn run_cell(matrix: &Matrix, scenarios: &[Scenario], scenario: &Scenario, version: &str, expected: Option<String>) -> Result<(), Failed> {
     let shared = shared(matrix, scenarios)?;
     let ko = ko(shared, version)?;
@@ -121,12 +113,12 @@ fn main() {
 
     let matrix = Arc::new(matrix);
     let scenarios = Arc::new(scenarios);
-    let mut snapshots: BTreeMap<String, BTreeMap<(String, String), String>> = BTreeMap::new();
+    let mut snapshots = report::read_snapshots(&root().join("results")).unwrap_or_else(|e| panic!("{e}"));
     let mut trials = Vec::new();
     let mut cells_per_family: BTreeMap<String, usize> = BTreeMap::new();
     for scenario in scenarios.iter() {
         let family = family(&scenario.name).to_string();
-        let expected = snapshots.entry(family.clone()).or_insert_with(|| committed(&family).map(|b| report::parse_snapshot(&b)).unwrap_or_default());
+        let expected = snapshots.entry(family.clone()).or_default();
         for version in &resolution.versions {
             *cells_per_family.entry(family.clone()).or_default() += 1;
             let old = expected.get(&(version.clone(), scenario.name.clone())).cloned();

@@ -313,6 +313,7 @@ async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Bac
 }
 
 impl Inner {
+    /// The TLS config for `host`, minted once per host: a handshake per request stays cheap.
     fn tls_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, pki::PkiError> {
         if let Some(config) = self.tls_configs.lock().expect("tls config cache").get(host) {
             return Ok(config.clone());

@@ -2,10 +2,9 @@
 //! the gateway's leaf certificates (minted per SNI on the fly), TLS backends' certificates
 //! and the token server's signing certificate. Cells trust it through `SSL_CERT_FILE`.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -46,8 +45,6 @@ impl Issued {
 pub struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
-    /// Leaves already minted, by host name: a TLS handshake per request must stay cheap.
-    leaves: Mutex<HashMap<String, Arc<Issued>>>,
 }
 
 impl Ca {
@@ -61,7 +58,7 @@ impl Ca {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let cert = params.self_signed(&key)?;
-        Ok(Ca { cert, key, leaves: Mutex::new(HashMap::new()) })
+        Ok(Ca { cert, key })
     }
 
     pub fn cert_pem(&self) -> String {
@@ -72,14 +69,9 @@ impl Ca {
         self.cert.der().clone()
     }
 
-    /// A server certificate for `host` (a name or an IP), cached per host.
-    pub fn leaf(&self, host: &str) -> Result<Arc<Issued>, PkiError> {
-        if let Some(leaf) = self.leaves.lock().expect("leaf cache").get(host) {
-            return Ok(leaf.clone());
-        }
-        let leaf = Arc::new(self.issue(&[host], &[ExtendedKeyUsagePurpose::ServerAuth])?);
-        self.leaves.lock().expect("leaf cache").insert(host.to_string(), leaf.clone());
-        Ok(leaf)
+    /// A server certificate for `host` (a name or an IP).
+    pub fn leaf(&self, host: &str) -> Result<Issued, PkiError> {
+        self.issue(&[host], &[ExtendedKeyUsagePurpose::ServerAuth])
     }
 
     /// A certificate for `names` with the given purposes (servers, token signing).

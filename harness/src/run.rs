@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 
 use crate::cell::{self, CellEnv, CellResult, GoEnv};
 use crate::config::{ConfigError, Matrix, ServicesConfig};
-use crate::ko::versions::{self, Selector, VersionError};
+use crate::ko::versions::VersionError;
 use crate::ko::{FetchError, KoBinary, KoFetcher};
 use crate::provision::GoProvisioner;
 use crate::outcome::Outcome;
@@ -98,15 +98,14 @@ pub fn scenarios_dir(matrix: &Matrix) -> PathBuf {
     matrix.file.parent().map_or_else(|| PathBuf::from("scenarios"), |d| d.join("scenarios"))
 }
 
-/// Resolves and fetches `selectors` (matrix.toml's unless given) and selects scenarios.
-pub async fn select(matrix: &Matrix, selectors: &[(String, Selector)], fetcher: &KoFetcher) -> Result<Selection, RunError> {
+/// Fetches the resolved `versions` and selects the matrix's scenarios.
+pub async fn select(matrix: &Matrix, versions: &[String], fetcher: &KoFetcher) -> Result<Selection, RunError> {
     let known = scenario::discover(&scenarios_dir(matrix))?;
     let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
     let selected = matrix.select_scenarios(&names)?;
     let scenarios = known.into_iter().filter(|s| selected.contains(&s.name)).collect();
-    let resolution = versions::resolve_listing(selectors).await?;
     let mut binaries = Vec::new();
-    for version in &resolution.versions {
+    for version in versions {
         binaries.push(fetcher.fetch(version).await?);
     }
     Ok(Selection { versions: binaries, scenarios })

@@ -16,10 +16,6 @@ const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
 
-fn iso(t: OffsetDateTime) -> String {
-    t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")).expect("UTC formats")
-}
-
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full(Bytes::from(value.to_string())));
     *response.status_mut() = status;
@@ -30,12 +26,12 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body>
 fn role_credentials(key: &AccessKey) -> serde_json::Value {
     json!({
         "Code": "Success",
-        "LastUpdated": iso(OffsetDateTime::now_utc()),
+        "LastUpdated": super::iso8601(OffsetDateTime::now_utc()),
         "Type": "AWS-HMAC",
         "AccessKeyId": key.id,
         "SecretAccessKey": key.secret,
         "Token": key.session_token,
-        "Expiration": iso(key.expires.unwrap_or_else(OffsetDateTime::now_utc)),
+        "Expiration": super::iso8601(key.expires.unwrap_or_else(OffsetDateTime::now_utc)),
     })
 }
 

@@ -46,6 +46,11 @@ pub(crate) fn http_date(t: OffsetDateTime) -> String {
     t.format(&f).expect("UTC formats")
 }
 
+/// `2024-01-01T00:00:00Z`, as STS, IMDS and container credentials write expirations.
+pub(crate) fn iso8601(t: OffsetDateTime) -> String {
+    t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")).expect("UTC formats")
+}
+
 pub(crate) fn request_id() -> String {
     let n: u128 = rand::random();
     let h = format!("{n:032x}");

@@ -47,17 +47,13 @@ fn result(action: &str, inner: String) -> Response<Body> {
     )
 }
 
-fn iso(t: OffsetDateTime) -> String {
-    t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")).expect("UTC formats")
-}
-
 fn credentials_xml(key: &AccessKey, role_name: &str, session: &str) -> String {
     format!(
         "    <Credentials>\n      <AccessKeyId>{}</AccessKeyId>\n      <SecretAccessKey>{}</SecretAccessKey>\n      <SessionToken>{}</SessionToken>\n      <Expiration>{}</Expiration>\n    </Credentials>\n    <AssumedRoleUser>\n      <AssumedRoleId>AROAKOMATRIX{}:{session}</AssumedRoleId>\n      <Arn>{}</Arn>\n    </AssumedRoleUser>\n",
         key.id,
         key.secret,
         key.session_token.as_deref().unwrap_or_default(),
-        iso(key.expires.unwrap_or_else(OffsetDateTime::now_utc)),
+        super::iso8601(key.expires.unwrap_or_else(OffsetDateTime::now_utc)),
         role_name.to_ascii_uppercase(),
         key.arn
     )

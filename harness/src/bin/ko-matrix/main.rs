@@ -401,8 +401,7 @@ async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     let resolution = resolve(&selectors).await?;
     let observer = Arc::new(progress::Progress::for_stderr());
     let fetcher = KoFetcher::new(Cache::from_env()?, settings(Some(&matrix), &args.source), observer.clone());
-    let exact: Vec<(String, Selector)> = resolution.versions.iter().map(|v| (v.clone(), Selector::parse(v).expect("resolved versions parse"))).collect();
-    let selection = run::select(&matrix, &exact, &fetcher).await?;
+    let selection = run::select(&matrix, &resolution.versions, &fetcher).await?;
     eprintln!("versions: {}", resolution.versions.join(", "));
     eprintln!("scenarios: {}", selection.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
     let options = RunnerOptions {
