@@ -36,7 +36,7 @@ async fn ko_issue_1245_env_credentials_push_to_ecr() {
         cell_timeout: matrix.cell_timeout,
         out_dir: out.path().to_path_buf(),
         app_source: root.join("scenarios/app"),
-        helper: env!("CARGO_BIN_EXE_docker-credential-ko-matrix").into(),
+        helper: env!("CARGO_BIN_EXE_ko-matrix").into(),
     };
     let runner = Runner::start(&options, fetcher.go()).await.unwrap();
 

@@ -47,7 +47,7 @@ fn shared(matrix: &Matrix, scenarios: &[Scenario]) -> Result<&'static Shared, Fa
             cell_timeout: matrix.cell_timeout,
             out_dir: root().join("results/latest"),
             app_source: root().join("scenarios/app"),
-            helper: PathBuf::from(env!("CARGO_BIN_EXE_docker-credential-ko-matrix")),
+            helper: PathBuf::from(env!("CARGO_BIN_EXE_ko-matrix")),
         };
         let runner = runtime.block_on(Runner::start(&options, fetcher.go())).map_err(|e| format!("services did not start: {e}"))?;
         Ok(Shared { runtime, fetcher, runner, binaries: Mutex::new(BTreeMap::new()) })
@@ -136,8 +136,8 @@ fn main() {
     let mut snapshot_ok = true;
     if !results.is_empty() {
         let versions: Vec<KoBinary> = SHARED.get().and_then(|s| s.as_ref().ok()).map(|s| s.binaries.lock().unwrap().values().cloned().collect()).unwrap_or_default();
-        let report = MatrixReport::new(ko_matrix::cache::now_rfc3339(), SHARED.get().and_then(|s| s.as_ref().ok()).map_or("?", |s| s.runner.world().runtime), &versions, results.clone());
-        if let Err(e) = report.write_all(&root().join("results/latest")) {
+        let report = MatrixReport::new(ko_matrix::cache::now_rfc3339(), SHARED.get().and_then(|s| s.as_ref().ok()).map_or("?", |s| s.runner.world().runtime), &versions, scenarios.iter().map(|s| s.name.clone()).collect(), results.clone());
+        if let Err(e) = report.write_all(&root().join("results/latest"), Some(&snapshots)) {
             eprintln!("could not write the reports in results/latest: {e}");
         }
         snapshot_ok = check_family_snapshots(&results, &resolution.versions, &scenarios, &cells_per_family, &snapshots);

@@ -29,7 +29,7 @@ pub struct CellEnv {
     /// The Go app ko builds (a copy outside any git checkout).
     pub app_dir: PathBuf,
     pub go: GoEnv,
-    /// The `docker-credential-ko-matrix` binary.
+    /// The ko-matrix executable: linked into each cell's `bin/` as [`CREDENTIAL_HELPER`].
     pub helper: PathBuf,
     /// Cells' HOMEs and temp files go below this.
     pub work_dir: PathBuf,
@@ -66,6 +66,9 @@ pub struct StepRun {
     pub exit_code: Option<i32>,
     pub duration_ms: u64,
 }
+
+/// The name under which the ko-matrix executable acts as the cells' docker credential helper.
+pub const CREDENTIAL_HELPER: &str = "docker-credential-ko-matrix";
 
 /// A cell's result: the `cells[]` entry of matrix.json.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -334,7 +337,7 @@ impl Cell {
         for d in [home.clone(), root.join("tmp"), root.join("bin"), root.join("no-other-certs")] {
             std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
-        std::os::unix::fs::symlink(&env.helper, root.join("bin/docker-credential-ko-matrix")).map_err(|e| format!("helper link: {e}"))?;
+        std::os::unix::fs::symlink(&env.helper, root.join("bin").join(CREDENTIAL_HELPER)).map_err(|e| format!("helper link: {e}"))?;
         if let Some(aws) = &world.aws {
             std::os::unix::fs::symlink(&aws.ecr_login, root.join("bin/docker-credential-ecr-login")).map_err(|e| format!("ecr-login link: {e}"))?;
         }

@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod base_image;
+pub mod builtin;
 pub mod bisect;
 pub mod cache;
 pub mod cell;
@@ -17,6 +18,7 @@ pub mod ko;
 pub mod loopback;
 pub mod process;
 pub mod provision;
+pub mod regressions;
 pub mod report;
 pub mod run;
 pub mod scenario;

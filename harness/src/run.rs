@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use std::future::Future;
+
+use futures_util::{FutureExt, StreamExt};
 
 use crate::cell::{self, CellEnv, CellResult, GoEnv};
 use crate::config::{ConfigError, Matrix, ServicesConfig};
@@ -45,7 +47,9 @@ pub enum RunError {
     Go(String),
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("the credential helper {0} is missing; build it with `cargo build` (it ships with ko-matrix)")]
+    #[error("writing the built-in app: {0}")]
+    BuiltinApp(crate::builtin::InitError),
+    #[error("the ko-matrix executable {0} (the cells' credential helper) is missing")]
     NoHelper(PathBuf),
 }
 
@@ -118,9 +122,9 @@ pub struct RunnerOptions {
     pub cell_timeout: Duration,
     /// Where logs go (`<out>/logs/`).
     pub out_dir: PathBuf,
-    /// `scenarios/app`.
+    /// `scenarios/app`; when absent, the built-in app.
     pub app_source: PathBuf,
-    /// The `docker-credential-ko-matrix` binary.
+    /// The ko-matrix executable, which cells run as their credential helper.
     pub helper: PathBuf,
 }
 
@@ -141,7 +145,11 @@ impl Runner {
         };
         let work = tempfile::Builder::new().prefix("ko-matrix-run-").tempdir().map_err(io("creating", &std::env::temp_dir()))?;
         let app_dir = work.path().join("app");
-        copy_dir(&options.app_source, &app_dir).map_err(io("copying", &options.app_source))?;
+        if options.app_source.is_dir() {
+            copy_dir(&options.app_source, &app_dir).map_err(io("copying", &options.app_source))?;
+        } else {
+            crate::builtin::write_app(&app_dir).map_err(RunError::BuiltinApp)?;
+        }
         let logs_dir = options.out_dir.join("logs");
         std::fs::create_dir_all(&logs_dir).map_err(io("creating", &logs_dir))?;
 
@@ -185,14 +193,32 @@ impl Runner {
     }
 }
 
-/// Runs every cell of `selection` (of `shard`, when given), `jobs` at a time.
-pub async fn run(selection: &Selection, shard: Option<Shard>, options: &RunnerOptions, jobs: usize, provisioner: &GoProvisioner, observer: Arc<dyn RunObserver>) -> Result<MatrixReport, RunError> {
+/// Runs every cell of `selection` (of `shard`, when given), `jobs` at a time. When `stop`
+/// completes (a signal), cells still running are stopped and the report holds the finished
+/// ones, marked `interrupted`.
+pub async fn run(
+    selection: &Selection,
+    shard: Option<Shard>,
+    options: &RunnerOptions,
+    jobs: usize,
+    provisioner: &GoProvisioner,
+    observer: Arc<dyn RunObserver>,
+    stop: impl Future<Output = ()>,
+) -> Result<MatrixReport, RunError> {
+    let stop = stop.shared();
     let started_at = crate::cache::now_rfc3339();
     let logs_dir = options.out_dir.join("logs");
     if logs_dir.exists() {
         std::fs::remove_dir_all(&logs_dir).map_err(|source| RunError::Io { action: "clearing", path: logs_dir.clone(), source })?;
     }
-    let runner = Runner::start(options, provisioner).await?;
+    let runner = tokio::select! {
+        runner = Runner::start(options, provisioner) => runner?,
+        () = stop.clone() => {
+            let mut report = MatrixReport::new(started_at, "not started", &selection.versions, selected_names(selection), Vec::new());
+            report.interrupted = true;
+            return Ok(report);
+        }
+    };
     observer.on_run_event(RunEvent::WorldReady { runtime: runner.world().runtime, took: runner.world().started_in, notes: runner.world().notes.clone() });
     let cells: Vec<(&KoBinary, &Scenario)> = selection
         .scenarios
@@ -200,7 +226,8 @@ pub async fn run(selection: &Selection, shard: Option<Shard>, options: &RunnerOp
         .flat_map(|s| selection.versions.iter().map(move |v| (v, s)))
         .filter(|(v, s)| shard.is_none_or(|shard| shard.contains(&v.version, &s.name)))
         .collect();
-    observer.on_run_event(RunEvent::Planned { cells: cells.len() });
+    let planned = cells.len();
+    observer.on_run_event(RunEvent::Planned { cells: planned });
     let mut results: Vec<CellResult> = futures_util::stream::iter(cells)
         .map(|(ko, scenario)| {
             let (runner, observer) = (&runner, observer.clone());
@@ -212,12 +239,19 @@ pub async fn run(selection: &Selection, shard: Option<Shard>, options: &RunnerOp
             }
         })
         .buffer_unordered(jobs.max(1))
+        .take_until(stop)
         .collect()
         .await;
     let scenario_order = |name: &str| selection.scenarios.iter().position(|s| s.name == name);
     let version_order = |v: &str| selection.versions.iter().position(|k| k.version == v);
     results.sort_by_key(|r| (scenario_order(&r.scenario), version_order(&r.version)));
-    Ok(MatrixReport::new(started_at, runner.world().runtime, &selection.versions, results))
+    let mut report = MatrixReport::new(started_at, runner.world().runtime, &selection.versions, selected_names(selection), results);
+    report.interrupted = report.cells.len() < planned;
+    Ok(report)
+}
+
+fn selected_names(selection: &Selection) -> Vec<String> {
+    selection.scenarios.iter().map(|s| s.name.clone()).collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -1,10 +1,13 @@
 //! `report.html`: one self-contained page (no external assets): the grid coloured by
 //! outcome with the class in each failed cell; a click opens the cell's detail — ko's
 //! error, the gateway's request record, the environment it got (secrets masked). Opening
-//! the page at `#cell=<version>::<scenario>` shows that cell's detail directly.
+//! the page at `#cell=<version>::<scenario>` shows that cell's detail directly. Each cell is
+//! marked by its change against the previous version: a regression stands out, a fix is
+//! clear, and a failure that every version shares is muted.
 
 use super::{cell_label, MatrixReport};
 use crate::outcome::Outcome;
+use crate::regressions::{Analysis, Mark};
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -30,12 +33,22 @@ table.grid { border-collapse: collapse; }
 .grid td.cell { cursor: pointer; font-family: ui-monospace, monospace; }
 td.pass { background: #dafbe1; } td.fail { background: #ffebe9; } td.flaky { background: #fff8c5; }
 td.infra { background: #e7dcff; } td.skipped { background: #eaeef2; } td.selected { outline: 3px solid #0969da; }
+.regression { background: #cf222e; color: #fff; font-weight: 700; }
+.regression::before { content: "▼ "; }
+.fix { box-shadow: inset 0 0 0 2px #1a7f37; font-weight: 700; }
+.fix::before { content: "▲ "; color: #1a7f37; }
+.class-change::before { content: "≠ "; }
+.shared-failure { background: #f6f8fa; color: #8c959f; }
+th.regressed { background: #cf222e; color: #fff; }
+.legend span { display: inline-block; padding: 2px 8px; margin-right: 8px; border: 1px solid #d0d7de; font-family: ui-monospace, monospace; }
 #detail { margin-top: 20px; border: 1px solid #d0d7de; padding: 12px 16px; border-radius: 6px; }
 #detail[hidden] { display: none; }
 #detail pre { white-space: pre-wrap; word-break: break-all; background: #f6f8fa; padding: 8px; }
 #detail table { border-collapse: collapse; font-family: ui-monospace, monospace; font-size: 12px; }
 #detail td, #detail th { border-bottom: 1px solid #eaeef2; padding: 2px 8px; text-align: left; }
 "#;
+
+const LEGEND: &str = "<div class=\"legend meta\">change against the previous version: <span class=\"swatch regression\">regression</span><span class=\"swatch fix\">fix</span><span class=\"swatch class-change\">class changed</span><span class=\"swatch shared-failure\">fails in every version</span></div>";
 
 const SCRIPT: &str = r#"
 const data = JSON.parse(document.getElementById('cells').textContent);
@@ -53,6 +66,7 @@ function show(id) {
   const td = document.querySelector('td[data-cell="' + CSS.escape(id) + '"]'); if (td) td.classList.add('selected');
   const d = document.getElementById('detail'); d.replaceChildren(); d.hidden = false;
   d.appendChild(text('h2', c.version + ' × ' + c.scenario + ': ' + c.label));
+  if (c.change) d.appendChild(text('p', c.change));
   d.appendChild(text('h3', 'What happened')); d.appendChild(text('pre', c.detail));
   if (c.attempts && c.attempts.length > 1) d.appendChild(text('p', 'runs: ' + c.attempts.join(' → ')));
   d.appendChild(text('p', 'log: ' + c.log + (c.retry_log ? ' (retry: ' + c.retry_log + ')' : '')));
@@ -67,19 +81,43 @@ document.querySelectorAll('td.cell').forEach(td => td.addEventListener('click', 
 if (location.hash.startsWith('#cell=')) show(decodeURIComponent(location.hash.slice(6)));
 "#;
 
-pub fn render(report: &MatrixReport) -> String {
+/// A regressed version's column header says how many cells regressed in it.
+fn version_header(version: &str, analysis: &Analysis) -> String {
+    match analysis.regressions().filter(|t| t.to_version == version).count() {
+        0 => format!("<th>{}</th>", escape(version)),
+        n => format!("<th class=\"regressed\" title=\"{n} regression(s) against the previous version\">{} ▼{n}</th>", escape(version)),
+    }
+}
+
+/// The sentence the detail pane shows about a cell's change along the version axis.
+fn change_sentence(version: &str, scenario: &str, analysis: &Analysis) -> Option<String> {
+    let mark = analysis.mark(version, scenario);
+    if mark == Mark::SharedFailure {
+        return Some("Fails the same way in every version: an expected failure, not a regression.".into());
+    }
+    let t = analysis.transitions.iter().find(|t| t.to_version == version && t.scenario == scenario)?;
+    let known = if t.known { " The committed snapshots record it." } else { "" };
+    Some(match mark {
+        Mark::Regression => format!("Regression: {} was {} in {}.{known} Explain it: {}", scenario, t.from_label, t.from_version, t.bisect_command()),
+        Mark::Fix => format!("Fix: {} failed ({}) in {}.", scenario, t.from_label, t.from_version),
+        _ => format!("Failure class changed: {} in {}.", t.from_label, t.from_version),
+    })
+}
+
+pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
     let versions: Vec<&str> = report.versions.iter().map(|v| v.version.as_str()).collect();
     let mut grid = String::from("<table class=\"grid\" id=\"grid\"><thead><tr><th>scenario</th>");
     for v in &versions {
-        grid.push_str(&format!("<th>{}</th>", escape(v)));
+        grid.push_str(&version_header(v, analysis));
     }
     grid.push_str("</tr></thead><tbody>");
     for scenario in report.scenarios() {
         grid.push_str(&format!("<tr><th>{}</th>", escape(scenario)));
         for v in &versions {
+            let mark = analysis.mark(v, scenario).as_str();
             match report.cell(scenario, v) {
                 Some(c) => grid.push_str(&format!(
-                    "<td class=\"cell {}\" data-cell=\"{}\" data-outcome=\"{}\" title=\"{}\">{}</td>",
+                    "<td class=\"cell {} {mark}\" data-cell=\"{}\" data-outcome=\"{}\" data-mark=\"{mark}\" title=\"{}\">{}</td>",
                     css_class(c.outcome),
                     escape(&format!("{}::{}", c.version, c.scenario)),
                     css_class(c.outcome),
@@ -98,6 +136,7 @@ pub fn render(report: &MatrixReport) -> String {
         .map(|c| {
             let mut v = serde_json::to_value(c).expect("cells serialise");
             v["label"] = cell_label(c).into();
+            v["change"] = change_sentence(&c.version, &c.scenario, analysis).into();
             v
         })
         .collect();
@@ -105,7 +144,7 @@ pub fn render(report: &MatrixReport) -> String {
     let data = serde_json::to_string(&cells).expect("cells serialise").replace("</", "<\\/");
     let versions_meta = report.versions.iter().map(|v| format!("{} ({})", v.version, v.route)).collect::<Vec<_>>().join(", ");
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ko-matrix report</title><style>{STYLE}</style></head>\n<body>\n<h1>ko-matrix: {}</h1>\n<div class=\"meta\">started {} · services: {} · ko {}</div>\n{grid}\n<section id=\"detail\" hidden></section>\n<script id=\"cells\" type=\"application/json\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ko-matrix report</title><style>{STYLE}</style></head>\n<body>\n<h1>ko-matrix: {}</h1>\n<div class=\"meta\">started {} · services: {} · ko {}</div>\n{LEGEND}\n{grid}\n<section id=\"detail\" hidden></section>\n<script id=\"cells\" type=\"application/json\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
         escape(&report.summary()),
         escape(&report.started),
         escape(&report.runtime),

@@ -1,7 +1,12 @@
-//! `junit.xml`: one testcase per cell, for CI systems.
+//! `junit.xml`: one testcase per cell, for CI systems. A testcase fails when its cell
+//! changed: against the baseline (the committed snapshot) where it has one, else against the
+//! previous version (a regression). An expected failure is a passing testcase whose output
+//! names its outcome; an infra-error is an `<error>`: the cell did not run.
 
-use super::{cell_label, MatrixReport};
+use super::{baseline_label, cell_label, MatrixReport, Snapshots};
+use crate::cell::CellResult;
 use crate::outcome::Outcome;
+use crate::regressions::{Analysis, Mark};
 
 fn escape(text: &str) -> String {
     text.chars()
@@ -17,31 +22,57 @@ fn escape(text: &str) -> String {
         .collect()
 }
 
-pub fn render(report: &MatrixReport) -> String {
-    let failures = report.count(Outcome::Fail) + report.count(Outcome::InfraError);
-    let skipped = report.count(Outcome::Skipped);
+/// What a testcase says about a cell.
+enum Verdict {
+    Passed(String),
+    Failed { kind: &'static str, message: String },
+    Errored(String),
+    Skipped(String),
+}
+
+fn verdict(c: &CellResult, analysis: &Analysis, baseline: Option<&Snapshots>) -> Verdict {
+    let label = cell_label(c);
+    let mark = analysis.mark(&c.version, &c.scenario);
+    let previous = || analysis.transitions.iter().find(|t| t.to_version == c.version && t.scenario == c.scenario).map(|t| format!(" against {} ({})", t.from_version, t.from_label)).unwrap_or_default();
+    match c.outcome {
+        Outcome::InfraError => return Verdict::Errored(format!("infra-error: {}", c.detail)),
+        Outcome::Skipped => return Verdict::Skipped(c.detail.clone()),
+        _ => {}
+    }
+    let expected = baseline.and_then(|b| baseline_label(b, &c.version, &c.scenario));
+    match expected {
+        Some(expected) if expected == label || (c.outcome == Outcome::Flaky && c.attempts.iter().any(|a| a == expected)) => {
+            let note = if mark == Mark::Regression { format!(", a regression{} recorded in the snapshots", previous()) } else { String::new() };
+            Verdict::Passed(format!("{label} as the snapshot records{note}: {}", c.detail))
+        }
+        Some(expected) => Verdict::Failed { kind: "changed", message: format!("{expected} → {label} (snapshot → this run): {}", c.detail) },
+        None if mark == Mark::Regression => Verdict::Failed { kind: "regression", message: format!("{label}, a regression{}: {}", previous(), c.detail) },
+        None => Verdict::Passed(format!("{label}: {}", c.detail)),
+    }
+}
+
+pub fn render(report: &MatrixReport, analysis: &Analysis, baseline: Option<&Snapshots>) -> String {
+    let verdicts: Vec<Verdict> = report.cells.iter().map(|c| verdict(c, analysis, baseline)).collect();
+    let failures = verdicts.iter().filter(|v| matches!(v, Verdict::Failed { .. })).count();
+    let errors = verdicts.iter().filter(|v| matches!(v, Verdict::Errored(_))).count();
+    let skipped = verdicts.iter().filter(|v| matches!(v, Verdict::Skipped(_))).count();
     let total_secs: f64 = report.cells.iter().map(|c| c.duration_ms as f64 / 1000.0).sum();
     let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"ko-matrix\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{total_secs:.3}\">\n  <testsuite name=\"ko-matrix\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" timestamp=\"{}\">\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"ko-matrix\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{total_secs:.3}\">\n  <testsuite name=\"ko-matrix\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" timestamp=\"{}\">\n",
         report.cells.len(),
         report.cells.len(),
         escape(&report.started)
     );
-    for c in &report.cells {
+    for (c, verdict) in report.cells.iter().zip(&verdicts) {
         let name = escape(&format!("{}::{}", c.version, c.scenario));
         let classname = escape(&format!("ko-matrix.{}", super::family(&c.scenario)));
         out.push_str(&format!("    <testcase name=\"{name}\" classname=\"{classname}\" time=\"{:.3}\">\n", c.duration_ms as f64 / 1000.0));
-        match c.outcome {
-            Outcome::Pass => {}
-            Outcome::Skipped => out.push_str(&format!("      <skipped message=\"{}\"/>\n", escape(&c.detail))),
-            Outcome::Flaky => out.push_str(&format!("      <system-out>flaky: {}</system-out>\n", escape(&c.detail))),
-            Outcome::Fail | Outcome::InfraError => out.push_str(&format!(
-                "      <failure type=\"{}\" message=\"{}\">{}\nlog: {}</failure>\n",
-                escape(&cell_label(c)),
-                escape(&c.detail),
-                escape(&c.detail),
-                escape(&c.log.display().to_string())
-            )),
+        let log = escape(&c.log.display().to_string());
+        match verdict {
+            Verdict::Passed(text) => out.push_str(&format!("      <system-out>{}\nlog: {log}</system-out>\n", escape(text))),
+            Verdict::Skipped(why) => out.push_str(&format!("      <skipped message=\"{}\"/>\n", escape(why))),
+            Verdict::Errored(message) => out.push_str(&format!("      <error type=\"infra-error\" message=\"{0}\">{0}\nlog: {log}</error>\n", escape(message))),
+            Verdict::Failed { kind, message } => out.push_str(&format!("      <failure type=\"{kind}\" message=\"{0}\">{0}\nlog: {log}</failure>\n", escape(message))),
         }
         out.push_str("    </testcase>\n");
     }
@@ -54,5 +85,36 @@ mod tests {
     #[test]
     fn xml_text_is_escaped() {
         assert_eq!(super::escape("a<b & \"c\"\u{1b}"), "a&lt;b &amp; &quot;c&quot;");
+    }
+
+    use crate::outcome::{FailClass, Outcome};
+    use crate::regressions::analyse;
+    use crate::report::tests::{cell, report_of};
+    use crate::report::Snapshots;
+
+    #[test]
+    fn only_changed_cells_fail() {
+        let report = report_of(vec![
+            cell("ecr/env-session", "v0.15.1", Outcome::Pass, None),
+            cell("ecr/env-session", "v0.15.2", Outcome::Fail, Some(FailClass::Unauthorized)),
+            cell("ecr/no-credentials", "v0.15.1", Outcome::Fail, Some(FailClass::Unauthorized)),
+            cell("ecr/no-credentials", "v0.15.2", Outcome::Fail, Some(FailClass::Unauthorized)),
+            cell("registry/anonymous", "v0.15.2", Outcome::InfraError, None),
+        ]);
+        // No baseline: the regression fails, the shared expected failure passes.
+        let xml = super::render(&report, &analyse(&report, None), None);
+        assert!(xml.contains("tests=\"5\" failures=\"1\" errors=\"1\" skipped=\"0\""), "{xml}");
+        assert!(xml.contains("<failure type=\"regression\" message=\"fail(unauthorized), a regression against v0.15.1 (pass)"), "{xml}");
+        assert!(xml.contains("<system-out>fail(unauthorized): "), "an expected failure passes and names its outcome: {xml}");
+        // With the snapshot recording the regression, nothing fails; a cell differing from it does.
+        let mut family = std::collections::BTreeMap::new();
+        family.insert(("v0.15.1".to_string(), "ecr/env-session".to_string()), "pass".to_string());
+        family.insert(("v0.15.2".to_string(), "ecr/env-session".to_string()), "fail(unauthorized)".to_string());
+        family.insert(("v0.15.1".to_string(), "ecr/no-credentials".to_string()), "fail(denied)".to_string());
+        let baseline: Snapshots = [("ecr".to_string(), family)].into_iter().collect();
+        let xml = super::render(&report, &analyse(&report, Some(&baseline)), Some(&baseline));
+        assert!(xml.contains("failures=\"1\""), "{xml}");
+        assert!(xml.contains("<failure type=\"changed\" message=\"fail(denied) → fail(unauthorized) (snapshot → this run)"), "{xml}");
+        assert!(xml.contains("a regression against v0.15.1 (pass) recorded in the snapshots"), "{xml}");
     }
 }

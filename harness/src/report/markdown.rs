@@ -1,7 +1,9 @@
-//! `matrix.md`: the table for PR comments and `$GITHUB_STEP_SUMMARY`.
+//! `matrix.md`: the table for PR comments and `$GITHUB_STEP_SUMMARY`. Each cell carries a
+//! symbol for its change against the previous version, so a regressed column stands out.
 
 use super::{cell_label, MatrixReport};
 use crate::outcome::Outcome;
+use crate::regressions::{Analysis, Mark, Transition};
 
 fn emoji(outcome: Outcome) -> &'static str {
     match outcome {
@@ -13,10 +15,22 @@ fn emoji(outcome: Outcome) -> &'static str {
     }
 }
 
-pub fn render(report: &MatrixReport) -> String {
+const LEGEND: &str = "🔻 regression against the previous version · 🔺 fix · 🔀 failure class changed · ▫️ fails alike in every version (expected)";
+
+fn shown(outcome: Outcome, label: &str, mark: Mark) -> String {
+    match mark {
+        Mark::Regression => format!("🔻 **{label}**"),
+        Mark::Fix => format!("🔺 {label}"),
+        Mark::ClassChange => format!("🔀 {label}"),
+        Mark::SharedFailure => format!("▫️ {label}"),
+        Mark::Steady | Mark::NoVerdict => format!("{} {label}", emoji(outcome)),
+    }
+}
+
+pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
     let versions: Vec<&str> = report.versions.iter().map(|v| v.version.as_str()).collect();
     let mut out = format!(
-        "### ko-matrix: {}\n\n| scenario | {} |\n|---|{}\n",
+        "### ko-matrix: {}\n\n{LEGEND}\n\n| scenario | {} |\n|---|{}\n",
         report.summary(),
         versions.join(" | "),
         "---|".repeat(versions.len())
@@ -24,9 +38,13 @@ pub fn render(report: &MatrixReport) -> String {
     for scenario in report.scenarios() {
         let row: Vec<String> = versions
             .iter()
-            .map(|v| report.cell(scenario, v).map_or("–".to_string(), |c| format!("{} {}", emoji(c.outcome), cell_label(c))))
+            .map(|v| report.cell(scenario, v).map_or("–".to_string(), |c| shown(c.outcome, &cell_label(c), analysis.mark(v, scenario))))
             .collect();
         out.push_str(&format!("| `{scenario}` | {} |\n", row.join(" | ")));
+    }
+    if !analysis.transitions.is_empty() {
+        out.push_str("\n#### Changes along the version axis\n\n");
+        out.push_str(&render_transitions(analysis.transitions.iter()));
     }
     let failures: Vec<_> = report.cells.iter().filter(|c| !matches!(c.outcome, Outcome::Pass | Outcome::Skipped)).collect();
     if !failures.is_empty() {
@@ -37,4 +55,31 @@ pub fn render(report: &MatrixReport) -> String {
         out.push_str("\n</details>\n");
     }
     out
+}
+
+/// A list item per transition; a regression names the tool's deciding line and the bisect
+/// command that would explain it.
+pub fn render_transitions<'a>(transitions: impl Iterator<Item = &'a Transition>) -> String {
+    let mut out = String::new();
+    for t in transitions {
+        let known = if t.known { " (recorded in the snapshots)" } else { "" };
+        out.push_str(&format!("- {} **{}** `{}`: {} {} → {} {}{known}\n", shown_mark(t.mark), t.mark.as_str(), t.scenario, t.from_version, t.from_label, t.to_version, t.to_label));
+        if t.mark != Mark::Fix {
+            out.push_str(&format!("  - `{}`\n", t.detail.replace('`', "'")));
+        }
+        if t.mark == Mark::Regression {
+            out.push_str(&format!("  - explain it: `{}`\n", t.bisect_command()));
+        }
+    }
+    out
+}
+
+fn shown_mark(mark: Mark) -> &'static str {
+    match mark {
+        Mark::Regression => "🔻",
+        Mark::Fix => "🔺",
+        Mark::ClassChange => "🔀",
+        Mark::SharedFailure => "▫️",
+        Mark::Steady | Mark::NoVerdict => "",
+    }
 }

@@ -6,6 +6,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -30,17 +31,34 @@ pub struct MatrixReport {
     /// How services ran: `process` or `docker`.
     pub runtime: String,
     pub versions: Vec<VersionInfo>,
+    /// The scenarios the run selected: with `versions`, the cells it set out to run (a shard
+    /// runs its slice of them), so a check can tell a missing cell from an unselected one.
+    #[serde(default)]
+    pub selected_scenarios: Vec<String>,
     pub cells: Vec<CellResult>,
+    /// The run was stopped (Ctrl-C, SIGTERM) before every cell ran; `cells` holds those that finished.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+}
+
+/// Committed snapshots: family → (version, scenario) → label.
+pub type Snapshots = BTreeMap<String, BTreeMap<(String, String), String>>;
+
+/// The label the baseline records for a cell, if it has one.
+pub fn baseline_label<'a>(baseline: &'a Snapshots, version: &str, scenario: &str) -> Option<&'a str> {
+    baseline.get(family(scenario))?.get(&(version.to_string(), scenario.to_string())).map(String::as_str)
 }
 
 impl MatrixReport {
-    pub fn new(started: String, runtime: &str, versions: &[KoBinary], cells: Vec<CellResult>) -> MatrixReport {
+    pub fn new(started: String, runtime: &str, versions: &[KoBinary], selected_scenarios: Vec<String>, cells: Vec<CellResult>) -> MatrixReport {
         MatrixReport {
             ko_matrix_version: env!("CARGO_PKG_VERSION").into(),
             started,
             runtime: runtime.into(),
             versions: versions.iter().map(|k| VersionInfo { version: k.version.clone(), route: k.route.clone(), sha256: k.sha256.clone() }).collect(),
+            selected_scenarios,
             cells,
+            interrupted: false,
         }
     }
 
@@ -50,8 +68,9 @@ impl MatrixReport {
 
     /// `39 cells: 16 pass, 23 fail, 0 flaky, 0 infra-error`.
     pub fn summary(&self) -> String {
+        let interrupted = if self.interrupted { " (interrupted before every cell ran)" } else { "" };
         format!(
-            "{} cells: {} pass, {} fail, {} flaky, {} infra-error",
+            "{} cells: {} pass, {} fail, {} flaky, {} infra-error{interrupted}",
             self.cells.len(),
             self.count(Outcome::Pass),
             self.count(Outcome::Fail),
@@ -81,10 +100,18 @@ impl MatrixReport {
     }
 
     /// Writes `matrix.json`, `matrix.md`, `report.html` and `junit.xml` into `dir`, each
-    /// atomically (a temp file renamed into place). Returns the matrix.json path.
-    pub fn write_all(&self, dir: &Path) -> Result<PathBuf, ReportError> {
+    /// atomically (a temp file renamed into place). `baseline` (the committed snapshots)
+    /// decides which JUnit testcases fail. Returns the matrix.json path.
+    pub fn write_all(&self, dir: &Path, baseline: Option<&Snapshots>) -> Result<PathBuf, ReportError> {
         let json = serde_json::to_string_pretty(self).expect("a report serialises");
-        for (name, text) in [("matrix.json", json), ("matrix.md", markdown::render(self)), ("report.html", html::render(self)), ("junit.xml", junit::render(self))] {
+        let analysis = crate::regressions::analyse(self, baseline);
+        let rendered = [
+            ("matrix.json", json),
+            ("matrix.md", markdown::render(self, &analysis)),
+            ("report.html", html::render(self, &analysis)),
+            ("junit.xml", junit::render(self, &analysis, baseline)),
+        ];
+        for (name, text) in rendered {
             write_atomic(&dir.join(name), &text)?;
         }
         Ok(dir.join("matrix.json"))
@@ -146,25 +173,47 @@ pub fn diff(old: &MatrixReport, new: &MatrixReport) -> Vec<Change> {
     changes
 }
 
-/// Compares `report` with committed snapshots (`family` → (version, scenario) → label):
-/// changed cells, and pending ones the snapshots do not know yet. A flaky cell one of
-/// whose runs matches is not a change.
-pub fn check_against(report: &MatrixReport, snapshots: &std::collections::BTreeMap<String, std::collections::BTreeMap<(String, String), String>>) -> Vec<Change> {
-    report
+/// Which cells `check_against` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckScope {
+    /// Every cell: a version the snapshots do not know yet is pending.
+    All,
+    /// Only versions the snapshots record; the others are left to the version-axis check
+    /// (`regressions`), as a nightly does for `latest-N` and `main`.
+    SnapshottedVersions,
+}
+
+/// Compares `report` with committed snapshots: changed cells (`old` and `new` set), pending
+/// ones the snapshots do not know yet (`old` is `None`), and missing ones — recorded for a
+/// version and scenario the run selected, yet absent from the matrix (`new` is `None`), as
+/// when a shard crashed. A flaky cell one of whose runs matches is not a change.
+pub fn check_against(report: &MatrixReport, snapshots: &Snapshots, scope: CheckScope) -> Vec<Change> {
+    let snapshotted = |version: &str| snapshots.values().any(|family| family.keys().any(|(v, _)| v == version));
+    let mut changes: Vec<Change> = report
         .cells
         .iter()
+        .filter(|cell| scope == CheckScope::All || snapshotted(&cell.version))
         .filter_map(|cell| {
-            let expected = snapshots.get(family(&cell.scenario)).and_then(|s| s.get(&(cell.version.clone(), cell.scenario.clone())));
+            let expected = baseline_label(snapshots, &cell.version, &cell.scenario);
             let label = cell_label(cell);
-            let matches = expected.is_some_and(|e| *e == label || (cell.outcome == Outcome::Flaky && cell.attempts.contains(e)));
-            (!matches).then(|| Change { version: cell.version.clone(), scenario: cell.scenario.clone(), old: expected.cloned(), new: Some(label) })
+            let matches = expected.is_some_and(|e| e == label || (cell.outcome == Outcome::Flaky && cell.attempts.iter().any(|a| a == e)));
+            (!matches).then(|| Change { version: cell.version.clone(), scenario: cell.scenario.clone(), old: expected.map(str::to_string), new: Some(label) })
         })
-        .collect()
+        .collect();
+    let ran_versions: Vec<&str> = report.versions.iter().map(|v| v.version.as_str()).collect();
+    for cells in snapshots.values() {
+        for ((version, scenario), label) in cells {
+            if ran_versions.contains(&version.as_str()) && report.selected_scenarios.contains(scenario) && report.cell(scenario, version).is_none() {
+                changes.push(Change { version: version.clone(), scenario: scenario.clone(), old: Some(label.clone()), new: None });
+            }
+        }
+    }
+    changes
 }
 
 /// Reads every `<family>.snap` in `dir` (insta's format: a YAML header, then the body).
-pub fn read_snapshots(dir: &Path) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<(String, String), String>>, ReportError> {
-    let mut out = std::collections::BTreeMap::new();
+pub fn read_snapshots(dir: &Path) -> Result<Snapshots, ReportError> {
+    let mut out = Snapshots::new();
     let entries = std::fs::read_dir(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
     for entry in entries.flatten() {
         let path = entry.path();
@@ -182,10 +231,15 @@ pub fn read_snapshots(dir: &Path) -> Result<std::collections::BTreeMap<String, s
 /// different ko-matrix versions or different binaries for one ko version.
 pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
     let first = parts.first().ok_or_else(|| ReportError::Merge("no matrices given".into()))?;
-    let mut merged = MatrixReport { cells: Vec::new(), versions: Vec::new(), ..first.clone() };
+    let mut merged = MatrixReport { cells: Vec::new(), versions: Vec::new(), selected_scenarios: Vec::new(), interrupted: parts.iter().any(|p| p.interrupted), ..first.clone() };
     for (i, part) in parts.iter().enumerate() {
         if part.ko_matrix_version != first.ko_matrix_version {
             return Err(ReportError::Merge(format!("shard {} ran ko-matrix {}, shard 1 ran {}", i + 1, part.ko_matrix_version, first.ko_matrix_version)));
+        }
+        for scenario in &part.selected_scenarios {
+            if !merged.selected_scenarios.contains(scenario) {
+                merged.selected_scenarios.push(scenario.clone());
+            }
         }
         for v in &part.versions {
             match merged.versions.iter().find(|m| m.version == v.version) {
@@ -217,7 +271,7 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
 }
 
 /// Releases in semver order, then anything else (branches, commits) by name.
-fn version_order(version: &str) -> (bool, Option<semver::Version>, String) {
+pub fn version_order(version: &str) -> (bool, Option<semver::Version>, String) {
     let parsed = semver::Version::parse(version.trim_start_matches('v')).ok();
     (parsed.is_none(), parsed, version.to_string())
 }
@@ -289,11 +343,24 @@ pub fn parse_snapshot(body: &str) -> std::collections::BTreeMap<(String, String)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::outcome::FailClass;
 
-    fn cell(scenario: &str, version: &str, outcome: Outcome, class: Option<FailClass>) -> CellResult {
+    /// A matrix of `cells`, its versions in the order they first appear.
+    pub(crate) fn report_of(cells: Vec<CellResult>) -> MatrixReport {
+        let mut versions: Vec<VersionInfo> = Vec::new();
+        for c in &cells {
+            if !versions.iter().any(|v| v.version == c.version) {
+                versions.push(VersionInfo { version: c.version.clone(), route: "go".into(), sha256: "x".into() });
+            }
+        }
+        let mut selected_scenarios: Vec<String> = cells.iter().map(|c| c.scenario.clone()).collect();
+        selected_scenarios.dedup();
+        MatrixReport { ko_matrix_version: "0".into(), started: "t".into(), runtime: "process".into(), versions, selected_scenarios, cells, interrupted: false }
+    }
+
+    pub(crate) fn cell(scenario: &str, version: &str, outcome: Outcome, class: Option<FailClass>) -> CellResult {
         CellResult {
             version: version.into(),
             scenario: scenario.into(),
@@ -325,24 +392,40 @@ mod tests {
 
     #[test]
     fn the_table_is_scenarios_by_versions() {
-        let versions = ["v0.15.1", "v0.15.2"].map(|v| VersionInfo { version: v.into(), route: "go".into(), sha256: "x".into() }).to_vec();
-        let report = MatrixReport {
-            ko_matrix_version: "0".into(),
-            started: "t".into(),
-            runtime: "process".into(),
-            versions,
-            cells: vec![
-                cell("ecr/env-session", "v0.15.1", Outcome::Pass, None),
-                cell("ecr/env-session", "v0.15.2", Outcome::Fail, Some(FailClass::Unauthorized)),
-                cell("registry/anonymous", "v0.15.1", Outcome::Pass, None),
-                cell("registry/anonymous", "v0.15.2", Outcome::InfraError, None),
-            ],
-        };
+        let report = report_of(vec![
+            cell("ecr/env-session", "v0.15.1", Outcome::Pass, None),
+            cell("ecr/env-session", "v0.15.2", Outcome::Fail, Some(FailClass::Unauthorized)),
+            cell("registry/anonymous", "v0.15.1", Outcome::Pass, None),
+            cell("registry/anonymous", "v0.15.2", Outcome::InfraError, None),
+        ]);
         assert_eq!(
             render_table(&report),
             "scenario            v0.15.1  v0.15.2\n\
              ecr/env-session     pass     fail(unauthorized)\n\
              registry/anonymous  pass     infra-error\n"
         );
+    }
+
+    #[test]
+    fn check_reports_changed_pending_and_missing_cells() {
+        let snapshots: Snapshots = [(
+            "ecr".to_string(),
+            [
+                (("v0.15.1".to_string(), "ecr/env-session".to_string()), "pass".to_string()),
+                (("v0.15.1".to_string(), "ecr/imds-v2".to_string()), "pass".to_string()),
+                (("v0.15.2".to_string(), "ecr/env-session".to_string()), "fail(unauthorized)".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        )]
+        .into_iter()
+        .collect();
+        // v0.15.1's imds-v2 cell is absent (a crashed shard); v0.15.2 did not run at all.
+        let mut report = report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Fail, Some(FailClass::Network)), cell("ecr/env-session", "v9.9.9", Outcome::Pass, None)]);
+        report.selected_scenarios.push("ecr/imds-v2".into());
+        let shown: Vec<String> = check_against(&report, &snapshots, CheckScope::All).iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["v0.15.1 × ecr/env-session: pass → fail(network)", "v9.9.9 × ecr/env-session: (absent) → pass", "v0.15.1 × ecr/imds-v2: pass → (absent)"]);
+        let pinned: Vec<String> = check_against(&report, &snapshots, CheckScope::SnapshottedVersions).iter().map(ToString::to_string).collect();
+        assert_eq!(pinned, ["v0.15.1 × ecr/env-session: pass → fail(network)", "v0.15.1 × ecr/imds-v2: pass → (absent)"], "v9.9.9 is left to `regressions`");
     }
 }

@@ -1,5 +1,7 @@
 //! The `ko-matrix` command line.
 
+mod credential_helper;
+mod matrices;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use ko_matrix::cache::Cache;
 use ko_matrix::config::{ConfigError, Matrix, ScenarioPattern, ServicesConfig};
 use ko_matrix::outcome::Outcome;
-use ko_matrix::report::{self, render_table, MatrixReport};
+use ko_matrix::report::render_table;
 use ko_matrix::bisect;
 use ko_matrix::run::{self, RunnerOptions};
 use ko_matrix::services::runtime::RuntimeChoice;
@@ -22,7 +24,8 @@ use ko_matrix::provision::{Go, ToolchainPolicy};
 const EXIT_CODES: &str = "\
 Exit codes:
   0    the command did its job (for `run`: every cell ran, whatever its outcome)
-  1    `run --fail-on-fail` and a cell failed; `diff` / `check` found changed cells
+  1    `run --fail-on-fail` and a cell failed; `diff` / `check` found changed or missing
+       cells; `regressions` found a regression (not recorded in --snapshots)
   2    bad input: arguments, matrix.toml or a scenario file (the message says where)
   3    infrastructure: a download, build, cache or service failed
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM); child processes are stopped first";
@@ -55,8 +58,10 @@ enum Command {
     ))]
     Fetch(FetchArgs),
     /// List ko releases, and what matrix.toml's `versions` resolve to.
-    #[command(after_help = "Examples:\n  ko-matrix versions\n  ko-matrix versions --json")]
+    #[command(after_help = "Examples:\n  ko-matrix versions\n  ko-matrix versions --json\n  ko-matrix versions --json latest-3 main    # resolve these instead of matrix.toml's")]
     Versions {
+        /// Selectors to resolve instead of matrix.toml's `versions`.
+        selectors: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -68,12 +73,38 @@ enum Command {
         "  ko-matrix run --jobs 1 --out /tmp/results --fail-on-fail"
     ))]
     Run(RunArgs),
+    /// Write matrix.toml and the built-in scenarios (with the app they build) into DIR.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix init                 # here\n",
+        "  ko-matrix init ci/ko-matrix    # then: cd ci/ko-matrix && ko-matrix run\n",
+        "\nAdd your own scenarios under scenarios/<family>/ next to the built-in ones\n",
+        "(scenarios/README.md lists every key). Existing files are never overwritten."
+    ))]
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Re-render matrix.md, report.html and junit.xml from DIR/matrix.json.
     #[command(after_help = "Examples:\n  ko-matrix report results/latest")]
     Report {
         /// A directory holding matrix.json.
         dir: PathBuf,
+        /// Committed snapshots, which decide the JUnit verdicts (when the directory exists).
+        #[arg(long, default_value = matrices::SNAPSHOTS_DIR, value_name = "DIR")]
+        snapshots: PathBuf,
     },
+    /// Name what changed between each version and the one before it: regressions
+    /// (pass → fail), fixes and changed failure classes. Exit 1 on a regression.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix regressions results/latest/matrix.json\n",
+        "  ko-matrix regressions --snapshots results results/merged/matrix.json   # known ones pass\n",
+        "  ko-matrix regressions --format markdown results/merged/matrix.json >> \"$GITHUB_STEP_SUMMARY\"\n",
+        "\nVersions are ordered by semver, then branches and commits. Each regression line ends\n",
+        "with the bisect command that explains it."
+    ))]
+    Regressions(matrices::RegressionsArgs),
     /// Print the cells that changed between two matrix.json files (exit 1 when any did).
     #[command(after_help = "Examples:\n  ko-matrix diff nightly-old/matrix.json results/latest/matrix.json")]
     Diff { old: PathBuf, new: PathBuf },
@@ -87,14 +118,9 @@ enum Command {
         "\nWrites bisect.json to --out. Every build is cached, so a rerun is fast."
     ))]
     Bisect(BisectArgs),
-    /// Compare a matrix.json with the committed snapshots (exit 1 on a changed or pending cell).
-    #[command(after_help = "Examples:\n  ko-matrix check results/merged/matrix.json\n  ko-matrix check --snapshots results results/latest/matrix.json")]
-    Check {
-        matrix: PathBuf,
-        /// Where the committed `<family>.snap` files are.
-        #[arg(long, default_value = "results", value_name = "DIR")]
-        snapshots: PathBuf,
-    },
+    /// Compare a matrix.json with the committed snapshots (exit 1 on a changed, pending or missing cell).
+    #[command(after_help = "Examples:\n  ko-matrix check results/merged/matrix.json\n  ko-matrix check --snapshots results results/latest/matrix.json\n  ko-matrix check --only-snapshotted-versions results/merged/matrix.json")]
+    Check(matrices::CheckArgs),
     /// Join shards' matrix.json files into one matrix and write its reports.
     #[command(after_help = "Examples:\n  ko-matrix merge --out results/merged shard-1/matrix.json shard-2/matrix.json")]
     Merge {
@@ -103,6 +129,9 @@ enum Command {
         /// Where the merged matrix.json and reports go.
         #[arg(long, default_value = "results/latest", value_name = "DIR")]
         out: PathBuf,
+        /// Committed snapshots, which decide the JUnit verdicts (when the directory exists).
+        #[arg(long, default_value = matrices::SNAPSHOTS_DIR, value_name = "DIR")]
+        snapshots: PathBuf,
     },
 }
 
@@ -203,19 +232,58 @@ fn parse_toolchain(text: &str) -> Result<ToolchainPolicy, String> {
 #[error("{0}")]
 struct BadInput(String);
 
+/// Ctrl-C or SIGTERM, as the exit code it calls for (130 / 143). Cloned freely; every clone
+/// sees the one signal.
+#[derive(Clone)]
+struct Signals(tokio::sync::watch::Receiver<Option<u8>>);
+
+impl Signals {
+    fn install() -> Signals {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::spawn(async move {
+            let code = tokio::select! {
+                _ = tokio::signal::ctrl_c() => { eprintln!("interrupted; stopping child processes"); 130 }
+                _ = sigterm.recv() => { eprintln!("terminated; stopping child processes"); 143 }
+            };
+            let _ = tx.send(Some(code));
+        });
+        Signals(rx)
+    }
+
+    /// Waits for the signal.
+    async fn received(&self) -> u8 {
+        let mut rx = self.0.clone();
+        let code = *rx.wait_for(Option::is_some).await.expect("the signal task outlives the command");
+        code.expect("waited for Some")
+    }
+
+    fn code(&self) -> Option<u8> {
+        *self.0.borrow()
+    }
+}
+
 fn main() -> ExitCode {
+    // Invoked through a cell's `docker-credential-ko-matrix` link: act as the helper.
+    if std::env::args_os().next().is_some_and(|argv0| Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new(ko_matrix::cell::CREDENTIAL_HELPER))) {
+        return credential_helper::main();
+    }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let code = runtime.block_on(async {
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
-        tokio::select! {
-            result = dispatch(cli) => match result {
-                Ok(code) => code,
-                Err(error) => report(&error),
-            },
-            _ = tokio::signal::ctrl_c() => { eprintln!("interrupted; stopping child processes"); 130 }
-            _ = sigterm.recv() => { eprintln!("terminated; stopping child processes"); 143 }
-        }
+        let signals = Signals::install();
+        // `run` stops itself on a signal, so it can keep the cells that finished; every
+        // other command just stops.
+        let graceful = matches!(cli.command, Command::Run(_));
+        let result = if graceful {
+            dispatch(cli, signals).await
+        } else {
+            tokio::select! {
+                result = dispatch(cli, signals.clone()) => result,
+                code = signals.received() => Ok(code),
+            }
+        };
+        result.unwrap_or_else(|error| report(&error))
     });
     // Dropping the runtime drops every task, and with them the handles that kill children.
     drop(runtime);
@@ -225,11 +293,12 @@ fn main() -> ExitCode {
 fn report(error: &anyhow::Error) -> u8 {
     eprintln!("error: {error:#}");
     let bad_input = error.chain().any(|e| {
-        let report_parse = matches!(e.downcast_ref::<report::ReportError>(), Some(report::ReportError::Parse { .. }));
+        let report_parse = matches!(e.downcast_ref::<ko_matrix::report::ReportError>(), Some(ko_matrix::report::ReportError::Parse { .. }));
         report_parse
             || matches!(e.downcast_ref::<bisect::BisectError>(), Some(bisect::BisectError::NoDifference { .. } | bisect::BisectError::NotInDependencies { .. }))
             || e.is::<ConfigError>()
             || e.is::<BadInput>()
+            || matches!(e.downcast_ref::<ko_matrix::builtin::InitError>(), Some(ko_matrix::builtin::InitError::Exists { .. }))
             || e.downcast_ref::<FetchError>().is_some_and(FetchError::is_bad_input)
             || e.downcast_ref::<run::RunError>().is_some_and(run::RunError::is_bad_input)
     });
@@ -242,55 +311,39 @@ fn report(error: &anyhow::Error) -> u8 {
 
 const DEFAULT_CONFIG: &str = "matrix.toml";
 
-async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
     let config = cli.config.as_deref();
     match cli.command {
+        Command::Init { dir } => init(&dir),
         Command::Fetch(args) => fetch(config, args).await,
-        Command::Versions { json } => list_versions(config, json).await,
-        Command::Run(args) => run(config, args).await,
-        Command::Report { dir } => {
-            let report = MatrixReport::read(&dir.join("matrix.json"))?;
-            report.write_all(&dir)?;
-            println!("{}", render_table(&report));
-            Ok(0)
-        }
-        Command::Diff { old, new } => {
-            let changes = report::diff(&MatrixReport::read(&old)?, &MatrixReport::read(&new)?);
-            for change in &changes {
-                println!("{change}");
-            }
-            eprintln!("{} cell(s) changed", changes.len());
-            Ok(if changes.is_empty() { 0 } else { 1 })
-        }
+        Command::Versions { selectors, json } => list_versions(config, &selectors, json).await,
+        Command::Run(args) => run(config, args, signals).await,
+        Command::Report { dir, snapshots } => matrices::report_command(&dir, &snapshots),
+        Command::Diff { old, new } => matrices::diff(&old, &new),
+        Command::Regressions(args) => matrices::regressions(args),
         Command::Bisect(args) => bisect_command(config, args).await,
-        Command::Check { matrix, snapshots } => {
-            let changes = report::check_against(&MatrixReport::read(&matrix)?, &report::read_snapshots(&snapshots)?);
-            for change in &changes {
-                match &change.old {
-                    Some(_) => println!("changed: {change}"),
-                    None => println!("pending: {} × {} = {} is not in the snapshots yet", change.version, change.scenario, change.new.clone().unwrap_or_default()),
-                }
-            }
-            eprintln!("{} cell(s) differ from {}", changes.len(), snapshots.display());
-            Ok(if changes.is_empty() { 0 } else { 1 })
-        }
-        Command::Merge { shards, out } => {
-            let parts = shards.iter().map(|p| MatrixReport::read(p)).collect::<Result<Vec<_>, _>>()?;
-            let merged = report::merge(&parts).map_err(|e| BadInput(e.to_string()))?;
-            let json = merged.write_all(&out)?;
-            println!("{}", render_table(&merged));
-            eprintln!("merged {} shards, {} cells: {}", parts.len(), merged.cells.len(), json.display());
-            Ok(0)
-        }
+        Command::Check(args) => matrices::check(args),
+        Command::Merge { shards, out, snapshots } => matrices::merge(&shards, &out, &snapshots),
     }
+}
+
+fn init(dir: &Path) -> anyhow::Result<u8> {
+    let written = ko_matrix::builtin::init(dir)?;
+    let scenarios = written.iter().filter(|p| p.extension().is_some_and(|e| e == "toml") && p.starts_with("scenarios")).count();
+    println!("wrote {} and {scenarios} scenarios under {} (with the app they build)", dir.join(DEFAULT_CONFIG).display(), dir.join("scenarios").display());
+    println!("next: {}ko-matrix run", if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) });
+    Ok(0)
 }
 
 /// The matrix file: `--config` (which must exist), else ./matrix.toml, which may be absent
 /// when the command can do without it (`optional`).
 fn load_matrix(config: Option<&Path>, optional: bool) -> anyhow::Result<Option<Matrix>> {
     let path = config.unwrap_or(Path::new(DEFAULT_CONFIG));
-    if config.is_none() && optional && !path.exists() {
-        return Ok(None);
+    if config.is_none() && !path.exists() {
+        if optional {
+            return Ok(None);
+        }
+        return Err(BadInput(format!("no {DEFAULT_CONFIG} here; `ko-matrix init` writes one with the built-in scenarios, or pass --config FILE")).into());
     }
     Ok(Some(Matrix::load(path)?))
 }
@@ -361,17 +414,18 @@ async fn fetch(config: Option<&Path>, args: FetchArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn list_versions(config: Option<&Path>, json: bool) -> anyhow::Result<u8> {
+async fn list_versions(config: Option<&Path>, cli_selectors: &[String], json: bool) -> anyhow::Result<u8> {
     let matrix = load_matrix(config, true)?;
     let go = Go::find("the ko release list").await.ok();
     let index = ReleaseIndex::fetch(go.as_ref()).await?;
-    let resolution = matrix.as_ref().map(|m| versions::resolve(&m.versions, Some(&index))).transpose()?;
+    let wanted = selectors(matrix.as_ref(), cli_selectors)?;
+    let resolution = (matrix.is_some() || !cli_selectors.is_empty()).then(|| versions::resolve(&wanted, Some(&index))).transpose()?;
     let releases: Vec<String> = index.versions.iter().map(|v| format!("v{v}")).collect();
     if json {
         let value = serde_json::json!({
             "source": index.source.to_string(),
             "releases": releases,
-            "matrix": resolution.as_ref().map(|r| &r.versions),
+            "selected": resolution.as_ref().map(|r| &r.versions),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(0);
@@ -384,7 +438,8 @@ async fn list_versions(config: Option<&Path>, json: bool) -> anyhow::Result<u8> 
         println!("(a Go module proxy may list only the versions it has served; exact versions work whether listed or not)");
     }
     if let Some(resolution) = resolution {
-        println!("{} selects:", matrix.as_ref().map_or(Path::new(DEFAULT_CONFIG), |m| m.file.as_path()).display());
+        let by = if cli_selectors.is_empty() { matrix.as_ref().map_or(Path::new(DEFAULT_CONFIG), |m| m.file.as_path()).display().to_string() } else { "the selectors given".into() };
+        println!("{by} select(s):");
         for (selector, picked) in &resolution.steps {
             println!("  {selector} → {}", picked.join(", "));
         }
@@ -392,34 +447,56 @@ async fn list_versions(config: Option<&Path>, json: bool) -> anyhow::Result<u8> 
     Ok(0)
 }
 
-async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
+async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyhow::Result<u8> {
     let mut matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
     if !args.scenarios.is_empty() {
         matrix.scenarios = Some(args.scenarios.iter().map(|p| ScenarioPattern::from_cli(p)).collect::<Result<_, _>>().map_err(BadInput)?);
     }
-    let selectors = selectors(Some(&matrix), &args.versions)?;
-    let resolution = resolve(&selectors).await?;
+    let baseline = matrices::baseline(&matrix_dir(&matrix).join(matrices::SNAPSHOTS_DIR))?;
     let observer = Arc::new(progress::Progress::for_stderr());
     let fetcher = KoFetcher::new(Cache::from_env()?, settings(Some(&matrix), &args.source), observer.clone());
-    let selection = run::select(&matrix, &resolution.versions, &fetcher).await?;
-    eprintln!("versions: {}", resolution.versions.join(", "));
-    eprintln!("scenarios: {}", selection.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+    // Until cells run there is nothing to keep: a signal just stops.
+    let prepared = async {
+        let selectors = selectors(Some(&matrix), &args.versions)?;
+        let resolution = resolve(&selectors).await?;
+        let selection = run::select(&matrix, &resolution.versions, &fetcher).await?;
+        eprintln!("versions: {}", resolution.versions.join(", "));
+        eprintln!("scenarios: {}", selection.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+        anyhow::Ok(selection)
+    };
+    let selection = tokio::select! {
+        selection = prepared => selection?,
+        code = signals.received() => return Ok(code),
+    };
     let options = RunnerOptions {
         scenarios: selection.scenarios.clone(),
         services: ServicesConfig { runtime: args.runtime.unwrap_or(matrix.services.runtime), ..matrix.services.clone() },
         cell_timeout: matrix.cell_timeout,
         out_dir: args.out.clone(),
         app_source: run::scenarios_dir(&matrix).join("app"),
-        helper: std::env::current_exe()?.with_file_name("docker-credential-ko-matrix"),
+        helper: std::env::current_exe()?,
     };
-    let report = run::run(&selection, args.shard, &options, args.jobs.unwrap_or(matrix.jobs), fetcher.go(), observer).await?;
-    let json = report.write_all(&args.out)?;
+    let stop = {
+        let signals = signals.clone();
+        async move {
+            signals.received().await;
+        }
+    };
+    let report = run::run(&selection, args.shard, &options, args.jobs.unwrap_or(matrix.jobs), fetcher.go(), observer, stop).await?;
+    let json = report.write_all(&args.out, baseline.as_ref())?;
     println!("{}", render_table(&report));
     eprintln!("{}; {} (and matrix.md, report.html, junit.xml)", report.summary(), json.display());
+    if let Some(code) = signals.code() {
+        return Ok(code);
+    }
     if report.count(Outcome::InfraError) > 0 {
         return Ok(3);
     }
     Ok(if args.fail_on_fail && report.count(Outcome::Fail) > 0 { 1 } else { 0 })
+}
+
+fn matrix_dir(matrix: &Matrix) -> &Path {
+    matrix.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 async fn bisect_command(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u8> {
@@ -442,7 +519,7 @@ async fn bisect_command(config: Option<&Path>, args: BisectArgs) -> anyhow::Resu
         cell_timeout: matrix.cell_timeout,
         out_dir: args.out.clone(),
         app_source: run::scenarios_dir(&matrix).join("app"),
-        helper: std::env::current_exe()?.with_file_name("docker-credential-ko-matrix"),
+        helper: std::env::current_exe()?,
     };
     let runner = run::Runner::start(&options, fetcher.go()).await?;
     let mut bisector = bisect::Bisect::new(&runner, &fetcher, &scenario, progress.as_ref());

@@ -1,7 +1,9 @@
 //! `docker-credential-ko-matrix`: the credential helper ko-matrix gives cells whose scenario
-//! uses `credsStore` / `credHelpers`. It speaks the docker credential-helper protocol
-//! (`get`, `store`, `erase`, `list` on stdin/stdout) over a JSON file named by
-//! `KO_MATRIX_HELPER_STORE`, and logs each call next to it as evidence.
+//! uses `credsStore` / `credHelpers`. It is this binary, invoked under that name through a
+//! link in the cell's `bin/` (multi-call, so an installed ko-matrix needs nothing beside it).
+//! It speaks the docker credential-helper protocol (`get`, `store`, `erase`, `list` on
+//! stdin/stdout) over a JSON file named by `KO_MATRIX_HELPER_STORE`, and logs each call next
+//! to it as evidence.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -17,7 +19,7 @@ struct Entry {
     secret: String,
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let Some(store) = std::env::var_os("KO_MATRIX_HELPER_STORE").map(PathBuf::from) else {
         println!("KO_MATRIX_HELPER_STORE is not set");
         return ExitCode::FAILURE;

@@ -1,0 +1,128 @@
+//! The commands that read matrix.json files and never run a cell: report, diff, check,
+//! merge and regressions.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use ko_matrix::regressions::{self, Mark};
+use ko_matrix::report::{self, markdown, render_table, CheckScope, MatrixReport, Snapshots};
+
+use crate::BadInput;
+
+/// Where committed snapshots live by default: `results/` next to the matrix file.
+pub const SNAPSHOTS_DIR: &str = "results";
+
+/// The committed snapshots in `dir`, or `None` when it holds none (a directory made by
+/// `ko-matrix init` has no baseline yet).
+pub fn baseline(dir: &Path) -> anyhow::Result<Option<Snapshots>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let snapshots = report::read_snapshots(dir)?;
+    Ok((!snapshots.is_empty()).then_some(snapshots))
+}
+
+pub fn report_command(dir: &Path, snapshots: &Path) -> anyhow::Result<u8> {
+    let report = MatrixReport::read(&dir.join("matrix.json"))?;
+    report.write_all(dir, baseline(snapshots)?.as_ref())?;
+    println!("{}", render_table(&report));
+    Ok(0)
+}
+
+pub fn diff(old: &Path, new: &Path) -> anyhow::Result<u8> {
+    let changes = report::diff(&MatrixReport::read(old)?, &MatrixReport::read(new)?);
+    for change in &changes {
+        println!("{change}");
+    }
+    eprintln!("{} cell(s) changed", changes.len());
+    Ok(if changes.is_empty() { 0 } else { 1 })
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    matrix: PathBuf,
+    /// Where the committed `<family>.snap` files are.
+    #[arg(long, default_value = SNAPSHOTS_DIR, value_name = "DIR")]
+    snapshots: PathBuf,
+    /// Compare only the versions the snapshots record; leave the others (latest-N, main) to
+    /// `ko-matrix regressions`.
+    #[arg(long)]
+    only_snapshotted_versions: bool,
+}
+
+pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
+    let snapshots = report::read_snapshots(&args.snapshots)?;
+    let scope = if args.only_snapshotted_versions { CheckScope::SnapshottedVersions } else { CheckScope::All };
+    let changes = report::check_against(&MatrixReport::read(&args.matrix)?, &snapshots, scope);
+    for change in &changes {
+        match (&change.old, &change.new) {
+            (Some(_), Some(_)) => println!("changed: {change}"),
+            (None, new) => println!("pending: {} × {} = {} is not in the snapshots yet", change.version, change.scenario, new.clone().unwrap_or_default()),
+            (Some(old), None) => println!("missing: {} × {} (snapshot: {old}) did not run; a shard or the run may have stopped early", change.version, change.scenario),
+        }
+    }
+    eprintln!("{} cell(s) differ from {}", changes.len(), args.snapshots.display());
+    Ok(if changes.is_empty() { 0 } else { 1 })
+}
+
+pub fn merge(shards: &[PathBuf], out: &Path, snapshots: &Path) -> anyhow::Result<u8> {
+    let parts = shards.iter().map(|p| MatrixReport::read(p)).collect::<Result<Vec<_>, _>>()?;
+    let merged = report::merge(&parts).map_err(|e| BadInput(e.to_string()))?;
+    let json = merged.write_all(out, baseline(snapshots)?.as_ref())?;
+    println!("{}", render_table(&merged));
+    let interrupted: Vec<String> = shards.iter().zip(&parts).filter(|(_, p)| p.interrupted).map(|(path, _)| path.display().to_string()).collect();
+    if !interrupted.is_empty() {
+        eprintln!("warning: interrupted shard(s), some of their cells never ran: {}", interrupted.join(", "));
+    }
+    eprintln!("merged {} shards, {} cells: {}", parts.len(), merged.cells.len(), json.display());
+    Ok(0)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+}
+
+#[derive(Args)]
+pub struct RegressionsArgs {
+    /// A matrix.json (a run's, or merged shards').
+    matrix: PathBuf,
+    /// Committed snapshots: a regression they already record is reported as known and does
+    /// not fail the command (without this, every regression does).
+    #[arg(long, value_name = "DIR")]
+    snapshots: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+pub fn regressions(args: RegressionsArgs) -> anyhow::Result<u8> {
+    let report = MatrixReport::read(&args.matrix)?;
+    let baseline = args.snapshots.as_deref().map(report::read_snapshots).transpose()?;
+    let analysis = regressions::analyse(&report, baseline.as_ref());
+    match args.format {
+        Format::Markdown => print!("{}", markdown::render_transitions(analysis.transitions.iter())),
+        Format::Text => {
+            for t in &analysis.transitions {
+                let known = if t.known { " (known: in the snapshots)" } else { "" };
+                let change = format!("{:<12} {}  {} {} → {} {}{known}", t.mark.as_str(), t.scenario, t.from_version, t.from_label, t.to_version, t.to_label);
+                match t.mark {
+                    Mark::Regression => println!("{change}  {}\n    {}", t.bisect_command(), t.detail),
+                    Mark::ClassChange => println!("{change}\n    {}", t.detail),
+                    _ => println!("{change}"),
+                }
+            }
+        }
+    }
+    let new = analysis.new_regressions().count();
+    let known = analysis.regressions().count() - new;
+    eprintln!(
+        "{} regression(s){}, {} fix(es), {} class change(s) along {}",
+        new + known,
+        if known > 0 { format!(" ({known} known from the snapshots)") } else { String::new() },
+        analysis.count(Mark::Fix),
+        analysis.count(Mark::ClassChange),
+        regressions::version_axis(&report).join(" → ")
+    );
+    Ok(if new > 0 { 1 } else { 0 })
+}
