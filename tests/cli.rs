@@ -78,3 +78,137 @@ fn an_explicit_localstack_backend_without_its_token_fails_fast_in_one_line() {
     let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{stderr}"));
     assert!(line.contains("ecr.backend = \"localstack\" needs LOCALSTACK_AUTH_TOKEN (LocalStack's ECR is a Pro feature) or ecr.localstack_endpoint"), "{line}");
 }
+
+/// A matrix.json as a run writes it: `cells` are (version, scenario, label).
+fn matrix_json(dir: &Path, versions: &[&str], scenarios: &[&str], cells: &[(&str, &str, &str)]) -> std::path::PathBuf {
+    let cells: Vec<serde_json::Value> = cells
+        .iter()
+        .map(|(version, scenario, label)| {
+            let (outcome, class) = match label.strip_prefix("fail(") {
+                Some(rest) => ("fail", Some(rest.trim_end_matches(')'))),
+                None => (*label, None),
+            };
+            serde_json::json!({
+                "version": version, "scenario": scenario, "outcome": outcome, "class": class,
+                "detail": format!("ko exited 1: Error: {scenario} at {version}"), "duration_ms": 10, "ko_ms": 9, "log": "/tmp/x.log",
+            })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "ko_matrix_version": env!("CARGO_PKG_VERSION"), "started": "2026-11-29T00:00:00Z", "runtime": "process",
+        "versions": versions.iter().map(|v| serde_json::json!({"version": v, "route": "go", "sha256": "x"})).collect::<Vec<_>>(),
+        "selected_scenarios": scenarios, "cells": cells,
+    });
+    let path = dir.join("matrix.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn regressions_name_each_change_along_the_version_axis() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = matrix_json(
+        dir.path(),
+        &["v0.15.3", "v0.15.1", "v0.15.2"],
+        &["ecr/env-session", "ecr/no-credentials"],
+        &[
+            ("v0.15.1", "ecr/env-session", "pass"),
+            ("v0.15.2", "ecr/env-session", "fail(unauthorized)"),
+            ("v0.15.3", "ecr/env-session", "pass"),
+            ("v0.15.1", "ecr/no-credentials", "fail(unauthorized)"),
+            ("v0.15.2", "ecr/no-credentials", "fail(unauthorized)"),
+            ("v0.15.3", "ecr/no-credentials", "fail(unauthorized)"),
+        ],
+    );
+    let (code, stdout, stderr) = run(&["regressions", matrix.to_str().unwrap()], dir.path());
+    assert_eq!(code, 1, "a regression exits 1: {stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("regression   ecr/env-session  v0.15.1 pass → v0.15.2 fail(unauthorized)"), "{stdout}");
+    assert!(lines[0].ends_with("ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps"), "{stdout}");
+    assert_eq!(lines[1].trim(), "ko exited 1: Error: ecr/env-session at v0.15.2", "the tool's deciding line follows");
+    assert!(lines[2].starts_with("fix          ecr/env-session  v0.15.2 fail(unauthorized) → v0.15.3 pass"), "{stdout}");
+    assert_eq!(lines.len(), 3, "the failure all versions share is no change: {stdout}");
+    assert!(stderr.contains("1 regression(s), 1 fix(es), 0 class change(s) along v0.15.1 → v0.15.2 → v0.15.3"), "{stderr}");
+
+    // Recorded in the snapshots, the same regression is known and passes.
+    let snapshots = dir.path().join("snapshots");
+    std::fs::create_dir(&snapshots).unwrap();
+    std::fs::write(snapshots.join("ecr.snap"), "---\nsource: tests/matrix.rs\n---\nv0.15.1  ecr/env-session  pass\nv0.15.2  ecr/env-session  fail(unauthorized)\n").unwrap();
+    let (code, stdout, stderr) = run(&["regressions", "--snapshots", snapshots.to_str().unwrap(), matrix.to_str().unwrap()], dir.path());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("(known: in the snapshots)") && stderr.contains("(1 known from the snapshots)"), "{stdout}{stderr}");
+    let (_, markdown, _) = run(&["regressions", "--format", "markdown", matrix.to_str().unwrap()], dir.path());
+    assert!(markdown.contains("- 🔻 **regression** `ecr/env-session`: v0.15.1 pass → v0.15.2 fail(unauthorized)"), "{markdown}");
+    assert!(markdown.contains("explain it: `ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps`"), "{markdown}");
+}
+
+#[test]
+fn check_reports_cells_that_did_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // A crashed shard: v0.15.1 × ecr/imds-v2 was selected and snapshotted, but never ran.
+    let matrix = matrix_json(dir.path(), &["v0.15.1"], &["ecr/env-session", "ecr/imds-v2"], &[("v0.15.1", "ecr/env-session", "pass")]);
+    let snapshots = dir.path().join("snapshots");
+    std::fs::create_dir(&snapshots).unwrap();
+    std::fs::write(snapshots.join("ecr.snap"), "---\nsource: tests/matrix.rs\n---\nv0.15.1  ecr/env-session  pass\nv0.15.1  ecr/imds-v2  pass\nv0.15.1  ecr/web-identity  pass\n").unwrap();
+    let (code, stdout, stderr) = run(&["check", "--snapshots", snapshots.to_str().unwrap(), matrix.to_str().unwrap()], dir.path());
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), "missing: v0.15.1 × ecr/imds-v2 (snapshot: pass) did not run; a shard or the run may have stopped early", "ecr/web-identity was not selected: {stdout}");
+}
+
+#[test]
+fn run_outside_the_repository_after_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(&["init"], dir.path());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(dir.path().join("matrix.toml").is_file() && dir.path().join("scenarios/ecr/env-session.toml").is_file());
+    let (again, _, refused) = run(&["init"], dir.path());
+    assert_eq!(again, 2, "init never overwrites: {refused}");
+    // Without scenarios/app the built-in app is built.
+    std::fs::remove_dir_all(dir.path().join("scenarios/app")).unwrap();
+    let (code, stdout, stderr) = run(&["run", "--versions", "v0.15.2", "--scenarios", "registry/anonymous,registry/creds-store", "--jobs", "2"], dir.path());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // creds-store goes through the cells' credential helper: this binary under another name.
+    assert!(stdout.contains("registry/anonymous  pass") && stdout.contains("registry/creds-store  pass"), "{stdout}");
+    assert!(dir.path().join("results/latest/junit.xml").is_file());
+}
+
+#[test]
+fn no_matrix_file_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(&["run"], dir.path());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no matrix.toml here; `ko-matrix init` writes one"), "{stderr}");
+}
+
+#[test]
+fn sigterm_mid_run_keeps_the_finished_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut child = ko_matrix()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--versions", "v0.15.1", "--scenarios", "registry/*", "--jobs", "1", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let finished_logs = || std::fs::read_dir(out.join("logs")).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "log")).count()).unwrap_or(0);
+    support::wait_for("two cells to finish", std::time::Duration::from_secs(300), || finished_logs() >= 2);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "ko-matrix did not stop within 60 s of SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("matrix.json")).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], true, "{report}");
+    let cells = report["cells"].as_array().unwrap().len();
+    let selected = report["selected_scenarios"].as_array().unwrap().len();
+    assert!(cells >= 2 && cells < selected, "the finished cells, not all {selected}: {cells}");
+    assert!(stderr.contains("interrupted before every cell ran"), "{stderr}");
+}

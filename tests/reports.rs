@@ -81,37 +81,51 @@ fn two_shards_merge_into_the_matrix_of_one_run() {
     assert!(text(&bad).contains("bad.json:1:"), "{}", text(&bad));
 }
 
+/// Headless Chromium on `page` with `extra` arguments; panics when it fails.
+fn chrome(chromium: &Path, profile: &Path, page: &str, extra: &[&str]) -> Output {
+    let out = std::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(page)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The DOM of `page` after its scripts ran.
+fn dom_of(chromium: &Path, profile: &Path, page: &str) -> String {
+    String::from_utf8_lossy(&chrome(chromium, profile, page, &["--dump-dom", "--virtual-time-budget=3000"]).stdout).into_owned()
+}
+
 #[test]
 fn the_html_report_renders_in_headless_chromium() {
     let chromium = which::which("chromium").expect("headless Chromium is needed: `apt-get install chromium` (.ci/run installs it)");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let run = ko_matrix_in_repo(&["run", "--versions", "v0.15.1", "--scenarios", "registry/anonymous,registry/wrong-password", "--out", out.to_str().unwrap()]);
+    let run = ko_matrix_in_repo(&["run", "--versions", "v0.15.1,v0.15.2", "--scenarios", "registry/anonymous,registry/wrong-password,ecr/env-session", "--out", out.to_str().unwrap()]);
     assert!(run.status.success(), "{}", text(&run));
     let page = format!("file://{}#cell={}", out.join("report.html").display(), "v0.15.1::registry/wrong-password");
     let profile = dir.path().join("profile");
-    let chrome = |extra: &[&str]| {
-        std::process::Command::new(&chromium)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .args(extra)
-            .arg(&page)
-            .output()
-            .unwrap()
-    };
-    let dom = chrome(&["--dump-dom", "--virtual-time-budget=3000"]);
-    let html = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
-    assert_eq!(html.matches("class=\"cell ").count(), 2, "two cells in the grid:\n{html}");
+    let html = dom_of(&chromium, &profile, &page);
+    assert_eq!(html.matches("class=\"cell ").count(), 6, "six cells in the grid:\n{html}");
     assert!(html.contains("data-outcome=\"pass\"") && html.contains("data-outcome=\"fail\"") && html.contains(">fail(unauthorized)</td>"), "{html}");
+    // The seed regression stands out; the failure both versions share is muted.
+    assert!(html.contains("class=\"cell fail regression\" data-cell=\"v0.15.2::ecr/env-session\""), "{html}");
+    assert!(html.contains("<th class=\"regressed\" title=\"1 regression(s) against the previous version\">v0.15.2 ▼1</th>"), "{html}");
+    assert_eq!(html.matches("data-mark=\"shared-failure\"").count(), 2, "registry/wrong-password fails alike in both: {html}");
+    assert_eq!(html.matches("data-mark=\"regression\"").count(), 1, "{html}");
     // The script ran: the cell named in the URL has its detail open, with the evidence.
     assert!(html.contains("<h2>v0.15.1 × registry/wrong-password: fail(unauthorized)</h2>"), "{html}");
     assert!(html.contains("Gateway record") && html.contains("basic.ko-matrix.test") && html.contains("KO_DOCKER_REPO"), "{html}");
-    assert!(html.contains("class=\"cell fail selected\""), "the clicked cell is highlighted: {html}");
+    assert!(html.contains("class=\"cell fail shared-failure selected\""), "the clicked cell is highlighted: {html}");
+    assert!(html.contains("<p>Fails the same way in every version: an expected failure, not a regression.</p>"), "the detail explains the muted cell: {html}");
+    let regressed = dom_of(&chromium, &profile, &format!("file://{}#cell={}", out.join("report.html").display(), "v0.15.2::ecr/env-session"));
+    assert!(regressed.contains("Regression: ecr/env-session was pass in v0.15.1. Explain it: ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps"), "{regressed}");
 
     let shot = dir.path().join("report.png");
-    let screenshot = chrome(&[&format!("--screenshot={}", shot.display()), "--window-size=1200,900", "--virtual-time-budget=3000"]);
-    assert!(screenshot.status.success(), "{}", String::from_utf8_lossy(&screenshot.stderr));
+    chrome(&chromium, &profile, &page, &[&format!("--screenshot={}", shot.display()), "--window-size=1200,900", "--virtual-time-budget=3000"]);
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 10_000, "a rendered page, not a blank one ({} bytes)", png.len());

@@ -33,12 +33,12 @@ table.grid { border-collapse: collapse; }
 .grid td.cell { cursor: pointer; font-family: ui-monospace, monospace; }
 td.pass { background: #dafbe1; } td.fail { background: #ffebe9; } td.flaky { background: #fff8c5; }
 td.infra { background: #e7dcff; } td.skipped { background: #eaeef2; } td.selected { outline: 3px solid #0969da; }
-.regression { background: #cf222e; color: #fff; font-weight: 700; }
-.regression::before { content: "▼ "; }
-.fix { box-shadow: inset 0 0 0 2px #1a7f37; font-weight: 700; }
-.fix::before { content: "▲ "; color: #1a7f37; }
-.class-change::before { content: "≠ "; }
-.shared-failure { background: #f6f8fa; color: #8c959f; }
+td.cell.regression, .swatch.regression { background: #cf222e; color: #fff; font-weight: 700; }
+td.cell.regression::before, .swatch.regression::before { content: "▼ "; }
+td.cell.fix, .swatch.fix { box-shadow: inset 0 0 0 2px #1a7f37; font-weight: 700; }
+td.cell.fix::before, .swatch.fix::before { content: "▲ "; color: #1a7f37; }
+td.cell.class-change::before, .swatch.class-change::before { content: "≠ "; }
+td.cell.shared-failure, .swatch.shared-failure { background: #f6f8fa; color: #8c959f; }
 th.regressed { background: #cf222e; color: #fff; }
 .legend span { display: inline-block; padding: 2px 8px; margin-right: 8px; border: 1px solid #d0d7de; font-family: ui-monospace, monospace; }
 #detail { margin-top: 20px; border: 1px solid #d0d7de; padding: 12px 16px; border-radius: 6px; }
