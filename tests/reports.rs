@@ -70,9 +70,12 @@ fn two_shards_merge_into_the_matrix_of_one_run() {
     assert!(rerender.status.success(), "{}", text(&rerender));
     let junit = std::fs::read_to_string(whole.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase ").count(), n1 + n2);
-    assert!(junit.contains("<failure type=\"fail(unauthorized)\""), "{junit}");
+    // Every cell is as the committed snapshots record it: no testcase fails, and an expected
+    // failure passes naming its outcome.
+    assert!(junit.contains("failures=\"0\" errors=\"0\""), "{junit}");
+    assert!(junit.contains("<system-out>fail(unauthorized) as the snapshot records: ko exited 1"), "{junit}");
     let md = std::fs::read_to_string(whole.join("matrix.md")).unwrap();
-    assert!(md.contains("| `registry/wrong-password` | ❌ fail(unauthorized) | ❌ fail(unauthorized) |"), "{md}");
+    assert!(md.contains("| `registry/wrong-password` | ▫️ fail(unauthorized) | ▫️ fail(unauthorized) |"), "{md}");
 
     // A file that is not a matrix is bad input, located.
     std::fs::write(dir.path().join("bad.json"), "{\"cells\": 3}").unwrap();
@@ -122,7 +125,7 @@ fn the_html_report_renders_in_headless_chromium() {
     assert!(html.contains("class=\"cell fail shared-failure selected\""), "the clicked cell is highlighted: {html}");
     assert!(html.contains("<p>Fails the same way in every version: an expected failure, not a regression.</p>"), "the detail explains the muted cell: {html}");
     let regressed = dom_of(&chromium, &profile, &format!("file://{}#cell={}", out.join("report.html").display(), "v0.15.2::ecr/env-session"));
-    assert!(regressed.contains("Regression: ecr/env-session was pass in v0.15.1. Explain it: ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps"), "{regressed}");
+    assert!(regressed.contains("<p>Regression: ecr/env-session was pass in v0.15.1. The committed snapshots record it. Explain it: ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps</p>"), "{regressed}");
 
     let shot = dir.path().join("report.png");
     chrome(&chromium, &profile, &page, &[&format!("--screenshot={}", shot.display()), "--window-size=1200,900", "--virtual-time-budget=3000"]);
