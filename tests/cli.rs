@@ -194,6 +194,9 @@ fn sigterm_mid_run_keeps_the_finished_cells() {
         .unwrap();
     let finished_logs = || std::fs::read_dir(out.join("logs")).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "log")).count()).unwrap_or(0);
     support::wait_for("two cells to finish", std::time::Duration::from_secs(300), || finished_logs() >= 2);
+    // The registries, the cell's ko and ko's go children, as they are at the signal.
+    let descendants = descendants_of(child.id());
+    assert!(!descendants.is_empty(), "the run has child processes (its registries at least)");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let started = std::time::Instant::now();
     let status = loop {
@@ -212,4 +215,37 @@ fn sigterm_mid_run_keeps_the_finished_cells() {
     let selected = report["selected_scenarios"].as_array().unwrap().len();
     assert!(cells >= 2 && cells < selected, "the finished cells, not all {selected}: {cells}");
     assert!(stderr.contains("interrupted before every cell ran"), "{stderr}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let orphans: Vec<String> = descendants.iter().filter(|(pid, start)| process_start(*pid).as_ref() == Some(start)).map(|(pid, _)| format!("{pid}: {}", std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " "))).collect();
+    assert!(orphans.is_empty(), "processes outlived the harness: {orphans:?}");
+}
+
+/// A process's start time (field 22 of /proc/PID/stat), which tells it from a later process
+/// given the same pid; `None` when it is gone or a zombie (dead, waiting to be reaped).
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    (fields.first() != Some(&"Z")).then(|| fields.get(19).map(|s| s.to_string()))?
+}
+
+/// Every live descendant of `root` as (pid, start time).
+fn descendants_of(root: u32) -> Vec<(u32, String)> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parents.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+        i += 1;
+    }
+    found.into_iter().skip(1).filter_map(|pid| Some((pid, process_start(pid)?))).collect()
 }
