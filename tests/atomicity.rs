@@ -81,3 +81,29 @@ async fn a_build_killed_midway_leaves_no_process_and_nothing_usable() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(tree(cache.path()), ["tools/ko/.v0.15.1-go.lock", "tools/ko/v0.15.1-go/ko", "tools/ko/v0.15.1-go/manifest.json"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupted_cached_binary_is_evicted_and_fetched_again() {
+    let (site, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_release(site.path(), "0.15.2", "0.15.2");
+    let serving = FileServer::start(site.path(), Behaviour::Serve).await;
+    let args = ["--source", "release", "--release-base-url", &serving.url(), "v0.15.2"];
+    let fields = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).trim().split('\t').map(str::to_string).collect::<Vec<_>>();
+
+    let first = fetch_cmd(cache.path(), &args).output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let binary = cache.path().join("tools/ko/v0.15.2-release/ko");
+    let good = std::fs::read(&binary).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0xff;
+    std::fs::write(&binary, &bad).unwrap();
+
+    let second = fetch_cmd(cache.path(), &args).output().unwrap();
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let (a, b) = (fields(&first), fields(&second));
+    assert_eq!(b[2], "new", "the damaged entry is not served from the cache: {b:?}");
+    assert_eq!(a[3], b[3], "the same verified sha256 as the first fetch");
+    assert_eq!(std::fs::read(&binary).unwrap(), good, "the damaged binary was replaced");
+    assert_eq!(tree(cache.path()), COMPLETE);
+}

@@ -249,3 +249,26 @@ fn descendants_of(root: u32) -> Vec<(u32, String)> {
     }
     found.into_iter().skip(1).filter_map(|pid| Some((pid, process_start(pid)?))).collect()
 }
+
+#[test]
+fn two_runs_at_once_share_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |out: &str| {
+        ko_matrix()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["run", "--versions", "v0.15.1", "--scenarios", "registry/anonymous,registry/basic-auths", "--out", dir.path().join(out).to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    for (name, child) in [("a", a), ("b", b)] {
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{name}: {text}");
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(name).join("matrix.json")).unwrap()).unwrap();
+        let outcomes: Vec<&str> = report["cells"].as_array().unwrap().iter().map(|c| c["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["pass", "pass"], "{name}: {text}");
+    }
+}
