@@ -446,25 +446,13 @@ impl Cell {
             let _ = pipe.write_all(text.as_bytes()).await;
             drop(pipe);
         }
-        let mut stdout = child.child_mut().stdout.take().expect("piped");
-        let mut stderr = child.child_mut().stderr.take().expect("piped");
-        let collect = async {
-            use tokio::io::AsyncReadExt;
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-            (out, err)
-        };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let program_name = program.display().to_string();
-        let joined = async {
-            let (out, err) = collect.await;
-            let status = child.wait(&program_name, remaining).await;
-            (out, err, status)
-        };
-        match tokio::time::timeout(remaining, joined).await {
-            Ok((out, err, Ok(status))) => StepOutcome::Done { code: status.code(), output: format!("{}{}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&err)) },
-            Ok((_, _, Err(RunError::Timeout { .. }))) | Err(_) => StepOutcome::TimedOut { output: String::new() },
-            Ok((_, _, Err(e))) => StepOutcome::Failed(e.to_string()),
+        let captured = child.capture(&program.display().to_string(), remaining).await;
+        let output = format!("{}{}", String::from_utf8_lossy(&captured.stdout), String::from_utf8_lossy(&captured.stderr));
+        match captured.status {
+            Ok(status) => StepOutcome::Done { code: status.code(), output },
+            Err(RunError::Timeout { .. }) => StepOutcome::TimedOut { output },
+            Err(e) => StepOutcome::Failed(e.to_string()),
         }
     }
 
