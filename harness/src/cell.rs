@@ -18,7 +18,7 @@ use crate::aws::Emulator;
 use crate::world::AwsBackend;
 use crate::gateway::Record;
 use crate::ko::KoBinary;
-use crate::outcome::{self, Evidence, FailClass, Outcome, Verdict};
+use crate::outcome::{self, Evidence, FailClass, NotFetched, Outcome, Verdict};
 use crate::process::{Contained, RunError};
 use crate::scenario::{expand, Credential, DockerConfigLocation, PodmanFile, Scenario};
 use crate::world::World;
@@ -385,23 +385,28 @@ impl Cell {
                 break;
             }
         }
-        let records = self.session.records();
         let (verdict, fetch_note) = match &outcome_of_steps {
-            StepOutcome::Failed(e) => (Verdict { outcome: Outcome::InfraError, class: None, detail: e.clone() }, String::new()),
+            StepOutcome::Failed(e) => (Verdict { outcome: Outcome::InfraError, class: None, detail: format!("infra-error: the harness could not run a step: {e}") }, String::new()),
             StepOutcome::TimedOut { output } => {
-                let evidence = Evidence { exit_code: None, timed_out: true, output, records: &records, fetched_back: Err("timed out".into()) };
+                let unreachable = env.world.unreachable_services().await;
+                let records = self.session.records();
+                let evidence = Evidence { exit_code: None, timed_out: true, output, records: &records, fetched_back: Err(NotFetched::Missing("timed out".into())), unreachable: &unreachable };
                 (outcome::classify(&evidence), String::new())
             }
             StepOutcome::Done { code, output } => {
-                let fetched_back = if *code == Some(0) { self.fetch_back(env, scenario, output).await } else { Err("ko failed".into()) };
+                let fetched_back = if *code == Some(0) { self.fetch_back(env, scenario, output).await } else { Err(NotFetched::Missing("ko failed".into())) };
                 let note = match &fetched_back {
                     Ok(d) => format!("fetched back {d}"),
-                    Err(e) => e.clone(),
+                    Err(e) => e.to_string(),
                 };
-                let evidence = Evidence { exit_code: *code, timed_out: false, output, records: &records, fetched_back };
+                // Only a failure needs the probe: a dead service must not read as ko's failure.
+                let unreachable = if fetched_back.is_ok() { Vec::new() } else { env.world.unreachable_services().await };
+                let records = self.session.records();
+                let evidence = Evidence { exit_code: *code, timed_out: false, output, records: &records, fetched_back, unreachable: &unreachable };
                 (outcome::classify(&evidence), note)
             }
         };
+        let records = self.session.records();
         let env_shown: BTreeMap<String, String> =
             self.env.iter().map(|(k, v)| (k.clone(), if is_secret_name(k) { "****".into() } else { self.masker.mask(v) })).collect();
         // AWS's refusal names the principal; ko may not show it (HEAD responses have no body).
@@ -457,13 +462,13 @@ impl Cell {
     }
 
     /// Finds `<KO_DOCKER_REPO>@sha256:…` in ko's output and fetches it back.
-    async fn fetch_back(&self, env: &CellEnv, scenario: &Scenario, output: &str) -> Result<String, String> {
+    async fn fetch_back(&self, env: &CellEnv, scenario: &Scenario, output: &str) -> Result<String, NotFetched> {
         let prefix = format!("{}@", self.env["KO_DOCKER_REPO"]);
         let digest = output
             .lines()
             .rev()
             .find_map(|l| l.trim().strip_prefix(&prefix).map(str::to_string))
-            .ok_or_else(|| format!("ko printed no image reference {prefix}sha256:…"))?;
+            .ok_or_else(|| NotFetched::Missing(format!("ko printed no image reference {prefix}sha256:…")))?;
         env.world.fetch_back(scenario.target.registry, &self.repository, &digest).await
     }
 
