@@ -105,6 +105,13 @@ impl Masker {
     fn mask(&self, text: &str) -> String {
         self.0.iter().filter(|s| s.len() >= 4).fold(text.to_string(), |t, s| t.replace(s.as_str(), "****"))
     }
+
+    /// The gateway's record as reports may show it: a path or note can carry a secret (a
+    /// token in a query string, a password in an error).
+    fn mask_records(&self, records: Vec<Record>) -> Vec<Record> {
+        let mask = |text: Option<String>| text.map(|t| self.mask(&t));
+        records.into_iter().map(|r| Record { path: self.mask(&r.path), note: mask(r.note), infra: mask(r.infra), ..r }).collect()
+    }
 }
 
 /// Runs the cell once; `attempt` 1 is the first run, 2 the retry (its log is `*.retry.log`).
@@ -325,9 +332,12 @@ impl Cell {
         for (path, contents) in &scenario.files {
             files.push((home.join(expand(path, &values)), expand(contents, &values)));
         }
+        let mut secrets = vec![target.user.password.clone(), crate::world::World::basic_auth_value(&target.user)];
         if let (Some(spec), Some(guard)) = (&scenario.aws, &aws_cell) {
             if let Some(seed) = spec.ecr_cache {
-                files.push((home.join(".ecr/cache.json"), ecr_login_cache(spec, &guard.cell, vars.get("AWS_ACCESS_KEY_ID"), seed)));
+                let (cache, token) = ecr_login_cache(spec, &guard.cell, vars.get("AWS_ACCESS_KEY_ID"), seed);
+                files.push((home.join(".ecr/cache.json"), cache));
+                secrets.extend(token);
             }
         }
 
@@ -342,7 +352,6 @@ impl Cell {
             std::fs::create_dir_all(file.parent().expect("files have parents")).map_err(|e| format!("{}: {e}", file.display()))?;
             std::fs::write(file, contents).map_err(|e| format!("{}: {e}", file.display()))?;
         }
-        let mut secrets = vec![target.user.password.clone(), crate::world::World::basic_auth_value(&target.user)];
         for name in ["PASSWORD", "ECR_EXPIRED_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
             if let Some(value) = values.get(name) {
                 secrets.push(value.clone());
@@ -406,7 +415,7 @@ impl Cell {
                 (outcome::classify(&evidence), note)
             }
         };
-        let records = self.session.records();
+        let records = self.masker.mask_records(self.session.records());
         let env_shown: BTreeMap<String, String> =
             self.env.iter().map(|(k, v)| (k.clone(), if is_secret_name(k) { "****".into() } else { self.masker.mask(v) })).collect();
         // AWS's refusal names the principal; ko may not show it (HEAD responses have no body).
@@ -513,8 +522,9 @@ enum StepOutcome {
     Failed(String),
 }
 
-/// `~/.ecr/cache.json` holding a registry token for the key the cell's environment names.
-fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, seed: CachedToken) -> String {
+/// `~/.ecr/cache.json` holding a registry token for the key the cell's environment names,
+/// and the secrets it holds (the password and its `AWS:<password>` encoding).
+fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, seed: CachedToken) -> (String, [String; 2]) {
     let now = time::OffsetDateTime::now_utc();
     let (requested, ttl) = match seed {
         CachedToken::Valid => (now, time::Duration::hours(12)),
@@ -522,8 +532,9 @@ fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, see
     };
     let (password, expires) = cell.mint_password(&cell.key, &spec.account, &spec.region, ttl);
     let rfc3339 = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).expect("UTC formats");
+    let token = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("AWS:{password}"));
     let entry = serde_json::json!({
-        "AuthorizationToken": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("AWS:{password}")),
+        "AuthorizationToken": token,
         "RequestedAt": rfc3339(requested),
         "ExpiresAt": rfc3339(expires),
         "ProxyEndpoint": format!("https://{}", spec.registry_host()),
@@ -532,11 +543,40 @@ fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, see
     let key_id = env_key.cloned().unwrap_or_else(|| cell.key.id.clone());
     let registries: serde_json::Map<String, serde_json::Value> =
         ecr_login_cache_keys(&spec.region, &key_id, &spec.account).into_iter().map(|k| (k, entry.clone())).collect();
-    serde_json::to_string_pretty(&serde_json::json!({ "Registries": registries, "Version": "1.0" })).expect("json serialises")
+    let cache = serde_json::to_string_pretty(&serde_json::json!({ "Registries": registries, "Version": "1.0" })).expect("json serialises");
+    (cache, [password, token])
 }
 
 fn auths_json(entries: impl Iterator<Item = (String, Credential)>) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> =
         entries.map(|(host, c)| (host, serde_json::json!({ "auth": crate::world::World::basic_auth_value(&c) }))).collect();
     map.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_masked_for_reports() {
+        let masker = Masker(vec!["s3cr3t-web-identity".into(), "hunter22".into()]);
+        let record = |path: &str, note: Option<&str>, infra: Option<&str>| Record {
+            host: "sts.amazonaws.com".into(),
+            method: "GET".into(),
+            path: path.into(),
+            status: 502,
+            at_ms: 3,
+            note: note.map(String::from),
+            infra: infra.map(String::from),
+        };
+        let masked = masker.mask_records(vec![record(
+            "/?Action=AssumeRoleWithWebIdentity&WebIdentityToken=s3cr3t-web-identity",
+            Some("refused hunter22"),
+            Some("AWS emulator 127.0.0.1:1 unreachable: hunter22"),
+        )]);
+        assert_eq!(
+            masked,
+            [record("/?Action=AssumeRoleWithWebIdentity&WebIdentityToken=****", Some("refused ****"), Some("AWS emulator 127.0.0.1:1 unreachable: ****"))]
+        );
+    }
 }
