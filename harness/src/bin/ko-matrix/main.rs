@@ -411,6 +411,7 @@ async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
         out_dir: args.out.clone(),
         app_source: run::scenarios_dir(&matrix).join("app"),
         helper: std::env::current_exe()?.with_file_name("docker-credential-ko-matrix"),
+        baseline: run::committed_snapshots(&matrix)?,
     };
     let report = run::run(&selection, args.shard, &options, args.jobs.unwrap_or(matrix.jobs), fetcher.go(), observer).await?;
     let json = report.write_all(&args.out)?;
@@ -443,6 +444,7 @@ async fn bisect_command(config: Option<&Path>, args: BisectArgs) -> anyhow::Resu
         out_dir: args.out.clone(),
         app_source: run::scenarios_dir(&matrix).join("app"),
         helper: std::env::current_exe()?.with_file_name("docker-credential-ko-matrix"),
+        baseline: None,
     };
     let runner = run::Runner::start(&options, fetcher.go()).await?;
     let mut bisector = bisect::Bisect::new(&runner, &fetcher, &scenario, progress.as_ref());
