@@ -37,6 +37,7 @@ async fn ko_issue_1245_env_credentials_push_to_ecr() {
         out_dir: out.path().to_path_buf(),
         app_source: root.join("scenarios/app"),
         helper: env!("CARGO_BIN_EXE_ko-matrix").into(),
+        baseline: ko_matrix::run::committed_snapshots(&matrix).unwrap(),
     };
     let runner = Runner::start(&options, fetcher.go()).await.unwrap();
 

@@ -48,6 +48,7 @@ fn shared(matrix: &Matrix, scenarios: &[Scenario]) -> Result<&'static Shared, Fa
             out_dir: root().join("results/latest"),
             app_source: root().join("scenarios/app"),
             helper: PathBuf::from(env!("CARGO_BIN_EXE_ko-matrix")),
+            baseline: ko_matrix::run::committed_snapshots(matrix).map_err(|e| e.to_string())?,
         };
         let runner = runtime.block_on(Runner::start(&options, fetcher.go())).map_err(|e| format!("services did not start: {e}"))?;
         Ok(Shared { runtime, fetcher, runner, binaries: Mutex::new(BTreeMap::new()) })

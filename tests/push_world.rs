@@ -29,7 +29,7 @@ async fn the_gateway_serves_known_hosts_and_refuses_the_rest() {
     let backend = FileServer::start(site.path(), support::Behaviour::Serve).await;
     let ca = Arc::new(Ca::new().unwrap());
     let gateway = Gateway::new(ca.clone());
-    gateway.route("known.ko-matrix.test", Route::Terminate { backend: Backend::http(backend.addr) });
+    gateway.route("known.ko-matrix.test", Route::Terminate { backend: Backend::http(backend.addr) }).unwrap();
     let session = gateway.session().await.unwrap();
     let client = proxied_client(&ca, &session.proxy_url());
 
@@ -198,7 +198,7 @@ async fn the_gateway_passes_tls_through_untouched() {
         tls.shutdown().await.unwrap();
     });
     let gateway = Gateway::new(ca.clone());
-    gateway.route("pass.ko-matrix.test", Route::Passthrough { addr: backend });
+    gateway.route("pass.ko-matrix.test", Route::Passthrough { addr: backend }).unwrap();
     let session = gateway.session().await.unwrap();
     let body = proxied_client(&ca, &session.proxy_url()).get("https://pass.ko-matrix.test/").send().await.unwrap().text().await.unwrap();
     assert_eq!(body, "from the tls");

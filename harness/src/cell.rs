@@ -18,7 +18,7 @@ use crate::aws::Emulator;
 use crate::world::AwsBackend;
 use crate::gateway::Record;
 use crate::ko::KoBinary;
-use crate::outcome::{self, Evidence, FailClass, Outcome, Verdict};
+use crate::outcome::{self, Evidence, FailClass, NotFetched, Outcome, Verdict};
 use crate::process::{Contained, RunError};
 use crate::scenario::{expand, Credential, DockerConfigLocation, PodmanFile, Scenario};
 use crate::world::World;
@@ -107,6 +107,13 @@ struct Masker(Vec<String>);
 impl Masker {
     fn mask(&self, text: &str) -> String {
         self.0.iter().filter(|s| s.len() >= 4).fold(text.to_string(), |t, s| t.replace(s.as_str(), "****"))
+    }
+
+    /// The gateway's record as reports may show it: a path or note can carry a secret (a
+    /// token in a query string, a password in an error).
+    fn mask_records(&self, records: Vec<Record>) -> Vec<Record> {
+        let mask = |text: Option<String>| text.map(|t| self.mask(&t));
+        records.into_iter().map(|r| Record { path: self.mask(&r.path), note: mask(r.note), infra: mask(r.infra), ..r }).collect()
     }
 }
 
@@ -328,9 +335,12 @@ impl Cell {
         for (path, contents) in &scenario.files {
             files.push((home.join(expand(path, &values)), expand(contents, &values)));
         }
+        let mut secrets = vec![target.user.password.clone(), crate::world::World::basic_auth_value(&target.user)];
         if let (Some(spec), Some(guard)) = (&scenario.aws, &aws_cell) {
             if let Some(seed) = spec.ecr_cache {
-                files.push((home.join(".ecr/cache.json"), ecr_login_cache(spec, &guard.cell, vars.get("AWS_ACCESS_KEY_ID"), seed)));
+                let (cache, token) = ecr_login_cache(spec, &guard.cell, vars.get("AWS_ACCESS_KEY_ID"), seed);
+                files.push((home.join(".ecr/cache.json"), cache));
+                secrets.extend(token);
             }
         }
 
@@ -345,7 +355,6 @@ impl Cell {
             std::fs::create_dir_all(file.parent().expect("files have parents")).map_err(|e| format!("{}: {e}", file.display()))?;
             std::fs::write(file, contents).map_err(|e| format!("{}: {e}", file.display()))?;
         }
-        let mut secrets = vec![target.user.password.clone(), crate::world::World::basic_auth_value(&target.user)];
         for name in ["PASSWORD", "ECR_EXPIRED_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
             if let Some(value) = values.get(name) {
                 secrets.push(value.clone());
@@ -388,23 +397,28 @@ impl Cell {
                 break;
             }
         }
-        let records = self.session.records();
         let (verdict, fetch_note) = match &outcome_of_steps {
-            StepOutcome::Failed(e) => (Verdict { outcome: Outcome::InfraError, class: None, detail: e.clone() }, String::new()),
+            StepOutcome::Failed(e) => (Verdict { outcome: Outcome::InfraError, class: None, detail: format!("infra-error: the harness could not run a step: {e}") }, String::new()),
             StepOutcome::TimedOut { output } => {
-                let evidence = Evidence { exit_code: None, timed_out: true, output, records: &records, fetched_back: Err("timed out".into()) };
+                let unreachable = env.world.unreachable_services().await;
+                let records = self.session.records();
+                let evidence = Evidence { exit_code: None, timed_out: true, output, records: &records, fetched_back: Err(NotFetched::Missing("timed out".into())), unreachable: &unreachable };
                 (outcome::classify(&evidence), String::new())
             }
             StepOutcome::Done { code, output } => {
-                let fetched_back = if *code == Some(0) { self.fetch_back(env, scenario, output).await } else { Err("ko failed".into()) };
+                let fetched_back = if *code == Some(0) { self.fetch_back(env, scenario, output).await } else { Err(NotFetched::Missing("ko failed".into())) };
                 let note = match &fetched_back {
                     Ok(d) => format!("fetched back {d}"),
-                    Err(e) => e.clone(),
+                    Err(e) => e.to_string(),
                 };
-                let evidence = Evidence { exit_code: *code, timed_out: false, output, records: &records, fetched_back };
+                // Only a failure needs the probe: a dead service must not read as ko's failure.
+                let unreachable = if fetched_back.is_ok() { Vec::new() } else { env.world.unreachable_services().await };
+                let records = self.session.records();
+                let evidence = Evidence { exit_code: *code, timed_out: false, output, records: &records, fetched_back, unreachable: &unreachable };
                 (outcome::classify(&evidence), note)
             }
         };
+        let records = self.masker.mask_records(self.session.records());
         let env_shown: BTreeMap<String, String> =
             self.env.iter().map(|(k, v)| (k.clone(), if is_secret_name(k) { "****".into() } else { self.masker.mask(v) })).collect();
         // AWS's refusal names the principal; ko may not show it (HEAD responses have no body).
@@ -449,36 +463,24 @@ impl Cell {
             let _ = pipe.write_all(text.as_bytes()).await;
             drop(pipe);
         }
-        let mut stdout = child.child_mut().stdout.take().expect("piped");
-        let mut stderr = child.child_mut().stderr.take().expect("piped");
-        let collect = async {
-            use tokio::io::AsyncReadExt;
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-            (out, err)
-        };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let program_name = program.display().to_string();
-        let joined = async {
-            let (out, err) = collect.await;
-            let status = child.wait(&program_name, remaining).await;
-            (out, err, status)
-        };
-        match tokio::time::timeout(remaining, joined).await {
-            Ok((out, err, Ok(status))) => StepOutcome::Done { code: status.code(), output: format!("{}{}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&err)) },
-            Ok((_, _, Err(RunError::Timeout { .. }))) | Err(_) => StepOutcome::TimedOut { output: String::new() },
-            Ok((_, _, Err(e))) => StepOutcome::Failed(e.to_string()),
+        let captured = child.capture(&program.display().to_string(), remaining).await;
+        let output = format!("{}{}", String::from_utf8_lossy(&captured.stdout), String::from_utf8_lossy(&captured.stderr));
+        match captured.status {
+            Ok(status) => StepOutcome::Done { code: status.code(), output },
+            Err(RunError::Timeout { .. }) => StepOutcome::TimedOut { output },
+            Err(e) => StepOutcome::Failed(e.to_string()),
         }
     }
 
     /// Finds `<KO_DOCKER_REPO>@sha256:…` in ko's output and fetches it back.
-    async fn fetch_back(&self, env: &CellEnv, scenario: &Scenario, output: &str) -> Result<String, String> {
+    async fn fetch_back(&self, env: &CellEnv, scenario: &Scenario, output: &str) -> Result<String, NotFetched> {
         let prefix = format!("{}@", self.env["KO_DOCKER_REPO"]);
         let digest = output
             .lines()
             .rev()
             .find_map(|l| l.trim().strip_prefix(&prefix).map(str::to_string))
-            .ok_or_else(|| format!("ko printed no image reference {prefix}sha256:…"))?;
+            .ok_or_else(|| NotFetched::Missing(format!("ko printed no image reference {prefix}sha256:…")))?;
         env.world.fetch_back(scenario.target.registry, &self.repository, &digest).await
     }
 
@@ -523,8 +525,9 @@ enum StepOutcome {
     Failed(String),
 }
 
-/// `~/.ecr/cache.json` holding a registry token for the key the cell's environment names.
-fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, seed: CachedToken) -> String {
+/// `~/.ecr/cache.json` holding a registry token for the key the cell's environment names,
+/// and the secrets it holds (the password and its `AWS:<password>` encoding).
+fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, seed: CachedToken) -> (String, [String; 2]) {
     let now = time::OffsetDateTime::now_utc();
     let (requested, ttl) = match seed {
         CachedToken::Valid => (now, time::Duration::hours(12)),
@@ -532,8 +535,9 @@ fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, see
     };
     let (password, expires) = cell.mint_password(&cell.key, &spec.account, &spec.region, ttl);
     let rfc3339 = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).expect("UTC formats");
+    let token = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("AWS:{password}"));
     let entry = serde_json::json!({
-        "AuthorizationToken": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("AWS:{password}")),
+        "AuthorizationToken": token,
         "RequestedAt": rfc3339(requested),
         "ExpiresAt": rfc3339(expires),
         "ProxyEndpoint": format!("https://{}", spec.registry_host()),
@@ -542,11 +546,40 @@ fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, see
     let key_id = env_key.cloned().unwrap_or_else(|| cell.key.id.clone());
     let registries: serde_json::Map<String, serde_json::Value> =
         ecr_login_cache_keys(&spec.region, &key_id, &spec.account).into_iter().map(|k| (k, entry.clone())).collect();
-    serde_json::to_string_pretty(&serde_json::json!({ "Registries": registries, "Version": "1.0" })).expect("json serialises")
+    let cache = serde_json::to_string_pretty(&serde_json::json!({ "Registries": registries, "Version": "1.0" })).expect("json serialises");
+    (cache, [password, token])
 }
 
 fn auths_json(entries: impl Iterator<Item = (String, Credential)>) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> =
         entries.map(|(host, c)| (host, serde_json::json!({ "auth": crate::world::World::basic_auth_value(&c) }))).collect();
     map.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_masked_for_reports() {
+        let masker = Masker(vec!["s3cr3t-web-identity".into(), "hunter22".into()]);
+        let record = |path: &str, note: Option<&str>, infra: Option<&str>| Record {
+            host: "sts.amazonaws.com".into(),
+            method: "GET".into(),
+            path: path.into(),
+            status: 502,
+            at_ms: 3,
+            note: note.map(String::from),
+            infra: infra.map(String::from),
+        };
+        let masked = masker.mask_records(vec![record(
+            "/?Action=AssumeRoleWithWebIdentity&WebIdentityToken=s3cr3t-web-identity",
+            Some("refused hunter22"),
+            Some("AWS emulator 127.0.0.1:1 unreachable: hunter22"),
+        )]);
+        assert_eq!(
+            masked,
+            [record("/?Action=AssumeRoleWithWebIdentity&WebIdentityToken=****", Some("refused ****"), Some("AWS emulator 127.0.0.1:1 unreachable: ****"))]
+        );
+    }
 }

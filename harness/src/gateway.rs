@@ -31,6 +31,11 @@ type Body = BoxBody<Bytes, hyper::Error>;
 /// from, so in-process services such as the AWS emulator can keep per-cell state.
 pub const SESSION_HEADER: &str = "x-ko-matrix-session";
 
+/// A response header by which a harness service behind the gateway (the ECR front) says it
+/// made this answer because a service of its own failed: `<service> <what happened>`. The
+/// gateway moves it into the [`Record`] and does not pass it on.
+pub const INFRA_HEADER: &str = "x-ko-matrix-infra";
+
 /// Where a virtual host's traffic goes.
 #[derive(Debug, Clone)]
 pub enum Route {
@@ -47,15 +52,29 @@ pub struct Backend {
     /// The `Host` the backend expects, when it is not the virtual host's own name (LocalStack
     /// serves each ECR registry under a `*.localhost.localstack.cloud` name).
     pub host_header: Option<String>,
+    /// What the backend is (`registry (basic flavour)`), for infra-error records.
+    pub service: Option<String>,
 }
 
 impl Backend {
     pub fn http(addr: SocketAddr) -> Backend {
-        Backend { addr, tls: false, host_header: None }
+        Backend { addr, tls: false, host_header: None, service: None }
     }
 
     pub fn https(addr: SocketAddr) -> Backend {
-        Backend { addr, tls: true, host_header: None }
+        Backend { addr, tls: true, host_header: None, service: None }
+    }
+
+    pub fn named(self, service: impl Into<String>) -> Backend {
+        Backend { service: Some(service.into()), ..self }
+    }
+
+    /// `registry (basic flavour) 127.0.0.1:5000`, or `backend of <host> 127.0.0.1:5000`.
+    fn describe(&self, host: &str) -> String {
+        match &self.service {
+            Some(service) => format!("{service} {}", self.addr),
+            None => format!("backend of {host} {}", self.addr),
+        }
     }
 }
 
@@ -71,6 +90,10 @@ pub struct Record {
     pub at_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Set when the harness made this answer because one of its own services failed:
+    /// `<service> <what happened>`. Such an answer is never evidence about ko.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infra: Option<String>,
 }
 
 #[derive(Clone)]
@@ -90,6 +113,8 @@ struct Inner {
 pub enum GatewayError {
     #[error("the gateway could not listen on 127.0.0.1: {0}")]
     Listen(std::io::Error),
+    #[error("the gateway forwards only to loopback; {host} was to go to {addr}")]
+    NotLoopback { host: String, addr: SocketAddr },
 }
 
 impl Gateway {
@@ -112,9 +137,18 @@ impl Gateway {
         }
     }
 
-    /// Serves `host` (a name without port) by `route` from now on.
-    pub fn route(&self, host: &str, route: Route) {
+    /// Serves `host` (a name without port) by `route` from now on. Upstreams must be on
+    /// loopback, so that no route can carry a cell's traffic off the machine.
+    pub fn route(&self, host: &str, route: Route) -> Result<(), GatewayError> {
+        let addr = match &route {
+            Route::Terminate { backend } => backend.addr,
+            Route::Passthrough { addr } => *addr,
+        };
+        if !addr.ip().is_loopback() {
+            return Err(GatewayError::NotLoopback { host: host.to_string(), addr });
+        }
         self.inner.routes.write().expect("routes lock").insert(host.to_ascii_lowercase(), route);
+        Ok(())
     }
 
     pub fn ca(&self) -> &Arc<Ca> {
@@ -176,8 +210,17 @@ struct Recorder {
 
 impl Recorder {
     fn record(&self, host: &str, method: &str, path: &str, status: u16, note: Option<String>) {
+        self.push(host, method, path, status, note, None);
+    }
+
+    /// Records an answer the harness made because `infra` (`<service> <what happened>`).
+    fn record_infra(&self, host: &str, method: &str, path: &str, status: u16, infra: String) {
+        self.push(host, method, path, status, None, Some(infra));
+    }
+
+    fn push(&self, host: &str, method: &str, path: &str, status: u16, note: Option<String>, infra: Option<String>) {
         let at_ms = self.opened.elapsed().as_millis() as u64;
-        let record = Record { host: host.into(), method: method.into(), path: path.into(), status, at_ms, note };
+        let record = Record { host: host.into(), method: method.into(), path: path.into(), status, at_ms, note, infra };
         self.records.lock().expect("records lock").push(record);
     }
 }
@@ -243,9 +286,12 @@ async fn tunnel(req: Request<Incoming>, host: String, route: Route, inner: Arc<I
     let client = TokioIo::new(upgraded);
     match route {
         Route::Passthrough { addr } => {
-            let Ok(mut backend) = TcpStream::connect(addr).await else {
-                recorder.record(&host, "TUNNEL", "", 502, Some(format!("backend {addr} unreachable")));
-                return;
+            let mut backend = match TcpStream::connect(addr).await {
+                Ok(backend) => backend,
+                Err(e) => {
+                    recorder.record_infra(&host, "TUNNEL", "", 502, format!("passthrough backend of {host} {addr} unreachable: {e}"));
+                    return;
+                }
             };
             let mut client = client;
             let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
@@ -254,7 +300,7 @@ async fn tunnel(req: Request<Incoming>, host: String, route: Route, inner: Arc<I
             let config = match inner.tls_config(&host) {
                 Ok(config) => config,
                 Err(e) => {
-                    recorder.record(&host, "TLS", "", 500, Some(e.to_string()));
+                    recorder.record_infra(&host, "TLS", "", 500, format!("gateway could not mint a certificate for {host}: {e}"));
                     return;
                 }
             };
@@ -301,15 +347,28 @@ async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Bac
     let request = Request::from_parts(parts, body);
     let result = if backend.tls { inner.tls.request(request).await } else { inner.plain.request(request).await };
     match result {
-        Ok(response) => {
-            recorder.record(host, &method, &path, response.status().as_u16(), None);
+        Ok(mut response) => {
+            let infra = response.headers_mut().remove(INFRA_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            recorder.push(host, &method, &path, response.status().as_u16(), None, infra);
             response.map(|b| b.boxed())
         }
         Err(e) => {
-            recorder.record(host, &method, &path, 502, Some(format!("backend {} failed: {e}", backend.addr)));
-            text(StatusCode::BAD_GATEWAY, format!("ko-matrix gateway: backend for {host} failed: {e}"))
+            let failure = format!("{} unreachable: {}", backend.describe(host), error_chain(&e));
+            recorder.record_infra(host, &method, &path, 502, failure.clone());
+            text(StatusCode::BAD_GATEWAY, format!("ko-matrix gateway: {failure}"))
         }
     }
+}
+
+/// An error with its sources (hyper's and reqwest's own messages hide "connection refused").
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 impl Inner {
@@ -341,5 +400,22 @@ mod tests {
         assert_eq!(host_of("Basic.Ko-Matrix.test:443"), "basic.ko-matrix.test");
         assert_eq!(host_of("169.254.169.254"), "169.254.169.254");
         assert_eq!(host_of("[::1]:8080"), "::1");
+    }
+
+    #[tokio::test]
+    async fn routes_go_only_to_loopback() {
+        let gateway = Gateway::new(Arc::new(Ca::new().unwrap()));
+        for addr in ["127.0.0.1:5000", "127.3.2.1:80", "[::1]:443"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            gateway.route("a.ko-matrix.test", Route::Terminate { backend: Backend::http(addr) }).unwrap();
+            gateway.route("b.ko-matrix.test", Route::Passthrough { addr }).unwrap();
+        }
+        for addr in ["169.254.169.254:80", "10.0.0.1:5000", "0.0.0.0:5000", "[2001:db8::1]:443", "[::ffff:8.8.8.8]:443"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let refused = gateway.route("evil.ko-matrix.test", Route::Terminate { backend: Backend::http(addr) });
+            assert!(matches!(refused, Err(GatewayError::NotLoopback { .. })), "{addr}: {refused:?}");
+            assert!(gateway.route("evil.ko-matrix.test", Route::Passthrough { addr }).is_err(), "{addr}");
+        }
+        assert!(!gateway.inner.routes.read().unwrap().contains_key("evil.ko-matrix.test"));
     }
 }

@@ -1,6 +1,12 @@
 //! What happened in a cell, decided from evidence: ko's exit and output, the gateway's
-//! request record, and whether the pushed manifest could be fetched back. Pure functions,
-//! so the rules are unit-tested on their own.
+//! request record, whether the pushed manifest could be fetched back, and which of the
+//! harness's services were down. Pure functions, so the rules are unit-tested on their own.
+//!
+//! A failure class comes only from ko's behaviour: its exit, its deciding line and what the
+//! registries really answered. When the harness itself failed (an answer the gateway or the
+//! ECR front made because a service was unreachable, a fetch-back that could not reach the
+//! registry, a service found down after the cell), a cell that did not pass is `infra-error`
+//! naming the service, never `fail`.
 
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +70,27 @@ pub struct Evidence<'a> {
     pub output: &'a str,
     pub records: &'a [Record],
     /// The pushed manifest fetched back by digest (`Ok`), or why not.
-    pub fetched_back: Result<String, String>,
+    pub fetched_back: Result<String, NotFetched>,
+    /// Services of the run that did not answer a probe after the cell, each as
+    /// `<service> <addr> unreachable: <why>`.
+    pub unreachable: &'a [String],
+}
+
+/// Why the pushed manifest was not fetched back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotFetched {
+    /// The registry answered, without the manifest ko named (or ko named none): about ko.
+    Missing(String),
+    /// The harness could not reach its own registry: `<service> <what happened>`.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for NotFetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotFetched::Missing(why) | NotFetched::Unreachable(why) => f.write_str(why),
+        }
+    }
 }
 
 /// Text patterns, in priority order: the first class whose pattern the deciding line holds.
@@ -79,14 +105,23 @@ const PATTERNS: [(FailClass, &[&str]); 6] = [
 
 pub fn classify(e: &Evidence) -> Verdict {
     let line = deciding_line(e.output);
+    if let (Some(0), false, Ok(digest)) = (e.exit_code, e.timed_out, &e.fetched_back) {
+        return Verdict { outcome: Outcome::Pass, class: None, detail: format!("pushed and fetched back {digest}") };
+    }
+    if let Some(fault) = infra_fault(e) {
+        let ko = match (e.timed_out, e.exit_code) {
+            (true, _) => "ko did not finish in time".to_string(),
+            (false, Some(code)) => format!("ko exited {code}"),
+            (false, None) => "ko was killed".to_string(),
+        };
+        return Verdict { outcome: Outcome::InfraError, class: None, detail: format!("infra-error: {fault}; {ko}: {}", line.unwrap_or("(no output)")) };
+    }
     if e.timed_out {
         return fail(FailClass::Timeout, format!("ko did not finish in time; last line: {}", line.unwrap_or("(no output)")));
     }
     if e.exit_code == Some(0) {
-        return match &e.fetched_back {
-            Ok(digest) => Verdict { outcome: Outcome::Pass, class: None, detail: format!("pushed and fetched back {digest}") },
-            Err(why) => fail(FailClass::Other, format!("ko exited 0 but the pushed image could not be fetched back: {why}")),
-        };
+        let why = e.fetched_back.as_ref().err().map(ToString::to_string).unwrap_or_default();
+        return fail(FailClass::Other, format!("ko exited 0 but the pushed image could not be fetched back: {why}"));
     }
     let exit = e.exit_code.map_or("was killed".to_string(), |c| format!("exited {c}"));
     if let Some(line) = line {
@@ -101,6 +136,17 @@ pub fn classify(e: &Evidence) -> Verdict {
         return fail(class, format!("ko {exit}: {quoted} (gateway: {})", last_failure(e.records).unwrap_or_default()));
     }
     fail(FailClass::Other, format!("ko {exit}: {quoted}"))
+}
+
+/// The harness's own failure among the evidence, as `<service> <what happened>`.
+fn infra_fault(e: &Evidence) -> Option<String> {
+    if let Err(NotFetched::Unreachable(why)) = &e.fetched_back {
+        return Some(why.clone());
+    }
+    if let Some(r) = e.records.iter().find(|r| r.infra.is_some()) {
+        return Some(format!("{} (answering {} {}{})", r.infra.as_deref().unwrap_or_default(), r.method, r.host, r.path));
+    }
+    (!e.unreachable.is_empty()).then(|| e.unreachable.join("; "))
 }
 
 fn fail(class: FailClass, detail: String) -> Verdict {
@@ -143,18 +189,22 @@ mod tests {
     use super::*;
 
     fn record(host: &str, status: u16, note: Option<&str>) -> Record {
-        Record { host: host.into(), method: "POST".into(), path: "/v2/app/blobs/uploads/".into(), status, at_ms: 1, note: note.map(String::from) }
+        Record { host: host.into(), method: "POST".into(), path: "/v2/app/blobs/uploads/".into(), status, at_ms: 1, note: note.map(String::from), infra: None }
+    }
+
+    fn not_pushed() -> Result<String, NotFetched> {
+        Err(NotFetched::Missing("ko failed".into()))
     }
 
     fn verdict(exit: Option<i32>, output: &str, records: &[Record]) -> Verdict {
-        classify(&Evidence { exit_code: exit, timed_out: false, output, records, fetched_back: Err("not pushed".into()) })
+        classify(&Evidence { exit_code: exit, timed_out: false, output, records, fetched_back: not_pushed(), unreachable: &[] })
     }
 
     #[test]
     fn a_pass_needs_exit_zero_and_the_manifest_back() {
-        let ok = Evidence { exit_code: Some(0), timed_out: false, output: "", records: &[], fetched_back: Ok("sha256:ab".into()) };
+        let ok = Evidence { exit_code: Some(0), timed_out: false, output: "", records: &[], fetched_back: Ok("sha256:ab".into()), unreachable: &[] };
         assert_eq!(classify(&ok).outcome, Outcome::Pass);
-        let missing = Evidence { fetched_back: Err("404 from the registry".into()), ..ok };
+        let missing = Evidence { fetched_back: Err(NotFetched::Missing("404 from the registry".into())), ..ok };
         let v = classify(&missing);
         assert_eq!((v.outcome, v.class), (Outcome::Fail, Some(FailClass::Other)));
         assert!(v.detail.contains("404 from the registry"));
@@ -193,10 +243,78 @@ mod tests {
 
     #[test]
     fn timeouts_and_kills() {
-        let e = Evidence { exit_code: None, timed_out: true, output: "2024/01/01 Building example.com/app for linux/amd64", records: &[], fetched_back: Err(String::new()) };
+        let e = Evidence { exit_code: None, timed_out: true, output: "2024/01/01 Building example.com/app for linux/amd64", records: &[], fetched_back: not_pushed(), unreachable: &[] };
         let v = classify(&e);
         assert_eq!(v.class, Some(FailClass::Timeout));
         assert!(v.detail.ends_with("Building example.com/app for linux/amd64"));
+    }
+
+    // Evidence as recorded when the basic registry was killed between cells (ko v0.15.1):
+    // ko ends on the gateway's 502, whose text alone would read as `fail(network)`.
+    #[test]
+    fn an_answer_the_gateway_made_is_infra_error_naming_the_service() {
+        let line = "Error: failed to publish images: error publishing ko://example.com/ko-matrix-app: writing sbom: GET https://basic.ko-matrix.test/v2/: unexpected status code 502 Bad Gateway";
+        let output = format!("2024/01/01 00:00:00 Publishing basic.ko-matrix.test/cells/registry/basic-auths/v0.15.1\n{line}\n");
+        let mut gateway_made = record("basic.ko-matrix.test", 502, None);
+        (gateway_made.method, gateway_made.path) = ("GET".into(), "/v2/".into());
+        gateway_made.infra = Some("registry (basic flavour) 127.0.0.1:45481 unreachable: client error (Connect): tcp connect error: Connection refused (os error 111)".into());
+        let records = [record("basic.ko-matrix.test", 200, None), gateway_made];
+        let v = verdict(Some(1), &output, &records);
+        assert_eq!((v.outcome, v.class), (Outcome::InfraError, None), "{v:?}");
+        assert_eq!(
+            v.detail,
+            format!("infra-error: registry (basic flavour) 127.0.0.1:45481 unreachable: client error (Connect): tcp connect error: Connection refused (os error 111) (answering GET basic.ko-matrix.test/v2/); ko exited 1: {line}")
+        );
+
+        // The same 502 as the registry's own answer (no infra mark) is ko's evidence.
+        let plain = [record("basic.ko-matrix.test", 502, None)];
+        assert_eq!(verdict(Some(1), "Error: failed to publish images: something odd", &plain).class, Some(FailClass::Network));
+    }
+
+    #[test]
+    fn an_ecr_front_whose_backend_failed_is_infra_error() {
+        // As recorded with the ECR backend answering 500 (ko v0.15.1); the text alone says 500.
+        let mut front = record("123456789012.dkr.ecr.us-east-1.amazonaws.com", 500, None);
+        (front.method, front.path) = ("HEAD".into(), "/v2/app/manifests/latest".into());
+        front.infra = Some("ECR front backend 127.0.0.1:38245 answered 500 Internal Server Error".into());
+        let output = "Error: failed to publish images: error publishing ko://example.com/ko-matrix-app: HEAD https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/app/manifests/latest: unexpected status code 500 Internal Server Error (HEAD responses have no body, use GET for details)";
+        let v = verdict(Some(1), output, &[front]);
+        assert_eq!(v.outcome, Outcome::InfraError);
+        assert!(v.detail.starts_with("infra-error: ECR front backend 127.0.0.1:38245 answered 500 Internal Server Error (answering HEAD 123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/app/manifests/latest); ko exited 1: "), "{}", v.detail);
+    }
+
+    #[test]
+    fn a_fetch_back_that_cannot_reach_the_registry_is_infra_error() {
+        let e = Evidence {
+            exit_code: Some(0),
+            timed_out: false,
+            output: "basic.ko-matrix.test/cells/app@sha256:ab",
+            records: &[],
+            fetched_back: Err(NotFetched::Unreachable("registry (basic flavour) 127.0.0.1:41234 unreachable: GET https://127.0.0.1:41234/v2/cells/app/manifests/sha256:ab: error sending request".into())),
+            unreachable: &[],
+        };
+        let v = classify(&e);
+        assert_eq!((v.outcome, v.class), (Outcome::InfraError, None));
+        assert!(v.detail.starts_with("infra-error: registry (basic flavour) 127.0.0.1:41234 unreachable: GET"), "{}", v.detail);
+    }
+
+    // Evidence as recorded when the base-image registry was killed (ko v0.15.1): ko never
+    // reaches the gateway (it pulls the base from loopback directly) and its line would read
+    // as `fail(build)`.
+    #[test]
+    fn a_service_found_down_after_a_failure_is_infra_error() {
+        let down = ["base-image registry 127.0.0.1:46851 unreachable: error sending request for url (http://127.0.0.1:46851/v2/): client error (Connect): tcp connect error: Connection refused (os error 111)".to_string()];
+        let output = "Error: failed to publish images: error building \"ko://example.com/ko-matrix-app\": fetching base image: pulling 127.0.0.1:46851/ko-matrix/base@sha256:57038ae4359e74f7d9517459e502ffbe8c8d12de6ecd7f44bccd823675972894: Get \"https://127.0.0.1:46851/v2/\": dial tcp 127.0.0.1:46851: connect: connection refused; Get \"http://127.0.0.1:46851/v2/\": dial tcp 127.0.0.1:46851: connect: connection refused";
+        assert_eq!(verdict(Some(1), output, &[]).class, Some(FailClass::Build), "without the probe it would read as ko's failure");
+        let failed = Evidence { exit_code: Some(1), timed_out: false, output, records: &[], fetched_back: not_pushed(), unreachable: &down };
+        let v = classify(&failed);
+        assert_eq!((v.outcome, v.class), (Outcome::InfraError, None));
+        assert!(v.detail.starts_with("infra-error: base-image registry 127.0.0.1:46851 unreachable"), "{}", v.detail);
+        let timed_out = Evidence { exit_code: None, timed_out: true, ..failed };
+        assert!(classify(&timed_out).detail.contains("; ko did not finish in time: "), "{}", classify(&timed_out).detail);
+        // ko that got its image through regardless passed: that is what ko did.
+        let passed = Evidence { exit_code: Some(0), timed_out: false, fetched_back: Ok("sha256:ab".into()), ..timed_out };
+        assert_eq!(classify(&passed).outcome, Outcome::Pass);
     }
 
     #[test]

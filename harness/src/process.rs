@@ -15,7 +15,7 @@ use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 /// A running child whose whole process group dies with this handle.
@@ -34,6 +34,15 @@ pub enum RunError {
     Timeout { program: String, timeout: Duration },
     #[error("waiting for {program} failed: {source}")]
     Wait { program: String, source: io::Error },
+}
+
+/// What a child wrote and how it ended. What it wrote survives a kill, so a timed-out
+/// command still shows how far it got.
+#[derive(Debug)]
+pub struct Captured {
+    pub status: Result<ExitStatus, RunError>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 impl Contained {
@@ -68,15 +77,26 @@ impl Contained {
         &mut self.child
     }
 
-    /// Waits for the child; kills its group once `timeout` passes.
-    pub async fn wait(&mut self, program: &str, timeout: Duration) -> Result<ExitStatus, RunError> {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
+    /// Reads the child's piped stdout and stderr to their end and waits for it; once
+    /// `timeout` passes, kills its group and keeps what it wrote until then.
+    pub async fn capture(&mut self, program: &str, timeout: Duration) -> Captured {
+        let (mut stdout, mut stderr) = (self.child.stdout.take(), self.child.stderr.take());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let finished = tokio::time::timeout(timeout, async {
+            let (read_out, read_err, status) = tokio::join!(drain(stdout.as_mut(), &mut out), drain(stderr.as_mut(), &mut err), self.child.wait());
+            read_out?;
+            read_err?;
+            status
+        })
+        .await;
+        let status = match finished {
             Ok(status) => status.map_err(|source| RunError::Wait { program: program.to_string(), source }),
             Err(_) => {
                 self.kill_group();
                 Err(RunError::Timeout { program: program.to_string(), timeout })
             }
-        }
+        };
+        Captured { status, stdout: out, stderr: err }
     }
 
     /// Kills the whole process group now (idempotent).
@@ -125,29 +145,26 @@ fn spawn_from_spawner(cmd: Command) -> io::Result<Child> {
     answer.recv().map_err(|_| io::Error::other("the spawner thread is gone"))?
 }
 
+/// Appends what `reader` yields to `into` piece by piece, so that a cancelled read loses
+/// nothing already read.
+async fn drain(reader: Option<&mut (impl AsyncRead + Unpin)>, into: &mut Vec<u8>) -> io::Result<()> {
+    let Some(reader) = reader else { return Ok(()) };
+    let mut piece = [0u8; 8192];
+    loop {
+        let n = reader.read(&mut piece).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        into.extend_from_slice(&piece[..n]);
+    }
+}
+
 /// Runs `cmd` to completion with captured output, killing its group after `timeout`.
 pub async fn output(mut cmd: Command, timeout: Duration) -> Result<Output, RunError> {
     let program = program_name(&cmd);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut contained = Contained::spawn(cmd)?;
-    let mut stdout = contained.child.stdout.take().expect("stdout is piped");
-    let mut stderr = contained.child.stderr.take().expect("stderr is piped");
-    let collect = async {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let (read_out, read_err, status) =
-            tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err), contained.child.wait());
-        let status = status?;
-        read_out?;
-        read_err?;
-        Ok::<_, io::Error>(Output { status, stdout: out, stderr: err })
-    };
-    match tokio::time::timeout(timeout, collect).await {
-        Ok(result) => result.map_err(|source| RunError::Wait { program, source }),
-        Err(_) => {
-            contained.kill_group();
-            Err(RunError::Timeout { program, timeout })
-        }
-    }
+    let captured = Contained::spawn(cmd)?.capture(&program, timeout).await;
+    Ok(Output { status: captured.status?, stdout: captured.stdout, stderr: captured.stderr })
 }
 
 fn program_name(cmd: &Command) -> String {
@@ -200,5 +217,22 @@ mod tests {
         cmd.args(["-c", "echo started; sleep 30"]);
         let err = output(cmd, Duration::from_millis(300)).await.unwrap_err();
         assert!(matches!(err, RunError::Timeout { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_capture_keeps_what_the_child_wrote() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo started; echo warming up >&2; sleep 30"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = Contained::spawn(cmd).unwrap();
+        let pid = child.id().unwrap();
+        let captured = child.capture("sh", Duration::from_millis(500)).await;
+        assert!(matches!(captured.status, Err(RunError::Timeout { .. })), "{:?}", captured.status);
+        assert_eq!(String::from_utf8_lossy(&captured.stdout), "started\n");
+        assert_eq!(String::from_utf8_lossy(&captured.stderr), "warming up\n");
+        let started = std::time::Instant::now();
+        while alive(pid) {
+            assert!(started.elapsed() < Duration::from_secs(5), "the timed-out child was not killed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::ko::versions::VersionError;
 use crate::ko::{FetchError, KoBinary, KoFetcher};
 use crate::provision::GoProvisioner;
 use crate::outcome::Outcome;
-use crate::report::{cell_label, MatrixReport};
+use crate::report::{cell_label, family, MatrixReport, ReportError, Snapshots};
 use crate::scenario::{self, Scenario};
 use crate::world::{World, WorldError};
 
@@ -102,6 +102,12 @@ pub fn scenarios_dir(matrix: &Matrix) -> PathBuf {
     matrix.file.parent().map_or_else(|| PathBuf::from("scenarios"), |d| d.join("scenarios"))
 }
 
+/// `results/*.snap` next to matrix.toml, when there are any: the baseline that decides which
+/// cells are worth a retry and which JUnit testcases fail.
+pub fn committed_snapshots(matrix: &Matrix) -> Result<Option<Snapshots>, ReportError> {
+    crate::report::read_baseline(&matrix.file.parent().unwrap_or(Path::new(".")).join("results"))
+}
+
 /// Fetches the resolved `versions` and selects the matrix's scenarios.
 pub async fn select(matrix: &Matrix, versions: &[String], fetcher: &KoFetcher) -> Result<Selection, RunError> {
     let known = scenario::discover(&scenarios_dir(matrix))?;
@@ -126,11 +132,15 @@ pub struct RunnerOptions {
     pub app_source: PathBuf,
     /// The ko-matrix executable, which cells run as their credential helper.
     pub helper: PathBuf,
+    /// What each cell gave before (the committed snapshots): a cell is run again only when
+    /// its first run differs from this, or, without a baseline for it, failed.
+    pub baseline: Option<Snapshots>,
 }
 
 /// Started services plus everything cells share; cells can then run in any order.
 pub struct Runner {
     env: CellEnv,
+    baseline: Snapshots,
     _work: tempfile::TempDir,
 }
 
@@ -165,32 +175,58 @@ impl Runner {
             logs_dir,
             timeout: options.cell_timeout,
         };
-        Ok(Runner { env, _work: work })
+        Ok(Runner { env, baseline: options.baseline.clone().unwrap_or_default(), _work: work })
     }
 
     pub fn world(&self) -> &World {
         &self.env.world
     }
 
-    /// Runs a cell; a failure is run once more. Two different answers make it `flaky`
-    /// (never a regression), with both logs kept.
+    /// Runs a cell, and once more when the first run would change the record (see
+    /// [`needs_retry`]); [`settle`] makes one result of the two runs, keeping both logs.
     pub async fn run_cell(&self, ko: &KoBinary, scenario: &Scenario) -> CellResult {
         let mut first = cell::run_cell(&self.env, ko, scenario, 1).await;
         first.attempts = vec![cell_label(&first)];
-        if first.outcome != Outcome::Fail {
+        let baseline = self.baseline.get(family(&scenario.name)).and_then(|cells| cells.get(&(ko.version.clone(), scenario.name.clone())));
+        if !needs_retry(&first, baseline.map(String::as_str)) {
             return first;
         }
-        let second = cell::run_cell(&self.env, ko, scenario, 2).await;
-        let second_label = cell_label(&second);
-        first.attempts.push(second_label.clone());
-        first.retry_log = Some(second.log.clone());
-        if first.attempts[0] != second_label {
-            first.detail = format!("flaky: first run {}: {}; retry {second_label}: {}", first.attempts[0], first.detail, second.detail);
-            first.outcome = Outcome::Flaky;
-            first.class = None;
-        }
-        first
+        let retry = cell::run_cell(&self.env, ko, scenario, 2).await;
+        settle(first, retry)
     }
+}
+
+/// Whether a cell's first run is worth repeating: only when it would change the record, that
+/// is when its label differs from the cell's `baseline`, or, with no baseline, it failed. A
+/// harness fault is not retried: either run's fault makes the cell `infra-error` anyway.
+pub fn needs_retry(first: &CellResult, baseline: Option<&str>) -> bool {
+    match (first.outcome, baseline) {
+        (Outcome::Pass | Outcome::Fail, Some(label)) => cell_label(first) != label,
+        (outcome, None) => outcome == Outcome::Fail,
+        (Outcome::InfraError | Outcome::Skipped | Outcome::Flaky, Some(_)) => false,
+    }
+}
+
+/// One result from a cell's two runs: `infra-error` when either run hit a harness fault;
+/// `flaky` only when both reached a verdict about ko (pass or fail) and the verdicts differ;
+/// else the first run. Both labels and both logs are kept.
+pub fn settle(mut first: CellResult, retry: CellResult) -> CellResult {
+    let (first_label, retry_label) = (cell_label(&first), cell_label(&retry));
+    first.attempts = vec![first_label.clone(), retry_label.clone()];
+    first.retry_log = Some(retry.log.clone());
+    let verdict = |outcome| matches!(outcome, Outcome::Pass | Outcome::Fail);
+    if first.outcome == Outcome::InfraError {
+        first.detail = format!("{} (retry: {retry_label})", first.detail);
+    } else if retry.outcome == Outcome::InfraError {
+        first.detail = format!("{} (on the retry; first run {first_label}: {})", retry.detail, first.detail);
+        first.outcome = Outcome::InfraError;
+        first.class = None;
+    } else if verdict(first.outcome) && verdict(retry.outcome) && first_label != retry_label {
+        first.detail = format!("flaky: first run {first_label}: {}; retry {retry_label}: {}", first.detail, retry.detail);
+        first.outcome = Outcome::Flaky;
+        first.class = None;
+    }
+    first
 }
 
 /// Runs every cell of `selection` (of `shard`, when given), `jobs` at a time. When `stop`
@@ -271,6 +307,85 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::FailClass;
+
+    fn result(outcome: Outcome, class: Option<FailClass>, detail: &str, log: &str) -> CellResult {
+        CellResult {
+            version: "v0.15.2".into(),
+            scenario: "ecr/env-session".into(),
+            outcome,
+            class,
+            detail: detail.into(),
+            duration_ms: 1,
+            ko_ms: 1,
+            log: log.into(),
+            retry_log: None,
+            attempts: Vec::new(),
+            env: Default::default(),
+            requests: Vec::new(),
+        }
+    }
+
+    fn pass(log: &str) -> CellResult {
+        result(Outcome::Pass, None, "pushed and fetched back sha256:ab", log)
+    }
+
+    fn unauthorized(log: &str) -> CellResult {
+        result(Outcome::Fail, Some(FailClass::Unauthorized), "ko exited 1: Error: UNAUTHORIZED", log)
+    }
+
+    fn infra(log: &str) -> CellResult {
+        result(Outcome::InfraError, None, "infra-error: registry (basic flavour) 127.0.0.1:5000 unreachable: connection refused; ko exited 1: Error: 502", log)
+    }
+
+    #[test]
+    fn a_retry_happens_only_when_it_could_change_the_record() {
+        // Against a baseline: whatever differs from it, pass or fail.
+        assert!(!needs_retry(&unauthorized("a"), Some("fail(unauthorized)")), "an expected failure is not run twice");
+        assert!(needs_retry(&unauthorized("a"), Some("pass")));
+        assert!(needs_retry(&unauthorized("a"), Some("fail(denied)")));
+        assert!(needs_retry(&pass("a"), Some("fail(unauthorized)")));
+        assert!(!needs_retry(&pass("a"), Some("pass")));
+        // No baseline for the cell: failures only.
+        assert!(needs_retry(&unauthorized("a"), None));
+        assert!(!needs_retry(&pass("a"), None));
+        // A harness fault or a skip: never.
+        for baseline in [None, Some("pass"), Some("fail(unauthorized)")] {
+            assert!(!needs_retry(&infra("a"), baseline), "{baseline:?}");
+            assert!(!needs_retry(&result(Outcome::Skipped, None, "LocalStack", "a"), baseline), "{baseline:?}");
+        }
+    }
+
+    #[test]
+    fn two_runs_settle_honestly() {
+        // The same verdict twice: that verdict, both runs noted.
+        let same = settle(unauthorized("first.log"), unauthorized("retry.log"));
+        assert_eq!((same.outcome, same.class), (Outcome::Fail, Some(FailClass::Unauthorized)));
+        assert_eq!(same.attempts, ["fail(unauthorized)", "fail(unauthorized)"]);
+        assert_eq!((same.log.to_str(), same.retry_log.as_deref().and_then(|p| p.to_str())), (Some("first.log"), Some("retry.log")));
+
+        // Two different verdicts about ko: flaky.
+        let flaky = settle(unauthorized("first.log"), pass("retry.log"));
+        assert_eq!((flaky.outcome, flaky.class), (Outcome::Flaky, None));
+        assert_eq!(flaky.attempts, ["fail(unauthorized)", "pass"]);
+        assert!(flaky.detail.starts_with("flaky: first run fail(unauthorized): ko exited 1"), "{}", flaky.detail);
+
+        // A harness fault in the retry hides nothing: the cell is infra-error, not flaky.
+        let hidden = settle(unauthorized("first.log"), infra("retry.log"));
+        assert_eq!((hidden.outcome, hidden.class), (Outcome::InfraError, None));
+        assert_eq!(hidden.attempts, ["fail(unauthorized)", "infra-error"]);
+        assert!(hidden.detail.starts_with("infra-error: registry (basic flavour) 127.0.0.1:5000 unreachable"), "{}", hidden.detail);
+        assert!(hidden.detail.contains("first run fail(unauthorized): ko exited 1: Error: UNAUTHORIZED"), "{}", hidden.detail);
+        let after_pass = settle(pass("first.log"), infra("retry.log"));
+        assert_eq!(after_pass.outcome, Outcome::InfraError);
+
+        // A harness fault in the first run: infra-error whatever the retry said.
+        for retry in [pass("retry.log"), unauthorized("retry.log")] {
+            let settled = settle(infra("first.log"), retry);
+            assert_eq!((settled.outcome, settled.class), (Outcome::InfraError, None));
+            assert!(settled.detail.starts_with("infra-error: registry (basic flavour)"), "{}", settled.detail);
+        }
+    }
 
     #[test]
     fn shards_partition_the_cells_and_stay_put() {

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use crate::base_image::{self, BaseImage};
-use crate::gateway::{Backend, Gateway, Route};
+use crate::gateway::{error_chain, Backend, Gateway, Route};
 use crate::pki::{Ca, PkiError};
 use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack};
 use crate::aws::Emulator;
 use crate::loopback::LoopbackServer;
+use crate::outcome::NotFetched;
 use crate::config::ServicesConfig;
 use crate::provision::{GoProvisioner, GoTool};
 use crate::scenario::{Credential, Flavour, Scenario};
@@ -55,6 +56,8 @@ pub struct TargetRegistry {
     /// The `Host` to send to the backend (LocalStack's per-registry names).
     pub host_header: Option<String>,
     pub tls: bool,
+    /// What it is, for infra-error details (`registry (basic flavour)`).
+    pub service: String,
     /// The credentials that work (scenarios' `${USER}` / `${PASSWORD}`).
     pub user: Credential,
     admin: Admin,
@@ -124,9 +127,23 @@ pub struct World {
     pub aws: Option<Aws>,
     /// Choices the user should hear about once (an `auto` setting falling back).
     pub notes: Vec<String>,
+    /// Every service cells depend on, for [`World::unreachable_services`].
+    pub services: Vec<Service>,
     _registries: Vec<RunningRegistry>,
     _token_server: Option<LoopbackServer>,
 }
+
+/// A service of the run, as infra-error details name it.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// `base-image registry`, `registry (basic flavour)`, `ECR front backend`, …
+    pub name: String,
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// How long the health probe waits for each service.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn random_secret() -> String {
     format!("{:024x}", rand::random::<u128>() >> 32)
@@ -222,40 +239,48 @@ impl World {
         let base_image = BaseImage::build().push(&client, &format!("http://{}", base.addr)).await?;
 
         let mut targets = BTreeMap::new();
+        let mut services = vec![Service { name: "base-image registry".into(), addr: base.addr, tls: base.tls }];
         let mut registries = vec![base];
         let mut add = |flavour: Flavour, registry: RunningRegistry, admin: Admin| {
+            let service = format!("registry ({} flavour)", flavour.name());
             let backend = if registry.tls { Backend::https(registry.addr) } else { Backend::http(registry.addr) };
-            gateway.route(flavour.host(), Route::Terminate { backend });
-            targets.insert(flavour, TargetRegistry { flavour, backend: registry.addr, tls: registry.tls, host_header: None, user: user.clone(), admin });
+            gateway.route(flavour.host(), Route::Terminate { backend: backend.named(&service) })?;
+            services.push(Service { name: service.clone(), addr: registry.addr, tls: registry.tls });
+            targets.insert(flavour, TargetRegistry { flavour, backend: registry.addr, tls: registry.tls, host_header: None, service, user: user.clone(), admin });
             registries.push(registry);
+            Ok::<_, WorldError>(())
         };
-        add(Flavour::Anonymous, anonymous, Admin::None);
+        add(Flavour::Anonymous, anonymous, Admin::None)?;
         if let Some(basic) = basic {
-            add(Flavour::Basic, basic, Admin::Basic(admin.clone()));
+            add(Flavour::Basic, basic, Admin::Basic(admin.clone()))?;
         }
         let mut token_server = None;
         if let Some((registry, issuer, server)) = token {
-            gateway.route(TOKEN_AUTH_HOST, Route::Terminate { backend: Backend::http(server.addr) });
-            add(Flavour::Token, registry, Admin::Token(issuer));
+            gateway.route(TOKEN_AUTH_HOST, Route::Terminate { backend: Backend::http(server.addr).named("token server") })?;
+            add(Flavour::Token, registry, Admin::Token(issuer))?;
+            services.push(Service { name: "token server".into(), addr: server.addr, tls: false });
             token_server = Some(server);
         }
         let mut aws = None;
         match ecr {
             Some((StartedEcr::Embedded { backend, emulator, server }, ecr_login)) => {
                 for host in &aws_hosts {
-                    gateway.route(host, Route::Terminate { backend: Backend::http(server.addr) });
+                    gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named("AWS emulator") })?;
                 }
-                targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: backend.addr, tls: false, host_header: None, user: user.clone(), admin: Admin::None });
+                services.push(Service { name: "AWS emulator".into(), addr: server.addr, tls: false });
+                services.push(Service { name: "ECR front backend".into(), addr: backend.addr, tls: false });
+                targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: backend.addr, tls: false, host_header: None, service: "ECR front backend".into(), user: user.clone(), admin: Admin::None });
                 registries.push(backend);
                 aws = Some(Aws { backend: AwsBackend::Embedded { emulator, server }, ecr_login });
             }
             Some((StartedEcr::LocalStack(localstack), ecr_login)) => {
                 for spec in scenarios.iter().filter_map(|s| s.aws.as_ref()) {
-                    gateway.route(&spec.api_host(), Route::Terminate { backend: Backend::http(localstack.endpoint) });
-                    let registry = Backend { host_header: Some(LocalStack::registry_host(&spec.account, &spec.region)), ..Backend::http(localstack.endpoint) };
-                    gateway.route(&spec.registry_host(), Route::Terminate { backend: registry });
+                    gateway.route(&spec.api_host(), Route::Terminate { backend: Backend::http(localstack.endpoint).named("LocalStack") })?;
+                    let registry = Backend { host_header: Some(LocalStack::registry_host(&spec.account, &spec.region)), ..Backend::http(localstack.endpoint).named("LocalStack") };
+                    gateway.route(&spec.registry_host(), Route::Terminate { backend: registry })?;
                 }
-                targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: localstack.endpoint, tls: false, host_header: None, user: user.clone(), admin: Admin::None });
+                services.push(Service { name: "LocalStack".into(), addr: localstack.endpoint, tls: false });
+                targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: localstack.endpoint, tls: false, host_header: None, service: "LocalStack".into(), user: user.clone(), admin: Admin::None });
                 aws = Some(Aws { backend: AwsBackend::LocalStack(localstack), ecr_login });
             }
             None => {}
@@ -271,6 +296,7 @@ impl World {
             client,
             aws,
             notes,
+            services,
             _registries: registries,
             _token_server: token_server,
         })
@@ -278,8 +304,8 @@ impl World {
 
     /// Fetches `repository@digest` straight from the target's backend (not through the
     /// gateway) and checks the bytes hash to `digest`. `Ok(digest)` when they do.
-    pub async fn fetch_back(&self, flavour: Flavour, repository: &str, digest: &str) -> Result<String, String> {
-        let target = self.targets.get(&flavour).ok_or_else(|| format!("no {} registry in this run", flavour.name()))?;
+    pub async fn fetch_back(&self, flavour: Flavour, repository: &str, digest: &str) -> Result<String, NotFetched> {
+        let target = self.targets.get(&flavour).ok_or_else(|| NotFetched::Unreachable(format!("{} registry not started in this run", flavour.name())))?;
         let scheme = if target.tls { "https" } else { "http" };
         let url = format!("{scheme}://{}/v2/{repository}/manifests/{digest}", target.backend);
         let accept = [
@@ -298,17 +324,35 @@ impl World {
             Admin::Basic(admin) => request.basic_auth(&admin.username, Some(&admin.password)),
             Admin::Token(issuer) => request.bearer_auth(issuer.token("ko-matrix-admin", &[format!("repository:{repository}:pull")])),
         };
-        let response = request.send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        // Not reaching its own registry, or reaching a broken one, is the harness's failure.
+        let unreachable = |e: reqwest::Error| NotFetched::Unreachable(format!("{} {} unreachable: GET {url}: {}", target.service, target.backend, error_chain(&e)));
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let body = response.bytes().await.map_err(unreachable)?;
+        if status.is_server_error() {
+            return Err(NotFetched::Unreachable(format!("{} {} answered {status} to GET {url}", target.service, target.backend)));
+        }
         if !status.is_success() {
-            return Err(format!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body).trim()));
+            return Err(NotFetched::Missing(format!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body).trim())));
         }
         let actual = base_image::digest(&body);
         if actual != digest {
-            return Err(format!("GET {url} returned content with digest {actual}"));
+            return Err(NotFetched::Missing(format!("GET {url} returned content with digest {actual}")));
         }
         Ok(actual)
+    }
+
+    /// The services that do not answer now, each as `<service> <addr> unreachable: <why>`;
+    /// asked after a cell failed, so that a dead service is never read as ko's failure.
+    pub async fn unreachable_services(&self) -> Vec<String> {
+        let probes = self.services.iter().map(|service| async move {
+            let url = format!("{}://{}/v2/", if service.tls { "https" } else { "http" }, service.addr);
+            match self.client.get(&url).timeout(PROBE_TIMEOUT).send().await {
+                Ok(_) => None,
+                Err(e) => Some(format!("{} {} unreachable: {}", service.name, service.addr, error_chain(&e))),
+            }
+        });
+        futures_util::future::join_all(probes).await.into_iter().flatten().collect()
     }
 
     /// Why this run cannot run `scenario` faithfully, if it cannot (a skip, with the reason).
@@ -324,3 +368,4 @@ impl World {
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", credential.username, credential.password))
     }
 }
+

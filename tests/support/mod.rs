@@ -203,3 +203,32 @@ pub fn staging_dirs(cache: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     entries.flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".staging-")).collect()
 }
+
+/// The process listening on `addr` (TCP, IPv4), found through /proc: how a test kills one
+/// service of a running world without any hook in the harness.
+pub fn pid_listening_on(addr: SocketAddr) -> Option<u32> {
+    let std::net::IpAddr::V4(ip) = addr.ip() else { return None };
+    let local = format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), addr.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let inode = table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // st 0A is LISTEN.
+        (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")).then(|| fields[9].to_string())
+    })?;
+    let socket = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
+        let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+        fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == socket)).then_some(pid)
+    })
+}
+
+/// SIGKILLs the process listening on `addr` and waits until the port refuses connections.
+pub fn kill_listener(addr: SocketAddr) {
+    let pid = pid_listening_on(addr).unwrap_or_else(|| panic!("nothing listens on {addr}"));
+    // SAFETY: plain syscall on a pid we just looked up.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    wait_for(&format!("{addr} to refuse connections"), Duration::from_secs(10), || std::net::TcpStream::connect(addr).is_err());
+}

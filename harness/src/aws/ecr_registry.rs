@@ -15,6 +15,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::iam;
+use crate::gateway::{error_chain, INFRA_HEADER};
 use super::state::{AwsCell, ImageRecord, RegistryPassword};
 use super::{full, Body, Emulator};
 
@@ -128,9 +129,20 @@ async fn forward(emulator: &Emulator, cell: &AwsCell, repository: &str, rest: &s
     let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let response = match emulator.client.request(Request::from_parts(parts, body)).await {
         Ok(response) => response,
-        Err(e) => return distribution_error(StatusCode::BAD_GATEWAY, "UNAVAILABLE", &format!("ko-matrix: the backend registry failed: {e}")),
+        Err(e) => {
+            let mut response = distribution_error(StatusCode::BAD_GATEWAY, "UNAVAILABLE", &format!("ko-matrix: the backend registry failed: {e}"));
+            mark_infra(&mut response, format!("ECR front backend {} unreachable: {}", emulator.backend, error_chain(&e)));
+            return response;
+        }
     };
     let (mut parts, body) = response.into_parts();
+    // The backend is the harness's own registry: a server error there is the harness's fault.
+    if parts.status.is_server_error() {
+        let what = format!("ECR front backend {} answered {}", emulator.backend, parts.status);
+        let mut response = Response::from_parts(parts, body.boxed());
+        mark_infra(&mut response, what);
+        return response;
+    }
     if let Some(location) = parts.headers.get("location").and_then(|v| v.to_str().ok()) {
         let mapped = location.replace(&format!("/v2/{backend_repository}/"), &format!("/v2/{repository}/"));
         parts.headers.insert("location", mapped.parse().expect("a rewritten Location is a valid header"));
@@ -145,6 +157,12 @@ async fn forward(emulator: &Emulator, cell: &AwsCell, repository: &str, rest: &s
         record_image(cell, repository, &digest, reference, &content_type, &manifest);
     }
     Response::from_parts(parts, body.boxed())
+}
+
+/// Tells the gateway that this answer comes from the harness's failure (see [`INFRA_HEADER`]).
+fn mark_infra(response: &mut Response<Body>, what: String) {
+    let value = hyper::header::HeaderValue::from_str(&what.replace(['\r', '\n'], " ")).unwrap_or_else(|_| hyper::header::HeaderValue::from_static("ECR front backend failed"));
+    response.headers_mut().insert(INFRA_HEADER, value);
 }
 
 /// Remembers a pushed manifest for DescribeImages / ListImages / BatchGetImage.

@@ -211,6 +211,16 @@ pub fn check_against(report: &MatrixReport, snapshots: &Snapshots, scope: CheckS
     changes
 }
 
+/// The committed snapshots in `dir` as a baseline, or `None` when it holds none (a directory
+/// made by `ko-matrix init` has no baseline yet).
+pub fn read_baseline(dir: &Path) -> Result<Option<Snapshots>, ReportError> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let snapshots = read_snapshots(dir)?;
+    Ok((!snapshots.is_empty()).then_some(snapshots))
+}
+
 /// Reads every `<family>.snap` in `dir` (insta's format: a YAML header, then the body).
 pub fn read_snapshots(dir: &Path) -> Result<Snapshots, ReportError> {
     let mut out = Snapshots::new();

@@ -452,7 +452,7 @@ async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyhow::
     if !args.scenarios.is_empty() {
         matrix.scenarios = Some(args.scenarios.iter().map(|p| ScenarioPattern::from_cli(p)).collect::<Result<_, _>>().map_err(BadInput)?);
     }
-    let baseline = matrices::baseline(&matrix_dir(&matrix).join(matrices::SNAPSHOTS_DIR))?;
+    let baseline = run::committed_snapshots(&matrix)?;
     let observer = Arc::new(progress::Progress::for_stderr());
     let fetcher = KoFetcher::new(Cache::from_env()?, settings(Some(&matrix), &args.source), observer.clone());
     // Until cells run there is nothing to keep: a signal just stops.
@@ -475,6 +475,7 @@ async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyhow::
         out_dir: args.out.clone(),
         app_source: run::scenarios_dir(&matrix).join("app"),
         helper: std::env::current_exe()?,
+        baseline: baseline.clone(),
     };
     let stop = {
         let signals = signals.clone();
@@ -493,10 +494,6 @@ async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyhow::
         return Ok(3);
     }
     Ok(if args.fail_on_fail && report.count(Outcome::Fail) > 0 { 1 } else { 0 })
-}
-
-fn matrix_dir(matrix: &Matrix) -> &Path {
-    matrix.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 async fn bisect_command(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u8> {
@@ -520,6 +517,7 @@ async fn bisect_command(config: Option<&Path>, args: BisectArgs) -> anyhow::Resu
         out_dir: args.out.clone(),
         app_source: run::scenarios_dir(&matrix).join("app"),
         helper: std::env::current_exe()?,
+        baseline: None,
     };
     let runner = run::Runner::start(&options, fetcher.go()).await?;
     let mut bisector = bisect::Bisect::new(&runner, &fetcher, &scenario, progress.as_ref());

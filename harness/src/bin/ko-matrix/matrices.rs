@@ -5,26 +5,16 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use ko_matrix::regressions::{self, Mark};
-use ko_matrix::report::{self, markdown, render_table, CheckScope, MatrixReport, Snapshots};
+use ko_matrix::report::{self, markdown, render_table, CheckScope, MatrixReport};
 
 use crate::BadInput;
 
 /// Where committed snapshots live by default: `results/` next to the matrix file.
 pub const SNAPSHOTS_DIR: &str = "results";
 
-/// The committed snapshots in `dir`, or `None` when it holds none (a directory made by
-/// `ko-matrix init` has no baseline yet).
-pub fn baseline(dir: &Path) -> anyhow::Result<Option<Snapshots>> {
-    if !dir.is_dir() {
-        return Ok(None);
-    }
-    let snapshots = report::read_snapshots(dir)?;
-    Ok((!snapshots.is_empty()).then_some(snapshots))
-}
-
 pub fn report_command(dir: &Path, snapshots: &Path) -> anyhow::Result<u8> {
     let report = MatrixReport::read(&dir.join("matrix.json"))?;
-    report.write_all(dir, baseline(snapshots)?.as_ref())?;
+    report.write_all(dir, report::read_baseline(snapshots)?.as_ref())?;
     println!("{}", render_table(&report));
     Ok(0)
 }
@@ -68,7 +58,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
 pub fn merge(shards: &[PathBuf], out: &Path, snapshots: &Path) -> anyhow::Result<u8> {
     let parts = shards.iter().map(|p| MatrixReport::read(p)).collect::<Result<Vec<_>, _>>()?;
     let merged = report::merge(&parts).map_err(|e| BadInput(e.to_string()))?;
-    let json = merged.write_all(out, baseline(snapshots)?.as_ref())?;
+    let json = merged.write_all(out, report::read_baseline(snapshots)?.as_ref())?;
     println!("{}", render_table(&merged));
     let interrupted: Vec<String> = shards.iter().zip(&parts).filter(|(_, p)| p.interrupted).map(|(path, _)| path.display().to_string()).collect();
     if !interrupted.is_empty() {
