@@ -2,6 +2,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 KO_MATRIX="${KO_MATRIX:-target/release/ko-matrix}"
+# A downloaded artifact loses its executable bit.
+[ -f "$KO_MATRIX" ] && [ ! -x "$KO_MATRIX" ] && chmod +x "$KO_MATRIX"
 if [ ! -x "$KO_MATRIX" ]; then
   echo "no ko-matrix binary at $KO_MATRIX: run \`cargo build --release\` or set KO_MATRIX" >&2
   exit 2
