@@ -90,7 +90,7 @@ fn matrix_json(dir: &Path, versions: &[&str], scenarios: &[&str], cells: &[(&str
             };
             serde_json::json!({
                 "version": version, "scenario": scenario, "outcome": outcome, "class": class,
-                "detail": format!("ko exited 1: Error: {scenario} at {version}"), "duration_ms": 10, "ko_ms": 9, "log": "/tmp/x.log",
+                "detail": format!("ko exited 1: Error: {scenario} at {version}"), "duration_ms": 10, "tool_ms": 9, "log": "/tmp/x.log",
             })
         })
         .collect();

@@ -11,7 +11,7 @@ use ko_matrix::aws::state::AwsCell;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::ServicesConfig;
 use ko_matrix::events::Silent;
-use ko_matrix::ko::{KoFetcher, KoSettings};
+use ko_matrix::tool::{self, FetchSettings, ToolFetcher};
 use ko_matrix::provision::{GoProvisioner, GoTool, ToolchainPolicy};
 use ko_matrix::scenario::Scenario;
 use ko_matrix::services::runtime::RuntimeChoice;
@@ -135,7 +135,7 @@ async fn expired_session_credentials_are_refused_by_name() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ko_pushes_and_the_aws_cli_describes_the_image() {
     let f = Fixture::start("credentials = \"session\"").await;
-    let ko = KoFetcher::new(Cache::from_env().unwrap(), KoSettings::default(), Arc::new(Silent)).fetch("v0.15.1").await.unwrap();
+    let ko = ToolFetcher::new(tool::shorthand(), Cache::from_env().unwrap(), FetchSettings::default(), Arc::new(Silent)).fetch("v0.15.1").await.unwrap();
     let app = tempfile::tempdir().unwrap();
     std::fs::write(app.path().join("go.mod"), "module example.com/crosscheck\n\ngo 1.21\n").unwrap();
     std::fs::write(app.path().join("main.go"), "package main\n\nfunc main() {}\n").unwrap();

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ko_matrix::cache::Cache;
-use ko_matrix::cell::CellResult;
+use ko_matrix::result::CellResult;
 use ko_matrix::config::Matrix;
 use ko_matrix::events::Silent;
 use ko_matrix::gateway::{Backend, Route};
-use ko_matrix::ko::{KoBinary, KoFetcher};
+use ko_matrix::tool::{self, ToolBinary, ToolFetcher};
 use ko_matrix::outcome::{FailClass, Outcome};
 use ko_matrix::run::{Runner, RunnerOptions};
 use ko_matrix::scenario::{self, Flavour, Scenario};
@@ -35,7 +35,7 @@ fn repo_scenario(name: &str) -> Scenario {
 /// A world of its own (faults here must not reach other tests), and ko.
 struct Harness {
     runner: Runner,
-    ko: KoBinary,
+    ko: ToolBinary,
     _out: tempfile::TempDir,
 }
 
@@ -43,7 +43,7 @@ impl Harness {
     async fn start(scenarios: &[Scenario], cell_timeout: Duration) -> Harness {
         let matrix = Matrix::load(&root().join("matrix.toml")).unwrap();
         let out = tempfile::tempdir().unwrap();
-        let fetcher = KoFetcher::new(Cache::from_env().unwrap(), matrix.ko.clone(), Arc::new(Silent));
+        let fetcher = ToolFetcher::new(tool::shorthand(), Cache::from_env().unwrap(), matrix.tools[0].fetch.clone(), Arc::new(Silent));
         let options = RunnerOptions {
             scenarios: scenarios.to_vec(),
             services: matrix.services.clone(),

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use ko_matrix::cache::Cache;
 use ko_matrix::events::Silent;
-use ko_matrix::ko::{KoFetcher, KoSettings, Source, KO};
+use ko_matrix::tool::{self, FetchSettings, Source, ToolFetcher};
 use ko_matrix::provision::ProvisionError;
 
-fn go_fetcher() -> KoFetcher {
-    let settings = KoSettings { source: Source::Go, ..KoSettings::default() };
-    KoFetcher::new(Cache::from_env().expect("a cache dir"), settings, Arc::new(Silent))
+fn go_fetcher() -> ToolFetcher {
+    let settings = FetchSettings { source: Source::Go, ..FetchSettings::default() };
+    ToolFetcher::new(tool::shorthand(), Cache::from_env().expect("a cache dir"), settings, Arc::new(Silent))
 }
 
 async fn build_and_check(version: &str) {
@@ -39,7 +39,7 @@ async fn builds_ko_v0_15_2() {
 
 #[tokio::test]
 async fn an_unknown_version_is_named_with_the_proxys_answer() {
-    let err = go_fetcher().go().resolve(&KO, "v0.0.999").await.unwrap_err();
+    let err = go_fetcher().go().resolve(tool::shorthand().go(), "v0.0.999").await.unwrap_err();
     let ProvisionError::UnknownVersion { module, query, message } = &err else { panic!("{err}") };
     assert_eq!((module.as_str(), query.as_str()), ("github.com/google/ko", "v0.0.999"));
     assert!(message.contains("v0.0.999"), "{message}");
@@ -47,7 +47,7 @@ async fn an_unknown_version_is_named_with_the_proxys_answer() {
 
 #[tokio::test]
 async fn latest_resolves_to_a_release() {
-    let module = go_fetcher().go().resolve(&KO, "latest").await.unwrap();
+    let module = go_fetcher().go().resolve(tool::shorthand().go(), "latest").await.unwrap();
     let version = semver::Version::parse(module.version.trim_start_matches('v')).unwrap();
     assert!(version >= semver::Version::new(0, 15, 3), "{version}");
     assert!(module.go_directive.is_some());

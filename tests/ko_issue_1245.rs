@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::Matrix;
 use ko_matrix::events::Silent;
-use ko_matrix::ko::KoFetcher;
+use ko_matrix::tool::{self, ToolFetcher};
 use ko_matrix::outcome::{FailClass, Outcome};
 use ko_matrix::run::{Runner, RunnerOptions};
 use ko_matrix::scenario;
@@ -29,7 +29,7 @@ async fn ko_issue_1245_env_credentials_push_to_ecr() {
         .collect();
     assert_eq!(scenarios.len(), 2);
     let out = tempfile::tempdir().unwrap();
-    let fetcher = KoFetcher::new(Cache::from_env().unwrap(), matrix.ko.clone(), Arc::new(Silent));
+    let fetcher = ToolFetcher::new(tool::shorthand(), Cache::from_env().unwrap(), matrix.tools[0].fetch.clone(), Arc::new(Silent));
     let options = RunnerOptions {
         scenarios: scenarios.clone(),
         services: matrix.services.clone(),

@@ -158,7 +158,7 @@ fn sigterm_mid_run_leaves_no_process_behind() {
 #[tokio::test]
 async fn the_registry_built_from_the_module_proxy_serves() {
     use ko_matrix::services::registry::{RegistryAuth, RegistrySpec, REGISTRY_TOOL, REGISTRY_VERSION};
-    let settings = ko_matrix::ko::KoSettings::default();
+    let settings = ko_matrix::tool::FetchSettings::default();
     let provisioner = ko_matrix::provision::GoProvisioner::new(
         ko_matrix::cache::Cache::from_env().unwrap(),
         settings.go_toolchain,
@@ -211,7 +211,7 @@ async fn the_gateway_passes_tls_through_untouched() {
 #[tokio::test]
 async fn ecr_login_built_from_the_module_proxy_speaks_the_helper_protocol() {
     use ko_matrix::world::{ECR_LOGIN_TOOL, ECR_LOGIN_VERSION};
-    let settings = ko_matrix::ko::KoSettings::default();
+    let settings = ko_matrix::tool::FetchSettings::default();
     let provisioner = ko_matrix::provision::GoProvisioner::new(
         ko_matrix::cache::Cache::from_env().unwrap(),
         settings.go_toolchain,

@@ -8,21 +8,21 @@ use std::time::{Duration, Instant};
 
 use ko_matrix::cache::Cache;
 use ko_matrix::events::Silent;
-use ko_matrix::ko::release::ReleaseError;
-use ko_matrix::ko::{FetchError, KoFetcher, KoSettings, Source};
+use ko_matrix::tool::release::ReleaseError;
+use ko_matrix::tool::{self, FetchError, FetchSettings, Source, ToolFetcher};
 use support::{tree, write_release, Behaviour, FileServer};
 
-fn fetcher(cache: &std::path::Path, server: &FileServer) -> KoFetcher {
-    let settings = KoSettings {
+fn fetcher(cache: &std::path::Path, server: &FileServer) -> ToolFetcher {
+    let settings = FetchSettings {
         source: Source::Release,
-        release_base_url: server.url(),
+        release_base_url: Some(server.url()),
         stall_timeout: Duration::from_secs(2),
-        ..KoSettings::default()
+        ..FetchSettings::default()
     };
-    KoFetcher::new(Cache::at(cache), settings, Arc::new(Silent))
+    ToolFetcher::new(tool::shorthand(), Cache::at(cache), settings, Arc::new(Silent))
 }
 
-fn release_error(result: Result<ko_matrix::ko::KoBinary, FetchError>) -> ReleaseError {
+fn release_error(result: Result<ko_matrix::tool::ToolBinary, FetchError>) -> ReleaseError {
     match result {
         Err(FetchError::Release { source, .. }) => source,
         other => panic!("expected a release error, got {other:?}"),
@@ -137,8 +137,8 @@ async fn auto_prefers_the_release_host_when_it_answers() {
     let (site, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     write_release(site.path(), "0.15.2", "0.15.2");
     let server = FileServer::start(site.path(), Behaviour::Serve).await;
-    let settings = KoSettings { source: Source::Auto, release_base_url: server.url(), ..KoSettings::default() };
-    let ko = KoFetcher::new(Cache::at(cache.path()), settings, Arc::new(Silent)).fetch("v0.15.2").await.unwrap();
+    let settings = FetchSettings { source: Source::Auto, release_base_url: Some(server.url()), ..FetchSettings::default() };
+    let ko = ToolFetcher::new(tool::shorthand(), Cache::at(cache.path()), settings, Arc::new(Silent)).fetch("v0.15.2").await.unwrap();
     assert_eq!(ko.route, "release");
 }
 
@@ -149,9 +149,9 @@ async fn the_path_route_checks_the_binary_it_is_given() {
     let server = FileServer::start(site.path(), Behaviour::Serve).await;
     let downloaded = fetcher(cache.path(), &server).fetch("v0.15.2").await.unwrap();
 
-    let settings = |path| KoSettings { source: Source::Path, path: Some(path), ..KoSettings::default() };
+    let settings = |path| FetchSettings { source: Source::Path, path: Some(path), ..FetchSettings::default() };
     let fetch = |version: &'static str| {
-        let fetcher = KoFetcher::new(Cache::at(cache.path()), settings(downloaded.path.clone()), Arc::new(Silent));
+        let fetcher = ToolFetcher::new(tool::shorthand(), Cache::at(cache.path()), settings(downloaded.path.clone()), Arc::new(Silent));
         async move { fetcher.fetch(version).await }
     };
     let ko = fetch("v0.15.2").await.unwrap();

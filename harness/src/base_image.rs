@@ -111,14 +111,18 @@ impl BaseImage {
 }
 
 fn layer_tar(arch: &str) -> Vec<u8> {
+    one_file_tar("etc/ko-matrix-base", &format!("ko-matrix base image for linux/{arch}\n"))
+}
+
+/// A tar holding one file: an image layer.
+pub fn one_file_tar(path: &str, text: &str) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
-    let text = format!("ko-matrix base image for linux/{arch}\n");
     let mut header = tar::Header::new_gnu();
     header.set_size(text.len() as u64);
     header.set_mode(0o644);
     header.set_mtime(0);
     header.set_cksum();
-    tar.append_data(&mut header, "etc/ko-matrix-base", text.as_bytes()).expect("writing to memory");
+    tar.append_data(&mut header, path, text.as_bytes()).expect("writing to memory");
     tar.into_inner().expect("writing to memory")
 }
 

@@ -1,6 +1,6 @@
-//! Running one cell: one ko version × one scenario, in its own HOME with an environment
-//! built from scratch (nothing of the harness's AWS_*, DOCKER_*, KO_* or credentials leaks
-//! in), through its own gateway session, with a timeout and an evidence log.
+//! Running one cell: one tool version × one scenario, in its own HOME with an environment
+//! built from scratch (nothing of the harness's AWS_*, DOCKER_*, tool settings or credentials
+//! leaks in), through its own gateway session, with a timeout and an evidence log.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -17,18 +16,19 @@ use crate::aws::state::{ecr_login_cache_keys, AwsCell, AwsSpec, CachedToken, Web
 use crate::aws::Emulator;
 use crate::world::AwsBackend;
 use crate::gateway::Record;
-use crate::ko::KoBinary;
 use crate::outcome::{self, Evidence, FailClass, NotFetched, Outcome, Verdict};
+use crate::payload::Payload;
 use crate::process::{Contained, RunError};
-use crate::scenario::{expand, Credential, DockerConfigLocation, PodmanFile, Scenario};
+use crate::result::CellResult;
+use crate::scenario::{expand, Credential, DockerConfigLocation, PodmanFile, Scenario, TOOL_PLACEHOLDER};
+use crate::tool::{PushContext, ToolBinary};
 use crate::world::World;
 
 /// What every cell of a run shares.
 pub struct CellEnv {
     pub world: Arc<World>,
-    /// The Go app ko builds (a copy outside any git checkout).
-    pub app_dir: PathBuf,
-    pub go: GoEnv,
+    /// What the tools push.
+    pub payload: Payload,
     /// The ko-matrix executable: linked into each cell's `bin/` as [`CREDENTIAL_HELPER`].
     pub helper: PathBuf,
     /// Cells' HOMEs and temp files go below this.
@@ -37,65 +37,11 @@ pub struct CellEnv {
     pub timeout: Duration,
 }
 
-/// The Go installation ko uses to build the app, with caches shared by all cells.
-#[derive(Debug, Clone)]
-pub struct GoEnv {
-    pub bin_dir: PathBuf,
-    pub gocache: PathBuf,
-    pub gomodcache: PathBuf,
-}
-
-impl GoEnv {
-    pub async fn detect(go: &Path) -> Result<GoEnv, String> {
-        let mut cmd = Command::new(go);
-        cmd.args(["env", "GOROOT", "GOCACHE", "GOMODCACHE"]).env("GOTOOLCHAIN", "local");
-        let out = crate::process::output(cmd, Duration::from_secs(60)).await.map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut lines = text.lines().map(PathBuf::from);
-        match (lines.next(), lines.next(), lines.next()) {
-            (Some(root), Some(gocache), Some(gomodcache)) if out.status.success() => Ok(GoEnv { bin_dir: root.join("bin"), gocache, gomodcache }),
-            _ => Err(format!("`go env GOROOT GOCACHE GOMODCACHE` failed: {}", crate::process::output_tail(&out, 5))),
-        }
-    }
-}
-
-/// One command the cell ran.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepRun {
-    pub command: String,
-    pub exit_code: Option<i32>,
-    pub duration_ms: u64,
-}
-
 /// The name under which the ko-matrix executable acts as the cells' docker credential helper.
 pub const CREDENTIAL_HELPER: &str = "docker-credential-ko-matrix";
 
-/// A cell's result: the `cells[]` entry of matrix.json.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct CellResult {
-    pub version: String,
-    pub scenario: String,
-    pub outcome: Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<FailClass>,
-    pub detail: String,
-    pub duration_ms: u64,
-    /// Time spent in ko processes (the rest is the harness's setup and verification).
-    pub ko_ms: u64,
-    pub log: PathBuf,
-    /// The log of the retry, when the first run failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_log: Option<PathBuf>,
-    /// The label of each run (`fail(network)`, `pass`): two when the cell was retried.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attempts: Vec<String>,
-    /// The environment ko got, secrets masked.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// The gateway's record of the cell's traffic.
-    #[serde(default)]
-    pub requests: Vec<Record>,
-}
+/// The variable naming the file the credential helper serves from and records calls beside.
+pub const CREDENTIAL_HELPER_STORE_ENV: &str = "KO_MATRIX_HELPER_STORE";
 
 /// Env names whose values are secrets in logs and reports.
 fn is_secret_name(name: &str) -> bool {
@@ -118,35 +64,43 @@ impl Masker {
 }
 
 /// Runs the cell once; `attempt` 1 is the first run, 2 the retry (its log is `*.retry.log`).
-pub async fn run_cell(env: &CellEnv, ko: &KoBinary, scenario: &Scenario, attempt: u32) -> CellResult {
+pub async fn run_cell(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, attempt: u32) -> CellResult {
     let started = Instant::now();
     let suffix = if attempt > 1 { ".retry" } else { "" };
-    let log = env.logs_dir.join(format!("{}@{}{suffix}.log", scenario.name.replace('/', "__"), ko.version));
+    let log = env.logs_dir.join(format!("{}@{}-{}{suffix}.log", scenario.name.replace('/', "__"), tool.tool.name(), tool.version));
     let infra = |detail: String| CellResult {
-        version: ko.version.clone(),
+        tool: tool.tool.name().to_string(),
+        version: tool.version.clone(),
         scenario: scenario.name.clone(),
         outcome: Outcome::InfraError,
         class: None,
         detail,
         duration_ms: started.elapsed().as_millis() as u64,
-        ko_ms: 0,
+        tool_ms: 0,
         log: log.clone(),
         retry_log: None,
         attempts: Vec::new(),
         env: BTreeMap::new(),
         requests: Vec::new(),
     };
-    if let Some(reason) = env.world.cannot_express(scenario) {
+    if let Some(reason) = env.world.cannot_express(scenario).or_else(|| other_tools_step(tool, scenario)) {
         let _ = std::fs::write(&log, format!("skipped: {reason}\n"));
         return CellResult { outcome: Outcome::Skipped, detail: reason, ..infra(String::new()) };
     }
-    match Cell::prepare(env, ko, scenario).await {
-        Ok(cell) => cell.run(env, ko, scenario, started, log.clone()).await,
+    match Cell::prepare(env, tool, scenario).await {
+        Ok(cell) => cell.run(env, tool, scenario, started, log.clone()).await,
         Err(e) => {
             let _ = std::fs::write(&log, format!("cell could not be prepared: {e}\n"));
             infra(e)
         }
     }
+}
+
+/// Why a scenario cannot run with `tool`: a step that names another tool's program (write
+/// `${TOOL}` to mean the tool under test).
+fn other_tools_step(tool: &ToolBinary, scenario: &Scenario) -> Option<String> {
+    let named = scenario.before.iter().filter_map(|s| s.run.first()).find(|p| *p != tool.tool.name() && crate::tool::by_name(p).is_some())?;
+    Some(format!("a step runs `{named}`, another tool than {}; write `{TOOL_PLACEHOLDER}` for the tool under test", tool.tool.name()))
 }
 
 /// A prepared cell: its files written, its environment built.
@@ -160,6 +114,11 @@ struct Cell {
     masker: Masker,
     files: Vec<(PathBuf, String)>,
     aws: Option<AwsCellGuard>,
+    /// Where the tool's push runs, and its arguments.
+    push_dir: PathBuf,
+    push_args: Vec<String>,
+    /// `host/path` the tool pushes to.
+    push_repository: String,
 }
 
 /// A cell's AWS world, removed from the emulator when the cell ends.
@@ -183,7 +142,7 @@ impl Drop for AwsCellGuard {
 }
 
 impl Cell {
-    async fn prepare(env: &CellEnv, ko: &KoBinary, scenario: &Scenario) -> Result<Cell, String> {
+    async fn prepare(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario) -> Result<Cell, String> {
         let world = &env.world;
         let target = world.targets.get(&scenario.target.registry).ok_or_else(|| format!("the run has no {} registry", scenario.target.registry.name()))?;
         std::fs::create_dir_all(&env.work_dir).map_err(|e| e.to_string())?;
@@ -243,7 +202,7 @@ impl Cell {
                 (spec.registry_host(), (spec.push_to.clone(), backend_repository), values)
             }
             None => {
-                let repository = format!("cells/{}/{}", scenario.name, ko.version)
+                let repository = format!("cells/{}/{}/{}", scenario.name, tool.tool.name(), tool.version)
                     .to_ascii_lowercase()
                     .replace(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)), "-");
                 let values = BTreeMap::from([
@@ -257,6 +216,7 @@ impl Cell {
         let (repository, backend_repository) = repository;
         let mut values = values;
         values.insert("HOME", home.display().to_string());
+        values.insert("TOOL", tool.tool.name().to_string());
         let expand_cred = |c: &Credential| Credential { username: expand(&c.username, &values), password: expand(&c.password, &values) };
 
         let mut files: Vec<(PathBuf, String)> = Vec::new();
@@ -265,21 +225,19 @@ impl Cell {
         for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
             vars.insert(key.to_string(), proxy.clone());
         }
-        let path = format!("{}:{}:/usr/local/bin:/usr/bin:/bin", root.join("bin").display(), env.go.bin_dir.display());
-        vars.insert("PATH".into(), path);
+        let push_repository = format!("{host}/{repository}");
+        let push = PushContext { repository: push_repository.clone(), cell_dir: root, payload: &env.payload };
+        let prepared = tool.tool.prepare(&push);
+        let mut path: Vec<String> = [root.join("bin")].iter().chain(&prepared.path).map(|d| d.display().to_string()).collect();
+        path.push("/usr/local/bin:/usr/bin:/bin".into());
+        vars.insert("PATH".into(), path.join(":"));
         vars.insert("HOME".into(), home.display().to_string());
         vars.insert("TMPDIR".into(), root.join("tmp").display().to_string());
         vars.insert("SSL_CERT_FILE".into(), world.ca_bundle.display().to_string());
         vars.insert("SSL_CERT_DIR".into(), root.join("no-other-certs").display().to_string());
-        vars.insert("KO_DOCKER_REPO".into(), format!("{host}/{repository}"));
-        vars.insert("KO_CONFIG_PATH".into(), root.join("ko-config").display().to_string());
-        vars.insert("GOCACHE".into(), env.go.gocache.display().to_string());
-        vars.insert("GOMODCACHE".into(), env.go.gomodcache.display().to_string());
-        vars.insert("GOTOOLCHAIN".into(), "local".into());
-        vars.insert("GOPROXY".into(), "off".into());
-        vars.insert("KO_MATRIX_HELPER_STORE".into(), root.join("helper-store.json").display().to_string());
-
-        files.push((root.join("ko-config/.ko.yaml"), format!("defaultBaseImage: {}\n", world.base_image)));
+        vars.insert(CREDENTIAL_HELPER_STORE_ENV.into(), root.join("helper-store.json").display().to_string());
+        vars.extend(prepared.env);
+        files.extend(prepared.files);
         if let Some(config) = &scenario.docker_config {
             let dir = match config.location {
                 DockerConfigLocation::Home => home.join(".docker"),
@@ -362,26 +320,46 @@ impl Cell {
             }
         }
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
-        Ok(Cell { dir, env: vars, values, repository: backend_repository, session, masker: Masker(secrets), files, aws: aws_cell })
+        let push_args = tool.tool.push_args(&push);
+        Ok(Cell {
+            dir,
+            env: vars,
+            values,
+            repository: backend_repository,
+            session,
+            masker: Masker(secrets),
+            files,
+            aws: aws_cell,
+            push_dir: prepared.cwd,
+            push_args,
+            push_repository,
+        })
     }
 
-    async fn run(self, env: &CellEnv, ko: &KoBinary, scenario: &Scenario, started: Instant, log_path: PathBuf) -> CellResult {
+    async fn run(self, env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, started: Instant, log_path: PathBuf) -> CellResult {
         let deadline = started + env.timeout;
         let mut transcript = String::new();
-        let mut steps = Vec::new();
-        let mut ko_time = Duration::ZERO;
+        let mut tool_time = Duration::ZERO;
         let mut outcome_of_steps = StepOutcome::Done { code: Some(0), output: String::new() };
-        let build = vec!["ko".to_string(), "build".into(), "--bare".into(), ".".into()];
-        let commands = scenario.before.iter().map(|s| (s.run.clone(), s.stdin.clone())).chain([(build, None)]);
+        let name = tool.tool.name();
+        let push = [name.to_string()].into_iter().chain(self.push_args.iter().cloned()).collect();
+        let commands = scenario.before.iter().map(|s| (s.run.clone(), s.stdin.clone())).chain([(push, None)]);
         for (argv, stdin) in commands {
-            let argv: Vec<String> = argv.iter().map(|a| expand(a, &self.values)).collect();
+            // `${TOOL} login …` is the tool under test, in its own words for the subcommand.
+            let placeholder = argv[0] == TOOL_PLACEHOLDER;
+            let mut argv: Vec<String> = argv.iter().map(|a| expand(a, &self.values)).collect();
             let stdin = stdin.map(|s| expand(&s, &self.values));
-            let program = if argv[0] == "ko" { ko.path.clone() } else { PathBuf::from(&argv[0]) };
+            let is_tool = argv[0] == name;
+            if placeholder {
+                let words = argv.get(1).map(|w| tool.tool.subcommand(w)).unwrap_or_default();
+                argv = [name.to_string()].into_iter().chain(words).chain(argv.iter().skip(2).cloned()).collect();
+            }
+            let program = if is_tool { tool.path.clone() } else { PathBuf::from(&argv[0]) };
             let step_started = Instant::now();
-            let result = self.exec(&program, &argv[1..], stdin.as_deref(), &env.app_dir, deadline).await;
+            let result = self.exec(&program, &argv[1..], stdin.as_deref(), &self.push_dir, deadline).await;
             let elapsed = step_started.elapsed();
-            if argv[0] == "ko" {
-                ko_time += elapsed;
+            if is_tool {
+                tool_time += elapsed;
             }
             let shown = self.masker.mask(&argv.join(" "));
             let (code, output) = match &result {
@@ -390,7 +368,6 @@ impl Cell {
                 StepOutcome::Failed(e) => (None, e.clone()),
             };
             transcript.push_str(&format!("$ {shown}   (exit {}, {} ms)\n{}\n", code.map_or("-".into(), |c| c.to_string()), elapsed.as_millis(), self.masker.mask(&output)));
-            steps.push(StepRun { command: shown, exit_code: code, duration_ms: elapsed.as_millis() as u64 });
             let ok = matches!(result, StepOutcome::Done { code: Some(0), .. });
             outcome_of_steps = result;
             if !ok {
@@ -402,42 +379,43 @@ impl Cell {
             StepOutcome::TimedOut { output } => {
                 let unreachable = env.world.unreachable_services().await;
                 let records = self.session.records();
-                let evidence = Evidence { exit_code: None, timed_out: true, output, records: &records, fetched_back: Err(NotFetched::Missing("timed out".into())), unreachable: &unreachable };
+                let evidence = Evidence { tool: tool.tool, exit_code: None, timed_out: true, output, records: &records, fetched_back: Err(NotFetched::Missing("timed out".into())), unreachable: &unreachable };
                 (outcome::classify(&evidence), String::new())
             }
             StepOutcome::Done { code, output } => {
-                let fetched_back = if *code == Some(0) { self.fetch_back(env, scenario, output).await } else { Err(NotFetched::Missing("ko failed".into())) };
+                let fetched_back = if *code == Some(0) { self.fetch_back(env, tool, scenario, output).await } else { Err(NotFetched::Missing(format!("{name} failed"))) };
                 let note = match &fetched_back {
                     Ok(d) => format!("fetched back {d}"),
                     Err(e) => e.to_string(),
                 };
-                // Only a failure needs the probe: a dead service must not read as ko's failure.
+                // Only a failure needs the probe: a dead service must not read as the tool's failure.
                 let unreachable = if fetched_back.is_ok() { Vec::new() } else { env.world.unreachable_services().await };
                 let records = self.session.records();
-                let evidence = Evidence { exit_code: *code, timed_out: false, output, records: &records, fetched_back, unreachable: &unreachable };
+                let evidence = Evidence { tool: tool.tool, exit_code: *code, timed_out: false, output, records: &records, fetched_back, unreachable: &unreachable };
                 (outcome::classify(&evidence), note)
             }
         };
         let records = self.masker.mask_records(self.session.records());
         let env_shown: BTreeMap<String, String> =
             self.env.iter().map(|(k, v)| (k.clone(), if is_secret_name(k) { "****".into() } else { self.masker.mask(v) })).collect();
-        // AWS's refusal names the principal; ko may not show it (HEAD responses have no body).
+        // AWS's refusal names the principal; the tool may not show it (HEAD responses have no body).
         let denial = self.aws.as_ref().and_then(|a| a.cell.last_denial());
         let detail = match denial {
             Some(denial) if verdict.outcome == Outcome::Fail && !verdict.detail.contains(&denial) => self.masker.mask(&format!("{} [AWS: {denial}]", verdict.detail)),
             _ => self.masker.mask(&verdict.detail),
         };
-        let log = self.render_log(ko, scenario, &env_shown, &transcript, &records, &fetch_note, &verdict, &detail);
+        let log = self.render_log(tool, scenario, &env_shown, &transcript, &records, &fetch_note, &verdict, &detail);
         let _ = std::fs::create_dir_all(&env.logs_dir);
         let log_written = std::fs::write(&log_path, log);
         let mut result = CellResult {
-            version: ko.version.clone(),
+            tool: name.to_string(),
+            version: tool.version.clone(),
             scenario: scenario.name.clone(),
             outcome: verdict.outcome,
             class: verdict.class,
             detail,
             duration_ms: started.elapsed().as_millis() as u64,
-            ko_ms: ko_time.as_millis() as u64,
+            tool_ms: tool_time.as_millis() as u64,
             log: log_path,
             retry_log: None,
             attempts: Vec::new(),
@@ -473,27 +451,25 @@ impl Cell {
         }
     }
 
-    /// Finds `<KO_DOCKER_REPO>@sha256:…` in ko's output and fetches it back.
-    async fn fetch_back(&self, env: &CellEnv, scenario: &Scenario, output: &str) -> Result<String, NotFetched> {
-        let prefix = format!("{}@", self.env["KO_DOCKER_REPO"]);
-        let digest = output
-            .lines()
-            .rev()
-            .find_map(|l| l.trim().strip_prefix(&prefix).map(str::to_string))
-            .ok_or_else(|| NotFetched::Missing(format!("ko printed no image reference {prefix}sha256:…")))?;
+    /// Reads the digest the tool says it pushed, and fetches that manifest back.
+    async fn fetch_back(&self, env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, output: &str) -> Result<String, NotFetched> {
+        let digest = tool
+            .tool
+            .pushed_digest(output, &self.push_repository)
+            .ok_or_else(|| NotFetched::Missing(format!("{} named no pushed digest for {}", tool.tool.name(), self.push_repository)))?;
         env.world.fetch_back(scenario.target.registry, &self.repository, &digest).await
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn render_log(&self, ko: &KoBinary, scenario: &Scenario, env: &BTreeMap<String, String>, transcript: &str, records: &[Record], fetch_note: &str, verdict: &Verdict, detail: &str) -> String {
+    fn render_log(&self, tool: &ToolBinary, scenario: &Scenario, env: &BTreeMap<String, String>, transcript: &str, records: &[Record], fetch_note: &str, verdict: &Verdict, detail: &str) -> String {
         let mut log = format!(
-            "cell: {} × {}\nscenario: {}\nko: {} (route {}, sha256 {})\n\n== environment (secrets masked)\n",
-            ko.version,
-            scenario.name,
+            "cell: {}\nscenario: {}\n{}: {} (route {}, sha256 {})\n\n== environment (secrets masked)\n",
+            crate::result::cell_id(tool.tool.name(), &tool.version, &scenario.name),
             scenario.description,
-            ko.path.display(),
-            ko.route,
-            ko.sha256
+            tool.tool.name(),
+            tool.path.display(),
+            tool.route,
+            tool.sha256
         );
         for (k, v) in env {
             log.push_str(&format!("{k}={v}\n"));

@@ -1,4 +1,4 @@
-//! `matrix.toml`: which ko versions, from where, which scenarios, how hard to run.
+//! `matrix.toml`: which tools at which versions, from where, which scenarios, how hard to run.
 //!
 //! Every mistake is reported as `file:line:col: message` with the offending line, what was
 //! expected and the valid choices; unknown keys are errors, not silently ignored.
@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::ko::versions::{Selector, SELECTOR_FORMS};
-use crate::ko::{release, KoSettings, Source};
 use crate::provision::ToolchainPolicy;
+use crate::tool::versions::{Selector, SELECTOR_FORMS};
+use crate::tool::{FetchSettings, Source, Tool};
 use crate::aws::localstack::{self, EcrBackendChoice};
 use crate::services::runtime::RuntimeChoice;
 
@@ -72,7 +72,9 @@ impl ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMatrix {
-    ko: RawKo,
+    /// `[ko]`: shorthand for `[tools.ko]`, as matrix files had it before tools were a parameter.
+    ko: Option<Spanned<RawTool>>,
+    tools: Option<std::collections::BTreeMap<String, Spanned<RawTool>>>,
     #[serde(default)]
     run: RawRun,
     #[serde(default)]
@@ -123,8 +125,10 @@ impl Default for EcrSettings {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawKo {
+struct RawTool {
     versions: Spanned<Vec<Spanned<String>>>,
+    /// Globs narrowing the run's scenarios for this tool.
+    scenarios: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     source: Source,
     release_base_url: Option<Spanned<String>>,
@@ -158,12 +162,22 @@ impl ScenarioPattern {
     }
 }
 
+/// One `[tools.<name>]` table: a tool, its versions, where they come from, its scenarios.
+#[derive(Debug, Clone)]
+pub struct ToolConfig {
+    pub tool: &'static dyn Tool,
+    pub versions: Vec<(String, Selector)>,
+    pub fetch: FetchSettings,
+    /// `None`: every scenario the run selects.
+    pub scenarios: Option<Vec<ScenarioPattern>>,
+}
+
 /// A validated `matrix.toml`.
 #[derive(Debug, Clone)]
 pub struct Matrix {
     pub file: PathBuf,
-    pub versions: Vec<(String, Selector)>,
-    pub ko: KoSettings,
+    /// In the file's order; the first is the one bare versions (`--versions v0.15.2`) mean.
+    pub tools: Vec<ToolConfig>,
     /// `None`: every scenario.
     pub scenarios: Option<Vec<ScenarioPattern>>,
     pub jobs: usize,
@@ -184,48 +198,23 @@ impl Matrix {
         let err = |span: Range<usize>, message: String| ConfigError::at(file, text, span, message);
         let raw: RawMatrix = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
 
-        let mut versions = Vec::new();
-        for entry in raw.ko.versions.get_ref() {
-            let selector = Selector::parse(entry.get_ref()).map_err(|m| err(entry.span(), m))?;
-            versions.push((entry.get_ref().clone(), selector));
+        let mut tables: Vec<(&'static dyn Tool, &Spanned<RawTool>)> = Vec::new();
+        if let Some(table) = &raw.ko {
+            tables.push((crate::tool::shorthand(), table));
         }
-        if versions.is_empty() {
-            return Err(err(raw.ko.versions.span(), format!("`versions` is empty; expected one or more of: {SELECTOR_FORMS}")));
-        }
-
-        let mut ko = KoSettings { source: raw.ko.source, ..KoSettings::default() };
-        if let Some(url) = &raw.ko.release_base_url {
-            let valid = url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://");
-            if !valid {
-                return Err(err(url.span(), format!("release_base_url must be an http:// or https:// URL, e.g. {}", release::DEFAULT_BASE_URL)));
+        for (name, table) in raw.tools.iter().flatten() {
+            let tool = crate::tool::by_name(name).ok_or_else(|| err(table.span(), format!("unknown tool `{name}`; built-in tools: {}", crate::tool::names())))?;
+            if tables.iter().any(|(t, _)| t.name() == tool.name()) {
+                return Err(err(table.span(), format!("[tools.{name}] repeats the [{name}] table; keep one of them")));
             }
-            ko.release_base_url = url.get_ref().clone();
+            tables.push((tool, table));
         }
-        match (&raw.ko.path, ko.source) {
-            (Some(path), Source::Path) => {
-                let base = file.parent().unwrap_or(Path::new("."));
-                ko.path = Some(base.join(path.get_ref()));
-                if versions.len() != 1 || !matches!(versions[0].1, Selector::Exact(_)) {
-                    return Err(err(raw.ko.versions.span(), "with source = \"path\", `versions` names exactly the one version the binary is".into()));
-                }
-            }
-            (Some(path), _) => return Err(err(path.span(), "`path` only applies with source = \"path\"".into())),
-            (None, Source::Path) => {
-                return Err(err(0..0, "source = \"path\" needs `path = \"/path/to/ko\"` in [ko]".into()));
-            }
-            (None, _) => {}
+        // A TOML table's keys come back sorted: the file's order is the tables' order.
+        tables.sort_by_key(|(_, table)| table.span().start);
+        if tables.is_empty() {
+            return Err(err(0..0, format!("no tool to test: add a [tools.<name>] table with `versions` (built-in tools: {})", crate::tool::names())));
         }
-        if let Some(toolchain) = &raw.ko.go_toolchain {
-            ko.go_toolchain = ToolchainPolicy::parse(toolchain.get_ref()).ok_or_else(|| {
-                err(toolchain.span(), format!("unknown go_toolchain `{}`; expected auto, local, or a Go release such as go1.21.13", toolchain.get_ref()))
-            })?;
-        }
-        if let Some(d) = &raw.ko.build_timeout {
-            ko.build_timeout = duration(d).map_err(|m| err(d.span(), m))?;
-        }
-        if let Some(d) = &raw.ko.download_stall_timeout {
-            ko.stall_timeout = duration(d).map_err(|m| err(d.span(), m))?;
-        }
+        let tools = tables.into_iter().map(|(tool, table)| tool_config(file, text, tool, table.get_ref())).collect::<Result<Vec<_>, _>>()?;
 
         let jobs = match &raw.run.jobs {
             Some(jobs) if *jobs.get_ref() < 1 => return Err(err(jobs.span(), "`jobs` must be 1 or more".into())),
@@ -236,17 +225,7 @@ impl Matrix {
             Some(d) => duration(d).map_err(|m| err(d.span(), m))?,
             None => DEFAULT_CELL_TIMEOUT,
         };
-        let scenarios = match raw.run.scenarios {
-            Some(list) => {
-                let mut patterns = Vec::new();
-                for entry in list {
-                    globset::Glob::new(entry.get_ref()).map_err(|e| err(entry.span(), format!("not a valid glob: {e}")))?;
-                    patterns.push(ScenarioPattern { span: Some(entry.span()), pattern: entry.into_inner() });
-                }
-                Some(patterns)
-            }
-            None => None,
-        };
+        let scenarios = raw.run.scenarios.as_ref().map(|list| scenario_patterns(file, text, list)).transpose()?;
         let mut ecr = EcrSettings { backend: raw.ecr.backend, ..EcrSettings::default() };
         if let Some(image) = &raw.ecr.localstack_image {
             if !image.get_ref().contains(':') || image.get_ref().ends_with(":latest") {
@@ -261,15 +240,34 @@ impl Matrix {
             ecr.localstack_endpoint = Some(endpoint.get_ref().replace("localhost", "127.0.0.1"));
         }
         let services = ServicesConfig { runtime: raw.services.runtime, ecr };
-        Ok(Matrix { file: file.to_path_buf(), versions, ko, scenarios, jobs, cell_timeout, services, text: text.to_string() })
+        Ok(Matrix { file: file.to_path_buf(), tools, scenarios, jobs, cell_timeout, services, text: text.to_string() })
+    }
+
+    /// The table of the tool called `name`.
+    pub fn tool(&self, name: &str) -> Option<&ToolConfig> {
+        self.tools.iter().find(|t| t.tool.name() == name)
+    }
+
+    /// `tool`'s scenarios out of `selected` (the run's): narrowed by its `scenarios` globs,
+    /// which must each match a scenario of `known`.
+    pub fn tool_scenarios(&self, tool: &ToolConfig, known: &[String], selected: &[String]) -> Result<Vec<String>, ConfigError> {
+        let Some(patterns) = &tool.scenarios else {
+            return Ok(selected.to_vec());
+        };
+        let in_tool = self.matching(patterns, known)?;
+        Ok(selected.iter().filter(|s| in_tool.contains(s)).cloned().collect())
     }
 
     /// The scenarios this matrix selects out of `known`, in `known`'s order. A name or glob
     /// that matches nothing is an error that lists the known scenarios.
     pub fn select_scenarios(&self, known: &[String]) -> Result<Vec<String>, ConfigError> {
-        let Some(patterns) = &self.scenarios else {
-            return Ok(known.to_vec());
-        };
+        match &self.scenarios {
+            Some(patterns) => self.matching(patterns, known),
+            None => Ok(known.to_vec()),
+        }
+    }
+
+    fn matching(&self, patterns: &[ScenarioPattern], known: &[String]) -> Result<Vec<String>, ConfigError> {
         let mut selected = vec![false; known.len()];
         for p in patterns {
             let matcher = globset::Glob::new(&p.pattern).expect("validated at parse time").compile_matcher();
@@ -291,6 +289,64 @@ impl Matrix {
         }
         Ok(known.iter().zip(selected).filter(|(_, s)| *s).map(|(n, _)| n.clone()).collect())
     }
+}
+
+/// Validates one tool's table.
+fn tool_config(file: &Path, text: &str, tool: &'static dyn Tool, raw: &RawTool) -> Result<ToolConfig, ConfigError> {
+    let err = |span: Range<usize>, message: String| ConfigError::at(file, text, span, message);
+    let mut versions = Vec::new();
+    for entry in raw.versions.get_ref() {
+        let selector = Selector::parse(entry.get_ref()).map_err(|m| err(entry.span(), m))?;
+        versions.push((entry.get_ref().clone(), selector));
+    }
+    if versions.is_empty() {
+        return Err(err(raw.versions.span(), format!("`versions` is empty; expected one or more of: {SELECTOR_FORMS}")));
+    }
+
+    let mut fetch = FetchSettings { source: raw.source, ..FetchSettings::default() };
+    if let Some(url) = &raw.release_base_url {
+        let valid = url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://");
+        if !valid {
+            return Err(err(url.span(), format!("release_base_url must be an http:// or https:// URL, e.g. {}", tool.release().default_base_url())));
+        }
+        fetch.release_base_url = Some(url.get_ref().clone());
+    }
+    match (&raw.path, fetch.source) {
+        (Some(path), Source::Path) => {
+            let base = file.parent().unwrap_or(Path::new("."));
+            fetch.path = Some(base.join(path.get_ref()));
+            if versions.len() != 1 || !matches!(versions[0].1, Selector::Exact(_)) {
+                return Err(err(raw.versions.span(), "with source = \"path\", `versions` names exactly the one version the binary is".into()));
+            }
+        }
+        (Some(path), _) => return Err(err(path.span(), "`path` only applies with source = \"path\"".into())),
+        (None, Source::Path) => {
+            return Err(err(raw.versions.span(), format!("source = \"path\" needs `path = \"/path/to/{0}\"` in the {0} table", tool.name())));
+        }
+        (None, _) => {}
+    }
+    if let Some(toolchain) = &raw.go_toolchain {
+        fetch.go_toolchain = ToolchainPolicy::parse(toolchain.get_ref()).ok_or_else(|| {
+            err(toolchain.span(), format!("unknown go_toolchain `{}`; expected auto, local, or a Go release such as go1.21.13", toolchain.get_ref()))
+        })?;
+    }
+    if let Some(d) = &raw.build_timeout {
+        fetch.build_timeout = duration(d).map_err(|m| err(d.span(), m))?;
+    }
+    if let Some(d) = &raw.download_stall_timeout {
+        fetch.stall_timeout = duration(d).map_err(|m| err(d.span(), m))?;
+    }
+    let scenarios = raw.scenarios.as_ref().map(|list| scenario_patterns(file, text, list)).transpose()?;
+    Ok(ToolConfig { tool, versions, fetch, scenarios })
+}
+
+fn scenario_patterns(file: &Path, text: &str, list: &[Spanned<String>]) -> Result<Vec<ScenarioPattern>, ConfigError> {
+    list.iter()
+        .map(|entry| {
+            globset::Glob::new(entry.get_ref()).map_err(|e| ConfigError::at(file, text, entry.span(), format!("not a valid glob: {e}")))?;
+            Ok(ScenarioPattern { span: Some(entry.span()), pattern: entry.get_ref().clone() })
+        })
+        .collect()
 }
 
 fn duration(value: &Spanned<String>) -> Result<Duration, String> {
@@ -335,11 +391,13 @@ localstack_image = "localstack/localstack-pro:4.3.0"
 "#,
         )
         .unwrap();
-        assert_eq!(m.versions.len(), 5);
-        assert_eq!(m.versions[1].1, Selector::Exact("v0.15.2".into()));
-        assert_eq!(m.ko.source, Source::Go);
-        assert_eq!(m.ko.go_toolchain, ToolchainPolicy::Exact("go1.21.13".into()));
-        assert_eq!(m.ko.build_timeout, Duration::from_secs(1200));
+        let ko = &m.tools[0];
+        assert_eq!(ko.tool.name(), "ko", "[ko] is shorthand for [tools.ko]");
+        assert_eq!(ko.versions.len(), 5);
+        assert_eq!(ko.versions[1].1, Selector::Exact("v0.15.2".into()));
+        assert_eq!(ko.fetch.source, Source::Go);
+        assert_eq!(ko.fetch.go_toolchain, ToolchainPolicy::Exact("go1.21.13".into()));
+        assert_eq!(ko.fetch.build_timeout, Duration::from_secs(1200));
         assert_eq!((m.jobs, m.cell_timeout), (3, Duration::from_secs(90)));
         assert_eq!(m.services.runtime, RuntimeChoice::Process);
         assert_eq!(m.services.ecr.backend, EcrBackendChoice::Localstack);
@@ -350,7 +408,7 @@ localstack_image = "localstack/localstack-pro:4.3.0"
     fn errors_are_located_and_list_choices() {
         let cases = [
             ("[ko]\nversions = [\"v0.15.1\"]\nsource = \"docker\"\n", "3:10: unknown variant `docker`, expected one of `auto`, `release`, `go`, `path`"),
-            ("[ko]\nversions = [\"v0.15.1\"]\nsorce = \"go\"\n", "3:1: unknown field `sorce`, expected one of `versions`, `source`, `release_base_url`, `path`, `go_toolchain`, `build_timeout`, `download_stall_timeout`"),
+            ("[ko]\nversions = [\"v0.15.1\"]\nsorce = \"go\"\n", "3:1: unknown field `sorce`, expected one of `versions`, `scenarios`, `source`, `release_base_url`, `path`, `go_toolchain`, `build_timeout`, `download_stall_timeout`"),
             ("[ko]\nversions = [\"v0.15.1\", \"v 1\"]\n", "2:24: `v 1` is not a version; expected an exact version (v0.15.2), a semver range (\">=0.15, <0.17\"), latest, latest-N, or a branch/commit (main, 348ca2d)"),
             ("[ko]\nversions = []\n", "2:12: `versions` is empty; expected one or more of: an exact version (v0.15.2), a semver range (\">=0.15, <0.17\"), latest, latest-N, or a branch/commit (main, 348ca2d)"),
             ("[ko]\nversions = [\"latest\"]\n[run]\ncell_timeout = \"soon\"\n", "4:16: `soon` is not a duration (expected number at 0); write e.g. \"90s\", \"5m\" or \"1h 30m\""),
@@ -362,10 +420,31 @@ localstack_image = "localstack/localstack-pro:4.3.0"
             ("[ko]\nversions = [\"latest\"]\n[ecr]\nbackend = \"moto\"\n", "4:11: unknown variant `moto`, expected one of `auto`, `embedded`, `localstack`"),
             ("[ko]\nversions = [\"latest\"]\n[ecr]\nlocalstack_image = \"localstack/localstack-pro:latest\"\n", "4:20: localstack_image must be pinned as name:tag (not latest), e.g. localstack/localstack-pro:4.4.0"),
             ("[ko]\nversions = [\"latest\"]\n[ecr]\nlocalstack_endpoint = \"http://10.1.1.1:4566\"\n", "4:23: localstack_endpoint must be an http:// address on loopback, e.g. http://127.0.0.1:4566"),
+            ("[tools.docker]\nversions = [\"latest\"]\n", "1:1: unknown tool `docker`; built-in tools: ko, crane, oras"),
+            ("[ko]\nversions = [\"latest\"]\n[tools.ko]\nversions = [\"v0.15.1\"]\n", "3:1: [tools.ko] repeats the [ko] table; keep one of them"),
+            ("[run]\njobs = 2\n", "1:1: no tool to test: add a [tools.<name>] table with `versions` (built-in tools: ko, crane, oras)"),
+            ("[tools.crane]\nversions = [\"v0.20.2\"]\nscenarios = [\"[\"]\n", "3:14: not a valid glob: error parsing glob '[': unclosed character class; missing ']'"),
+            ("[tools.oras]\nversions = [\"v1.2.0\"]\nsource = \"path\"\n", "2:12: source = \"path\" needs `path = \"/path/to/oras\"` in the oras table"),
         ];
         for (text, want) in cases {
             assert_eq!(error(text), want, "for:\n{text}");
         }
+    }
+
+    #[test]
+    fn tools_keep_the_files_order_and_their_own_scenarios() {
+        let m = parse("[tools.oras]\nversions = [\"v1.2.0\"]\nscenarios = [\"registry/*\"]\n\n[tools.ko]\nversions = [\"v0.15.2\"]\n\n[tools.crane]\nversions = [\"v0.20.2\"]\nsource = \"go\"\n").unwrap();
+        let names: Vec<&str> = m.tools.iter().map(|t| t.tool.name()).collect();
+        assert_eq!(names, ["oras", "ko", "crane"]);
+        assert_eq!(m.tools[2].fetch.source, Source::Go);
+        let known: Vec<String> = ["registry/anonymous", "registry/basic-auths", "ecr/env-session"].map(String::from).to_vec();
+        let selected = ["registry/basic-auths".to_string(), "ecr/env-session".to_string()];
+        assert_eq!(m.tool_scenarios(&m.tools[0], &known, &selected).unwrap(), ["registry/basic-auths"], "the tool's globs narrow the run's selection");
+        assert_eq!(m.tool_scenarios(&m.tools[1], &known, &selected).unwrap(), selected, "no globs: the run's selection");
+        let typo = parse("[tools.crane]\nversions = [\"v0.20.2\"]\nscenarios = [\"ecr/env-sesion\"]\n").unwrap();
+        let e = typo.tool_scenarios(&typo.tools[0], &known, &selected).unwrap_err();
+        assert_eq!((e.line, e.column), (3, 14));
+        assert!(e.message.starts_with("no scenario matches `ecr/env-sesion`; known scenarios: "), "{}", e.message);
     }
 
     #[test]

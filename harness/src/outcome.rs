@@ -1,8 +1,8 @@
-//! What happened in a cell, decided from evidence: ko's exit and output, the gateway's
+//! What happened in a cell, decided from evidence: the tool's exit and output, the gateway's
 //! request record, whether the pushed manifest could be fetched back, and which of the
 //! harness's services were down. Pure functions, so the rules are unit-tested on their own.
 //!
-//! A failure class comes only from ko's behaviour: its exit, its deciding line and what the
+//! A failure class comes only from the tool's behaviour: its exit, its deciding line and what the
 //! registries really answered. When the harness itself failed (an answer the gateway or the
 //! ECR front made because a service was unreachable, a fetch-back that could not reach the
 //! registry, a service found down after the cell), a cell that did not pass is `infra-error`
@@ -11,13 +11,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gateway::Record;
+use crate::tool::Tool;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Pass,
     Fail,
-    /// The harness itself failed (a service, a port, a file): never a ko failure.
+    /// The harness itself failed (a service, a port, a file): never the tool's failure.
     InfraError,
     Skipped,
     /// A failure that the retry did not repeat: reported as such, never as a regression.
@@ -63,10 +64,12 @@ pub struct Verdict {
 
 /// What the cell observed.
 pub struct Evidence<'a> {
-    /// ko's exit code; `None` when it was killed.
+    /// The tool under test: its name and its own failure wording.
+    pub tool: &'a dyn Tool,
+    /// The tool's exit code; `None` when it was killed.
     pub exit_code: Option<i32>,
     pub timed_out: bool,
-    /// ko's combined output.
+    /// The tool's combined output.
     pub output: &'a str,
     pub records: &'a [Record],
     /// The pushed manifest fetched back by digest (`Ok`), or why not.
@@ -79,7 +82,7 @@ pub struct Evidence<'a> {
 /// Why the pushed manifest was not fetched back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotFetched {
-    /// The registry answered, without the manifest ko named (or ko named none): about ko.
+    /// The registry answered, without the manifest the tool named (or it named none): about the tool.
     Missing(String),
     /// The harness could not reach its own registry: `<service> <what happened>`.
     Unreachable(String),
@@ -93,9 +96,9 @@ impl std::fmt::Display for NotFetched {
     }
 }
 
-/// Text patterns, in priority order: the first class whose pattern the deciding line holds.
-const PATTERNS: [(FailClass, &[&str]); 6] = [
-    (FailClass::Build, &["build: go build", "error building", "go build:"]),
+/// Registry and transport wording every Go push tool shares, in priority order, after the
+/// tool's own patterns: the first class whose pattern the deciding line holds.
+const PATTERNS: [(FailClass, &[&str]); 5] = [
     (FailClass::Tls, &["x509:", "tls:", "certificate signed by unknown authority", "certificate is not valid"]),
     (FailClass::NameUnknown, &["NAME_UNKNOWN", "name unknown", "does not exist in the registry", "repository name not known"]),
     (FailClass::Denied, &["DENIED", "denied:", "403 Forbidden", "status code 403", "AccessDenied", "not authorized to perform"]),
@@ -108,34 +111,35 @@ pub fn classify(e: &Evidence) -> Verdict {
     if let (Some(0), false, Ok(digest)) = (e.exit_code, e.timed_out, &e.fetched_back) {
         return Verdict { outcome: Outcome::Pass, class: None, detail: format!("pushed and fetched back {digest}") };
     }
+    let tool = e.tool.name();
     if let Some(fault) = infra_fault(e) {
-        let ko = match (e.timed_out, e.exit_code) {
-            (true, _) => "ko did not finish in time".to_string(),
-            (false, Some(code)) => format!("ko exited {code}"),
-            (false, None) => "ko was killed".to_string(),
+        let what = match (e.timed_out, e.exit_code) {
+            (true, _) => format!("{tool} did not finish in time"),
+            (false, Some(code)) => format!("{tool} exited {code}"),
+            (false, None) => format!("{tool} was killed"),
         };
-        return Verdict { outcome: Outcome::InfraError, class: None, detail: format!("infra-error: {fault}; {ko}: {}", line.unwrap_or("(no output)")) };
+        return Verdict { outcome: Outcome::InfraError, class: None, detail: format!("infra-error: {fault}; {what}: {}", line.unwrap_or("(no output)")) };
     }
     if e.timed_out {
-        return fail(FailClass::Timeout, format!("ko did not finish in time; last line: {}", line.unwrap_or("(no output)")));
+        return fail(FailClass::Timeout, format!("{tool} did not finish in time; last line: {}", line.unwrap_or("(no output)")));
     }
     if e.exit_code == Some(0) {
         let why = e.fetched_back.as_ref().err().map(ToString::to_string).unwrap_or_default();
-        return fail(FailClass::Other, format!("ko exited 0 but the pushed image could not be fetched back: {why}"));
+        return fail(FailClass::Other, format!("{tool} exited 0 but what it pushed could not be fetched back: {why}"));
     }
     let exit = e.exit_code.map_or("was killed".to_string(), |c| format!("exited {c}"));
     if let Some(line) = line {
-        for (class, patterns) in PATTERNS {
+        for (class, patterns) in e.tool.failure_patterns().iter().chain(PATTERNS.iter()) {
             if patterns.iter().any(|p| line.contains(p)) {
-                return fail(class, format!("ko {exit}: {line}"));
+                return fail(*class, format!("{tool} {exit}: {line}"));
             }
         }
     }
     let quoted = line.unwrap_or("(no error line)");
     if let Some(class) = class_from_records(e.records) {
-        return fail(class, format!("ko {exit}: {quoted} (gateway: {})", last_failure(e.records).unwrap_or_default()));
+        return fail(class, format!("{tool} {exit}: {quoted} (gateway: {})", last_failure(e.records).unwrap_or_default()));
     }
-    fail(FailClass::Other, format!("ko {exit}: {quoted}"))
+    fail(FailClass::Other, format!("{tool} {exit}: {quoted}"))
 }
 
 /// The harness's own failure among the evidence, as `<service> <what happened>`.
@@ -153,8 +157,8 @@ fn fail(class: FailClass, detail: String) -> Verdict {
     Verdict { outcome: Outcome::Fail, class: Some(class), detail }
 }
 
-/// ko's own error line: the last `Error:` line (cobra's), else the last line mentioning an
-/// error, else the last non-empty line.
+/// The tool's own error line: the last `Error:` line (cobra's, which ko, crane and oras all
+/// print), else the last line mentioning an error, else the last non-empty line.
 pub fn deciding_line(output: &str) -> Option<&str> {
     let lines: Vec<&str> = output.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     lines
@@ -192,22 +196,36 @@ mod tests {
         Record { host: host.into(), method: "POST".into(), path: "/v2/app/blobs/uploads/".into(), status, at_ms: 1, note: note.map(String::from), infra: None }
     }
 
+    fn ko() -> &'static dyn Tool {
+        crate::tool::shorthand()
+    }
+
     fn not_pushed() -> Result<String, NotFetched> {
         Err(NotFetched::Missing("ko failed".into()))
     }
 
     fn verdict(exit: Option<i32>, output: &str, records: &[Record]) -> Verdict {
-        classify(&Evidence { exit_code: exit, timed_out: false, output, records, fetched_back: not_pushed(), unreachable: &[] })
+        classify(&Evidence { tool: ko(), exit_code: exit, timed_out: false, output, records, fetched_back: not_pushed(), unreachable: &[] })
     }
 
     #[test]
     fn a_pass_needs_exit_zero_and_the_manifest_back() {
-        let ok = Evidence { exit_code: Some(0), timed_out: false, output: "", records: &[], fetched_back: Ok("sha256:ab".into()), unreachable: &[] };
+        let ok = Evidence { tool: ko(), exit_code: Some(0), timed_out: false, output: "", records: &[], fetched_back: Ok("sha256:ab".into()), unreachable: &[] };
         assert_eq!(classify(&ok).outcome, Outcome::Pass);
         let missing = Evidence { fetched_back: Err(NotFetched::Missing("404 from the registry".into())), ..ok };
         let v = classify(&missing);
         assert_eq!((v.outcome, v.class), (Outcome::Fail, Some(FailClass::Other)));
         assert!(v.detail.contains("404 from the registry"));
+    }
+
+    #[test]
+    fn a_build_failure_is_a_class_of_the_tool_that_builds() {
+        let line = "Error: error building \"ko://example.com/app\": build: go build: exit status 1";
+        let crane = crate::tool::by_name("crane").unwrap();
+        let by_crane = classify(&Evidence { tool: crane, exit_code: Some(1), timed_out: false, output: line, records: &[], fetched_back: not_pushed(), unreachable: &[] });
+        assert_eq!(by_crane.class, Some(FailClass::Other), "crane builds nothing: {by_crane:?}");
+        assert!(by_crane.detail.starts_with("crane exited 1: "), "{}", by_crane.detail);
+        assert_eq!(verdict(Some(1), line, &[]).class, Some(FailClass::Build));
     }
 
     #[test]
@@ -243,7 +261,7 @@ mod tests {
 
     #[test]
     fn timeouts_and_kills() {
-        let e = Evidence { exit_code: None, timed_out: true, output: "2024/01/01 Building example.com/app for linux/amd64", records: &[], fetched_back: not_pushed(), unreachable: &[] };
+        let e = Evidence { tool: ko(), exit_code: None, timed_out: true, output: "2024/01/01 Building example.com/app for linux/amd64", records: &[], fetched_back: not_pushed(), unreachable: &[] };
         let v = classify(&e);
         assert_eq!(v.class, Some(FailClass::Timeout));
         assert!(v.detail.ends_with("Building example.com/app for linux/amd64"));
@@ -286,6 +304,7 @@ mod tests {
     #[test]
     fn a_fetch_back_that_cannot_reach_the_registry_is_infra_error() {
         let e = Evidence {
+            tool: ko(),
             exit_code: Some(0),
             timed_out: false,
             output: "basic.ko-matrix.test/cells/app@sha256:ab",
@@ -306,7 +325,7 @@ mod tests {
         let down = ["base-image registry 127.0.0.1:46851 unreachable: error sending request for url (http://127.0.0.1:46851/v2/): client error (Connect): tcp connect error: Connection refused (os error 111)".to_string()];
         let output = "Error: failed to publish images: error building \"ko://example.com/ko-matrix-app\": fetching base image: pulling 127.0.0.1:46851/ko-matrix/base@sha256:57038ae4359e74f7d9517459e502ffbe8c8d12de6ecd7f44bccd823675972894: Get \"https://127.0.0.1:46851/v2/\": dial tcp 127.0.0.1:46851: connect: connection refused; Get \"http://127.0.0.1:46851/v2/\": dial tcp 127.0.0.1:46851: connect: connection refused";
         assert_eq!(verdict(Some(1), output, &[]).class, Some(FailClass::Build), "without the probe it would read as ko's failure");
-        let failed = Evidence { exit_code: Some(1), timed_out: false, output, records: &[], fetched_back: not_pushed(), unreachable: &down };
+        let failed = Evidence { tool: ko(), exit_code: Some(1), timed_out: false, output, records: &[], fetched_back: not_pushed(), unreachable: &down };
         let v = classify(&failed);
         assert_eq!((v.outcome, v.class), (Outcome::InfraError, None));
         assert!(v.detail.starts_with("infra-error: base-image registry 127.0.0.1:46851 unreachable"), "{}", v.detail);

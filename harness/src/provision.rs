@@ -353,7 +353,8 @@ async fn run_go(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], cwd:
 /// True when `output` names `version` as one of its words (with or without a leading `v`).
 pub fn reports_version(output: &str, version: &str) -> bool {
     let want = version.trim_start_matches('v');
-    output.split_whitespace().any(|word| word.trim_start_matches('v') == want)
+    // Build metadata (`1.2.0+unreleased`) does not change the version.
+    output.split_whitespace().any(|word| word.trim_start_matches('v').split('+').next() == Some(want))
 }
 
 /// Runs `<binary> <version_args>` and checks it names `version`; the first line it printed
@@ -611,6 +612,7 @@ mod tests {
         assert!(reports_version("registry github.com/distribution/distribution/v3 v3.0.0", "v3.0.0"));
         assert!(!reports_version("0.15.21\n", "v0.15.2"));
         assert!(!reports_version("", "v0.15.2"));
+        assert!(reports_version("Version:    1.2.0+unreleased\nGo version: go1.22.3\n", "v1.2.0"), "build metadata is not part of the version");
     }
 
     #[test]

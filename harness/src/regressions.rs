@@ -1,13 +1,13 @@
-//! The version axis: walk each scenario's cells in version order and name what changed
+//! The version axis: walk each tool's cells of each scenario in version order and name what changed
 //! between a version and the one before it — a regression (pass → fail), a fix (fail →
 //! pass), a change of failure class — and which failures every version shares. Pure: it
 //! reads a matrix and, optionally, the committed baseline; reporters and the CLI render it.
 
 use std::collections::BTreeMap;
 
-use crate::cell::CellResult;
 use crate::outcome::Outcome;
-use crate::report::{cell_label, version_order, MatrixReport, Snapshots};
+use crate::result::{cell_id, CellResult};
+use crate::report::{version_order, MatrixReport, Snapshots};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -39,9 +39,10 @@ impl Mark {
     }
 }
 
-/// One change between two adjacent versions of a scenario.
+/// One change between two adjacent versions of a tool, in a scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
+    pub tool: String,
     pub scenario: String,
     pub from_version: String,
     pub to_version: String,
@@ -59,14 +60,19 @@ impl Transition {
     /// The command that explains a regression: a dependency bisect between the two builds,
     /// which holds the tool's own code at the passing version.
     pub fn bisect_command(&self) -> String {
-        format!("ko-matrix bisect --good {} --bad {} --scenario {} --mode deps", self.from_version, self.to_version, self.scenario)
+        format!("ko-matrix bisect --tool {} --good {} --bad {} --scenario {} --mode deps", self.tool, self.from_version, self.to_version, self.scenario)
+    }
+
+    /// `ko@v0.15.1 → v0.15.2::ecr/env-session`.
+    pub fn name(&self) -> String {
+        format!("{}@{} → {}::{}", self.tool, self.from_version, self.to_version, self.scenario)
     }
 }
 
-/// The matrix's versions in axis order: releases by semver, then branches and commits by name.
-pub fn version_axis(report: &MatrixReport) -> Vec<String> {
-    let mut versions: Vec<String> = report.versions.iter().map(|v| v.version.clone()).collect();
-    for cell in &report.cells {
+/// `tool`'s versions in axis order: releases by semver, then branches and commits by name.
+pub fn version_axis(report: &MatrixReport, tool: &str) -> Vec<String> {
+    let mut versions: Vec<String> = report.versions_of(tool).into_iter().map(String::from).collect();
+    for cell in report.cells.iter().filter(|c| c.tool == tool) {
         if !versions.contains(&cell.version) {
             versions.push(cell.version.clone());
         }
@@ -75,17 +81,18 @@ pub fn version_axis(report: &MatrixReport) -> Vec<String> {
     versions
 }
 
-/// The analysis of a whole matrix: a mark for every cell, and the transitions in scenario
-/// order, then version order.
+/// The analysis of a whole matrix: a mark for every cell, and the transitions in tool order,
+/// then scenario order, then version order.
 #[derive(Debug, Default)]
 pub struct Analysis {
-    marks: BTreeMap<(String, String), Mark>,
+    /// Cell id → mark.
+    marks: BTreeMap<String, Mark>,
     pub transitions: Vec<Transition>,
 }
 
 impl Analysis {
-    pub fn mark(&self, version: &str, scenario: &str) -> Mark {
-        self.marks.get(&(version.to_string(), scenario.to_string())).copied().unwrap_or(Mark::NoVerdict)
+    pub fn mark(&self, cell: &CellResult) -> Mark {
+        self.marks.get(&cell.id()).copied().unwrap_or(Mark::NoVerdict)
     }
 
     pub fn regressions(&self) -> impl Iterator<Item = &Transition> {
@@ -109,15 +116,22 @@ fn has_verdict(cell: &CellResult) -> bool {
 /// Compares each cell with the nearest earlier version of its scenario that reached a
 /// verdict, so a skipped or infra-error cell neither hides nor invents a change.
 pub fn analyse(report: &MatrixReport, baseline: Option<&Snapshots>) -> Analysis {
-    let axis = version_axis(report);
     let mut analysis = Analysis::default();
-    for scenario in report.scenarios() {
-        let cells: Vec<&CellResult> = axis.iter().filter_map(|v| report.cell(scenario, v)).collect();
+    for tool in report.tools() {
+        analyse_tool(report, tool, baseline, &mut analysis);
+    }
+    analysis
+}
+
+fn analyse_tool(report: &MatrixReport, tool: &str, baseline: Option<&Snapshots>, analysis: &mut Analysis) {
+    let axis = version_axis(report, tool);
+    for scenario in report.scenarios_of(tool) {
+        let cells: Vec<&CellResult> = axis.iter().filter_map(|v| report.cell(tool, v, scenario)).collect();
         let verdicts: Vec<&CellResult> = cells.iter().copied().filter(|c| has_verdict(c)).collect();
-        let shared_failure = !verdicts.is_empty() && verdicts.iter().all(|c| c.outcome == Outcome::Fail && cell_label(c) == cell_label(verdicts[0]));
+        let shared_failure = !verdicts.is_empty() && verdicts.iter().all(|c| c.outcome == Outcome::Fail && c.label() == verdicts[0].label());
         let mut previous: Option<&CellResult> = None;
         for cell in cells {
-            let key = (cell.version.clone(), cell.scenario.clone());
+            let key = cell_id(&cell.tool, &cell.version, &cell.scenario);
             if !has_verdict(cell) {
                 analysis.marks.insert(key, Mark::NoVerdict);
                 continue;
@@ -128,19 +142,20 @@ pub fn analyse(report: &MatrixReport, baseline: Option<&Snapshots>) -> Analysis 
                 Some(before) => match (before.outcome, cell.outcome) {
                     (Outcome::Pass, Outcome::Fail) => Mark::Regression,
                     (Outcome::Fail, Outcome::Pass) => Mark::Fix,
-                    (Outcome::Fail, Outcome::Fail) if cell_label(before) != cell_label(cell) => Mark::ClassChange,
+                    (Outcome::Fail, Outcome::Fail) if before.label() != cell.label() => Mark::ClassChange,
                     _ => Mark::Steady,
                 },
             };
             if let (Some(before), Mark::Regression | Mark::Fix | Mark::ClassChange) = (previous, mark) {
                 let failing = if cell.outcome == Outcome::Fail { cell } else { before };
-                let as_recorded = |c: &CellResult| baseline.and_then(|b| crate::report::baseline_label(b, &c.version, &c.scenario)).is_some_and(|l| l == cell_label(c));
+                let as_recorded = |c: &CellResult| baseline.and_then(|b| b.label(&c.tool, &c.version, &c.scenario)).is_some_and(|l| l == c.label());
                 analysis.transitions.push(Transition {
+                    tool: tool.to_string(),
                     scenario: scenario.to_string(),
                     from_version: before.version.clone(),
                     to_version: cell.version.clone(),
-                    from_label: cell_label(before),
-                    to_label: cell_label(cell),
+                    from_label: before.label(),
+                    to_label: cell.label(),
                     mark,
                     detail: failing.detail.clone(),
                     known: as_recorded(before) && as_recorded(cell),
@@ -150,7 +165,6 @@ pub fn analyse(report: &MatrixReport, baseline: Option<&Snapshots>) -> Analysis 
             previous = Some(cell);
         }
     }
-    analysis
 }
 
 #[cfg(test)]
@@ -175,43 +189,55 @@ mod tests {
             cell("ecr/repository-missing", "v0.15.1", Outcome::Fail, Some(NameUnknown)),
             cell("ecr/repository-missing", "v0.15.2", Outcome::InfraError, None),
             cell("ecr/repository-missing", "v0.15.3", Outcome::Fail, Some(Unauthorized)),
+            // Another tool's versions are an axis of their own.
+            cell("ecr/env-session", "crane@v0.15.1", Outcome::Fail, Some(Unauthorized)),
+            cell("ecr/env-session", "crane@v0.20.0", Outcome::Pass, None),
         ])
+    }
+
+    fn mark(analysis: &Analysis, report: &MatrixReport, version: &str, scenario: &str) -> Mark {
+        let (tool, version) = version.split_once('@').unwrap_or(("ko", version));
+        analysis.mark(report.cell(tool, version, scenario).unwrap())
     }
 
     #[test]
     fn versions_are_ordered_by_semver_then_branches() {
-        assert_eq!(version_axis(&seed_matrix()), ["v0.15.1", "v0.15.2", "v0.15.3", "v0.15.10", "main"]);
+        assert_eq!(version_axis(&seed_matrix(), "ko"), ["v0.15.1", "v0.15.2", "v0.15.3", "v0.15.10", "main"]);
+        assert_eq!(version_axis(&seed_matrix(), "crane"), ["v0.15.1", "v0.20.0"]);
     }
 
     #[test]
     fn the_seed_regression_and_its_fix_are_named() {
-        let analysis = analyse(&seed_matrix(), None);
-        let summary: Vec<String> = analysis.transitions.iter().map(|t| format!("{} {} {}→{}", t.mark.as_str(), t.scenario, t.from_version, t.to_version)).collect();
+        let report = seed_matrix();
+        let analysis = analyse(&report, None);
+        let summary: Vec<String> = analysis.transitions.iter().map(|t| format!("{} {}", t.mark.as_str(), t.name())).collect();
         assert_eq!(
             summary,
             [
-                "regression ecr/env-session v0.15.1→v0.15.2",
-                "fix ecr/env-session v0.15.2→v0.15.3",
+                "regression ko@v0.15.1 → v0.15.2::ecr/env-session",
+                "fix ko@v0.15.2 → v0.15.3::ecr/env-session",
                 // The infra-error cell in between is skipped over, not read as a change.
-                "class-change ecr/repository-missing v0.15.1→v0.15.3",
+                "class-change ko@v0.15.1 → v0.15.3::ecr/repository-missing",
+                "fix crane@v0.15.1 → v0.20.0::ecr/env-session",
             ]
         );
-        assert_eq!(analysis.mark("v0.15.2", "ecr/env-session"), Mark::Regression);
-        assert_eq!(analysis.mark("v0.15.10", "ecr/env-session"), Mark::Steady);
-        assert_eq!(analysis.mark("v0.15.1", "ecr/no-credentials"), Mark::SharedFailure);
-        assert_eq!(analysis.mark("v0.15.3", "ecr/no-credentials"), Mark::NoVerdict);
-        assert_eq!(analysis.mark("v0.15.2", "ecr/repository-missing"), Mark::NoVerdict);
+        let mark = |version, scenario| mark(&analysis, &report, version, scenario);
+        assert_eq!(mark("v0.15.2", "ecr/env-session"), Mark::Regression);
+        assert_eq!(mark("v0.15.10", "ecr/env-session"), Mark::Steady);
+        assert_eq!(mark("v0.15.1", "ecr/no-credentials"), Mark::SharedFailure);
+        assert_eq!(mark("v0.15.3", "ecr/no-credentials"), Mark::NoVerdict);
+        assert_eq!(mark("v0.15.2", "ecr/repository-missing"), Mark::NoVerdict);
+        assert_eq!(mark("crane@v0.20.0", "ecr/env-session"), Mark::Fix);
         let regression = analysis.regressions().next().unwrap();
-        assert_eq!(regression.bisect_command(), "ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps");
+        assert_eq!(regression.bisect_command(), "ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps");
         assert!(!regression.known);
     }
 
     #[test]
     fn a_regression_the_baseline_records_is_known() {
-        let mut family = BTreeMap::new();
-        family.insert(("v0.15.1".to_string(), "ecr/env-session".to_string()), "pass".to_string());
-        family.insert(("v0.15.2".to_string(), "ecr/env-session".to_string()), "fail(unauthorized)".to_string());
-        let baseline: Snapshots = [("ecr".to_string(), family)].into_iter().collect();
+        let mut baseline = Snapshots::default();
+        baseline.insert("ko", "v0.15.1", "ecr/env-session", "pass".into());
+        baseline.insert("ko", "v0.15.2", "ecr/env-session", "fail(unauthorized)".into());
         let analysis = analyse(&seed_matrix(), Some(&baseline));
         assert_eq!(analysis.regressions().count(), 1);
         assert_eq!(analysis.new_regressions().count(), 0, "both cells are as recorded");

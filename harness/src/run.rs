@@ -1,4 +1,4 @@
-//! A run: start the world once, run every (version, scenario) cell with bounded
+//! A run: start the world once, run every (tool version, scenario) cell with bounded
 //! parallelism, and hand back the results. It reports progress as events; it prints nothing.
 
 use std::path::{Path, PathBuf};
@@ -9,14 +9,16 @@ use std::future::Future;
 
 use futures_util::{FutureExt, StreamExt};
 
-use crate::cell::{self, CellEnv, CellResult, GoEnv};
+use crate::cell::{self, CellEnv};
 use crate::config::{ConfigError, Matrix, ServicesConfig};
-use crate::ko::versions::VersionError;
-use crate::ko::{FetchError, KoBinary, KoFetcher};
-use crate::provision::GoProvisioner;
 use crate::outcome::Outcome;
-use crate::report::{cell_label, family, MatrixReport, ReportError, Snapshots};
+use crate::payload::{GoEnv, GoEnvError, Payload};
+use crate::provision::{GoProvisioner, ProvisionError};
+use crate::report::{MatrixReport, ReportError, Snapshots};
+use crate::result::{cell_id, CellResult};
 use crate::scenario::{self, Scenario};
+use crate::tool::versions::VersionError;
+use crate::tool::{FetchError, ToolBinary, ToolFetcher};
 use crate::world::{World, WorldError};
 
 #[derive(Debug, Clone)]
@@ -25,7 +27,8 @@ pub enum RunEvent {
     Planned { cells: usize },
     /// Services are up; `notes` are choices an `auto` setting made.
     WorldReady { runtime: &'static str, took: Duration, notes: Vec<String> },
-    CellStarted { version: String, scenario: String },
+    /// `cell` is the cell's id, `ko@v0.15.2::ecr/env-session`.
+    CellStarted { cell: String },
     CellFinished(Box<CellResult>),
 }
 
@@ -43,8 +46,10 @@ pub enum RunError {
     Fetch(#[from] FetchError),
     #[error("starting services failed: {0}")]
     World(#[from] WorldError),
-    #[error("{0}")]
-    Go(String),
+    #[error("finding the Go that builds the app: {0}")]
+    Go(#[from] ProvisionError),
+    #[error(transparent)]
+    GoEnv(#[from] GoEnvError),
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("writing the built-in app: {0}")]
@@ -84,17 +89,35 @@ impl Shard {
         Ok(Shard { index, count })
     }
 
-    pub fn contains(&self, version: &str, scenario: &str) -> bool {
+    /// Whether the cell called `id` (`ko@v0.15.2::ecr/env-session`) is in this shard.
+    pub fn contains(&self, id: &str) -> bool {
         // FNV-1a: stable across platforms and releases, unlike std's hasher.
-        let hash = format!("{version}::{scenario}").bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+        let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
         hash % self.count as u64 == (self.index - 1) as u64
     }
 }
 
-/// The cells a matrix selects: its ko binaries (fetched) and its scenarios.
+/// The cells a matrix selects: each tool's binaries (fetched) and scenarios.
 pub struct Selection {
-    pub versions: Vec<KoBinary>,
+    /// Every tool's binaries, tools in the matrix's order.
+    pub versions: Vec<ToolBinary>,
+    /// Every scenario any tool runs.
     pub scenarios: Vec<Scenario>,
+    /// Tool name → the names of its scenarios.
+    pub tool_scenarios: Vec<(&'static str, Vec<String>)>,
+}
+
+impl Selection {
+    /// Every cell: per tool, per scenario, per version.
+    pub fn cells(&self) -> Vec<(&ToolBinary, &Scenario)> {
+        let mut cells = Vec::new();
+        for (tool, names) in &self.tool_scenarios {
+            for scenario in self.scenarios.iter().filter(|s| names.contains(&s.name)) {
+                cells.extend(self.versions.iter().filter(|b| b.tool.name() == *tool).map(|b| (b, scenario)));
+            }
+        }
+        cells
+    }
 }
 
 /// `scenarios/` next to matrix.toml.
@@ -102,23 +125,33 @@ pub fn scenarios_dir(matrix: &Matrix) -> PathBuf {
     matrix.file.parent().map_or_else(|| PathBuf::from("scenarios"), |d| d.join("scenarios"))
 }
 
-/// `results/*.snap` next to matrix.toml, when there are any: the baseline that decides which
+/// `results/<tool>/*.snap` next to matrix.toml, when there are any: the baseline that decides which
 /// cells are worth a retry and which JUnit testcases fail.
 pub fn committed_snapshots(matrix: &Matrix) -> Result<Option<Snapshots>, ReportError> {
     crate::report::read_baseline(&matrix.file.parent().unwrap_or(Path::new(".")).join("results"))
 }
 
-/// Fetches the resolved `versions` and selects the matrix's scenarios.
-pub async fn select(matrix: &Matrix, versions: &[String], fetcher: &KoFetcher) -> Result<Selection, RunError> {
+/// Fetches each tool's resolved versions and selects its scenarios. `versions` holds a
+/// fetcher per tool that runs, with its resolved versions.
+pub async fn select(matrix: &Matrix, versions: &[(&ToolFetcher, Vec<String>)]) -> Result<Selection, RunError> {
     let known = scenario::discover(&scenarios_dir(matrix))?;
     let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
     let selected = matrix.select_scenarios(&names)?;
-    let scenarios = known.into_iter().filter(|s| selected.contains(&s.name)).collect();
     let mut binaries = Vec::new();
-    for version in versions {
-        binaries.push(fetcher.fetch(version).await?);
+    let mut tool_scenarios = Vec::new();
+    for (fetcher, tool_versions) in versions {
+        let tool = fetcher.tool();
+        let scenarios = match matrix.tool(tool.name()) {
+            Some(config) => matrix.tool_scenarios(config, &names, &selected)?,
+            None => selected.clone(),
+        };
+        tool_scenarios.push((tool.name(), scenarios));
+        for version in tool_versions {
+            binaries.push(fetcher.fetch(version).await?);
+        }
     }
-    Ok(Selection { versions: binaries, scenarios })
+    let scenarios = known.into_iter().filter(|s| tool_scenarios.iter().any(|(_, names)| names.contains(&s.name))).collect();
+    Ok(Selection { versions: binaries, scenarios, tool_scenarios })
 }
 
 /// How to set up the services and cells of a run.
@@ -163,13 +196,15 @@ impl Runner {
         let logs_dir = options.out_dir.join("logs");
         std::fs::create_dir_all(&logs_dir).map_err(io("creating", &logs_dir))?;
 
-        let go = provisioner.go("the app cells build").await.map_err(|e| RunError::Go(e.to_string()))?;
-        let go_env = GoEnv::detect(&go.path).await.map_err(RunError::Go)?;
+        let files_dir = work.path().join("payload");
+        Payload::write_files(&files_dir).map_err(io("writing", &files_dir))?;
+        let go = provisioner.go("the app cells build").await?;
+        let go = GoEnv::detect(&go.path).await?;
         let world = Arc::new(World::start(&options.scenarios, &options.services, provisioner, work.path()).await?);
+        let payload = Payload { app_dir, base_image: world.base_image.clone(), go, files_dir };
         let env = CellEnv {
             world,
-            app_dir,
-            go: go_env,
+            payload,
             helper: options.helper.clone(),
             work_dir: work.path().join("cells"),
             logs_dir,
@@ -184,14 +219,14 @@ impl Runner {
 
     /// Runs a cell, and once more when the first run would change the record (see
     /// [`needs_retry`]); [`settle`] makes one result of the two runs, keeping both logs.
-    pub async fn run_cell(&self, ko: &KoBinary, scenario: &Scenario) -> CellResult {
-        let mut first = cell::run_cell(&self.env, ko, scenario, 1).await;
-        first.attempts = vec![cell_label(&first)];
-        let baseline = self.baseline.get(family(&scenario.name)).and_then(|cells| cells.get(&(ko.version.clone(), scenario.name.clone())));
-        if !needs_retry(&first, baseline.map(String::as_str)) {
+    pub async fn run_cell(&self, tool: &ToolBinary, scenario: &Scenario) -> CellResult {
+        let mut first = cell::run_cell(&self.env, tool, scenario, 1).await;
+        first.attempts = vec![first.label()];
+        let baseline = self.baseline.label(tool.tool.name(), &tool.version, &scenario.name);
+        if !needs_retry(&first, baseline) {
             return first;
         }
-        let retry = cell::run_cell(&self.env, ko, scenario, 2).await;
+        let retry = cell::run_cell(&self.env, tool, scenario, 2).await;
         settle(first, retry)
     }
 }
@@ -201,7 +236,7 @@ impl Runner {
 /// harness fault is not retried: either run's fault makes the cell `infra-error` anyway.
 pub fn needs_retry(first: &CellResult, baseline: Option<&str>) -> bool {
     match (first.outcome, baseline) {
-        (Outcome::Pass | Outcome::Fail, Some(label)) => cell_label(first) != label,
+        (Outcome::Pass | Outcome::Fail, Some(label)) => first.label() != label,
         (outcome, None) => outcome == Outcome::Fail,
         (Outcome::InfraError | Outcome::Skipped | Outcome::Flaky, Some(_)) => false,
     }
@@ -211,7 +246,7 @@ pub fn needs_retry(first: &CellResult, baseline: Option<&str>) -> bool {
 /// `flaky` only when both reached a verdict about ko (pass or fail) and the verdicts differ;
 /// else the first run. Both labels and both logs are kept.
 pub fn settle(mut first: CellResult, retry: CellResult) -> CellResult {
-    let (first_label, retry_label) = (cell_label(&first), cell_label(&retry));
+    let (first_label, retry_label) = (first.label(), retry.label());
     first.attempts = vec![first_label.clone(), retry_label.clone()];
     first.retry_log = Some(retry.log.clone());
     let verdict = |outcome| matches!(outcome, Outcome::Pass | Outcome::Fail);
@@ -256,20 +291,16 @@ pub async fn run(
         }
     };
     observer.on_run_event(RunEvent::WorldReady { runtime: runner.world().runtime, took: runner.world().started_in, notes: runner.world().notes.clone() });
-    let cells: Vec<(&KoBinary, &Scenario)> = selection
-        .scenarios
-        .iter()
-        .flat_map(|s| selection.versions.iter().map(move |v| (v, s)))
-        .filter(|(v, s)| shard.is_none_or(|shard| shard.contains(&v.version, &s.name)))
-        .collect();
+    let cells: Vec<(&ToolBinary, &Scenario)> =
+        selection.cells().into_iter().filter(|(b, s)| shard.is_none_or(|shard| shard.contains(&cell_id(b.tool.name(), &b.version, &s.name)))).collect();
     let planned = cells.len();
     observer.on_run_event(RunEvent::Planned { cells: planned });
     let mut results: Vec<CellResult> = futures_util::stream::iter(cells)
-        .map(|(ko, scenario)| {
+        .map(|(tool, scenario)| {
             let (runner, observer) = (&runner, observer.clone());
             async move {
-                observer.on_run_event(RunEvent::CellStarted { version: ko.version.clone(), scenario: scenario.name.clone() });
-                let result = runner.run_cell(ko, scenario).await;
+                observer.on_run_event(RunEvent::CellStarted { cell: cell_id(tool.tool.name(), &tool.version, &scenario.name) });
+                let result = runner.run_cell(tool, scenario).await;
                 observer.on_run_event(RunEvent::CellFinished(Box::new(result.clone())));
                 result
             }
@@ -278,9 +309,13 @@ pub async fn run(
         .take_until(stop)
         .collect()
         .await;
-    let scenario_order = |name: &str| selection.scenarios.iter().position(|s| s.name == name);
-    let version_order = |v: &str| selection.versions.iter().position(|k| k.version == v);
-    results.sort_by_key(|r| (scenario_order(&r.scenario), version_order(&r.version)));
+    let order = |r: &CellResult| {
+        let tool = selection.tool_scenarios.iter().position(|(t, _)| *t == r.tool);
+        let scenario = selection.scenarios.iter().position(|s| s.name == r.scenario);
+        let version = selection.versions.iter().position(|b| b.tool.name() == r.tool && b.version == r.version);
+        (tool, scenario, version)
+    };
+    results.sort_by_key(order);
     let mut report = MatrixReport::new(started_at, runner.world().runtime, &selection.versions, selected_names(selection), results);
     report.interrupted = report.cells.len() < planned;
     Ok(report)
@@ -311,13 +346,14 @@ mod tests {
 
     fn result(outcome: Outcome, class: Option<FailClass>, detail: &str, log: &str) -> CellResult {
         CellResult {
+            tool: "ko".into(),
             version: "v0.15.2".into(),
             scenario: "ecr/env-session".into(),
             outcome,
             class,
             detail: detail.into(),
             duration_ms: 1,
-            ko_ms: 1,
+            tool_ms: 1,
             log: log.into(),
             retry_log: None,
             attempts: Vec::new(),
@@ -389,12 +425,12 @@ mod tests {
 
     #[test]
     fn shards_partition_the_cells_and_stay_put() {
-        let cells: Vec<(String, String)> = (0..40).flat_map(|s| ["v0.15.1", "v0.15.2", "v0.15.3"].map(|v| (v.to_string(), format!("registry/s{s}")))).collect();
+        let cells: Vec<String> = (0..40).flat_map(|s| ["ko@v0.15.1", "ko@v0.15.2", "crane@v0.20.2"].map(|v| format!("{v}::registry/s{s}"))).collect();
         let shards: Vec<Shard> = (1..=4).map(|i| Shard::parse(&format!("{i}/4")).unwrap()).collect();
-        for (v, s) in &cells {
-            assert_eq!(shards.iter().filter(|sh| sh.contains(v, s)).count(), 1, "{v}::{s} is in exactly one shard");
+        for id in &cells {
+            assert_eq!(shards.iter().filter(|sh| sh.contains(id)).count(), 1, "{id} is in exactly one shard");
         }
-        let sizes: Vec<usize> = shards.iter().map(|sh| cells.iter().filter(|(v, s)| sh.contains(v, s)).count()).collect();
+        let sizes: Vec<usize> = shards.iter().map(|sh| cells.iter().filter(|id| sh.contains(id)).count()).collect();
         assert!(sizes.iter().all(|&n| n >= 15), "roughly even: {sizes:?}");
         assert!(Shard::parse("0/4").is_err() && Shard::parse("5/4").is_err() && Shard::parse("x").is_err());
     }

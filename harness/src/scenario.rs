@@ -11,8 +11,9 @@ use crate::aws::state::AwsSpec;
 use crate::config::ConfigError;
 
 /// The placeholders scenario strings may use, filled in per cell.
-pub const PLACEHOLDERS: [&str; 15] = [
+pub const PLACEHOLDERS: [&str; 16] = [
     "HOME",
+    "TOOL",
     "AWS_ROLE_ARN",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -226,6 +227,9 @@ fn check_placeholders(file: &Path, text: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A step's program that means the tool under test: `run = ["${TOOL}", "login", …]`.
+pub const TOOL_PLACEHOLDER: &str = "${TOOL}";
+
 /// Replaces every `${NAME}` in `text` by its value.
 pub fn expand(text: &str, values: &BTreeMap<&str, String>) -> String {
     let mut out = text.to_string();
@@ -291,7 +295,7 @@ auths = { "${REGISTRY}" = { username = "${USER}", password = "${PASSWORD}" } }
 [env]
 GODEBUG = "x509sha1=1"
 [[before]]
-run = ["ko", "login", "${REGISTRY}", "-u", "${USER}", "--password-stdin"]
+run = ["${TOOL}", "login", "${REGISTRY}", "-u", "${USER}", "--password-stdin"]
 stdin = "${PASSWORD}"
 "#,
         )
@@ -311,7 +315,7 @@ stdin = "${PASSWORD}"
         assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`");
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
         assert_eq!((e.line, e.column), (5, 12));
-        assert!(e.message.starts_with("unknown placeholder `${REGISTY}`; known: ${HOME}, ${AWS_ROLE_ARN}"), "{}", e.message);
+        assert!(e.message.starts_with("unknown placeholder `${REGISTY}`; known: ${HOME}, ${TOOL}, ${AWS_ROLE_ARN}"), "{}", e.message);
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[files]\n\"../x\" = \"y\"\n").unwrap_err();
         assert_eq!(e.message, "`files` paths are relative to the cell's HOME and stay inside it, not `../x`");
         let e = parse("description = \"d\"\ncolour = 1\n[target]\nregistry = \"basic\"\n").unwrap_err();

@@ -109,7 +109,7 @@ async fn serve_one(mut stream: tokio::net::TcpStream, root: &Path, behaviour: Be
 pub fn write_release(root: &Path, version: &str, reports: &str) -> PathBuf {
     let dir = root.join(format!("v{version}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let asset = ko_matrix::ko::release::ReleaseSite::asset_name(version).unwrap();
+    let asset = ko_matrix::tool::shorthand().release().asset_name(version).unwrap();
     let archive_path = dir.join(&asset);
     let gz = flate2::write::GzEncoder::new(std::fs::File::create(&archive_path).unwrap(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);

@@ -11,10 +11,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::ko::versions::ReleaseIndex;
-use crate::ko::{KoBinary, KoFetcher, KO};
 use crate::outcome::Outcome;
-use crate::report::cell_label;
+use crate::tool::versions::ReleaseIndex;
+use crate::tool::{Tool, ToolBinary, ToolFetcher};
 use crate::run::Runner;
 use crate::scenario::Scenario;
 use deps::Upgrade;
@@ -27,7 +26,7 @@ pub enum Mode {
     Releases,
     /// Binary search over the commits between good and bad (each a pseudo-version).
     Commits,
-    /// ko's code at good, with subsets of bad's dependency upgrades (ddmin).
+    /// The tool's code at good, with subsets of bad's dependency upgrades (ddmin).
     Deps,
 }
 
@@ -48,6 +47,7 @@ pub struct ProbeRecord {
 /// The answer, with the evidence.
 #[derive(Debug, Clone, Serialize)]
 pub struct BisectReport {
+    pub tool: String,
     pub mode: Mode,
     pub scenario: String,
     pub good: String,
@@ -82,17 +82,17 @@ pub trait BisectObserver: Send + Sync {
 pub enum BisectError {
     #[error("good ({good}) and bad ({bad}) both give `{label}` for {scenario}: nothing to bisect; check the versions and the scenario")]
     NoDifference { good: String, bad: String, label: String, scenario: String },
-    #[error("could not get ko {version} for an end of the bisection: {reason}")]
-    End { version: String, reason: String },
-    #[error("ko {good} with all of {bad}'s dependency upgrades behaves like {good} (`{label}`): the break is in ko's own code, not its dependencies; bisect commits instead")]
-    NotInDependencies { good: String, bad: String, label: String },
+    #[error("could not get {tool} {version} for an end of the bisection: {reason}")]
+    End { tool: &'static str, version: String, reason: String },
+    #[error("{tool} {good} with all of {bad}'s dependency upgrades behaves like {good} (`{label}`): the break is in {tool}'s own code, not its dependencies; bisect commits instead")]
+    NotInDependencies { tool: &'static str, good: String, bad: String, label: String },
     #[error("listing {what} failed: {reason}")]
     Listing { what: String, reason: String },
 }
 
 pub struct Bisect<'a> {
     pub runner: &'a Runner,
-    pub fetcher: &'a KoFetcher,
+    pub fetcher: &'a ToolFetcher,
     pub scenario: &'a Scenario,
     pub observer: &'a dyn BisectObserver,
     probes: Mutex<Vec<ProbeRecord>>,
@@ -100,20 +100,20 @@ pub struct Bisect<'a> {
 }
 
 impl<'a> Bisect<'a> {
-    pub fn new(runner: &'a Runner, fetcher: &'a KoFetcher, scenario: &'a Scenario, observer: &'a dyn BisectObserver) -> Bisect<'a> {
+    pub fn new(runner: &'a Runner, fetcher: &'a ToolFetcher, scenario: &'a Scenario, observer: &'a dyn BisectObserver) -> Bisect<'a> {
         Bisect { runner, fetcher, scenario, observer, probes: Mutex::new(Vec::new()), good_label: String::new() }
     }
 
     /// Runs the cell with `binary` and judges it against the good end's label.
-    async fn judge(&self, what: String, estimate: usize, binary: Result<(KoBinary, Vec<String>), String>) -> (Verdict, String) {
+    async fn judge(&self, what: String, estimate: usize, binary: Result<(ToolBinary, Vec<String>), String>) -> (Verdict, String) {
         let k = self.probes.lock().expect("probes lock").len() + 1;
         self.observer.on_bisect_event(BisectEvent::Probing { k, estimate, what: what.clone() });
         let started = Instant::now();
         let (verdict, outcome, build_list) = match binary {
             Err(reason) => (Verdict::Skip, format!("did not build: {}", reason.lines().last().unwrap_or(&reason)), Vec::new()),
-            Ok((ko, build_list)) => {
-                let cell = self.runner.run_cell(&ko, self.scenario).await;
-                let label = cell_label(&cell);
+            Ok((binary, build_list)) => {
+                let cell = self.runner.run_cell(&binary, self.scenario).await;
+                let label = cell.label();
                 // Until the good end has run there is no reference: that first run is good by definition.
                 let verdict = match cell.outcome {
                     Outcome::Flaky | Outcome::InfraError | Outcome::Skipped => Verdict::Skip,
@@ -129,13 +129,17 @@ impl<'a> Bisect<'a> {
         (verdict, outcome)
     }
 
-    async fn fetch(&self, version: &str) -> Result<(KoBinary, Vec<String>), String> {
-        self.fetcher.fetch(version).await.map(|ko| (ko, Vec::new())).map_err(|e| e.to_string())
+    async fn fetch(&self, version: &str) -> Result<(ToolBinary, Vec<String>), String> {
+        self.fetcher.fetch(version).await.map(|binary| (binary, Vec::new())).map_err(|e| e.to_string())
+    }
+
+    fn tool(&self) -> &'static dyn Tool {
+        self.fetcher.tool()
     }
 
     /// Runs the two ends and checks that they differ.
-    async fn ends(&mut self, good: &str, bad: &str, good_binary: Result<(KoBinary, Vec<String>), String>, bad_binary: Result<(KoBinary, Vec<String>), String>, estimate: usize) -> Result<(String, String), BisectError> {
-        let end = |version: &str, reason: String| BisectError::End { version: version.into(), reason };
+    async fn ends(&mut self, good: &str, bad: &str, good_binary: Result<(ToolBinary, Vec<String>), String>, bad_binary: Result<(ToolBinary, Vec<String>), String>, estimate: usize) -> Result<(String, String), BisectError> {
+        let end = |version: &str, reason: String| BisectError::End { tool: self.tool().name(), version: version.into(), reason };
         let good_binary = good_binary.map_err(|e| end(good, e))?;
         let bad_binary = bad_binary.map_err(|e| end(bad, e))?;
         self.good_label.clear();
@@ -158,6 +162,7 @@ impl<'a> Bisect<'a> {
             Vec::new()
         };
         BisectReport {
+            tool: self.tool().name().into(),
             mode,
             scenario: self.scenario.name.clone(),
             good: good.into(),
@@ -203,13 +208,15 @@ impl<'a> Bisect<'a> {
         Ok(self.report(mode, good, bad, labels, culprit, items, started))
     }
 
-    /// ddmin over the dependency upgrades from good to bad, keeping ko's code at good.
+    /// ddmin over the dependency upgrades from good to bad, keeping the tool's code at good.
+    /// It needs only the tool's Go module.
     pub async fn dependencies(&mut self, good: &str, bad: &str) -> Result<BisectReport, BisectError> {
         let started = Instant::now();
         let go = self.fetcher.go();
-        let listing = |what: &str, e: crate::provision::ProvisionError| BisectError::Listing { what: what.into(), reason: e.to_string() };
-        let good_mod = go.resolve(&KO, good).await.map_err(|e| listing("ko's go.mod at good", e))?;
-        let bad_mod = go.resolve(&KO, bad).await.map_err(|e| listing("ko's go.mod at bad", e))?;
+        let tool = self.tool();
+        let listing = |what: String, e: crate::provision::ProvisionError| BisectError::Listing { what, reason: e.to_string() };
+        let good_mod = go.resolve(tool.go(), good).await.map_err(|e| listing(format!("{}'s go.mod at good", tool.name()), e))?;
+        let bad_mod = go.resolve(tool.go(), bad).await.map_err(|e| listing(format!("{}'s go.mod at bad", tool.name()), e))?;
         let upgrades: Vec<Upgrade> = deps::upgrades(&deps::requirements(&good_mod.go_mod), &deps::requirements(&bad_mod.go_mod));
         let estimate = 2 + 2 * upgrades.len().max(1).ilog2() as usize * 2;
         let good_version = good_mod.version.clone();
@@ -217,16 +224,16 @@ impl<'a> Bisect<'a> {
             let targets: Vec<String> = subset.iter().map(|i| upgrades[*i].target()).collect();
             let good_version = good_version.clone();
             async move {
-                go.install_with_requirements(&KO, &good_version, &targets)
+                go.install_with_requirements(tool.go(), &good_version, &targets)
                     .await
-                    .map(|(installed, list)| (KoBinary::from_installed(good_version, installed), list))
+                    .map(|(installed, list)| (ToolBinary::from_installed(tool, good_version, installed), list))
                     .map_err(|e| e.to_string())
             }
         };
         let all: Vec<usize> = (0..upgrades.len()).collect();
         let (none_built, all_built) = (build(Vec::new()).await, build(all.clone()).await);
         let labels = match self.ends(&format!("{good} (as built here)"), &format!("{good} + all {} upgrades", upgrades.len()), none_built, all_built, estimate).await {
-            Err(BisectError::NoDifference { label, .. }) => return Err(BisectError::NotInDependencies { good: good.into(), bad: bad.into(), label }),
+            Err(BisectError::NoDifference { label, .. }) => return Err(BisectError::NotInDependencies { tool: tool.name(), good: good.into(), bad: bad.into(), label }),
             other => other?,
         };
         let this = &*self;
@@ -247,16 +254,16 @@ impl<'a> Bisect<'a> {
     }
 }
 
-/// Releases strictly between `good` and `bad`: `explicit` if given, else the release list.
-pub async fn releases_between(good: &str, bad: &str, explicit: Option<Vec<String>>) -> Result<Vec<String>, BisectError> {
+/// `tool`'s releases strictly between `good` and `bad`: `explicit` if given, else its release list.
+pub async fn releases_between(tool: &dyn Tool, good: &str, bad: &str, explicit: Option<Vec<String>>) -> Result<Vec<String>, BisectError> {
     let parse = |v: &str| semver::Version::parse(v.trim_start_matches('v')).ok();
     let (g, b) = (parse(good), parse(bad));
     let between = |v: &semver::Version| g.as_ref().is_some_and(|g| v > g) && b.as_ref().is_some_and(|b| v < b);
     let versions: Vec<semver::Version> = match explicit {
         Some(list) => list.iter().filter_map(|v| parse(v)).collect(),
         None => {
-            let go = crate::provision::Go::find("the ko release list").await.ok();
-            ReleaseIndex::fetch(go.as_ref()).await.map_err(|e| BisectError::Listing { what: "ko releases".into(), reason: e.to_string() })?.versions
+            let go = crate::provision::Go::find(&format!("the {} release list", tool.name())).await.ok();
+            ReleaseIndex::fetch(tool, go.as_ref()).await.map_err(|e| BisectError::Listing { what: format!("{} releases", tool.name()), reason: e.to_string() })?.versions
         }
     };
     let mut out: Vec<semver::Version> = versions.into_iter().filter(|v| between(v)).collect();
@@ -312,6 +319,6 @@ mod tests {
     #[tokio::test]
     async fn explicit_release_candidates_are_filtered_and_ordered() {
         let list = vec!["v0.15.3".into(), "v0.15.0".into(), "0.15.2".into(), "v0.14.1".into(), "v0.16.0".into(), "junk".into()];
-        assert_eq!(releases_between("v0.14.1", "v0.16.0", Some(list)).await.unwrap(), ["v0.15.0", "v0.15.2", "v0.15.3"]);
+        assert_eq!(releases_between(crate::tool::shorthand(), "v0.14.1", "v0.16.0", Some(list)).await.unwrap(), ["v0.15.0", "v0.15.2", "v0.15.3"]);
     }
 }

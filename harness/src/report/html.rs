@@ -1,12 +1,14 @@
 //! `report.html`: one self-contained page (no external assets): the grid coloured by
 //! outcome with the class in each failed cell; a click opens the cell's detail — ko's
 //! error, the gateway's request record, the environment it got (secrets masked). Opening
-//! the page at `#cell=<version>::<scenario>` shows that cell's detail directly. Each cell is
+//! the page at `#cell=<tool>@<version>::<scenario>` shows that cell's detail directly (a
+//! link without `<tool>@` opens the first tool's cell). There is a grid per tool. Each cell is
 //! marked by its change against the previous version: a regression stands out, a fix is
 //! clear, and a failure that every version shares is muted.
 
-use super::{cell_label, MatrixReport};
+use super::MatrixReport;
 use crate::outcome::Outcome;
+use crate::result::CellResult;
 use crate::regressions::{Analysis, Mark};
 
 fn escape(text: &str) -> String {
@@ -52,7 +54,9 @@ const LEGEND: &str = "<div class=\"legend meta\">change against the previous ver
 
 const SCRIPT: &str = r#"
 const data = JSON.parse(document.getElementById('cells').textContent);
-const byId = Object.fromEntries(data.map(c => [c.version + '::' + c.scenario, c]));
+const byId = Object.fromEntries(data.map(c => [c.tool + '@' + c.version + '::' + c.scenario, c]));
+// Links from before tools were a parameter name no tool: the first tool's cell.
+const legacy = id => data.find(c => c.version + '::' + c.scenario === id);
 function text(tag, value) { const e = document.createElement(tag); e.textContent = value; return e; }
 function table(headers, rows) {
   const t = document.createElement('table');
@@ -61,11 +65,12 @@ function table(headers, rows) {
   return t;
 }
 function show(id) {
-  const c = byId[id]; if (!c) return;
+  const c = byId[id] || legacy(id); if (!c) return;
+  id = c.tool + '@' + c.version + '::' + c.scenario;
   document.querySelectorAll('td.selected').forEach(e => e.classList.remove('selected'));
   const td = document.querySelector('td[data-cell="' + CSS.escape(id) + '"]'); if (td) td.classList.add('selected');
   const d = document.getElementById('detail'); d.replaceChildren(); d.hidden = false;
-  d.appendChild(text('h2', c.version + ' × ' + c.scenario + ': ' + c.label));
+  d.appendChild(text('h2', id + ': ' + c.label));
   if (c.change) d.appendChild(text('p', c.change));
   d.appendChild(text('h3', 'What happened')); d.appendChild(text('pre', c.detail));
   if (c.attempts && c.attempts.length > 1) d.appendChild(text('p', 'runs: ' + c.attempts.join(' → ')));
@@ -82,20 +87,21 @@ if (location.hash.startsWith('#cell=')) show(decodeURIComponent(location.hash.sl
 "#;
 
 /// A regressed version's column header says how many cells regressed in it.
-fn version_header(version: &str, analysis: &Analysis) -> String {
-    match analysis.regressions().filter(|t| t.to_version == version).count() {
+fn version_header(tool: &str, version: &str, analysis: &Analysis) -> String {
+    match analysis.regressions().filter(|t| t.tool == tool && t.to_version == version).count() {
         0 => format!("<th>{}</th>", escape(version)),
         n => format!("<th class=\"regressed\" title=\"{n} regression(s) against the previous version\">{} ▼{n}</th>", escape(version)),
     }
 }
 
 /// The sentence the detail pane shows about a cell's change along the version axis.
-fn change_sentence(version: &str, scenario: &str, analysis: &Analysis) -> Option<String> {
-    let mark = analysis.mark(version, scenario);
+fn change_sentence(cell: &CellResult, analysis: &Analysis) -> Option<String> {
+    let (version, scenario) = (&cell.version, &cell.scenario);
+    let mark = analysis.mark(cell);
     if mark == Mark::SharedFailure {
         return Some("Fails the same way in every version: an expected failure, not a regression.".into());
     }
-    let t = analysis.transitions.iter().find(|t| t.to_version == version && t.scenario == scenario)?;
+    let t = analysis.transitions.iter().find(|t| t.tool == cell.tool && &t.to_version == version && &t.scenario == scenario)?;
     let known = if t.known { " The committed snapshots record it." } else { "" };
     Some(match mark {
         Mark::Regression => format!("Regression: {} was {} in {}.{known} Explain it: {}", scenario, t.from_label, t.from_version, t.bisect_command()),
@@ -104,47 +110,55 @@ fn change_sentence(version: &str, scenario: &str, analysis: &Analysis) -> Option
     })
 }
 
-pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
-    let versions: Vec<&str> = report.versions.iter().map(|v| v.version.as_str()).collect();
-    let mut grid = String::from("<table class=\"grid\" id=\"grid\"><thead><tr><th>scenario</th>");
+/// One tool's grid: scenarios down, versions across.
+fn tool_grid(report: &MatrixReport, tool: &str, analysis: &Analysis) -> String {
+    let versions = report.versions_of(tool);
+    let mut grid = format!("<h2>{0}</h2>\n<table class=\"grid\" id=\"grid-{0}\" data-tool=\"{0}\"><thead><tr><th>scenario</th>", escape(tool));
     for v in &versions {
-        grid.push_str(&version_header(v, analysis));
+        grid.push_str(&version_header(tool, v, analysis));
     }
     grid.push_str("</tr></thead><tbody>");
-    for scenario in report.scenarios() {
+    for scenario in report.scenarios_of(tool) {
         grid.push_str(&format!("<tr><th>{}</th>", escape(scenario)));
         for v in &versions {
-            let mark = analysis.mark(v, scenario).as_str();
-            match report.cell(scenario, v) {
-                Some(c) => grid.push_str(&format!(
-                    "<td class=\"cell {} {mark}\" data-cell=\"{}\" data-outcome=\"{}\" data-mark=\"{mark}\" title=\"{}\">{}</td>",
-                    css_class(c.outcome),
-                    escape(&format!("{}::{}", c.version, c.scenario)),
-                    css_class(c.outcome),
-                    escape(&c.detail),
-                    escape(&cell_label(c))
-                )),
+            match report.cell(tool, v, scenario) {
+                Some(c) => {
+                    let mark = analysis.mark(c).as_str();
+                    grid.push_str(&format!(
+                        "<td class=\"cell {} {mark}\" data-cell=\"{}\" data-outcome=\"{}\" data-mark=\"{mark}\" title=\"{}\">{}</td>",
+                        css_class(c.outcome),
+                        escape(&c.id()),
+                        css_class(c.outcome),
+                        escape(&c.detail),
+                        escape(&c.label())
+                    ))
+                }
                 None => grid.push_str("<td>–</td>"),
             }
         }
         grid.push_str("</tr>");
     }
-    grid.push_str("</tbody></table>");
+    grid.push_str("</tbody></table>\n");
+    grid
+}
+
+pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
+    let grid: String = report.tools().into_iter().map(|tool| tool_grid(report, tool, analysis)).collect();
     let cells: Vec<serde_json::Value> = report
         .cells
         .iter()
         .map(|c| {
             let mut v = serde_json::to_value(c).expect("cells serialise");
-            v["label"] = cell_label(c).into();
-            v["change"] = change_sentence(&c.version, &c.scenario, analysis).into();
+            v["label"] = c.label().into();
+            v["change"] = change_sentence(c, analysis).into();
             v
         })
         .collect();
     // `</` inside a script element would end it early.
     let data = serde_json::to_string(&cells).expect("cells serialise").replace("</", "<\\/");
-    let versions_meta = report.versions.iter().map(|v| format!("{} ({})", v.version, v.route)).collect::<Vec<_>>().join(", ");
+    let versions_meta = report.versions.iter().map(|v| format!("{}@{} ({})", v.tool, v.version, v.route)).collect::<Vec<_>>().join(", ");
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ko-matrix report</title><style>{STYLE}</style></head>\n<body>\n<h1>ko-matrix: {}</h1>\n<div class=\"meta\">started {} · services: {} · ko {}</div>\n{LEGEND}\n{grid}\n<section id=\"detail\" hidden></section>\n<script id=\"cells\" type=\"application/json\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ko-matrix report</title><style>{STYLE}</style></head>\n<body>\n<h1>ko-matrix: {}</h1>\n<div class=\"meta\">started {} · services: {} · {}</div>\n{LEGEND}\n{grid}\n<section id=\"detail\" hidden></section>\n<script id=\"cells\" type=\"application/json\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
         escape(&report.summary()),
         escape(&report.started),
         escape(&report.runtime),

@@ -3,8 +3,8 @@
 //! previous version (a regression). An expected failure is a passing testcase whose output
 //! names its outcome; an infra-error is an `<error>`: the cell did not run.
 
-use super::{baseline_label, cell_label, MatrixReport, Snapshots};
-use crate::cell::CellResult;
+use super::{MatrixReport, Snapshots};
+use crate::result::CellResult;
 use crate::outcome::Outcome;
 use crate::regressions::{Analysis, Mark};
 
@@ -31,15 +31,15 @@ enum Verdict {
 }
 
 fn verdict(c: &CellResult, analysis: &Analysis, baseline: Option<&Snapshots>) -> Verdict {
-    let label = cell_label(c);
-    let mark = analysis.mark(&c.version, &c.scenario);
-    let previous = || analysis.transitions.iter().find(|t| t.to_version == c.version && t.scenario == c.scenario).map(|t| format!(" against {} ({})", t.from_version, t.from_label)).unwrap_or_default();
+    let label = c.label();
+    let mark = analysis.mark(c);
+    let previous = || analysis.transitions.iter().find(|t| t.tool == c.tool && t.to_version == c.version && t.scenario == c.scenario).map(|t| format!(" against {} ({})", t.from_version, t.from_label)).unwrap_or_default();
     match c.outcome {
         Outcome::InfraError => return Verdict::Errored(format!("infra-error: {}", c.detail)),
         Outcome::Skipped => return Verdict::Skipped(c.detail.clone()),
         _ => {}
     }
-    let expected = baseline.and_then(|b| baseline_label(b, &c.version, &c.scenario));
+    let expected = baseline.and_then(|b| b.label(&c.tool, &c.version, &c.scenario));
     match expected {
         Some(expected) if expected == label || (c.outcome == Outcome::Flaky && c.attempts.iter().any(|a| a == expected)) => {
             let note = if mark == Mark::Regression { format!(", a regression{} recorded in the snapshots", previous()) } else { String::new() };
@@ -64,8 +64,8 @@ pub fn render(report: &MatrixReport, analysis: &Analysis, baseline: Option<&Snap
         escape(&report.started)
     );
     for (c, verdict) in report.cells.iter().zip(&verdicts) {
-        let name = escape(&format!("{}::{}", c.version, c.scenario));
-        let classname = escape(&format!("ko-matrix.{}", super::family(&c.scenario)));
+        let name = escape(&c.id());
+        let classname = escape(&format!("ko-matrix.{}.{}", c.tool, super::family(&c.scenario)));
         out.push_str(&format!("    <testcase name=\"{name}\" classname=\"{classname}\" time=\"{:.3}\">\n", c.duration_ms as f64 / 1000.0));
         let log = escape(&c.log.display().to_string());
         match verdict {
@@ -106,12 +106,12 @@ mod tests {
         assert!(xml.contains("tests=\"5\" failures=\"1\" errors=\"1\" skipped=\"0\""), "{xml}");
         assert!(xml.contains("<failure type=\"regression\" message=\"fail(unauthorized), a regression against v0.15.1 (pass)"), "{xml}");
         assert!(xml.contains("<system-out>fail(unauthorized): "), "an expected failure passes and names its outcome: {xml}");
+        assert!(xml.contains("<testcase name=\"ko@v0.15.2::ecr/env-session\" classname=\"ko-matrix.ko.ecr\""), "{xml}");
         // With the snapshot recording the regression, nothing fails; a cell differing from it does.
-        let mut family = std::collections::BTreeMap::new();
-        family.insert(("v0.15.1".to_string(), "ecr/env-session".to_string()), "pass".to_string());
-        family.insert(("v0.15.2".to_string(), "ecr/env-session".to_string()), "fail(unauthorized)".to_string());
-        family.insert(("v0.15.1".to_string(), "ecr/no-credentials".to_string()), "fail(denied)".to_string());
-        let baseline: Snapshots = [("ecr".to_string(), family)].into_iter().collect();
+        let mut baseline = Snapshots::default();
+        baseline.insert("ko", "v0.15.1", "ecr/env-session", "pass".into());
+        baseline.insert("ko", "v0.15.2", "ecr/env-session", "fail(unauthorized)".into());
+        baseline.insert("ko", "v0.15.1", "ecr/no-credentials", "fail(denied)".into());
         let xml = super::render(&report, &analyse(&report, Some(&baseline)), Some(&baseline));
         assert!(xml.contains("failures=\"1\""), "{xml}");
         assert!(xml.contains("<failure type=\"changed\" message=\"fail(denied) → fail(unauthorized) (snapshot → this run)"), "{xml}");

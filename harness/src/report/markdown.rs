@@ -1,7 +1,7 @@
 //! `matrix.md`: the table for PR comments and `$GITHUB_STEP_SUMMARY`. Each cell carries a
 //! symbol for its change against the previous version, so a regressed column stands out.
 
-use super::{cell_label, MatrixReport};
+use super::MatrixReport;
 use crate::outcome::Outcome;
 use crate::regressions::{Analysis, Mark, Transition};
 
@@ -27,20 +27,17 @@ fn shown(outcome: Outcome, label: &str, mark: Mark) -> String {
     }
 }
 
+/// A table per tool (scenarios down, versions across), the changes, then why cells failed.
 pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
-    let versions: Vec<&str> = report.versions.iter().map(|v| v.version.as_str()).collect();
-    let mut out = format!(
-        "### ko-matrix: {}\n\n{LEGEND}\n\n| scenario | {} |\n|---|{}\n",
-        report.summary(),
-        versions.join(" | "),
-        "---|".repeat(versions.len())
-    );
-    for scenario in report.scenarios() {
-        let row: Vec<String> = versions
-            .iter()
-            .map(|v| report.cell(scenario, v).map_or("–".to_string(), |c| shown(c.outcome, &cell_label(c), analysis.mark(v, scenario))))
-            .collect();
-        out.push_str(&format!("| `{scenario}` | {} |\n", row.join(" | ")));
+    let mut out = format!("### ko-matrix: {}\n\n{LEGEND}\n", report.summary());
+    for tool in report.tools() {
+        let versions = report.versions_of(tool);
+        out.push_str(&format!("\n| {tool} | {} |\n|---|{}\n", versions.join(" | "), "---|".repeat(versions.len())));
+        for scenario in report.scenarios_of(tool) {
+            let row: Vec<String> =
+                versions.iter().map(|v| report.cell(tool, v, scenario).map_or("–".to_string(), |c| shown(c.outcome, &c.label(), analysis.mark(c)))).collect();
+            out.push_str(&format!("| `{scenario}` | {} |\n", row.join(" | ")));
+        }
     }
     if !analysis.transitions.is_empty() {
         out.push_str("\n#### Changes along the version axis\n\n");
@@ -50,7 +47,7 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
     if !failures.is_empty() {
         out.push_str("\n<details><summary>Why the cells that did not pass failed</summary>\n\n");
         for c in failures {
-            out.push_str(&format!("- **{} × {}** — {}: `{}`\n", c.version, c.scenario, cell_label(c), c.detail.replace('`', "'")));
+            out.push_str(&format!("- **{}** — {}: `{}`\n", c.id(), c.label(), c.detail.replace('`', "'")));
         }
         out.push_str("\n</details>\n");
     }
@@ -63,7 +60,7 @@ pub fn render_transitions<'a>(transitions: impl Iterator<Item = &'a Transition>)
     let mut out = String::new();
     for t in transitions {
         let known = if t.known { " (recorded in the snapshots)" } else { "" };
-        out.push_str(&format!("- {} **{}** `{}`: {} {} → {} {}{known}\n", shown_mark(t.mark), t.mark.as_str(), t.scenario, t.from_version, t.from_label, t.to_version, t.to_label));
+        out.push_str(&format!("- {} **{}** `{}` {}: {} {} → {} {}{known}\n", shown_mark(t.mark), t.mark.as_str(), t.scenario, t.tool, t.from_version, t.from_label, t.to_version, t.to_label));
         if t.mark != Mark::Fix {
             out.push_str(&format!("  - `{}`\n", t.detail.replace('`', "'")));
         }

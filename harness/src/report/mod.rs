@@ -11,13 +11,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cell::CellResult;
-use crate::ko::KoBinary;
 use crate::outcome::Outcome;
+pub use crate::result::{cell_id, family, CellResult};
+use crate::tool::ToolBinary;
 
-/// A version as the run used it.
+/// A tool version as the run used it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionInfo {
+    #[serde(default = "crate::result::shorthand_tool")]
+    pub tool: String,
     pub version: String,
     pub route: String,
     pub sha256: String,
@@ -30,9 +32,11 @@ pub struct MatrixReport {
     pub started: String,
     /// How services ran: `process` or `docker`.
     pub runtime: String,
+    /// Each tool's versions, tools in matrix.toml's order, versions oldest first.
     pub versions: Vec<VersionInfo>,
     /// The scenarios the run selected: with `versions`, the cells it set out to run (a shard
-    /// runs its slice of them), so a check can tell a missing cell from an unselected one.
+    /// runs its slice of them, a tool may select fewer), so a check can tell a missing cell
+    /// from an unselected one.
     #[serde(default)]
     pub selected_scenarios: Vec<String>,
     pub cells: Vec<CellResult>,
@@ -41,21 +45,45 @@ pub struct MatrixReport {
     pub interrupted: bool,
 }
 
-/// Committed snapshots: family → (version, scenario) → label.
-pub type Snapshots = BTreeMap<String, BTreeMap<(String, String), String>>;
+/// Committed snapshots (`results/<tool>/<family>.snap`): each recorded cell's label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshots(BTreeMap<(String, String, String), String>);
 
-/// The label the baseline records for a cell, if it has one.
-pub fn baseline_label<'a>(baseline: &'a Snapshots, version: &str, scenario: &str) -> Option<&'a str> {
-    baseline.get(family(scenario))?.get(&(version.to_string(), scenario.to_string())).map(String::as_str)
+impl Snapshots {
+    /// The label recorded for a cell, if any.
+    pub fn label(&self, tool: &str, version: &str, scenario: &str) -> Option<&str> {
+        self.0.get(&(tool.to_string(), version.to_string(), scenario.to_string())).map(String::as_str)
+    }
+
+    pub fn insert(&mut self, tool: &str, version: &str, scenario: &str, label: String) {
+        self.0.insert((tool.to_string(), version.to_string(), scenario.to_string()), label);
+    }
+
+    /// Whether any cell of `tool` at `version` is recorded.
+    pub fn has_version(&self, tool: &str, version: &str) -> bool {
+        self.0.keys().any(|(t, v, _)| t == tool && v == version)
+    }
+
+    /// Every recorded cell: (tool, version, scenario) and its label.
+    pub fn cells(&self) -> impl Iterator<Item = (&str, &str, &str, &str)> {
+        self.0.iter().map(|((t, v, s), l)| (t.as_str(), v.as_str(), s.as_str(), l.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl MatrixReport {
-    pub fn new(started: String, runtime: &str, versions: &[KoBinary], selected_scenarios: Vec<String>, cells: Vec<CellResult>) -> MatrixReport {
+    pub fn new(started: String, runtime: &str, versions: &[ToolBinary], selected_scenarios: Vec<String>, cells: Vec<CellResult>) -> MatrixReport {
         MatrixReport {
             ko_matrix_version: env!("CARGO_PKG_VERSION").into(),
             started,
             runtime: runtime.into(),
-            versions: versions.iter().map(|k| VersionInfo { version: k.version.clone(), route: k.route.clone(), sha256: k.sha256.clone() }).collect(),
+            versions: versions
+                .iter()
+                .map(|b| VersionInfo { tool: b.tool.name().into(), version: b.version.clone(), route: b.route.clone(), sha256: b.sha256.clone() })
+                .collect(),
             selected_scenarios,
             cells,
             interrupted: false,
@@ -79,10 +107,26 @@ impl MatrixReport {
         )
     }
 
-    /// Scenario names in report order, once each.
-    pub fn scenarios(&self) -> Vec<&str> {
+    /// The tools, in the run's order.
+    pub fn tools(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
-        for cell in &self.cells {
+        for name in self.versions.iter().map(|v| &v.tool).chain(self.cells.iter().map(|c| &c.tool)) {
+            if !out.contains(&name.as_str()) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// `tool`'s versions, in the run's order.
+    pub fn versions_of(&self, tool: &str) -> Vec<&str> {
+        self.versions.iter().filter(|v| v.tool == tool).map(|v| v.version.as_str()).collect()
+    }
+
+    /// Scenario names of `tool`'s cells, in report order, once each.
+    pub fn scenarios_of(&self, tool: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for cell in self.cells.iter().filter(|c| c.tool == tool) {
             if !out.contains(&cell.scenario.as_str()) {
                 out.push(&cell.scenario);
             }
@@ -90,8 +134,8 @@ impl MatrixReport {
         out
     }
 
-    pub fn cell(&self, scenario: &str, version: &str) -> Option<&CellResult> {
-        self.cells.iter().find(|c| c.scenario == scenario && c.version == version)
+    pub fn cell(&self, tool: &str, version: &str, scenario: &str) -> Option<&CellResult> {
+        self.cells.iter().find(|c| c.tool == tool && c.scenario == scenario && c.version == version)
     }
 
     pub fn read(path: &Path) -> Result<MatrixReport, ReportError> {
@@ -141,6 +185,7 @@ pub enum ReportError {
 /// A cell whose label differs between two matrices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
+    pub tool: String,
     pub version: String,
     pub scenario: String,
     /// `None`: the cell is new / gone.
@@ -151,7 +196,13 @@ pub struct Change {
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let show = |l: &Option<String>| l.clone().unwrap_or_else(|| "(absent)".into());
-        write!(f, "{} × {}: {} → {}", self.version, self.scenario, show(&self.old), show(&self.new))
+        write!(f, "{}: {} → {}", cell_id(&self.tool, &self.version, &self.scenario), show(&self.old), show(&self.new))
+    }
+}
+
+impl Change {
+    fn of(cell: &CellResult, old: Option<String>, new: Option<String>) -> Change {
+        Change { tool: cell.tool.clone(), version: cell.version.clone(), scenario: cell.scenario.clone(), old, new }
     }
 }
 
@@ -159,15 +210,15 @@ impl std::fmt::Display for Change {
 pub fn diff(old: &MatrixReport, new: &MatrixReport) -> Vec<Change> {
     let mut changes = Vec::new();
     for cell in &new.cells {
-        let before = old.cell(&cell.scenario, &cell.version).map(cell_label);
-        let after = Some(cell_label(cell));
+        let before = old.cell(&cell.tool, &cell.version, &cell.scenario).map(CellResult::label);
+        let after = Some(cell.label());
         if before != after {
-            changes.push(Change { version: cell.version.clone(), scenario: cell.scenario.clone(), old: before, new: after });
+            changes.push(Change::of(cell, before, after));
         }
     }
     for cell in &old.cells {
-        if new.cell(&cell.scenario, &cell.version).is_none() {
-            changes.push(Change { version: cell.version.clone(), scenario: cell.scenario.clone(), old: Some(cell_label(cell)), new: None });
+        if new.cell(&cell.tool, &cell.version, &cell.scenario).is_none() {
+            changes.push(Change::of(cell, Some(cell.label()), None));
         }
     }
     changes
@@ -188,24 +239,22 @@ pub enum CheckScope {
 /// version and scenario the run selected, yet absent from the matrix (`new` is `None`), as
 /// when a shard crashed. A flaky cell one of whose runs matches is not a change.
 pub fn check_against(report: &MatrixReport, snapshots: &Snapshots, scope: CheckScope) -> Vec<Change> {
-    let snapshotted = |version: &str| snapshots.values().any(|family| family.keys().any(|(v, _)| v == version));
     let mut changes: Vec<Change> = report
         .cells
         .iter()
-        .filter(|cell| scope == CheckScope::All || snapshotted(&cell.version))
+        .filter(|cell| scope == CheckScope::All || snapshots.has_version(&cell.tool, &cell.version))
         .filter_map(|cell| {
-            let expected = baseline_label(snapshots, &cell.version, &cell.scenario);
-            let label = cell_label(cell);
+            let expected = snapshots.label(&cell.tool, &cell.version, &cell.scenario);
+            let label = cell.label();
             let matches = expected.is_some_and(|e| e == label || (cell.outcome == Outcome::Flaky && cell.attempts.iter().any(|a| a == e)));
-            (!matches).then(|| Change { version: cell.version.clone(), scenario: cell.scenario.clone(), old: expected.map(str::to_string), new: Some(label) })
+            (!matches).then(|| Change::of(cell, expected.map(str::to_string), Some(label)))
         })
         .collect();
-    let ran_versions: Vec<&str> = report.versions.iter().map(|v| v.version.as_str()).collect();
-    for cells in snapshots.values() {
-        for ((version, scenario), label) in cells {
-            if ran_versions.contains(&version.as_str()) && report.selected_scenarios.contains(scenario) && report.cell(scenario, version).is_none() {
-                changes.push(Change { version: version.clone(), scenario: scenario.clone(), old: Some(label.clone()), new: None });
-            }
+    let ran = |tool: &str, version: &str| report.versions.iter().any(|v| v.tool == tool && v.version == version);
+    for (tool, version, scenario, label) in snapshots.cells() {
+        if ran(tool, version) && report.selected_scenarios.iter().any(|s| s == scenario) && report.cell(tool, version, scenario).is_none() {
+            let change = Change { tool: tool.into(), version: version.into(), scenario: scenario.into(), old: Some(label.into()), new: None };
+            changes.push(change);
         }
     }
     changes
@@ -221,24 +270,44 @@ pub fn read_baseline(dir: &Path) -> Result<Option<Snapshots>, ReportError> {
     Ok((!snapshots.is_empty()).then_some(snapshots))
 }
 
-/// Reads every `<family>.snap` in `dir` (insta's format: a YAML header, then the body).
+/// Where a tool's snapshots live: `results/<tool>/`.
+pub fn snapshot_dir(results: &Path, tool: &str) -> PathBuf {
+    results.join(tool)
+}
+
+/// Reads every `<tool>/<family>.snap` in `dir` (insta's format: a YAML header, then the
+/// body), and `<family>.snap` files directly in `dir` as the shorthand tool's (where they
+/// lived before tools were a parameter).
 pub fn read_snapshots(dir: &Path) -> Result<Snapshots, ReportError> {
-    let mut out = Snapshots::new();
+    let mut out = Snapshots::default();
+    read_snapshot_files(dir, &crate::result::shorthand_tool(), &mut out)?;
+    let entries = std::fs::read_dir(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
+    for entry in entries.flatten() {
+        let tool = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() && crate::tool::by_name(&tool).is_some() {
+            read_snapshot_files(&entry.path(), &tool, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn read_snapshot_files(dir: &Path, tool: &str, out: &mut Snapshots) -> Result<(), ReportError> {
     let entries = std::fs::read_dir(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "snap") {
             let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
             let body = text.splitn(3, "---\n").nth(2).unwrap_or_default();
-            let family = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-            out.insert(family, parse_snapshot(body));
+            for ((version, scenario), label) in parse_snapshot(body) {
+                out.insert(tool, &version, &scenario, label);
+            }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Joins shards into one matrix. Refuses cells present in two shards and shards that ran
-/// different ko-matrix versions or different binaries for one ko version.
+/// different ko-matrix versions or different binaries for one tool version.
 pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
     let first = parts.first().ok_or_else(|| ReportError::Merge("no matrices given".into()))?;
     let mut merged = MatrixReport { cells: Vec::new(), versions: Vec::new(), selected_scenarios: Vec::new(), interrupted: parts.iter().any(|p| p.interrupted), ..first.clone() };
@@ -252,31 +321,29 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
             }
         }
         for v in &part.versions {
-            match merged.versions.iter().find(|m| m.version == v.version) {
+            match merged.versions.iter().find(|m| m.tool == v.tool && m.version == v.version) {
                 Some(m) if m.sha256 != v.sha256 => {
-                    return Err(ReportError::Merge(format!("ko {} differs between shards (sha256 {} vs {})", v.version, m.sha256, v.sha256)));
+                    return Err(ReportError::Merge(format!("{}@{} differs between shards (sha256 {} vs {})", v.tool, v.version, m.sha256, v.sha256)));
                 }
                 Some(_) => {}
                 None => merged.versions.push(v.clone()),
             }
         }
         for cell in &part.cells {
-            if merged.cell(&cell.scenario, &cell.version).is_some() {
-                return Err(ReportError::Merge(format!("{} × {} appears in more than one shard", cell.version, cell.scenario)));
+            if merged.cell(&cell.tool, &cell.version, &cell.scenario).is_some() {
+                return Err(ReportError::Merge(format!("{} appears in more than one shard", cell.id())));
             }
             merged.cells.push(cell.clone());
         }
         merged.started = merged.started.min(part.started.clone());
     }
-    merged.versions.sort_by(|a, b| version_order(&a.version).cmp(&version_order(&b.version)));
-    let scenario_order: Vec<String> = {
-        let mut names: Vec<String> = merged.cells.iter().map(|c| c.scenario.clone()).collect();
-        names.sort();
-        names.dedup();
-        names
-    };
-    let versions: Vec<String> = merged.versions.iter().map(|v| v.version.clone()).collect();
-    merged.cells.sort_by_key(|c| (scenario_order.iter().position(|s| *s == c.scenario), versions.iter().position(|v| *v == c.version)));
+    let tools: Vec<String> = first.tools().into_iter().map(String::from).collect();
+    let tool_order = |tool: &str| tools.iter().position(|t| t == tool);
+    merged.versions.sort_by(|a, b| (tool_order(&a.tool), version_order(&a.version)).cmp(&(tool_order(&b.tool), version_order(&b.version))));
+    merged.cells.sort_by(|a, b| {
+        let key = |c: &CellResult| (tool_order(&c.tool), c.scenario.clone(), version_order(&c.version));
+        key(a).cmp(&key(b))
+    });
     Ok(merged)
 }
 
@@ -286,33 +353,19 @@ pub fn version_order(version: &str) -> (bool, Option<semver::Version>, String) {
     (parsed.is_none(), parsed, version.to_string())
 }
 
-/// `pass`, `fail(<class>)`, `infra-error`, `skipped`, `flaky`.
-pub fn cell_label(cell: &CellResult) -> String {
-    match (cell.outcome, cell.class) {
-        (Outcome::Pass, _) => "pass".into(),
-        (Outcome::Fail, Some(class)) => format!("fail({})", class.as_str()),
-        (Outcome::Fail, None) => "fail".into(),
-        (Outcome::InfraError, _) => "infra-error".into(),
-        (Outcome::Skipped, _) => "skipped".into(),
-        (Outcome::Flaky, _) => "flaky".into(),
-    }
+/// A table per tool: scenarios down, versions across, the tool's name in the corner; stable
+/// (no times, ports or paths).
+pub fn render_table(report: &MatrixReport) -> String {
+    report.tools().into_iter().map(|tool| render_tool_table(report, tool)).collect::<Vec<_>>().join("\n")
 }
 
-/// Scenarios down, versions across; stable (no times, ports or paths).
-pub fn render_table(report: &MatrixReport) -> String {
-    let versions: Vec<&str> = report.versions.iter().map(|v| v.version.as_str()).collect();
-    let mut scenarios: Vec<&str> = Vec::new();
-    for cell in &report.cells {
-        if !scenarios.contains(&cell.scenario.as_str()) {
-            scenarios.push(&cell.scenario);
-        }
-    }
-    let label = |scenario: &str, version: &str| {
-        report.cells.iter().find(|c| c.scenario == scenario && c.version == version).map_or("-".to_string(), cell_label)
-    };
-    let first = scenarios.iter().map(|s| s.len()).chain(["scenario".len()]).max().unwrap_or(8);
+fn render_tool_table(report: &MatrixReport, tool: &str) -> String {
+    let versions = report.versions_of(tool);
+    let scenarios = report.scenarios_of(tool);
+    let label = |scenario: &str, version: &str| report.cell(tool, version, scenario).map_or("-".to_string(), CellResult::label);
+    let first = scenarios.iter().map(|s| s.len()).chain([tool.len()]).max().unwrap_or(8);
     let widths: Vec<usize> = versions.iter().map(|v| scenarios.iter().map(|s| label(s, v).len()).chain([v.len()]).max().unwrap_or(4)).collect();
-    let mut out = format!("{:first$}", "scenario");
+    let mut out = format!("{tool:first$}");
     for (v, w) in versions.iter().zip(&widths) {
         out.push_str(&format!("  {v:w$}"));
     }
@@ -329,12 +382,7 @@ pub fn render_table(report: &MatrixReport) -> String {
     out
 }
 
-/// The family of a scenario: its first path component (`registry`, `ecr`).
-pub fn family(scenario: &str) -> &str {
-    scenario.split('/').next().unwrap_or(scenario)
-}
-
-/// The committed snapshot of one family: a line per cell, grouped by version, so a new ko
+/// The committed snapshot of one family: a line per cell, grouped by version, so a new tool
 /// version is new lines and a changed cell is one changed line. No times, ports or paths.
 pub fn render_snapshot(cells: &[(String, String, String)]) -> String {
     let width = cells.iter().map(|(_, s, _)| s.len()).max().unwrap_or(0);
@@ -361,8 +409,8 @@ pub(crate) mod tests {
     pub(crate) fn report_of(cells: Vec<CellResult>) -> MatrixReport {
         let mut versions: Vec<VersionInfo> = Vec::new();
         for c in &cells {
-            if !versions.iter().any(|v| v.version == c.version) {
-                versions.push(VersionInfo { version: c.version.clone(), route: "go".into(), sha256: "x".into() });
+            if !versions.iter().any(|v| v.tool == c.tool && v.version == c.version) {
+                versions.push(VersionInfo { tool: c.tool.clone(), version: c.version.clone(), route: "go".into(), sha256: "x".into() });
             }
         }
         let mut selected_scenarios: Vec<String> = cells.iter().map(|c| c.scenario.clone()).collect();
@@ -370,15 +418,18 @@ pub(crate) mod tests {
         MatrixReport { ko_matrix_version: "0".into(), started: "t".into(), runtime: "process".into(), versions, selected_scenarios, cells, interrupted: false }
     }
 
+    /// A cell of the shorthand tool; `tool@version` names another tool.
     pub(crate) fn cell(scenario: &str, version: &str, outcome: Outcome, class: Option<FailClass>) -> CellResult {
+        let (tool, version) = version.split_once('@').map_or((crate::result::shorthand_tool(), version), |(t, v)| (t.to_string(), v));
         CellResult {
+            tool,
             version: version.into(),
             scenario: scenario.into(),
             outcome,
             class,
             detail: String::new(),
             duration_ms: 1234,
-            ko_ms: 1000,
+            tool_ms: 1000,
             log: "/tmp/x.log".into(),
             retry_log: None,
             attempts: Vec::new(),
@@ -410,32 +461,38 @@ pub(crate) mod tests {
         ]);
         assert_eq!(
             render_table(&report),
-            "scenario            v0.15.1  v0.15.2\n\
+            "ko                  v0.15.1  v0.15.2\n\
              ecr/env-session     pass     fail(unauthorized)\n\
              registry/anonymous  pass     infra-error\n"
+        );
+        let two_tools = report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Pass, None), cell("ecr/env-session", "crane@v0.20.2", Outcome::Fail, Some(FailClass::Unauthorized))]);
+        assert_eq!(
+            render_table(&two_tools),
+            "ko               v0.15.1\n\
+             ecr/env-session  pass\n\
+             \n\
+             crane            v0.20.2\n\
+             ecr/env-session  fail(unauthorized)\n"
         );
     }
 
     #[test]
     fn check_reports_changed_pending_and_missing_cells() {
-        let snapshots: Snapshots = [(
-            "ecr".to_string(),
-            [
-                (("v0.15.1".to_string(), "ecr/env-session".to_string()), "pass".to_string()),
-                (("v0.15.1".to_string(), "ecr/imds-v2".to_string()), "pass".to_string()),
-                (("v0.15.2".to_string(), "ecr/env-session".to_string()), "fail(unauthorized)".to_string()),
-            ]
-            .into_iter()
-            .collect(),
-        )]
-        .into_iter()
-        .collect();
+        let mut snapshots = Snapshots::default();
+        snapshots.insert("ko", "v0.15.1", "ecr/env-session", "pass".into());
+        snapshots.insert("ko", "v0.15.1", "ecr/imds-v2", "pass".into());
+        snapshots.insert("ko", "v0.15.2", "ecr/env-session", "fail(unauthorized)".into());
+        snapshots.insert("crane", "v0.15.1", "ecr/env-session", "fail(unauthorized)".into());
         // v0.15.1's imds-v2 cell is absent (a crashed shard); v0.15.2 did not run at all.
         let mut report = report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Fail, Some(FailClass::Network)), cell("ecr/env-session", "v9.9.9", Outcome::Pass, None)]);
         report.selected_scenarios.push("ecr/imds-v2".into());
         let shown: Vec<String> = check_against(&report, &snapshots, CheckScope::All).iter().map(ToString::to_string).collect();
-        assert_eq!(shown, ["v0.15.1 × ecr/env-session: pass → fail(network)", "v9.9.9 × ecr/env-session: (absent) → pass", "v0.15.1 × ecr/imds-v2: pass → (absent)"]);
+        assert_eq!(
+            shown,
+            ["ko@v0.15.1::ecr/env-session: pass → fail(network)", "ko@v9.9.9::ecr/env-session: (absent) → pass", "ko@v0.15.1::ecr/imds-v2: pass → (absent)"],
+            "crane's cells did not run: another tool's snapshot is not missing"
+        );
         let pinned: Vec<String> = check_against(&report, &snapshots, CheckScope::SnapshottedVersions).iter().map(ToString::to_string).collect();
-        assert_eq!(pinned, ["v0.15.1 × ecr/env-session: pass → fail(network)", "v0.15.1 × ecr/imds-v2: pass → (absent)"], "v9.9.9 is left to `regressions`");
+        assert_eq!(pinned, ["ko@v0.15.1::ecr/env-session: pass → fail(network)", "ko@v0.15.1::ecr/imds-v2: pass → (absent)"], "v9.9.9 is left to `regressions`");
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use ko_matrix::regressions::{self, Mark};
-use ko_matrix::report::{self, markdown, render_table, CheckScope, MatrixReport};
+use ko_matrix::report::{self, cell_id, markdown, render_table, CheckScope, MatrixReport};
 
 use crate::BadInput;
 
@@ -31,7 +31,7 @@ pub fn diff(old: &Path, new: &Path) -> anyhow::Result<u8> {
 #[derive(Args)]
 pub struct CheckArgs {
     matrix: PathBuf,
-    /// Where the committed `<family>.snap` files are.
+    /// Where the committed `<tool>/<family>.snap` files are.
     #[arg(long, default_value = SNAPSHOTS_DIR, value_name = "DIR")]
     snapshots: PathBuf,
     /// Compare only the versions the snapshots record; leave the others (latest-N, main) to
@@ -47,8 +47,8 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
     for change in &changes {
         match (&change.old, &change.new) {
             (Some(_), Some(_)) => println!("changed: {change}"),
-            (None, new) => println!("pending: {} × {} = {} is not in the snapshots yet", change.version, change.scenario, new.clone().unwrap_or_default()),
-            (Some(old), None) => println!("missing: {} × {} (snapshot: {old}) did not run; a shard or the run may have stopped early", change.version, change.scenario),
+            (None, new) => println!("pending: {} = {} is not in the snapshots yet", cell_id(&change.tool, &change.version, &change.scenario), new.clone().unwrap_or_default()),
+            (Some(old), None) => println!("missing: {} (snapshot: {old}) did not run; a shard or the run may have stopped early", cell_id(&change.tool, &change.version, &change.scenario)),
         }
     }
     eprintln!("{} cell(s) differ from {}", changes.len(), args.snapshots.display());
@@ -95,7 +95,7 @@ pub fn regressions(args: RegressionsArgs) -> anyhow::Result<u8> {
         Format::Text => {
             for t in &analysis.transitions {
                 let known = if t.known { " (known: in the snapshots)" } else { "" };
-                let change = format!("{:<12} {}  {} {} → {} {}{known}", t.mark.as_str(), t.scenario, t.from_version, t.from_label, t.to_version, t.to_label);
+                let change = format!("{:<12} {}  {}@{} {} → {} {}{known}", t.mark.as_str(), t.scenario, t.tool, t.from_version, t.from_label, t.to_version, t.to_label);
                 match t.mark {
                     Mark::Regression => println!("{change}  {}\n    {}", t.bisect_command(), t.detail),
                     Mark::ClassChange => println!("{change}\n    {}", t.detail),
@@ -106,13 +106,14 @@ pub fn regressions(args: RegressionsArgs) -> anyhow::Result<u8> {
     }
     let new = analysis.new_regressions().count();
     let known = analysis.regressions().count() - new;
+    let axes: Vec<String> = report.tools().into_iter().map(|tool| format!("{tool} {}", regressions::version_axis(&report, tool).join(" → "))).collect();
     eprintln!(
         "{} regression(s){}, {} fix(es), {} class change(s) along {}",
         new + known,
         if known > 0 { format!(" ({known} known from the snapshots)") } else { String::new() },
         analysis.count(Mark::Fix),
         analysis.count(Mark::ClassChange),
-        regressions::version_axis(&report).join(" → ")
+        axes.join("; ")
     );
     Ok(if new > 0 { 1 } else { 0 })
 }

@@ -10,7 +10,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ko_matrix::bisect::{BisectEvent, BisectObserver};
 use ko_matrix::events::{ProvisionEvent, ProvisionObserver};
 use ko_matrix::outcome::Outcome;
-use ko_matrix::report::cell_label;
 use ko_matrix::run::{RunEvent, RunObserver};
 
 pub struct Progress {
@@ -120,14 +119,14 @@ impl RunObserver for Progress {
                 }
                 self.line(format!("services: registries, gateway and base image ready ({runtime} runtime) in {}", humantime::format_duration(round_ms(took))))
             }
-            RunEvent::CellStarted { version, scenario } => {
-                self.cells.lock().expect("progress lock").running.push(format!("{version}::{scenario}"));
+            RunEvent::CellStarted { cell } => {
+                self.cells.lock().expect("progress lock").running.push(cell);
                 self.refresh_cells(false);
             }
             RunEvent::CellFinished(cell) => {
                 {
                     let mut state = self.cells.lock().expect("progress lock");
-                    let name = format!("{}::{}", cell.version, cell.scenario);
+                    let name = cell.id();
                     state.running.retain(|r| *r != name);
                     if cell.outcome == Outcome::Pass {
                         state.pass += 1;
@@ -136,7 +135,7 @@ impl RunObserver for Progress {
                     }
                 }
                 let secs = cell.duration_ms as f64 / 1000.0;
-                self.line(format!("{} × {}: {} ({secs:.1}s)", cell.version, cell.scenario, cell_label(&cell)));
+                self.line(format!("{}: {} ({secs:.1}s)", cell.id(), cell.label()));
                 self.refresh_cells(true);
             }
         }

@@ -1,13 +1,12 @@
-//! Which ko versions a matrix means: exact versions, semver ranges, `latest`, `latest-N`,
+//! Which versions of a tool a matrix means: exact versions, semver ranges, `latest`, `latest-N`,
 //! and git refs (a branch or commit, built through the Go module proxy).
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::Tool;
 use crate::provision::Go;
-
-pub const GITHUB_RELEASES_API: &str = "https://api.github.com/repos/ko-build/ko/releases?per_page=100";
 
 /// One entry of `versions = [...]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +72,7 @@ impl std::fmt::Display for IndexSource {
     }
 }
 
-/// The released ko versions, newest last.
+/// A tool's released versions, newest last.
 #[derive(Debug, Clone)]
 pub struct ReleaseIndex {
     pub versions: Vec<semver::Version>,
@@ -82,26 +81,26 @@ pub struct ReleaseIndex {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VersionError {
-    #[error("could not list ko releases: GitHub did not answer ({github}) and the Go module proxy failed ({proxy})")]
-    NoIndex { github: String, proxy: String },
-    #[error("`{selector}` matches no ko release known to {index} (known: {known})")]
-    NoMatch { selector: String, index: IndexSource, known: String },
+    #[error("could not list {tool} releases: GitHub did not answer ({github}) and the Go module proxy failed ({proxy})")]
+    NoIndex { tool: &'static str, github: String, proxy: String },
+    #[error("`{selector}` matches no {tool} release known to {index} (known: {known})")]
+    NoMatch { tool: &'static str, selector: String, index: IndexSource, known: String },
 }
 
 impl ReleaseIndex {
     /// GitHub's release list where reachable, else `go list -m -versions` (which a proxy
     /// may serve only in part: say so when resolving).
-    pub async fn fetch(go: Option<&Go>) -> Result<ReleaseIndex, VersionError> {
-        let github = match from_github().await {
+    pub async fn fetch(tool: &dyn Tool, go: Option<&Go>) -> Result<ReleaseIndex, VersionError> {
+        let github = match from_github(&tool.release().releases_api()).await {
             Ok(index) => return Ok(index),
             Err(e) => e,
         };
         let Some(go) = go else {
-            return Err(VersionError::NoIndex { github, proxy: "no `go` on PATH".into() });
+            return Err(VersionError::NoIndex { tool: tool.name(), github, proxy: "no `go` on PATH".into() });
         };
-        match go.list_versions("github.com/google/ko").await {
+        match go.list_versions(tool.go().module).await {
             Ok(list) => Ok(ReleaseIndex::from_tags(list.iter().map(String::as_str), IndexSource::GoProxy)),
-            Err(e) => Err(VersionError::NoIndex { github, proxy: e.to_string() }),
+            Err(e) => Err(VersionError::NoIndex { tool: tool.name(), github, proxy: e.to_string() }),
         }
     }
 
@@ -114,7 +113,7 @@ impl ReleaseIndex {
     }
 }
 
-async fn from_github() -> Result<ReleaseIndex, String> {
+async fn from_github(api: &str) -> Result<ReleaseIndex, String> {
     #[derive(Deserialize)]
     struct Release {
         tag_name: String,
@@ -126,7 +125,7 @@ async fn from_github() -> Result<ReleaseIndex, String> {
         .user_agent(concat!("ko-matrix/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| e.to_string())?;
-    let response = client.get(GITHUB_RELEASES_API).send().await.map_err(|e| e.to_string())?;
+    let response = client.get(api).send().await.map_err(|e| e.to_string())?;
     let releases: Vec<Release> = response.error_for_status().map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
     let tags = releases.iter().filter(|r| !r.draft && !r.prerelease).map(|r| r.tag_name.as_str());
     Ok(ReleaseIndex::from_tags(tags, IndexSource::GitHub))
@@ -146,17 +145,17 @@ pub fn needs_index(selectors: &[(String, Selector)]) -> bool {
     selectors.iter().any(|(_, s)| s.needs_index())
 }
 
-/// Resolves `selectors`, listing releases first when a range or `latest` needs them.
-pub async fn resolve_listing(selectors: &[(String, Selector)]) -> Result<Resolution, VersionError> {
+/// Resolves `selectors` of `tool`, listing its releases first when a range or `latest` needs them.
+pub async fn resolve_listing(tool: &dyn Tool, selectors: &[(String, Selector)]) -> Result<Resolution, VersionError> {
     if !needs_index(selectors) {
-        return resolve(selectors, None);
+        return resolve(tool, selectors, None);
     }
-    let go = Go::find("the ko release list").await.ok();
-    let index = ReleaseIndex::fetch(go.as_ref()).await?;
-    resolve(selectors, Some(&index))
+    let go = Go::find(&format!("the {} release list", tool.name())).await.ok();
+    let index = ReleaseIndex::fetch(tool, go.as_ref()).await?;
+    resolve(tool, selectors, Some(&index))
 }
 
-pub fn resolve(selectors: &[(String, Selector)], index: Option<&ReleaseIndex>) -> Result<Resolution, VersionError> {
+pub fn resolve(tool: &dyn Tool, selectors: &[(String, Selector)], index: Option<&ReleaseIndex>) -> Result<Resolution, VersionError> {
     let mut steps = Vec::new();
     let mut releases: Vec<semver::Version> = Vec::new();
     let mut refs: Vec<String> = Vec::new();
@@ -173,7 +172,7 @@ pub fn resolve(selectors: &[(String, Selector)], index: Option<&ReleaseIndex>) -
                 };
                 if matched.is_empty() {
                     let known = index.versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
-                    return Err(VersionError::NoMatch { selector: text.clone(), index: index.source, known });
+                    return Err(VersionError::NoMatch { tool: tool.name(), selector: text.clone(), index: index.source, known });
                 }
                 matched.into_iter().map(|v| format!("v{v}")).collect()
             }
@@ -205,6 +204,10 @@ mod tests {
         ReleaseIndex::from_tags(["v0.14.1", "v0.15.0", "v0.15.1", "v0.15.2", "v0.16.0-rc1", "v0.16.0", "v0.17.0"].into_iter(), IndexSource::GoProxy)
     }
 
+    fn tool() -> &'static dyn Tool {
+        crate::tool::shorthand()
+    }
+
     fn sel(text: &str) -> (String, Selector) {
         (text.to_string(), Selector::parse(text).unwrap())
     }
@@ -225,14 +228,14 @@ mod tests {
 
     #[test]
     fn ranges_and_newest_resolve_against_the_index_without_prereleases() {
-        let r = resolve(&[sel(">=0.15, <0.17"), sel("latest-2"), sel("v0.15.1"), sel("main")], Some(&index())).unwrap();
+        let r = resolve(tool(), &[sel(">=0.15, <0.17"), sel("latest-2"), sel("v0.15.1"), sel("main")], Some(&index())).unwrap();
         assert_eq!(r.versions, ["v0.15.0", "v0.15.1", "v0.15.2", "v0.16.0", "v0.17.0", "main"]);
         assert_eq!(r.steps[1], ("latest-2".to_string(), vec!["v0.16.0".to_string(), "v0.17.0".to_string()]));
     }
 
     #[test]
     fn an_empty_range_lists_what_is_known() {
-        let err = resolve(&[sel(">=1.0")], Some(&index())).unwrap_err().to_string();
+        let err = resolve(tool(), &[sel(">=1.0")], Some(&index())).unwrap_err().to_string();
         assert!(err.contains("`>=1.0` matches no ko release"), "{err}");
         assert!(err.contains("v0.17.0"), "{err}");
     }
@@ -241,6 +244,6 @@ mod tests {
     fn exact_versions_need_no_index() {
         let selectors = [sel("v0.15.2"), sel("0.15.1")];
         assert!(!needs_index(&selectors));
-        assert_eq!(resolve(&selectors, None).unwrap().versions, ["v0.15.1", "v0.15.2"]);
+        assert_eq!(resolve(tool(), &selectors, None).unwrap().versions, ["v0.15.1", "v0.15.2"]);
     }
 }

@@ -1,8 +1,5 @@
-//! Getting ko binaries: every route (release download, build from the module proxy, a
-//! binary the user has), one verified cache, one answer: a [`KoBinary`].
-
-pub mod release;
-pub mod versions;
+//! Getting a tool's binaries: every route (release download, build from the module proxy,
+//! a binary the user has), one verified cache, one answer: a [`ToolBinary`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,18 +10,11 @@ use tokio::sync::OnceCell;
 
 use crate::cache::{self, Cache, Installed};
 use crate::events::{ProvisionEvent, ProvisionObserver};
-use crate::provision::{self, GoProvisioner, GoTool, ProvisionError, ToolchainPolicy};
-use release::{ReleaseError, ReleaseSite};
+use crate::provision::{self, GoProvisioner, ProvisionError, ToolchainPolicy};
+use super::release::{ReleaseError, ReleaseSite};
+use super::Tool;
 
-pub const KO: GoTool = GoTool {
-    name: "ko",
-    module: "github.com/google/ko",
-    package: "github.com/google/ko",
-    version_var: Some("github.com/google/ko/pkg/commands.Version"),
-    version_args: &["version"],
-};
-
-/// How a ko version is obtained.
+/// How a tool's versions are obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
@@ -40,11 +30,12 @@ impl Source {
     pub const CHOICES: &'static str = "auto, release, go, path";
 }
 
-/// Everything that decides where ko binaries come from.
+/// Everything that decides where a tool's binaries come from.
 #[derive(Debug, Clone)]
-pub struct KoSettings {
+pub struct FetchSettings {
     pub source: Source,
-    pub release_base_url: String,
+    /// `None`: the tool's GitHub releases.
+    pub release_base_url: Option<String>,
     /// The binary for `source = "path"`.
     pub path: Option<PathBuf>,
     pub go_toolchain: ToolchainPolicy,
@@ -53,11 +44,11 @@ pub struct KoSettings {
     pub stall_timeout: Duration,
 }
 
-impl Default for KoSettings {
+impl Default for FetchSettings {
     fn default() -> Self {
-        KoSettings {
+        FetchSettings {
             source: Source::Auto,
-            release_base_url: release::DEFAULT_BASE_URL.into(),
+            release_base_url: None,
             path: None,
             go_toolchain: ToolchainPolicy::Auto,
             build_timeout: Duration::from_secs(30 * 60),
@@ -66,9 +57,11 @@ impl Default for KoSettings {
     }
 }
 
-/// A verified ko binary, ready to run.
+/// A verified binary of a tool, ready to run.
 #[derive(Debug, Clone, Serialize)]
-pub struct KoBinary {
+pub struct ToolBinary {
+    #[serde(serialize_with = "tool_name")]
+    pub tool: &'static dyn Tool,
     /// What was asked for (`v0.15.2`, `latest`, `main`).
     pub requested: String,
     /// The exact version the binary is.
@@ -84,10 +77,15 @@ pub struct KoBinary {
     pub from_cache: bool,
 }
 
-impl KoBinary {
-    /// The cached binary `installed`, as asked for by `requested`.
-    pub fn from_installed(requested: String, installed: Installed) -> KoBinary {
-        KoBinary {
+fn tool_name<S: serde::Serializer>(tool: &&'static dyn Tool, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(tool.name())
+}
+
+impl ToolBinary {
+    /// The cached binary `installed` of `tool`, as asked for by `requested`.
+    pub fn from_installed(tool: &'static dyn Tool, requested: String, installed: Installed) -> ToolBinary {
+        ToolBinary {
+            tool,
             requested,
             version: installed.manifest.version,
             path: installed.path,
@@ -99,18 +97,23 @@ impl KoBinary {
             from_cache: installed.from_cache,
         }
     }
+
+    /// `ko@v0.15.2`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.tool.name(), self.version)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("source = \"path\" needs `path` set to a ko binary")]
-    PathNotSet,
+    #[error("source = \"path\" needs `path` set to a {tool} binary")]
+    PathNotSet { tool: &'static str },
     #[error("source = \"release\" takes release versions like v0.15.2, not `{query}`; use source = \"go\" for branches and commits")]
     NotARelease { query: String },
-    #[error("ko {version}: {source}")]
-    Release { version: String, source: ReleaseError },
-    #[error("ko {version}: {source}")]
-    Provision { version: String, source: ProvisionError },
+    #[error("{tool} {version}: {source}")]
+    Release { tool: &'static str, version: String, source: ReleaseError },
+    #[error("{tool} {version}: {source}")]
+    Provision { tool: &'static str, version: String, source: ProvisionError },
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
 }
@@ -118,13 +121,14 @@ pub enum FetchError {
 impl FetchError {
     /// The request itself was wrong (as opposed to a download or build failing).
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, FetchError::PathNotSet | FetchError::NotARelease { .. })
+        matches!(self, FetchError::PathNotSet { .. } | FetchError::NotARelease { .. })
     }
 }
 
-/// Fetches ko versions by the configured route, through the cache.
-pub struct KoFetcher {
-    settings: KoSettings,
+/// Fetches a tool's versions by the configured route, through the cache.
+pub struct ToolFetcher {
+    tool: &'static dyn Tool,
+    settings: FetchSettings,
     cache: Cache,
     release: ReleaseSite,
     go: GoProvisioner,
@@ -132,21 +136,26 @@ pub struct KoFetcher {
     release_answers: OnceCell<bool>,
 }
 
-impl KoFetcher {
-    pub fn new(cache: Cache, settings: KoSettings, observer: Arc<dyn ProvisionObserver>) -> KoFetcher {
-        let release = ReleaseSite::new(&settings.release_base_url, settings.stall_timeout);
+impl ToolFetcher {
+    pub fn new(tool: &'static dyn Tool, cache: Cache, settings: FetchSettings, observer: Arc<dyn ProvisionObserver>) -> ToolFetcher {
+        let base_url = settings.release_base_url.clone().unwrap_or_else(|| tool.release().default_base_url());
+        let release = ReleaseSite::new(&base_url, settings.stall_timeout);
         let go = GoProvisioner::new(cache.clone(), settings.go_toolchain.clone(), settings.build_timeout, observer.clone());
-        KoFetcher { settings, cache, release, go, observer, release_answers: OnceCell::new() }
+        ToolFetcher { tool, settings, cache, release, go, observer, release_answers: OnceCell::new() }
+    }
+
+    pub fn tool(&self) -> &'static dyn Tool {
+        self.tool
     }
 
     pub fn go(&self) -> &GoProvisioner {
         &self.go
     }
 
-    /// ko at `query` (`v0.15.2`, `0.15.2`, `latest`, a commit, a pseudo-version).
-    pub async fn fetch(&self, query: &str) -> Result<KoBinary, FetchError> {
+    /// The tool at `query` (`v0.15.2`, `0.15.2`, `latest`, a commit, a pseudo-version).
+    pub async fn fetch(&self, query: &str) -> Result<ToolBinary, FetchError> {
         let query = normalize(query);
-        let provision = |source| FetchError::Provision { version: query.clone(), source };
+        let provision = |source| FetchError::Provision { tool: self.tool.name(), version: query.clone(), source };
         let installed = match self.settings.source {
             Source::Path => return self.from_path(&query).await,
             Source::Release => {
@@ -155,40 +164,41 @@ impl KoFetcher {
                 }
                 self.from_release(&query).await?
             }
-            Source::Go => self.go.install(&KO, &query).await.map_err(provision)?,
+            Source::Go => self.go.install(self.tool.go(), &query).await.map_err(provision)?,
             Source::Auto => self.auto(&query).await?,
         };
-        Ok(KoBinary::from_installed(query, installed))
+        Ok(ToolBinary::from_installed(self.tool, query, installed))
     }
 
     async fn auto(&self, query: &str) -> Result<Installed, FetchError> {
-        let provision = |source| FetchError::Provision { version: query.to_string(), source };
+        let provision = |source| FetchError::Provision { tool: self.tool.name(), version: query.to_string(), source };
+        let go_tool = self.tool.go();
         if !provision::is_canonical(query) {
-            return self.go.install(&KO, query).await.map_err(provision);
+            return self.go.install(go_tool, query).await.map_err(provision);
         }
         if let Some(hit) = self.release_entry(query).lookup()? {
             self.cache_hit(&hit);
             return Ok(hit);
         }
-        if let Some(hit) = self.go.cached(&KO, query).map_err(provision)? {
+        if let Some(hit) = self.go.cached(go_tool, query).map_err(provision)? {
             self.cache_hit(&hit);
             return Ok(hit);
         }
         if !*self.release_answers.get_or_init(|| self.release.answers()).await {
             self.note(query, format!("{} did not answer; building from the Go module proxy", self.release.base_url()));
-            return self.go.install(&KO, query).await.map_err(provision);
+            return self.go.install(go_tool, query).await.map_err(provision);
         }
         match self.from_release(query).await {
             Err(FetchError::Release { source, .. }) if source.is_missing() => {
                 self.note(query, format!("no release binary ({source}); building from the Go module proxy"));
-                self.go.install(&KO, query).await.map_err(provision)
+                self.go.install(go_tool, query).await.map_err(provision)
             }
             other => other,
         }
     }
 
     fn release_entry(&self, version: &str) -> cache::Entry {
-        self.cache.entry(KO.name, &format!("{version}-release"))
+        self.cache.entry(self.tool.name(), &format!("{version}-release"))
     }
 
     async fn from_release(&self, version: &str) -> Result<Installed, FetchError> {
@@ -204,25 +214,26 @@ impl KoFetcher {
         }
         let started = Instant::now();
         let staging = entry.stage(&lock)?;
-        let release_err = |source| FetchError::Release { version: version.to_string(), source };
+        let tool = self.tool.name();
+        let release_err = |source| FetchError::Release { tool, version: version.to_string(), source };
         let result = async {
-            let downloaded = self.release.download_ko(version, staging.path(), self.observer.as_ref()).await.map_err(release_err)?;
-            self.observer.on_event(ProvisionEvent::Verifying { tool: KO.name.into(), version: version.into() });
-            provision::verified_manifest(&KO, &downloaded.binary, version, "release", None, Vec::new(), downloaded.url)
+            let downloaded = self.release.download(self.tool.release(), version, staging.path(), self.observer.as_ref()).await.map_err(release_err)?;
+            self.observer.on_event(ProvisionEvent::Verifying { tool: tool.into(), version: version.into() });
+            provision::verified_manifest(self.tool.go(), &downloaded.binary, version, "release", None, Vec::new(), downloaded.url)
                 .await
-                .map_err(|source| FetchError::Provision { version: version.to_string(), source })
+                .map_err(|source| FetchError::Provision { tool, version: version.to_string(), source })
         }
         .await;
         let manifest = match result {
             Ok(manifest) => manifest,
             Err(e) => {
-                self.observer.on_event(ProvisionEvent::Failed { tool: KO.name.into(), version: version.into() });
+                self.observer.on_event(ProvisionEvent::Failed { tool: tool.into(), version: version.into() });
                 return Err(e);
             }
         };
         let installed = entry.commit(staging, manifest, &lock)?;
         self.observer.on_event(ProvisionEvent::Installed {
-            tool: KO.name.into(),
+            tool: tool.into(),
             version: version.into(),
             route: "release".into(),
             elapsed: started.elapsed(),
@@ -230,13 +241,14 @@ impl KoFetcher {
         Ok(installed)
     }
 
-    async fn from_path(&self, query: &str) -> Result<KoBinary, FetchError> {
-        let path = self.settings.path.clone().ok_or(FetchError::PathNotSet)?;
-        let provision = |source| FetchError::Provision { version: query.to_string(), source };
-        provision::verify_version(&KO, &path, query).await.map_err(provision)?;
+    async fn from_path(&self, query: &str) -> Result<ToolBinary, FetchError> {
+        let path = self.settings.path.clone().ok_or(FetchError::PathNotSet { tool: self.tool.name() })?;
+        let provision = |source| FetchError::Provision { tool: self.tool.name(), version: query.to_string(), source };
+        provision::verify_version(self.tool.go(), &path, query).await.map_err(provision)?;
         let sha256 = cache::sha256_file(&path)
             .map_err(|source| provision(ProvisionError::Cache(cache::CacheError::Io { action: "hashing", path: path.clone(), source })))?;
-        Ok(KoBinary {
+        Ok(ToolBinary {
+            tool: self.tool,
             requested: query.into(),
             version: query.into(),
             origin: path.display().to_string(),
@@ -251,14 +263,14 @@ impl KoFetcher {
 
     fn cache_hit(&self, hit: &Installed) {
         self.observer.on_event(ProvisionEvent::CacheHit {
-            tool: KO.name.into(),
+            tool: self.tool.name().into(),
             version: hit.manifest.version.clone(),
             route: hit.manifest.route.clone(),
         });
     }
 
     fn note(&self, version: &str, message: String) {
-        self.observer.on_event(ProvisionEvent::Note { tool: KO.name.into(), version: version.into(), message });
+        self.observer.on_event(ProvisionEvent::Note { tool: self.tool.name().into(), version: version.into(), message });
     }
 }
 

@@ -1,8 +1,8 @@
-//! The real-world route: ko's GitHub release assets, verified against `checksums.txt`.
+//! The real-world route: a tool's GitHub release assets, verified against its checksums file.
 //!
-//! `<base>/v<version>/ko_<version>_<Os>_<Arch>.tar.gz` and `<base>/v<version>/checksums.txt`
-//! (goreleaser's layout). The base URL is configurable so a mirror or a local file server
-//! works the same way.
+//! `<base>/v<version>/<asset>` and `<base>/v<version>/<checksums>`, named by the tool's
+//! [`ReleaseLayout`] (goreleaser's layouts). The base URL is configurable so a mirror or a
+//! local file server works the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,11 +13,59 @@ use tokio::io::AsyncWriteExt;
 
 use crate::events::{ProvisionEvent, ProvisionObserver};
 
-pub const DEFAULT_BASE_URL: &str = "https://github.com/ko-build/ko/releases/download";
+/// How a tool publishes release binaries. `asset` and `checksums` may hold `{version}`
+/// (without the `v`), `{Os}`/`{Arch}` (goreleaser's `Linux`/`x86_64`) and `{os}`/`{arch}`
+/// (Go's `linux`/`amd64`).
+#[derive(Debug)]
+pub struct ReleaseLayout {
+    /// `owner/name` on GitHub: the default download base and the release list.
+    pub github_repo: &'static str,
+    pub asset: &'static str,
+    pub checksums: &'static str,
+    /// The executable's file name inside the archive.
+    pub binary: &'static str,
+}
+
+impl ReleaseLayout {
+    pub fn default_base_url(&self) -> String {
+        format!("https://github.com/{}/releases/download", self.github_repo)
+    }
+
+    pub fn releases_api(&self) -> String {
+        format!("https://api.github.com/repos/{}/releases?per_page=100", self.github_repo)
+    }
+
+    /// The archive for this machine at `version`.
+    pub fn asset_name(&self, version: &str) -> Result<String, ReleaseError> {
+        let (title_os, go_os) = match std::env::consts::OS {
+            "linux" => ("Linux", "linux"),
+            "macos" => ("Darwin", "darwin"),
+            "windows" => ("Windows", "windows"),
+            other => return Err(unsupported(other)),
+        };
+        let (title_arch, go_arch) = match std::env::consts::ARCH {
+            "x86_64" => ("x86_64", "amd64"),
+            "aarch64" => ("arm64", "arm64"),
+            "x86" => ("i386", "386"),
+            "s390x" => ("s390x", "s390x"),
+            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", "ppc64le"),
+            _ => return Err(unsupported(go_os)),
+        };
+        Ok(self.expand(self.asset, version).replace("{Os}", title_os).replace("{Arch}", title_arch).replace("{os}", go_os).replace("{arch}", go_arch))
+    }
+
+    pub fn checksums_name(&self, version: &str) -> String {
+        self.expand(self.checksums, version)
+    }
+
+    fn expand(&self, template: &str, version: &str) -> String {
+        template.replace("{version}", version.trim_start_matches('v'))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
-    #[error("ko publishes no release binary for {os}/{arch}; use source = \"go\"")]
+    #[error("no release binary is published for {os}/{arch}; use source = \"go\"")]
     UnsupportedPlatform { os: String, arch: String },
     #[error("{url} is missing (HTTP {status}); check the version and release_base_url")]
     Missing { url: String, status: u16 },
@@ -29,9 +77,9 @@ pub enum ReleaseError {
     Interrupted { url: String, received: u64, expected: Option<u64>, cause: String },
     #[error("{checksums_url} lists no checksum for {asset}")]
     ChecksumMissing { checksums_url: String, asset: String },
-    #[error("checksum mismatch for {url}: checksums.txt says sha256 {expected}, the download has {actual}; nothing was kept")]
+    #[error("checksum mismatch for {url}: the checksums file says sha256 {expected}, the download has {actual}; nothing was kept")]
     ChecksumMismatch { url: String, expected: String, actual: String },
-    #[error("{url} holds no `ko` executable: {detail}")]
+    #[error("{url} holds no usable executable: {detail}")]
     BadArchive { url: String, detail: String },
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
@@ -79,46 +127,27 @@ impl ReleaseSite {
         matches!(tokio::time::timeout(Duration::from_secs(10), probe).await, Ok(Ok(_)))
     }
 
-    /// `ko_0.15.2_Linux_x86_64.tar.gz` for this machine.
-    pub fn asset_name(version: &str) -> Result<String, ReleaseError> {
-        let os = match std::env::consts::OS {
-            "linux" => "Linux",
-            "macos" => "Darwin",
-            "windows" => "Windows",
-            other => return Err(unsupported(other)),
-        };
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "x86_64",
-            "aarch64" => "arm64",
-            "x86" => "i386",
-            "s390x" => "s390x",
-            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-            _ => return Err(unsupported(os)),
-        };
-        Ok(format!("ko_{}_{os}_{arch}.tar.gz", version.trim_start_matches('v')))
-    }
-
     fn release_url(&self, version: &str, file: &str) -> String {
         format!("{}/v{}/{file}", self.base_url, version.trim_start_matches('v'))
     }
 
-    /// Downloads, checks and unpacks ko `version` into `dest`.
-    pub async fn download_ko(&self, version: &str, dest: &Path, observer: &dyn ProvisionObserver) -> Result<Downloaded, ReleaseError> {
-        let asset = Self::asset_name(version)?;
-        let checksums_url = self.release_url(version, "checksums.txt");
+    /// Downloads, checks and unpacks `layout`'s binary at `version` into `dest`.
+    pub async fn download(&self, layout: &ReleaseLayout, version: &str, dest: &Path, observer: &dyn ProvisionObserver) -> Result<Downloaded, ReleaseError> {
+        let asset = layout.asset_name(version)?;
+        let checksums_url = self.release_url(version, &layout.checksums_name(version));
         let checksums = self.get_text(&checksums_url).await?;
         let expected = checksum_for(&checksums, &asset)
             .ok_or_else(|| ReleaseError::ChecksumMissing { checksums_url: checksums_url.clone(), asset: asset.clone() })?;
 
         let url = self.release_url(version, &asset);
         let archive = dest.join(&asset);
-        let actual = self.stream_to_file(&url, &archive, version, observer).await?;
+        let actual = self.stream_to_file(&url, &archive, layout.binary, version, observer).await?;
         if actual != expected {
             return Err(ReleaseError::ChecksumMismatch { url, expected, actual });
         }
-        let binary = dest.join("ko");
-        let (from, to, url_for_err) = (archive.clone(), binary.clone(), url.clone());
-        tokio::task::spawn_blocking(move || extract_ko(&from, &to, &url_for_err))
+        let binary = dest.join(layout.binary);
+        let (from, to, url_for_err, name) = (archive.clone(), binary.clone(), url.clone(), layout.binary);
+        tokio::task::spawn_blocking(move || extract(&from, name, &to, &url_for_err))
             .await
             .expect("extraction task does not panic")?;
         std::fs::remove_file(&archive).map_err(|source| ReleaseError::Io { action: "removing", path: archive, source })?;
@@ -146,7 +175,7 @@ impl ReleaseSite {
     }
 
     /// Streams `url` into `path`, returning the hex SHA-256 of what arrived.
-    async fn stream_to_file(&self, url: &str, path: &Path, version: &str, observer: &dyn ProvisionObserver) -> Result<String, ReleaseError> {
+    async fn stream_to_file(&self, url: &str, path: &Path, tool: &str, version: &str, observer: &dyn ProvisionObserver) -> Result<String, ReleaseError> {
         let response = self.send(url).await?;
         let total = response.content_length();
         let io = |action: &'static str| move |source| ReleaseError::Io { action, path: path.to_path_buf(), source };
@@ -159,7 +188,7 @@ impl ReleaseSite {
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(io("writing"))?;
             received += chunk.len() as u64;
-            observer.on_event(ProvisionEvent::Downloading { tool: "ko".into(), version: version.into(), url: url.into(), received, total });
+            observer.on_event(ProvisionEvent::Downloading { tool: tool.into(), version: version.into(), url: url.into(), received, total });
         }
         if total.is_some_and(|total| received < total) {
             return Err(ReleaseError::Interrupted { url: url.into(), received, expected: total, cause: "connection closed early".into() });
@@ -183,22 +212,22 @@ pub fn checksum_for(checksums: &str, asset: &str) -> Option<String> {
     })
 }
 
-fn extract_ko(archive: &Path, dest: &Path, url: &str) -> Result<(), ReleaseError> {
+fn extract(archive: &Path, name: &str, dest: &Path, url: &str) -> Result<(), ReleaseError> {
     use std::os::unix::fs::PermissionsExt;
     let bad = |detail: String| ReleaseError::BadArchive { url: url.to_string(), detail };
     let file = std::fs::File::open(archive).map_err(|source| ReleaseError::Io { action: "opening", path: archive.to_path_buf(), source })?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
     for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-        let is_ko = entry.path().map_err(|e| bad(e.to_string()))?.file_name().is_some_and(|n| n == "ko");
-        if is_ko && entry.header().entry_type().is_file() {
+        let is_binary = entry.path().map_err(|e| bad(e.to_string()))?.file_name().is_some_and(|n| n == name);
+        if is_binary && entry.header().entry_type().is_file() {
             entry.unpack(dest).map_err(|e| bad(e.to_string()))?;
             std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))
                 .map_err(|source| ReleaseError::Io { action: "making executable", path: dest.to_path_buf(), source })?;
             return Ok(());
         }
     }
-    Err(bad("no file named `ko` in the archive".into()))
+    Err(bad(format!("no file named `{name}` in the archive")))
 }
 
 /// An error and its causes on one line: reqwest's top-level message alone hides the reason.
@@ -218,9 +247,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn asset_names_follow_goreleaser() {
+    fn asset_names_follow_each_tools_layout() {
         if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-            assert_eq!(ReleaseSite::asset_name("v0.15.2").unwrap(), "ko_0.15.2_Linux_x86_64.tar.gz");
+            let names: Vec<(String, String)> =
+                crate::tool::builtins().iter().map(|t| (t.release().asset_name("v1.2.3").unwrap(), t.release().checksums_name("v1.2.3"))).collect();
+            assert_eq!(
+                names,
+                [
+                    ("ko_1.2.3_Linux_x86_64.tar.gz".into(), "checksums.txt".into()),
+                    ("go-containerregistry_Linux_x86_64.tar.gz".into(), "checksums.txt".into()),
+                    ("oras_1.2.3_linux_amd64.tar.gz".into(), "oras_1.2.3_checksums.txt".into()),
+                ]
+            );
         }
     }
 

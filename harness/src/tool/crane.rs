@@ -1,0 +1,59 @@
+//! crane (go-containerregistry's command line): pushes a prebuilt image tarball with
+//! go-containerregistry's default keychain (docker config, credential helpers, podman's
+//! auth file). It has no ECR helper of its own: next to ko, that is the contrast.
+
+use super::{digest_after_reference, Prepared, PushContext, ReleaseLayout, Tool};
+use crate::payload::Payload;
+use crate::provision::GoTool;
+
+pub struct Crane;
+
+const GO: GoTool = GoTool {
+    name: "crane",
+    module: "github.com/google/go-containerregistry",
+    package: "github.com/google/go-containerregistry/cmd/crane",
+    version_var: Some("github.com/google/go-containerregistry/cmd/crane/cmd.Version"),
+    version_args: &["version"],
+};
+
+const RELEASE: ReleaseLayout = ReleaseLayout {
+    github_repo: "google/go-containerregistry",
+    asset: "go-containerregistry_{Os}_{Arch}.tar.gz",
+    checksums: "checksums.txt",
+    binary: "crane",
+};
+
+impl Tool for Crane {
+    fn name(&self) -> &'static str {
+        GO.name
+    }
+
+    fn go(&self) -> &'static GoTool {
+        &GO
+    }
+
+    fn release(&self) -> &'static ReleaseLayout {
+        &RELEASE
+    }
+
+    fn prepare(&self, push: &PushContext) -> Prepared {
+        Prepared { cwd: push.payload.files_dir.clone(), ..Prepared::default() }
+    }
+
+    /// `crane push image.tar <repository>`: the tag defaults to `latest`; crane prints the
+    /// pushed reference by digest.
+    fn push_args(&self, push: &PushContext) -> Vec<String> {
+        vec!["push".into(), Payload::IMAGE_TARBALL.into(), push.repository.clone()]
+    }
+
+    fn subcommand(&self, word: &str) -> Vec<String> {
+        match word {
+            "login" | "logout" => vec!["auth".into(), word.into()],
+            _ => vec![word.into()],
+        }
+    }
+
+    fn pushed_digest(&self, output: &str, repository: &str) -> Option<String> {
+        digest_after_reference(output, repository)
+    }
+}

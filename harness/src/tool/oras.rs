@@ -1,0 +1,64 @@
+//! oras (oras.land/oras): pushes a file as an OCI artifact, with its own handling of the
+//! docker config and credential helpers.
+
+use super::{Prepared, PushContext, ReleaseLayout, Tool};
+use crate::payload::Payload;
+use crate::provision::GoTool;
+
+pub struct Oras;
+
+const GO: GoTool = GoTool {
+    name: "oras",
+    module: "oras.land/oras",
+    package: "oras.land/oras/cmd/oras",
+    // oras keeps its version in source; builds outside its release pipeline add
+    // `+unreleased`, which the version check ignores as build metadata.
+    version_var: None,
+    version_args: &["version"],
+};
+
+const RELEASE: ReleaseLayout = ReleaseLayout {
+    github_repo: "oras-project/oras",
+    asset: "oras_{version}_{os}_{arch}.tar.gz",
+    checksums: "oras_{version}_checksums.txt",
+    binary: "oras",
+};
+
+impl Tool for Oras {
+    fn name(&self) -> &'static str {
+        GO.name
+    }
+
+    fn go(&self) -> &'static GoTool {
+        &GO
+    }
+
+    fn release(&self) -> &'static ReleaseLayout {
+        &RELEASE
+    }
+
+    fn prepare(&self, push: &PushContext) -> Prepared {
+        Prepared { cwd: push.payload.files_dir.clone(), ..Prepared::default() }
+    }
+
+    /// `oras push <repository>:latest artifact.txt:<media type>`: oras prints `Digest: sha256:…`.
+    fn push_args(&self, push: &PushContext) -> Vec<String> {
+        vec!["push".into(), format!("{}:latest", push.repository), format!("{}:{}", Payload::ARTIFACT_FILE, Payload::ARTIFACT_MEDIA_TYPE)]
+    }
+
+    fn pushed_digest(&self, output: &str, _repository: &str) -> Option<String> {
+        output.lines().rev().find_map(|l| l.trim().strip_prefix("Digest:")).map(|d| d.trim().to_string()).filter(|d| d.starts_with("sha256:"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_line() {
+        let output = "Uploading 1f2a artifact.txt\nPushed [registry] reg.test/app:latest\nArtifactType: application/vnd.unknown.artifact.v1\nDigest: sha256:abc\n";
+        assert_eq!(Oras.pushed_digest(output, "reg.test/app"), Some("sha256:abc".into()));
+        assert_eq!(Oras.pushed_digest("Error: unauthorized\n", "reg.test/app"), None);
+    }
+}
