@@ -392,7 +392,7 @@ localstack_image = "localstack/localstack-pro:4.3.0"
         )
         .unwrap();
         let ko = &m.tools[0];
-        assert_eq!(ko.tool.name(), "ko", "[ko] is shorthand for [tools.ko]");
+        assert_eq!(ko.tool.name(), crate::tool::shorthand().name(), "[ko] is shorthand for [tools.ko]");
         assert_eq!(ko.versions.len(), 5);
         assert_eq!(ko.versions[1].1, Selector::Exact("v0.15.2".into()));
         assert_eq!(ko.fetch.source, Source::Go);
@@ -435,7 +435,7 @@ localstack_image = "localstack/localstack-pro:4.3.0"
     fn tools_keep_the_files_order_and_their_own_scenarios() {
         let m = parse("[tools.oras]\nversions = [\"v1.2.0\"]\nscenarios = [\"registry/*\"]\n\n[tools.ko]\nversions = [\"v0.15.2\"]\n\n[tools.crane]\nversions = [\"v0.20.2\"]\nsource = \"go\"\n").unwrap();
         let names: Vec<&str> = m.tools.iter().map(|t| t.tool.name()).collect();
-        assert_eq!(names, ["oras", "ko", "crane"]);
+        assert_eq!(names, ["oras", crate::tool::shorthand().name(), "crane"]);
         assert_eq!(m.tools[2].fetch.source, Source::Go);
         let known: Vec<String> = ["registry/anonymous", "registry/basic-auths", "ecr/env-session"].map(String::from).to_vec();
         let selected = ["registry/basic-auths".to_string(), "ecr/env-session".to_string()];

@@ -196,13 +196,14 @@ mod tests {
     }
 
     fn mark(analysis: &Analysis, report: &MatrixReport, version: &str, scenario: &str) -> Mark {
-        let (tool, version) = version.split_once('@').unwrap_or(("ko", version));
+        let shorthand = crate::result::shorthand_tool();
+        let (tool, version) = version.split_once('@').unwrap_or((&shorthand, version));
         analysis.mark(report.cell(tool, version, scenario).unwrap())
     }
 
     #[test]
     fn versions_are_ordered_by_semver_then_branches() {
-        assert_eq!(version_axis(&seed_matrix(), "ko"), ["v0.15.1", "v0.15.2", "v0.15.3", "v0.15.10", "main"]);
+        assert_eq!(version_axis(&seed_matrix(), &crate::result::shorthand_tool()), ["v0.15.1", "v0.15.2", "v0.15.3", "v0.15.10", "main"]);
         assert_eq!(version_axis(&seed_matrix(), "crane"), ["v0.15.1", "v0.20.0"]);
     }
 
@@ -236,8 +237,9 @@ mod tests {
     #[test]
     fn a_regression_the_baseline_records_is_known() {
         let mut baseline = Snapshots::default();
-        baseline.insert("ko", "v0.15.1", "ecr/env-session", "pass".into());
-        baseline.insert("ko", "v0.15.2", "ecr/env-session", "fail(unauthorized)".into());
+        let ko = crate::result::shorthand_tool();
+        baseline.insert(&ko, "v0.15.1", "ecr/env-session", "pass".into());
+        baseline.insert(&ko, "v0.15.2", "ecr/env-session", "fail(unauthorized)".into());
         let analysis = analyse(&seed_matrix(), Some(&baseline));
         assert_eq!(analysis.regressions().count(), 1);
         assert_eq!(analysis.new_regressions().count(), 0, "both cells are as recorded");

@@ -346,7 +346,7 @@ mod tests {
 
     fn result(outcome: Outcome, class: Option<FailClass>, detail: &str, log: &str) -> CellResult {
         CellResult {
-            tool: "ko".into(),
+            tool: crate::result::shorthand_tool(),
             version: "v0.15.2".into(),
             scenario: "ecr/env-session".into(),
             outcome,

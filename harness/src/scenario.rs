@@ -341,8 +341,8 @@ stdin = "${PASSWORD}"
 
     #[test]
     fn placeholders_expand() {
-        let values = BTreeMap::from([("REGISTRY", "basic.ko-matrix.test".to_string()), ("USER", "ko".to_string())]);
-        assert_eq!(expand("${USER}@${REGISTRY}", &values), "ko@basic.ko-matrix.test");
+        let values = BTreeMap::from([("REGISTRY", "basic.ko-matrix.test".to_string()), ("USER", "pusher".to_string())]);
+        assert_eq!(expand("${USER}@${REGISTRY}", &values), "pusher@basic.ko-matrix.test");
     }
 
     #[test]

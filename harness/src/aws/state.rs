@@ -35,7 +35,7 @@ pub struct AwsSpec {
     /// Repositories that exist before the cell runs.
     #[serde(default = "default_repositories")]
     pub repositories: Vec<String>,
-    /// The repository ko pushes to (`KO_DOCKER_REPO` = `<registry host>/<push_to>`).
+    /// The repository the tool pushes to: `<registry host>/<push_to>`.
     #[serde(default = "default_push_to")]
     pub push_to: String,
     #[serde(default)]

@@ -109,9 +109,10 @@ mod tests {
         assert!(xml.contains("<testcase name=\"ko@v0.15.2::ecr/env-session\" classname=\"ko-matrix.ko.ecr\""), "{xml}");
         // With the snapshot recording the regression, nothing fails; a cell differing from it does.
         let mut baseline = Snapshots::default();
-        baseline.insert("ko", "v0.15.1", "ecr/env-session", "pass".into());
-        baseline.insert("ko", "v0.15.2", "ecr/env-session", "fail(unauthorized)".into());
-        baseline.insert("ko", "v0.15.1", "ecr/no-credentials", "fail(denied)".into());
+        let ko = crate::result::shorthand_tool();
+        baseline.insert(&ko, "v0.15.1", "ecr/env-session", "pass".into());
+        baseline.insert(&ko, "v0.15.2", "ecr/env-session", "fail(unauthorized)".into());
+        baseline.insert(&ko, "v0.15.1", "ecr/no-credentials", "fail(denied)".into());
         let xml = super::render(&report, &analyse(&report, Some(&baseline)), Some(&baseline));
         assert!(xml.contains("failures=\"1\""), "{xml}");
         assert!(xml.contains("<failure type=\"changed\" message=\"fail(denied) → fail(unauthorized) (snapshot → this run)"), "{xml}");

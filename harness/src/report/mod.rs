@@ -479,9 +479,10 @@ pub(crate) mod tests {
     #[test]
     fn check_reports_changed_pending_and_missing_cells() {
         let mut snapshots = Snapshots::default();
-        snapshots.insert("ko", "v0.15.1", "ecr/env-session", "pass".into());
-        snapshots.insert("ko", "v0.15.1", "ecr/imds-v2", "pass".into());
-        snapshots.insert("ko", "v0.15.2", "ecr/env-session", "fail(unauthorized)".into());
+        let ko = crate::result::shorthand_tool();
+        snapshots.insert(&ko, "v0.15.1", "ecr/env-session", "pass".into());
+        snapshots.insert(&ko, "v0.15.1", "ecr/imds-v2", "pass".into());
+        snapshots.insert(&ko, "v0.15.2", "ecr/env-session", "fail(unauthorized)".into());
         snapshots.insert("crane", "v0.15.1", "ecr/env-session", "fail(unauthorized)".into());
         // v0.15.1's imds-v2 cell is absent (a crashed shard); v0.15.2 did not run at all.
         let mut report = report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Fail, Some(FailClass::Network)), cell("ecr/env-session", "v9.9.9", Outcome::Pass, None)]);

@@ -2,13 +2,15 @@
 //! uses `credsStore` / `credHelpers`. It is this binary, invoked under that name through a
 //! link in the cell's `bin/` (multi-call, so an installed ko-matrix needs nothing beside it).
 //! It speaks the docker credential-helper protocol (`get`, `store`, `erase`, `list` on
-//! stdin/stdout) over a JSON file named by `KO_MATRIX_HELPER_STORE`, and logs each call next
+//! stdin/stdout) over a JSON file named by [`CREDENTIAL_HELPER_STORE_ENV`], and logs each call next
 //! to it as evidence.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use ko_matrix::cell::CREDENTIAL_HELPER_STORE_ENV;
 
 const NOT_FOUND: &str = "credentials not found in native keychain";
 
@@ -20,8 +22,8 @@ struct Entry {
 }
 
 pub fn main() -> ExitCode {
-    let Some(store) = std::env::var_os("KO_MATRIX_HELPER_STORE").map(PathBuf::from) else {
-        println!("KO_MATRIX_HELPER_STORE is not set");
+    let Some(store) = std::env::var_os(CREDENTIAL_HELPER_STORE_ENV).map(PathBuf::from) else {
+        println!("{CREDENTIAL_HELPER_STORE_ENV} is not set");
         return ExitCode::FAILURE;
     };
     let action = std::env::args().nth(1).unwrap_or_default();
