@@ -123,14 +123,16 @@ fn regressions_name_each_change_along_the_version_axis() {
     let (code, stdout, stderr) = run(&["regressions", matrix.to_str().unwrap()], dir.path());
     assert_eq!(code, 1, "a regression exits 1: {stdout}{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].starts_with("regression   ecr/env-session  v0.15.1 pass → v0.15.2 fail(unauthorized)"), "{stdout}");
-    assert!(lines[0].ends_with("ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps"), "{stdout}");
+    // A matrix.json from before tools were a parameter (no `tool` anywhere) means ko.
+    assert!(lines[0].starts_with("regression   ecr/env-session  ko@v0.15.1 pass → v0.15.2 fail(unauthorized)"), "{stdout}");
+    assert!(lines[0].ends_with("ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps"), "{stdout}");
     assert_eq!(lines[1].trim(), "ko exited 1: Error: ecr/env-session at v0.15.2", "the tool's deciding line follows");
-    assert!(lines[2].starts_with("fix          ecr/env-session  v0.15.2 fail(unauthorized) → v0.15.3 pass"), "{stdout}");
+    assert!(lines[2].starts_with("fix          ecr/env-session  ko@v0.15.2 fail(unauthorized) → v0.15.3 pass"), "{stdout}");
     assert_eq!(lines.len(), 3, "the failure all versions share is no change: {stdout}");
-    assert!(stderr.contains("1 regression(s), 1 fix(es), 0 class change(s) along v0.15.1 → v0.15.2 → v0.15.3"), "{stderr}");
+    assert!(stderr.contains("1 regression(s), 1 fix(es), 0 class change(s) along ko v0.15.1 → v0.15.2 → v0.15.3"), "{stderr}");
 
-    // Recorded in the snapshots, the same regression is known and passes.
+    // Recorded in the snapshots (here in the layout from before `results/<tool>/`), the same
+    // regression is known and passes.
     let snapshots = dir.path().join("snapshots");
     std::fs::create_dir(&snapshots).unwrap();
     std::fs::write(snapshots.join("ecr.snap"), "---\nsource: tests/matrix.rs\n---\nv0.15.1  ecr/env-session  pass\nv0.15.2  ecr/env-session  fail(unauthorized)\n").unwrap();
@@ -138,8 +140,8 @@ fn regressions_name_each_change_along_the_version_axis() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("(known: in the snapshots)") && stderr.contains("(1 known from the snapshots)"), "{stdout}{stderr}");
     let (_, markdown, _) = run(&["regressions", "--format", "markdown", matrix.to_str().unwrap()], dir.path());
-    assert!(markdown.contains("- 🔻 **regression** `ecr/env-session`: v0.15.1 pass → v0.15.2 fail(unauthorized)"), "{markdown}");
-    assert!(markdown.contains("explain it: `ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps`"), "{markdown}");
+    assert!(markdown.contains("- 🔻 **regression** `ecr/env-session` ko: v0.15.1 pass → v0.15.2 fail(unauthorized)"), "{markdown}");
+    assert!(markdown.contains("explain it: `ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps`"), "{markdown}");
 }
 
 #[test]
@@ -148,11 +150,11 @@ fn check_reports_cells_that_did_not_run() {
     // A crashed shard: v0.15.1 × ecr/imds-v2 was selected and snapshotted, but never ran.
     let matrix = matrix_json(dir.path(), &["v0.15.1"], &["ecr/env-session", "ecr/imds-v2"], &[("v0.15.1", "ecr/env-session", "pass")]);
     let snapshots = dir.path().join("snapshots");
-    std::fs::create_dir(&snapshots).unwrap();
-    std::fs::write(snapshots.join("ecr.snap"), "---\nsource: tests/matrix.rs\n---\nv0.15.1  ecr/env-session  pass\nv0.15.1  ecr/imds-v2  pass\nv0.15.1  ecr/web-identity  pass\n").unwrap();
+    std::fs::create_dir_all(snapshots.join("ko")).unwrap();
+    std::fs::write(snapshots.join("ko/ecr.snap"), "---\nsource: tests/matrix.rs\n---\nv0.15.1  ecr/env-session  pass\nv0.15.1  ecr/imds-v2  pass\nv0.15.1  ecr/web-identity  pass\n").unwrap();
     let (code, stdout, stderr) = run(&["check", "--snapshots", snapshots.to_str().unwrap(), matrix.to_str().unwrap()], dir.path());
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert_eq!(stdout.trim(), "missing: v0.15.1 × ecr/imds-v2 (snapshot: pass) did not run; a shard or the run may have stopped early", "ecr/web-identity was not selected: {stdout}");
+    assert_eq!(stdout.trim(), "missing: ko@v0.15.1::ecr/imds-v2 (snapshot: pass) did not run; a shard or the run may have stopped early", "ecr/web-identity was not selected: {stdout}");
 }
 
 #[test]

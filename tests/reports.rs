@@ -60,7 +60,7 @@ fn two_shards_merge_into_the_matrix_of_one_run() {
     std::fs::write(&changed_path, serde_json::to_vec(&changed).unwrap()).unwrap();
     let diff = ko_matrix_in_repo(&["diff", whole.join("matrix.json").to_str().unwrap(), changed_path.to_str().unwrap()]);
     assert_eq!(diff.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&diff.stdout), "v0.15.2 × registry/anonymous: pass → fail(unauthorized)\n");
+    assert_eq!(String::from_utf8_lossy(&diff.stdout), "ko@v0.15.2::registry/anonymous: pass → fail(unauthorized)\n");
 
     // `report` re-renders from matrix.json alone.
     for report in ["matrix.md", "report.html", "junit.xml"] {
@@ -109,23 +109,25 @@ fn the_html_report_renders_in_headless_chromium() {
     let out = dir.path().join("out");
     let run = ko_matrix_in_repo(&["run", "--versions", "v0.15.1,v0.15.2", "--scenarios", "registry/anonymous,registry/wrong-password,ecr/env-session", "--out", out.to_str().unwrap()]);
     assert!(run.status.success(), "{}", text(&run));
+    // A link from before cells named their tool opens the first tool's cell.
     let page = format!("file://{}#cell={}", out.join("report.html").display(), "v0.15.1::registry/wrong-password");
     let profile = dir.path().join("profile");
     let html = dom_of(&chromium, &profile, &page);
     assert_eq!(html.matches("class=\"cell ").count(), 6, "six cells in the grid:\n{html}");
     assert!(html.contains("data-outcome=\"pass\"") && html.contains("data-outcome=\"fail\"") && html.contains(">fail(unauthorized)</td>"), "{html}");
     // The seed regression stands out; the failure both versions share is muted.
-    assert!(html.contains("class=\"cell fail regression\" data-cell=\"v0.15.2::ecr/env-session\""), "{html}");
+    assert!(html.contains("<table class=\"grid\" id=\"grid-ko\" data-tool=\"ko\">"), "a grid per tool: {html}");
+    assert!(html.contains("class=\"cell fail regression\" data-cell=\"ko@v0.15.2::ecr/env-session\""), "{html}");
     assert!(html.contains("<th class=\"regressed\" title=\"1 regression(s) against the previous version\">v0.15.2 ▼1</th>"), "{html}");
     assert_eq!(html.matches("data-mark=\"shared-failure\"").count(), 2, "registry/wrong-password fails alike in both: {html}");
     assert_eq!(html.matches("data-mark=\"regression\"").count(), 1, "{html}");
     // The script ran: the cell named in the URL has its detail open, with the evidence.
-    assert!(html.contains("<h2>v0.15.1 × registry/wrong-password: fail(unauthorized)</h2>"), "{html}");
+    assert!(html.contains("<h2>ko@v0.15.1::registry/wrong-password: fail(unauthorized)</h2>"), "{html}");
     assert!(html.contains("Gateway record") && html.contains("basic.ko-matrix.test") && html.contains("KO_DOCKER_REPO"), "{html}");
     assert!(html.contains("class=\"cell fail shared-failure selected\""), "the clicked cell is highlighted: {html}");
     assert!(html.contains("<p>Fails the same way in every version: an expected failure, not a regression.</p>"), "the detail explains the muted cell: {html}");
-    let regressed = dom_of(&chromium, &profile, &format!("file://{}#cell={}", out.join("report.html").display(), "v0.15.2::ecr/env-session"));
-    assert!(regressed.contains("<p>Regression: ecr/env-session was pass in v0.15.1. The committed snapshots record it. Explain it: ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps</p>"), "{regressed}");
+    let regressed = dom_of(&chromium, &profile, &format!("file://{}#cell={}", out.join("report.html").display(), "ko@v0.15.2::ecr/env-session"));
+    assert!(regressed.contains("<p>Regression: ecr/env-session was pass in v0.15.1. The committed snapshots record it. Explain it: ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps</p>"), "{regressed}");
 
     let shot = dir.path().join("report.png");
     chrome(&chromium, &profile, &page, &[&format!("--screenshot={}", shot.display()), "--window-size=1200,900", "--virtual-time-budget=3000"]);

@@ -28,6 +28,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailClass {
+    /// The tool could not resolve credentials on its own machine: a credential helper it
+    /// could not run or that failed, a config file it could not read.
+    Credentials,
     Unauthorized,
     Denied,
     NameUnknown,
@@ -41,6 +44,7 @@ pub enum FailClass {
 impl FailClass {
     pub fn as_str(self) -> &'static str {
         match self {
+            FailClass::Credentials => "credentials",
             FailClass::Unauthorized => "unauthorized",
             FailClass::Denied => "denied",
             FailClass::NameUnknown => "name-unknown",
@@ -96,6 +100,12 @@ impl std::fmt::Display for NotFetched {
     }
 }
 
+/// Local credential resolution failing, in any tool's words. It decides before anything
+/// else: a helper's output may quote a registry's 401, and ko reports a helper it could not
+/// run for the base image as a build error.
+const CREDENTIAL_PATTERNS: (FailClass, &[&str]) =
+    (FailClass::Credentials, &["error getting credentials", "failed to resolve credential", "failed to decode config file"]);
+
 /// Registry and transport wording every Go push tool shares, in priority order, after the
 /// tool's own patterns: the first class whose pattern the deciding line holds.
 const PATTERNS: [(FailClass, &[&str]); 5] = [
@@ -129,7 +139,7 @@ pub fn classify(e: &Evidence) -> Verdict {
     }
     let exit = e.exit_code.map_or("was killed".to_string(), |c| format!("exited {c}"));
     if let Some(line) = line {
-        for (class, patterns) in e.tool.failure_patterns().iter().chain(PATTERNS.iter()) {
+        for (class, patterns) in std::iter::once(&CREDENTIAL_PATTERNS).chain(e.tool.failure_patterns()).chain(PATTERNS.iter()) {
             if patterns.iter().any(|p| line.contains(p)) {
                 return fail(*class, format!("{tool} {exit}: {line}"));
             }
@@ -238,6 +248,10 @@ mod tests {
             ("Error: failed to publish images: Get \"https://basic.ko-matrix.test/v2/\": proxyconnect tcp: dial tcp 127.0.0.1:1: connect: connection refused", FailClass::Network),
             ("Error: error building \"ko://example.com/app\": build: go build: exit status 1: ./main.go:3:1: syntax error", FailClass::Build),
             ("Error: failed to publish images: error publishing: something nobody expected", FailClass::Other),
+            // A helper's failure is the tool's own, even when the helper quotes a registry's answer.
+            ("Error: failed to publish images: error getting credentials - err: exec: \"docker-credential-desktop\": executable file not found in $PATH, out: ``", FailClass::Credentials),
+            ("Error: failed to publish images: error getting credentials - err: exit status 1, out: `GetAuthorizationToken 401 Unauthorized`", FailClass::Credentials),
+            ("Error: error building \"ko://example.com/app\": fetching base image: error getting credentials - err: exec: \"docker-credential-desktop\": executable file not found in $PATH, out: ``", FailClass::Credentials),
         ];
         for (line, class) in cases {
             let output = format!("2024/01/01 00:00:00 Using base 127.0.0.1:5000/base\n{line}\n");

@@ -2,6 +2,7 @@
 //! docker config and credential helpers.
 
 use super::{Prepared, PushContext, ReleaseLayout, Tool};
+use crate::outcome::FailClass;
 use crate::payload::Payload;
 use crate::provision::GoTool;
 
@@ -44,6 +45,12 @@ impl Tool for Oras {
     /// `oras push <repository>:latest artifact.txt:<media type>`: oras prints `Digest: sha256:…`.
     fn push_args(&self, push: &PushContext) -> Vec<String> {
         vec!["push".into(), format!("{}:latest", push.repository), format!("{}:{}", Payload::ARTIFACT_FILE, Payload::ARTIFACT_MEDIA_TYPE)]
+    }
+
+    /// oras's own words for a push without credentials: `credential required for basic auth`
+    /// (v1.1), `basic credential not found` (v1.2 and later).
+    fn failure_patterns(&self) -> &'static [(FailClass, &'static [&'static str])] {
+        &[(FailClass::Unauthorized, &["basic credential not found", "credential required for basic auth"])]
     }
 
     fn pushed_digest(&self, output: &str, _repository: &str) -> Option<String> {
