@@ -217,6 +217,8 @@ impl Cell {
         let mut values = values;
         values.insert("HOME", home.display().to_string());
         values.insert("TOOL", tool.tool.name().to_string());
+        let latency = scenario.faults.latency.iter().map(|l| crate::scenario::Latency { host: expand(&l.host, &values), delay: l.delay }).collect();
+        session.inject(crate::scenario::Faults { latency, ..scenario.faults.clone() });
         let expand_cred = |c: &Credential| Credential { username: expand(&c.username, &values), password: expand(&c.password, &values) };
 
         let mut files: Vec<(PathBuf, String)> = Vec::new();

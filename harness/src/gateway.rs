@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::pki::{self, Ca};
+use crate::scenario::Faults;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -161,7 +162,8 @@ impl Gateway {
         let addr = listener.local_addr().map_err(GatewayError::Listen)?;
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let recorder = Recorder { records: Arc::new(Mutex::new(Vec::new())), opened: Instant::now(), session: id };
+        let faults = Arc::new(Injector::default());
+        let recorder = Recorder { records: Arc::new(Mutex::new(Vec::new())), opened: Instant::now(), session: id, faults: faults.clone() };
         let inner = self.inner.clone();
         let records = recorder.records.clone();
         let task = tokio::spawn(async move {
@@ -171,7 +173,7 @@ impl Gateway {
                 tokio::spawn(serve_proxy_connection(stream, inner, recorder));
             }
         });
-        Ok(Session { addr, id, records, task })
+        Ok(Session { addr, id, records, faults, task })
     }
 }
 
@@ -181,10 +183,17 @@ pub struct Session {
     /// Unique within the process; sent to backends as [`SESSION_HEADER`].
     pub id: u64,
     records: Arc<Mutex<Vec<Record>>>,
+    faults: Arc<Injector>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Session {
+    /// From now on, inject `faults` (their placeholders already expanded) into this
+    /// session's traffic.
+    pub fn inject(&self, faults: Faults) {
+        *self.faults.faults.write().expect("faults lock") = faults;
+    }
+
     /// The value for `HTTP_PROXY` / `HTTPS_PROXY`.
     pub fn proxy_url(&self) -> String {
         format!("http://{}", self.addr)
@@ -206,7 +215,75 @@ struct Recorder {
     records: Arc<Mutex<Vec<Record>>>,
     opened: Instant,
     session: u64,
+    faults: Arc<Injector>,
 }
+
+/// A session's faults and how many matching requests it has seen.
+#[derive(Default)]
+struct Injector {
+    faults: RwLock<Faults>,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    ecr_api_calls: u32,
+    blob_uploads: u32,
+}
+
+/// What the injector does with one request.
+#[derive(Debug, PartialEq, Eq)]
+enum Injected {
+    /// Answer with this status and body, recorded with `note`.
+    Answer { status: u16, content_type: &'static str, body: String, note: String },
+    /// Close the connection without an answer.
+    Drop { note: String },
+}
+
+impl Injector {
+    fn delay(&self, host: &str) -> Option<std::time::Duration> {
+        self.faults.read().expect("faults lock").latency.iter().find(|l| l.host.eq_ignore_ascii_case(host)).map(|l| l.delay)
+    }
+
+    /// Counts `method host path` against the faults and says what, if anything, to inject.
+    fn inject(&self, host: &str, method: &str, path: &str) -> Option<Injected> {
+        let faults = self.faults.read().expect("faults lock");
+        let mut counts = self.counts.lock().expect("fault counts lock");
+        if host.starts_with("api.ecr.") {
+            counts.ecr_api_calls += 1;
+            let n = counts.ecr_api_calls;
+            if n <= faults.ecr_throttle {
+                return Some(Injected::Answer {
+                    status: 400,
+                    content_type: "application/x-amz-json-1.1",
+                    body: r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.into(),
+                    note: format!("injected: ThrottlingException, ECR API call {n} of the first {}", faults.ecr_throttle),
+                });
+            }
+        }
+        if method == "POST" && path.split('?').next().is_some_and(|p| p.ends_with("/blobs/uploads/")) {
+            counts.blob_uploads += 1;
+            let n = counts.blob_uploads;
+            if let Some(fault) = faults.blob_upload.as_ref().filter(|f| f.nth == n) {
+                return Some(match fault.status {
+                    Some(status) => Injected::Answer {
+                        status,
+                        content_type: "application/json",
+                        body: r#"{"errors":[{"code":"UNAVAILABLE","message":"service unavailable","detail":"injected by ko-matrix"}]}"#.into(),
+                        note: format!("injected: {status} on blob upload {n}"),
+                    },
+                    None => Injected::Drop { note: format!("injected: connection dropped on blob upload {n}") },
+                });
+            }
+        }
+        None
+    }
+}
+
+/// A connection closed on purpose, without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by an injected fault")]
+struct DroppedOnPurpose;
 
 impl Recorder {
     fn record(&self, host: &str, method: &str, path: &str, status: u16, note: Option<String>) {
@@ -250,7 +327,7 @@ fn host_of(authority: &str) -> String {
     host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
 }
 
-async fn proxy_request(req: Request<Incoming>, inner: Arc<Inner>, recorder: Recorder) -> Result<Response<Body>, Infallible> {
+async fn proxy_request(req: Request<Incoming>, inner: Arc<Inner>, recorder: Recorder) -> Result<Response<Body>, DroppedOnPurpose> {
     let authority = req.uri().authority().map(|a| a.to_string()).or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
     let Some(authority) = authority else {
         return Ok(text(StatusCode::BAD_REQUEST, "ko-matrix gateway: a proxy request needs a host"));
@@ -268,7 +345,7 @@ async fn proxy_request(req: Request<Incoming>, inner: Arc<Inner>, recorder: Reco
         return Ok(Response::new(http_body_util::Empty::new().map_err(|never: Infallible| match never {}).boxed()));
     }
     match route {
-        Route::Terminate { backend } => Ok(forward(req, &host, "http", &backend, &inner, &recorder).await),
+        Route::Terminate { backend } => forward(req, &host, "http", &backend, &inner, &recorder).await,
         Route::Passthrough { .. } => {
             recorder.record(&host, req.method().as_str(), &path_of(&req), 400, Some("plain HTTP to a TLS-only host".into()));
             Ok(text(StatusCode::BAD_REQUEST, format!("ko-matrix gateway: {host} only speaks TLS")))
@@ -317,7 +394,7 @@ async fn tunnel(req: Request<Incoming>, host: String, route: Route, inner: Arc<I
             };
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (inner, recorder, host, backend) = (inner.clone(), recorder.clone(), host.clone(), backend.clone());
-                async move { Ok::<_, Infallible>(forward(req, &host, "https", &backend, &inner, &recorder).await) }
+                async move { forward(req, &host, "https", &backend, &inner, &recorder).await }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
         }
@@ -327,10 +404,27 @@ async fn tunnel(req: Request<Incoming>, host: String, route: Route, inner: Arc<I
 const HOP_BY_HOP: [&str; 8] =
     ["connection", "proxy-connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade"];
 
-/// Sends `req` to `backend` as if it had been addressed to `host` over `scheme`.
-async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Backend, inner: &Inner, recorder: &Recorder) -> Response<Body> {
+/// Sends `req` to `backend` as if it had been addressed to `host` over `scheme`, unless the
+/// session's faults answer it (or drop the connection) instead.
+async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Backend, inner: &Inner, recorder: &Recorder) -> Result<Response<Body>, DroppedOnPurpose> {
     let method = req.method().to_string();
     let path = path_of(&req);
+    if let Some(delay) = recorder.faults.delay(host) {
+        tokio::time::sleep(delay).await;
+    }
+    match recorder.faults.inject(host, &method, &path) {
+        Some(Injected::Answer { status, content_type, body, note }) => {
+            recorder.record(host, &method, &path, status, Some(note));
+            let mut response = text(StatusCode::from_u16(status).expect("validated status"), body);
+            response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            return Ok(response);
+        }
+        Some(Injected::Drop { note }) => {
+            recorder.record(host, &method, &path, 0, Some(note));
+            return Err(DroppedOnPurpose);
+        }
+        None => {}
+    }
     let (mut parts, body) = req.into_parts();
     let backend_scheme = if backend.tls { "https" } else { "http" };
     parts.uri = format!("{backend_scheme}://{}{path}", backend.addr).parse().expect("a loopback URI parses");
@@ -350,12 +444,12 @@ async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Bac
         Ok(mut response) => {
             let infra = response.headers_mut().remove(INFRA_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             recorder.push(host, &method, &path, response.status().as_u16(), None, infra);
-            response.map(|b| b.boxed())
+            Ok(response.map(|b| b.boxed()))
         }
         Err(e) => {
             let failure = format!("{} unreachable: {}", backend.describe(host), error_chain(&e));
             recorder.record_infra(host, &method, &path, 502, failure.clone());
-            text(StatusCode::BAD_GATEWAY, format!("ko-matrix gateway: {failure}"))
+            Ok(text(StatusCode::BAD_GATEWAY, format!("ko-matrix gateway: {failure}")))
         }
     }
 }
@@ -400,6 +494,29 @@ mod tests {
         assert_eq!(host_of("Basic.Ko-Matrix.test:443"), "basic.ko-matrix.test");
         assert_eq!(host_of("169.254.169.254"), "169.254.169.254");
         assert_eq!(host_of("[::1]:8080"), "::1");
+    }
+
+    #[test]
+    fn faults_count_their_requests() {
+        use crate::scenario::{Latency, UploadFault};
+        let injector = Injector::default();
+        *injector.faults.write().unwrap() = Faults {
+            ecr_throttle: 2,
+            blob_upload: Some(UploadFault { nth: 2, status: None }),
+            latency: vec![Latency { host: "basic.ko-matrix.test".into(), delay: std::time::Duration::from_millis(300) }],
+        };
+        let api = "api.ecr.us-east-1.amazonaws.com";
+        let throttled = |i: &Injector| matches!(i.inject(api, "POST", "/"), Some(Injected::Answer { status: 400, ref body, .. }) if body.contains("ThrottlingException"));
+        assert!(throttled(&injector) && throttled(&injector), "the first two API calls");
+        assert_eq!(injector.inject(api, "POST", "/"), None, "the third goes through");
+        let upload = "/v2/app/blobs/uploads/";
+        assert_eq!(injector.inject("basic.ko-matrix.test", "POST", upload), None, "the first upload goes through");
+        assert_eq!(injector.inject("basic.ko-matrix.test", "HEAD", "/v2/app/blobs/sha256:ab"), None, "only upload starts count");
+        assert_eq!(injector.inject("basic.ko-matrix.test", "POST", "/v2/app/blobs/uploads/?mount=sha256:ab&from=base"), Some(Injected::Drop { note: "injected: connection dropped on blob upload 2".into() }));
+        assert_eq!(injector.inject("basic.ko-matrix.test", "POST", upload), None, "only the nth");
+        assert_eq!(injector.delay("Basic.Ko-Matrix.test"), Some(std::time::Duration::from_millis(300)));
+        assert_eq!(injector.delay("anonymous.ko-matrix.test"), None);
+        assert_eq!(Injector::default().inject(api, "POST", "/"), None, "no faults, nothing injected");
     }
 
     #[tokio::test]

@@ -184,7 +184,9 @@ pub fn deciding_line(output: &str) -> Option<&str> {
 fn class_from_records(records: &[Record]) -> Option<FailClass> {
     let last = records.iter().rev().find(|r| r.status == 0 || r.status >= 400)?;
     Some(match last.status {
-        0 => FailClass::Tls,
+        // No HTTP answer: a failed handshake, or a connection that closed.
+        0 if last.note.as_deref().is_some_and(|n| n.starts_with("handshake failed")) => FailClass::Tls,
+        0 => FailClass::Network,
         401 => FailClass::Unauthorized,
         403 if last.note.as_deref().is_some_and(|n| n.starts_with("unknown host")) => FailClass::Network,
         403 => FailClass::Denied,

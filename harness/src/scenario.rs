@@ -121,6 +121,49 @@ pub struct Step {
     pub stdin: Option<String>,
 }
 
+/// Conditions users meet in CI, injected by the gateway into the cell's own traffic. Each
+/// injected answer is recorded as evidence (`injected: …`), never as a harness fault: how the
+/// tool copes is the verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// The first N calls to the ECR API answer `ThrottlingException` (HTTP 400), as AWS does
+    /// under its request-rate limit.
+    #[serde(default)]
+    pub ecr_throttle: u32,
+    /// The Nth blob upload (counting `POST …/blobs/uploads/`) fails this way.
+    pub blob_upload: Option<UploadFault>,
+    /// Every request to these hosts (placeholders expand) waits this long first.
+    #[serde(default)]
+    pub latency: Vec<Latency>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadFault {
+    /// 1-based.
+    pub nth: u32,
+    /// An HTTP status to answer (e.g. 503), or none: the connection is dropped unanswered.
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    pub host: String,
+    #[serde(with = "humantime_duration")]
+    pub delay: std::time::Duration,
+}
+
+mod humantime_duration {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write e.g. \"500ms\" or \"2s\"")))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
@@ -144,6 +187,8 @@ struct RawScenario {
     files: BTreeMap<String, String>,
     #[serde(default)]
     before: Vec<Step>,
+    #[serde(default)]
+    faults: Faults,
 }
 
 /// A validated scenario.
@@ -167,6 +212,8 @@ pub struct Scenario {
     /// Files written below the cell's HOME (path → contents), e.g. `.aws/config`.
     pub files: BTreeMap<String, String>,
     pub before: Vec<Step>,
+    /// What the gateway injects into the cell's traffic (nothing by default).
+    pub faults: Faults,
 }
 
 impl Scenario {
@@ -184,6 +231,15 @@ impl Scenario {
         if let Some(step) = raw.before.iter().find(|s| s.run.is_empty()) {
             let at = text.find("run").unwrap_or(0);
             return Err(ConfigError::at(file, text, at..at + 3, format!("a `before` step needs a command in `run` (got {:?})", step.run)));
+        }
+        if let Some(upload) = &raw.faults.blob_upload {
+            let at = text.find("blob_upload").unwrap_or(0);
+            if upload.nth == 0 {
+                return Err(ConfigError::at(file, text, at..at + 11, "`blob_upload.nth` counts from 1 (the first blob upload)"));
+            }
+            if upload.status.is_some_and(|s| !(400..600).contains(&s)) {
+                return Err(ConfigError::at(file, text, at..at + 11, "`blob_upload.status` is an HTTP error status (400–599); leave it out to drop the connection instead"));
+            }
         }
         let aws = match (raw.target.registry, raw.aws) {
             (Flavour::Ecr, aws) => Some(aws.unwrap_or_else(|| toml::from_str("").expect("an empty [aws] table takes the defaults"))),
@@ -206,6 +262,7 @@ impl Scenario {
             env: raw.env,
             files: raw.files,
             before: raw.before,
+            faults: raw.faults,
         })
     }
 }
@@ -306,6 +363,21 @@ stdin = "${PASSWORD}"
         assert_eq!(config.creds_store.as_deref(), Some("ko-matrix"));
         assert_eq!(s.podman.unwrap().file, PodmanFile::XdgRuntime);
         assert_eq!(s.before[0].run[1], "login");
+    }
+
+    #[test]
+    fn faults_parse_and_refuse_what_cannot_happen() {
+        let s = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[faults]\necr_throttle = 3\nblob_upload = { nth = 2, status = 503 }\n[[faults.latency]]\nhost = \"${REGISTRY}\"\ndelay = \"250ms\"\n").unwrap();
+        assert_eq!(s.faults.ecr_throttle, 3);
+        assert_eq!(s.faults.blob_upload, Some(UploadFault { nth: 2, status: Some(503) }));
+        assert_eq!(s.faults.latency, [Latency { host: "${REGISTRY}".into(), delay: std::time::Duration::from_millis(250) }]);
+        assert_eq!(parse("description = \"d\"\n[target]\nregistry = \"basic\"\n").unwrap().faults, Faults::default());
+        let zeroth = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[faults]\nblob_upload = { nth = 0 }\n").unwrap_err();
+        assert_eq!((zeroth.line, zeroth.message.as_str()), (5, "`blob_upload.nth` counts from 1 (the first blob upload)"));
+        let ok_status = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[faults]\nblob_upload = { nth = 1, status = 200 }\n").unwrap_err();
+        assert!(ok_status.message.starts_with("`blob_upload.status` is an HTTP error status (400–599)"), "{}", ok_status.message);
+        let bad_delay = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[[faults.latency]]\nhost = \"h\"\ndelay = \"soon\"\n").unwrap_err();
+        assert!(bad_delay.message.contains("`soon` is not a duration"), "{}", bad_delay.message);
     }
 
     #[test]
