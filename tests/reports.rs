@@ -46,6 +46,14 @@ fn two_shards_merge_into_the_matrix_of_one_run() {
         assert!(merged.join(report).is_file(), "merge writes {report}");
     }
 
+    // A shard that never reported is named, with the cells it took along.
+    let one = ko_matrix_in_repo(&["merge", "--out", dir.path().join("one").to_str().unwrap(), s1.join("matrix.json").to_str().unwrap()]);
+    assert!(one.status.success(), "{}", text(&one));
+    assert!(text(&one).contains(&format!("warning: shard 2/2: no matrix.json given, so its {n2} cells are absent: ko@")), "{}", text(&one));
+    let check = ko_matrix_in_repo(&["check", dir.path().join("one/matrix.json").to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(1), "check fails on the absent cells: {}", text(&check));
+    assert!(text(&check).contains("missing: ko@"), "{}", text(&check));
+
     // Overlapping shards are refused.
     let overlap = ko_matrix_in_repo(&["merge", "--out", merged.to_str().unwrap(), s1.join("matrix.json").to_str().unwrap(), s1.join("matrix.json").to_str().unwrap()]);
     assert_eq!(overlap.status.code(), Some(2), "{}", text(&overlap));

@@ -285,7 +285,7 @@ pub async fn run(
     let runner = tokio::select! {
         runner = Runner::start(options, provisioner) => runner?,
         () = stop.clone() => {
-            let mut report = MatrixReport::new(started_at, "not started", &selection.versions, selected_names(selection), Vec::new());
+            let mut report = new_report(selection, shard, started_at, "not started", Vec::new());
             report.interrupted = true;
             return Ok(report);
         }
@@ -316,13 +316,18 @@ pub async fn run(
         (tool, scenario, version)
     };
     results.sort_by_key(order);
-    let mut report = MatrixReport::new(started_at, runner.world().runtime, &selection.versions, selected_names(selection), results);
+    let mut report = new_report(selection, shard, started_at, runner.world().runtime, results);
     report.interrupted = report.cells.len() < planned;
     Ok(report)
 }
 
-fn selected_names(selection: &Selection) -> Vec<String> {
-    selection.scenarios.iter().map(|s| s.name.clone()).collect()
+/// The report of `selection`'s run, saying what it set out to run.
+fn new_report(selection: &Selection, shard: Option<Shard>, started: String, runtime: &str, cells: Vec<CellResult>) -> MatrixReport {
+    let names = selection.scenarios.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    let mut report = MatrixReport::new(started, runtime, &selection.versions, names.clone(), cells);
+    report.tool_scenarios = selection.tool_scenarios.iter().filter(|(_, s)| *s != names).map(|(t, s)| (t.to_string(), s.clone())).collect();
+    report.shard = shard.map(|s| format!("{}/{}", s.index, s.count));
+    report
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

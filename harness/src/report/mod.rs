@@ -39,6 +39,12 @@ pub struct MatrixReport {
     /// from an unselected one.
     #[serde(default)]
     pub selected_scenarios: Vec<String>,
+    /// Tool → its scenarios, for a tool whose `scenarios` narrowed the run's selection.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tool_scenarios: BTreeMap<String, Vec<String>>,
+    /// `i/n` when the run was one shard of n.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub cells: Vec<CellResult>,
     /// The run was stopped (Ctrl-C, SIGTERM) before every cell ran; `cells` holds those that finished.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -85,9 +91,34 @@ impl MatrixReport {
                 .map(|b| VersionInfo { tool: b.tool.name().into(), version: b.version.clone(), route: b.route.clone(), sha256: b.sha256.clone() })
                 .collect(),
             selected_scenarios,
+            tool_scenarios: BTreeMap::new(),
+            shard: None,
             cells,
             interrupted: false,
         }
+    }
+
+    /// Whether the run set out to run `tool` on `scenario`.
+    pub fn selected(&self, tool: &str, scenario: &str) -> bool {
+        match self.tool_scenarios.get(tool) {
+            Some(names) => names.iter().any(|s| s == scenario),
+            None => self.selected_scenarios.iter().any(|s| s == scenario),
+        }
+    }
+
+    /// Cells the run selected (every tool version × its scenarios) that it has no result for:
+    /// a shard's slice of them, when the run was a shard.
+    pub fn absent_cells(&self) -> Vec<String> {
+        let mut absent = Vec::new();
+        for v in &self.versions {
+            let scenarios = self.tool_scenarios.get(&v.tool).unwrap_or(&self.selected_scenarios);
+            for scenario in scenarios {
+                if self.cell(&v.tool, &v.version, scenario).is_none() {
+                    absent.push(cell_id(&v.tool, &v.version, scenario));
+                }
+            }
+        }
+        absent
     }
 
     pub fn count(&self, outcome: Outcome) -> usize {
@@ -252,7 +283,7 @@ pub fn check_against(report: &MatrixReport, snapshots: &Snapshots, scope: CheckS
         .collect();
     let ran = |tool: &str, version: &str| report.versions.iter().any(|v| v.tool == tool && v.version == version);
     for (tool, version, scenario, label) in snapshots.cells() {
-        if ran(tool, version) && report.selected_scenarios.iter().any(|s| s == scenario) && report.cell(tool, version, scenario).is_none() {
+        if ran(tool, version) && report.selected(tool, scenario) && report.cell(tool, version, scenario).is_none() {
             let change = Change { tool: tool.into(), version: version.into(), scenario: scenario.into(), old: Some(label.into()), new: None };
             changes.push(change);
         }
@@ -310,7 +341,15 @@ fn read_snapshot_files(dir: &Path, tool: &str, out: &mut Snapshots) -> Result<()
 /// different ko-matrix versions or different binaries for one tool version.
 pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
     let first = parts.first().ok_or_else(|| ReportError::Merge("no matrices given".into()))?;
-    let mut merged = MatrixReport { cells: Vec::new(), versions: Vec::new(), selected_scenarios: Vec::new(), interrupted: parts.iter().any(|p| p.interrupted), ..first.clone() };
+    let mut merged = MatrixReport {
+        cells: Vec::new(),
+        versions: Vec::new(),
+        selected_scenarios: Vec::new(),
+        tool_scenarios: BTreeMap::new(),
+        shard: None,
+        interrupted: parts.iter().any(|p| p.interrupted),
+        ..first.clone()
+    };
     for (i, part) in parts.iter().enumerate() {
         if part.ko_matrix_version != first.ko_matrix_version {
             return Err(ReportError::Merge(format!("shard {} ran ko-matrix {}, shard 1 ran {}", i + 1, part.ko_matrix_version, first.ko_matrix_version)));
@@ -319,6 +358,10 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
             if !merged.selected_scenarios.contains(scenario) {
                 merged.selected_scenarios.push(scenario.clone());
             }
+        }
+        for (tool, scenarios) in &part.tool_scenarios {
+            let names = merged.tool_scenarios.entry(tool.clone()).or_default();
+            names.extend(scenarios.iter().filter(|s| !names.contains(s)).cloned().collect::<Vec<_>>());
         }
         for v in &part.versions {
             match merged.versions.iter().find(|m| m.tool == v.tool && m.version == v.version) {
@@ -415,7 +458,17 @@ pub(crate) mod tests {
         }
         let mut selected_scenarios: Vec<String> = cells.iter().map(|c| c.scenario.clone()).collect();
         selected_scenarios.dedup();
-        MatrixReport { ko_matrix_version: "0".into(), started: "t".into(), runtime: "process".into(), versions, selected_scenarios, cells, interrupted: false }
+        MatrixReport {
+            ko_matrix_version: "0".into(),
+            started: "t".into(),
+            runtime: "process".into(),
+            versions,
+            selected_scenarios,
+            tool_scenarios: BTreeMap::new(),
+            shard: None,
+            cells,
+            interrupted: false,
+        }
     }
 
     /// A cell of the shorthand tool; `tool@version` names another tool.
@@ -493,6 +546,7 @@ pub(crate) mod tests {
             ["ko@v0.15.1::ecr/env-session: pass → fail(network)", "ko@v9.9.9::ecr/env-session: (absent) → pass", "ko@v0.15.1::ecr/imds-v2: pass → (absent)"],
             "crane's cells did not run: another tool's snapshot is not missing"
         );
+        assert_eq!(report.absent_cells(), ["ko@v0.15.1::ecr/imds-v2", "ko@v9.9.9::ecr/imds-v2"]);
         let pinned: Vec<String> = check_against(&report, &snapshots, CheckScope::SnapshottedVersions).iter().map(ToString::to_string).collect();
         assert_eq!(pinned, ["ko@v0.15.1::ecr/env-session: pass → fail(network)", "ko@v0.15.1::ecr/imds-v2: pass → (absent)"], "v9.9.9 is left to `regressions`");
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use ko_matrix::regressions::{self, Mark};
 use ko_matrix::report::{self, cell_id, markdown, render_table, CheckScope, MatrixReport};
+use ko_matrix::run::Shard;
 
 use crate::BadInput;
 
@@ -60,12 +61,49 @@ pub fn merge(shards: &[PathBuf], out: &Path, snapshots: &Path) -> anyhow::Result
     let merged = report::merge(&parts).map_err(|e| BadInput(e.to_string()))?;
     let json = merged.write_all(out, report::read_baseline(snapshots)?.as_ref())?;
     println!("{}", render_table(&merged));
-    let interrupted: Vec<String> = shards.iter().zip(&parts).filter(|(_, p)| p.interrupted).map(|(path, _)| path.display().to_string()).collect();
-    if !interrupted.is_empty() {
-        eprintln!("warning: interrupted shard(s), some of their cells never ran: {}", interrupted.join(", "));
+    for line in absent_by_shard(shards, &parts, &merged.absent_cells()) {
+        eprintln!("warning: {line}");
     }
     eprintln!("merged {} shards, {} cells: {}", parts.len(), merged.cells.len(), json.display());
     Ok(0)
+}
+
+/// Where the selected cells that no shard reported should have come from: a line per shard
+/// (given or missing), naming a few of them.
+fn absent_by_shard(paths: &[PathBuf], parts: &[MatrixReport], absent: &[String]) -> Vec<String> {
+    if absent.is_empty() {
+        return Vec::new();
+    }
+    let count = parts.iter().filter_map(|p| p.shard.as_deref()).find_map(|s| Shard::parse(s).ok()).map(|s| s.count);
+    let Some(count) = count else {
+        return vec![format!("{} selected cell(s) are in no matrix given: {}", absent.len(), examples(absent.iter()))];
+    };
+    let mut lines = Vec::new();
+    for index in 1..=count {
+        let shard = Shard { index, count };
+        let missing: Vec<&String> = absent.iter().filter(|id| shard.contains(id)).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let given = parts.iter().zip(paths).find(|(p, _)| p.shard.as_deref() == Some(format!("{index}/{count}").as_str()));
+        lines.push(match given {
+            Some((part, path)) => format!(
+                "shard {index}/{count} ({}) lacks {} of its cells{}: {}",
+                path.display(),
+                missing.len(),
+                if part.interrupted { " (it was interrupted)" } else { "; it may have crashed" },
+                examples(missing.into_iter())
+            ),
+            None => format!("shard {index}/{count}: no matrix.json given, so its {} cells are absent: {}", missing.len(), examples(missing.into_iter())),
+        });
+    }
+    lines
+}
+
+fn examples<'a>(ids: impl Iterator<Item = &'a String>) -> String {
+    let ids: Vec<&String> = ids.collect();
+    let shown: Vec<&str> = ids.iter().take(3).map(|s| s.as_str()).collect();
+    if ids.len() > shown.len() { format!("{}, …", shown.join(", ")) } else { shown.join(", ") }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
