@@ -549,6 +549,7 @@ mod tests {
             at_ms: 3,
             note: note.map(String::from),
             infra: infra.map(String::from),
+            auth: None,
         };
         let masked = masker.mask_records(vec![record(
             "/?Action=AssumeRoleWithWebIdentity&WebIdentityToken=s3cr3t-web-identity",

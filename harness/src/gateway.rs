@@ -95,6 +95,35 @@ pub struct Record {
     /// `<service> <what happened>`. Such an answer is never evidence about ko.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infra: Option<String>,
+    /// The scheme of the request's `Authorization` (`Basic`, `Bearer`, `AWS4-HMAC-SHA256`),
+    /// with the access key id a SigV4 request names: whether, and as whom, the tool spoke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+}
+
+impl Record {
+    /// The access key id a SigV4-signed request named, if any.
+    pub fn access_key_id(&self) -> Option<&str> {
+        self.auth.as_deref()?.strip_prefix("AWS4-HMAC-SHA256 ")
+    }
+}
+
+/// What a request's `Authorization` header (or presigned query) says about who is asking,
+/// without its secret: the scheme, and for SigV4 the access key id.
+fn auth_of(authorization: Option<&str>, path: &str) -> Option<String> {
+    let sigv4_key = |credential: &str| credential.split('/').next().map(str::to_string);
+    if let Some(value) = authorization {
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        if scheme == "AWS4-HMAC-SHA256" {
+            let key = rest.split(',').find_map(|part| part.trim().strip_prefix("Credential=")).and_then(sigv4_key);
+            return Some(format!("{scheme} {}", key.unwrap_or_default()));
+        }
+        return Some(scheme.to_string());
+    }
+    let query = path.split_once('?')?.1;
+    let credential = query.split('&').find_map(|pair| pair.strip_prefix("X-Amz-Credential="))?;
+    let decoded = credential.replace("%2F", "/").replace("%2f", "/");
+    Some(format!("AWS4-HMAC-SHA256 {}", sigv4_key(&decoded)?))
 }
 
 #[derive(Clone)]
@@ -287,18 +316,18 @@ struct DroppedOnPurpose;
 
 impl Recorder {
     fn record(&self, host: &str, method: &str, path: &str, status: u16, note: Option<String>) {
-        self.push(host, method, path, status, note, None);
+        self.push(Record { host: host.into(), method: method.into(), path: path.into(), status, at_ms: 0, note, infra: None, auth: None });
     }
 
     /// Records an answer the harness made because `infra` (`<service> <what happened>`).
     fn record_infra(&self, host: &str, method: &str, path: &str, status: u16, infra: String) {
-        self.push(host, method, path, status, None, Some(infra));
+        self.push(Record { host: host.into(), method: method.into(), path: path.into(), status, at_ms: 0, note: None, infra: Some(infra), auth: None });
     }
 
-    fn push(&self, host: &str, method: &str, path: &str, status: u16, note: Option<String>, infra: Option<String>) {
+    /// Appends `record`, stamped with the time since the session opened.
+    fn push(&self, record: Record) {
         let at_ms = self.opened.elapsed().as_millis() as u64;
-        let record = Record { host: host.into(), method: method.into(), path: path.into(), status, at_ms, note, infra };
-        self.records.lock().expect("records lock").push(record);
+        self.records.lock().expect("records lock").push(Record { at_ms, ..record });
     }
 }
 
@@ -409,18 +438,19 @@ const HOP_BY_HOP: [&str; 8] =
 async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Backend, inner: &Inner, recorder: &Recorder) -> Result<Response<Body>, DroppedOnPurpose> {
     let method = req.method().to_string();
     let path = path_of(&req);
+    let auth = auth_of(req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()), &path);
     if let Some(delay) = recorder.faults.delay(host) {
         tokio::time::sleep(delay).await;
     }
     match recorder.faults.inject(host, &method, &path) {
         Some(Injected::Answer { status, content_type, body, note }) => {
-            recorder.record(host, &method, &path, status, Some(note));
+            recorder.push(Record { host: host.into(), method: method.clone(), path: path.clone(), status, at_ms: 0, note: Some(note), infra: None, auth });
             let mut response = text(StatusCode::from_u16(status).expect("validated status"), body);
             response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             return Ok(response);
         }
         Some(Injected::Drop { note }) => {
-            recorder.record(host, &method, &path, 0, Some(note));
+            recorder.push(Record { host: host.into(), method, path, status: 0, at_ms: 0, note: Some(note), infra: None, auth });
             return Err(DroppedOnPurpose);
         }
         None => {}
@@ -443,7 +473,7 @@ async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Bac
     match result {
         Ok(mut response) => {
             let infra = response.headers_mut().remove(INFRA_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            recorder.push(host, &method, &path, response.status().as_u16(), None, infra);
+            recorder.push(Record { host: host.into(), method, path, status: response.status().as_u16(), at_ms: 0, note: None, infra, auth });
             Ok(response.map(|b| b.boxed()))
         }
         Err(e) => {
@@ -494,6 +524,18 @@ mod tests {
         assert_eq!(host_of("Basic.Ko-Matrix.test:443"), "basic.ko-matrix.test");
         assert_eq!(host_of("169.254.169.254"), "169.254.169.254");
         assert_eq!(host_of("[::1]:8080"), "::1");
+    }
+
+    #[test]
+    fn who_is_asking_without_the_secret() {
+        let sigv4 = "AWS4-HMAC-SHA256 Credential=ASIAKOMATRIX0001/20261129/us-east-1/ecr/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(auth_of(Some(sigv4), "/").as_deref(), Some("AWS4-HMAC-SHA256 ASIAKOMATRIX0001"));
+        assert_eq!(auth_of(Some("Basic QVdTOnNlY3JldA=="), "/v2/").as_deref(), Some("Basic"));
+        assert_eq!(auth_of(Some("Bearer eyJhbGciOi"), "/v2/").as_deref(), Some("Bearer"));
+        assert_eq!(auth_of(None, "/?Action=GetCallerIdentity&X-Amz-Credential=AKIAQUERY%2F20261129%2Fus-east-1%2Fsts%2Faws4_request&X-Amz-Signature=f").as_deref(), Some("AWS4-HMAC-SHA256 AKIAQUERY"));
+        assert_eq!(auth_of(None, "/v2/"), None);
+        let record = Record { host: "h".into(), method: "POST".into(), path: "/".into(), status: 200, at_ms: 1, note: None, infra: None, auth: auth_of(Some(sigv4), "/") };
+        assert_eq!(record.access_key_id(), Some("ASIAKOMATRIX0001"));
     }
 
     #[test]

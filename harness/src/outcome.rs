@@ -205,7 +205,7 @@ mod tests {
     use super::*;
 
     fn record(host: &str, status: u16, note: Option<&str>) -> Record {
-        Record { host: host.into(), method: "POST".into(), path: "/v2/app/blobs/uploads/".into(), status, at_ms: 1, note: note.map(String::from), infra: None }
+        Record { host: host.into(), method: "POST".into(), path: "/v2/app/blobs/uploads/".into(), status, at_ms: 1, note: note.map(String::from), infra: None, auth: None }
     }
 
     fn ko() -> &'static dyn Tool {
