@@ -12,15 +12,16 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::aws::oidc;
-use crate::aws::state::{ecr_login_cache_keys, AwsCell, AwsSpec, CachedToken, WebIdentity};
+use crate::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
 use crate::aws::Emulator;
+use crate::credential_files::{self, CellFile, EcrToken};
 use crate::world::AwsBackend;
 use crate::gateway::Record;
 use crate::outcome::{self, Evidence, FailClass, NotFetched, Outcome, Verdict};
 use crate::payload::Payload;
 use crate::process::{Contained, RunError};
 use crate::result::CellResult;
-use crate::scenario::{expand, Credential, DockerConfigLocation, PodmanFile, Scenario, TOOL_PLACEHOLDER};
+use crate::scenario::{expand, Credential, Scenario, TOOL_PLACEHOLDER};
 use crate::tool::{PushContext, ToolBinary};
 use crate::world::World;
 
@@ -148,7 +149,7 @@ impl Cell {
         std::fs::create_dir_all(&env.work_dir).map_err(|e| e.to_string())?;
         let dir = tempfile::Builder::new().prefix("cell-").tempdir_in(&env.work_dir).map_err(|e| format!("cell dir: {e}"))?;
         let root = dir.path();
-        let home = root.join("home");
+        let home = root.join(credential_files::HOME);
         let session = world.gateway.session().await.map_err(|e| e.to_string())?;
         let mut aws_cell = None;
         let (host, repository, values) = match &scenario.aws {
@@ -217,9 +218,7 @@ impl Cell {
         let mut values = values;
         values.insert("HOME", home.display().to_string());
         values.insert("TOOL", tool.tool.name().to_string());
-        let expand_cred = |c: &Credential| Credential { username: expand(&c.username, &values), password: expand(&c.password, &values) };
 
-        let mut files: Vec<(PathBuf, String)> = Vec::new();
         let mut vars = BTreeMap::new();
         let proxy = session.proxy_url();
         for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
@@ -235,70 +234,33 @@ impl Cell {
         vars.insert("TMPDIR".into(), root.join("tmp").display().to_string());
         vars.insert("SSL_CERT_FILE".into(), world.ca_bundle.display().to_string());
         vars.insert("SSL_CERT_DIR".into(), root.join("no-other-certs").display().to_string());
-        vars.insert(CREDENTIAL_HELPER_STORE_ENV.into(), root.join("helper-store.json").display().to_string());
+        vars.insert(CREDENTIAL_HELPER_STORE_ENV.into(), root.join(credential_files::HELPER_STORE).display().to_string());
         vars.extend(prepared.env);
-        files.extend(prepared.files);
-        if let Some(config) = &scenario.docker_config {
-            let dir = match config.location {
-                DockerConfigLocation::Home => home.join(".docker"),
-                DockerConfigLocation::Elsewhere => {
-                    let dir = root.join("ci-docker-config");
-                    vars.insert("DOCKER_CONFIG".into(), dir.display().to_string());
-                    dir
-                }
-            };
-            let mut json = serde_json::json!({});
-            if !config.auths.is_empty() {
-                json["auths"] = auths_json(config.auths.iter().map(|(host, c)| (expand(host, &values), expand_cred(c))));
-            }
-            if let Some(store) = &config.creds_store {
-                json["credsStore"] = expand(store, &values).into();
-            }
-            if !config.cred_helpers.is_empty() {
-                let helpers: serde_json::Map<String, serde_json::Value> = config.cred_helpers.iter().map(|(h, v)| (expand(h, &values), expand(v, &values).into())).collect();
-                json["credHelpers"] = helpers.into();
-            }
-            files.push((dir.join("config.json"), serde_json::to_string_pretty(&json).expect("json serialises")));
-        }
-        if !scenario.helper.is_empty() {
-            let store: serde_json::Map<String, serde_json::Value> = scenario
-                .helper
-                .iter()
-                .map(|(server, c)| {
-                    let c = expand_cred(c);
-                    (expand(server, &values), serde_json::json!({ "Username": c.username, "Secret": c.password }))
-                })
-                .collect();
-            files.push((root.join("helper-store.json"), serde_json::to_string_pretty(&store).expect("json serialises")));
-        }
-        if let Some(podman) = &scenario.podman {
-            let auth_file = match podman.file {
-                PodmanFile::RegistryAuthFile => {
-                    let file = root.join("podman-auth.json");
-                    vars.insert("REGISTRY_AUTH_FILE".into(), file.display().to_string());
-                    file
-                }
-                PodmanFile::XdgRuntime => {
-                    let runtime_dir = root.join("run-user");
-                    vars.insert("XDG_RUNTIME_DIR".into(), runtime_dir.display().to_string());
-                    runtime_dir.join("containers/auth.json")
-                }
-            };
-            let json = serde_json::json!({ "auths": auths_json(podman.auths.iter().map(|(h, c)| (expand(h, &values), expand_cred(c)))) });
-            files.push((auth_file, serde_json::to_string_pretty(&json).expect("json serialises")));
+        let mut rendered: Vec<CellFile> = [
+            scenario.docker_config.as_ref().map(|c| credential_files::docker_config(c, &values)),
+            credential_files::helper_store(&scenario.helper, &values),
+            scenario.podman.as_ref().map(|p| credential_files::podman_auth(p, &values)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        // Before the scenario's own variables, which may override where the files are found.
+        for (name, path) in rendered.iter().filter_map(|f| f.env.as_ref()) {
+            vars.insert(name.to_string(), root.join(path).display().to_string());
         }
         for (key, value) in &scenario.env {
             vars.insert(key.clone(), expand(value, &values));
         }
-        for (path, contents) in &scenario.files {
-            files.push((home.join(expand(path, &values)), expand(contents, &values)));
-        }
-        let mut secrets = vec![target.user.password.clone(), crate::world::World::basic_auth_value(&target.user)];
+        rendered.extend(scenario.files.iter().map(|(path, contents)| CellFile {
+            path: Path::new(credential_files::HOME).join(expand(path, &values)),
+            contents: expand(contents, &values),
+            env: None,
+            secrets: Vec::new(),
+        }));
         if let (Some(spec), Some(guard)) = (&scenario.aws, &aws_cell) {
             if let Some(seed) = spec.ecr_cache {
-                let (cache, token) = ecr_login_cache(spec, &guard.cell, vars.get("AWS_ACCESS_KEY_ID"), seed);
-                files.push((home.join(".ecr/cache.json"), cache));
-                secrets.extend(token);
+                let key = vars.get("AWS_ACCESS_KEY_ID").unwrap_or(&guard.cell.key.id);
+                rendered.push(credential_files::ecr_login_cache(spec, key, &ecr_token(spec, &guard.cell, seed)));
             }
         }
 
@@ -309,10 +271,13 @@ impl Cell {
         if let Some(aws) = &world.aws {
             std::os::unix::fs::symlink(&aws.ecr_login, root.join("bin/docker-credential-ecr-login")).map_err(|e| format!("ecr-login link: {e}"))?;
         }
+        let files: Vec<(PathBuf, String)> = prepared.files.into_iter().chain(rendered.iter().map(|f| (root.join(&f.path), f.contents.clone()))).collect();
         for (file, contents) in &files {
             std::fs::create_dir_all(file.parent().expect("files have parents")).map_err(|e| format!("{}: {e}", file.display()))?;
             std::fs::write(file, contents).map_err(|e| format!("{}: {e}", file.display()))?;
         }
+        let mut secrets = vec![target.user.password.clone(), crate::world::World::basic_auth_value(&target.user)];
+        secrets.extend(rendered.into_iter().flat_map(|f| f.secrets));
         for name in ["PASSWORD", "ECR_EXPIRED_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
             if let Some(value) = values.get(name) {
                 secrets.push(value.clone());
@@ -501,35 +466,15 @@ enum StepOutcome {
     Failed(String),
 }
 
-/// `~/.ecr/cache.json` holding a registry token for the key the cell's environment names,
-/// and the secrets it holds (the password and its `AWS:<password>` encoding).
-fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, seed: CachedToken) -> (String, [String; 2]) {
+/// A registry token minted for the cell's own key, to seed the ECR helper's cache with.
+fn ecr_token(spec: &AwsSpec, cell: &AwsCell, seed: CachedToken) -> EcrToken {
     let now = time::OffsetDateTime::now_utc();
     let (requested, ttl) = match seed {
         CachedToken::Valid => (now, time::Duration::hours(12)),
         CachedToken::Expired => (now - time::Duration::hours(13), -time::Duration::hours(1)),
     };
     let (password, expires) = cell.mint_password(&cell.key, &spec.account, &spec.region, ttl);
-    let rfc3339 = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).expect("UTC formats");
-    let token = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("AWS:{password}"));
-    let entry = serde_json::json!({
-        "AuthorizationToken": token,
-        "RequestedAt": rfc3339(requested),
-        "ExpiresAt": rfc3339(expires),
-        "ProxyEndpoint": format!("https://{}", spec.registry_host()),
-        "Service": "ecr",
-    });
-    let key_id = env_key.cloned().unwrap_or_else(|| cell.key.id.clone());
-    let registries: serde_json::Map<String, serde_json::Value> =
-        ecr_login_cache_keys(&spec.region, &key_id, &spec.account).into_iter().map(|k| (k, entry.clone())).collect();
-    let cache = serde_json::to_string_pretty(&serde_json::json!({ "Registries": registries, "Version": "1.0" })).expect("json serialises");
-    (cache, [password, token])
-}
-
-fn auths_json(entries: impl Iterator<Item = (String, Credential)>) -> serde_json::Value {
-    let map: serde_json::Map<String, serde_json::Value> =
-        entries.map(|(host, c)| (host, serde_json::json!({ "auth": crate::world::World::basic_auth_value(&c) }))).collect();
-    map.into()
+    EcrToken { password, requested, expires }
 }
 
 #[cfg(test)]
