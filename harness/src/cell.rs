@@ -11,18 +11,15 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::aws::oidc;
-use crate::aws::state::{ecr_login_cache_keys, AwsCell, AwsSpec, CachedToken, WebIdentity};
-use crate::aws::Emulator;
-use crate::world::AwsBackend;
-use crate::gateway::Record;
+use crate::credential_files::{self, CellFile};
+use crate::gateway::{GatewayError, Record};
 use crate::outcome::{self, Evidence, FailClass, NotFetched, Outcome, Verdict};
 use crate::payload::Payload;
 use crate::process::{Contained, RunError};
 use crate::result::CellResult;
-use crate::scenario::{expand, Credential, DockerConfigLocation, PodmanFile, Scenario, TOOL_PLACEHOLDER};
+use crate::scenario::{expand, Scenario, TOOL_PLACEHOLDER};
 use crate::tool::{PushContext, ToolBinary};
-use crate::world::World;
+use crate::world::{AwsCellCredentials, World};
 
 /// What every cell of a run shares.
 pub struct CellEnv {
@@ -91,7 +88,7 @@ pub async fn run_cell(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, att
         Ok(cell) => cell.run(env, tool, scenario, started, log.clone()).await,
         Err(e) => {
             let _ = std::fs::write(&log, format!("cell could not be prepared: {e}\n"));
-            infra(e)
+            infra(e.to_string())
         }
     }
 }
@@ -103,6 +100,34 @@ fn other_tools_step(tool: &ToolBinary, scenario: &Scenario) -> Option<String> {
     Some(format!("a step runs `{named}`, another tool than {}; write `{TOOL_PLACEHOLDER}` for the tool under test", tool.tool.name()))
 }
 
+/// Why a cell could not be prepared; its outcome is infra-error with this as the detail.
+#[derive(Debug, thiserror::Error)]
+pub enum CellSetupError {
+    #[error("the run has no {0} registry")]
+    NoRegistry(&'static str),
+    #[error("the run has no AWS backend")]
+    NoAwsBackend,
+    #[error("opening the cell's gateway session: {0}")]
+    Session(#[from] GatewayError),
+    #[error("the AWS backend could not open the cell: {0}")]
+    Aws(String),
+    #[error("{step} {path}: {source}")]
+    Io { step: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+/// The `map_err` for an I/O `step` on `path`.
+fn io_error(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CellSetupError {
+    let path = path.to_path_buf();
+    move |source| CellSetupError::Io { step, path, source }
+}
+
+/// Writes a file with its directory: renderers name files, not the directories they need.
+fn write_file(file: &Path, contents: &str) -> Result<(), CellSetupError> {
+    let dir = file.parent().expect("files have parents");
+    std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    std::fs::write(file, contents).map_err(io_error("writing", file))
+}
+
 /// A prepared cell: its files written, its environment built.
 struct Cell {
     dir: tempfile::TempDir,
@@ -112,8 +137,9 @@ struct Cell {
     repository: String,
     session: crate::gateway::Session,
     masker: Masker,
+    /// The files its log lists.
     files: Vec<(PathBuf, String)>,
-    aws: Option<AwsCellGuard>,
+    aws: Option<AwsCellCredentials>,
     /// Where the tool's push runs, and its arguments.
     push_dir: PathBuf,
     push_args: Vec<String>,
@@ -121,85 +147,20 @@ struct Cell {
     push_repository: String,
 }
 
-/// A cell's AWS world, removed from the emulator when the cell ends.
-struct AwsCellGuard {
-    emulator: Arc<Emulator>,
-    session: u64,
-    cell: Arc<AwsCell>,
-}
-
-impl AwsCellGuard {
-    fn open(emulator: Arc<Emulator>, session: u64, spec: AwsSpec) -> AwsCellGuard {
-        let cell = emulator.open_cell(session, spec);
-        AwsCellGuard { emulator, session, cell }
-    }
-}
-
-impl Drop for AwsCellGuard {
-    fn drop(&mut self) {
-        self.emulator.close_cell(self.session);
-    }
-}
-
 impl Cell {
-    async fn prepare(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario) -> Result<Cell, String> {
+    async fn prepare(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario) -> Result<Cell, CellSetupError> {
         let world = &env.world;
-        let target = world.targets.get(&scenario.target.registry).ok_or_else(|| format!("the run has no {} registry", scenario.target.registry.name()))?;
-        std::fs::create_dir_all(&env.work_dir).map_err(|e| e.to_string())?;
-        let dir = tempfile::Builder::new().prefix("cell-").tempdir_in(&env.work_dir).map_err(|e| format!("cell dir: {e}"))?;
+        let target = world.targets.get(&scenario.target.registry).ok_or(CellSetupError::NoRegistry(scenario.target.registry.name()))?;
+        std::fs::create_dir_all(&env.work_dir).map_err(io_error("creating", &env.work_dir))?;
+        let dir = tempfile::Builder::new().prefix("cell-").tempdir_in(&env.work_dir).map_err(io_error("creating a cell directory in", &env.work_dir))?;
         let root = dir.path();
-        let home = root.join("home");
-        let session = world.gateway.session().await.map_err(|e| e.to_string())?;
-        let mut aws_cell = None;
-        let (host, repository, values) = match &scenario.aws {
+        let home = root.join(credential_files::HOME);
+        let session = world.gateway.session().await?;
+        let (host, repository, backend_repository, mut values, aws) = match &scenario.aws {
             Some(spec) => {
-                let aws = world.aws.as_ref().ok_or("the run has no AWS backend")?;
-                // Secrets: the password, an expired one, the key (id, secret, session token).
-                let mut identity = BTreeMap::new();
-                let (password, expired, key_id, secret, token, backend_repository) = match &aws.backend {
-                    AwsBackend::Embedded { emulator, server } => {
-                        let cell = AwsCellGuard::open(emulator.clone(), session.id, spec.clone());
-                        if let Some(arn) = cell.cell.role_arn() {
-                            identity.insert("AWS_ROLE_ARN", arn);
-                        }
-                        if let Some(kind) = spec.web_identity {
-                            let (audience, ttl) = match kind {
-                                WebIdentity::Valid => (oidc::STS_AUDIENCE, 3600),
-                                WebIdentity::Expired => (oidc::STS_AUDIENCE, -600),
-                                WebIdentity::WrongAudience => ("api://AzureADTokenExchange", 3600),
-                            };
-                            let token_file = root.join("web-identity-token");
-                            std::fs::write(&token_file, emulator.oidc.mint("repo:ko-matrix/app:ref:refs/heads/main", audience, ttl)).map_err(|e| format!("{}: {e}", token_file.display()))?;
-                            identity.insert("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.display().to_string());
-                        }
-                        identity.insert("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://{}{}", server.addr, Emulator::container_credentials_path(session.id)));
-                        identity.insert("AWS_CONTAINER_AUTHORIZATION_TOKEN", cell.cell.container_token.clone());
-                        let (password, _) = cell.cell.mint_password(&cell.cell.key, &spec.account, &spec.region, time::Duration::hours(12));
-                        let (expired, _) = cell.cell.mint_password(&cell.cell.key, &spec.account, &spec.region, -time::Duration::hours(1));
-                        let key = cell.cell.key.clone();
-                        let backend_repository = format!("{}/{}", cell.cell.backend_prefix, spec.push_to);
-                        aws_cell = Some(cell);
-                        (password, expired, key.id, key.secret, key.session_token, backend_repository)
-                    }
-                    AwsBackend::LocalStack(localstack) => {
-                        let cell = localstack.prepare(spec).await?;
-                        (cell.password, String::new(), cell.access_key_id, cell.secret, cell.session_token, spec.push_to.clone())
-                    }
-                };
-                let mut values = BTreeMap::from([
-                    ("REGISTRY", spec.registry_host()),
-                    ("USER", "AWS".to_string()),
-                    ("PASSWORD", password.clone()),
-                    ("ECR_PASSWORD", password),
-                    ("ECR_EXPIRED_PASSWORD", expired),
-                    ("AWS_ACCESS_KEY_ID", key_id),
-                    ("AWS_SECRET_ACCESS_KEY", secret),
-                    ("AWS_SESSION_TOKEN", token.unwrap_or_default()),
-                    ("AWS_ACCOUNT", spec.account.clone()),
-                    ("AWS_REGION", spec.region.clone()),
-                ]);
-                values.extend(identity);
-                (spec.registry_host(), (spec.push_to.clone(), backend_repository), values)
+                let backend = &world.aws.as_ref().ok_or(CellSetupError::NoAwsBackend)?.backend;
+                let aws = backend.open_cell(session.id, spec, root).await.map_err(CellSetupError::Aws)?;
+                (spec.registry_host(), spec.push_to.clone(), aws.backend_repository.clone(), aws.values.clone(), Some(aws))
             }
             None => {
                 let repository = format!("cells/{}/{}/{}", scenario.name, tool.tool.name(), tool.version)
@@ -210,18 +171,14 @@ impl Cell {
                     ("USER", target.user.username.clone()),
                     ("PASSWORD", target.user.password.clone()),
                 ]);
-                (target.flavour.host().to_string(), (repository.clone(), repository), values)
+                (target.flavour.host().to_string(), repository.clone(), repository, values, None)
             }
         };
-        let (repository, backend_repository) = repository;
-        let mut values = values;
         values.insert("HOME", home.display().to_string());
         values.insert("TOOL", tool.tool.name().to_string());
         let latency = scenario.faults.latency.iter().map(|l| crate::scenario::Latency { host: expand(&l.host, &values), delay: l.delay }).collect();
         session.inject(crate::scenario::Faults { latency, ..scenario.faults.clone() });
-        let expand_cred = |c: &Credential| Credential { username: expand(&c.username, &values), password: expand(&c.password, &values) };
 
-        let mut files: Vec<(PathBuf, String)> = Vec::new();
         let mut vars = BTreeMap::new();
         let proxy = session.proxy_url();
         for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
@@ -237,90 +194,51 @@ impl Cell {
         vars.insert("TMPDIR".into(), root.join("tmp").display().to_string());
         vars.insert("SSL_CERT_FILE".into(), world.ca_bundle.display().to_string());
         vars.insert("SSL_CERT_DIR".into(), root.join("no-other-certs").display().to_string());
-        vars.insert(CREDENTIAL_HELPER_STORE_ENV.into(), root.join("helper-store.json").display().to_string());
+        vars.insert(CREDENTIAL_HELPER_STORE_ENV.into(), root.join(credential_files::HELPER_STORE).display().to_string());
         vars.extend(prepared.env);
-        files.extend(prepared.files);
-        if let Some(config) = &scenario.docker_config {
-            let dir = match config.location {
-                DockerConfigLocation::Home => home.join(".docker"),
-                DockerConfigLocation::Elsewhere => {
-                    let dir = root.join("ci-docker-config");
-                    vars.insert("DOCKER_CONFIG".into(), dir.display().to_string());
-                    dir
-                }
-            };
-            let mut json = serde_json::json!({});
-            if !config.auths.is_empty() {
-                json["auths"] = auths_json(config.auths.iter().map(|(host, c)| (expand(host, &values), expand_cred(c))));
-            }
-            if let Some(store) = &config.creds_store {
-                json["credsStore"] = expand(store, &values).into();
-            }
-            if !config.cred_helpers.is_empty() {
-                let helpers: serde_json::Map<String, serde_json::Value> = config.cred_helpers.iter().map(|(h, v)| (expand(h, &values), expand(v, &values).into())).collect();
-                json["credHelpers"] = helpers.into();
-            }
-            files.push((dir.join("config.json"), serde_json::to_string_pretty(&json).expect("json serialises")));
-        }
-        if !scenario.helper.is_empty() {
-            let store: serde_json::Map<String, serde_json::Value> = scenario
-                .helper
-                .iter()
-                .map(|(server, c)| {
-                    let c = expand_cred(c);
-                    (expand(server, &values), serde_json::json!({ "Username": c.username, "Secret": c.password }))
-                })
-                .collect();
-            files.push((root.join("helper-store.json"), serde_json::to_string_pretty(&store).expect("json serialises")));
-        }
-        if let Some(podman) = &scenario.podman {
-            let auth_file = match podman.file {
-                PodmanFile::RegistryAuthFile => {
-                    let file = root.join("podman-auth.json");
-                    vars.insert("REGISTRY_AUTH_FILE".into(), file.display().to_string());
-                    file
-                }
-                PodmanFile::XdgRuntime => {
-                    let runtime_dir = root.join("run-user");
-                    vars.insert("XDG_RUNTIME_DIR".into(), runtime_dir.display().to_string());
-                    runtime_dir.join("containers/auth.json")
-                }
-            };
-            let json = serde_json::json!({ "auths": auths_json(podman.auths.iter().map(|(h, c)| (expand(h, &values), expand_cred(c)))) });
-            files.push((auth_file, serde_json::to_string_pretty(&json).expect("json serialises")));
+        let mut rendered: Vec<CellFile> = [
+            scenario.docker_config.as_ref().map(|c| credential_files::docker_config(c, &values)),
+            credential_files::helper_store(&scenario.helper, &values),
+            scenario.podman.as_ref().map(|p| credential_files::podman_auth(p, &values)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        // Before the scenario's own variables, which may override where the files are found.
+        for (name, path) in rendered.iter().filter_map(|f| f.env.as_ref()) {
+            vars.insert(name.to_string(), root.join(path).display().to_string());
         }
         for (key, value) in &scenario.env {
             vars.insert(key.clone(), expand(value, &values));
         }
-        for (path, contents) in &scenario.files {
-            files.push((home.join(expand(path, &values)), expand(contents, &values)));
-        }
-        let mut secrets = vec![target.user.password.clone(), crate::world::World::basic_auth_value(&target.user)];
-        if let (Some(spec), Some(guard)) = (&scenario.aws, &aws_cell) {
-            if let Some(seed) = spec.ecr_cache {
-                let (cache, token) = ecr_login_cache(spec, &guard.cell, vars.get("AWS_ACCESS_KEY_ID"), seed);
-                files.push((home.join(".ecr/cache.json"), cache));
-                secrets.extend(token);
-            }
-        }
+        rendered.extend(scenario.files.iter().map(|(path, contents)| CellFile {
+            path: Path::new(credential_files::HOME).join(expand(path, &values)),
+            contents: expand(contents, &values),
+            env: None,
+            secrets: Vec::new(),
+        }));
+        rendered.extend(aws.as_ref().and_then(|a| a.ecr_login_cache(&vars)));
 
-        for d in [home.clone(), root.join("tmp"), root.join("bin"), root.join("no-other-certs")] {
-            std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        for d in [home, root.join("tmp"), root.join("bin"), root.join("no-other-certs")] {
+            std::fs::create_dir_all(&d).map_err(io_error("creating", &d))?;
         }
-        std::os::unix::fs::symlink(&env.helper, root.join("bin").join(CREDENTIAL_HELPER)).map_err(|e| format!("helper link: {e}"))?;
-        if let Some(aws) = &world.aws {
-            std::os::unix::fs::symlink(&aws.ecr_login, root.join("bin/docker-credential-ecr-login")).map_err(|e| format!("ecr-login link: {e}"))?;
+        let link = root.join("bin").join(CREDENTIAL_HELPER);
+        std::os::unix::fs::symlink(&env.helper, &link).map_err(io_error("linking", &link))?;
+        if let Some(world_aws) = &world.aws {
+            let link = root.join("bin/docker-credential-ecr-login");
+            std::os::unix::fs::symlink(&world_aws.ecr_login, &link).map_err(io_error("linking", &link))?;
         }
+        let files: Vec<(PathBuf, String)> = prepared.files.into_iter().chain(rendered.iter().map(|f| (root.join(&f.path), f.contents.clone()))).collect();
+        let unlisted: Vec<&CellFile> = aws.iter().flat_map(|a| &a.files).collect();
         for (file, contents) in &files {
-            std::fs::create_dir_all(file.parent().expect("files have parents")).map_err(|e| format!("{}: {e}", file.display()))?;
-            std::fs::write(file, contents).map_err(|e| format!("{}: {e}", file.display()))?;
+            write_file(file, contents)?;
         }
-        for name in ["PASSWORD", "ECR_EXPIRED_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
-            if let Some(value) = values.get(name) {
-                secrets.push(value.clone());
-                secrets.push(crate::world::World::basic_auth_value(&Credential { username: values["USER"].clone(), password: value.clone() }));
-            }
+        for f in &unlisted {
+            write_file(&root.join(&f.path), &f.contents)?;
         }
+        let mut secrets = vec![target.user.password.clone(), World::basic_auth_value(&target.user)];
+        secrets.extend(rendered.iter().chain(unlisted).flat_map(|f| f.secrets.iter().cloned()));
+        secrets.extend(aws.iter().flat_map(|a| a.secrets.iter().cloned()));
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
         let push_args = tool.tool.push_args(&push);
         Ok(Cell {
@@ -331,7 +249,7 @@ impl Cell {
             session,
             masker: Masker(secrets),
             files,
-            aws: aws_cell,
+            aws,
             push_dir: prepared.cwd,
             push_args,
             push_repository,
@@ -401,7 +319,7 @@ impl Cell {
         let env_shown: BTreeMap<String, String> =
             self.env.iter().map(|(k, v)| (k.clone(), if is_secret_name(k) { "****".into() } else { self.masker.mask(v) })).collect();
         // AWS's refusal names the principal; the tool may not show it (HEAD responses have no body).
-        let denial = self.aws.as_ref().and_then(|a| a.cell.last_denial());
+        let denial = self.aws.as_ref().and_then(AwsCellCredentials::last_denial);
         let detail = match denial {
             Some(denial) if verdict.outcome == Outcome::Fail && !verdict.detail.contains(&denial) => self.masker.mask(&format!("{} [AWS: {denial}]", verdict.detail)),
             _ => self.masker.mask(&verdict.detail),
@@ -501,37 +419,6 @@ enum StepOutcome {
     TimedOut { output: String },
     /// The harness could not run the step at all.
     Failed(String),
-}
-
-/// `~/.ecr/cache.json` holding a registry token for the key the cell's environment names,
-/// and the secrets it holds (the password and its `AWS:<password>` encoding).
-fn ecr_login_cache(spec: &AwsSpec, cell: &AwsCell, env_key: Option<&String>, seed: CachedToken) -> (String, [String; 2]) {
-    let now = time::OffsetDateTime::now_utc();
-    let (requested, ttl) = match seed {
-        CachedToken::Valid => (now, time::Duration::hours(12)),
-        CachedToken::Expired => (now - time::Duration::hours(13), -time::Duration::hours(1)),
-    };
-    let (password, expires) = cell.mint_password(&cell.key, &spec.account, &spec.region, ttl);
-    let rfc3339 = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).expect("UTC formats");
-    let token = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("AWS:{password}"));
-    let entry = serde_json::json!({
-        "AuthorizationToken": token,
-        "RequestedAt": rfc3339(requested),
-        "ExpiresAt": rfc3339(expires),
-        "ProxyEndpoint": format!("https://{}", spec.registry_host()),
-        "Service": "ecr",
-    });
-    let key_id = env_key.cloned().unwrap_or_else(|| cell.key.id.clone());
-    let registries: serde_json::Map<String, serde_json::Value> =
-        ecr_login_cache_keys(&spec.region, &key_id, &spec.account).into_iter().map(|k| (k, entry.clone())).collect();
-    let cache = serde_json::to_string_pretty(&serde_json::json!({ "Registries": registries, "Version": "1.0" })).expect("json serialises");
-    (cache, [password, token])
-}
-
-fn auths_json(entries: impl Iterator<Item = (String, Credential)>) -> serde_json::Value {
-    let map: serde_json::Map<String, serde_json::Value> =
-        entries.map(|(host, c)| (host, serde_json::json!({ "auth": crate::world::World::basic_auth_value(&c) }))).collect();
-    map.into()
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+use crate::aws::oidc;
+use crate::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
 use crate::base_image::{self, BaseImage};
+use crate::credential_files::{self, CellFile, EcrToken};
 use crate::gateway::{error_chain, Backend, Gateway, Route};
 use crate::pki::{Ca, PkiError};
 use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack};
@@ -84,6 +87,133 @@ impl Aws {
             AwsBackend::Embedded { emulator, .. } => Some(emulator),
             AwsBackend::LocalStack(_) => None,
         }
+    }
+}
+
+/// The subject of the web identity tokens cells get: a GitHub Actions workflow on main.
+const WEB_IDENTITY_SUBJECT: &str = "repo:ko-matrix/app:ref:refs/heads/main";
+
+/// The web identity token's file, relative to the cell's directory.
+const WEB_IDENTITY_TOKEN: &str = "web-identity-token";
+
+/// The placeholders whose values are AWS secrets, masked with their `AWS:<value>` encodings.
+const SECRET_VALUES: [&str; 5] = ["PASSWORD", "ECR_EXPIRED_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"];
+
+/// Everything a cell needs from the AWS backend, so the cell never reaches into it; dropping
+/// it closes the cell's AWS world.
+pub struct AwsCellCredentials {
+    /// REGISTRY, USER, PASSWORD, ECR_PASSWORD, ECR_EXPIRED_PASSWORD, the AWS_* keys, account,
+    /// region and the identity variables (role, web identity, container credentials).
+    pub values: BTreeMap<&'static str, String>,
+    /// Where the push lands in the backend registry, for fetching it back.
+    pub backend_repository: String,
+    /// Files the cell gets that its log does not list (the web identity token: all secret).
+    pub files: Vec<CellFile>,
+    /// The secrets among `values`, with their `AWS:<value>` encodings.
+    pub secrets: Vec<String>,
+    /// The token seeding the ECR helper's cache, when the scenario asks for one.
+    ecr_cache: Option<(AwsSpec, EcrToken)>,
+    /// The embedded emulator's state for the cell (LocalStack keeps none per cell).
+    emulator: Option<EmulatorCell>,
+}
+
+/// A cell's state in the embedded emulator, removed when the cell ends.
+struct EmulatorCell {
+    emulator: Arc<Emulator>,
+    session: u64,
+    cell: Arc<AwsCell>,
+}
+
+impl Drop for EmulatorCell {
+    fn drop(&mut self) {
+        self.emulator.close_cell(self.session);
+    }
+}
+
+impl AwsCellCredentials {
+    /// AWS's last refusal in this cell: the tool may not show it (HEAD responses have no body).
+    pub fn last_denial(&self) -> Option<String> {
+        self.emulator.as_ref().and_then(|e| e.cell.last_denial())
+    }
+
+    /// `~/.ecr/cache.json` seeded for the access key the cell's environment names (a scenario
+    /// may name one AWS no longer knows), else for the cell's own.
+    pub fn ecr_login_cache(&self, env: &BTreeMap<String, String>) -> Option<CellFile> {
+        let (spec, token) = self.ecr_cache.as_ref()?;
+        let key = env.get("AWS_ACCESS_KEY_ID").unwrap_or(&self.values["AWS_ACCESS_KEY_ID"]);
+        Some(credential_files::ecr_login_cache(spec, key, token))
+    }
+}
+
+impl AwsBackend {
+    /// Opens the AWS world of the cell behind gateway session `session` (its files go below
+    /// `cell_dir`). LocalStack mints no expired password: cells needing one are skipped.
+    pub async fn open_cell(&self, session: u64, spec: &AwsSpec, cell_dir: &Path) -> Result<AwsCellCredentials, String> {
+        let mut values = BTreeMap::from([
+            ("REGISTRY", spec.registry_host()),
+            ("USER", "AWS".to_string()),
+            ("AWS_ACCOUNT", spec.account.clone()),
+            ("AWS_REGION", spec.region.clone()),
+        ]);
+        let mut files = Vec::new();
+        let (backend_repository, ecr_cache, emulator) = match self {
+            AwsBackend::Embedded { emulator, server } => {
+                let opened = EmulatorCell { cell: emulator.open_cell(session, spec.clone()), emulator: emulator.clone(), session };
+                let cell = &opened.cell;
+                let mint = |ttl| cell.mint_password(&cell.key, &spec.account, &spec.region, ttl);
+                let (password, _) = mint(time::Duration::hours(12));
+                values.extend([
+                    ("PASSWORD", password.clone()),
+                    ("ECR_PASSWORD", password),
+                    ("ECR_EXPIRED_PASSWORD", mint(-time::Duration::hours(1)).0),
+                    ("AWS_ACCESS_KEY_ID", cell.key.id.clone()),
+                    ("AWS_SECRET_ACCESS_KEY", cell.key.secret.clone()),
+                    ("AWS_SESSION_TOKEN", cell.key.session_token.clone().unwrap_or_default()),
+                    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://{}{}", server.addr, Emulator::container_credentials_path(session))),
+                    ("AWS_CONTAINER_AUTHORIZATION_TOKEN", cell.container_token.clone()),
+                ]);
+                values.extend(cell.role_arn().map(|arn| ("AWS_ROLE_ARN", arn)));
+                if let Some(kind) = spec.web_identity {
+                    let (audience, ttl) = match kind {
+                        WebIdentity::Valid => (oidc::STS_AUDIENCE, 3600),
+                        WebIdentity::Expired => (oidc::STS_AUDIENCE, -600),
+                        WebIdentity::WrongAudience => ("api://AzureADTokenExchange", 3600),
+                    };
+                    let token = emulator.oidc.mint(WEB_IDENTITY_SUBJECT, audience, ttl);
+                    values.insert("AWS_WEB_IDENTITY_TOKEN_FILE", cell_dir.join(WEB_IDENTITY_TOKEN).display().to_string());
+                    files.push(CellFile { path: WEB_IDENTITY_TOKEN.into(), contents: token.clone(), env: None, secrets: vec![token] });
+                }
+                let ecr_cache = spec.ecr_cache.map(|seed| {
+                    let now = time::OffsetDateTime::now_utc();
+                    let (requested, ttl) = match seed {
+                        CachedToken::Valid => (now, time::Duration::hours(12)),
+                        CachedToken::Expired => (now - time::Duration::hours(13), -time::Duration::hours(1)),
+                    };
+                    let (password, expires) = mint(ttl);
+                    (spec.clone(), EcrToken { password, requested, expires })
+                });
+                let backend_repository = format!("{}/{}", cell.backend_prefix, spec.push_to);
+                (backend_repository, ecr_cache, Some(opened))
+            }
+            AwsBackend::LocalStack(localstack) => {
+                let cell = localstack.prepare(spec).await?;
+                values.extend([
+                    ("PASSWORD", cell.password.clone()),
+                    ("ECR_PASSWORD", cell.password),
+                    ("ECR_EXPIRED_PASSWORD", String::new()),
+                    ("AWS_ACCESS_KEY_ID", cell.access_key_id),
+                    ("AWS_SECRET_ACCESS_KEY", cell.secret),
+                    ("AWS_SESSION_TOKEN", cell.session_token.unwrap_or_default()),
+                ]);
+                (spec.push_to.clone(), None, None)
+            }
+        };
+        let secrets = SECRET_VALUES
+            .iter()
+            .filter_map(|name| values.get(name))
+            .flat_map(|value| [value.clone(), World::basic_auth_value(&Credential { username: values["USER"].clone(), password: value.clone() })])
+            .collect();
+        Ok(AwsCellCredentials { values, backend_repository, files, secrets, ecr_cache, emulator })
     }
 }
 
