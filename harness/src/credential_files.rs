@@ -74,14 +74,17 @@ pub fn helper_store(entries: &BTreeMap<String, Credential>, values: &BTreeMap<&s
     Some(CellFile { path: HELPER_STORE.into(), contents: pretty(&store.into()), env: None, secrets })
 }
 
-/// Podman's `auth.json`, named by `REGISTRY_AUTH_FILE` or found under `XDG_RUNTIME_DIR`.
+/// A containers `auth.json` (podman, buildah, skopeo), where `podman.file` says: named by
+/// `REGISTRY_AUTH_FILE`, under `XDG_RUNTIME_DIR` or `XDG_CONFIG_HOME`, or in `~/.config`.
 pub fn podman_auth(podman: &Podman, values: &BTreeMap<&str, String>) -> CellFile {
     let (path, env) = match podman.file {
-        PodmanFile::RegistryAuthFile => (PathBuf::from("podman-auth.json"), ("REGISTRY_AUTH_FILE", PathBuf::from("podman-auth.json"))),
-        PodmanFile::XdgRuntime => (PathBuf::from("run-user/containers/auth.json"), ("XDG_RUNTIME_DIR", PathBuf::from("run-user"))),
+        PodmanFile::RegistryAuthFile => (PathBuf::from("podman-auth.json"), Some(("REGISTRY_AUTH_FILE", PathBuf::from("podman-auth.json")))),
+        PodmanFile::XdgRuntime => (PathBuf::from("run-user/containers/auth.json"), Some(("XDG_RUNTIME_DIR", PathBuf::from("run-user")))),
+        PodmanFile::XdgConfig => (PathBuf::from("xdg-config/containers/auth.json"), Some(("XDG_CONFIG_HOME", PathBuf::from("xdg-config")))),
+        PodmanFile::HomeConfig => (Path::new(HOME).join(".config/containers/auth.json"), None),
     };
     let (auths, secrets) = auths_json(&podman.auths, values);
-    CellFile { path, contents: pretty(&serde_json::json!({ "auths": auths })), env: Some(env), secrets }
+    CellFile { path, contents: pretty(&serde_json::json!({ "auths": auths })), env, secrets }
 }
 
 /// `~/.ecr/cache.json` as `docker-credential-ecr-login` keeps it: `token` filed under both helper generations' keys for `access_key_id`.
@@ -238,6 +241,13 @@ auths = { "${REGISTRY}" = { username = "someone", password = "${PASSWORD}" } }"#
 auths = {}"#,
                 file("run-user/containers/auth.json", Some(("XDG_RUNTIME_DIR", "run-user")), "{\n  \"auths\": {}\n}", &[]),
             ),
+            (
+                "XDG_CONFIG_HOME",
+                r#"file = "xdg-config"
+auths = {}"#,
+                file("xdg-config/containers/auth.json", Some(("XDG_CONFIG_HOME", "xdg-config")), "{\n  \"auths\": {}\n}", &[]),
+            ),
+            ("~/.config, no variable", "file = \"home-config\"\nauths = {}", file("home/.config/containers/auth.json", None, "{\n  \"auths\": {}\n}", &[])),
         ];
         for (case, toml_text, expected) in cases {
             let podman: Podman = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{case}: {e}"));

@@ -104,6 +104,10 @@ pub enum PodmanFile {
     RegistryAuthFile,
     /// `$XDG_RUNTIME_DIR/containers/auth.json`.
     XdgRuntime,
+    /// `$XDG_CONFIG_HOME/containers/auth.json`.
+    XdgConfig,
+    /// `~/.config/containers/auth.json` (no XDG variable set).
+    HomeConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
