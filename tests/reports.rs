@@ -81,7 +81,7 @@ fn two_shards_merge_into_the_matrix_of_one_run() {
     // Every cell is as the committed snapshots record it: no testcase fails, and an expected
     // failure passes naming its outcome.
     assert!(junit.contains("failures=\"0\" errors=\"0\""), "{junit}");
-    assert!(junit.contains("<system-out>fail(unauthorized) as the snapshot records: ko exited 1"), "{junit}");
+    assert!(junit.contains("<system-out>fail(unauthorized) as the snapshot records: The registry refused the Basic credentials ko sent (401): a wrong user or password. ko exited 1"), "the diagnosis leads: {junit}");
     let md = std::fs::read_to_string(whole.join("matrix.md")).unwrap();
     assert!(md.contains("| `registry/wrong-password` | ▫️ fail(unauthorized) | ▫️ fail(unauthorized) |"), "{md}");
 
@@ -132,6 +132,7 @@ fn the_html_report_renders_in_headless_chromium() {
     // The script ran: the cell named in the URL has its detail open, with the evidence.
     assert!(html.contains("<h2>ko@v0.15.1::registry/wrong-password: fail(unauthorized)</h2>"), "{html}");
     assert!(html.contains("Gateway record") && html.contains("basic.ko-matrix.test") && html.contains("KO_DOCKER_REPO"), "{html}");
+    assert!(html.contains("<p class=\"diagnosis\">The registry refused the Basic credentials ko sent (401): a wrong user or password.</p>"), "the detail says why: {html}");
     assert!(html.contains("class=\"cell fail shared-failure selected\""), "the clicked cell is highlighted: {html}");
     assert!(html.contains("<p>Fails the same way in every version: an expected failure, not a regression.</p>"), "the detail explains the muted cell: {html}");
     let regressed = dom_of(&chromium, &profile, &format!("file://{}#cell={}", out.join("report.html").display(), "ko@v0.15.2::ecr/env-session"));

@@ -72,6 +72,7 @@ pub async fn run_cell(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, att
         outcome: Outcome::InfraError,
         class: None,
         detail,
+        diagnosis: None,
         duration_ms: started.elapsed().as_millis() as u64,
         tool_ms: 0,
         log: log.clone(),
@@ -324,6 +325,18 @@ impl Cell {
             Some(denial) if verdict.outcome == Outcome::Fail && !verdict.detail.contains(&denial) => self.masker.mask(&format!("{} [AWS: {denial}]", verdict.detail)),
             _ => self.masker.mask(&verdict.detail),
         };
+        let output = match &outcome_of_steps {
+            StepOutcome::Done { output, .. } | StepOutcome::TimedOut { output } => output.as_str(),
+            StepOutcome::Failed(_) => "",
+        };
+        let facts = crate::diagnosis::Facts {
+            tool: name,
+            registry: self.push_repository.split('/').next().unwrap_or_default(),
+            verdict: &Verdict { detail: detail.clone(), ..verdict.clone() },
+            line: outcome::deciding_line(output),
+            records: &records,
+        };
+        let diagnosis = crate::diagnosis::diagnose(&facts).map(|d| self.masker.mask(&d));
         let log = self.render_log(tool, scenario, &env_shown, &transcript, &records, &fetch_note, &verdict, &detail);
         let _ = std::fs::create_dir_all(&env.logs_dir);
         let log_written = std::fs::write(&log_path, log);
@@ -334,6 +347,7 @@ impl Cell {
             outcome: verdict.outcome,
             class: verdict.class,
             detail,
+            diagnosis,
             duration_ms: started.elapsed().as_millis() as u64,
             tool_ms: tool_time.as_millis() as u64,
             log: log_path,

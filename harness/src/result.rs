@@ -22,6 +22,9 @@ pub struct CellResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<FailClass>,
     pub detail: String,
+    /// Why, in one plain sentence from the wire record (`diagnosis.rs`), for a failed cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<String>,
     pub duration_ms: u64,
     /// Time spent in the tool's processes (the rest is the harness's setup and verification).
     #[serde(alias = "tool_ms")]

@@ -357,6 +357,7 @@ mod tests {
             outcome,
             class,
             detail: detail.into(),
+            diagnosis: None,
             duration_ms: 1,
             tool_ms: 1,
             log: log.into(),

@@ -45,6 +45,7 @@ th.regressed { background: #cf222e; color: #fff; }
 .legend span { display: inline-block; padding: 2px 8px; margin-right: 8px; border: 1px solid #d0d7de; font-family: ui-monospace, monospace; }
 #detail { margin-top: 20px; border: 1px solid #d0d7de; padding: 12px 16px; border-radius: 6px; }
 #detail[hidden] { display: none; }
+#detail p.diagnosis { font-size: 15px; font-weight: 600; }
 #detail pre { white-space: pre-wrap; word-break: break-all; background: #f6f8fa; padding: 8px; }
 #detail table { border-collapse: collapse; font-family: ui-monospace, monospace; font-size: 12px; }
 #detail td, #detail th { border-bottom: 1px solid #eaeef2; padding: 2px 8px; text-align: left; }
@@ -71,6 +72,7 @@ function show(id) {
   const td = document.querySelector('td[data-cell="' + CSS.escape(id) + '"]'); if (td) td.classList.add('selected');
   const d = document.getElementById('detail'); d.replaceChildren(); d.hidden = false;
   d.appendChild(text('h2', id + ': ' + c.label));
+  if (c.diagnosis) { const p = text('p', c.diagnosis); p.className = 'diagnosis'; d.appendChild(p); }
   if (c.change) d.appendChild(text('p', c.change));
   d.appendChild(text('h3', 'What happened')); d.appendChild(text('pre', c.detail));
   if (c.attempts && c.attempts.length > 1) d.appendChild(text('p', 'runs: ' + c.attempts.join(' → ')));

@@ -31,6 +31,11 @@ enum Verdict {
 }
 
 fn verdict(c: &CellResult, analysis: &Analysis, baseline: Option<&Snapshots>) -> Verdict {
+    // The detail, led by the diagnosis where there is one.
+    let detail = match &c.diagnosis {
+        Some(why) => format!("{why} {}", c.detail),
+        None => c.detail.clone(),
+    };
     let label = c.label();
     let mark = analysis.mark(c);
     let previous = || analysis.transitions.iter().find(|t| t.tool == c.tool && t.to_version == c.version && t.scenario == c.scenario).map(|t| format!(" against {} ({})", t.from_version, t.from_label)).unwrap_or_default();
@@ -43,11 +48,11 @@ fn verdict(c: &CellResult, analysis: &Analysis, baseline: Option<&Snapshots>) ->
     match expected {
         Some(expected) if expected == label || (c.outcome == Outcome::Flaky && c.attempts.iter().any(|a| a == expected)) => {
             let note = if mark == Mark::Regression { format!(", a regression{} recorded in the snapshots", previous()) } else { String::new() };
-            Verdict::Passed(format!("{label} as the snapshot records{note}: {}", c.detail))
+            Verdict::Passed(format!("{label} as the snapshot records{note}: {detail}"))
         }
-        Some(expected) => Verdict::Failed { kind: "changed", message: format!("{expected} → {label} (snapshot → this run): {}", c.detail) },
-        None if mark == Mark::Regression => Verdict::Failed { kind: "regression", message: format!("{label}, a regression{}: {}", previous(), c.detail) },
-        None => Verdict::Passed(format!("{label}: {}", c.detail)),
+        Some(expected) => Verdict::Failed { kind: "changed", message: format!("{expected} → {label} (snapshot → this run): {detail}") },
+        None if mark == Mark::Regression => Verdict::Failed { kind: "regression", message: format!("{label}, a regression{}: {detail}", previous()) },
+        None => Verdict::Passed(format!("{label}: {detail}")),
     }
 }
 

@@ -47,7 +47,8 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
     if !failures.is_empty() {
         out.push_str("\n<details><summary>Why the cells that did not pass failed</summary>\n\n");
         for c in failures {
-            out.push_str(&format!("- **{}** — {}: `{}`\n", c.id(), c.label(), c.detail.replace('`', "'")));
+            let why = c.diagnosis.as_deref().map(|d| format!(" {d}")).unwrap_or_default();
+            out.push_str(&format!("- **{}** — {}:{why} `{}`\n", c.id(), c.label(), c.detail.replace('`', "'")));
         }
         out.push_str("\n</details>\n");
     }

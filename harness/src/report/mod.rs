@@ -481,6 +481,7 @@ pub(crate) mod tests {
             outcome,
             class,
             detail: String::new(),
+            diagnosis: None,
             duration_ms: 1234,
             tool_ms: 1000,
             log: "/tmp/x.log".into(),

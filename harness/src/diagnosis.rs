@@ -1,0 +1,249 @@
+//! One plain sentence for a cell that failed, saying why in terms of what went over the
+//! wire. A table of rules reads the cell's evidence — the gateway's record, the tool's exit
+//! and its deciding line — and never the version or the scenario's name, so the same rule
+//! explains the same behaviour in any tool, version or scenario. Pure.
+
+use crate::gateway::Record;
+use crate::outcome::{FailClass, Outcome, Verdict};
+
+/// What a diagnosis may read.
+pub struct Facts<'a> {
+    pub tool: &'a str,
+    /// The host the tool pushed to.
+    pub registry: &'a str,
+    pub verdict: &'a Verdict,
+    /// The tool's deciding line.
+    pub line: Option<&'a str>,
+    pub records: &'a [Record],
+}
+
+/// The sentence for a failed cell; `None` for other outcomes, and when no rule applies.
+pub fn diagnose(f: &Facts) -> Option<String> {
+    if f.verdict.outcome != Outcome::Fail {
+        return None;
+    }
+    let rules: [fn(&Facts) -> Option<String>; 9] = [credentials, timeout, injected, unknown_host, tls, ecr, token_server, registry_answer, build];
+    rules.iter().find_map(|rule| rule(f))
+}
+
+/// ECR registry hosts: `<account>.dkr.ecr.<region>.amazonaws.com`.
+fn is_ecr_registry(host: &str) -> bool {
+    host.contains(".dkr.ecr.")
+}
+
+fn is_ecr_api(host: &str) -> bool {
+    host.starts_with("api.ecr.")
+}
+
+fn failed(r: &Record) -> bool {
+    r.status == 0 || r.status >= 400
+}
+
+/// The last request to the registry that failed: the answer the push ended on.
+fn last_registry_failure<'a>(f: &Facts<'a>) -> Option<&'a Record> {
+    f.records.iter().rev().find(|r| r.host == f.registry && failed(r) && r.method != "CONNECT")
+}
+
+fn credentials(f: &Facts) -> Option<String> {
+    if f.verdict.class != Some(FailClass::Credentials) {
+        return None;
+    }
+    let line = f.line.unwrap_or_default();
+    let purpose = if line.contains("base image") { " for the base image" } else { "" };
+    if let Some(helper) = missing_program(line) {
+        return Some(format!("The credential helper `{helper}` named in the docker config is not installed; {} failed while resolving credentials{purpose}.", f.tool));
+    }
+    if line.contains("failed to decode config file") {
+        return Some(format!("{} could not parse its docker config file and stopped before sending a request with credentials.", f.tool));
+    }
+    let said = line.split_once("err: ").map_or(line, |(_, rest)| rest);
+    Some(format!("A credential helper failed while {} resolved credentials{purpose}: {said}", f.tool))
+}
+
+/// `docker-credential-x` from `exec: "docker-credential-x": executable file not found in $PATH`.
+fn missing_program(line: &str) -> Option<&str> {
+    let (_, rest) = line.split_once("exec: \"")?;
+    let (program, rest) = rest.split_once('"')?;
+    rest.contains("not found").then_some(program)
+}
+
+fn timeout(f: &Facts) -> Option<String> {
+    if f.verdict.class != Some(FailClass::Timeout) {
+        return None;
+    }
+    Some(match f.records.last() {
+        Some(r) => format!("{} did not finish within the cell's timeout; its last request was {} {}{} → {}.", f.tool, r.method, r.host, r.path, r.status),
+        None => format!("{} did not finish within the cell's timeout and made no request.", f.tool),
+    })
+}
+
+fn injected(f: &Facts) -> Option<String> {
+    let note = f.records.iter().filter_map(|r| r.note.as_deref()).find(|n| n.starts_with("injected: "))?;
+    Some(format!("The gateway injected a fault ({}) and {} did not recover from it.", note.trim_start_matches("injected: "), f.tool))
+}
+
+fn unknown_host(f: &Facts) -> Option<String> {
+    let r = f.records.iter().find(|r| r.status == 403 && r.note.as_deref().is_some_and(|n| n.starts_with("unknown host")))?;
+    Some(format!("{} tried to reach {}, which is not part of this run; the gateway refused it, so nothing left the machine.", f.tool, r.host))
+}
+
+/// Only for a TLS failure: clients also reset handshakes they no longer need.
+fn tls(f: &Facts) -> Option<String> {
+    if f.verdict.class != Some(FailClass::Tls) {
+        return None;
+    }
+    let r = f.records.iter().find(|r| r.status == 0 && r.note.as_deref().is_some_and(|n| n.starts_with("handshake failed")))?;
+    Some(format!("The TLS handshake with {} failed: {} did not trust the certificate from the run's CA (SSL_CERT_FILE).", r.host, f.tool))
+}
+
+fn ecr(f: &Facts) -> Option<String> {
+    if !is_ecr_registry(f.registry) {
+        return None;
+    }
+    let end = last_registry_failure(f)?;
+    let api: Vec<&Record> = f.records.iter().filter(|r| is_ecr_api(&r.host) && r.method != "CONNECT").collect();
+    let sts_refusals = f.records.iter().filter(|r| r.host.starts_with("sts.") && failed(r)).count();
+    let api_ok = api.iter().any(|r| r.status == 200);
+    let denial = f.verdict.detail.split_once("[AWS: ").map(|(_, d)| format!(" (AWS: {})", d.trim_end_matches(']'))).unwrap_or_default();
+    Some(match (api.is_empty(), api_ok, end.status, end.auth.as_deref()) {
+        (true, _, 401, None) if sts_refusals > 0 => {
+            format!("STS refused {sts_refusals} call(s), so {} had no AWS credentials for ECR; the pushes went out anonymous and ECR answered 401.", f.tool)
+        }
+        (true, _, 401, None) => format!("No request reached api.ecr.*: {} did not fetch an ECR token; the pushes went out anonymous and ECR answered 401.", f.tool),
+        (false, false, _, _) => {
+            let status = api.iter().rev().find(|r| failed(r)).map_or(0, |r| r.status);
+            format!("Every ECR API call was refused (last: {status}), so {} had no registry token; ECR answered {} to the push.", f.tool, end.status)
+        }
+        (false, true, 403, _) => format!("GetAuthorizationToken succeeded, but the registry answered 403 DENIED: the principal may log in but not push{denial}."),
+        (false, true, 401, _) => format!("{} fetched an ECR token, but the registry refused it (401): it expired or belongs to another registry.", f.tool),
+        (true, _, 403, Some(_)) => format!("The registry refused the password {} sent without asking the ECR API (403 DENIED): an expired or foreign ECR token, from a login step or a cache.", f.tool),
+        (false, true, 404, _) => format!("The repository does not exist: ECR does not create repositories on push (NAME_UNKNOWN){denial}."),
+        _ => return None,
+    })
+}
+
+fn token_server(f: &Facts) -> Option<String> {
+    let r = f.records.iter().rev().find(|r| r.path.starts_with("/token") && failed(r))?;
+    let sent = if r.auth.is_some() { "the credentials it sent" } else { "an anonymous request" };
+    Some(format!("The token server {} refused {sent} ({}), so {} had no token to push with.", r.host, r.status, f.tool))
+}
+
+fn registry_answer(f: &Facts) -> Option<String> {
+    let end = last_registry_failure(f)?;
+    let tool = f.tool;
+    Some(match (end.status, end.auth.as_deref()) {
+        (401, None) => format!("The push went out without credentials: {tool} found none for {} and the registry answered 401.", f.registry),
+        (401, Some("Basic")) => format!("The registry refused the Basic credentials {tool} sent (401): a wrong user or password."),
+        (401, Some(scheme)) => format!("The registry refused the {scheme} credentials {tool} sent (401)."),
+        (403, _) => format!("The registry answered 403 DENIED to an authenticated {tool}: the account may read but not write."),
+        (404, _) => "The repository does not exist and the registry does not create it on push (NAME_UNKNOWN).".to_string(),
+        (0, _) => format!("The connection to {} closed without an answer and {tool} gave up.", f.registry),
+        (status, _) if status >= 500 => format!("The registry answered {status} and {tool} gave up."),
+        _ => return None,
+    })
+}
+
+fn build(f: &Facts) -> Option<String> {
+    (f.verdict.class == Some(FailClass::Build)).then(|| format!("{} could not build the image before pushing: {}", f.tool, f.line.unwrap_or("(no error line)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+    const API: &str = "api.ecr.us-east-1.amazonaws.com";
+
+    fn r(method: &str, host: &str, path: &str, status: u16, auth: Option<&str>, note: Option<&str>) -> Record {
+        Record { host: host.into(), method: method.into(), path: path.into(), status, at_ms: 1, note: note.map(String::from), infra: None, auth: auth.map(String::from) }
+    }
+
+    fn fail(class: FailClass, detail: &str) -> Verdict {
+        Verdict { outcome: Outcome::Fail, class: Some(class), detail: detail.into() }
+    }
+
+    fn says(registry: &str, verdict: Verdict, line: &str, records: &[Record]) -> Option<String> {
+        diagnose(&Facts { tool: "ko", registry, verdict: &verdict, line: Some(line), records })
+    }
+
+    // As recorded for ko v0.15.2 × ecr/env-session: no API call, anonymous pushes, ECR's 401.
+    #[test]
+    fn the_seed_regression_is_a_token_never_fetched() {
+        let records = [r("CONNECT", ECR, "", 200, None, None), r("GET", ECR, "/v2/", 401, None, None), r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None)];
+        assert_eq!(
+            says(ECR, fail(FailClass::Unauthorized, "ko exited 1: …"), "Error: … 401 Unauthorized", &records).unwrap(),
+            "No request reached api.ecr.*: ko did not fetch an ECR token; the pushes went out anonymous and ECR answered 401."
+        );
+    }
+
+    #[test]
+    fn ecr_rules() {
+        let token = r("POST", API, "/", 200, Some("AWS4-HMAC-SHA256 ASIAKEY"), None);
+        let denied = [token.clone(), r("PUT", ECR, "/v2/app/manifests/latest", 403, Some("Basic"), None)];
+        let detail = "ko exited 1: DENIED [AWS: User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:PutImage]";
+        assert_eq!(
+            says(ECR, fail(FailClass::Denied, detail), "Error: DENIED", &denied).unwrap(),
+            "GetAuthorizationToken succeeded, but the registry answered 403 DENIED: the principal may log in but not push (AWS: User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:PutImage)."
+        );
+        let refused = [r("POST", API, "/", 400, Some("AWS4-HMAC-SHA256 AKIAUNKNOWN"), None), r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None)];
+        assert!(says(ECR, fail(FailClass::Unauthorized, ""), "", &refused).unwrap().starts_with("Every ECR API call was refused (last: 400)"));
+        let sts = [r("POST", "sts.amazonaws.com", "/", 403, None, None), r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None)];
+        assert!(says(ECR, fail(FailClass::Unauthorized, ""), "", &sts).unwrap().starts_with("STS refused 1 call(s)"));
+        let stale = [r("HEAD", ECR, "/v2/app/blobs/sha256:a", 403, Some("Basic"), None)];
+        assert!(says(ECR, fail(FailClass::Denied, ""), "", &stale).unwrap().starts_with("The registry refused the password ko sent without asking the ECR API"));
+        let missing = [token, r("PUT", ECR, "/v2/nope/manifests/latest", 404, Some("Basic"), None)];
+        assert!(says(ECR, fail(FailClass::NameUnknown, ""), "", &missing).unwrap().starts_with("The repository does not exist: ECR does not create"));
+    }
+
+    #[test]
+    fn credential_helpers() {
+        let line = "Error: failed to publish images: error building \"ko://example.com/app\": fetching base image: error getting credentials - err: exec: \"docker-credential-desktop\": executable file not found in $PATH, out: ``";
+        assert_eq!(
+            says("anonymous.ko-matrix.test", fail(FailClass::Credentials, ""), line, &[]).unwrap(),
+            "The credential helper `docker-credential-desktop` named in the docker config is not installed; ko failed while resolving credentials for the base image."
+        );
+        let decode = "Error: failed to decode config file at /home/.docker/config.json: invalid config format: EOF";
+        assert!(says("anonymous.ko-matrix.test", fail(FailClass::Credentials, ""), decode, &[]).unwrap().starts_with("ko could not parse its docker config file"));
+        let failing = "Error: error getting credentials - err: exit status 1, out: `no key`";
+        assert_eq!(says("h", fail(FailClass::Credentials, ""), failing, &[]).unwrap(), "A credential helper failed while ko resolved credentials: exit status 1, out: `no key`");
+    }
+
+    #[test]
+    fn registry_rules() {
+        let basic = "basic.ko-matrix.test";
+        let anonymous = [r("CONNECT", basic, "", 200, None, None), r("POST", basic, "/v2/app/blobs/uploads/", 401, None, None)];
+        assert_eq!(
+            says(basic, fail(FailClass::Unauthorized, ""), "", &anonymous).unwrap(),
+            "The push went out without credentials: ko found none for basic.ko-matrix.test and the registry answered 401."
+        );
+        let wrong = [r("POST", basic, "/v2/app/blobs/uploads/", 401, Some("Basic"), None)];
+        assert!(says(basic, fail(FailClass::Unauthorized, ""), "", &wrong).unwrap().contains("a wrong user or password"));
+        let token = [r("GET", "auth.ko-matrix.test", "/token?scope=repository:app:push", 401, Some("Basic"), None), r("POST", "token.ko-matrix.test", "/v2/app/blobs/uploads/", 401, None, None)];
+        assert_eq!(
+            says("token.ko-matrix.test", fail(FailClass::Unauthorized, ""), "", &token).unwrap(),
+            "The token server auth.ko-matrix.test refused the credentials it sent (401), so ko had no token to push with."
+        );
+        let dropped = [r("POST", basic, "/v2/app/blobs/uploads/", 0, Some("Basic"), Some("injected: connection dropped on blob upload 1"))];
+        assert_eq!(
+            says(basic, fail(FailClass::Network, ""), "", &dropped).unwrap(),
+            "The gateway injected a fault (connection dropped on blob upload 1) and ko did not recover from it."
+        );
+        let away = [r("CONNECT", "index.docker.io", "", 403, None, Some("unknown host: refused, nothing left the machine"))];
+        assert!(says(basic, fail(FailClass::Network, ""), "", &away).unwrap().starts_with("ko tried to reach index.docker.io, which is not part of this run"));
+    }
+
+    #[test]
+    fn a_reset_handshake_is_not_a_tls_failure() {
+        let records = [r("TLS", ECR, "", 0, None, Some("handshake failed: Connection reset by peer (os error 104)")), r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None)];
+        assert!(says(ECR, fail(FailClass::Unauthorized, ""), "", &records).unwrap().starts_with("No request reached api.ecr.*"));
+        let untrusted = [r("TLS", "basic.ko-matrix.test", "", 0, None, Some("handshake failed: received fatal alert: UnknownCA"))];
+        assert!(says("basic.ko-matrix.test", fail(FailClass::Tls, ""), "x509: certificate signed by unknown authority", &untrusted).unwrap().starts_with("The TLS handshake with basic.ko-matrix.test failed"));
+    }
+
+    #[test]
+    fn only_failures_are_diagnosed() {
+        let pass = Verdict { outcome: Outcome::Pass, class: None, detail: String::new() };
+        assert_eq!(diagnose(&Facts { tool: "ko", registry: "h", verdict: &pass, line: None, records: &[] }), None);
+        assert_eq!(says("h", fail(FailClass::Other, "odd"), "odd", &[]), None, "no rule, no sentence");
+    }
+}
