@@ -233,3 +233,29 @@ fn a_cell_receives_nothing_of_the_parents_environment() {
         assert!(!transcript.lines().any(|l| l.starts_with(&format!("{name}="))), "{name} reached the cell:\n{transcript}");
     }
 }
+
+/// A tool that signs with credentials from outside its cell (here a shared-credentials file
+/// the scenario points at, holding a key the run never minted) voids the cell: `infra-error`
+/// naming the key, whatever the tool's exit, and `run` exits 3.
+#[test]
+fn credentials_the_run_did_not_mint_void_the_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("matrix.toml"), format!("[ko]\nversions = [\"{VERSION}\"]\n")).unwrap();
+    let outside = dir.path().join("host-aws-credentials");
+    std::fs::write(&outside, "[default]\naws_access_key_id = AKIASENTINELLEAK0000\naws_secret_access_key = sentinel-secret-of-the-host\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("scenarios/leak")).unwrap();
+    let scenario = format!(
+        "description = \"credentials read from a file outside the cell\"\n[target]\nregistry = \"ecr\"\n[env]\nAWS_SHARED_CREDENTIALS_FILE = \"{}\"\nAWS_REGION = \"${{AWS_REGION}}\"\n",
+        outside.display()
+    );
+    std::fs::write(dir.path().join("scenarios/leak/foreign-key.toml"), scenario).unwrap();
+    let out = dir.path().join("out");
+    let status = support::ko_matrix().arg("--config").arg(dir.path().join("matrix.toml")).args(["run", "--scenarios", "leak/foreign-key", "--out"]).arg(&out).status().unwrap();
+    assert_eq!(status.code(), Some(3), "a voided cell is the harness's fault: exit 3");
+    let matrix: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("matrix.json")).unwrap()).unwrap();
+    let cell = &matrix["cells"][0];
+    assert_eq!(cell["outcome"], "infra-error", "{cell}");
+    let detail = cell["detail"].as_str().unwrap();
+    assert!(detail.starts_with("infra-error: the cell leaked: ko signed AWS requests with access key id(s) AKIASENTINELLEAK0000"), "{detail}");
+    assert!(!serde_json::to_string(&matrix).unwrap().contains("sentinel-secret-of-the-host"), "the secret itself is never recorded");
+}

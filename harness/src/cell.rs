@@ -300,7 +300,17 @@ impl Cell {
             StepOutcome::TimedOut { output } => {
                 let unreachable = env.world.unreachable_services().await;
                 let records = self.session.records();
-                let evidence = Evidence { tool: tool.tool, exit_code: None, timed_out: true, output, records: &records, fetched_back: Err(NotFetched::Missing("timed out".into())), unreachable: &unreachable };
+                let foreign = self.foreign_keys(&records, scenario);
+                let evidence = Evidence {
+                    tool: tool.tool,
+                    exit_code: None,
+                    timed_out: true,
+                    output,
+                    records: &records,
+                    fetched_back: Err(NotFetched::Missing("timed out".into())),
+                    unreachable: &unreachable,
+                    foreign_keys: &foreign,
+                };
                 (outcome::classify(&evidence), String::new())
             }
             StepOutcome::Done { code, output } => {
@@ -312,7 +322,8 @@ impl Cell {
                 // Only a failure needs the probe: a dead service must not read as the tool's failure.
                 let unreachable = if fetched_back.is_ok() { Vec::new() } else { env.world.unreachable_services().await };
                 let records = self.session.records();
-                let evidence = Evidence { tool: tool.tool, exit_code: *code, timed_out: false, output, records: &records, fetched_back, unreachable: &unreachable };
+                let foreign = self.foreign_keys(&records, scenario);
+                let evidence = Evidence { tool: tool.tool, exit_code: *code, timed_out: false, output, records: &records, fetched_back, unreachable: &unreachable, foreign_keys: &foreign };
                 (outcome::classify(&evidence), note)
             }
         };
@@ -383,6 +394,14 @@ impl Cell {
             Err(RunError::Timeout { .. }) => StepOutcome::TimedOut { output },
             Err(e) => StepOutcome::Failed(e.to_string()),
         }
+    }
+
+    /// Access key ids the tool signed with that neither this run minted for the cell nor the
+    /// scenario names (a scenario may use a made-up key on purpose).
+    fn foreign_keys(&self, records: &[Record], scenario: &Scenario) -> Vec<String> {
+        let scenario_text = std::fs::read_to_string(&scenario.file).unwrap_or_default();
+        let minted = |id: &str| self.aws.as_ref().and_then(|aws| aws.minted(id)).unwrap_or(self.aws.is_some());
+        outcome::foreign_key_ids(records, |id| minted(id) || scenario_text.contains(id))
     }
 
     /// Reads the digest the tool says it pushed, and fetches that manifest back.

@@ -81,6 +81,20 @@ pub struct Evidence<'a> {
     /// Services of the run that did not answer a probe after the cell, each as
     /// `<service> <addr> unreachable: <why>`.
     pub unreachable: &'a [String],
+    /// Access key ids the tool signed with that the run did not mint and the scenario does not
+    /// name: credentials from outside the cell.
+    pub foreign_keys: &'a [String],
+}
+
+/// The SigV4 access key ids in `records` that `known` does not vouch for, once each.
+pub fn foreign_key_ids(records: &[Record], known: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut foreign: Vec<String> = Vec::new();
+    for id in records.iter().filter_map(Record::access_key_id) {
+        if !known(id) && !foreign.iter().any(|f| f == id) {
+            foreign.push(id.to_string());
+        }
+    }
+    foreign
 }
 
 /// Why the pushed manifest was not fetched back.
@@ -118,6 +132,15 @@ const PATTERNS: [(FailClass, &[&str]); 5] = [
 
 pub fn classify(e: &Evidence) -> Verdict {
     let line = deciding_line(e.output);
+    // Even a pass is not the cell's own when it used someone else's credentials.
+    if !e.foreign_keys.is_empty() {
+        let detail = format!(
+            "infra-error: the cell leaked: {} signed AWS requests with access key id(s) {} that this run did not mint and the scenario does not name; find where the tool read them (a file or variable outside the cell)",
+            e.tool.name(),
+            e.foreign_keys.join(", ")
+        );
+        return Verdict { outcome: Outcome::InfraError, class: None, detail };
+    }
     if let (Some(0), false, Ok(digest)) = (e.exit_code, e.timed_out, &e.fetched_back) {
         return Verdict { outcome: Outcome::Pass, class: None, detail: format!("pushed and fetched back {digest}") };
     }
@@ -217,12 +240,12 @@ mod tests {
     }
 
     fn verdict(exit: Option<i32>, output: &str, records: &[Record]) -> Verdict {
-        classify(&Evidence { tool: ko(), exit_code: exit, timed_out: false, output, records, fetched_back: not_pushed(), unreachable: &[] })
+        classify(&Evidence { tool: ko(), exit_code: exit, timed_out: false, output, records, fetched_back: not_pushed(), unreachable: &[], foreign_keys: &[] })
     }
 
     #[test]
     fn a_pass_needs_exit_zero_and_the_manifest_back() {
-        let ok = Evidence { tool: ko(), exit_code: Some(0), timed_out: false, output: "", records: &[], fetched_back: Ok("sha256:ab".into()), unreachable: &[] };
+        let ok = Evidence { tool: ko(), exit_code: Some(0), timed_out: false, output: "", records: &[], fetched_back: Ok("sha256:ab".into()), unreachable: &[], foreign_keys: &[] };
         assert_eq!(classify(&ok).outcome, Outcome::Pass);
         let missing = Evidence { fetched_back: Err(NotFetched::Missing("404 from the registry".into())), ..ok };
         let v = classify(&missing);
@@ -234,7 +257,7 @@ mod tests {
     fn a_build_failure_is_a_class_of_the_tool_that_builds() {
         let line = "Error: error building \"ko://example.com/app\": build: go build: exit status 1";
         let crane = crate::tool::by_name("crane").unwrap();
-        let by_crane = classify(&Evidence { tool: crane, exit_code: Some(1), timed_out: false, output: line, records: &[], fetched_back: not_pushed(), unreachable: &[] });
+        let by_crane = classify(&Evidence { tool: crane, exit_code: Some(1), timed_out: false, output: line, records: &[], fetched_back: not_pushed(), unreachable: &[], foreign_keys: &[] });
         assert_eq!(by_crane.class, Some(FailClass::Other), "crane builds nothing: {by_crane:?}");
         assert!(by_crane.detail.starts_with("crane exited 1: "), "{}", by_crane.detail);
         assert_eq!(verdict(Some(1), line, &[]).class, Some(FailClass::Build));
@@ -277,7 +300,7 @@ mod tests {
 
     #[test]
     fn timeouts_and_kills() {
-        let e = Evidence { tool: ko(), exit_code: None, timed_out: true, output: "2024/01/01 Building example.com/app for linux/amd64", records: &[], fetched_back: not_pushed(), unreachable: &[] };
+        let e = Evidence { tool: ko(), exit_code: None, timed_out: true, output: "2024/01/01 Building example.com/app for linux/amd64", records: &[], fetched_back: not_pushed(), unreachable: &[], foreign_keys: &[] };
         let v = classify(&e);
         assert_eq!(v.class, Some(FailClass::Timeout));
         assert!(v.detail.ends_with("Building example.com/app for linux/amd64"));
@@ -327,6 +350,7 @@ mod tests {
             records: &[],
             fetched_back: Err(NotFetched::Unreachable("registry (basic flavour) 127.0.0.1:41234 unreachable: GET https://127.0.0.1:41234/v2/cells/app/manifests/sha256:ab: error sending request".into())),
             unreachable: &[],
+            foreign_keys: &[],
         };
         let v = classify(&e);
         assert_eq!((v.outcome, v.class), (Outcome::InfraError, None));
@@ -341,7 +365,7 @@ mod tests {
         let down = ["base-image registry 127.0.0.1:46851 unreachable: error sending request for url (http://127.0.0.1:46851/v2/): client error (Connect): tcp connect error: Connection refused (os error 111)".to_string()];
         let output = "Error: failed to publish images: error building \"ko://example.com/ko-matrix-app\": fetching base image: pulling 127.0.0.1:46851/ko-matrix/base@sha256:57038ae4359e74f7d9517459e502ffbe8c8d12de6ecd7f44bccd823675972894: Get \"https://127.0.0.1:46851/v2/\": dial tcp 127.0.0.1:46851: connect: connection refused; Get \"http://127.0.0.1:46851/v2/\": dial tcp 127.0.0.1:46851: connect: connection refused";
         assert_eq!(verdict(Some(1), output, &[]).class, Some(FailClass::Build), "without the probe it would read as ko's failure");
-        let failed = Evidence { tool: ko(), exit_code: Some(1), timed_out: false, output, records: &[], fetched_back: not_pushed(), unreachable: &down };
+        let failed = Evidence { tool: ko(), exit_code: Some(1), timed_out: false, output, records: &[], fetched_back: not_pushed(), unreachable: &down, foreign_keys: &[] };
         let v = classify(&failed);
         assert_eq!((v.outcome, v.class), (Outcome::InfraError, None));
         assert!(v.detail.starts_with("infra-error: base-image registry 127.0.0.1:46851 unreachable"), "{}", v.detail);
@@ -350,6 +374,21 @@ mod tests {
         // ko that got its image through regardless passed: that is what ko did.
         let passed = Evidence { exit_code: Some(0), timed_out: false, fetched_back: Ok("sha256:ab".into()), ..timed_out };
         assert_eq!(classify(&passed).outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn credentials_from_outside_the_cell_void_the_verdict() {
+        let mut signed = record("api.ecr.us-east-1.amazonaws.com", 200, None);
+        signed.auth = Some("AWS4-HMAC-SHA256 AKIAREALHOSTKEY".into());
+        let mut own = record("api.ecr.us-east-1.amazonaws.com", 200, None);
+        own.auth = Some("AWS4-HMAC-SHA256 ASIAKOMATRIXCELL".into());
+        let records = [own, signed.clone(), signed];
+        let foreign = foreign_key_ids(&records, |id| id.starts_with("ASIAKOMATRIX"));
+        assert_eq!(foreign, ["AKIAREALHOSTKEY"], "once each, the cell's own key vouched for");
+        let passed = Evidence { tool: ko(), exit_code: Some(0), timed_out: false, output: "", records: &records, fetched_back: Ok("sha256:ab".into()), unreachable: &[], foreign_keys: &foreign };
+        let v = classify(&passed);
+        assert_eq!((v.outcome, v.class), (Outcome::InfraError, None));
+        assert!(v.detail.starts_with("infra-error: the cell leaked: ko signed AWS requests with access key id(s) AKIAREALHOSTKEY"), "{}", v.detail);
     }
 
     #[test]

@@ -131,6 +131,12 @@ impl Drop for EmulatorCell {
 }
 
 impl AwsCellCredentials {
+    /// Whether this run minted the access key `id` for the cell (its own key, or a role
+    /// session it issued since); `None` where the backend cannot tell (LocalStack mints its own).
+    pub fn minted(&self, id: &str) -> Option<bool> {
+        self.emulator.as_ref().map(|e| e.cell.key(id).is_some())
+    }
+
     /// AWS's last refusal in this cell: the tool may not show it (HEAD responses have no body).
     pub fn last_denial(&self) -> Option<String> {
         self.emulator.as_ref().and_then(|e| e.cell.last_denial())
