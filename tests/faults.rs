@@ -52,6 +52,7 @@ impl Harness {
             app_source: root().join("scenarios/app"),
             helper: env!("CARGO_BIN_EXE_ko-matrix").into(),
             baseline: None,
+        durations: None,
         };
         let runner = Runner::start(&options, fetcher.go()).await.unwrap_or_else(|e| panic!("{e}"));
         let ko = fetcher.fetch(VERSION).await.unwrap_or_else(|e| panic!("{e}"));

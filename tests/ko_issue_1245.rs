@@ -38,6 +38,7 @@ async fn ko_issue_1245_env_credentials_push_to_ecr() {
         app_source: root.join("scenarios/app"),
         helper: env!("CARGO_BIN_EXE_ko-matrix").into(),
         baseline: ko_matrix::run::committed_snapshots(&matrix).unwrap(),
+        durations: None,
     };
     let runner = Runner::start(&options, fetcher.go()).await.unwrap();
 

@@ -52,6 +52,8 @@ fn shared(matrix: &Matrix, scenarios: &[Scenario]) -> Result<&'static Shared, Fa
             app_source: root().join("scenarios/app"),
             helper: PathBuf::from(env!("CARGO_BIN_EXE_ko-matrix")),
             baseline: ko_matrix::run::committed_snapshots(matrix).map_err(|e| e.to_string())?,
+            // libtest-mimic orders the cells itself.
+            durations: None,
         };
         let runner = runtime.block_on(Runner::start(&options, fetchers[0].go())).map_err(|e| format!("services did not start: {e}"))?;
         Ok(Shared { runtime, fetchers, runner, binaries: Mutex::new(BTreeMap::new()) })

@@ -37,6 +37,7 @@ pub mod report;
 pub mod result;
 pub mod run;
 pub mod scenario;
+pub mod schedule;
 pub mod services;
 pub mod tool;
 pub mod world;

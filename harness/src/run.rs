@@ -17,6 +17,7 @@ use crate::provision::{GoProvisioner, ProvisionError};
 use crate::report::{MatrixReport, ReportError, Snapshots};
 use crate::result::{cell_id, CellResult};
 use crate::scenario::{self, Scenario};
+use crate::schedule::Durations;
 use crate::tool::versions::VersionError;
 use crate::tool::{FetchError, ToolBinary, ToolFetcher};
 use crate::world::{World, WorldError};
@@ -168,6 +169,9 @@ pub struct RunnerOptions {
     /// What each cell gave before (the committed snapshots): a cell is run again only when
     /// its first run differs from this, or, without a baseline for it, failed.
     pub baseline: Option<Snapshots>,
+    /// Where each cell's last duration is kept, to start the longest first; `None`: in the
+    /// given order.
+    pub durations: Option<PathBuf>,
 }
 
 /// Started services plus everything cells share; cells can then run in any order.
@@ -291,8 +295,10 @@ pub async fn run(
         }
     };
     observer.on_run_event(RunEvent::WorldReady { runtime: runner.world().runtime, took: runner.world().started_in, notes: runner.world().notes.clone() });
-    let cells: Vec<(&ToolBinary, &Scenario)> =
+    let mut cells: Vec<(&ToolBinary, &Scenario)> =
         selection.cells().into_iter().filter(|(b, s)| shard.is_none_or(|shard| shard.contains(&cell_id(b.tool.name(), &b.version, &s.name)))).collect();
+    let mut durations = options.durations.as_deref().map(Durations::load).unwrap_or_default();
+    durations.order(&mut cells, |(b, s)| cell_id(b.tool.name(), &b.version, &s.name));
     let planned = cells.len();
     observer.on_run_event(RunEvent::Planned { cells: planned });
     let mut results: Vec<CellResult> = futures_util::stream::iter(cells)
@@ -316,6 +322,8 @@ pub async fn run(
         (tool, scenario, version)
     };
     results.sort_by_key(order);
+    // Only a hint for the next run's order: failing to keep it loses no result.
+    let _ = durations.record(&results);
     let mut report = new_report(selection, shard, started_at, runner.world().runtime, results);
     report.interrupted = report.cells.len() < planned;
     Ok(report)

@@ -65,6 +65,7 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u
         app_source: run::scenarios_dir(&matrix).join("app"),
         helper: std::env::current_exe()?,
         baseline: None,
+        durations: None,
     };
     let runner = run::Runner::start(&options, fetcher.go()).await?;
     let mut bisector = bisect::Bisect::new(&runner, &fetcher, &scenario, progress.as_ref());

@@ -82,6 +82,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         app_source: run::scenarios_dir(&matrix).join("app"),
         helper: std::env::current_exe()?,
         baseline: baseline.clone(),
+        durations: Some(ko_matrix::cache::Cache::from_env()?.root().join("durations.json")),
     };
     let stop = {
         let signals = signals.clone();
