@@ -24,6 +24,7 @@ pub mod cell;
 pub mod config;
 pub mod events;
 pub mod gateway;
+pub mod located;
 pub(crate) mod loopback;
 pub mod outcome;
 pub mod payload;

@@ -13,7 +13,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ko_matrix::bisect;
-use ko_matrix::config::{ConfigError, Matrix};
+use ko_matrix::config::Matrix;
+use ko_matrix::located::ConfigError;
 use ko_matrix::run;
 use ko_matrix::tool::FetchError;
 
