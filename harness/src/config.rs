@@ -2,6 +2,9 @@
 //!
 //! Every mistake is reported as `file:line:col: message` with the offending line, what was
 //! expected and the valid choices; unknown keys are errors, not silently ignored.
+//!
+//! The choices users write (`services.runtime`, `ecr.backend`) are defined here; the code
+//! acting on them imports them from here, never the other way, so config has no cycle.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -14,8 +17,6 @@ use crate::located::ConfigError;
 use crate::provision::ToolchainPolicy;
 use crate::tool::versions::{Selector, SELECTOR_FORMS};
 use crate::tool::{FetchSettings, Source, Tool};
-use crate::aws::localstack::{self, EcrBackendChoice};
-use crate::services::runtime::RuntimeChoice;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +48,36 @@ struct RawEcr {
     localstack_endpoint: Option<Spanned<String>>,
 }
 
+/// `services.runtime`: how registries run (`services::runtime` acts on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeChoice {
+    /// Docker when an engine answers, else a local process.
+    #[default]
+    Auto,
+    Process,
+    Docker,
+}
+
+impl RuntimeChoice {
+    pub const CHOICES: &'static str = "auto, process, docker";
+}
+
+/// `ecr.backend`: which ECR backend ECR scenarios run against (`aws::localstack` picks
+/// one for this machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EcrBackendChoice {
+    /// LocalStack where it can run (an endpoint, or a token and a Docker engine), else embedded.
+    Auto,
+    #[default]
+    Embedded,
+    Localstack,
+}
+
+/// The LocalStack image and pinned tag used unless `ecr.localstack_image` says otherwise.
+pub const DEFAULT_LOCALSTACK_IMAGE: &str = "localstack/localstack-pro:4.4.0";
+
 /// How a run's services are provided.
 #[derive(Debug, Clone, Default)]
 pub struct ServicesConfig {
@@ -67,7 +98,7 @@ pub struct EcrSettings {
 
 impl Default for EcrSettings {
     fn default() -> Self {
-        EcrSettings { backend: EcrBackendChoice::Embedded, localstack_image: localstack::DEFAULT_IMAGE.into(), localstack_endpoint: None }
+        EcrSettings { backend: EcrBackendChoice::Embedded, localstack_image: DEFAULT_LOCALSTACK_IMAGE.into(), localstack_endpoint: None }
     }
 }
 
@@ -177,7 +208,7 @@ impl Matrix {
         let mut ecr = EcrSettings { backend: raw.ecr.backend, ..EcrSettings::default() };
         if let Some(image) = &raw.ecr.localstack_image {
             if !image.get_ref().contains(':') || image.get_ref().ends_with(":latest") {
-                return Err(err(image.span(), format!("localstack_image must be pinned as name:tag (not latest), e.g. {}", localstack::DEFAULT_IMAGE)));
+                return Err(err(image.span(), format!("localstack_image must be pinned as name:tag (not latest), e.g. {}", DEFAULT_LOCALSTACK_IMAGE)));
             }
             ecr.localstack_image = image.get_ref().clone();
         }

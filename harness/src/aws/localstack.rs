@@ -8,31 +8,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine;
-use serde::Deserialize;
 
 use super::sigv4::{self, SignedRequest};
 use super::state::{AwsSpec, CredentialKind};
+use crate::config::EcrBackendChoice;
 use crate::scenario::Scenario;
 
 pub const AUTH_TOKEN_ENV: &str = "LOCALSTACK_AUTH_TOKEN";
-/// The image and pinned tag used unless `ecr.localstack_image` says otherwise.
-pub const DEFAULT_IMAGE: &str = "localstack/localstack-pro:4.4.0";
 const EDGE_PORT: u16 = 4566;
-
-/// `ecr.backend` in matrix.toml.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EcrBackendChoice {
-    /// LocalStack where it can run (an endpoint, or a token and a Docker engine), else embedded.
-    Auto,
-    #[default]
-    Embedded,
-    Localstack,
-}
-
-impl EcrBackendChoice {
-    pub const CHOICES: &'static str = "embedded, localstack, auto";
-}
 
 /// Which ECR backend a run uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +194,7 @@ pub fn cannot_express(scenario: &Scenario) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_LOCALSTACK_IMAGE;
 
     fn here(token: bool, docker: bool) -> Facilities {
         Facilities { auth_token: token, docker: if docker { Ok(()) } else { Err("/var/run/docker.sock: No such file or directory".into()) } }
@@ -218,7 +202,7 @@ mod tests {
 
     #[test]
     fn the_backend_choice_in_full() {
-        let image = DEFAULT_IMAGE;
+        let image = DEFAULT_LOCALSTACK_IMAGE;
         let container = EcrBackend::Container { image: image.into() };
         // Embedded is always embedded.
         assert_eq!(choose(EcrBackendChoice::Embedded, None, image, &here(true, true)).unwrap(), (EcrBackend::Embedded, None));

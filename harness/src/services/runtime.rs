@@ -6,28 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use tokio::process::Command;
 
 use super::registry::{RegistrySpec, REGISTRY_IMAGE, REGISTRY_TOOL, REGISTRY_VERSION};
+use crate::config::RuntimeChoice;
 use crate::pki::Ca;
 use crate::process::Contained;
 use crate::provision::{GoProvisioner, ProvisionError};
-
-/// `services.runtime` in matrix.toml.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuntimeChoice {
-    /// Docker when an engine answers, else a local process.
-    #[default]
-    Auto,
-    Process,
-    Docker,
-}
-
-impl RuntimeChoice {
-    pub const CHOICES: &'static str = "auto, process, docker";
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
