@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ko_matrix::aws::localstack::LocalStackError;
 use ko_matrix::bisect;
 use ko_matrix::config::Matrix;
 use ko_matrix::located::ConfigError;
 use ko_matrix::run;
 use ko_matrix::tool::FetchError;
+use ko_matrix::world::WorldError;
 
 use signals::Signals;
 
@@ -25,7 +27,8 @@ Exit codes:
   0    the command did its job (for `run`: every cell ran, whatever its outcome)
   1    `run --fail-on-fail` and a cell failed; `diff` / `check` found changed or missing
        cells; `regressions` found a regression (not recorded in --snapshots)
-  2    bad input: arguments, matrix.toml or a scenario file (the message says where)
+  2    bad input: arguments, matrix.toml or a scenario file (the message says where), or
+       ecr.backend = \"localstack\" without LOCALSTACK_AUTH_TOKEN
   3    infrastructure: a download, build, cache or service failed
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM); child processes are stopped first";
 
@@ -192,6 +195,12 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || matches!(e.downcast_ref::<ko_matrix::builtin::InitError>(), Some(ko_matrix::builtin::InitError::Exists { .. }))
             || e.downcast_ref::<FetchError>().is_some_and(FetchError::is_bad_input)
             || e.downcast_ref::<run::RunError>().is_some_and(run::RunError::is_bad_input)
+            // The LocalStack settings are the user's to fix; a missing Docker engine or a
+            // container that does not start is this machine's.
+            || matches!(
+                e.downcast_ref::<WorldError>(),
+                Some(WorldError::LocalStack(LocalStackError::BadEndpoint(_) | LocalStackError::NotLoopback(_) | LocalStackError::Unpinned(_) | LocalStackError::NoToken))
+            )
     });
     if bad_input {
         2
