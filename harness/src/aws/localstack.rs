@@ -32,7 +32,7 @@ pub enum LocalStackError {
     NoToken,
     #[error("ecr.backend = \"localstack\" needs a Docker engine to start {image}, and none answers ({reason}); start one, set ecr.localstack_endpoint, or use ecr.backend = \"auto\" or \"embedded\"")]
     NoDocker { image: String, reason: NoDockerEngine },
-    // No `source` field here either: the message embeds the cause, which the CLI prints once.
+    // A plain field, not `source`: the message embeds it, and the CLI's `{:#}` would repeat a source.
     #[error("starting {image}: {error}")]
     Start { image: String, error: testcontainers::TestcontainersError },
 }
@@ -142,6 +142,7 @@ impl LocalStack {
 
     /// Creates the scenario's repositories and mints a registry password. LocalStack takes
     /// a 12-digit access key ID as the account, so the cell's key is the account number.
+    /// The error stays text: its one caller, `Cell::prepare`, reports cell errors as text.
     pub async fn prepare(&self, spec: &AwsSpec) -> Result<LocalStackCell, String> {
         let cell = LocalStackCell {
             access_key_id: spec.account.clone(),

@@ -31,7 +31,8 @@ pub enum ServiceError {
 }
 
 /// Why no Docker engine answers: the reason only, for messages that say what it stops.
-/// (No `source` field: those messages embed it, and the CLI prints each cause once.)
+/// Plain fields, not `source`: those messages embed the reason, and the CLI's `{:#}` would
+/// repeat a source.
 #[derive(Debug, thiserror::Error)]
 pub enum NoDockerEngine {
     #[error("DOCKER_HOST={0} is not a unix socket; only local engines are used")]
