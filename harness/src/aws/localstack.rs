@@ -32,7 +32,7 @@ pub enum LocalStackError {
     NoToken,
     #[error("ecr.backend = \"localstack\" needs a Docker engine to start {image}, and none answers ({reason}); start one, set ecr.localstack_endpoint, or use ecr.backend = \"auto\" or \"embedded\"")]
     NoDocker { image: String, reason: NoDockerEngine },
-    // A plain field, not `source`: the message embeds it, and the CLI's `{:#}` would repeat a source.
+    // A plain field, not `source`: the message already embeds it.
     #[error("starting {image}: {error}")]
     Start { image: String, error: testcontainers::TestcontainersError },
 }

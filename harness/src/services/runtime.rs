@@ -31,8 +31,7 @@ pub enum ServiceError {
 }
 
 /// Why no Docker engine answers: the reason only, for messages that say what it stops.
-/// Plain fields, not `source`: those messages embed the reason, and the CLI's `{:#}` would
-/// repeat a source.
+/// Plain fields, not `source`: those messages already embed the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum NoDockerEngine {
     #[error("DOCKER_HOST={0} is not a unix socket; only local engines are used")]

@@ -175,13 +175,25 @@ fn main() -> ExitCode {
             }
         };
         result.unwrap_or_else(|error| {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", with_causes(&error));
             exit_code(&error)
         })
     });
     // Dropping the runtime drops every task, and with them the handles that kill children.
     drop(runtime);
     ExitCode::from(code)
+}
+
+/// The message and its causes, each once: most messages already embed their cause, which
+/// `{:#}` would print again.
+fn with_causes(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1).map(ToString::to_string) {
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 /// The one place errors become exit codes: 2 for what the user can fix in their input, else 3.
