@@ -7,9 +7,10 @@
 use std::sync::Arc;
 
 use ko_matrix::aws::localstack;
+use ko_matrix::config::{RuntimeChoice, DEFAULT_LOCALSTACK_IMAGE};
 use ko_matrix::pki::Ca;
 use ko_matrix::services::registry::{RegistryAuth, RegistrySpec};
-use ko_matrix::services::runtime::{self, RuntimeChoice, ServiceError};
+use ko_matrix::services::runtime::{self, ServiceError};
 use libtest_mimic::{Arguments, Trial};
 
 fn main() {
@@ -65,7 +66,7 @@ fn main() {
     let localstack_ecr = Trial::test("localstack_serves_ecr_tokens_and_repositories", || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let stack = localstack::LocalStack::start(localstack::DEFAULT_IMAGE).await?;
+            let stack = localstack::LocalStack::start(DEFAULT_LOCALSTACK_IMAGE).await?;
             let spec: ko_matrix::aws::state::AwsSpec = toml::from_str("repositories = [\"app\"]").unwrap();
             let cell = stack.prepare(&spec).await?;
             if cell.password.is_empty() {

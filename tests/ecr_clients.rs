@@ -9,12 +9,11 @@ use std::sync::Arc;
 use base64::Engine;
 use ko_matrix::aws::state::AwsCell;
 use ko_matrix::cache::Cache;
-use ko_matrix::config::ServicesConfig;
+use ko_matrix::config::{RuntimeChoice, ServicesConfig};
 use ko_matrix::events::Silent;
 use ko_matrix::tool::{self, FetchSettings, ToolFetcher};
 use ko_matrix::provision::{GoProvisioner, GoTool, ToolchainPolicy};
 use ko_matrix::scenario::Scenario;
-use ko_matrix::services::runtime::RuntimeChoice;
 use ko_matrix::world::World;
 
 const CRANE: GoTool = GoTool {

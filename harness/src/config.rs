@@ -2,6 +2,9 @@
 //!
 //! Every mistake is reported as `file:line:col: message` with the offending line, what was
 //! expected and the valid choices; unknown keys are errors, not silently ignored.
+//!
+//! The choices users write (`services.runtime`, `ecr.backend`) are defined here; the code
+//! acting on them imports them from here, never the other way, so config has no cycle.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -10,64 +13,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::located::ConfigError;
 use crate::provision::ToolchainPolicy;
 use crate::tool::versions::{Selector, SELECTOR_FORMS};
 use crate::tool::{FetchSettings, Source, Tool};
-use crate::aws::localstack::{self, EcrBackendChoice};
-use crate::services::runtime::RuntimeChoice;
-
-/// A problem in a config file, located.
-#[derive(Debug, thiserror::Error)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-    /// The offending line with a caret under the span.
-    pub excerpt: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.line == 0 {
-            return write!(f, "{}: {}", self.file.display(), self.message);
-        }
-        write!(f, "{}:{}:{}: {}\n{}", self.file.display(), self.line, self.column, self.message, self.excerpt)
-    }
-}
-
-impl ConfigError {
-    /// An error at byte range `span` of `text`.
-    pub fn at(file: &Path, text: &str, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        let start = span.start.min(text.len());
-        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-        let line = text[..start].matches('\n').count() + 1;
-        let column = text[line_start..start].chars().count() + 1;
-        let source_line = &text[line_start..line_end];
-        let width = text[start..span.end.clamp(start, line_end)].chars().count().max(1);
-        let gutter = " ".repeat(line.to_string().len());
-        let excerpt = format!("{gutter} |\n{line} | {source_line}\n{gutter} | {}{}", " ".repeat(column - 1), "^".repeat(width));
-        ConfigError { file: file.to_path_buf(), line, column, message: message.into(), excerpt }
-    }
-
-    /// Turns a TOML/serde error (with its span) into a located error.
-    pub fn from_toml(file: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
-        let span = error.span().unwrap_or(0..0);
-        ConfigError::at(file, text, span, error.message().trim().to_string())
-    }
-
-    /// A file that could not be read at all.
-    pub fn unreadable(file: &Path, error: &std::io::Error) -> ConfigError {
-        ConfigError {
-            file: file.to_path_buf(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {error}"),
-            excerpt: String::new(),
-        }
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +48,36 @@ struct RawEcr {
     localstack_endpoint: Option<Spanned<String>>,
 }
 
+/// `services.runtime`: how registries run (`services::runtime` acts on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeChoice {
+    /// Docker when an engine answers, else a local process.
+    #[default]
+    Auto,
+    Process,
+    Docker,
+}
+
+impl RuntimeChoice {
+    pub const CHOICES: &'static str = "auto, process, docker";
+}
+
+/// `ecr.backend`: which ECR backend ECR scenarios run against (`aws::localstack` picks
+/// one for this machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EcrBackendChoice {
+    /// LocalStack where it can run (an endpoint, or a token and a Docker engine), else embedded.
+    Auto,
+    #[default]
+    Embedded,
+    Localstack,
+}
+
+/// The LocalStack image and pinned tag used unless `ecr.localstack_image` says otherwise.
+pub const DEFAULT_LOCALSTACK_IMAGE: &str = "localstack/localstack-pro:4.4.0";
+
 /// How a run's services are provided.
 #[derive(Debug, Clone, Default)]
 pub struct ServicesConfig {
@@ -119,7 +98,7 @@ pub struct EcrSettings {
 
 impl Default for EcrSettings {
     fn default() -> Self {
-        EcrSettings { backend: EcrBackendChoice::Embedded, localstack_image: localstack::DEFAULT_IMAGE.into(), localstack_endpoint: None }
+        EcrSettings { backend: EcrBackendChoice::Embedded, localstack_image: DEFAULT_LOCALSTACK_IMAGE.into(), localstack_endpoint: None }
     }
 }
 
@@ -229,7 +208,7 @@ impl Matrix {
         let mut ecr = EcrSettings { backend: raw.ecr.backend, ..EcrSettings::default() };
         if let Some(image) = &raw.ecr.localstack_image {
             if !image.get_ref().contains(':') || image.get_ref().ends_with(":latest") {
-                return Err(err(image.span(), format!("localstack_image must be pinned as name:tag (not latest), e.g. {}", localstack::DEFAULT_IMAGE)));
+                return Err(err(image.span(), format!("localstack_image must be pinned as name:tag (not latest), e.g. {}", DEFAULT_LOCALSTACK_IMAGE)));
             }
             ecr.localstack_image = image.get_ref().clone();
         }

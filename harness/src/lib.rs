@@ -26,6 +26,7 @@ pub mod diagnosis;
 pub mod credential_files;
 pub mod events;
 pub mod gateway;
+pub mod located;
 pub(crate) mod loopback;
 pub mod outcome;
 pub mod payload;

@@ -10,7 +10,8 @@ use std::future::Future;
 use futures_util::{FutureExt, StreamExt};
 
 use crate::cell::{self, CellEnv};
-use crate::config::{ConfigError, Matrix, ServicesConfig};
+use crate::config::{Matrix, ServicesConfig};
+use crate::located::ConfigError;
 use crate::outcome::Outcome;
 use crate::payload::{GoEnv, GoEnvError, Payload};
 use crate::provision::{GoProvisioner, ProvisionError};

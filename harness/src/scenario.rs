@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::aws::state::AwsSpec;
-use crate::config::ConfigError;
+use crate::located::ConfigError;
 
 /// The placeholders scenario strings may use, filled in per cell.
 pub const PLACEHOLDERS: [&str; 16] = [

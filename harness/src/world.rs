@@ -15,7 +15,7 @@ use crate::base_image::{self, BaseImage};
 use crate::credential_files::{self, CellFile, EcrToken};
 use crate::gateway::{error_chain, Backend, Gateway, Route};
 use crate::pki::{Ca, PkiError};
-use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack};
+use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
 use crate::aws::Emulator;
 use crate::loopback::LoopbackServer;
 use crate::outcome::NotFetched;
@@ -41,8 +41,8 @@ pub enum WorldError {
     BaseImage(#[from] base_image::BaseImageError),
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("{0}")]
-    Ecr(String),
+    #[error(transparent)]
+    LocalStack(#[from] LocalStackError),
 }
 
 /// How the harness itself reads from a target registry (to verify pushes).
@@ -303,7 +303,7 @@ impl World {
         let mut notes: Vec<String> = runtime_note.into_iter().collect();
         let ecr_backend = if flavours.contains(&Flavour::Ecr) {
             let facilities = Facilities { auth_token: std::env::var_os(localstack::AUTH_TOKEN_ENV).is_some(), docker: runtime::docker_engine().await };
-            let (backend, note) = localstack::choose(services.ecr.backend, services.ecr.localstack_endpoint.as_deref(), &services.ecr.localstack_image, &facilities).map_err(WorldError::Ecr)?;
+            let (backend, note) = localstack::choose(services.ecr.backend, services.ecr.localstack_endpoint.as_deref(), &services.ecr.localstack_image, facilities)?;
             notes.extend(note);
             Some(backend)
         } else {
@@ -363,7 +363,7 @@ impl World {
                     let server = emulator.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "AWS emulator".into(), source })?;
                     StartedEcr::Embedded { backend, emulator, server }
                 }
-                EcrBackend::Container { image } => StartedEcr::LocalStack(LocalStack::start(image).await.map_err(WorldError::Ecr)?),
+                EcrBackend::Container { image } => StartedEcr::LocalStack(LocalStack::start(image).await?),
                 EcrBackend::Attach { endpoint } => StartedEcr::LocalStack(LocalStack::attach(*endpoint)),
             };
             Ok::<_, WorldError>(Some((started, ecr_login)))

@@ -8,30 +8,33 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine;
-use serde::Deserialize;
 
 use super::sigv4::{self, SignedRequest};
 use super::state::{AwsSpec, CredentialKind};
+use crate::config::EcrBackendChoice;
 use crate::scenario::Scenario;
+use crate::services::runtime::NoDockerEngine;
 
 pub const AUTH_TOKEN_ENV: &str = "LOCALSTACK_AUTH_TOKEN";
-/// The image and pinned tag used unless `ecr.localstack_image` says otherwise.
-pub const DEFAULT_IMAGE: &str = "localstack/localstack-pro:4.4.0";
 const EDGE_PORT: u16 = 4566;
 
-/// `ecr.backend` in matrix.toml.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EcrBackendChoice {
-    /// LocalStack where it can run (an endpoint, or a token and a Docker engine), else embedded.
-    Auto,
-    #[default]
-    Embedded,
-    Localstack,
-}
-
-impl EcrBackendChoice {
-    pub const CHOICES: &'static str = "embedded, localstack, auto";
+/// Why the LocalStack backend cannot be used or did not start. The CLI's exit code tells
+/// the user's setting (exit 2) from this machine (exit 3) by variant.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalStackError {
+    #[error("ecr.localstack_endpoint must be http://<loopback ip>:<port>, not {0:?}")]
+    BadEndpoint(String),
+    #[error("ecr.localstack_endpoint {0} is not on loopback; ko-matrix only talks to this machine")]
+    NotLoopback(String),
+    #[error("ecr.localstack_image must be name:tag (pinned), not {0:?}")]
+    Unpinned(String),
+    #[error("ecr.backend = \"localstack\" needs {AUTH_TOKEN_ENV} (LocalStack's ECR is a Pro feature) or ecr.localstack_endpoint; set one, or use ecr.backend = \"auto\" or \"embedded\"")]
+    NoToken,
+    #[error("ecr.backend = \"localstack\" needs a Docker engine to start {image}, and none answers ({reason}); start one, set ecr.localstack_endpoint, or use ecr.backend = \"auto\" or \"embedded\"")]
+    NoDocker { image: String, reason: NoDockerEngine },
+    // A plain field, not `source`: the message already embeds it.
+    #[error("starting {image}: {error}")]
+    Start { image: String, error: testcontainers::TestcontainersError },
 }
 
 /// Which ECR backend a run uses.
@@ -48,17 +51,17 @@ pub enum EcrBackend {
 pub struct Facilities {
     pub auth_token: bool,
     /// `Err(reason)` when no Docker engine answers.
-    pub docker: Result<(), String>,
+    pub docker: Result<(), NoDockerEngine>,
 }
 
 /// Picks the backend. An explicit `localstack` that cannot run fails with one line saying
 /// why; `auto` falls back to the embedded emulator and says so (the note).
-pub fn choose(choice: EcrBackendChoice, endpoint: Option<&str>, image: &str, here: &Facilities) -> Result<(EcrBackend, Option<String>), String> {
-    let attach = |endpoint: &str| -> Result<EcrBackend, String> {
+pub fn choose(choice: EcrBackendChoice, endpoint: Option<&str>, image: &str, here: Facilities) -> Result<(EcrBackend, Option<String>), LocalStackError> {
+    let attach = |endpoint: &str| -> Result<EcrBackend, LocalStackError> {
         let trimmed = endpoint.trim_start_matches("http://").trim_end_matches('/');
-        let addr: SocketAddr = trimmed.parse().map_err(|_| format!("ecr.localstack_endpoint must be http://<loopback ip>:<port>, not {endpoint:?}"))?;
+        let addr: SocketAddr = trimmed.parse().map_err(|_| LocalStackError::BadEndpoint(endpoint.to_string()))?;
         if !addr.ip().is_loopback() {
-            return Err(format!("ecr.localstack_endpoint {endpoint} is not on loopback; ko-matrix only talks to this machine"));
+            return Err(LocalStackError::NotLoopback(endpoint.to_string()));
         }
         Ok(EcrBackend::Attach { endpoint: addr })
     };
@@ -69,10 +72,10 @@ pub fn choose(choice: EcrBackendChoice, endpoint: Option<&str>, image: &str, her
                 return Ok((attach(endpoint)?, None));
             }
             if !here.auth_token {
-                return Err(format!("ecr.backend = \"localstack\" needs {AUTH_TOKEN_ENV} (LocalStack's ECR is a Pro feature) or ecr.localstack_endpoint"));
+                return Err(LocalStackError::NoToken);
             }
-            if let Err(reason) = &here.docker {
-                return Err(format!("ecr.backend = \"localstack\" needs a Docker engine to start {image}, and none answers ({reason})"));
+            if let Err(reason) = here.docker {
+                return Err(LocalStackError::NoDocker { image: image.to_string(), reason });
             }
             Ok((EcrBackend::Container { image: image.to_string() }, None))
         }
@@ -111,12 +114,13 @@ impl LocalStack {
     }
 
     /// Starts `image` (`name:tag`) with the auth token from the environment.
-    pub async fn start(image: &str) -> Result<LocalStack, String> {
+    pub async fn start(image: &str) -> Result<LocalStack, LocalStackError> {
         use testcontainers::core::{IntoContainerPort, WaitFor};
         use testcontainers::runners::AsyncRunner;
         use testcontainers::{GenericImage, ImageExt};
-        let (name, tag) = image.rsplit_once(':').ok_or_else(|| format!("ecr.localstack_image must be name:tag (pinned), not {image:?}"))?;
-        let token = std::env::var(AUTH_TOKEN_ENV).map_err(|_| format!("{AUTH_TOKEN_ENV} is not set"))?;
+        let (name, tag) = image.rsplit_once(':').ok_or_else(|| LocalStackError::Unpinned(image.to_string()))?;
+        let token = std::env::var(AUTH_TOKEN_ENV).map_err(|_| LocalStackError::NoToken)?;
+        let start_error = |error| LocalStackError::Start { image: image.to_string(), error };
         let container = GenericImage::new(name, tag)
             .with_exposed_port(EDGE_PORT.tcp())
             .with_wait_for(WaitFor::message_on_stdout("Ready."))
@@ -126,8 +130,8 @@ impl LocalStack {
             .with_startup_timeout(Duration::from_secs(180))
             .start()
             .await
-            .map_err(|e| format!("starting {image}: {e}"))?;
-        let port = container.get_host_port_ipv4(EDGE_PORT).await.map_err(|e| e.to_string())?;
+            .map_err(start_error)?;
+        let port = container.get_host_port_ipv4(EDGE_PORT).await.map_err(start_error)?;
         Ok(LocalStack { endpoint: SocketAddr::from(([127, 0, 0, 1], port)), client: client(), _container: Some(Box::new(container)) })
     }
 
@@ -138,6 +142,7 @@ impl LocalStack {
 
     /// Creates the scenario's repositories and mints a registry password. LocalStack takes
     /// a 12-digit access key ID as the account, so the cell's key is the account number.
+    /// The error stays text: its one caller, `Cell::prepare`, reports cell errors as text.
     pub async fn prepare(&self, spec: &AwsSpec) -> Result<LocalStackCell, String> {
         let cell = LocalStackCell {
             access_key_id: spec.account.clone(),
@@ -211,35 +216,37 @@ pub fn cannot_express(scenario: &Scenario) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_LOCALSTACK_IMAGE;
 
     fn here(token: bool, docker: bool) -> Facilities {
-        Facilities { auth_token: token, docker: if docker { Ok(()) } else { Err("/var/run/docker.sock: No such file or directory".into()) } }
+        let absent = NoDockerEngine::Socket { socket: "/var/run/docker.sock".into(), error: std::io::Error::from_raw_os_error(2) };
+        Facilities { auth_token: token, docker: if docker { Ok(()) } else { Err(absent) } }
     }
 
     #[test]
     fn the_backend_choice_in_full() {
-        let image = DEFAULT_IMAGE;
+        let image = DEFAULT_LOCALSTACK_IMAGE;
         let container = EcrBackend::Container { image: image.into() };
         // Embedded is always embedded.
-        assert_eq!(choose(EcrBackendChoice::Embedded, None, image, &here(true, true)).unwrap(), (EcrBackend::Embedded, None));
+        assert_eq!(choose(EcrBackendChoice::Embedded, None, image, here(true, true)).unwrap(), (EcrBackend::Embedded, None));
         // Explicit LocalStack: an endpoint wins; otherwise token and engine are both needed.
-        let attached = choose(EcrBackendChoice::Localstack, Some("http://127.0.0.1:4566"), image, &here(false, false)).unwrap();
+        let attached = choose(EcrBackendChoice::Localstack, Some("http://127.0.0.1:4566"), image, here(false, false)).unwrap();
         assert_eq!(attached.0, EcrBackend::Attach { endpoint: "127.0.0.1:4566".parse().unwrap() });
-        assert_eq!(choose(EcrBackendChoice::Localstack, None, image, &here(true, true)).unwrap().0, container);
-        let no_token = choose(EcrBackendChoice::Localstack, None, image, &here(false, true)).unwrap_err();
-        assert_eq!(no_token, "ecr.backend = \"localstack\" needs LOCALSTACK_AUTH_TOKEN (LocalStack's ECR is a Pro feature) or ecr.localstack_endpoint");
-        let no_docker = choose(EcrBackendChoice::Localstack, None, image, &here(true, false)).unwrap_err();
+        assert_eq!(choose(EcrBackendChoice::Localstack, None, image, here(true, true)).unwrap().0, container);
+        let no_token = choose(EcrBackendChoice::Localstack, None, image, here(false, true)).unwrap_err().to_string();
+        assert_eq!(no_token, "ecr.backend = \"localstack\" needs LOCALSTACK_AUTH_TOKEN (LocalStack's ECR is a Pro feature) or ecr.localstack_endpoint; set one, or use ecr.backend = \"auto\" or \"embedded\"");
+        let no_docker = choose(EcrBackendChoice::Localstack, None, image, here(true, false)).unwrap_err().to_string();
         assert!(no_docker.starts_with("ecr.backend = \"localstack\" needs a Docker engine to start localstack/localstack-pro:4.4.0, and none answers"), "{no_docker}");
         assert!(!no_docker.contains('\n'));
         // Auto: LocalStack where possible, else embedded with one note saying why.
-        assert_eq!(choose(EcrBackendChoice::Auto, None, image, &here(true, true)).unwrap(), (container, None));
-        let (backend, note) = choose(EcrBackendChoice::Auto, None, image, &here(false, true)).unwrap();
+        assert_eq!(choose(EcrBackendChoice::Auto, None, image, here(true, true)).unwrap(), (container, None));
+        let (backend, note) = choose(EcrBackendChoice::Auto, None, image, here(false, true)).unwrap();
         assert_eq!((backend, note.unwrap()), (EcrBackend::Embedded, "ecr.backend = \"auto\": using the embedded ECR emulator, since LOCALSTACK_AUTH_TOKEN is not set".to_string()));
-        let (_, note) = choose(EcrBackendChoice::Auto, None, image, &here(true, false)).unwrap();
+        let (_, note) = choose(EcrBackendChoice::Auto, None, image, here(true, false)).unwrap();
         assert!(note.unwrap().contains("no Docker engine answers"));
         // Endpoints stay on loopback.
-        assert!(choose(EcrBackendChoice::Localstack, Some("http://10.0.0.5:4566"), image, &here(false, false)).unwrap_err().contains("not on loopback"));
-        assert!(choose(EcrBackendChoice::Auto, Some("localstack:4566"), image, &here(false, false)).is_err());
+        assert!(choose(EcrBackendChoice::Localstack, Some("http://10.0.0.5:4566"), image, here(false, false)).unwrap_err().to_string().contains("not on loopback"));
+        assert!(choose(EcrBackendChoice::Auto, Some("localstack:4566"), image, here(false, false)).is_err());
     }
 
     #[test]

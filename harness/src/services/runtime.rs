@@ -6,28 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use tokio::process::Command;
 
 use super::registry::{RegistrySpec, REGISTRY_IMAGE, REGISTRY_TOOL, REGISTRY_VERSION};
+use crate::config::RuntimeChoice;
 use crate::pki::Ca;
 use crate::process::Contained;
 use crate::provision::{GoProvisioner, ProvisionError};
-
-/// `services.runtime` in matrix.toml.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuntimeChoice {
-    /// Docker when an engine answers, else a local process.
-    #[default]
-    Auto,
-    Process,
-    Docker,
-}
-
-impl RuntimeChoice {
-    pub const CHOICES: &'static str = "auto, process, docker";
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -40,10 +25,26 @@ pub enum ServiceError {
     #[error("the registry at {addr} did not answer /v2/ within {waited:?}; its log ({log}) ends:\n{tail}")]
     NotReady { addr: SocketAddr, waited: Duration, log: PathBuf, tail: String },
     #[error("services.runtime = \"docker\" but no Docker engine answers ({0}); use \"process\" or \"auto\"")]
-    NoDocker(String),
+    NoDocker(NoDockerEngine),
     #[error("starting the registry container failed: {0}")]
     Container(String),
 }
+
+/// Why no Docker engine answers: the reason only, for messages that say what it stops.
+/// Plain fields, not `source`: those messages already embed the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum NoDockerEngine {
+    #[error("DOCKER_HOST={0} is not a unix socket; only local engines are used")]
+    NotUnix(String),
+    #[error("{socket}: {error}")]
+    Socket { socket: String, error: std::io::Error },
+    #[error("{socket} answered {first_line:?}")]
+    NotOk { socket: String, first_line: String },
+    #[error("{socket}: no answer within {PING_TIMEOUT:?}")]
+    Silent { socket: String },
+}
+
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running registry; stops when dropped.
 pub struct RunningRegistry {
@@ -73,25 +74,26 @@ pub async fn resolve_runtime(choice: RuntimeChoice) -> Result<(&'static str, Opt
 }
 
 /// Whether a Docker engine answers `/_ping` on its socket (`DOCKER_HOST` or the default).
-pub async fn docker_engine() -> Result<(), String> {
+pub async fn docker_engine() -> Result<(), NoDockerEngine> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = match std::env::var("DOCKER_HOST") {
         Ok(host) if host.starts_with("unix://") => host.trim_start_matches("unix://").to_string(),
-        Ok(host) if !host.is_empty() => return Err(format!("DOCKER_HOST={host} is not a unix socket; only local engines are used")),
+        Ok(host) if !host.is_empty() => return Err(NoDockerEngine::NotUnix(host)),
         _ => "/var/run/docker.sock".to_string(),
     };
+    let socket_error = |error| NoDockerEngine::Socket { socket: socket.clone(), error };
     let ping = async {
-        let mut stream = tokio::net::UnixStream::connect(&socket).await.map_err(|e| format!("{socket}: {e}"))?;
-        stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").await.map_err(|e| e.to_string())?;
+        let mut stream = tokio::net::UnixStream::connect(&socket).await.map_err(socket_error)?;
+        stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").await.map_err(socket_error)?;
         let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.map_err(|e| e.to_string())?;
+        stream.read_to_string(&mut answer).await.map_err(socket_error)?;
         if answer.ends_with("OK") {
             Ok(())
         } else {
-            Err(format!("{socket} answered {:?}", answer.lines().next().unwrap_or_default()))
+            Err(NoDockerEngine::NotOk { socket: socket.clone(), first_line: answer.lines().next().unwrap_or_default().to_string() })
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), ping).await.map_err(|_| format!("{socket}: no answer within 5s"))?
+    tokio::time::timeout(PING_TIMEOUT, ping).await.map_err(|_| NoDockerEngine::Silent { socket: socket.clone() })?
 }
 
 /// Finds the distribution binary: `registry` or Debian's `docker-registry` on PATH, else

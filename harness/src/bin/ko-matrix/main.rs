@@ -12,10 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ko_matrix::aws::localstack::LocalStackError;
 use ko_matrix::bisect;
-use ko_matrix::config::{ConfigError, Matrix};
+use ko_matrix::config::Matrix;
+use ko_matrix::located::ConfigError;
 use ko_matrix::run;
 use ko_matrix::tool::FetchError;
+use ko_matrix::world::WorldError;
 
 use signals::Signals;
 
@@ -24,7 +27,8 @@ Exit codes:
   0    the command did its job (for `run`: every cell ran, whatever its outcome)
   1    `run --fail-on-fail` and a cell failed; `diff` / `check` found changed or missing
        cells; `regressions` found a regression (not recorded in --snapshots)
-  2    bad input: arguments, matrix.toml or a scenario file (the message says where)
+  2    bad input: arguments, matrix.toml or a scenario file (the message says where), or
+       ecr.backend = \"localstack\" without LOCALSTACK_AUTH_TOKEN
   3    infrastructure: a download, build, cache or service failed
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM); child processes are stopped first";
 
@@ -171,13 +175,25 @@ fn main() -> ExitCode {
             }
         };
         result.unwrap_or_else(|error| {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", with_causes(&error));
             exit_code(&error)
         })
     });
     // Dropping the runtime drops every task, and with them the handles that kill children.
     drop(runtime);
     ExitCode::from(code)
+}
+
+/// The message and its causes, each once: most messages already embed their cause, which
+/// `{:#}` would print again.
+fn with_causes(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1).map(ToString::to_string) {
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 /// The one place errors become exit codes: 2 for what the user can fix in their input, else 3.
@@ -191,6 +207,12 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || matches!(e.downcast_ref::<ko_matrix::builtin::InitError>(), Some(ko_matrix::builtin::InitError::Exists { .. }))
             || e.downcast_ref::<FetchError>().is_some_and(FetchError::is_bad_input)
             || e.downcast_ref::<run::RunError>().is_some_and(run::RunError::is_bad_input)
+            // The LocalStack settings are the user's to fix; a missing Docker engine or a
+            // container that does not start is this machine's.
+            || matches!(
+                e.downcast_ref::<WorldError>(),
+                Some(WorldError::LocalStack(LocalStackError::BadEndpoint(_) | LocalStackError::NotLoopback(_) | LocalStackError::Unpinned(_) | LocalStackError::NoToken))
+            )
     });
     if bad_input {
         2

@@ -4,11 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use ko_matrix::config::{ScenarioPattern, ServicesConfig};
+use ko_matrix::config::{RuntimeChoice, ScenarioPattern, ServicesConfig};
 use ko_matrix::outcome::Outcome;
 use ko_matrix::report::render_table;
 use ko_matrix::run::{self, RunnerOptions};
-use ko_matrix::services::runtime::RuntimeChoice;
 
 use crate::signals::Signals;
 use crate::tools::{self, SourceArgs};
