@@ -7,13 +7,13 @@ use std::io::Write;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// The repository the base image is pushed to.
-pub const BASE_REPOSITORY: &str = "ko-matrix/base";
+pub(crate) const BASE_REPOSITORY: &str = "ko-matrix/base";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BaseImageError {
@@ -22,7 +22,7 @@ pub enum BaseImageError {
 }
 
 /// A content-addressed blob.
-pub struct Blob {
+pub(crate) struct Blob {
     pub media_type: &'static str,
     pub bytes: Vec<u8>,
 }
@@ -46,7 +46,7 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 /// The image, ready to push: layers and configs, per-platform manifests, the index.
-pub struct BaseImage {
+pub(crate) struct BaseImage {
     pub blobs: Vec<Blob>,
     pub manifests: Vec<Blob>,
     pub index: Blob,
@@ -115,7 +115,7 @@ fn layer_tar(arch: &str) -> Vec<u8> {
 }
 
 /// A tar holding one file: an image layer.
-pub fn one_file_tar(path: &str, text: &str) -> Vec<u8> {
+pub(crate) fn one_file_tar(path: &str, text: &str) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_size(text.len() as u64);

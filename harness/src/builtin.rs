@@ -45,7 +45,7 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
 }
 
 /// Writes the built-in Go app (the `scenarios/app` module) into `to`.
-pub fn write_app(to: &Path) -> Result<(), InitError> {
+pub(crate) fn write_app(to: &Path) -> Result<(), InitError> {
     let app: Vec<(PathBuf, &[u8])> = files().into_iter().filter_map(|(p, c)| Some((p.strip_prefix("scenarios/app").ok()?.to_path_buf(), c))).collect();
     write(to, &app)
 }

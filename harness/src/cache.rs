@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Environment variable that overrides where the cache lives.
-pub const CACHE_ENV: &str = "KO_MATRIX_CACHE";
+pub(crate) const CACHE_ENV: &str = "KO_MATRIX_CACHE";
 
 const MANIFEST: &str = "manifest.json";
 const STAGING_PREFIX: &str = ".staging-";
@@ -162,7 +162,7 @@ impl Entry {
 
     /// A fresh staging dir for this entry. Leftovers of killed installs are removed first;
     /// holding the lock proves nobody else is using them.
-    pub fn stage(&self, _lock: &EntryLock) -> Result<tempfile::TempDir, CacheError> {
+    pub(crate) fn stage(&self, _lock: &EntryLock) -> Result<tempfile::TempDir, CacheError> {
         let prefix = format!("{STAGING_PREFIX}{}-", self.key);
         for leftover in fs::read_dir(&self.parent).map_err(io_err("listing", &self.parent))? {
             let leftover = leftover.map_err(io_err("listing", &self.parent))?;
@@ -186,7 +186,7 @@ impl Entry {
     }
 
     /// Removes the entry (a failed verification, a damaged install).
-    pub fn evict(&self) -> Result<(), CacheError> {
+    pub(crate) fn evict(&self) -> Result<(), CacheError> {
         match fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", &self.dir)(e)),
             _ => Ok(()),

@@ -103,7 +103,7 @@ fn other_tools_step(tool: &ToolBinary, scenario: &Scenario) -> Option<String> {
 
 /// Why a cell could not be prepared; its outcome is infra-error with this as the detail.
 #[derive(Debug, thiserror::Error)]
-pub enum CellSetupError {
+pub(crate) enum CellSetupError {
     #[error("the run has no {0} registry")]
     NoRegistry(&'static str),
     #[error("the run has no AWS backend")]

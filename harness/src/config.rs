@@ -165,7 +165,7 @@ pub struct Matrix {
     text: String,
 }
 
-pub const DEFAULT_CELL_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_CELL_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Matrix {
     pub fn load(file: &Path) -> Result<Matrix, ConfigError> {

@@ -13,7 +13,7 @@ use crate::world::World;
 pub const HOME: &str = "home";
 
 /// The credential helper's store, relative to the cell's directory; the helper logs its calls beside it.
-pub const HELPER_STORE: &str = "helper-store.json";
+pub(crate) const HELPER_STORE: &str = "helper-store.json";
 
 /// A file for a cell, relative to the cell's directory, so renderers stay independent of where cells live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,14 +28,14 @@ pub struct CellFile {
 
 /// A registry token as GetAuthorizationToken minted it, for seeding the ECR helper's cache.
 #[derive(Debug, Clone)]
-pub struct EcrToken {
+pub(crate) struct EcrToken {
     pub password: String,
     pub requested: OffsetDateTime,
     pub expires: OffsetDateTime,
 }
 
 /// Docker's `config.json`, in `$HOME/.docker` or in the directory `DOCKER_CONFIG` names; empty sections are left out as docker leaves them out.
-pub fn docker_config(config: &DockerConfig, values: &BTreeMap<&str, String>) -> CellFile {
+pub(crate) fn docker_config(config: &DockerConfig, values: &BTreeMap<&str, String>) -> CellFile {
     let (dir, env) = match config.location {
         DockerConfigLocation::Home => (Path::new(HOME).join(".docker"), None),
         DockerConfigLocation::Elsewhere => (PathBuf::from("ci-docker-config"), Some(("DOCKER_CONFIG", PathBuf::from("ci-docker-config")))),
@@ -58,7 +58,7 @@ pub fn docker_config(config: &DockerConfig, values: &BTreeMap<&str, String>) -> 
 }
 
 /// The store the harness's credential helper serves (`{ server: { Username, Secret } }`); none when the scenario gives the helper nothing.
-pub fn helper_store(entries: &BTreeMap<String, Credential>, values: &BTreeMap<&str, String>) -> Option<CellFile> {
+pub(crate) fn helper_store(entries: &BTreeMap<String, Credential>, values: &BTreeMap<&str, String>) -> Option<CellFile> {
     if entries.is_empty() {
         return None;
     }
@@ -76,7 +76,7 @@ pub fn helper_store(entries: &BTreeMap<String, Credential>, values: &BTreeMap<&s
 
 /// A containers `auth.json` (podman, buildah, skopeo), where `podman.file` says: named by
 /// `REGISTRY_AUTH_FILE`, under `XDG_RUNTIME_DIR` or `XDG_CONFIG_HOME`, or in `~/.config`.
-pub fn podman_auth(podman: &Podman, values: &BTreeMap<&str, String>) -> CellFile {
+pub(crate) fn podman_auth(podman: &Podman, values: &BTreeMap<&str, String>) -> CellFile {
     let (path, env) = match podman.file {
         PodmanFile::RegistryAuthFile => (PathBuf::from("podman-auth.json"), Some(("REGISTRY_AUTH_FILE", PathBuf::from("podman-auth.json")))),
         PodmanFile::XdgRuntime => (PathBuf::from("run-user/containers/auth.json"), Some(("XDG_RUNTIME_DIR", PathBuf::from("run-user")))),
@@ -88,7 +88,7 @@ pub fn podman_auth(podman: &Podman, values: &BTreeMap<&str, String>) -> CellFile
 }
 
 /// `~/.ecr/cache.json` as `docker-credential-ecr-login` keeps it: `token` filed under both helper generations' keys for `access_key_id`.
-pub fn ecr_login_cache(spec: &AwsSpec, access_key_id: &str, token: &EcrToken) -> CellFile {
+pub(crate) fn ecr_login_cache(spec: &AwsSpec, access_key_id: &str, token: &EcrToken) -> CellFile {
     let rfc3339 = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).expect("UTC formats");
     let authorization = World::basic_auth_value(&Credential { username: "AWS".into(), password: token.password.clone() });
     let entry = serde_json::json!({

@@ -7,7 +7,7 @@ use crate::gateway::Record;
 use crate::outcome::{FailClass, Outcome, Verdict};
 
 /// What a diagnosis may read.
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     pub tool: &'a str,
     /// The host the tool pushed to.
     pub registry: &'a str,
@@ -18,7 +18,7 @@ pub struct Facts<'a> {
 }
 
 /// The sentence for a failed cell; `None` for other outcomes, and when no rule applies.
-pub fn diagnose(f: &Facts) -> Option<String> {
+pub(crate) fn diagnose(f: &Facts) -> Option<String> {
     if f.verdict.outcome != Outcome::Fail {
         return None;
     }

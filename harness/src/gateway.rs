@@ -30,12 +30,12 @@ type Body = BoxBody<Bytes, hyper::Error>;
 
 /// The header the gateway adds to every forwarded request: which session (cell) it came
 /// from, so in-process services such as the AWS emulator can keep per-cell state.
-pub const SESSION_HEADER: &str = "x-ko-matrix-session";
+pub(crate) const SESSION_HEADER: &str = "x-ko-matrix-session";
 
 /// A response header by which a harness service behind the gateway (the ECR front) says it
 /// made this answer because a service of its own failed: `<service> <what happened>`. The
 /// gateway moves it into the [`Record`] and does not pass it on.
-pub const INFRA_HEADER: &str = "x-ko-matrix-infra";
+pub(crate) const INFRA_HEADER: &str = "x-ko-matrix-infra";
 
 /// Where a virtual host's traffic goes.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ pub struct Record {
 
 impl Record {
     /// The access key id a SigV4-signed request named, if any.
-    pub fn access_key_id(&self) -> Option<&str> {
+    pub(crate) fn access_key_id(&self) -> Option<&str> {
         self.auth.as_deref()?.strip_prefix("AWS4-HMAC-SHA256 ")
     }
 }
@@ -219,7 +219,7 @@ pub struct Session {
 impl Session {
     /// From now on, inject `faults` (their placeholders already expanded) into this
     /// session's traffic.
-    pub fn inject(&self, faults: Faults) {
+    pub(crate) fn inject(&self, faults: Faults) {
         *self.faults.faults.write().expect("faults lock") = faults;
     }
 

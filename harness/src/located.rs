@@ -41,13 +41,13 @@ impl ConfigError {
     }
 
     /// Turns a TOML/serde error (with its span) into a located error.
-    pub fn from_toml(file: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+    pub(crate) fn from_toml(file: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
         let span = error.span().unwrap_or(0..0);
         ConfigError::at(file, text, span, error.message().trim().to_string())
     }
 
     /// A file that could not be read at all.
-    pub fn unreadable(file: &Path, error: &std::io::Error) -> ConfigError {
+    pub(crate) fn unreadable(file: &Path, error: &std::io::Error) -> ConfigError {
         ConfigError {
             file: file.to_path_buf(),
             line: 0,

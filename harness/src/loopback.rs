@@ -21,7 +21,7 @@ impl Drop for LoopbackServer {
 }
 
 /// Serves `handler` on a free loopback port.
-pub async fn serve<H, Fut, B>(handler: H) -> std::io::Result<LoopbackServer>
+pub(crate) async fn serve<H, Fut, B>(handler: H) -> std::io::Result<LoopbackServer>
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,

@@ -67,7 +67,7 @@ pub struct Verdict {
 }
 
 /// What the cell observed.
-pub struct Evidence<'a> {
+pub(crate) struct Evidence<'a> {
     /// The tool under test: its name and its own failure wording.
     pub tool: &'a dyn Tool,
     /// The tool's exit code; `None` when it was killed.
@@ -87,7 +87,7 @@ pub struct Evidence<'a> {
 }
 
 /// The SigV4 access key ids in `records` that `known` does not vouch for, once each.
-pub fn foreign_key_ids(records: &[Record], known: impl Fn(&str) -> bool) -> Vec<String> {
+pub(crate) fn foreign_key_ids(records: &[Record], known: impl Fn(&str) -> bool) -> Vec<String> {
     let mut foreign: Vec<String> = Vec::new();
     for id in records.iter().filter_map(Record::access_key_id) {
         if !known(id) && !foreign.iter().any(|f| f == id) {
@@ -99,7 +99,7 @@ pub fn foreign_key_ids(records: &[Record], known: impl Fn(&str) -> bool) -> Vec<
 
 /// Why the pushed manifest was not fetched back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotFetched {
+pub(crate) enum NotFetched {
     /// The registry answered, without the manifest the tool named (or it named none): about the tool.
     Missing(String),
     /// The harness could not reach its own registry: `<service> <what happened>`.
@@ -130,7 +130,7 @@ const PATTERNS: [(FailClass, &[&str]); 5] = [
     (FailClass::Network, &["proxyconnect", "dial tcp", "connection refused", "no such host", "i/o timeout", "connection reset", "EOF"]),
 ];
 
-pub fn classify(e: &Evidence) -> Verdict {
+pub(crate) fn classify(e: &Evidence) -> Verdict {
     let line = deciding_line(e.output);
     // Even a pass is not the cell's own when it used someone else's credentials.
     if !e.foreign_keys.is_empty() {
@@ -192,7 +192,7 @@ fn fail(class: FailClass, detail: String) -> Verdict {
 
 /// The tool's own error line: the last `Error:` line (cobra's, which ko, crane and oras all
 /// print), else the last line mentioning an error, else the last non-empty line.
-pub fn deciding_line(output: &str) -> Option<&str> {
+pub(crate) fn deciding_line(output: &str) -> Option<&str> {
     let lines: Vec<&str> = output.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     lines
         .iter()

@@ -23,12 +23,12 @@ pub struct Payload {
 }
 
 impl Payload {
-    pub const IMAGE_TARBALL: &'static str = "image.tar";
-    pub const ARTIFACT_FILE: &'static str = "artifact.txt";
-    pub const ARTIFACT_MEDIA_TYPE: &'static str = "application/vnd.ko-matrix.artifact.v1+text";
+    pub(crate) const IMAGE_TARBALL: &'static str = "image.tar";
+    pub(crate) const ARTIFACT_FILE: &'static str = "artifact.txt";
+    pub(crate) const ARTIFACT_MEDIA_TYPE: &'static str = "application/vnd.ko-matrix.artifact.v1+text";
 
     /// Writes the image tarball and the artifact into `files_dir`.
-    pub fn write_files(files_dir: &Path) -> std::io::Result<()> {
+    pub(crate) fn write_files(files_dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(files_dir)?;
         std::fs::write(files_dir.join(Self::IMAGE_TARBALL), image_tarball())?;
         std::fs::write(files_dir.join(Self::ARTIFACT_FILE), "pushed by ko-matrix\n")
@@ -48,7 +48,7 @@ pub struct GoEnv {
 pub struct GoEnvError(String);
 
 impl GoEnv {
-    pub async fn detect(go: &Path) -> Result<GoEnv, GoEnvError> {
+    pub(crate) async fn detect(go: &Path) -> Result<GoEnv, GoEnvError> {
         let mut cmd = Command::new(go);
         cmd.args(["env", "GOROOT", "GOCACHE", "GOMODCACHE"]).env("GOTOOLCHAIN", "local");
         let out = crate::process::output(cmd, Duration::from_secs(60)).await.map_err(|e| GoEnvError(e.to_string()))?;
@@ -63,7 +63,7 @@ impl GoEnv {
 
 /// A linux/amd64 image with one layer, as `docker save` writes it (`manifest.json`, the
 /// config, an uncompressed layer): the format every image-pushing tool reads.
-pub fn image_tarball() -> Vec<u8> {
+pub(crate) fn image_tarball() -> Vec<u8> {
     let layer = one_file_tar("etc/ko-matrix-payload", "pushed by ko-matrix\n");
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64",

@@ -61,7 +61,7 @@ impl Ca {
         Ok(Ca { cert, key })
     }
 
-    pub fn cert_pem(&self) -> String {
+    pub(crate) fn cert_pem(&self) -> String {
         self.cert.pem()
     }
 
@@ -96,12 +96,12 @@ impl Ca {
 
     /// The CA bundle cells get as `SSL_CERT_FILE`: only this run's CA, since every host a
     /// cell may reach is served by the gateway.
-    pub fn write_bundle(&self, path: &Path) -> Result<(), PkiError> {
+    pub(crate) fn write_bundle(&self, path: &Path) -> Result<(), PkiError> {
         std::fs::write(path, self.cert_pem()).map_err(|source| PkiError::Write { path: path.to_path_buf(), source })
     }
 
     /// A rustls root store holding only this CA.
-    pub fn root_store(&self) -> rustls::RootCertStore {
+    pub(crate) fn root_store(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.cert_der()).expect("our own CA certificate parses");
         roots

@@ -20,7 +20,7 @@ use tokio::process::{Child, Command};
 
 /// A running child whose whole process group dies with this handle.
 #[derive(Debug)]
-pub struct Contained {
+pub(crate) struct Contained {
     child: Child,
     pgid: Option<i32>,
 }
@@ -39,7 +39,7 @@ pub enum RunError {
 /// What a child wrote and how it ended. What it wrote survives a kill, so a timed-out
 /// command still shows how far it got.
 #[derive(Debug)]
-pub struct Captured {
+pub(crate) struct Captured {
     pub status: Result<ExitStatus, RunError>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
@@ -69,17 +69,13 @@ impl Contained {
         Ok(Contained { child, pgid })
     }
 
-    pub fn id(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    pub fn child_mut(&mut self) -> &mut Child {
+    pub(crate) fn child_mut(&mut self) -> &mut Child {
         &mut self.child
     }
 
     /// Reads the child's piped stdout and stderr to their end and waits for it; once
     /// `timeout` passes, kills its group and keeps what it wrote until then.
-    pub async fn capture(&mut self, program: &str, timeout: Duration) -> Captured {
+    pub(crate) async fn capture(&mut self, program: &str, timeout: Duration) -> Captured {
         let (mut stdout, mut stderr) = (self.child.stdout.take(), self.child.stderr.take());
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let finished = tokio::time::timeout(timeout, async {
@@ -100,7 +96,7 @@ impl Contained {
     }
 
     /// Kills the whole process group now (idempotent).
-    pub fn kill_group(&mut self) {
+    pub(crate) fn kill_group(&mut self) {
         if let Some(pgid) = self.pgid.take() {
             // SAFETY: plain syscall; an already-gone group only yields ESRCH.
             unsafe {
@@ -172,7 +168,7 @@ fn program_name(cmd: &Command) -> String {
 }
 
 /// The last `max_lines` lines of a command's combined output, for error messages.
-pub fn output_tail(out: &Output, max_lines: usize) -> String {
+pub(crate) fn output_tail(out: &Output, max_lines: usize) -> String {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(max_lines);
@@ -192,7 +188,7 @@ mod tests {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let handle = runtime.handle().clone();
         // Started from a thread that then exits, as a test thread or blocking-pool thread does.
-        let child = std::thread::spawn(move || {
+        let mut child = std::thread::spawn(move || {
             let _entered = handle.enter();
             let mut cmd = Command::new("sleep");
             cmd.arg("30");
@@ -200,7 +196,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        let pid = child.id().unwrap();
+        let pid = child.child_mut().id().unwrap();
         std::thread::sleep(Duration::from_millis(300));
         assert!(alive(pid), "the child died with the thread that requested it");
         drop(child);
@@ -224,7 +220,7 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo started; echo warming up >&2; sleep 30"]).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = Contained::spawn(cmd).unwrap();
-        let pid = child.id().unwrap();
+        let pid = child.child_mut().id().unwrap();
         let captured = child.capture("sh", Duration::from_millis(500)).await;
         assert!(matches!(captured.status, Err(RunError::Timeout { .. })), "{:?}", captured.status);
         assert_eq!(String::from_utf8_lossy(&captured.stdout), "started\n");

@@ -351,7 +351,7 @@ async fn run_go(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], cwd:
 }
 
 /// True when `output` names `version` as one of its words (with or without a leading `v`).
-pub fn reports_version(output: &str, version: &str) -> bool {
+pub(crate) fn reports_version(output: &str, version: &str) -> bool {
     let want = version.trim_start_matches('v');
     // Build metadata (`1.2.0+unreleased`) does not change the version.
     output.split_whitespace().any(|word| word.trim_start_matches('v').split('+').next() == Some(want))
@@ -359,7 +359,7 @@ pub fn reports_version(output: &str, version: &str) -> bool {
 
 /// Runs `<binary> <version_args>` and checks it names `version`; the first line it printed
 /// is returned for error messages.
-pub async fn verify_version(tool: &GoTool, binary: &Path, version: &str) -> Result<(), ProvisionError> {
+pub(crate) async fn verify_version(tool: &GoTool, binary: &Path, version: &str) -> Result<(), ProvisionError> {
     if tool.version_args.is_empty() {
         return Ok(());
     }
@@ -392,7 +392,7 @@ fn release_ldflags(tool: &GoTool, version: &str) -> String {
 }
 
 /// Checks that `binary` reports `version` and describes it for the cache.
-pub async fn verified_manifest(tool: &GoTool, binary: &Path, version: &str, route: &str, go_version: Option<String>, sumdb_gaps: Vec<String>, origin: String) -> Result<Manifest, ProvisionError> {
+pub(crate) async fn verified_manifest(tool: &GoTool, binary: &Path, version: &str, route: &str, go_version: Option<String>, sumdb_gaps: Vec<String>, origin: String) -> Result<Manifest, ProvisionError> {
     verify_version(tool, binary, version).await?;
     let sha256 = cache::sha256_file(binary).map_err(|source| cache::CacheError::Io { action: "hashing", path: binary.to_path_buf(), source })?;
     Ok(Manifest {
@@ -409,7 +409,7 @@ pub async fn verified_manifest(tool: &GoTool, binary: &Path, version: &str, rout
 }
 
 /// Is `query` already an exact module version (so the cache can answer without the proxy)?
-pub fn is_canonical(query: &str) -> bool {
+pub(crate) fn is_canonical(query: &str) -> bool {
     query.starts_with('v') && semver::Version::parse(&query[1..]).is_ok()
 }
 
@@ -424,7 +424,7 @@ pub struct GoProvisioner {
 }
 
 /// How long a cache lock may be held by another process before we give up: a cold build.
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 impl GoProvisioner {
     pub fn new(cache: Cache, policy: ToolchainPolicy, build_timeout: Duration, observer: Arc<dyn ProvisionObserver>) -> GoProvisioner {
@@ -508,7 +508,7 @@ impl GoProvisioner {
     /// Returns the binary and the resolved build list (module and version of every package
     /// compiled in); builds are cached
     /// by the exact build list, so a rerun is instant.
-    pub async fn install_with_requirements(&self, tool: &GoTool, version: &str, extra: &[String]) -> Result<(Installed, Vec<String>), ProvisionError> {
+    pub(crate) async fn install_with_requirements(&self, tool: &GoTool, version: &str, extra: &[String]) -> Result<(Installed, Vec<String>), ProvisionError> {
         let go = self.go(tool.name).await?;
         let module = go.resolve(tool.module, version).await?;
         let toolchain = go.pick_toolchain(&module, &self.policy, &self.toolchains).await?;

@@ -44,7 +44,7 @@ pub struct CellResult {
     pub requests: Vec<Record>,
 }
 
-pub fn shorthand_tool() -> String {
+pub(crate) fn shorthand_tool() -> String {
     crate::tool::shorthand().name().to_string()
 }
 

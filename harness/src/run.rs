@@ -239,7 +239,7 @@ impl Runner {
 /// Whether a cell's first run is worth repeating: only when it would change the record, that
 /// is when its label differs from the cell's `baseline`, or, with no baseline, it failed. A
 /// harness fault is not retried: either run's fault makes the cell `infra-error` anyway.
-pub fn needs_retry(first: &CellResult, baseline: Option<&str>) -> bool {
+pub(crate) fn needs_retry(first: &CellResult, baseline: Option<&str>) -> bool {
     match (first.outcome, baseline) {
         (Outcome::Pass | Outcome::Fail, Some(label)) => first.label() != label,
         (outcome, None) => outcome == Outcome::Fail,
@@ -250,7 +250,7 @@ pub fn needs_retry(first: &CellResult, baseline: Option<&str>) -> bool {
 /// One result from a cell's two runs: `infra-error` when either run hit a harness fault;
 /// `flaky` only when both reached a verdict about ko (pass or fail) and the verdicts differ;
 /// else the first run. Both labels and both logs are kept.
-pub fn settle(mut first: CellResult, retry: CellResult) -> CellResult {
+pub(crate) fn settle(mut first: CellResult, retry: CellResult) -> CellResult {
     let (first_label, retry_label) = (first.label(), retry.label());
     first.attempts = vec![first_label.clone(), retry_label.clone()];
     first.retry_log = Some(retry.log.clone());

@@ -11,7 +11,7 @@ use crate::aws::state::AwsSpec;
 use crate::located::ConfigError;
 
 /// The placeholders scenario strings may use, filled in per cell.
-pub const PLACEHOLDERS: [&str; 16] = [
+pub(crate) const PLACEHOLDERS: [&str; 16] = [
     "HOME",
     "TOOL",
     "AWS_ROLE_ARN",
@@ -162,7 +162,7 @@ pub struct Latency {
 mod humantime_duration {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write e.g. \"500ms\" or \"2s\"")))
     }
@@ -289,10 +289,10 @@ fn check_placeholders(file: &Path, text: &str) -> Result<(), ConfigError> {
 }
 
 /// A step's program that means the tool under test: `run = ["${TOOL}", "login", …]`.
-pub const TOOL_PLACEHOLDER: &str = "${TOOL}";
+pub(crate) const TOOL_PLACEHOLDER: &str = "${TOOL}";
 
 /// Replaces every `${NAME}` in `text` by its value.
-pub fn expand(text: &str, values: &BTreeMap<&str, String>) -> String {
+pub(crate) fn expand(text: &str, values: &BTreeMap<&str, String>) -> String {
     let mut out = text.to_string();
     for (name, value) in values {
         out = out.replace(&format!("${{{name}}}"), value);

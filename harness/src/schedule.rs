@@ -10,7 +10,7 @@ use crate::result::CellResult;
 
 /// Cell id → the duration (ms) of its last run.
 #[derive(Debug, Default)]
-pub struct Durations {
+pub(crate) struct Durations {
     path: Option<PathBuf>,
     by_cell: BTreeMap<String, u64>,
 }
@@ -24,7 +24,7 @@ impl Durations {
     }
 
     /// Sorts `cells` longest-first, unknown ones first, keeping the given order among equals.
-    pub fn order<T>(&self, cells: &mut [T], id: impl Fn(&T) -> String) {
+    pub(crate) fn order<T>(&self, cells: &mut [T], id: impl Fn(&T) -> String) {
         cells.sort_by_key(|cell| std::cmp::Reverse(self.by_cell.get(&id(cell)).copied().unwrap_or(u64::MAX)));
     }
 

@@ -27,7 +27,7 @@ use crate::services::runtime::{self, RunningRegistry, ServiceError};
 use crate::services::token::TokenIssuer;
 
 /// The host of the token server that the token registry's challenge names.
-pub const TOKEN_AUTH_HOST: &str = "auth.ko-matrix.test";
+pub(crate) const TOKEN_AUTH_HOST: &str = "auth.ko-matrix.test";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorldError {
@@ -138,13 +138,13 @@ impl AwsCellCredentials {
     }
 
     /// AWS's last refusal in this cell: the tool may not show it (HEAD responses have no body).
-    pub fn last_denial(&self) -> Option<String> {
+    pub(crate) fn last_denial(&self) -> Option<String> {
         self.emulator.as_ref().and_then(|e| e.cell.last_denial())
     }
 
     /// `~/.ecr/cache.json` seeded for the access key the cell's environment names (a scenario
     /// may name one AWS no longer knows), else for the cell's own.
-    pub fn ecr_login_cache(&self, env: &BTreeMap<String, String>) -> Option<CellFile> {
+    pub(crate) fn ecr_login_cache(&self, env: &BTreeMap<String, String>) -> Option<CellFile> {
         let (spec, token) = self.ecr_cache.as_ref()?;
         let key = env.get("AWS_ACCESS_KEY_ID").unwrap_or(&self.values["AWS_ACCESS_KEY_ID"]);
         Some(credential_files::ecr_login_cache(spec, key, token))
@@ -440,7 +440,7 @@ impl World {
 
     /// Fetches `repository@digest` straight from the target's backend (not through the
     /// gateway) and checks the bytes hash to `digest`. `Ok(digest)` when they do.
-    pub async fn fetch_back(&self, flavour: Flavour, repository: &str, digest: &str) -> Result<String, NotFetched> {
+    pub(crate) async fn fetch_back(&self, flavour: Flavour, repository: &str, digest: &str) -> Result<String, NotFetched> {
         let target = self.targets.get(&flavour).ok_or_else(|| NotFetched::Unreachable(format!("{} registry not started in this run", flavour.name())))?;
         let scheme = if target.tls { "https" } else { "http" };
         let url = format!("{scheme}://{}/v2/{repository}/manifests/{digest}", target.backend);
@@ -492,7 +492,7 @@ impl World {
     }
 
     /// Why this run cannot run `scenario` faithfully, if it cannot (a skip, with the reason).
-    pub fn cannot_express(&self, scenario: &Scenario) -> Option<String> {
+    pub(crate) fn cannot_express(&self, scenario: &Scenario) -> Option<String> {
         match self.aws.as_ref().map(|a| &a.backend) {
             Some(AwsBackend::LocalStack(_)) => localstack::cannot_express(scenario),
             _ => None,
@@ -500,7 +500,7 @@ impl World {
     }
 
     /// The `Authorization` value a docker config `auths` entry carries for `credential`.
-    pub fn basic_auth_value(credential: &Credential) -> String {
+    pub(crate) fn basic_auth_value(credential: &Credential) -> String {
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", credential.username, credential.password))
     }
 }

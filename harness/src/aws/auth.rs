@@ -12,7 +12,7 @@ use super::state::{AccessKey, AwsCell};
 const SKEW: time::Duration = time::Duration::minutes(15);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthFailure {
+pub(crate) enum AuthFailure {
     Missing,
     Incomplete(String),
     /// The access key is unknown, or its session token does not match.
@@ -37,7 +37,7 @@ impl AuthFailure {
     }
 }
 
-pub fn amz_basic(t: OffsetDateTime) -> String {
+pub(crate) fn amz_basic(t: OffsetDateTime) -> String {
     t.format(&time::macros::format_description!("[year][month][day]T[hour][minute][second]Z")).expect("UTC formats")
 }
 
@@ -47,7 +47,7 @@ fn parse_amz_date(text: &str) -> Option<OffsetDateTime> {
 }
 
 /// Which of the cell's keys signed this `service` request for `region`.
-pub fn authenticate(cell: Option<&AwsCell>, region: &str, service: &str, parts: &Parts, body: &[u8]) -> Result<AccessKey, AuthFailure> {
+pub(crate) fn authenticate(cell: Option<&AwsCell>, region: &str, service: &str, parts: &Parts, body: &[u8]) -> Result<AccessKey, AuthFailure> {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let auth = Authorization::parse(header("authorization").ok_or(AuthFailure::Missing)?).map_err(|e| AuthFailure::Incomplete(e.to_string()))?;
     let key = cell.and_then(|c| c.key(&auth.access_key)).ok_or(AuthFailure::UnknownKey)?;

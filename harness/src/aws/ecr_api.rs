@@ -64,7 +64,7 @@ fn auth_error(failure: AuthFailure) -> AwsError {
     err(code, message)
 }
 
-pub async fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: &str, parts: &Parts, body: Bytes) -> Response<Body> {
+pub(crate) async fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: &str, parts: &Parts, body: Bytes) -> Response<Body> {
     let key = match authenticate(cell, region, "ecr", parts, &body) {
         Ok(key) => key,
         Err(failure) => return error_response(auth_error(failure)),

@@ -19,7 +19,7 @@ use crate::gateway::{error_chain, INFRA_HEADER};
 use super::state::{AwsCell, ImageRecord, RegistryPassword};
 use super::{full, Body, Emulator};
 
-pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+pub(crate) const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 fn distribution_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
@@ -72,7 +72,7 @@ fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: 
     Ok(issued)
 }
 
-pub async fn handle(emulator: &Emulator, cell: Option<Arc<AwsCell>>, host: &str, account: &str, region: &str, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(emulator: &Emulator, cell: Option<Arc<AwsCell>>, host: &str, account: &str, region: &str, req: Request<Incoming>) -> Response<Body> {
     let issued = match check_credentials(cell.as_deref(), host, account, region, &req) {
         Ok(issued) => issued,
         Err(response) => return response,

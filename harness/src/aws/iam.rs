@@ -3,7 +3,7 @@
 //! "may this CI identity log in, and push?".
 
 /// Whether `action` (`ecr:PutImage`) matches one of `allowed` (`ecr:*`, `*`, `ecr:Put*`).
-pub fn allows(allowed: &[String], action: &str) -> bool {
+pub(crate) fn allows(allowed: &[String], action: &str) -> bool {
     allowed.iter().any(|pattern| matches(pattern, action))
 }
 
@@ -20,12 +20,12 @@ fn matches(pattern: &str, action: &str) -> bool {
 }
 
 /// AWS's denial text, as current accounts see it.
-pub fn denial(arn: &str, action: &str, resource: &str) -> String {
+pub(crate) fn denial(arn: &str, action: &str, resource: &str) -> String {
     format!("User: {arn} is not authorized to perform: {action} on resource: {resource} because no identity-based policy allows the {action} action")
 }
 
 /// The ECR action a registry request needs (what ECR checks for each Distribution call).
-pub fn registry_action(method: &str, rest: &str) -> &'static str {
+pub(crate) fn registry_action(method: &str, rest: &str) -> &'static str {
     match (method, rest) {
         ("HEAD", r) if r.starts_with("/blobs/") => "ecr:BatchCheckLayerAvailability",
         ("GET", r) if r.starts_with("/blobs/") && !r.starts_with("/blobs/uploads") => "ecr:GetDownloadUrlForLayer",

@@ -71,7 +71,7 @@ pub fn imds(cell: Option<&AwsCell>, parts: &Parts) -> Response<Body> {
 }
 
 /// The container credentials endpoint: `GET /ecs/<session>/credentials` with the token.
-pub fn container_credentials(cell: Option<&AwsCell>, parts: &Parts) -> Response<Body> {
+pub(crate) fn container_credentials(cell: Option<&AwsCell>, parts: &Parts) -> Response<Body> {
     let denied = |message: &str| json_response(StatusCode::UNAUTHORIZED, json!({ "code": "AccessDenied", "message": message }));
     let Some(cell) = cell.filter(|c| c.spec.container_credentials && c.spec.role.is_some()) else {
         return json_response(StatusCode::NOT_FOUND, json!({ "code": "NotFound", "message": "no container credentials for this cell" }));

@@ -109,7 +109,7 @@ pub struct LocalStackCell {
 }
 
 impl LocalStack {
-    pub fn attach(endpoint: SocketAddr) -> LocalStack {
+    pub(crate) fn attach(endpoint: SocketAddr) -> LocalStack {
         LocalStack { endpoint, client: client(), _container: None }
     }
 
@@ -136,7 +136,7 @@ impl LocalStack {
     }
 
     /// The `Host` LocalStack serves `account`'s registry in `region` under.
-    pub fn registry_host(account: &str, region: &str) -> String {
+    pub(crate) fn registry_host(account: &str, region: &str) -> String {
         format!("{account}.dkr.ecr.{region}.localhost.localstack.cloud:{EDGE_PORT}")
     }
 
@@ -199,7 +199,7 @@ fn client() -> reqwest::Client {
 /// Why LocalStack cannot express `scenario`, if it cannot: it accepts any credentials
 /// (unless IAM enforcement is switched on), so setups that hinge on refused credentials
 /// would report a pass that says nothing.
-pub fn cannot_express(scenario: &Scenario) -> Option<String> {
+pub(crate) fn cannot_express(scenario: &Scenario) -> Option<String> {
     let spec = scenario.aws.as_ref()?;
     let reason = if spec.credentials == CredentialKind::ExpiredSession {
         "expired session credentials"

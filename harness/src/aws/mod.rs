@@ -34,7 +34,7 @@ use crate::gateway::SESSION_HEADER;
 use crate::loopback::LoopbackServer;
 use state::{AwsCell, AwsSpec};
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed()
@@ -59,7 +59,7 @@ pub(crate) fn request_id() -> String {
 
 /// What an AWS host name means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AwsHost {
+pub(crate) enum AwsHost {
     /// `api.ecr.<region>.amazonaws.com`
     EcrApi { region: String },
     /// `<account>.dkr.ecr.<region>.amazonaws.com`
@@ -71,7 +71,7 @@ pub enum AwsHost {
 }
 
 /// `amazonaws.com`, or `amazonaws.com.cn` in the China partition.
-pub fn dns_suffix(region: &str) -> &'static str {
+pub(crate) fn dns_suffix(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "amazonaws.com.cn"
     } else {
@@ -80,7 +80,7 @@ pub fn dns_suffix(region: &str) -> &'static str {
 }
 
 /// The ARN partition of a region.
-pub fn partition(region: &str) -> &'static str {
+pub(crate) fn partition(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "aws-cn"
     } else {
@@ -89,7 +89,7 @@ pub fn partition(region: &str) -> &'static str {
 }
 
 /// The IMDS address SDKs use.
-pub const IMDS_HOST: &str = "169.254.169.254";
+pub(crate) const IMDS_HOST: &str = "169.254.169.254";
 
 impl AwsHost {
     pub fn parse(host: &str) -> Option<AwsHost> {
@@ -135,7 +135,7 @@ impl Emulator {
         cell
     }
 
-    pub fn close_cell(&self, session: u64) {
+    pub(crate) fn close_cell(&self, session: u64) {
         self.cells.write().expect("cells lock").remove(&session);
     }
 
@@ -145,7 +145,7 @@ impl Emulator {
     }
 
     /// Serves every emulated AWS host on a free loopback port.
-    pub async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
+    pub(crate) async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
         crate::loopback::serve(move |req| {
             let emulator = self.clone();
             async move { emulator.dispatch(req).await }
@@ -154,7 +154,7 @@ impl Emulator {
     }
 
     /// The path of a cell's container credentials endpoint on this server.
-    pub fn container_credentials_path(session: u64) -> String {
+    pub(crate) fn container_credentials_path(session: u64) -> String {
         format!("/ecs/{session}/credentials")
     }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const ISSUER: &str = "https://oidc.ko-matrix.test";
+pub(crate) const ISSUER: &str = "https://oidc.ko-matrix.test";
 /// The audience AWS's STS expects by default.
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 

@@ -90,7 +90,7 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 /// `kSigning` for a secret and scope.
-pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+pub(crate) fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
@@ -142,7 +142,7 @@ fn canonical_query(query: &str) -> String {
 }
 
 /// The canonical request for `auth.signed_headers`.
-pub fn canonical_request(req: &SignedRequest, signed_headers: &[String]) -> String {
+pub(crate) fn canonical_request(req: &SignedRequest, signed_headers: &[String]) -> String {
     let mut canonical_headers = String::new();
     for name in signed_headers {
         let values: Vec<String> = req
@@ -163,7 +163,7 @@ pub fn canonical_request(req: &SignedRequest, signed_headers: &[String]) -> Stri
     format!("{}\n{path}\n{}\n{canonical_headers}\n{}\n{payload_hash}", req.method, canonical_query(req.query), signed_headers.join(";"))
 }
 
-pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
+pub(crate) fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
     format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
@@ -183,7 +183,7 @@ pub fn verify(req: &SignedRequest, auth: &Authorization, amz_date: &str, secret:
 
 /// Signs a request: returns the `Authorization` value (headers must already hold
 /// `host` and `x-amz-date`, and `x-amz-security-token` for session credentials).
-pub fn sign(req: &SignedRequest, access_key: &str, secret: &str, amz_date: &str, region: &str, service: &str) -> String {
+pub(crate) fn sign(req: &SignedRequest, access_key: &str, secret: &str, amz_date: &str, region: &str, service: &str) -> String {
     let mut signed_headers: Vec<String> = req.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).filter(|n| n != "authorization" && n != "user-agent").collect();
     signed_headers.sort();
     signed_headers.dedup();

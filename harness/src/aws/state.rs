@@ -71,7 +71,7 @@ pub enum CachedToken {
 /// `<region>-<checksum>-<registry id>`, with the checksum of the helper pinned by ko 0.15.x
 /// (base64 of the key's bytes followed by the MD5 of nothing, a quirk of `hasher.Sum(data)`)
 /// and of newer helpers (base64 of its SHA-256).
-pub fn ecr_login_cache_keys(region: &str, access_key_id: &str, registry_id: &str) -> [String; 2] {
+pub(crate) fn ecr_login_cache_keys(region: &str, access_key_id: &str, registry_id: &str) -> [String; 2] {
     use base64::Engine;
     use sha2::Digest;
     const MD5_OF_NOTHING: [u8; 16] = [0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42, 0x7e];
@@ -152,17 +152,17 @@ fn default_token_ttl() -> Duration {
 
 mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write e.g. \"12h\" or \"90s\"")))
     }
 }
 
 impl AwsSpec {
-    pub fn registry_host(&self) -> String {
+    pub(crate) fn registry_host(&self) -> String {
         format!("{}.dkr.ecr.{}.{}", self.account, self.region, super::dns_suffix(&self.region))
     }
-    pub fn api_host(&self) -> String {
+    pub(crate) fn api_host(&self) -> String {
         format!("api.ecr.{}.{}", self.region, super::dns_suffix(&self.region))
     }
 }
@@ -279,7 +279,7 @@ impl AwsCell {
 
     /// Issues temporary credentials for the scenario's role, session `session`, valid for
     /// `ttl`: what AssumeRole, web identity, IMDS and ECS hand out.
-    pub fn issue_role_session(&self, session: &str, ttl: time::Duration) -> Option<AccessKey> {
+    pub(crate) fn issue_role_session(&self, session: &str, ttl: time::Duration) -> Option<AccessKey> {
         let role = self.spec.role.as_ref()?;
         let key = AccessKey {
             id: format!("ASIA{}", random_chars(UPPER_ALNUM, 16)),
@@ -294,7 +294,7 @@ impl AwsCell {
         Some(key)
     }
 
-    pub fn imds_token(&self) -> String {
+    pub(crate) fn imds_token(&self) -> String {
         self.imds_token.clone()
     }
 
@@ -303,11 +303,11 @@ impl AwsCell {
     }
 
     /// AWS's last refusal in this cell, for the cell's detail (ko may not show the body).
-    pub fn record_denial(&self, message: String) {
+    pub(crate) fn record_denial(&self, message: String) {
         *self.last_denial.lock().expect("denial lock") = Some(message);
     }
 
-    pub fn last_denial(&self) -> Option<String> {
+    pub(crate) fn last_denial(&self) -> Option<String> {
         self.last_denial.lock().expect("denial lock").clone()
     }
 
@@ -328,7 +328,7 @@ impl AwsCell {
 
     /// The lifetime of a new registry password for `key`: the scenario's TTL, capped by what
     /// remains of temporary credentials (as AWS does).
-    pub fn token_lifetime(&self, key: &AccessKey) -> time::Duration {
+    pub(crate) fn token_lifetime(&self, key: &AccessKey) -> time::Duration {
         let ttl = time::Duration::try_from(self.spec.token_ttl).unwrap_or(time::Duration::hours(12));
         match key.expires {
             Some(expires) => ttl.min(expires - OffsetDateTime::now_utc()),

@@ -69,7 +69,7 @@ fn auth_error(failure: AuthFailure) -> Response<Body> {
     }
 }
 
-pub fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: &str, parts: &Parts, body: &[u8]) -> Response<Body> {
+pub(crate) fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: &str, parts: &Parts, body: &[u8]) -> Response<Body> {
     let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let action = param("Action").unwrap_or_default();

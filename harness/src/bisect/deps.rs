@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 /// `module → version` from a go.mod's `require` lines (block and single-line forms).
-pub fn requirements(go_mod: &str) -> BTreeMap<String, String> {
+pub(crate) fn requirements(go_mod: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut in_block = false;
     for line in go_mod.lines() {
@@ -28,7 +28,7 @@ pub fn requirements(go_mod: &str) -> BTreeMap<String, String> {
 
 /// A requirement `bad` raises or adds relative to `good`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Upgrade {
+pub(crate) struct Upgrade {
     pub module: String,
     /// `None`: new in `bad`.
     pub from: Option<String>,
@@ -59,7 +59,7 @@ fn newer(a: &str, b: &str) -> bool {
 }
 
 /// The requirements `bad` has at a higher version than `good` (or that `good` lacks).
-pub fn upgrades(good: &BTreeMap<String, String>, bad: &BTreeMap<String, String>) -> Vec<Upgrade> {
+pub(crate) fn upgrades(good: &BTreeMap<String, String>, bad: &BTreeMap<String, String>) -> Vec<Upgrade> {
     bad.iter()
         .filter(|(module, to)| good.get(*module).is_none_or(|from| newer(to, from)))
         .map(|(module, to)| Upgrade { module: module.clone(), from: good.get(module).cloned(), to: to.clone() })

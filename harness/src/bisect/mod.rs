@@ -198,7 +198,7 @@ impl<'a> Bisect<'a> {
         .await;
         let (last_good, first_bad) = (&all[bracket.last_good], &all[bracket.first_bad]);
         let skipped: Vec<String> = bracket.skipped.iter().map(|i| all[*i].clone()).collect();
-        let culprit = if bracket.first_bad == bracket.last_good + 1 {
+        let culprit = if bracket.is_exact() {
             format!("{first_bad} is the first bad {} (the last good is {last_good})", if mode == Mode::Commits { "commit" } else { "release" })
         } else {
             format!("the break is after {last_good} and at or before {first_bad}; untestable in between: {}", skipped.join(", "))

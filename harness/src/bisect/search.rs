@@ -30,7 +30,7 @@ pub struct Bracket {
 
 impl Bracket {
     /// True when nothing untested lies between the ends: `first_bad` is the culprit.
-    pub fn is_exact(&self) -> bool {
+    pub(crate) fn is_exact(&self) -> bool {
         self.first_bad == self.last_good + 1 || (self.last_good + 1..self.first_bad).all(|i| self.skipped.contains(&i))
     }
 }
@@ -65,7 +65,7 @@ where
 /// ddmin (Zeller & Hildebrandt): a minimal subset of `changes` (indices) for which `test`
 /// is Bad, given that all of them together are Bad and none is Good. Results are memoised
 /// per subset; Skip counts as "does not fail".
-pub async fn ddmin<F, Fut>(changes: usize, mut test: F) -> Vec<usize>
+pub(crate) async fn ddmin<F, Fut>(changes: usize, mut test: F) -> Vec<usize>
 where
     F: FnMut(Vec<usize>) -> Fut,
     Fut: std::future::Future<Output = Verdict>,

@@ -66,7 +66,7 @@ impl Snapshots {
     }
 
     /// Whether any cell of `tool` at `version` is recorded.
-    pub fn has_version(&self, tool: &str, version: &str) -> bool {
+    pub(crate) fn has_version(&self, tool: &str, version: &str) -> bool {
         self.0.keys().any(|(t, v, _)| t == tool && v == version)
     }
 
@@ -150,12 +150,12 @@ impl MatrixReport {
     }
 
     /// `tool`'s versions, in the run's order.
-    pub fn versions_of(&self, tool: &str) -> Vec<&str> {
+    pub(crate) fn versions_of(&self, tool: &str) -> Vec<&str> {
         self.versions.iter().filter(|v| v.tool == tool).map(|v| v.version.as_str()).collect()
     }
 
     /// Scenario names of `tool`'s cells, in report order, once each.
-    pub fn scenarios_of(&self, tool: &str) -> Vec<&str> {
+    pub(crate) fn scenarios_of(&self, tool: &str) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for cell in self.cells.iter().filter(|c| c.tool == tool) {
             if !out.contains(&cell.scenario.as_str()) {
@@ -391,7 +391,7 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
 }
 
 /// Releases in semver order, then anything else (branches, commits) by name.
-pub fn version_order(version: &str) -> (bool, Option<semver::Version>, String) {
+pub(crate) fn version_order(version: &str) -> (bool, Option<semver::Version>, String) {
     let parsed = semver::Version::parse(version.trim_start_matches('v')).ok();
     (parsed.is_none(), parsed, version.to_string())
 }
@@ -434,7 +434,7 @@ pub fn render_snapshot(cells: &[(String, String, String)]) -> String {
 }
 
 /// Reads a snapshot body back into (version, scenario) → label.
-pub fn parse_snapshot(body: &str) -> std::collections::BTreeMap<(String, String), String> {
+pub(crate) fn parse_snapshot(body: &str) -> std::collections::BTreeMap<(String, String), String> {
     body.lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();

@@ -18,7 +18,7 @@ pub const REGISTRY_TOOL: GoTool = GoTool {
 pub const REGISTRY_VERSION: &str = "v3.0.0";
 
 /// The pinned container image for the docker runtime.
-pub const REGISTRY_IMAGE: (&str, &str) = ("registry", "2.8.3");
+pub(crate) const REGISTRY_IMAGE: (&str, &str) = ("registry", "2.8.3");
 
 /// How clients authenticate to a registry.
 #[derive(Debug, Clone)]

@@ -98,7 +98,7 @@ pub async fn docker_engine() -> Result<(), NoDockerEngine> {
 
 /// Finds the distribution binary: `registry` or Debian's `docker-registry` on PATH, else
 /// one built from the module proxy at a pinned version.
-pub async fn registry_binary(provisioner: &GoProvisioner) -> Result<PathBuf, ServiceError> {
+pub(crate) async fn registry_binary(provisioner: &GoProvisioner) -> Result<PathBuf, ServiceError> {
     for name in ["registry", "docker-registry"] {
         if let Ok(path) = which::which(name) {
             return Ok(path);
@@ -219,7 +219,7 @@ async fn wait_ready(addr: SocketAddr, tls: bool, ca: &Ca, log: &Path, mut child:
 
 /// A client for talking to registries directly (readiness, verification, base image):
 /// trusts only the run's CA, never uses a proxy.
-pub fn registry_client(ca: &Ca) -> reqwest::Client {
+pub(crate) fn registry_client(ca: &Ca) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .tls_built_in_root_certs(false)

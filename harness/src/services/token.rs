@@ -17,7 +17,7 @@ use crate::loopback::LoopbackServer;
 use crate::pki::{Ca, Issued, PkiError};
 
 /// Who may get tokens, and how they are signed.
-pub struct TokenIssuer {
+pub(crate) struct TokenIssuer {
     pub issuer: String,
     pub service: String,
     users: BTreeMap<String, String>,
@@ -88,7 +88,7 @@ impl TokenIssuer {
     }
 
     /// Serves `/token` on a free loopback port until the returned handle drops.
-    pub async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
+    pub(crate) async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
         crate::loopback::serve(move |req| {
             let issuer = self.clone();
             async move { issuer.handle(req) }

@@ -6,7 +6,7 @@ use super::{digest_after_reference, Prepared, PushContext, ReleaseLayout, Tool};
 use crate::payload::Payload;
 use crate::provision::GoTool;
 
-pub struct Crane;
+pub(crate) struct Crane;
 
 const GO: GoTool = GoTool {
     name: "crane",

@@ -83,7 +83,7 @@ fn tool_name<S: serde::Serializer>(tool: &&'static dyn Tool, serializer: S) -> R
 
 impl ToolBinary {
     /// The cached binary `installed` of `tool`, as asked for by `requested`.
-    pub fn from_installed(tool: &'static dyn Tool, requested: String, installed: Installed) -> ToolBinary {
+    pub(crate) fn from_installed(tool: &'static dyn Tool, requested: String, installed: Installed) -> ToolBinary {
         ToolBinary {
             tool,
             requested,

@@ -6,7 +6,7 @@ use super::{digest_after_reference, Prepared, PushContext, ReleaseLayout, Tool};
 use crate::outcome::FailClass;
 use crate::provision::GoTool;
 
-pub struct Ko;
+pub(crate) struct Ko;
 
 const GO: GoTool = GoTool {
     name: "ko",

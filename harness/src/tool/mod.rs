@@ -56,7 +56,7 @@ impl std::fmt::Debug for dyn Tool {
 }
 
 /// Every built-in tool, the shorthand one first.
-pub fn builtins() -> [&'static dyn Tool; 3] {
+pub(crate) fn builtins() -> [&'static dyn Tool; 3] {
     [&ko::Ko, &crane::Crane, &oras::Oras]
 }
 

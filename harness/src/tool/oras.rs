@@ -6,7 +6,7 @@ use crate::outcome::FailClass;
 use crate::payload::Payload;
 use crate::provision::GoTool;
 
-pub struct Oras;
+pub(crate) struct Oras;
 
 const GO: GoTool = GoTool {
     name: "oras",

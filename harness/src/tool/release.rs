@@ -27,11 +27,11 @@ pub struct ReleaseLayout {
 }
 
 impl ReleaseLayout {
-    pub fn default_base_url(&self) -> String {
+    pub(crate) fn default_base_url(&self) -> String {
         format!("https://github.com/{}/releases/download", self.github_repo)
     }
 
-    pub fn releases_api(&self) -> String {
+    pub(crate) fn releases_api(&self) -> String {
         format!("https://api.github.com/repos/{}/releases?per_page=100", self.github_repo)
     }
 
@@ -54,7 +54,7 @@ impl ReleaseLayout {
         Ok(self.expand(self.asset, version).replace("{Os}", title_os).replace("{Arch}", title_arch).replace("{os}", go_os).replace("{arch}", go_arch))
     }
 
-    pub fn checksums_name(&self, version: &str) -> String {
+    pub(crate) fn checksums_name(&self, version: &str) -> String {
         self.expand(self.checksums, version)
     }
 
@@ -94,13 +94,13 @@ impl ReleaseError {
 
 /// A release binary fetched and checked, waiting in a staging dir.
 #[derive(Debug)]
-pub struct Downloaded {
+pub(crate) struct Downloaded {
     pub binary: PathBuf,
     pub url: String,
 }
 
 #[derive(Debug, Clone)]
-pub struct ReleaseSite {
+pub(crate) struct ReleaseSite {
     base_url: String,
     client: reqwest::Client,
 }
@@ -117,7 +117,7 @@ impl ReleaseSite {
         ReleaseSite { base_url: base_url.trim_end_matches('/').to_string(), client }
     }
 
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         &self.base_url
     }
 
@@ -203,7 +203,7 @@ fn unsupported(os: &str) -> ReleaseError {
 }
 
 /// The digest `checksums.txt` gives for `asset` (`<sha256>  <file>` lines).
-pub fn checksum_for(checksums: &str, asset: &str) -> Option<String> {
+pub(crate) fn checksum_for(checksums: &str, asset: &str) -> Option<String> {
     checksums.lines().find_map(|line| {
         let mut words = line.split_whitespace();
         let digest = words.next()?;

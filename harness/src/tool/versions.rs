@@ -21,7 +21,7 @@ pub enum Selector {
     GitRef(String),
 }
 
-pub const SELECTOR_FORMS: &str =
+pub(crate) const SELECTOR_FORMS: &str =
     "an exact version (v0.15.2), a semver range (\">=0.15, <0.17\"), latest, latest-N, or a branch/commit (main, 348ca2d)";
 
 impl Selector {
@@ -104,7 +104,7 @@ impl ReleaseIndex {
         }
     }
 
-    pub fn from_tags<'a>(tags: impl Iterator<Item = &'a str>, source: IndexSource) -> ReleaseIndex {
+    pub(crate) fn from_tags<'a>(tags: impl Iterator<Item = &'a str>, source: IndexSource) -> ReleaseIndex {
         let mut versions: Vec<semver::Version> =
             tags.filter_map(|tag| semver::Version::parse(tag.trim_start_matches('v')).ok()).filter(|v| v.pre.is_empty()).collect();
         versions.sort();
@@ -141,7 +141,7 @@ pub struct Resolution {
 }
 
 /// Whether resolving these selectors needs the release list.
-pub fn needs_index(selectors: &[(String, Selector)]) -> bool {
+pub(crate) fn needs_index(selectors: &[(String, Selector)]) -> bool {
     selectors.iter().any(|(_, s)| s.needs_index())
 }
 
