@@ -22,6 +22,7 @@ pub mod builtin;
 pub mod cache;
 pub mod cell;
 pub mod config;
+pub mod containment;
 pub mod events;
 pub mod gateway;
 pub(crate) mod loopback;
