@@ -27,6 +27,15 @@ pub enum RuntimeChoice {
 
 impl RuntimeChoice {
     pub const CHOICES: &'static str = "auto, process, docker";
+
+    /// As matrix.toml and `--runtime` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeChoice::Auto => "auto",
+            RuntimeChoice::Process => "process",
+            RuntimeChoice::Docker => "docker",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
