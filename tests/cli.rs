@@ -173,6 +173,23 @@ fn run_outside_the_repository_after_init() {
     let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
     assert!(rows.contains(&vec!["registry/anonymous", "pass"]) && rows.contains(&vec!["registry/creds-store", "pass"]), "{stdout}");
     assert!(dir.path().join("results/latest/junit.xml").is_file());
+    // The run records how it was contained, and says so in its summary line.
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("results/latest/matrix.json")).unwrap()).unwrap();
+    assert_containment(&report, &stderr);
+}
+
+/// What `run` records as its containment where nothing forces it: the namespace where the
+/// kernel allows one, else proxy-only with the kernel's refusal.
+fn assert_containment(report: &serde_json::Value, stderr: &str) {
+    let recorded = report["containment"].as_str().unwrap_or_else(|| panic!("matrix.json records no containment: {report}"));
+    match ko_matrix::containment::probe() {
+        Ok(()) => assert_eq!(recorded, "user+network namespace", "{stderr}"),
+        Err(refused) => {
+            eprintln!("note: user namespaces are refused here ({refused}); the run fell back");
+            assert!(recorded.starts_with("proxy-only (the kernel refused a user namespace: "), "{recorded}");
+        }
+    }
+    assert!(stderr.contains(&format!("; containment: {recorded}; ")), "the summary line names it: {stderr}");
 }
 
 #[test]
@@ -217,6 +234,8 @@ fn sigterm_mid_run_keeps_the_finished_cells() {
     let selected = report["selected_scenarios"].as_array().unwrap().len();
     assert!(cells >= 2 && cells < selected, "the finished cells, not all {selected}: {cells}");
     assert!(stderr.contains("interrupted before every cell ran"), "{stderr}");
+    assert_containment(&report, &stderr);
+    assert_eq!(stderr.matches("terminated; stopping child processes").count(), 1, "said once: {stderr}");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let orphans: Vec<String> = descendants.iter().filter(|(pid, start)| process_start(*pid).as_ref() == Some(start)).map(|(pid, _)| format!("{pid}: {}", std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " "))).collect();
     assert!(orphans.is_empty(), "processes outlived the harness: {orphans:?}");
@@ -255,22 +274,31 @@ fn descendants_of(root: u32) -> Vec<(u32, String)> {
 #[test]
 fn two_runs_at_once_share_the_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let spawn = |out: &str| {
+    // The second run is forced to proxy-only containment: the outcomes must not differ.
+    let spawn = |out: &str, containment: &str| {
         ko_matrix()
             .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("KO_MATRIX_CONTAINMENT", containment)
             .args(["run", "--versions", "v0.15.1", "--scenarios", "registry/anonymous,registry/basic-auths", "--out", dir.path().join(out).to_str().unwrap()])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let (a, b) = (spawn("a"), spawn("b"));
+    let (a, b) = (spawn("a", "auto"), spawn("b", "proxy-only"));
     for (name, child) in [("a", a), ("b", b)] {
         let out = child.wait_with_output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let text = format!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
         assert_eq!(out.status.code(), Some(0), "{name}: {text}");
         let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(name).join("matrix.json")).unwrap()).unwrap();
         let outcomes: Vec<&str> = report["cells"].as_array().unwrap().iter().map(|c| c["outcome"].as_str().unwrap()).collect();
         assert_eq!(outcomes, ["pass", "pass"], "{name}: {text}");
+        if name == "a" {
+            assert_containment(&report, &stderr);
+        } else {
+            assert_eq!(report["containment"], "proxy-only (forced by KO_MATRIX_CONTAINMENT=proxy-only)", "{text}");
+            assert_eq!(stderr.matches("containment: proxy-only (forced by KO_MATRIX_CONTAINMENT=proxy-only): ").count(), 1, "said once: {stderr}");
+        }
     }
 }

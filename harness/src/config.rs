@@ -61,6 +61,15 @@ pub enum RuntimeChoice {
 
 impl RuntimeChoice {
     pub const CHOICES: &'static str = "auto, process, docker";
+
+    /// As matrix.toml and `--runtime` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeChoice::Auto => "auto",
+            RuntimeChoice::Process => "process",
+            RuntimeChoice::Docker => "docker",
+        }
+    }
 }
 
 /// `ecr.backend`: which ECR backend ECR scenarios run against (`aws::localstack` picks
@@ -84,6 +93,9 @@ pub struct ServicesConfig {
     /// `auto`, `process` or `docker` for the registries.
     pub runtime: RuntimeChoice,
     pub ecr: EcrSettings,
+    /// The run is inside a network namespace of its own (see [`crate::containment`]): a
+    /// world that needs the host's network (Docker, LocalStack) is refused, not started.
+    pub contained: bool,
 }
 
 /// `[ecr]`: which ECR backend ECR scenarios run against.
@@ -218,7 +230,7 @@ impl Matrix {
             }
             ecr.localstack_endpoint = Some(endpoint.get_ref().replace("localhost", "127.0.0.1"));
         }
-        let services = ServicesConfig { runtime: raw.services.runtime, ecr };
+        let services = ServicesConfig { runtime: raw.services.runtime, ecr, contained: false };
         Ok(Matrix { file: file.to_path_buf(), tools, scenarios, jobs, cell_timeout, services, text: text.to_string() })
     }
 

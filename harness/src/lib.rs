@@ -24,6 +24,7 @@ pub mod cell;
 pub mod config;
 pub(crate) mod diagnosis;
 pub(crate) mod credential_files;
+pub mod containment;
 pub mod events;
 pub mod gateway;
 pub mod located;

@@ -120,7 +120,7 @@ struct SpawnRequest {
 }
 
 /// Forks `cmd` on the process-long spawner thread (see the module docs).
-fn spawn_from_spawner(cmd: Command) -> io::Result<Child> {
+pub(crate) fn spawn_from_spawner(cmd: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (requests, incoming) = mpsc::channel::<SpawnRequest>();

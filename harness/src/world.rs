@@ -43,6 +43,8 @@ pub enum WorldError {
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     LocalStack(#[from] LocalStackError),
+    #[error("{0}, which the run's network namespace cannot reach; run with {env}=proxy-only", env = crate::containment::ENV)]
+    HostNetwork(String),
 }
 
 /// How the harness itself reads from a target registry (to verify pushes).
@@ -269,6 +271,61 @@ pub struct World {
     _token_server: Option<LoopbackServer>,
 }
 
+/// What a run's world is made of, decided before anything starts: how the registries run
+/// and which backend serves ECR scenarios.
+pub struct WorldPlan {
+    /// `process` or `docker`.
+    pub runtime: &'static str,
+    ecr_backend: Option<EcrBackend>,
+    /// Choices the user should hear about once (an `auto` setting falling back).
+    pub notes: Vec<String>,
+}
+
+impl WorldPlan {
+    /// Resolves `services`' `auto` settings for `scenarios` (asking whether a Docker engine
+    /// answers); fails when an explicit choice cannot be met.
+    pub async fn decide(scenarios: &[Scenario], services: &ServicesConfig) -> Result<WorldPlan, WorldError> {
+        let (runtime, runtime_note) = runtime::resolve_runtime(services.runtime).await?;
+        let mut notes: Vec<String> = runtime_note.into_iter().collect();
+        let ecr_backend = if scenarios.iter().any(|s| s.target.registry == Flavour::Ecr) {
+            let facilities = Facilities { auth_token: std::env::var_os(localstack::AUTH_TOKEN_ENV).is_some(), docker: runtime::docker_engine().await };
+            let (backend, note) = localstack::choose(services.ecr.backend, services.ecr.localstack_endpoint.as_deref(), &services.ecr.localstack_image, facilities)?;
+            notes.extend(note);
+            Some(backend)
+        } else {
+            None
+        };
+        Ok(WorldPlan { runtime, ecr_backend, notes })
+    }
+
+    /// Why this world needs the host's network, if it does: Docker publishes containers'
+    /// ports on the host, and an attached LocalStack listens on the host's loopback. Such a
+    /// world cannot run inside a network namespace of its own.
+    pub fn host_network(&self) -> Option<String> {
+        if self.runtime == "docker" {
+            return Some("the registries run as Docker containers, whose ports are on the host network".into());
+        }
+        match &self.ecr_backend {
+            Some(EcrBackend::Container { .. }) => Some("the LocalStack ECR backend runs as a Docker container, whose port is on the host network".into()),
+            Some(EcrBackend::Attach { endpoint }) => Some(format!("the LocalStack ECR backend at {endpoint} is on the host's loopback")),
+            Some(EcrBackend::Embedded) | None => None,
+        }
+    }
+
+    /// Installs the programs this world runs (a registry binary for local processes, Amazon's
+    /// credential helper for ECR scenarios) unless installed already, so that starting it
+    /// needs no network: a canonical version in the cache is answered without the proxy.
+    pub async fn provision(&self, provisioner: &GoProvisioner) -> Result<(), WorldError> {
+        if self.runtime == "process" {
+            runtime::registry_binary(provisioner).await?;
+        }
+        if self.ecr_backend.is_some() {
+            ecr_login_binary(provisioner).await?;
+        }
+        Ok(())
+    }
+}
+
 /// A service of the run, as infra-error details name it.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -289,6 +346,13 @@ impl World {
     /// Starts what `scenarios` need, under `dir` (the run's work dir).
     pub async fn start(scenarios: &[Scenario], services: &ServicesConfig, provisioner: &GoProvisioner, dir: &Path) -> Result<World, WorldError> {
         let started = Instant::now();
+        let plan = WorldPlan::decide(scenarios, services).await?;
+        if services.contained {
+            if let Some(reason) = plan.host_network() {
+                return Err(WorldError::HostNetwork(reason));
+            }
+        }
+        let WorldPlan { runtime, ecr_backend, notes } = plan;
         let flavours: BTreeSet<Flavour> = scenarios.iter().map(|s| s.target.registry).collect();
         let aws_hosts: BTreeSet<String> = scenarios
             .iter()
@@ -299,16 +363,6 @@ impl World {
         let ca_bundle = dir.join("ca.pem");
         ca.write_bundle(&ca_bundle)?;
         let gateway = Gateway::new(ca.clone());
-        let (runtime, runtime_note) = runtime::resolve_runtime(services.runtime).await?;
-        let mut notes: Vec<String> = runtime_note.into_iter().collect();
-        let ecr_backend = if flavours.contains(&Flavour::Ecr) {
-            let facilities = Facilities { auth_token: std::env::var_os(localstack::AUTH_TOKEN_ENV).is_some(), docker: runtime::docker_engine().await };
-            let (backend, note) = localstack::choose(services.ecr.backend, services.ecr.localstack_endpoint.as_deref(), &services.ecr.localstack_image, facilities)?;
-            notes.extend(note);
-            Some(backend)
-        } else {
-            None
-        };
         let binary = if runtime == "process" { Some(runtime::registry_binary(provisioner).await?) } else { None };
         let start = |spec: RegistrySpec| {
             let (binary, ca) = (binary.clone(), ca.clone());
@@ -505,3 +559,20 @@ impl World {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_world_on_docker_or_localstack_needs_the_host_network() {
+        let plan = |runtime, ecr_backend| WorldPlan { runtime, ecr_backend, notes: Vec::new() };
+        assert_eq!(plan("process", None).host_network(), None);
+        assert_eq!(plan("process", Some(EcrBackend::Embedded)).host_network(), None, "the embedded ECR emulator is in-process");
+        assert!(plan("docker", None).host_network().unwrap().contains("Docker containers"));
+        let container = plan("process", Some(EcrBackend::Container { image: "localstack/localstack-pro:4".into() }));
+        assert!(container.host_network().unwrap().contains("LocalStack"));
+        let attached = plan("process", Some(EcrBackend::Attach { endpoint: "127.0.0.1:4566".parse().unwrap() }));
+        assert_eq!(attached.host_network().unwrap(), "the LocalStack ECR backend at 127.0.0.1:4566 is on the host's loopback");
+    }
+}

@@ -32,6 +32,11 @@ pub struct MatrixReport {
     pub started: String,
     /// How services ran: `process` or `docker`.
     pub runtime: String,
+    /// How the run's cells were kept from the network: `user+network namespace` (services and
+    /// cells in a namespace with only loopback), or `proxy-only (<why>)` (only the proxy
+    /// variables); see [`crate::containment`]. `not recorded` in files from before.
+    #[serde(default = "not_recorded")]
+    pub containment: String,
     /// Each tool's versions, tools in matrix.toml's order, versions oldest first.
     pub versions: Vec<VersionInfo>,
     /// The scenarios the run selected: with `versions`, the cells it set out to run (a shard
@@ -50,6 +55,14 @@ pub struct MatrixReport {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
 }
+
+fn not_recorded() -> String {
+    NOT_RECORDED.into()
+}
+
+/// [`MatrixReport::containment`] of a file from before it was recorded, or of a report
+/// whose caller did not say.
+pub const NOT_RECORDED: &str = "not recorded";
 
 /// Committed snapshots (`results/<tool>/<family>.snap`): each recorded cell's label.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +99,7 @@ impl MatrixReport {
             ko_matrix_version: env!("CARGO_PKG_VERSION").into(),
             started,
             runtime: runtime.into(),
+            containment: not_recorded(),
             versions: versions
                 .iter()
                 .map(|b| VersionInfo { tool: b.tool.name().into(), version: b.version.clone(), route: b.route.clone(), sha256: b.sha256.clone() })
@@ -190,6 +204,20 @@ impl MatrixReport {
             write_atomic(&dir.join(name), &text)?;
         }
         Ok(dir.join("matrix.json"))
+    }
+}
+
+/// The shards' containment: theirs when they agree, else each distinct one, `mixed: a; b`.
+fn merged_containment(parts: &[MatrixReport]) -> String {
+    let mut distinct: Vec<&str> = Vec::new();
+    for part in parts {
+        if !distinct.contains(&part.containment.as_str()) {
+            distinct.push(&part.containment);
+        }
+    }
+    match distinct.as_slice() {
+        [one] => one.to_string(),
+        many => format!("mixed: {}", many.join("; ")),
     }
 }
 
@@ -348,6 +376,7 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
         tool_scenarios: BTreeMap::new(),
         shard: None,
         interrupted: parts.iter().any(|p| p.interrupted),
+        containment: merged_containment(parts),
         ..first.clone()
     };
     for (i, part) in parts.iter().enumerate() {
@@ -462,6 +491,7 @@ pub(crate) mod tests {
             ko_matrix_version: "0".into(),
             started: "t".into(),
             runtime: "process".into(),
+            containment: crate::containment::NAMESPACE.into(),
             versions,
             selected_scenarios,
             tool_scenarios: BTreeMap::new(),
@@ -550,5 +580,23 @@ pub(crate) mod tests {
         assert_eq!(report.absent_cells(), ["ko@v0.15.1::ecr/imds-v2", "ko@v9.9.9::ecr/imds-v2"]);
         let pinned: Vec<String> = check_against(&report, &snapshots, CheckScope::SnapshottedVersions).iter().map(ToString::to_string).collect();
         assert_eq!(pinned, ["ko@v0.15.1::ecr/env-session: pass → fail(network)", "ko@v0.15.1::ecr/imds-v2: pass → (absent)"], "v9.9.9 is left to `regressions`");
+    }
+
+    #[test]
+    fn containment_is_recorded_read_back_and_merged() {
+        let report = report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Pass, None)]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["containment"], "user+network namespace");
+        // A file from before containment was recorded still reads.
+        let mut old = json.clone();
+        old.as_object_mut().unwrap().remove("containment");
+        let old: MatrixReport = serde_json::from_value(old).unwrap();
+        assert_eq!(old.containment, "not recorded");
+
+        let shard = |containment: &str, version: &str| MatrixReport { containment: containment.into(), ..report_of(vec![cell("ecr/env-session", version, Outcome::Pass, None)]) };
+        let same = merge(&[shard("user+network namespace", "v0.15.1"), shard("user+network namespace", "v0.15.2")]).unwrap();
+        assert_eq!(same.containment, "user+network namespace");
+        let mixed = merge(&[shard("user+network namespace", "v0.15.1"), shard("proxy-only (KO_MATRIX_CONTAINMENT=proxy-only)", "v0.15.2")]).unwrap();
+        assert_eq!(mixed.containment, "mixed: user+network namespace; proxy-only (KO_MATRIX_CONTAINMENT=proxy-only)");
     }
 }

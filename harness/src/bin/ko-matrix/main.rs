@@ -83,7 +83,10 @@ enum Command {
         "  ko-matrix run                                     # matrix.toml as it is\n",
         "  ko-matrix run --versions v0.15.1,v0.15.2 --scenarios 'registry/*'\n",
         "  ko-matrix run --versions ko@v0.15.2,crane@v0.20.2 --scenarios 'ecr/*'\n",
-        "  ko-matrix run --tools oras --jobs 1 --out /tmp/results --fail-on-fail"
+        "  ko-matrix run --tools oras --jobs 1 --out /tmp/results --fail-on-fail\n",
+        "  KO_MATRIX_CONTAINMENT=proxy-only ko-matrix run    # no network namespace, proxy variables only\n",
+        "\nServices and cells run in a user+network namespace with only loopback where the kernel\n",
+        "allows one; matrix.json records the containment a run had."
     ))]
     Run(running::RunArgs),
     /// Write matrix.toml and the built-in scenarios (with the app they build) into DIR.

@@ -1,13 +1,17 @@
 //! `ko-matrix run`: every selected tool version against every selected scenario.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 use ko_matrix::config::{RuntimeChoice, ScenarioPattern, ServicesConfig};
+use ko_matrix::containment::{self, Containment, Wanted};
 use ko_matrix::outcome::Outcome;
 use ko_matrix::report::render_table;
-use ko_matrix::run::{self, RunnerOptions};
+use ko_matrix::run::{self, RunError, RunnerOptions, Selection};
+use ko_matrix::world::WorldPlan;
 
 use crate::signals::Signals;
 use crate::tools::{self, SourceArgs};
@@ -42,6 +46,9 @@ pub struct RunArgs {
     runtime: Option<RuntimeChoice>,
     #[command(flatten)]
     source: SourceArgs,
+    /// Internal: this is the run inside the namespace; `--versions` are exact and in order.
+    #[arg(long, hide = true)]
+    contained: bool,
 }
 
 fn parse_runtime(text: &str) -> Result<RuntimeChoice, String> {
@@ -49,6 +56,14 @@ fn parse_runtime(text: &str) -> Result<RuntimeChoice, String> {
 }
 
 pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyhow::Result<u8> {
+    let wanted = Wanted::from_env().map_err(BadInput)?;
+    if args.contained {
+        // What the report will record must be true: only loopback here.
+        let seen = containment::interfaces().context("listing network interfaces")?;
+        if seen != ["lo"] {
+            return Err(BadInput(format!("--contained is for the run ko-matrix starts in its own network namespace; this process sees {}", seen.join(", "))).into());
+        }
+    }
     let mut matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
     if !args.scenarios.is_empty() {
         matrix.scenarios = Some(args.scenarios.iter().map(|p| ScenarioPattern::from_cli(p)).collect::<Result<_, _>>().map_err(BadInput)?);
@@ -62,20 +77,64 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         let mut versions = Vec::new();
         for (plan, fetcher) in plans.iter().zip(&fetchers) {
             let resolution = tools::resolve(plan).await?;
-            eprintln!("versions: {} {}", plan.tool.name(), resolution.versions.join(", "));
+            if !args.contained {
+                eprintln!("versions: {} {}", plan.tool.name(), resolution.versions.join(", "));
+            }
             versions.push((fetcher, resolution.versions));
         }
-        let selection = run::select(&matrix, &versions).await?;
-        eprintln!("scenarios: {}", selection.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+        let mut selection = run::select(&matrix, &versions).await?;
+        if args.contained {
+            // The order the outer run resolved (an exact pseudo-version sorts differently
+            // from the branch it was resolved from).
+            let position = |label: &str| args.versions.iter().position(|v| v == label);
+            selection.versions.sort_by_key(|b| position(&b.label()));
+        } else {
+            eprintln!("scenarios: {}", selection.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+        }
         anyhow::Ok(selection)
     };
     let selection = tokio::select! {
         selection = prepared => selection?,
         code = signals.received() => return Ok(code),
     };
+    let services = ServicesConfig { runtime: args.runtime.unwrap_or(matrix.services.runtime), contained: args.contained, ..matrix.services.clone() };
+    let go = fetchers[0].go();
+    let containment = if args.contained {
+        eprintln!("containment: {}: services and cells reach nothing but loopback", containment::NAMESPACE);
+        Containment::Namespace
+    } else {
+        // Everything that needs the network happens out here; then the run itself goes
+        // into a namespace of its own, as a second ko-matrix process.
+        let ready = async {
+            if wanted == Wanted::ProxyOnly {
+                return anyhow::Ok(Err(format!("forced by {}=proxy-only", containment::ENV)));
+            }
+            let plan = WorldPlan::decide(&selection.scenarios, &services).await.map_err(RunError::from)?;
+            if let Some(reason) = plan.host_network() {
+                return Ok(Err(reason));
+            }
+            plan.provision(go).await.map_err(RunError::from)?;
+            Ok(Ok(()))
+        };
+        let ready = tokio::select! {
+            ready = ready => ready?,
+            code = signals.received() => return Ok(code),
+        };
+        let reason = match ready {
+            Ok(()) => match containment::spawn(contained_run(config, &args, &plans, &selection)?) {
+                Ok(child) => return wait_contained(child, signals).await,
+                Err(containment::SpawnError::Refused(refused)) => format!("the kernel refused a user namespace: {refused}"),
+                Err(e) => return Err(e.into()),
+            },
+            Err(reason) => reason,
+        };
+        let containment = Containment::ProxyOnly(reason);
+        eprintln!("containment: {containment}: cells are kept off the network by proxy variables only");
+        containment
+    };
     let options = RunnerOptions {
         scenarios: selection.scenarios.clone(),
-        services: ServicesConfig { runtime: args.runtime.unwrap_or(matrix.services.runtime), ..matrix.services.clone() },
+        services,
         cell_timeout: matrix.cell_timeout,
         out_dir: args.out.clone(),
         app_source: run::scenarios_dir(&matrix).join("app"),
@@ -89,11 +148,11 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
             signals.received().await;
         }
     };
-    let go = fetchers[0].go();
-    let report = run::run(&selection, args.shard, &options, args.jobs.unwrap_or(matrix.jobs), go, observer, stop).await?;
+    let mut report = run::run(&selection, args.shard, &options, args.jobs.unwrap_or(matrix.jobs), go, observer, stop).await?;
+    report.containment = containment.to_string();
     let json = report.write_all(&args.out, baseline.as_ref())?;
     println!("{}", render_table(&report));
-    eprintln!("{}; {} (and matrix.md, report.html, junit.xml)", report.summary(), json.display());
+    eprintln!("{}; containment: {}; {} (and matrix.md, report.html, junit.xml)", report.summary(), report.containment, json.display());
     if let Some(code) = signals.code() {
         return Ok(code);
     }
@@ -101,4 +160,65 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         return Ok(3);
     }
     Ok(if args.fail_on_fail && report.count(Outcome::Fail) > 0 { 1 } else { 0 })
+}
+
+/// This run again, as the process that runs inside the namespace: the same matrix, scenarios
+/// and output, with the versions already resolved and fetched (it needs no network).
+fn contained_run(config: Option<&Path>, args: &RunArgs, plans: &[tools::ToolPlan], selection: &Selection) -> anyhow::Result<tokio::process::Command> {
+    let mut cmd = tokio::process::Command::new(std::env::current_exe().context("finding the ko-matrix executable")?);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.args(["run", "--contained"]);
+    let tools: Vec<&str> = plans.iter().map(|p| p.tool.name()).collect();
+    cmd.arg(format!("--tools={}", tools.join(",")));
+    cmd.arg(format!("--versions={}", selection.versions.iter().map(|b| b.label()).collect::<Vec<_>>().join(",")));
+    for pattern in &args.scenarios {
+        cmd.arg(format!("--scenarios={pattern}"));
+    }
+    if let Some(jobs) = args.jobs {
+        cmd.arg(format!("--jobs={jobs}"));
+    }
+    cmd.arg("--out").arg(&args.out);
+    if args.fail_on_fail {
+        cmd.arg("--fail-on-fail");
+    }
+    if let Some(shard) = args.shard {
+        cmd.arg(format!("--shard={}/{}", shard.index, shard.count));
+    }
+    if let Some(runtime) = args.runtime {
+        cmd.arg(format!("--runtime={}", runtime.name()));
+    }
+    cmd.args(args.source.to_args());
+    // Should this process end without waiting for it, it does not run on alone.
+    cmd.kill_on_drop(true);
+    Ok(cmd)
+}
+
+/// Waits for the contained run, passing it a Ctrl-C or SIGTERM (it stops its cells and
+/// writes its reports, and says so), and exits as it did.
+async fn wait_contained(mut child: tokio::process::Child, signals: Signals) -> anyhow::Result<u8> {
+    signals.delegate();
+    let pid = child.id().map(|pid| pid as i32);
+    let mut forwarded = false;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.context("waiting for the contained run")?;
+                return Ok(match (status.code(), status.signal()) {
+                    (Some(code), _) => code as u8,
+                    (None, Some(signal)) => (128 + signal) as u8,
+                    (None, None) => 3,
+                });
+            }
+            code = signals.received(), if !forwarded => {
+                forwarded = true;
+                if let Some(pid) = pid {
+                    let signal = if code == 130 { libc::SIGINT } else { libc::SIGTERM };
+                    // SAFETY: signalling our own child, which has not been reaped yet.
+                    unsafe { libc::kill(pid, signal) };
+                }
+            }
+        }
+    }
 }

@@ -45,6 +45,32 @@ pub struct SourceArgs {
     path: Option<PathBuf>,
 }
 
+impl SourceArgs {
+    /// These arguments as given, for a command line that repeats them.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(source) = self.source {
+            let name = serde_json::to_value(source).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            args.extend(["--source".into(), name.into()]);
+        }
+        if let Some(url) = &self.release_base_url {
+            args.extend(["--release-base-url".into(), url.into()]);
+        }
+        if let Some(toolchain) = &self.go_toolchain {
+            let text = match toolchain {
+                ToolchainPolicy::Auto => "auto".to_string(),
+                ToolchainPolicy::Local => "local".to_string(),
+                ToolchainPolicy::Exact(name) => name.clone(),
+            };
+            args.extend(["--go-toolchain".into(), text.into()]);
+        }
+        if let Some(path) = &self.path {
+            args.extend(["--path".into(), path.into()]);
+        }
+        args
+    }
+}
+
 fn parse_source(text: &str) -> Result<Source, String> {
     serde_json::from_value(serde_json::Value::String(text.into())).map_err(|_| format!("expected one of: {}", Source::CHOICES))
 }
