@@ -116,13 +116,20 @@ fn layer_tar(arch: &str) -> Vec<u8> {
 
 /// A tar holding one file: an image layer.
 pub(crate) fn one_file_tar(path: &str, text: &str) -> Vec<u8> {
+    tar_of(&[(path, text.as_bytes())])
+}
+
+/// A tar of `files` (path, contents), the same bytes every time (no times, no owners).
+pub(crate) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(text.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    tar.append_data(&mut header, path, text.as_bytes()).expect("writing to memory");
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, path, *bytes).expect("writing to memory");
+    }
     tar.into_inner().expect("writing to memory")
 }
 

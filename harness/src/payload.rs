@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::process::Command;
 
-use crate::base_image::{digest, one_file_tar};
+use crate::base_image::{digest, one_file_tar, tar_of};
 
 /// Everything a cell's tool may push with.
 #[derive(Debug, Clone)]
@@ -75,16 +75,7 @@ pub(crate) fn image_tarball() -> Vec<u8> {
     .expect("config serialises");
     let config_name = format!("{}.json", digest(&config).trim_start_matches("sha256:"));
     let manifest = serde_json::to_vec(&json!([{ "Config": config_name, "RepoTags": [], "Layers": ["layer.tar"] }])).expect("manifest serialises");
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, bytes) in [("manifest.json", &manifest), (config_name.as_str(), &config), ("layer.tar", &layer)] {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_cksum();
-        tar.append_data(&mut header, name, bytes.as_slice()).expect("writing to memory");
-    }
-    tar.into_inner().expect("writing to memory")
+    tar_of(&[("manifest.json", &manifest), (&config_name, &config), ("layer.tar", &layer)])
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! go-containerregistry's default keychain (docker config, credential helpers, podman's
 //! auth file). It has no ECR helper of its own: next to ko, that is the contrast.
 
-use super::{digest_after_reference, Prepared, PushContext, ReleaseLayout, Tool};
+use super::{digest_after_reference, PushContext, ReleaseLayout, Tool};
 use crate::payload::Payload;
 use crate::provision::GoTool;
 
@@ -24,20 +24,12 @@ const RELEASE: ReleaseLayout = ReleaseLayout {
 };
 
 impl Tool for Crane {
-    fn name(&self) -> &'static str {
-        GO.name
-    }
-
     fn go(&self) -> &'static GoTool {
         &GO
     }
 
     fn release(&self) -> &'static ReleaseLayout {
         &RELEASE
-    }
-
-    fn prepare(&self, push: &PushContext) -> Prepared {
-        Prepared { cwd: push.payload.files_dir.clone(), ..Prepared::default() }
     }
 
     /// `crane push image.tar <repository>`: the tag defaults to `latest`; crane prints the

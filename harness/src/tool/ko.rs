@@ -24,10 +24,6 @@ const RELEASE: ReleaseLayout = ReleaseLayout {
 };
 
 impl Tool for Ko {
-    fn name(&self) -> &'static str {
-        GO.name
-    }
-
     fn go(&self) -> &'static GoTool {
         &GO
     }

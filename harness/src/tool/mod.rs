@@ -25,15 +25,20 @@ pub use release::ReleaseLayout;
 
 /// One push tool, as ko-matrix drives it.
 pub trait Tool: Send + Sync + 'static {
-    /// Its name: `[tools.<name>]` in matrix.toml, `<name>@<version>::<scenario>` cell ids,
-    /// `results/<name>/` snapshots, and what a scenario step may name instead of `${TOOL}`.
-    fn name(&self) -> &'static str;
     /// How to build it from the Go module proxy, and how it reports its version.
     fn go(&self) -> &'static GoTool;
     /// Where its release binaries are published.
     fn release(&self) -> &'static ReleaseLayout;
-    /// What a cell writes and sets so the tool pushes to `push.reference`.
-    fn prepare(&self, push: &PushContext) -> Prepared;
+    /// Its name (its binary's): `[tools.<name>]` in matrix.toml, `<name>@<version>::<scenario>`
+    /// cell ids, `results/<name>/` snapshots, and what a scenario step may name instead of `${TOOL}`.
+    fn name(&self) -> &'static str {
+        self.go().name
+    }
+    /// What a cell writes and sets so the tool pushes to `push.repository`. By default
+    /// nothing: the push runs where the run's prebuilt image and artifact are.
+    fn prepare(&self, push: &PushContext) -> Prepared {
+        Prepared { cwd: push.payload.files_dir.clone(), ..Prepared::default() }
+    }
     /// The push command's arguments (after the program).
     fn push_args(&self, push: &PushContext) -> Vec<String>;
     /// A scenario's `${TOOL} <word> …` as the tool spells it: `login` is `auth login` for crane.

@@ -1,7 +1,7 @@
 //! oras (oras.land/oras): pushes a file as an OCI artifact, with its own handling of the
 //! docker config and credential helpers.
 
-use super::{Prepared, PushContext, ReleaseLayout, Tool};
+use super::{PushContext, ReleaseLayout, Tool};
 use crate::outcome::FailClass;
 use crate::payload::Payload;
 use crate::provision::GoTool;
@@ -26,20 +26,12 @@ const RELEASE: ReleaseLayout = ReleaseLayout {
 };
 
 impl Tool for Oras {
-    fn name(&self) -> &'static str {
-        GO.name
-    }
-
     fn go(&self) -> &'static GoTool {
         &GO
     }
 
     fn release(&self) -> &'static ReleaseLayout {
         &RELEASE
-    }
-
-    fn prepare(&self, push: &PushContext) -> Prepared {
-        Prepared { cwd: push.payload.files_dir.clone(), ..Prepared::default() }
     }
 
     /// `oras push <repository>:latest artifact.txt:<media type>`: oras prints `Digest: sha256:…`.
