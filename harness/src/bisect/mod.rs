@@ -34,8 +34,12 @@ pub enum Mode {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeRecord {
     pub k: usize,
-    /// What was built: a version, a commit, or good + a set of upgrades.
+    /// What was built: a version, a commit, or good + a set of upgrades (named when there are
+    /// a few, counted when there are many).
     pub what: String,
+    /// Deps mode: every upgrade the probe applied (`module@version`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upgrades: Vec<String>,
     pub verdict: Verdict,
     /// The cell's label, or why there was none.
     pub outcome: String,
@@ -105,7 +109,7 @@ impl<'a> Bisect<'a> {
     }
 
     /// Runs the cell with `binary` and judges it against the good end's label.
-    async fn judge(&self, what: String, estimate: usize, binary: Result<(ToolBinary, Vec<String>), String>) -> (Verdict, String) {
+    async fn judge(&self, what: String, upgrades: Vec<String>, estimate: usize, binary: Result<(ToolBinary, Vec<String>), String>) -> (Verdict, String) {
         let k = self.probes.lock().expect("probes lock").len() + 1;
         self.observer.on_bisect_event(BisectEvent::Probing { k, estimate, what: what.clone() });
         let started = Instant::now();
@@ -123,7 +127,7 @@ impl<'a> Bisect<'a> {
                 (verdict, label, build_list)
             }
         };
-        let record = ProbeRecord { k, what, verdict, outcome: outcome.clone(), duration_ms: started.elapsed().as_millis() as u64, build_list };
+        let record = ProbeRecord { k, what, upgrades, verdict, outcome: outcome.clone(), duration_ms: started.elapsed().as_millis() as u64, build_list };
         self.probes.lock().expect("probes lock").push(record.clone());
         self.observer.on_bisect_event(BisectEvent::Probed(record));
         (verdict, outcome)
@@ -143,9 +147,9 @@ impl<'a> Bisect<'a> {
         let good_binary = good_binary.map_err(|e| end(good, e))?;
         let bad_binary = bad_binary.map_err(|e| end(bad, e))?;
         self.good_label.clear();
-        let (_, good_label) = self.judge(format!("{good} (good end)"), estimate, Ok(good_binary)).await;
+        let (_, good_label) = self.judge(format!("{good} (good end)"), Vec::new(), estimate, Ok(good_binary)).await;
         self.good_label = good_label.clone();
-        let (verdict, bad_label) = self.judge(format!("{bad} (bad end)"), estimate, Ok(bad_binary)).await;
+        let (verdict, bad_label) = self.judge(format!("{bad} (bad end)"), Vec::new(), estimate, Ok(bad_binary)).await;
         if verdict != Verdict::Bad {
             return Err(BisectError::NoDifference { good: good.into(), bad: bad.into(), label: good_label, scenario: self.scenario.name.clone() });
         }
@@ -192,7 +196,7 @@ impl<'a> Bisect<'a> {
             let version = all[i].clone();
             async move {
                 let binary = this.fetch(&version).await;
-                this.judge(version, estimate, binary).await.0
+                this.judge(version, Vec::new(), estimate, binary).await.0
             }
         })
         .await;
@@ -237,20 +241,27 @@ impl<'a> Bisect<'a> {
             other => other?,
         };
         let this = &*self;
-        let describe = |subset: &[usize]| -> String {
-            let names: Vec<String> = subset.iter().map(|i| format!("{}@{}", upgrades[*i].module, upgrades[*i].to)).collect();
-            format!("{good} + {{{}}}", names.join(", "))
-        };
         let build = &build;
         let culprit_indices = search::ddmin(upgrades.len(), |subset| {
-            let what = describe(&subset);
+            let names: Vec<String> = subset.iter().map(|i| format!("{}@{}", upgrades[*i].module, upgrades[*i].to)).collect();
+            let what = format!("{good} + {}", upgrade_set(&names));
             let binary = build(subset);
-            async move { this.judge(what, estimate, binary.await).await.0 }
+            async move { this.judge(what, names, estimate, binary.await).await.0 }
         })
         .await;
         let items: Vec<String> = culprit_indices.iter().map(|i| upgrades[*i].to_string()).collect();
         let culprit = format!("{} of the {} dependency upgrades from {good} to {bad} break the cell: {}", items.len(), upgrades.len(), items.join("; "));
         Ok(self.report(Mode::Deps, good, bad, labels, culprit, items, started))
+    }
+}
+
+/// A probe's set of upgrades for a line of output: named when there are a few, counted (with
+/// the first) when there are many; the whole set goes into bisect.json.
+fn upgrade_set(names: &[String]) -> String {
+    match names {
+        [] => "no upgrades".into(),
+        [first, ..] if names.len() > 3 => format!("{} upgrades (first: {first})", names.len()),
+        _ => format!("{{{}}}", names.join(", ")),
     }
 }
 
@@ -314,6 +325,14 @@ mod tests {
         assert_eq!(between, ids[1..4].iter().map(|c| c[..12].to_string()).collect::<Vec<_>>());
         let err = commits_between(repo.path(), "v9", "v1.1.0").unwrap_err().to_string();
         assert!(err.contains("commits v9..v1.1.0"), "{err}");
+    }
+
+    #[test]
+    fn many_upgrades_are_counted_not_listed() {
+        let names: Vec<String> = (1..=30).map(|i| format!("example.com/m{i}@v1.{i}.0")).collect();
+        assert_eq!(upgrade_set(&names), "30 upgrades (first: example.com/m1@v1.1.0)");
+        assert_eq!(upgrade_set(&names[..2]), "{example.com/m1@v1.1.0, example.com/m2@v1.2.0}");
+        assert_eq!(upgrade_set(&[]), "no upgrades");
     }
 
     #[tokio::test]
