@@ -1,4 +1,4 @@
-//! `report.html`: one self-contained page (no external assets): the grid coloured by
+//! `report.html`: one self-contained page (no external assets): a grid per tool, coloured by
 //! outcome with the class in each failed cell; a click opens the cell's detail — ko's
 //! error, the gateway's request record, the environment it got (secrets masked). Opening
 //! the page at `#cell=<tool>@<version>::<scenario>` shows that cell's detail directly (a
