@@ -1,5 +1,5 @@
 //! `report.html`: one self-contained page (no external assets): a grid per tool, coloured by
-//! outcome with the class in each failed cell; a click opens the cell's detail — ko's
+//! outcome with the class in each failed cell; a click opens the cell's detail — the tool's
 //! error, the gateway's request record, the environment it got (secrets masked). Opening
 //! the page at `#cell=<tool>@<version>::<scenario>` shows that cell's detail directly (a
 //! link without `<tool>@` opens the first tool's cell). There is a grid per tool. Each cell is
