@@ -163,7 +163,7 @@ mod tests {
     }
 
     fn says(registry: &str, verdict: Verdict, line: &str, records: &[Record]) -> Option<String> {
-        diagnose(&Facts { tool: "ko", registry, verdict: &verdict, line: Some(line), records })
+        diagnose(&Facts { tool: crate::tool::shorthand().name(), registry, verdict: &verdict, line: Some(line), records })
     }
 
     // As recorded for ko v0.15.2 × ecr/env-session: no API call, anonymous pushes, ECR's 401.
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn only_failures_are_diagnosed() {
         let pass = Verdict { outcome: Outcome::Pass, class: None, detail: String::new() };
-        assert_eq!(diagnose(&Facts { tool: "ko", registry: "h", verdict: &pass, line: None, records: &[] }), None);
+        assert_eq!(diagnose(&Facts { tool: crate::tool::shorthand().name(), registry: "h", verdict: &pass, line: None, records: &[] }), None);
         assert_eq!(says("h", fail(FailClass::Other, "odd"), "odd", &[]), None, "no rule, no sentence");
     }
 }
