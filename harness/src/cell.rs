@@ -440,7 +440,7 @@ impl Cell {
         }
         log.push_str("\n== gateway record\n");
         for r in records {
-            log.push_str(&format!("+{}ms {} {}{} → {}{}\n", r.at_ms, r.method, r.host, r.path, r.status, r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()));
+            log.push_str(&format!("{}\n", r.log_line()));
         }
         log.push_str(&format!("\n== fetch back\n{fetch_note}\n\n== verdict\n{:?} {}: {detail}\n", verdict.outcome, verdict.class.map_or("", FailClass::as_str)));
         log
