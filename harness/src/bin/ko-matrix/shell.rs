@@ -114,7 +114,7 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
         let verdict = if steps.succeeded { "ran" } else { "FAILED (a run would stop here)" };
         eprintln!("before    the scenario's steps before the push {verdict}:");
         for line in steps.transcript.trim_end().lines() {
-            eprintln!("            {line}");
+            eprintln!("{}", format!("            {line}").trim_end());
         }
     }
     eprintln!("push      {}", cell.push_command().iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
