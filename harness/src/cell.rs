@@ -45,6 +45,7 @@ fn is_secret_name(name: &str) -> bool {
     ["PASSWORD", "SECRET", "TOKEN", "AUTH", "CREDENTIAL"].iter().any(|s| name.to_ascii_uppercase().contains(s)) && name != "REGISTRY_AUTH_FILE"
 }
 
+#[derive(Clone)]
 struct Masker(Vec<String>);
 
 impl Masker {
@@ -81,16 +82,98 @@ pub async fn run_cell(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, att
         env: BTreeMap::new(),
         requests: Vec::new(),
     };
-    if let Some(reason) = env.world.cannot_express(scenario).or_else(|| other_tools_step(tool, scenario)) {
-        let _ = std::fs::write(&log, format!("skipped: {reason}\n"));
-        return CellResult { outcome: Outcome::Skipped, detail: reason, ..infra(String::new()) };
-    }
-    match Cell::prepare(env, tool, scenario).await {
-        Ok(cell) => cell.run(env, tool, scenario, started, log.clone()).await,
+    match open(env, tool, scenario).await {
+        Ok(open) => open.cell.run(env, tool, scenario, started, log.clone()).await,
+        Err(CellSetupError::CannotRun(reason)) => {
+            let _ = std::fs::write(&log, format!("skipped: {reason}\n"));
+            CellResult { outcome: Outcome::Skipped, detail: reason, ..infra(String::new()) }
+        }
         Err(e) => {
             let _ = std::fs::write(&log, format!("cell could not be prepared: {e}\n"));
             infra(e.to_string())
         }
+    }
+}
+
+/// Prepares the cell as a run does — its HOME and files, its environment, its gateway
+/// session (proxy, faults), the run's CA, its AWS state — and hands it over before anything
+/// runs in it: [`run_cell`] runs its steps and push; `ko-matrix shell` opens a shell in it.
+/// The cell lasts as long as the [`OpenCell`] (its directory, session and AWS state go with it).
+pub async fn open(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario) -> Result<OpenCell, CellSetupError> {
+    if let Some(reason) = env.world.cannot_express(scenario).or_else(|| other_tools_step(tool, scenario)) {
+        return Err(CellSetupError::CannotRun(reason));
+    }
+    let cell = Cell::prepare(env, tool, scenario).await?;
+    Ok(OpenCell { cell, tool: tool.clone(), before: scenario.before.clone(), id: crate::result::cell_id(tool.tool.name(), &tool.version, &scenario.name), timeout: env.timeout })
+}
+
+/// A prepared cell that nothing has run in yet (see [`open`]).
+pub struct OpenCell {
+    cell: Cell,
+    tool: ToolBinary,
+    before: Vec<crate::scenario::Step>,
+    id: String,
+    timeout: Duration,
+}
+
+/// What a cell's steps before the push came to.
+#[derive(Debug, Clone)]
+pub struct StepsRun {
+    /// Each step as the cell log shows it: `$ command   (exit 0, 12 ms)` and its output,
+    /// secrets masked.
+    pub transcript: String,
+    /// Whether every step exited 0 (a run stops at the first that does not).
+    pub succeeded: bool,
+}
+
+impl OpenCell {
+    /// `ko@v0.15.2::ecr/env-session`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The cell's whole environment, secrets included, as the tool gets it.
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.cell.env
+    }
+
+    /// The cell's own directory (its HOME and files are below it); removed with the cell.
+    pub fn dir(&self) -> &Path {
+        self.cell.dir.path()
+    }
+
+    /// Where the push runs.
+    pub fn work_dir(&self) -> &Path {
+        &self.cell.push_dir
+    }
+
+    /// The push, as the tool's definition spells it: the program's name, then its arguments.
+    pub fn push_command(&self) -> Vec<String> {
+        self.cell.push.clone()
+    }
+
+    /// The cell's gateway session: its proxy and its record.
+    pub fn session(&self) -> &crate::gateway::Session {
+        &self.cell.session
+    }
+
+    /// `text` with the cell's secrets masked, as its log shows them.
+    pub fn mask(&self, text: &str) -> String {
+        self.cell.masker.mask(text)
+    }
+
+    /// Writes the gateway record to `path` as it is made, one line a request as the cell
+    /// log's "== gateway record" section has them, secrets masked.
+    pub fn record_to_file(&self, path: &Path) -> std::io::Result<()> {
+        let masker = self.cell.masker.clone();
+        self.cell.session.record_to_file(path, move |line| masker.mask(line))
+    }
+
+    /// Runs the scenario's steps before the push (a `${TOOL} login`, say) as a run does, up
+    /// to the first that fails, within the cell timeout.
+    pub async fn run_before_steps(&self) -> StepsRun {
+        let steps = self.cell.run_steps(&self.tool, &self.before, false, Instant::now() + self.timeout).await;
+        StepsRun { transcript: steps.transcript, succeeded: matches!(steps.last, StepOutcome::Done { code: Some(0), .. }) }
     }
 }
 
@@ -101,9 +184,13 @@ fn other_tools_step(tool: &ToolBinary, scenario: &Scenario) -> Option<String> {
     Some(format!("a step runs `{named}`, another tool than {}; write `{TOOL_PLACEHOLDER}` for the tool under test", tool.tool.name()))
 }
 
-/// Why a cell could not be prepared; its outcome is infra-error with this as the detail.
+/// Why a cell could not be prepared; its outcome is infra-error with this as the detail,
+/// except for [`CellSetupError::CannotRun`] (skipped).
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CellSetupError {
+pub enum CellSetupError {
+    /// This run cannot run the scenario with this tool faithfully: the cell is skipped.
+    #[error("{0}")]
+    CannotRun(String),
     #[error("the run has no {0} registry")]
     NoRegistry(&'static str),
     #[error("the run has no AWS backend")]
@@ -141,9 +228,9 @@ struct Cell {
     /// The files its log lists.
     files: Vec<(PathBuf, String)>,
     aws: Option<AwsCellCredentials>,
-    /// Where the tool's push runs, and its arguments.
+    /// Where the tool's push runs, and its command: the tool's name, then its arguments.
     push_dir: PathBuf,
-    push_args: Vec<String>,
+    push: Vec<String>,
     /// `host/path` the tool pushes to.
     push_repository: String,
 }
@@ -241,7 +328,7 @@ impl Cell {
         secrets.extend(rendered.iter().chain(unlisted).flat_map(|f| f.secrets.iter().cloned()));
         secrets.extend(aws.iter().flat_map(|a| a.secrets.iter().cloned()));
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
-        let push_args = tool.tool.push_args(&push);
+        let push_command = [tool.tool.name().to_string()].into_iter().chain(tool.tool.push_args(&push)).collect();
         Ok(Cell {
             dir,
             env: vars,
@@ -252,49 +339,14 @@ impl Cell {
             files,
             aws,
             push_dir: prepared.cwd,
-            push_args,
+            push: push_command,
             push_repository,
         })
     }
 
     async fn run(self, env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, started: Instant, log_path: PathBuf) -> CellResult {
-        let deadline = started + env.timeout;
-        let mut transcript = String::new();
-        let mut tool_time = Duration::ZERO;
-        let mut outcome_of_steps = StepOutcome::Done { code: Some(0), output: String::new() };
+        let Steps { transcript, tool_time, last: outcome_of_steps } = self.run_steps(tool, &scenario.before, true, started + env.timeout).await;
         let name = tool.tool.name();
-        let push = [name.to_string()].into_iter().chain(self.push_args.iter().cloned()).collect();
-        let commands = scenario.before.iter().map(|s| (s.run.clone(), s.stdin.clone())).chain([(push, None)]);
-        for (argv, stdin) in commands {
-            // `${TOOL} login …` is the tool under test, in its own words for the subcommand.
-            let placeholder = argv[0] == TOOL_PLACEHOLDER;
-            let mut argv: Vec<String> = argv.iter().map(|a| expand(a, &self.values)).collect();
-            let stdin = stdin.map(|s| expand(&s, &self.values));
-            let is_tool = argv[0] == name;
-            if placeholder {
-                let words = argv.get(1).map(|w| tool.tool.subcommand(w)).unwrap_or_default();
-                argv = [name.to_string()].into_iter().chain(words).chain(argv.iter().skip(2).cloned()).collect();
-            }
-            let program = if is_tool { tool.path.clone() } else { PathBuf::from(&argv[0]) };
-            let step_started = Instant::now();
-            let result = self.exec(&program, &argv[1..], stdin.as_deref(), &self.push_dir, deadline).await;
-            let elapsed = step_started.elapsed();
-            if is_tool {
-                tool_time += elapsed;
-            }
-            let shown = self.masker.mask(&argv.join(" "));
-            let (code, output) = match &result {
-                StepOutcome::Done { code, output } => (*code, output.clone()),
-                StepOutcome::TimedOut { output } => (None, output.clone()),
-                StepOutcome::Failed(e) => (None, e.clone()),
-            };
-            transcript.push_str(&format!("$ {shown}   (exit {}, {} ms)\n{}\n", code.map_or("-".into(), |c| c.to_string()), elapsed.as_millis(), self.masker.mask(&output)));
-            let ok = matches!(result, StepOutcome::Done { code: Some(0), .. });
-            outcome_of_steps = result;
-            if !ok {
-                break;
-            }
-        }
         let (verdict, fetch_note) = match &outcome_of_steps {
             StepOutcome::Failed(e) => (Verdict { outcome: Outcome::InfraError, class: None, detail: format!("infra-error: the harness could not run a step: {e}") }, String::new()),
             StepOutcome::TimedOut { output } => {
@@ -374,6 +426,48 @@ impl Cell {
         result
     }
 
+    /// Runs `before` and then, when `push`, the tool's push, up to the first command that
+    /// does not exit 0, each until `deadline`.
+    async fn run_steps(&self, tool: &ToolBinary, before: &[crate::scenario::Step], push: bool, deadline: Instant) -> Steps {
+        let mut transcript = String::new();
+        let mut tool_time = Duration::ZERO;
+        let mut outcome_of_steps = StepOutcome::Done { code: Some(0), output: String::new() };
+        let name = tool.tool.name();
+        let push = push.then(|| (self.push.clone(), None));
+        let commands = before.iter().map(|s| (s.run.clone(), s.stdin.clone())).chain(push);
+        for (argv, stdin) in commands {
+            // `${TOOL} login …` is the tool under test, in its own words for the subcommand.
+            let placeholder = argv[0] == TOOL_PLACEHOLDER;
+            let mut argv: Vec<String> = argv.iter().map(|a| expand(a, &self.values)).collect();
+            let stdin = stdin.map(|s| expand(&s, &self.values));
+            let is_tool = argv[0] == name;
+            if placeholder {
+                let words = argv.get(1).map(|w| tool.tool.subcommand(w)).unwrap_or_default();
+                argv = [name.to_string()].into_iter().chain(words).chain(argv.iter().skip(2).cloned()).collect();
+            }
+            let program = if is_tool { tool.path.clone() } else { PathBuf::from(&argv[0]) };
+            let step_started = Instant::now();
+            let result = self.exec(&program, &argv[1..], stdin.as_deref(), &self.push_dir, deadline).await;
+            let elapsed = step_started.elapsed();
+            if is_tool {
+                tool_time += elapsed;
+            }
+            let shown = self.masker.mask(&argv.join(" "));
+            let (code, output) = match &result {
+                StepOutcome::Done { code, output } => (*code, output.clone()),
+                StepOutcome::TimedOut { output } => (None, output.clone()),
+                StepOutcome::Failed(e) => (None, e.clone()),
+            };
+            transcript.push_str(&format!("$ {shown}   (exit {}, {} ms)\n{}\n", code.map_or("-".into(), |c| c.to_string()), elapsed.as_millis(), self.masker.mask(&output)));
+            let ok = matches!(result, StepOutcome::Done { code: Some(0), .. });
+            outcome_of_steps = result;
+            if !ok {
+                break;
+            }
+        }
+        Steps { transcript, tool_time, last: outcome_of_steps }
+    }
+
     async fn exec(&self, program: &Path, args: &[String], stdin: Option<&str>, cwd: &Path, deadline: Instant) -> StepOutcome {
         let mut cmd = Command::new(program);
         cmd.args(args).env_clear().envs(&self.env).current_dir(cwd).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
@@ -440,11 +534,19 @@ impl Cell {
         }
         log.push_str("\n== gateway record\n");
         for r in records {
-            log.push_str(&format!("+{}ms {} {}{} → {}{}\n", r.at_ms, r.method, r.host, r.path, r.status, r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()));
+            log.push_str(&format!("{}\n", r.log_line()));
         }
         log.push_str(&format!("\n== fetch back\n{fetch_note}\n\n== verdict\n{:?} {}: {detail}\n", verdict.outcome, verdict.class.map_or("", FailClass::as_str)));
         log
     }
+}
+
+/// What a cell's commands came to: the transcript its log shows, the time spent in the tool,
+/// and how the last command that ran ended.
+struct Steps {
+    transcript: String,
+    tool_time: Duration,
+    last: StepOutcome,
 }
 
 enum StepOutcome {

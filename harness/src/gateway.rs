@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -102,6 +104,13 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record as one line of a cell log's "== gateway record" section:
+    /// `+12ms GET basic.ko-matrix.test/v2/ → 401 (note)`.
+    pub fn log_line(&self) -> String {
+        let note = self.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
+        format!("+{}ms {} {}{} → {}{note}", self.at_ms, self.method, self.host, self.path, self.status)
+    }
+
     /// The access key id a SigV4-signed request named, if any.
     pub(crate) fn access_key_id(&self) -> Option<&str> {
         self.auth.as_deref()?.strip_prefix("AWS4-HMAC-SHA256 ")
@@ -192,9 +201,9 @@ impl Gateway {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let faults = Arc::new(Injector::default());
-        let recorder = Recorder { records: Arc::new(Mutex::new(Vec::new())), opened: Instant::now(), session: id, faults: faults.clone() };
+        let recorder = Recorder { records: Arc::new(Mutex::new(Vec::new())), sink: Arc::new(RwLock::new(None)), opened: Instant::now(), session: id, faults: faults.clone() };
         let inner = self.inner.clone();
-        let records = recorder.records.clone();
+        let (records, sink) = (recorder.records.clone(), recorder.sink.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
@@ -202,9 +211,13 @@ impl Gateway {
                 tokio::spawn(serve_proxy_connection(stream, inner, recorder));
             }
         });
-        Ok(Session { addr, id, records, faults, task })
+        Ok(Session { addr, id, records, sink, faults, task })
     }
 }
+
+/// Receives each of a session's records as the gateway makes it: a live view of the traffic
+/// (a file a person tails while a tool runs), beside the list [`Session::records`] returns.
+pub type Sink = Box<dyn Fn(&Record) + Send + Sync>;
 
 /// A gateway listener for one cell; closes when dropped.
 pub struct Session {
@@ -212,6 +225,7 @@ pub struct Session {
     /// Unique within the process; sent to backends as [`SESSION_HEADER`].
     pub id: u64,
     records: Arc<Mutex<Vec<Record>>>,
+    sink: Arc<RwLock<Option<Sink>>>,
     faults: Arc<Injector>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -231,6 +245,30 @@ impl Session {
     pub fn records(&self) -> Vec<Record> {
         self.records.lock().expect("records lock").clone()
     }
+
+    /// Hands `sink` the records made so far, then every later one as it is made (replacing
+    /// any sink set before). No record is missed or given twice.
+    pub fn on_record(&self, sink: impl Fn(&Record) + Send + Sync + 'static) {
+        // Holding the sink's lock keeps the recorder from pushing (and so from handing on) a
+        // record between the replay and the sink's installation.
+        let mut installed = self.sink.write().expect("sink lock");
+        for record in self.records.lock().expect("records lock").iter() {
+            sink(record);
+        }
+        *installed = Some(Box::new(sink));
+    }
+
+    /// Appends every record to `path` (created if absent), one [`Record::log_line`] a line,
+    /// each passed through `mask` first, written as it is made.
+    pub fn record_to_file(&self, path: &Path, mask: impl Fn(&str) -> String + Send + Sync + 'static) -> std::io::Result<()> {
+        let file = Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?);
+        self.on_record(move |record| {
+            let line = format!("{}\n", mask(&record.log_line()));
+            // A live view only: the record itself is kept in memory whatever the file does.
+            let _ = file.lock().expect("record file lock").write_all(line.as_bytes());
+        });
+        Ok(())
+    }
 }
 
 impl Drop for Session {
@@ -242,6 +280,7 @@ impl Drop for Session {
 #[derive(Clone)]
 struct Recorder {
     records: Arc<Mutex<Vec<Record>>>,
+    sink: Arc<RwLock<Option<Sink>>>,
     opened: Instant,
     session: u64,
     faults: Arc<Injector>,
@@ -327,7 +366,12 @@ impl Recorder {
     /// Appends `record`, stamped with the time since the session opened.
     fn push(&self, record: Record) {
         let at_ms = self.opened.elapsed().as_millis() as u64;
-        self.records.lock().expect("records lock").push(Record { at_ms, ..record });
+        let record = Record { at_ms, ..record };
+        let sink = self.sink.read().expect("sink lock");
+        self.records.lock().expect("records lock").push(record.clone());
+        if let Some(sink) = sink.as_ref() {
+            sink(&record);
+        }
     }
 }
 
@@ -577,4 +621,34 @@ mod tests {
         }
         assert!(!gateway.inner.routes.read().unwrap().contains_key("evil.ko-matrix.test"));
     }
+
+    /// Sends one plain proxy request for `url` through `session` and reads the answer.
+    async fn proxied_get(session: &Session, url: &str) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(session.addr).await.unwrap();
+        let host = url.trim_start_matches("http://").split('/').next().unwrap();
+        stream.write_all(format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_record_file_gets_every_record_once_as_it_is_made() {
+        let gateway = Gateway::new(Arc::new(Ca::new().unwrap()));
+        let session = gateway.session().await.unwrap();
+        proxied_get(&session, "http://before.example.com/v2/?token=s3cr3t").await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gateway.log");
+        session.record_to_file(&file, |line| line.replace("s3cr3t", "****")).unwrap();
+        let lines = || std::fs::read_to_string(&file).unwrap().lines().map(String::from).collect::<Vec<_>>();
+        assert_eq!(lines().len(), 1, "the records made before the file was named: {:?}", lines());
+        proxied_get(&session, "http://after.example.com/v2/").await;
+        // Written as it was made: no flush or end of the session needed.
+        let written = lines();
+        let expected: Vec<String> = session.records().iter().map(|r| r.log_line().replace("s3cr3t", "****")).collect();
+        assert_eq!(written, expected);
+        assert!(written[0].starts_with("+") && written[0].contains("ms GET before.example.com/v2/?token=**** → 403 (unknown host: refused"), "{written:?}");
+        assert!(written[1].contains("GET after.example.com/v2/ → 403"), "{written:?}");
+    }
+
 }

@@ -113,6 +113,132 @@ impl Drop for Contained {
     }
 }
 
+/// A child that has the harness's terminal while it runs (an interactive shell). Like every
+/// child it is in its own process group, killed with this handle and with the harness. When
+/// the harness has the terminal's foreground, the child's group gets it (Ctrl-C, Ctrl-Z and a
+/// shell's job control are the child's, not the harness's), and it comes back when the handle
+/// drops.
+pub struct Foreground {
+    // Dropped in this order: the child's group is killed, then the terminal taken back.
+    child: Contained,
+    _terminal: Option<TerminalBack>,
+}
+
+/// Gives the terminal's foreground back to the harness's process group when dropped.
+struct TerminalBack {
+    pgrp: libc::pid_t,
+}
+
+impl Drop for TerminalBack {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall on stdin; SIGTTOU is ignored (see Foreground::spawn), so a
+        // background harness may take the terminal back.
+        unsafe { libc::tcsetpgrp(libc::STDIN_FILENO, self.pgrp) };
+    }
+}
+
+impl Foreground {
+    /// Spawns `cmd` with the harness's stdin, stdout and stderr (unless `cmd` says otherwise).
+    pub fn spawn(mut cmd: Command) -> Result<Foreground, RunError> {
+        // SAFETY: plain syscalls.
+        let ours = unsafe { libc::getpgrp() };
+        let has_terminal = unsafe { libc::isatty(libc::STDIN_FILENO) == 1 && libc::tcgetpgrp(libc::STDIN_FILENO) == ours };
+        if has_terminal {
+            // Setting the foreground from a background group (the child before its exec, the
+            // harness after the child had the terminal) raises SIGTTOU, which would stop it.
+            // SAFETY: setting a signal's disposition to ignore.
+            unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
+            // SAFETY: tcsetpgrp, getpgrp and signal are async-signal-safe. The child is the
+            // leader of its new group by now (std sets the group before these closures); it
+            // takes the foreground before exec, so an interactive shell never starts in the
+            // background (where it would stop itself), and gets SIGTTOU's default back.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp()) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+                    Ok(())
+                });
+            }
+        }
+        let child = Contained::spawn(cmd)?;
+        let terminal = has_terminal.then(|| {
+            if let Some(pgid) = child.pgid {
+                // SAFETY: plain syscall; the child did the same, whichever runs first.
+                unsafe { libc::tcsetpgrp(libc::STDIN_FILENO, pgid) };
+            }
+            TerminalBack { pgrp: ours }
+        });
+        Ok(Foreground { child, _terminal: terminal })
+    }
+
+    /// Waits for the child to exit.
+    pub async fn wait(&mut self, program: &str) -> Result<ExitStatus, RunError> {
+        self.child.child.wait().await.map_err(|source| RunError::Wait { program: program.to_string(), source })
+    }
+}
+
+/// Makes the harness the reaper of its orphaned descendants (`PR_SET_CHILD_SUBREAPER`): what a
+/// child leaves running when it exits (a shell's background job, a process that left its
+/// group) stays the harness's descendant instead of going to init. Dropped, it kills every
+/// descendant of the harness still alive. Held for a whole command, declared first so that it
+/// drops last, after the world's own children have been stopped.
+pub struct Reaper(());
+
+impl Reaper {
+    pub fn adopt() -> io::Result<Reaper> {
+        // SAFETY: plain prctl on this process.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Reaper(()))
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        // A process killed mid-exit may hand its own children to us a moment later: sweep
+        // until nothing is left, a bounded number of times.
+        for _ in 0..20 {
+            let left = descendants(std::process::id());
+            if left.is_empty() {
+                return;
+            }
+            for pid in left {
+                // SAFETY: plain syscall on a descendant (live, not a zombie, when listed).
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The live (not zombie) descendants of `root`, from /proc.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    // (pid, parent, alive)
+    let processes: Vec<(u32, u32, bool)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+            let state = fields.next()?;
+            Some((pid, fields.next()?.parse().ok()?, state != "Z"))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(processes.iter().filter(|(_, ppid, _)| *ppid == parent).map(|(pid, _, _)| *pid));
+        i += 1;
+    }
+    found.into_iter().skip(1).filter(|pid| processes.iter().any(|(p, _, alive)| p == pid && *alive)).collect()
+}
+
 struct SpawnRequest {
     cmd: Command,
     runtime: tokio::runtime::Handle,
@@ -231,4 +357,30 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    #[tokio::test]
+    async fn descendants_include_grandchildren() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 30 & echo $!; wait"]).stdout(Stdio::piped());
+        let mut child = Contained::spawn(cmd).unwrap();
+        let shell = child.child_mut().id().unwrap();
+        let mut stdout = child.child_mut().stdout.take().unwrap();
+        let mut line = Vec::new();
+        while !line.ends_with(b"\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(stdout.read(&mut byte).await.unwrap(), 1, "the shell printed its job's pid");
+            line.push(byte[0]);
+        }
+        let sleep: u32 = String::from_utf8(line).unwrap().trim().parse().unwrap();
+        let found = descendants(std::process::id());
+        assert!(found.contains(&shell) && found.contains(&sleep), "{shell} and {sleep} in {found:?}");
+        drop(child);
+        let started = std::time::Instant::now();
+        while alive(sleep) {
+            assert!(started.elapsed() < Duration::from_secs(5), "the group was not killed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!descendants(std::process::id()).contains(&sleep), "a killed process is no longer listed");
+    }
+
 }

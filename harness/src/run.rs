@@ -222,6 +222,12 @@ impl Runner {
         &self.env.world
     }
 
+    /// The cell `tool` × `scenario` prepared exactly as [`Runner::run_cell`] prepares it, with
+    /// nothing run in it yet: for a person to reproduce it by hand (see [`cell::open`]).
+    pub async fn open_cell(&self, tool: &ToolBinary, scenario: &Scenario) -> Result<cell::OpenCell, cell::CellSetupError> {
+        cell::open(&self.env, tool, scenario).await
+    }
+
     /// Runs a cell, and once more when the first run would change the record (see
     /// [`needs_retry`]); [`settle`] makes one result of the two runs, keeping both logs.
     pub async fn run_cell(&self, tool: &ToolBinary, scenario: &Scenario) -> CellResult {

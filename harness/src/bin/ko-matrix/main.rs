@@ -5,6 +5,7 @@ mod credential_helper;
 mod matrices;
 mod progress;
 mod running;
+mod shell;
 mod signals;
 mod tools;
 
@@ -25,6 +26,7 @@ use signals::Signals;
 const EXIT_CODES: &str = "\
 Exit codes:
   0    the command did its job (for `run`: every cell ran, whatever its outcome)
+       `shell` exits with its shell's or command's own code
   1    `run --fail-on-fail` and a cell failed; `diff` / `check` found changed or missing
        cells; `regressions` found a regression (not recorded in --snapshots)
   2    bad input: arguments, matrix.toml or a scenario file (the message says where), or
@@ -138,6 +140,40 @@ enum Command {
     /// Compare a matrix.json with the committed snapshots (exit 1 on a changed, pending or missing cell).
     #[command(after_help = "Examples:\n  ko-matrix check results/merged/matrix.json\n  ko-matrix check --snapshots results results/latest/matrix.json\n  ko-matrix check --only-snapshotted-versions results/merged/matrix.json")]
     Check(matrices::CheckArgs),
+    /// Open a shell in one cell, prepared exactly as a run prepares it, with its world up.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix shell ko@v0.15.2::ecr/env-session\n",
+        "  ko-matrix shell v0.15.2::ecr/env-session      # matrix.toml's first tool\n",
+        "  ko-matrix shell ko@v0.15.1::registry/basic-auths -- \\\n",
+        "      sh -c 'ko build --bare . && cat \"$KO_MATRIX_GATEWAY_RECORD\"'\n",
+        "  ko-matrix shell crane@v0.20.7::registry/tool-login -- crane catalog basic.ko-matrix.test\n",
+        "\nThe shell ($SHELL, else /bin/sh) starts where the push runs, with the cell's HOME, files\n",
+        "and environment (its proxy, CA and credentials), the scenario's steps before the push\n",
+        "already run, and the tool first on PATH under its own name. Before it starts, ko-matrix\n",
+        "prints the cell, the push command to reproduce, and the file ($KO_MATRIX_GATEWAY_RECORD)\n",
+        "the gateway writes each request to as it happens. With `-- CMD…` it runs CMD instead and\n",
+        "exits with its code. Leaving stops the world and every process started in the cell. The\n",
+        "cell's secrets stay in its environment and files; nothing prints them."
+    ))]
+    Shell(shell::ShellArgs),
+    /// Keep a world up and print the environment any client needs to use it, credentials included.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix serve                              # the anonymous, basic and token registries\n",
+        "  ko-matrix serve --scenario ecr/env-session   # its ECR registry, with an AWS identity\n",
+        "  ko-matrix serve > world.env &                # then, in any shell:\n",
+        "      . ./world.env; curl \"https://$KO_MATRIX_REGISTRY_ANONYMOUS/v2/\"\n",
+        "\nPrints `export NAME=value` lines on stdout: the proxy (HTTPS_PROXY and its other\n",
+        "spellings), SSL_CERT_FILE and CURL_CA_BUNDLE (the run's CA), KO_MATRIX_GATEWAY_RECORD (a file\n",
+        "the gateway writes each request to as it happens), each registry's host\n",
+        "(KO_MATRIX_REGISTRY_<FLAVOUR>) and the credentials that work there (KO_MATRIX_USER and\n",
+        "KO_MATRIX_PASSWORD; for ECR, KO_MATRIX_ECR_PASSWORD and the AWS_* keys). Printing these\n",
+        "secrets is what serve is for: keep its output where you keep credentials. Runs until\n",
+        "Ctrl-C or SIGTERM (exit 130 / 143), then stops every service. Scenario faults are not\n",
+        "injected."
+    ))]
+    Serve(shell::ServeArgs),
     /// Join shards' matrix.json files into one matrix and write its reports.
     #[command(after_help = "Examples:\n  ko-matrix merge --out results/merged shard-1/matrix.json shard-2/matrix.json")]
     Merge {
@@ -210,6 +246,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || matches!(e.downcast_ref::<ko_matrix::builtin::InitError>(), Some(ko_matrix::builtin::InitError::Exists { .. }))
             || e.downcast_ref::<FetchError>().is_some_and(FetchError::is_bad_input)
             || e.downcast_ref::<run::RunError>().is_some_and(run::RunError::is_bad_input)
+            // A cell this scenario cannot make with this tool (`shell`).
+            || matches!(e.downcast_ref::<ko_matrix::cell::CellSetupError>(), Some(ko_matrix::cell::CellSetupError::CannotRun(_)))
             // The LocalStack settings are the user's to fix; a missing Docker engine or a
             // container that does not start is this machine's.
             || matches!(
@@ -239,6 +277,8 @@ async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
         Command::Bisect(args) => bisecting::bisect(config, args).await,
         Command::Check(args) => matrices::check(args),
         Command::Merge { shards, out, snapshots } => matrices::merge(&shards, &out, &snapshots),
+        Command::Shell(args) => shell::shell(config, args).await,
+        Command::Serve(args) => shell::serve(config, args).await,
     }
 }
 
