@@ -28,7 +28,7 @@ pub(crate) fn requirements(go_mod: &str) -> BTreeMap<String, String> {
 
 /// A requirement `bad` raises or adds relative to `good`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct Upgrade {
+pub struct Upgrade {
     pub module: String,
     /// `None`: new in `bad`.
     pub from: Option<String>,
@@ -64,6 +64,22 @@ pub(crate) fn upgrades(good: &BTreeMap<String, String>, bad: &BTreeMap<String, S
         .filter(|(module, to)| good.get(*module).is_none_or(|from| newer(to, from)))
         .map(|(module, to)| Upgrade { module: module.clone(), from: good.get(module).cloned(), to: to.clone() })
         .collect()
+}
+
+/// `module → version` from a build list's `module version` lines (the main module, which has
+/// no version, is left out).
+fn build_list_versions(list: &[String]) -> BTreeMap<String, String> {
+    list.iter()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// The modules `failing` has at a higher version than `passing`, or that only it has.
+pub(crate) fn build_list_delta(passing: &[String], failing: &[String]) -> Vec<Upgrade> {
+    upgrades(&build_list_versions(passing), &build_list_versions(failing))
 }
 
 /// Modules whose resolved version always differs between passing and failing probes:

@@ -66,6 +66,9 @@ pub struct BisectReport {
     /// (module, versions in passing builds, versions in failing builds).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub separating_modules: Vec<(String, Vec<String>, Vec<String>)>,
+    /// Deps mode, second stage: which modules raised by the culprit upgrades break the cell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub narrowing: Option<Narrowing>,
     pub probes: Vec<ProbeRecord>,
     pub builds: usize,
     pub wall_ms: u64,
@@ -176,6 +179,7 @@ impl<'a> Bisect<'a> {
             culprit,
             culprit_items,
             separating_modules,
+            narrowing: None,
             probes,
             builds,
             wall_ms: started.elapsed().as_millis() as u64,
@@ -224,8 +228,8 @@ impl<'a> Bisect<'a> {
         let upgrades: Vec<Upgrade> = deps::upgrades(&deps::requirements(&good_mod.go_mod), &deps::requirements(&bad_mod.go_mod));
         let estimate = 2 + 2 * upgrades.len().max(1).ilog2() as usize * 2;
         let good_version = good_mod.version.clone();
-        let build = |subset: Vec<usize>| {
-            let targets: Vec<String> = subset.iter().map(|i| upgrades[*i].target()).collect();
+        // good with `targets` (`module@version`) required on top; MVS settles the rest.
+        let build = |targets: Vec<String>| {
             let good_version = good_version.clone();
             async move {
                 go.install_with_requirements(tool.go(), &good_version, &targets)
@@ -234,8 +238,9 @@ impl<'a> Bisect<'a> {
                     .map_err(|e| e.to_string())
             }
         };
+        let targets = |subset: &[usize]| subset.iter().map(|i| upgrades[*i].target()).collect::<Vec<String>>();
         let all: Vec<usize> = (0..upgrades.len()).collect();
-        let (none_built, all_built) = (build(Vec::new()).await, build(all.clone()).await);
+        let (none_built, all_built) = (build(Vec::new()).await, build(targets(&all)).await);
         let labels = match self.ends(&format!("{good} (as built here)"), &format!("{good} + all {} upgrades", upgrades.len()), none_built, all_built, estimate).await {
             Err(BisectError::NoDifference { label, .. }) => return Err(BisectError::NotInDependencies { tool: tool.name(), good: good.into(), bad: bad.into(), label }),
             other => other?,
@@ -243,16 +248,161 @@ impl<'a> Bisect<'a> {
         let this = &*self;
         let build = &build;
         let culprit_indices = search::ddmin(upgrades.len(), |subset| {
-            let names: Vec<String> = subset.iter().map(|i| format!("{}@{}", upgrades[*i].module, upgrades[*i].to)).collect();
+            let names = targets(&subset);
             let what = format!("{good} + {}", upgrade_set(&names));
-            let binary = build(subset);
+            let binary = build(names.clone());
             async move { this.judge(what, names, estimate, binary.await).await.0 }
         })
         .await;
         let items: Vec<String> = culprit_indices.iter().map(|i| upgrades[*i].to_string()).collect();
         let culprit = format!("{} of the {} dependency upgrades from {good} to {bad} break the cell: {}", items.len(), upgrades.len(), items.join("; "));
-        Ok(self.report(Mode::Deps, good, bad, labels, culprit, items, started))
+        let culprit_upgrades: Vec<Upgrade> = culprit_indices.iter().map(|i| upgrades[*i].clone()).collect();
+        let narrowing = self.narrow(good, &culprit_upgrades, culprit_indices.len() == upgrades.len(), &build).await;
+        let mut report = self.report(Mode::Deps, good, bad, labels, culprit, items, started);
+        report.narrowing = narrowing;
+        Ok(report)
     }
+
+    /// The second stage of a deps bisection: the direct upgrades in `culprit` break the cell,
+    /// but through which of the modules they raise? Takes the build-list delta between the
+    /// passing build (good as built here) and the failing one (good + `culprit`), and searches
+    /// it with ddmin, raising only the chosen modules from the passing build and letting MVS
+    /// settle the rest. None when either build list is missing.
+    async fn narrow<B, Fut>(&self, good: &str, culprit: &[Upgrade], culprit_is_all: bool, build: &B) -> Option<Narrowing>
+    where
+        B: Fn(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<(ToolBinary, Vec<String>), String>>,
+    {
+        let culprit_targets: Vec<String> = culprit.iter().map(Upgrade::target).collect();
+        let (passing, failing) = {
+            let probes = self.probes.lock().expect("probes lock");
+            let passing = probes.iter().find(|p| p.verdict == Verdict::Good && p.upgrades.is_empty() && !p.build_list.is_empty())?.build_list.clone();
+            // When every upgrade is needed, the failing build is the bad end (probe 2).
+            let failing = probes.iter().find(|p| p.verdict == Verdict::Bad && (same_set(&p.upgrades, &culprit_targets) || (culprit_is_all && p.k == 2)) && !p.build_list.is_empty())?.build_list.clone();
+            (passing, failing)
+        };
+        let estimate = self.probes.lock().expect("probes lock").len() + 1 + 4 * failing.len().max(2).ilog2() as usize;
+        let probe = |targets: Vec<String>| async move {
+            let what = format!("stage 2: {good} + raise {}", upgrade_set(&targets));
+            let binary = build(targets.clone()).await;
+            let build_list = binary.as_ref().map(|(_, list)| list.clone()).unwrap_or_default();
+            (self.judge(what, targets, estimate, binary).await.0, build_list)
+        };
+        Some(narrow_delta(&passing, &failing, culprit, probe).await)
+    }
+}
+
+/// Searches the build-list delta from `passing` to `failing` (less the `culprit` upgrades'
+/// own modules) for a minimal set of raised modules that breaks the cell: `probe(targets)` builds the passing build with `targets`
+/// (`module@version`) required on top, runs the cell, and gives the verdict and the build
+/// list MVS settled on. The whole delta is tried first; if it does not break the cell the
+/// answer says so instead of searching.
+async fn narrow_delta<P, Fut>(passing: &[String], failing: &[String], culprit: &[Upgrade], mut probe: P) -> Narrowing
+where
+    P: FnMut(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = (Verdict, Vec<String>)>,
+{
+    let delta: Vec<Upgrade> = deps::build_list_delta(passing, failing).into_iter().filter(|u| !culprit.iter().any(|c| c.module == u.module)).collect();
+    let raised: Vec<Upgrade> = delta.iter().filter(|u| u.from.is_some()).cloned().collect();
+    let targets = |subset: &[usize]| subset.iter().map(|i| raised[*i].target()).collect::<Vec<String>>();
+    let mut build_lists: Vec<(Vec<usize>, Vec<String>)> = Vec::new();
+    let everything: Vec<usize> = (0..raised.len()).collect();
+    let (verdict, list) = probe(targets(&everything)).await;
+    if verdict != Verdict::Bad {
+        return Narrowing::not_reproduced(culprit, delta, verdict);
+    }
+    build_lists.push((everything, list));
+    let build_lists = std::sync::Mutex::new(build_lists);
+    let probe = std::sync::Mutex::new(probe);
+    let minimal = search::ddmin(raised.len(), |subset| {
+        let pending = (probe.lock().expect("probe lock"))(targets(&subset));
+        let build_lists = &build_lists;
+        async move {
+            let (verdict, list) = pending.await;
+            build_lists.lock().expect("build lists lock").push((subset, list));
+            verdict
+        }
+    })
+    .await;
+    // The proving build: what MVS raised or added along with the chosen modules.
+    let proving = build_lists.into_inner().expect("build lists lock").into_iter().find(|(subset, _)| *subset == minimal).map(|(_, list)| list).unwrap_or_default();
+    let carried = deps::build_list_delta(passing, &proving);
+    Narrowing::found(culprit, delta, minimal.iter().map(|i| raised[*i].clone()).collect(), carried)
+}
+
+/// The second stage's answer: which modules, raised by the culprit upgrades, break the cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct Narrowing {
+    /// Modules the failing build has at a higher version than the passing one, other than the
+    /// culprit upgrades' own: the search space.
+    pub raised: Vec<Upgrade>,
+    /// Modules only the failing build has; never searched, MVS brings them with what needs them.
+    pub added: Vec<Upgrade>,
+    /// A minimal set of raised modules that breaks the cell on its own (none of them can be
+    /// left out); empty when raising the whole delta did not reproduce the break.
+    pub culprit: Vec<Upgrade>,
+    /// What MVS raised or added along with `culprit` in the build that proved it.
+    pub carried: Vec<Upgrade>,
+    /// The explanation, in a sentence.
+    pub chain: String,
+}
+
+impl Narrowing {
+    fn split(delta: Vec<Upgrade>) -> (Vec<Upgrade>, Vec<Upgrade>) {
+        delta.into_iter().partition(|u| u.from.is_some())
+    }
+
+    fn not_reproduced(culprit: &[Upgrade], delta: Vec<Upgrade>, verdict: Verdict) -> Narrowing {
+        let (raised, added) = Self::split(delta);
+        let one = culprit.len() == 1;
+        let chain = format!(
+            "{} {} {} other module{}, but raising all of them from the passing build does not break the cell ({}): the break is in the code of {} itself, or needs a module only {} adds{}",
+            list(culprit),
+            if one { "raises" } else { "raise" },
+            raised.len(),
+            plural(raised.len()),
+            if verdict == Verdict::Skip { "that build did not build or run" } else { "it passes" },
+            culprit.iter().map(|u| u.module.as_str()).collect::<Vec<_>>().join(", "),
+            if one { "it" } else { "they" },
+            if added.is_empty() { String::new() } else { format!(" (added: {})", list(&added)) },
+        );
+        Narrowing { raised, added, culprit: Vec::new(), carried: Vec::new(), chain }
+    }
+
+    fn found(culprit: &[Upgrade], delta: Vec<Upgrade>, narrowed: Vec<Upgrade>, proving_delta: Vec<Upgrade>) -> Narrowing {
+        let (raised, added) = Self::split(delta);
+        let carried: Vec<Upgrade> = proving_delta.into_iter().filter(|u| !narrowed.iter().any(|c| c.module == u.module)).collect();
+        let (one_cause, one_found) = (culprit.len() == 1, narrowed.len() == 1);
+        let involved = |module: &str| narrowed.iter().chain(&carried).any(|u| u.module == module);
+        let others = raised.iter().filter(|u| !involved(&u.module)).count();
+        let chain = format!(
+            "{} {} the cell because {} {}{}; {} alone (with the {} module{} MVS raises or adds for {}) {} it, and none of the other {others} raised module{} is needed",
+            list(culprit),
+            if one_cause { "breaks" } else { "break" },
+            if one_cause { "it raises" } else { "they raise" },
+            narrowed.iter().map(Upgrade::to_string).collect::<Vec<_>>().join(" and "),
+            if one_found { "" } else { " together" },
+            if one_found { "that" } else { "these" },
+            carried.len(),
+            plural(carried.len()),
+            if one_found { "it" } else { "them" },
+            if one_found { "breaks" } else { "break" },
+            plural(others),
+        );
+        Narrowing { raised, added, culprit: narrowed, carried, chain }
+    }
+}
+
+fn list(upgrades: &[Upgrade]) -> String {
+    upgrades.iter().map(Upgrade::to_string).collect::<Vec<_>>().join("; ")
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
 /// A probe's set of upgrades for a line of output: named when there are a few, counted (with
@@ -302,6 +452,7 @@ pub fn commits_between(repo: &Path, good: &str, bad: &str) -> Result<Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn commits_are_listed_oldest_first_without_the_ends() {
@@ -333,6 +484,85 @@ mod tests {
         assert_eq!(upgrade_set(&names), "30 upgrades (first: example.com/m1@v1.1.0)");
         assert_eq!(upgrade_set(&names[..2]), "{example.com/m1@v1.1.0, example.com/m2@v1.2.0}");
         assert_eq!(upgrade_set(&[]), "no upgrades");
+    }
+
+    /// A small module graph with Go's minimal version selection: each `module@version`
+    /// requires others; a build list is the highest version of each module reachable.
+    struct Graph(BTreeMap<&'static str, Vec<&'static str>>);
+
+    impl Graph {
+        fn ko_1245() -> Graph {
+            Graph(BTreeMap::from([
+                ("ko@v0.15.1", vec!["cosign@v2.2.1", "sdk@v1.21.2", "ecr@v1.20.2", "smithy@v1.15.0", "yaml@v3.0.0"]),
+                ("cosign@v2.2.1", vec!["sdk@v1.21.2"]),
+                ("cosign@v2.2.3", vec!["sdk@v1.24.1", "config@v1.26.6", "yaml@v3.0.1", "otel@v1.0.0"]),
+                ("sdk@v1.24.1", vec!["smithy@v1.19.0"]),
+                ("config@v1.26.6", vec!["sdk@v1.24.1"]),
+            ]))
+        }
+
+        fn build_list(&self, extra: &[String]) -> Vec<String> {
+            let mut chosen: BTreeMap<String, String> = BTreeMap::new();
+            let mut todo: Vec<String> = vec!["ko@v0.15.1".into()];
+            todo.extend(extra.iter().cloned());
+            while let Some(next) = todo.pop() {
+                let (module, version) = next.split_once('@').unwrap();
+                if chosen.get(module).is_some_and(|have| have.as_str() >= version) {
+                    continue;
+                }
+                chosen.insert(module.into(), version.into());
+                todo.extend(self.0.get(next.as_str()).into_iter().flatten().map(|r| r.to_string()));
+            }
+            chosen.into_iter().filter(|(m, _)| m != "ko").map(|(m, v)| format!("{m} {v}")).collect()
+        }
+    }
+
+    fn upgrade(module: &str, from: Option<&str>, to: &str) -> Upgrade {
+        Upgrade { module: module.into(), from: from.map(Into::into), to: to.into() }
+    }
+
+    #[tokio::test]
+    async fn the_second_stage_names_the_module_the_culprit_raises() {
+        let graph = Graph::ko_1245();
+        let cosign = [upgrade("cosign", Some("v2.2.1"), "v2.2.3")];
+        let (passing, failing) = (graph.build_list(&[]), graph.build_list(&["cosign@v2.2.3".into()]));
+        // The break: the core SDK at v1.24 beside the unchanged service module.
+        let breaks = |list: &[String]| list.iter().any(|l| l == "sdk v1.24.1");
+        let probes = std::cell::RefCell::new(Vec::new());
+        let narrowing = narrow_delta(&passing, &failing, &cosign, |targets| {
+            probes.borrow_mut().push(targets.clone());
+            let list = graph.build_list(&targets);
+            async move { (if breaks(&list) { Verdict::Bad } else { Verdict::Good }, list) }
+        })
+        .await;
+        let names = |u: &[Upgrade]| u.iter().map(Upgrade::to_string).collect::<Vec<_>>();
+        assert_eq!(names(&narrowing.raised), ["sdk v1.21.2 → v1.24.1", "smithy v1.15.0 → v1.19.0", "yaml v3.0.0 → v3.0.1"]);
+        assert_eq!(names(&narrowing.added), ["config (new) v1.26.6", "otel (new) v1.0.0"], "new modules come with what needs them");
+        assert!(narrowing.raised.iter().all(|u| u.module != "cosign"), "the culprit's own module is not searched");
+        assert_eq!(names(&narrowing.culprit), ["sdk v1.21.2 → v1.24.1"]);
+        assert_eq!(names(&narrowing.carried), ["smithy v1.15.0 → v1.19.0"]);
+        assert_eq!(
+            narrowing.chain,
+            "cosign v2.2.1 → v2.2.3 breaks the cell because it raises sdk v1.21.2 → v1.24.1; that alone (with the 1 module MVS raises or adds for it) breaks it, and none of the other 1 raised module is needed"
+        );
+        assert_eq!(probes.borrow()[0].len(), 3, "the whole raised delta is tried first: {:?}", probes.borrow());
+    }
+
+    #[tokio::test]
+    async fn a_break_in_the_culprits_own_code_is_said_not_searched() {
+        let graph = Graph::ko_1245();
+        let cosign = [upgrade("cosign", Some("v2.2.1"), "v2.2.3")];
+        let (passing, failing) = (graph.build_list(&[]), graph.build_list(&["cosign@v2.2.3".into()]));
+        let mut probes = 0;
+        let narrowing = narrow_delta(&passing, &failing, &cosign, |targets| {
+            probes += 1;
+            let list = graph.build_list(&targets);
+            async move { (if list.iter().any(|l| l == "cosign v2.2.3") { Verdict::Bad } else { Verdict::Good }, list) }
+        })
+        .await;
+        assert_eq!(probes, 1);
+        assert!(narrowing.culprit.is_empty());
+        assert!(narrowing.chain.contains("does not break the cell (it passes): the break is in the code of cosign itself, or needs a module only it adds (added: config (new) v1.26.6; otel (new) v1.0.0)"), "{}", narrowing.chain);
     }
 
     #[tokio::test]

@@ -95,10 +95,31 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u
         println!("  {:>2}. {:<5} {:<24} {:>6.1}s  {}", probe.k, format!("{:?}", probe.verdict).to_lowercase(), probe.outcome, probe.duration_ms as f64 / 1000.0, probe.what);
     }
     println!("culprit: {}", report.culprit);
-    for (module, good_versions, bad_versions) in &report.separating_modules {
-        let shown = |versions: &[String]| if versions.is_empty() { "(absent)".to_string() } else { versions.join(",") };
-        println!("  separates the builds: {module}: passing {} / failing {}", shown(good_versions), shown(bad_versions));
+    match &report.narrowing {
+        Some(narrowing) => print_narrowing(narrowing),
+        None => {
+            for (module, good_versions, bad_versions) in &report.separating_modules {
+                let shown = |versions: &[String]| if versions.is_empty() { "(absent)".to_string() } else { versions.join(",") };
+                println!("  separates the builds: {module}: passing {} / failing {}", shown(good_versions), shown(bad_versions));
+            }
+        }
     }
     println!("{} probes, {} builds run, {:.1}s; {}", report.probes.len(), report.builds, report.wall_ms as f64 / 1000.0, path.display());
     Ok(0)
+}
+
+/// The second stage, ranked: the modules that break the cell, then what MVS brings along with
+/// them; the rest of the delta is counted (bisect.json lists it).
+fn print_narrowing(narrowing: &bisect::Narrowing) {
+    println!("chain: {}", narrowing.chain);
+    let mut rank = 0;
+    for (upgrade, role) in narrowing.culprit.iter().map(|u| (u, "breaks the cell")).chain(narrowing.carried.iter().map(|u| (u, "brought along by MVS"))) {
+        rank += 1;
+        println!("  {rank:>2}. {:<64} {role}", upgrade.to_string());
+    }
+    let shown = |module: &str| narrowing.culprit.iter().chain(&narrowing.carried).any(|u| u.module == module);
+    let rest = narrowing.raised.iter().chain(&narrowing.added).filter(|u| !shown(&u.module)).count();
+    if rest > 0 {
+        println!("  and {rest} more raised or added module(s) that do not break it: bisect.json (narrowing.raised, narrowing.added)");
+    }
 }
