@@ -309,6 +309,15 @@ mod tests {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
     }
 
+    /// Waits up to 5 s for `pid` to die; `why` says what should have killed it.
+    fn assert_dies(pid: u32, why: &str) {
+        let started = std::time::Instant::now();
+        while alive(pid) {
+            assert!(started.elapsed() < Duration::from_secs(5), "{why}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     #[test]
     fn a_child_outlives_the_thread_that_asked_for_it_but_not_its_handle() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -326,11 +335,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         assert!(alive(pid), "the child died with the thread that requested it");
         drop(child);
-        let started = std::time::Instant::now();
-        while alive(pid) {
-            assert!(started.elapsed() < Duration::from_secs(5), "dropping the handle did not kill the child");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert_dies(pid, "dropping the handle did not kill the child");
     }
 
     #[tokio::test]
@@ -351,11 +356,7 @@ mod tests {
         assert!(matches!(captured.status, Err(RunError::Timeout { .. })), "{:?}", captured.status);
         assert_eq!(String::from_utf8_lossy(&captured.stdout), "started\n");
         assert_eq!(String::from_utf8_lossy(&captured.stderr), "warming up\n");
-        let started = std::time::Instant::now();
-        while alive(pid) {
-            assert!(started.elapsed() < Duration::from_secs(5), "the timed-out child was not killed");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert_dies(pid, "the timed-out child was not killed");
     }
 
     #[tokio::test]
@@ -375,12 +376,7 @@ mod tests {
         let found = descendants(std::process::id());
         assert!(found.contains(&shell) && found.contains(&sleep), "{shell} and {sleep} in {found:?}");
         drop(child);
-        let started = std::time::Instant::now();
-        while alive(sleep) {
-            assert!(started.elapsed() < Duration::from_secs(5), "the group was not killed");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert_dies(sleep, "the group was not killed");
         assert!(!descendants(std::process::id()).contains(&sleep), "a killed process is no longer listed");
     }
-
 }
