@@ -187,12 +187,14 @@ fn dies_with_its_parent() -> Result<(), Failed> {
     let mut parent = std::process::Command::new(std::env::current_exe().unwrap()).env(ROLE, "parent").stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(parent.stdout.take().unwrap()), &mut line).unwrap();
-    let sleeper: u32 = line.trim().parse().map_err(|_| format!("the parent printed {line:?}, not a pid"))?;
-    if !alive(sleeper) {
-        return Err("the contained sleeper is not running".into());
-    }
+    let sleeper: Option<u32> = line.trim().parse().ok();
+    let running = sleeper.is_some_and(alive);
     parent.kill().unwrap();
     parent.wait().unwrap();
+    let sleeper = sleeper.ok_or_else(|| format!("the parent printed {line:?}, not a pid"))?;
+    if !running {
+        return Err("the contained sleeper is not running".into());
+    }
     let started = Instant::now();
     while alive(sleeper) {
         if started.elapsed() > Duration::from_secs(5) {

@@ -159,7 +159,7 @@ impl<'a> Bisect<'a> {
         Ok((good_label, bad_label))
     }
 
-    fn report(&self, mode: Mode, good: &str, bad: &str, labels: (String, String), culprit: String, culprit_items: Vec<String>, started: Instant) -> BisectReport {
+    fn report(&self, mode: Mode, (good, bad): (&str, &str), labels: (String, String), culprit: String, culprit_items: Vec<String>, started: Instant) -> BisectReport {
         let probes = self.probes.lock().expect("probes lock").clone();
         let builds = probes.iter().filter(|p| !p.outcome.starts_with("did not build")).count();
         let separating_modules = if mode == Mode::Deps {
@@ -213,7 +213,7 @@ impl<'a> Bisect<'a> {
         };
         let mut items = vec![last_good.clone(), first_bad.clone()];
         items.extend(skipped);
-        Ok(self.report(mode, good, bad, labels, culprit, items, started))
+        Ok(self.report(mode, (good, bad), labels, culprit, items, started))
     }
 
     /// ddmin over the dependency upgrades from good to bad, keeping the tool's code at good.
@@ -258,7 +258,7 @@ impl<'a> Bisect<'a> {
         let culprit = format!("{} of the {} dependency upgrades from {good} to {bad} break the cell: {}", items.len(), upgrades.len(), items.join("; "));
         let culprit_upgrades: Vec<Upgrade> = culprit_indices.iter().map(|i| upgrades[*i].clone()).collect();
         let narrowing = self.narrow(good, &culprit_upgrades, culprit_indices.len() == upgrades.len(), &build).await;
-        let mut report = self.report(Mode::Deps, good, bad, labels, culprit, items, started);
+        let mut report = self.report(Mode::Deps, (good, bad), labels, culprit, items, started);
         report.narrowing = narrowing;
         Ok(report)
     }
