@@ -267,11 +267,7 @@ impl Cell {
         let latency = scenario.faults.latency.iter().map(|l| crate::scenario::Latency { host: expand(&l.host, &values), delay: l.delay }).collect();
         session.inject(crate::scenario::Faults { latency, ..scenario.faults.clone() });
 
-        let mut vars = BTreeMap::new();
-        let proxy = session.proxy_url();
-        for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
-            vars.insert(key.to_string(), proxy.clone());
-        }
+        let mut vars: BTreeMap<String, String> = world.client_network(&session, &root.join("no-other-certs")).into_iter().collect();
         let push_repository = format!("{host}/{repository}");
         let push = PushContext { repository: push_repository.clone(), cell_dir: root, payload: &env.payload };
         let prepared = tool.tool.prepare(&push);
@@ -280,8 +276,6 @@ impl Cell {
         vars.insert("PATH".into(), path.join(":"));
         vars.insert("HOME".into(), home.display().to_string());
         vars.insert("TMPDIR".into(), root.join("tmp").display().to_string());
-        vars.insert("SSL_CERT_FILE".into(), world.ca_bundle.display().to_string());
-        vars.insert("SSL_CERT_DIR".into(), root.join("no-other-certs").display().to_string());
         vars.insert(CREDENTIAL_HELPER_STORE_ENV.into(), root.join(credential_files::HELPER_STORE).display().to_string());
         vars.extend(prepared.env);
         let mut rendered: Vec<CellFile> = [

@@ -517,8 +517,10 @@ async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Bac
     match result {
         Ok(mut response) => {
             let infra = response.headers_mut().remove(INFRA_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            recorder.push(Record { host: host.into(), method, path, status: response.status().as_u16(), at_ms: 0, note: None, infra, auth });
-            Ok(response.map(|b| b.boxed()))
+            let status = response.status().as_u16();
+            let (response, note) = reframe_error_answer(&method, response).await;
+            recorder.push(Record { host: host.into(), method, path, status, at_ms: 0, note, infra, auth });
+            Ok(response)
         }
         Err(e) => {
             let failure = format!("{} unreachable: {}", backend.describe(host), error_chain(&e));
@@ -526,6 +528,46 @@ async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Bac
             Ok(text(StatusCode::BAD_GATEWAY, format!("ko-matrix gateway: {failure}")))
         }
     }
+}
+
+/// The largest error answer [`reframe_error_answer`] reads whole; longer ones stream as sent.
+const ERROR_ANSWER_LIMIT: u64 = 64 * 1024;
+/// How long the backend may take to send an error answer's body.
+const ERROR_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a (small) error answer whole and passes on what the backend sent, framed by what it
+/// sent. A backend whose body is shorter than its `Content-Length` would otherwise leave the
+/// client with a cut connection (`unexpected EOF`) instead of the answer: distribution 2.8
+/// built with Go before 1.23 (Debian's `docker-registry`) answers an unsatisfiable `Range`
+/// with 416, the whole blob's `Content-Length` and a 33-byte message. The note says when
+/// this happened. Successes, `HEAD` answers (no body) and long answers pass unchanged.
+async fn reframe_error_answer(method: &str, response: Response<Incoming>) -> (Response<Body>, Option<String>) {
+    let declared = response.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let status = response.status();
+    let Some(declared) = declared.filter(|d| *d <= ERROR_ANSWER_LIMIT && method != "HEAD" && (status.is_client_error() || status.is_server_error())) else {
+        return (response.map(|b| b.boxed()), None);
+    };
+    let (mut parts, mut body) = response.into_parts();
+    let mut sent = Vec::new();
+    let read = tokio::time::timeout(ERROR_ANSWER_TIMEOUT, async {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => sent.extend_from_slice(frame.data_ref().map_or(&[][..], |d| &d[..])),
+                Err(e) => return Err(error_chain(&e)),
+            }
+        }
+        Ok(())
+    })
+    .await;
+    let note = match read {
+        Ok(Ok(())) if sent.len() as u64 == declared => None,
+        Ok(Ok(())) => Some(format!("the backend announced {declared} bytes and sent {}; passed on as sent", sent.len())),
+        Ok(Err(e)) => Some(format!("the backend announced {declared} bytes, sent {} and then failed ({e}); passed on as sent", sent.len())),
+        Err(_) => Some(format!("the backend announced {declared} bytes and sent {} in {ERROR_ANSWER_TIMEOUT:?}; passed on as sent", sent.len())),
+    };
+    parts.headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(sent.len()));
+    let body = Full::new(Bytes::from(sent)).map_err(|never: Infallible| match never {}).boxed();
+    (Response::from_parts(parts, body), note)
 }
 
 /// An error with its sources (hyper's and reqwest's own messages hide "connection refused").
@@ -630,6 +672,81 @@ mod tests {
         stream.write_all(format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.unwrap();
+    }
+
+    /// A backend that answers every request with `answer` and closes the connection.
+    async fn raw_backend(answer: &'static [u8]) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(answer).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+        addr
+    }
+
+    /// Distribution 2.8 built with Go < 1.23 answers an unsatisfiable Range with the blob's
+    /// Content-Length and a shorter message; through the gateway the client gets the 416 and
+    /// the message, framed right, not a cut connection.
+    #[tokio::test]
+    async fn an_error_answer_shorter_than_announced_arrives_whole() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let answer = b"HTTP/1.1 416 Requested Range Not Satisfiable\r\nContent-Length: 58\r\nContent-Range: bytes */58\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ninvalid range: failed to overlap\n";
+        let backend = raw_backend(answer).await;
+        let gateway = Gateway::new(Arc::new(Ca::new().unwrap()));
+        gateway.route("range.ko-matrix.test", Route::Terminate { backend: Backend::http(backend) }).unwrap();
+        let session = gateway.session().await.unwrap();
+        let mut stream = TcpStream::connect(session.addr).await.unwrap();
+        let request = "GET http://range.ko-matrix.test/v2/r/blobs/sha256:ab HTTP/1.1\r\nHost: range.ko-matrix.test\r\nRange: bytes=500-0\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut got)).await.unwrap().unwrap();
+        let got = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        let (head, body) = got.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("http/1.1 416"), "{got}");
+        assert!(head.contains("content-length: 33\r\n") || head.ends_with("content-length: 33"), "framed by what was sent: {head}");
+        assert!(head.contains("content-range: bytes */58"), "{head}");
+        assert_eq!(body, "invalid range: failed to overlap\n");
+        let records = session.records();
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].status, 416);
+        let note = records[0].note.as_deref().unwrap_or_default();
+        assert!(note.starts_with("the backend announced 58 bytes, sent 33 and then failed (") && note.ends_with("); passed on as sent"), "{note}");
+    }
+
+    /// An error answer framed right passes unchanged, without a note; so does a success.
+    #[tokio::test]
+    async fn well_framed_answers_pass_unchanged() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for (answer, status, body) in [
+            (&b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"[..], "404", "not found"),
+            (&b"HTTP/1.1 206 Partial Content\r\nContent-Length: 5\r\nContent-Range: bytes 5-9/58\r\n\r\n worl"[..], "206", " worl"),
+        ] {
+            let answer: &'static [u8] = Box::leak(answer.to_vec().into_boxed_slice());
+            let backend = raw_backend(answer).await;
+            let gateway = Gateway::new(Arc::new(Ca::new().unwrap()));
+            gateway.route("ok.ko-matrix.test", Route::Terminate { backend: Backend::http(backend) }).unwrap();
+            let session = gateway.session().await.unwrap();
+            let mut stream = TcpStream::connect(session.addr).await.unwrap();
+            stream.write_all(b"GET http://ok.ko-matrix.test/v2/ HTTP/1.1\r\nHost: ok.ko-matrix.test\r\nConnection: close\r\n\r\n").await.unwrap();
+            let mut got = Vec::new();
+            tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut got)).await.unwrap().unwrap();
+            let got = String::from_utf8_lossy(&got).into_owned();
+            assert!(got.starts_with(&format!("HTTP/1.1 {status}")), "{got}");
+            assert!(got.ends_with(&format!("\r\n\r\n{body}")), "{got}");
+            assert_eq!(session.records()[0].note, None);
+        }
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ pub mod builtin;
 pub mod cache;
 pub mod cell;
 pub mod config;
+pub mod conformance;
 pub(crate) mod diagnosis;
 pub(crate) mod credential_files;
 pub mod containment;

@@ -13,7 +13,7 @@ use crate::aws::oidc;
 use crate::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
 use crate::base_image::{self, BaseImage};
 use crate::credential_files::{self, CellFile, EcrToken};
-use crate::gateway::{error_chain, Backend, Gateway, Route};
+use crate::gateway::{error_chain, Backend, Gateway, Route, Session};
 use crate::pki::{Ca, PkiError};
 use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
 use crate::aws::Emulator;
@@ -490,6 +490,17 @@ impl World {
             _registries: registries,
             _token_server: token_server,
         })
+    }
+
+    /// The variables that send a client's traffic through gateway `session` and make it trust
+    /// the run's CA and nothing else (`no_other_certs` is an empty directory): what every cell
+    /// gets, and what any other client of the world (the conformance suite) gets the same way.
+    pub fn client_network(&self, session: &Session, no_other_certs: &Path) -> Vec<(String, String)> {
+        let proxy = session.proxy_url();
+        let mut vars: Vec<(String, String)> = ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"].iter().map(|k| (k.to_string(), proxy.clone())).collect();
+        vars.push(("SSL_CERT_FILE".into(), self.ca_bundle.display().to_string()));
+        vars.push(("SSL_CERT_DIR".into(), no_other_certs.display().to_string()));
+        vars
     }
 
     /// Fetches `repository@digest` straight from the target's backend (not through the

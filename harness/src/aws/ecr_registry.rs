@@ -45,7 +45,7 @@ fn challenge(host: &str) -> Response<Body> {
 /// Splits `/v2/<name>/<kind>/<rest>` into the repository name and the rest.
 fn split_repository(path: &str) -> Option<(&str, &str)> {
     let inner = path.strip_prefix("/v2/")?;
-    ["/blobs/", "/manifests/", "/tags/"].iter().filter_map(|marker| inner.find(marker).map(|at| (&inner[..at], &inner[at..]))).min_by_key(|(name, _)| name.len())
+    ["/blobs/", "/manifests/", "/tags/", "/referrers/"].iter().filter_map(|marker| inner.find(marker).map(|at| (&inner[..at], &inner[at..]))).min_by_key(|(name, _)| name.len())
 }
 
 /// Checks `Authorization: Basic AWS:<password>`; `Err` is the response to send.
@@ -143,9 +143,27 @@ async fn forward(emulator: &Emulator, cell: &AwsCell, repository: &str, rest: &s
         mark_infra(&mut response, what);
         return response;
     }
-    if let Some(location) = parts.headers.get("location").and_then(|v| v.to_str().ok()) {
-        let mapped = location.replace(&format!("/v2/{backend_repository}/"), &format!("/v2/{repository}/"));
-        parts.headers.insert("location", mapped.parse().expect("a rewritten Location is a valid header"));
+    // The backend's layout (the cell's prefix) must not show: URLs it names, and the name
+    // in a tag list, are the repository's as the client named it.
+    for header in ["location", "link"] {
+        if let Some(value) = parts.headers.get(header).and_then(|v| v.to_str().ok()) {
+            let mapped = value.replace(&format!("/v2/{backend_repository}/"), &format!("/v2/{repository}/"));
+            parts.headers.insert(header, mapped.parse().expect("a rewritten URL header is a valid header"));
+        }
+    }
+    if method == Method::GET && rest.starts_with("/tags/list") && parts.status.is_success() {
+        return match Limited::new(body, 16 << 20).collect().await {
+            Ok(collected) => {
+                let listed = tag_list_as_named(&collected.to_bytes(), repository);
+                parts.headers.insert("content-length", listed.len().into());
+                Response::from_parts(parts, full(listed))
+            }
+            Err(e) => {
+                let mut response = distribution_error(StatusCode::BAD_GATEWAY, "UNAVAILABLE", "ko-matrix: the backend's tag list could not be read");
+                mark_infra(&mut response, format!("ECR front backend {} sent an unreadable tag list: {e}", emulator.backend));
+                response
+            }
+        };
     }
     // ECR answers an upload PATCH with 201 where distribution says 202.
     if method == Method::PATCH && parts.status == StatusCode::ACCEPTED {
@@ -157,6 +175,18 @@ async fn forward(emulator: &Emulator, cell: &AwsCell, repository: &str, rest: &s
         record_image(cell, repository, &digest, reference, &content_type, &manifest);
     }
     Response::from_parts(parts, body.boxed())
+}
+
+/// A backend tag list (`{"name":"cell-3/app","tags":[…]}`) as ECR answers it: under the
+/// repository's own name. A body that is not a tag list passes unchanged.
+fn tag_list_as_named(body: &[u8], repository: &str) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut list) if list.get("name").is_some() => {
+            list["name"] = json!(repository);
+            Bytes::from(list.to_string())
+        }
+        _ => Bytes::copy_from_slice(body),
+    }
 }
 
 /// Tells the gateway that this answer comes from the harness's failure (see [`INFRA_HEADER`]).
@@ -199,6 +229,15 @@ mod tests {
         assert_eq!(split_repository("/v2/app/blobs/uploads/"), Some(("app", "/blobs/uploads/")));
         assert_eq!(split_repository("/v2/team/app/manifests/latest"), Some(("team/app", "/manifests/latest")));
         assert_eq!(split_repository("/v2/team/app/tags/list"), Some(("team/app", "/tags/list")));
+        assert_eq!(split_repository("/v2/team/app/referrers/sha256:ab"), Some(("team/app", "/referrers/sha256:ab")), "ECR serves the referrers API");
         assert_eq!(split_repository("/v2/"), None);
+    }
+
+    #[test]
+    fn tag_lists_name_the_repository_not_the_backend_prefix() {
+        let listed = tag_list_as_named(br#"{"name":"cell-3/conformance/repo1","tags":["a","b"]}"#, "conformance/repo1");
+        let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+        assert_eq!(listed, json!({"name": "conformance/repo1", "tags": ["a", "b"]}));
+        assert_eq!(&tag_list_as_named(b"not json", "x")[..], b"not json");
     }
 }

@@ -33,6 +33,7 @@ pub(crate) fn registry_action(method: &str, rest: &str) -> &'static str {
         ("PATCH", _) => "ecr:UploadLayerPart",
         ("PUT", r) if r.starts_with("/blobs/uploads") => "ecr:CompleteLayerUpload",
         ("PUT", r) if r.starts_with("/manifests/") => "ecr:PutImage",
+        ("DELETE", r) if r.starts_with("/manifests/") => "ecr:BatchDeleteImage",
         (_, r) if r.starts_with("/manifests/") => "ecr:BatchGetImage",
         (_, r) if r.starts_with("/tags/") => "ecr:ListImages",
         _ => "ecr:BatchGetImage",
@@ -63,6 +64,8 @@ mod tests {
     fn registry_calls_map_to_ecr_actions() {
         assert_eq!(registry_action("POST", "/blobs/uploads/"), "ecr:InitiateLayerUpload");
         assert_eq!(registry_action("HEAD", "/blobs/sha256:ab"), "ecr:BatchCheckLayerAvailability");
+        assert_eq!(registry_action("DELETE", "/manifests/sha256:ab"), "ecr:BatchDeleteImage", "deleting is not reading");
+        assert_eq!(registry_action("GET", "/manifests/latest"), "ecr:BatchGetImage");
         assert_eq!(registry_action("PUT", "/manifests/latest"), "ecr:PutImage");
         assert_eq!(registry_action("HEAD", "/manifests/latest"), "ecr:BatchGetImage");
         assert_eq!(registry_action("PUT", "/blobs/uploads/u?digest=x"), "ecr:CompleteLayerUpload");

@@ -159,7 +159,8 @@ mod humantime_serde_compat {
 }
 
 impl AwsSpec {
-    pub(crate) fn registry_host(&self) -> String {
+    /// `<account>.dkr.ecr.<region>.amazonaws.com`: where a client of this identity pushes.
+    pub fn registry_host(&self) -> String {
         format!("{}.dkr.ecr.{}.{}", self.account, self.region, super::dns_suffix(&self.region))
     }
     pub(crate) fn api_host(&self) -> String {

@@ -98,7 +98,7 @@ pub async fn docker_engine() -> Result<(), NoDockerEngine> {
 
 /// Finds the distribution binary: `registry` or Debian's `docker-registry` on PATH, else
 /// one built from the module proxy at a pinned version.
-pub(crate) async fn registry_binary(provisioner: &GoProvisioner) -> Result<PathBuf, ServiceError> {
+pub async fn registry_binary(provisioner: &GoProvisioner) -> Result<PathBuf, ServiceError> {
     for name in ["registry", "docker-registry"] {
         if let Ok(path) = which::which(name) {
             return Ok(path);

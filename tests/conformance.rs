@@ -1,0 +1,140 @@
+//! The OCI distribution-spec conformance suite (pinned, built from the module proxy) against
+//! every registry flavour and the ECR front, through the gateway with the proxy and CA
+//! variables a cell has. Each flavour's per-check results are snapshotted
+//! (`tests/snapshots/conformance__<flavour>.snap`): a change in the gateway's or the
+//! emulator's wire behaviour is a diff there. The suite's failures are recorded, not hidden:
+//! distribution has its own gaps (sha512 digests, OCI-Subject, referrers), and the ECR front
+//! deviates where ECR does (docs/ecr-conformance.md).
+//!
+//! Where the suite cannot be built (no Go, or the module proxy refuses it) every flavour shows
+//! as ignored and the reason is printed.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ko_matrix::cache::Cache;
+use ko_matrix::config::{RuntimeChoice, ServicesConfig};
+use ko_matrix::conformance::{self, Target, SUITE, SUITE_VERSION};
+use ko_matrix::events::Silent;
+use ko_matrix::provision::{GoProvisioner, ToolchainPolicy};
+use ko_matrix::scenario::{Flavour, Scenario};
+use ko_matrix::world::World;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const FLAVOURS: [Flavour; 4] = [Flavour::Anonymous, Flavour::Basic, Flavour::Token, Flavour::Ecr];
+const REPOSITORIES: [&str; 2] = ["conformance/repo1", "conformance/repo2"];
+
+fn main() {
+    let args = Arguments::from_args();
+    let selected = |name: &str| match &args.filter {
+        Some(filter) if args.exact => name == filter,
+        Some(filter) => name.contains(filter.as_str()),
+        None => true,
+    };
+    let wanted = !args.list && FLAVOURS.iter().any(|f| selected(f.name()));
+    // Built once for every flavour; only when a flavour is going to run.
+    let suite = if wanted {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let provisioner = GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, Duration::from_secs(1800), Arc::new(Silent));
+        Some(rt.block_on(provisioner.install(&SUITE, SUITE_VERSION)).map(|installed| installed.path))
+    } else {
+        None
+    };
+    if let Some(Err(e)) = &suite {
+        eprintln!("SKIPPED conformance suite: {}@{SUITE_VERSION} could not be built here: {e}", SUITE.module);
+    }
+    let binary = suite.and_then(Result::ok);
+    let trials = FLAVOURS
+        .iter()
+        .map(|&flavour| {
+            let binary = binary.clone();
+            let ignored = wanted && binary.is_none();
+            Trial::test(flavour.name(), move || check_flavour(flavour, &binary.expect("a trial runs only when the suite was built"))).with_ignored_flag(ignored)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Runs the suite against `flavour` in a world of its own and compares with its snapshot.
+fn check_flavour(flavour: Flavour, suite: &Path) -> Result<(), Failed> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    let report = rt.block_on(run_against(flavour, suite))?;
+    eprintln!("conformance {}: {} in {:.0?}; the suite's reports are in {}", flavour.name(), report.summary(), started.elapsed(), report.results_dir.display());
+    // The results are the registry's as much as the gateway's: a different distribution
+    // (another binary on PATH) shows as a changed first line, not as unexplained diffs.
+    let registry = rt.block_on(registry_version())?;
+    let text = format!("suite {}@{SUITE_VERSION}, spec {}\nregistry {registry}\n{}", SUITE.module, conformance::SPEC_VERSION, report.lines());
+    insta::assert_snapshot!(flavour.name(), text);
+    Ok(())
+}
+
+/// What the world's distribution binary says of its version (`--version`).
+async fn registry_version() -> Result<String, Failed> {
+    let provisioner = GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, Duration::from_secs(1800), Arc::new(Silent));
+    let binary = ko_matrix::services::runtime::registry_binary(&provisioner).await.map_err(|e| e.to_string())?;
+    let out = std::process::Command::new(&binary).arg("--version").stdin(Stdio::null()).output().map_err(|e| format!("{}: {e}", binary.display()))?;
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // Only the version words: `docker-registry github.com/docker/distribution 2.8.2+ds1`.
+    Ok(said.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+}
+
+async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Report, Failed> {
+    let aws = if flavour == Flavour::Ecr { "[aws]\ncredentials = \"static\"\n" } else { "" };
+    let text = format!("description = \"conformance\"\n[target]\nregistry = \"{}\"\n{aws}", flavour.name());
+    let scenario = Scenario::parse(&format!("conformance/{}", flavour.name()), Path::new("conformance.toml"), &text).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().unwrap();
+    let services = ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() };
+    let provisioner = GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, Duration::from_secs(1800), Arc::new(Silent));
+    let world = World::start(std::slice::from_ref(&scenario), &services, &provisioner, dir.path()).await.map_err(|e| e.to_string())?;
+    let session = world.gateway.session().await.map_err(|e| e.to_string())?;
+    let no_other_certs = dir.path().join("no-other-certs");
+    std::fs::create_dir_all(&no_other_certs).unwrap();
+    let network = world.client_network(&session, &no_other_certs);
+    let repositories = REPOSITORIES.map(String::from);
+    let target = match flavour {
+        Flavour::Anonymous => Target { registry: flavour.host().into(), login: None, repositories },
+        Flavour::Basic | Flavour::Token => {
+            let user = &world.targets[&flavour].user;
+            Target { registry: flavour.host().into(), login: Some((user.username.clone(), user.password.clone())), repositories }
+        }
+        Flavour::Ecr => {
+            let spec = scenario.aws.clone().expect("an ECR scenario has an [aws] table");
+            let cell = world.aws.as_ref().and_then(|a| a.emulator()).expect("the embedded emulator").open_cell(session.id, spec.clone());
+            // As a user would: the AWS CLI's login password (GetAuthorizationToken) and its
+            // create-repository (ECR creates no repository on push), through the gateway.
+            let aws = |args: &[&str]| {
+                let mut cmd = std::process::Command::new(which::which("aws").expect("the AWS CLI is needed: `pip install awscli` (.ci/run installs it)"));
+                cmd.env_clear()
+                    .envs(network.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                    .env("HOME", dir.path())
+                    .env("AWS_CA_BUNDLE", &world.ca_bundle)
+                    .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+                    .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-aws-credentials"))
+                    .env("AWS_ACCESS_KEY_ID", &cell.key.id)
+                    .env("AWS_SECRET_ACCESS_KEY", &cell.key.secret)
+                    .env("AWS_REGION", &spec.region)
+                    .env("AWS_DEFAULT_REGION", &spec.region)
+                    .args(args)
+                    .stdin(Stdio::null());
+                let out = cmd.output().unwrap();
+                assert!(out.status.success(), "aws {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+                String::from_utf8(out.stdout).unwrap()
+            };
+            let password = aws(&["ecr", "get-login-password"]).trim().to_string();
+            for repository in REPOSITORIES {
+                aws(&["ecr", "create-repository", "--repository-name", repository]);
+            }
+            Target { registry: spec.registry_host(), login: Some(("AWS".into(), password)), repositories }
+        }
+    };
+    // Kept after the test (replacing the last run's): junit.xml, results.yaml and report.html
+    // say why a check failed.
+    let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance").join(flavour.name());
+    let _ = std::fs::remove_dir_all(&kept);
+    std::fs::create_dir_all(&kept).unwrap();
+    Ok(conformance::run(suite, &target, &network, &kept, conformance::RUN_TIMEOUT).await.map_err(|e| e.to_string())?)
+}
