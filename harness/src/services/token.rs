@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 
+use crate::bearer::{parse_scope, Access};
 use crate::loopback::LoopbackServer;
 use crate::pki::{Ca, Issued, PkiError};
 
@@ -23,14 +24,6 @@ pub(crate) struct TokenIssuer {
     users: BTreeMap<String, String>,
     signer: Issued,
     encoding_key: jsonwebtoken::EncodingKey,
-}
-
-#[derive(Debug, Serialize)]
-struct Access {
-    #[serde(rename = "type")]
-    kind: String,
-    name: String,
-    actions: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,23 +120,9 @@ impl TokenIssuer {
     }
 }
 
-/// `repository:name:push,pull` → access entry.
-fn parse_scope(scope: &str) -> Option<Access> {
-    let (kind, rest) = scope.split_once(':')?;
-    let (name, actions) = rest.rsplit_once(':')?;
-    Some(Access { kind: kind.into(), name: name.into(), actions: actions.split(',').map(str::to_string).collect() })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scopes_parse_including_names_with_slashes() {
-        let access = parse_scope("repository:team/app:push,pull").unwrap();
-        assert_eq!((access.kind.as_str(), access.name.as_str()), ("repository", "team/app"));
-        assert_eq!(access.actions, ["push", "pull"]);
-    }
 
     #[test]
     fn tokens_carry_the_signing_chain_and_access() {
