@@ -17,16 +17,20 @@
 
 pub mod aws;
 pub mod base_image;
+pub mod bearer;
 pub mod bisect;
 pub mod builtin;
 pub mod cache;
 pub mod cell;
 pub mod config;
 pub(crate) mod diagnosis;
+pub mod dockerhub;
 pub(crate) mod credential_files;
 pub mod containment;
 pub mod events;
 pub mod gateway;
+pub mod github;
+pub(crate) mod grants;
 pub mod located;
 pub(crate) mod loopback;
 pub mod outcome;
@@ -34,6 +38,7 @@ pub mod payload;
 pub mod pki;
 pub mod process;
 pub mod provision;
+pub(crate) mod registry_front;
 pub mod regressions;
 pub mod report;
 pub mod result;
