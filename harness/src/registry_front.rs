@@ -118,6 +118,17 @@ mod tests {
         assert_eq!(split_repository("/v2/"), None);
     }
 
+    #[tokio::test]
+    async fn an_unreachable_backend_is_the_harness_fault_naming_the_service() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let backend = Backend::new(closed, "ghcr.io front backend");
+        let (parts, _) = Request::get("http://ghcr.io/v2/o/app/manifests/latest").body(()).unwrap().into_parts();
+        let response = backend.forward("p", "o/app", "/manifests/latest", parts, full(Bytes::new())).await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let infra = response.headers()[INFRA_HEADER].to_str().unwrap();
+        assert!(infra.starts_with(&format!("ghcr.io front backend {closed} unreachable")), "{infra}");
+    }
+
     #[test]
     fn writes_need_push() {
         use hyper::Method;

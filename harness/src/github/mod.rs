@@ -114,6 +114,39 @@ mod tests {
         assert!(Ghcr.grant("octocat", None, "octocat/app", &push_pull).is_empty());
     }
 
+    /// The whole flow over HTTP, as a client behind the gateway sees it.
+    #[tokio::test]
+    async fn the_token_flow_over_http() {
+        use base64::Engine;
+        use crate::bearer::{AccountSpec, CredentialKind, Front};
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let front = Front::new(Box::new(Ghcr), closed, "ghcr.io front backend");
+        let server = front.clone().serve().await.unwrap();
+        let read_only = front.open_cell(1, AccountSpec { user: "octocat".into(), owner: None, credential: CredentialKind::ReadOnly });
+        let expired = front.open_cell(2, AccountSpec { credential: CredentialKind::Expired, ..AccountSpec::default() });
+        let client = reqwest::Client::new();
+        let get = |path: &str, session: u64| client.get(format!("http://{}{path}", server.addr)).header("host", HOST).header(crate::gateway::SESSION_HEADER, session.to_string());
+        let ping = get("/v2/", 1).send().await.unwrap();
+        assert_eq!(ping.status(), 401);
+        assert_eq!(ping.headers()["www-authenticate"], Ghcr.challenge(None));
+        let basic = |user: &str, secret: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")));
+        let scope = "/token?scope=repository%3Aoctocat%2Fapp%3Apush%2Cpull&service=ghcr.io";
+        // Any user name: ghcr checks the token only (go-containerregistry may send `unset`).
+        let answer: serde_json::Value = get(scope, 1).header("authorization", basic("unset", &read_only.secret)).send().await.unwrap().json().await.unwrap();
+        let token = answer["token"].as_str().unwrap().to_string();
+        let bearer = format!("Bearer {token}");
+        assert_eq!(get("/v2/", 1).header("authorization", &bearer).send().await.unwrap().status(), 200);
+        let upload = client.post(format!("http://{}/v2/octocat/app/blobs/uploads/", server.addr)).header("host", HOST).header(crate::gateway::SESSION_HEADER, "1").header("authorization", &bearer).send().await.unwrap();
+        assert_eq!(upload.status(), 403);
+        assert!(upload.text().await.unwrap().contains("The token provided does not match expected scopes."));
+        assert_eq!(get("/v2/", 2).header("authorization", &bearer).send().await.unwrap().status(), 401, "a token is the cell's own");
+        let refused = get(scope, 2).header("authorization", basic("octocat", &expired.secret)).send().await.unwrap();
+        assert_eq!((refused.status().as_u16(), refused.text().await.unwrap()), (403, r#"{"errors":[{"code":"DENIED","message":"denied"}]}"#.to_string()));
+        let anonymous: serde_json::Value = get(scope, 1).send().await.unwrap().json().await.unwrap();
+        let head = client.head(format!("http://{}/v2/octocat/app/manifests/latest", server.addr)).header("host", HOST).header(crate::gateway::SESSION_HEADER, "1").bearer_auth(anonymous["token"].as_str().unwrap()).send().await.unwrap();
+        assert_eq!(head.status(), 401, "an anonymous token grants nothing private");
+    }
+
     #[tokio::test]
     async fn refusals_in_ghcrs_words() {
         let grant = |allow: &[&str], subject: &str| Grant { subject: subject.into(), allow: actions(allow), access: Vec::new() };
