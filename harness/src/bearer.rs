@@ -318,8 +318,8 @@ impl Front {
         let (subject, allow) = principal.map(|p| (p.user, p.allow)).unwrap_or_default();
         let grant = Grant { subject, allow, access };
         let Some(account) = account else {
-            // No cell behind this session: an anonymous caller from outside any cell.
-            return json(StatusCode::OK, serde_json::json!({ "token": "", "access_token": "", "expires_in": 0 }));
+            // No cell behind this session: nobody the vendor knows, with or without credentials.
+            return self.vendor.refuse_credentials(BadCredentials::Unknown);
         };
         let (token, _) = account.tokens.mint(grant, 48, REGISTRY_TOKEN_TTL);
         let issued_at = crate::aws::iso8601(time::OffsetDateTime::now_utc());
