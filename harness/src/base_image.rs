@@ -98,15 +98,21 @@ impl BaseImage {
     /// Pushes everything to `registry` (`http://127.0.0.1:port`) and returns the reference
     /// ko should use, pinned by digest.
     pub async fn push(&self, client: &reqwest::Client, registry: &str) -> Result<String, BaseImageError> {
-        for blob in &self.blobs {
-            push_blob(client, registry, blob).await?;
-        }
-        for manifest in &self.manifests {
-            put_manifest(client, registry, &manifest.digest(), manifest).await?;
-        }
-        put_manifest(client, registry, "latest", &self.index).await?;
+        self.push_as(client, registry, BASE_REPOSITORY).await?;
         let host = registry.trim_start_matches("http://").trim_start_matches("https://");
         Ok(format!("{host}/{BASE_REPOSITORY}@{}", self.index.digest()))
+    }
+
+    /// Pushes everything to `repository` in `registry`; returns the index's digest.
+    pub(crate) async fn push_as(&self, client: &reqwest::Client, registry: &str, repository: &str) -> Result<String, BaseImageError> {
+        for blob in &self.blobs {
+            push_blob(client, registry, repository, blob).await?;
+        }
+        for manifest in &self.manifests {
+            put_manifest(client, registry, repository, &manifest.digest(), manifest).await?;
+        }
+        put_manifest(client, registry, repository, "latest", &self.index).await?;
+        Ok(self.index.digest())
     }
 }
 
@@ -143,8 +149,8 @@ fn push_err(url: &str, detail: impl std::fmt::Display) -> BaseImageError {
     BaseImageError::Push { url: url.to_string(), detail: detail.to_string() }
 }
 
-async fn push_blob(client: &reqwest::Client, registry: &str, blob: &Blob) -> Result<(), BaseImageError> {
-    let start = format!("{registry}/v2/{BASE_REPOSITORY}/blobs/uploads/");
+async fn push_blob(client: &reqwest::Client, registry: &str, repository: &str, blob: &Blob) -> Result<(), BaseImageError> {
+    let start = format!("{registry}/v2/{repository}/blobs/uploads/");
     let response = client.post(&start).send().await.map_err(|e| push_err(&start, e))?;
     if response.status() != reqwest::StatusCode::ACCEPTED {
         return Err(push_err(&start, format!("HTTP {}", response.status())));
@@ -165,8 +171,8 @@ async fn push_blob(client: &reqwest::Client, registry: &str, blob: &Blob) -> Res
     Ok(())
 }
 
-async fn put_manifest(client: &reqwest::Client, registry: &str, reference: &str, manifest: &Blob) -> Result<(), BaseImageError> {
-    let url = format!("{registry}/v2/{BASE_REPOSITORY}/manifests/{reference}");
+async fn put_manifest(client: &reqwest::Client, registry: &str, repository: &str, reference: &str, manifest: &Blob) -> Result<(), BaseImageError> {
+    let url = format!("{registry}/v2/{repository}/manifests/{reference}");
     let response = client
         .put(&url)
         .header("content-type", manifest.media_type)

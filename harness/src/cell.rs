@@ -19,7 +19,8 @@ use crate::process::{Contained, RunError};
 use crate::result::CellResult;
 use crate::scenario::{expand, Scenario, TOOL_PLACEHOLDER};
 use crate::tool::{PushContext, ToolBinary};
-use crate::world::{AwsCellCredentials, World};
+use crate::scenario::Credential;
+use crate::world::{AwsCellCredentials, VendorCell, World};
 
 /// What every cell of a run shares.
 pub struct CellEnv {
@@ -228,6 +229,8 @@ struct Cell {
     /// The files its log lists.
     files: Vec<(PathBuf, String)>,
     aws: Option<AwsCellCredentials>,
+    /// The cell's account at a vendor registry, closed with the cell.
+    _vendor: Option<VendorCell>,
     /// Where the tool's push runs, and its command: the tool's name, then its arguments.
     push_dir: PathBuf,
     push: Vec<String>,
@@ -262,6 +265,19 @@ impl Cell {
                 (target.flavour.host().to_string(), repository.clone(), repository, values, None)
             }
         };
+        // A vendor registry's cell pushes below its account's owner, with the account's credential.
+        let vendor = match (&scenario.account, world.vendors.get(&scenario.target.registry)) {
+            (Some(spec), Some(registry)) => Some(registry.open_cell(session.id, spec.clone())),
+            (Some(_), None) => return Err(CellSetupError::NoRegistry(scenario.target.registry.name())),
+            _ => None,
+        };
+        let (repository, backend_repository) = match &vendor {
+            Some(vendor) => {
+                values.extend(vendor.values());
+                vendor.repositories(&repository)
+            }
+            None => (repository, backend_repository),
+        };
         values.insert("HOME", home.display().to_string());
         values.insert("TOOL", tool.tool.name().to_string());
         let latency = scenario.faults.latency.iter().map(|l| crate::scenario::Latency { host: expand(&l.host, &values), delay: l.delay }).collect();
@@ -269,7 +285,12 @@ impl Cell {
 
         let mut vars: BTreeMap<String, String> = world.client_network(&session, &root.join("no-other-certs")).into_iter().collect();
         let push_repository = format!("{host}/{repository}");
-        let push = PushContext { repository: push_repository.clone(), cell_dir: root, payload: &env.payload };
+        // A scenario may have ko pull its base image through the target vendor's front.
+        let payload = match (scenario.target.base_image, world.vendors.get(&scenario.target.registry).and_then(|v| v.public_base.clone())) {
+            (crate::scenario::BaseImageFrom::Target, Some(base_image)) => std::borrow::Cow::Owned(crate::payload::Payload { base_image, ..env.payload.clone() }),
+            _ => std::borrow::Cow::Borrowed(&env.payload),
+        };
+        let push = PushContext { repository: push_repository.clone(), cell_dir: root, payload: &payload };
         let prepared = tool.tool.prepare(&push);
         let mut path: Vec<String> = [root.join("bin")].iter().chain(&prepared.path).map(|d| d.display().to_string()).collect();
         path.push("/usr/local/bin:/usr/bin:/bin".into());
@@ -319,6 +340,10 @@ impl Cell {
             write_file(&root.join(&f.path), &f.contents)?;
         }
         let mut secrets = vec![target.user.password.clone(), World::basic_auth_value(&target.user)];
+        if let Some(vendor) = &vendor {
+            let credential = Credential { username: vendor.account.spec.user.clone(), password: vendor.account.secret.clone() };
+            secrets.extend([credential.password.clone(), World::basic_auth_value(&credential)]);
+        }
         secrets.extend(rendered.iter().chain(unlisted).flat_map(|f| f.secrets.iter().cloned()));
         secrets.extend(aws.iter().flat_map(|a| a.secrets.iter().cloned()));
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
@@ -332,6 +357,7 @@ impl Cell {
             masker: Masker(secrets),
             files,
             aws,
+            _vendor: vendor,
             push_dir: prepared.cwd,
             push: push_command,
             push_repository,

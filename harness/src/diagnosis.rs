@@ -22,7 +22,7 @@ pub(crate) fn diagnose(f: &Facts) -> Option<String> {
     if f.verdict.outcome != Outcome::Fail {
         return None;
     }
-    let rules: [fn(&Facts) -> Option<String>; 9] = [credentials, timeout, injected, unknown_host, tls, ecr, token_server, registry_answer, build];
+    let rules: [fn(&Facts) -> Option<String>; 12] = [credentials, invalid_name, timeout, injected, unknown_host, tls, ecr, token_server, anonymous_token, token_scope, registry_answer, build];
     rules.iter().find_map(|rule| rule(f))
 }
 
@@ -39,9 +39,14 @@ fn failed(r: &Record) -> bool {
     r.status == 0 || r.status >= 400
 }
 
-/// The last request to the registry that failed: the answer the push ended on.
+/// The last request to the registry that failed: the answer the push ended on. A 404 to a
+/// HEAD is how clients ask whether a blob or manifest exists, so it decides only when nothing
+/// else failed (tools push blobs in parallel: an existence check may come after the refusal).
+/// A handshake the client reset is not an answer (it gave up on a spare connection): the
+/// `tls` rule reads those.
 fn last_registry_failure<'a>(f: &Facts<'a>) -> Option<&'a Record> {
-    f.records.iter().rev().find(|r| r.host == f.registry && failed(r) && r.method != "CONNECT")
+    let failures = || f.records.iter().rev().filter(|r| crate::dockerhub::same_registry(f.registry, &r.host) && failed(r) && r.method != "CONNECT" && r.method != "TLS");
+    failures().find(|r| !(r.method == "HEAD" && r.status == 404)).or_else(|| failures().next())
 }
 
 fn credentials(f: &Facts) -> Option<String> {
@@ -122,10 +127,50 @@ fn ecr(f: &Facts) -> Option<String> {
     })
 }
 
+/// The tool refused the repository name: nothing reached the registry.
+fn invalid_name(f: &Facts) -> Option<String> {
+    if f.verdict.class != Some(FailClass::InvalidName) {
+        return None;
+    }
+    let sent = f.records.iter().any(|r| crate::dockerhub::same_registry(f.registry, &r.host) && r.method != "CONNECT");
+    let when = if sent { "" } else { " before sending a request to the registry" };
+    Some(format!("{} refused the repository name{when}: repository names must be lower-case (letters, digits, `._-/`), so an owner written with capitals has to be lowered first.", f.tool))
+}
+
 fn token_server(f: &Facts) -> Option<String> {
     let r = f.records.iter().rev().find(|r| r.path.starts_with("/token") && failed(r))?;
     let sent = if r.auth.is_some() { "the credentials it sent" } else { "an anonymous request" };
     Some(format!("The token server {} refused {sent} ({}), so {} had no token to push with.", r.host, r.status, f.tool))
+}
+
+/// A token flow without credentials: the token endpoint answered an anonymous request, and
+/// the registry refused what that token allowed.
+fn anonymous_token(f: &Facts) -> Option<String> {
+    let tokens: Vec<&Record> = f.records.iter().filter(|r| r.path.starts_with("/token") && r.method != "CONNECT").collect();
+    if tokens.is_empty() || tokens.iter().any(|r| r.auth.is_some() || failed(r)) {
+        return None;
+    }
+    let end = last_registry_failure(f)?;
+    (end.status == 401).then(|| {
+        format!(
+            "The push went out without credentials: {} found none for {}, got a token from {} anonymously, and the registry answered 401 to what that token did not allow.",
+            f.tool, f.registry, tokens[0].host
+        )
+    })
+}
+
+/// Credentials the token endpoint accepted, and a token that does not cover the push: the
+/// registry's 401 (insufficient scope) to a write.
+fn token_scope(f: &Facts) -> Option<String> {
+    let token = f.records.iter().rev().find(|r| r.path.starts_with("/token") && r.auth.is_some() && r.status == 200)?;
+    let end = last_registry_failure(f)?;
+    let write = matches!(end.method.as_str(), "POST" | "PUT" | "PATCH");
+    (end.status == 401 && write).then(|| {
+        format!(
+            "{} accepted the credentials {} sent and issued a token, but not for pushing: the registry answered 401 to the {} (insufficient scope), so the credential may pull but not push.",
+            token.host, f.tool, end.method
+        )
+    })
 }
 
 fn registry_answer(f: &Facts) -> Option<String> {
@@ -230,6 +275,37 @@ mod tests {
         );
         let away = [r("CONNECT", "index.docker.io", "", 403, None, Some("unknown host: refused, nothing left the machine"))];
         assert!(says(basic, fail(FailClass::Network, ""), "", &away).unwrap().starts_with("ko tried to reach index.docker.io, which is not part of this run"));
+    }
+
+    #[test]
+    fn vendor_token_flows() {
+        let ghcr = "ghcr.io";
+        let anonymous = [r("GET", ghcr, "/v2/", 401, None, None), r("GET", ghcr, "/token?scope=repository:o/app:pull&service=ghcr.io", 200, None, None), r("HEAD", ghcr, "/v2/o/app/manifests/latest", 401, Some("Bearer"), None)];
+        assert_eq!(
+            says(ghcr, fail(FailClass::Unauthorized, ""), "", &anonymous).unwrap(),
+            "The push went out without credentials: ko found none for ghcr.io, got a token from ghcr.io anonymously, and the registry answered 401 to what that token did not allow."
+        );
+        // A refused upload, then an existence check that ended later: the refusal decides.
+        let read_only = [
+            r("GET", ghcr, "/token?scope=repository:o/app:push,pull&service=ghcr.io", 200, Some("Basic"), None),
+            r("POST", ghcr, "/v2/o/app/blobs/uploads/", 403, Some("Bearer"), None),
+            r("HEAD", ghcr, "/v2/o/app/blobs/sha256:ab", 404, Some("Bearer"), None),
+        ];
+        assert!(says(ghcr, fail(FailClass::Denied, ""), "", &read_only).unwrap().starts_with("The registry answered 403 DENIED to an authenticated ko"));
+        let reset = [read_only[0].clone(), read_only[1].clone(), r("TLS", ghcr, "", 0, None, Some("handshake failed: Connection reset by peer (os error 104)"))];
+        assert!(says(ghcr, fail(FailClass::Denied, ""), "", &reset).unwrap().starts_with("The registry answered 403 DENIED"), "a reset spare connection is not the answer");
+        let hub = [r("GET", "auth.docker.io", "/token?scope=repository:u/app:pull,push&service=registry.docker.io", 200, None, None), r("POST", "index.docker.io", "/v2/u/app/blobs/uploads/", 401, Some("Bearer"), None)];
+        assert!(says("docker.io", fail(FailClass::Unauthorized, ""), "", &hub).unwrap().contains("found none for docker.io, got a token from auth.docker.io anonymously"));
+        let scoped = [r("GET", "auth.docker.io", "/token?scope=repository:u/app:pull,push&service=registry.docker.io", 200, Some("Basic"), None), r("POST", "index.docker.io", "/v2/u/app/blobs/uploads/", 401, Some("Bearer"), None)];
+        assert_eq!(
+            says("docker.io", fail(FailClass::Unauthorized, ""), "", &scoped).unwrap(),
+            "auth.docker.io accepted the credentials ko sent and issued a token, but not for pushing: the registry answered 401 to the POST (insufficient scope), so the credential may pull but not push."
+        );
+        let line = "Error: error creating publisher: failed to parse \"ghcr.io/Octo-Org/app\" as repository: repository can only contain the characters `abcdefghijklmnopqrstuvwxyz0123456789_-./`: Octo-Org/app";
+        assert_eq!(
+            says(ghcr, fail(FailClass::InvalidName, ""), line, &[]).unwrap(),
+            "ko refused the repository name before sending a request to the registry: repository names must be lower-case (letters, digits, `._-/`), so an owner written with capitals has to be lowered first."
+        );
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub enum FailClass {
     Unauthorized,
     Denied,
     NameUnknown,
+    /// The tool refused the repository name itself, before sending a request (upper-case
+    /// letters, characters no registry accepts).
+    InvalidName,
     Tls,
     Network,
     Build,
@@ -48,6 +51,7 @@ impl FailClass {
             FailClass::Unauthorized => "unauthorized",
             FailClass::Denied => "denied",
             FailClass::NameUnknown => "name-unknown",
+            FailClass::InvalidName => "invalid-name",
             FailClass::Tls => "tls",
             FailClass::Network => "network",
             FailClass::Build => "build",
@@ -122,7 +126,9 @@ const CREDENTIAL_PATTERNS: (FailClass, &[&str]) =
 
 /// Registry and transport wording every Go push tool shares, in priority order, after the
 /// tool's own patterns: the first class whose pattern the deciding line holds.
-const PATTERNS: [(FailClass, &[&str]); 5] = [
+const PATTERNS: [(FailClass, &[&str]); 6] = [
+    // go-containerregistry's name checks (ko, crane) and oras's, all before any request.
+    (FailClass::InvalidName, &["repository can only contain the characters", "could not parse reference", "invalid reference: invalid repository", "repository name must be lowercase"]),
     (FailClass::Tls, &["x509:", "tls:", "certificate signed by unknown authority", "certificate is not valid"]),
     (FailClass::NameUnknown, &["NAME_UNKNOWN", "name unknown", "does not exist in the registry", "repository name not known"]),
     (FailClass::Denied, &["DENIED", "denied:", "403 Forbidden", "status code 403", "AccessDenied", "not authorized to perform"]),
@@ -272,6 +278,13 @@ mod tests {
             ("Error: failed to publish images: Get \"https://basic.ko-matrix.test/v2/\": tls: failed to verify certificate: x509: certificate signed by unknown authority", FailClass::Tls),
             ("Error: failed to publish images: Get \"https://basic.ko-matrix.test/v2/\": proxyconnect tcp: dial tcp 127.0.0.1:1: connect: connection refused", FailClass::Network),
             ("Error: error building \"ko://example.com/app\": build: go build: exit status 1: ./main.go:3:1: syntax error", FailClass::Build),
+            // Names refused before any request, in ggcr's (ko, crane) and oras's words.
+            ("Error: error creating publisher: failed to parse \"ghcr.io/Octo-Org/app\" as repository: repository can only contain the characters `abcdefghijklmnopqrstuvwxyz0123456789_-./`: Octo-Org/app", FailClass::InvalidName),
+            ("Error: could not parse reference: ghcr.io/Octo-Org/app", FailClass::InvalidName),
+            ("Error: \"ghcr.io/Octo-Org/app:latest\": invalid reference: invalid repository \"Octo-Org/app\"", FailClass::InvalidName),
+            // ghcr's refusals: a token endpoint that does not know the token, a token without write.
+            ("Error: GET https://ghcr.io/token?scope=repository%3Ao%2Fapp%3Apush%2Cpull&service=ghcr.io: DENIED: denied", FailClass::Denied),
+            ("Error: POST https://ghcr.io/v2/o/app/blobs/uploads/: DENIED: permission_denied: The token provided does not match expected scopes.", FailClass::Denied),
             ("Error: failed to publish images: error publishing: something nobody expected", FailClass::Other),
             // A helper's failure is the tool's own, even when the helper quotes a registry's answer.
             ("Error: failed to publish images: error getting credentials - err: exec: \"docker-credential-desktop\": executable file not found in $PATH, out: ``", FailClass::Credentials),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::aws::state::AwsSpec;
+use crate::bearer::AccountSpec;
 use crate::located::ConfigError;
 
 /// The placeholders scenario strings may use, filled in per cell.
@@ -42,6 +43,10 @@ pub enum Flavour {
     Token,
     /// Amazon ECR, emulated under its real host names (the scenario's `[aws]` table).
     Ecr,
+    /// The GitHub Container Registry under its real name (the scenario's `[account]` table).
+    Ghcr,
+    /// Docker Hub under its real names (the scenario's `[account]` table).
+    Dockerhub,
 }
 
 impl Flavour {
@@ -52,6 +57,8 @@ impl Flavour {
             Flavour::Basic => "basic.ko-matrix.test",
             Flavour::Token => "token.ko-matrix.test",
             Flavour::Ecr => "<account>.dkr.ecr.<region>.amazonaws.com",
+            Flavour::Ghcr => crate::github::HOST,
+            Flavour::Dockerhub => crate::dockerhub::HOST,
         }
     }
 
@@ -61,7 +68,15 @@ impl Flavour {
             Flavour::Basic => "basic",
             Flavour::Token => "token",
             Flavour::Ecr => "ecr",
+            Flavour::Ghcr => "ghcr",
+            Flavour::Dockerhub => "dockerhub",
         }
+    }
+
+    /// Whether cells push to a vendor's token-auth registry under its real name, with an
+    /// `[account]` there ([`crate::bearer`]).
+    pub fn is_vendor(self) -> bool {
+        matches!(self, Flavour::Ghcr | Flavour::Dockerhub)
     }
 }
 
@@ -172,6 +187,21 @@ mod humantime_duration {
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub registry: Flavour,
+    /// Where ko's base image comes from.
+    #[serde(default)]
+    pub base_image: BaseImageFrom,
+}
+
+/// Where a cell's base image is pulled from (it matters to tools that build on one: ko).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseImageFrom {
+    /// The run's own base-image registry (anonymous, a host of its own).
+    #[default]
+    Run,
+    /// A public repository of the target vendor registry (`docker.io/ko-matrix/base`), pulled
+    /// through the same front the push goes to.
+    Target,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,6 +215,7 @@ struct RawScenario {
     helper: BTreeMap<String, Credential>,
     podman: Option<Podman>,
     aws: Option<AwsSpec>,
+    account: Option<AccountSpec>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -212,6 +243,8 @@ pub struct Scenario {
     pub podman: Option<Podman>,
     /// The AWS world an ECR scenario needs (defaults when the table is absent).
     pub aws: Option<AwsSpec>,
+    /// The cell's account at a vendor registry (ghcr): defaults when the table is absent.
+    pub account: Option<AccountSpec>,
     pub env: BTreeMap<String, String>,
     /// Files written below the cell's HOME (path → contents), e.g. `.aws/config`.
     pub files: BTreeMap<String, String>,
@@ -253,8 +286,21 @@ impl Scenario {
             }
             (_, None) => None,
         };
+        if raw.target.base_image == BaseImageFrom::Target && raw.target.registry != Flavour::Dockerhub {
+            let at = text.find("base_image").unwrap_or(0);
+            return Err(ConfigError::at(file, text, at..at + 10, "`base_image = \"target\"` needs a registry with public images: target.registry = \"dockerhub\""));
+        }
+        let account = match (raw.target.registry.is_vendor(), raw.account) {
+            (true, account) => Some(account.unwrap_or_default()),
+            (false, Some(_)) => {
+                let at = text.find("[account]").unwrap_or(0);
+                return Err(ConfigError::at(file, text, at..at + 9, "an [account] table only applies with target.registry = \"ghcr\" or \"dockerhub\""));
+            }
+            (false, None) => None,
+        };
         Ok(Scenario {
             aws,
+            account,
             name: name.to_string(),
             file: file.to_path_buf(),
             description: raw.description,
@@ -388,7 +434,7 @@ stdin = "${PASSWORD}"
     fn errors_are_located() {
         let e = parse("description = \"d\"\n[target]\nregistry = \"quay\"\n").unwrap_err();
         assert_eq!((e.line, e.column), (3, 12));
-        assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`");
+        assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`, `ghcr`, `dockerhub`");
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
         assert_eq!((e.line, e.column), (5, 12));
         assert!(e.message.starts_with("unknown placeholder `${REGISTY}`; known: ${HOME}, ${TOOL}, ${AWS_ROLE_ARN}"), "{}", e.message);
@@ -413,6 +459,18 @@ stdin = "${PASSWORD}"
         assert_eq!((e.line, e.message.as_str()), (4, "an [aws] table only applies with target.registry = \"ecr\""));
         let e = parse("description = \"d\"\n[target]\nregistry = \"ecr\"\n[aws]\ncredentials = \"root\"\n").unwrap_err();
         assert_eq!(e.message, "unknown variant `root`, expected one of `static`, `session`, `expired-session`");
+    }
+
+    #[test]
+    fn vendor_scenarios_get_an_account() {
+        let s = parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n[account]\nuser = \"octocat\"\nowner = \"Octo-Org\"\ncredential = \"read-only\"\n").unwrap();
+        let account = s.account.unwrap();
+        assert_eq!((account.user.as_str(), account.owner(), account.credential), ("octocat", "Octo-Org", crate::bearer::CredentialKind::ReadOnly));
+        assert_eq!(parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n").unwrap().account.unwrap().owner(), "ko-matrix-bot");
+        let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[account]\nuser = \"u\"\n").unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (4, "an [account] table only applies with target.registry = \"ghcr\" or \"dockerhub\""));
+        let e = parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n[account]\ncredential = \"admin\"\n").unwrap_err();
+        assert_eq!(e.message, "unknown variant `admin`, expected one of `write`, `read-only`, `expired`, `revoked`");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use base64::Engine;
 use crate::aws::oidc;
 use crate::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
 use crate::base_image::{self, BaseImage};
+use crate::bearer::{Account, AccountSpec, Front};
 use crate::credential_files::{self, CellFile, EcrToken};
 use crate::gateway::{error_chain, Backend, Gateway, Route, Session};
 use crate::pki::{Ca, PkiError};
@@ -225,6 +226,49 @@ impl AwsBackend {
     }
 }
 
+/// A vendor registry of the run (ghcr.io): its front, serving until dropped.
+pub struct VendorRegistry {
+    pub front: Arc<Front>,
+    /// The run's base image as the vendor's public repository (`docker.io/ko-matrix/base@…`),
+    /// where the vendor has public images.
+    pub public_base: Option<String>,
+    _server: LoopbackServer,
+}
+
+/// A cell's account at a vendor registry; dropping it closes the account.
+pub struct VendorCell {
+    front: Arc<Front>,
+    session: u64,
+    pub account: Arc<Account>,
+}
+
+impl VendorCell {
+    /// REGISTRY, USER and PASSWORD (the account's credential), for placeholders.
+    pub fn values(&self) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([("REGISTRY", self.front.registry_host().to_string()), ("USER", self.account.spec.user.clone()), ("PASSWORD", self.account.secret.clone())])
+    }
+
+    /// The repository the cell pushes to, `<owner>/<path>`, and where it lands in the backend.
+    pub fn repositories(&self, path: &str) -> (String, String) {
+        let repository = self.front.repository_for(self.account.spec.owner(), path);
+        let backend = format!("{}/{repository}", self.account.backend_prefix);
+        (repository, backend)
+    }
+}
+
+impl Drop for VendorCell {
+    fn drop(&mut self) {
+        self.front.close_cell(self.session);
+    }
+}
+
+impl VendorRegistry {
+    /// Opens the account of the cell behind gateway session `session`.
+    pub fn open_cell(&self, session: u64, spec: AccountSpec) -> VendorCell {
+        VendorCell { account: self.front.open_cell(session, spec), front: self.front.clone(), session }
+    }
+}
+
 enum StartedEcr {
     Embedded { backend: RunningRegistry, emulator: Arc<Emulator>, server: LoopbackServer },
     LocalStack(LocalStack),
@@ -263,6 +307,8 @@ pub struct World {
     client: reqwest::Client,
     /// The AWS side, when an ECR scenario runs.
     pub aws: Option<Aws>,
+    /// The vendor registries under their real names (ghcr.io), when their scenarios run.
+    pub vendors: BTreeMap<Flavour, VendorRegistry>,
     /// Choices the user should hear about once (an `auto` setting falling back).
     pub notes: Vec<String>,
     /// Every service cells depend on, for [`World::unreachable_services`].
@@ -323,6 +369,24 @@ impl WorldPlan {
             ecr_login_binary(provisioner).await?;
         }
         Ok(())
+    }
+}
+
+/// The token-auth vendor behind `flavour`.
+fn vendor_of(flavour: Flavour) -> Box<dyn crate::bearer::Vendor> {
+    match flavour {
+        Flavour::Ghcr => Box::new(crate::github::Ghcr),
+        Flavour::Dockerhub => Box::new(crate::dockerhub::DockerHub),
+        other => unreachable!("{} is not a vendor registry", other.name()),
+    }
+}
+
+/// What infra-error details call a vendor front's backend registry.
+fn vendor_backend_service(flavour: Flavour) -> &'static str {
+    match flavour {
+        Flavour::Ghcr => "ghcr.io front backend",
+        Flavour::Dockerhub => "Docker Hub front backend",
+        other => unreachable!("{} is not a vendor registry", other.name()),
     }
 }
 
@@ -422,11 +486,23 @@ impl World {
             };
             Ok::<_, WorldError>(Some((started, ecr_login)))
         };
-        let (base, anonymous, basic, token, ecr) = tokio::join!(base, anonymous, basic, token, ecr);
-        let (base, anonymous, basic, token, ecr) = (base?, anonymous?, basic?, token?, ecr?);
+        let vendors = async {
+            let mut started = Vec::new();
+            for flavour in flavours.iter().copied().filter(|f| f.is_vendor()) {
+                let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
+                let service = vendor_backend_service(flavour);
+                let front = Front::new(vendor_of(flavour), backend.addr, service);
+                let server = front.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: format!("{} front", flavour.host()).into(), source })?;
+                started.push((flavour, backend, front, server));
+            }
+            Ok::<_, WorldError>(started)
+        };
+        let (base, anonymous, basic, token, ecr, vendors) = tokio::join!(base, anonymous, basic, token, ecr, vendors);
+        let (base, anonymous, basic, token, ecr, vendors) = (base?, anonymous?, basic?, token?, ecr?, vendors?);
 
         let client = runtime::registry_client(&ca);
-        let base_image = BaseImage::build().push(&client, &format!("http://{}", base.addr)).await?;
+        let built = BaseImage::build();
+        let base_image = built.push(&client, &format!("http://{}", base.addr)).await?;
 
         let mut targets = BTreeMap::new();
         let mut services = vec![Service { name: "base-image registry".into(), addr: base.addr, tls: base.tls }];
@@ -450,6 +526,27 @@ impl World {
             add(Flavour::Token, registry, Admin::Token(issuer))?;
             services.push(Service { name: "token server".into(), addr: server.addr, tls: false });
             token_server = Some(server);
+        }
+        let mut vendor_registries = BTreeMap::new();
+        for (flavour, backend, front, server) in vendors {
+            let service = vendor_backend_service(flavour);
+            let front_service = format!("{} front", flavour.host());
+            for host in front.hosts() {
+                gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named(&front_service) })?;
+            }
+            services.push(Service { name: front_service, addr: server.addr, tls: false });
+            services.push(Service { name: service.into(), addr: backend.addr, tls: false });
+            targets.insert(flavour, TargetRegistry { flavour, backend: backend.addr, tls: false, host_header: None, service: service.into(), user: user.clone(), admin: Admin::None });
+            let public_base = match flavour {
+                Flavour::Dockerhub => {
+                    let repository = format!("{}/{}", front.public_prefix(), crate::dockerhub::PUBLIC_BASE);
+                    let digest = built.push_as(&client, &format!("http://{}", backend.addr), &repository).await?;
+                    Some(format!("{}/{}@{digest}", crate::dockerhub::HOST, crate::dockerhub::PUBLIC_BASE))
+                }
+                _ => None,
+            };
+            registries.push(backend);
+            vendor_registries.insert(flavour, VendorRegistry { front, public_base, _server: server });
         }
         let mut aws = None;
         match ecr {
@@ -485,6 +582,7 @@ impl World {
             started_in: started.elapsed(),
             client,
             aws,
+            vendors: vendor_registries,
             notes,
             services,
             _registries: registries,

@@ -2,22 +2,7 @@
 //! Identity-based allow lists only (no explicit denies, no conditions): enough to answer
 //! "may this CI identity log in, and push?".
 
-/// Whether `action` (`ecr:PutImage`) matches one of `allowed` (`ecr:*`, `*`, `ecr:Put*`).
-pub(crate) fn allows(allowed: &[String], action: &str) -> bool {
-    allowed.iter().any(|pattern| matches(pattern, action))
-}
-
-/// A case-insensitive glob where `*` matches any run of characters.
-fn matches(pattern: &str, action: &str) -> bool {
-    fn glob(pattern: &[u8], text: &[u8]) -> bool {
-        match pattern.split_first() {
-            None => text.is_empty(),
-            Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
-            Some((p, rest)) => text.first().is_some_and(|t| t.eq_ignore_ascii_case(p)) && glob(rest, &text[1..]),
-        }
-    }
-    glob(pattern.as_bytes(), action.as_bytes())
-}
+pub(crate) use crate::grants::allows;
 
 /// AWS's denial text, as current accounts see it.
 pub(crate) fn denial(arn: &str, action: &str, resource: &str) -> String {
@@ -43,22 +28,6 @@ pub(crate) fn registry_action(method: &str, rest: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn list(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn wildcards_and_case() {
-        assert!(allows(&list(&["*"]), "ecr:PutImage"));
-        assert!(allows(&list(&["ecr:*"]), "ecr:PutImage"));
-        assert!(allows(&list(&["ecr:Put*"]), "ecr:PutImage"));
-        assert!(allows(&list(&["ECR:putimage"]), "ecr:PutImage"));
-        assert!(allows(&list(&["ecr:*Layer*"]), "ecr:InitiateLayerUpload"));
-        assert!(!allows(&list(&["ecr:GetAuthorizationToken"]), "ecr:PutImage"));
-        assert!(!allows(&list(&["sts:*"]), "ecr:PutImage"));
-        assert!(!allows(&[], "ecr:GetAuthorizationToken"));
-    }
 
     #[test]
     fn registry_calls_map_to_ecr_actions() {

@@ -18,27 +18,21 @@ pub mod state;
 pub mod sts;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use time::OffsetDateTime;
 
 use crate::gateway::SESSION_HEADER;
 use crate::loopback::LoopbackServer;
+use crate::registry_front::Backend;
 use state::{AwsCell, AwsSpec};
 
-pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
-
-pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed()
-}
+pub(crate) use crate::registry_front::{full, Body};
 
 /// `Date` header format.
 pub(crate) fn http_date(t: OffsetDateTime) -> String {
@@ -119,13 +113,12 @@ pub struct Emulator {
     /// Mints and verifies web identity tokens.
     pub oidc: oidc::OidcIssuer,
     /// The distribution registry behind every emulated ECR registry (plain HTTP, anonymous).
-    backend: SocketAddr,
-    client: Client<HttpConnector, Body>,
+    backend: Backend,
 }
 
 impl Emulator {
     pub fn new(backend: SocketAddr) -> Arc<Emulator> {
-        Arc::new(Emulator { cells: RwLock::new(HashMap::new()), oidc: oidc::OidcIssuer::new(), backend, client: Client::builder(TokioExecutor::new()).build_http() })
+        Arc::new(Emulator { cells: RwLock::new(HashMap::new()), oidc: oidc::OidcIssuer::new(), backend: Backend::new(backend, "ECR front backend") })
     }
 
     /// Gives the cell behind gateway session `session` its AWS world.
@@ -190,9 +183,9 @@ impl Emulator {
 
     /// The manifest stored for `cell`'s `repository` at `reference`, with its media type.
     pub(crate) async fn backend_manifest(&self, cell: &AwsCell, repository: &str, reference: &str) -> Result<(String, String), String> {
-        let uri = format!("http://{}/v2/{}/{repository}/manifests/{reference}", self.backend, cell.backend_prefix);
+        let uri = format!("http://{}/v2/{}/{repository}/manifests/{reference}", self.backend.addr, cell.backend_prefix);
         let req = Request::get(&uri).header("accept", ecr_registry::MANIFEST_TYPES).body(full(Bytes::new())).expect("a valid request");
-        let response = self.client.request(req).await.map_err(|e| format!("GET {uri}: {e}"))?;
+        let response = self.backend.client().request(req).await.map_err(|e| format!("GET {uri}: {e}"))?;
         let media_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let status = response.status();
         let body = response.into_body().collect().await.map_err(|e| format!("GET {uri}: {e}"))?.to_bytes();

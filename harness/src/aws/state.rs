@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use base64::Engine;
 use serde::Deserialize;
 use time::OffsetDateTime;
+
+use crate::grants::{random_b64, Minted, Refusal};
 
 /// Which AWS credentials a scenario's cell is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -182,12 +183,11 @@ pub struct AccessKey {
     pub allow: Vec<String>,
 }
 
-/// A registry password minted by GetAuthorizationToken.
+/// What a registry password minted by GetAuthorizationToken grants.
 #[derive(Debug, Clone)]
 pub struct RegistryPassword {
     pub account: String,
     pub region: String,
-    pub expires: OffsetDateTime,
     /// Who asked for it, and what they may do: the registry front enforces it.
     pub arn: String,
     pub allow: Vec<String>,
@@ -217,7 +217,7 @@ pub struct AwsCell {
     /// The cell's own key (what its environment gets).
     pub key: AccessKey,
     keys: Mutex<HashMap<String, AccessKey>>,
-    passwords: Mutex<HashMap<String, RegistryPassword>>,
+    passwords: Minted<RegistryPassword>,
     pub repositories: Mutex<BTreeMap<String, Repository>>,
     last_denial: Mutex<Option<String>>,
     /// The IMDSv2 session token (one per cell is enough: each cell is one "instance").
@@ -232,10 +232,6 @@ fn random_chars(alphabet: &[u8], n: usize) -> String {
 
 const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
-fn random_b64(bytes: usize) -> String {
-    let raw: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
-    base64::engine::general_purpose::STANDARD.encode(raw)
-}
 
 impl AwsCell {
     pub fn new(spec: AwsSpec, backend_prefix: String) -> AwsCell {
@@ -266,7 +262,7 @@ impl AwsCell {
             key,
             spec,
             backend_prefix,
-            passwords: Mutex::new(HashMap::new()),
+            passwords: Minted::default(),
             repositories: Mutex::new(repositories),
             last_denial: Mutex::new(None),
             imds_token: random_b64(42),
@@ -316,15 +312,18 @@ impl AwsCell {
     /// expired), acting as `key`. Standard base64 never contains `:`, which the AWS CLI
     /// cannot split.
     pub fn mint_password(&self, key: &AccessKey, account: &str, region: &str, ttl: time::Duration) -> (String, OffsetDateTime) {
-        let password = random_b64(96);
-        let expires = OffsetDateTime::now_utc() + ttl;
-        let entry = RegistryPassword { account: account.into(), region: region.into(), expires, arn: key.arn.clone(), allow: key.allow.clone() };
-        self.passwords.lock().expect("passwords lock").insert(password.clone(), entry);
-        (password, expires)
+        let grant = RegistryPassword { account: account.into(), region: region.into(), arn: key.arn.clone(), allow: key.allow.clone() };
+        self.passwords.mint(grant, 96, ttl)
     }
 
+    /// What `password` was minted for, expired or not.
     pub fn password(&self, password: &str) -> Option<RegistryPassword> {
-        self.passwords.lock().expect("passwords lock").get(password).cloned()
+        self.passwords.get(password).map(|issued| issued.grant)
+    }
+
+    /// What `password` grants now, or why it grants nothing.
+    pub(crate) fn check_password(&self, password: &str) -> Result<RegistryPassword, Refusal> {
+        self.passwords.check(password)
     }
 
     /// The lifetime of a new registry password for `key`: the scenario's TTL, capped by what

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 
+use crate::bearer::{parse_scope, Access};
 use crate::loopback::LoopbackServer;
 use crate::pki::{Ca, Issued, PkiError};
 
@@ -23,14 +24,6 @@ pub(crate) struct TokenIssuer {
     users: BTreeMap<String, String>,
     signer: Issued,
     encoding_key: jsonwebtoken::EncodingKey,
-}
-
-#[derive(Debug, Serialize)]
-struct Access {
-    #[serde(rename = "type")]
-    kind: String,
-    name: String,
-    actions: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,7 +100,7 @@ impl TokenIssuer {
             return respond(StatusCode::NOT_FOUND, serde_json::json!({"errors": [{"code": "NOT_FOUND", "message": "only /token is served"}]}));
         }
         let url = reqwest::Url::parse(&format!("http://token{}", req.uri())).expect("a request URI parses");
-        let scopes = requested_scopes(&url);
+        let scopes = crate::bearer::requested_scopes(url.query().unwrap_or_default());
         let service = url.query_pairs().find(|(k, _)| k == "service").map(|(_, v)| v.into_owned());
         if service.as_deref().is_some_and(|s| s != self.service) {
             return respond(StatusCode::BAD_REQUEST, serde_json::json!({"details": format!("unknown service {service:?}")}));
@@ -127,39 +120,9 @@ impl TokenIssuer {
     }
 }
 
-/// The scopes a token request asks for: one per `scope` parameter, as docker clients send
-/// them, or several in one, space-separated as OAuth2 writes a scope list and as a registry's
-/// challenge names them (the OCI conformance suite passes the challenge's list on as is).
-fn requested_scopes(url: &reqwest::Url) -> Vec<String> {
-    url.query_pairs().filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect()
-}
-
-/// `repository:name:push,pull` → access entry.
-fn parse_scope(scope: &str) -> Option<Access> {
-    let (kind, rest) = scope.split_once(':')?;
-    let (name, actions) = rest.rsplit_once(':')?;
-    Some(Access { kind: kind.into(), name: name.into(), actions: actions.split(',').map(str::to_string).collect() })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scopes_parse_including_names_with_slashes() {
-        let access = parse_scope("repository:team/app:push,pull").unwrap();
-        assert_eq!((access.kind.as_str(), access.name.as_str()), ("repository", "team/app"));
-        assert_eq!(access.actions, ["push", "pull"]);
-    }
-
-    #[test]
-    fn scopes_come_one_per_parameter_or_space_separated() {
-        let url = |q: &str| reqwest::Url::parse(&format!("http://token/token?service=s&{q}")).unwrap();
-        let both = ["repository:a/repo1:pull,push", "repository:a/repo2:pull"];
-        assert_eq!(requested_scopes(&url("scope=repository:a/repo1:pull,push&scope=repository:a/repo2:pull")), both);
-        assert_eq!(requested_scopes(&url("scope=repository%3Aa%2Frepo1%3Apull%2Cpush+repository%3Aa%2Frepo2%3Apull")), both);
-        assert!(requested_scopes(&url("x=1")).is_empty());
-    }
 
     #[test]
     fn tokens_carry_the_signing_chain_and_access() {

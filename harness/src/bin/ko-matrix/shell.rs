@@ -147,7 +147,7 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8>
     let matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
     let scenarios = match &args.scenario {
         Some(name) => vec![scenario_named(&matrix, name)?],
-        None => ko_matrix::scenario::discover(&run::scenarios_dir(&matrix))?.into_iter().filter(|s| s.target.registry != Flavour::Ecr).collect(),
+        None => ko_matrix::scenario::discover(&run::scenarios_dir(&matrix))?.into_iter().filter(|s| s.target.registry != Flavour::Ecr && !s.target.registry.is_vendor()).collect(),
     };
     // Only the Go provisioner, for a registry binary or Amazon's helper when none is installed.
     let settings = matrix.tools.first().map(|t| t.fetch.clone()).unwrap_or_default();
@@ -168,12 +168,22 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8>
     // curl reads its own variable (its built-in bundle otherwise wins over SSL_CERT_FILE).
     exports.push(("CURL_CA_BUNDLE".into(), world.ca_bundle.display().to_string()));
     exports.push((GATEWAY_RECORD_ENV.into(), record.display().to_string()));
-    for flavour in world.targets.keys().filter(|f| **f != Flavour::Ecr) {
+    for flavour in world.targets.keys().filter(|f| **f != Flavour::Ecr && !f.is_vendor()) {
         exports.push((format!("KO_MATRIX_REGISTRY_{}", flavour.name().to_ascii_uppercase()), flavour.host().to_string()));
     }
     if let Some(target) = world.targets.iter().find(|(f, _)| matches!(f, Flavour::Basic | Flavour::Token)).map(|(_, t)| t) {
         exports.push(("KO_MATRIX_USER".into(), target.user.username.clone()));
         exports.push(("KO_MATRIX_PASSWORD".into(), target.user.password.clone()));
+    }
+    // A vendor registry's account (ghcr.io, Docker Hub) belongs to this session, as a cell's does.
+    let vendor = scenarios.iter().find_map(|s| Some((s.target.registry, s.account.clone()?)));
+    let vendor = vendor.and_then(|(flavour, spec)| Some((flavour, world.vendors.get(&flavour)?.open_cell(session.id, spec))));
+    if let Some((flavour, cell)) = &vendor {
+        let name = flavour.name().to_ascii_uppercase();
+        let values = cell.values();
+        exports.push((format!("KO_MATRIX_REGISTRY_{name}"), values["REGISTRY"].clone()));
+        exports.push((format!("KO_MATRIX_{name}_USER"), values["USER"].clone()));
+        exports.push((format!("KO_MATRIX_{name}_PASSWORD"), values["PASSWORD"].clone()));
     }
     if let Some(aws) = &aws {
         let values = &aws.values;

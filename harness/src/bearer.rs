@@ -1,0 +1,431 @@
+//! Registry fronts that speak the Docker token flow under a vendor's real host names — ghcr.io
+//! ([`crate::github`]) and Docker Hub ([`crate::dockerhub`]); Google's and Azure's registries
+//! speak it too. What the vendors share lives here: the `/v2/` challenge, the token endpoint
+//! that takes Basic `user:secret` and answers a registry token scoped to what was asked and
+//! what the account may do, the check of that token on every registry request, and the
+//! forwarding to the harness's distribution registry. What differs — host names, who may
+//! push where, and the wording of every refusal — is the vendor's [`Vendor`].
+//!
+//! Each cell has its own [`Account`] (found by the gateway's session header), so cells never
+//! see each other's secrets or images.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+
+use crate::gateway::SESSION_HEADER;
+use crate::grants::{allows, Minted, Refusal};
+use crate::loopback::LoopbackServer;
+use crate::registry_front::{self, full, Backend, Body};
+
+/// Lifetime of registry tokens the token endpoints mint (Docker Hub's `expires_in`: 300 s).
+const REGISTRY_TOKEN_TTL: time::Duration = time::Duration::minutes(5);
+
+/// The credential a scenario's account holds (its `[account]` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialKind {
+    /// May pull and push (a PAT with `write:packages`, `GITHUB_TOKEN` with `packages: write`,
+    /// a Docker Hub password or read-write access token).
+    #[default]
+    Write,
+    /// May pull only (a PAT with `read:packages`, a read-only access token).
+    ReadOnly,
+    /// Expired before the cell ran.
+    Expired,
+    /// Revoked before the cell ran: the vendor no longer knows it.
+    Revoked,
+}
+
+/// A scenario's `[account]` table: who the cell is at a token-auth vendor registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    /// The login (`GITHUB_ACTOR`, the Docker Hub username).
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// The namespace pushed to (`ghcr.io/<owner>/…`); default: the user's.
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub credential: CredentialKind,
+}
+
+fn default_user() -> String {
+    "ko-matrix-bot".into()
+}
+
+impl Default for AccountSpec {
+    fn default() -> Self {
+        AccountSpec { user: default_user(), owner: None, credential: CredentialKind::default() }
+    }
+}
+
+impl AccountSpec {
+    pub fn owner(&self) -> &str {
+        self.owner.as_deref().unwrap_or(&self.user)
+    }
+}
+
+/// What a credential the vendor issued may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Principal {
+    /// The account it belongs to.
+    pub user: String,
+    /// Distribution actions (`pull`, `push`) it may perform in the account's namespace.
+    pub allow: Vec<String>,
+}
+
+/// What a registry token grants: the subject, and actions per repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// The account, or empty for an anonymous caller.
+    pub subject: String,
+    /// What the credential behind the token may do anywhere (empty: anonymous).
+    pub allow: Vec<String>,
+    pub access: Vec<Access>,
+}
+
+impl Grant {
+    fn permits(&self, repository: &str, action: &str) -> bool {
+        self.access.iter().any(|a| a.kind == "repository" && a.name == repository && a.actions.iter().any(|x| x == action))
+    }
+}
+
+/// One `type:name:actions` entry of a token request's `scope`, as token claims carry it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Access {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+/// `repository:team/app:push,pull` → access entry (names may hold `/`, and registries'
+/// names may carry a port: the actions are after the last `:`).
+pub(crate) fn parse_scope(scope: &str) -> Option<Access> {
+    let (kind, rest) = scope.split_once(':')?;
+    let (name, actions) = rest.rsplit_once(':')?;
+    Some(Access { kind: kind.into(), name: name.into(), actions: actions.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect() })
+}
+
+/// The scopes a token request asks for: one per `scope` parameter, as docker clients send
+/// them, or several in one, space-separated as OAuth2 writes a scope list and as a registry's
+/// challenge names them (the OCI conformance suite passes the challenge's list on as is).
+pub(crate) fn requested_scopes(query: &str) -> Vec<String> {
+    url_pairs(query).filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect()
+}
+
+fn scopes_of(query: &str) -> Vec<Access> {
+    requested_scopes(query).iter().filter_map(|s| parse_scope(s)).collect()
+}
+
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    reqwest::Url::parse(&format!("http://q/?{query}")).map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect::<Vec<_>>()).unwrap_or_default().into_iter()
+}
+
+/// One cell's account at the vendor.
+pub struct Account {
+    pub spec: AccountSpec,
+    /// Where the cell's repositories live in the backend registry (`<vendor>-cell-<n>`).
+    pub backend_prefix: String,
+    /// The credential the cell holds (`${PASSWORD}`), minted per [`AccountSpec::credential`].
+    pub secret: String,
+    credentials: Minted<Principal>,
+    tokens: Minted<Grant>,
+}
+
+impl Account {
+    fn new(spec: AccountSpec, backend_prefix: String) -> Account {
+        let credentials = Minted::default();
+        let allow: Vec<String> = match spec.credential {
+            CredentialKind::ReadOnly => vec!["pull".into()],
+            _ => vec!["pull".into(), "push".into()],
+        };
+        let ttl = if spec.credential == CredentialKind::Expired { -time::Duration::days(1) } else { time::Duration::days(30) };
+        let (secret, _) = credentials.mint(Principal { user: spec.user.clone(), allow }, 30, ttl);
+        if spec.credential == CredentialKind::Revoked {
+            credentials.revoke(&secret);
+        }
+        Account { spec, backend_prefix, secret, credentials, tokens: Minted::default() }
+    }
+}
+
+/// Why the token endpoint refused credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadCredentials {
+    /// Not `Basic user:secret`.
+    Malformed,
+    /// A secret the vendor does not know (never issued, or revoked).
+    Unknown,
+    Expired,
+    /// A known secret under another account's user name.
+    WrongUser,
+}
+
+/// How one vendor's registry speaks the token flow.
+pub(crate) trait Vendor: Send + Sync + 'static {
+    /// `ghcr.io`, for infra-error details and the backend prefix.
+    fn name(&self) -> &'static str;
+    /// Host names that serve the registry API.
+    fn registry_hosts(&self) -> &'static [&'static str];
+    /// The host that serves the token endpoint at `/token`.
+    fn auth_host(&self) -> &'static str;
+    /// The `service` of the challenge and of token requests.
+    fn service(&self) -> &'static str;
+    /// The `WWW-Authenticate` value for a request without a usable token; `scope` is what the
+    /// request needed, when it was for a repository.
+    fn challenge(&self, scope: Option<&str>) -> String;
+    /// Whether the token endpoint checks the user name against the secret's account.
+    fn checks_user(&self) -> bool;
+    /// The token endpoint's answer to credentials it does not accept.
+    fn refuse_credentials(&self, why: BadCredentials) -> Response<Body>;
+    /// Which `requested` actions on `repository` a caller gets: `principal` is `None` for an
+    /// anonymous one; `owner` is the account's namespace.
+    fn grant(&self, owner: &str, principal: Option<&Principal>, repository: &str, requested: &[String]) -> Vec<String> {
+        let Some(principal) = principal else { return Vec::new() };
+        let own = repository.split('/').next() == Some(owner);
+        requested.iter().filter(|action| own && allows(&principal.allow, action)).cloned().collect()
+    }
+    /// Whether repository names may have more than two parts (`owner/a/b`); Docker Hub's
+    /// are `namespace/name`.
+    fn nested_names(&self) -> bool {
+        true
+    }
+    /// Repositories anyone may pull, shared by every cell (Docker Hub's public images).
+    fn is_public(&self, _repository: &str) -> bool {
+        false
+    }
+    /// The registry's answer to a request whose token (`grant`) does not grant `action` on
+    /// `repository`.
+    fn refuse_action(&self, grant: &Grant, repository: &str, action: &str) -> Response<Body>;
+}
+
+/// The `401` a registry host answers with `challenge` and a Distribution error body.
+pub(crate) fn unauthorized(challenge: String, message: &str) -> Response<Body> {
+    let mut response = registry_front::distribution_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+    response.headers_mut().insert("www-authenticate", challenge.parse().expect("a challenge is a valid header"));
+    response
+}
+
+/// A token-auth vendor's registry, with a per-cell account behind each gateway session.
+pub struct Front {
+    vendor: Box<dyn Vendor>,
+    cells: RwLock<HashMap<u64, Arc<Account>>>,
+    backend: Backend,
+}
+
+impl Front {
+    pub(crate) fn new(vendor: Box<dyn Vendor>, backend: SocketAddr, service: &'static str) -> Arc<Front> {
+        Arc::new(Front { vendor, cells: RwLock::new(HashMap::new()), backend: Backend::new(backend, service) })
+    }
+
+    /// Every host name the gateway must route here.
+    pub fn hosts(&self) -> Vec<&'static str> {
+        let mut hosts = self.vendor.registry_hosts().to_vec();
+        if !hosts.contains(&self.vendor.auth_host()) {
+            hosts.push(self.vendor.auth_host());
+        }
+        hosts
+    }
+
+    /// The host cells push to (the first registry host).
+    pub fn registry_host(&self) -> &'static str {
+        self.vendor.registry_hosts()[0]
+    }
+
+    /// The repository a cell pushes to for `path` (`cells/<scenario>/<tool>/<version>`):
+    /// `<owner>/<path>`, flattened to one name where the vendor allows no nesting.
+    pub fn repository_for(&self, owner: &str, path: &str) -> String {
+        if self.vendor.nested_names() {
+            format!("{owner}/{path}")
+        } else {
+            format!("{owner}/{}", path.replace('/', "-"))
+        }
+    }
+
+    /// Where the public repositories live in the backend, shared by every cell.
+    pub fn public_prefix(&self) -> String {
+        format!("{}-public", self.vendor.name().replace('.', "-"))
+    }
+
+    /// The backend registry's address.
+    pub fn backend(&self) -> SocketAddr {
+        self.backend.addr
+    }
+
+    /// Gives the cell behind gateway session `session` its account.
+    pub fn open_cell(&self, session: u64, spec: AccountSpec) -> Arc<Account> {
+        let account = Arc::new(Account::new(spec, format!("{}-cell-{session}", self.vendor.name().replace('.', "-"))));
+        self.cells.write().expect("cells lock").insert(session, account.clone());
+        account
+    }
+
+    pub(crate) fn close_cell(&self, session: u64) {
+        self.cells.write().expect("cells lock").remove(&session);
+    }
+
+    pub(crate) async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
+        crate::loopback::serve(move |req| {
+            let front = self.clone();
+            async move { front.dispatch(req).await }
+        })
+        .await
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
+        let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().split(':').next().unwrap_or_default().to_ascii_lowercase();
+        let session: Option<u64> = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let account = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
+        let path = req.uri().path().to_string();
+        if host == self.vendor.auth_host() && path == "/token" {
+            let (parts, _) = req.into_parts();
+            return self.token(account.as_deref(), &parts);
+        }
+        if !self.vendor.registry_hosts().contains(&host.as_str()) {
+            return registry_front::distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()));
+        }
+        self.registry(account, req).await
+    }
+
+    /// `GET /token?service=…&scope=…` with Basic credentials or none.
+    fn token(&self, account: Option<&Account>, parts: &hyper::http::request::Parts) -> Response<Body> {
+        let query = parts.uri.query().unwrap_or_default();
+        let service = url_pairs(query).find(|(k, _)| k == "service").map(|(_, v)| v);
+        if service.as_deref().is_some_and(|s| s != self.vendor.service()) {
+            return registry_front::distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &format!("unknown service {service:?}"));
+        }
+        let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
+        let principal = match authorization {
+            None => None,
+            Some(value) => match self.authenticate(account, value) {
+                Ok(principal) => Some(principal),
+                Err(why) => return self.vendor.refuse_credentials(why),
+            },
+        };
+        let owner = account.map_or("", |a| a.spec.owner());
+        let access: Vec<Access> = scopes_of(query)
+            .into_iter()
+            .filter(|a| a.kind == "repository")
+            .map(|a| {
+                let mut actions = self.vendor.grant(owner, principal.as_ref(), &a.name, &a.actions);
+                if self.vendor.is_public(&a.name) && a.actions.iter().any(|x| x == "pull") && !actions.iter().any(|x| x == "pull") {
+                    actions.push("pull".into());
+                }
+                Access { actions, ..a }
+            })
+            .collect();
+        let (subject, allow) = principal.map(|p| (p.user, p.allow)).unwrap_or_default();
+        let grant = Grant { subject, allow, access };
+        let Some(account) = account else {
+            // No cell behind this session: nobody the vendor knows, with or without credentials.
+            return self.vendor.refuse_credentials(BadCredentials::Unknown);
+        };
+        let (token, _) = account.tokens.mint(grant, 48, REGISTRY_TOKEN_TTL);
+        let issued_at = crate::aws::iso8601(time::OffsetDateTime::now_utc());
+        json(StatusCode::OK, serde_json::json!({ "token": token, "access_token": token, "expires_in": REGISTRY_TOKEN_TTL.whole_seconds(), "issued_at": issued_at }))
+    }
+
+    fn authenticate(&self, account: Option<&Account>, authorization: &str) -> Result<Principal, BadCredentials> {
+        let decoded = authorization
+            .strip_prefix("Basic ")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or(BadCredentials::Malformed)?;
+        let (user, secret) = decoded.split_once(':').ok_or(BadCredentials::Malformed)?;
+        let account = account.ok_or(BadCredentials::Unknown)?;
+        let principal = account.credentials.check(secret).map_err(|refusal| match refusal {
+            Refusal::Unknown => BadCredentials::Unknown,
+            Refusal::Expired => BadCredentials::Expired,
+        })?;
+        if self.vendor.checks_user() && !user.eq_ignore_ascii_case(&principal.user) {
+            return Err(BadCredentials::WrongUser);
+        }
+        Ok(principal)
+    }
+
+    async fn registry(&self, account: Option<Arc<Account>>, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let bearer = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(|t| t.trim().to_string());
+        let grant = match (&account, &bearer) {
+            (Some(account), Some(token)) => account.tokens.check(token).ok(),
+            _ => None,
+        };
+        let Some((repository, rest)) = registry_front::split_repository(&path) else {
+            if path == "/v2/" || path == "/v2" {
+                return match grant {
+                    Some(_) => json(StatusCode::OK, serde_json::json!({})),
+                    None => unauthorized(self.vendor.challenge(None), "authentication required"),
+                };
+            }
+            return registry_front::distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource was not found");
+        };
+        let (repository, rest) = (repository.to_string(), rest.to_string());
+        let action = registry_front::action(req.method(), &rest);
+        let Some(grant) = grant else {
+            let scope = format!("repository:{repository}:{}", if action == "push" { "push,pull" } else { "pull" });
+            return unauthorized(self.vendor.challenge(Some(&scope)), "authentication required");
+        };
+        if !grant.permits(&repository, action) {
+            return self.vendor.refuse_action(&grant, &repository, action);
+        }
+        let account = account.expect("a valid token belongs to a cell");
+        let prefix = if self.vendor.is_public(&repository) { self.public_prefix() } else { account.backend_prefix.clone() };
+        let (parts, body) = req.into_parts();
+        self.backend.forward(&prefix, &repository, &rest, parts, body.boxed()).await
+    }
+}
+
+pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
+    response.headers_mut().insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_including_names_with_slashes_and_lists() {
+        let access = parse_scope("repository:team/app:push,pull").unwrap();
+        assert_eq!((access.kind.as_str(), access.name.as_str()), ("repository", "team/app"));
+        assert_eq!(access.actions, ["push", "pull"]);
+        assert_eq!(parse_scope("repository:app:").unwrap().actions, Vec::<String>::new());
+        assert_eq!(parse_scope("nonsense"), None);
+        let many = scopes_of("service=ghcr.io&scope=repository%3Aa%2Fb%3Apull%20repository%3Aa%2Fc%3Apush%2Cpull&scope=repository:d:pull");
+        assert_eq!(many.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["a/b", "a/c", "d"]);
+        assert_eq!(many[1].actions, ["push", "pull"]);
+    }
+
+    #[test]
+    fn accounts_hold_the_credential_their_spec_names() {
+        let account = |credential| Account::new(AccountSpec { credential, ..AccountSpec::default() }, "p".into());
+        let write = account(CredentialKind::Write);
+        assert_eq!(write.credentials.check(&write.secret).unwrap().allow, ["pull", "push"]);
+        let read = account(CredentialKind::ReadOnly);
+        assert_eq!(read.credentials.check(&read.secret).unwrap().allow, ["pull"]);
+        let expired = account(CredentialKind::Expired);
+        assert_eq!(expired.credentials.check(&expired.secret), Err(Refusal::Expired));
+        let revoked = account(CredentialKind::Revoked);
+        assert_eq!(revoked.credentials.check(&revoked.secret), Err(Refusal::Unknown));
+        assert_eq!(AccountSpec { owner: Some("Org".into()), ..AccountSpec::default() }.owner(), "Org");
+        assert_eq!(AccountSpec::default().owner(), "ko-matrix-bot");
+    }
+
+    #[test]
+    fn grants_name_exact_repositories_and_actions() {
+        let grant = Grant { subject: "u".into(), allow: vec!["pull".into()], access: vec![Access { kind: "repository".into(), name: "u/app".into(), actions: vec!["pull".into()] }] };
+        assert!(grant.permits("u/app", "pull"));
+        assert!(!grant.permits("u/app", "push"));
+        assert!(!grant.permits("u/other", "pull"));
+    }
+}

@@ -1,0 +1,180 @@
+//! What every emulated registry front (ECR's, ghcr.io's, Docker Hub's) shares: reading the
+//! repository out of a Distribution route, answering in Distribution's error format, and
+//! forwarding the real work to the harness's own distribution registry under a per-cell
+//! prefix, so that cells pushing to the same name never meet. The fronts themselves decide
+//! who may do what, in their vendor's wording.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::http::request::Parts;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+
+use crate::gateway::{error_chain, INFRA_HEADER};
+
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed()
+}
+
+/// A Distribution error answer: `{"errors":[{"code":…,"message":…}]}`.
+pub(crate) fn distribution_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] });
+    let mut response = Response::new(full(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", "application/json; charset=utf-8".parse().expect("static header"));
+    response.headers_mut().insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
+    response
+}
+
+/// Splits `/v2/<name>/<kind>/<rest>` into the repository name and the rest.
+pub(crate) fn split_repository(path: &str) -> Option<(&str, &str)> {
+    let inner = path.strip_prefix("/v2/")?;
+    ["/blobs/", "/manifests/", "/tags/", "/referrers/"].iter().filter_map(|marker| inner.find(marker).map(|at| (&inner[..at], &inner[at..]))).min_by_key(|(name, _)| name.len())
+}
+
+/// The Distribution action a registry request needs: `push` for uploads and manifest PUTs,
+/// `pull` for everything else.
+pub(crate) fn action(method: &hyper::Method, rest: &str) -> &'static str {
+    match method.as_str() {
+        "POST" | "PUT" | "PATCH" | "DELETE" => "push",
+        _ if rest.starts_with("/blobs/uploads") => "push",
+        _ => "pull",
+    }
+}
+
+/// Tells the gateway that this answer comes from the harness's failure (see [`INFRA_HEADER`]).
+pub(crate) fn mark_infra(response: &mut Response<Body>, what: String) {
+    let value = hyper::header::HeaderValue::from_str(&what.replace(['\r', '\n'], " ")).unwrap_or_else(|_| hyper::header::HeaderValue::from_static("registry front backend failed"));
+    response.headers_mut().insert(INFRA_HEADER, value);
+}
+
+/// The distribution registry behind a front.
+pub(crate) struct Backend {
+    pub addr: SocketAddr,
+    /// What it is, for infra-error details (`ECR front backend`).
+    pub service: &'static str,
+    client: Client<HttpConnector, Body>,
+}
+
+impl Backend {
+    pub fn new(addr: SocketAddr, service: &'static str) -> Backend {
+        Backend { addr, service, client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http() }
+    }
+
+    /// Sends a request for `repository` (with `rest` of its route) to the backend as
+    /// `<prefix>/<repository>`, without the client's credentials, and maps the answer back so
+    /// the prefix never shows: `Location` and `Link` URLs, and the name in a tag list.
+    /// Cross-repository mount requests are dropped (the fronts' registries do not mount across
+    /// repositories of other owners), so the backend opens a normal upload. A backend that
+    /// cannot be reached or answers 5xx is the harness's failure: the answer is marked so.
+    pub async fn forward(&self, prefix: &str, repository: &str, rest: &str, mut parts: Parts, body: Body) -> Response<Body> {
+        let backend_repository = format!("{prefix}/{repository}");
+        let query: Vec<&str> = parts.uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty() && !p.starts_with("mount=") && !p.starts_with("from=")).collect();
+        let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+        parts.uri = format!("http://{}/v2/{backend_repository}{rest}{query}", self.addr).parse().expect("a loopback URI parses");
+        parts.headers.remove("authorization");
+        parts.headers.insert("x-forwarded-proto", "https".parse().expect("static header"));
+        let response = match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(response) => response,
+            Err(e) => {
+                let mut response = distribution_error(StatusCode::BAD_GATEWAY, "UNAVAILABLE", &format!("ko-matrix: the backend registry failed: {e}"));
+                mark_infra(&mut response, format!("{} {} unreachable: {}", self.service, self.addr, error_chain(&e)));
+                return response;
+            }
+        };
+        let (mut parts, body) = response.into_parts();
+        if parts.status.is_server_error() {
+            let what = format!("{} {} answered {}", self.service, self.addr, parts.status);
+            let mut response = Response::from_parts(parts, body.boxed());
+            mark_infra(&mut response, what);
+            return response;
+        }
+        for header in ["location", "link"] {
+            if let Some(value) = parts.headers.get(header).and_then(|v| v.to_str().ok()) {
+                let mapped = value.replace(&format!("/v2/{backend_repository}/"), &format!("/v2/{repository}/"));
+                parts.headers.insert(header, mapped.parse().expect("a rewritten URL header is a valid header"));
+            }
+        }
+        if rest.starts_with("/tags/list") && parts.status.is_success() {
+            return match http_body_util::Limited::new(body, 16 << 20).collect().await {
+                Ok(collected) => {
+                    let listed = tag_list_as_named(&collected.to_bytes(), repository);
+                    parts.headers.insert("content-length", listed.len().into());
+                    Response::from_parts(parts, full(listed))
+                }
+                Err(e) => {
+                    let mut response = distribution_error(StatusCode::BAD_GATEWAY, "UNAVAILABLE", "ko-matrix: the backend's tag list could not be read");
+                    mark_infra(&mut response, format!("{} {} sent an unreadable tag list: {e}", self.service, self.addr));
+                    response
+                }
+            };
+        }
+        Response::from_parts(parts, body.boxed())
+    }
+
+    /// The plain client, for fronts that read the backend themselves.
+    pub fn client(&self) -> &Client<HttpConnector, Body> {
+        &self.client
+    }
+}
+
+/// A backend tag list (`{"name":"cell-3/app","tags":[…]}`) as the front answers it: under the
+/// repository's own name. A body that is not a tag list passes unchanged.
+fn tag_list_as_named(body: &[u8], repository: &str) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut list) if list.get("name").is_some() => {
+            list["name"] = serde_json::json!(repository);
+            Bytes::from(list.to_string())
+        }
+        _ => Bytes::copy_from_slice(body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_lists_name_the_repository_not_the_backend_prefix() {
+        let listed = tag_list_as_named(br#"{"name":"cell-3/conformance/repo1","tags":["a","b"]}"#, "conformance/repo1");
+        let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+        assert_eq!(listed, serde_json::json!({"name": "conformance/repo1", "tags": ["a", "b"]}));
+        assert_eq!(&tag_list_as_named(b"not json", "x")[..], b"not json");
+    }
+
+    #[test]
+    fn repository_names_are_split_from_the_route() {
+        assert_eq!(split_repository("/v2/app/blobs/uploads/"), Some(("app", "/blobs/uploads/")));
+        assert_eq!(split_repository("/v2/team/app/manifests/latest"), Some(("team/app", "/manifests/latest")));
+        assert_eq!(split_repository("/v2/team/app/tags/list"), Some(("team/app", "/tags/list")));
+        assert_eq!(split_repository("/v2/team/app/referrers/sha256:ab"), Some(("team/app", "/referrers/sha256:ab")), "ECR serves the referrers API");
+        assert_eq!(split_repository("/v2/"), None);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_backend_is_the_harness_fault_naming_the_service() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let backend = Backend::new(closed, "ghcr.io front backend");
+        let (parts, _) = Request::get("http://ghcr.io/v2/o/app/manifests/latest").body(()).unwrap().into_parts();
+        let response = backend.forward("p", "o/app", "/manifests/latest", parts, full(Bytes::new())).await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let infra = response.headers()[INFRA_HEADER].to_str().unwrap();
+        assert!(infra.starts_with(&format!("ghcr.io front backend {closed} unreachable")), "{infra}");
+    }
+
+    #[test]
+    fn writes_need_push() {
+        use hyper::Method;
+        assert_eq!(action(&Method::HEAD, "/blobs/sha256:ab"), "pull");
+        assert_eq!(action(&Method::GET, "/manifests/latest"), "pull");
+        assert_eq!(action(&Method::POST, "/blobs/uploads/"), "push");
+        assert_eq!(action(&Method::PATCH, "/blobs/uploads/u"), "push");
+        assert_eq!(action(&Method::PUT, "/manifests/latest"), "push");
+        assert_eq!(action(&Method::GET, "/blobs/uploads/u"), "push");
+    }
+}
