@@ -23,7 +23,7 @@ use ko_matrix::scenario::{Flavour, Scenario};
 use ko_matrix::world::World;
 use libtest_mimic::{Arguments, Failed, Trial};
 
-const FLAVOURS: [Flavour; 4] = [Flavour::Anonymous, Flavour::Basic, Flavour::Token, Flavour::Ecr];
+const FLAVOURS: [Flavour; 6] = [Flavour::Anonymous, Flavour::Basic, Flavour::Token, Flavour::Ecr, Flavour::Ghcr, Flavour::Dockerhub];
 const REPOSITORIES: [&str; 2] = ["conformance/repo1", "conformance/repo2"];
 
 fn main() {
@@ -82,8 +82,12 @@ async fn registry_version() -> Result<String, Failed> {
 }
 
 async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Report, Failed> {
-    let aws = if flavour == Flavour::Ecr { "[aws]\ncredentials = \"static\"\n" } else { "" };
-    let text = format!("description = \"conformance\"\n[target]\nregistry = \"{}\"\n{aws}", flavour.name());
+    let extra = match flavour {
+        Flavour::Ecr => "[aws]\ncredentials = \"static\"\n",
+        _ if flavour.is_vendor() => "[account]\n",
+        _ => "",
+    };
+    let text = format!("description = \"conformance\"\n[target]\nregistry = \"{}\"\n{extra}", flavour.name());
     let scenario = Scenario::parse(&format!("conformance/{}", flavour.name()), Path::new("conformance.toml"), &text).map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().unwrap();
     let services = ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() };
@@ -94,11 +98,21 @@ async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Repo
     std::fs::create_dir_all(&no_other_certs).unwrap();
     let network = world.client_network(&session, &no_other_certs);
     let repositories = REPOSITORIES.map(String::from);
+    // A vendor account lives as long as the world; it is opened only for vendor flavours.
+    let mut vendor_cell = None;
     let target = match flavour {
         Flavour::Anonymous => Target { registry: flavour.host().into(), login: None, repositories },
         Flavour::Basic | Flavour::Token => {
             let user = &world.targets[&flavour].user;
             Target { registry: flavour.host().into(), login: Some((user.username.clone(), user.password.clone())), repositories }
+        }
+        Flavour::Ghcr | Flavour::Dockerhub => {
+            let spec = scenario.account.clone().expect("a vendor scenario has an [account] table");
+            let cell = vendor_cell.insert(world.vendors[&flavour].open_cell(session.id, spec));
+            let values = cell.values();
+            // The account may push only under its own namespace, as at the vendor.
+            let repositories = REPOSITORIES.map(|r| cell.repositories(r).0);
+            Target { registry: values["REGISTRY"].clone(), login: Some((values["USER"].clone(), values["PASSWORD"].clone())), repositories }
         }
         Flavour::Ecr => {
             let spec = scenario.aws.clone().expect("an ECR scenario has an [aws] table");
