@@ -431,6 +431,22 @@ impl GoProvisioner {
         GoProvisioner { cache, policy, build_timeout, observer, go: OnceCell::new(), toolchains: OnceCell::new() }
     }
 
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub(crate) fn policy(&self) -> &ToolchainPolicy {
+        &self.policy
+    }
+
+    pub(crate) fn build_timeout(&self) -> Duration {
+        self.build_timeout
+    }
+
+    pub(crate) fn observer(&self) -> Arc<dyn ProvisionObserver> {
+        self.observer.clone()
+    }
+
     pub async fn go(&self, what: &str) -> Result<&Go, ProvisionError> {
         self.go.get_or_try_init(|| Go::find(what)).await
     }

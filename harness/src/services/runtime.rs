@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
-use super::registry::{RegistrySpec, REGISTRY_IMAGE, REGISTRY_TOOL, REGISTRY_VERSION};
+use super::registry::{RegistrySpec, REGISTRY_IMAGE};
 use crate::config::RuntimeChoice;
 use crate::pki::Ca;
 use crate::process::Contained;
-use crate::provision::{GoProvisioner, ProvisionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("no registry binary: {0}")]
-    NoBinary(#[source] ProvisionError),
+    #[error("no {what} binary: {source}; install one on PATH (scripts/install-deps) or let ko-matrix reach GitHub releases or the Go module proxy")]
+    NoBinary { what: &'static str, source: crate::tool::FetchError },
     #[error("preparing the registry's files in {dir}: {detail}")]
     Files { dir: PathBuf, detail: String },
     #[error("the registry did not start: {0}")]
@@ -94,18 +93,6 @@ pub async fn docker_engine() -> Result<(), NoDockerEngine> {
         }
     };
     tokio::time::timeout(PING_TIMEOUT, ping).await.map_err(|_| NoDockerEngine::Silent { socket: socket.clone() })?
-}
-
-/// Finds the distribution binary: `registry` or Debian's `docker-registry` on PATH, else
-/// one built from the module proxy at a pinned version.
-pub(crate) async fn registry_binary(provisioner: &GoProvisioner) -> Result<PathBuf, ServiceError> {
-    for name in ["registry", "docker-registry"] {
-        if let Ok(path) = which::which(name) {
-            return Ok(path);
-        }
-    }
-    let installed = provisioner.install(&REGISTRY_TOOL, REGISTRY_VERSION).await.map_err(ServiceError::NoBinary)?;
-    Ok(installed.path)
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
