@@ -90,7 +90,7 @@ fn write_registry_release(root: &Path, reports: &str) -> std::path::PathBuf {
 
 fn release_error(result: Result<ko_matrix::cache::Installed, FetchError>) -> ReleaseError {
     match result {
-        Err(FetchError::Release { source, .. }) => source,
+        Err(FetchError::Release { source, .. }) => *source,
         other => panic!("expected a release error, got {other:?}"),
     }
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Installed};
 use crate::events::ProvisionObserver;
 use crate::provision::{GoProvisioner, GoTool};
 use crate::tool::release::{Checksums, Packaging};
@@ -87,10 +87,19 @@ impl ServiceBinaries {
     }
 }
 
+impl ServiceBinaries {
+    /// Both programs by their fetch route, whatever PATH holds, at once: to provision a
+    /// machine ahead of runs, or to measure doing so.
+    pub async fn fetch_all(&self) -> Result<Vec<(&'static str, Installed)>, FetchError> {
+        let (registry, ecr_login) = tokio::join!(self.registry.install(REGISTRY_VERSION), self.ecr_login.install(ECR_LOGIN_VERSION));
+        Ok(vec![(REGISTRY.go.name, registry?), (ECR_LOGIN.go.name, ecr_login?)])
+    }
+}
+
 fn on_path(names: &[&str]) -> Option<PathBuf> {
     names.iter().find_map(|name| which::which(name).ok())
 }
 
 async fn fetch(fetcher: &BinaryFetcher, what: &'static str, version: &str) -> Result<PathBuf, ServiceError> {
-    fetcher.install(version).await.map(|installed| installed.path).map_err(|source: FetchError| ServiceError::NoBinary { what, source })
+    fetcher.install(version).await.map(|installed| installed.path).map_err(|source: FetchError| ServiceError::NoBinary { what, source: Box::new(source) })
 }

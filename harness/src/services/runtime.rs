@@ -16,7 +16,7 @@ use crate::process::Contained;
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("no {what} binary: {source}; install one on PATH (scripts/install-deps) or let ko-matrix reach GitHub releases or the Go module proxy")]
-    NoBinary { what: &'static str, source: crate::tool::FetchError },
+    NoBinary { what: &'static str, source: Box<crate::tool::FetchError> },
     #[error("preparing the registry's files in {dir}: {detail}")]
     Files { dir: PathBuf, detail: String },
     #[error("the registry did not start: {0}")]

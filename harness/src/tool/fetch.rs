@@ -111,9 +111,9 @@ pub enum FetchError {
     #[error("source = \"release\" takes release versions like v0.15.2, not `{query}`; use source = \"go\" for branches and commits")]
     NotARelease { query: String },
     #[error("{tool} {version}: {source}")]
-    Release { tool: &'static str, version: String, source: ReleaseError },
+    Release { tool: &'static str, version: String, source: Box<ReleaseError> },
     #[error("{tool} {version}: {source}")]
-    Provision { tool: &'static str, version: String, source: ProvisionError },
+    Provision { tool: &'static str, version: String, source: Box<ProvisionError> },
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
 }
@@ -167,17 +167,17 @@ impl BinaryFetcher {
 
     /// The program at `query` (normalised: `v0.15.2`, `latest`, a commit, a pseudo-version).
     pub async fn install(&self, query: &str) -> Result<Installed, FetchError> {
-        let provision = |source| FetchError::Provision { tool: self.program.name(), version: query.to_string(), source };
+        let provision = |source| FetchError::Provision { tool: self.program.name(), version: query.to_string(), source: Box::new(source) };
         match self.source {
             Source::Release if !provision::is_canonical(query) => Err(FetchError::NotARelease { query: query.to_string() }),
-            Source::Release => self.from_release(query).await,
+            Source::Release => self.by_release(query).await,
             Source::Go => self.go.install(self.program.go, query).await.map_err(provision),
             Source::Auto | Source::Path => self.auto(query).await,
         }
     }
 
     async fn auto(&self, query: &str) -> Result<Installed, FetchError> {
-        let provision = |source| FetchError::Provision { tool: self.program.name(), version: query.to_string(), source };
+        let provision = |source| FetchError::Provision { tool: self.program.name(), version: query.to_string(), source: Box::new(source) };
         let go_tool = self.program.go;
         if !provision::is_canonical(query) {
             return self.go.install(go_tool, query).await.map_err(provision);
@@ -194,7 +194,7 @@ impl BinaryFetcher {
             self.note(query, format!("{} did not answer; building from the Go module proxy", self.release.base_url()));
             return self.go.install(go_tool, query).await.map_err(provision);
         }
-        match self.from_release(query).await {
+        match self.by_release(query).await {
             Err(FetchError::Release { source, .. }) if source.is_missing() => {
                 self.note(query, format!("no release binary ({source}); building from the Go module proxy"));
                 self.go.install(go_tool, query).await.map_err(provision)
@@ -207,7 +207,7 @@ impl BinaryFetcher {
         self.cache.entry(self.program.name(), &format!("{version}-release"))
     }
 
-    async fn from_release(&self, version: &str) -> Result<Installed, FetchError> {
+    async fn by_release(&self, version: &str) -> Result<Installed, FetchError> {
         let entry = self.release_entry(version);
         if let Some(hit) = entry.lookup()? {
             self.cache_hit(&hit);
@@ -221,13 +221,13 @@ impl BinaryFetcher {
         let started = Instant::now();
         let staging = entry.stage(&lock)?;
         let tool = self.program.name();
-        let release_err = |source| FetchError::Release { tool, version: version.to_string(), source };
+        let release_err = |source| FetchError::Release { tool, version: version.to_string(), source: Box::new(source) };
         let result = async {
             let downloaded = self.release.download(self.program.release, version, staging.path(), self.observer.as_ref()).await.map_err(release_err)?;
             self.observer.on_event(ProvisionEvent::Verifying { tool: tool.into(), version: version.into() });
             provision::verified_manifest(self.program.go, &downloaded.binary, version, "release", None, Vec::new(), downloaded.url)
                 .await
-                .map_err(|source| FetchError::Provision { tool, version: version.to_string(), source })
+                .map_err(|source| FetchError::Provision { tool, version: version.to_string(), source: Box::new(source) })
         }
         .await;
         let manifest = match result {
@@ -287,15 +287,15 @@ impl ToolFetcher {
     pub async fn fetch(&self, query: &str) -> Result<ToolBinary, FetchError> {
         let query = normalize(query);
         if self.source == Source::Path {
-            return self.from_path(&query).await;
+            return self.by_path(&query).await;
         }
         let installed = self.binaries.install(&query).await?;
         Ok(ToolBinary::from_installed(self.tool, query, installed))
     }
 
-    async fn from_path(&self, query: &str) -> Result<ToolBinary, FetchError> {
+    async fn by_path(&self, query: &str) -> Result<ToolBinary, FetchError> {
         let path = self.path.clone().ok_or(FetchError::PathNotSet { tool: self.tool.name() })?;
-        let provision = |source| FetchError::Provision { tool: self.tool.name(), version: query.to_string(), source };
+        let provision = |source| FetchError::Provision { tool: self.tool.name(), version: query.to_string(), source: Box::new(source) };
         provision::verify_version(self.tool.go(), &path, query).await.map_err(provision)?;
         let sha256 = cache::sha256_file(&path)
             .map_err(|source| provision(ProvisionError::Cache(cache::CacheError::Io { action: "hashing", path: path.clone(), source })))?;
@@ -312,6 +312,12 @@ impl ToolFetcher {
             from_cache: false,
         })
     }
+}
+
+/// Each `(fetcher, version)` fetched, all at once (downloads side by side; Go builds take
+/// turns, see [`provision::build_jobs`]), in the order given; the first error stops the rest.
+pub async fn fetch_all(requests: &[(&ToolFetcher, String)]) -> Result<Vec<ToolBinary>, FetchError> {
+    futures_util::future::try_join_all(requests.iter().map(|(fetcher, version)| fetcher.fetch(version))).await
 }
 
 /// `0.15.2` → `v0.15.2`; anything else unchanged.
