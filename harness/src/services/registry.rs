@@ -31,6 +31,7 @@ pub const REGISTRY_RELEASE: ReleaseLayout = ReleaseLayout {
 };
 
 /// The pinned container image for the docker runtime.
+#[cfg(feature = "docker")]
 pub(crate) const REGISTRY_IMAGE: (&str, &str) = ("registry", "2.8.3");
 
 /// How clients authenticate to a registry.
