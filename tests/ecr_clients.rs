@@ -281,7 +281,7 @@ async fn the_aws_cli_resolves_profiles_roles_web_identity_and_imds() {
     // IMDSv2 through the gateway, when nothing else is configured.
     let mut cmd = f.command(aws_cli());
     no_env_keys(&mut cmd);
-    let (ok, out, stderr) = run(&mut cmd.args(["sts", "get-caller-identity"]));
+    let (ok, out, stderr) = run(cmd.args(["sts", "get-caller-identity"]));
     assert!(ok, "{stderr}");
     assert!(identity(&out).starts_with("arn:aws:sts::123456789012:assumed-role/ko-pusher/"), "{out}");
 }
