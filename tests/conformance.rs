@@ -74,7 +74,7 @@ fn check_flavour(flavour: Flavour, suite: &Path) -> Result<(), Failed> {
 /// What the world's distribution binary says of its version (`--version`).
 async fn registry_version() -> Result<String, Failed> {
     let provisioner = GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, Duration::from_secs(1800), Arc::new(Silent));
-    let binary = ko_matrix::services::runtime::registry_binary(&provisioner).await.map_err(|e| e.to_string())?;
+    let binary = ko_matrix::services::binaries::ServiceBinaries::like(&provisioner).registry().await.map_err(|e| e.to_string())?;
     let out = std::process::Command::new(&binary).arg("--version").stdin(Stdio::null()).output().map_err(|e| format!("{}: {e}", binary.display()))?;
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
     // Only the version words: `docker-registry github.com/docker/distribution 2.8.2+ds1`.

@@ -157,7 +157,8 @@ fn sigterm_mid_run_leaves_no_process_behind() {
 /// the module proxy (pinned) and runs that instead.
 #[tokio::test]
 async fn the_registry_built_from_the_module_proxy_serves() {
-    use ko_matrix::services::registry::{RegistryAuth, RegistrySpec, REGISTRY_TOOL, REGISTRY_VERSION};
+    use ko_matrix::services::binaries::{REGISTRY_VERSION};
+    use ko_matrix::services::registry::{RegistryAuth, RegistrySpec, REGISTRY_TOOL};
     let settings = ko_matrix::tool::FetchSettings::default();
     let provisioner = ko_matrix::provision::GoProvisioner::new(
         ko_matrix::cache::Cache::from_env().unwrap(),
@@ -210,7 +211,7 @@ async fn the_gateway_passes_tls_through_untouched() {
 /// `docker-credential-ecr-login` from the module proxy (pinned) and it answers as a helper.
 #[tokio::test]
 async fn ecr_login_built_from_the_module_proxy_speaks_the_helper_protocol() {
-    use ko_matrix::world::{ECR_LOGIN_TOOL, ECR_LOGIN_VERSION};
+    use ko_matrix::services::binaries::{ECR_LOGIN_TOOL, ECR_LOGIN_VERSION};
     let settings = ko_matrix::tool::FetchSettings::default();
     let provisioner = ko_matrix::provision::GoProvisioner::new(
         ko_matrix::cache::Cache::from_env().unwrap(),

@@ -24,7 +24,7 @@ fn fetcher(cache: &std::path::Path, server: &FileServer) -> ToolFetcher {
 
 fn release_error(result: Result<ko_matrix::tool::ToolBinary, FetchError>) -> ReleaseError {
     match result {
-        Err(FetchError::Release { source, .. }) => source,
+        Err(FetchError::Release { source, .. }) => *source,
         other => panic!("expected a release error, got {other:?}"),
     }
 }

@@ -20,7 +20,8 @@ use crate::result::{cell_id, CellResult};
 use crate::scenario::{self, Scenario};
 use crate::schedule::Durations;
 use crate::tool::versions::VersionError;
-use crate::tool::{FetchError, ToolBinary, ToolFetcher};
+use crate::tool::fetch::fetch_all;
+use crate::tool::{FetchError, Tool, ToolBinary, ToolFetcher};
 use crate::world::{World, WorldError};
 
 #[derive(Debug, Clone)]
@@ -106,8 +107,11 @@ pub struct Selection {
     /// Every scenario any tool runs.
     pub scenarios: Vec<Scenario>,
     /// Tool name → the names of its scenarios.
-    pub tool_scenarios: Vec<(&'static str, Vec<String>)>,
+    pub tool_scenarios: ToolScenarios,
 }
+
+/// Per tool (by name), the names of the scenarios it runs.
+pub type ToolScenarios = Vec<(&'static str, Vec<String>)>;
 
 impl Selection {
     /// Every cell: per tool, per scenario, per version.
@@ -133,26 +137,30 @@ pub fn committed_snapshots(matrix: &Matrix) -> Result<Option<Snapshots>, ReportE
     crate::report::read_baseline(&matrix.file.parent().unwrap_or(Path::new(".")).join("results"))
 }
 
-/// Fetches each tool's resolved versions and selects its scenarios. `versions` holds a
-/// fetcher per tool that runs, with its resolved versions.
-pub async fn select(matrix: &Matrix, versions: &[(&ToolFetcher, Vec<String>)]) -> Result<Selection, RunError> {
+/// The scenarios each of `tools` runs: every scenario any runs, and per tool the names of its.
+pub fn select_scenarios(matrix: &Matrix, tools: &[&'static dyn Tool]) -> Result<(Vec<Scenario>, ToolScenarios), RunError> {
     let known = scenario::discover(&scenarios_dir(matrix))?;
     let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
     let selected = matrix.select_scenarios(&names)?;
-    let mut binaries = Vec::new();
     let mut tool_scenarios = Vec::new();
-    for (fetcher, tool_versions) in versions {
-        let tool = fetcher.tool();
+    for tool in tools {
         let scenarios = match matrix.tool(tool.name()) {
             Some(config) => matrix.tool_scenarios(config, &names, &selected)?,
             None => selected.clone(),
         };
         tool_scenarios.push((tool.name(), scenarios));
-        for version in tool_versions {
-            binaries.push(fetcher.fetch(version).await?);
-        }
     }
     let scenarios = known.into_iter().filter(|s| tool_scenarios.iter().any(|(_, names)| names.contains(&s.name))).collect();
+    Ok((scenarios, tool_scenarios))
+}
+
+/// Fetches each tool's resolved versions (all at once, see [`fetch_all`]) and selects its
+/// scenarios. `versions` holds a fetcher per tool that runs, with its resolved versions.
+pub async fn select(matrix: &Matrix, versions: &[(&ToolFetcher, Vec<String>)]) -> Result<Selection, RunError> {
+    let tools: Vec<&'static dyn Tool> = versions.iter().map(|(fetcher, _)| fetcher.tool()).collect();
+    let (scenarios, tool_scenarios) = select_scenarios(matrix, &tools)?;
+    let requests: Vec<(&ToolFetcher, String)> = versions.iter().flat_map(|(fetcher, vs)| vs.iter().map(|v| (*fetcher, v.clone()))).collect();
+    let binaries = fetch_all(&requests).await?;
     Ok(Selection { versions: binaries, scenarios, tool_scenarios })
 }
 

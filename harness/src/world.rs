@@ -21,7 +21,8 @@ use crate::aws::Emulator;
 use crate::loopback::LoopbackServer;
 use crate::outcome::NotFetched;
 use crate::config::ServicesConfig;
-use crate::provision::{GoProvisioner, GoTool};
+use crate::provision::GoProvisioner;
+use crate::services::binaries::ServiceBinaries;
 use crate::scenario::{Credential, Flavour, Scenario};
 use crate::services::registry::{RegistryAuth, RegistrySpec};
 use crate::services::runtime::{self, RunningRegistry, ServiceError};
@@ -274,25 +275,6 @@ enum StartedEcr {
     LocalStack(LocalStack),
 }
 
-/// Amazon's credential helper, built from the module proxy when not installed.
-pub const ECR_LOGIN_TOOL: GoTool = GoTool {
-    name: "docker-credential-ecr-login",
-    module: "github.com/awslabs/amazon-ecr-credential-helper/ecr-login",
-    package: "github.com/awslabs/amazon-ecr-credential-helper/ecr-login/cli/docker-credential-ecr-login",
-    version_var: Some("github.com/awslabs/amazon-ecr-credential-helper/ecr-login/version.Version"),
-    version_args: &[],
-};
-pub const ECR_LOGIN_VERSION: &str = "v0.9.1";
-
-/// Debian's `docker-credential-ecr-login` (amazon-ecr-credential-helper) where installed,
-/// else one built from the module proxy at a pinned version.
-async fn ecr_login_binary(provisioner: &GoProvisioner) -> Result<PathBuf, WorldError> {
-    if let Ok(path) = which::which("docker-credential-ecr-login") {
-        return Ok(path);
-    }
-    Ok(provisioner.install(&ECR_LOGIN_TOOL, ECR_LOGIN_VERSION).await.map_err(|e| WorldError::Service(ServiceError::NoBinary(e)))?.path)
-}
-
 pub struct World {
     pub ca: Arc<Ca>,
     pub gateway: Gateway,
@@ -362,12 +344,22 @@ impl WorldPlan {
     /// credential helper for ECR scenarios) unless installed already, so that starting it
     /// needs no network: a canonical version in the cache is answered without the proxy.
     pub async fn provision(&self, provisioner: &GoProvisioner) -> Result<(), WorldError> {
-        if self.runtime == "process" {
-            runtime::registry_binary(provisioner).await?;
-        }
-        if self.ecr_backend.is_some() {
-            ecr_login_binary(provisioner).await?;
-        }
+        let binaries = ServiceBinaries::like(provisioner);
+        let registry = async {
+            if self.runtime == "process" {
+                binaries.registry().await?;
+            }
+            Ok::<_, ServiceError>(())
+        };
+        let ecr_login = async {
+            if self.ecr_backend.is_some() {
+                binaries.ecr_login().await?;
+            }
+            Ok::<_, ServiceError>(())
+        };
+        let (registry, ecr_login) = tokio::join!(registry, ecr_login);
+        registry?;
+        ecr_login?;
         Ok(())
     }
 }
@@ -427,7 +419,8 @@ impl World {
         let ca_bundle = dir.join("ca.pem");
         ca.write_bundle(&ca_bundle)?;
         let gateway = Gateway::new(ca.clone());
-        let binary = if runtime == "process" { Some(runtime::registry_binary(provisioner).await?) } else { None };
+        let binaries = ServiceBinaries::like(provisioner);
+        let binary = if runtime == "process" { Some(binaries.registry().await?) } else { None };
         let start = |spec: RegistrySpec| {
             let (binary, ca) = (binary.clone(), ca.clone());
             async move {
@@ -473,7 +466,7 @@ impl World {
         };
         let ecr = async {
             let Some(choice) = &ecr_backend else { return Ok(None) };
-            let ecr_login = ecr_login_binary(provisioner).await?;
+            let ecr_login = binaries.ecr_login().await?;
             let started = match choice {
                 EcrBackend::Embedded => {
                     let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;

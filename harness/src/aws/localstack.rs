@@ -33,6 +33,7 @@ pub enum LocalStackError {
     #[error("ecr.backend = \"localstack\" needs a Docker engine to start {image}, and none answers ({reason}); start one, set ecr.localstack_endpoint, or use ecr.backend = \"auto\" or \"embedded\"")]
     NoDocker { image: String, reason: NoDockerEngine },
     // A plain field, not `source`: the message already embeds it.
+    #[cfg(feature = "docker")]
     #[error("starting {image}: {error}")]
     Start { image: String, error: testcontainers::TestcontainersError },
 }
@@ -97,6 +98,7 @@ pub fn choose(choice: EcrBackendChoice, endpoint: Option<&str>, image: &str, her
 pub struct LocalStack {
     pub endpoint: SocketAddr,
     client: reqwest::Client,
+    #[cfg(feature = "docker")]
     _container: Option<Box<testcontainers::ContainerAsync<testcontainers::GenericImage>>>,
 }
 
@@ -110,10 +112,23 @@ pub struct LocalStackCell {
 
 impl LocalStack {
     pub(crate) fn attach(endpoint: SocketAddr) -> LocalStack {
-        LocalStack { endpoint, client: client(), _container: None }
+        LocalStack {
+            endpoint,
+            client: client(),
+            #[cfg(feature = "docker")]
+            _container: None,
+        }
+    }
+
+    /// Starting a container needs the `docker` feature ([`choose`] never picks one without:
+    /// no engine answers such a build).
+    #[cfg(not(feature = "docker"))]
+    pub async fn start(image: &str) -> Result<LocalStack, LocalStackError> {
+        Err(LocalStackError::NoDocker { image: image.to_string(), reason: NoDockerEngine::NotBuilt })
     }
 
     /// Starts `image` (`name:tag`) with the auth token from the environment.
+    #[cfg(feature = "docker")]
     pub async fn start(image: &str) -> Result<LocalStack, LocalStackError> {
         use testcontainers::core::{IntoContainerPort, WaitFor};
         use testcontainers::runners::AsyncRunner;

@@ -411,7 +411,7 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
     }
     let tools: Vec<String> = first.tools().into_iter().map(String::from).collect();
     let tool_order = |tool: &str| tools.iter().position(|t| t == tool);
-    merged.versions.sort_by_key(|v| (tool_order(&v.tool), version_order(&v.version)));
+    merged.versions.sort_by_key(|a| (tool_order(&a.tool), version_order(&a.version)));
     merged.cells.sort_by(|a, b| {
         let key = |c: &CellResult| (tool_order(&c.tool), c.scenario.clone(), version_order(&c.version));
         key(a).cmp(&key(b))

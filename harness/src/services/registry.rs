@@ -6,8 +6,10 @@ use serde_json::json;
 
 use crate::pki::Issued;
 use crate::provision::GoTool;
+use crate::tool::release::{Checksums, Packaging};
+use crate::tool::ReleaseLayout;
 
-/// Built from the module proxy when no `registry`/`docker-registry` binary is installed.
+/// How distribution builds from the module proxy (see [`super::binaries`] for when).
 pub const REGISTRY_TOOL: GoTool = GoTool {
     name: "registry",
     module: "github.com/distribution/distribution/v3",
@@ -15,9 +17,21 @@ pub const REGISTRY_TOOL: GoTool = GoTool {
     version_var: Some("github.com/distribution/distribution/v3/version.version"),
     version_args: &["--version"],
 };
-pub const REGISTRY_VERSION: &str = "v3.0.0";
+
+/// distribution's GitHub releases: `registry_3.0.0_linux_amd64.tar.gz`, its digest alone in
+/// `registry_3.0.0_linux_amd64.tar.gz.sha256` (as its Dockerfile's releaser stage writes them).
+pub const REGISTRY_RELEASE: ReleaseLayout = ReleaseLayout {
+    github_repo: "distribution/distribution",
+    download_base: None,
+    dir: "v{version}",
+    asset: "registry_{version}_{os}_{arch}.tar.gz",
+    checksums: Checksums::Sidecar,
+    packaging: Packaging::TarGz,
+    binary: "registry",
+};
 
 /// The pinned container image for the docker runtime.
+#[cfg(feature = "docker")]
 pub(crate) const REGISTRY_IMAGE: (&str, &str) = ("registry", "2.8.3");
 
 /// How clients authenticate to a registry.

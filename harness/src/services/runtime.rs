@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
-use super::registry::{RegistrySpec, REGISTRY_IMAGE, REGISTRY_TOOL, REGISTRY_VERSION};
+use super::registry::RegistrySpec;
 use crate::config::RuntimeChoice;
 use crate::pki::Ca;
 use crate::process::Contained;
-use crate::provision::{GoProvisioner, ProvisionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("no registry binary: {0}")]
-    NoBinary(#[source] ProvisionError),
+    #[error("no {what} binary: {source}; install one on PATH (scripts/install-deps) or let ko-matrix reach GitHub releases or the Go module proxy")]
+    NoBinary { what: &'static str, source: Box<crate::tool::FetchError> },
     #[error("preparing the registry's files in {dir}: {detail}")]
     Files { dir: PathBuf, detail: String },
     #[error("the registry did not start: {0}")]
@@ -26,7 +25,10 @@ pub enum ServiceError {
     NotReady { addr: SocketAddr, waited: Duration, log: PathBuf, tail: String },
     #[error("services.runtime = \"docker\" but no Docker engine answers ({0}); use \"process\" or \"auto\"")]
     NoDocker(NoDockerEngine),
+    #[error("services.runtime = \"docker\" needs ko-matrix built with its `docker` feature, and this one was built without it (--no-default-features); reinstall with the default features (`cargo install --path .`) or use services.runtime = \"process\"")]
+    DockerNotBuilt,
     #[error("starting the registry container failed: {0}")]
+    #[cfg_attr(not(feature = "docker"), allow(dead_code))]
     Container(String),
 }
 
@@ -42,6 +44,8 @@ pub enum NoDockerEngine {
     NotOk { socket: String, first_line: String },
     #[error("{socket}: no answer within {PING_TIMEOUT:?}")]
     Silent { socket: String },
+    #[error("this ko-matrix was built without its `docker` feature, so it uses no engine; `cargo install --path .` (default features) includes it")]
+    NotBuilt,
 }
 
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,6 +61,7 @@ pub struct RunningRegistry {
 
 enum Guard {
     Process { _child: Contained, _dir: tempfile::TempDir },
+    #[cfg(feature = "docker")]
     Docker { _container: Box<testcontainers::ContainerAsync<testcontainers::GenericImage>> },
 }
 
@@ -65,6 +70,7 @@ enum Guard {
 pub async fn resolve_runtime(choice: RuntimeChoice) -> Result<(&'static str, Option<String>), ServiceError> {
     match choice {
         RuntimeChoice::Process => Ok(("process", None)),
+        RuntimeChoice::Docker if !cfg!(feature = "docker") => Err(ServiceError::DockerNotBuilt),
         RuntimeChoice::Docker => docker_engine().await.map(|_| ("docker", None)).map_err(ServiceError::NoDocker),
         RuntimeChoice::Auto => Ok(match docker_engine().await {
             Ok(()) => ("docker", None),
@@ -73,9 +79,13 @@ pub async fn resolve_runtime(choice: RuntimeChoice) -> Result<(&'static str, Opt
     }
 }
 
-/// Whether a Docker engine answers `/_ping` on its socket (`DOCKER_HOST` or the default).
+/// Whether a Docker engine answers `/_ping` on its socket (`DOCKER_HOST` or the default);
+/// never, in a build without the `docker` feature.
 pub async fn docker_engine() -> Result<(), NoDockerEngine> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !cfg!(feature = "docker") {
+        return Err(NoDockerEngine::NotBuilt);
+    }
     let socket = match std::env::var("DOCKER_HOST") {
         Ok(host) if host.starts_with("unix://") => host.trim_start_matches("unix://").to_string(),
         Ok(host) if !host.is_empty() => return Err(NoDockerEngine::NotUnix(host)),
@@ -94,18 +104,6 @@ pub async fn docker_engine() -> Result<(), NoDockerEngine> {
         }
     };
     tokio::time::timeout(PING_TIMEOUT, ping).await.map_err(|_| NoDockerEngine::Silent { socket: socket.clone() })?
-}
-
-/// Finds the distribution binary: `registry` or Debian's `docker-registry` on PATH, else
-/// one built from the module proxy at a pinned version.
-pub async fn registry_binary(provisioner: &GoProvisioner) -> Result<PathBuf, ServiceError> {
-    for name in ["registry", "docker-registry"] {
-        if let Ok(path) = which::which(name) {
-            return Ok(path);
-        }
-    }
-    let installed = provisioner.install(&REGISTRY_TOOL, REGISTRY_VERSION).await.map_err(ServiceError::NoBinary)?;
-    Ok(installed.path)
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -151,7 +149,14 @@ async fn start_process_once(spec: &RegistrySpec, binary: &Path, ca: &Ca) -> Resu
     Ok(RunningRegistry { addr, tls: spec.tls.is_some(), runtime: "process", _guard: Guard::Process { _child: child, _dir: dir } })
 }
 
+/// Starts `spec` as the pinned `registry` image: not in a build without the `docker` feature.
+#[cfg(not(feature = "docker"))]
+pub async fn start_container(_spec: &RegistrySpec, _ca: &Ca) -> Result<RunningRegistry, ServiceError> {
+    Err(ServiceError::DockerNotBuilt)
+}
+
 /// Starts `spec` as the pinned `registry` image through testcontainers.
+#[cfg(feature = "docker")]
 pub async fn start_container(spec: &RegistrySpec, ca: &Ca) -> Result<RunningRegistry, ServiceError> {
     use testcontainers::core::{IntoContainerPort, WaitFor};
     use testcontainers::runners::AsyncRunner;
@@ -159,7 +164,8 @@ pub async fn start_container(spec: &RegistrySpec, ca: &Ca) -> Result<RunningRegi
 
     docker_engine().await.map_err(ServiceError::NoDocker)?;
     let config = spec.config("0.0.0.0:5000", "/var/lib/registry", "/ko-matrix");
-    let mut request = GenericImage::new(REGISTRY_IMAGE.0, REGISTRY_IMAGE.1)
+    let (image, tag) = super::registry::REGISTRY_IMAGE;
+    let mut request = GenericImage::new(image, tag)
         .with_exposed_port(5000.tcp())
         .with_wait_for(WaitFor::message_on_stderr("listening on"))
         .with_copy_to("/ko-matrix/config.yml", serde_json::to_vec_pretty(&config).expect("config serialises"))
@@ -227,4 +233,32 @@ pub(crate) fn registry_client(ca: &Ca) -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("static reqwest configuration is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A build without the `docker` feature says how to get it when Docker is asked for, and
+    /// `auto` quietly runs processes (no engine is ever found).
+    #[cfg(not(feature = "docker"))]
+    #[tokio::test]
+    async fn without_the_docker_feature_docker_is_refused_with_the_way_to_get_it() {
+        let err = resolve_runtime(RuntimeChoice::Docker).await.unwrap_err();
+        assert!(matches!(err, ServiceError::DockerNotBuilt), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("`docker` feature") && message.contains("cargo install --path ."), "{message}");
+        assert_eq!(resolve_runtime(RuntimeChoice::Auto).await.unwrap().0, "process");
+        assert!(matches!(docker_engine().await, Err(NoDockerEngine::NotBuilt)));
+    }
+
+    #[cfg(feature = "docker")]
+    #[tokio::test]
+    async fn with_the_docker_feature_an_explicit_docker_runtime_asks_the_engine() {
+        match resolve_runtime(RuntimeChoice::Docker).await {
+            Ok((runtime, _)) => assert_eq!(runtime, "docker"),
+            Err(ServiceError::NoDocker(reason)) => assert!(!matches!(reason, NoDockerEngine::NotBuilt), "{reason}"),
+            Err(other) => panic!("{other}"),
+        }
+    }
 }

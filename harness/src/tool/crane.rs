@@ -16,12 +16,7 @@ const GO: GoTool = GoTool {
     version_args: &["version"],
 };
 
-const RELEASE: ReleaseLayout = ReleaseLayout {
-    github_repo: "google/go-containerregistry",
-    asset: "go-containerregistry_{Os}_{Arch}.tar.gz",
-    checksums: "checksums.txt",
-    binary: "crane",
-};
+const RELEASE: ReleaseLayout = ReleaseLayout::goreleaser("google/go-containerregistry", "go-containerregistry_{Os}_{Arch}.tar.gz", "checksums.txt", "crane");
 
 impl Tool for Crane {
     fn go(&self) -> &'static GoTool {

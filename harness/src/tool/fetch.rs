@@ -10,8 +10,8 @@ use tokio::sync::OnceCell;
 
 use crate::cache::{self, Cache, Installed};
 use crate::events::{ProvisionEvent, ProvisionObserver};
-use crate::provision::{self, GoProvisioner, ProvisionError, ToolchainPolicy};
-use super::release::{ReleaseError, ReleaseSite};
+use crate::provision::{self, GoProvisioner, GoTool, ProvisionError, ToolchainPolicy};
+use super::release::{ReleaseError, ReleaseLayout, ReleaseSite};
 use super::Tool;
 
 /// How a tool's versions are obtained.
@@ -111,9 +111,9 @@ pub enum FetchError {
     #[error("source = \"release\" takes release versions like v0.15.2, not `{query}`; use source = \"go\" for branches and commits")]
     NotARelease { query: String },
     #[error("{tool} {version}: {source}")]
-    Release { tool: &'static str, version: String, source: ReleaseError },
+    Release { tool: &'static str, version: String, source: Box<ReleaseError> },
     #[error("{tool} {version}: {source}")]
-    Provision { tool: &'static str, version: String, source: ProvisionError },
+    Provision { tool: &'static str, version: String, source: Box<ProvisionError> },
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
 }
@@ -125,10 +125,25 @@ impl FetchError {
     }
 }
 
-/// Fetches a tool's versions by the configured route, through the cache.
-pub struct ToolFetcher {
-    tool: &'static dyn Tool,
-    settings: FetchSettings,
+/// A program binaries are fetched for, a tool or a service: how to build it from the Go module
+/// proxy, and where its release binaries are.
+#[derive(Debug, Clone, Copy)]
+pub struct Program {
+    pub go: &'static GoTool,
+    pub release: &'static ReleaseLayout,
+}
+
+impl Program {
+    fn name(&self) -> &'static str {
+        self.go.name
+    }
+}
+
+/// Fetches one program's versions by the release or go route (or `auto`: release where the
+/// host answers, else go), through the cache. The one mechanism behind tools and services.
+pub struct BinaryFetcher {
+    program: Program,
+    source: Source,
     cache: Cache,
     release: ReleaseSite,
     go: GoProvisioner,
@@ -136,43 +151,34 @@ pub struct ToolFetcher {
     release_answers: OnceCell<bool>,
 }
 
-impl ToolFetcher {
-    pub fn new(tool: &'static dyn Tool, cache: Cache, settings: FetchSettings, observer: Arc<dyn ProvisionObserver>) -> ToolFetcher {
-        let base_url = settings.release_base_url.clone().unwrap_or_else(|| tool.release().default_base_url());
+impl BinaryFetcher {
+    /// `settings.source = path` is the caller's to handle: it is treated as `auto` here.
+    pub fn new(program: Program, cache: Cache, settings: &FetchSettings, observer: Arc<dyn ProvisionObserver>) -> BinaryFetcher {
+        let base_url = settings.release_base_url.clone().unwrap_or_else(|| program.release.default_base_url());
         let release = ReleaseSite::new(&base_url, settings.stall_timeout);
         let go = GoProvisioner::new(cache.clone(), settings.go_toolchain.clone(), settings.build_timeout, observer.clone());
-        ToolFetcher { tool, settings, cache, release, go, observer, release_answers: OnceCell::new() }
-    }
-
-    pub fn tool(&self) -> &'static dyn Tool {
-        self.tool
+        let source = if settings.source == Source::Path { Source::Auto } else { settings.source };
+        BinaryFetcher { program, source, cache, release, go, observer, release_answers: OnceCell::new() }
     }
 
     pub fn go(&self) -> &GoProvisioner {
         &self.go
     }
 
-    /// The tool at `query` (`v0.15.2`, `0.15.2`, `latest`, a commit, a pseudo-version).
-    pub async fn fetch(&self, query: &str) -> Result<ToolBinary, FetchError> {
-        let query = normalize(query);
-        let provision = |source| FetchError::Provision { tool: self.tool.name(), version: query.clone(), source };
-        let installed = match self.settings.source {
-            Source::Path => return self.from_path(&query).await,
-            Source::Release => {
-                if !provision::is_canonical(&query) {
-                    return Err(FetchError::NotARelease { query });
-                }
-                self.from_release(&query).await?
-            }
-            Source::Go => self.go.install(self.tool.go(), &query).await.map_err(provision)?,
-            Source::Auto => self.auto(&query).await?,
-        };
-        Ok(ToolBinary::from_installed(self.tool, query, installed))
+    /// The program at `query` (normalised: `v0.15.2`, `latest`, a commit, a pseudo-version).
+    pub async fn install(&self, query: &str) -> Result<Installed, FetchError> {
+        let provision = |source| FetchError::Provision { tool: self.program.name(), version: query.to_string(), source: Box::new(source) };
+        match self.source {
+            Source::Release if !provision::is_canonical(query) => Err(FetchError::NotARelease { query: query.to_string() }),
+            Source::Release => self.by_release(query).await,
+            Source::Go => self.go.install(self.program.go, query).await.map_err(provision),
+            Source::Auto | Source::Path => self.auto(query).await,
+        }
     }
 
     async fn auto(&self, query: &str) -> Result<Installed, FetchError> {
-        let provision = |source| FetchError::Provision { tool: self.tool.name(), version: query.to_string(), source };
-        let go_tool = self.tool.go();
+        let provision = |source| FetchError::Provision { tool: self.program.name(), version: query.to_string(), source: Box::new(source) };
+        let go_tool = self.program.go;
         if !provision::is_canonical(query) {
             return self.go.install(go_tool, query).await.map_err(provision);
         }
@@ -188,7 +194,7 @@ impl ToolFetcher {
             self.note(query, format!("{} did not answer; building from the Go module proxy", self.release.base_url()));
             return self.go.install(go_tool, query).await.map_err(provision);
         }
-        match self.from_release(query).await {
+        match self.by_release(query).await {
             Err(FetchError::Release { source, .. }) if source.is_missing() => {
                 self.note(query, format!("no release binary ({source}); building from the Go module proxy"));
                 self.go.install(go_tool, query).await.map_err(provision)
@@ -198,10 +204,10 @@ impl ToolFetcher {
     }
 
     fn release_entry(&self, version: &str) -> cache::Entry {
-        self.cache.entry(self.tool.name(), &format!("{version}-release"))
+        self.cache.entry(self.program.name(), &format!("{version}-release"))
     }
 
-    async fn from_release(&self, version: &str) -> Result<Installed, FetchError> {
+    async fn by_release(&self, version: &str) -> Result<Installed, FetchError> {
         let entry = self.release_entry(version);
         if let Some(hit) = entry.lookup()? {
             self.cache_hit(&hit);
@@ -214,14 +220,14 @@ impl ToolFetcher {
         }
         let started = Instant::now();
         let staging = entry.stage(&lock)?;
-        let tool = self.tool.name();
-        let release_err = |source| FetchError::Release { tool, version: version.to_string(), source };
+        let tool = self.program.name();
+        let release_err = |source| FetchError::Release { tool, version: version.to_string(), source: Box::new(source) };
         let result = async {
-            let downloaded = self.release.download(self.tool.release(), version, staging.path(), self.observer.as_ref()).await.map_err(release_err)?;
+            let downloaded = self.release.download(self.program.release, version, staging.path(), self.observer.as_ref()).await.map_err(release_err)?;
             self.observer.on_event(ProvisionEvent::Verifying { tool: tool.into(), version: version.into() });
-            provision::verified_manifest(self.tool.go(), &downloaded.binary, version, "release", None, Vec::new(), downloaded.url)
+            provision::verified_manifest(self.program.go, &downloaded.binary, version, "release", None, Vec::new(), downloaded.url)
                 .await
-                .map_err(|source| FetchError::Provision { tool, version: version.to_string(), source })
+                .map_err(|source| FetchError::Provision { tool, version: version.to_string(), source: Box::new(source) })
         }
         .await;
         let manifest = match result {
@@ -241,9 +247,55 @@ impl ToolFetcher {
         Ok(installed)
     }
 
-    async fn from_path(&self, query: &str) -> Result<ToolBinary, FetchError> {
-        let path = self.settings.path.clone().ok_or(FetchError::PathNotSet { tool: self.tool.name() })?;
-        let provision = |source| FetchError::Provision { tool: self.tool.name(), version: query.to_string(), source };
+    fn cache_hit(&self, hit: &Installed) {
+        self.observer.on_event(ProvisionEvent::CacheHit {
+            tool: self.program.name().into(),
+            version: hit.manifest.version.clone(),
+            route: hit.manifest.route.clone(),
+        });
+    }
+
+    fn note(&self, version: &str, message: String) {
+        self.observer.on_event(ProvisionEvent::Note { tool: self.program.name().into(), version: version.into(), message });
+    }
+}
+
+/// Fetches a tool's versions by the configured route, through the cache; `path` is a binary
+/// the user has.
+pub struct ToolFetcher {
+    tool: &'static dyn Tool,
+    path: Option<PathBuf>,
+    source: Source,
+    binaries: BinaryFetcher,
+}
+
+impl ToolFetcher {
+    pub fn new(tool: &'static dyn Tool, cache: Cache, settings: FetchSettings, observer: Arc<dyn ProvisionObserver>) -> ToolFetcher {
+        let binaries = BinaryFetcher::new(Program { go: tool.go(), release: tool.release() }, cache, &settings, observer);
+        ToolFetcher { tool, path: settings.path, source: settings.source, binaries }
+    }
+
+    pub fn tool(&self) -> &'static dyn Tool {
+        self.tool
+    }
+
+    pub fn go(&self) -> &GoProvisioner {
+        self.binaries.go()
+    }
+
+    /// The tool at `query` (`v0.15.2`, `0.15.2`, `latest`, a commit, a pseudo-version).
+    pub async fn fetch(&self, query: &str) -> Result<ToolBinary, FetchError> {
+        let query = normalize(query);
+        if self.source == Source::Path {
+            return self.by_path(&query).await;
+        }
+        let installed = self.binaries.install(&query).await?;
+        Ok(ToolBinary::from_installed(self.tool, query, installed))
+    }
+
+    async fn by_path(&self, query: &str) -> Result<ToolBinary, FetchError> {
+        let path = self.path.clone().ok_or(FetchError::PathNotSet { tool: self.tool.name() })?;
+        let provision = |source| FetchError::Provision { tool: self.tool.name(), version: query.to_string(), source: Box::new(source) };
         provision::verify_version(self.tool.go(), &path, query).await.map_err(provision)?;
         let sha256 = cache::sha256_file(&path)
             .map_err(|source| provision(ProvisionError::Cache(cache::CacheError::Io { action: "hashing", path: path.clone(), source })))?;
@@ -260,18 +312,12 @@ impl ToolFetcher {
             from_cache: false,
         })
     }
+}
 
-    fn cache_hit(&self, hit: &Installed) {
-        self.observer.on_event(ProvisionEvent::CacheHit {
-            tool: self.tool.name().into(),
-            version: hit.manifest.version.clone(),
-            route: hit.manifest.route.clone(),
-        });
-    }
-
-    fn note(&self, version: &str, message: String) {
-        self.observer.on_event(ProvisionEvent::Note { tool: self.tool.name().into(), version: version.into(), message });
-    }
+/// Each `(fetcher, version)` fetched, all at once (downloads side by side; Go builds take
+/// turns, see [`provision::build_jobs`]), in the order given; the first error stops the rest.
+pub async fn fetch_all(requests: &[(&ToolFetcher, String)]) -> Result<Vec<ToolBinary>, FetchError> {
+    futures_util::future::try_join_all(requests.iter().map(|(fetcher, version)| fetcher.fetch(version))).await
 }
 
 /// `0.15.2` → `v0.15.2`; anything else unchanged.

@@ -16,12 +16,7 @@ const GO: GoTool = GoTool {
     version_args: &["version"],
 };
 
-const RELEASE: ReleaseLayout = ReleaseLayout {
-    github_repo: "ko-build/ko",
-    asset: "ko_{version}_{Os}_{Arch}.tar.gz",
-    checksums: "checksums.txt",
-    binary: "ko",
-};
+const RELEASE: ReleaseLayout = ReleaseLayout::goreleaser("ko-build/ko", "ko_{version}_{Os}_{Arch}.tar.gz", "checksums.txt", "ko");
 
 impl Tool for Ko {
     fn go(&self) -> &'static GoTool {

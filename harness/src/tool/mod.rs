@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use crate::outcome::FailClass;
 use crate::payload::Payload;
 use crate::provision::GoTool;
-pub use fetch::{FetchError, FetchSettings, Source, ToolBinary, ToolFetcher};
+pub use fetch::{BinaryFetcher, FetchError, FetchSettings, Program, Source, ToolBinary, ToolFetcher};
 pub use release::ReleaseLayout;
 
 /// One push tool, as ko-matrix drives it.

@@ -18,12 +18,7 @@ const GO: GoTool = GoTool {
     version_args: &["version"],
 };
 
-const RELEASE: ReleaseLayout = ReleaseLayout {
-    github_repo: "oras-project/oras",
-    asset: "oras_{version}_{os}_{arch}.tar.gz",
-    checksums: "oras_{version}_checksums.txt",
-    binary: "oras",
-};
+const RELEASE: ReleaseLayout = ReleaseLayout::goreleaser("oras-project/oras", "oras_{version}_{os}_{arch}.tar.gz", "oras_{version}_checksums.txt", "oras");
 
 impl Tool for Oras {
     fn go(&self) -> &'static GoTool {

@@ -13,54 +13,113 @@ use tokio::io::AsyncWriteExt;
 
 use crate::events::{ProvisionEvent, ProvisionObserver};
 
-/// How a tool publishes release binaries. `asset` and `checksums` may hold `{version}`
-/// (without the `v`), `{Os}`/`{Arch}` (goreleaser's `Linux`/`x86_64`) and `{os}`/`{arch}`
-/// (Go's `linux`/`amd64`).
+/// How a program publishes release binaries. `dir`, `asset` and `checksums` may hold
+/// `{version}` (without the `v`), `{Os}`/`{Arch}` (goreleaser's `Linux`/`x86_64`) and
+/// `{os}`/`{arch}` (Go's `linux`/`amd64`).
 #[derive(Debug)]
 pub struct ReleaseLayout {
-    /// `owner/name` on GitHub: the default download base and the release list.
+    /// `owner/name` on GitHub: the release list, and the default download base.
     pub github_repo: &'static str,
+    /// Where the files are when not on the GitHub release (an S3 bucket, say).
+    pub download_base: Option<&'static str>,
+    /// A release's directory below the download base: `v{version}` on GitHub.
+    pub dir: &'static str,
     pub asset: &'static str,
-    pub checksums: &'static str,
-    /// The executable's file name inside the archive.
+    pub checksums: Checksums,
+    pub packaging: Packaging,
+    /// The executable's file name (inside the archive, or of the bare download).
     pub binary: &'static str,
 }
 
+/// Where a release publishes the SHA-256 of its asset.
+#[derive(Debug, Clone, Copy)]
+pub enum Checksums {
+    /// A file of `<sha256>  <file>` lines for every asset (goreleaser's `checksums.txt`).
+    List(&'static str),
+    /// `<asset>.sha256` next to the asset: the digest, optionally followed by a file name.
+    Sidecar,
+}
+
+/// What the asset is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packaging {
+    /// A `.tar.gz` holding the executable.
+    TarGz,
+    /// The executable itself.
+    Bare,
+}
+
 impl ReleaseLayout {
+    /// goreleaser's layout on a GitHub release: `v{version}/<asset>.tar.gz` and a checksums list.
+    pub const fn goreleaser(github_repo: &'static str, asset: &'static str, checksums: &'static str, binary: &'static str) -> ReleaseLayout {
+        ReleaseLayout { github_repo, download_base: None, dir: "v{version}", asset, checksums: Checksums::List(checksums), packaging: Packaging::TarGz, binary }
+    }
+
     pub(crate) fn default_base_url(&self) -> String {
-        format!("https://github.com/{}/releases/download", self.github_repo)
+        match self.download_base {
+            Some(base) => base.to_string(),
+            None => format!("https://github.com/{}/releases/download", self.github_repo),
+        }
     }
 
     pub(crate) fn releases_api(&self) -> String {
         format!("https://api.github.com/repos/{}/releases?per_page=100", self.github_repo)
     }
 
-    /// The archive for this machine at `version`.
+    /// The asset for this machine at `version`.
     pub fn asset_name(&self, version: &str) -> Result<String, ReleaseError> {
-        let (title_os, go_os) = match std::env::consts::OS {
-            "linux" => ("Linux", "linux"),
-            "macos" => ("Darwin", "darwin"),
-            "windows" => ("Windows", "windows"),
-            other => return Err(unsupported(other)),
-        };
-        let (title_arch, go_arch) = match std::env::consts::ARCH {
-            "x86_64" => ("x86_64", "amd64"),
-            "aarch64" => ("arm64", "arm64"),
-            "x86" => ("i386", "386"),
-            "s390x" => ("s390x", "s390x"),
-            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", "ppc64le"),
-            _ => return Err(unsupported(go_os)),
-        };
-        Ok(self.expand(self.asset, version).replace("{Os}", title_os).replace("{Arch}", title_arch).replace("{os}", go_os).replace("{arch}", go_arch))
+        expand(self.asset, version)
     }
 
-    pub(crate) fn checksums_name(&self, version: &str) -> String {
-        self.expand(self.checksums, version)
+    /// The file that holds the asset's checksum.
+    pub fn checksums_name(&self, version: &str) -> Result<String, ReleaseError> {
+        match self.checksums {
+            Checksums::List(name) => expand(name, version),
+            Checksums::Sidecar => Ok(format!("{}.sha256", self.asset_name(version)?)),
+        }
     }
 
-    fn expand(&self, template: &str, version: &str) -> String {
-        template.replace("{version}", version.trim_start_matches('v'))
+    /// The release's directory below the download base.
+    pub fn dir_name(&self, version: &str) -> Result<String, ReleaseError> {
+        expand(self.dir, version)
     }
+
+    /// The digest `checksums` (the text of [`Self::checksums_name`]) gives for `asset`.
+    pub(crate) fn checksum_in(&self, checksums: &str, asset: &str) -> Option<String> {
+        match self.checksums {
+            Checksums::List(_) => checksum_for(checksums, asset),
+            Checksums::Sidecar => {
+                let mut words = checksums.split_whitespace();
+                let digest = words.next()?;
+                let names_asset = words.next().is_none_or(|name| name.trim_start_matches('*').rsplit('/').next() == Some(asset));
+                (names_asset && digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit())).then(|| digest.to_ascii_lowercase())
+            }
+        }
+    }
+}
+
+/// `template` with the version and this machine's platform filled in.
+fn expand(template: &str, version: &str) -> Result<String, ReleaseError> {
+    let (title_os, go_os) = match std::env::consts::OS {
+        "linux" => ("Linux", "linux"),
+        "macos" => ("Darwin", "darwin"),
+        "windows" => ("Windows", "windows"),
+        other => return Err(unsupported(other)),
+    };
+    let (title_arch, go_arch) = match std::env::consts::ARCH {
+        "x86_64" => ("x86_64", "amd64"),
+        "aarch64" => ("arm64", "arm64"),
+        "x86" => ("i386", "386"),
+        "s390x" => ("s390x", "s390x"),
+        "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", "ppc64le"),
+        _ => return Err(unsupported(go_os)),
+    };
+    Ok(template
+        .replace("{version}", version.trim_start_matches('v'))
+        .replace("{Os}", title_os)
+        .replace("{Arch}", title_arch)
+        .replace("{os}", go_os)
+        .replace("{arch}", go_arch))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,30 +186,39 @@ impl ReleaseSite {
         matches!(tokio::time::timeout(Duration::from_secs(10), probe).await, Ok(Ok(_)))
     }
 
-    fn release_url(&self, version: &str, file: &str) -> String {
-        format!("{}/v{}/{file}", self.base_url, version.trim_start_matches('v'))
+    fn release_url(&self, layout: &ReleaseLayout, version: &str, file: &str) -> Result<String, ReleaseError> {
+        Ok(format!("{}/{}/{file}", self.base_url, layout.dir_name(version)?))
     }
 
     /// Downloads, checks and unpacks `layout`'s binary at `version` into `dest`.
     pub async fn download(&self, layout: &ReleaseLayout, version: &str, dest: &Path, observer: &dyn ProvisionObserver) -> Result<Downloaded, ReleaseError> {
         let asset = layout.asset_name(version)?;
-        let checksums_url = self.release_url(version, &layout.checksums_name(version));
+        let checksums_url = self.release_url(layout, version, &layout.checksums_name(version)?)?;
         let checksums = self.get_text(&checksums_url).await?;
-        let expected = checksum_for(&checksums, &asset)
+        let expected = layout
+            .checksum_in(&checksums, &asset)
             .ok_or_else(|| ReleaseError::ChecksumMissing { checksums_url: checksums_url.clone(), asset: asset.clone() })?;
 
-        let url = self.release_url(version, &asset);
-        let archive = dest.join(&asset);
-        let actual = self.stream_to_file(&url, &archive, layout.binary, version, observer).await?;
+        let url = self.release_url(layout, version, &asset)?;
+        let binary = dest.join(layout.binary);
+        let download = match layout.packaging {
+            Packaging::TarGz => dest.join(&asset),
+            Packaging::Bare => binary.clone(),
+        };
+        let actual = self.stream_to_file(&url, &download, layout.binary, version, observer).await?;
         if actual != expected {
             return Err(ReleaseError::ChecksumMismatch { url, expected, actual });
         }
-        let binary = dest.join(layout.binary);
-        let (from, to, url_for_err, name) = (archive.clone(), binary.clone(), url.clone(), layout.binary);
-        tokio::task::spawn_blocking(move || extract(&from, name, &to, &url_for_err))
-            .await
-            .expect("extraction task does not panic")?;
-        std::fs::remove_file(&archive).map_err(|source| ReleaseError::Io { action: "removing", path: archive, source })?;
+        match layout.packaging {
+            Packaging::TarGz => {
+                let (from, to, url_for_err, name) = (download.clone(), binary.clone(), url.clone(), layout.binary);
+                tokio::task::spawn_blocking(move || extract(&from, name, &to, &url_for_err))
+                    .await
+                    .expect("extraction task does not panic")?;
+                std::fs::remove_file(&download).map_err(|source| ReleaseError::Io { action: "removing", path: download, source })?;
+            }
+            Packaging::Bare => make_executable(&binary)?,
+        }
         Ok(Downloaded { binary, url })
     }
 
@@ -212,8 +280,13 @@ pub(crate) fn checksum_for(checksums: &str, asset: &str) -> Option<String> {
     })
 }
 
-fn extract(archive: &Path, name: &str, dest: &Path, url: &str) -> Result<(), ReleaseError> {
+fn make_executable(path: &Path) -> Result<(), ReleaseError> {
     use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|source| ReleaseError::Io { action: "making executable", path: path.to_path_buf(), source })
+}
+
+fn extract(archive: &Path, name: &str, dest: &Path, url: &str) -> Result<(), ReleaseError> {
     let bad = |detail: String| ReleaseError::BadArchive { url: url.to_string(), detail };
     let file = std::fs::File::open(archive).map_err(|source| ReleaseError::Io { action: "opening", path: archive.to_path_buf(), source })?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
@@ -222,9 +295,7 @@ fn extract(archive: &Path, name: &str, dest: &Path, url: &str) -> Result<(), Rel
         let is_binary = entry.path().map_err(|e| bad(e.to_string()))?.file_name().is_some_and(|n| n == name);
         if is_binary && entry.header().entry_type().is_file() {
             entry.unpack(dest).map_err(|e| bad(e.to_string()))?;
-            std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))
-                .map_err(|source| ReleaseError::Io { action: "making executable", path: dest.to_path_buf(), source })?;
-            return Ok(());
+            return make_executable(dest);
         }
     }
     Err(bad(format!("no file named `{name}` in the archive")))
@@ -250,7 +321,7 @@ mod tests {
     fn asset_names_follow_each_tools_layout() {
         if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
             let names: Vec<(String, String)> =
-                crate::tool::builtins().iter().map(|t| (t.release().asset_name("v1.2.3").unwrap(), t.release().checksums_name("v1.2.3"))).collect();
+                crate::tool::builtins().iter().map(|t| (t.release().asset_name("v1.2.3").unwrap(), t.release().checksums_name("v1.2.3").unwrap())).collect();
             assert_eq!(
                 names,
                 [

@@ -254,6 +254,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 e.downcast_ref::<WorldError>(),
                 Some(WorldError::LocalStack(LocalStackError::BadEndpoint(_) | LocalStackError::NotLoopback(_) | LocalStackError::Unpinned(_) | LocalStackError::NoToken))
             )
+            // Docker asked of a build without the `docker` feature.
+            || matches!(e.downcast_ref::<WorldError>(), Some(WorldError::Service(ko_matrix::services::runtime::ServiceError::DockerNotBuilt)))
     });
     if bad_input {
         2

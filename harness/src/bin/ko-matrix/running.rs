@@ -72,6 +72,8 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
     let observer = Arc::new(progress::Progress::for_stderr());
     let plans = tools::plan(Some(&matrix), &args.tools, &args.versions, &args.source)?;
     let fetchers = plans.iter().map(|p| tools::fetcher(p, observer.clone())).collect::<anyhow::Result<Vec<_>>>()?;
+    let services = ServicesConfig { runtime: args.runtime.unwrap_or(matrix.services.runtime), contained: args.contained, ..matrix.services.clone() };
+    let go = fetchers[0].go();
     // Until cells run there is nothing to keep: a signal just stops.
     let prepared = async {
         let mut versions = Vec::new();
@@ -82,7 +84,24 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
             }
             versions.push((fetcher, resolution.versions));
         }
-        let mut selection = run::select(&matrix, &versions).await?;
+        // The world's programs come while the tools do: on a fresh machine both are
+        // downloads or builds (Go builds take turns: KO_MATRIX_BUILD_JOBS).
+        let tools: Vec<_> = plans.iter().map(|p| p.tool).collect();
+        let (scenarios, _) = run::select_scenarios(&matrix, &tools)?;
+        let world = async {
+            if args.contained {
+                // Everything that needs the network was done by the outer run.
+                return anyhow::Ok(Ok(()));
+            }
+            let plan = WorldPlan::decide(&scenarios, &services).await.map_err(RunError::from)?;
+            plan.provision(go).await.map_err(RunError::from)?;
+            if wanted == Wanted::ProxyOnly {
+                return Ok(Err(format!("forced by {}=proxy-only", containment::ENV)));
+            }
+            Ok(plan.host_network().map_or(Ok(()), Err))
+        };
+        let (selection, world) = tokio::join!(run::select(&matrix, &versions), world);
+        let mut selection = selection?;
         if args.contained {
             // The order the outer run resolved (an exact pseudo-version sorts differently
             // from the branch it was resolved from).
@@ -91,35 +110,18 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         } else {
             eprintln!("scenarios: {}", selection.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
         }
-        anyhow::Ok(selection)
+        anyhow::Ok((selection, world?))
     };
-    let selection = tokio::select! {
-        selection = prepared => selection?,
+    let (selection, ready) = tokio::select! {
+        prepared = prepared => prepared?,
         code = signals.received() => return Ok(code),
     };
-    let services = ServicesConfig { runtime: args.runtime.unwrap_or(matrix.services.runtime), contained: args.contained, ..matrix.services.clone() };
-    let go = fetchers[0].go();
     let containment = if args.contained {
         eprintln!("containment: {}: services and cells reach nothing but loopback", containment::NAMESPACE);
         Containment::Namespace
     } else {
-        // Everything that needs the network happens out here; then the run itself goes
+        // Everything that needs the network happened out here; then the run itself goes
         // into a namespace of its own, as a second ko-matrix process.
-        let ready = async {
-            if wanted == Wanted::ProxyOnly {
-                return anyhow::Ok(Err(format!("forced by {}=proxy-only", containment::ENV)));
-            }
-            let plan = WorldPlan::decide(&selection.scenarios, &services).await.map_err(RunError::from)?;
-            if let Some(reason) = plan.host_network() {
-                return Ok(Err(reason));
-            }
-            plan.provision(go).await.map_err(RunError::from)?;
-            Ok(Ok(()))
-        };
-        let ready = tokio::select! {
-            ready = ready => ready?,
-            code = signals.received() => return Ok(code),
-        };
         let reason = match ready {
             Ok(()) => match containment::spawn(contained_run(config, &args, &plans, &selection)?) {
                 Ok(child) => return wait_contained(child, signals).await,

@@ -9,6 +9,7 @@ use clap::Args;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::Matrix;
 use ko_matrix::provision::{Go, ToolchainPolicy};
+use ko_matrix::services::binaries::ServiceBinaries;
 use ko_matrix::tool::versions::{self, ReleaseIndex, Resolution, Selector};
 use ko_matrix::tool::{self, FetchSettings, Source, Tool, ToolBinary, ToolFetcher};
 
@@ -25,6 +26,10 @@ pub struct FetchArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Also the world's programs (distribution's registry, Amazon's ECR helper) by their
+    /// fetch route, whatever PATH holds: to provision a machine ahead of runs.
+    #[arg(long)]
+    services: bool,
     #[command(flatten)]
     source: SourceArgs,
 }
@@ -179,20 +184,34 @@ pub async fn fetch(config: Option<&Path>, args: FetchArgs) -> anyhow::Result<u8>
     let matrix = load_matrix(config, !args.versions.is_empty())?;
     let plans = plan(matrix.as_ref(), &args.tools, &args.versions, &args.source)?;
     let progress = Arc::new(progress::Progress::for_stderr());
-    let mut binaries: Vec<ToolBinary> = Vec::new();
+    let mut fetchers = Vec::new();
     for plan in &plans {
-        let resolution = resolve(plan).await?;
-        let fetcher = fetcher(plan, progress.clone())?;
-        for version in &resolution.versions {
-            binaries.push(fetcher.fetch(version).await?);
-        }
+        fetchers.push((fetcher(plan, progress.clone())?, resolve(plan).await?.versions));
     }
+    let requests: Vec<(&ToolFetcher, String)> = fetchers.iter().flat_map(|(f, versions)| versions.iter().map(move |v| (f, v.clone()))).collect();
+    let services = async {
+        let Some(plan) = plans.first().filter(|_| args.services) else { return anyhow::Ok(Vec::new()) };
+        // The tools' Go settings; their release host and path are theirs alone.
+        let settings = FetchSettings { release_base_url: None, path: None, ..plan.fetch.clone() };
+        Ok(ServiceBinaries::new(Cache::from_env()?, &settings, progress.clone()).fetch_all().await?)
+    };
+    let (binaries, services) = tokio::join!(tool::fetch::fetch_all(&requests), services);
+    let (binaries, services): (Vec<ToolBinary>, _) = (binaries?, services?);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&binaries)?);
+        let mut listed: Vec<serde_json::Value> = binaries.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
+        listed.extend(services.iter().map(|(name, installed)| {
+            let m = &installed.manifest;
+            serde_json::json!({ "tool": name, "version": m.version, "path": installed.path, "sha256": m.sha256, "route": m.route, "origin": m.origin, "from_cache": installed.from_cache })
+        }));
+        println!("{}", serde_json::to_string_pretty(&listed)?);
     } else {
         for binary in &binaries {
             let origin = if binary.from_cache { "cache" } else { "new" };
             println!("{}\t{}\t{}\tsha256:{}\t{}", binary.label(), binary.route, origin, binary.sha256, binary.path.display());
+        }
+        for (name, installed) in &services {
+            let (m, origin) = (&installed.manifest, if installed.from_cache { "cache" } else { "new" });
+            println!("{name}@{}\t{}\t{origin}\tsha256:{}\t{}", m.version, m.route, m.sha256, installed.path.display());
         }
     }
     Ok(0)
