@@ -272,7 +272,7 @@ impl VendorRegistry {
 
 enum StartedEcr {
     Embedded { backend: RunningRegistry, emulator: Arc<Emulator>, server: LoopbackServer },
-    LocalStack(LocalStack),
+    LocalStack(Box<LocalStack>),
 }
 
 pub struct World {
@@ -474,8 +474,8 @@ impl World {
                     let server = emulator.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "AWS emulator".into(), source })?;
                     StartedEcr::Embedded { backend, emulator, server }
                 }
-                EcrBackend::Container { image } => StartedEcr::LocalStack(LocalStack::start(image).await?),
-                EcrBackend::Attach { endpoint } => StartedEcr::LocalStack(LocalStack::attach(*endpoint)),
+                EcrBackend::Container { image } => StartedEcr::LocalStack(Box::new(LocalStack::start(image).await?)),
+                EcrBackend::Attach { endpoint } => StartedEcr::LocalStack(Box::new(LocalStack::attach(*endpoint))),
             };
             Ok::<_, WorldError>(Some((started, ecr_login)))
         };
@@ -561,7 +561,7 @@ impl World {
                 }
                 services.push(Service { name: "LocalStack".into(), addr: localstack.endpoint, tls: false });
                 targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: localstack.endpoint, tls: false, host_header: None, service: "LocalStack".into(), user: user.clone(), admin: Admin::None });
-                aws = Some(Aws { backend: AwsBackend::LocalStack(localstack), ecr_login });
+                aws = Some(Aws { backend: AwsBackend::LocalStack(*localstack), ecr_login });
             }
             None => {}
         }

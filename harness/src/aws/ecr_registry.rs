@@ -36,27 +36,27 @@ fn challenge(host: &str) -> Response<Body> {
 }
 
 /// Checks `Authorization: Basic AWS:<password>`; `Err` is the response to send.
-fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: &str, req: &Request<Incoming>) -> Result<RegistryPassword, Response<Body>> {
+fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: &str, req: &Request<Incoming>) -> Result<RegistryPassword, Box<Response<Body>>> {
     let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) else {
-        return Err(challenge(host));
+        return Err(Box::new(challenge(host)));
     };
     let decoded = value
         .strip_prefix("Basic ")
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
         .and_then(|b| String::from_utf8(b).ok());
     let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
-        return Err(challenge(host));
+        return Err(Box::new(challenge(host)));
     };
     // Private ECR's answer to an unknown token is not documented; ECR Public's wording is.
     let invalid = || distribution_error(StatusCode::FORBIDDEN, "DENIED", "Your authorization token is invalid.");
-    let Some(cell) = cell else { return Err(invalid()) };
+    let Some(cell) = cell else { return Err(Box::new(invalid())) };
     let issued = match cell.check_password(password) {
         Ok(issued) => issued,
-        Err(Refusal::Unknown) => return Err(invalid()),
-        Err(Refusal::Expired) => return Err(distribution_error(StatusCode::FORBIDDEN, "DENIED", "Your authorization token has expired. Reauthenticate and try again.")),
+        Err(Refusal::Unknown) => return Err(Box::new(invalid())),
+        Err(Refusal::Expired) => return Err(Box::new(distribution_error(StatusCode::FORBIDDEN, "DENIED", "Your authorization token has expired. Reauthenticate and try again."))),
     };
     if user != "AWS" || issued.account != account || issued.region != region {
-        return Err(invalid());
+        return Err(Box::new(invalid()));
     }
     Ok(issued)
 }
@@ -64,7 +64,7 @@ fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: 
 pub(crate) async fn handle(emulator: &Emulator, cell: Option<Arc<AwsCell>>, host: &str, account: &str, region: &str, req: Request<Incoming>) -> Response<Body> {
     let issued = match check_credentials(cell.as_deref(), host, account, region, &req) {
         Ok(issued) => issued,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let cell = cell.expect("valid credentials belong to a cell");
     let path = req.uri().path().to_string();

@@ -60,7 +60,7 @@ pub struct RunningRegistry {
 }
 
 enum Guard {
-    Process { _child: Contained, _dir: tempfile::TempDir },
+    Process { _child: Box<Contained>, _dir: tempfile::TempDir },
     #[cfg(feature = "docker")]
     Docker { _container: Box<testcontainers::ContainerAsync<testcontainers::GenericImage>> },
 }
@@ -146,7 +146,7 @@ async fn start_process_once(spec: &RegistrySpec, binary: &Path, ca: &Ca) -> Resu
         .stderr(log);
     let mut child = Contained::spawn(cmd)?;
     wait_ready(addr, spec.tls.is_some(), ca, &log_path, Some(&mut child)).await?;
-    Ok(RunningRegistry { addr, tls: spec.tls.is_some(), runtime: "process", _guard: Guard::Process { _child: child, _dir: dir } })
+    Ok(RunningRegistry { addr, tls: spec.tls.is_some(), runtime: "process", _guard: Guard::Process { _child: Box::new(child), _dir: dir } })
 }
 
 /// Starts `spec` as the pinned `registry` image: not in a build without the `docker` feature.
