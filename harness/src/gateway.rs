@@ -541,7 +541,7 @@ const ERROR_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// built with Go before 1.23 (Debian's `docker-registry`) answers an unsatisfiable `Range`
 /// with 416, the whole blob's `Content-Length` and a 33-byte message. The note says when
 /// this happened. Successes, `HEAD` answers (no body) and long answers pass unchanged.
-async fn reframe_error_answer(method: &str, response: Response<Incoming>) -> (Response<Body>, Option<String>) {
+pub(crate) async fn reframe_error_answer(method: &str, response: Response<Incoming>) -> (Response<Body>, Option<String>) {
     let declared = response.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let status = response.status();
     let Some(declared) = declared.filter(|d| *d <= ERROR_ANSWER_LIMIT && method != "HEAD" && (status.is_client_error() || status.is_server_error())) else {

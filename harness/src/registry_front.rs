@@ -78,6 +78,7 @@ impl Backend {
         let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
         parts.uri = format!("http://{}/v2/{backend_repository}{rest}{query}", self.addr).parse().expect("a loopback URI parses");
         parts.headers.remove("authorization");
+        let method = parts.method.clone();
         parts.headers.insert("x-forwarded-proto", "https".parse().expect("static header"));
         let response = match self.client.request(Request::from_parts(parts, body)).await {
             Ok(response) => response,
@@ -87,6 +88,9 @@ impl Backend {
                 return response;
             }
         };
+        // The front streams to the gateway: a backend error answer shorter than announced
+        // would cut that connection before the gateway could reframe it, so reframe it here.
+        let (response, _) = crate::gateway::reframe_error_answer(method.as_str(), response).await;
         let (mut parts, body) = response.into_parts();
         if parts.status.is_server_error() {
             let what = format!("{} {} answered {}", self.service, self.addr, parts.status);
