@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -333,14 +332,9 @@ impl Front {
     }
 
     fn authenticate(&self, account: Option<&Account>, authorization: &str) -> Result<Principal, BadCredentials> {
-        let decoded = authorization
-            .strip_prefix("Basic ")
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or(BadCredentials::Malformed)?;
-        let (user, secret) = decoded.split_once(':').ok_or(BadCredentials::Malformed)?;
+        let (user, secret) = crate::registry_front::basic_credentials(authorization).ok_or(BadCredentials::Malformed)?;
         let account = account.ok_or(BadCredentials::Unknown)?;
-        let principal = account.credentials.check(secret).map_err(|refusal| match refusal {
+        let principal = account.credentials.check(&secret).map_err(|refusal| match refusal {
             Refusal::Unknown => BadCredentials::Unknown,
             Refusal::Expired => BadCredentials::Expired,
         })?;

@@ -47,6 +47,15 @@ pub(crate) fn action(method: &hyper::Method, rest: &str) -> &'static str {
     }
 }
 
+/// `(user, password)` from an `Authorization: Basic base64(user:password)` value; None when it
+/// is not one.
+pub(crate) fn basic_credentials(authorization: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(authorization.strip_prefix("Basic ")?.trim()).ok()?;
+    let (user, password) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
+    Some((user, password))
+}
+
 /// Tells the gateway that this answer comes from the harness's failure (see [`INFRA_HEADER`]).
 pub(crate) fn mark_infra(response: &mut Response<Body>, what: String) {
     let value = hyper::header::HeaderValue::from_str(&what.replace(['\r', '\n'], " ")).unwrap_or_else(|_| hyper::header::HeaderValue::from_static("registry front backend failed"));
@@ -169,6 +178,14 @@ mod tests {
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         let infra = response.headers()[INFRA_HEADER].to_str().unwrap();
         assert!(infra.starts_with(&format!("ghcr.io front backend {closed} unreachable")), "{infra}");
+    }
+
+    #[test]
+    fn basic_credentials_split_at_the_first_colon() {
+        assert_eq!(basic_credentials("Basic dTpwOnE="), Some(("u".into(), "p:q".into())));
+        assert_eq!(basic_credentials("Bearer dTpw"), None);
+        assert_eq!(basic_credentials("Basic bm9jb2xvbg=="), None, "no colon");
+        assert_eq!(basic_credentials("Basic !!"), None);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -40,17 +39,13 @@ fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: 
     let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) else {
         return Err(Box::new(challenge(host)));
     };
-    let decoded = value
-        .strip_prefix("Basic ")
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+    let Some((user, password)) = crate::registry_front::basic_credentials(value) else {
         return Err(Box::new(challenge(host)));
     };
     // Private ECR's answer to an unknown token is not documented; ECR Public's wording is.
     let invalid = || distribution_error(StatusCode::FORBIDDEN, "DENIED", "Your authorization token is invalid.");
     let Some(cell) = cell else { return Err(Box::new(invalid())) };
-    let issued = match cell.check_password(password) {
+    let issued = match cell.check_password(&password) {
         Ok(issued) => issued,
         Err(Refusal::Unknown) => return Err(Box::new(invalid())),
         Err(Refusal::Expired) => return Err(Box::new(distribution_error(StatusCode::FORBIDDEN, "DENIED", "Your authorization token has expired. Reauthenticate and try again."))),

@@ -70,12 +70,9 @@ impl TokenIssuer {
     /// `Ok(subject)` for valid or absent credentials (absent: empty subject), `Err` otherwise.
     fn authenticate(&self, authorization: Option<&str>) -> Result<String, ()> {
         let Some(value) = authorization else { return Ok(String::new()) };
-        let encoded = value.strip_prefix("Basic ").ok_or(())?;
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| ())?;
-        let decoded = String::from_utf8(decoded).map_err(|_| ())?;
-        let (user, password) = decoded.split_once(':').ok_or(())?;
-        match self.users.get(user) {
-            Some(expected) if expected == password => Ok(user.to_string()),
+        let (user, password) = crate::registry_front::basic_credentials(value).ok_or(())?;
+        match self.users.get(&user) {
+            Some(expected) if *expected == password => Ok(user),
             _ => Err(()),
         }
     }
