@@ -23,7 +23,7 @@ use ko_matrix::scenario::{Flavour, Scenario};
 use ko_matrix::world::World;
 use libtest_mimic::{Arguments, Failed, Trial};
 
-const FLAVOURS: [Flavour; 6] = [Flavour::Anonymous, Flavour::Basic, Flavour::Token, Flavour::Ecr, Flavour::Ghcr, Flavour::Dockerhub];
+const FLAVOURS: [Flavour; 7] = [Flavour::Anonymous, Flavour::Basic, Flavour::Token, Flavour::Ecr, Flavour::Ghcr, Flavour::Dockerhub, Flavour::Gcp];
 const REPOSITORIES: [&str; 2] = ["conformance/repo1", "conformance/repo2"];
 
 fn main() {
@@ -106,13 +106,15 @@ async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Repo
             let user = &world.targets[&flavour].user;
             Target { registry: flavour.host().into(), login: Some((user.username.clone(), user.password.clone())), repositories }
         }
-        Flavour::Ghcr | Flavour::Dockerhub => {
+        Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp => {
             let spec = scenario.account.clone().expect("a vendor scenario has an [account] table");
-            let cell = vendor_cell.insert(world.vendors[&flavour].open_cell(session.id, spec));
+            let cell = vendor_cell.insert(world.vendors[&flavour].open_cell(&session, spec).await.map_err(|e| e.to_string())?);
             let values = cell.values();
             // The account may push only under its own namespace, as at the vendor.
             let repositories = REPOSITORIES.map(|r| cell.repositories(r).0);
-            Target { registry: values["REGISTRY"].clone(), login: Some((values["USER"].clone(), values["PASSWORD"].clone())), repositories }
+            // gcr.io takes an access token under the user name `docker login` uses for one.
+            let user = if flavour == Flavour::Gcp { "oauth2accesstoken".to_string() } else { values["USER"].clone() };
+            Target { registry: values["REGISTRY"].clone(), login: Some((user, values["PASSWORD"].clone())), repositories }
         }
         Flavour::Ecr => {
             let spec = scenario.aws.clone().expect("an ECR scenario has an [aws] table");

@@ -39,8 +39,12 @@ pub enum CredentialKind {
     ReadOnly,
     /// Expired before the cell ran.
     Expired,
-    /// Revoked before the cell ran: the vendor no longer knows it.
+    /// Revoked before the cell ran: the vendor no longer knows it (at Google: the service
+    /// account was deleted, with its keys).
     Revoked,
+    /// Valid, but the federated token the setup presents is for another audience than the
+    /// vendor's federation expects (Google's Workload Identity Federation).
+    WrongAudience,
 }
 
 /// A scenario's `[account]` table: who the cell is at a token-auth vendor registry.
@@ -54,6 +58,10 @@ pub struct AccountSpec {
     pub owner: Option<String>,
     #[serde(default)]
     pub credential: CredentialKind,
+    /// The cell runs on the vendor's compute with this identity attached, reachable through
+    /// its metadata server (a GCE VM's service account).
+    #[serde(default)]
+    pub attached_identity: bool,
 }
 
 fn default_user() -> String {
@@ -62,7 +70,7 @@ fn default_user() -> String {
 
 impl Default for AccountSpec {
     fn default() -> Self {
-        AccountSpec { user: default_user(), owner: None, credential: CredentialKind::default() }
+        AccountSpec { user: default_user(), owner: None, credential: CredentialKind::default(), attached_identity: false }
     }
 }
 
@@ -156,6 +164,20 @@ impl Account {
     }
 }
 
+impl Account {
+    /// A new credential of this account for `principal`, good for `ttl` (negative: already
+    /// expired): what an identity service the vendor runs (Google's OAuth) hands out.
+    pub(crate) fn issue(&self, principal: Principal, ttl: time::Duration) -> String {
+        self.credentials.mint(principal, 48, ttl).0
+    }
+
+    /// What `secret` grants now, if it is a live credential of this account.
+    #[cfg(test)]
+    pub(crate) fn check_credential(&self, secret: &str) -> Option<Principal> {
+        self.credentials.check(secret).ok()
+    }
+}
+
 /// Why the token endpoint refused credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BadCredentials {
@@ -174,8 +196,12 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Host names that serve the registry API.
     fn registry_hosts(&self) -> &'static [&'static str];
-    /// The host that serves the token endpoint at `/token`.
+    /// The host that serves the token endpoint at [`Vendor::token_path`].
     fn auth_host(&self) -> &'static str;
+    /// The token endpoint's path (`/token`; gcr.io's is `/v2/token`).
+    fn token_path(&self) -> &'static str {
+        "/token"
+    }
     /// The `service` of the challenge and of token requests.
     fn service(&self) -> &'static str;
     /// The `WWW-Authenticate` value for a request without a usable token; `scope` is what the
@@ -201,9 +227,66 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     fn is_public(&self, _repository: &str) -> bool {
         false
     }
+    /// The token endpoint's refusal when it grants less than was asked (`granted` of
+    /// `requested` on `repository`), for registries that refuse rather than scope down (gcr.io
+    /// answers a push scope the principal lacks with 403); `None`: answer with what was granted.
+    fn refuse_token(&self, _principal: Option<&Principal>, _repository: &str, _requested: &[String], _granted: &[String]) -> Option<Response<Body>> {
+        None
+    }
     /// The registry's answer to a request whose token (`grant`) does not grant `action` on
     /// `repository`.
     fn refuse_action(&self, grant: &Grant, repository: &str, action: &str) -> Response<Body>;
+}
+
+/// What a vendor runs beside its registry to hand out the credentials the registry takes
+/// (Google's OAuth, STS, IAM Credentials and metadata server), on its own host names behind
+/// the gateway. Its per-cell state mints into the cell's [`Account`].
+pub(crate) trait IdentityService: Send + Sync + 'static {
+    /// Host names the gateway routes to the service.
+    fn hosts(&self) -> &'static [&'static str];
+    /// A host that clients reach without the proxy, at an address they take from the
+    /// environment (Google's metadata client ignores `HTTP_PROXY` and reads
+    /// `GCE_METADATA_HOST`): each cell gets a gateway listener serving it, see
+    /// [`crate::gateway::Session::serve_as`].
+    fn direct_host(&self) -> Option<&'static str> {
+        None
+    }
+    /// Sets up the cell behind gateway session `session`; `direct` is its listener for
+    /// [`IdentityService::direct_host`].
+    fn open_cell(&self, session: u64, account: Arc<Account>, direct: Option<SocketAddr>) -> CellIdentity;
+    fn close_cell(&self, session: u64);
+    /// Answers one request of the cell behind `session` (whose body is `body`).
+    fn handle(&self, session: Option<u64>, parts: &hyper::http::request::Parts, body: &[u8]) -> Response<Body>;
+}
+
+/// What an [`IdentityService`] gives a cell.
+#[derive(Debug, Default)]
+pub struct CellIdentity {
+    /// Placeholder values (`${GOOGLE_SERVICE_ACCOUNT_KEY}`).
+    pub values: std::collections::BTreeMap<&'static str, String>,
+    /// Variables every cell of the vendor has, before the scenario's own (`GCE_METADATA_HOST`).
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Values to mask in logs and reports (keys, tokens).
+    pub secrets: Vec<String>,
+}
+
+/// Largest request body an identity service reads (token forms and JSON are small).
+const IDENTITY_BODY_LIMIT: usize = 1 << 20;
+
+/// Serves `service` on a loopback port.
+pub(crate) async fn serve_identity(service: Arc<dyn IdentityService>) -> std::io::Result<LoopbackServer> {
+    crate::loopback::serve(move |req: Request<Incoming>| {
+        let service = service.clone();
+        async move {
+            let session = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            let (parts, body) = req.into_parts();
+            match http_body_util::Limited::new(body, IDENTITY_BODY_LIMIT).collect().await {
+                Ok(body) => service.handle(session, &parts, &body.to_bytes()),
+                Err(e) => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "invalid_request", "error_description": format!("ko-matrix: unreadable request body: {e}") })),
+            }
+        }
+    })
+    .await
 }
 
 /// The `401` a registry host answers with `challenge` and a Distribution error body.
@@ -283,7 +366,7 @@ impl Front {
         let session: Option<u64> = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let account = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
         let path = req.uri().path().to_string();
-        if host == self.vendor.auth_host() && path == "/token" {
+        if host == self.vendor.auth_host() && path == self.vendor.token_path() {
             let (parts, _) = req.into_parts();
             return self.token(account.as_deref(), &parts);
         }
@@ -293,7 +376,7 @@ impl Front {
         self.registry(account, req).await
     }
 
-    /// `GET /token?service=…&scope=…` with Basic credentials or none.
+    /// `GET <token path>?service=…&scope=…` with Basic credentials or none.
     fn token(&self, account: Option<&Account>, parts: &hyper::http::request::Parts) -> Response<Body> {
         let query = parts.uri.query().unwrap_or_default();
         let service = url_pairs(query).find(|(k, _)| k == "service").map(|(_, v)| v);
@@ -309,17 +392,17 @@ impl Front {
             },
         };
         let owner = account.map_or("", |a| a.spec.owner());
-        let access: Vec<Access> = scopes_of(query)
-            .into_iter()
-            .filter(|a| a.kind == "repository")
-            .map(|a| {
-                let mut actions = self.vendor.grant(owner, principal.as_ref(), &a.name, &a.actions);
-                if self.vendor.is_public(&a.name) && a.actions.iter().any(|x| x == "pull") && !actions.iter().any(|x| x == "pull") {
-                    actions.push("pull".into());
-                }
-                Access { actions, ..a }
-            })
-            .collect();
+        let mut access = Vec::new();
+        for asked in scopes_of(query).into_iter().filter(|a| a.kind == "repository") {
+            let mut actions = self.vendor.grant(owner, principal.as_ref(), &asked.name, &asked.actions);
+            if self.vendor.is_public(&asked.name) && asked.actions.iter().any(|x| x == "pull") && !actions.iter().any(|x| x == "pull") {
+                actions.push("pull".into());
+            }
+            if let Some(refusal) = self.vendor.refuse_token(principal.as_ref(), &asked.name, &asked.actions, &actions) {
+                return refusal;
+            }
+            access.push(Access { actions, ..asked });
+        }
         let (subject, allow) = principal.map(|p| (p.user, p.allow)).unwrap_or_default();
         let grant = Grant { subject, allow, access };
         let Some(account) = account else {

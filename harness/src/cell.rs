@@ -267,7 +267,7 @@ impl Cell {
         };
         // A vendor registry's cell pushes below its account's owner, with the account's credential.
         let vendor = match (&scenario.account, world.vendors.get(&scenario.target.registry)) {
-            (Some(spec), Some(registry)) => Some(registry.open_cell(session.id, spec.clone())),
+            (Some(spec), Some(registry)) => Some(registry.open_cell(&session, spec.clone()).await?),
             (Some(_), None) => return Err(CellSetupError::NoRegistry(scenario.target.registry.name())),
             _ => None,
         };
@@ -299,6 +299,9 @@ impl Cell {
         vars.insert("TMPDIR".into(), root.join("tmp").display().to_string());
         vars.insert(CREDENTIAL_HELPER_STORE_ENV.into(), root.join(credential_files::HELPER_STORE).display().to_string());
         vars.extend(prepared.env);
+        if let Some(vendor) = &vendor {
+            vars.extend(vendor.identity_values.env.clone());
+        }
         let mut rendered: Vec<CellFile> = [
             scenario.docker_config.as_ref().map(|c| credential_files::docker_config(c, &values)),
             credential_files::helper_store(&scenario.helper, &values),
@@ -343,6 +346,7 @@ impl Cell {
         if let Some(vendor) = &vendor {
             let credential = Credential { username: vendor.account.spec.user.clone(), password: vendor.account.secret.clone() };
             secrets.extend([credential.password.clone(), World::basic_auth_value(&credential)]);
+            secrets.extend(vendor.identity_values.secrets.iter().cloned());
         }
         secrets.extend(rendered.iter().chain(unlisted).flat_map(|f| f.secrets.iter().cloned()));
         secrets.extend(aws.iter().flat_map(|a| a.secrets.iter().cloned()));

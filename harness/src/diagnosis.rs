@@ -22,7 +22,7 @@ pub(crate) fn diagnose(f: &Facts) -> Option<String> {
     if f.verdict.outcome != Outcome::Fail {
         return None;
     }
-    let rules: [fn(&Facts) -> Option<String>; 12] = [credentials, invalid_name, timeout, injected, unknown_host, tls, ecr, token_server, anonymous_token, token_scope, registry_answer, build];
+    let rules: [fn(&Facts) -> Option<String>; 13] = [credentials, invalid_name, timeout, injected, unknown_host, tls, ecr, identity_refused, token_server, anonymous_token, token_scope, registry_answer, build];
     rules.iter().find_map(|rule| rule(f))
 }
 
@@ -137,16 +137,41 @@ fn invalid_name(f: &Facts) -> Option<String> {
     Some(format!("{} refused the repository name{when}: repository names must be lower-case (letters, digits, `._-/`), so an owner written with capitals has to be lowered first.", f.tool))
 }
 
+/// A registry token endpoint's request: `/token` (ghcr.io, Docker Hub) or `/v2/token` (gcr.io).
+fn is_token_request(r: &Record) -> bool {
+    let path = r.path.split('?').next().unwrap_or_default();
+    r.method != "CONNECT" && (path == "/token" || path == "/v2/token")
+}
+
+/// A vendor's identity service (Google's OAuth, STS, IAM Credentials, metadata server)
+/// refused what the tool asked, and the push then went out without credentials.
+fn identity_refused(f: &Facts) -> Option<String> {
+    let refused = f.records.iter().rev().find(|r| crate::google::identity::is_identity_host(&r.host) && failed(r) && r.method != "CONNECT")?;
+    let end = last_registry_failure(f)?;
+    if end.auth.is_some() {
+        return None;
+    }
+    let path = refused.path.split('?').next().unwrap_or_default();
+    Some(format!(
+        "{} answered {} to {} {path}, so {} had no access token from it; the push went out without credentials and {} answered {}.",
+        refused.host, refused.status, refused.method, f.tool, f.registry, end.status
+    ))
+}
+
 fn token_server(f: &Facts) -> Option<String> {
-    let r = f.records.iter().rev().find(|r| r.path.starts_with("/token") && failed(r))?;
-    let sent = if r.auth.is_some() { "the credentials it sent" } else { "an anonymous request" };
-    Some(format!("The token server {} refused {sent} ({}), so {} had no token to push with.", r.host, r.status, f.tool))
+    let r = f.records.iter().rev().find(|r| is_token_request(r) && failed(r))?;
+    Some(match (r.status, r.auth.is_some()) {
+        // Artifact Registry names the permission the principal lacks.
+        (403, true) if f.verdict.detail.contains("denied on resource") => format!("The token server {} accepted the credentials {} sent but refused to grant the push (403 DENIED): the principal may not push there.", r.host, f.tool),
+        (_, true) => format!("The token server {} refused the credentials it sent ({}), so {} had no token to push with.", r.host, r.status, f.tool),
+        (_, false) => format!("{} found no credentials for {}: the token server {} refused an anonymous request ({}), so it had no token to push with.", f.tool, f.registry, r.host, r.status),
+    })
 }
 
 /// A token flow without credentials: the token endpoint answered an anonymous request, and
 /// the registry refused what that token allowed.
 fn anonymous_token(f: &Facts) -> Option<String> {
-    let tokens: Vec<&Record> = f.records.iter().filter(|r| r.path.starts_with("/token") && r.method != "CONNECT").collect();
+    let tokens: Vec<&Record> = f.records.iter().filter(|r| is_token_request(r)).collect();
     if tokens.is_empty() || tokens.iter().any(|r| r.auth.is_some() || failed(r)) {
         return None;
     }
@@ -162,7 +187,7 @@ fn anonymous_token(f: &Facts) -> Option<String> {
 /// Credentials the token endpoint accepted, and a token that does not cover the push: the
 /// registry's 401 (insufficient scope) to a write.
 fn token_scope(f: &Facts) -> Option<String> {
-    let token = f.records.iter().rev().find(|r| r.path.starts_with("/token") && r.auth.is_some() && r.status == 200)?;
+    let token = f.records.iter().rev().find(|r| is_token_request(r) && r.auth.is_some() && r.status == 200)?;
     let end = last_registry_failure(f)?;
     let write = matches!(end.method.as_str(), "POST" | "PUT" | "PATCH");
     (end.status == 401 && write).then(|| {
@@ -275,6 +300,24 @@ mod tests {
         );
         let away = [r("CONNECT", "index.docker.io", "", 403, None, Some("unknown host: refused, nothing left the machine"))];
         assert!(says(basic, fail(FailClass::Network, ""), "", &away).unwrap().starts_with("ko tried to reach index.docker.io, which is not part of this run"));
+    }
+
+    #[test]
+    fn google_flows() {
+        let gcr = "gcr.io";
+        let token = |status, auth| r("GET", gcr, "/v2/token?scope=repository:p/app:push,pull&service=gcr.io", status, auth, None);
+        let deleted = [r("POST", "oauth2.googleapis.com", "/token", 400, None, None), r("GET", gcr, "/v2/", 401, None, None), token(403, None)];
+        assert_eq!(
+            says(gcr, fail(FailClass::Denied, ""), "", &deleted).unwrap(),
+            "oauth2.googleapis.com answered 400 to POST /token, so ko had no access token from it; the push went out without credentials and gcr.io answered 403."
+        );
+        let detail = "ko exited 1: GET https://gcr.io/v2/token?…: DENIED: Permission \"artifactregistry.repositories.uploadArtifacts\" denied on resource \"projects/p/locations/us/repositories/gcr.io\" (or it may not exist)";
+        assert!(says(gcr, fail(FailClass::Denied, detail), "", &[token(403, Some("Basic"))]).unwrap().contains("refused to grant the push (403 DENIED)"));
+        assert_eq!(
+            says(gcr, fail(FailClass::Unauthorized, ""), "", &[token(401, Some("Basic"))]).unwrap(),
+            "The token server gcr.io refused the credentials it sent (401), so ko had no token to push with."
+        );
+        assert!(says(gcr, fail(FailClass::Denied, ""), "", &[token(403, None)]).unwrap().starts_with("ko found no credentials for gcr.io: the token server gcr.io refused an anonymous request (403)"));
     }
 
     #[test]

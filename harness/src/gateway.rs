@@ -204,14 +204,17 @@ impl Gateway {
         let recorder = Recorder { records: Arc::new(Mutex::new(Vec::new())), sink: Arc::new(RwLock::new(None)), opened: Instant::now(), session: id, faults: faults.clone() };
         let inner = self.inner.clone();
         let (records, sink) = (recorder.records.clone(), recorder.sink.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let (inner, recorder) = (inner.clone(), recorder.clone());
-                tokio::spawn(serve_proxy_connection(stream, inner, recorder));
-            }
-        });
-        Ok(Session { addr, id, records, sink, faults, task })
+        let task = tokio::spawn(accept_loop(listener, inner.clone(), recorder.clone(), None));
+        Ok(Session { addr, id, records, sink, faults, tasks: Mutex::new(vec![task]), inner, recorder })
+    }
+}
+
+/// Serves a listener's connections as the session's, as a proxy, or for one virtual host
+/// when `host` is set.
+async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, recorder: Recorder, host: Option<Arc<str>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        tokio::spawn(serve_proxy_connection(stream, inner.clone(), recorder.clone(), host.clone()));
     }
 }
 
@@ -227,10 +230,24 @@ pub struct Session {
     records: Arc<Mutex<Vec<Record>>>,
     sink: Arc<RwLock<Option<Sink>>>,
     faults: Arc<Injector>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    inner: Arc<Inner>,
+    recorder: Recorder,
 }
 
 impl Session {
+    /// A second listener of this session that takes plain requests as if they were for virtual
+    /// host `host`: for clients that ignore `HTTP_PROXY` but take a server address from the
+    /// environment (Google's metadata client reads `GCE_METADATA_HOST`). Its traffic is
+    /// recorded and routed like the proxy's, so it never leaves the machine either.
+    pub async fn serve_as(&self, host: &str) -> Result<SocketAddr, GatewayError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(GatewayError::Listen)?;
+        let addr = listener.local_addr().map_err(GatewayError::Listen)?;
+        let task = tokio::spawn(accept_loop(listener, self.inner.clone(), self.recorder.clone(), Some(host.to_ascii_lowercase().into())));
+        self.tasks.lock().expect("session tasks lock").push(task);
+        Ok(addr)
+    }
+
     /// From now on, inject `faults` (their placeholders already expanded) into this
     /// session's traffic.
     pub(crate) fn inject(&self, faults: Faults) {
@@ -273,7 +290,9 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in self.tasks.lock().expect("session tasks lock").iter() {
+            task.abort();
+        }
     }
 }
 
@@ -375,8 +394,15 @@ impl Recorder {
     }
 }
 
-async fn serve_proxy_connection(stream: TcpStream, inner: Arc<Inner>, recorder: Recorder) {
-    let service = hyper::service::service_fn(move |req| proxy_request(req, inner.clone(), recorder.clone()));
+async fn serve_proxy_connection(stream: TcpStream, inner: Arc<Inner>, recorder: Recorder, host: Option<Arc<str>>) {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Some(host) = &host {
+            if let Ok(value) = HeaderValue::from_str(host) {
+                req.headers_mut().insert(HOST, value);
+            }
+        }
+        proxy_request(req, inner.clone(), recorder.clone())
+    });
     let _ = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
         .serve_connection(TokioIo::new(stream), service)

@@ -31,6 +31,7 @@ pub mod containment;
 pub mod events;
 pub mod gateway;
 pub mod github;
+pub mod google;
 pub(crate) mod grants;
 pub mod located;
 pub(crate) mod loopback;

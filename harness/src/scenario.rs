@@ -12,7 +12,7 @@ use crate::bearer::AccountSpec;
 use crate::located::ConfigError;
 
 /// The placeholders scenario strings may use, filled in per cell.
-pub(crate) const PLACEHOLDERS: [&str; 16] = [
+pub(crate) const PLACEHOLDERS: [&str; 22] = [
     "HOME",
     "TOOL",
     "AWS_ROLE_ARN",
@@ -29,6 +29,12 @@ pub(crate) const PLACEHOLDERS: [&str; 16] = [
     "AWS_REGION",
     "ECR_PASSWORD",
     "ECR_EXPIRED_PASSWORD",
+    "GOOGLE_PROJECT",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+    "GOOGLE_EXTERNAL_ACCOUNT",
+    "GCE_METADATA_HOST",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
 ];
 
 /// Which kind of registry the cell pushes to.
@@ -47,6 +53,9 @@ pub enum Flavour {
     Ghcr,
     /// Docker Hub under its real names (the scenario's `[account]` table).
     Dockerhub,
+    /// Google's registry `gcr.io` with Google's OAuth, STS and metadata server (the
+    /// scenario's `[account]` table: the service account and its project).
+    Gcp,
 }
 
 impl Flavour {
@@ -59,6 +68,7 @@ impl Flavour {
             Flavour::Ecr => "<account>.dkr.ecr.<region>.amazonaws.com",
             Flavour::Ghcr => crate::github::HOST,
             Flavour::Dockerhub => crate::dockerhub::HOST,
+            Flavour::Gcp => crate::google::HOST,
         }
     }
 
@@ -70,13 +80,14 @@ impl Flavour {
             Flavour::Ecr => "ecr",
             Flavour::Ghcr => "ghcr",
             Flavour::Dockerhub => "dockerhub",
+            Flavour::Gcp => "gcp",
         }
     }
 
     /// Whether cells push to a vendor's token-auth registry under its real name, with an
     /// `[account]` there ([`crate::bearer`]).
     pub fn is_vendor(self) -> bool {
-        matches!(self, Flavour::Ghcr | Flavour::Dockerhub)
+        matches!(self, Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp)
     }
 }
 
@@ -294,7 +305,7 @@ impl Scenario {
             (true, account) => Some(account.unwrap_or_default()),
             (false, Some(_)) => {
                 let at = text.find("[account]").unwrap_or(0);
-                return Err(ConfigError::at(file, text, at..at + 9, "an [account] table only applies with target.registry = \"ghcr\" or \"dockerhub\""));
+                return Err(ConfigError::at(file, text, at..at + 9, "an [account] table only applies with target.registry = \"ghcr\", \"dockerhub\" or \"gcp\""));
             }
             (false, None) => None,
         };
@@ -434,7 +445,7 @@ stdin = "${PASSWORD}"
     fn errors_are_located() {
         let e = parse("description = \"d\"\n[target]\nregistry = \"quay\"\n").unwrap_err();
         assert_eq!((e.line, e.column), (3, 12));
-        assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`, `ghcr`, `dockerhub`");
+        assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`, `ghcr`, `dockerhub`, `gcp`");
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
         assert_eq!((e.line, e.column), (5, 12));
         assert!(e.message.starts_with("unknown placeholder `${REGISTY}`; known: ${HOME}, ${TOOL}, ${AWS_ROLE_ARN}"), "{}", e.message);
@@ -468,9 +479,9 @@ stdin = "${PASSWORD}"
         assert_eq!((account.user.as_str(), account.owner(), account.credential), ("octocat", "Octo-Org", crate::bearer::CredentialKind::ReadOnly));
         assert_eq!(parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n").unwrap().account.unwrap().owner(), "ko-matrix-bot");
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[account]\nuser = \"u\"\n").unwrap_err();
-        assert_eq!((e.line, e.message.as_str()), (4, "an [account] table only applies with target.registry = \"ghcr\" or \"dockerhub\""));
+        assert_eq!((e.line, e.message.as_str()), (4, "an [account] table only applies with target.registry = \"ghcr\", \"dockerhub\" or \"gcp\""));
         let e = parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n[account]\ncredential = \"admin\"\n").unwrap_err();
-        assert_eq!(e.message, "unknown variant `admin`, expected one of `write`, `read-only`, `expired`, `revoked`");
+        assert_eq!(e.message, "unknown variant `admin`, expected one of `write`, `read-only`, `expired`, `revoked`, `wrong-audience`");
     }
 
     #[test]

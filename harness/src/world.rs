@@ -12,9 +12,9 @@ use base64::Engine;
 use crate::aws::oidc;
 use crate::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
 use crate::base_image::{self, BaseImage};
-use crate::bearer::{Account, AccountSpec, Front};
+use crate::bearer::{Account, AccountSpec, CellIdentity, Front, IdentityService};
 use crate::credential_files::{self, CellFile, EcrToken};
-use crate::gateway::{error_chain, Backend, Gateway, Route, Session};
+use crate::gateway::{error_chain, Backend, Gateway, GatewayError, Route, Session};
 use crate::pki::{Ca, PkiError};
 use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
 use crate::aws::Emulator;
@@ -47,6 +47,8 @@ pub enum WorldError {
     LocalStack(#[from] LocalStackError),
     #[error("{0}, which the run's network namespace cannot reach; run with {env}=proxy-only", env = crate::containment::ENV)]
     HostNetwork(String),
+    #[error("{0}")]
+    Key(String),
 }
 
 /// How the harness itself reads from a target registry (to verify pushes).
@@ -233,20 +235,28 @@ pub struct VendorRegistry {
     /// The run's base image as the vendor's public repository (`docker.io/ko-matrix/base@…`),
     /// where the vendor has public images.
     pub public_base: Option<String>,
-    _server: LoopbackServer,
+    /// The vendor's identity services (Google's OAuth, STS and metadata server), if it has any.
+    identity: Option<Arc<dyn IdentityService>>,
+    _servers: Vec<LoopbackServer>,
 }
 
 /// A cell's account at a vendor registry; dropping it closes the account.
 pub struct VendorCell {
     front: Arc<Front>,
+    identity: Option<Arc<dyn IdentityService>>,
     session: u64,
     pub account: Arc<Account>,
+    /// What the vendor's identity services gave the cell.
+    pub identity_values: CellIdentity,
 }
 
 impl VendorCell {
-    /// REGISTRY, USER and PASSWORD (the account's credential), for placeholders.
+    /// REGISTRY, USER and PASSWORD (the account's credential), and the identity services'
+    /// placeholders, for scenarios.
     pub fn values(&self) -> BTreeMap<&'static str, String> {
-        BTreeMap::from([("REGISTRY", self.front.registry_host().to_string()), ("USER", self.account.spec.user.clone()), ("PASSWORD", self.account.secret.clone())])
+        let mut values = BTreeMap::from([("REGISTRY", self.front.registry_host().to_string()), ("USER", self.account.spec.user.clone()), ("PASSWORD", self.account.secret.clone())]);
+        values.extend(self.identity_values.values.clone());
+        values
     }
 
     /// The repository the cell pushes to, `<owner>/<path>`, and where it lands in the backend.
@@ -260,13 +270,27 @@ impl VendorCell {
 impl Drop for VendorCell {
     fn drop(&mut self) {
         self.front.close_cell(self.session);
+        if let Some(identity) = &self.identity {
+            identity.close_cell(self.session);
+        }
     }
 }
 
 impl VendorRegistry {
     /// Opens the account of the cell behind gateway session `session`.
-    pub fn open_cell(&self, session: u64, spec: AccountSpec) -> VendorCell {
-        VendorCell { account: self.front.open_cell(session, spec), front: self.front.clone(), session }
+    pub async fn open_cell(&self, session: &Session, spec: AccountSpec) -> Result<VendorCell, GatewayError> {
+        let account = self.front.open_cell(session.id, spec);
+        let identity_values = match &self.identity {
+            Some(identity) => {
+                let direct = match identity.direct_host() {
+                    Some(host) => Some(session.serve_as(host).await?),
+                    None => None,
+                };
+                identity.open_cell(session.id, account.clone(), direct)
+            }
+            None => CellIdentity::default(),
+        };
+        Ok(VendorCell { account, front: self.front.clone(), identity: self.identity.clone(), session: session.id, identity_values })
     }
 }
 
@@ -369,7 +393,21 @@ fn vendor_of(flavour: Flavour) -> Box<dyn crate::bearer::Vendor> {
     match flavour {
         Flavour::Ghcr => Box::new(crate::github::Ghcr),
         Flavour::Dockerhub => Box::new(crate::dockerhub::DockerHub),
+        Flavour::Gcp => Box::new(crate::google::Gcr),
         other => unreachable!("{} is not a vendor registry", other.name()),
+    }
+}
+
+/// The identity services a vendor runs beside its registry, started for the run.
+async fn identity_of(flavour: Flavour) -> Result<Option<Arc<dyn IdentityService>>, WorldError> {
+    match flavour {
+        Flavour::Gcp => {
+            // RSA key generation takes a while: off the runtime's threads.
+            let generated = tokio::task::spawn_blocking(crate::google::identity::GoogleIdentity::new).await.expect("key generation does not panic");
+            let identity = generated.map_err(|e| WorldError::Key(format!("generating the run's Google service-account key: {e}")))?;
+            Ok(Some(Arc::new(identity)))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -378,6 +416,7 @@ fn vendor_backend_service(flavour: Flavour) -> &'static str {
     match flavour {
         Flavour::Ghcr => "ghcr.io front backend",
         Flavour::Dockerhub => "Docker Hub front backend",
+        Flavour::Gcp => "gcr.io front backend",
         other => unreachable!("{} is not a vendor registry", other.name()),
     }
 }
@@ -486,7 +525,14 @@ impl World {
                 let service = vendor_backend_service(flavour);
                 let front = Front::new(vendor_of(flavour), backend.addr, service);
                 let server = front.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: format!("{} front", flavour.host()).into(), source })?;
-                started.push((flavour, backend, front, server));
+                let identity = match identity_of(flavour).await? {
+                    Some(identity) => {
+                        let server = crate::bearer::serve_identity(identity.clone()).await.map_err(|source| WorldError::Io { action: "serving", path: format!("{} identity services", flavour.host()).into(), source })?;
+                        Some((identity, server))
+                    }
+                    None => None,
+                };
+                started.push((flavour, backend, front, server, identity));
             }
             Ok::<_, WorldError>(started)
         };
@@ -521,13 +567,22 @@ impl World {
             token_server = Some(server);
         }
         let mut vendor_registries = BTreeMap::new();
-        for (flavour, backend, front, server) in vendors {
+        for (flavour, backend, front, server, identity) in vendors {
             let service = vendor_backend_service(flavour);
             let front_service = format!("{} front", flavour.host());
             for host in front.hosts() {
                 gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named(&front_service) })?;
             }
             services.push(Service { name: front_service, addr: server.addr, tls: false });
+            let mut servers = vec![server];
+            let identity = identity.map(|(identity, server)| {
+                let name = format!("{} identity services", flavour.host());
+                services.push(Service { name: name.clone(), addr: server.addr, tls: false });
+                let routes = identity.hosts().iter().try_for_each(|host| gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named(&name) }));
+                servers.push(server);
+                routes.map(|()| identity)
+            });
+            let identity = identity.transpose()?;
             services.push(Service { name: service.into(), addr: backend.addr, tls: false });
             targets.insert(flavour, TargetRegistry { flavour, backend: backend.addr, tls: false, host_header: None, service: service.into(), user: user.clone(), admin: Admin::None });
             let public_base = match flavour {
@@ -539,7 +594,7 @@ impl World {
                 _ => None,
             };
             registries.push(backend);
-            vendor_registries.insert(flavour, VendorRegistry { front, public_base, _server: server });
+            vendor_registries.insert(flavour, VendorRegistry { front, public_base, identity, _servers: servers });
         }
         let mut aws = None;
         match ecr {

@@ -40,14 +40,20 @@ impl OidcIssuer {
         jsonwebtoken::encode(&header, &claims, &self.encoding).expect("ES256 signing with a valid key succeeds")
     }
 
-    /// Verifies a token as STS does; `Err` carries STS's error code and message.
-    pub fn verify(&self, token: &str) -> Result<Claims, (&'static str, String)> {
+    /// The claims of a token this issuer minted for `audience`, if its signature, issuer,
+    /// audience and expiry hold (what any relying party checks: AWS's STS, Google's STS).
+    pub fn check(&self, token: &str, audience: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[STS_AUDIENCE]);
+        validation.set_audience(&[audience]);
         validation.leeway = 0;
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) {
-            Ok(data) => Ok(data.claims),
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map(|data| data.claims)
+    }
+
+    /// Verifies a token as STS does; `Err` carries STS's error code and message.
+    pub fn verify(&self, token: &str) -> Result<Claims, (&'static str, String)> {
+        match self.check(token, STS_AUDIENCE) {
+            Ok(claims) => Ok(claims),
             Err(e) => Err(match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     let exp = unverified_exp(token).unwrap_or_default();

@@ -15,6 +15,8 @@
 //!   names are lower-case), is never granted push: 403 `DENIED: permission_denied:
 //!   write_package`.
 
+pub mod actions;
+
 use hyper::{Response, StatusCode};
 
 use crate::bearer::{unauthorized, BadCredentials, Grant, Principal, Vendor};
@@ -122,7 +124,7 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let front = Front::new(Box::new(Ghcr), closed, "ghcr.io front backend");
         let server = front.clone().serve().await.unwrap();
-        let read_only = front.open_cell(1, AccountSpec { user: "octocat".into(), owner: None, credential: CredentialKind::ReadOnly });
+        let read_only = front.open_cell(1, AccountSpec { user: "octocat".into(), credential: CredentialKind::ReadOnly, ..AccountSpec::default() });
         let expired = front.open_cell(2, AccountSpec { credential: CredentialKind::Expired, ..AccountSpec::default() });
         let client = reqwest::Client::new();
         let get = |path: &str, session: u64| client.get(format!("http://{}{path}", server.addr)).header("host", HOST).header(crate::gateway::SESSION_HEADER, session.to_string());

@@ -177,13 +177,18 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8>
     }
     // A vendor registry's account (ghcr.io, Docker Hub) belongs to this session, as a cell's does.
     let vendor = scenarios.iter().find_map(|s| Some((s.target.registry, s.account.clone()?)));
-    let vendor = vendor.and_then(|(flavour, spec)| Some((flavour, world.vendors.get(&flavour)?.open_cell(session.id, spec))));
+    let vendor = match vendor.and_then(|(flavour, spec)| Some((flavour, world.vendors.get(&flavour)?, spec))) {
+        Some((flavour, registry, spec)) => Some((flavour, registry.open_cell(&session, spec).await?)),
+        None => None,
+    };
     if let Some((flavour, cell)) = &vendor {
         let name = flavour.name().to_ascii_uppercase();
         let values = cell.values();
         exports.push((format!("KO_MATRIX_REGISTRY_{name}"), values["REGISTRY"].clone()));
         exports.push((format!("KO_MATRIX_{name}_USER"), values["USER"].clone()));
         exports.push((format!("KO_MATRIX_{name}_PASSWORD"), values["PASSWORD"].clone()));
+        // What every cell of the vendor has in its environment (GCE_METADATA_HOST).
+        exports.extend(cell.identity_values.env.clone());
     }
     if let Some(aws) = &aws {
         let values = &aws.values;
