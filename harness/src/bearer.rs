@@ -172,7 +172,6 @@ impl Account {
     }
 
     /// What `secret` grants now, if it is a live credential of this account.
-    #[cfg(test)]
     pub(crate) fn check_credential(&self, secret: &str) -> Option<Principal> {
         self.credentials.check(secret).ok()
     }

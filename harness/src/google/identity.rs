@@ -11,6 +11,8 @@
 //!   signature and audience.
 //! - `iamcredentials.googleapis.com`: `generateAccessToken`, which turns the federated token
 //!   into the service account's access token (impersonation).
+//! - `cloudresourcemanager.googleapis.com`: `projects.get`, which google-auth calls to name an
+//!   external account's project.
 //! - `metadata.google.internal`: the GCE metadata server, with `Metadata-Flavor: Google`
 //!   enforced, reached through the cell's `GCE_METADATA_HOST` listener.
 //!
@@ -36,6 +38,8 @@ pub const OAUTH_HOST: &str = "oauth2.googleapis.com";
 pub const STS_HOST: &str = "sts.googleapis.com";
 pub const IAM_CREDENTIALS_HOST: &str = "iamcredentials.googleapis.com";
 pub const METADATA_HOST: &str = "metadata.google.internal";
+/// Resource Manager: google-auth looks up an external account's project there.
+pub const RESOURCE_MANAGER_HOST: &str = "cloudresourcemanager.googleapis.com";
 /// Whether `host` is one of Google's identity services (for explaining a failed cell).
 pub(crate) fn is_identity_host(host: &str) -> bool {
     [OAUTH_HOST, STS_HOST, IAM_CREDENTIALS_HOST, METADATA_HOST].contains(&host)
@@ -150,7 +154,7 @@ impl GoogleIdentity {
 
 impl IdentityService for GoogleIdentity {
     fn hosts(&self) -> &'static [&'static str] {
-        &[OAUTH_HOST, STS_HOST, IAM_CREDENTIALS_HOST, METADATA_HOST, crate::github::actions::ID_TOKEN_HOST]
+        &[OAUTH_HOST, STS_HOST, IAM_CREDENTIALS_HOST, RESOURCE_MANAGER_HOST, METADATA_HOST, crate::github::actions::ID_TOKEN_HOST]
     }
 
     fn direct_host(&self) -> Option<&'static str> {
@@ -209,6 +213,7 @@ impl IdentityService for GoogleIdentity {
             (OAUTH_HOST, &Method::POST, "/token") => self.jwt_bearer(&cell, &form()),
             (STS_HOST, &Method::POST, "/v1/token") => self.exchange(&cell, &form()),
             (IAM_CREDENTIALS_HOST, &Method::POST, path) => generate_access_token(&cell, parts, path),
+            (RESOURCE_MANAGER_HOST, &Method::GET, path) => project(&cell, parts, path),
             (METADATA_HOST, _, _) => metadata(&cell, parts),
             (crate::github::actions::ID_TOKEN_HOST, _, _) => crate::github::actions::answer(&self.github, parts, &cell.request_token, &cell.subject()),
             _ => json(StatusCode::NOT_FOUND, json!({ "error": { "code": 404, "message": format!("ko-matrix: {host} serves no {} {}", parts.method, parts.uri.path()), "status": "NOT_FOUND" } })),
@@ -323,6 +328,20 @@ fn generate_access_token(cell: &GoogleCell, parts: &Parts, path: &str) -> Respon
     json(StatusCode::OK, json!({ "accessToken": cell.access_token(), "expireTime": crate::aws::iso8601(expires) }))
 }
 
+/// `GET /v1/projects/<number or id>` with a token of the cell's service account or federation.
+fn project(cell: &GoogleCell, parts: &Parts, path: &str) -> Response<Body> {
+    let bearer = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
+    if cell.account.check_credential(bearer).is_none() && cell.federated.check(bearer).is_err() {
+        return google_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.");
+    }
+    let asked = path.trim_start_matches("/v1/projects/");
+    if asked != cell.project && asked != cell.project_number.to_string() {
+        return google_error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "The caller does not have permission");
+    }
+    let number = cell.project_number.to_string();
+    json(StatusCode::OK, json!({ "projectNumber": number, "projectId": cell.project, "lifecycleState": "ACTIVE", "name": cell.project }))
+}
+
 /// The GCE metadata server of the cell's VM; a cell not on GCE has none (404s).
 fn metadata(cell: &GoogleCell, parts: &Parts) -> Response<Body> {
     let text = |status: StatusCode, body: String| {
@@ -349,6 +368,12 @@ fn metadata(cell: &GoogleCell, parts: &Parts) -> Response<Body> {
         ("/computeMetadata/v1/universe/universe_domain", "googleapis.com".into()),
     ]);
     match parts.uri.path() {
+        // google-auth reads the account's description first (`?recursive=true`).
+        "/computeMetadata/v1/instance/service-accounts/default/" => {
+            let mut response = json(StatusCode::OK, json!({ "aliases": ["default"], "email": cell.service_account, "scopes": ["https://www.googleapis.com/auth/cloud-platform"] }));
+            response.headers_mut().insert("metadata-flavor", "Google".parse().expect("static header"));
+            response
+        }
         "/computeMetadata/v1/instance/service-accounts/default/token" => {
             let mut response = access_token_answer(cell.access_token());
             response.headers_mut().insert("metadata-flavor", "Google".parse().expect("static header"));
