@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::{RuntimeChoice, ServicesConfig};
 use ko_matrix::events::Silent;
-use ko_matrix::provision::{GoProvisioner, ToolchainPolicy};
+use ko_matrix::provision::{GoProvisioner, GoTool, ToolchainPolicy};
 use ko_matrix::scenario::{Flavour, Scenario};
 use ko_matrix::world::World;
 
@@ -54,46 +54,75 @@ fn python_with_google_auth() -> Result<String, String> {
     }
 }
 
+/// A world with the gcp front, one gateway session and the cell's account there.
+struct GcpCell {
+    world: World,
+    session: ko_matrix::gateway::Session,
+    cell: ko_matrix::world::VendorCell,
+    dir: tempfile::TempDir,
+}
+
+fn provisioner() -> GoProvisioner {
+    GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, std::time::Duration::from_secs(1800), Arc::new(Silent))
+}
+
+impl GcpCell {
+    /// A cell of `pusher@proj.iam.gserviceaccount.com` with `account` added to its `[account]`.
+    async fn start(account: &str) -> GcpCell {
+        let text = format!("description = \"cross-check\"\n[target]\nregistry = \"gcp\"\n[account]\nuser = \"pusher\"\nowner = \"proj\"\n{account}\n");
+        let scenario = Scenario::parse("gcp/cross-check", Path::new("cross-check.toml"), &text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let services = ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() };
+        let world = World::start(std::slice::from_ref(&scenario), &services, &provisioner(), dir.path()).await.unwrap();
+        let session = world.gateway.session().await.unwrap();
+        let cell = world.vendors[&Flavour::Gcp].open_cell(&session, scenario.account.clone().unwrap()).await.unwrap();
+        std::fs::create_dir_all(dir.path().join("no-other-certs")).unwrap();
+        GcpCell { world, session, cell, dir }
+    }
+
+    /// Writes the credentials file `placeholder` holds; returns its path.
+    fn write(&self, placeholder: &str) -> String {
+        let file = self.dir.path().join(format!("{placeholder}.json"));
+        std::fs::write(&file, &self.cell.values()[placeholder]).unwrap();
+        file.display().to_string()
+    }
+
+    /// A client command through the gateway, as a cell's environment has it.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", self.dir.path())
+            .envs(self.world.client_network(&self.session, &self.dir.path().join("no-other-certs")))
+            .envs(self.cell.identity_values.env.iter())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// What went through the gateway: `METHOD host/path → status`, one a line.
+    fn record(&self) -> String {
+        let lines: Vec<String> = self.session.records().iter().filter(|r| r.method != "CONNECT").map(|r| format!("{} {}{} → {}", r.method, r.host, r.path.split('?').next().unwrap_or_default(), r.status)).collect();
+        lines.join("\n")
+    }
+}
+
 /// Runs the client for a cell whose `[account]` is `account`, with `credentials`
-/// (`key`, `external` or `metadata`); returns what it printed.
+/// (`key`, `external` or `metadata`); returns what it printed, then the gateway record.
 async fn client_says(python: &str, account: &str, credentials: &str) -> String {
-    let text = format!("description = \"cross-check\"\n[target]\nregistry = \"gcp\"\n[account]\nuser = \"pusher\"\nowner = \"proj\"\n{account}\n");
-    let scenario = Scenario::parse("gcp/cross-check", Path::new("cross-check.toml"), &text).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let provisioner = GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, std::time::Duration::from_secs(1800), Arc::new(Silent));
-    let services = ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() };
-    let world = World::start(std::slice::from_ref(&scenario), &services, &provisioner, dir.path()).await.unwrap();
-    let session = world.gateway.session().await.unwrap();
-    let cell = world.vendors[&Flavour::Gcp].open_cell(&session, scenario.account.clone().unwrap()).await.unwrap();
-    let values = cell.values();
+    let f = GcpCell::start(account).await;
     let argument = match credentials {
-        "key" | "external" => {
-            let file = dir.path().join(format!("{credentials}.json"));
-            let placeholder = if credentials == "key" { "GOOGLE_SERVICE_ACCOUNT_KEY" } else { "GOOGLE_EXTERNAL_ACCOUNT" };
-            std::fs::write(&file, &values[placeholder]).unwrap();
-            format!("{credentials}:{}", file.display())
-        }
+        "key" => format!("key:{}", f.write("GOOGLE_SERVICE_ACCOUNT_KEY")),
+        "external" => format!("external:{}", f.write("GOOGLE_EXTERNAL_ACCOUNT")),
         _ => "metadata".to_string(),
     };
-    let no_other_certs = dir.path().join("no-other-certs");
-    std::fs::create_dir_all(&no_other_certs).unwrap();
-    let mut cmd = Command::new(python);
-    cmd.env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", dir.path())
-        .envs(world.client_network(&session, &no_other_certs))
-        // requests reads its CA bundle from here, not SSL_CERT_FILE.
-        .env("REQUESTS_CA_BUNDLE", &world.ca_bundle)
-        // GCE_METADATA_HOST is the cell's own gateway listener, on loopback: not via the proxy.
-        .env("NO_PROXY", "127.0.0.1")
-        .envs(cell.identity_values.env.iter())
-        .args(["-c", CLIENT, &argument, "proj"])
-        .stdin(Stdio::null());
+    let mut cmd = f.command(python);
+    // requests reads its CA bundle from here, not SSL_CERT_FILE; GCE_METADATA_HOST is the
+    // cell's own gateway listener on loopback, not reached through the proxy.
+    cmd.env("REQUESTS_CA_BUNDLE", &f.world.ca_bundle).env("NO_PROXY", "127.0.0.1").args(["-c", CLIENT, &argument, "proj"]);
     let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().unwrap();
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(out.status.success(), "google-auth crashed: {said}\n{}", String::from_utf8_lossy(&out.stderr));
-    let hosts: Vec<String> = session.records().iter().filter(|r| r.method != "CONNECT").map(|r| format!("{} {}{} → {}", r.method, r.host, r.path.split('?').next().unwrap_or_default(), r.status)).collect();
-    format!("{said}\n{}", hosts.join("\n"))
+    format!("{said}\n{}", f.record())
 }
 
 #[tokio::test]
@@ -127,4 +156,55 @@ async fn google_auth_gets_tokens_gcr_io_accepts_and_refusals_in_googles_words() 
 
     let off_gce = client_says(&python, "", "metadata").await;
     assert!(off_gce.starts_with("refused "), "{off_gce}");
+}
+
+const CRANE: GoTool = GoTool { name: "crane", module: "github.com/google/go-containerregistry", package: "github.com/google/go-containerregistry/cmd/crane", version_var: None, version_args: &[] };
+const GCR_HELPER: GoTool = GoTool {
+    name: "docker-credential-gcr",
+    module: "github.com/GoogleCloudPlatform/docker-credential-gcr/v2",
+    package: "github.com/GoogleCloudPlatform/docker-credential-gcr/v2",
+    version_var: None,
+    version_args: &[],
+};
+
+/// `docker-credential-gcr` (Google's own helper, ADC from a key file) gives crane credentials
+/// that gcr.io takes for a push and a pull. It signs its own JWT with the key (no call to
+/// oauth2.googleapis.com), so a deleted account's key is refused by gcr.io itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_credential_gcr_gives_crane_credentials_gcr_io_takes() {
+    let helper = provisioner().install(&GCR_HELPER, "v2.1.30").await.unwrap_or_else(|e| panic!("{e}")).path;
+    let crane = provisioner().install(&CRANE, "v0.19.1").await.unwrap_or_else(|e| panic!("{e}")).path;
+    let get = |f: &GcpCell, key: &str| {
+        let mut child = f.command(&helper).arg("get").env("GOOGLE_APPLICATION_CREDENTIALS", key).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"gcr.io").unwrap();
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    };
+
+    let f = GcpCell::start("").await;
+    let key = f.write("GOOGLE_SERVICE_ACCOUNT_KEY");
+    let out = get(&f, &key);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let creds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(creds["Username"].as_str().unwrap().starts_with("_dcgcr_"), "{creds}");
+    assert_eq!(creds["Secret"].as_str().unwrap().split('.').count(), 3, "a self-signed JWT");
+    // crane runs the helper itself, as `docker-credential-gcr configure-docker` sets it up.
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", helper.parent().unwrap().display());
+    let crane_run = |f: &GcpCell, key: &str, args: &[&str]| {
+        std::fs::create_dir_all(f.dir.path().join(".docker")).unwrap();
+        std::fs::write(f.dir.path().join(".docker/config.json"), r#"{"credHelpers":{"gcr.io":"gcr"}}"#).unwrap();
+        f.command(&crane).env("PATH", &path).env("GOOGLE_APPLICATION_CREDENTIALS", key).args(args).output().unwrap()
+    };
+    let copied = crane_run(&f, &key, &["copy", &f.world.base_image, "gcr.io/proj/app:copied"]);
+    assert!(copied.status.success(), "crane copy: {}\n{}", String::from_utf8_lossy(&copied.stderr), f.record());
+    let digest = crane_run(&f, &key, &["digest", "gcr.io/proj/app:copied"]);
+    assert_eq!(String::from_utf8_lossy(&digest.stdout).trim(), f.world.base_image.rsplit('@').next().unwrap());
+    let record = f.record();
+    assert!(record.contains("GET gcr.io/v2/token → 200") && !record.contains("oauth2.googleapis.com"), "{record}");
+
+    let deleted = GcpCell::start("credential = \"revoked\"").await;
+    let key = deleted.write("GOOGLE_SERVICE_ACCOUNT_KEY");
+    let refused = crane_run(&deleted, &key, &["copy", &deleted.world.base_image, "gcr.io/proj/app:copied"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("UNAUTHORIZED: Not Authorized."), "{said}");
 }

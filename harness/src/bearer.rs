@@ -140,6 +140,8 @@ fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 /// One cell's account at the vendor.
 pub struct Account {
     pub spec: AccountSpec,
+    /// The gateway session of the cell it belongs to.
+    pub session: u64,
     /// Where the cell's repositories live in the backend registry (`<vendor>-cell-<n>`).
     pub backend_prefix: String,
     /// The credential the cell holds (`${PASSWORD}`), minted per [`AccountSpec::credential`].
@@ -149,7 +151,7 @@ pub struct Account {
 }
 
 impl Account {
-    fn new(spec: AccountSpec, backend_prefix: String) -> Account {
+    fn new(spec: AccountSpec, session: u64, backend_prefix: String) -> Account {
         let credentials = Minted::default();
         let allow: Vec<String> = match spec.credential {
             CredentialKind::ReadOnly => vec!["pull".into()],
@@ -160,7 +162,7 @@ impl Account {
         if spec.credential == CredentialKind::Revoked {
             credentials.revoke(&secret);
         }
-        Account { spec, backend_prefix, secret, credentials, tokens: Minted::default() }
+        Account { spec, session, backend_prefix, secret, credentials, tokens: Minted::default() }
     }
 }
 
@@ -203,6 +205,11 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     }
     /// The `service` of the challenge and of token requests.
     fn service(&self) -> &'static str;
+    /// What a secret the account never minted grants, for vendors that also take credentials
+    /// the client makes itself (Google's self-signed service-account JWTs); `None`: not one.
+    fn other_credential(&self, _account: &Account, _secret: &str) -> Option<Result<Principal, BadCredentials>> {
+        None
+    }
     /// The `WWW-Authenticate` value for a request without a usable token; `scope` is what the
     /// request needed, when it was for a repository.
     fn challenge(&self, scope: Option<&str>) -> String;
@@ -343,7 +350,7 @@ impl Front {
 
     /// Gives the cell behind gateway session `session` its account.
     pub fn open_cell(&self, session: u64, spec: AccountSpec) -> Arc<Account> {
-        let account = Arc::new(Account::new(spec, format!("{}-cell-{session}", self.vendor.name().replace('.', "-"))));
+        let account = Arc::new(Account::new(spec, session, format!("{}-cell-{session}", self.vendor.name().replace('.', "-"))));
         self.cells.write().expect("cells lock").insert(session, account.clone());
         account
     }
@@ -416,10 +423,11 @@ impl Front {
     fn authenticate(&self, account: Option<&Account>, authorization: &str) -> Result<Principal, BadCredentials> {
         let (user, secret) = crate::registry_front::basic_credentials(authorization).ok_or(BadCredentials::Malformed)?;
         let account = account.ok_or(BadCredentials::Unknown)?;
-        let principal = account.credentials.check(&secret).map_err(|refusal| match refusal {
-            Refusal::Unknown => BadCredentials::Unknown,
-            Refusal::Expired => BadCredentials::Expired,
-        })?;
+        let principal = match account.credentials.check(&secret) {
+            Ok(principal) => principal,
+            Err(Refusal::Expired) => return Err(BadCredentials::Expired),
+            Err(Refusal::Unknown) => self.vendor.other_credential(account, &secret).unwrap_or(Err(BadCredentials::Unknown))?,
+        };
         if self.vendor.checks_user() && !user.eq_ignore_ascii_case(&principal.user) {
             return Err(BadCredentials::WrongUser);
         }
@@ -484,7 +492,7 @@ mod tests {
 
     #[test]
     fn accounts_hold_the_credential_their_spec_names() {
-        let account = |credential| Account::new(AccountSpec { credential, ..AccountSpec::default() }, "p".into());
+        let account = |credential| Account::new(AccountSpec { credential, ..AccountSpec::default() }, 1, "p".into());
         let write = account(CredentialKind::Write);
         assert_eq!(write.credentials.check(&write.secret).unwrap().allow, ["pull", "push"]);
         let read = account(CredentialKind::ReadOnly);

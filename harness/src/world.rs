@@ -388,27 +388,20 @@ impl WorldPlan {
     }
 }
 
-/// The token-auth vendor behind `flavour`.
-fn vendor_of(flavour: Flavour) -> Box<dyn crate::bearer::Vendor> {
-    match flavour {
-        Flavour::Ghcr => Box::new(crate::github::Ghcr),
-        Flavour::Dockerhub => Box::new(crate::dockerhub::DockerHub),
-        Flavour::Gcp => Box::new(crate::google::Gcr),
-        other => unreachable!("{} is not a vendor registry", other.name()),
-    }
-}
-
-/// The identity services a vendor runs beside its registry, started for the run.
-async fn identity_of(flavour: Flavour) -> Result<Option<Arc<dyn IdentityService>>, WorldError> {
-    match flavour {
+/// The token-auth vendor behind `flavour`, and the identity services it runs beside its
+/// registry, started for the run.
+async fn vendor_of(flavour: Flavour) -> Result<(Box<dyn crate::bearer::Vendor>, Option<Arc<dyn IdentityService>>), WorldError> {
+    Ok(match flavour {
+        Flavour::Ghcr => (Box::new(crate::github::Ghcr), None),
+        Flavour::Dockerhub => (Box::new(crate::dockerhub::DockerHub), None),
         Flavour::Gcp => {
             // RSA key generation takes a while: off the runtime's threads.
             let generated = tokio::task::spawn_blocking(crate::google::identity::GoogleIdentity::new).await.expect("key generation does not panic");
-            let identity = generated.map_err(|e| WorldError::Key(format!("generating the run's Google service-account key: {e}")))?;
-            Ok(Some(Arc::new(identity)))
+            let identity = Arc::new(generated.map_err(|e| WorldError::Key(format!("generating the run's Google service-account key: {e}")))?);
+            (Box::new(crate::google::Gcr { identity: identity.clone() }), Some(identity))
         }
-        _ => Ok(None),
-    }
+        other => unreachable!("{} is not a vendor registry", other.name()),
+    })
 }
 
 /// What infra-error details call a vendor front's backend registry.
@@ -523,9 +516,10 @@ impl World {
             for flavour in flavours.iter().copied().filter(|f| f.is_vendor()) {
                 let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
                 let service = vendor_backend_service(flavour);
-                let front = Front::new(vendor_of(flavour), backend.addr, service);
+                let (vendor, identity) = vendor_of(flavour).await?;
+                let front = Front::new(vendor, backend.addr, service);
                 let server = front.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: format!("{} front", flavour.host()).into(), source })?;
-                let identity = match identity_of(flavour).await? {
+                let identity = match identity {
                     Some(identity) => {
                         let server = crate::bearer::serve_identity(identity.clone()).await.map_err(|source| WorldError::Io { action: "serving", path: format!("{} identity services", flavour.host()).into(), source })?;
                         Some((identity, server))

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::aws::oidc::OidcIssuer;
-use crate::bearer::{json, Account, CellIdentity, CredentialKind, IdentityService, Principal};
+use crate::bearer::{json, Account, BadCredentials, CellIdentity, CredentialKind, IdentityService, Principal};
 use crate::grants::{random_b64, Minted, Refusal};
 use crate::registry_front::{full, Body};
 
@@ -149,6 +149,44 @@ impl GoogleIdentity {
                 "format": { "type": "json", "subject_token_field_name": "value" },
             },
         })
+    }
+}
+
+/// The claims of a self-signed service-account JWT (cloud.google.com/go/auth's
+/// `UseSelfSignedJWT`: `iss` = `sub` = the account, `scope` or `aud`, an hour at most).
+#[derive(Debug, Deserialize)]
+struct SelfSigned {
+    iss: String,
+    sub: String,
+    exp: i64,
+    iat: i64,
+}
+
+impl GoogleIdentity {
+    /// What a self-signed JWT of the cell's service account grants, as Google's APIs take
+    /// one in place of an access token (docker-credential-gcr makes them); `None` when `token`
+    /// is not a JWT signed with the cell's key id.
+    pub(crate) fn self_signed(&self, account: &Account, token: &str) -> Option<Result<Principal, BadCredentials>> {
+        let cell = self.cell(Some(account.session))?;
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.kid.as_deref() != Some(cell.key_id.as_str()) {
+            return None;
+        }
+        if cell.deleted {
+            return Some(Err(BadCredentials::Unknown));
+        }
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.validate_aud = false;
+        let refused = match jsonwebtoken::decode::<SelfSigned>(token, &self.decoding, &validation) {
+            Ok(data) => {
+                let claims = data.claims;
+                let own = claims.iss == cell.service_account && claims.sub == cell.service_account;
+                return Some(if own && claims.exp - claims.iat <= 3600 { Ok(Principal { user: cell.service_account.clone(), allow: cell.allow.clone() }) } else { Err(BadCredentials::Unknown) });
+            }
+            Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature => BadCredentials::Expired,
+            Err(_) => BadCredentials::Unknown,
+        };
+        Some(Err(refused))
     }
 }
 
@@ -392,9 +430,10 @@ mod tests {
     use crate::bearer::{AccountSpec, Front};
     use http_body_util::BodyExt;
 
-    fn identity_and_front() -> (GoogleIdentity, Arc<Front>) {
+    fn identity_and_front() -> (Arc<GoogleIdentity>, Arc<Front>) {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        (GoogleIdentity::new().unwrap(), Front::new(Box::new(super::super::Gcr), closed, "gcr.io front backend"))
+        let identity = Arc::new(GoogleIdentity::new().unwrap());
+        (identity.clone(), Front::new(Box::new(super::super::Gcr { identity }), closed, "gcr.io front backend"))
     }
 
     fn post(host: &str, path: &str, form: &[(&str, &str)]) -> (Parts, Vec<u8>) {
@@ -433,6 +472,27 @@ mod tests {
         let (parts, body) = post(OAUTH_HOST, "/token", &[("grant_type", JWT_BEARER), ("assertion", &assertion(&identity, &key_file, "https://elsewhere"))]);
         assert_eq!(answer(identity.handle(Some(7), &parts, &body)).await.1["error"], "invalid_grant");
         assert_eq!(answer(identity.handle(Some(8), &parts, &body)).await.0, 401, "another cell's request");
+    }
+
+    #[test]
+    fn self_signed_jwts_of_the_cells_account_stand_for_an_access_token() {
+        let (identity, front) = identity_and_front();
+        let account = front.open_cell(3, AccountSpec { credential: CredentialKind::ReadOnly, ..AccountSpec::default() });
+        let key_file: serde_json::Value = serde_json::from_str(&identity.open_cell(3, account.clone(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"]).unwrap();
+        let sign = |claims: serde_json::Value| {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+            header.kid = key_file["private_key_id"].as_str().map(str::to_string);
+            jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(identity.private_key_pem.as_bytes()).unwrap()).unwrap()
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let email = key_file["client_email"].clone();
+        let good = sign(json!({ "iss": email, "sub": email, "scope": "https://www.googleapis.com/auth/cloud-platform", "iat": now, "exp": now + 3600 }));
+        assert_eq!(identity.self_signed(&account, &good).unwrap().unwrap().allow, ["pull"]);
+        let stale = sign(json!({ "iss": email, "sub": email, "iat": now - 7200, "exp": now - 3600 }));
+        assert_eq!(identity.self_signed(&account, &stale).unwrap(), Err(BadCredentials::Expired));
+        let other = sign(json!({ "iss": "x@p.iam.gserviceaccount.com", "sub": "x@p.iam.gserviceaccount.com", "iat": now, "exp": now + 3600 }));
+        assert_eq!(identity.self_signed(&account, &other).unwrap(), Err(BadCredentials::Unknown));
+        assert!(identity.self_signed(&account, "not-a-jwt").is_none());
     }
 
     #[tokio::test]

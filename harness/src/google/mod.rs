@@ -16,16 +16,20 @@
 
 pub mod identity;
 
+use std::sync::Arc;
+
 use hyper::{Response, StatusCode};
 
-use crate::bearer::{BadCredentials, Grant, Principal, Vendor};
+use crate::bearer::{Account, BadCredentials, Grant, Principal, Vendor};
 use crate::registry_front::{distribution_error, Body};
 
 /// The registry's (and token endpoint's) host.
 pub const HOST: &str = "gcr.io";
 
-/// gcr.io's token flow.
-pub(crate) struct Gcr;
+/// gcr.io's token flow; Google's identity services vouch for self-signed tokens.
+pub(crate) struct Gcr {
+    pub identity: Arc<identity::GoogleIdentity>,
+}
 
 /// The Artifact Registry permission an action needs.
 fn permission(action: &str) -> &'static str {
@@ -78,6 +82,10 @@ impl Vendor for Gcr {
         false
     }
 
+    fn other_credential(&self, account: &Account, secret: &str) -> Option<Result<Principal, BadCredentials>> {
+        self.identity.self_signed(account, secret)
+    }
+
     fn refuse_credentials(&self, _: BadCredentials) -> Response<Body> {
         distribution_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "Not Authorized.")
     }
@@ -96,26 +104,32 @@ impl Vendor for Gcr {
 mod tests {
     use super::*;
 
+    fn gcr() -> Gcr {
+        Gcr { identity: Arc::new(identity::GoogleIdentity::new().unwrap()) }
+    }
+
     #[test]
     fn the_challenge_names_gcrs_token_endpoint() {
-        assert_eq!(Gcr.challenge(None), r#"Bearer realm="https://gcr.io/v2/token",service="gcr.io""#);
-        assert!(Gcr.challenge(Some("repository:p/app:push,pull")).ends_with(r#",scope="repository:p/app:push,pull""#));
+        let gcr = gcr();
+        assert_eq!(gcr.challenge(None), r#"Bearer realm="https://gcr.io/v2/token",service="gcr.io""#);
+        assert!(gcr.challenge(Some("repository:p/app:push,pull")).ends_with(r#",scope="repository:p/app:push,pull""#));
     }
 
     #[tokio::test]
     async fn a_push_scope_the_principal_lacks_is_refused_at_the_token_endpoint() {
         use http_body_util::BodyExt;
+        let gcr = gcr();
         let reader = Principal { user: "ci@p.iam.gserviceaccount.com".into(), allow: vec!["pull".into()] };
         let asked = ["push".to_string(), "pull".to_string()];
-        let granted = Gcr.grant("p", Some(&reader), "p/app", &asked);
+        let granted = gcr.grant("p", Some(&reader), "p/app", &asked);
         assert_eq!(granted, ["pull"]);
-        let refusal = Gcr.refuse_token(Some(&reader), "p/app", &asked, &granted).expect("push is missing");
+        let refusal = gcr.refuse_token(Some(&reader), "p/app", &asked, &granted).expect("push is missing");
         assert_eq!(refusal.status(), StatusCode::FORBIDDEN);
         let body = String::from_utf8(refusal.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         assert_eq!(body, r#"{"errors":[{"code":"DENIED","message":"Permission \"artifactregistry.repositories.uploadArtifacts\" denied on resource \"projects/p/locations/us/repositories/gcr.io\" (or it may not exist)"}]}"#);
-        let anonymous = Gcr.refuse_token(None, "p/app", &asked, &[]).unwrap();
+        let anonymous = gcr.refuse_token(None, "p/app", &asked, &[]).unwrap();
         let body = String::from_utf8(anonymous.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         assert!(body.contains("Unauthenticated request. Unauthenticated requests do not have permission"), "{body}");
-        assert!(Gcr.refuse_token(Some(&reader), "p/app", &["pull".to_string()], &["pull".to_string()]).is_none());
+        assert!(gcr.refuse_token(Some(&reader), "p/app", &["pull".to_string()], &["pull".to_string()]).is_none());
     }
 }
