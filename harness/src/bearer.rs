@@ -62,6 +62,10 @@ pub struct AccountSpec {
     /// its metadata server (a GCE VM's service account).
     #[serde(default)]
     pub attached_identity: bool,
+    /// The vendor's CLI is on PATH, logged in as the account (Google's `gcloud`: a harness
+    /// stand-in that answers `gcloud config config-helper` as the Cloud SDK does).
+    #[serde(default)]
+    pub cli_login: bool,
 }
 
 fn default_user() -> String {
@@ -70,7 +74,7 @@ fn default_user() -> String {
 
 impl Default for AccountSpec {
     fn default() -> Self {
-        AccountSpec { user: default_user(), owner: None, credential: CredentialKind::default(), attached_identity: false }
+        AccountSpec { user: default_user(), owner: None, credential: CredentialKind::default(), attached_identity: false, cli_login: false }
     }
 }
 
@@ -274,6 +278,8 @@ pub struct CellIdentity {
     pub env: std::collections::BTreeMap<String, String>,
     /// Values to mask in logs and reports (keys, tokens).
     pub secrets: Vec<String>,
+    /// Programs on the cell's PATH (name → shell script): stand-ins for a vendor's CLI.
+    pub programs: std::collections::BTreeMap<String, String>,
 }
 
 /// Largest request body an identity service reads (token forms and JSON are small).

@@ -328,6 +328,11 @@ impl Cell {
         for d in [home, root.join("tmp"), root.join("bin"), root.join("no-other-certs")] {
             std::fs::create_dir_all(&d).map_err(io_error("creating", &d))?;
         }
+        for (name, script) in vendor.iter().flat_map(|v| &v.identity_values.programs) {
+            let program = root.join("bin").join(name);
+            write_file(&program, script)?;
+            std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io_error("making executable", &program))?;
+        }
         let link = root.join("bin").join(CREDENTIAL_HELPER);
         std::os::unix::fs::symlink(&env.helper, &link).map_err(io_error("linking", &link))?;
         if let Some(world_aws) = &world.aws {

@@ -231,6 +231,11 @@ impl IdentityService for GoogleIdentity {
             identity.values.insert("GCE_METADATA_HOST", direct.to_string());
             identity.env.insert("GCE_METADATA_HOST".into(), direct.to_string());
         }
+        if spec.cli_login {
+            let token = cell.access_token();
+            identity.programs.insert("gcloud".into(), gcloud_stand_in(&cell.service_account, &token));
+            identity.secrets.push(token);
+        }
         let escaped_key = serde_json::to_string(&self.private_key_pem).expect("a string serialises");
         identity.secrets.extend([self.private_key_pem.clone(), escaped_key.trim_matches('"').to_string(), cell.request_token.clone()]);
         self.cells.write().expect("cells lock").insert(session, cell);
@@ -257,6 +262,17 @@ impl IdentityService for GoogleIdentity {
             _ => json(StatusCode::NOT_FOUND, json!({ "error": { "code": 404, "message": format!("ko-matrix: {host} serves no {} {}", parts.method, parts.uri.path()), "status": "NOT_FOUND" } })),
         }
     }
+}
+
+/// A `gcloud` logged in as `account`, for the one command go-containerregistry's Google
+/// keychain runs: `gcloud config config-helper --force-auth-refresh --format=json(credential)`.
+/// A stand-in, not the Cloud SDK: it prints what that command prints, with `token`.
+fn gcloud_stand_in(account: &str, token: &str) -> String {
+    let expiry = (time::OffsetDateTime::now_utc() + ACCESS_TOKEN_TTL).format(&time::format_description::well_known::Rfc3339).expect("a UTC time formats");
+    let answer = json!({ "credential": { "access_token": token, "token_expiry": expiry } });
+    format!(
+        "#!/bin/sh\n# ko-matrix's stand-in for the Google Cloud SDK's gcloud, logged in as {account}.\n# It answers `gcloud config config-helper` as gcloud does, nothing else.\nif [ \"$1 $2\" = \"config config-helper\" ]; then\n  printf '%s\\n' '{answer}'\n  exit 0\nfi\necho \"ko-matrix's gcloud stand-in answers only 'gcloud config config-helper' (asked: $*)\" >&2\nexit 2\n"
+    )
 }
 
 /// OAuth 2.0's error answer, as Google words it.
