@@ -233,6 +233,8 @@ pub struct VendorRegistry {
     /// The run's base image as the vendor's public repository (`docker.io/ko-matrix/base@…`),
     /// where the vendor has public images.
     pub public_base: Option<String>,
+    /// Entra ID and IMDS beside the registry (Azure's), serving until dropped.
+    pub entra: Option<(Arc<crate::azure::Entra>, LoopbackServer)>,
     _server: LoopbackServer,
 }
 
@@ -267,6 +269,26 @@ impl VendorRegistry {
     /// Opens the account of the cell behind gateway session `session`.
     pub fn open_cell(&self, session: u64, spec: AccountSpec) -> VendorCell {
         VendorCell { account: self.front.open_cell(session, spec), front: self.front.clone(), session }
+    }
+
+    /// Opens the Entra ID identity of the cell behind gateway session `session` (Azure's
+    /// registry only).
+    pub fn open_azure(&self, session: u64, spec: crate::azure::AzureSpec) -> Option<AzureIdentity> {
+        let (entra, _) = self.entra.as_ref()?;
+        Some(AzureIdentity { cell: entra.open_cell(session, spec), entra: entra.clone(), session })
+    }
+}
+
+/// A cell's identity in Entra ID; dropping it closes it.
+pub struct AzureIdentity {
+    entra: Arc<crate::azure::Entra>,
+    session: u64,
+    pub cell: Arc<crate::azure::EntraCell>,
+}
+
+impl Drop for AzureIdentity {
+    fn drop(&mut self) {
+        self.entra.close_cell(self.session);
     }
 }
 
@@ -364,11 +386,12 @@ impl WorldPlan {
     }
 }
 
-/// The token-auth vendor behind `flavour`.
-fn vendor_of(flavour: Flavour) -> Box<dyn crate::bearer::Vendor> {
+/// The token-auth vendor behind `flavour` (Azure's checks tokens of `entra`).
+fn vendor_of(flavour: Flavour, entra: Option<&Arc<crate::azure::Entra>>) -> Box<dyn crate::bearer::Vendor> {
     match flavour {
         Flavour::Ghcr => Box::new(crate::github::Ghcr),
         Flavour::Dockerhub => Box::new(crate::dockerhub::DockerHub),
+        Flavour::Azure => Box::new(crate::azure::Acr { entra: entra.expect("Entra ID starts with the ACR front").clone() }),
         other => unreachable!("{} is not a vendor registry", other.name()),
     }
 }
@@ -378,6 +401,7 @@ fn vendor_backend_service(flavour: Flavour) -> &'static str {
     match flavour {
         Flavour::Ghcr => "ghcr.io front backend",
         Flavour::Dockerhub => "Docker Hub front backend",
+        Flavour::Azure => "ACR front backend",
         other => unreachable!("{} is not a vendor registry", other.name()),
     }
 }
@@ -484,9 +508,17 @@ impl World {
             for flavour in flavours.iter().copied().filter(|f| f.is_vendor()) {
                 let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
                 let service = vendor_backend_service(flavour);
-                let front = Front::new(vendor_of(flavour), backend.addr, service);
+                let entra = match flavour {
+                    Flavour::Azure => {
+                        let entra = crate::azure::Entra::new();
+                        let server = entra.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "Entra ID emulator".into(), source })?;
+                        Some((entra, server))
+                    }
+                    _ => None,
+                };
+                let front = Front::new(vendor_of(flavour, entra.as_ref().map(|(e, _)| e)), backend.addr, service);
                 let server = front.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: format!("{} front", flavour.host()).into(), source })?;
-                started.push((flavour, backend, front, server));
+                started.push((flavour, backend, front, server, entra));
             }
             Ok::<_, WorldError>(started)
         };
@@ -521,7 +553,7 @@ impl World {
             token_server = Some(server);
         }
         let mut vendor_registries = BTreeMap::new();
-        for (flavour, backend, front, server) in vendors {
+        for (flavour, backend, front, server, entra) in vendors {
             let service = vendor_backend_service(flavour);
             let front_service = format!("{} front", flavour.host());
             for host in front.hosts() {
@@ -538,14 +570,26 @@ impl World {
                 }
                 _ => None,
             };
+            if let Some((_, entra_server)) = &entra {
+                for host in [crate::azure::entra::LOGIN_HOST, crate::azure::entra::IMDS_HOST] {
+                    gateway.route(host, Route::Terminate { backend: Backend::http(entra_server.addr).named("Entra ID emulator") })?;
+                }
+                services.push(Service { name: "Entra ID emulator".into(), addr: entra_server.addr, tls: false });
+            }
             registries.push(backend);
-            vendor_registries.insert(flavour, VendorRegistry { front, public_base, _server: server });
+            vendor_registries.insert(flavour, VendorRegistry { front, public_base, entra, _server: server });
         }
         let mut aws = None;
         match ecr {
             Some((StartedEcr::Embedded { backend, emulator, server }, ecr_login)) => {
                 for host in &aws_hosts {
                     gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named("AWS emulator") })?;
+                }
+                // One IMDS address for both clouds: Azure's emulator answers `/metadata/…` and
+                // hands every other path to AWS's.
+                if let Some((entra, entra_server)) = vendor_registries.get(&Flavour::Azure).and_then(|v| v.entra.as_ref()) {
+                    entra.set_imds_fallback(server.addr);
+                    gateway.route(crate::azure::entra::IMDS_HOST, Route::Terminate { backend: Backend::http(entra_server.addr).named("Entra ID emulator") })?;
                 }
                 services.push(Service { name: "AWS emulator".into(), addr: server.addr, tls: false });
                 services.push(Service { name: "ECR front backend".into(), addr: backend.addr, tls: false });

@@ -40,14 +40,20 @@ impl OidcIssuer {
         jsonwebtoken::encode(&header, &claims, &self.encoding).expect("ES256 signing with a valid key succeeds")
     }
 
-    /// Verifies a token as STS does; `Err` carries STS's error code and message.
-    pub fn verify(&self, token: &str) -> Result<Claims, (&'static str, String)> {
+    /// The claims of a token this issuer signed for `audience`, checked (issuer, audience,
+    /// expiry without leeway) — what any relying party (STS, Entra ID) checks first.
+    pub fn decode(&self, token: &str, audience: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[STS_AUDIENCE]);
+        validation.set_audience(&[audience]);
         validation.leeway = 0;
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) {
-            Ok(data) => Ok(data.claims),
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map(|data| data.claims)
+    }
+
+    /// Verifies a token as STS does; `Err` carries STS's error code and message.
+    pub fn verify(&self, token: &str) -> Result<Claims, (&'static str, String)> {
+        match self.decode(token, STS_AUDIENCE) {
+            Ok(claims) => Ok(claims),
             Err(e) => Err(match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     let exp = unverified_exp(token).unwrap_or_default();
@@ -63,7 +69,7 @@ impl OidcIssuer {
 }
 
 /// The `exp` claim, read without verification (only to word the error as STS does).
-fn unverified_exp(token: &str) -> Option<i64> {
+pub(crate) fn unverified_exp(token: &str) -> Option<i64> {
     use base64::Engine;
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
     serde_json::from_slice::<serde_json::Value>(&payload).ok()?["exp"].as_i64()
