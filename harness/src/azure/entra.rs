@@ -260,6 +260,12 @@ impl Entra {
             return json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("ko-matrix Entra ID emulator: no service at {host}")}));
         }
         let (parts, body) = req.into_parts();
+        if parts.uri.path() == "/common/discovery/instance" {
+            return instance_discovery(&parts);
+        }
+        if let Some(tenant) = parts.uri.path().strip_prefix('/').and_then(|p| p.strip_suffix("/v2.0/.well-known/openid-configuration")) {
+            return openid_configuration(cell.as_deref(), tenant);
+        }
         let Some((tenant, v2)) = token_endpoint(parts.uri.path()) else {
             return json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("ko-matrix Entra ID emulator: no endpoint {}", parts.uri.path())}));
         };
@@ -292,13 +298,53 @@ impl Entra {
     }
 }
 
+/// `GET /common/discovery/instance?api-version=1.1&authorization_endpoint=…`: the public
+/// cloud's host aliases, which MSAL asks for (`ClientApplication._get_instance_metadata`) to
+/// match cached tokens, e.g. after a refused token request.
+fn instance_discovery(parts: &Parts) -> Response<Body> {
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let authorize = query.iter().find(|(k, _)| k == "authorization_endpoint").map(|(_, v)| v.clone()).unwrap_or_else(|| format!("https://{LOGIN_HOST}/common/oauth2/authorize"));
+    let tenant_discovery = authorize.replace("/oauth2/authorize", "/v2.0/.well-known/openid-configuration").replace("/oauth2/v2.0/authorize", "/v2.0/.well-known/openid-configuration");
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "tenant_discovery_endpoint": tenant_discovery,
+            "api-version": "1.1",
+            "metadata": [
+                { "preferred_network": LOGIN_HOST, "preferred_cache": "login.windows.net", "aliases": [LOGIN_HOST, "login.windows.net", "login.microsoft.com", "sts.windows.net"] },
+            ],
+        }),
+    )
+}
+
+/// `GET /<tenant>/v2.0/.well-known/openid-configuration`: the tenant's endpoints, which MSAL
+/// (azure-identity) reads before asking for a token.
+fn openid_configuration(cell: Option<&EntraCell>, tenant: &str) -> Response<Body> {
+    let Some(cell) = cell.filter(|c| c.tenant.eq_ignore_ascii_case(tenant)) else { return tenant_not_found(tenant) };
+    let base = format!("https://{LOGIN_HOST}/{}", cell.tenant);
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "token_endpoint": format!("{base}/oauth2/v2.0/token"),
+            "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
+            "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
+            "issuer": format!("{base}/v2.0"),
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "tenant_region_scope": "EU",
+        }),
+    )
+}
+
+fn tenant_not_found(tenant: &str) -> Response<Body> {
+    aad_error(StatusCode::BAD_REQUEST, "invalid_tenant", 90002, &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."))
+}
+
 /// `POST /<tenant>/oauth2[/v2.0]/token` with the client credentials grant.
 fn token(oidc: &OidcIssuer, cell: Option<&EntraCell>, tenant: &str, v2: bool, body: &[u8]) -> Response<Body> {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
-    let Some(cell) = cell.filter(|c| c.tenant.eq_ignore_ascii_case(tenant)) else {
-        return aad_error(StatusCode::BAD_REQUEST, "invalid_tenant", 90002, &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."));
-    };
+    let Some(cell) = cell.filter(|c| c.tenant.eq_ignore_ascii_case(tenant)) else { return tenant_not_found(tenant) };
     if field("grant_type") != Some("client_credentials") {
         return aad_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, &format!("The app requested an unsupported grant type '{}'.", field("grant_type").unwrap_or_default()));
     }
@@ -307,7 +353,8 @@ fn token(oidc: &OidcIssuer, cell: Option<&EntraCell>, tenant: &str, v2: bool, bo
         return aad_error(StatusCode::BAD_REQUEST, "unauthorized_client", 700016, &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."));
     }
     let audience = if v2 {
-        match field("scope").and_then(|s| s.strip_suffix("/.default")) {
+        // MSAL may add OIDC scopes (`openid profile offline_access`) beside the resource's.
+        match field("scope").and_then(|s| s.split_whitespace().find_map(|s| s.strip_suffix("/.default"))) {
             Some(resource) => resource.to_string(),
             None => return aad_error(StatusCode::BAD_REQUEST, "invalid_scope", 1002012, &format!("The provided value for scope {} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", field("scope").unwrap_or_default())),
         }
