@@ -23,7 +23,7 @@ use ko_matrix::scenario::{Flavour, Scenario};
 use ko_matrix::world::World;
 use libtest_mimic::{Arguments, Failed, Trial};
 
-const FLAVOURS: [Flavour; 7] = [Flavour::Anonymous, Flavour::Basic, Flavour::Token, Flavour::Ecr, Flavour::Ghcr, Flavour::Dockerhub, Flavour::Gcp];
+const FLAVOURS: [Flavour; 8] = [Flavour::Anonymous, Flavour::Basic, Flavour::Token, Flavour::Ecr, Flavour::Ghcr, Flavour::Dockerhub, Flavour::Gcp, Flavour::Azure];
 const REPOSITORIES: [&str; 2] = ["conformance/repo1", "conformance/repo2"];
 
 fn main() {
@@ -106,7 +106,7 @@ async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Repo
             let user = &world.targets[&flavour].user;
             Target { registry: flavour.host().into(), login: Some((user.username.clone(), user.password.clone())), repositories }
         }
-        Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp => {
+        Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp | Flavour::Azure => {
             let spec = scenario.account.clone().expect("a vendor scenario has an [account] table");
             let cell = vendor_cell.insert(world.vendors[&flavour].open_cell(&session, spec).await.map_err(|e| e.to_string())?);
             let values = cell.values();

@@ -150,7 +150,7 @@ pub struct Account {
     pub backend_prefix: String,
     /// The credential the cell holds (`${PASSWORD}`), minted per [`AccountSpec::credential`].
     pub secret: String,
-    credentials: Minted<Principal>,
+    pub(crate) credentials: Minted<Principal>,
     tokens: Minted<Grant>,
 }
 
@@ -203,9 +203,21 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     fn registry_hosts(&self) -> &'static [&'static str];
     /// The host that serves the token endpoint at [`Vendor::token_path`].
     fn auth_host(&self) -> &'static str;
-    /// The token endpoint's path (`/token`; gcr.io's is `/v2/token`).
+    /// The token endpoint's path on [`Vendor::auth_host`].
     fn token_path(&self) -> &'static str {
         "/token"
+    }
+    /// Whether the token endpoint also takes the OAuth2 form (`POST`, `grant_type=refresh_token`,
+    /// `refresh_token`, `service`, `scope`): what go-containerregistry sends when a credential
+    /// helper answers the user `<token>` (an identity token).
+    fn refresh_tokens(&self) -> bool {
+        false
+    }
+    /// An endpoint of the vendor's own outside `/v2/` and the token endpoint (ACR's
+    /// `/oauth2/exchange`), given the whole request: `None` when `path` is not one. `session`
+    /// is the gateway session the request came from.
+    fn extra_endpoint(&self, _session: Option<u64>, _account: Option<&Account>, _parts: &hyper::http::request::Parts, _body: &[u8]) -> Option<Response<Body>> {
+        None
     }
     /// The `service` of the challenge and of token requests.
     fn service(&self) -> &'static str;
@@ -378,14 +390,71 @@ impl Front {
         let session: Option<u64> = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let account = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
         let path = req.uri().path().to_string();
-        if host == self.vendor.auth_host() && path == self.vendor.token_path() {
-            let (parts, _) = req.into_parts();
-            return self.token(account.as_deref(), &parts);
+        let token_endpoint = host == self.vendor.auth_host() && path == self.vendor.token_path();
+        if token_endpoint || !path.starts_with("/v2") {
+            // Token and vendor endpoints: small form requests, read whole.
+            let (parts, body) = req.into_parts();
+            let body = match http_body_util::Limited::new(body, 1 << 20).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => return registry_front::distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", "ko-matrix: the request body could not be read"),
+            };
+            if let Some(response) = self.vendor.extra_endpoint(session, account.as_deref(), &parts, &body) {
+                return response;
+            }
+            if token_endpoint {
+                if parts.method == hyper::Method::POST && self.vendor.refresh_tokens() {
+                    return self.oauth2_token(account.as_deref(), &body);
+                }
+                return self.token(account.as_deref(), &parts);
+            }
+            return registry_front::distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()));
         }
         if !self.vendor.registry_hosts().contains(&host.as_str()) {
             return registry_front::distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()));
         }
         self.registry(account, req).await
+    }
+
+    /// `POST <token path>` with the OAuth2 form `grant_type=refresh_token&refresh_token=…&
+    /// service=…&scope=…`: the refresh token is checked like a Basic secret, without a user name.
+    fn oauth2_token(&self, account: Option<&Account>, body: &[u8]) -> Response<Body> {
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        if field("grant_type").as_deref() != Some("refresh_token") {
+            return registry_front::distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &format!("ko-matrix: grant_type {:?} is not supported here", field("grant_type")));
+        }
+        if field("service").as_deref().is_some_and(|s| s != self.vendor.service()) {
+            return registry_front::distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &format!("unknown service {:?}", field("service")));
+        }
+        let Some(account) = account else { return self.vendor.refuse_credentials(BadCredentials::Unknown) };
+        let principal = match self.principal(account, &field("refresh_token").unwrap_or_default()) {
+            Ok(principal) => principal,
+            Err(why) => return self.vendor.refuse_credentials(why),
+        };
+        let scopes: Vec<Access> = form.iter().filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split_whitespace().filter_map(parse_scope).collect::<Vec<_>>()).collect();
+        match self.issue(account, Some(principal), scopes) {
+            Ok(token) => json(StatusCode::OK, serde_json::json!({ "access_token": token })),
+            Err(refusal) => *refusal,
+        }
+    }
+
+    /// A registry token for `principal` (None: anonymous) covering what it may do of `scopes`,
+    /// or the vendor's refusal where it refuses rather than grants less.
+    fn issue(&self, account: &Account, principal: Option<Principal>, scopes: Vec<Access>) -> Result<String, Box<Response<Body>>> {
+        let owner = account.spec.owner();
+        let mut access = Vec::new();
+        for asked in scopes.into_iter().filter(|a| a.kind == "repository") {
+            let mut actions = self.vendor.grant(owner, principal.as_ref(), &asked.name, &asked.actions);
+            if self.vendor.is_public(&asked.name) && asked.actions.iter().any(|x| x == "pull") && !actions.iter().any(|x| x == "pull") {
+                actions.push("pull".into());
+            }
+            if let Some(refusal) = self.vendor.refuse_token(principal.as_ref(), &asked.name, &asked.actions, &actions) {
+                return Err(Box::new(refusal));
+            }
+            access.push(Access { actions, ..asked });
+        }
+        let (subject, allow) = principal.map(|p| (p.user, p.allow)).unwrap_or_default();
+        Ok(account.tokens.mint(Grant { subject, allow, access }, 48, REGISTRY_TOKEN_TTL).0)
     }
 
     /// `GET <token path>?service=…&scope=…` with Basic credentials or none.
@@ -403,25 +472,14 @@ impl Front {
                 Err(why) => return self.vendor.refuse_credentials(why),
             },
         };
-        let owner = account.map_or("", |a| a.spec.owner());
-        let mut access = Vec::new();
-        for asked in scopes_of(query).into_iter().filter(|a| a.kind == "repository") {
-            let mut actions = self.vendor.grant(owner, principal.as_ref(), &asked.name, &asked.actions);
-            if self.vendor.is_public(&asked.name) && asked.actions.iter().any(|x| x == "pull") && !actions.iter().any(|x| x == "pull") {
-                actions.push("pull".into());
-            }
-            if let Some(refusal) = self.vendor.refuse_token(principal.as_ref(), &asked.name, &asked.actions, &actions) {
-                return refusal;
-            }
-            access.push(Access { actions, ..asked });
-        }
-        let (subject, allow) = principal.map(|p| (p.user, p.allow)).unwrap_or_default();
-        let grant = Grant { subject, allow, access };
         let Some(account) = account else {
             // No cell behind this session: nobody the vendor knows, with or without credentials.
             return self.vendor.refuse_credentials(BadCredentials::Unknown);
         };
-        let (token, _) = account.tokens.mint(grant, 48, REGISTRY_TOKEN_TTL);
+        let token = match self.issue(account, principal, scopes_of(query)) {
+            Ok(token) => token,
+            Err(refusal) => return *refusal,
+        };
         let issued_at = crate::aws::iso8601(time::OffsetDateTime::now_utc());
         json(StatusCode::OK, serde_json::json!({ "token": token, "access_token": token, "expires_in": REGISTRY_TOKEN_TTL.whole_seconds(), "issued_at": issued_at }))
     }
@@ -429,15 +487,21 @@ impl Front {
     fn authenticate(&self, account: Option<&Account>, authorization: &str) -> Result<Principal, BadCredentials> {
         let (user, secret) = crate::registry_front::basic_credentials(authorization).ok_or(BadCredentials::Malformed)?;
         let account = account.ok_or(BadCredentials::Unknown)?;
-        let principal = match account.credentials.check(&secret) {
-            Ok(principal) => principal,
-            Err(Refusal::Expired) => return Err(BadCredentials::Expired),
-            Err(Refusal::Unknown) => self.vendor.other_credential(account, &secret).unwrap_or(Err(BadCredentials::Unknown))?,
-        };
+        let principal = self.principal(account, &secret)?;
         if self.vendor.checks_user() && !user.eq_ignore_ascii_case(&principal.user) {
             return Err(BadCredentials::WrongUser);
         }
         Ok(principal)
+    }
+
+    /// What `secret`, a credential of `account` (minted by the vendor or vouched for by it),
+    /// grants now.
+    fn principal(&self, account: &Account, secret: &str) -> Result<Principal, BadCredentials> {
+        match account.credentials.check(secret) {
+            Ok(principal) => Ok(principal),
+            Err(Refusal::Expired) => Err(BadCredentials::Expired),
+            Err(Refusal::Unknown) => self.vendor.other_credential(account, secret).unwrap_or(Err(BadCredentials::Unknown)),
+        }
     }
 
     async fn registry(&self, account: Option<Arc<Account>>, req: Request<Incoming>) -> Response<Body> {

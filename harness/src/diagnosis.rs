@@ -22,7 +22,7 @@ pub(crate) fn diagnose(f: &Facts) -> Option<String> {
     if f.verdict.outcome != Outcome::Fail {
         return None;
     }
-    let rules: [fn(&Facts) -> Option<String>; 13] = [credentials, invalid_name, timeout, injected, unknown_host, tls, ecr, identity_refused, token_server, anonymous_token, token_scope, registry_answer, build];
+    let rules: [fn(&Facts) -> Option<String>; 14] = [credentials, invalid_name, timeout, injected, unknown_host, tls, ecr, entra, identity_refused, token_server, anonymous_token, token_scope, registry_answer, build];
     rules.iter().find_map(|rule| rule(f))
 }
 
@@ -37,6 +37,18 @@ fn is_ecr_api(host: &str) -> bool {
 
 fn failed(r: &Record) -> bool {
     r.status == 0 || r.status >= 400
+}
+
+/// A request to a registry's token endpoint (`/token`, gcr.io's `/v2/token`, ACR's `/oauth2/token`).
+fn is_token_request(r: &Record) -> bool {
+    let path = r.path.split('?').next().unwrap_or_default();
+    r.method != "CONNECT" && ["/token", "/v2/token", "/oauth2/token"].contains(&path)
+}
+
+/// Whether a token request carried credentials: an `Authorization`, or the OAuth2 form
+/// (`POST`, the refresh token or password in the body).
+fn carries_credentials(r: &Record) -> bool {
+    r.auth.is_some() || r.method == "POST"
 }
 
 /// The last request to the registry that failed: the answer the push ended on. A 404 to a
@@ -137,12 +149,6 @@ fn invalid_name(f: &Facts) -> Option<String> {
     Some(format!("{} refused the repository name{when}: repository names must be lower-case (letters, digits, `._-/`), so an owner written with capitals has to be lowered first.", f.tool))
 }
 
-/// A registry token endpoint's request: `/token` (ghcr.io, Docker Hub) or `/v2/token` (gcr.io).
-fn is_token_request(r: &Record) -> bool {
-    let path = r.path.split('?').next().unwrap_or_default();
-    r.method != "CONNECT" && (path == "/token" || path == "/v2/token")
-}
-
 /// A vendor's identity service (Google's OAuth, STS, IAM Credentials, metadata server)
 /// refused what the tool asked, and the push then went out without credentials.
 fn identity_refused(f: &Facts) -> Option<String> {
@@ -158,9 +164,31 @@ fn identity_refused(f: &Facts) -> Option<String> {
     ))
 }
 
+/// Entra ID (or Azure's IMDS) refused every token request, so nothing reached ACR's exchange:
+/// an ACR helper's failure reaches go-containerregistry as anonymous credentials.
+fn entra(f: &Facts) -> Option<String> {
+    let azure = |r: &&Record| r.method != "CONNECT" && (r.host == crate::azure::entra::LOGIN_HOST || (r.host == crate::azure::entra::IMDS_HOST && r.path.starts_with("/metadata/identity/")));
+    let asked: Vec<&Record> = f.records.iter().filter(azure).collect();
+    if asked.is_empty() || asked.iter().any(|r| !failed(r)) || f.records.iter().any(|r| r.path.starts_with("/oauth2/exchange") && !failed(r)) {
+        return None;
+    }
+    let end = last_registry_failure(f)?;
+    let last = asked.last().expect("not empty");
+    (end.status == 401).then(|| {
+        format!(
+            "{} refused {} token request(s) (last: {} {}), so {}'s ACR helper had nothing to exchange at /oauth2/exchange; the pushes went out anonymous and the registry answered 401.",
+            last.host,
+            asked.len(),
+            last.status,
+            last.path.split('?').next().unwrap_or_default(),
+            f.tool
+        )
+    })
+}
+
 fn token_server(f: &Facts) -> Option<String> {
     let r = f.records.iter().rev().find(|r| is_token_request(r) && failed(r))?;
-    Some(match (r.status, r.auth.is_some()) {
+    Some(match (r.status, carries_credentials(r)) {
         // Artifact Registry names the permission the principal lacks.
         (403, true) if f.verdict.detail.contains("denied on resource") => format!("The token server {} accepted the credentials {} sent but refused to grant the push (403 DENIED): the principal may not push there.", r.host, f.tool),
         (_, true) => format!("The token server {} refused the credentials it sent ({}), so {} had no token to push with.", r.host, r.status, f.tool),
@@ -172,7 +200,7 @@ fn token_server(f: &Facts) -> Option<String> {
 /// the registry refused what that token allowed.
 fn anonymous_token(f: &Facts) -> Option<String> {
     let tokens: Vec<&Record> = f.records.iter().filter(|r| is_token_request(r)).collect();
-    if tokens.is_empty() || tokens.iter().any(|r| r.auth.is_some() || failed(r)) {
+    if tokens.is_empty() || tokens.iter().any(|r| carries_credentials(r) || failed(r)) {
         return None;
     }
     let end = last_registry_failure(f)?;
@@ -187,7 +215,7 @@ fn anonymous_token(f: &Facts) -> Option<String> {
 /// Credentials the token endpoint accepted, and a token that does not cover the push: the
 /// registry's 401 (insufficient scope) to a write.
 fn token_scope(f: &Facts) -> Option<String> {
-    let token = f.records.iter().rev().find(|r| is_token_request(r) && r.auth.is_some() && r.status == 200)?;
+    let token = f.records.iter().rev().find(|r| is_token_request(r) && carries_credentials(r) && r.status == 200)?;
     let end = last_registry_failure(f)?;
     let write = matches!(end.method.as_str(), "POST" | "PUT" | "PATCH");
     (end.status == 401 && write).then(|| {
@@ -324,6 +352,25 @@ mod tests {
     fn vendor_token_flows() {
         let ghcr = "ghcr.io";
         let anonymous = [r("GET", ghcr, "/v2/", 401, None, None), r("GET", ghcr, "/token?scope=repository:o/app:pull&service=ghcr.io", 200, None, None), r("HEAD", ghcr, "/v2/o/app/manifests/latest", 401, Some("Bearer"), None)];
+        // ACR: Entra refused the helper, which left ko anonymous.
+        let acr = "komatrix.azurecr.io";
+        let wrong_tenant = [
+            r("POST", "login.microsoftonline.com", "/8f0d/oauth2/token?api-version=1.0", 400, None, None),
+            r("GET", acr, "/oauth2/token?scope=repository:o/app:push,pull&service=komatrix.azurecr.io", 200, None, None),
+            r("HEAD", acr, "/v2/o/app/manifests/latest", 401, Some("Bearer"), None),
+        ];
+        assert_eq!(
+            says(acr, fail(FailClass::Unauthorized, ""), "", &wrong_tenant).unwrap(),
+            "login.microsoftonline.com refused 1 token request(s) (last: 400 /8f0d/oauth2/token), so ko's ACR helper had nothing to exchange at /oauth2/exchange; the pushes went out anonymous and the registry answered 401."
+        );
+        // ACR: a refresh token by the OAuth2 form (no Authorization) for pull only.
+        let pull_only = [
+            r("POST", "login.microsoftonline.com", "/t/oauth2/token?api-version=1.0", 200, None, None),
+            r("POST", acr, "/oauth2/exchange", 200, Some("Bearer"), None),
+            r("POST", acr, "/oauth2/token", 200, None, None),
+            r("POST", acr, "/v2/o/app/blobs/uploads/", 401, Some("Bearer"), None),
+        ];
+        assert!(says(acr, fail(FailClass::Unauthorized, ""), "", &pull_only).unwrap().starts_with("komatrix.azurecr.io accepted the credentials ko sent and issued a token, but not for pushing"));
         assert_eq!(
             says(ghcr, fail(FailClass::Unauthorized, ""), "", &anonymous).unwrap(),
             "The push went out without credentials: ko found none for ghcr.io, got a token from ghcr.io anonymously, and the registry answered 401 to what that token did not allow."

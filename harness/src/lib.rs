@@ -16,6 +16,7 @@
 //! - **snapshot**: the committed outcomes, `results/<tool>/<family>.snap` ([`report`]).
 
 pub mod aws;
+pub mod azure;
 pub mod base_image;
 pub mod bearer;
 pub mod bisect;

@@ -12,7 +12,7 @@ use crate::bearer::AccountSpec;
 use crate::located::ConfigError;
 
 /// The placeholders scenario strings may use, filled in per cell.
-pub(crate) const PLACEHOLDERS: [&str; 22] = [
+pub(crate) const PLACEHOLDERS: [&str; 26] = [
     "HOME",
     "TOOL",
     "AWS_ROLE_ARN",
@@ -35,6 +35,10 @@ pub(crate) const PLACEHOLDERS: [&str; 22] = [
     "GCE_METADATA_HOST",
     "ACTIONS_ID_TOKEN_REQUEST_URL",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN",
 ];
 
 /// Which kind of registry the cell pushes to.
@@ -56,6 +60,8 @@ pub enum Flavour {
     /// Google's registry `gcr.io` with Google's OAuth, STS and metadata server (the
     /// scenario's `[account]` table: the service account and its project).
     Gcp,
+    /// Azure Container Registry with Entra ID (the scenario's `[account]` and `[azure]` tables).
+    Azure,
 }
 
 impl Flavour {
@@ -69,6 +75,7 @@ impl Flavour {
             Flavour::Ghcr => crate::github::HOST,
             Flavour::Dockerhub => crate::dockerhub::HOST,
             Flavour::Gcp => crate::google::HOST,
+            Flavour::Azure => crate::azure::HOST,
         }
     }
 
@@ -81,13 +88,14 @@ impl Flavour {
             Flavour::Ghcr => "ghcr",
             Flavour::Dockerhub => "dockerhub",
             Flavour::Gcp => "gcp",
+            Flavour::Azure => "azure",
         }
     }
 
     /// Whether cells push to a vendor's token-auth registry under its real name, with an
     /// `[account]` there ([`crate::bearer`]).
     pub fn is_vendor(self) -> bool {
-        matches!(self, Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp)
+        matches!(self, Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp | Flavour::Azure)
     }
 }
 
@@ -227,6 +235,7 @@ struct RawScenario {
     podman: Option<Podman>,
     aws: Option<AwsSpec>,
     account: Option<AccountSpec>,
+    azure: Option<crate::azure::AzureSpec>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -256,6 +265,8 @@ pub struct Scenario {
     pub aws: Option<AwsSpec>,
     /// The cell's account at a vendor registry (ghcr): defaults when the table is absent.
     pub account: Option<AccountSpec>,
+    /// Who the cell is in Entra ID (azure scenarios): defaults when the table is absent.
+    pub azure: Option<crate::azure::AzureSpec>,
     pub env: BTreeMap<String, String>,
     /// Files written below the cell's HOME (path → contents), e.g. `.aws/config`.
     pub files: BTreeMap<String, String>,
@@ -305,13 +316,22 @@ impl Scenario {
             (true, account) => Some(account.unwrap_or_default()),
             (false, Some(_)) => {
                 let at = text.find("[account]").unwrap_or(0);
-                return Err(ConfigError::at(file, text, at..at + 9, "an [account] table only applies with target.registry = \"ghcr\", \"dockerhub\" or \"gcp\""));
+                return Err(ConfigError::at(file, text, at..at + 9, "an [account] table only applies with target.registry = \"ghcr\", \"dockerhub\", \"gcp\" or \"azure\""));
             }
             (false, None) => None,
+        };
+        let azure = match (raw.target.registry, raw.azure) {
+            (Flavour::Azure, azure) => Some(azure.unwrap_or_default()),
+            (_, Some(_)) => {
+                let at = text.find("[azure]").unwrap_or(0);
+                return Err(ConfigError::at(file, text, at..at + 7, "an [azure] table only applies with target.registry = \"azure\""));
+            }
+            (_, None) => None,
         };
         Ok(Scenario {
             aws,
             account,
+            azure,
             name: name.to_string(),
             file: file.to_path_buf(),
             description: raw.description,
@@ -445,7 +465,7 @@ stdin = "${PASSWORD}"
     fn errors_are_located() {
         let e = parse("description = \"d\"\n[target]\nregistry = \"quay\"\n").unwrap_err();
         assert_eq!((e.line, e.column), (3, 12));
-        assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`, `ghcr`, `dockerhub`, `gcp`");
+        assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`, `ghcr`, `dockerhub`, `gcp`, `azure`");
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
         assert_eq!((e.line, e.column), (5, 12));
         assert!(e.message.starts_with("unknown placeholder `${REGISTY}`; known: ${HOME}, ${TOOL}, ${AWS_ROLE_ARN}"), "{}", e.message);
@@ -479,7 +499,7 @@ stdin = "${PASSWORD}"
         assert_eq!((account.user.as_str(), account.owner(), account.credential), ("octocat", "Octo-Org", crate::bearer::CredentialKind::ReadOnly));
         assert_eq!(parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n").unwrap().account.unwrap().owner(), "ko-matrix-bot");
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[account]\nuser = \"u\"\n").unwrap_err();
-        assert_eq!((e.line, e.message.as_str()), (4, "an [account] table only applies with target.registry = \"ghcr\", \"dockerhub\" or \"gcp\""));
+        assert_eq!((e.line, e.message.as_str()), (4, "an [account] table only applies with target.registry = \"ghcr\", \"dockerhub\", \"gcp\" or \"azure\""));
         let e = parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n[account]\ncredential = \"admin\"\n").unwrap_err();
         assert_eq!(e.message, "unknown variant `admin`, expected one of `write`, `read-only`, `expired`, `revoked`, `wrong-audience`");
     }

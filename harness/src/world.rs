@@ -237,6 +237,8 @@ pub struct VendorRegistry {
     pub public_base: Option<String>,
     /// The vendor's identity services (Google's OAuth, STS and metadata server), if it has any.
     identity: Option<Arc<dyn IdentityService>>,
+    /// Entra ID and IMDS beside the registry (Azure's), and where they serve.
+    pub entra: Option<(Arc<crate::azure::Entra>, SocketAddr)>,
     _servers: Vec<LoopbackServer>,
 }
 
@@ -291,6 +293,26 @@ impl VendorRegistry {
             None => CellIdentity::default(),
         };
         Ok(VendorCell { account, front: self.front.clone(), identity: self.identity.clone(), session: session.id, identity_values })
+    }
+
+    /// Opens the Entra ID identity of the cell behind gateway session `session` (Azure's
+    /// registry only).
+    pub fn open_azure(&self, session: u64, spec: crate::azure::AzureSpec) -> Option<AzureIdentity> {
+        let (entra, _) = self.entra.as_ref()?;
+        Some(AzureIdentity { cell: entra.open_cell(session, spec), entra: entra.clone(), session })
+    }
+}
+
+/// A cell's identity in Entra ID; dropping it closes it.
+pub struct AzureIdentity {
+    entra: Arc<crate::azure::Entra>,
+    session: u64,
+    pub cell: Arc<crate::azure::EntraCell>,
+}
+
+impl Drop for AzureIdentity {
+    fn drop(&mut self) {
+        self.entra.close_cell(self.session);
     }
 }
 
@@ -389,8 +411,8 @@ impl WorldPlan {
 }
 
 /// The token-auth vendor behind `flavour`, and the identity services it runs beside its
-/// registry, started for the run.
-async fn vendor_of(flavour: Flavour) -> Result<(Box<dyn crate::bearer::Vendor>, Option<Arc<dyn IdentityService>>), WorldError> {
+/// registry, started for the run (Azure's checks tokens of `entra`).
+async fn vendor_of(flavour: Flavour, entra: Option<&Arc<crate::azure::Entra>>) -> Result<(Box<dyn crate::bearer::Vendor>, Option<Arc<dyn IdentityService>>), WorldError> {
     Ok(match flavour {
         Flavour::Ghcr => (Box::new(crate::github::Ghcr), None),
         Flavour::Dockerhub => (Box::new(crate::dockerhub::DockerHub), None),
@@ -400,6 +422,7 @@ async fn vendor_of(flavour: Flavour) -> Result<(Box<dyn crate::bearer::Vendor>, 
             let identity = Arc::new(generated.map_err(|e| WorldError::Key(format!("generating the run's Google service-account key: {e}")))?);
             (Box::new(crate::google::Gcr { identity: identity.clone() }), Some(identity))
         }
+        Flavour::Azure => (Box::new(crate::azure::Acr { entra: entra.expect("Entra ID starts with the ACR front").clone() }), None),
         other => unreachable!("{} is not a vendor registry", other.name()),
     })
 }
@@ -410,6 +433,7 @@ fn vendor_backend_service(flavour: Flavour) -> &'static str {
         Flavour::Ghcr => "ghcr.io front backend",
         Flavour::Dockerhub => "Docker Hub front backend",
         Flavour::Gcp => "gcr.io front backend",
+        Flavour::Azure => "ACR front backend",
         other => unreachable!("{} is not a vendor registry", other.name()),
     }
 }
@@ -516,7 +540,15 @@ impl World {
             for flavour in flavours.iter().copied().filter(|f| f.is_vendor()) {
                 let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
                 let service = vendor_backend_service(flavour);
-                let (vendor, identity) = vendor_of(flavour).await?;
+                let entra = match flavour {
+                    Flavour::Azure => {
+                        let entra = crate::azure::Entra::new();
+                        let server = entra.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "Entra ID emulator".into(), source })?;
+                        Some((entra, server))
+                    }
+                    _ => None,
+                };
+                let (vendor, identity) = vendor_of(flavour, entra.as_ref().map(|(e, _)| e)).await?;
                 let front = Front::new(vendor, backend.addr, service);
                 let server = front.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: format!("{} front", flavour.host()).into(), source })?;
                 let identity = match identity {
@@ -526,7 +558,7 @@ impl World {
                     }
                     None => None,
                 };
-                started.push((flavour, backend, front, server, identity));
+                started.push((flavour, backend, front, server, identity, entra));
             }
             Ok::<_, WorldError>(started)
         };
@@ -561,7 +593,7 @@ impl World {
             token_server = Some(server);
         }
         let mut vendor_registries = BTreeMap::new();
-        for (flavour, backend, front, server, identity) in vendors {
+        for (flavour, backend, front, server, identity, entra) in vendors {
             let service = vendor_backend_service(flavour);
             let front_service = format!("{} front", flavour.host());
             for host in front.hosts() {
@@ -587,14 +619,31 @@ impl World {
                 }
                 _ => None,
             };
+            if let Some((_, entra_server)) = &entra {
+                for host in [crate::azure::entra::LOGIN_HOST, crate::azure::entra::IMDS_HOST] {
+                    gateway.route(host, Route::Terminate { backend: Backend::http(entra_server.addr).named("Entra ID emulator") })?;
+                }
+                services.push(Service { name: "Entra ID emulator".into(), addr: entra_server.addr, tls: false });
+            }
             registries.push(backend);
-            vendor_registries.insert(flavour, VendorRegistry { front, public_base, identity, _servers: servers });
+            let entra = entra.map(|(entra, entra_server)| {
+                let addr = entra_server.addr;
+                servers.push(entra_server);
+                (entra, addr)
+            });
+            vendor_registries.insert(flavour, VendorRegistry { front, public_base, identity, entra, _servers: servers });
         }
         let mut aws = None;
         match ecr {
             Some((StartedEcr::Embedded { backend, emulator, server }, ecr_login)) => {
                 for host in &aws_hosts {
                     gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named("AWS emulator") })?;
+                }
+                // One IMDS address for both clouds: Azure's emulator answers `/metadata/…` and
+                // hands every other path to AWS's.
+                if let Some((entra, entra_server)) = vendor_registries.get(&Flavour::Azure).and_then(|v| v.entra.as_ref()) {
+                    entra.set_imds_fallback(server.addr);
+                    gateway.route(crate::azure::entra::IMDS_HOST, Route::Terminate { backend: Backend::http(*entra_server).named("Entra ID emulator") })?;
                 }
                 services.push(Service { name: "AWS emulator".into(), addr: server.addr, tls: false });
                 services.push(Service { name: "ECR front backend".into(), addr: backend.addr, tls: false });

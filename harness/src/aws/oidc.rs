@@ -40,9 +40,9 @@ impl OidcIssuer {
         jsonwebtoken::encode(&header, &claims, &self.encoding).expect("ES256 signing with a valid key succeeds")
     }
 
-    /// The claims of a token this issuer minted for `audience`, if its signature, issuer,
-    /// audience and expiry hold (what any relying party checks: AWS's STS, Google's STS).
-    pub fn check(&self, token: &str, audience: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
+    /// The claims of a token this issuer signed for `audience`, checked (issuer, audience,
+    /// expiry without leeway) — what any relying party (STS, Entra ID) checks first.
+    pub fn decode(&self, token: &str, audience: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[audience]);
@@ -52,7 +52,7 @@ impl OidcIssuer {
 
     /// Verifies a token as STS does; `Err` carries STS's error code and message.
     pub fn verify(&self, token: &str) -> Result<Claims, (&'static str, String)> {
-        match self.check(token, STS_AUDIENCE) {
+        match self.decode(token, STS_AUDIENCE) {
             Ok(claims) => Ok(claims),
             Err(e) => Err(match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -69,7 +69,7 @@ impl OidcIssuer {
 }
 
 /// The `exp` claim, read without verification (only to word the error as STS does).
-fn unverified_exp(token: &str) -> Option<i64> {
+pub(crate) fn unverified_exp(token: &str) -> Option<i64> {
     use base64::Engine;
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
     serde_json::from_slice::<serde_json::Value>(&payload).ok()?["exp"].as_i64()

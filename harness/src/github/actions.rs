@@ -60,12 +60,12 @@ mod tests {
         let ok = answer(&issuer, &parts(&url, Some("rt")), "rt", "repo:octo/app:ref:refs/heads/main");
         assert_eq!(ok.status(), StatusCode::OK);
         let body: serde_json::Value = serde_json::from_slice(&ok.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        let claims = issuer.check(body["value"].as_str().unwrap(), "https://iam.googleapis.com/x").unwrap();
+        let claims = issuer.decode(body["value"].as_str().unwrap(), "https://iam.googleapis.com/x").unwrap();
         assert_eq!(claims.sub, "repo:octo/app:ref:refs/heads/main");
         assert_eq!(answer(&issuer, &parts(&url, Some("other")), "rt", "s").status(), StatusCode::UNAUTHORIZED);
         assert_eq!(answer(&issuer, &parts(&url, None), "rt", "s").status(), StatusCode::UNAUTHORIZED);
         let default = answer(&issuer, &parts(&request_url(), Some("rt")), "rt", "repo:octo/app:ref:refs/heads/main");
         let body: serde_json::Value = serde_json::from_slice(&default.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        assert!(issuer.check(body["value"].as_str().unwrap(), "https://github.com/octo").is_ok());
+        assert!(issuer.decode(body["value"].as_str().unwrap(), "https://github.com/octo").is_ok());
     }
 }

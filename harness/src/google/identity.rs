@@ -336,7 +336,7 @@ impl GoogleIdentity {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_target", "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.");
         }
         let token = form.get("subject_token").map(String::as_str).unwrap_or_default();
-        let claims = match self.github.check(token, &cell.id_token_audience()) {
+        let claims = match self.github.decode(token, &cell.id_token_audience()) {
             Ok(claims) => claims,
             Err(e) => {
                 let description = match e.kind() {

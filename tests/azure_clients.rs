@@ -1,0 +1,162 @@
+//! Cross-checks of the Entra ID emulator and ACR's exchange with Azure's own Python client,
+//! azure-identity (MSAL underneath: tenant discovery, then the v2 token endpoint), all through
+//! the gateway: ClientSecretCredential and WorkloadIdentityCredential get a token, which ACR's
+//! `/oauth2/exchange` takes, and refusals arrive in Entra's words. If these disagree with the
+//! emulator, the emulator is wrong. Without azure-identity (`pip install azure-identity`;
+//! `scripts/install-deps` installs it) each test says so and skips.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use ko_matrix::azure::entra::{AzureSpec, CredentialState, Identity};
+use ko_matrix::bearer::AccountSpec;
+use ko_matrix::cache::Cache;
+use ko_matrix::config::{RuntimeChoice, ServicesConfig};
+use ko_matrix::events::Silent;
+use ko_matrix::provision::{GoProvisioner, ToolchainPolicy};
+use ko_matrix::scenario::{Flavour, Scenario};
+use ko_matrix::world::{AzureIdentity, VendorCell, World};
+
+/// What the client does: get an Entra token (`secret` or `workload`), exchange it at ACR,
+/// trade the refresh token for a registry token, ping `/v2/`.
+const CLIENT: &str = r#"
+import os, sys, requests
+from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
+if sys.argv[1] == "secret":
+    cred = ClientSecretCredential(os.environ["AZURE_TENANT_ID"], os.environ["AZURE_CLIENT_ID"], os.environ["AZURE_CLIENT_SECRET"])
+else:
+    cred = WorkloadIdentityCredential()
+try:
+    token = cred.get_token("https://management.azure.com/.default").token
+except Exception as e:
+    print("ERROR", type(e).__name__, str(e).replace("\n", " "))
+    sys.exit(2)
+reg = "komatrix.azurecr.io"
+r = requests.post(f"https://{reg}/oauth2/exchange", data={"grant_type": "access_token", "service": reg, "tenant": os.environ["AZURE_TENANT_ID"], "access_token": token})
+print("EXCHANGE", r.status_code)
+r.raise_for_status()
+r = requests.post(f"https://{reg}/oauth2/token", data={"grant_type": "refresh_token", "service": reg, "scope": "repository:cross/check:pull", "refresh_token": r.json()["refresh_token"]})
+print("TOKEN", r.status_code)
+r.raise_for_status()
+r = requests.get(f"https://{reg}/v2/", headers={"Authorization": "Bearer " + r.json()["access_token"]})
+print("PING", r.status_code)
+"#;
+
+fn python() -> Option<std::path::PathBuf> {
+    let python = which::which("python3").ok()?;
+    let ok = Command::new(&python).args(["-c", "import azure.identity, requests"]).stdout(Stdio::null()).stderr(Stdio::null()).status().ok()?.success();
+    ok.then_some(python)
+}
+
+struct Fixture {
+    world: World,
+    _dir: tempfile::TempDir,
+}
+
+/// One gateway session with its ACR account and Entra identity.
+struct Client<'a> {
+    fixture: &'a Fixture,
+    session: ko_matrix::gateway::Session,
+    identity: AzureIdentity,
+    _account: VendorCell,
+    home: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let text = "description = \"cross-check\"\n[target]\nregistry = \"azure\"\n";
+        let scenario = Scenario::parse("azure/cross-check", Path::new("cross-check.toml"), text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let provisioner = GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, std::time::Duration::from_secs(1800), Arc::new(Silent));
+        let world = World::start(std::slice::from_ref(&scenario), &ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() }, &provisioner, dir.path()).await.unwrap();
+        Fixture { world, _dir: dir }
+    }
+
+    async fn client(&self, spec: AzureSpec) -> Client<'_> {
+        let session = self.world.gateway.session().await.unwrap();
+        let registry = &self.world.vendors[&Flavour::Azure];
+        let account = registry.open_cell(&session, AccountSpec { user: "komatrix".into(), ..AccountSpec::default() }).await.unwrap();
+        let identity = registry.open_azure(session.id, spec).unwrap();
+        Client { fixture: self, session, identity, _account: account, home: tempfile::tempdir().unwrap() }
+    }
+}
+
+impl Client<'_> {
+    /// Runs the client as `kind` with `tenant` (the identity's own unless given); its stdout.
+    fn run(&self, python: &Path, kind: &str, tenant: Option<&str>) -> String {
+        let cell = &self.identity.cell;
+        let token_file = self.home.path().join("federated-token");
+        std::fs::write(&token_file, &cell.federated_token).unwrap();
+        let proxy = self.session.proxy_url();
+        let out = Command::new(python)
+            .args(["-c", CLIENT, kind])
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", self.home.path())
+            .env("HTTPS_PROXY", &proxy)
+            .env("HTTP_PROXY", &proxy)
+            .env("SSL_CERT_FILE", &self.fixture.world.ca_bundle)
+            .env("REQUESTS_CA_BUNDLE", &self.fixture.world.ca_bundle)
+            .env("AZURE_TENANT_ID", tenant.unwrap_or(&cell.tenant))
+            .env("AZURE_CLIENT_ID", &cell.client_id)
+            .env("AZURE_CLIENT_SECRET", &cell.client_secret)
+            .env("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/")
+            .env("AZURE_FEDERATED_TOKEN_FILE", &token_file)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success() || stdout.starts_with("ERROR"), "the client crashed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.session.records().iter().map(|r| format!("{} {}{} {}", r.method, r.host, r.path, r.status)).collect()
+    }
+}
+
+fn skip(test: &str) {
+    eprintln!("SKIPPED {test}: azure-identity is not installed for python3 (`python3 -m pip install azure-identity`; scripts/install-deps installs it)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_identity_client_secret_and_workload_identity_get_tokens_acr_takes() {
+    let Some(python) = python() else { return skip("azure_identity_client_secret_and_workload_identity_get_tokens_acr_takes") };
+    let fixture = Fixture::start().await;
+
+    let sp = fixture.client(AzureSpec::default()).await;
+    let out = sp.run(&python, "secret", None);
+    assert!(out.contains("EXCHANGE 200") && out.contains("TOKEN 200") && out.contains("PING 200"), "{out}\n{:#?}", sp.requests());
+    let requests = sp.requests();
+    let tenant = &sp.identity.cell.tenant;
+    assert!(requests.iter().any(|r| r == &format!("GET login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration 200")), "MSAL discovers the tenant first: {requests:#?}");
+    assert!(requests.iter().any(|r| r.starts_with(&format!("POST login.microsoftonline.com/{tenant}/oauth2/v2.0/token")) && r.ends_with(" 200")), "{requests:#?}");
+
+    let wi = fixture.client(AzureSpec { identity: Identity::WorkloadIdentity, ..AzureSpec::default() }).await;
+    let out = wi.run(&python, "workload", None);
+    assert!(out.contains("EXCHANGE 200") && out.contains("PING 200"), "{out}\n{:#?}", wi.requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_identity_reports_entras_refusals() {
+    let Some(python) = python() else { return skip("azure_identity_reports_entras_refusals") };
+    let fixture = Fixture::start().await;
+
+    let expired = fixture.client(AzureSpec { credential: CredentialState::Expired, ..AzureSpec::default() }).await;
+    let out = expired.run(&python, "secret", None);
+    assert!(out.starts_with("ERROR ClientAuthenticationError") && out.contains("AADSTS7000222: The provided client secret keys for app"), "{out}\n{:#?}", expired.requests());
+
+    let valid = fixture.client(AzureSpec::default()).await;
+    let out = valid.run(&python, "secret", Some("8f0d1e6a-5c2b-4a17-9d3e-000000000000"));
+    // MSAL reads the tenant's OIDC configuration first; Entra's 400 (AADSTS90002) there becomes
+    // MSAL's own sentence, as in Azure/azure-cli#22145.
+    assert!(out.starts_with("ERROR") && out.contains("Unable to get authority configuration for https://login.microsoftonline.com/8f0d1e6a-5c2b-4a17-9d3e-000000000000"), "{out}");
+    let requests = valid.requests();
+    assert!(requests.iter().any(|r| r == "GET login.microsoftonline.com/8f0d1e6a-5c2b-4a17-9d3e-000000000000/v2.0/.well-known/openid-configuration 400"), "{requests:#?}");
+    assert!(!requests.iter().any(|r| r.contains("/oauth2/")), "no token request for an unknown tenant: {requests:#?}");
+
+    let wi = fixture.client(AzureSpec { identity: Identity::WorkloadIdentity, credential: CredentialState::Expired, ..AzureSpec::default() }).await;
+    let out = wi.run(&python, "workload", None);
+    assert!(out.starts_with("ERROR") && out.contains("AADSTS700024"), "{out}\n{:#?}", wi.requests());
+}
