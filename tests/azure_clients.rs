@@ -9,14 +9,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use ko_matrix::azure::entra::{AzureSpec, CredentialState, Identity};
-use ko_matrix::bearer::AccountSpec;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::{RuntimeChoice, ServicesConfig};
 use ko_matrix::events::Silent;
 use ko_matrix::provision::{GoProvisioner, ToolchainPolicy};
 use ko_matrix::scenario::{Flavour, Scenario};
-use ko_matrix::world::{AzureIdentity, VendorCell, World};
+use ko_matrix::world::{VendorCell, World};
 
 /// What the client does: get an Entra token (`secret` or `workload`), exchange it at ACR,
 /// trade the refresh token for a registry token, ping `/v2/`.
@@ -58,8 +56,8 @@ struct Fixture {
 struct Client<'a> {
     fixture: &'a Fixture,
     session: ko_matrix::gateway::Session,
-    identity: AzureIdentity,
-    _account: VendorCell,
+    /// The ACR account and the Entra identity (`${AZURE_*}`) of the session.
+    cell: VendorCell,
     home: tempfile::TempDir,
 }
 
@@ -73,21 +71,22 @@ impl Fixture {
         Fixture { world, _dir: dir }
     }
 
-    async fn client(&self, spec: AzureSpec) -> Client<'_> {
+    /// A session whose Entra identity is the `[azure]` table `azure` (TOML lines).
+    async fn client(&self, azure: &str) -> Client<'_> {
         let session = self.world.gateway.session().await.unwrap();
-        let registry = &self.world.vendors[&Flavour::Azure];
-        let account = registry.open_cell(&session, AccountSpec { user: "komatrix".into(), ..AccountSpec::default() }).await.unwrap();
-        let identity = registry.open_azure(session.id, spec).unwrap();
-        Client { fixture: self, session, identity, _account: account, home: tempfile::tempdir().unwrap() }
+        let text = format!("description = \"cross-check\"\n[target]\nregistry = \"azure\"\n[account]\nuser = \"komatrix\"\n[azure]\n{azure}\n");
+        let scenario = Scenario::parse("azure/cross-check", Path::new("cross-check.toml"), &text).unwrap();
+        let cell = self.world.vendors[&Flavour::Azure].open_cell(&session, &scenario).await.unwrap();
+        Client { fixture: self, session, cell, home: tempfile::tempdir().unwrap() }
     }
 }
 
 impl Client<'_> {
     /// Runs the client as `kind` with `tenant` (the identity's own unless given); its stdout.
     fn run(&self, python: &Path, kind: &str, tenant: Option<&str>) -> String {
-        let cell = &self.identity.cell;
+        let values = self.cell.values();
         let token_file = self.home.path().join("federated-token");
-        std::fs::write(&token_file, &cell.federated_token).unwrap();
+        std::fs::write(&token_file, &values["AZURE_FEDERATED_TOKEN"]).unwrap();
         let proxy = self.session.proxy_url();
         let out = Command::new(python)
             .args(["-c", CLIENT, kind])
@@ -98,9 +97,9 @@ impl Client<'_> {
             .env("HTTP_PROXY", &proxy)
             .env("SSL_CERT_FILE", &self.fixture.world.ca_bundle)
             .env("REQUESTS_CA_BUNDLE", &self.fixture.world.ca_bundle)
-            .env("AZURE_TENANT_ID", tenant.unwrap_or(&cell.tenant))
-            .env("AZURE_CLIENT_ID", &cell.client_id)
-            .env("AZURE_CLIENT_SECRET", &cell.client_secret)
+            .env("AZURE_TENANT_ID", tenant.unwrap_or(&values["AZURE_TENANT_ID"]))
+            .env("AZURE_CLIENT_ID", &values["AZURE_CLIENT_ID"])
+            .env("AZURE_CLIENT_SECRET", &values["AZURE_CLIENT_SECRET"])
             .env("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/")
             .env("AZURE_FEDERATED_TOKEN_FILE", &token_file)
             .stdin(Stdio::null())
@@ -125,15 +124,15 @@ async fn azure_identity_client_secret_and_workload_identity_get_tokens_acr_takes
     let Some(python) = python() else { return skip("azure_identity_client_secret_and_workload_identity_get_tokens_acr_takes") };
     let fixture = Fixture::start().await;
 
-    let sp = fixture.client(AzureSpec::default()).await;
+    let sp = fixture.client("").await;
     let out = sp.run(&python, "secret", None);
     assert!(out.contains("EXCHANGE 200") && out.contains("TOKEN 200") && out.contains("PING 200"), "{out}\n{:#?}", sp.requests());
     let requests = sp.requests();
-    let tenant = &sp.identity.cell.tenant;
+    let tenant = &sp.cell.values()["AZURE_TENANT_ID"];
     assert!(requests.iter().any(|r| r == &format!("GET login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration 200")), "MSAL discovers the tenant first: {requests:#?}");
     assert!(requests.iter().any(|r| r.starts_with(&format!("POST login.microsoftonline.com/{tenant}/oauth2/v2.0/token")) && r.ends_with(" 200")), "{requests:#?}");
 
-    let wi = fixture.client(AzureSpec { identity: Identity::WorkloadIdentity, ..AzureSpec::default() }).await;
+    let wi = fixture.client("identity = \"workload-identity\"").await;
     let out = wi.run(&python, "workload", None);
     assert!(out.contains("EXCHANGE 200") && out.contains("PING 200"), "{out}\n{:#?}", wi.requests());
 }
@@ -143,11 +142,11 @@ async fn azure_identity_reports_entras_refusals() {
     let Some(python) = python() else { return skip("azure_identity_reports_entras_refusals") };
     let fixture = Fixture::start().await;
 
-    let expired = fixture.client(AzureSpec { credential: CredentialState::Expired, ..AzureSpec::default() }).await;
+    let expired = fixture.client("credential = \"expired\"").await;
     let out = expired.run(&python, "secret", None);
     assert!(out.starts_with("ERROR ClientAuthenticationError") && out.contains("AADSTS7000222: The provided client secret keys for app"), "{out}\n{:#?}", expired.requests());
 
-    let valid = fixture.client(AzureSpec::default()).await;
+    let valid = fixture.client("").await;
     let out = valid.run(&python, "secret", Some("8f0d1e6a-5c2b-4a17-9d3e-000000000000"));
     // MSAL reads the tenant's OIDC configuration first; Entra's 400 (AADSTS90002) there becomes
     // MSAL's own sentence, as in Azure/azure-cli#22145.
@@ -156,7 +155,7 @@ async fn azure_identity_reports_entras_refusals() {
     assert!(requests.iter().any(|r| r == "GET login.microsoftonline.com/8f0d1e6a-5c2b-4a17-9d3e-000000000000/v2.0/.well-known/openid-configuration 400"), "{requests:#?}");
     assert!(!requests.iter().any(|r| r.contains("/oauth2/")), "no token request for an unknown tenant: {requests:#?}");
 
-    let wi = fixture.client(AzureSpec { identity: Identity::WorkloadIdentity, credential: CredentialState::Expired, ..AzureSpec::default() }).await;
+    let wi = fixture.client("identity = \"workload-identity\"\ncredential = \"expired\"").await;
     let out = wi.run(&python, "workload", None);
     assert!(out.starts_with("ERROR") && out.contains("AADSTS700024"), "{out}\n{:#?}", wi.requests());
 }

@@ -107,8 +107,7 @@ async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Repo
             Target { registry: flavour.host().into(), login: Some((user.username.clone(), user.password.clone())), repositories }
         }
         Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp | Flavour::Azure => {
-            let spec = scenario.account.clone().expect("a vendor scenario has an [account] table");
-            let cell = vendor_cell.insert(world.vendors[&flavour].open_cell(&session, spec).await.map_err(|e| e.to_string())?);
+            let cell = vendor_cell.insert(world.vendors[&flavour].open_cell(&session, &scenario).await.map_err(|e| e.to_string())?);
             let values = cell.values();
             // The account may push only under its own namespace, as at the vendor.
             let repositories = REPOSITORIES.map(|r| cell.repositories(r).0);

@@ -75,7 +75,7 @@ impl GcpCell {
         let services = ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() };
         let world = World::start(std::slice::from_ref(&scenario), &services, &provisioner(), dir.path()).await.unwrap();
         let session = world.gateway.session().await.unwrap();
-        let cell = world.vendors[&Flavour::Gcp].open_cell(&session, scenario.account.clone().unwrap()).await.unwrap();
+        let cell = world.vendors[&Flavour::Gcp].open_cell(&session, &scenario).await.unwrap();
         std::fs::create_dir_all(dir.path().join("no-other-certs")).unwrap();
         GcpCell { world, session, cell, dir }
     }

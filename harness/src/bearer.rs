@@ -261,8 +261,9 @@ pub(crate) trait Vendor: Send + Sync + 'static {
 }
 
 /// What a vendor runs beside its registry to hand out the credentials the registry takes
-/// (Google's OAuth, STS, IAM Credentials and metadata server), on its own host names behind
-/// the gateway. Its per-cell state mints into the cell's [`Account`].
+/// (Google's OAuth, STS, IAM Credentials and metadata server; Entra ID and Azure's IMDS), on
+/// its own host names behind the gateway. Its per-cell state mints into, or is checked by, the
+/// cell's [`Account`].
 pub(crate) trait IdentityService: Send + Sync + 'static {
     /// Host names the gateway routes to the service.
     fn hosts(&self) -> &'static [&'static str];
@@ -273,12 +274,16 @@ pub(crate) trait IdentityService: Send + Sync + 'static {
     fn direct_host(&self) -> Option<&'static str> {
         None
     }
-    /// Sets up the cell behind gateway session `session`; `direct` is its listener for
+    /// Sets up the cell behind gateway session `session`, whose account is `account` and
+    /// whose scenario is `scenario`; `direct` is its listener for
     /// [`IdentityService::direct_host`].
-    fn open_cell(&self, session: u64, account: Arc<Account>, direct: Option<SocketAddr>) -> CellIdentity;
+    fn open_cell(&self, session: u64, account: Arc<Account>, scenario: &crate::scenario::Scenario, direct: Option<SocketAddr>) -> CellIdentity;
     fn close_cell(&self, session: u64);
+    /// Another service of the run, at `addr`, serves `host` too (AWS's IMDS shares Azure's
+    /// address): requests on `host` this service does not answer go there.
+    fn share_host(&self, _host: &str, _addr: SocketAddr) {}
     /// Answers one request of the cell behind `session` (whose body is `body`).
-    fn handle(&self, session: Option<u64>, parts: &hyper::http::request::Parts, body: &[u8]) -> Response<Body>;
+    fn handle(&self, session: Option<u64>, parts: hyper::http::request::Parts, body: Bytes) -> futures_util::future::BoxFuture<'_, Response<Body>>;
 }
 
 /// What an [`IdentityService`] gives a cell.
@@ -305,7 +310,7 @@ pub(crate) async fn serve_identity(service: Arc<dyn IdentityService>) -> std::io
             let session = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
             let (parts, body) = req.into_parts();
             match http_body_util::Limited::new(body, IDENTITY_BODY_LIMIT).collect().await {
-                Ok(body) => service.handle(session, &parts, &body.to_bytes()),
+                Ok(body) => service.handle(session, parts, body.to_bytes()).await,
                 Err(e) => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "invalid_request", "error_description": format!("ko-matrix: unreadable request body: {e}") })),
             }
         }

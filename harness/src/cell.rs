@@ -20,7 +20,7 @@ use crate::result::CellResult;
 use crate::scenario::{expand, Scenario, TOOL_PLACEHOLDER};
 use crate::tool::{PushContext, ToolBinary};
 use crate::scenario::Credential;
-use crate::world::{AwsCellCredentials, AzureIdentity, VendorCell, World};
+use crate::world::{AwsCellCredentials, VendorCell, World};
 
 /// What every cell of a run shares.
 pub struct CellEnv {
@@ -231,8 +231,6 @@ struct Cell {
     aws: Option<AwsCellCredentials>,
     /// The cell's account at a vendor registry, closed with the cell.
     _vendor: Option<VendorCell>,
-    /// The cell's Entra ID identity (Azure), closed with the cell.
-    _azure: Option<AzureIdentity>,
     /// Where the tool's push runs, and its command: the tool's name, then its arguments.
     push_dir: PathBuf,
     push: Vec<String>,
@@ -269,15 +267,10 @@ impl Cell {
         };
         // A vendor registry's cell pushes below its account's owner, with the account's credential.
         let vendor = match (&scenario.account, world.vendors.get(&scenario.target.registry)) {
-            (Some(spec), Some(registry)) => Some(registry.open_cell(&session, spec.clone()).await?),
+            (Some(_), Some(registry)) => Some(registry.open_cell(&session, scenario).await?),
             (Some(_), None) => return Err(CellSetupError::NoRegistry(scenario.target.registry.name())),
             _ => None,
         };
-        let azure = match (&scenario.azure, world.vendors.get(&scenario.target.registry)) {
-            (Some(spec), Some(registry)) => Some(registry.open_azure(session.id, spec.clone()).ok_or(CellSetupError::NoRegistry(scenario.target.registry.name()))?),
-            _ => None,
-        };
-        values.extend(azure.iter().flat_map(|a| a.cell.values()));
         let (repository, backend_repository) = match &vendor {
             Some(vendor) => {
                 values.extend(vendor.values());
@@ -362,7 +355,6 @@ impl Cell {
         }
         secrets.extend(rendered.iter().chain(unlisted).flat_map(|f| f.secrets.iter().cloned()));
         secrets.extend(aws.iter().flat_map(|a| a.secrets.iter().cloned()));
-        secrets.extend(azure.iter().flat_map(|a| a.cell.secrets()));
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
         let push_command = [tool.tool.name().to_string()].into_iter().chain(tool.tool.push_args(&push)).collect();
         Ok(Cell {
@@ -375,7 +367,6 @@ impl Cell {
             files,
             aws,
             _vendor: vendor,
-            _azure: azure,
             push_dir: prepared.cwd,
             push: push_command,
             push_repository,

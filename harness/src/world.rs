@@ -12,7 +12,7 @@ use base64::Engine;
 use crate::aws::oidc;
 use crate::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
 use crate::base_image::{self, BaseImage};
-use crate::bearer::{Account, AccountSpec, CellIdentity, Front, IdentityService};
+use crate::bearer::{Account, CellIdentity, Front, IdentityService};
 use crate::credential_files::{self, CellFile, EcrToken};
 use crate::gateway::{error_chain, Backend, Gateway, GatewayError, Route, Session};
 use crate::pki::{Ca, PkiError};
@@ -235,10 +235,9 @@ pub struct VendorRegistry {
     /// The run's base image as the vendor's public repository (`docker.io/ko-matrix/base@…`),
     /// where the vendor has public images.
     pub public_base: Option<String>,
-    /// The vendor's identity services (Google's OAuth, STS and metadata server), if it has any.
+    /// The vendor's identity services (Google's OAuth, STS and metadata server; Entra ID and
+    /// Azure's IMDS), if it has any.
     identity: Option<Arc<dyn IdentityService>>,
-    /// Entra ID and IMDS beside the registry (Azure's), and where they serve.
-    pub entra: Option<(Arc<crate::azure::Entra>, SocketAddr)>,
     _servers: Vec<LoopbackServer>,
 }
 
@@ -279,40 +278,21 @@ impl Drop for VendorCell {
 }
 
 impl VendorRegistry {
-    /// Opens the account of the cell behind gateway session `session`.
-    pub async fn open_cell(&self, session: &Session, spec: AccountSpec) -> Result<VendorCell, GatewayError> {
-        let account = self.front.open_cell(session.id, spec);
+    /// Opens the account of the cell behind gateway session `session` (the scenario's
+    /// `[account]`), and its identity at the vendor's identity services.
+    pub async fn open_cell(&self, session: &Session, scenario: &Scenario) -> Result<VendorCell, GatewayError> {
+        let account = self.front.open_cell(session.id, scenario.account.clone().unwrap_or_default());
         let identity_values = match &self.identity {
             Some(identity) => {
                 let direct = match identity.direct_host() {
                     Some(host) => Some(session.serve_as(host).await?),
                     None => None,
                 };
-                identity.open_cell(session.id, account.clone(), direct)
+                identity.open_cell(session.id, account.clone(), scenario, direct)
             }
             None => CellIdentity::default(),
         };
         Ok(VendorCell { account, front: self.front.clone(), identity: self.identity.clone(), session: session.id, identity_values })
-    }
-
-    /// Opens the Entra ID identity of the cell behind gateway session `session` (Azure's
-    /// registry only).
-    pub fn open_azure(&self, session: u64, spec: crate::azure::AzureSpec) -> Option<AzureIdentity> {
-        let (entra, _) = self.entra.as_ref()?;
-        Some(AzureIdentity { cell: entra.open_cell(session, spec), entra: entra.clone(), session })
-    }
-}
-
-/// A cell's identity in Entra ID; dropping it closes it.
-pub struct AzureIdentity {
-    entra: Arc<crate::azure::Entra>,
-    session: u64,
-    pub cell: Arc<crate::azure::EntraCell>,
-}
-
-impl Drop for AzureIdentity {
-    fn drop(&mut self) {
-        self.entra.close_cell(self.session);
     }
 }
 
@@ -411,8 +391,8 @@ impl WorldPlan {
 }
 
 /// The token-auth vendor behind `flavour`, and the identity services it runs beside its
-/// registry, started for the run (Azure's checks tokens of `entra`).
-async fn vendor_of(flavour: Flavour, entra: Option<&Arc<crate::azure::Entra>>) -> Result<(Box<dyn crate::bearer::Vendor>, Option<Arc<dyn IdentityService>>), WorldError> {
+/// registry, started for the run.
+async fn vendor_of(flavour: Flavour) -> Result<(Box<dyn crate::bearer::Vendor>, Option<Arc<dyn IdentityService>>), WorldError> {
     Ok(match flavour {
         Flavour::Ghcr => (Box::new(crate::github::Ghcr), None),
         Flavour::Dockerhub => (Box::new(crate::dockerhub::DockerHub), None),
@@ -422,7 +402,10 @@ async fn vendor_of(flavour: Flavour, entra: Option<&Arc<crate::azure::Entra>>) -
             let identity = Arc::new(generated.map_err(|e| WorldError::Key(format!("generating the run's Google service-account key: {e}")))?);
             (Box::new(crate::google::Gcr { identity: identity.clone() }), Some(identity))
         }
-        Flavour::Azure => (Box::new(crate::azure::Acr { entra: entra.expect("Entra ID starts with the ACR front").clone() }), None),
+        Flavour::Azure => {
+            let entra = crate::azure::Entra::new();
+            (Box::new(crate::azure::Acr { entra: entra.clone() }), Some(entra))
+        }
         other => unreachable!("{} is not a vendor registry", other.name()),
     })
 }
@@ -540,15 +523,7 @@ impl World {
             for flavour in flavours.iter().copied().filter(|f| f.is_vendor()) {
                 let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
                 let service = vendor_backend_service(flavour);
-                let entra = match flavour {
-                    Flavour::Azure => {
-                        let entra = crate::azure::Entra::new();
-                        let server = entra.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "Entra ID emulator".into(), source })?;
-                        Some((entra, server))
-                    }
-                    _ => None,
-                };
-                let (vendor, identity) = vendor_of(flavour, entra.as_ref().map(|(e, _)| e)).await?;
+                let (vendor, identity) = vendor_of(flavour).await?;
                 let front = Front::new(vendor, backend.addr, service);
                 let server = front.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: format!("{} front", flavour.host()).into(), source })?;
                 let identity = match identity {
@@ -558,7 +533,7 @@ impl World {
                     }
                     None => None,
                 };
-                started.push((flavour, backend, front, server, identity, entra));
+                started.push((flavour, backend, front, server, identity));
             }
             Ok::<_, WorldError>(started)
         };
@@ -593,7 +568,9 @@ impl World {
             token_server = Some(server);
         }
         let mut vendor_registries = BTreeMap::new();
-        for (flavour, backend, front, server, identity, entra) in vendors {
+        // Which identity service serves each of its hosts, for hosts another service shares.
+        let mut identity_routes: BTreeMap<&str, (Arc<dyn IdentityService>, SocketAddr, String)> = BTreeMap::new();
+        for (flavour, backend, front, server, identity) in vendors {
             let service = vendor_backend_service(flavour);
             let front_service = format!("{} front", flavour.host());
             for host in front.hosts() {
@@ -605,6 +582,7 @@ impl World {
                 let name = format!("{} identity services", flavour.host());
                 services.push(Service { name: name.clone(), addr: server.addr, tls: false });
                 let routes = identity.hosts().iter().try_for_each(|host| gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named(&name) }));
+                identity_routes.extend(identity.hosts().iter().map(|host| (*host, (identity.clone(), server.addr, name.clone()))));
                 servers.push(server);
                 routes.map(|()| identity)
             });
@@ -619,19 +597,8 @@ impl World {
                 }
                 _ => None,
             };
-            if let Some((_, entra_server)) = &entra {
-                for host in [crate::azure::entra::LOGIN_HOST, crate::azure::entra::IMDS_HOST] {
-                    gateway.route(host, Route::Terminate { backend: Backend::http(entra_server.addr).named("Entra ID emulator") })?;
-                }
-                services.push(Service { name: "Entra ID emulator".into(), addr: entra_server.addr, tls: false });
-            }
             registries.push(backend);
-            let entra = entra.map(|(entra, entra_server)| {
-                let addr = entra_server.addr;
-                servers.push(entra_server);
-                (entra, addr)
-            });
-            vendor_registries.insert(flavour, VendorRegistry { front, public_base, identity, entra, _servers: servers });
+            vendor_registries.insert(flavour, VendorRegistry { front, public_base, identity, _servers: servers });
         }
         let mut aws = None;
         match ecr {
@@ -639,11 +606,11 @@ impl World {
                 for host in &aws_hosts {
                     gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named("AWS emulator") })?;
                 }
-                // One IMDS address for both clouds: Azure's emulator answers `/metadata/…` and
-                // hands every other path to AWS's.
-                if let Some((entra, entra_server)) = vendor_registries.get(&Flavour::Azure).and_then(|v| v.entra.as_ref()) {
-                    entra.set_imds_fallback(server.addr);
-                    gateway.route(crate::azure::entra::IMDS_HOST, Route::Terminate { backend: Backend::http(*entra_server).named("Entra ID emulator") })?;
+                // One IMDS address for two clouds: a vendor's identity service that serves it too
+                // (Azure's) answers its own paths there and hands the others to AWS's emulator.
+                if let Some((identity, addr, name)) = identity_routes.get(crate::aws::IMDS_HOST) {
+                    identity.share_host(crate::aws::IMDS_HOST, server.addr);
+                    gateway.route(crate::aws::IMDS_HOST, Route::Terminate { backend: Backend::http(*addr).named(name) })?;
                 }
                 services.push(Service { name: "AWS emulator".into(), addr: server.addr, tls: false });
                 services.push(Service { name: "ECR front backend".into(), addr: backend.addr, tls: false });

@@ -17,18 +17,18 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use futures_util::future::BoxFuture;
+use http_body_util::BodyExt;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde::Deserialize;
 
 use crate::aws::oidc::OidcIssuer;
-use crate::gateway::SESSION_HEADER;
+use crate::bearer::{Account, CellIdentity, IdentityService};
 use crate::grants::{Minted, Refusal};
-use crate::loopback::LoopbackServer;
 use crate::registry_front::{full, mark_infra, Body};
+use crate::scenario::Scenario;
 
 /// Entra ID's public-cloud login host.
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
@@ -217,19 +217,10 @@ impl Entra {
     }
 
     /// Gives the cell behind gateway session `session` its identity.
-    pub fn open_cell(&self, session: u64, spec: AzureSpec) -> Arc<EntraCell> {
+    pub fn open_identity(&self, session: u64, spec: AzureSpec) -> Arc<EntraCell> {
         let cell = Arc::new(EntraCell::new(spec, &self.oidc));
         self.cells.write().expect("cells lock").insert(session, cell.clone());
         cell
-    }
-
-    pub fn close_cell(&self, session: u64) {
-        self.cells.write().expect("cells lock").remove(&session);
-    }
-
-    /// Hands IMDS requests outside `/metadata/` to `addr` (the AWS emulator).
-    pub fn set_imds_fallback(&self, addr: SocketAddr) {
-        let _ = self.imds_fallback.set(addr);
     }
 
     /// What access token `token` of the cell behind `session` was issued for.
@@ -238,56 +229,14 @@ impl Entra {
         cell.tokens.check(token)
     }
 
-    pub(crate) async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
-        crate::loopback::serve(move |req| {
-            let entra = self.clone();
-            async move { entra.dispatch(req).await }
-        })
-        .await
-    }
-
-    async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
-        let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().split(':').next().unwrap_or_default().to_ascii_lowercase();
-        let session: Option<u64> = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        let cell = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
-        if host == IMDS_HOST {
-            if req.uri().path() == "/metadata/identity/oauth2/token" {
-                return imds_token(cell.as_deref(), &req.into_parts().0);
-            }
-            return self.hand_on(req).await;
-        }
-        if host != LOGIN_HOST {
-            return json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("ko-matrix Entra ID emulator: no service at {host}")}));
-        }
-        let (parts, body) = req.into_parts();
-        if parts.uri.path() == "/common/discovery/instance" {
-            return instance_discovery(&parts);
-        }
-        if let Some(tenant) = parts.uri.path().strip_prefix('/').and_then(|p| p.strip_suffix("/v2.0/.well-known/openid-configuration")) {
-            return openid_configuration(cell.as_deref(), tenant);
-        }
-        let Some((tenant, v2)) = token_endpoint(parts.uri.path()) else {
-            return json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("ko-matrix Entra ID emulator: no endpoint {}", parts.uri.path())}));
-        };
-        if parts.method != hyper::Method::POST {
-            return aad_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", 900561, "The endpoint only accepts POST requests. Received a GET request.");
-        }
-        let body = match Limited::new(body, 1 << 20).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(_) => return aad_error(StatusCode::BAD_REQUEST, "invalid_request", 900144, "The request body could not be read."),
-        };
-        token(&self.oidc, cell.as_deref(), tenant, v2, &body)
-    }
-
     /// An IMDS request that is not Azure's: the AWS emulator's, when the run has one.
-    async fn hand_on(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn hand_on(&self, mut parts: Parts, body: Bytes) -> Response<Body> {
         let Some(addr) = self.imds_fallback.get() else {
             return json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found", "error_description": "ko-matrix Azure IMDS: no such path"}));
         };
-        let (mut parts, body) = req.into_parts();
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
         parts.uri = format!("http://{addr}{path}").parse().expect("a loopback URI parses");
-        match self.client.request(Request::from_parts(parts, body.boxed())).await {
+        match self.client.request(Request::from_parts(parts, full(body))).await {
             Ok(response) => response.map(|b| b.boxed()),
             Err(e) => {
                 let mut response = json(StatusCode::BAD_GATEWAY, serde_json::json!({"error": "ko-matrix: the AWS emulator could not be reached"}));
@@ -295,6 +244,56 @@ impl Entra {
                 response
             }
         }
+    }
+}
+
+impl IdentityService for Entra {
+    fn hosts(&self) -> &'static [&'static str] {
+        &[LOGIN_HOST, IMDS_HOST]
+    }
+
+    fn open_cell(&self, session: u64, _: Arc<Account>, scenario: &Scenario, _: Option<SocketAddr>) -> CellIdentity {
+        let cell = self.open_identity(session, scenario.azure.clone().unwrap_or_default());
+        CellIdentity { values: cell.values().into_iter().collect(), secrets: cell.secrets(), ..CellIdentity::default() }
+    }
+
+    fn close_cell(&self, session: u64) {
+        self.cells.write().expect("cells lock").remove(&session);
+    }
+
+    fn share_host(&self, host: &str, addr: SocketAddr) {
+        if host == IMDS_HOST {
+            let _ = self.imds_fallback.set(addr);
+        }
+    }
+
+    fn handle(&self, session: Option<u64>, parts: Parts, body: Bytes) -> BoxFuture<'_, Response<Body>> {
+        Box::pin(async move {
+            let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().split(':').next().unwrap_or_default().to_ascii_lowercase();
+            let cell = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
+            if host == IMDS_HOST {
+                if parts.uri.path() == "/metadata/identity/oauth2/token" {
+                    return imds_token(cell.as_deref(), &parts);
+                }
+                return self.hand_on(parts, body).await;
+            }
+            if host != LOGIN_HOST {
+                return json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("ko-matrix Entra ID emulator: no service at {host}")}));
+            }
+            if parts.uri.path() == "/common/discovery/instance" {
+                return instance_discovery(&parts);
+            }
+            if let Some(tenant) = parts.uri.path().strip_prefix('/').and_then(|p| p.strip_suffix("/v2.0/.well-known/openid-configuration")) {
+                return openid_configuration(cell.as_deref(), tenant);
+            }
+            let Some((tenant, v2)) = token_endpoint(parts.uri.path()) else {
+                return json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("ko-matrix Entra ID emulator: no endpoint {}", parts.uri.path())}));
+            };
+            if parts.method != hyper::Method::POST {
+                return aad_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", 900561, "The endpoint only accepts POST requests. Received a GET request.");
+            }
+            token(&self.oidc, cell.as_deref(), tenant, v2, &body)
+        })
     }
 }
 

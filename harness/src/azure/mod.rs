@@ -157,13 +157,13 @@ mod tests {
     async fn the_token_flow_over_http() {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let entra = Entra::new();
-        let entra_server = entra.clone().serve().await.unwrap();
+        let entra_server = crate::bearer::serve_identity(entra.clone()).await.unwrap();
         let front = Front::new(Box::new(Acr { entra: entra.clone() }), closed, "ACR front backend");
         let server = front.clone().serve().await.unwrap();
         let account = front.open_cell(1, AccountSpec { user: REGISTRY_NAME.into(), ..AccountSpec::default() });
-        let pusher = entra.open_cell(1, AzureSpec::default());
+        let pusher = entra.open_identity(1, AzureSpec::default());
         front.open_cell(2, AccountSpec::default());
-        let reader = entra.open_cell(2, AzureSpec { role: entra::Role::AcrPull, ..AzureSpec::default() });
+        let reader = entra.open_identity(2, AzureSpec { role: entra::Role::AcrPull, ..AzureSpec::default() });
         let client = reqwest::Client::new();
         let to = |addr: std::net::SocketAddr, host: &str, method: reqwest::Method, path: &str, session: u64| client.request(method, format!("http://{addr}{path}")).header("host", host).header(crate::gateway::SESSION_HEADER, session.to_string());
 

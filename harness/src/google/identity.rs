@@ -199,7 +199,7 @@ impl IdentityService for GoogleIdentity {
         Some(METADATA_HOST)
     }
 
-    fn open_cell(&self, session: u64, account: Arc<Account>, direct: Option<SocketAddr>) -> CellIdentity {
+    fn open_cell(&self, session: u64, account: Arc<Account>, _: &crate::scenario::Scenario, direct: Option<SocketAddr>) -> CellIdentity {
         let spec = account.spec.clone();
         let project = spec.owner().to_string();
         let cell = Arc::new(GoogleCell {
@@ -246,7 +246,14 @@ impl IdentityService for GoogleIdentity {
         self.cells.write().expect("cells lock").remove(&session);
     }
 
-    fn handle(&self, session: Option<u64>, parts: &Parts, body: &[u8]) -> Response<Body> {
+    fn handle(&self, session: Option<u64>, parts: Parts, body: bytes::Bytes) -> futures_util::future::BoxFuture<'_, Response<Body>> {
+        Box::pin(std::future::ready(self.answer(session, &parts, &body)))
+    }
+}
+
+impl GoogleIdentity {
+    /// The answer to one request of the cell behind `session`.
+    fn answer(&self, session: Option<u64>, parts: &Parts, body: &[u8]) -> Response<Body> {
         let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().split(':').next().unwrap_or_default().to_ascii_lowercase();
         let Some(cell) = self.cell(session) else {
             return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized_client", "ko-matrix: no cell behind this request");
@@ -446,6 +453,10 @@ mod tests {
     use crate::bearer::{AccountSpec, Front};
     use http_body_util::BodyExt;
 
+    fn scenario() -> crate::scenario::Scenario {
+        crate::scenario::Scenario::parse("gcp/t", std::path::Path::new("t.toml"), "description = \"t\"\n[target]\nregistry = \"gcp\"\n").unwrap()
+    }
+
     fn identity_and_front() -> (Arc<GoogleIdentity>, Arc<Front>) {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let identity = Arc::new(GoogleIdentity::new().unwrap());
@@ -475,26 +486,26 @@ mod tests {
     async fn a_key_files_assertion_buys_an_access_token_the_registry_account_knows() {
         let (identity, front) = identity_and_front();
         let account = front.open_cell(7, AccountSpec { owner: Some("proj".into()), ..AccountSpec::default() });
-        let values = identity.open_cell(7, account.clone(), None).values;
+        let values = identity.open_cell(7, account.clone(), &scenario(), None).values;
         let key_file: serde_json::Value = serde_json::from_str(&values["GOOGLE_SERVICE_ACCOUNT_KEY"]).unwrap();
         assert_eq!(key_file["client_email"], "ko-matrix-bot@proj.iam.gserviceaccount.com");
         let (parts, body) = post(OAUTH_HOST, "/token", &[("grant_type", JWT_BEARER), ("assertion", &assertion(&identity, &key_file, TOKEN_URI))]);
-        let (status, token) = answer(identity.handle(Some(7), &parts, &body)).await;
+        let (status, token) = answer(identity.answer(Some(7), &parts, &body)).await;
         assert_eq!(status, 200, "{token}");
         assert_eq!(token["token_type"], "Bearer");
         let principal = account.check_credential(token["access_token"].as_str().unwrap()).unwrap();
         assert_eq!((principal.user.as_str(), principal.allow.len()), ("ko-matrix-bot@proj.iam.gserviceaccount.com", 2));
 
         let (parts, body) = post(OAUTH_HOST, "/token", &[("grant_type", JWT_BEARER), ("assertion", &assertion(&identity, &key_file, "https://elsewhere"))]);
-        assert_eq!(answer(identity.handle(Some(7), &parts, &body)).await.1["error"], "invalid_grant");
-        assert_eq!(answer(identity.handle(Some(8), &parts, &body)).await.0, 401, "another cell's request");
+        assert_eq!(answer(identity.answer(Some(7), &parts, &body)).await.1["error"], "invalid_grant");
+        assert_eq!(answer(identity.answer(Some(8), &parts, &body)).await.0, 401, "another cell's request");
     }
 
     #[test]
     fn self_signed_jwts_of_the_cells_account_stand_for_an_access_token() {
         let (identity, front) = identity_and_front();
         let account = front.open_cell(3, AccountSpec { credential: CredentialKind::ReadOnly, ..AccountSpec::default() });
-        let key_file: serde_json::Value = serde_json::from_str(&identity.open_cell(3, account.clone(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"]).unwrap();
+        let key_file: serde_json::Value = serde_json::from_str(&identity.open_cell(3, account.clone(), &scenario(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"]).unwrap();
         let sign = |claims: serde_json::Value| {
             let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
             header.kid = key_file["private_key_id"].as_str().map(str::to_string);
@@ -515,9 +526,9 @@ mod tests {
     async fn a_deleted_service_accounts_key_is_refused_in_googles_words() {
         let (identity, front) = identity_and_front();
         let account = front.open_cell(1, AccountSpec { credential: CredentialKind::Revoked, ..AccountSpec::default() });
-        let key_file: serde_json::Value = serde_json::from_str(&identity.open_cell(1, account, None).values["GOOGLE_SERVICE_ACCOUNT_KEY"]).unwrap();
+        let key_file: serde_json::Value = serde_json::from_str(&identity.open_cell(1, account, &scenario(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"]).unwrap();
         let (parts, body) = post(OAUTH_HOST, "/token", &[("grant_type", JWT_BEARER), ("assertion", &assertion(&identity, &key_file, TOKEN_URI))]);
-        let (status, error) = answer(identity.handle(Some(1), &parts, &body)).await;
+        let (status, error) = answer(identity.answer(Some(1), &parts, &body)).await;
         assert_eq!((status, error), (400, json!({ "error": "invalid_grant", "error_description": "Invalid grant: account not found" })));
     }
 
@@ -526,14 +537,14 @@ mod tests {
         let (identity, front) = identity_and_front();
         for (session, credential, expected) in [(1, CredentialKind::Write, 200), (2, CredentialKind::WrongAudience, 400)] {
             let account = front.open_cell(session, AccountSpec { credential, ..AccountSpec::default() });
-            let file: serde_json::Value = serde_json::from_str(&identity.open_cell(session, account.clone(), None).values["GOOGLE_EXTERNAL_ACCOUNT"]).unwrap();
+            let file: serde_json::Value = serde_json::from_str(&identity.open_cell(session, account.clone(), &scenario(), None).values["GOOGLE_EXTERNAL_ACCOUNT"]).unwrap();
             let source = &file["credential_source"];
             let id_request = hyper::Request::get(source["url"].as_str().unwrap()).header("host", crate::github::actions::ID_TOKEN_HOST).header("authorization", source["headers"]["Authorization"].as_str().unwrap()).body(()).unwrap().into_parts().0;
-            let (status, id_token) = answer(identity.handle(Some(session), &id_request, b"")).await;
+            let (status, id_token) = answer(identity.answer(Some(session), &id_request, b"")).await;
             assert_eq!(status, 200);
             let form = [("grant_type", TOKEN_EXCHANGE), ("audience", file["audience"].as_str().unwrap()), ("subject_token", id_token["value"].as_str().unwrap()), ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt")];
             let (parts, body) = post(STS_HOST, "/v1/token", &form);
-            let (status, federated) = answer(identity.handle(Some(session), &parts, &body)).await;
+            let (status, federated) = answer(identity.answer(Some(session), &parts, &body)).await;
             assert_eq!(status, expected, "{federated}");
             if expected != 200 {
                 assert_eq!(federated["error_description"], "The audience in JWT does not match the expected values.");
@@ -542,7 +553,7 @@ mod tests {
             let impersonate = file["service_account_impersonation_url"].as_str().unwrap();
             let path = impersonate.trim_start_matches("https://iamcredentials.googleapis.com");
             let parts = hyper::Request::post(impersonate).header("host", IAM_CREDENTIALS_HOST).header("authorization", format!("Bearer {}", federated["access_token"].as_str().unwrap())).body(()).unwrap().into_parts().0;
-            let (status, token) = answer(identity.handle(Some(session), &parts, b"{}")).await;
+            let (status, token) = answer(identity.answer(Some(session), &parts, b"{}")).await;
             assert_eq!(status, 200, "{token} for {path}");
             assert!(account.check_credential(token["accessToken"].as_str().unwrap()).is_some());
             assert!(account.check_credential(federated["access_token"].as_str().unwrap()).is_none(), "the federated token itself holds no registry role");
@@ -553,8 +564,8 @@ mod tests {
     async fn the_metadata_server_wants_its_header_and_serves_only_vms() {
         let (identity, front) = identity_and_front();
         let on_vm = front.open_cell(1, AccountSpec { attached_identity: true, ..AccountSpec::default() });
-        identity.open_cell(1, on_vm.clone(), None);
-        identity.open_cell(2, front.open_cell(2, AccountSpec::default()), None);
+        identity.open_cell(1, on_vm.clone(), &scenario(), None);
+        identity.open_cell(2, front.open_cell(2, AccountSpec::default()), &scenario(), None);
         let get = |flavor: Option<&str>| {
             let mut request = hyper::Request::get("http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token").header("host", METADATA_HOST);
             if let Some(flavor) = flavor {
@@ -562,10 +573,10 @@ mod tests {
             }
             request.body(()).unwrap().into_parts().0
         };
-        let (status, token) = answer(identity.handle(Some(1), &get(Some("Google")), b"")).await;
+        let (status, token) = answer(identity.answer(Some(1), &get(Some("Google")), b"")).await;
         assert_eq!(status, 200);
         assert!(on_vm.check_credential(token["access_token"].as_str().unwrap()).is_some());
-        assert_eq!(identity.handle(Some(1), &get(None), b"").status(), StatusCode::FORBIDDEN);
-        assert_eq!(identity.handle(Some(2), &get(Some("Google")), b"").status(), StatusCode::NOT_FOUND);
+        assert_eq!(identity.answer(Some(1), &get(None), b"").status(), StatusCode::FORBIDDEN);
+        assert_eq!(identity.answer(Some(2), &get(Some("Google")), b"").status(), StatusCode::NOT_FOUND);
     }
 }

@@ -176,9 +176,9 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8>
         exports.push(("KO_MATRIX_PASSWORD".into(), target.user.password.clone()));
     }
     // A vendor registry's account (ghcr.io, Docker Hub) belongs to this session, as a cell's does.
-    let vendor = scenarios.iter().find_map(|s| Some((s.target.registry, s.account.clone()?)));
-    let vendor = match vendor.and_then(|(flavour, spec)| Some((flavour, world.vendors.get(&flavour)?, spec))) {
-        Some((flavour, registry, spec)) => Some((flavour, registry.open_cell(&session, spec).await?)),
+    let vendor = scenarios.iter().find_map(|s| Some((s.target.registry, world.vendors.get(&s.target.registry)?, s)));
+    let vendor = match vendor {
+        Some((flavour, registry, scenario)) => Some((flavour, registry.open_cell(&session, scenario).await?)),
         None => None,
     };
     if let Some((flavour, cell)) = &vendor {
