@@ -31,6 +31,24 @@ except Exception as e:
     print("ERROR", type(e).__name__, str(e).replace("\n", " "))
     sys.exit(2)
 reg = "komatrix.azurecr.io"
+if len(sys.argv) > 2 and sys.argv[2] == "sdk":
+    # azure-containerregistry does ACR's challenge, exchange and token flow itself.
+    import io
+    from azure.containerregistry import ContainerRegistryClient
+    client = ContainerRegistryClient(f"https://{reg}", cred, audience="https://management.azure.com")
+    repo = "cross/sdk"
+    config, layer = b"{}", b"ko-matrix"
+    try:
+        config_digest, _ = client.upload_blob(repo, io.BytesIO(config))
+        layer_digest, _ = client.upload_blob(repo, io.BytesIO(layer))
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": len(config)},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": len(layer)}]}
+        digest = client.set_manifest(repo, manifest, tag="sdk")
+        print("PUSHED", digest == client.get_manifest(repo, "sdk").digest)
+    except Exception as e:
+        print("ERROR", type(e).__name__, str(e).replace("\n", " "))
+    sys.exit(0)
 r = requests.post(f"https://{reg}/oauth2/exchange", data={"grant_type": "access_token", "service": reg, "tenant": os.environ["AZURE_TENANT_ID"], "access_token": token})
 print("EXCHANGE", r.status_code)
 r.raise_for_status()
@@ -84,12 +102,18 @@ impl Fixture {
 impl Client<'_> {
     /// Runs the client as `kind` with `tenant` (the identity's own unless given); its stdout.
     fn run(&self, python: &Path, kind: &str, tenant: Option<&str>) -> String {
+        self.run_as(python, &[kind], tenant)
+    }
+
+    /// Runs the client with `args` (`secret` or `workload`, then `sdk` for the registry SDK).
+    fn run_as(&self, python: &Path, args: &[&str], tenant: Option<&str>) -> String {
         let values = self.cell.values();
         let token_file = self.home.path().join("federated-token");
         std::fs::write(&token_file, &values["AZURE_FEDERATED_TOKEN"]).unwrap();
         let proxy = self.session.proxy_url();
         let out = Command::new(python)
-            .args(["-c", CLIENT, kind])
+            .args(["-c", CLIENT])
+            .args(args)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", self.home.path())
@@ -106,7 +130,7 @@ impl Client<'_> {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success() || stdout.starts_with("ERROR"), "the client crashed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() || stdout.starts_with("ERROR"), "the client crashed:\n{stdout}\n{}\n{:#?}", String::from_utf8_lossy(&out.stderr), self.requests());
         stdout
     }
 
@@ -158,4 +182,28 @@ async fn azure_identity_reports_entras_refusals() {
     let wi = fixture.client("identity = \"workload-identity\"\ncredential = \"expired\"").await;
     let out = wi.run(&python, "workload", None);
     assert!(out.starts_with("ERROR") && out.contains("AADSTS700024"), "{out}\n{:#?}", wi.requests());
+}
+
+/// azure-containerregistry (Azure's registry SDK) runs ACR's challenge, `/oauth2/exchange` and
+/// `/oauth2/token` itself and pushes an image; an AcrPull identity's push is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_containerregistry_pushes_through_the_exchange() {
+    let Some(python) = python() else { return skip("azure_containerregistry_pushes_through_the_exchange") };
+    let sdk = Command::new(&python).args(["-c", "import azure.containerregistry"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !sdk {
+        eprintln!("SKIPPED azure_containerregistry_pushes_through_the_exchange: azure-containerregistry is not installed for python3 (`python3 -m pip install azure-containerregistry`; scripts/install-deps installs it)");
+        return;
+    }
+    let fixture = Fixture::start().await;
+    let pusher = fixture.client("").await;
+    let out = pusher.run_as(&python, &["secret", "sdk"], None);
+    assert!(out.trim() == "PUSHED True", "{out}\n{:#?}", pusher.requests());
+    let requests = pusher.requests();
+    for (start, end) in [("POST komatrix.azurecr.io/oauth2/exchange?", " 200"), ("PUT komatrix.azurecr.io/v2/cross%2Fsdk/manifests/sdk", " 201")] {
+        assert!(requests.iter().any(|r| r.starts_with(start) && r.ends_with(end)), "no `{start}… {end}`: {requests:#?}");
+    }
+
+    let reader = fixture.client("role = \"AcrPull\"").await;
+    let out = reader.run_as(&python, &["secret", "sdk"], None);
+    assert!(out.starts_with("ERROR ClientAuthenticationError") && out.contains("authentication required"), "an AcrPull identity's push: {out}\n{:#?}", reader.requests());
 }

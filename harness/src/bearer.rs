@@ -240,6 +240,10 @@ pub(crate) trait Vendor: Send + Sync + 'static {
         let own = repository.split('/').next() == Some(owner);
         requested.iter().filter(|action| own && allows(&principal.allow, action)).cloned().collect()
     }
+    /// Whether the registry answers upload `Location`s as paths (ACR) rather than URLs.
+    fn relative_locations(&self) -> bool {
+        false
+    }
     /// Whether repository names may have more than two parts (`owner/a/b`); Docker Hub's
     /// are `namespace/name`.
     fn nested_names(&self) -> bool {
@@ -334,7 +338,8 @@ pub struct Front {
 
 impl Front {
     pub(crate) fn new(vendor: Box<dyn Vendor>, backend: SocketAddr, service: &'static str) -> Arc<Front> {
-        Arc::new(Front { vendor, cells: RwLock::new(HashMap::new()), backend: Backend::new(backend, service) })
+        let backend = if vendor.relative_locations() { Backend::new(backend, service).with_relative_locations() } else { Backend::new(backend, service) };
+        Arc::new(Front { vendor, cells: RwLock::new(HashMap::new()), backend })
     }
 
     /// Every host name the gateway must route here.

@@ -31,10 +31,16 @@ pub(crate) fn distribution_error(status: StatusCode, code: &str, message: &str) 
     response
 }
 
-/// Splits `/v2/<name>/<kind>/<rest>` into the repository name and the rest.
-pub(crate) fn split_repository(path: &str) -> Option<(&str, &str)> {
+/// Splits `/v2/<name>/<kind>/<rest>` into the repository name and the rest. The name is
+/// percent-decoded: some clients (Azure's registry SDK) send `team%2Fapp`.
+pub(crate) fn split_repository(path: &str) -> Option<(String, &str)> {
     let inner = path.strip_prefix("/v2/")?;
-    ["/blobs/", "/manifests/", "/tags/", "/referrers/"].iter().filter_map(|marker| inner.find(marker).map(|at| (&inner[..at], &inner[at..]))).min_by_key(|(name, _)| name.len())
+    let decoded = |name: &str| percent_encoding::percent_decode_str(name).decode_utf8_lossy().into_owned();
+    let (name, rest) = ["/blobs/", "/manifests/", "/tags/", "/referrers/"]
+        .iter()
+        .filter_map(|marker| inner.find(marker).map(|at| (&inner[..at], &inner[at..])))
+        .min_by_key(|(name, _)| name.len())?;
+    Some((decoded(name), rest))
 }
 
 /// The Distribution action a registry request needs: `push` for uploads and manifest PUTs,
@@ -62,17 +68,33 @@ pub(crate) fn mark_infra(response: &mut Response<Body>, what: String) {
     response.headers_mut().insert(INFRA_HEADER, value);
 }
 
+/// `/v2/…?…` of `https://host/v2/…?…`; a path stays as it is.
+fn path_of_url(url: &str) -> &str {
+    match url.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
+        None => url,
+    }
+}
+
 /// The distribution registry behind a front.
 pub(crate) struct Backend {
     pub addr: SocketAddr,
     /// What it is, for infra-error details (`ECR front backend`).
     pub service: &'static str,
+    /// Whether upload `Location`s go out as paths (`/v2/…`), as ACR's do, rather than the
+    /// absolute URLs distribution writes; Azure's SDK joins them to the registry's URL.
+    relative_locations: bool,
     client: Client<HttpConnector, Body>,
 }
 
 impl Backend {
     pub fn new(addr: SocketAddr, service: &'static str) -> Backend {
-        Backend { addr, service, client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http() }
+        Backend { addr, service, relative_locations: false, client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http() }
+    }
+
+    /// The same backend, answering upload `Location`s as paths.
+    pub fn with_relative_locations(self) -> Backend {
+        Backend { relative_locations: true, ..self }
     }
 
     /// Sends a request for `repository` (with `rest` of its route) to the backend as
@@ -109,7 +131,10 @@ impl Backend {
         }
         for header in ["location", "link"] {
             if let Some(value) = parts.headers.get(header).and_then(|v| v.to_str().ok()) {
-                let mapped = value.replace(&format!("/v2/{backend_repository}/"), &format!("/v2/{repository}/"));
+                let mut mapped = value.replace(&format!("/v2/{backend_repository}/"), &format!("/v2/{repository}/"));
+                if header == "location" && self.relative_locations {
+                    mapped = path_of_url(&mapped).to_string();
+                }
                 parts.headers.insert(header, mapped.parse().expect("a rewritten URL header is a valid header"));
             }
         }
@@ -162,10 +187,15 @@ mod tests {
 
     #[test]
     fn repository_names_are_split_from_the_route() {
-        assert_eq!(split_repository("/v2/app/blobs/uploads/"), Some(("app", "/blobs/uploads/")));
-        assert_eq!(split_repository("/v2/team/app/manifests/latest"), Some(("team/app", "/manifests/latest")));
-        assert_eq!(split_repository("/v2/team/app/tags/list"), Some(("team/app", "/tags/list")));
-        assert_eq!(split_repository("/v2/team/app/referrers/sha256:ab"), Some(("team/app", "/referrers/sha256:ab")), "ECR serves the referrers API");
+        let split = |path| split_repository(path).map(|(name, rest)| (name, rest.to_string()));
+        let owned = |name: &str, rest: &str| Some((name.to_string(), rest.to_string()));
+        assert_eq!(split("/v2/app/blobs/uploads/"), owned("app", "/blobs/uploads/"));
+        assert_eq!(split("/v2/team/app/manifests/latest"), owned("team/app", "/manifests/latest"));
+        assert_eq!(split("/v2/team/app/tags/list"), owned("team/app", "/tags/list"));
+        assert_eq!(split("/v2/team/app/referrers/sha256:ab"), owned("team/app", "/referrers/sha256:ab"), "ECR serves the referrers API");
+        assert_eq!(split("/v2/team%2Fapp/blobs/uploads/"), owned("team/app", "/blobs/uploads/"), "Azure's SDK encodes the slash");
+        assert_eq!(path_of_url("https://r.io/v2/a/blobs/uploads/u?_state=x"), "/v2/a/blobs/uploads/u?_state=x");
+        assert_eq!(path_of_url("/v2/a/blobs/uploads/u"), "/v2/a/blobs/uploads/u");
         assert_eq!(split_repository("/v2/"), None);
     }
 

@@ -10,7 +10,7 @@
 //! Each cell (by the gateway's session header) has its own tenant, application and
 //! identity; the access tokens minted here are checked by ACR's `/oauth2/exchange`
 //! ([`super::Acr`]). The IMDS address is shared with AWS's: any other path there is handed on
-//! to the AWS emulator when one runs ([`Entra::set_imds_fallback`]).
+//! to the AWS emulator when one runs (`share_host`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -77,6 +77,10 @@ impl Vendor for Acr {
         HOST
     }
 
+    fn relative_locations(&self) -> bool {
+        true
+    }
+
     fn registry_hosts(&self) -> &'static [&'static str] {
         &[HOST]
     }
