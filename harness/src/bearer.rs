@@ -150,7 +150,7 @@ pub struct Account {
     pub backend_prefix: String,
     /// The credential the cell holds (`${PASSWORD}`), minted per [`AccountSpec::credential`].
     pub secret: String,
-    pub(crate) credentials: Minted<Principal>,
+    credentials: Minted<Principal>,
     tokens: Minted<Grant>,
 }
 
@@ -172,7 +172,8 @@ impl Account {
 
 impl Account {
     /// A new credential of this account for `principal`, good for `ttl` (negative: already
-    /// expired): what an identity service the vendor runs (Google's OAuth) hands out.
+    /// expired): what the vendor hands out beside the login secret (Google's access tokens,
+    /// ACR's refresh tokens).
     pub(crate) fn issue(&self, principal: Principal, ttl: time::Duration) -> String {
         self.credentials.mint(principal, 48, ttl).0
     }
@@ -201,8 +202,11 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Host names that serve the registry API.
     fn registry_hosts(&self) -> &'static [&'static str];
-    /// The host that serves the token endpoint at [`Vendor::token_path`].
-    fn auth_host(&self) -> &'static str;
+    /// The host that serves the token endpoint at [`Vendor::token_path`] (default: the
+    /// registry's own host).
+    fn auth_host(&self) -> &'static str {
+        self.registry_hosts()[0]
+    }
     /// The token endpoint's path on [`Vendor::auth_host`].
     fn token_path(&self) -> &'static str {
         "/token"
@@ -219,16 +223,22 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     fn extra_endpoint(&self, _session: Option<u64>, _account: Option<&Account>, _parts: &hyper::http::request::Parts, _body: &[u8]) -> Option<Response<Body>> {
         None
     }
-    /// The `service` of the challenge and of token requests.
-    fn service(&self) -> &'static str;
+    /// The `service` of the challenge and of token requests (default: the registry's host).
+    fn service(&self) -> &'static str {
+        self.registry_hosts()[0]
+    }
     /// What a secret the account never minted grants, for vendors that also take credentials
     /// the client makes itself (Google's self-signed service-account JWTs); `None`: not one.
     fn other_credential(&self, _account: &Account, _secret: &str) -> Option<Result<Principal, BadCredentials>> {
         None
     }
     /// The `WWW-Authenticate` value for a request without a usable token; `scope` is what the
-    /// request needed, when it was for a repository.
-    fn challenge(&self, scope: Option<&str>) -> String;
+    /// request needed, when it was for a repository (default: the token endpoint as realm, the
+    /// service, and the scope when there is one).
+    fn challenge(&self, scope: Option<&str>) -> String {
+        let scope = scope.map(|s| format!(",scope=\"{s}\"")).unwrap_or_default();
+        format!("Bearer realm=\"https://{}{}\",service=\"{}\"{scope}", self.auth_host(), self.token_path(), self.service())
+    }
     /// Whether the token endpoint checks the user name against the secret's account.
     fn checks_user(&self) -> bool;
     /// The token endpoint's answer to credentials it does not accept.

@@ -67,7 +67,7 @@ impl Acr {
         if field("tenant").is_some_and(|t| !t.eq_ignore_ascii_case(&token.tenant)) {
             return refused();
         }
-        let (refresh_token, _) = account.credentials.mint(Principal { user: TOKEN_USER.into(), allow: token.role.actions() }, 48, REFRESH_TOKEN_TTL);
+        let refresh_token = account.issue(Principal { user: TOKEN_USER.into(), allow: token.role.actions() }, REFRESH_TOKEN_TTL);
         json(StatusCode::OK, serde_json::json!({ "refresh_token": refresh_token }))
     }
 }
@@ -85,24 +85,8 @@ impl Vendor for Acr {
         &[HOST]
     }
 
-    fn auth_host(&self) -> &'static str {
-        HOST
-    }
-
     fn token_path(&self) -> &'static str {
         "/oauth2/token"
-    }
-
-    fn service(&self) -> &'static str {
-        HOST
-    }
-
-    fn challenge(&self, scope: Option<&str>) -> String {
-        let base = format!("Bearer realm=\"https://{HOST}/oauth2/token\",service=\"{HOST}\"");
-        match scope {
-            Some(scope) => format!("{base},scope=\"{scope}\""),
-            None => base,
-        }
     }
 
     /// The admin user is the registry's name; refresh tokens go with [`TOKEN_USER`].

@@ -66,11 +66,6 @@ impl Vendor for DockerHub {
         SERVICE
     }
 
-    fn challenge(&self, scope: Option<&str>) -> String {
-        let scope = scope.map(|s| format!(",scope=\"{s}\"")).unwrap_or_default();
-        format!("Bearer realm=\"https://{AUTH_HOST}/token\",service=\"{SERVICE}\"{scope}")
-    }
-
     fn checks_user(&self) -> bool {
         true
     }

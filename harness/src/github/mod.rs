@@ -37,14 +37,6 @@ impl Vendor for Ghcr {
         &[HOST]
     }
 
-    fn auth_host(&self) -> &'static str {
-        HOST
-    }
-
-    fn service(&self) -> &'static str {
-        HOST
-    }
-
     fn challenge(&self, scope: Option<&str>) -> String {
         format!("Bearer realm=\"https://{HOST}/token\",service=\"{HOST}\",scope=\"{}\"", scope.unwrap_or("repository:user/image:pull"))
     }

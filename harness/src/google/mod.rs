@@ -61,21 +61,8 @@ impl Vendor for Gcr {
         &[HOST]
     }
 
-    fn auth_host(&self) -> &'static str {
-        HOST
-    }
-
     fn token_path(&self) -> &'static str {
         "/v2/token"
-    }
-
-    fn service(&self) -> &'static str {
-        HOST
-    }
-
-    fn challenge(&self, scope: Option<&str>) -> String {
-        let scope = scope.map(|s| format!(",scope=\"{s}\"")).unwrap_or_default();
-        format!("Bearer realm=\"https://{HOST}/v2/token\",service=\"{HOST}\"{scope}")
     }
 
     fn checks_user(&self) -> bool {
