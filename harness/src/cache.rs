@@ -4,6 +4,10 @@
 //! staging dir next to it and renamed into place only once complete and verified, so a
 //! killed download or build never leaves a binary that a later run would pick up. A lock
 //! file per entry keeps two processes from installing the same entry at once.
+//!
+//! A lookup checks the binary's digest, but only when the file is not as it was when its
+//! digest last matched: `verified` in the entry records the file's size, inode and change
+//! times then (as git's index does), so a run does not hash every binary again.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -17,6 +21,7 @@ use sha2::{Digest, Sha256};
 pub(crate) const CACHE_ENV: &str = "KO_MATRIX_CACHE";
 
 const MANIFEST: &str = "manifest.json";
+const VERIFIED: &str = "verified";
 const STAGING_PREFIX: &str = ".staging-";
 
 #[derive(Debug, thiserror::Error)]
@@ -126,8 +131,17 @@ impl Entry {
         };
         let intact = serde_json::from_str::<Manifest>(&text).ok().and_then(|manifest| {
             let path = self.dir.join(&manifest.binary);
-            let digest = sha256_file(&path).ok()?;
-            (digest == manifest.sha256).then_some(Installed { path, manifest, from_cache: true })
+            let stamp = FileStamp::of(&path).ok()?;
+            let verified = self.dir.join(VERIFIED);
+            if fs::read_to_string(&verified).ok().as_deref() != Some(stamp.as_str()) {
+                let digest = sha256_file(&path).ok()?;
+                if digest != manifest.sha256 {
+                    return None;
+                }
+                // Best effort: without it, the next lookup hashes again.
+                let _ = fs::write(&verified, stamp.as_str());
+            }
+            Some(Installed { path, manifest, from_cache: true })
         });
         if intact.is_none() {
             self.evict()?;
@@ -194,6 +208,22 @@ impl Entry {
     }
 }
 
+/// What changes whenever a file's contents can have: its size, inode, and modification and
+/// status-change times to the nanosecond (the latter no user can set back).
+struct FileStamp(String);
+
+impl FileStamp {
+    fn of(path: &Path) -> io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path)?;
+        Ok(FileStamp(format!("{} {} {} {}.{} {}.{}\n", m.len(), m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())))
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Hex SHA-256 of a file's contents.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
@@ -248,6 +278,18 @@ mod tests {
         assert_eq!(installed.manifest, manifest);
         assert_eq!(entry.lookup().unwrap().unwrap().manifest, manifest);
 
+        assert!(entry.dir().join(VERIFIED).is_file(), "a matching digest is remembered with the file's stamp");
+        fs::write(&installed.path, b"#!/bin/sh\n").unwrap();
+        assert_eq!(entry.lookup().unwrap().unwrap().manifest, manifest, "rewritten with the same bytes: hashed again, still intact");
+        fs::write(&installed.path, b"#!/bin/sx\n").unwrap();
+        assert!(entry.lookup().unwrap().is_none(), "the same size, other bytes: not served");
+        assert!(!entry.dir().exists());
+
+        drop(lock);
+        let lock = entry.lock(Duration::from_secs(1)).await.unwrap();
+        let staging = entry.stage(&lock).unwrap();
+        fs::write(staging.path().join("demo"), b"#!/bin/sh\n").unwrap();
+        let installed = entry.commit(staging, manifest.clone(), &lock).unwrap();
         fs::write(&installed.path, b"tampered").unwrap();
         assert!(entry.lookup().unwrap().is_none(), "a damaged binary is not served");
         assert!(!entry.dir().exists(), "and its entry is evicted");
