@@ -25,9 +25,11 @@ pub struct CellResult {
     /// Why, in one plain sentence from the wire record (`diagnosis.rs`), for a failed cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<String>,
+    /// Both runs' when the cell was retried, as are the tool's.
     pub duration_ms: u64,
-    /// Time spent in the tool's processes (the rest is the harness's setup and verification).
-    #[serde(alias = "tool_ms")]
+    /// Time spent in the tool's processes (the rest is the harness's setup and verification);
+    /// `ko_ms` in matrix.json files from before tools were a parameter.
+    #[serde(alias = "ko_ms")]
     pub tool_ms: u64,
     pub log: PathBuf,
     /// The log of the retry, when the first run failed.

@@ -599,4 +599,15 @@ pub(crate) mod tests {
         let mixed = merge(&[shard("user+network namespace", "v0.15.1"), shard("proxy-only (KO_MATRIX_CONTAINMENT=proxy-only)", "v0.15.2")]).unwrap();
         assert_eq!(mixed.containment, "mixed: user+network namespace; proxy-only (KO_MATRIX_CONTAINMENT=proxy-only)");
     }
+
+    #[test]
+    fn a_matrix_from_before_tools_were_a_parameter_reads() {
+        let mut json = serde_json::to_value(report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Pass, None)])).unwrap();
+        let old = json["cells"][0].as_object_mut().unwrap();
+        old.remove("tool");
+        let tool_ms = old.remove("tool_ms").unwrap();
+        old.insert("ko_ms".into(), tool_ms);
+        let report: MatrixReport = serde_json::from_value(json).unwrap();
+        assert_eq!((report.cells[0].tool.as_str(), report.cells[0].tool_ms), ("ko", 1000));
+    }
 }
