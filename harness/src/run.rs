@@ -211,9 +211,12 @@ impl Runner {
 
         let files_dir = work.path().join("payload");
         Payload::write_files(&files_dir).map_err(io("writing", &files_dir))?;
-        let go = provisioner.go("the app cells build").await?;
-        let go = GoEnv::detect(&go.path).await?;
-        let world = Arc::new(World::start(&options.scenarios, &options.services, provisioner, work.path()).await?);
+        let go = async {
+            let go = provisioner.go("the app cells build").await?;
+            Ok::<_, RunError>(GoEnv::detect(&go.path).await?)
+        };
+        let (go, world) = tokio::join!(go, World::start(&options.scenarios, &options.services, provisioner, work.path()));
+        let (go, world) = (go?, Arc::new(world?));
         let payload = Payload { app_dir, base_image: world.base_image.clone(), go, files_dir };
         let env = CellEnv {
             world,
@@ -263,11 +266,13 @@ pub(crate) fn needs_retry(first: &CellResult, baseline: Option<&str>) -> bool {
 
 /// One result from a cell's two runs: `infra-error` when either run hit a harness fault;
 /// `flaky` only when both reached a verdict about ko (pass or fail) and the verdicts differ;
-/// else the first run. Both labels and both logs are kept.
+/// else the first run. Both labels and both logs are kept, and the times are both runs'.
 pub(crate) fn settle(mut first: CellResult, retry: CellResult) -> CellResult {
     let (first_label, retry_label) = (first.label(), retry.label());
     first.attempts = vec![first_label.clone(), retry_label.clone()];
     first.retry_log = Some(retry.log.clone());
+    first.duration_ms += retry.duration_ms;
+    first.tool_ms += retry.tool_ms;
     let verdict = |outcome| matches!(outcome, Outcome::Pass | Outcome::Fail);
     if first.outcome == Outcome::InfraError {
         first.detail = format!("{} (retry: {retry_label})", first.detail);
@@ -428,6 +433,7 @@ mod tests {
         assert_eq!((same.outcome, same.class), (Outcome::Fail, Some(FailClass::Unauthorized)));
         assert_eq!(same.attempts, ["fail(unauthorized)", "fail(unauthorized)"]);
         assert_eq!((same.log.to_str(), same.retry_log.as_deref().and_then(|p| p.to_str())), (Some("first.log"), Some("retry.log")));
+        assert_eq!((same.duration_ms, same.tool_ms), (2, 2), "a cell's times are both runs'");
 
         // Two different verdicts about ko: flaky.
         let flaky = settle(unauthorized("first.log"), pass("retry.log"));
