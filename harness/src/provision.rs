@@ -247,6 +247,16 @@ impl Go {
             .collect())
     }
 
+    /// What `go install` of `tool` at `version` would download, and nothing built:
+    /// `install -n` resolves exactly as the build will, then only prints the build's
+    /// commands. Its failure is not reported here; the build meets it again and says why.
+    async fn download(&self, tool: &GoTool, version: &str, toolchain: &str, timeout: Duration, sumdb_gaps: &mut Vec<String>) {
+        let target = format!("{}@{version}", tool.package);
+        let scratch = std::env::temp_dir();
+        let env = [("GOBIN", scratch.as_os_str()), ("GOTOOLCHAIN", toolchain.as_ref())];
+        let _ = run_go_checked(&self.path, &["install", "-n", "-trimpath", &target], &env, None, timeout, sumdb_gaps).await;
+    }
+
     /// `go install`s `tool` at `version` into `bin_dir`, release-style; returns the binary.
     async fn build(&self, tool: &GoTool, version: &str, toolchain: &str, bin_dir: &Path, timeout: Duration, sumdb_gaps: &mut Vec<String>) -> Result<PathBuf, ProvisionError> {
         let ldflags = release_ldflags(tool, version);
@@ -512,29 +522,45 @@ impl GoProvisioner {
             self.event_cache_hit(tool, &hit);
             return Ok(hit);
         }
+        // Downloading needs no build turn: one tool's modules come while another compiles.
+        let started = Instant::now();
+        let downloaded = self.download(tool, &module).await;
+        let downloading = started.elapsed();
         let turn = build_turn().await;
         let started = Instant::now();
-        let result = self.build_into(tool, &module, &entry, &lock).await;
+        let result = match downloaded {
+            Ok((toolchain, sumdb_gaps)) => self.build_into(tool, &module, toolchain, sumdb_gaps, &entry, &lock).await,
+            Err(e) => Err(e),
+        };
         drop(turn);
         match &result {
             Ok(installed) => self.observer.on_event(ProvisionEvent::Installed {
                 tool: tool.name.into(),
                 version: installed.manifest.version.clone(),
                 route: "go".into(),
-                elapsed: started.elapsed(),
+                elapsed: downloading + started.elapsed(),
             }),
             Err(_) => self.observer.on_event(ProvisionEvent::Failed { tool: tool.name.into(), version: module.version.clone() }),
         }
         result
     }
 
-    async fn build_into(&self, tool: &GoTool, module: &ModuleVersion, entry: &cache::Entry, lock: &cache::EntryLock) -> Result<Installed, ProvisionError> {
+    /// Picks the toolchain for `module` and fills Go's module cache with everything its
+    /// build needs (the toolchain included), returning the toolchain and the checksum
+    /// database's gaps met. A failed download is left for the build to report.
+    async fn download(&self, tool: &GoTool, module: &ModuleVersion) -> Result<(String, Vec<String>), ProvisionError> {
         let go = self.go(tool.name).await?;
         let toolchain = go.pick_toolchain(module, &self.policy, &self.toolchains).await?;
+        let mut sumdb_gaps = module.sumdb_gaps.clone();
+        go.download(tool, &module.version, &toolchain, self.build_timeout, &mut sumdb_gaps).await;
+        Ok((toolchain, sumdb_gaps))
+    }
+
+    async fn build_into(&self, tool: &GoTool, module: &ModuleVersion, toolchain: String, mut sumdb_gaps: Vec<String>, entry: &cache::Entry, lock: &cache::EntryLock) -> Result<Installed, ProvisionError> {
+        let go = self.go(tool.name).await?;
         let go_version = go.describe_toolchain(&toolchain);
         self.observer.on_event(ProvisionEvent::Building { tool: tool.name.into(), version: module.version.clone(), toolchain: go_version.clone() });
         let staging = entry.stage(lock)?;
-        let mut sumdb_gaps = module.sumdb_gaps.clone();
         let binary = go.build(tool, &module.version, &toolchain, staging.path(), self.build_timeout, &mut sumdb_gaps).await?;
         if !sumdb_gaps.is_empty() {
             self.observer.on_event(ProvisionEvent::Note {
