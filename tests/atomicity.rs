@@ -15,7 +15,12 @@ fn fetch_cmd(cache: &std::path::Path, args: &[&str]) -> std::process::Command {
     cmd
 }
 
-const COMPLETE: [&str; 3] = ["tools/ko/.v0.15.2-release.lock", "tools/ko/v0.15.2-release/ko", "tools/ko/v0.15.2-release/manifest.json"];
+const COMPLETE: [&str; 4] = [
+    "tools/ko/.v0.15.2-release.lock",
+    "tools/ko/v0.15.2-release/ko",
+    "tools/ko/v0.15.2-release/manifest.json",
+    "tools/ko/v0.15.2-release/verified",
+];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_killed_midway_leaves_nothing_usable() {
@@ -79,7 +84,7 @@ async fn a_build_killed_midway_leaves_no_process_and_nothing_usable() {
 
     let out = fetch_cmd(cache.path(), &["--source", "go", "v0.15.1"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(tree(cache.path()), ["tools/ko/.v0.15.1-go.lock", "tools/ko/v0.15.1-go/ko", "tools/ko/v0.15.1-go/manifest.json"]);
+    assert_eq!(tree(cache.path()), ["tools/ko/.v0.15.1-go.lock", "tools/ko/v0.15.1-go/ko", "tools/ko/v0.15.1-go/manifest.json", "tools/ko/v0.15.1-go/verified"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,7 +53,7 @@ async fn downloads_verifies_and_caches() {
     assert!(again.from_cache);
     assert_eq!(again.path, ko.path);
     assert!(started.elapsed() < Duration::from_secs(1), "cache answer took {:?}", started.elapsed());
-    assert_eq!(tree(cache.path()), ["tools/ko/.v0.15.2-release.lock", "tools/ko/v0.15.2-release/ko", "tools/ko/v0.15.2-release/manifest.json"]);
+    assert_eq!(tree(cache.path()), ["tools/ko/.v0.15.2-release.lock", "tools/ko/v0.15.2-release/ko", "tools/ko/v0.15.2-release/manifest.json", "tools/ko/v0.15.2-release/verified"]);
 }
 
 #[tokio::test]

@@ -188,11 +188,17 @@ impl Entry {
         tempfile::Builder::new().prefix(&prefix).tempdir_in(&self.parent).map_err(io_err("creating staging dir in", &self.parent))
     }
 
-    /// Writes the manifest into `staging` and moves it into place atomically.
+    /// Writes the manifest and the binary's stamp into `staging` and moves it into place
+    /// atomically.
     pub fn commit(&self, staging: tempfile::TempDir, manifest: Manifest, _lock: &EntryLock) -> Result<Installed, CacheError> {
         let manifest_path = staging.path().join(MANIFEST);
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         fs::write(&manifest_path, json).map_err(io_err("writing", &manifest_path))?;
+        // The binary was just verified; moving its directory changes none of its stamp.
+        let binary = staging.path().join(&manifest.binary);
+        let stamp = FileStamp::of(&binary).map_err(io_err("reading", &binary))?;
+        let verified = staging.path().join(VERIFIED);
+        fs::write(&verified, stamp.as_str()).map_err(io_err("writing", &verified))?;
         self.evict()?;
         let staged = staging.keep();
         fs::rename(&staged, &self.dir).map_err(io_err("moving staged install to", &self.dir))?;
@@ -278,7 +284,7 @@ mod tests {
         assert_eq!(installed.manifest, manifest);
         assert_eq!(entry.lookup().unwrap().unwrap().manifest, manifest);
 
-        assert!(entry.dir().join(VERIFIED).is_file(), "a matching digest is remembered with the file's stamp");
+        assert!(entry.dir().join(VERIFIED).is_file(), "an install is remembered with the file's stamp");
         fs::write(&installed.path, b"#!/bin/sh\n").unwrap();
         assert_eq!(entry.lookup().unwrap().unwrap().manifest, manifest, "rewritten with the same bytes: hashed again, still intact");
         fs::write(&installed.path, b"#!/bin/sx\n").unwrap();
