@@ -117,7 +117,7 @@ async fn auto_takes_distributions_release_archive_checked_against_its_sha256() {
     assert_eq!(registry.manifest.origin, format!("{}/v3.0.0/registry_3.0.0_linux_amd64.tar.gz", server.url()));
     let out = std::process::Command::new(&registry.path).arg("--version").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "registry github.com/distribution/distribution/v3 3.0.0");
-    assert_eq!(tree(cache.path()), ["tools/registry/.v3.0.0-release.lock", "tools/registry/v3.0.0-release/manifest.json", "tools/registry/v3.0.0-release/registry"]);
+    assert_eq!(tree(cache.path()), ["tools/registry/.v3.0.0-release.lock", "tools/registry/v3.0.0-release/manifest.json", "tools/registry/v3.0.0-release/registry", "tools/registry/v3.0.0-release/verified"]);
 
     drop(server); // Cached: no host needed.
     let dead = FileServer::start(tempfile::tempdir().unwrap().path(), Behaviour::Serve).await;
