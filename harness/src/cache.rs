@@ -139,7 +139,7 @@ impl Entry {
                     return None;
                 }
                 // Best effort: without it, the next lookup hashes again.
-                let _ = fs::write(&verified, stamp.as_str());
+                let _ = stamp.record(&self.dir);
             }
             Some(Installed { path, manifest, from_cache: true })
         });
@@ -197,8 +197,7 @@ impl Entry {
         // The binary was just verified; moving its directory changes none of its stamp.
         let binary = staging.path().join(&manifest.binary);
         let stamp = FileStamp::of(&binary).map_err(io_err("reading", &binary))?;
-        let verified = staging.path().join(VERIFIED);
-        fs::write(&verified, stamp.as_str()).map_err(io_err("writing", &verified))?;
+        stamp.record(staging.path()).map_err(io_err("writing", &staging.path().join(VERIFIED)))?;
         self.evict()?;
         let staged = staging.keep();
         fs::rename(&staged, &self.dir).map_err(io_err("moving staged install to", &self.dir))?;
@@ -227,6 +226,11 @@ impl FileStamp {
 
     fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Records this as the stamp of the binary in entry dir `dir` whose digest matched.
+    fn record(&self, dir: &Path) -> io::Result<()> {
+        fs::write(dir.join(VERIFIED), &self.0)
     }
 }
 

@@ -252,8 +252,7 @@ impl Go {
     /// commands. Its failure is not reported here; the build meets it again and says why.
     async fn download(&self, tool: &GoTool, version: &str, toolchain: &str, timeout: Duration, sumdb_gaps: &mut Vec<String>) {
         let target = format!("{}@{version}", tool.package);
-        let scratch = std::env::temp_dir();
-        let env = [("GOBIN", scratch.as_os_str()), ("GOTOOLCHAIN", toolchain.as_ref())];
+        let env = [("GOTOOLCHAIN", toolchain.as_ref())];
         let _ = run_go_checked(&self.path, &["install", "-n", "-trimpath", &target], &env, None, timeout, sumdb_gaps).await;
     }
 
@@ -528,10 +527,11 @@ impl GoProvisioner {
         let downloading = started.elapsed();
         let turn = build_turn().await;
         let started = Instant::now();
-        let result = match downloaded {
-            Ok((toolchain, sumdb_gaps)) => self.build_into(tool, &module, toolchain, sumdb_gaps, &entry, &lock).await,
-            Err(e) => Err(e),
-        };
+        let result = async {
+            let (toolchain, sumdb_gaps) = downloaded?;
+            self.build_into(tool, &module, toolchain, sumdb_gaps, &entry, &lock).await
+        }
+        .await;
         drop(turn);
         match &result {
             Ok(installed) => self.observer.on_event(ProvisionEvent::Installed {
