@@ -33,15 +33,22 @@ async fn a_download_killed_midway_leaves_nothing_usable() {
         .spawn()
         .unwrap();
     let partial_archive = || {
-        staging_dirs(cache.path()).iter().any(|d| std::fs::read_dir(d).unwrap().flatten().any(|f| f.metadata().unwrap().len() > 0))
+        staging_dirs(cache.path())
+            .iter()
+            .any(|d| std::fs::read_dir(d).unwrap().flatten().any(|f| f.metadata().unwrap().len() > 0))
     };
     wait_for("a partial download in a staging dir", Duration::from_secs(30), partial_archive);
     child.kill().unwrap(); // SIGKILL: no chance to clean up.
     child.wait().unwrap();
-    assert!(!tree(cache.path()).iter().any(|f| f.ends_with("v0.15.2-release/ko")), "a half download must never be installed");
+    assert!(
+        !tree(cache.path()).iter().any(|f| f.ends_with("v0.15.2-release/ko")),
+        "a half download must never be installed"
+    );
 
     let serving = FileServer::start(site.path(), Behaviour::Serve).await;
-    let out = fetch_cmd(cache.path(), &["--source", "release", "--release-base-url", &serving.url(), "v0.15.2"]).output().unwrap();
+    let out = fetch_cmd(cache.path(), &["--source", "release", "--release-base-url", &serving.url(), "v0.15.2"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(tree(cache.path()), COMPLETE, "exactly one good binary, no staging leftovers");
 }
@@ -79,12 +86,22 @@ async fn a_build_killed_midway_leaves_no_process_and_nothing_usable() {
     std::thread::sleep(Duration::from_millis(300)); // Let `go install` get going.
     child.kill().unwrap();
     child.wait().unwrap();
-    wait_for("every process of the killed build to exit", Duration::from_secs(60), || processes_with_env(&marker).is_empty());
+    wait_for("every process of the killed build to exit", Duration::from_secs(60), || {
+        processes_with_env(&marker).is_empty()
+    });
     assert!(!tree(cache.path()).iter().any(|f| f.ends_with("v0.15.1-go/ko")));
 
     let out = fetch_cmd(cache.path(), &["--source", "go", "v0.15.1"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(tree(cache.path()), ["tools/ko/.v0.15.1-go.lock", "tools/ko/v0.15.1-go/ko", "tools/ko/v0.15.1-go/manifest.json", "tools/ko/v0.15.1-go/verified"]);
+    assert_eq!(
+        tree(cache.path()),
+        [
+            "tools/ko/.v0.15.1-go.lock",
+            "tools/ko/v0.15.1-go/ko",
+            "tools/ko/v0.15.1-go/manifest.json",
+            "tools/ko/v0.15.1-go/verified"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -93,7 +110,9 @@ async fn a_corrupted_cached_binary_is_evicted_and_fetched_again() {
     write_release(site.path(), "0.15.2", "0.15.2");
     let serving = FileServer::start(site.path(), Behaviour::Serve).await;
     let args = ["--source", "release", "--release-base-url", &serving.url(), "v0.15.2"];
-    let fields = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).trim().split('\t').map(str::to_string).collect::<Vec<_>>();
+    let fields = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stdout).trim().split('\t').map(str::to_string).collect::<Vec<_>>()
+    };
 
     let first = fetch_cmd(cache.path(), &args).output().unwrap();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));

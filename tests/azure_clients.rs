@@ -61,7 +61,13 @@ print("PING", r.status_code)
 
 fn python() -> Option<std::path::PathBuf> {
     let python = which::which("python3").ok()?;
-    let ok = Command::new(&python).args(["-c", "import azure.identity, requests"]).stdout(Stdio::null()).stderr(Stdio::null()).status().ok()?.success();
+    let ok = Command::new(&python)
+        .args(["-c", "import azure.identity, requests"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?
+        .success();
     ok.then_some(python)
 }
 
@@ -84,8 +90,20 @@ impl Fixture {
         let text = "description = \"cross-check\"\n[target]\nregistry = \"azure\"\n";
         let scenario = Scenario::parse("azure/cross-check", Path::new("cross-check.toml"), text).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let provisioner = GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, std::time::Duration::from_secs(1800), Arc::new(Silent));
-        let world = World::start(std::slice::from_ref(&scenario), &ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() }, &provisioner, dir.path()).await.unwrap();
+        let provisioner = GoProvisioner::new(
+            Cache::from_env().unwrap(),
+            ToolchainPolicy::Auto,
+            std::time::Duration::from_secs(1800),
+            Arc::new(Silent),
+        );
+        let world = World::start(
+            std::slice::from_ref(&scenario),
+            &ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() },
+            &provisioner,
+            dir.path(),
+        )
+        .await
+        .unwrap();
         Fixture { world, _dir: dir }
     }
 
@@ -130,7 +148,12 @@ impl Client<'_> {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success() || stdout.starts_with("ERROR"), "the client crashed:\n{stdout}\n{}\n{:#?}", String::from_utf8_lossy(&out.stderr), self.requests());
+        assert!(
+            out.status.success() || stdout.starts_with("ERROR"),
+            "the client crashed:\n{stdout}\n{}\n{:#?}",
+            String::from_utf8_lossy(&out.stderr),
+            self.requests()
+        );
         stdout
     }
 
@@ -145,16 +168,31 @@ fn skip(test: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn azure_identity_client_secret_and_workload_identity_get_tokens_acr_takes() {
-    let Some(python) = python() else { return skip("azure_identity_client_secret_and_workload_identity_get_tokens_acr_takes") };
+    let Some(python) = python() else {
+        return skip("azure_identity_client_secret_and_workload_identity_get_tokens_acr_takes");
+    };
     let fixture = Fixture::start().await;
 
     let sp = fixture.client("").await;
     let out = sp.run(&python, "secret", None);
-    assert!(out.contains("EXCHANGE 200") && out.contains("TOKEN 200") && out.contains("PING 200"), "{out}\n{:#?}", sp.requests());
+    assert!(
+        out.contains("EXCHANGE 200") && out.contains("TOKEN 200") && out.contains("PING 200"),
+        "{out}\n{:#?}",
+        sp.requests()
+    );
     let requests = sp.requests();
     let tenant = &sp.cell.values()["AZURE_TENANT_ID"];
-    assert!(requests.iter().any(|r| r == &format!("GET login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration 200")), "MSAL discovers the tenant first: {requests:#?}");
-    assert!(requests.iter().any(|r| r.starts_with(&format!("POST login.microsoftonline.com/{tenant}/oauth2/v2.0/token")) && r.ends_with(" 200")), "{requests:#?}");
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == &format!("GET login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration 200")),
+        "MSAL discovers the tenant first: {requests:#?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.starts_with(&format!("POST login.microsoftonline.com/{tenant}/oauth2/v2.0/token"))
+            && r.ends_with(" 200")),
+        "{requests:#?}"
+    );
 
     let wi = fixture.client("identity = \"workload-identity\"").await;
     let out = wi.run(&python, "workload", None);
@@ -168,7 +206,12 @@ async fn azure_identity_reports_entras_refusals() {
 
     let expired = fixture.client("credential = \"expired\"").await;
     let out = expired.run(&python, "secret", None);
-    assert!(out.starts_with("ERROR ClientAuthenticationError") && out.contains("AADSTS7000222: The provided client secret keys for app"), "{out}\n{:#?}", expired.requests());
+    assert!(
+        out.starts_with("ERROR ClientAuthenticationError")
+            && out.contains("AADSTS7000222: The provided client secret keys for app"),
+        "{out}\n{:#?}",
+        expired.requests()
+    );
 
     let valid = fixture.client("").await;
     let out = valid.run(&python, "secret", Some("8f0d1e6a-5c2b-4a17-9d3e-000000000000"));
@@ -189,7 +232,11 @@ async fn azure_identity_reports_entras_refusals() {
 #[tokio::test(flavor = "multi_thread")]
 async fn azure_containerregistry_pushes_through_the_exchange() {
     let Some(python) = python() else { return skip("azure_containerregistry_pushes_through_the_exchange") };
-    let sdk = Command::new(&python).args(["-c", "import azure.containerregistry"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let sdk = Command::new(&python)
+        .args(["-c", "import azure.containerregistry"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !sdk {
         eprintln!("SKIPPED azure_containerregistry_pushes_through_the_exchange: azure-containerregistry is not installed for python3 (`python3 -m pip install azure-containerregistry`; scripts/install-deps installs it)");
         return;
@@ -199,11 +246,21 @@ async fn azure_containerregistry_pushes_through_the_exchange() {
     let out = pusher.run_as(&python, &["secret", "sdk"], None);
     assert!(out.trim() == "PUSHED True", "{out}\n{:#?}", pusher.requests());
     let requests = pusher.requests();
-    for (start, end) in [("POST komatrix.azurecr.io/oauth2/exchange?", " 200"), ("PUT komatrix.azurecr.io/v2/cross%2Fsdk/manifests/sdk", " 201")] {
-        assert!(requests.iter().any(|r| r.starts_with(start) && r.ends_with(end)), "no `{start}… {end}`: {requests:#?}");
+    for (start, end) in [
+        ("POST komatrix.azurecr.io/oauth2/exchange?", " 200"),
+        ("PUT komatrix.azurecr.io/v2/cross%2Fsdk/manifests/sdk", " 201"),
+    ] {
+        assert!(
+            requests.iter().any(|r| r.starts_with(start) && r.ends_with(end)),
+            "no `{start}… {end}`: {requests:#?}"
+        );
     }
 
     let reader = fixture.client("role = \"AcrPull\"").await;
     let out = reader.run_as(&python, &["secret", "sdk"], None);
-    assert!(out.starts_with("ERROR ClientAuthenticationError") && out.contains("authentication required"), "an AcrPull identity's push: {out}\n{:#?}", reader.requests());
+    assert!(
+        out.starts_with("ERROR ClientAuthenticationError") && out.contains("authentication required"),
+        "an AcrPull identity's push: {out}\n{:#?}",
+        reader.requests()
+    );
 }

@@ -11,31 +11,68 @@ fn releases_bisect_names_v0_15_2_and_refuses_ends_that_agree() {
     let out = tempfile::tempdir().unwrap();
     let run = ko_matrix()
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["bisect", "--good", "v0.15.1", "--bad", "v0.15.2", "--scenario", "ecr/env-session", "--candidates", "v0.15.1,v0.15.2", "--out"])
+        .args([
+            "bisect",
+            "--good",
+            "v0.15.1",
+            "--bad",
+            "v0.15.2",
+            "--scenario",
+            "ecr/env-session",
+            "--candidates",
+            "v0.15.1,v0.15.2",
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("culprit: v0.15.2 is the first bad release (the last good is v0.15.1)"), "{stdout}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("bisect.json")).unwrap()).unwrap();
-    assert_eq!((report["good_outcome"].as_str(), report["bad_outcome"].as_str()), (Some("pass"), Some("fail(unauthorized)")));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("bisect.json")).unwrap()).unwrap();
+    assert_eq!(
+        (report["good_outcome"].as_str(), report["bad_outcome"].as_str()),
+        (Some("pass"), Some("fail(unauthorized)"))
+    );
     assert_eq!(report["probes"].as_array().unwrap().len(), 2, "the two ends were re-run first: {report}");
 
     let agree = ko_matrix()
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["bisect", "--good", "v0.15.1", "--bad", "v0.15.3", "--scenario", "ecr/env-session", "--candidates", "v0.15.2", "--out"])
+        .args([
+            "bisect",
+            "--good",
+            "v0.15.1",
+            "--bad",
+            "v0.15.3",
+            "--scenario",
+            "ecr/env-session",
+            "--candidates",
+            "v0.15.2",
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&agree.stderr);
     assert_eq!(agree.status.code(), Some(2), "ends that agree are a wrong premise, exit 2: {stderr}");
-    assert!(stderr.contains("good (v0.15.1) and bad (v0.15.3) both give `pass` for ecr/env-session: nothing to bisect"), "{stderr}");
+    assert!(
+        stderr.contains("good (v0.15.1) and bad (v0.15.3) both give `pass` for ecr/env-session: nothing to bisect"),
+        "{stderr}"
+    );
 
-    let unknown = ko_matrix().current_dir(env!("CARGO_MANIFEST_DIR")).args(["bisect", "--good", "v0.15.1", "--bad", "v0.15.2", "--scenario", "ecr/nope"]).output().unwrap();
+    let unknown = ko_matrix()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["bisect", "--good", "v0.15.1", "--bad", "v0.15.2", "--scenario", "ecr/nope"])
+        .output()
+        .unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&unknown.stderr);
-    assert!(stderr.contains("no scenario `ecr/nope`; known scenarios: ") && stderr.contains(", ecr/cred-helper-ecr-login, "), "the error lists the choices: {stderr}");
+    assert!(
+        stderr.contains("no scenario `ecr/nope`; known scenarios: ")
+            && stderr.contains(", ecr/cred-helper-ecr-login, "),
+        "the error lists the choices: {stderr}"
+    );
 }
 
 #[test]
@@ -43,7 +80,18 @@ fn deps_bisect_narrows_cosigns_upgrade_to_the_aws_sdk_core() {
     let out = tempfile::tempdir().unwrap();
     let run = ko_matrix()
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["bisect", "--good", "v0.15.1", "--bad", "v0.15.2", "--scenario", "ecr/env-session", "--mode", "deps", "--out"])
+        .args([
+            "bisect",
+            "--good",
+            "v0.15.1",
+            "--bad",
+            "v0.15.2",
+            "--scenario",
+            "ecr/env-session",
+            "--mode",
+            "deps",
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .unwrap();
@@ -59,14 +107,25 @@ fn deps_bisect_narrows_cosigns_upgrade_to_the_aws_sdk_core() {
         assert!(line.matches('@').count() <= 3, "a probe line lists at most three modules: {line}");
     }
 
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("bisect.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("bisect.json")).unwrap()).unwrap();
     let narrowing = &report["narrowing"];
     assert_eq!(narrowing["culprit"][0]["module"], "github.com/aws/aws-sdk-go-v2", "{narrowing}");
     assert_eq!(narrowing["culprit"].as_array().unwrap().len(), 1, "{narrowing}");
     let raised = narrowing["raised"].as_array().unwrap();
-    assert!(raised.len() > 10 && raised.iter().all(|u| u["module"] != "github.com/sigstore/cosign/v2"), "the delta, less cosign itself: {narrowing}");
+    assert!(
+        raised.len() > 10 && raised.iter().all(|u| u["module"] != "github.com/sigstore/cosign/v2"),
+        "the delta, less cosign itself: {narrowing}"
+    );
     assert!(!report["separating_modules"].as_array().unwrap().is_empty(), "the full list stays in bisect.json");
     let probes = report["probes"].as_array().unwrap();
     let stage_two: Vec<_> = probes.iter().filter(|p| p["what"].as_str().unwrap().starts_with("stage 2:")).collect();
-    assert!(!stage_two.is_empty() && stage_two.iter().all(|p| !p["upgrades"].as_array().unwrap().is_empty() && !p["build_list"].as_array().unwrap().is_empty()), "every probe's set and build list are kept");
+    assert!(
+        !stage_two.is_empty()
+            && stage_two
+                .iter()
+                .all(|p| !p["upgrades"].as_array().unwrap().is_empty()
+                    && !p["build_list"].as_array().unwrap().is_empty()),
+        "every probe's set and build list are kept"
+    );
 }

@@ -8,7 +8,11 @@ use support::ko_matrix;
 
 fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
     let out = ko_matrix().current_dir(dir).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -20,7 +24,10 @@ fn help_documents_exit_codes_and_examples() {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
     let (_, fetch_help, _) = run(&["fetch", "--help"], dir.path());
-    assert!(fetch_help.contains("Examples:") && fetch_help.contains("ko-matrix fetch 0.15.1 0.15.2 0.15.3"), "{fetch_help}");
+    assert!(
+        fetch_help.contains("Examples:") && fetch_help.contains("ko-matrix fetch 0.15.1 0.15.2 0.15.3"),
+        "{fetch_help}"
+    );
 }
 
 #[test]
@@ -29,7 +36,10 @@ fn a_bad_matrix_file_exits_2_with_its_location() {
     std::fs::write(dir.path().join("matrix.toml"), "[ko]\nversions = [\"v0.15.1\"]\nsource = \"docker\"\n").unwrap();
     let (code, _, stderr) = run(&["fetch"], dir.path());
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("matrix.toml:3:10: unknown variant `docker`, expected one of `auto`, `release`, `go`, `path`"), "{stderr}");
+    assert!(
+        stderr.contains("matrix.toml:3:10: unknown variant `docker`, expected one of `auto`, `release`, `go`, `path`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("3 | source = \"docker\""), "{stderr}");
 }
 
@@ -46,7 +56,8 @@ fn a_bad_version_argument_exits_2() {
 
 #[test]
 fn a_missing_go_says_what_to_install() {
-    let (dir, cache, empty_path) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (dir, cache, empty_path) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let out = ko_matrix()
         .current_dir(dir.path())
         .env("PATH", empty_path.path())
@@ -70,9 +81,20 @@ fn source_release_refuses_a_branch() {
 #[test]
 fn an_explicit_localstack_backend_without_its_token_fails_fast_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"), dir.path().join("scenarios")).unwrap();
-    std::fs::write(dir.path().join("matrix.toml"), "[ko]\nversions = [\"v0.15.1\"]\n[run]\nscenarios = [\"ecr/env-static\"]\n[ecr]\nbackend = \"localstack\"\n").unwrap();
-    let out = ko_matrix().current_dir(dir.path()).env_remove("LOCALSTACK_AUTH_TOKEN").args(["run", "--out"]).arg(dir.path().join("out")).output().unwrap();
+    std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"), dir.path().join("scenarios"))
+        .unwrap();
+    std::fs::write(
+        dir.path().join("matrix.toml"),
+        "[ko]\nversions = [\"v0.15.1\"]\n[run]\nscenarios = [\"ecr/env-static\"]\n[ecr]\nbackend = \"localstack\"\n",
+    )
+    .unwrap();
+    let out = ko_matrix()
+        .current_dir(dir.path())
+        .env_remove("LOCALSTACK_AUTH_TOKEN")
+        .args(["run", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "a missing token is the user's to fix: {stderr}");
     let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{stderr}"));
@@ -124,23 +146,44 @@ fn regressions_name_each_change_along_the_version_axis() {
     assert_eq!(code, 1, "a regression exits 1: {stdout}{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     // A matrix.json from before tools were a parameter (no `tool` anywhere) means ko.
-    assert!(lines[0].starts_with("regression   ecr/env-session  ko@v0.15.1 pass → v0.15.2 fail(unauthorized)"), "{stdout}");
-    assert!(lines[0].ends_with("ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps"), "{stdout}");
+    assert!(
+        lines[0].starts_with("regression   ecr/env-session  ko@v0.15.1 pass → v0.15.2 fail(unauthorized)"),
+        "{stdout}"
+    );
+    assert!(
+        lines[0].ends_with(
+            "ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps"
+        ),
+        "{stdout}"
+    );
     assert_eq!(lines[1].trim(), "ko exited 1: Error: ecr/env-session at v0.15.2", "the tool's deciding line follows");
-    assert!(lines[2].starts_with("fix          ecr/env-session  ko@v0.15.2 fail(unauthorized) → v0.15.3 pass"), "{stdout}");
+    assert!(
+        lines[2].starts_with("fix          ecr/env-session  ko@v0.15.2 fail(unauthorized) → v0.15.3 pass"),
+        "{stdout}"
+    );
     assert_eq!(lines.len(), 3, "the failure all versions share is no change: {stdout}");
-    assert!(stderr.contains("1 regression(s), 1 fix(es), 0 class change(s) along ko v0.15.1 → v0.15.2 → v0.15.3"), "{stderr}");
+    assert!(
+        stderr.contains("1 regression(s), 1 fix(es), 0 class change(s) along ko v0.15.1 → v0.15.2 → v0.15.3"),
+        "{stderr}"
+    );
 
     // Recorded in the snapshots (here in the layout from before `results/<tool>/`), the same
     // regression is known and passes.
     let snapshots = dir.path().join("snapshots");
     std::fs::create_dir(&snapshots).unwrap();
     std::fs::write(snapshots.join("ecr.snap"), "---\nsource: tests/matrix.rs\n---\nv0.15.1  ecr/env-session  pass\nv0.15.2  ecr/env-session  fail(unauthorized)\n").unwrap();
-    let (code, stdout, stderr) = run(&["regressions", "--snapshots", snapshots.to_str().unwrap(), matrix.to_str().unwrap()], dir.path());
+    let (code, stdout, stderr) =
+        run(&["regressions", "--snapshots", snapshots.to_str().unwrap(), matrix.to_str().unwrap()], dir.path());
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("(known: in the snapshots)") && stderr.contains("(1 known from the snapshots)"), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("(known: in the snapshots)") && stderr.contains("(1 known from the snapshots)"),
+        "{stdout}{stderr}"
+    );
     let (_, markdown, _) = run(&["regressions", "--format", "markdown", matrix.to_str().unwrap()], dir.path());
-    assert!(markdown.contains("- 🔻 **regression** `ecr/env-session` ko: v0.15.1 pass → v0.15.2 fail(unauthorized)"), "{markdown}");
+    assert!(
+        markdown.contains("- 🔻 **regression** `ecr/env-session` ko: v0.15.1 pass → v0.15.2 fail(unauthorized)"),
+        "{markdown}"
+    );
     assert!(markdown.contains("explain it: `ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps`"), "{markdown}");
 }
 
@@ -148,13 +191,23 @@ fn regressions_name_each_change_along_the_version_axis() {
 fn check_reports_cells_that_did_not_run() {
     let dir = tempfile::tempdir().unwrap();
     // A crashed shard: v0.15.1 × ecr/imds-v2 was selected and snapshotted, but never ran.
-    let matrix = matrix_json(dir.path(), &["v0.15.1"], &["ecr/env-session", "ecr/imds-v2"], &[("v0.15.1", "ecr/env-session", "pass")]);
+    let matrix = matrix_json(
+        dir.path(),
+        &["v0.15.1"],
+        &["ecr/env-session", "ecr/imds-v2"],
+        &[("v0.15.1", "ecr/env-session", "pass")],
+    );
     let snapshots = dir.path().join("snapshots");
     std::fs::create_dir_all(snapshots.join("ko")).unwrap();
     std::fs::write(snapshots.join("ko/ecr.snap"), "---\nsource: tests/matrix.rs\n---\nv0.15.1  ecr/env-session  pass\nv0.15.1  ecr/imds-v2  pass\nv0.15.1  ecr/web-identity  pass\n").unwrap();
-    let (code, stdout, stderr) = run(&["check", "--snapshots", snapshots.to_str().unwrap(), matrix.to_str().unwrap()], dir.path());
+    let (code, stdout, stderr) =
+        run(&["check", "--snapshots", snapshots.to_str().unwrap(), matrix.to_str().unwrap()], dir.path());
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert_eq!(stdout.trim(), "missing: ko@v0.15.1::ecr/imds-v2 (snapshot: pass) did not run; a shard or the run may have stopped early", "ecr/web-identity was not selected: {stdout}");
+    assert_eq!(
+        stdout.trim(),
+        "missing: ko@v0.15.1::ecr/imds-v2 (snapshot: pass) did not run; a shard or the run may have stopped early",
+        "ecr/web-identity was not selected: {stdout}"
+    );
 }
 
 #[test]
@@ -167,21 +220,29 @@ fn run_outside_the_repository_after_init() {
     assert_eq!(again, 2, "init never overwrites: {refused}");
     // Without scenarios/app the built-in app is built.
     std::fs::remove_dir_all(dir.path().join("scenarios/app")).unwrap();
-    let (code, stdout, stderr) = run(&["run", "--versions", "v0.15.2", "--scenarios", "registry/anonymous,registry/creds-store", "--jobs", "2"], dir.path());
+    let (code, stdout, stderr) = run(
+        &["run", "--versions", "v0.15.2", "--scenarios", "registry/anonymous,registry/creds-store", "--jobs", "2"],
+        dir.path(),
+    );
     assert_eq!(code, 0, "{stdout}{stderr}");
     // creds-store goes through the cells' credential helper: this binary under another name.
     let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert!(rows.contains(&vec!["registry/anonymous", "pass"]) && rows.contains(&vec!["registry/creds-store", "pass"]), "{stdout}");
+    assert!(
+        rows.contains(&vec!["registry/anonymous", "pass"]) && rows.contains(&vec!["registry/creds-store", "pass"]),
+        "{stdout}"
+    );
     assert!(dir.path().join("results/latest/junit.xml").is_file());
     // The run records how it was contained, and says so in its summary line.
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("results/latest/matrix.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("results/latest/matrix.json")).unwrap()).unwrap();
     assert_containment(&report, &stderr);
 }
 
 /// What `run` records as its containment where nothing forces it: the namespace where the
 /// kernel allows one, else proxy-only with the kernel's refusal.
 fn assert_containment(report: &serde_json::Value, stderr: &str) {
-    let recorded = report["containment"].as_str().unwrap_or_else(|| panic!("matrix.json records no containment: {report}"));
+    let recorded =
+        report["containment"].as_str().unwrap_or_else(|| panic!("matrix.json records no containment: {report}"));
     match ko_matrix::containment::probe() {
         Ok(()) => assert_eq!(recorded, "user+network namespace", "{stderr}"),
         Err(refused) => {
@@ -206,12 +267,26 @@ fn sigterm_mid_run_keeps_the_finished_cells() {
     let out = dir.path().join("out");
     let mut child = ko_matrix()
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["run", "--versions", "v0.15.1", "--scenarios", "registry/*", "--jobs", "1", "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            "--versions",
+            "v0.15.1",
+            "--scenarios",
+            "registry/*",
+            "--jobs",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let finished_logs = || std::fs::read_dir(out.join("logs")).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "log")).count()).unwrap_or(0);
+    let finished_logs = || {
+        std::fs::read_dir(out.join("logs"))
+            .map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "log")).count())
+            .unwrap_or(0)
+    };
     support::wait_for("two cells to finish", std::time::Duration::from_secs(300), || finished_logs() >= 2);
     // The registries, the cell's ko and ko's go children, as they are at the signal.
     let descendants = descendants_of(child.id());
@@ -222,7 +297,10 @@ fn sigterm_mid_run_keeps_the_finished_cells() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "ko-matrix did not stop within 60 s of SIGTERM");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "ko-matrix did not stop within 60 s of SIGTERM"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     let output = child.wait_with_output().unwrap();
@@ -237,7 +315,16 @@ fn sigterm_mid_run_keeps_the_finished_cells() {
     assert_containment(&report, &stderr);
     assert_eq!(stderr.matches("terminated; stopping child processes").count(), 1, "said once: {stderr}");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let orphans: Vec<String> = descendants.iter().filter(|(pid, start)| process_start(*pid).as_ref() == Some(start)).map(|(pid, _)| format!("{pid}: {}", std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " "))).collect();
+    let orphans: Vec<String> = descendants
+        .iter()
+        .filter(|(pid, start)| process_start(*pid).as_ref() == Some(start))
+        .map(|(pid, _)| {
+            format!(
+                "{pid}: {}",
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " ")
+            )
+        })
+        .collect();
     assert!(orphans.is_empty(), "processes outlived the harness: {orphans:?}");
 }
 
@@ -279,7 +366,15 @@ fn two_runs_at_once_share_the_cache() {
         ko_matrix()
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("KO_MATRIX_CONTAINMENT", containment)
-            .args(["run", "--versions", "v0.15.1", "--scenarios", "registry/anonymous,registry/basic-auths", "--out", dir.path().join(out).to_str().unwrap()])
+            .args([
+                "run",
+                "--versions",
+                "v0.15.1",
+                "--scenarios",
+                "registry/anonymous,registry/basic-auths",
+                "--out",
+                dir.path().join(out).to_str().unwrap(),
+            ])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -291,14 +386,20 @@ fn two_runs_at_once_share_the_cache() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let text = format!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
         assert_eq!(out.status.code(), Some(0), "{name}: {text}");
-        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(name).join("matrix.json")).unwrap()).unwrap();
-        let outcomes: Vec<&str> = report["cells"].as_array().unwrap().iter().map(|c| c["outcome"].as_str().unwrap()).collect();
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(name).join("matrix.json")).unwrap()).unwrap();
+        let outcomes: Vec<&str> =
+            report["cells"].as_array().unwrap().iter().map(|c| c["outcome"].as_str().unwrap()).collect();
         assert_eq!(outcomes, ["pass", "pass"], "{name}: {text}");
         if name == "a" {
             assert_containment(&report, &stderr);
         } else {
             assert_eq!(report["containment"], "proxy-only (forced by KO_MATRIX_CONTAINMENT=proxy-only)", "{text}");
-            assert_eq!(stderr.matches("containment: proxy-only (forced by KO_MATRIX_CONTAINMENT=proxy-only): ").count(), 1, "said once: {stderr}");
+            assert_eq!(
+                stderr.matches("containment: proxy-only (forced by KO_MATRIX_CONTAINMENT=proxy-only): ").count(),
+                1,
+                "said once: {stderr}"
+            );
         }
     }
 }

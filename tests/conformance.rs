@@ -23,7 +23,16 @@ use ko_matrix::scenario::{Flavour, Scenario};
 use ko_matrix::world::World;
 use libtest_mimic::{Arguments, Failed, Trial};
 
-const FLAVOURS: [Flavour; 8] = [Flavour::Anonymous, Flavour::Basic, Flavour::Token, Flavour::Ecr, Flavour::Ghcr, Flavour::Dockerhub, Flavour::Gcp, Flavour::Azure];
+const FLAVOURS: [Flavour; 8] = [
+    Flavour::Anonymous,
+    Flavour::Basic,
+    Flavour::Token,
+    Flavour::Ecr,
+    Flavour::Ghcr,
+    Flavour::Dockerhub,
+    Flavour::Gcp,
+    Flavour::Azure,
+];
 const REPOSITORIES: [&str; 2] = ["conformance/repo1", "conformance/repo2"];
 
 fn main() {
@@ -37,7 +46,12 @@ fn main() {
     // Built once for every flavour; only when a flavour is going to run.
     let suite = if wanted {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let provisioner = GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, Duration::from_secs(1800), Arc::new(Silent));
+        let provisioner = GoProvisioner::new(
+            Cache::from_env().unwrap(),
+            ToolchainPolicy::Auto,
+            Duration::from_secs(1800),
+            Arc::new(Silent),
+        );
         Some(rt.block_on(provisioner.install(&SUITE, SUITE_VERSION)).map(|installed| installed.path))
     } else {
         None
@@ -51,7 +65,10 @@ fn main() {
         .map(|&flavour| {
             let binary = binary.clone();
             let ignored = wanted && binary.is_none();
-            Trial::test(flavour.name(), move || check_flavour(flavour, &binary.expect("a trial runs only when the suite was built"))).with_ignored_flag(ignored)
+            Trial::test(flavour.name(), move || {
+                check_flavour(flavour, &binary.expect("a trial runs only when the suite was built"))
+            })
+            .with_ignored_flag(ignored)
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
@@ -62,20 +79,43 @@ fn check_flavour(flavour: Flavour, suite: &Path) -> Result<(), Failed> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();
     let report = rt.block_on(run_against(flavour, suite))?;
-    eprintln!("conformance {}: {} in {:.0?}; the suite's reports are in {}", flavour.name(), report.summary(), started.elapsed(), report.results_dir.display());
+    eprintln!(
+        "conformance {}: {} in {:.0?}; the suite's reports are in {}",
+        flavour.name(),
+        report.summary(),
+        started.elapsed(),
+        report.results_dir.display()
+    );
     // The results are the registry's as much as the gateway's: a different distribution
     // (another binary on PATH) shows as a changed first line, not as unexplained diffs.
     let registry = rt.block_on(registry_version())?;
-    let text = format!("suite {}@{SUITE_VERSION}, spec {}\nregistry {registry}\n{}", SUITE.module, conformance::SPEC_VERSION, report.lines());
+    let text = format!(
+        "suite {}@{SUITE_VERSION}, spec {}\nregistry {registry}\n{}",
+        SUITE.module,
+        conformance::SPEC_VERSION,
+        report.lines()
+    );
     insta::assert_snapshot!(flavour.name(), text);
     Ok(())
 }
 
 /// What the world's distribution binary says of its version (`--version`).
 async fn registry_version() -> Result<String, Failed> {
-    let provisioner = GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, Duration::from_secs(1800), Arc::new(Silent));
-    let binary = ko_matrix::services::binaries::ServiceBinaries::like(&provisioner).registry().await.map_err(|e| e.to_string())?;
-    let out = std::process::Command::new(&binary).arg("--version").stdin(Stdio::null()).output().map_err(|e| format!("{}: {e}", binary.display()))?;
+    let provisioner = GoProvisioner::new(
+        Cache::from_env().unwrap(),
+        ToolchainPolicy::Auto,
+        Duration::from_secs(1800),
+        Arc::new(Silent),
+    );
+    let binary = ko_matrix::services::binaries::ServiceBinaries::like(&provisioner)
+        .registry()
+        .await
+        .map_err(|e| e.to_string())?;
+    let out = std::process::Command::new(&binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
     // Only the version words: `docker-registry github.com/docker/distribution 2.8.2+ds1`.
     Ok(said.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
@@ -88,11 +128,19 @@ async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Repo
         _ => "",
     };
     let text = format!("description = \"conformance\"\n[target]\nregistry = \"{}\"\n{extra}", flavour.name());
-    let scenario = Scenario::parse(&format!("conformance/{}", flavour.name()), Path::new("conformance.toml"), &text).map_err(|e| e.to_string())?;
+    let scenario = Scenario::parse(&format!("conformance/{}", flavour.name()), Path::new("conformance.toml"), &text)
+        .map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().unwrap();
     let services = ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() };
-    let provisioner = GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, Duration::from_secs(1800), Arc::new(Silent));
-    let world = World::start(std::slice::from_ref(&scenario), &services, &provisioner, dir.path()).await.map_err(|e| e.to_string())?;
+    let provisioner = GoProvisioner::new(
+        Cache::from_env().unwrap(),
+        ToolchainPolicy::Auto,
+        Duration::from_secs(1800),
+        Arc::new(Silent),
+    );
+    let world = World::start(std::slice::from_ref(&scenario), &services, &provisioner, dir.path())
+        .await
+        .map_err(|e| e.to_string())?;
     let session = world.gateway.session().await.map_err(|e| e.to_string())?;
     let no_other_certs = dir.path().join("no-other-certs");
     std::fs::create_dir_all(&no_other_certs).unwrap();
@@ -104,24 +152,40 @@ async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Repo
         Flavour::Anonymous => Target { registry: flavour.host().into(), login: None, repositories },
         Flavour::Basic | Flavour::Token => {
             let user = &world.targets[&flavour].user;
-            Target { registry: flavour.host().into(), login: Some((user.username.clone(), user.password.clone())), repositories }
+            Target {
+                registry: flavour.host().into(),
+                login: Some((user.username.clone(), user.password.clone())),
+                repositories,
+            }
         }
         Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp | Flavour::Azure => {
-            let cell = vendor_cell.insert(world.vendors[&flavour].open_cell(&session, &scenario).await.map_err(|e| e.to_string())?);
+            let cell = vendor_cell
+                .insert(world.vendors[&flavour].open_cell(&session, &scenario).await.map_err(|e| e.to_string())?);
             let values = cell.values();
             // The account may push only under its own namespace, as at the vendor.
             let repositories = REPOSITORIES.map(|r| cell.repositories(r).0);
             // gcr.io takes an access token under the user name `docker login` uses for one.
             let user = if flavour == Flavour::Gcp { "oauth2accesstoken".to_string() } else { values["USER"].clone() };
-            Target { registry: values["REGISTRY"].clone(), login: Some((user, values["PASSWORD"].clone())), repositories }
+            Target {
+                registry: values["REGISTRY"].clone(),
+                login: Some((user, values["PASSWORD"].clone())),
+                repositories,
+            }
         }
         Flavour::Ecr => {
             let spec = scenario.aws.clone().expect("an ECR scenario has an [aws] table");
-            let cell = world.aws.as_ref().and_then(|a| a.emulator()).expect("the embedded emulator").open_cell(session.id, spec.clone());
+            let cell = world
+                .aws
+                .as_ref()
+                .and_then(|a| a.emulator())
+                .expect("the embedded emulator")
+                .open_cell(session.id, spec.clone());
             // As a user would: the AWS CLI's login password (GetAuthorizationToken) and its
             // create-repository (ECR creates no repository on push), through the gateway.
             let aws = |args: &[&str]| {
-                let mut cmd = std::process::Command::new(which::which("aws").expect("the AWS CLI is needed: `pip install awscli` (.ci/run installs it)"));
+                let mut cmd = std::process::Command::new(
+                    which::which("aws").expect("the AWS CLI is needed: `pip install awscli` (.ci/run installs it)"),
+                );
                 cmd.env_clear()
                     .envs(network.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .env("PATH", "/usr/local/bin:/usr/bin:/bin")

@@ -29,8 +29,10 @@ fn main() {
         eprintln!("SKIPPED containment tests: the kernel refuses a user+network namespace here: {refused}");
     }
     let trials = vec![
-        Trial::test("a_contained_process_sees_only_loopback_and_reaches_nothing_else", sees_only_loopback).with_ignored_flag(refused.is_some()),
-        Trial::test("a_contained_process_dies_with_its_parent", dies_with_its_parent).with_ignored_flag(refused.is_some()),
+        Trial::test("a_contained_process_sees_only_loopback_and_reaches_nothing_else", sees_only_loopback)
+            .with_ignored_flag(refused.is_some()),
+        Trial::test("a_contained_process_dies_with_its_parent", dies_with_its_parent)
+            .with_ignored_flag(refused.is_some()),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -60,7 +62,9 @@ fn own_addresses() -> Vec<IpAddr> {
             let addr = (*at).ifa_addr;
             if !addr.is_null() {
                 let ip = match (*addr).sa_family as i32 {
-                    libc::AF_INET => Some(IpAddr::from(u32::from_be((*addr.cast::<libc::sockaddr_in>()).sin_addr.s_addr).to_be_bytes())),
+                    libc::AF_INET => Some(IpAddr::from(
+                        u32::from_be((*addr.cast::<libc::sockaddr_in>()).sin_addr.s_addr).to_be_bytes(),
+                    )),
                     libc::AF_INET6 => Some(IpAddr::from((*addr.cast::<libc::sockaddr_in6>()).sin6_addr.s6_addr)),
                     _ => None,
                 };
@@ -82,12 +86,22 @@ fn own_addresses() -> Vec<IpAddr> {
 }
 
 fn interfaces() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default().lines().skip(2).filter_map(|l| Some(l.split_once(':')?.0.trim().to_string())).collect()
+    std::fs::read_to_string("/proc/self/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+        .filter_map(|l| Some(l.split_once(':')?.0.trim().to_string()))
+        .collect()
 }
 
 /// The contained side: what it sees, as JSON on stdout.
 fn inside() {
-    let targets: Vec<SocketAddr> = std::env::var(TARGETS).unwrap_or_default().split(',').filter(|t| !t.is_empty()).map(|t| t.parse().unwrap()).collect();
+    let targets: Vec<SocketAddr> = std::env::var(TARGETS)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().unwrap())
+        .collect();
     let connects: Vec<serde_json::Value> = targets
         .iter()
         .map(|target| {
@@ -127,18 +141,28 @@ fn sees_only_loopback() -> Result<(), Failed> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let output = runtime.block_on(async {
         let mut cmd = tokio::process::Command::new(std::env::current_exe().unwrap());
-        cmd.env(ROLE, "inside").env(TARGETS, targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env(ROLE, "inside")
+            .env(TARGETS, targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let child = containment::spawn(cmd).map_err(|e| e.to_string())?;
         child.wait_with_output().await.map_err(|e| e.to_string())
     })?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        return Err(format!("the contained process failed ({}): {text}{}", output.status, String::from_utf8_lossy(&output.stderr)).into());
+        return Err(format!(
+            "the contained process failed ({}): {text}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
     }
     let seen: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| format!("{e}: {text}"))?;
     let here = interfaces();
     if seen["interfaces"] != serde_json::json!(["lo"]) {
-        return Err(format!("inside, the interfaces are {} (here: {here:?}); expected only lo", seen["interfaces"]).into());
+        return Err(
+            format!("inside, the interfaces are {} (here: {here:?}); expected only lo", seen["interfaces"]).into()
+        );
     }
     let own_netns = std::fs::read_link("/proc/self/ns/net").unwrap().display().to_string();
     if seen["netns"] == own_netns.as_str() {
@@ -150,7 +174,11 @@ fn sees_only_loopback() -> Result<(), Failed> {
     // SAFETY: getters.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     if seen["uid"] != uid || seen["gid"] != gid {
-        return Err(format!("inside, uid/gid are {}/{}; outside {uid}/{gid}: files written inside would not be the caller's", seen["uid"], seen["gid"]).into());
+        return Err(format!(
+            "inside, uid/gid are {}/{}; outside {uid}/{gid}: files written inside would not be the caller's",
+            seen["uid"], seen["gid"]
+        )
+        .into());
     }
     let connects = seen["connects"].as_array().unwrap();
     if connects.len() != targets.len() {
@@ -160,10 +188,18 @@ fn sees_only_loopback() -> Result<(), Failed> {
         let unreachable = attempt["errno"] == libc::ENETUNREACH;
         let fast = attempt["millis"].as_u64().unwrap_or(u64::MAX) < 1000;
         if !unreachable || !fast {
-            return Err(format!("connecting to {} from inside should fail at once with ENETUNREACH; it gave {attempt}", attempt["target"]).into());
+            return Err(format!(
+                "connecting to {} from inside should fail at once with ENETUNREACH; it gave {attempt}",
+                attempt["target"]
+            )
+            .into());
         }
     }
-    eprintln!("contained: interfaces {} (here {here:?}); unreachable: {}", seen["interfaces"], targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+    eprintln!(
+        "contained: interfaces {} (here {here:?}); unreachable: {}",
+        seen["interfaces"],
+        targets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    );
     Ok(())
 }
 
@@ -180,11 +216,16 @@ fn parent_of_a_contained_sleeper() {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
 }
 
 fn dies_with_its_parent() -> Result<(), Failed> {
-    let mut parent = std::process::Command::new(std::env::current_exe().unwrap()).env(ROLE, "parent").stdout(Stdio::piped()).spawn().unwrap();
+    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, "parent")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(parent.stdout.take().unwrap()), &mut line).unwrap();
     let sleeper: Option<u32> = line.trim().parse().ok();
@@ -200,7 +241,10 @@ fn dies_with_its_parent() -> Result<(), Failed> {
         if started.elapsed() > Duration::from_secs(5) {
             // SAFETY: cleaning up the process this test started.
             unsafe { libc::kill(sleeper as i32, libc::SIGKILL) };
-            return Err(format!("the contained process {sleeper} outlived its SIGKILLed parent (PR_SET_PDEATHSIG lost)").into());
+            return Err(format!(
+                "the contained process {sleeper} outlived its SIGKILLed parent (PR_SET_PDEATHSIG lost)"
+            )
+            .into());
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -34,7 +34,10 @@ fn main() {
                 (Ok(("docker", None)), true) => Ok(()),
                 (Err(ServiceError::NoDocker(reason)), false) => {
                     let message = ServiceError::NoDocker(reason).to_string();
-                    assert!(message.starts_with("services.runtime = \"docker\" but no Docker engine answers"), "{message}");
+                    assert!(
+                        message.starts_with("services.runtime = \"docker\" but no Docker engine answers"),
+                        "{message}"
+                    );
                     assert!(!message.contains('\n'), "one line: {message}");
                     let (runtime, note) = rt.block_on(runtime::resolve_runtime(RuntimeChoice::Auto)).unwrap();
                     assert_eq!(runtime, "process", "auto falls back");
@@ -49,8 +52,11 @@ fn main() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let ca = Arc::new(Ca::new().unwrap());
-            let registry = runtime::start_container(&RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }, &ca).await.map_err(|e| e.to_string())?;
-            let status = reqwest::get(format!("http://{}/v2/", registry.addr)).await.map_err(|e| e.to_string())?.status();
+            let registry = runtime::start_container(&RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }, &ca)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status =
+                reqwest::get(format!("http://{}/v2/", registry.addr)).await.map_err(|e| e.to_string())?.status();
             if status != 200 {
                 return Err(format!("/v2/ answered {status}").into());
             }
@@ -59,7 +65,11 @@ fn main() {
     })
     .with_ignored_flag(skip.is_some());
     // LocalStack Pro also needs its auth token.
-    let localstack_skip = skip.clone().or_else(|| std::env::var_os(localstack::AUTH_TOKEN_ENV).is_none().then(|| format!("{} is not set", localstack::AUTH_TOKEN_ENV)));
+    let localstack_skip = skip.clone().or_else(|| {
+        std::env::var_os(localstack::AUTH_TOKEN_ENV)
+            .is_none()
+            .then(|| format!("{} is not set", localstack::AUTH_TOKEN_ENV))
+    });
     if let Some(reason) = &localstack_skip {
         eprintln!("SKIPPED LocalStack tests: {reason}");
     }

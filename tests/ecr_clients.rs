@@ -11,9 +11,9 @@ use ko_matrix::aws::state::AwsCell;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::{RuntimeChoice, ServicesConfig};
 use ko_matrix::events::Silent;
-use ko_matrix::tool::{self, FetchSettings, ToolFetcher};
 use ko_matrix::provision::{GoProvisioner, GoTool, ToolchainPolicy};
 use ko_matrix::scenario::Scenario;
+use ko_matrix::tool::{self, FetchSettings, ToolFetcher};
 use ko_matrix::world::World;
 
 const CRANE: GoTool = GoTool {
@@ -37,7 +37,12 @@ struct Fixture {
 }
 
 fn provisioner() -> GoProvisioner {
-    GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, std::time::Duration::from_secs(1800), Arc::new(Silent))
+    GoProvisioner::new(
+        Cache::from_env().unwrap(),
+        ToolchainPolicy::Auto,
+        std::time::Duration::from_secs(1800),
+        Arc::new(Silent),
+    )
 }
 
 impl Fixture {
@@ -45,7 +50,14 @@ impl Fixture {
         let text = format!("description = \"cross-check\"\n[target]\nregistry = \"ecr\"\n[aws]\n{aws}\n");
         let scenario = Scenario::parse("ecr/cross-check", Path::new("cross-check.toml"), &text).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let world = World::start(std::slice::from_ref(&scenario), &ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() }, &provisioner(), dir.path()).await.unwrap();
+        let world = World::start(
+            std::slice::from_ref(&scenario),
+            &ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() },
+            &provisioner(),
+            dir.path(),
+        )
+        .await
+        .unwrap();
         let session = world.gateway.session().await.unwrap();
         let cell = world.aws.as_ref().unwrap().emulator().unwrap().open_cell(session.id, scenario.aws.clone().unwrap());
         Fixture { world, session, cell, home: tempfile::tempdir().unwrap(), _dir: dir }
@@ -80,7 +92,11 @@ impl Fixture {
     fn write_docker_auth(&self, password: &str) {
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"));
         std::fs::create_dir_all(self.home.path().join(".docker")).unwrap();
-        std::fs::write(self.home.path().join(".docker/config.json"), format!(r#"{{"auths":{{"{HOST}":{{"auth":"{auth}"}}}}}}"#)).unwrap();
+        std::fs::write(
+            self.home.path().join(".docker/config.json"),
+            format!(r#"{{"auths":{{"{HOST}":{{"auth":"{auth}"}}}}}}"#),
+        )
+        .unwrap();
     }
 }
 
@@ -90,7 +106,11 @@ fn aws_cli() -> PathBuf {
 
 fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -100,27 +120,52 @@ async fn the_aws_cli_logs_in_and_manages_repositories() {
     assert!(ok, "{stderr}");
     assert!(f.cell.password(password.trim()).is_some(), "the CLI's password was minted by the emulator");
 
-    let (ok, out, stderr) = run(f.command(aws_cli()).args(["ecr", "create-repository", "--repository-name", "made-by-cli"]));
+    let (ok, out, stderr) =
+        run(f.command(aws_cli()).args(["ecr", "create-repository", "--repository-name", "made-by-cli"]));
     assert!(ok, "{stderr}");
     let created: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(created["repository"]["repositoryUri"], format!("{HOST}/made-by-cli"));
-    let (ok, out, stderr) = run(f.command(aws_cli()).args(["ecr", "describe-repositories", "--query", "repositories[].repositoryName", "--output", "text"]));
+    let (ok, out, stderr) = run(f.command(aws_cli()).args([
+        "ecr",
+        "describe-repositories",
+        "--query",
+        "repositories[].repositoryName",
+        "--output",
+        "text",
+    ]));
     assert!(ok, "{stderr}");
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["app", "made-by-cli"]);
 
-    let (ok, _, stderr) = run(f.command(aws_cli()).args(["ecr", "create-repository", "--repository-name", "made-by-cli"]));
+    let (ok, _, stderr) =
+        run(f.command(aws_cli()).args(["ecr", "create-repository", "--repository-name", "made-by-cli"]));
     assert!(!ok);
-    assert!(stderr.contains("RepositoryAlreadyExistsException") && stderr.contains("The repository with name 'made-by-cli' already exists in the registry with id '123456789012'"), "{stderr}");
+    assert!(
+        stderr.contains("RepositoryAlreadyExistsException")
+            && stderr.contains(
+                "The repository with name 'made-by-cli' already exists in the registry with id '123456789012'"
+            ),
+        "{stderr}"
+    );
     let (ok, _, stderr) = run(f.command(aws_cli()).args(["ecr", "describe-images", "--repository-name", "nope"]));
     assert!(!ok);
     assert!(stderr.contains("RepositoryNotFoundException"), "{stderr}");
 
-    let (ok, _, stderr) = run(f.command(aws_cli()).env("AWS_ACCESS_KEY_ID", "AKIAKOMATRIXUNKNOWN0").args(["ecr", "get-login-password"]));
+    let (ok, _, stderr) =
+        run(f.command(aws_cli()).env("AWS_ACCESS_KEY_ID", "AKIAKOMATRIXUNKNOWN0").args(["ecr", "get-login-password"]));
     assert!(!ok);
-    assert!(stderr.contains("UnrecognizedClientException") && stderr.contains("The security token included in the request is invalid."), "{stderr}");
-    let (ok, _, stderr) = run(f.command(aws_cli()).env("AWS_SECRET_ACCESS_KEY", "not-the-secret").args(["ecr", "get-login-password"]));
+    assert!(
+        stderr.contains("UnrecognizedClientException")
+            && stderr.contains("The security token included in the request is invalid."),
+        "{stderr}"
+    );
+    let (ok, _, stderr) =
+        run(f.command(aws_cli()).env("AWS_SECRET_ACCESS_KEY", "not-the-secret").args(["ecr", "get-login-password"]));
     assert!(!ok);
-    assert!(stderr.contains("InvalidSignatureException") && stderr.contains("The request signature we calculated does not match"), "{stderr}");
+    assert!(
+        stderr.contains("InvalidSignatureException")
+            && stderr.contains("The request signature we calculated does not match"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,13 +173,21 @@ async fn expired_session_credentials_are_refused_by_name() {
     let f = Fixture::start("credentials = \"expired-session\"").await;
     let (ok, _, stderr) = run(f.command(aws_cli()).args(["ecr", "get-login-password"]));
     assert!(!ok);
-    assert!(stderr.contains("ExpiredTokenException") && stderr.contains("The security token included in the request is expired"), "{stderr}");
+    assert!(
+        stderr.contains("ExpiredTokenException")
+            && stderr.contains("The security token included in the request is expired"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ko_pushes_and_the_aws_cli_describes_the_image() {
     let f = Fixture::start("credentials = \"session\"").await;
-    let ko = ToolFetcher::new(tool::shorthand(), Cache::from_env().unwrap(), FetchSettings::default(), Arc::new(Silent)).fetch("v0.15.1").await.unwrap();
+    let ko =
+        ToolFetcher::new(tool::shorthand(), Cache::from_env().unwrap(), FetchSettings::default(), Arc::new(Silent))
+            .fetch("v0.15.1")
+            .await
+            .unwrap();
     let app = tempfile::tempdir().unwrap();
     std::fs::write(app.path().join("go.mod"), "module example.com/crosscheck\n\ngo 1.21\n").unwrap();
     std::fs::write(app.path().join("main.go"), "package main\n\nfunc main() {}\n").unwrap();
@@ -157,11 +210,19 @@ async fn ko_pushes_and_the_aws_cli_describes_the_image() {
     assert!(ok, "{stderr}");
     let images: serde_json::Value = serde_json::from_str(&out).unwrap();
     let details = images["imageDetails"].as_array().unwrap();
-    let pushed = details.iter().find(|d| d["imageDigest"] == digest.as_str()).unwrap_or_else(|| panic!("{digest} not in {out}"));
+    let pushed =
+        details.iter().find(|d| d["imageDigest"] == digest.as_str()).unwrap_or_else(|| panic!("{digest} not in {out}"));
     assert_eq!(pushed["imageTags"], serde_json::json!(["latest"]));
     assert!(pushed["imageSizeInBytes"].as_u64().unwrap() > 0);
 
-    let (ok, out, stderr) = run(f.command(aws_cli()).args(["ecr", "batch-get-image", "--repository-name", "app", "--image-ids", &format!("imageDigest={digest}")]));
+    let (ok, out, stderr) = run(f.command(aws_cli()).args([
+        "ecr",
+        "batch-get-image",
+        "--repository-name",
+        "app",
+        "--image-ids",
+        &format!("imageDigest={digest}"),
+    ]));
     assert!(ok, "{stderr}");
     let got: serde_json::Value = serde_json::from_str(&out).unwrap();
     let manifest = got["images"][0]["imageManifest"].as_str().unwrap();
@@ -172,7 +233,14 @@ async fn ko_pushes_and_the_aws_cli_describes_the_image() {
 async fn ecr_login_gives_credentials_that_crane_pushes_and_pulls_with() {
     let f = Fixture::start("credentials = \"session\"").await;
     let helper = &f.world.aws.as_ref().unwrap().ecr_login;
-    let mut child = f.command(helper).arg("get").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = f
+        .command(helper)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), HOST.as_bytes()).unwrap();
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
@@ -195,7 +263,11 @@ async fn ecr_login_gives_credentials_that_crane_pushes_and_pulls_with() {
     f.write_docker_auth(&expired);
     let (ok, _, stderr) = run(f.command(&crane).args(["manifest", &target]));
     assert!(!ok);
-    assert!(stderr.contains("DENIED") && stderr.contains("Your authorization token has expired. Reauthenticate and try again."), "{stderr}");
+    assert!(
+        stderr.contains("DENIED")
+            && stderr.contains("Your authorization token has expired. Reauthenticate and try again."),
+        "{stderr}"
+    );
     std::fs::remove_file(f.home.path().join(".docker/config.json")).unwrap();
     let (ok, _, stderr) = run(f.command(&crane).args(["manifest", &target]));
     assert!(!ok);
@@ -215,7 +287,8 @@ async fn a_chunked_upload_works_through_the_front() {
     let blob: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let digest = ko_matrix::base_image::digest(&blob);
     let base = format!("https://{HOST}");
-    let started = client.post(format!("{base}/v2/app/blobs/uploads/")).basic_auth("AWS", Some(&password)).send().await.unwrap();
+    let started =
+        client.post(format!("{base}/v2/app/blobs/uploads/")).basic_auth("AWS", Some(&password)).send().await.unwrap();
     assert_eq!(started.status(), 202);
     let mut location = started.headers()["location"].to_str().unwrap().to_string();
     assert!(!location.contains("cell-"), "the backend's layout must not leak: {location}");
@@ -237,7 +310,8 @@ async fn a_chunked_upload_works_through_the_front() {
     let sep = if url.contains('?') { '&' } else { '?' };
     let put = client.put(format!("{url}{sep}digest={digest}")).basic_auth("AWS", Some(&password)).send().await.unwrap();
     assert_eq!(put.status(), 201);
-    let head = client.head(format!("{base}/v2/app/blobs/{digest}")).basic_auth("AWS", Some(&password)).send().await.unwrap();
+    let head =
+        client.head(format!("{base}/v2/app/blobs/{digest}")).basic_auth("AWS", Some(&password)).send().await.unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-length"], blob.len().to_string().as_str());
 }
@@ -249,12 +323,21 @@ async fn the_aws_cli_resolves_profiles_roles_web_identity_and_imds() {
     let f = Fixture::start("allow = [\"sts:AssumeRole\", \"sts:GetCallerIdentity\"]\nrole = { trust = \"user\", allow = [\"ecr:*\", \"sts:GetCallerIdentity\"] }\nimds = \"v2\"").await;
     let role_arn = f.cell.role_arn().unwrap();
     let home = f.home.path();
-    std::fs::write(home.join("credentials"), format!("[base]\naws_access_key_id = {}\naws_secret_access_key = {}\n", f.cell.key.id, f.cell.key.secret)).unwrap();
-    std::fs::write(home.join("config"), format!("[profile pusher]\nrole_arn = {role_arn}\nsource_profile = base\nregion = us-east-1\n")).unwrap();
+    std::fs::write(
+        home.join("credentials"),
+        format!("[base]\naws_access_key_id = {}\naws_secret_access_key = {}\n", f.cell.key.id, f.cell.key.secret),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("config"),
+        format!("[profile pusher]\nrole_arn = {role_arn}\nsource_profile = base\nregion = us-east-1\n"),
+    )
+    .unwrap();
     let no_env_keys = |cmd: &mut Command| {
         cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").env_remove("AWS_SESSION_TOKEN");
     };
-    let identity = |out: &str| serde_json::from_str::<serde_json::Value>(out).unwrap()["Arn"].as_str().unwrap().to_string();
+    let identity =
+        |out: &str| serde_json::from_str::<serde_json::Value>(out).unwrap()["Arn"].as_str().unwrap().to_string();
 
     // The user itself, from the environment.
     let (ok, out, stderr) = run(f.command(aws_cli()).args(["sts", "get-caller-identity"]));
@@ -264,14 +347,23 @@ async fn the_aws_cli_resolves_profiles_roles_web_identity_and_imds() {
     // A profile with role_arn + source_profile: AssumeRole, then the role.
     let mut cmd = f.command(aws_cli());
     no_env_keys(&mut cmd);
-    let (ok, out, stderr) = run(cmd.env("AWS_CONFIG_FILE", home.join("config")).env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials")).args(["sts", "get-caller-identity", "--profile", "pusher"]));
+    let (ok, out, stderr) = run(cmd
+        .env("AWS_CONFIG_FILE", home.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+        .args(["sts", "get-caller-identity", "--profile", "pusher"]));
     assert!(ok, "{stderr}");
     assert!(identity(&out).starts_with("arn:aws:sts::123456789012:assumed-role/ko-pusher/"), "{out}");
     let mut cmd = f.command(aws_cli());
     no_env_keys(&mut cmd);
-    let (ok, password, stderr) = run(cmd.env("AWS_CONFIG_FILE", home.join("config")).env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials")).args(["ecr", "get-login-password", "--profile", "pusher"]));
+    let (ok, password, stderr) = run(cmd
+        .env("AWS_CONFIG_FILE", home.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+        .args(["ecr", "get-login-password", "--profile", "pusher"]));
     assert!(ok, "{stderr}");
-    assert!(f.cell.password(password.trim()).is_some_and(|p| p.arn.contains(":assumed-role/ko-pusher/")), "the password belongs to the role");
+    assert!(
+        f.cell.password(password.trim()).is_some_and(|p| p.arn.contains(":assumed-role/ko-pusher/")),
+        "the password belongs to the role"
+    );
 
     // The user may not push itself: its own login works, its push would be denied.
     let (ok, _, stderr) = run(f.command(aws_cli()).args(["ecr", "describe-repositories"]));
@@ -288,7 +380,8 @@ async fn the_aws_cli_resolves_profiles_roles_web_identity_and_imds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_aws_cli_uses_web_identity_and_sts_refuses_bad_tokens() {
-    let f = Fixture::start("allow = []\nrole = { trust = \"oidc\", allow = [\"ecr:*\", \"sts:GetCallerIdentity\"] }").await;
+    let f =
+        Fixture::start("allow = []\nrole = { trust = \"oidc\", allow = [\"ecr:*\", \"sts:GetCallerIdentity\"] }").await;
     let oidc = &f.world.aws.as_ref().unwrap().emulator().unwrap().oidc;
     let token_file = f.home.path().join("token");
     let web_identity = |token: String| {
@@ -297,10 +390,13 @@ async fn the_aws_cli_uses_web_identity_and_sts_refuses_bad_tokens() {
         let _ = std::fs::remove_dir_all(f.home.path().join(".aws/cli/cache"));
         let mut cmd = f.command(aws_cli());
         cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").env_remove("AWS_SESSION_TOKEN");
-        cmd.env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file).env("AWS_ROLE_ARN", f.cell.role_arn().unwrap()).env("AWS_ROLE_SESSION_NAME", "ci");
+        cmd.env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+            .env("AWS_ROLE_ARN", f.cell.role_arn().unwrap())
+            .env("AWS_ROLE_SESSION_NAME", "ci");
         run(cmd.args(["sts", "get-caller-identity"]))
     };
-    let (ok, out, stderr) = web_identity(oidc.mint("repo:org/app:ref:refs/heads/main", ko_matrix::aws::oidc::STS_AUDIENCE, 600));
+    let (ok, out, stderr) =
+        web_identity(oidc.mint("repo:org/app:ref:refs/heads/main", ko_matrix::aws::oidc::STS_AUDIENCE, 600));
     assert!(ok, "{stderr}");
     assert!(out.contains("arn:aws:sts::123456789012:assumed-role/ko-pusher/ci"), "{out}");
     let (ok, _, stderr) = web_identity(oidc.mint("ci", ko_matrix::aws::oidc::STS_AUDIENCE, -600));

@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ko_matrix::cache::Cache;
-use ko_matrix::result::CellResult;
 use ko_matrix::config::Matrix;
 use ko_matrix::events::Silent;
 use ko_matrix::gateway::{Backend, Route};
-use ko_matrix::tool::{self, ToolBinary, ToolFetcher};
 use ko_matrix::outcome::{FailClass, Outcome};
+use ko_matrix::result::CellResult;
 use ko_matrix::run::{Runner, RunnerOptions};
 use ko_matrix::scenario::{self, Flavour, Scenario};
+use ko_matrix::tool::{self, ToolBinary, ToolFetcher};
 use support::kill_listener;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -29,7 +29,11 @@ fn root() -> &'static Path {
 }
 
 fn repo_scenario(name: &str) -> Scenario {
-    scenario::discover(&root().join("scenarios")).unwrap().into_iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no scenario {name}"))
+    scenario::discover(&root().join("scenarios"))
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no scenario {name}"))
 }
 
 /// A world of its own (faults here must not reach other tests), and ko.
@@ -43,7 +47,12 @@ impl Harness {
     async fn start(scenarios: &[Scenario], cell_timeout: Duration) -> Harness {
         let matrix = Matrix::load(&root().join("matrix.toml")).unwrap();
         let out = tempfile::tempdir().unwrap();
-        let fetcher = ToolFetcher::new(tool::shorthand(), Cache::from_env().unwrap(), matrix.tools[0].fetch.clone(), Arc::new(Silent));
+        let fetcher = ToolFetcher::new(
+            tool::shorthand(),
+            Cache::from_env().unwrap(),
+            matrix.tools[0].fetch.clone(),
+            Arc::new(Silent),
+        );
         let options = RunnerOptions {
             scenarios: scenarios.to_vec(),
             services: matrix.services.clone(),
@@ -52,7 +61,7 @@ impl Harness {
             app_source: root().join("scenarios/app"),
             helper: env!("CARGO_BIN_EXE_ko-matrix").into(),
             baseline: None,
-        durations: None,
+            durations: None,
         };
         let runner = Runner::start(&options, fetcher.go()).await.unwrap_or_else(|e| panic!("{e}"));
         let ko = fetcher.fetch(VERSION).await.unwrap_or_else(|e| panic!("{e}"));
@@ -119,7 +128,9 @@ async fn serve_500(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
                         Ok(n) => request.extend_from_slice(&piece[..n]),
                     }
                 }
-                let _ = stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
             });
         }
     })
@@ -135,10 +146,16 @@ async fn an_ecr_backend_answering_500_or_unreachable_is_infra_error() {
     let broken = serve_500(backend).await;
     let cell = harness.run(&scenario).await;
     assert_infra_error(&cell, &format!("ECR front backend {backend} answered 500"));
-    assert!(cell.requests.iter().any(|r| r.status == 500 && r.infra.is_some()), "the gateway recorded the ECR front's mark: {:?}", cell.requests);
+    assert!(
+        cell.requests.iter().any(|r| r.status == 500 && r.infra.is_some()),
+        "the gateway recorded the ECR front's mark: {:?}",
+        cell.requests
+    );
 
     broken.abort();
-    support::wait_for("the 500 server to stop", Duration::from_secs(10), || std::net::TcpStream::connect(backend).is_err());
+    support::wait_for("the 500 server to stop", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(backend).is_err()
+    });
     let cell = harness.run(&scenario).await;
     assert_infra_error(&cell, &format!("ECR front backend {backend} unreachable"));
 }
@@ -227,11 +244,18 @@ fn a_cell_receives_nothing_of_the_parents_environment() {
     let cell = &matrix["cells"][0];
     assert_eq!(cell["outcome"], "pass", "{cell}");
     let log = std::fs::read_to_string(cell["log"].as_str().unwrap()).unwrap();
-    let transcript = &log[log.find("$ /usr/bin/env").expect("the env step ran")..log.find("$ ko build").expect("ko ran")];
-    assert!(transcript.contains("KO_DOCKER_REPO=anonymous.ko-matrix.test/"), "the transcript is env's output: {transcript}");
+    let transcript =
+        &log[log.find("$ /usr/bin/env").expect("the env step ran")..log.find("$ ko build").expect("ko ran")];
+    assert!(
+        transcript.contains("KO_DOCKER_REPO=anonymous.ko-matrix.test/"),
+        "the transcript is env's output: {transcript}"
+    );
     for (name, value) in sentinels {
         assert!(!transcript.contains(value), "{name}'s value reached the cell:\n{transcript}");
-        assert!(!transcript.lines().any(|l| l.starts_with(&format!("{name}="))), "{name} reached the cell:\n{transcript}");
+        assert!(
+            !transcript.lines().any(|l| l.starts_with(&format!("{name}="))),
+            "{name} reached the cell:\n{transcript}"
+        );
     }
 }
 
@@ -243,7 +267,11 @@ fn credentials_the_run_did_not_mint_void_the_cell() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("matrix.toml"), format!("[ko]\nversions = [\"{VERSION}\"]\n")).unwrap();
     let outside = dir.path().join("host-aws-credentials");
-    std::fs::write(&outside, "[default]\naws_access_key_id = AKIASENTINELLEAK0000\naws_secret_access_key = sentinel-secret-of-the-host\n").unwrap();
+    std::fs::write(
+        &outside,
+        "[default]\naws_access_key_id = AKIASENTINELLEAK0000\naws_secret_access_key = sentinel-secret-of-the-host\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.path().join("scenarios/leak")).unwrap();
     let scenario = format!(
         "description = \"credentials read from a file outside the cell\"\n[target]\nregistry = \"ecr\"\n[env]\nAWS_SHARED_CREDENTIALS_FILE = \"{}\"\nAWS_REGION = \"${{AWS_REGION}}\"\n",
@@ -251,12 +279,26 @@ fn credentials_the_run_did_not_mint_void_the_cell() {
     );
     std::fs::write(dir.path().join("scenarios/leak/foreign-key.toml"), scenario).unwrap();
     let out = dir.path().join("out");
-    let status = support::ko_matrix().arg("--config").arg(dir.path().join("matrix.toml")).args(["run", "--scenarios", "leak/foreign-key", "--out"]).arg(&out).status().unwrap();
+    let status = support::ko_matrix()
+        .arg("--config")
+        .arg(dir.path().join("matrix.toml"))
+        .args(["run", "--scenarios", "leak/foreign-key", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
     assert_eq!(status.code(), Some(3), "a voided cell is the harness's fault: exit 3");
     let matrix: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("matrix.json")).unwrap()).unwrap();
     let cell = &matrix["cells"][0];
     assert_eq!(cell["outcome"], "infra-error", "{cell}");
     let detail = cell["detail"].as_str().unwrap();
-    assert!(detail.starts_with("infra-error: the cell leaked: ko signed AWS requests with access key id(s) AKIASENTINELLEAK0000"), "{detail}");
-    assert!(!serde_json::to_string(&matrix).unwrap().contains("sentinel-secret-of-the-host"), "the secret itself is never recorded");
+    assert!(
+        detail.starts_with(
+            "infra-error: the cell leaked: ko signed AWS requests with access key id(s) AKIASENTINELLEAK0000"
+        ),
+        "{detail}"
+    );
+    assert!(
+        !serde_json::to_string(&matrix).unwrap().contains("sentinel-secret-of-the-host"),
+        "the secret itself is never recorded"
+    );
 }

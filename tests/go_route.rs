@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use ko_matrix::cache::Cache;
 use ko_matrix::events::Silent;
-use ko_matrix::tool::{self, FetchSettings, Source, ToolFetcher};
 use ko_matrix::provision::ProvisionError;
+use ko_matrix::tool::{self, FetchSettings, Source, ToolFetcher};
 
 fn go_fetcher() -> ToolFetcher {
     let settings = FetchSettings { source: Source::Go, ..FetchSettings::default() };
@@ -14,7 +14,10 @@ fn go_fetcher() -> ToolFetcher {
 }
 
 async fn build_and_check(version: &str) {
-    let ko = go_fetcher().fetch(version).await.unwrap_or_else(|e| panic!("the Go module proxy build of ko {version} failed: {e}"));
+    let ko = go_fetcher()
+        .fetch(version)
+        .await
+        .unwrap_or_else(|e| panic!("the Go module proxy build of ko {version} failed: {e}"));
     assert_eq!((ko.version.as_str(), ko.route.as_str()), (version, "go"));
     // ko 0.15.x declares `go 1.21`: built with the newest Go 1.21 patch, as its releases were.
     let go_version = ko.go_version.clone().unwrap();

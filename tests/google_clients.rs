@@ -46,7 +46,10 @@ print("ok" if answer.status_code == 200 and answer.json().get("token") else f"gc
 /// The interpreter that has google-auth (`sys.executable`: it runs without the PATH or
 /// environment a version manager's shim needs), or why there is none.
 fn python_with_google_auth() -> Result<String, String> {
-    let probe = Command::new("python3").args(["-c", "import sys, google.auth, requests; print(sys.executable)"]).stderr(Stdio::piped()).output();
+    let probe = Command::new("python3")
+        .args(["-c", "import sys, google.auth, requests; print(sys.executable)"])
+        .stderr(Stdio::piped())
+        .output();
     match probe {
         Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
         Ok(out) => Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().to_string()),
@@ -63,7 +66,12 @@ struct GcpCell {
 }
 
 fn provisioner() -> GoProvisioner {
-    GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, std::time::Duration::from_secs(1800), Arc::new(Silent))
+    GoProvisioner::new(
+        Cache::from_env().unwrap(),
+        ToolchainPolicy::Auto,
+        std::time::Duration::from_secs(1800),
+        Arc::new(Silent),
+    )
 }
 
 impl GcpCell {
@@ -101,7 +109,13 @@ impl GcpCell {
 
     /// What went through the gateway: `METHOD host/path → status`, one a line.
     fn record(&self) -> String {
-        let lines: Vec<String> = self.session.records().iter().filter(|r| r.method != "CONNECT").map(|r| format!("{} {}{} → {}", r.method, r.host, r.path.split('?').next().unwrap_or_default(), r.status)).collect();
+        let lines: Vec<String> = self
+            .session
+            .records()
+            .iter()
+            .filter(|r| r.method != "CONNECT")
+            .map(|r| format!("{} {}{} → {}", r.method, r.host, r.path.split('?').next().unwrap_or_default(), r.status))
+            .collect();
         lines.join("\n")
     }
 }
@@ -118,7 +132,9 @@ async fn client_says(python: &str, account: &str, credentials: &str) -> String {
     let mut cmd = f.command(python);
     // requests reads its CA bundle from here, not SSL_CERT_FILE; GCE_METADATA_HOST is the
     // cell's own gateway listener on loopback, not reached through the proxy.
-    cmd.env("REQUESTS_CA_BUNDLE", &f.world.ca_bundle).env("NO_PROXY", "127.0.0.1").args(["-c", CLIENT, &argument, "proj"]);
+    cmd.env("REQUESTS_CA_BUNDLE", &f.world.ca_bundle)
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["-c", CLIENT, &argument, "proj"]);
     let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().unwrap();
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(out.status.success(), "google-auth crashed: {said}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -146,19 +162,36 @@ async fn google_auth_gets_tokens_gcr_io_accepts_and_refusals_in_googles_words() 
 
     let metadata = client_says(&python, "attached_identity = true", "metadata").await;
     assert!(metadata.starts_with("ok\n"), "{metadata}");
-    assert!(metadata.contains("GET metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token → 200"), "{metadata}");
+    assert!(
+        metadata
+            .contains("GET metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token → 200"),
+        "{metadata}"
+    );
 
     let deleted = client_says(&python, "credential = \"revoked\"", "key").await;
-    assert!(deleted.starts_with("refused ") && deleted.contains("invalid_grant") && deleted.contains("account not found"), "{deleted}");
+    assert!(
+        deleted.starts_with("refused ") && deleted.contains("invalid_grant") && deleted.contains("account not found"),
+        "{deleted}"
+    );
 
     let audience = client_says(&python, "credential = \"wrong-audience\"", "external").await;
-    assert!(audience.starts_with("refused ") && audience.contains("The audience in JWT does not match the expected values."), "{audience}");
+    assert!(
+        audience.starts_with("refused ")
+            && audience.contains("The audience in JWT does not match the expected values."),
+        "{audience}"
+    );
 
     let off_gce = client_says(&python, "", "metadata").await;
     assert!(off_gce.starts_with("refused "), "{off_gce}");
 }
 
-const CRANE: GoTool = GoTool { name: "crane", module: "github.com/google/go-containerregistry", package: "github.com/google/go-containerregistry/cmd/crane", version_var: None, version_args: &[] };
+const CRANE: GoTool = GoTool {
+    name: "crane",
+    module: "github.com/google/go-containerregistry",
+    package: "github.com/google/go-containerregistry/cmd/crane",
+    version_var: None,
+    version_args: &[],
+};
 const GCR_HELPER: GoTool = GoTool {
     name: "docker-credential-gcr",
     module: "github.com/GoogleCloudPlatform/docker-credential-gcr/v2",
@@ -175,7 +208,15 @@ async fn docker_credential_gcr_gives_crane_credentials_gcr_io_takes() {
     let helper = provisioner().install(&GCR_HELPER, "v2.1.30").await.unwrap_or_else(|e| panic!("{e}")).path;
     let crane = provisioner().install(&CRANE, "v0.19.1").await.unwrap_or_else(|e| panic!("{e}")).path;
     let get = |f: &GcpCell, key: &str| {
-        let mut child = f.command(&helper).arg("get").env("GOOGLE_APPLICATION_CREDENTIALS", key).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = f
+            .command(&helper)
+            .arg("get")
+            .env("GOOGLE_APPLICATION_CREDENTIALS", key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"gcr.io").unwrap();
         drop(child.stdin.take());
         child.wait_with_output().unwrap()

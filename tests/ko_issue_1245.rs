@@ -13,10 +13,10 @@ use std::sync::Arc;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::Matrix;
 use ko_matrix::events::Silent;
-use ko_matrix::tool::{self, ToolFetcher};
 use ko_matrix::outcome::{FailClass, Outcome};
 use ko_matrix::run::{Runner, RunnerOptions};
 use ko_matrix::scenario;
+use ko_matrix::tool::{self, ToolFetcher};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ko_issue_1245_env_credentials_push_to_ecr() {
@@ -29,7 +29,12 @@ async fn ko_issue_1245_env_credentials_push_to_ecr() {
         .collect();
     assert_eq!(scenarios.len(), 2);
     let out = tempfile::tempdir().unwrap();
-    let fetcher = ToolFetcher::new(tool::shorthand(), Cache::from_env().unwrap(), matrix.tools[0].fetch.clone(), Arc::new(Silent));
+    let fetcher = ToolFetcher::new(
+        tool::shorthand(),
+        Cache::from_env().unwrap(),
+        matrix.tools[0].fetch.clone(),
+        Arc::new(Silent),
+    );
     let options = RunnerOptions {
         scenarios: scenarios.clone(),
         services: matrix.services.clone(),
@@ -46,14 +51,40 @@ async fn ko_issue_1245_env_credentials_push_to_ecr() {
         let ko = fetcher.fetch(version).await.unwrap();
         for scenario in &scenarios {
             let cell = runner.run_cell(&ko, scenario).await;
-            let api_calls = cell.requests.iter().filter(|r| r.host == "api.ecr.us-east-1.amazonaws.com" && r.method == "POST").count();
+            let api_calls = cell
+                .requests
+                .iter()
+                .filter(|r| r.host == "api.ecr.us-east-1.amazonaws.com" && r.method == "POST")
+                .count();
             let broken = version == "v0.15.2" && scenario.name == "ecr/env-session";
             if broken {
-                assert_eq!((cell.outcome, cell.class), (Outcome::Fail, Some(FailClass::Unauthorized)), "{version} × {}: {}", scenario.name, cell.detail);
-                assert!(cell.detail.starts_with("ko exited 1: Error: failed to publish images:") && cell.detail.contains("401 Unauthorized"), "ko's own error is quoted: {}", cell.detail);
-                assert_eq!(api_calls, 0, "v0.15.2's ECR helper never asked the ECR API for a token: {:?}", cell.requests);
+                assert_eq!(
+                    (cell.outcome, cell.class),
+                    (Outcome::Fail, Some(FailClass::Unauthorized)),
+                    "{version} × {}: {}",
+                    scenario.name,
+                    cell.detail
+                );
+                assert!(
+                    cell.detail.starts_with("ko exited 1: Error: failed to publish images:")
+                        && cell.detail.contains("401 Unauthorized"),
+                    "ko's own error is quoted: {}",
+                    cell.detail
+                );
+                assert_eq!(
+                    api_calls, 0,
+                    "v0.15.2's ECR helper never asked the ECR API for a token: {:?}",
+                    cell.requests
+                );
             } else {
-                assert_eq!(cell.outcome, Outcome::Pass, "{version} × {}: {} (log {})", scenario.name, cell.detail, cell.log.display());
+                assert_eq!(
+                    cell.outcome,
+                    Outcome::Pass,
+                    "{version} × {}: {} (log {})",
+                    scenario.name,
+                    cell.detail,
+                    cell.log.display()
+                );
             }
             if scenario.name == "ecr/env-session" && !broken {
                 assert!(api_calls >= 1, "{version} got its registry password from GetAuthorizationToken");

@@ -43,7 +43,11 @@ fn shared(matrix: &Matrix, scenarios: &[Scenario]) -> Result<&'static Shared, Fa
     let shared = SHARED.get_or_init(|| {
         let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
         let cache = Cache::from_env().map_err(|e| e.to_string())?;
-        let fetchers: Vec<ToolFetcher> = matrix.tools.iter().map(|t| ToolFetcher::new(t.tool, cache.clone(), t.fetch.clone(), Arc::new(Silent))).collect();
+        let fetchers: Vec<ToolFetcher> = matrix
+            .tools
+            .iter()
+            .map(|t| ToolFetcher::new(t.tool, cache.clone(), t.fetch.clone(), Arc::new(Silent)))
+            .collect();
         let options = RunnerOptions {
             scenarios: scenarios.to_vec(),
             services: matrix.services.clone(),
@@ -55,7 +59,9 @@ fn shared(matrix: &Matrix, scenarios: &[Scenario]) -> Result<&'static Shared, Fa
             // libtest-mimic orders the cells itself.
             durations: None,
         };
-        let runner = runtime.block_on(Runner::start(&options, fetchers[0].go())).map_err(|e| format!("services did not start: {e}"))?;
+        let runner = runtime
+            .block_on(Runner::start(&options, fetchers[0].go()))
+            .map_err(|e| format!("services did not start: {e}"))?;
         Ok(Shared { runtime, fetchers, runner, binaries: Mutex::new(BTreeMap::new()) })
     });
     shared.as_ref().map_err(|e| Failed::from(format!("infra-error: {e}")))
@@ -67,7 +73,10 @@ fn binary(shared: &Shared, tool: &dyn Tool, version: &str) -> Result<ToolBinary,
         return Ok(binary.clone());
     }
     let fetcher = shared.fetchers.iter().find(|f| f.tool().name() == tool.name()).expect("a fetcher per tool");
-    let binary = shared.runtime.block_on(fetcher.fetch(version)).map_err(|e| Failed::from(format!("infra-error: could not get {key}: {e}")))?;
+    let binary = shared
+        .runtime
+        .block_on(fetcher.fetch(version))
+        .map_err(|e| Failed::from(format!("infra-error: could not get {key}: {e}")))?;
     shared.binaries.lock().unwrap().insert(key, binary.clone());
     Ok(binary)
 }
@@ -76,7 +85,11 @@ fn binary(shared: &Shared, tool: &dyn Tool, version: &str) -> Result<ToolBinary,
 /// counts as that label (flaky is reported, never a regression).
 fn effective_label(result: &CellResult, expected: Option<&str>) -> String {
     match expected {
-        Some(old) if result.outcome == ko_matrix::outcome::Outcome::Flaky && result.attempts.iter().any(|a| a == old) => old.to_string(),
+        Some(old)
+            if result.outcome == ko_matrix::outcome::Outcome::Flaky && result.attempts.iter().any(|a| a == old) =>
+        {
+            old.to_string()
+        }
         _ => result.label(),
     }
 }
@@ -127,11 +140,14 @@ fn main() {
     // Per tool: its versions and its scenarios.
     let mut plan: Vec<(&'static dyn Tool, Vec<String>, Vec<String>)> = Vec::new();
     for config in &matrix.tools {
-        let resolution = listing_runtime.block_on(versions::resolve_listing(config.tool, &config.versions)).unwrap_or_else(|e| panic!("{e}"));
+        let resolution = listing_runtime
+            .block_on(versions::resolve_listing(config.tool, &config.versions))
+            .unwrap_or_else(|e| panic!("{e}"));
         let tool_scenarios = matrix.tool_scenarios(config, &names, &selected).unwrap_or_else(|e| panic!("{e}"));
         plan.push((config.tool, resolution.versions, tool_scenarios));
     }
-    let scenarios: Vec<Scenario> = known.into_iter().filter(|s| plan.iter().any(|(_, _, names)| names.contains(&s.name))).collect();
+    let scenarios: Vec<Scenario> =
+        known.into_iter().filter(|s| plan.iter().any(|(_, _, names)| names.contains(&s.name))).collect();
 
     let matrix = Arc::new(matrix);
     let scenarios = Arc::new(scenarios);
@@ -148,7 +164,10 @@ fn main() {
                 let case = CellCase { tool: *tool, version: version.clone(), scenario: scenario.clone(), expected };
                 let (matrix, all) = (matrix.clone(), scenarios.clone());
                 let name = ko_matrix::report::cell_id(tool.name(), version, &scenario.name);
-                trials.push(Trial::test(name, move || run_cell(&matrix, &all, &case)).with_kind(format!("{}/{family}", tool.name())));
+                trials.push(
+                    Trial::test(name, move || run_cell(&matrix, &all, &case))
+                        .with_kind(format!("{}/{family}", tool.name())),
+                );
             }
         }
     }
@@ -162,8 +181,15 @@ fn main() {
     let mut snapshot_ok = true;
     if !results.is_empty() {
         let shared = SHARED.get().and_then(|s| s.as_ref().ok());
-        let versions: Vec<ToolBinary> = shared.map(|s| s.binaries.lock().unwrap().values().cloned().collect()).unwrap_or_default();
-        let report = MatrixReport::new(ko_matrix::cache::now_rfc3339(), shared.map_or("?", |s| s.runner.world().runtime), &versions, scenarios.iter().map(|s| s.name.clone()).collect(), results.clone());
+        let versions: Vec<ToolBinary> =
+            shared.map(|s| s.binaries.lock().unwrap().values().cloned().collect()).unwrap_or_default();
+        let report = MatrixReport::new(
+            ko_matrix::cache::now_rfc3339(),
+            shared.map_or("?", |s| s.runner.world().runtime),
+            &versions,
+            scenarios.iter().map(|s| s.name.clone()).collect(),
+            results.clone(),
+        );
         if let Err(e) = report.write_all(&root().join("results/latest"), Some(&snapshots)) {
             eprintln!("could not write the reports in results/latest: {e}");
         }
@@ -188,8 +214,12 @@ fn check_family_snapshots(
         let (_, versions, tool_scenarios) = plan.iter().find(|(t, _, _)| t.name() == *tool).expect("planned tool");
         let mut cells: Vec<(String, String, String)> = Vec::new();
         for version in versions {
-            for scenario in scenarios.iter().filter(|s| family(&s.name) == family_name && tool_scenarios.contains(&s.name)) {
-                if let Some(r) = results.iter().find(|r| r.tool == *tool && &r.version == version && r.scenario == scenario.name) {
+            for scenario in
+                scenarios.iter().filter(|s| family(&s.name) == family_name && tool_scenarios.contains(&s.name))
+            {
+                if let Some(r) =
+                    results.iter().find(|r| r.tool == *tool && &r.version == version && r.scenario == scenario.name)
+                {
                     let expected = snapshots.label(tool, version, &scenario.name);
                     cells.push((version.clone(), scenario.name.clone(), effective_label(r, expected)));
                 }
@@ -203,8 +233,11 @@ fn check_family_snapshots(
         settings.set_snapshot_path(report::snapshot_dir(&root().join("results"), tool));
         settings.set_prepend_module_to_snapshot(false);
         settings.set_omit_expression(true);
-        settings.set_description(format!("ko-matrix: {family_name} scenarios × {tool} versions (pass / fail(<class>))"));
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| settings.bind(|| insta::assert_snapshot!(family_name.as_str(), body))));
+        settings
+            .set_description(format!("ko-matrix: {family_name} scenarios × {tool} versions (pass / fail(<class>))"));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            settings.bind(|| insta::assert_snapshot!(family_name.as_str(), body))
+        }));
         if outcome.is_err() {
             ok = false;
         }

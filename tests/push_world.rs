@@ -47,7 +47,12 @@ async fn the_gateway_serves_known_hosts_and_refuses_the_rest() {
     let refused: BTreeSet<&str> = records.iter().filter(|r| r.status == 403).map(|r| r.host.as_str()).collect();
     assert_eq!(refused, BTreeSet::from(["example.com", "169.254.169.254"]));
     assert!(records.iter().filter(|r| r.status == 403).all(|r| r.note.as_deref().unwrap().starts_with("unknown host")));
-    assert!(records.iter().any(|r| r.host == "known.ko-matrix.test" && r.method == "GET" && r.path == "/hello" && r.status == 200), "{records:?}");
+    assert!(
+        records
+            .iter()
+            .any(|r| r.host == "known.ko-matrix.test" && r.method == "GET" && r.path == "/hello" && r.status == 200),
+        "{records:?}"
+    );
 }
 
 #[tokio::test]
@@ -76,7 +81,11 @@ fn parent_secrets_never_reach_a_cell() {
     // A parent DOCKER_CONFIG whose auths would let the push succeed if it leaked (the
     // harness's own user; the password is wrong, but the username must not show up either).
     let auth = "a28tbWF0cml4LXVzZXI6cGFyZW50LXNlY3JldC1wYXNzd29yZA=="; // ko-matrix-user:parent-secret-password
-    std::fs::write(parent_docker.path().join("config.json"), format!(r#"{{"auths":{{"basic.ko-matrix.test":{{"auth":"{auth}"}}}}}}"#)).unwrap();
+    std::fs::write(
+        parent_docker.path().join("config.json"),
+        format!(r#"{{"auths":{{"basic.ko-matrix.test":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
     let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPARENTSECRET";
     let auth_file = parent_docker.path().join("config.json");
     let parent_env = [
@@ -89,7 +98,8 @@ fn parent_secrets_never_reach_a_cell() {
     let status = run_cells("v0.15.1", "registry/no-credentials", out.path(), &parent_env).status().unwrap();
     assert_eq!(status.code(), Some(0));
 
-    let matrix: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("matrix.json")).unwrap()).unwrap();
+    let matrix: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("matrix.json")).unwrap()).unwrap();
     let cell = &matrix["cells"][0];
     assert_eq!((cell["outcome"].as_str(), cell["class"].as_str()), (Some("fail"), Some("unauthorized")), "{cell}");
     let env = cell["env"].as_object().unwrap();
@@ -130,19 +140,25 @@ fn descendants(pid: u32) -> BTreeSet<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
 }
 
 #[test]
 fn sigterm_mid_run_leaves_no_process_behind() {
     let out = tempfile::tempdir().unwrap();
-    let mut child = run_cells("v0.15.1,v0.15.2", "registry/*", out.path(), &[]).args(["--jobs", "2"]).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = run_cells("v0.15.1,v0.15.2", "registry/*", out.path(), &[])
+        .args(["--jobs", "2"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     // Wait until registries are up and cells (ko processes) are running.
     let mut seen = BTreeSet::new();
     wait_for("registries and a ko cell below ko-matrix", Duration::from_secs(300), || {
         seen.extend(descendants(pid));
-        let names: Vec<String> = seen.iter().filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok()).collect();
+        let names: Vec<String> =
+            seen.iter().filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok()).collect();
         names.iter().any(|n| n.contains("registry")) && names.iter().any(|n| n.trim() == "ko")
     });
     unsafe {
@@ -157,7 +173,7 @@ fn sigterm_mid_run_leaves_no_process_behind() {
 /// the module proxy (pinned) and runs that instead.
 #[tokio::test]
 async fn the_registry_built_from_the_module_proxy_serves() {
-    use ko_matrix::services::binaries::{REGISTRY_VERSION};
+    use ko_matrix::services::binaries::REGISTRY_VERSION;
     use ko_matrix::services::registry::{RegistryAuth, RegistrySpec, REGISTRY_TOOL};
     let settings = ko_matrix::tool::FetchSettings::default();
     let provisioner = ko_matrix::provision::GoProvisioner::new(
@@ -169,8 +185,22 @@ async fn the_registry_built_from_the_module_proxy_serves() {
     let built = provisioner.install(&REGISTRY_TOOL, REGISTRY_VERSION).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(built.manifest.version, REGISTRY_VERSION);
     let ca = Ca::new().unwrap();
-    let registry = ko_matrix::services::runtime::start_process(&RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }, &built.path, &ca).await.unwrap();
-    let status = reqwest::Client::builder().no_proxy().build().unwrap().get(format!("http://{}/v2/", registry.addr)).send().await.unwrap().status();
+    let registry = ko_matrix::services::runtime::start_process(
+        &RegistrySpec { auth: RegistryAuth::Anonymous, tls: None },
+        &built.path,
+        &ca,
+    )
+    .await
+    .unwrap();
+    let status = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{}/v2/", registry.addr))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert_eq!(status, 200);
 }
 
@@ -201,10 +231,20 @@ async fn the_gateway_passes_tls_through_untouched() {
     let gateway = Gateway::new(ca.clone());
     gateway.route("pass.ko-matrix.test", Route::Passthrough { addr: backend }).unwrap();
     let session = gateway.session().await.unwrap();
-    let body = proxied_client(&ca, &session.proxy_url()).get("https://pass.ko-matrix.test/").send().await.unwrap().text().await.unwrap();
+    let body = proxied_client(&ca, &session.proxy_url())
+        .get("https://pass.ko-matrix.test/")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(body, "from the tls");
     assert_eq!(session.records()[0].method, "CONNECT");
-    assert!(session.records().iter().all(|r| r.method == "CONNECT"), "the gateway cannot see inside a passthrough tunnel");
+    assert!(
+        session.records().iter().all(|r| r.method == "CONNECT"),
+        "the gateway cannot see inside a passthrough tunnel"
+    );
 }
 
 /// A fresh machine without Debian's amazon-ecr-credential-helper: the harness builds
@@ -236,5 +276,9 @@ async fn ecr_login_built_from_the_module_proxy_speaks_the_helper_protocol() {
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("credentials not found in native keychain"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("credentials not found in native keychain"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

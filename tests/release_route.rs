@@ -42,18 +42,30 @@ async fn downloads_verifies_and_caches() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0.15.2");
     assert_eq!(ko.sha256, ko_matrix::cache::sha256_file(&ko.path).unwrap());
 
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(ko.path.with_file_name("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ko.path.with_file_name("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["route"], "release");
     assert_eq!(manifest["version"], "v0.15.2");
     assert_eq!(manifest["sha256"], ko.sha256.as_str());
 
     drop(server); // The second fetch must not need the network.
     let started = Instant::now();
-    let again = fetcher(cache.path(), &FileServer::start(tempfile::tempdir().unwrap().path(), Behaviour::Serve).await).fetch("v0.15.2").await.unwrap();
+    let again = fetcher(cache.path(), &FileServer::start(tempfile::tempdir().unwrap().path(), Behaviour::Serve).await)
+        .fetch("v0.15.2")
+        .await
+        .unwrap();
     assert!(again.from_cache);
     assert_eq!(again.path, ko.path);
     assert!(started.elapsed() < Duration::from_secs(1), "cache answer took {:?}", started.elapsed());
-    assert_eq!(tree(cache.path()), ["tools/ko/.v0.15.2-release.lock", "tools/ko/v0.15.2-release/ko", "tools/ko/v0.15.2-release/manifest.json", "tools/ko/v0.15.2-release/verified"]);
+    assert_eq!(
+        tree(cache.path()),
+        [
+            "tools/ko/.v0.15.2-release.lock",
+            "tools/ko/v0.15.2-release/ko",
+            "tools/ko/v0.15.2-release/manifest.json",
+            "tools/ko/v0.15.2-release/verified"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -84,7 +96,10 @@ async fn a_missing_asset_is_reported_with_its_url() {
 
     let err = release_error(fetcher(cache.path(), &server).fetch("v0.15.9").await);
     assert!(err.is_missing(), "{err}");
-    assert_eq!(err.to_string(), format!("{}/v0.15.9/checksums.txt is missing (HTTP 404); check the version and release_base_url", server.url()));
+    assert_eq!(
+        err.to_string(),
+        format!("{}/v0.15.9/checksums.txt is missing (HTTP 404); check the version and release_base_url", server.url())
+    );
 
     // checksums.txt present, archive gone.
     std::fs::remove_file(site.path().join("v0.15.2/ko_0.15.2_Linux_x86_64.tar.gz")).unwrap();
@@ -137,8 +152,12 @@ async fn auto_prefers_the_release_host_when_it_answers() {
     let (site, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     write_release(site.path(), "0.15.2", "0.15.2");
     let server = FileServer::start(site.path(), Behaviour::Serve).await;
-    let settings = FetchSettings { source: Source::Auto, release_base_url: Some(server.url()), ..FetchSettings::default() };
-    let ko = ToolFetcher::new(tool::shorthand(), Cache::at(cache.path()), settings, Arc::new(Silent)).fetch("v0.15.2").await.unwrap();
+    let settings =
+        FetchSettings { source: Source::Auto, release_base_url: Some(server.url()), ..FetchSettings::default() };
+    let ko = ToolFetcher::new(tool::shorthand(), Cache::at(cache.path()), settings, Arc::new(Silent))
+        .fetch("v0.15.2")
+        .await
+        .unwrap();
     assert_eq!(ko.route, "release");
 }
 
@@ -151,7 +170,12 @@ async fn the_path_route_checks_the_binary_it_is_given() {
 
     let settings = |path| FetchSettings { source: Source::Path, path: Some(path), ..FetchSettings::default() };
     let fetch = |version: &'static str| {
-        let fetcher = ToolFetcher::new(tool::shorthand(), Cache::at(cache.path()), settings(downloaded.path.clone()), Arc::new(Silent));
+        let fetcher = ToolFetcher::new(
+            tool::shorthand(),
+            Cache::at(cache.path()),
+            settings(downloaded.path.clone()),
+            Arc::new(Silent),
+        );
         async move { fetcher.fetch(version).await }
     };
     let ko = fetch("v0.15.2").await.unwrap();

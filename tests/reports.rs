@@ -23,7 +23,8 @@ fn json(path: &Path) -> serde_json::Value {
 #[test]
 fn two_shards_merge_into_the_matrix_of_one_run() {
     let dir = tempfile::tempdir().unwrap();
-    let (whole, s1, s2, merged) = (dir.path().join("whole"), dir.path().join("s1"), dir.path().join("s2"), dir.path().join("merged"));
+    let (whole, s1, s2, merged) =
+        (dir.path().join("whole"), dir.path().join("s1"), dir.path().join("s2"), dir.path().join("merged"));
     let base = ["run", "--versions", "v0.15.1,v0.15.2", "--scenarios", "registry/*", "--out"];
     for (out, shard) in [(&whole, None), (&s1, Some("1/2")), (&s2, Some("2/2"))] {
         let mut args: Vec<&str> = base.to_vec();
@@ -34,39 +35,73 @@ fn two_shards_merge_into_the_matrix_of_one_run() {
         let run = ko_matrix_in_repo(&args);
         assert!(run.status.success(), "{}", text(&run));
     }
-    let (n1, n2) = (json(&s1.join("matrix.json"))["cells"].as_array().unwrap().len(), json(&s2.join("matrix.json"))["cells"].as_array().unwrap().len());
+    let (n1, n2) = (
+        json(&s1.join("matrix.json"))["cells"].as_array().unwrap().len(),
+        json(&s2.join("matrix.json"))["cells"].as_array().unwrap().len(),
+    );
     assert!(n1 > 0 && n2 > 0, "both shards ran cells: {n1} + {n2}");
     assert_eq!(n1 + n2, json(&whole.join("matrix.json"))["cells"].as_array().unwrap().len());
 
-    let merge = ko_matrix_in_repo(&["merge", "--out", merged.to_str().unwrap(), s1.join("matrix.json").to_str().unwrap(), s2.join("matrix.json").to_str().unwrap()]);
+    let merge = ko_matrix_in_repo(&[
+        "merge",
+        "--out",
+        merged.to_str().unwrap(),
+        s1.join("matrix.json").to_str().unwrap(),
+        s2.join("matrix.json").to_str().unwrap(),
+    ]);
     assert!(merge.status.success(), "{}", text(&merge));
-    let diff = ko_matrix_in_repo(&["diff", whole.join("matrix.json").to_str().unwrap(), merged.join("matrix.json").to_str().unwrap()]);
+    let diff = ko_matrix_in_repo(&[
+        "diff",
+        whole.join("matrix.json").to_str().unwrap(),
+        merged.join("matrix.json").to_str().unwrap(),
+    ]);
     assert_eq!(diff.status.code(), Some(0), "the merged shards equal one run:\n{}", text(&diff));
     for report in ["matrix.md", "report.html", "junit.xml"] {
         assert!(merged.join(report).is_file(), "merge writes {report}");
     }
 
     // A shard that never reported is named, with the cells it took along.
-    let one = ko_matrix_in_repo(&["merge", "--out", dir.path().join("one").to_str().unwrap(), s1.join("matrix.json").to_str().unwrap()]);
+    let one = ko_matrix_in_repo(&[
+        "merge",
+        "--out",
+        dir.path().join("one").to_str().unwrap(),
+        s1.join("matrix.json").to_str().unwrap(),
+    ]);
     assert!(one.status.success(), "{}", text(&one));
-    assert!(text(&one).contains(&format!("warning: shard 2/2: no matrix.json given, so its {n2} cells are absent: ko@")), "{}", text(&one));
+    assert!(
+        text(&one).contains(&format!("warning: shard 2/2: no matrix.json given, so its {n2} cells are absent: ko@")),
+        "{}",
+        text(&one)
+    );
     let check = ko_matrix_in_repo(&["check", dir.path().join("one/matrix.json").to_str().unwrap()]);
     assert_eq!(check.status.code(), Some(1), "check fails on the absent cells: {}", text(&check));
     assert!(text(&check).contains("missing: ko@"), "{}", text(&check));
 
     // Overlapping shards are refused.
-    let overlap = ko_matrix_in_repo(&["merge", "--out", merged.to_str().unwrap(), s1.join("matrix.json").to_str().unwrap(), s1.join("matrix.json").to_str().unwrap()]);
+    let overlap = ko_matrix_in_repo(&[
+        "merge",
+        "--out",
+        merged.to_str().unwrap(),
+        s1.join("matrix.json").to_str().unwrap(),
+        s1.join("matrix.json").to_str().unwrap(),
+    ]);
     assert_eq!(overlap.status.code(), Some(2), "{}", text(&overlap));
     assert!(text(&overlap).contains("appears in more than one shard"), "{}", text(&overlap));
 
     // A changed cell shows up in diff, with exit 1.
     let mut changed = json(&whole.join("matrix.json"));
-    let cell = changed["cells"].as_array_mut().unwrap().iter_mut().find(|c| c["scenario"] == "registry/anonymous" && c["version"] == "v0.15.2").unwrap();
+    let cell = changed["cells"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["scenario"] == "registry/anonymous" && c["version"] == "v0.15.2")
+        .unwrap();
     cell["outcome"] = "fail".into();
     cell["class"] = "unauthorized".into();
     let changed_path = dir.path().join("changed.json");
     std::fs::write(&changed_path, serde_json::to_vec(&changed).unwrap()).unwrap();
-    let diff = ko_matrix_in_repo(&["diff", whole.join("matrix.json").to_str().unwrap(), changed_path.to_str().unwrap()]);
+    let diff =
+        ko_matrix_in_repo(&["diff", whole.join("matrix.json").to_str().unwrap(), changed_path.to_str().unwrap()]);
     assert_eq!(diff.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&diff.stdout), "ko@v0.15.2::registry/anonymous: pass → fail(unauthorized)\n");
 
@@ -87,7 +122,8 @@ fn two_shards_merge_into_the_matrix_of_one_run() {
 
     // A file that is not a matrix is bad input, located.
     std::fs::write(dir.path().join("bad.json"), "{\"cells\": 3}").unwrap();
-    let bad = ko_matrix_in_repo(&["diff", dir.path().join("bad.json").to_str().unwrap(), changed_path.to_str().unwrap()]);
+    let bad =
+        ko_matrix_in_repo(&["diff", dir.path().join("bad.json").to_str().unwrap(), changed_path.to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(text(&bad).contains("bad.json:1:"), "{}", text(&bad));
 }
@@ -95,7 +131,16 @@ fn two_shards_merge_into_the_matrix_of_one_run() {
 /// Headless Chromium on `page` with `extra` arguments; panics when it fails.
 fn chrome(chromium: &Path, profile: &Path, page: &str, extra: &[&str]) -> Output {
     let out = std::process::Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(page)
@@ -107,39 +152,76 @@ fn chrome(chromium: &Path, profile: &Path, page: &str, extra: &[&str]) -> Output
 
 /// The DOM of `page` after its scripts ran.
 fn dom_of(chromium: &Path, profile: &Path, page: &str) -> String {
-    String::from_utf8_lossy(&chrome(chromium, profile, page, &["--dump-dom", "--virtual-time-budget=3000"]).stdout).into_owned()
+    String::from_utf8_lossy(&chrome(chromium, profile, page, &["--dump-dom", "--virtual-time-budget=3000"]).stdout)
+        .into_owned()
 }
 
 #[test]
 fn the_html_report_renders_in_headless_chromium() {
-    let chromium = which::which("chromium").expect("headless Chromium is needed: `apt-get install chromium` (.ci/run installs it)");
+    let chromium = which::which("chromium")
+        .expect("headless Chromium is needed: `apt-get install chromium` (.ci/run installs it)");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let run = ko_matrix_in_repo(&["run", "--versions", "v0.15.1,v0.15.2", "--scenarios", "registry/anonymous,registry/wrong-password,ecr/env-session", "--out", out.to_str().unwrap()]);
+    let run = ko_matrix_in_repo(&[
+        "run",
+        "--versions",
+        "v0.15.1,v0.15.2",
+        "--scenarios",
+        "registry/anonymous,registry/wrong-password,ecr/env-session",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(run.status.success(), "{}", text(&run));
     // A link from before cells named their tool opens the first tool's cell.
     let page = format!("file://{}#cell={}", out.join("report.html").display(), "v0.15.1::registry/wrong-password");
     let profile = dir.path().join("profile");
     let html = dom_of(&chromium, &profile, &page);
     assert_eq!(html.matches("class=\"cell ").count(), 6, "six cells in the grid:\n{html}");
-    assert!(html.contains("data-outcome=\"pass\"") && html.contains("data-outcome=\"fail\"") && html.contains(">fail(unauthorized)</td>"), "{html}");
+    assert!(
+        html.contains("data-outcome=\"pass\"")
+            && html.contains("data-outcome=\"fail\"")
+            && html.contains(">fail(unauthorized)</td>"),
+        "{html}"
+    );
     // The seed regression stands out; the failure both versions share is muted.
     assert!(html.contains("<table class=\"grid\" id=\"grid-ko\" data-tool=\"ko\">"), "a grid per tool: {html}");
     assert!(html.contains("class=\"cell fail regression\" data-cell=\"ko@v0.15.2::ecr/env-session\""), "{html}");
-    assert!(html.contains("<th class=\"regressed\" title=\"1 regression(s) against the previous version\">v0.15.2 ▼1</th>"), "{html}");
-    assert_eq!(html.matches("data-mark=\"shared-failure\"").count(), 2, "registry/wrong-password fails alike in both: {html}");
+    assert!(
+        html.contains("<th class=\"regressed\" title=\"1 regression(s) against the previous version\">v0.15.2 ▼1</th>"),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("data-mark=\"shared-failure\"").count(),
+        2,
+        "registry/wrong-password fails alike in both: {html}"
+    );
     assert_eq!(html.matches("data-mark=\"regression\"").count(), 1, "{html}");
     // The script ran: the cell named in the URL has its detail open, with the evidence.
     assert!(html.contains("<h2>ko@v0.15.1::registry/wrong-password: fail(unauthorized)</h2>"), "{html}");
-    assert!(html.contains("Gateway record") && html.contains("basic.ko-matrix.test") && html.contains("KO_DOCKER_REPO"), "{html}");
+    assert!(
+        html.contains("Gateway record") && html.contains("basic.ko-matrix.test") && html.contains("KO_DOCKER_REPO"),
+        "{html}"
+    );
     assert!(html.contains("<p class=\"diagnosis\">The registry refused the Basic credentials ko sent (401): a wrong user or password.</p>"), "the detail says why: {html}");
     assert!(html.contains("class=\"cell fail shared-failure selected\""), "the clicked cell is highlighted: {html}");
-    assert!(html.contains("<p>Fails the same way in every version: an expected failure, not a regression.</p>"), "the detail explains the muted cell: {html}");
-    let regressed = dom_of(&chromium, &profile, &format!("file://{}#cell={}", out.join("report.html").display(), "ko@v0.15.2::ecr/env-session"));
+    assert!(
+        html.contains("<p>Fails the same way in every version: an expected failure, not a regression.</p>"),
+        "the detail explains the muted cell: {html}"
+    );
+    let regressed = dom_of(
+        &chromium,
+        &profile,
+        &format!("file://{}#cell={}", out.join("report.html").display(), "ko@v0.15.2::ecr/env-session"),
+    );
     assert!(regressed.contains("<p>Regression: ecr/env-session was pass in v0.15.1. The committed snapshots record it. Explain it: ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps</p>"), "{regressed}");
 
     let shot = dir.path().join("report.png");
-    chrome(&chromium, &profile, &page, &[&format!("--screenshot={}", shot.display()), "--window-size=1200,900", "--virtual-time-budget=3000"]);
+    chrome(
+        &chromium,
+        &profile,
+        &page,
+        &[&format!("--screenshot={}", shot.display()), "--window-size=1200,900", "--virtual-time-budget=3000"],
+    );
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 10_000, "a rendered page, not a blank one ({} bytes)", png.len());

@@ -76,7 +76,11 @@ fn write_registry_release(root: &Path, reports: &str) -> std::path::PathBuf {
     let gz = flate2::write::GzEncoder::new(std::fs::File::create(&archive).unwrap(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     let script = format!("#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'registry github.com/distribution/distribution/v3 {reports}'; exit 0; }}\nexit 2\n");
-    for (name, data, mode) in [("LICENSE", "Apache License 2.0\n", 0o644), ("README.md", "# distribution\n", 0o644), ("registry", script.as_str(), 0o755)] {
+    for (name, data, mode) in [
+        ("LICENSE", "Apache License 2.0\n", 0o644),
+        ("README.md", "# distribution\n", 0o644),
+        ("registry", script.as_str(), 0o755),
+    ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(mode);
@@ -84,7 +88,8 @@ fn write_registry_release(root: &Path, reports: &str) -> std::path::PathBuf {
         tar.append_data(&mut header, name, data.as_bytes()).unwrap();
     }
     tar.into_inner().unwrap().finish().unwrap();
-    std::fs::write(dir.join(format!("{asset}.sha256")), hex::encode(Sha256::digest(std::fs::read(&archive).unwrap()))).unwrap();
+    std::fs::write(dir.join(format!("{asset}.sha256")), hex::encode(Sha256::digest(std::fs::read(&archive).unwrap())))
+        .unwrap();
     archive
 }
 
@@ -117,7 +122,15 @@ async fn auto_takes_distributions_release_archive_checked_against_its_sha256() {
     assert_eq!(registry.manifest.origin, format!("{}/v3.0.0/registry_3.0.0_linux_amd64.tar.gz", server.url()));
     let out = std::process::Command::new(&registry.path).arg("--version").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "registry github.com/distribution/distribution/v3 3.0.0");
-    assert_eq!(tree(cache.path()), ["tools/registry/.v3.0.0-release.lock", "tools/registry/v3.0.0-release/manifest.json", "tools/registry/v3.0.0-release/registry", "tools/registry/v3.0.0-release/verified"]);
+    assert_eq!(
+        tree(cache.path()),
+        [
+            "tools/registry/.v3.0.0-release.lock",
+            "tools/registry/v3.0.0-release/manifest.json",
+            "tools/registry/v3.0.0-release/registry",
+            "tools/registry/v3.0.0-release/verified"
+        ]
+    );
 
     drop(server); // Cached: no host needed.
     let dead = FileServer::start(tempfile::tempdir().unwrap().path(), Behaviour::Serve).await;
@@ -151,7 +164,8 @@ async fn the_ecr_helper_is_a_bare_binary_with_a_sidecar_naming_it() {
     let binary = b"#!/bin/sh\necho ecr-login fake\n";
     std::fs::write(dir.join("docker-credential-ecr-login"), binary).unwrap();
     let digest = hex::encode(Sha256::digest(binary));
-    std::fs::write(dir.join("docker-credential-ecr-login.sha256"), format!("{digest}  docker-credential-ecr-login\n")).unwrap();
+    std::fs::write(dir.join("docker-credential-ecr-login.sha256"), format!("{digest}  docker-credential-ecr-login\n"))
+        .unwrap();
     let server = FileServer::start(site.path(), Behaviour::Serve).await;
 
     let helper = fetcher(ECR_LOGIN, Source::Release, cache.path(), &server).install("v0.9.1").await.unwrap();
@@ -174,8 +188,18 @@ async fn auto_builds_from_the_module_proxy_when_the_release_has_no_such_asset() 
 
     let err = release_error(fetcher(REGISTRY, Source::Release, cache.path(), &server).install(REGISTRY_VERSION).await);
     assert!(err.is_missing(), "{err}");
-    let built = fetcher(REGISTRY, Source::Auto, cache.path(), &server).install(REGISTRY_VERSION).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((built.manifest.route.as_str(), built.manifest.origin.as_str()), ("go", "github.com/distribution/distribution/v3/cmd/registry@v3.0.0"));
+    let built = fetcher(REGISTRY, Source::Auto, cache.path(), &server)
+        .install(REGISTRY_VERSION)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (built.manifest.route.as_str(), built.manifest.origin.as_str()),
+        ("go", "github.com/distribution/distribution/v3/cmd/registry@v3.0.0")
+    );
     let out = std::process::Command::new(&built.path).arg("--version").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "registry github.com/distribution/distribution/v3 3.0.0", "stamped release-style");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "registry github.com/distribution/distribution/v3 3.0.0",
+        "stamped release-style"
+    );
 }

@@ -16,7 +16,11 @@ fn repo() -> &'static str {
 /// Runs `ko-matrix ARGS` from the repository root: (exit code, stdout, stderr).
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = ko_matrix().current_dir(repo()).args(args).stdin(Stdio::null()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A process's start time (field 22 of /proc/PID/stat), which tells it from a later process
@@ -42,19 +46,32 @@ fn a_cell_shell_reproduces_the_push_and_records_its_requests() {
     assert!(stderr.contains("push      ko build --bare .\n"), "{stderr}");
     let (before, record) = stdout.split_once("== record ").unwrap_or_else(|| panic!("{stdout}{stderr}"));
     let (record_file, record) = record.split_once('\n').unwrap();
-    assert!(stderr.contains(&format!("record    {record_file} ($KO_MATRIX_GATEWAY_RECORD")), "the banner names the file: {stderr}");
+    assert!(
+        stderr.contains(&format!("record    {record_file} ($KO_MATRIX_GATEWAY_RECORD")),
+        "the banner names the file: {stderr}"
+    );
     // The fetched binary under its own name, and a push that succeeded.
     assert_eq!(before.lines().next(), Some("0.15.1"), "{stdout}");
     let repository = "basic.ko-matrix.test/cells/registry/basic-auths/ko/v0.15.1";
-    let pushed = before.lines().find_map(|l| l.strip_prefix(&format!("{repository}@sha256:"))).unwrap_or_else(|| panic!("ko printed no digest: {stdout}{stderr}"));
+    let pushed = before
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{repository}@sha256:")))
+        .unwrap_or_else(|| panic!("ko printed no digest: {stdout}{stderr}"));
     assert!(pushed.len() == 64 && pushed.chars().all(|c| c.is_ascii_hexdigit()), "{pushed}");
     // The record, as the cell log's "== gateway record" has it: the push's requests.
     let lines: Vec<&str> = record.lines().collect();
     assert!(lines.iter().all(|l| l.starts_with('+') && l.contains("ms ")), "{record}");
-    assert!(lines.iter().any(|l| l.contains("ms GET basic.ko-matrix.test/v2/ → 401")), "ko's first, anonymous request: {record}");
+    assert!(
+        lines.iter().any(|l| l.contains("ms GET basic.ko-matrix.test/v2/ → 401")),
+        "ko's first, anonymous request: {record}"
+    );
     let api = "basic.ko-matrix.test/v2/cells/registry/basic-auths/ko/v0.15.1";
-    assert!(lines.iter().any(|l| l.contains(&format!("ms PUT {api}/manifests/latest → 201"))), "the manifest push: {record}");
-    let uploads = lines.iter().filter(|l| l.contains(&format!("ms PUT {api}/blobs/uploads/")) && l.ends_with(" → 201")).count();
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("ms PUT {api}/manifests/latest → 201"))),
+        "the manifest push: {record}"
+    );
+    let uploads =
+        lines.iter().filter(|l| l.contains(&format!("ms PUT {api}/blobs/uploads/")) && l.ends_with(" → 201")).count();
     assert!(uploads >= 2, "blob uploads: {record}");
 }
 
@@ -68,7 +85,9 @@ fn a_command_exits_with_its_code_and_leaves_nothing_running() {
     assert_eq!(code, 7, "{stdout}{stderr}");
     assert!(stderr.contains("push      ko build --bare .\n"), "the banner comes first: {stderr}");
     let pid: u32 = stdout.trim().parse().unwrap_or_else(|_| panic!("{stdout}{stderr}"));
-    support::wait_for("the escaped sleep to die", Duration::from_secs(5), || process_start(pid).is_none() || !cmdline(pid).starts_with("sleep 300"));
+    support::wait_for("the escaped sleep to die", Duration::from_secs(5), || {
+        process_start(pid).is_none() || !cmdline(pid).starts_with("sleep 300")
+    });
 }
 
 #[test]
@@ -90,7 +109,10 @@ fn without_a_command_it_opens_shell_from_the_environment() {
     assert!(stderr.contains("exit the shell to stop the world"), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "0.15.1", "{stdout}");
-    assert!(stderr.contains(&format!("          in {}, with ko v0.15.1 first on PATH", lines[1])), "it starts where the push runs: {stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("          in {}, with ko v0.15.1 first on PATH", lines[1])),
+        "it starts where the push runs: {stdout}{stderr}"
+    );
 }
 
 #[test]
@@ -111,7 +133,10 @@ fn an_unknown_cell_exits_2_naming_the_choices() {
 
     let (code, _, stderr) = run(&["serve", "--scenario", "registry/nope"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("no scenario `registry/nope`; known scenarios: ") && stderr.contains("registry/anonymous"), "{stderr}");
+    assert!(
+        stderr.contains("no scenario `registry/nope`; known scenarios: ") && stderr.contains("registry/anonymous"),
+        "{stderr}"
+    );
 }
 
 /// Collects a pipe's lines as they come.
@@ -128,7 +153,14 @@ fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>>
 
 #[test]
 fn serve_prints_an_environment_any_client_can_use_and_stops_on_sigterm() {
-    let mut child = ko_matrix().current_dir(repo()).arg("serve").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = ko_matrix()
+        .current_dir(repo())
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stdout = collect(child.stdout.take().unwrap());
     let stderr = collect(child.stderr.take().unwrap());
     let text = |lines: &Arc<Mutex<Vec<String>>>| lines.lock().unwrap().join("\n");
@@ -140,11 +172,19 @@ fn serve_prints_an_environment_any_client_can_use_and_stops_on_sigterm() {
         .unwrap()
         .iter()
         .map(|l| {
-            let (key, value) = l.strip_prefix("export ").and_then(|l| l.split_once('=')).unwrap_or_else(|| panic!("not an export line: {l}"));
+            let (key, value) = l
+                .strip_prefix("export ")
+                .and_then(|l| l.split_once('='))
+                .unwrap_or_else(|| panic!("not an export line: {l}"));
             (key.to_string(), value.trim_matches('\'').to_string())
         })
         .collect();
-    let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("no {key}: {}\n{}", text(&stdout), text(&stderr)));
+    let get = |key: &str| {
+        env.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {key}: {}\n{}", text(&stdout), text(&stderr)))
+    };
     let record = get("KO_MATRIX_GATEWAY_RECORD");
 
     // curl, a client the harness knows nothing about, through the printed proxy and CA.
@@ -162,12 +202,23 @@ fn serve_prints_an_environment_any_client_can_use_and_stops_on_sigterm() {
     assert_eq!(curl(&format!("https://{anonymous}/v2/"), None), "200");
     let basic = get("KO_MATRIX_REGISTRY_BASIC");
     assert_eq!(curl(&format!("https://{basic}/v2/"), None), "401");
-    assert_eq!(curl(&format!("https://{basic}/v2/"), Some(format!("{}:{}", get("KO_MATRIX_USER"), get("KO_MATRIX_PASSWORD")))), "200", "the printed credentials work");
+    assert_eq!(
+        curl(&format!("https://{basic}/v2/"), Some(format!("{}:{}", get("KO_MATRIX_USER"), get("KO_MATRIX_PASSWORD")))),
+        "200",
+        "the printed credentials work"
+    );
     let recorded = std::fs::read_to_string(&record).unwrap();
     assert!(recorded.contains(&format!("ms GET {anonymous}/v2/ → 200\n")), "{recorded}");
-    assert!(recorded.contains(&format!("ms GET {basic}/v2/ → 401\n")) && recorded.contains(&format!("ms GET {basic}/v2/ → 200\n")), "{recorded}");
+    assert!(
+        recorded.contains(&format!("ms GET {basic}/v2/ → 401\n"))
+            && recorded.contains(&format!("ms GET {basic}/v2/ → 200\n")),
+        "{recorded}"
+    );
 
-    let descendants: Vec<(u32, String)> = ko_matrix::process::descendants(child.id()).into_iter().filter_map(|pid| Some((pid, process_start(pid)?))).collect();
+    let descendants: Vec<(u32, String)> = ko_matrix::process::descendants(child.id())
+        .into_iter()
+        .filter_map(|pid| Some((pid, process_start(pid)?)))
+        .collect();
     assert!(!descendants.is_empty(), "the world has child processes (its registries)");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let started = std::time::Instant::now();
@@ -179,9 +230,15 @@ fn serve_prints_an_environment_any_client_can_use_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(status.code(), Some(143), "{}", text(&stderr));
-    support::wait_for("stderr to close", Duration::from_secs(5), || text(&stderr).contains("terminated; stopping child processes"));
+    support::wait_for("stderr to close", Duration::from_secs(5), || {
+        text(&stderr).contains("terminated; stopping child processes")
+    });
     std::thread::sleep(Duration::from_millis(500));
-    let orphans: Vec<String> = descendants.iter().filter(|(pid, start)| process_start(*pid).as_ref() == Some(start)).map(|(pid, _)| format!("{pid}: {}", cmdline(*pid))).collect();
+    let orphans: Vec<String> = descendants
+        .iter()
+        .filter(|(pid, start)| process_start(*pid).as_ref() == Some(start))
+        .map(|(pid, _)| format!("{pid}: {}", cmdline(*pid)))
+        .collect();
     assert!(orphans.is_empty(), "processes outlived serve: {orphans:?}");
     assert!(!std::path::Path::new(&record).exists(), "serve's files go with it");
 }

@@ -90,7 +90,8 @@ impl BaseImage {
         }
         let index = Blob::new(
             INDEX_MEDIA_TYPE,
-            serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": entries })).expect("index serialises"),
+            serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": entries }))
+                .expect("index serialises"),
         );
         BaseImage { blobs, manifests, index }
     }
@@ -104,7 +105,12 @@ impl BaseImage {
     }
 
     /// Pushes everything to `repository` in `registry`; returns the index's digest.
-    pub(crate) async fn push_as(&self, client: &reqwest::Client, registry: &str, repository: &str) -> Result<String, BaseImageError> {
+    pub(crate) async fn push_as(
+        &self,
+        client: &reqwest::Client,
+        registry: &str,
+        repository: &str,
+    ) -> Result<String, BaseImageError> {
         for blob in &self.blobs {
             push_blob(client, registry, repository, blob).await?;
         }
@@ -149,14 +155,24 @@ fn push_err(url: &str, detail: impl std::fmt::Display) -> BaseImageError {
     BaseImageError::Push { url: url.to_string(), detail: detail.to_string() }
 }
 
-async fn push_blob(client: &reqwest::Client, registry: &str, repository: &str, blob: &Blob) -> Result<(), BaseImageError> {
+async fn push_blob(
+    client: &reqwest::Client,
+    registry: &str,
+    repository: &str,
+    blob: &Blob,
+) -> Result<(), BaseImageError> {
     let start = format!("{registry}/v2/{repository}/blobs/uploads/");
     let response = client.post(&start).send().await.map_err(|e| push_err(&start, e))?;
     if response.status() != reqwest::StatusCode::ACCEPTED {
         return Err(push_err(&start, format!("HTTP {}", response.status())));
     }
-    let location = response.headers().get("location").and_then(|l| l.to_str().ok()).ok_or_else(|| push_err(&start, "no Location header"))?;
-    let mut upload = reqwest::Url::parse(registry).and_then(|base| base.join(location)).map_err(|e| push_err(&start, e))?;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .ok_or_else(|| push_err(&start, "no Location header"))?;
+    let mut upload =
+        reqwest::Url::parse(registry).and_then(|base| base.join(location)).map_err(|e| push_err(&start, e))?;
     upload.query_pairs_mut().append_pair("digest", &blob.digest());
     let response = client
         .put(upload.clone())
@@ -171,7 +187,13 @@ async fn push_blob(client: &reqwest::Client, registry: &str, repository: &str, b
     Ok(())
 }
 
-async fn put_manifest(client: &reqwest::Client, registry: &str, repository: &str, reference: &str, manifest: &Blob) -> Result<(), BaseImageError> {
+async fn put_manifest(
+    client: &reqwest::Client,
+    registry: &str,
+    repository: &str,
+    reference: &str,
+    manifest: &Blob,
+) -> Result<(), BaseImageError> {
     let url = format!("{registry}/v2/{repository}/manifests/{reference}");
     let response = client
         .put(&url)

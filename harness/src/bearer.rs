@@ -74,7 +74,13 @@ fn default_user() -> String {
 
 impl Default for AccountSpec {
     fn default() -> Self {
-        AccountSpec { user: default_user(), owner: None, credential: CredentialKind::default(), attached_identity: false, cli_login: false }
+        AccountSpec {
+            user: default_user(),
+            owner: None,
+            credential: CredentialKind::default(),
+            attached_identity: false,
+            cli_login: false,
+        }
     }
 }
 
@@ -105,7 +111,9 @@ pub(crate) struct Grant {
 
 impl Grant {
     fn permits(&self, repository: &str, action: &str) -> bool {
-        self.access.iter().any(|a| a.kind == "repository" && a.name == repository && a.actions.iter().any(|x| x == action))
+        self.access
+            .iter()
+            .any(|a| a.kind == "repository" && a.name == repository && a.actions.iter().any(|x| x == action))
     }
 }
 
@@ -123,14 +131,21 @@ pub(crate) struct Access {
 pub(crate) fn parse_scope(scope: &str) -> Option<Access> {
     let (kind, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
-    Some(Access { kind: kind.into(), name: name.into(), actions: actions.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect() })
+    Some(Access {
+        kind: kind.into(),
+        name: name.into(),
+        actions: actions.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
+    })
 }
 
 /// The scopes a token request asks for: one per `scope` parameter, as docker clients send
 /// them, or several in one, space-separated as OAuth2 writes a scope list and as a registry's
 /// challenge names them (the OCI conformance suite passes the challenge's list on as is).
 pub(crate) fn requested_scopes(query: &str) -> Vec<String> {
-    url_pairs(query).filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect()
+    url_pairs(query)
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect()
 }
 
 fn scopes_of(query: &str) -> Vec<Access> {
@@ -138,7 +153,10 @@ fn scopes_of(query: &str) -> Vec<Access> {
 }
 
 fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    reqwest::Url::parse(&format!("http://q/?{query}")).map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect::<Vec<_>>()).unwrap_or_default().into_iter()
+    reqwest::Url::parse(&format!("http://q/?{query}"))
+        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
 }
 
 /// One cell's account at the vendor.
@@ -161,7 +179,11 @@ impl Account {
             CredentialKind::ReadOnly => vec!["pull".into()],
             _ => vec!["pull".into(), "push".into()],
         };
-        let ttl = if spec.credential == CredentialKind::Expired { -time::Duration::days(1) } else { time::Duration::days(30) };
+        let ttl = if spec.credential == CredentialKind::Expired {
+            -time::Duration::days(1)
+        } else {
+            time::Duration::days(30)
+        };
         let (secret, _) = credentials.mint(Principal { user: spec.user.clone(), allow }, 30, ttl);
         if spec.credential == CredentialKind::Revoked {
             credentials.revoke(&secret);
@@ -220,7 +242,13 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     /// An endpoint of the vendor's own outside `/v2/` and the token endpoint (ACR's
     /// `/oauth2/exchange`), given the whole request: `None` when `path` is not one. `session`
     /// is the gateway session the request came from.
-    fn extra_endpoint(&self, _session: Option<u64>, _account: Option<&Account>, _parts: &hyper::http::request::Parts, _body: &[u8]) -> Option<Response<Body>> {
+    fn extra_endpoint(
+        &self,
+        _session: Option<u64>,
+        _account: Option<&Account>,
+        _parts: &hyper::http::request::Parts,
+        _body: &[u8],
+    ) -> Option<Response<Body>> {
         None
     }
     /// The `service` of the challenge and of token requests (default: the registry's host).
@@ -237,7 +265,12 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     /// service, and the scope when there is one).
     fn challenge(&self, scope: Option<&str>) -> String {
         let scope = scope.map(|s| format!(",scope=\"{s}\"")).unwrap_or_default();
-        format!("Bearer realm=\"https://{}{}\",service=\"{}\"{scope}", self.auth_host(), self.token_path(), self.service())
+        format!(
+            "Bearer realm=\"https://{}{}\",service=\"{}\"{scope}",
+            self.auth_host(),
+            self.token_path(),
+            self.service()
+        )
     }
     /// Whether the token endpoint checks the user name against the secret's account.
     fn checks_user(&self) -> bool;
@@ -266,7 +299,13 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     /// The token endpoint's refusal when it grants less than was asked (`granted` of
     /// `requested` on `repository`), for registries that refuse rather than scope down (gcr.io
     /// answers a push scope the principal lacks with 403); `None`: answer with what was granted.
-    fn refuse_token(&self, _principal: Option<&Principal>, _repository: &str, _requested: &[String], _granted: &[String]) -> Option<Response<Body>> {
+    fn refuse_token(
+        &self,
+        _principal: Option<&Principal>,
+        _repository: &str,
+        _requested: &[String],
+        _granted: &[String],
+    ) -> Option<Response<Body>> {
         None
     }
     /// The registry's answer to a request whose token (`grant`) does not grant `action` on
@@ -291,13 +330,24 @@ pub(crate) trait IdentityService: Send + Sync + 'static {
     /// Sets up the cell behind gateway session `session`, whose account is `account` and
     /// whose scenario is `scenario`; `direct` is its listener for
     /// [`IdentityService::direct_host`].
-    fn open_cell(&self, session: u64, account: Arc<Account>, scenario: &crate::scenario::Scenario, direct: Option<SocketAddr>) -> CellIdentity;
+    fn open_cell(
+        &self,
+        session: u64,
+        account: Arc<Account>,
+        scenario: &crate::scenario::Scenario,
+        direct: Option<SocketAddr>,
+    ) -> CellIdentity;
     fn close_cell(&self, session: u64);
     /// Another service of the run, at `addr`, serves `host` too (AWS's IMDS shares Azure's
     /// address): requests on `host` this service does not answer go there.
     fn share_host(&self, _host: &str, _addr: SocketAddr) {}
     /// Answers one request of the cell behind `session` (whose body is `body`).
-    fn handle(&self, session: Option<u64>, parts: hyper::http::request::Parts, body: Bytes) -> futures_util::future::BoxFuture<'_, Response<Body>>;
+    fn handle(
+        &self,
+        session: Option<u64>,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+    ) -> futures_util::future::BoxFuture<'_, Response<Body>>;
 }
 
 /// What an [`IdentityService`] gives a cell.
@@ -348,7 +398,11 @@ pub struct Front {
 
 impl Front {
     pub(crate) fn new(vendor: Box<dyn Vendor>, backend: SocketAddr, service: &'static str) -> Arc<Front> {
-        let backend = if vendor.relative_locations() { Backend::new(backend, service).with_relative_locations() } else { Backend::new(backend, service) };
+        let backend = if vendor.relative_locations() {
+            Backend::new(backend, service).with_relative_locations()
+        } else {
+            Backend::new(backend, service)
+        };
         Arc::new(Front { vendor, cells: RwLock::new(HashMap::new()), backend })
     }
 
@@ -388,7 +442,8 @@ impl Front {
 
     /// Gives the cell behind gateway session `session` its account.
     pub fn open_cell(&self, session: u64, spec: AccountSpec) -> Arc<Account> {
-        let account = Arc::new(Account::new(spec, session, format!("{}-cell-{session}", self.vendor.name().replace('.', "-"))));
+        let account =
+            Arc::new(Account::new(spec, session, format!("{}-cell-{session}", self.vendor.name().replace('.', "-"))));
         self.cells.write().expect("cells lock").insert(session, account.clone());
         account
     }
@@ -406,8 +461,17 @@ impl Front {
     }
 
     async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
-        let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().split(':').next().unwrap_or_default().to_ascii_lowercase();
-        let session: Option<u64> = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let session: Option<u64> =
+            req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let account = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
         let path = req.uri().path().to_string();
         let token_endpoint = host == self.vendor.auth_host() && path == self.vendor.token_path();
@@ -416,7 +480,13 @@ impl Front {
             let (parts, body) = req.into_parts();
             let body = match http_body_util::Limited::new(body, 1 << 20).collect().await {
                 Ok(collected) => collected.to_bytes(),
-                Err(_) => return registry_front::distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", "ko-matrix: the request body could not be read"),
+                Err(_) => {
+                    return registry_front::distribution_error(
+                        StatusCode::BAD_REQUEST,
+                        "UNSUPPORTED",
+                        "ko-matrix: the request body could not be read",
+                    )
+                }
             };
             if let Some(response) = self.vendor.extra_endpoint(session, account.as_deref(), &parts, &body) {
                 return response;
@@ -427,10 +497,18 @@ impl Front {
                 }
                 return self.token(account.as_deref(), &parts);
             }
-            return registry_front::distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()));
+            return registry_front::distribution_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()),
+            );
         }
         if !self.vendor.registry_hosts().contains(&host.as_str()) {
-            return registry_front::distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()));
+            return registry_front::distribution_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()),
+            );
         }
         self.registry(account, req).await
     }
@@ -441,17 +519,29 @@ impl Front {
         let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
         let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         if field("grant_type").as_deref() != Some("refresh_token") {
-            return registry_front::distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &format!("ko-matrix: grant_type {:?} is not supported here", field("grant_type")));
+            return registry_front::distribution_error(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                &format!("ko-matrix: grant_type {:?} is not supported here", field("grant_type")),
+            );
         }
         if field("service").as_deref().is_some_and(|s| s != self.vendor.service()) {
-            return registry_front::distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &format!("unknown service {:?}", field("service")));
+            return registry_front::distribution_error(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                &format!("unknown service {:?}", field("service")),
+            );
         }
         let Some(account) = account else { return self.vendor.refuse_credentials(BadCredentials::Unknown) };
         let principal = match self.principal(account, &field("refresh_token").unwrap_or_default()) {
             Ok(principal) => principal,
             Err(why) => return self.vendor.refuse_credentials(why),
         };
-        let scopes: Vec<Access> = form.iter().filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split_whitespace().filter_map(parse_scope).collect::<Vec<_>>()).collect();
+        let scopes: Vec<Access> = form
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .flat_map(|(_, v)| v.split_whitespace().filter_map(parse_scope).collect::<Vec<_>>())
+            .collect();
         match self.issue(account, Some(principal), scopes) {
             Ok(token) => json(StatusCode::OK, serde_json::json!({ "access_token": token })),
             Err(refusal) => *refusal,
@@ -460,12 +550,20 @@ impl Front {
 
     /// A registry token for `principal` (None: anonymous) covering what it may do of `scopes`,
     /// or the vendor's refusal where it refuses rather than grants less.
-    fn issue(&self, account: &Account, principal: Option<Principal>, scopes: Vec<Access>) -> Result<String, Box<Response<Body>>> {
+    fn issue(
+        &self,
+        account: &Account,
+        principal: Option<Principal>,
+        scopes: Vec<Access>,
+    ) -> Result<String, Box<Response<Body>>> {
         let owner = account.spec.owner();
         let mut access = Vec::new();
         for asked in scopes.into_iter().filter(|a| a.kind == "repository") {
             let mut actions = self.vendor.grant(owner, principal.as_ref(), &asked.name, &asked.actions);
-            if self.vendor.is_public(&asked.name) && asked.actions.iter().any(|x| x == "pull") && !actions.iter().any(|x| x == "pull") {
+            if self.vendor.is_public(&asked.name)
+                && asked.actions.iter().any(|x| x == "pull")
+                && !actions.iter().any(|x| x == "pull")
+            {
                 actions.push("pull".into());
             }
             if let Some(refusal) = self.vendor.refuse_token(principal.as_ref(), &asked.name, &asked.actions, &actions) {
@@ -482,7 +580,11 @@ impl Front {
         let query = parts.uri.query().unwrap_or_default();
         let service = url_pairs(query).find(|(k, _)| k == "service").map(|(_, v)| v);
         if service.as_deref().is_some_and(|s| s != self.vendor.service()) {
-            return registry_front::distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &format!("unknown service {service:?}"));
+            return registry_front::distribution_error(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                &format!("unknown service {service:?}"),
+            );
         }
         let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
         let principal = match authorization {
@@ -501,11 +603,15 @@ impl Front {
             Err(refusal) => return *refusal,
         };
         let issued_at = crate::aws::iso8601(time::OffsetDateTime::now_utc());
-        json(StatusCode::OK, serde_json::json!({ "token": token, "access_token": token, "expires_in": REGISTRY_TOKEN_TTL.whole_seconds(), "issued_at": issued_at }))
+        json(
+            StatusCode::OK,
+            serde_json::json!({ "token": token, "access_token": token, "expires_in": REGISTRY_TOKEN_TTL.whole_seconds(), "issued_at": issued_at }),
+        )
     }
 
     fn authenticate(&self, account: Option<&Account>, authorization: &str) -> Result<Principal, BadCredentials> {
-        let (user, secret) = crate::registry_front::basic_credentials(authorization).ok_or(BadCredentials::Malformed)?;
+        let (user, secret) =
+            crate::registry_front::basic_credentials(authorization).ok_or(BadCredentials::Malformed)?;
         let account = account.ok_or(BadCredentials::Unknown)?;
         let principal = self.principal(account, &secret)?;
         if self.vendor.checks_user() && !user.eq_ignore_ascii_case(&principal.user) {
@@ -520,13 +626,20 @@ impl Front {
         match account.credentials.check(secret) {
             Ok(principal) => Ok(principal),
             Err(Refusal::Expired) => Err(BadCredentials::Expired),
-            Err(Refusal::Unknown) => self.vendor.other_credential(account, secret).unwrap_or(Err(BadCredentials::Unknown)),
+            Err(Refusal::Unknown) => {
+                self.vendor.other_credential(account, secret).unwrap_or(Err(BadCredentials::Unknown))
+            }
         }
     }
 
     async fn registry(&self, account: Option<Arc<Account>>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
-        let bearer = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(|t| t.trim().to_string());
+        let bearer = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string());
         let grant = match (&account, &bearer) {
             (Some(account), Some(token)) => account.tokens.check(token).ok(),
             _ => None,
@@ -538,7 +651,11 @@ impl Front {
                     None => unauthorized(self.vendor.challenge(None), "authentication required"),
                 };
             }
-            return registry_front::distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource was not found");
+            return registry_front::distribution_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource was not found",
+            );
         };
         let (repository, rest) = (repository.to_string(), rest.to_string());
         let action = registry_front::action(req.method(), &rest);
@@ -550,7 +667,8 @@ impl Front {
             return self.vendor.refuse_action(&grant, &repository, action);
         }
         let account = account.expect("a valid token belongs to a cell");
-        let prefix = if self.vendor.is_public(&repository) { self.public_prefix() } else { account.backend_prefix.clone() };
+        let prefix =
+            if self.vendor.is_public(&repository) { self.public_prefix() } else { account.backend_prefix.clone() };
         let (parts, body) = req.into_parts();
         self.backend.forward(&prefix, &repository, &rest, parts, body.boxed()).await
     }
@@ -597,7 +715,11 @@ mod tests {
 
     #[test]
     fn grants_name_exact_repositories_and_actions() {
-        let grant = Grant { subject: "u".into(), allow: vec!["pull".into()], access: vec![Access { kind: "repository".into(), name: "u/app".into(), actions: vec!["pull".into()] }] };
+        let grant = Grant {
+            subject: "u".into(),
+            allow: vec!["pull".into()],
+            access: vec![Access { kind: "repository".into(), name: "u/app".into(), actions: vec!["pull".into()] }],
+        };
         assert!(grant.permits("u/app", "pull"));
         assert!(!grant.permits("u/app", "push"));
         assert!(!grant.permits("u/other", "pull"));

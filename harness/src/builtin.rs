@@ -46,7 +46,10 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
 
 /// Writes the built-in Go app (the `scenarios/app` module) into `to`.
 pub(crate) fn write_app(to: &Path) -> Result<(), InitError> {
-    let app: Vec<(PathBuf, &[u8])> = files().into_iter().filter_map(|(p, c)| Some((p.strip_prefix("scenarios/app").ok()?.to_path_buf(), c))).collect();
+    let app: Vec<(PathBuf, &[u8])> = files()
+        .into_iter()
+        .filter_map(|(p, c)| Some((p.strip_prefix("scenarios/app").ok()?.to_path_buf(), c)))
+        .collect();
     write(to, &app)
 }
 
@@ -66,7 +69,10 @@ mod tests {
     fn init_writes_the_library_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let written = super::init(dir.path()).unwrap();
-        assert!(written.iter().any(|p| p.ends_with("scenarios/app/main.go")) && written.iter().any(|p| p.ends_with("scenarios/ecr/env-session.toml")));
+        assert!(
+            written.iter().any(|p| p.ends_with("scenarios/app/main.go"))
+                && written.iter().any(|p| p.ends_with("scenarios/ecr/env-session.toml"))
+        );
         assert_eq!(std::fs::read_to_string(dir.path().join("matrix.toml")).unwrap(), super::MATRIX_TOML);
         std::fs::write(dir.path().join("matrix.toml"), "# mine\n").unwrap();
         std::fs::remove_file(dir.path().join("scenarios/ecr/env-session.toml")).unwrap();

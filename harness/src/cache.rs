@@ -153,12 +153,8 @@ impl Entry {
     pub async fn lock(&self, timeout: Duration) -> Result<EntryLock, CacheError> {
         fs::create_dir_all(&self.parent).map_err(io_err("creating", &self.parent))?;
         let path = self.parent.join(format!(".{}.lock", self.key));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
+        let file =
+            File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err("opening", &path))?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
@@ -185,12 +181,20 @@ impl Entry {
                 fs::remove_dir_all(&path).map_err(io_err("removing stale", &path))?;
             }
         }
-        tempfile::Builder::new().prefix(&prefix).tempdir_in(&self.parent).map_err(io_err("creating staging dir in", &self.parent))
+        tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(&self.parent)
+            .map_err(io_err("creating staging dir in", &self.parent))
     }
 
     /// Writes the manifest and the binary's stamp into `staging` and moves it into place
     /// atomically.
-    pub fn commit(&self, staging: tempfile::TempDir, manifest: Manifest, _lock: &EntryLock) -> Result<Installed, CacheError> {
+    pub fn commit(
+        &self,
+        staging: tempfile::TempDir,
+        manifest: Manifest,
+        _lock: &EntryLock,
+    ) -> Result<Installed, CacheError> {
         let manifest_path = staging.path().join(MANIFEST);
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         fs::write(&manifest_path, json).map_err(io_err("writing", &manifest_path))?;
@@ -221,7 +225,16 @@ impl FileStamp {
     fn of(path: &Path) -> io::Result<FileStamp> {
         use std::os::unix::fs::MetadataExt;
         let m = fs::metadata(path)?;
-        Ok(FileStamp(format!("{} {} {} {}.{} {}.{}\n", m.len(), m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())))
+        Ok(FileStamp(format!(
+            "{} {} {} {}.{} {}.{}\n",
+            m.len(),
+            m.dev(),
+            m.ino(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        )))
     }
 
     fn as_str(&self) -> &str {
@@ -290,7 +303,11 @@ mod tests {
 
         assert!(entry.dir().join(VERIFIED).is_file(), "an install is remembered with the file's stamp");
         fs::write(&installed.path, b"#!/bin/sh\n").unwrap();
-        assert_eq!(entry.lookup().unwrap().unwrap().manifest, manifest, "rewritten with the same bytes: hashed again, still intact");
+        assert_eq!(
+            entry.lookup().unwrap().unwrap().manifest,
+            manifest,
+            "rewritten with the same bytes: hashed again, still intact"
+        );
         fs::write(&installed.path, b"#!/bin/sx\n").unwrap();
         assert!(entry.lookup().unwrap().is_none(), "the same size, other bytes: not served");
         assert!(!entry.dir().exists());

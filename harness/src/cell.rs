@@ -17,9 +17,9 @@ use crate::outcome::{self, Evidence, FailClass, NotFetched, Outcome, Verdict};
 use crate::payload::Payload;
 use crate::process::{Contained, RunError};
 use crate::result::CellResult;
+use crate::scenario::Credential;
 use crate::scenario::{expand, Scenario, TOOL_PLACEHOLDER};
 use crate::tool::{PushContext, ToolBinary};
-use crate::scenario::Credential;
 use crate::world::{AwsCellCredentials, VendorCell, World};
 
 /// What every cell of a run shares.
@@ -43,7 +43,8 @@ pub const CREDENTIAL_HELPER_STORE_ENV: &str = "KO_MATRIX_HELPER_STORE";
 
 /// Env names whose values are secrets in logs and reports.
 fn is_secret_name(name: &str) -> bool {
-    ["PASSWORD", "SECRET", "TOKEN", "AUTH", "CREDENTIAL"].iter().any(|s| name.to_ascii_uppercase().contains(s)) && name != "REGISTRY_AUTH_FILE"
+    ["PASSWORD", "SECRET", "TOKEN", "AUTH", "CREDENTIAL"].iter().any(|s| name.to_ascii_uppercase().contains(s))
+        && name != "REGISTRY_AUTH_FILE"
 }
 
 #[derive(Clone)]
@@ -58,7 +59,10 @@ impl Masker {
     /// token in a query string, a password in an error).
     fn mask_records(&self, records: Vec<Record>) -> Vec<Record> {
         let mask = |text: Option<String>| text.map(|t| self.mask(&t));
-        records.into_iter().map(|r| Record { path: self.mask(&r.path), note: mask(r.note), infra: mask(r.infra), ..r }).collect()
+        records
+            .into_iter()
+            .map(|r| Record { path: self.mask(&r.path), note: mask(r.note), infra: mask(r.infra), ..r })
+            .collect()
     }
 }
 
@@ -66,7 +70,12 @@ impl Masker {
 pub async fn run_cell(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, attempt: u32) -> CellResult {
     let started = Instant::now();
     let suffix = if attempt > 1 { ".retry" } else { "" };
-    let log = env.logs_dir.join(format!("{}@{}-{}{suffix}.log", scenario.name.replace('/', "__"), tool.tool.name(), tool.version));
+    let log = env.logs_dir.join(format!(
+        "{}@{}-{}{suffix}.log",
+        scenario.name.replace('/', "__"),
+        tool.tool.name(),
+        tool.version
+    ));
     let infra = |detail: String| CellResult {
         tool: tool.tool.name().to_string(),
         version: tool.version.clone(),
@@ -105,7 +114,13 @@ pub async fn open(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario) -> Resu
         return Err(CellSetupError::CannotRun(reason));
     }
     let cell = Cell::prepare(env, tool, scenario).await?;
-    Ok(OpenCell { cell, tool: tool.clone(), before: scenario.before.clone(), id: crate::result::cell_id(tool.tool.name(), &tool.version, &scenario.name), timeout: env.timeout })
+    Ok(OpenCell {
+        cell,
+        tool: tool.clone(),
+        before: scenario.before.clone(),
+        id: crate::result::cell_id(tool.tool.name(), &tool.version, &scenario.name),
+        timeout: env.timeout,
+    })
 }
 
 /// A prepared cell that nothing has run in yet (see [`open`]).
@@ -174,15 +189,25 @@ impl OpenCell {
     /// to the first that fails, within the cell timeout.
     pub async fn run_before_steps(&self) -> StepsRun {
         let steps = self.cell.run_steps(&self.tool, &self.before, false, Instant::now() + self.timeout).await;
-        StepsRun { transcript: steps.transcript, succeeded: matches!(steps.last, StepOutcome::Done { code: Some(0), .. }) }
+        StepsRun {
+            transcript: steps.transcript,
+            succeeded: matches!(steps.last, StepOutcome::Done { code: Some(0), .. }),
+        }
     }
 }
 
 /// Why a scenario cannot run with `tool`: a step that names another tool's program (write
 /// `${TOOL}` to mean the tool under test).
 fn other_tools_step(tool: &ToolBinary, scenario: &Scenario) -> Option<String> {
-    let named = scenario.before.iter().filter_map(|s| s.run.first()).find(|p| *p != tool.tool.name() && crate::tool::by_name(p).is_some())?;
-    Some(format!("a step runs `{named}`, another tool than {}; write `{TOOL_PLACEHOLDER}` for the tool under test", tool.tool.name()))
+    let named = scenario
+        .before
+        .iter()
+        .filter_map(|s| s.run.first())
+        .find(|p| *p != tool.tool.name() && crate::tool::by_name(p).is_some())?;
+    Some(format!(
+        "a step runs `{named}`, another tool than {}; write `{TOOL_PLACEHOLDER}` for the tool under test",
+        tool.tool.name()
+    ))
 }
 
 /// Why a cell could not be prepared; its outcome is infra-error with this as the detail,
@@ -241,9 +266,15 @@ struct Cell {
 impl Cell {
     async fn prepare(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario) -> Result<Cell, CellSetupError> {
         let world = &env.world;
-        let target = world.targets.get(&scenario.target.registry).ok_or(CellSetupError::NoRegistry(scenario.target.registry.name()))?;
+        let target = world
+            .targets
+            .get(&scenario.target.registry)
+            .ok_or(CellSetupError::NoRegistry(scenario.target.registry.name()))?;
         std::fs::create_dir_all(&env.work_dir).map_err(io_error("creating", &env.work_dir))?;
-        let dir = tempfile::Builder::new().prefix("cell-").tempdir_in(&env.work_dir).map_err(io_error("creating a cell directory in", &env.work_dir))?;
+        let dir = tempfile::Builder::new()
+            .prefix("cell-")
+            .tempdir_in(&env.work_dir)
+            .map_err(io_error("creating a cell directory in", &env.work_dir))?;
         let root = dir.path();
         let home = root.join(credential_files::HOME);
         let session = world.gateway.session().await?;
@@ -251,7 +282,13 @@ impl Cell {
             Some(spec) => {
                 let backend = &world.aws.as_ref().ok_or(CellSetupError::NoAwsBackend)?.backend;
                 let aws = backend.open_cell(session.id, spec, root).await.map_err(CellSetupError::Aws)?;
-                (spec.registry_host(), spec.push_to.clone(), aws.backend_repository.clone(), aws.values.clone(), Some(aws))
+                (
+                    spec.registry_host(),
+                    spec.push_to.clone(),
+                    aws.backend_repository.clone(),
+                    aws.values.clone(),
+                    Some(aws),
+                )
             }
             None => {
                 let repository = format!("cells/{}/{}/{}", scenario.name, tool.tool.name(), tool.version)
@@ -280,24 +317,39 @@ impl Cell {
         };
         values.insert("HOME", home.display().to_string());
         values.insert("TOOL", tool.tool.name().to_string());
-        let latency = scenario.faults.latency.iter().map(|l| crate::scenario::Latency { host: expand(&l.host, &values), delay: l.delay }).collect();
+        let latency = scenario
+            .faults
+            .latency
+            .iter()
+            .map(|l| crate::scenario::Latency { host: expand(&l.host, &values), delay: l.delay })
+            .collect();
         session.inject(crate::scenario::Faults { latency, ..scenario.faults.clone() });
 
-        let mut vars: BTreeMap<String, String> = world.client_network(&session, &root.join("no-other-certs")).into_iter().collect();
+        let mut vars: BTreeMap<String, String> =
+            world.client_network(&session, &root.join("no-other-certs")).into_iter().collect();
         let push_repository = format!("{host}/{repository}");
         // A scenario may have ko pull its base image through the target vendor's front.
-        let payload = match (scenario.target.base_image, world.vendors.get(&scenario.target.registry).and_then(|v| v.public_base.clone())) {
-            (crate::scenario::BaseImageFrom::Target, Some(base_image)) => std::borrow::Cow::Owned(crate::payload::Payload { base_image, ..env.payload.clone() }),
+        let payload = match (
+            scenario.target.base_image,
+            world.vendors.get(&scenario.target.registry).and_then(|v| v.public_base.clone()),
+        ) {
+            (crate::scenario::BaseImageFrom::Target, Some(base_image)) => {
+                std::borrow::Cow::Owned(crate::payload::Payload { base_image, ..env.payload.clone() })
+            }
             _ => std::borrow::Cow::Borrowed(&env.payload),
         };
         let push = PushContext { repository: push_repository.clone(), cell_dir: root, payload: &payload };
         let prepared = tool.tool.prepare(&push);
-        let mut path: Vec<String> = [root.join("bin")].iter().chain(&prepared.path).map(|d| d.display().to_string()).collect();
+        let mut path: Vec<String> =
+            [root.join("bin")].iter().chain(&prepared.path).map(|d| d.display().to_string()).collect();
         path.push("/usr/local/bin:/usr/bin:/bin".into());
         vars.insert("PATH".into(), path.join(":"));
         vars.insert("HOME".into(), home.display().to_string());
         vars.insert("TMPDIR".into(), root.join("tmp").display().to_string());
-        vars.insert(CREDENTIAL_HELPER_STORE_ENV.into(), root.join(credential_files::HELPER_STORE).display().to_string());
+        vars.insert(
+            CREDENTIAL_HELPER_STORE_ENV.into(),
+            root.join(credential_files::HELPER_STORE).display().to_string(),
+        );
         vars.extend(prepared.env);
         if let Some(vendor) = &vendor {
             vars.extend(vendor.identity_values.env.clone());
@@ -331,7 +383,8 @@ impl Cell {
         for (name, script) in vendor.iter().flat_map(|v| &v.identity_values.programs) {
             let program = root.join("bin").join(name);
             write_file(&program, script)?;
-            std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io_error("making executable", &program))?;
+            std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .map_err(io_error("making executable", &program))?;
         }
         let link = root.join("bin").join(CREDENTIAL_HELPER);
         std::os::unix::fs::symlink(&env.helper, &link).map_err(io_error("linking", &link))?;
@@ -339,7 +392,11 @@ impl Cell {
             let link = root.join("bin/docker-credential-ecr-login");
             std::os::unix::fs::symlink(&world_aws.ecr_login, &link).map_err(io_error("linking", &link))?;
         }
-        let files: Vec<(PathBuf, String)> = prepared.files.into_iter().chain(rendered.iter().map(|f| (root.join(&f.path), f.contents.clone()))).collect();
+        let files: Vec<(PathBuf, String)> = prepared
+            .files
+            .into_iter()
+            .chain(rendered.iter().map(|f| (root.join(&f.path), f.contents.clone())))
+            .collect();
         let unlisted: Vec<&CellFile> = aws.iter().flat_map(|a| &a.files).collect();
         for (file, contents) in &files {
             write_file(file, contents)?;
@@ -349,7 +406,8 @@ impl Cell {
         }
         let mut secrets = vec![target.user.password.clone(), World::basic_auth_value(&target.user)];
         if let Some(vendor) = &vendor {
-            let credential = Credential { username: vendor.account.spec.user.clone(), password: vendor.account.secret.clone() };
+            let credential =
+                Credential { username: vendor.account.spec.user.clone(), password: vendor.account.secret.clone() };
             secrets.extend([credential.password.clone(), World::basic_auth_value(&credential)]);
             secrets.extend(vendor.identity_values.secrets.iter().cloned());
         }
@@ -373,11 +431,26 @@ impl Cell {
         })
     }
 
-    async fn run(self, env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, started: Instant, log_path: PathBuf) -> CellResult {
-        let Steps { transcript, tool_time, last: outcome_of_steps } = self.run_steps(tool, &scenario.before, true, started + env.timeout).await;
+    async fn run(
+        self,
+        env: &CellEnv,
+        tool: &ToolBinary,
+        scenario: &Scenario,
+        started: Instant,
+        log_path: PathBuf,
+    ) -> CellResult {
+        let Steps { transcript, tool_time, last: outcome_of_steps } =
+            self.run_steps(tool, &scenario.before, true, started + env.timeout).await;
         let name = tool.tool.name();
         let (verdict, fetch_note) = match &outcome_of_steps {
-            StepOutcome::Failed(e) => (Verdict { outcome: Outcome::InfraError, class: None, detail: format!("infra-error: the harness could not run a step: {e}") }, String::new()),
+            StepOutcome::Failed(e) => (
+                Verdict {
+                    outcome: Outcome::InfraError,
+                    class: None,
+                    detail: format!("infra-error: the harness could not run a step: {e}"),
+                },
+                String::new(),
+            ),
             StepOutcome::TimedOut { output } => {
                 let unreachable = env.world.unreachable_services().await;
                 let records = self.session.records();
@@ -395,26 +468,45 @@ impl Cell {
                 (outcome::classify(&evidence), String::new())
             }
             StepOutcome::Done { code, output } => {
-                let fetched_back = if *code == Some(0) { self.fetch_back(env, tool, scenario, output).await } else { Err(NotFetched::Missing(format!("{name} failed"))) };
+                let fetched_back = if *code == Some(0) {
+                    self.fetch_back(env, tool, scenario, output).await
+                } else {
+                    Err(NotFetched::Missing(format!("{name} failed")))
+                };
                 let note = match &fetched_back {
                     Ok(d) => format!("fetched back {d}"),
                     Err(e) => e.to_string(),
                 };
                 // Only a failure needs the probe: a dead service must not read as the tool's failure.
-                let unreachable = if fetched_back.is_ok() { Vec::new() } else { env.world.unreachable_services().await };
+                let unreachable =
+                    if fetched_back.is_ok() { Vec::new() } else { env.world.unreachable_services().await };
                 let records = self.session.records();
                 let foreign = self.foreign_keys(&records, scenario);
-                let evidence = Evidence { tool: tool.tool, exit_code: *code, timed_out: false, output, records: &records, fetched_back, unreachable: &unreachable, foreign_keys: &foreign };
+                let evidence = Evidence {
+                    tool: tool.tool,
+                    exit_code: *code,
+                    timed_out: false,
+                    output,
+                    records: &records,
+                    fetched_back,
+                    unreachable: &unreachable,
+                    foreign_keys: &foreign,
+                };
                 (outcome::classify(&evidence), note)
             }
         };
         let records = self.masker.mask_records(self.session.records());
-        let env_shown: BTreeMap<String, String> =
-            self.env.iter().map(|(k, v)| (k.clone(), if is_secret_name(k) { "****".into() } else { self.masker.mask(v) })).collect();
+        let env_shown: BTreeMap<String, String> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), if is_secret_name(k) { "****".into() } else { self.masker.mask(v) }))
+            .collect();
         // AWS's refusal names the principal; the tool may not show it (HEAD responses have no body).
         let denial = self.aws.as_ref().and_then(AwsCellCredentials::last_denial);
         let detail = match denial {
-            Some(denial) if verdict.outcome == Outcome::Fail && !verdict.detail.contains(&denial) => self.masker.mask(&format!("{} [AWS: {denial}]", verdict.detail)),
+            Some(denial) if verdict.outcome == Outcome::Fail && !verdict.detail.contains(&denial) => {
+                self.masker.mask(&format!("{} [AWS: {denial}]", verdict.detail))
+            }
             _ => self.masker.mask(&verdict.detail),
         };
         let output = match &outcome_of_steps {
@@ -457,7 +549,13 @@ impl Cell {
 
     /// Runs `before` and then, when `push`, the tool's push, up to the first command that
     /// does not exit 0, each until `deadline`.
-    async fn run_steps(&self, tool: &ToolBinary, before: &[crate::scenario::Step], push: bool, deadline: Instant) -> Steps {
+    async fn run_steps(
+        &self,
+        tool: &ToolBinary,
+        before: &[crate::scenario::Step],
+        push: bool,
+        deadline: Instant,
+    ) -> Steps {
         let mut transcript = String::new();
         let mut tool_time = Duration::ZERO;
         let mut outcome_of_steps = StepOutcome::Done { code: Some(0), output: String::new() };
@@ -487,7 +585,12 @@ impl Cell {
                 StepOutcome::TimedOut { output } => (None, output.clone()),
                 StepOutcome::Failed(e) => (None, e.clone()),
             };
-            transcript.push_str(&format!("$ {shown}   (exit {}, {} ms)\n{}\n", code.map_or("-".into(), |c| c.to_string()), elapsed.as_millis(), self.masker.mask(&output)));
+            transcript.push_str(&format!(
+                "$ {shown}   (exit {}, {} ms)\n{}\n",
+                code.map_or("-".into(), |c| c.to_string()),
+                elapsed.as_millis(),
+                self.masker.mask(&output)
+            ));
             let ok = matches!(result, StepOutcome::Done { code: Some(0), .. });
             outcome_of_steps = result;
             if !ok {
@@ -497,9 +600,20 @@ impl Cell {
         Steps { transcript, tool_time, last: outcome_of_steps }
     }
 
-    async fn exec(&self, program: &Path, args: &[String], stdin: Option<&str>, cwd: &Path, deadline: Instant) -> StepOutcome {
+    async fn exec(
+        &self,
+        program: &Path,
+        args: &[String],
+        stdin: Option<&str>,
+        cwd: &Path,
+        deadline: Instant,
+    ) -> StepOutcome {
         let mut cmd = Command::new(program);
-        cmd.args(args).env_clear().envs(&self.env).current_dir(cwd).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.args(args).env_clear().envs(&self.env).current_dir(cwd).stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = match Contained::spawn(cmd) {
             Ok(child) => child,
@@ -511,7 +625,8 @@ impl Cell {
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let captured = child.capture(&program.display().to_string(), remaining).await;
-        let output = format!("{}{}", String::from_utf8_lossy(&captured.stdout), String::from_utf8_lossy(&captured.stderr));
+        let output =
+            format!("{}{}", String::from_utf8_lossy(&captured.stdout), String::from_utf8_lossy(&captured.stderr));
         match captured.status {
             Ok(status) => StepOutcome::Done { code: status.code(), output },
             Err(RunError::Timeout { .. }) => StepOutcome::TimedOut { output },
@@ -528,16 +643,31 @@ impl Cell {
     }
 
     /// Reads the digest the tool says it pushed, and fetches that manifest back.
-    async fn fetch_back(&self, env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, output: &str) -> Result<String, NotFetched> {
-        let digest = tool
-            .tool
-            .pushed_digest(output, &self.push_repository)
-            .ok_or_else(|| NotFetched::Missing(format!("{} named no pushed digest for {}", tool.tool.name(), self.push_repository)))?;
+    async fn fetch_back(
+        &self,
+        env: &CellEnv,
+        tool: &ToolBinary,
+        scenario: &Scenario,
+        output: &str,
+    ) -> Result<String, NotFetched> {
+        let digest = tool.tool.pushed_digest(output, &self.push_repository).ok_or_else(|| {
+            NotFetched::Missing(format!("{} named no pushed digest for {}", tool.tool.name(), self.push_repository))
+        })?;
         env.world.fetch_back(scenario.target.registry, &self.repository, &digest).await
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn render_log(&self, tool: &ToolBinary, scenario: &Scenario, env: &BTreeMap<String, String>, transcript: &str, records: &[Record], fetch_note: &str, verdict: &Verdict, detail: &str) -> String {
+    fn render_log(
+        &self,
+        tool: &ToolBinary,
+        scenario: &Scenario,
+        env: &BTreeMap<String, String>,
+        transcript: &str,
+        records: &[Record],
+        fetch_note: &str,
+        verdict: &Verdict,
+        detail: &str,
+    ) -> String {
         let mut log = format!(
             "cell: {}\nscenario: {}\n{}: {} (route {}, sha256 {})\n\n== environment (secrets masked)\n",
             crate::result::cell_id(tool.tool.name(), &tool.version, &scenario.name),
@@ -565,7 +695,11 @@ impl Cell {
         for r in records {
             log.push_str(&format!("{}\n", r.log_line()));
         }
-        log.push_str(&format!("\n== fetch back\n{fetch_note}\n\n== verdict\n{:?} {}: {detail}\n", verdict.outcome, verdict.class.map_or("", FailClass::as_str)));
+        log.push_str(&format!(
+            "\n== fetch back\n{fetch_note}\n\n== verdict\n{:?} {}: {detail}\n",
+            verdict.outcome,
+            verdict.class.map_or("", FailClass::as_str)
+        ));
         log
     }
 }
@@ -579,8 +713,13 @@ struct Steps {
 }
 
 enum StepOutcome {
-    Done { code: Option<i32>, output: String },
-    TimedOut { output: String },
+    Done {
+        code: Option<i32>,
+        output: String,
+    },
+    TimedOut {
+        output: String,
+    },
     /// The harness could not run the step at all.
     Failed(String),
 }
@@ -609,7 +748,11 @@ mod tests {
         )]);
         assert_eq!(
             masked,
-            [record("/?Action=AssumeRoleWithWebIdentity&WebIdentityToken=****", Some("refused ****"), Some("AWS emulator 127.0.0.1:1 unreachable: ****"))]
+            [record(
+                "/?Action=AssumeRoleWithWebIdentity&WebIdentityToken=****",
+                Some("refused ****"),
+                Some("AWS emulator 127.0.0.1:1 unreachable: ****")
+            )]
         );
     }
 }

@@ -110,7 +110,11 @@ pub struct EcrSettings {
 
 impl Default for EcrSettings {
     fn default() -> Self {
-        EcrSettings { backend: EcrBackendChoice::Embedded, localstack_image: DEFAULT_LOCALSTACK_IMAGE.into(), localstack_endpoint: None }
+        EcrSettings {
+            backend: EcrBackendChoice::Embedded,
+            localstack_image: DEFAULT_LOCALSTACK_IMAGE.into(),
+            localstack_endpoint: None,
+        }
     }
 }
 
@@ -194,7 +198,9 @@ impl Matrix {
             tables.push((crate::tool::shorthand(), table));
         }
         for (name, table) in raw.tools.iter().flatten() {
-            let tool = crate::tool::by_name(name).ok_or_else(|| err(table.span(), format!("unknown tool `{name}`; built-in tools: {}", crate::tool::names())))?;
+            let tool = crate::tool::by_name(name).ok_or_else(|| {
+                err(table.span(), format!("unknown tool `{name}`; built-in tools: {}", crate::tool::names()))
+            })?;
             if tables.iter().any(|(t, _)| t.name() == tool.name()) {
                 return Err(err(table.span(), format!("[tools.{name}] repeats the [{name}] table; keep one of them")));
             }
@@ -203,9 +209,18 @@ impl Matrix {
         // A TOML table's keys come back sorted: the file's order is the tables' order.
         tables.sort_by_key(|(_, table)| table.span().start);
         if tables.is_empty() {
-            return Err(err(0..0, format!("no tool to test: add a [tools.<name>] table with `versions` (built-in tools: {})", crate::tool::names())));
+            return Err(err(
+                0..0,
+                format!(
+                    "no tool to test: add a [tools.<name>] table with `versions` (built-in tools: {})",
+                    crate::tool::names()
+                ),
+            ));
         }
-        let tools = tables.into_iter().map(|(tool, table)| tool_config(file, text, tool, table.get_ref())).collect::<Result<Vec<_>, _>>()?;
+        let tools = tables
+            .into_iter()
+            .map(|(tool, table)| tool_config(file, text, tool, table.get_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
 
         let jobs = match &raw.run.jobs {
             Some(jobs) if *jobs.get_ref() < 1 => return Err(err(jobs.span(), "`jobs` must be 1 or more".into())),
@@ -220,13 +235,22 @@ impl Matrix {
         let mut ecr = EcrSettings { backend: raw.ecr.backend, ..EcrSettings::default() };
         if let Some(image) = &raw.ecr.localstack_image {
             if !image.get_ref().contains(':') || image.get_ref().ends_with(":latest") {
-                return Err(err(image.span(), format!("localstack_image must be pinned as name:tag (not latest), e.g. {}", DEFAULT_LOCALSTACK_IMAGE)));
+                return Err(err(
+                    image.span(),
+                    format!(
+                        "localstack_image must be pinned as name:tag (not latest), e.g. {}",
+                        DEFAULT_LOCALSTACK_IMAGE
+                    ),
+                ));
             }
             ecr.localstack_image = image.get_ref().clone();
         }
         if let Some(endpoint) = &raw.ecr.localstack_endpoint {
             if !endpoint.get_ref().starts_with("http://127.") && !endpoint.get_ref().starts_with("http://localhost") {
-                return Err(err(endpoint.span(), "localstack_endpoint must be an http:// address on loopback, e.g. http://127.0.0.1:4566".into()));
+                return Err(err(
+                    endpoint.span(),
+                    "localstack_endpoint must be an http:// address on loopback, e.g. http://127.0.0.1:4566".into(),
+                ));
             }
             ecr.localstack_endpoint = Some(endpoint.get_ref().replace("localhost", "127.0.0.1"));
         }
@@ -241,7 +265,12 @@ impl Matrix {
 
     /// `tool`'s scenarios out of `selected` (the run's): narrowed by its `scenarios` globs,
     /// which must each match a scenario of `known`.
-    pub fn tool_scenarios(&self, tool: &ToolConfig, known: &[String], selected: &[String]) -> Result<Vec<String>, ConfigError> {
+    pub fn tool_scenarios(
+        &self,
+        tool: &ToolConfig,
+        known: &[String],
+        selected: &[String],
+    ) -> Result<Vec<String>, ConfigError> {
         let Some(patterns) = &tool.scenarios else {
             return Ok(selected.to_vec());
         };
@@ -274,7 +303,9 @@ impl Matrix {
                 let message = format!("no scenario matches `{}`; known scenarios: {choices}", p.pattern);
                 return Err(match &p.span {
                     Some(span) => ConfigError::at(&self.file, &self.text, span.clone(), message),
-                    None => ConfigError { file: "--scenarios".into(), line: 0, column: 0, message, excerpt: String::new() },
+                    None => {
+                        ConfigError { file: "--scenarios".into(), line: 0, column: 0, message, excerpt: String::new() }
+                    }
                 });
             }
         }
@@ -291,14 +322,23 @@ fn tool_config(file: &Path, text: &str, tool: &'static dyn Tool, raw: &RawTool) 
         versions.push((entry.get_ref().clone(), selector));
     }
     if versions.is_empty() {
-        return Err(err(raw.versions.span(), format!("`versions` is empty; expected one or more of: {SELECTOR_FORMS}")));
+        return Err(err(
+            raw.versions.span(),
+            format!("`versions` is empty; expected one or more of: {SELECTOR_FORMS}"),
+        ));
     }
 
     let mut fetch = FetchSettings { source: raw.source, ..FetchSettings::default() };
     if let Some(url) = &raw.release_base_url {
         let valid = url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://");
         if !valid {
-            return Err(err(url.span(), format!("release_base_url must be an http:// or https:// URL, e.g. {}", tool.release().default_base_url())));
+            return Err(err(
+                url.span(),
+                format!(
+                    "release_base_url must be an http:// or https:// URL, e.g. {}",
+                    tool.release().default_base_url()
+                ),
+            ));
         }
         fetch.release_base_url = Some(url.get_ref().clone());
     }
@@ -307,18 +347,30 @@ fn tool_config(file: &Path, text: &str, tool: &'static dyn Tool, raw: &RawTool) 
             let base = file.parent().unwrap_or(Path::new("."));
             fetch.path = Some(base.join(path.get_ref()));
             if versions.len() != 1 || !matches!(versions[0].1, Selector::Exact(_)) {
-                return Err(err(raw.versions.span(), "with source = \"path\", `versions` names exactly the one version the binary is".into()));
+                return Err(err(
+                    raw.versions.span(),
+                    "with source = \"path\", `versions` names exactly the one version the binary is".into(),
+                ));
             }
         }
         (Some(path), _) => return Err(err(path.span(), "`path` only applies with source = \"path\"".into())),
         (None, Source::Path) => {
-            return Err(err(raw.versions.span(), format!("source = \"path\" needs `path = \"/path/to/{0}\"` in the {0} table", tool.name())));
+            return Err(err(
+                raw.versions.span(),
+                format!("source = \"path\" needs `path = \"/path/to/{0}\"` in the {0} table", tool.name()),
+            ));
         }
         (None, _) => {}
     }
     if let Some(toolchain) = &raw.go_toolchain {
         fetch.go_toolchain = ToolchainPolicy::parse(toolchain.get_ref()).ok_or_else(|| {
-            err(toolchain.span(), format!("unknown go_toolchain `{}`; expected auto, local, or a Go release such as go1.21.13", toolchain.get_ref()))
+            err(
+                toolchain.span(),
+                format!(
+                    "unknown go_toolchain `{}`; expected auto, local, or a Go release such as go1.21.13",
+                    toolchain.get_ref()
+                ),
+            )
         })?;
     }
     if let Some(d) = &raw.build_timeout {
@@ -334,7 +386,8 @@ fn tool_config(file: &Path, text: &str, tool: &'static dyn Tool, raw: &RawTool) 
 fn scenario_patterns(file: &Path, text: &str, list: &[Spanned<String>]) -> Result<Vec<ScenarioPattern>, ConfigError> {
     list.iter()
         .map(|entry| {
-            globset::Glob::new(entry.get_ref()).map_err(|e| ConfigError::at(file, text, entry.span(), format!("not a valid glob: {e}")))?;
+            globset::Glob::new(entry.get_ref())
+                .map_err(|e| ConfigError::at(file, text, entry.span(), format!("not a valid glob: {e}")))?;
             Ok(ScenarioPattern { span: Some(entry.span()), pattern: entry.get_ref().clone() })
         })
         .collect()
@@ -428,10 +481,19 @@ localstack_image = "localstack/localstack-pro:4.3.0"
         let names: Vec<&str> = m.tools.iter().map(|t| t.tool.name()).collect();
         assert_eq!(names, ["oras", crate::tool::shorthand().name(), "crane"]);
         assert_eq!(m.tools[2].fetch.source, Source::Go);
-        let known: Vec<String> = ["registry/anonymous", "registry/basic-auths", "ecr/env-session"].map(String::from).to_vec();
+        let known: Vec<String> =
+            ["registry/anonymous", "registry/basic-auths", "ecr/env-session"].map(String::from).to_vec();
         let selected = ["registry/basic-auths".to_string(), "ecr/env-session".to_string()];
-        assert_eq!(m.tool_scenarios(&m.tools[0], &known, &selected).unwrap(), ["registry/basic-auths"], "the tool's globs narrow the run's selection");
-        assert_eq!(m.tool_scenarios(&m.tools[1], &known, &selected).unwrap(), selected, "no globs: the run's selection");
+        assert_eq!(
+            m.tool_scenarios(&m.tools[0], &known, &selected).unwrap(),
+            ["registry/basic-auths"],
+            "the tool's globs narrow the run's selection"
+        );
+        assert_eq!(
+            m.tool_scenarios(&m.tools[1], &known, &selected).unwrap(),
+            selected,
+            "no globs: the run's selection"
+        );
         let typo = parse("[tools.crane]\nversions = [\"v0.20.2\"]\nscenarios = [\"ecr/env-sesion\"]\n").unwrap();
         let e = typo.tool_scenarios(&typo.tools[0], &known, &selected).unwrap_err();
         assert_eq!((e.line, e.column), (3, 14));
@@ -447,8 +509,10 @@ localstack_image = "localstack/localstack-pro:4.3.0"
 
     #[test]
     fn scenario_selection_by_name_and_glob() {
-        let known: Vec<String> = ["registry/anonymous", "registry/basic-auths", "ecr/env-session"].map(String::from).to_vec();
-        let m = parse("[ko]\nversions = [\"latest\"]\n[run]\nscenarios = [\"ecr/env-session\", \"registry/*\"]\n").unwrap();
+        let known: Vec<String> =
+            ["registry/anonymous", "registry/basic-auths", "ecr/env-session"].map(String::from).to_vec();
+        let m =
+            parse("[ko]\nversions = [\"latest\"]\n[run]\nscenarios = [\"ecr/env-session\", \"registry/*\"]\n").unwrap();
         assert_eq!(m.select_scenarios(&known).unwrap(), known);
         let m = parse("[ko]\nversions = [\"latest\"]\n[run]\nscenarios = [\"ecr/env-sesion\"]\n").unwrap();
         let e = m.select_scenarios(&known).unwrap_err();

@@ -108,7 +108,9 @@ impl Report {
 
     /// `612 pass, 99 fail, 44 skip, 0 error`.
     pub fn summary(&self) -> String {
-        [Status::Pass, Status::Fail, Status::Skip, Status::Error].map(|s| format!("{} {}", self.count(s), s.label())).join(", ")
+        [Status::Pass, Status::Fail, Status::Skip, Status::Error]
+            .map(|s| format!("{} {}", self.count(s), s.label()))
+            .join(", ")
     }
 
     /// The summary, then one line per check (`fail  sha256 blobs/range requests/range 500-0`),
@@ -142,7 +144,13 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Runs the suite `binary` against `target`, as a client with `network` (the proxy and CA
 /// variables a cell gets), in `dir` (its results go to `dir/results`).
-pub async fn run(binary: &Path, target: &Target, network: &[(String, String)], dir: &Path, timeout: Duration) -> Result<Report, ConformanceError> {
+pub async fn run(
+    binary: &Path,
+    target: &Target,
+    network: &[(String, String)],
+    dir: &Path,
+    timeout: Duration,
+) -> Result<Report, ConformanceError> {
     let results_dir = dir.join("results");
     let home = dir.join("home");
     for d in [&results_dir, &home] {
@@ -168,10 +176,17 @@ pub async fn run(binary: &Path, target: &Target, network: &[(String, String)], d
     }
     let registry = target.registry.clone();
     // It exits 1 when any check failed: the report, not the exit code, is the result.
-    let out = process::output(cmd, timeout).await.map_err(|source| ConformanceError::Run { registry: registry.clone(), source })?;
+    let out = process::output(cmd, timeout)
+        .await
+        .map_err(|source| ConformanceError::Run { registry: registry.clone(), source })?;
     let junit = results_dir.join("junit.xml");
     let Ok(text) = std::fs::read_to_string(&junit) else {
-        return Err(ConformanceError::NoReport { registry, binary: binary.to_path_buf(), path: junit, tail: output_tail(&out, 20) });
+        return Err(ConformanceError::NoReport {
+            registry,
+            binary: binary.to_path_buf(),
+            path: junit,
+            tail: output_tail(&out, 20),
+        });
     };
     let checks = parse_junit(&text).map_err(|detail| ConformanceError::BadReport { path: junit, detail })?;
     Ok(Report { checks, results_dir })
@@ -187,7 +202,8 @@ fn parse_junit(xml: &str) -> Result<Vec<Check>, String> {
         let tag = &tag[..end];
         let name = attribute(tag, "name").ok_or_else(|| format!("a <testcase> without a name at byte {at}"))?;
         let status = attribute(tag, "status").ok_or_else(|| format!("the testcase {name:?} has no status"))?;
-        let status = Status::from_junit(&status).ok_or_else(|| format!("the testcase {name:?} has the unknown status {status:?}"))?;
+        let status = Status::from_junit(&status)
+            .ok_or_else(|| format!("the testcase {name:?} has the unknown status {status:?}"))?;
         let name = name.strip_prefix(ROOT).unwrap_or(&name).to_string();
         checks.push(Check { name, status });
     }
@@ -272,7 +288,16 @@ mod tests {
         );
         let report = Report { checks, results_dir: PathBuf::new() };
         assert_eq!(report.summary(), "1 pass, 1 fail, 1 skip, 1 error");
-        assert_eq!(report.lines().lines().collect::<Vec<_>>()[1..], ["error engine", "pass  ping", "fail  sha256 blobs/range requests/range 500-0", "skip  tag \"list\" & more"], "sorted by name");
+        assert_eq!(
+            report.lines().lines().collect::<Vec<_>>()[1..],
+            [
+                "error engine",
+                "pass  ping",
+                "fail  sha256 blobs/range requests/range 500-0",
+                "skip  tag \"list\" & more"
+            ],
+            "sorted by name"
+        );
     }
 
     #[test]

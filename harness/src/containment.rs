@@ -181,7 +181,9 @@ pub fn probe() -> Result<(), Refused> {
     match read_report(&report_read) {
         Some(refused) => Err(refused),
         None if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 => Ok(()),
-        None => Err(Refused { step: "the probe", source: io::Error::other(format!("ended with wait status {status}")) }),
+        None => {
+            Err(Refused { step: "the probe", source: io::Error::other(format!("ended with wait status {status}")) })
+        }
     }
 }
 
@@ -317,7 +319,10 @@ mod tests {
     #[test]
     fn containment_reads_as_recorded() {
         assert_eq!(Containment::Namespace.to_string(), "user+network namespace");
-        assert_eq!(Containment::ProxyOnly("KO_MATRIX_CONTAINMENT=proxy-only".into()).to_string(), "proxy-only (KO_MATRIX_CONTAINMENT=proxy-only)");
+        assert_eq!(
+            Containment::ProxyOnly("KO_MATRIX_CONTAINMENT=proxy-only".into()).to_string(),
+            "proxy-only (KO_MATRIX_CONTAINMENT=proxy-only)"
+        );
         assert_eq!(Wanted::parse(""), Ok(Wanted::Auto));
         assert_eq!(Wanted::parse("auto"), Ok(Wanted::Auto));
         assert_eq!(Wanted::parse("proxy-only"), Ok(Wanted::ProxyOnly));

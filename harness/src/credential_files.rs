@@ -38,7 +38,9 @@ pub(crate) struct EcrToken {
 pub(crate) fn docker_config(config: &DockerConfig, values: &BTreeMap<&str, String>) -> CellFile {
     let (dir, env) = match config.location {
         DockerConfigLocation::Home => (Path::new(HOME).join(".docker"), None),
-        DockerConfigLocation::Elsewhere => (PathBuf::from("ci-docker-config"), Some(("DOCKER_CONFIG", PathBuf::from("ci-docker-config")))),
+        DockerConfigLocation::Elsewhere => {
+            (PathBuf::from("ci-docker-config"), Some(("DOCKER_CONFIG", PathBuf::from("ci-docker-config"))))
+        }
     };
     let mut json = serde_json::json!({});
     let mut secrets = Vec::new();
@@ -51,14 +53,18 @@ pub(crate) fn docker_config(config: &DockerConfig, values: &BTreeMap<&str, Strin
         json["credsStore"] = expand(store, values).into();
     }
     if !config.cred_helpers.is_empty() {
-        let helpers: serde_json::Map<String, serde_json::Value> = config.cred_helpers.iter().map(|(h, v)| (expand(h, values), expand(v, values).into())).collect();
+        let helpers: serde_json::Map<String, serde_json::Value> =
+            config.cred_helpers.iter().map(|(h, v)| (expand(h, values), expand(v, values).into())).collect();
         json["credHelpers"] = helpers.into();
     }
     CellFile { path: dir.join("config.json"), contents: pretty(&json), env, secrets }
 }
 
 /// The store the harness's credential helper serves (`{ server: { Username, Secret } }`); none when the scenario gives the helper nothing.
-pub(crate) fn helper_store(entries: &BTreeMap<String, Credential>, values: &BTreeMap<&str, String>) -> Option<CellFile> {
+pub(crate) fn helper_store(
+    entries: &BTreeMap<String, Credential>,
+    values: &BTreeMap<&str, String>,
+) -> Option<CellFile> {
     if entries.is_empty() {
         return None;
     }
@@ -78,9 +84,15 @@ pub(crate) fn helper_store(entries: &BTreeMap<String, Credential>, values: &BTre
 /// `REGISTRY_AUTH_FILE`, under `XDG_RUNTIME_DIR` or `XDG_CONFIG_HOME`, or in `~/.config`.
 pub(crate) fn podman_auth(podman: &Podman, values: &BTreeMap<&str, String>) -> CellFile {
     let (path, env) = match podman.file {
-        PodmanFile::RegistryAuthFile => (PathBuf::from("podman-auth.json"), Some(("REGISTRY_AUTH_FILE", PathBuf::from("podman-auth.json")))),
-        PodmanFile::XdgRuntime => (PathBuf::from("run-user/containers/auth.json"), Some(("XDG_RUNTIME_DIR", PathBuf::from("run-user")))),
-        PodmanFile::XdgConfig => (PathBuf::from("xdg-config/containers/auth.json"), Some(("XDG_CONFIG_HOME", PathBuf::from("xdg-config")))),
+        PodmanFile::RegistryAuthFile => {
+            (PathBuf::from("podman-auth.json"), Some(("REGISTRY_AUTH_FILE", PathBuf::from("podman-auth.json"))))
+        }
+        PodmanFile::XdgRuntime => {
+            (PathBuf::from("run-user/containers/auth.json"), Some(("XDG_RUNTIME_DIR", PathBuf::from("run-user"))))
+        }
+        PodmanFile::XdgConfig => {
+            (PathBuf::from("xdg-config/containers/auth.json"), Some(("XDG_CONFIG_HOME", PathBuf::from("xdg-config"))))
+        }
         PodmanFile::HomeConfig => (Path::new(HOME).join(".config/containers/auth.json"), None),
     };
     let (auths, secrets) = auths_json(&podman.auths, values);
@@ -90,7 +102,8 @@ pub(crate) fn podman_auth(podman: &Podman, values: &BTreeMap<&str, String>) -> C
 /// `~/.ecr/cache.json` as `docker-credential-ecr-login` keeps it: `token` filed under both helper generations' keys for `access_key_id`.
 pub(crate) fn ecr_login_cache(spec: &AwsSpec, access_key_id: &str, token: &EcrToken) -> CellFile {
     let rfc3339 = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).expect("UTC formats");
-    let authorization = World::basic_auth_value(&Credential { username: "AWS".into(), password: token.password.clone() });
+    let authorization =
+        World::basic_auth_value(&Credential { username: "AWS".into(), password: token.password.clone() });
     let entry = serde_json::json!({
         "AuthorizationToken": authorization,
         "RequestedAt": rfc3339(token.requested),
@@ -99,7 +112,10 @@ pub(crate) fn ecr_login_cache(spec: &AwsSpec, access_key_id: &str, token: &EcrTo
         "Service": "ecr",
     });
     let registries: serde_json::Map<String, serde_json::Value> =
-        ecr_login_cache_keys(&spec.region, access_key_id, &spec.account).into_iter().map(|k| (k, entry.clone())).collect();
+        ecr_login_cache_keys(&spec.region, access_key_id, &spec.account)
+            .into_iter()
+            .map(|k| (k, entry.clone()))
+            .collect();
     CellFile {
         path: Path::new(HOME).join(".ecr/cache.json"),
         contents: pretty(&serde_json::json!({ "Registries": registries, "Version": "1.0" })),
@@ -109,7 +125,10 @@ pub(crate) fn ecr_login_cache(spec: &AwsSpec, access_key_id: &str, token: &EcrTo
 }
 
 /// The `auths` map docker and podman share (`{ host: { auth: base64(user:password) } }`) and its secrets.
-fn auths_json(entries: &BTreeMap<String, Credential>, values: &BTreeMap<&str, String>) -> (serde_json::Value, Vec<String>) {
+fn auths_json(
+    entries: &BTreeMap<String, Credential>,
+    values: &BTreeMap<&str, String>,
+) -> (serde_json::Value, Vec<String>) {
     let mut secrets = Vec::new();
     let map: serde_json::Map<String, serde_json::Value> = entries
         .iter()
@@ -216,7 +235,8 @@ credHelpers = { "${REGISTRY}" = "ecr-login", "other.example" = "ko-matrix" }"#,
             ),
         ];
         for (case, toml_text, expected) in cases {
-            let entries: BTreeMap<String, Credential> = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{case}: {e}"));
+            let entries: BTreeMap<String, Credential> =
+                toml::from_str(toml_text).unwrap_or_else(|e| panic!("{case}: {e}"));
             assert_eq!(helper_store(&entries, &values()), expected, "{case}");
         }
     }
@@ -258,7 +278,8 @@ auths = {}"#,
     #[test]
     fn ecr_login_cache_layouts() {
         let spec: AwsSpec = toml::from_str("").unwrap();
-        let at = |rfc3339: &str| OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap();
+        let at =
+            |rfc3339: &str| OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap();
         let entry = |requested: &str, expires: &str| {
             format!(
                 "{{\n      \"AuthorizationToken\": \"QVdTOnMzY3IzdC1yZWdpc3RyeS1wYXNzd29yZA==\",\n      \"ExpiresAt\": \"{expires}\",\n      \"ProxyEndpoint\": \"https://123456789012.dkr.ecr.us-east-1.amazonaws.com\",\n      \"RequestedAt\": \"{requested}\",\n      \"Service\": \"ecr\"\n    }}"
@@ -275,8 +296,17 @@ auths = {}"#,
             ("expired an hour ago", "2024-04-30T23:00:00Z", "2024-05-01T11:00:00Z"),
         ];
         for (case, requested, expires) in cases {
-            let token = EcrToken { password: "s3cr3t-registry-password".into(), requested: at(requested), expires: at(expires) };
-            let expected = file("home/.ecr/cache.json", None, &cache(requested, expires), &["s3cr3t-registry-password", "QVdTOnMzY3IzdC1yZWdpc3RyeS1wYXNzd29yZA=="]);
+            let token = EcrToken {
+                password: "s3cr3t-registry-password".into(),
+                requested: at(requested),
+                expires: at(expires),
+            };
+            let expected = file(
+                "home/.ecr/cache.json",
+                None,
+                &cache(requested, expires),
+                &["s3cr3t-registry-password", "QVdTOnMzY3IzdC1yZWdpc3RyeS1wYXNzd29yZA=="],
+            );
             assert_eq!(ecr_login_cache(&spec, "AKIDEXAMPLE", &token), expected, "{case}");
         }
     }

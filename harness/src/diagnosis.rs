@@ -22,7 +22,22 @@ pub(crate) fn diagnose(f: &Facts) -> Option<String> {
     if f.verdict.outcome != Outcome::Fail {
         return None;
     }
-    let rules: [fn(&Facts) -> Option<String>; 14] = [credentials, invalid_name, timeout, injected, unknown_host, tls, ecr, entra, identity_refused, token_server, anonymous_token, token_scope, registry_answer, build];
+    let rules: [fn(&Facts) -> Option<String>; 14] = [
+        credentials,
+        invalid_name,
+        timeout,
+        injected,
+        unknown_host,
+        tls,
+        ecr,
+        entra,
+        identity_refused,
+        token_server,
+        anonymous_token,
+        token_scope,
+        registry_answer,
+        build,
+    ];
     rules.iter().find_map(|rule| rule(f))
 }
 
@@ -57,7 +72,14 @@ fn carries_credentials(r: &Record) -> bool {
 /// A handshake the client reset is not an answer (it gave up on a spare connection): the
 /// `tls` rule reads those.
 fn last_registry_failure<'a>(f: &Facts<'a>) -> Option<&'a Record> {
-    let failures = || f.records.iter().rev().filter(|r| crate::dockerhub::same_registry(f.registry, &r.host) && failed(r) && r.method != "CONNECT" && r.method != "TLS");
+    let failures = || {
+        f.records.iter().rev().filter(|r| {
+            crate::dockerhub::same_registry(f.registry, &r.host)
+                && failed(r)
+                && r.method != "CONNECT"
+                && r.method != "TLS"
+        })
+    };
     failures().find(|r| !(r.method == "HEAD" && r.status == 404)).or_else(|| failures().next())
 }
 
@@ -71,7 +93,10 @@ fn credentials(f: &Facts) -> Option<String> {
         return Some(format!("The credential helper `{helper}` named in the docker config is not installed; {} failed while resolving credentials{purpose}.", f.tool));
     }
     if line.contains("failed to decode config file") {
-        return Some(format!("{} could not parse its docker config file and stopped before sending a request with credentials.", f.tool));
+        return Some(format!(
+            "{} could not parse its docker config file and stopped before sending a request with credentials.",
+            f.tool
+        ));
     }
     let said = line.split_once("err: ").map_or(line, |(_, rest)| rest);
     Some(format!("A credential helper failed while {} resolved credentials{purpose}: {said}", f.tool))
@@ -89,19 +114,32 @@ fn timeout(f: &Facts) -> Option<String> {
         return None;
     }
     Some(match f.records.last() {
-        Some(r) => format!("{} did not finish within the cell's timeout; its last request was {} {}{} → {}.", f.tool, r.method, r.host, r.path, r.status),
+        Some(r) => format!(
+            "{} did not finish within the cell's timeout; its last request was {} {}{} → {}.",
+            f.tool, r.method, r.host, r.path, r.status
+        ),
         None => format!("{} did not finish within the cell's timeout and made no request.", f.tool),
     })
 }
 
 fn injected(f: &Facts) -> Option<String> {
     let note = f.records.iter().filter_map(|r| r.note.as_deref()).find(|n| n.starts_with("injected: "))?;
-    Some(format!("The gateway injected a fault ({}) and {} did not recover from it.", note.trim_start_matches("injected: "), f.tool))
+    Some(format!(
+        "The gateway injected a fault ({}) and {} did not recover from it.",
+        note.trim_start_matches("injected: "),
+        f.tool
+    ))
 }
 
 fn unknown_host(f: &Facts) -> Option<String> {
-    let r = f.records.iter().find(|r| r.status == 403 && r.note.as_deref().is_some_and(|n| n.starts_with("unknown host")))?;
-    Some(format!("{} tried to reach {}, which is not part of this run; the gateway refused it, so nothing left the machine.", f.tool, r.host))
+    let r = f
+        .records
+        .iter()
+        .find(|r| r.status == 403 && r.note.as_deref().is_some_and(|n| n.starts_with("unknown host")))?;
+    Some(format!(
+        "{} tried to reach {}, which is not part of this run; the gateway refused it, so nothing left the machine.",
+        f.tool, r.host
+    ))
 }
 
 /// Only for a TLS failure: clients also reset handshakes they no longer need.
@@ -109,8 +147,14 @@ fn tls(f: &Facts) -> Option<String> {
     if f.verdict.class != Some(FailClass::Tls) {
         return None;
     }
-    let r = f.records.iter().find(|r| r.status == 0 && r.note.as_deref().is_some_and(|n| n.starts_with("handshake failed")))?;
-    Some(format!("The TLS handshake with {} failed: {} did not trust the certificate from the run's CA (SSL_CERT_FILE).", r.host, f.tool))
+    let r = f
+        .records
+        .iter()
+        .find(|r| r.status == 0 && r.note.as_deref().is_some_and(|n| n.starts_with("handshake failed")))?;
+    Some(format!(
+        "The TLS handshake with {} failed: {} did not trust the certificate from the run's CA (SSL_CERT_FILE).",
+        r.host, f.tool
+    ))
 }
 
 fn ecr(f: &Facts) -> Option<String> {
@@ -121,7 +165,12 @@ fn ecr(f: &Facts) -> Option<String> {
     let api: Vec<&Record> = f.records.iter().filter(|r| is_ecr_api(&r.host) && r.method != "CONNECT").collect();
     let sts_refusals = f.records.iter().filter(|r| r.host.starts_with("sts.") && failed(r)).count();
     let api_ok = api.iter().any(|r| r.status == 200);
-    let denial = f.verdict.detail.split_once("[AWS: ").map(|(_, d)| format!(" (AWS: {})", d.trim_end_matches(']'))).unwrap_or_default();
+    let denial = f
+        .verdict
+        .detail
+        .split_once("[AWS: ")
+        .map(|(_, d)| format!(" (AWS: {})", d.trim_end_matches(']')))
+        .unwrap_or_default();
     Some(match (api.is_empty(), api_ok, end.status, end.auth.as_deref()) {
         (true, _, 401, None) if sts_refusals > 0 => {
             format!("STS refused {sts_refusals} call(s), so {} had no AWS credentials for ECR; the pushes went out anonymous and ECR answered 401.", f.tool)
@@ -152,7 +201,11 @@ fn invalid_name(f: &Facts) -> Option<String> {
 /// A vendor's identity service (Google's OAuth, STS, IAM Credentials, metadata server)
 /// refused what the tool asked, and the push then went out without credentials.
 fn identity_refused(f: &Facts) -> Option<String> {
-    let refused = f.records.iter().rev().find(|r| crate::google::identity::is_identity_host(&r.host) && failed(r) && r.method != "CONNECT")?;
+    let refused = f
+        .records
+        .iter()
+        .rev()
+        .find(|r| crate::google::identity::is_identity_host(&r.host) && failed(r) && r.method != "CONNECT")?;
     let end = last_registry_failure(f)?;
     if end.auth.is_some() {
         return None;
@@ -167,9 +220,16 @@ fn identity_refused(f: &Facts) -> Option<String> {
 /// Entra ID (or Azure's IMDS) refused every token request, so nothing reached ACR's exchange:
 /// an ACR helper's failure reaches go-containerregistry as anonymous credentials.
 fn entra(f: &Facts) -> Option<String> {
-    let azure = |r: &&Record| r.method != "CONNECT" && (r.host == crate::azure::entra::LOGIN_HOST || (r.host == crate::azure::entra::IMDS_HOST && r.path.starts_with("/metadata/identity/")));
+    let azure = |r: &&Record| {
+        r.method != "CONNECT"
+            && (r.host == crate::azure::entra::LOGIN_HOST
+                || (r.host == crate::azure::entra::IMDS_HOST && r.path.starts_with("/metadata/identity/")))
+    };
     let asked: Vec<&Record> = f.records.iter().filter(azure).collect();
-    if asked.is_empty() || asked.iter().any(|r| !failed(r)) || f.records.iter().any(|r| r.path.starts_with("/oauth2/exchange") && !failed(r)) {
+    if asked.is_empty()
+        || asked.iter().any(|r| !failed(r))
+        || f.records.iter().any(|r| r.path.starts_with("/oauth2/exchange") && !failed(r))
+    {
         return None;
     }
     let end = last_registry_failure(f)?;
@@ -230,11 +290,20 @@ fn registry_answer(f: &Facts) -> Option<String> {
     let end = last_registry_failure(f)?;
     let tool = f.tool;
     Some(match (end.status, end.auth.as_deref()) {
-        (401, None) => format!("The push went out without credentials: {tool} found none for {} and the registry answered 401.", f.registry),
-        (401, Some("Basic")) => format!("The registry refused the Basic credentials {tool} sent (401): a wrong user or password."),
+        (401, None) => format!(
+            "The push went out without credentials: {tool} found none for {} and the registry answered 401.",
+            f.registry
+        ),
+        (401, Some("Basic")) => {
+            format!("The registry refused the Basic credentials {tool} sent (401): a wrong user or password.")
+        }
         (401, Some(scheme)) => format!("The registry refused the {scheme} credentials {tool} sent (401)."),
-        (403, _) => format!("The registry answered 403 DENIED to an authenticated {tool}: the account may read but not write."),
-        (404, _) => "The repository does not exist and the registry does not create it on push (NAME_UNKNOWN).".to_string(),
+        (403, _) => {
+            format!("The registry answered 403 DENIED to an authenticated {tool}: the account may read but not write.")
+        }
+        (404, _) => {
+            "The repository does not exist and the registry does not create it on push (NAME_UNKNOWN).".to_string()
+        }
         (0, _) => format!("The connection to {} closed without an answer and {tool} gave up.", f.registry),
         (status, _) if status >= 500 => format!("The registry answered {status} and {tool} gave up."),
         _ => return None,
@@ -242,7 +311,9 @@ fn registry_answer(f: &Facts) -> Option<String> {
 }
 
 fn build(f: &Facts) -> Option<String> {
-    (f.verdict.class == Some(FailClass::Build)).then(|| format!("{} could not build the image before pushing: {}", f.tool, f.line.unwrap_or("(no error line)")))
+    (f.verdict.class == Some(FailClass::Build)).then(|| {
+        format!("{} could not build the image before pushing: {}", f.tool, f.line.unwrap_or("(no error line)"))
+    })
 }
 
 #[cfg(test)]
@@ -253,7 +324,16 @@ mod tests {
     const API: &str = "api.ecr.us-east-1.amazonaws.com";
 
     fn r(method: &str, host: &str, path: &str, status: u16, auth: Option<&str>, note: Option<&str>) -> Record {
-        Record { host: host.into(), method: method.into(), path: path.into(), status, at_ms: 1, note: note.map(String::from), infra: None, auth: auth.map(String::from) }
+        Record {
+            host: host.into(),
+            method: method.into(),
+            path: path.into(),
+            status,
+            at_ms: 1,
+            note: note.map(String::from),
+            infra: None,
+            auth: auth.map(String::from),
+        }
     }
 
     fn fail(class: FailClass, detail: &str) -> Verdict {
@@ -261,13 +341,23 @@ mod tests {
     }
 
     fn says(registry: &str, verdict: Verdict, line: &str, records: &[Record]) -> Option<String> {
-        diagnose(&Facts { tool: crate::tool::shorthand().name(), registry, verdict: &verdict, line: Some(line), records })
+        diagnose(&Facts {
+            tool: crate::tool::shorthand().name(),
+            registry,
+            verdict: &verdict,
+            line: Some(line),
+            records,
+        })
     }
 
     // As recorded for ko v0.15.2 × ecr/env-session: no API call, anonymous pushes, ECR's 401.
     #[test]
     fn the_seed_regression_is_a_token_never_fetched() {
-        let records = [r("CONNECT", ECR, "", 200, None, None), r("GET", ECR, "/v2/", 401, None, None), r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None)];
+        let records = [
+            r("CONNECT", ECR, "", 200, None, None),
+            r("GET", ECR, "/v2/", 401, None, None),
+            r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None),
+        ];
         assert_eq!(
             says(ECR, fail(FailClass::Unauthorized, "ko exited 1: …"), "Error: … 401 Unauthorized", &records).unwrap(),
             "No request reached api.ecr.*: ko did not fetch an ECR token; the pushes went out anonymous and ECR answered 401."
@@ -283,14 +373,26 @@ mod tests {
             says(ECR, fail(FailClass::Denied, detail), "Error: DENIED", &denied).unwrap(),
             "GetAuthorizationToken succeeded, but the registry answered 403 DENIED: the principal may log in but not push (AWS: User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:PutImage)."
         );
-        let refused = [r("POST", API, "/", 400, Some("AWS4-HMAC-SHA256 AKIAUNKNOWN"), None), r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None)];
-        assert!(says(ECR, fail(FailClass::Unauthorized, ""), "", &refused).unwrap().starts_with("Every ECR API call was refused (last: 400)"));
-        let sts = [r("POST", "sts.amazonaws.com", "/", 403, None, None), r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None)];
+        let refused = [
+            r("POST", API, "/", 400, Some("AWS4-HMAC-SHA256 AKIAUNKNOWN"), None),
+            r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None),
+        ];
+        assert!(says(ECR, fail(FailClass::Unauthorized, ""), "", &refused)
+            .unwrap()
+            .starts_with("Every ECR API call was refused (last: 400)"));
+        let sts = [
+            r("POST", "sts.amazonaws.com", "/", 403, None, None),
+            r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None),
+        ];
         assert!(says(ECR, fail(FailClass::Unauthorized, ""), "", &sts).unwrap().starts_with("STS refused 1 call(s)"));
         let stale = [r("HEAD", ECR, "/v2/app/blobs/sha256:a", 403, Some("Basic"), None)];
-        assert!(says(ECR, fail(FailClass::Denied, ""), "", &stale).unwrap().starts_with("The registry refused the password ko sent without asking the ECR API"));
+        assert!(says(ECR, fail(FailClass::Denied, ""), "", &stale)
+            .unwrap()
+            .starts_with("The registry refused the password ko sent without asking the ECR API"));
         let missing = [token, r("PUT", ECR, "/v2/nope/manifests/latest", 404, Some("Basic"), None)];
-        assert!(says(ECR, fail(FailClass::NameUnknown, ""), "", &missing).unwrap().starts_with("The repository does not exist: ECR does not create"));
+        assert!(says(ECR, fail(FailClass::NameUnknown, ""), "", &missing)
+            .unwrap()
+            .starts_with("The repository does not exist: ECR does not create"));
     }
 
     #[test]
@@ -301,62 +403,104 @@ mod tests {
             "The credential helper `docker-credential-desktop` named in the docker config is not installed; ko failed while resolving credentials for the base image."
         );
         let decode = "Error: failed to decode config file at /home/.docker/config.json: invalid config format: EOF";
-        assert!(says("anonymous.ko-matrix.test", fail(FailClass::Credentials, ""), decode, &[]).unwrap().starts_with("ko could not parse its docker config file"));
+        assert!(says("anonymous.ko-matrix.test", fail(FailClass::Credentials, ""), decode, &[])
+            .unwrap()
+            .starts_with("ko could not parse its docker config file"));
         let failing = "Error: error getting credentials - err: exit status 1, out: `no key`";
-        assert_eq!(says("h", fail(FailClass::Credentials, ""), failing, &[]).unwrap(), "A credential helper failed while ko resolved credentials: exit status 1, out: `no key`");
+        assert_eq!(
+            says("h", fail(FailClass::Credentials, ""), failing, &[]).unwrap(),
+            "A credential helper failed while ko resolved credentials: exit status 1, out: `no key`"
+        );
     }
 
     #[test]
     fn registry_rules() {
         let basic = "basic.ko-matrix.test";
-        let anonymous = [r("CONNECT", basic, "", 200, None, None), r("POST", basic, "/v2/app/blobs/uploads/", 401, None, None)];
+        let anonymous =
+            [r("CONNECT", basic, "", 200, None, None), r("POST", basic, "/v2/app/blobs/uploads/", 401, None, None)];
         assert_eq!(
             says(basic, fail(FailClass::Unauthorized, ""), "", &anonymous).unwrap(),
             "The push went out without credentials: ko found none for basic.ko-matrix.test and the registry answered 401."
         );
         let wrong = [r("POST", basic, "/v2/app/blobs/uploads/", 401, Some("Basic"), None)];
-        assert!(says(basic, fail(FailClass::Unauthorized, ""), "", &wrong).unwrap().contains("a wrong user or password"));
-        let token = [r("GET", "auth.ko-matrix.test", "/token?scope=repository:app:push", 401, Some("Basic"), None), r("POST", "token.ko-matrix.test", "/v2/app/blobs/uploads/", 401, None, None)];
+        assert!(says(basic, fail(FailClass::Unauthorized, ""), "", &wrong)
+            .unwrap()
+            .contains("a wrong user or password"));
+        let token = [
+            r("GET", "auth.ko-matrix.test", "/token?scope=repository:app:push", 401, Some("Basic"), None),
+            r("POST", "token.ko-matrix.test", "/v2/app/blobs/uploads/", 401, None, None),
+        ];
         assert_eq!(
             says("token.ko-matrix.test", fail(FailClass::Unauthorized, ""), "", &token).unwrap(),
             "The token server auth.ko-matrix.test refused the credentials it sent (401), so ko had no token to push with."
         );
-        let dropped = [r("POST", basic, "/v2/app/blobs/uploads/", 0, Some("Basic"), Some("injected: connection dropped on blob upload 1"))];
+        let dropped = [r(
+            "POST",
+            basic,
+            "/v2/app/blobs/uploads/",
+            0,
+            Some("Basic"),
+            Some("injected: connection dropped on blob upload 1"),
+        )];
         assert_eq!(
             says(basic, fail(FailClass::Network, ""), "", &dropped).unwrap(),
             "The gateway injected a fault (connection dropped on blob upload 1) and ko did not recover from it."
         );
-        let away = [r("CONNECT", "index.docker.io", "", 403, None, Some("unknown host: refused, nothing left the machine"))];
-        assert!(says(basic, fail(FailClass::Network, ""), "", &away).unwrap().starts_with("ko tried to reach index.docker.io, which is not part of this run"));
+        let away =
+            [r("CONNECT", "index.docker.io", "", 403, None, Some("unknown host: refused, nothing left the machine"))];
+        assert!(says(basic, fail(FailClass::Network, ""), "", &away)
+            .unwrap()
+            .starts_with("ko tried to reach index.docker.io, which is not part of this run"));
     }
 
     #[test]
     fn google_flows() {
         let gcr = "gcr.io";
-        let token = |status, auth| r("GET", gcr, "/v2/token?scope=repository:p/app:push,pull&service=gcr.io", status, auth, None);
-        let deleted = [r("POST", "oauth2.googleapis.com", "/token", 400, None, None), r("GET", gcr, "/v2/", 401, None, None), token(403, None)];
+        let token = |status, auth| {
+            r("GET", gcr, "/v2/token?scope=repository:p/app:push,pull&service=gcr.io", status, auth, None)
+        };
+        let deleted = [
+            r("POST", "oauth2.googleapis.com", "/token", 400, None, None),
+            r("GET", gcr, "/v2/", 401, None, None),
+            token(403, None),
+        ];
         assert_eq!(
             says(gcr, fail(FailClass::Denied, ""), "", &deleted).unwrap(),
             "oauth2.googleapis.com answered 400 to POST /token, so ko had no access token from it; the push went out without credentials and gcr.io answered 403."
         );
         let detail = "ko exited 1: GET https://gcr.io/v2/token?…: DENIED: Permission \"artifactregistry.repositories.uploadArtifacts\" denied on resource \"projects/p/locations/us/repositories/gcr.io\" (or it may not exist)";
-        assert!(says(gcr, fail(FailClass::Denied, detail), "", &[token(403, Some("Basic"))]).unwrap().contains("refused to grant the push (403 DENIED)"));
+        assert!(says(gcr, fail(FailClass::Denied, detail), "", &[token(403, Some("Basic"))])
+            .unwrap()
+            .contains("refused to grant the push (403 DENIED)"));
         assert_eq!(
             says(gcr, fail(FailClass::Unauthorized, ""), "", &[token(401, Some("Basic"))]).unwrap(),
             "The token server gcr.io refused the credentials it sent (401), so ko had no token to push with."
         );
-        assert!(says(gcr, fail(FailClass::Denied, ""), "", &[token(403, None)]).unwrap().starts_with("ko found no credentials for gcr.io: the token server gcr.io refused an anonymous request (403)"));
+        assert!(says(gcr, fail(FailClass::Denied, ""), "", &[token(403, None)]).unwrap().starts_with(
+            "ko found no credentials for gcr.io: the token server gcr.io refused an anonymous request (403)"
+        ));
     }
 
     #[test]
     fn vendor_token_flows() {
         let ghcr = "ghcr.io";
-        let anonymous = [r("GET", ghcr, "/v2/", 401, None, None), r("GET", ghcr, "/token?scope=repository:o/app:pull&service=ghcr.io", 200, None, None), r("HEAD", ghcr, "/v2/o/app/manifests/latest", 401, Some("Bearer"), None)];
+        let anonymous = [
+            r("GET", ghcr, "/v2/", 401, None, None),
+            r("GET", ghcr, "/token?scope=repository:o/app:pull&service=ghcr.io", 200, None, None),
+            r("HEAD", ghcr, "/v2/o/app/manifests/latest", 401, Some("Bearer"), None),
+        ];
         // ACR: Entra refused the helper, which left ko anonymous.
         let acr = "komatrix.azurecr.io";
         let wrong_tenant = [
             r("POST", "login.microsoftonline.com", "/8f0d/oauth2/token?api-version=1.0", 400, None, None),
-            r("GET", acr, "/oauth2/token?scope=repository:o/app:push,pull&service=komatrix.azurecr.io", 200, None, None),
+            r(
+                "GET",
+                acr,
+                "/oauth2/token?scope=repository:o/app:push,pull&service=komatrix.azurecr.io",
+                200,
+                None,
+                None,
+            ),
             r("HEAD", acr, "/v2/o/app/manifests/latest", 401, Some("Bearer"), None),
         ];
         assert_eq!(
@@ -370,7 +514,9 @@ mod tests {
             r("POST", acr, "/oauth2/token", 200, None, None),
             r("POST", acr, "/v2/o/app/blobs/uploads/", 401, Some("Bearer"), None),
         ];
-        assert!(says(acr, fail(FailClass::Unauthorized, ""), "", &pull_only).unwrap().starts_with("komatrix.azurecr.io accepted the credentials ko sent and issued a token, but not for pushing"));
+        assert!(says(acr, fail(FailClass::Unauthorized, ""), "", &pull_only).unwrap().starts_with(
+            "komatrix.azurecr.io accepted the credentials ko sent and issued a token, but not for pushing"
+        ));
         assert_eq!(
             says(ghcr, fail(FailClass::Unauthorized, ""), "", &anonymous).unwrap(),
             "The push went out without credentials: ko found none for ghcr.io, got a token from ghcr.io anonymously, and the registry answered 401 to what that token did not allow."
@@ -381,12 +527,45 @@ mod tests {
             r("POST", ghcr, "/v2/o/app/blobs/uploads/", 403, Some("Bearer"), None),
             r("HEAD", ghcr, "/v2/o/app/blobs/sha256:ab", 404, Some("Bearer"), None),
         ];
-        assert!(says(ghcr, fail(FailClass::Denied, ""), "", &read_only).unwrap().starts_with("The registry answered 403 DENIED to an authenticated ko"));
-        let reset = [read_only[0].clone(), read_only[1].clone(), r("TLS", ghcr, "", 0, None, Some("handshake failed: Connection reset by peer (os error 104)"))];
-        assert!(says(ghcr, fail(FailClass::Denied, ""), "", &reset).unwrap().starts_with("The registry answered 403 DENIED"), "a reset spare connection is not the answer");
-        let hub = [r("GET", "auth.docker.io", "/token?scope=repository:u/app:pull,push&service=registry.docker.io", 200, None, None), r("POST", "index.docker.io", "/v2/u/app/blobs/uploads/", 401, Some("Bearer"), None)];
-        assert!(says("docker.io", fail(FailClass::Unauthorized, ""), "", &hub).unwrap().contains("found none for docker.io, got a token from auth.docker.io anonymously"));
-        let scoped = [r("GET", "auth.docker.io", "/token?scope=repository:u/app:pull,push&service=registry.docker.io", 200, Some("Basic"), None), r("POST", "index.docker.io", "/v2/u/app/blobs/uploads/", 401, Some("Bearer"), None)];
+        assert!(says(ghcr, fail(FailClass::Denied, ""), "", &read_only)
+            .unwrap()
+            .starts_with("The registry answered 403 DENIED to an authenticated ko"));
+        let reset = [
+            read_only[0].clone(),
+            read_only[1].clone(),
+            r("TLS", ghcr, "", 0, None, Some("handshake failed: Connection reset by peer (os error 104)")),
+        ];
+        assert!(
+            says(ghcr, fail(FailClass::Denied, ""), "", &reset)
+                .unwrap()
+                .starts_with("The registry answered 403 DENIED"),
+            "a reset spare connection is not the answer"
+        );
+        let hub = [
+            r(
+                "GET",
+                "auth.docker.io",
+                "/token?scope=repository:u/app:pull,push&service=registry.docker.io",
+                200,
+                None,
+                None,
+            ),
+            r("POST", "index.docker.io", "/v2/u/app/blobs/uploads/", 401, Some("Bearer"), None),
+        ];
+        assert!(says("docker.io", fail(FailClass::Unauthorized, ""), "", &hub)
+            .unwrap()
+            .contains("found none for docker.io, got a token from auth.docker.io anonymously"));
+        let scoped = [
+            r(
+                "GET",
+                "auth.docker.io",
+                "/token?scope=repository:u/app:pull,push&service=registry.docker.io",
+                200,
+                Some("Basic"),
+                None,
+            ),
+            r("POST", "index.docker.io", "/v2/u/app/blobs/uploads/", 401, Some("Bearer"), None),
+        ];
         assert_eq!(
             says("docker.io", fail(FailClass::Unauthorized, ""), "", &scoped).unwrap(),
             "auth.docker.io accepted the credentials ko sent and issued a token, but not for pushing: the registry answered 401 to the POST (insufficient scope), so the credential may pull but not push."
@@ -400,16 +579,38 @@ mod tests {
 
     #[test]
     fn a_reset_handshake_is_not_a_tls_failure() {
-        let records = [r("TLS", ECR, "", 0, None, Some("handshake failed: Connection reset by peer (os error 104)")), r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None)];
-        assert!(says(ECR, fail(FailClass::Unauthorized, ""), "", &records).unwrap().starts_with("No request reached api.ecr.*"));
-        let untrusted = [r("TLS", "basic.ko-matrix.test", "", 0, None, Some("handshake failed: received fatal alert: UnknownCA"))];
-        assert!(says("basic.ko-matrix.test", fail(FailClass::Tls, ""), "x509: certificate signed by unknown authority", &untrusted).unwrap().starts_with("The TLS handshake with basic.ko-matrix.test failed"));
+        let records = [
+            r("TLS", ECR, "", 0, None, Some("handshake failed: Connection reset by peer (os error 104)")),
+            r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None),
+        ];
+        assert!(says(ECR, fail(FailClass::Unauthorized, ""), "", &records)
+            .unwrap()
+            .starts_with("No request reached api.ecr.*"));
+        let untrusted =
+            [r("TLS", "basic.ko-matrix.test", "", 0, None, Some("handshake failed: received fatal alert: UnknownCA"))];
+        assert!(says(
+            "basic.ko-matrix.test",
+            fail(FailClass::Tls, ""),
+            "x509: certificate signed by unknown authority",
+            &untrusted
+        )
+        .unwrap()
+        .starts_with("The TLS handshake with basic.ko-matrix.test failed"));
     }
 
     #[test]
     fn only_failures_are_diagnosed() {
         let pass = Verdict { outcome: Outcome::Pass, class: None, detail: String::new() };
-        assert_eq!(diagnose(&Facts { tool: crate::tool::shorthand().name(), registry: "h", verdict: &pass, line: None, records: &[] }), None);
+        assert_eq!(
+            diagnose(&Facts {
+                tool: crate::tool::shorthand().name(),
+                registry: "h",
+                verdict: &pass,
+                line: None,
+                records: &[]
+            }),
+            None
+        );
         assert_eq!(says("h", fail(FailClass::Other, "odd"), "odd", &[]), None, "no rule, no sentence");
     }
 }

@@ -8,15 +8,48 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub enum ProvisionEvent {
     /// A version query (`latest`, a commit) resolved to a module version.
-    Resolved { tool: String, query: String, version: String },
-    CacheHit { tool: String, version: String, route: String },
+    Resolved {
+        tool: String,
+        query: String,
+        version: String,
+    },
+    CacheHit {
+        tool: String,
+        version: String,
+        route: String,
+    },
     /// A choice the caller should know about, e.g. `auto` falling back to building.
-    Note { tool: String, version: String, message: String },
-    Downloading { tool: String, version: String, url: String, received: u64, total: Option<u64> },
-    Building { tool: String, version: String, toolchain: String },
-    Verifying { tool: String, version: String },
-    Installed { tool: String, version: String, route: String, elapsed: Duration },
-    Failed { tool: String, version: String },
+    Note {
+        tool: String,
+        version: String,
+        message: String,
+    },
+    Downloading {
+        tool: String,
+        version: String,
+        url: String,
+        received: u64,
+        total: Option<u64>,
+    },
+    Building {
+        tool: String,
+        version: String,
+        toolchain: String,
+    },
+    Verifying {
+        tool: String,
+        version: String,
+    },
+    Installed {
+        tool: String,
+        version: String,
+        route: String,
+        elapsed: Duration,
+    },
+    Failed {
+        tool: String,
+        version: String,
+    },
 }
 
 pub trait ProvisionObserver: Send + Sync {

@@ -163,7 +163,8 @@ impl Gateway {
             .expect("ring supports the default protocol versions")
             .with_root_certificates(ca.root_store())
             .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_client).https_only().enable_http1().build();
+        let https =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_client).https_only().enable_http1().build();
         let executor = TokioExecutor::new();
         Gateway {
             inner: Arc::new(Inner {
@@ -201,7 +202,13 @@ impl Gateway {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let faults = Arc::new(Injector::default());
-        let recorder = Recorder { records: Arc::new(Mutex::new(Vec::new())), sink: Arc::new(RwLock::new(None)), opened: Instant::now(), session: id, faults: faults.clone() };
+        let recorder = Recorder {
+            records: Arc::new(Mutex::new(Vec::new())),
+            sink: Arc::new(RwLock::new(None)),
+            opened: Instant::now(),
+            session: id,
+            faults: faults.clone(),
+        };
         let inner = self.inner.clone();
         let (records, sink) = (recorder.records.clone(), recorder.sink.clone());
         let task = tokio::spawn(accept_loop(listener, inner.clone(), recorder.clone(), None));
@@ -243,7 +250,12 @@ impl Session {
     pub async fn serve_as(&self, host: &str) -> Result<SocketAddr, GatewayError> {
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(GatewayError::Listen)?;
         let addr = listener.local_addr().map_err(GatewayError::Listen)?;
-        let task = tokio::spawn(accept_loop(listener, self.inner.clone(), self.recorder.clone(), Some(host.to_ascii_lowercase().into())));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            self.inner.clone(),
+            self.recorder.clone(),
+            Some(host.to_ascii_lowercase().into()),
+        ));
         self.tasks.lock().expect("session tasks lock").push(task);
         Ok(addr)
     }
@@ -277,7 +289,11 @@ impl Session {
 
     /// Appends every record to `path` (created if absent), one [`Record::log_line`] a line,
     /// each passed through `mask` first, written as it is made.
-    pub fn record_to_file(&self, path: &Path, mask: impl Fn(&str) -> String + Send + Sync + 'static) -> std::io::Result<()> {
+    pub fn record_to_file(
+        &self,
+        path: &Path,
+        mask: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> std::io::Result<()> {
         let file = Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?);
         self.on_record(move |record| {
             let line = format!("{}\n", mask(&record.log_line()));
@@ -329,7 +345,13 @@ enum Injected {
 
 impl Injector {
     fn delay(&self, host: &str) -> Option<std::time::Duration> {
-        self.faults.read().expect("faults lock").latency.iter().find(|l| l.host.eq_ignore_ascii_case(host)).map(|l| l.delay)
+        self.faults
+            .read()
+            .expect("faults lock")
+            .latency
+            .iter()
+            .find(|l| l.host.eq_ignore_ascii_case(host))
+            .map(|l| l.delay)
     }
 
     /// Counts `method host path` against the faults and says what, if anything, to inject.
@@ -344,7 +366,10 @@ impl Injector {
                     status: 400,
                     content_type: "application/x-amz-json-1.1",
                     body: r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.into(),
-                    note: format!("injected: ThrottlingException, ECR API call {n} of the first {}", faults.ecr_throttle),
+                    note: format!(
+                        "injected: ThrottlingException, ECR API call {n} of the first {}",
+                        faults.ecr_throttle
+                    ),
                 });
             }
         }
@@ -374,12 +399,30 @@ struct DroppedOnPurpose;
 
 impl Recorder {
     fn record(&self, host: &str, method: &str, path: &str, status: u16, note: Option<String>) {
-        self.push(Record { host: host.into(), method: method.into(), path: path.into(), status, at_ms: 0, note, infra: None, auth: None });
+        self.push(Record {
+            host: host.into(),
+            method: method.into(),
+            path: path.into(),
+            status,
+            at_ms: 0,
+            note,
+            infra: None,
+            auth: None,
+        });
     }
 
     /// Records an answer the harness made because `infra` (`<service> <what happened>`).
     fn record_infra(&self, host: &str, method: &str, path: &str, status: u16, infra: String) {
-        self.push(Record { host: host.into(), method: method.into(), path: path.into(), status, at_ms: 0, note: None, infra: Some(infra), auth: None });
+        self.push(Record {
+            host: host.into(),
+            method: method.into(),
+            path: path.into(),
+            status,
+            at_ms: 0,
+            note: None,
+            infra: Some(infra),
+            auth: None,
+        });
     }
 
     /// Appends `record`, stamped with the time since the session opened.
@@ -426,8 +469,16 @@ fn host_of(authority: &str) -> String {
     host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
 }
 
-async fn proxy_request(req: Request<Incoming>, inner: Arc<Inner>, recorder: Recorder) -> Result<Response<Body>, DroppedOnPurpose> {
-    let authority = req.uri().authority().map(|a| a.to_string()).or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+async fn proxy_request(
+    req: Request<Incoming>,
+    inner: Arc<Inner>,
+    recorder: Recorder,
+) -> Result<Response<Body>, DroppedOnPurpose> {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
     let Some(authority) = authority else {
         return Ok(text(StatusCode::BAD_REQUEST, "ko-matrix gateway: a proxy request needs a host"));
     };
@@ -435,8 +486,17 @@ async fn proxy_request(req: Request<Incoming>, inner: Arc<Inner>, recorder: Reco
     let route = inner.routes.read().expect("routes lock").get(&host).cloned();
     let Some(route) = route else {
         let path = if req.method() == Method::CONNECT { String::new() } else { path_of(&req) };
-        recorder.record(&host, req.method().as_str(), &path, 403, Some("unknown host: refused, nothing left the machine".into()));
-        return Ok(text(StatusCode::FORBIDDEN, format!("ko-matrix gateway: {host} is not a host of this run; refused")));
+        recorder.record(
+            &host,
+            req.method().as_str(),
+            &path,
+            403,
+            Some("unknown host: refused, nothing left the machine".into()),
+        );
+        return Ok(text(
+            StatusCode::FORBIDDEN,
+            format!("ko-matrix gateway: {host} is not a host of this run; refused"),
+        ));
     };
     if req.method() == Method::CONNECT {
         recorder.record(&host, "CONNECT", "", 200, None);
@@ -446,7 +506,13 @@ async fn proxy_request(req: Request<Incoming>, inner: Arc<Inner>, recorder: Reco
     match route {
         Route::Terminate { backend } => forward(req, &host, "http", &backend, &inner, &recorder).await,
         Route::Passthrough { .. } => {
-            recorder.record(&host, req.method().as_str(), &path_of(&req), 400, Some("plain HTTP to a TLS-only host".into()));
+            recorder.record(
+                &host,
+                req.method().as_str(),
+                &path_of(&req),
+                400,
+                Some("plain HTTP to a TLS-only host".into()),
+            );
             Ok(text(StatusCode::BAD_REQUEST, format!("ko-matrix gateway: {host} only speaks TLS")))
         }
     }
@@ -465,7 +531,13 @@ async fn tunnel(req: Request<Incoming>, host: String, route: Route, inner: Arc<I
             let mut backend = match TcpStream::connect(addr).await {
                 Ok(backend) => backend,
                 Err(e) => {
-                    recorder.record_infra(&host, "TUNNEL", "", 502, format!("passthrough backend of {host} {addr} unreachable: {e}"));
+                    recorder.record_infra(
+                        &host,
+                        "TUNNEL",
+                        "",
+                        502,
+                        format!("passthrough backend of {host} {addr} unreachable: {e}"),
+                    );
                     return;
                 }
             };
@@ -476,7 +548,13 @@ async fn tunnel(req: Request<Incoming>, host: String, route: Route, inner: Arc<I
             let config = match inner.tls_config(&host) {
                 Ok(config) => config,
                 Err(e) => {
-                    recorder.record_infra(&host, "TLS", "", 500, format!("gateway could not mint a certificate for {host}: {e}"));
+                    recorder.record_infra(
+                        &host,
+                        "TLS",
+                        "",
+                        500,
+                        format!("gateway could not mint a certificate for {host}: {e}"),
+                    );
                     return;
                 }
             };
@@ -500,12 +578,27 @@ async fn tunnel(req: Request<Incoming>, host: String, route: Route, inner: Arc<I
     }
 }
 
-const HOP_BY_HOP: [&str; 8] =
-    ["connection", "proxy-connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade"];
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+];
 
 /// Sends `req` to `backend` as if it had been addressed to `host` over `scheme`, unless the
 /// session's faults answer it (or drop the connection) instead.
-async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Backend, inner: &Inner, recorder: &Recorder) -> Result<Response<Body>, DroppedOnPurpose> {
+async fn forward(
+    req: Request<Incoming>,
+    host: &str,
+    scheme: &str,
+    backend: &Backend,
+    inner: &Inner,
+    recorder: &Recorder,
+) -> Result<Response<Body>, DroppedOnPurpose> {
     let method = req.method().to_string();
     let path = path_of(&req);
     let auth = auth_of(req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()), &path);
@@ -514,13 +607,31 @@ async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Bac
     }
     match recorder.faults.inject(host, &method, &path) {
         Some(Injected::Answer { status, content_type, body, note }) => {
-            recorder.push(Record { host: host.into(), method: method.clone(), path: path.clone(), status, at_ms: 0, note: Some(note), infra: None, auth });
+            recorder.push(Record {
+                host: host.into(),
+                method: method.clone(),
+                path: path.clone(),
+                status,
+                at_ms: 0,
+                note: Some(note),
+                infra: None,
+                auth,
+            });
             let mut response = text(StatusCode::from_u16(status).expect("validated status"), body);
             response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             return Ok(response);
         }
         Some(Injected::Drop { note }) => {
-            recorder.push(Record { host: host.into(), method, path, status: 0, at_ms: 0, note: Some(note), infra: None, auth });
+            recorder.push(Record {
+                host: host.into(),
+                method,
+                path,
+                status: 0,
+                at_ms: 0,
+                note: Some(note),
+                infra: None,
+                auth,
+            });
             return Err(DroppedOnPurpose);
         }
         None => {}
@@ -533,16 +644,23 @@ async fn forward(req: Request<Incoming>, host: &str, scheme: &str, backend: &Bac
     }
     let host_header = match &backend.host_header {
         Some(rewritten) => HeaderValue::from_str(rewritten).expect("a configured Host is a valid header"),
-        None => parts.headers.get(HOST).cloned().unwrap_or_else(|| HeaderValue::from_str(host).expect("host is a valid header")),
+        None => parts
+            .headers
+            .get(HOST)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_str(host).expect("host is a valid header")),
     };
     parts.headers.insert(HOST, host_header);
-    parts.headers.insert("x-forwarded-proto", HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }));
+    parts
+        .headers
+        .insert("x-forwarded-proto", HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }));
     parts.headers.insert(SESSION_HEADER, HeaderValue::from(recorder.session));
     let request = Request::from_parts(parts, body);
     let result = if backend.tls { inner.tls.request(request).await } else { inner.plain.request(request).await };
     match result {
         Ok(mut response) => {
-            let infra = response.headers_mut().remove(INFRA_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let infra =
+                response.headers_mut().remove(INFRA_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             let status = response.status().as_u16();
             let (response, note) = reframe_error_answer(&method, response).await;
             recorder.push(Record { host: host.into(), method, path, status, at_ms: 0, note, infra, auth });
@@ -567,10 +685,19 @@ const ERROR_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// built with Go before 1.23 (Debian's `docker-registry`) answers an unsatisfiable `Range`
 /// with 416, the whole blob's `Content-Length` and a 33-byte message. The note says when
 /// this happened. Successes, `HEAD` answers (no body) and long answers pass unchanged.
-pub(crate) async fn reframe_error_answer(method: &str, response: Response<Incoming>) -> (Response<Body>, Option<String>) {
-    let declared = response.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+pub(crate) async fn reframe_error_answer(
+    method: &str,
+    response: Response<Incoming>,
+) -> (Response<Body>, Option<String>) {
+    let declared = response
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let status = response.status();
-    let Some(declared) = declared.filter(|d| *d <= ERROR_ANSWER_LIMIT && method != "HEAD" && (status.is_client_error() || status.is_server_error())) else {
+    let Some(declared) = declared.filter(|d| {
+        *d <= ERROR_ANSWER_LIMIT && method != "HEAD" && (status.is_client_error() || status.is_server_error())
+    }) else {
         return (response.map(|b| b.boxed()), None);
     };
     let (mut parts, mut body) = response.into_parts();
@@ -587,9 +714,17 @@ pub(crate) async fn reframe_error_answer(method: &str, response: Response<Incomi
     .await;
     let note = match read {
         Ok(Ok(())) if sent.len() as u64 == declared => None,
-        Ok(Ok(())) => Some(format!("the backend announced {declared} bytes and sent {}; passed on as sent", sent.len())),
-        Ok(Err(e)) => Some(format!("the backend announced {declared} bytes, sent {} and then failed ({e}); passed on as sent", sent.len())),
-        Err(_) => Some(format!("the backend announced {declared} bytes and sent {} in {ERROR_ANSWER_TIMEOUT:?}; passed on as sent", sent.len())),
+        Ok(Ok(())) => {
+            Some(format!("the backend announced {declared} bytes and sent {}; passed on as sent", sent.len()))
+        }
+        Ok(Err(e)) => Some(format!(
+            "the backend announced {declared} bytes, sent {} and then failed ({e}); passed on as sent",
+            sent.len()
+        )),
+        Err(_) => Some(format!(
+            "the backend announced {declared} bytes and sent {} in {ERROR_ANSWER_TIMEOUT:?}; passed on as sent",
+            sent.len()
+        )),
     };
     parts.headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(sent.len()));
     let body = Full::new(Bytes::from(sent)).map_err(|never: Infallible| match never {}).boxed();
@@ -646,7 +781,16 @@ mod tests {
         assert_eq!(auth_of(Some("Bearer eyJhbGciOi"), "/v2/").as_deref(), Some("Bearer"));
         assert_eq!(auth_of(None, "/?Action=GetCallerIdentity&X-Amz-Credential=AKIAQUERY%2F20261129%2Fus-east-1%2Fsts%2Faws4_request&X-Amz-Signature=f").as_deref(), Some("AWS4-HMAC-SHA256 AKIAQUERY"));
         assert_eq!(auth_of(None, "/v2/"), None);
-        let record = Record { host: "h".into(), method: "POST".into(), path: "/".into(), status: 200, at_ms: 1, note: None, infra: None, auth: auth_of(Some(sigv4), "/") };
+        let record = Record {
+            host: "h".into(),
+            method: "POST".into(),
+            path: "/".into(),
+            status: 200,
+            at_ms: 1,
+            note: None,
+            infra: None,
+            auth: auth_of(Some(sigv4), "/"),
+        };
         assert_eq!(record.access_key_id(), Some("ASIAKOMATRIX0001"));
     }
 
@@ -657,7 +801,10 @@ mod tests {
         *injector.faults.write().unwrap() = Faults {
             ecr_throttle: 2,
             blob_upload: Some(UploadFault { nth: 2, status: None }),
-            latency: vec![Latency { host: "basic.ko-matrix.test".into(), delay: std::time::Duration::from_millis(300) }],
+            latency: vec![Latency {
+                host: "basic.ko-matrix.test".into(),
+                delay: std::time::Duration::from_millis(300),
+            }],
         };
         let api = "api.ecr.us-east-1.amazonaws.com";
         let throttled = |i: &Injector| matches!(i.inject(api, "POST", "/"), Some(Injected::Answer { status: 400, ref body, .. }) if body.contains("ThrottlingException"));
@@ -665,8 +812,15 @@ mod tests {
         assert_eq!(injector.inject(api, "POST", "/"), None, "the third goes through");
         let upload = "/v2/app/blobs/uploads/";
         assert_eq!(injector.inject("basic.ko-matrix.test", "POST", upload), None, "the first upload goes through");
-        assert_eq!(injector.inject("basic.ko-matrix.test", "HEAD", "/v2/app/blobs/sha256:ab"), None, "only upload starts count");
-        assert_eq!(injector.inject("basic.ko-matrix.test", "POST", "/v2/app/blobs/uploads/?mount=sha256:ab&from=base"), Some(Injected::Drop { note: "injected: connection dropped on blob upload 2".into() }));
+        assert_eq!(
+            injector.inject("basic.ko-matrix.test", "HEAD", "/v2/app/blobs/sha256:ab"),
+            None,
+            "only upload starts count"
+        );
+        assert_eq!(
+            injector.inject("basic.ko-matrix.test", "POST", "/v2/app/blobs/uploads/?mount=sha256:ab&from=base"),
+            Some(Injected::Drop { note: "injected: connection dropped on blob upload 2".into() })
+        );
         assert_eq!(injector.inject("basic.ko-matrix.test", "POST", upload), None, "only the nth");
         assert_eq!(injector.delay("Basic.Ko-Matrix.test"), Some(std::time::Duration::from_millis(300)));
         assert_eq!(injector.delay("anonymous.ko-matrix.test"), None);
@@ -681,7 +835,8 @@ mod tests {
             gateway.route("a.ko-matrix.test", Route::Terminate { backend: Backend::http(addr) }).unwrap();
             gateway.route("b.ko-matrix.test", Route::Passthrough { addr }).unwrap();
         }
-        for addr in ["169.254.169.254:80", "10.0.0.1:5000", "0.0.0.0:5000", "[2001:db8::1]:443", "[::ffff:8.8.8.8]:443"] {
+        for addr in ["169.254.169.254:80", "10.0.0.1:5000", "0.0.0.0:5000", "[2001:db8::1]:443", "[::ffff:8.8.8.8]:443"]
+        {
             let addr: SocketAddr = addr.parse().unwrap();
             let refused = gateway.route("evil.ko-matrix.test", Route::Terminate { backend: Backend::http(addr) });
             assert!(matches!(refused, Err(GatewayError::NotLoopback { .. })), "{addr}: {refused:?}");
@@ -695,7 +850,10 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = TcpStream::connect(session.addr).await.unwrap();
         let host = url.trim_start_matches("http://").split('/').next().unwrap();
-        stream.write_all(format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        stream
+            .write_all(format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.unwrap();
     }
@@ -741,14 +899,21 @@ mod tests {
         let got = String::from_utf8_lossy(&got).to_ascii_lowercase();
         let (head, body) = got.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("http/1.1 416"), "{got}");
-        assert!(head.contains("content-length: 33\r\n") || head.ends_with("content-length: 33"), "framed by what was sent: {head}");
+        assert!(
+            head.contains("content-length: 33\r\n") || head.ends_with("content-length: 33"),
+            "framed by what was sent: {head}"
+        );
         assert!(head.contains("content-range: bytes */58"), "{head}");
         assert_eq!(body, "invalid range: failed to overlap\n");
         let records = session.records();
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(records[0].status, 416);
         let note = records[0].note.as_deref().unwrap_or_default();
-        assert!(note.starts_with("the backend announced 58 bytes, sent 33 and then failed (") && note.ends_with("); passed on as sent"), "{note}");
+        assert!(
+            note.starts_with("the backend announced 58 bytes, sent 33 and then failed (")
+                && note.ends_with("); passed on as sent"),
+            "{note}"
+        );
     }
 
     /// An error answer framed right passes unchanged, without a note; so does a success.
@@ -757,7 +922,11 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         for (answer, status, body) in [
             (&b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"[..], "404", "not found"),
-            (&b"HTTP/1.1 206 Partial Content\r\nContent-Length: 5\r\nContent-Range: bytes 5-9/58\r\n\r\n worl"[..], "206", " worl"),
+            (
+                &b"HTTP/1.1 206 Partial Content\r\nContent-Length: 5\r\nContent-Range: bytes 5-9/58\r\n\r\n worl"[..],
+                "206",
+                " worl",
+            ),
         ] {
             let answer: &'static [u8] = Box::leak(answer.to_vec().into_boxed_slice());
             let backend = raw_backend(answer).await;
@@ -767,7 +936,10 @@ mod tests {
             let mut stream = TcpStream::connect(session.addr).await.unwrap();
             stream.write_all(b"GET http://ok.ko-matrix.test/v2/ HTTP/1.1\r\nHost: ok.ko-matrix.test\r\nConnection: close\r\n\r\n").await.unwrap();
             let mut got = Vec::new();
-            tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut got)).await.unwrap().unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
             let got = String::from_utf8_lossy(&got).into_owned();
             assert!(got.starts_with(&format!("HTTP/1.1 {status}")), "{got}");
             assert!(got.ends_with(&format!("\r\n\r\n{body}")), "{got}");
@@ -790,8 +962,11 @@ mod tests {
         let written = lines();
         let expected: Vec<String> = session.records().iter().map(|r| r.log_line().replace("s3cr3t", "****")).collect();
         assert_eq!(written, expected);
-        assert!(written[0].starts_with("+") && written[0].contains("ms GET before.example.com/v2/?token=**** → 403 (unknown host: refused"), "{written:?}");
+        assert!(
+            written[0].starts_with("+")
+                && written[0].contains("ms GET before.example.com/v2/?token=**** → 403 (unknown host: refused"),
+            "{written:?}"
+        );
         assert!(written[1].contains("GET after.example.com/v2/ → 403"), "{written:?}");
     }
-
 }

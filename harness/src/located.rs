@@ -36,7 +36,8 @@ impl ConfigError {
         let source_line = &text[line_start..line_end];
         let width = text[start..span.end.clamp(start, line_end)].chars().count().max(1);
         let gutter = " ".repeat(line.to_string().len());
-        let excerpt = format!("{gutter} |\n{line} | {source_line}\n{gutter} | {}{}", " ".repeat(column - 1), "^".repeat(width));
+        let excerpt =
+            format!("{gutter} |\n{line} | {source_line}\n{gutter} | {}{}", " ".repeat(column - 1), "^".repeat(width));
         ConfigError { file: file.to_path_buf(), line, column, message: message.into(), excerpt }
     }
 

@@ -121,19 +121,48 @@ impl std::fmt::Display for NotFetched {
 /// Local credential resolution failing, in any tool's words. It decides before anything
 /// else: a helper's output may quote a registry's 401, and ko reports a helper it could not
 /// run for the base image as a build error.
-const CREDENTIAL_PATTERNS: (FailClass, &[&str]) =
-    (FailClass::Credentials, &["error getting credentials", "failed to resolve credential", "failed to decode config file"]);
+const CREDENTIAL_PATTERNS: (FailClass, &[&str]) = (
+    FailClass::Credentials,
+    &["error getting credentials", "failed to resolve credential", "failed to decode config file"],
+);
 
 /// Registry and transport wording every Go push tool shares, in priority order, after the
 /// tool's own patterns: the first class whose pattern the deciding line holds.
 const PATTERNS: [(FailClass, &[&str]); 6] = [
     // go-containerregistry's name checks (ko, crane) and oras's, all before any request.
-    (FailClass::InvalidName, &["repository can only contain the characters", "could not parse reference", "invalid reference: invalid repository", "repository name must be lowercase"]),
+    (
+        FailClass::InvalidName,
+        &[
+            "repository can only contain the characters",
+            "could not parse reference",
+            "invalid reference: invalid repository",
+            "repository name must be lowercase",
+        ],
+    ),
     (FailClass::Tls, &["x509:", "tls:", "certificate signed by unknown authority", "certificate is not valid"]),
-    (FailClass::NameUnknown, &["NAME_UNKNOWN", "name unknown", "does not exist in the registry", "repository name not known"]),
-    (FailClass::Denied, &["DENIED", "denied:", "403 Forbidden", "status code 403", "AccessDenied", "not authorized to perform"]),
-    (FailClass::Unauthorized, &["UNAUTHORIZED", "unauthorized", "401 Unauthorized", "status code 401", "authentication required", "no basic auth credentials"]),
-    (FailClass::Network, &["proxyconnect", "dial tcp", "connection refused", "no such host", "i/o timeout", "connection reset", "EOF"]),
+    (
+        FailClass::NameUnknown,
+        &["NAME_UNKNOWN", "name unknown", "does not exist in the registry", "repository name not known"],
+    ),
+    (
+        FailClass::Denied,
+        &["DENIED", "denied:", "403 Forbidden", "status code 403", "AccessDenied", "not authorized to perform"],
+    ),
+    (
+        FailClass::Unauthorized,
+        &[
+            "UNAUTHORIZED",
+            "unauthorized",
+            "401 Unauthorized",
+            "status code 401",
+            "authentication required",
+            "no basic auth credentials",
+        ],
+    ),
+    (
+        FailClass::Network,
+        &["proxyconnect", "dial tcp", "connection refused", "no such host", "i/o timeout", "connection reset", "EOF"],
+    ),
 ];
 
 pub(crate) fn classify(e: &Evidence) -> Verdict {
@@ -157,10 +186,17 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
             (false, Some(code)) => format!("{tool} exited {code}"),
             (false, None) => format!("{tool} was killed"),
         };
-        return Verdict { outcome: Outcome::InfraError, class: None, detail: format!("infra-error: {fault}; {what}: {}", line.unwrap_or("(no output)")) };
+        return Verdict {
+            outcome: Outcome::InfraError,
+            class: None,
+            detail: format!("infra-error: {fault}; {what}: {}", line.unwrap_or("(no output)")),
+        };
     }
     if e.timed_out {
-        return fail(FailClass::Timeout, format!("{tool} did not finish in time; last line: {}", line.unwrap_or("(no output)")));
+        return fail(
+            FailClass::Timeout,
+            format!("{tool} did not finish in time; last line: {}", line.unwrap_or("(no output)")),
+        );
     }
     if e.exit_code == Some(0) {
         let why = e.fetched_back.as_ref().err().map(ToString::to_string).unwrap_or_default();
@@ -168,7 +204,9 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
     }
     let exit = e.exit_code.map_or("was killed".to_string(), |c| format!("exited {c}"));
     if let Some(line) = line {
-        for (class, patterns) in std::iter::once(&CREDENTIAL_PATTERNS).chain(e.tool.failure_patterns()).chain(PATTERNS.iter()) {
+        for (class, patterns) in
+            std::iter::once(&CREDENTIAL_PATTERNS).chain(e.tool.failure_patterns()).chain(PATTERNS.iter())
+        {
             if patterns.iter().any(|p| line.contains(p)) {
                 return fail(*class, format!("{tool} {exit}: {line}"));
             }
@@ -176,7 +214,10 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
     }
     let quoted = line.unwrap_or("(no error line)");
     if let Some(class) = class_from_records(e.records) {
-        return fail(class, format!("{tool} {exit}: {quoted} (gateway: {})", last_failure(e.records).unwrap_or_default()));
+        return fail(
+            class,
+            format!("{tool} {exit}: {quoted} (gateway: {})", last_failure(e.records).unwrap_or_default()),
+        );
     }
     fail(FailClass::Other, format!("{tool} {exit}: {quoted}"))
 }
@@ -187,7 +228,13 @@ fn infra_fault(e: &Evidence) -> Option<String> {
         return Some(why.clone());
     }
     if let Some(r) = e.records.iter().find(|r| r.infra.is_some()) {
-        return Some(format!("{} (answering {} {}{})", r.infra.as_deref().unwrap_or_default(), r.method, r.host, r.path));
+        return Some(format!(
+            "{} (answering {} {}{})",
+            r.infra.as_deref().unwrap_or_default(),
+            r.method,
+            r.host,
+            r.path
+        ));
     }
     (!e.unreachable.is_empty()).then(|| e.unreachable.join("; "))
 }
@@ -226,7 +273,14 @@ fn class_from_records(records: &[Record]) -> Option<FailClass> {
 
 fn last_failure(records: &[Record]) -> Option<String> {
     let r = records.iter().rev().find(|r| r.status == 0 || r.status >= 400)?;
-    Some(format!("{} {}{} → {}{}", r.method, r.host, r.path, r.status, r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()))
+    Some(format!(
+        "{} {}{} → {}{}",
+        r.method,
+        r.host,
+        r.path,
+        r.status,
+        r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+    ))
 }
 
 #[cfg(test)]
@@ -234,7 +288,16 @@ mod tests {
     use super::*;
 
     fn record(host: &str, status: u16, note: Option<&str>) -> Record {
-        Record { host: host.into(), method: "POST".into(), path: "/v2/app/blobs/uploads/".into(), status, at_ms: 1, note: note.map(String::from), infra: None, auth: None }
+        Record {
+            host: host.into(),
+            method: "POST".into(),
+            path: "/v2/app/blobs/uploads/".into(),
+            status,
+            at_ms: 1,
+            note: note.map(String::from),
+            infra: None,
+            auth: None,
+        }
     }
 
     fn ko() -> &'static dyn Tool {
@@ -246,12 +309,30 @@ mod tests {
     }
 
     fn verdict(exit: Option<i32>, output: &str, records: &[Record]) -> Verdict {
-        classify(&Evidence { tool: ko(), exit_code: exit, timed_out: false, output, records, fetched_back: not_pushed(), unreachable: &[], foreign_keys: &[] })
+        classify(&Evidence {
+            tool: ko(),
+            exit_code: exit,
+            timed_out: false,
+            output,
+            records,
+            fetched_back: not_pushed(),
+            unreachable: &[],
+            foreign_keys: &[],
+        })
     }
 
     #[test]
     fn a_pass_needs_exit_zero_and_the_manifest_back() {
-        let ok = Evidence { tool: ko(), exit_code: Some(0), timed_out: false, output: "", records: &[], fetched_back: Ok("sha256:ab".into()), unreachable: &[], foreign_keys: &[] };
+        let ok = Evidence {
+            tool: ko(),
+            exit_code: Some(0),
+            timed_out: false,
+            output: "",
+            records: &[],
+            fetched_back: Ok("sha256:ab".into()),
+            unreachable: &[],
+            foreign_keys: &[],
+        };
         assert_eq!(classify(&ok).outcome, Outcome::Pass);
         let missing = Evidence { fetched_back: Err(NotFetched::Missing("404 from the registry".into())), ..ok };
         let v = classify(&missing);
@@ -263,7 +344,16 @@ mod tests {
     fn a_build_failure_is_a_class_of_the_tool_that_builds() {
         let line = "Error: error building \"ko://example.com/app\": build: go build: exit status 1";
         let crane = crate::tool::by_name("crane").unwrap();
-        let by_crane = classify(&Evidence { tool: crane, exit_code: Some(1), timed_out: false, output: line, records: &[], fetched_back: not_pushed(), unreachable: &[], foreign_keys: &[] });
+        let by_crane = classify(&Evidence {
+            tool: crane,
+            exit_code: Some(1),
+            timed_out: false,
+            output: line,
+            records: &[],
+            fetched_back: not_pushed(),
+            unreachable: &[],
+            foreign_keys: &[],
+        });
         assert_eq!(by_crane.class, Some(FailClass::Other), "crane builds nothing: {by_crane:?}");
         assert!(by_crane.detail.starts_with("crane exited 1: "), "{}", by_crane.detail);
         assert_eq!(verdict(Some(1), line, &[]).class, Some(FailClass::Build));
@@ -301,10 +391,15 @@ mod tests {
 
     #[test]
     fn the_gateway_record_decides_when_the_text_does_not() {
-        let v = verdict(Some(1), "Error: failed to publish images: something odd", &[record("basic.ko-matrix.test", 202, None), record("basic.ko-matrix.test", 401, None)]);
+        let v = verdict(
+            Some(1),
+            "Error: failed to publish images: something odd",
+            &[record("basic.ko-matrix.test", 202, None), record("basic.ko-matrix.test", 401, None)],
+        );
         assert_eq!(v.class, Some(FailClass::Unauthorized), "an unrecognisable line with a 401 record: {v:?}");
         assert!(v.detail.ends_with("(gateway: POST basic.ko-matrix.test/v2/app/blobs/uploads/ → 401)"), "{}", v.detail);
-        let v = verdict(Some(1), "panic: runtime error", &[record("evil.example.com", 403, Some("unknown host: refused"))]);
+        let v =
+            verdict(Some(1), "panic: runtime error", &[record("evil.example.com", 403, Some("unknown host: refused"))]);
         assert_eq!(v.class, Some(FailClass::Network));
         assert!(v.detail.contains("evil.example.com"), "{}", v.detail);
         let v = verdict(Some(2), "panic: runtime error", &[record("basic.ko-matrix.test", 401, None)]);
@@ -313,7 +408,16 @@ mod tests {
 
     #[test]
     fn timeouts_and_kills() {
-        let e = Evidence { tool: ko(), exit_code: None, timed_out: true, output: "2024/01/01 Building example.com/app for linux/amd64", records: &[], fetched_back: not_pushed(), unreachable: &[], foreign_keys: &[] };
+        let e = Evidence {
+            tool: ko(),
+            exit_code: None,
+            timed_out: true,
+            output: "2024/01/01 Building example.com/app for linux/amd64",
+            records: &[],
+            fetched_back: not_pushed(),
+            unreachable: &[],
+            foreign_keys: &[],
+        };
         let v = classify(&e);
         assert_eq!(v.class, Some(FailClass::Timeout));
         assert!(v.detail.ends_with("Building example.com/app for linux/amd64"));
@@ -324,7 +428,8 @@ mod tests {
     #[test]
     fn an_answer_the_gateway_made_is_infra_error_naming_the_service() {
         let line = "Error: failed to publish images: error publishing ko://example.com/ko-matrix-app: writing sbom: GET https://basic.ko-matrix.test/v2/: unexpected status code 502 Bad Gateway";
-        let output = format!("2024/01/01 00:00:00 Publishing basic.ko-matrix.test/cells/registry/basic-auths/v0.15.1\n{line}\n");
+        let output =
+            format!("2024/01/01 00:00:00 Publishing basic.ko-matrix.test/cells/registry/basic-auths/v0.15.1\n{line}\n");
         let mut gateway_made = record("basic.ko-matrix.test", 502, None);
         (gateway_made.method, gateway_made.path) = ("GET".into(), "/v2/".into());
         gateway_made.infra = Some("registry (basic flavour) 127.0.0.1:45481 unreachable: client error (Connect): tcp connect error: Connection refused (os error 111)".into());
@@ -338,7 +443,10 @@ mod tests {
 
         // The same 502 as the registry's own answer (no infra mark) is ko's evidence.
         let plain = [record("basic.ko-matrix.test", 502, None)];
-        assert_eq!(verdict(Some(1), "Error: failed to publish images: something odd", &plain).class, Some(FailClass::Network));
+        assert_eq!(
+            verdict(Some(1), "Error: failed to publish images: something odd", &plain).class,
+            Some(FailClass::Network)
+        );
     }
 
     #[test]
@@ -367,7 +475,11 @@ mod tests {
         };
         let v = classify(&e);
         assert_eq!((v.outcome, v.class), (Outcome::InfraError, None));
-        assert!(v.detail.starts_with("infra-error: registry (basic flavour) 127.0.0.1:41234 unreachable: GET"), "{}", v.detail);
+        assert!(
+            v.detail.starts_with("infra-error: registry (basic flavour) 127.0.0.1:41234 unreachable: GET"),
+            "{}",
+            v.detail
+        );
     }
 
     // Evidence as recorded when the base-image registry was killed (ko v0.15.1): ko never
@@ -377,15 +489,33 @@ mod tests {
     fn a_service_found_down_after_a_failure_is_infra_error() {
         let down = ["base-image registry 127.0.0.1:46851 unreachable: error sending request for url (http://127.0.0.1:46851/v2/): client error (Connect): tcp connect error: Connection refused (os error 111)".to_string()];
         let output = "Error: failed to publish images: error building \"ko://example.com/ko-matrix-app\": fetching base image: pulling 127.0.0.1:46851/ko-matrix/base@sha256:57038ae4359e74f7d9517459e502ffbe8c8d12de6ecd7f44bccd823675972894: Get \"https://127.0.0.1:46851/v2/\": dial tcp 127.0.0.1:46851: connect: connection refused; Get \"http://127.0.0.1:46851/v2/\": dial tcp 127.0.0.1:46851: connect: connection refused";
-        assert_eq!(verdict(Some(1), output, &[]).class, Some(FailClass::Build), "without the probe it would read as ko's failure");
-        let failed = Evidence { tool: ko(), exit_code: Some(1), timed_out: false, output, records: &[], fetched_back: not_pushed(), unreachable: &down, foreign_keys: &[] };
+        assert_eq!(
+            verdict(Some(1), output, &[]).class,
+            Some(FailClass::Build),
+            "without the probe it would read as ko's failure"
+        );
+        let failed = Evidence {
+            tool: ko(),
+            exit_code: Some(1),
+            timed_out: false,
+            output,
+            records: &[],
+            fetched_back: not_pushed(),
+            unreachable: &down,
+            foreign_keys: &[],
+        };
         let v = classify(&failed);
         assert_eq!((v.outcome, v.class), (Outcome::InfraError, None));
         assert!(v.detail.starts_with("infra-error: base-image registry 127.0.0.1:46851 unreachable"), "{}", v.detail);
         let timed_out = Evidence { exit_code: None, timed_out: true, ..failed };
-        assert!(classify(&timed_out).detail.contains("; ko did not finish in time: "), "{}", classify(&timed_out).detail);
+        assert!(
+            classify(&timed_out).detail.contains("; ko did not finish in time: "),
+            "{}",
+            classify(&timed_out).detail
+        );
         // ko that got its image through regardless passed: that is what ko did.
-        let passed = Evidence { exit_code: Some(0), timed_out: false, fetched_back: Ok("sha256:ab".into()), ..timed_out };
+        let passed =
+            Evidence { exit_code: Some(0), timed_out: false, fetched_back: Ok("sha256:ab".into()), ..timed_out };
         assert_eq!(classify(&passed).outcome, Outcome::Pass);
     }
 
@@ -398,15 +528,33 @@ mod tests {
         let records = [own, signed.clone(), signed];
         let foreign = foreign_key_ids(&records, |id| id.starts_with("ASIAKOMATRIX"));
         assert_eq!(foreign, ["AKIAREALHOSTKEY"], "once each, the cell's own key vouched for");
-        let passed = Evidence { tool: ko(), exit_code: Some(0), timed_out: false, output: "", records: &records, fetched_back: Ok("sha256:ab".into()), unreachable: &[], foreign_keys: &foreign };
+        let passed = Evidence {
+            tool: ko(),
+            exit_code: Some(0),
+            timed_out: false,
+            output: "",
+            records: &records,
+            fetched_back: Ok("sha256:ab".into()),
+            unreachable: &[],
+            foreign_keys: &foreign,
+        };
         let v = classify(&passed);
         assert_eq!((v.outcome, v.class), (Outcome::InfraError, None));
-        assert!(v.detail.starts_with("infra-error: the cell leaked: ko signed AWS requests with access key id(s) AKIAREALHOSTKEY"), "{}", v.detail);
+        assert!(
+            v.detail.starts_with(
+                "infra-error: the cell leaked: ko signed AWS requests with access key id(s) AKIAREALHOSTKEY"
+            ),
+            "{}",
+            v.detail
+        );
     }
 
     #[test]
     fn the_deciding_line_prefers_cobras_error() {
-        assert_eq!(deciding_line("a\nsome error happened\nError: the real one\nUsage: ko build\n"), Some("Error: the real one"));
+        assert_eq!(
+            deciding_line("a\nsome error happened\nError: the real one\nUsage: ko build\n"),
+            Some("Error: the real one")
+        );
         assert_eq!(deciding_line("a\nan error here\nlast"), Some("an error here"));
         assert_eq!(deciding_line("\n\n"), None);
     }

@@ -55,7 +55,9 @@ impl GoEnv {
         let text = String::from_utf8_lossy(&out.stdout);
         let mut lines = text.lines().map(PathBuf::from);
         match (lines.next(), lines.next(), lines.next()) {
-            (Some(root), Some(gocache), Some(gomodcache)) if out.status.success() => Ok(GoEnv { bin_dir: root.join("bin"), gocache, gomodcache }),
+            (Some(root), Some(gocache), Some(gomodcache)) if out.status.success() => {
+                Ok(GoEnv { bin_dir: root.join("bin"), gocache, gomodcache })
+            }
             _ => Err(GoEnvError(crate::process::output_tail(&out, 5))),
         }
     }
@@ -74,7 +76,8 @@ pub(crate) fn image_tarball() -> Vec<u8> {
     }))
     .expect("config serialises");
     let config_name = format!("{}.json", digest(&config).trim_start_matches("sha256:"));
-    let manifest = serde_json::to_vec(&json!([{ "Config": config_name, "RepoTags": [], "Layers": ["layer.tar"] }])).expect("manifest serialises");
+    let manifest = serde_json::to_vec(&json!([{ "Config": config_name, "RepoTags": [], "Layers": ["layer.tar"] }]))
+        .expect("manifest serialises");
     tar_of(&[("manifest.json", &manifest), (&config_name, &config), ("layer.tar", &layer)])
 }
 

@@ -79,7 +79,8 @@ impl Contained {
         let (mut stdout, mut stderr) = (self.child.stdout.take(), self.child.stderr.take());
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let finished = tokio::time::timeout(timeout, async {
-            let (read_out, read_err, status) = tokio::join!(drain(stdout.as_mut(), &mut out), drain(stderr.as_mut(), &mut err), self.child.wait());
+            let (read_out, read_err, status) =
+                tokio::join!(drain(stdout.as_mut(), &mut out), drain(stderr.as_mut(), &mut err), self.child.wait());
             read_out?;
             read_err?;
             status
@@ -142,7 +143,8 @@ impl Foreground {
     pub fn spawn(mut cmd: Command) -> Result<Foreground, RunError> {
         // SAFETY: plain syscalls.
         let ours = unsafe { libc::getpgrp() };
-        let has_terminal = unsafe { libc::isatty(libc::STDIN_FILENO) == 1 && libc::tcgetpgrp(libc::STDIN_FILENO) == ours };
+        let has_terminal =
+            unsafe { libc::isatty(libc::STDIN_FILENO) == 1 && libc::tcgetpgrp(libc::STDIN_FILENO) == ours };
         if has_terminal {
             // Setting the foreground from a background group (the child before its exec, the
             // harness after the child had the terminal) raises SIGTTOU, which would stop it.
@@ -306,7 +308,8 @@ mod tests {
     use super::*;
 
     fn alive(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
     }
 
     /// Waits up to 5 s for `pid` to die; `why` says what should have killed it.

@@ -49,7 +49,9 @@ impl ToolchainPolicy {
         match text {
             "auto" => Some(ToolchainPolicy::Auto),
             "local" => Some(ToolchainPolicy::Local),
-            exact if exact.starts_with("go") && GoVersion::parse(exact).is_some() => Some(ToolchainPolicy::Exact(exact.to_string())),
+            exact if exact.starts_with("go") && GoVersion::parse(exact).is_some() => {
+                Some(ToolchainPolicy::Exact(exact.to_string()))
+            }
             _ => None,
         }
     }
@@ -162,7 +164,12 @@ impl Go {
             output: format!("unexpected version {version_line:?}"),
         })?;
         if version < MIN_LOCAL_GO {
-            return Err(ProvisionError::GoTooOld { what: what.to_string(), need: MIN_LOCAL_GO, have: version, go: path });
+            return Err(ProvisionError::GoTooOld {
+                what: what.to_string(),
+                need: MIN_LOCAL_GO,
+                have: version,
+                go: path,
+            });
         }
         let goos = lines.next().unwrap_or("linux").to_string();
         let goarch = lines.next().unwrap_or("amd64").to_string();
@@ -198,7 +205,10 @@ impl Go {
             Some(Download { error: Some(message), .. }) => {
                 Err(ProvisionError::UnknownVersion { module: module.into(), query: query.into(), message })
             }
-            _ => Err(ProvisionError::GoCommand { command: format!("go mod download -json {target}"), output: output_tail(&out, 20) }),
+            _ => Err(ProvisionError::GoCommand {
+                command: format!("go mod download -json {target}"),
+                output: output_tail(&out, 20),
+            }),
         }
     }
 
@@ -209,7 +219,12 @@ impl Go {
     }
 
     /// The toolchain to build `module` with, as a `GOTOOLCHAIN` value.
-    async fn pick_toolchain(&self, module: &ModuleVersion, policy: &ToolchainPolicy, toolchains: &OnceCell<Vec<GoVersion>>) -> Result<String, ProvisionError> {
+    async fn pick_toolchain(
+        &self,
+        module: &ModuleVersion,
+        policy: &ToolchainPolicy,
+        toolchains: &OnceCell<Vec<GoVersion>>,
+    ) -> Result<String, ProvisionError> {
         let what = format!("{}@{}", module.module, module.version);
         let need = module.go_directive.unwrap_or(MIN_LOCAL_GO);
         match policy {
@@ -250,14 +265,30 @@ impl Go {
     /// What `go install` of `tool` at `version` would download, and nothing built:
     /// `install -n` resolves exactly as the build will, then only prints the build's
     /// commands. Its failure is not reported here; the build meets it again and says why.
-    async fn download(&self, tool: &GoTool, version: &str, toolchain: &str, timeout: Duration, sumdb_gaps: &mut Vec<String>) {
+    async fn download(
+        &self,
+        tool: &GoTool,
+        version: &str,
+        toolchain: &str,
+        timeout: Duration,
+        sumdb_gaps: &mut Vec<String>,
+    ) {
         let target = format!("{}@{version}", tool.package);
         let env = [("GOTOOLCHAIN", toolchain.as_ref())];
-        let _ = run_go_checked(&self.path, &["install", "-n", "-trimpath", &target], &env, None, timeout, sumdb_gaps).await;
+        let _ =
+            run_go_checked(&self.path, &["install", "-n", "-trimpath", &target], &env, None, timeout, sumdb_gaps).await;
     }
 
     /// `go install`s `tool` at `version` into `bin_dir`, release-style; returns the binary.
-    async fn build(&self, tool: &GoTool, version: &str, toolchain: &str, bin_dir: &Path, timeout: Duration, sumdb_gaps: &mut Vec<String>) -> Result<PathBuf, ProvisionError> {
+    async fn build(
+        &self,
+        tool: &GoTool,
+        version: &str,
+        toolchain: &str,
+        bin_dir: &Path,
+        timeout: Duration,
+        sumdb_gaps: &mut Vec<String>,
+    ) -> Result<PathBuf, ProvisionError> {
         let ldflags = release_ldflags(tool, version);
         let target = format!("{}@{version}", tool.package);
         let args = ["install", "-trimpath", "-ldflags", &ldflags, &target];
@@ -297,7 +328,10 @@ pub fn build_jobs() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let available_mib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("MemAvailable:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()))
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        })
         .map(|kib| kib / 1024);
     let by_memory = available_mib.map_or(usize::MAX, |mib| (mib / 1536) as usize);
     (cores / 4).min(by_memory).max(1)
@@ -309,7 +343,11 @@ pub const BUILD_JOBS_ENV: &str = "KO_MATRIX_BUILD_JOBS";
 /// Waits for a turn to build (see [`build_jobs`]); the turn ends when the guard drops.
 async fn build_turn() -> tokio::sync::SemaphorePermit<'static> {
     static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    TURNS.get_or_init(|| tokio::sync::Semaphore::new(build_jobs())).acquire().await.expect("the build semaphore is never closed")
+    TURNS
+        .get_or_init(|| tokio::sync::Semaphore::new(build_jobs()))
+        .acquire()
+        .await
+        .expect("the build semaphore is never closed")
 }
 
 /// The newest patch release of the oldest Go minor release at or above `need`: what a
@@ -332,7 +370,13 @@ fn shell_words(args: &[&str]) -> String {
 }
 
 /// Runs `go` with a build environment that does not depend on the caller's settings.
-async fn run_go_raw(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], cwd: Option<&Path>, timeout: Duration) -> Result<std::process::Output, ProvisionError> {
+async fn run_go_raw(
+    go: &Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+    cwd: Option<&Path>,
+    timeout: Duration,
+) -> Result<std::process::Output, ProvisionError> {
     let mut cmd = Command::new(go);
     cmd.args(args)
         .env("CGO_ENABLED", "0")
@@ -352,7 +396,14 @@ async fn run_go_raw(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], 
 /// Runs `go` like [`run_go_raw`], but when the checksum database has *no entry* for a module
 /// (a lookup answered 404/410, as a partial mirror does) retries with that module in
 /// `GONOSUMDB`, recording it in `gaps`. A checksum *mismatch* is never bypassed.
-async fn run_go_checked(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], cwd: Option<&Path>, timeout: Duration, gaps: &mut Vec<String>) -> Result<std::process::Output, ProvisionError> {
+async fn run_go_checked(
+    go: &Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+    cwd: Option<&Path>,
+    timeout: Duration,
+    gaps: &mut Vec<String>,
+) -> Result<std::process::Output, ProvisionError> {
     loop {
         let nosumdb = gaps.iter().map(|g| g.split('@').next().unwrap_or(g)).collect::<Vec<_>>().join(",");
         let mut env = env.to_vec();
@@ -379,10 +430,19 @@ fn sumdb_gap(output: &str) -> Option<String> {
     })
 }
 
-async fn run_go(go: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], cwd: Option<&Path>, timeout: Duration) -> Result<String, ProvisionError> {
+async fn run_go(
+    go: &Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+    cwd: Option<&Path>,
+    timeout: Duration,
+) -> Result<String, ProvisionError> {
     let out = run_go_raw(go, args, env, cwd, timeout).await?;
     if !out.status.success() {
-        return Err(ProvisionError::GoCommand { command: format!("go {}", shell_words(args)), output: output_tail(&out, 20) });
+        return Err(ProvisionError::GoCommand {
+            command: format!("go {}", shell_words(args)),
+            output: output_tail(&out, 20),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -402,10 +462,9 @@ pub(crate) async fn verify_version(tool: &GoTool, binary: &Path, version: &str) 
     }
     let mut cmd = Command::new(binary);
     cmd.args(tool.version_args).env_clear().env("HOME", std::env::temp_dir());
-    let out = process::output(cmd, Duration::from_secs(60)).await.map_err(|e| ProvisionError::VersionCheckFailed {
-        path: binary.to_path_buf(),
-        output: e.to_string(),
-    })?;
+    let out = process::output(cmd, Duration::from_secs(60))
+        .await
+        .map_err(|e| ProvisionError::VersionCheckFailed { path: binary.to_path_buf(), output: e.to_string() })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(ProvisionError::VersionCheckFailed { path: binary.to_path_buf(), output: output_tail(&out, 10) });
@@ -429,9 +488,21 @@ fn release_ldflags(tool: &GoTool, version: &str) -> String {
 }
 
 /// Checks that `binary` reports `version` and describes it for the cache.
-pub(crate) async fn verified_manifest(tool: &GoTool, binary: &Path, version: &str, route: &str, go_version: Option<String>, sumdb_gaps: Vec<String>, origin: String) -> Result<Manifest, ProvisionError> {
+pub(crate) async fn verified_manifest(
+    tool: &GoTool,
+    binary: &Path,
+    version: &str,
+    route: &str,
+    go_version: Option<String>,
+    sumdb_gaps: Vec<String>,
+    origin: String,
+) -> Result<Manifest, ProvisionError> {
     verify_version(tool, binary, version).await?;
-    let sha256 = cache::sha256_file(binary).map_err(|source| cache::CacheError::Io { action: "hashing", path: binary.to_path_buf(), source })?;
+    let sha256 = cache::sha256_file(binary).map_err(|source| cache::CacheError::Io {
+        action: "hashing",
+        path: binary.to_path_buf(),
+        source,
+    })?;
     Ok(Manifest {
         tool: tool.name.into(),
         version: version.into(),
@@ -464,7 +535,12 @@ pub struct GoProvisioner {
 pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 impl GoProvisioner {
-    pub fn new(cache: Cache, policy: ToolchainPolicy, build_timeout: Duration, observer: Arc<dyn ProvisionObserver>) -> GoProvisioner {
+    pub fn new(
+        cache: Cache,
+        policy: ToolchainPolicy,
+        build_timeout: Duration,
+        observer: Arc<dyn ProvisionObserver>,
+    ) -> GoProvisioner {
         GoProvisioner { cache, policy, build_timeout, observer, go: OnceCell::new(), toolchains: OnceCell::new() }
     }
 
@@ -513,7 +589,11 @@ impl GoProvisioner {
         }
         let module = self.resolve(tool, query).await?;
         if module.version != query {
-            self.observer.on_event(ProvisionEvent::Resolved { tool: tool.name.into(), query: query.into(), version: module.version.clone() });
+            self.observer.on_event(ProvisionEvent::Resolved {
+                tool: tool.name.into(),
+                query: query.into(),
+                version: module.version.clone(),
+            });
         }
         let entry = self.cache.entry(tool.name, &self.key(&module.version));
         let lock = entry.lock(LOCK_TIMEOUT).await?;
@@ -540,7 +620,9 @@ impl GoProvisioner {
                 route: "go".into(),
                 elapsed: downloading + started.elapsed(),
             }),
-            Err(_) => self.observer.on_event(ProvisionEvent::Failed { tool: tool.name.into(), version: module.version.clone() }),
+            Err(_) => self
+                .observer
+                .on_event(ProvisionEvent::Failed { tool: tool.name.into(), version: module.version.clone() }),
         }
         result
     }
@@ -556,22 +638,39 @@ impl GoProvisioner {
         Ok((toolchain, sumdb_gaps))
     }
 
-    async fn build_into(&self, tool: &GoTool, module: &ModuleVersion, toolchain: String, mut sumdb_gaps: Vec<String>, entry: &cache::Entry, lock: &cache::EntryLock) -> Result<Installed, ProvisionError> {
+    async fn build_into(
+        &self,
+        tool: &GoTool,
+        module: &ModuleVersion,
+        toolchain: String,
+        mut sumdb_gaps: Vec<String>,
+        entry: &cache::Entry,
+        lock: &cache::EntryLock,
+    ) -> Result<Installed, ProvisionError> {
         let go = self.go(tool.name).await?;
         let go_version = go.describe_toolchain(&toolchain);
-        self.observer.on_event(ProvisionEvent::Building { tool: tool.name.into(), version: module.version.clone(), toolchain: go_version.clone() });
+        self.observer.on_event(ProvisionEvent::Building {
+            tool: tool.name.into(),
+            version: module.version.clone(),
+            toolchain: go_version.clone(),
+        });
         let staging = entry.stage(lock)?;
-        let binary = go.build(tool, &module.version, &toolchain, staging.path(), self.build_timeout, &mut sumdb_gaps).await?;
+        let binary =
+            go.build(tool, &module.version, &toolchain, staging.path(), self.build_timeout, &mut sumdb_gaps).await?;
         if !sumdb_gaps.is_empty() {
             self.observer.on_event(ProvisionEvent::Note {
                 tool: tool.name.into(),
                 version: module.version.clone(),
-                message: format!("the Go checksum database has no entry for {}; built without its verification of those", sumdb_gaps.join(", ")),
+                message: format!(
+                    "the Go checksum database has no entry for {}; built without its verification of those",
+                    sumdb_gaps.join(", ")
+                ),
             });
         }
         self.observer.on_event(ProvisionEvent::Verifying { tool: tool.name.into(), version: module.version.clone() });
         let origin = format!("{}@{}", tool.package, module.version);
-        let manifest = verified_manifest(tool, &binary, &module.version, "go", Some(go_version), sumdb_gaps, origin).await?;
+        let manifest =
+            verified_manifest(tool, &binary, &module.version, "go", Some(go_version), sumdb_gaps, origin).await?;
         Ok(entry.commit(staging, manifest, lock)?)
     }
 
@@ -580,13 +679,28 @@ impl GoProvisioner {
     /// Returns the binary and the resolved build list (module and version of every package
     /// compiled in); builds are cached
     /// by the exact build list, so a rerun is instant.
-    pub(crate) async fn install_with_requirements(&self, tool: &GoTool, version: &str, extra: &[String]) -> Result<(Installed, Vec<String>), ProvisionError> {
+    pub(crate) async fn install_with_requirements(
+        &self,
+        tool: &GoTool,
+        version: &str,
+        extra: &[String],
+    ) -> Result<(Installed, Vec<String>), ProvisionError> {
         let go = self.go(tool.name).await?;
         let module = go.resolve(tool.module, version).await?;
         let toolchain = go.pick_toolchain(&module, &self.policy, &self.toolchains).await?;
-        let wrapper = tempfile::Builder::new().prefix("ko-matrix-wrapper-").tempdir().map_err(|source| cache::CacheError::Io { action: "creating", path: std::env::temp_dir(), source })?;
-        let go_mod = format!("module ko-matrix.local/wrapper\n\ngo {}\n", module.go_directive.map_or("1.21".to_string(), |v| format!("{}.{}", v.major, v.minor)));
-        std::fs::write(wrapper.path().join("go.mod"), go_mod).map_err(|source| cache::CacheError::Io { action: "writing", path: wrapper.path().join("go.mod"), source })?;
+        let wrapper = tempfile::Builder::new()
+            .prefix("ko-matrix-wrapper-")
+            .tempdir()
+            .map_err(|source| cache::CacheError::Io { action: "creating", path: std::env::temp_dir(), source })?;
+        let go_mod = format!(
+            "module ko-matrix.local/wrapper\n\ngo {}\n",
+            module.go_directive.map_or("1.21".to_string(), |v| format!("{}.{}", v.major, v.minor))
+        );
+        std::fs::write(wrapper.path().join("go.mod"), go_mod).map_err(|source| cache::CacheError::Io {
+            action: "writing",
+            path: wrapper.path().join("go.mod"),
+            source,
+        })?;
         let env = [("GOTOOLCHAIN", std::ffi::OsStr::new(&toolchain)), ("GOFLAGS", std::ffi::OsStr::new("-mod=mod"))];
         let mut gaps = module.sumdb_gaps.clone();
         let target = format!("{}@{}", tool.module, module.version);
@@ -594,16 +708,28 @@ impl GoProvisioner {
         get.extend(extra.iter().map(String::as_str));
         let out = run_go_checked(&go.path, &get, &env, Some(wrapper.path()), GO_QUERY_TIMEOUT, &mut gaps).await?;
         if !out.status.success() {
-            return Err(ProvisionError::BuildFailed { target: target.clone(), toolchain, command: format!("go {}", shell_words(&get)), output: output_tail(&out, 30) });
+            return Err(ProvisionError::BuildFailed {
+                target: target.clone(),
+                toolchain,
+                command: format!("go {}", shell_words(&get)),
+                output: output_tail(&out, 30),
+            });
         }
         // The modules whose packages the binary is built from (`go list -m all` would also
         // want metadata for every module in the graph, which a partial proxy may refuse).
         let list_args = ["list", "-deps", "-f", "{{with .Module}}{{.Path}} {{.Version}}{{end}}", tool.package];
-        let listed = run_go_checked(&go.path, &list_args, &env, Some(wrapper.path()), GO_QUERY_TIMEOUT, &mut gaps).await?;
+        let listed =
+            run_go_checked(&go.path, &list_args, &env, Some(wrapper.path()), GO_QUERY_TIMEOUT, &mut gaps).await?;
         if !listed.status.success() {
-            return Err(ProvisionError::BuildFailed { target: target.clone(), toolchain, command: format!("go {}", shell_words(&list_args)), output: output_tail(&listed, 30) });
+            return Err(ProvisionError::BuildFailed {
+                target: target.clone(),
+                toolchain,
+                command: format!("go {}", shell_words(&list_args)),
+                output: output_tail(&listed, 30),
+            });
         }
-        let mut build_list: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().filter(|l| l.contains(' ')).map(str::to_string).collect();
+        let mut build_list: Vec<String> =
+            String::from_utf8_lossy(&listed.stdout).lines().filter(|l| l.contains(' ')).map(str::to_string).collect();
         build_list.sort();
         build_list.dedup();
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(build_list.join("\n").as_bytes()));
@@ -617,15 +743,33 @@ impl GoProvisioner {
         let output = staging.path().join(tool.name);
         let output_text = output.display().to_string();
         let build = ["build", "-trimpath", "-ldflags", &ldflags, "-o", &output_text, tool.package];
-        self.observer.on_event(ProvisionEvent::Building { tool: tool.name.into(), version: format!("{} + {} upgrade(s)", module.version, extra.len()), toolchain: go.describe_toolchain(&toolchain) });
+        self.observer.on_event(ProvisionEvent::Building {
+            tool: tool.name.into(),
+            version: format!("{} + {} upgrade(s)", module.version, extra.len()),
+            toolchain: go.describe_toolchain(&toolchain),
+        });
         let turn = build_turn().await;
         let out = run_go_checked(&go.path, &build, &env, Some(wrapper.path()), self.build_timeout, &mut gaps).await?;
         drop(turn);
         if !out.status.success() {
-            return Err(ProvisionError::BuildFailed { target, toolchain, command: format!("go {}", shell_words(&build)), output: output_tail(&out, 30) });
+            return Err(ProvisionError::BuildFailed {
+                target,
+                toolchain,
+                command: format!("go {}", shell_words(&build)),
+                output: output_tail(&out, 30),
+            });
         }
         let origin = format!("{target} + [{}]", extra.join(", "));
-        let manifest = verified_manifest(tool, &output, &module.version, "go-deps", Some(go.describe_toolchain(&toolchain)), gaps, origin).await?;
+        let manifest = verified_manifest(
+            tool,
+            &output,
+            &module.version,
+            "go-deps",
+            Some(go.describe_toolchain(&toolchain)),
+            gaps,
+            origin,
+        )
+        .await?;
         Ok((entry.commit(staging, manifest, &lock)?, build_list))
     }
 
@@ -654,9 +798,14 @@ mod tests {
     #[test]
     fn release_like_toolchains() {
         let v = |t: &str| GoVersion::parse(t).unwrap();
-        let available: Vec<GoVersion> = ["1.21.0", "1.21.13", "1.22.12", "1.26.3", "1.26.11"].iter().map(|t| v(t)).collect();
+        let available: Vec<GoVersion> =
+            ["1.21.0", "1.21.13", "1.22.12", "1.26.3", "1.26.11"].iter().map(|t| v(t)).collect();
         assert_eq!(oldest_minor_newest_patch(&available, v("1.21")), Some(v("1.21.13")));
-        assert_eq!(oldest_minor_newest_patch(&available, v("1.20")), Some(v("1.21.13")), "no 1.20 toolchain module: the next minor");
+        assert_eq!(
+            oldest_minor_newest_patch(&available, v("1.20")),
+            Some(v("1.21.13")),
+            "no 1.20 toolchain module: the next minor"
+        );
         assert_eq!(oldest_minor_newest_patch(&available, v("1.26.3")), Some(v("1.26.11")));
         assert_eq!(oldest_minor_newest_patch(&available, v("1.27")), None);
     }
@@ -677,7 +826,10 @@ mod tests {
         assert_eq!(sumdb_gap(gap), Some("github.com/google/ko@v0.15.3".into()));
         let mismatch = "verifying github.com/x/y@v1.0.0: checksum mismatch\n\tdownloaded: h1:a\n\tsum.golang.org: h1:b\n\nSECURITY ERROR";
         assert_eq!(sumdb_gap(mismatch), None);
-        assert_eq!(sumdb_gap("reading https://proxy.golang.org/sumdb/sum.golang.org/lookup/x@v1: 500 Internal Server Error"), None);
+        assert_eq!(
+            sumdb_gap("reading https://proxy.golang.org/sumdb/sum.golang.org/lookup/x@v1: 500 Internal Server Error"),
+            None
+        );
     }
 
     #[test]
@@ -686,7 +838,10 @@ mod tests {
         assert!(reports_version("registry github.com/distribution/distribution/v3 v3.0.0", "v3.0.0"));
         assert!(!reports_version("0.15.21\n", "v0.15.2"));
         assert!(!reports_version("", "v0.15.2"));
-        assert!(reports_version("Version:    1.2.0+unreleased\nGo version: go1.22.3\n", "v1.2.0"), "build metadata is not part of the version");
+        assert!(
+            reports_version("Version:    1.2.0+unreleased\nGo version: go1.22.3\n", "v1.2.0"),
+            "build metadata is not part of the version"
+        );
     }
 
     #[test]

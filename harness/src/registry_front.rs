@@ -57,14 +57,17 @@ pub(crate) fn action(method: &hyper::Method, rest: &str) -> &'static str {
 /// is not one.
 pub(crate) fn basic_credentials(authorization: &str) -> Option<(String, String)> {
     use base64::Engine;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(authorization.strip_prefix("Basic ")?.trim()).ok()?;
-    let (user, password) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
+    let decoded =
+        base64::engine::general_purpose::STANDARD.decode(authorization.strip_prefix("Basic ")?.trim()).ok()?;
+    let (user, password) =
+        String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
     Some((user, password))
 }
 
 /// Tells the gateway that this answer comes from the harness's failure (see [`INFRA_HEADER`]).
 pub(crate) fn mark_infra(response: &mut Response<Body>, what: String) {
-    let value = hyper::header::HeaderValue::from_str(&what.replace(['\r', '\n'], " ")).unwrap_or_else(|_| hyper::header::HeaderValue::from_static("registry front backend failed"));
+    let value = hyper::header::HeaderValue::from_str(&what.replace(['\r', '\n'], " "))
+        .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("registry front backend failed"));
     response.headers_mut().insert(INFRA_HEADER, value);
 }
 
@@ -89,7 +92,12 @@ pub(crate) struct Backend {
 
 impl Backend {
     pub fn new(addr: SocketAddr, service: &'static str) -> Backend {
-        Backend { addr, service, relative_locations: false, client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http() }
+        Backend {
+            addr,
+            service,
+            relative_locations: false,
+            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+        }
     }
 
     /// The same backend, answering upload `Location`s as paths.
@@ -103,18 +111,37 @@ impl Backend {
     /// Cross-repository mount requests are dropped (the fronts' registries do not mount across
     /// repositories of other owners), so the backend opens a normal upload. A backend that
     /// cannot be reached or answers 5xx is the harness's failure: the answer is marked so.
-    pub async fn forward(&self, prefix: &str, repository: &str, rest: &str, mut parts: Parts, body: Body) -> Response<Body> {
+    pub async fn forward(
+        &self,
+        prefix: &str,
+        repository: &str,
+        rest: &str,
+        mut parts: Parts,
+        body: Body,
+    ) -> Response<Body> {
         let backend_repository = format!("{prefix}/{repository}");
-        let query: Vec<&str> = parts.uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty() && !p.starts_with("mount=") && !p.starts_with("from=")).collect();
+        let query: Vec<&str> = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("mount=") && !p.starts_with("from="))
+            .collect();
         let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
-        parts.uri = format!("http://{}/v2/{backend_repository}{rest}{query}", self.addr).parse().expect("a loopback URI parses");
+        parts.uri = format!("http://{}/v2/{backend_repository}{rest}{query}", self.addr)
+            .parse()
+            .expect("a loopback URI parses");
         parts.headers.remove("authorization");
         let method = parts.method.clone();
         parts.headers.insert("x-forwarded-proto", "https".parse().expect("static header"));
         let response = match self.client.request(Request::from_parts(parts, body)).await {
             Ok(response) => response,
             Err(e) => {
-                let mut response = distribution_error(StatusCode::BAD_GATEWAY, "UNAVAILABLE", &format!("ko-matrix: the backend registry failed: {e}"));
+                let mut response = distribution_error(
+                    StatusCode::BAD_GATEWAY,
+                    "UNAVAILABLE",
+                    &format!("ko-matrix: the backend registry failed: {e}"),
+                );
                 mark_infra(&mut response, format!("{} {} unreachable: {}", self.service, self.addr, error_chain(&e)));
                 return response;
             }
@@ -146,8 +173,15 @@ impl Backend {
                     Response::from_parts(parts, full(listed))
                 }
                 Err(e) => {
-                    let mut response = distribution_error(StatusCode::BAD_GATEWAY, "UNAVAILABLE", "ko-matrix: the backend's tag list could not be read");
-                    mark_infra(&mut response, format!("{} {} sent an unreadable tag list: {e}", self.service, self.addr));
+                    let mut response = distribution_error(
+                        StatusCode::BAD_GATEWAY,
+                        "UNAVAILABLE",
+                        "ko-matrix: the backend's tag list could not be read",
+                    );
+                    mark_infra(
+                        &mut response,
+                        format!("{} {} sent an unreadable tag list: {e}", self.service, self.addr),
+                    );
                     response
                 }
             };
@@ -192,8 +226,16 @@ mod tests {
         assert_eq!(split("/v2/app/blobs/uploads/"), owned("app", "/blobs/uploads/"));
         assert_eq!(split("/v2/team/app/manifests/latest"), owned("team/app", "/manifests/latest"));
         assert_eq!(split("/v2/team/app/tags/list"), owned("team/app", "/tags/list"));
-        assert_eq!(split("/v2/team/app/referrers/sha256:ab"), owned("team/app", "/referrers/sha256:ab"), "ECR serves the referrers API");
-        assert_eq!(split("/v2/team%2Fapp/blobs/uploads/"), owned("team/app", "/blobs/uploads/"), "Azure's SDK encodes the slash");
+        assert_eq!(
+            split("/v2/team/app/referrers/sha256:ab"),
+            owned("team/app", "/referrers/sha256:ab"),
+            "ECR serves the referrers API"
+        );
+        assert_eq!(
+            split("/v2/team%2Fapp/blobs/uploads/"),
+            owned("team/app", "/blobs/uploads/"),
+            "Azure's SDK encodes the slash"
+        );
         assert_eq!(path_of_url("https://r.io/v2/a/blobs/uploads/u?_state=x"), "/v2/a/blobs/uploads/u?_state=x");
         assert_eq!(path_of_url("/v2/a/blobs/uploads/u"), "/v2/a/blobs/uploads/u");
         assert_eq!(split_repository("/v2/"), None);

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::outcome::Outcome;
-use crate::result::{cell_id, CellResult};
 use crate::report::{version_order, MatrixReport, Snapshots};
+use crate::result::{cell_id, CellResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -60,7 +60,10 @@ impl Transition {
     /// The command that explains a regression: a dependency bisect between the two builds,
     /// which holds the tool's own code at the passing version.
     pub fn bisect_command(&self) -> String {
-        format!("ko-matrix bisect --tool {} --good {} --bad {} --scenario {} --mode deps", self.tool, self.from_version, self.to_version, self.scenario)
+        format!(
+            "ko-matrix bisect --tool {} --good {} --bad {} --scenario {} --mode deps",
+            self.tool, self.from_version, self.to_version, self.scenario
+        )
     }
 
     /// `ko@v0.15.1 → v0.15.2::ecr/env-session`.
@@ -128,7 +131,8 @@ fn analyse_tool(report: &MatrixReport, tool: &str, baseline: Option<&Snapshots>,
     for scenario in report.scenarios_of(tool) {
         let cells: Vec<&CellResult> = axis.iter().filter_map(|v| report.cell(tool, v, scenario)).collect();
         let verdicts: Vec<&CellResult> = cells.iter().copied().filter(|c| has_verdict(c)).collect();
-        let shared_failure = !verdicts.is_empty() && verdicts.iter().all(|c| c.outcome == Outcome::Fail && c.label() == verdicts[0].label());
+        let shared_failure = !verdicts.is_empty()
+            && verdicts.iter().all(|c| c.outcome == Outcome::Fail && c.label() == verdicts[0].label());
         let mut previous: Option<&CellResult> = None;
         for cell in cells {
             let key = cell_id(&cell.tool, &cell.version, &cell.scenario);
@@ -148,7 +152,9 @@ fn analyse_tool(report: &MatrixReport, tool: &str, baseline: Option<&Snapshots>,
             };
             if let (Some(before), Mark::Regression | Mark::Fix | Mark::ClassChange) = (previous, mark) {
                 let failing = if cell.outcome == Outcome::Fail { cell } else { before };
-                let as_recorded = |c: &CellResult| baseline.and_then(|b| b.label(&c.tool, &c.version, &c.scenario)).is_some_and(|l| l == c.label());
+                let as_recorded = |c: &CellResult| {
+                    baseline.and_then(|b| b.label(&c.tool, &c.version, &c.scenario)).is_some_and(|l| l == c.label())
+                };
                 analysis.transitions.push(Transition {
                     tool: tool.to_string(),
                     scenario: scenario.to_string(),
@@ -203,7 +209,10 @@ mod tests {
 
     #[test]
     fn versions_are_ordered_by_semver_then_branches() {
-        assert_eq!(version_axis(&seed_matrix(), &crate::result::shorthand_tool()), ["v0.15.1", "v0.15.2", "v0.15.3", "v0.15.10", "main"]);
+        assert_eq!(
+            version_axis(&seed_matrix(), &crate::result::shorthand_tool()),
+            ["v0.15.1", "v0.15.2", "v0.15.3", "v0.15.10", "main"]
+        );
         assert_eq!(version_axis(&seed_matrix(), "crane"), ["v0.15.1", "v0.20.0"]);
     }
 
@@ -211,7 +220,8 @@ mod tests {
     fn the_seed_regression_and_its_fix_are_named() {
         let report = seed_matrix();
         let analysis = analyse(&report, None);
-        let summary: Vec<String> = analysis.transitions.iter().map(|t| format!("{} {}", t.mark.as_str(), t.name())).collect();
+        let summary: Vec<String> =
+            analysis.transitions.iter().map(|t| format!("{} {}", t.mark.as_str(), t.name())).collect();
         assert_eq!(
             summary,
             [
@@ -230,7 +240,10 @@ mod tests {
         assert_eq!(mark("v0.15.2", "ecr/repository-missing"), Mark::NoVerdict);
         assert_eq!(mark("crane@v0.20.0", "ecr/env-session"), Mark::Fix);
         let regression = analysis.regressions().next().unwrap();
-        assert_eq!(regression.bisect_command(), "ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps");
+        assert_eq!(
+            regression.bisect_command(),
+            "ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps"
+        );
         assert!(!regression.known);
     }
 

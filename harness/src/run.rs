@@ -19,19 +19,27 @@ use crate::report::{MatrixReport, ReportError, Snapshots};
 use crate::result::{cell_id, CellResult};
 use crate::scenario::{self, Scenario};
 use crate::schedule::Durations;
-use crate::tool::versions::VersionError;
 use crate::tool::fetch::fetch_all;
+use crate::tool::versions::VersionError;
 use crate::tool::{FetchError, Tool, ToolBinary, ToolFetcher};
 use crate::world::{World, WorldError};
 
 #[derive(Debug, Clone)]
 pub enum RunEvent {
     /// The run is about to start `cells` cells.
-    Planned { cells: usize },
+    Planned {
+        cells: usize,
+    },
     /// Services are up; `notes` are choices an `auto` setting made.
-    WorldReady { runtime: &'static str, took: Duration, notes: Vec<String> },
+    WorldReady {
+        runtime: &'static str,
+        took: Duration,
+        notes: Vec<String>,
+    },
     /// `cell` is the cell's id, `ko@v0.15.2::ecr/env-session`.
-    CellStarted { cell: String },
+    CellStarted {
+        cell: String,
+    },
     CellFinished(Box<CellResult>),
 }
 
@@ -138,7 +146,10 @@ pub fn committed_snapshots(matrix: &Matrix) -> Result<Option<Snapshots>, ReportE
 }
 
 /// The scenarios each of `tools` runs: every scenario any runs, and per tool the names of its.
-pub fn select_scenarios(matrix: &Matrix, tools: &[&'static dyn Tool]) -> Result<(Vec<Scenario>, ToolScenarios), RunError> {
+pub fn select_scenarios(
+    matrix: &Matrix,
+    tools: &[&'static dyn Tool],
+) -> Result<(Vec<Scenario>, ToolScenarios), RunError> {
     let known = scenario::discover(&scenarios_dir(matrix))?;
     let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
     let selected = matrix.select_scenarios(&names)?;
@@ -150,7 +161,8 @@ pub fn select_scenarios(matrix: &Matrix, tools: &[&'static dyn Tool]) -> Result<
         };
         tool_scenarios.push((tool.name(), scenarios));
     }
-    let scenarios = known.into_iter().filter(|s| tool_scenarios.iter().any(|(_, names)| names.contains(&s.name))).collect();
+    let scenarios =
+        known.into_iter().filter(|s| tool_scenarios.iter().any(|(_, names)| names.contains(&s.name))).collect();
     Ok((scenarios, tool_scenarios))
 }
 
@@ -159,7 +171,8 @@ pub fn select_scenarios(matrix: &Matrix, tools: &[&'static dyn Tool]) -> Result<
 pub async fn select(matrix: &Matrix, versions: &[(&ToolFetcher, Vec<String>)]) -> Result<Selection, RunError> {
     let tools: Vec<&'static dyn Tool> = versions.iter().map(|(fetcher, _)| fetcher.tool()).collect();
     let (scenarios, tool_scenarios) = select_scenarios(matrix, &tools)?;
-    let requests: Vec<(&ToolFetcher, String)> = versions.iter().flat_map(|(fetcher, vs)| vs.iter().map(|v| (*fetcher, v.clone()))).collect();
+    let requests: Vec<(&ToolFetcher, String)> =
+        versions.iter().flat_map(|(fetcher, vs)| vs.iter().map(|v| (*fetcher, v.clone()))).collect();
     let binaries = fetch_all(&requests).await?;
     Ok(Selection { versions: binaries, scenarios, tool_scenarios })
 }
@@ -199,7 +212,10 @@ impl Runner {
             let path = path.to_path_buf();
             move |source| RunError::Io { action, path, source }
         };
-        let work = tempfile::Builder::new().prefix("ko-matrix-run-").tempdir().map_err(io("creating", &std::env::temp_dir()))?;
+        let work = tempfile::Builder::new()
+            .prefix("ko-matrix-run-")
+            .tempdir()
+            .map_err(io("creating", &std::env::temp_dir()))?;
         let app_dir = work.path().join("app");
         if options.app_source.is_dir() {
             copy_dir(&options.app_source, &app_dir).map_err(io("copying", &options.app_source))?;
@@ -215,7 +231,8 @@ impl Runner {
             let go = provisioner.go("the app cells build").await?;
             Ok::<_, RunError>(GoEnv::detect(&go.path).await?)
         };
-        let (go, world) = tokio::join!(go, World::start(&options.scenarios, &options.services, provisioner, work.path()));
+        let (go, world) =
+            tokio::join!(go, World::start(&options.scenarios, &options.services, provisioner, work.path()));
         let (go, world) = (go?, Arc::new(world?));
         let payload = Payload { app_dir, base_image: world.base_image.clone(), go, files_dir };
         let env = CellEnv {
@@ -235,7 +252,11 @@ impl Runner {
 
     /// The cell `tool` × `scenario` prepared exactly as [`Runner::run_cell`] prepares it, with
     /// nothing run in it yet: for a person to reproduce it by hand (see [`cell::open`]).
-    pub async fn open_cell(&self, tool: &ToolBinary, scenario: &Scenario) -> Result<cell::OpenCell, cell::CellSetupError> {
+    pub async fn open_cell(
+        &self,
+        tool: &ToolBinary,
+        scenario: &Scenario,
+    ) -> Result<cell::OpenCell, cell::CellSetupError> {
         cell::open(&self.env, tool, scenario).await
     }
 
@@ -281,7 +302,8 @@ pub(crate) fn settle(mut first: CellResult, retry: CellResult) -> CellResult {
         first.outcome = Outcome::InfraError;
         first.class = None;
     } else if verdict(first.outcome) && verdict(retry.outcome) && first_label != retry_label {
-        first.detail = format!("flaky: first run {first_label}: {}; retry {retry_label}: {}", first.detail, retry.detail);
+        first.detail =
+            format!("flaky: first run {first_label}: {}; retry {retry_label}: {}", first.detail, retry.detail);
         first.outcome = Outcome::Flaky;
         first.class = None;
     }
@@ -304,7 +326,11 @@ pub async fn run(
     let started_at = crate::cache::now_rfc3339();
     let logs_dir = options.out_dir.join("logs");
     if logs_dir.exists() {
-        std::fs::remove_dir_all(&logs_dir).map_err(|source| RunError::Io { action: "clearing", path: logs_dir.clone(), source })?;
+        std::fs::remove_dir_all(&logs_dir).map_err(|source| RunError::Io {
+            action: "clearing",
+            path: logs_dir.clone(),
+            source,
+        })?;
     }
     let runner = tokio::select! {
         runner = Runner::start(options, provisioner) => runner?,
@@ -314,9 +340,16 @@ pub async fn run(
             return Ok(report);
         }
     };
-    observer.on_run_event(RunEvent::WorldReady { runtime: runner.world().runtime, took: runner.world().started_in, notes: runner.world().notes.clone() });
-    let mut cells: Vec<(&ToolBinary, &Scenario)> =
-        selection.cells().into_iter().filter(|(b, s)| shard.is_none_or(|shard| shard.contains(&cell_id(b.tool.name(), &b.version, &s.name)))).collect();
+    observer.on_run_event(RunEvent::WorldReady {
+        runtime: runner.world().runtime,
+        took: runner.world().started_in,
+        notes: runner.world().notes.clone(),
+    });
+    let mut cells: Vec<(&ToolBinary, &Scenario)> = selection
+        .cells()
+        .into_iter()
+        .filter(|(b, s)| shard.is_none_or(|shard| shard.contains(&cell_id(b.tool.name(), &b.version, &s.name))))
+        .collect();
     let mut durations = options.durations.as_deref().map(Durations::load).unwrap_or_default();
     durations.order(&mut cells, |(b, s)| cell_id(b.tool.name(), &b.version, &s.name));
     let planned = cells.len();
@@ -325,7 +358,9 @@ pub async fn run(
         .map(|(tool, scenario)| {
             let (runner, observer) = (&runner, observer.clone());
             async move {
-                observer.on_run_event(RunEvent::CellStarted { cell: cell_id(tool.tool.name(), &tool.version, &scenario.name) });
+                observer.on_run_event(RunEvent::CellStarted {
+                    cell: cell_id(tool.tool.name(), &tool.version, &scenario.name),
+                });
                 let result = runner.run_cell(tool, scenario).await;
                 observer.on_run_event(RunEvent::CellFinished(Box::new(result.clone())));
                 result
@@ -350,10 +385,17 @@ pub async fn run(
 }
 
 /// The report of `selection`'s run, saying what it set out to run.
-fn new_report(selection: &Selection, shard: Option<Shard>, started: String, runtime: &str, cells: Vec<CellResult>) -> MatrixReport {
+fn new_report(
+    selection: &Selection,
+    shard: Option<Shard>,
+    started: String,
+    runtime: &str,
+    cells: Vec<CellResult>,
+) -> MatrixReport {
     let names = selection.scenarios.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
     let mut report = MatrixReport::new(started, runtime, &selection.versions, names.clone(), cells);
-    report.tool_scenarios = selection.tool_scenarios.iter().filter(|(_, s)| *s != names).map(|(t, s)| (t.to_string(), s.clone())).collect();
+    report.tool_scenarios =
+        selection.tool_scenarios.iter().filter(|(_, s)| *s != names).map(|(t, s)| (t.to_string(), s.clone())).collect();
     report.shard = shard.map(|s| format!("{}/{}", s.index, s.count));
     report
 }
@@ -432,7 +474,10 @@ mod tests {
         let same = settle(unauthorized("first.log"), unauthorized("retry.log"));
         assert_eq!((same.outcome, same.class), (Outcome::Fail, Some(FailClass::Unauthorized)));
         assert_eq!(same.attempts, ["fail(unauthorized)", "fail(unauthorized)"]);
-        assert_eq!((same.log.to_str(), same.retry_log.as_deref().and_then(|p| p.to_str())), (Some("first.log"), Some("retry.log")));
+        assert_eq!(
+            (same.log.to_str(), same.retry_log.as_deref().and_then(|p| p.to_str())),
+            (Some("first.log"), Some("retry.log"))
+        );
         assert_eq!((same.duration_ms, same.tool_ms), (2, 2), "a cell's times are both runs'");
 
         // Two different verdicts about ko: flaky.
@@ -445,8 +490,16 @@ mod tests {
         let hidden = settle(unauthorized("first.log"), infra("retry.log"));
         assert_eq!((hidden.outcome, hidden.class), (Outcome::InfraError, None));
         assert_eq!(hidden.attempts, ["fail(unauthorized)", "infra-error"]);
-        assert!(hidden.detail.starts_with("infra-error: registry (basic flavour) 127.0.0.1:5000 unreachable"), "{}", hidden.detail);
-        assert!(hidden.detail.contains("first run fail(unauthorized): ko exited 1: Error: UNAUTHORIZED"), "{}", hidden.detail);
+        assert!(
+            hidden.detail.starts_with("infra-error: registry (basic flavour) 127.0.0.1:5000 unreachable"),
+            "{}",
+            hidden.detail
+        );
+        assert!(
+            hidden.detail.contains("first run fail(unauthorized): ko exited 1: Error: UNAUTHORIZED"),
+            "{}",
+            hidden.detail
+        );
         let after_pass = settle(pass("first.log"), infra("retry.log"));
         assert_eq!(after_pass.outcome, Outcome::InfraError);
 
@@ -460,7 +513,9 @@ mod tests {
 
     #[test]
     fn shards_partition_the_cells_and_stay_put() {
-        let cells: Vec<String> = (0..40).flat_map(|s| ["ko@v0.15.1", "ko@v0.15.2", "crane@v0.20.2"].map(|v| format!("{v}::registry/s{s}"))).collect();
+        let cells: Vec<String> = (0..40)
+            .flat_map(|s| ["ko@v0.15.1", "ko@v0.15.2", "crane@v0.20.2"].map(|v| format!("{v}::registry/s{s}")))
+            .collect();
         let shards: Vec<Shard> = (1..=4).map(|i| Shard::parse(&format!("{i}/4")).unwrap()).collect();
         for id in &cells {
             assert_eq!(shards.iter().filter(|sh| sh.contains(id)).count(), 1, "{id} is in exactly one shard");

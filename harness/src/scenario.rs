@@ -198,7 +198,9 @@ mod humantime_duration {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write e.g. \"500ms\" or \"2s\"")))
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write e.g. \"500ms\" or \"2s\""))
+        })
     }
 }
 
@@ -281,36 +283,68 @@ impl Scenario {
         let raw: RawScenario = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
         if raw.description.trim().is_empty() || raw.description.contains('\n') {
             let at = text.find("description").unwrap_or(0);
-            return Err(ConfigError::at(file, text, at..at + 11, "`description` must be one line saying which real-world setup this stands for"));
+            return Err(ConfigError::at(
+                file,
+                text,
+                at..at + 11,
+                "`description` must be one line saying which real-world setup this stands for",
+            ));
         }
         if let Some(path) = raw.files.keys().find(|p| p.starts_with('/') || p.split('/').any(|c| c == "..")) {
             let at = text.find(path.as_str()).unwrap_or(0);
-            return Err(ConfigError::at(file, text, at..at + path.len(), format!("`files` paths are relative to the cell's HOME and stay inside it, not `{path}`")));
+            return Err(ConfigError::at(
+                file,
+                text,
+                at..at + path.len(),
+                format!("`files` paths are relative to the cell's HOME and stay inside it, not `{path}`"),
+            ));
         }
         if let Some(step) = raw.before.iter().find(|s| s.run.is_empty()) {
             let at = text.find("run").unwrap_or(0);
-            return Err(ConfigError::at(file, text, at..at + 3, format!("a `before` step needs a command in `run` (got {:?})", step.run)));
+            return Err(ConfigError::at(
+                file,
+                text,
+                at..at + 3,
+                format!("a `before` step needs a command in `run` (got {:?})", step.run),
+            ));
         }
         if let Some(upload) = &raw.faults.blob_upload {
             let at = text.find("blob_upload").unwrap_or(0);
             if upload.nth == 0 {
-                return Err(ConfigError::at(file, text, at..at + 11, "`blob_upload.nth` counts from 1 (the first blob upload)"));
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    at..at + 11,
+                    "`blob_upload.nth` counts from 1 (the first blob upload)",
+                ));
             }
             if upload.status.is_some_and(|s| !(400..600).contains(&s)) {
                 return Err(ConfigError::at(file, text, at..at + 11, "`blob_upload.status` is an HTTP error status (400–599); leave it out to drop the connection instead"));
             }
         }
         let aws = match (raw.target.registry, raw.aws) {
-            (Flavour::Ecr, aws) => Some(aws.unwrap_or_else(|| toml::from_str("").expect("an empty [aws] table takes the defaults"))),
+            (Flavour::Ecr, aws) => {
+                Some(aws.unwrap_or_else(|| toml::from_str("").expect("an empty [aws] table takes the defaults")))
+            }
             (_, Some(_)) => {
                 let at = text.find("[aws]").unwrap_or(0);
-                return Err(ConfigError::at(file, text, at..at + 5, "an [aws] table only applies with target.registry = \"ecr\""));
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    at..at + 5,
+                    "an [aws] table only applies with target.registry = \"ecr\"",
+                ));
             }
             (_, None) => None,
         };
         if raw.target.base_image == BaseImageFrom::Target && raw.target.registry != Flavour::Dockerhub {
             let at = text.find("base_image").unwrap_or(0);
-            return Err(ConfigError::at(file, text, at..at + 10, "`base_image = \"target\"` needs a registry with public images: target.registry = \"dockerhub\""));
+            return Err(ConfigError::at(
+                file,
+                text,
+                at..at + 10,
+                "`base_image = \"target\"` needs a registry with public images: target.registry = \"dockerhub\"",
+            ));
         }
         let account = match (raw.target.registry.is_vendor(), raw.account) {
             (true, account) => Some(account.unwrap_or_default()),
@@ -324,7 +358,12 @@ impl Scenario {
             (Flavour::Azure, azure) => Some(azure.unwrap_or_default()),
             (_, Some(_)) => {
                 let at = text.find("[azure]").unwrap_or(0);
-                return Err(ConfigError::at(file, text, at..at + 7, "an [azure] table only applies with target.registry = \"azure\""));
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    at..at + 7,
+                    "an [azure] table only applies with target.registry = \"azure\"",
+                ));
             }
             (_, None) => None,
         };
@@ -359,7 +398,12 @@ fn check_placeholders(file: &Path, text: &str) -> Result<(), ConfigError> {
         let name = &rest[..end];
         if !PLACEHOLDERS.contains(&name) {
             let choices = PLACEHOLDERS.map(|p| format!("${{{p}}}")).join(", ");
-            return Err(ConfigError::at(file, text, at..at + end + 3, format!("unknown placeholder `${{{name}}}`; known: {choices}")));
+            return Err(ConfigError::at(
+                file,
+                text,
+                at..at + end + 3,
+                format!("unknown placeholder `${{{name}}}`; known: {choices}"),
+            ));
         }
     }
     Ok(())
@@ -451,13 +495,31 @@ stdin = "${PASSWORD}"
         let s = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[faults]\necr_throttle = 3\nblob_upload = { nth = 2, status = 503 }\n[[faults.latency]]\nhost = \"${REGISTRY}\"\ndelay = \"250ms\"\n").unwrap();
         assert_eq!(s.faults.ecr_throttle, 3);
         assert_eq!(s.faults.blob_upload, Some(UploadFault { nth: 2, status: Some(503) }));
-        assert_eq!(s.faults.latency, [Latency { host: "${REGISTRY}".into(), delay: std::time::Duration::from_millis(250) }]);
+        assert_eq!(
+            s.faults.latency,
+            [Latency { host: "${REGISTRY}".into(), delay: std::time::Duration::from_millis(250) }]
+        );
         assert_eq!(parse("description = \"d\"\n[target]\nregistry = \"basic\"\n").unwrap().faults, Faults::default());
-        let zeroth = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[faults]\nblob_upload = { nth = 0 }\n").unwrap_err();
-        assert_eq!((zeroth.line, zeroth.message.as_str()), (5, "`blob_upload.nth` counts from 1 (the first blob upload)"));
-        let ok_status = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[faults]\nblob_upload = { nth = 1, status = 200 }\n").unwrap_err();
-        assert!(ok_status.message.starts_with("`blob_upload.status` is an HTTP error status (400–599)"), "{}", ok_status.message);
-        let bad_delay = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[[faults.latency]]\nhost = \"h\"\ndelay = \"soon\"\n").unwrap_err();
+        let zeroth =
+            parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[faults]\nblob_upload = { nth = 0 }\n")
+                .unwrap_err();
+        assert_eq!(
+            (zeroth.line, zeroth.message.as_str()),
+            (5, "`blob_upload.nth` counts from 1 (the first blob upload)")
+        );
+        let ok_status = parse(
+            "description = \"d\"\n[target]\nregistry = \"basic\"\n[faults]\nblob_upload = { nth = 1, status = 200 }\n",
+        )
+        .unwrap_err();
+        assert!(
+            ok_status.message.starts_with("`blob_upload.status` is an HTTP error status (400–599)"),
+            "{}",
+            ok_status.message
+        );
+        let bad_delay = parse(
+            "description = \"d\"\n[target]\nregistry = \"basic\"\n[[faults.latency]]\nhost = \"h\"\ndelay = \"soon\"\n",
+        )
+        .unwrap_err();
         assert!(bad_delay.message.contains("`soon` is not a duration"), "{}", bad_delay.message);
     }
 
@@ -468,11 +530,19 @@ stdin = "${PASSWORD}"
         assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`, `ghcr`, `dockerhub`, `gcp`, `azure`");
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
         assert_eq!((e.line, e.column), (5, 12));
-        assert!(e.message.starts_with("unknown placeholder `${REGISTY}`; known: ${HOME}, ${TOOL}, ${AWS_ROLE_ARN}"), "{}", e.message);
+        assert!(
+            e.message.starts_with("unknown placeholder `${REGISTY}`; known: ${HOME}, ${TOOL}, ${AWS_ROLE_ARN}"),
+            "{}",
+            e.message
+        );
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[files]\n\"../x\" = \"y\"\n").unwrap_err();
         assert_eq!(e.message, "`files` paths are relative to the cell's HOME and stay inside it, not `../x`");
         let e = parse("description = \"d\"\ncolour = 1\n[target]\nregistry = \"basic\"\n").unwrap_err();
-        assert!(e.message.starts_with("unknown field `colour`, expected one of `description`, `expect`, `target`"), "{}", e.message);
+        assert!(
+            e.message.starts_with("unknown field `colour`, expected one of `description`, `expect`, `target`"),
+            "{}",
+            e.message
+        );
         let e = parse("[target]\nregistry = \"basic\"\n").unwrap_err();
         assert_eq!(e.message, "missing field `description`");
     }
@@ -481,14 +551,19 @@ stdin = "${PASSWORD}"
     fn ecr_scenarios_get_an_aws_world() {
         let s = parse("description = \"d\"\n[target]\nregistry = \"ecr\"\n[aws]\nregion = \"eu-west-1\"\ncredentials = \"session\"\ntoken_ttl = \"1h\"\n").unwrap();
         let aws = s.aws.unwrap();
-        assert_eq!((aws.account.as_str(), aws.region.as_str(), aws.repositories.as_slice()), ("123456789012", "eu-west-1", ["app".to_string()].as_slice()));
+        assert_eq!(
+            (aws.account.as_str(), aws.region.as_str(), aws.repositories.as_slice()),
+            ("123456789012", "eu-west-1", ["app".to_string()].as_slice())
+        );
         assert_eq!(aws.token_ttl, std::time::Duration::from_secs(3600));
         assert_eq!(aws.registry_host(), "123456789012.dkr.ecr.eu-west-1.amazonaws.com");
         let defaults = parse("description = \"d\"\n[target]\nregistry = \"ecr\"\n").unwrap();
         assert_eq!(defaults.aws.unwrap().region, "us-east-1");
-        let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[aws]\nregion = \"eu-west-1\"\n").unwrap_err();
+        let e =
+            parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[aws]\nregion = \"eu-west-1\"\n").unwrap_err();
         assert_eq!((e.line, e.message.as_str()), (4, "an [aws] table only applies with target.registry = \"ecr\""));
-        let e = parse("description = \"d\"\n[target]\nregistry = \"ecr\"\n[aws]\ncredentials = \"root\"\n").unwrap_err();
+        let e =
+            parse("description = \"d\"\n[target]\nregistry = \"ecr\"\n[aws]\ncredentials = \"root\"\n").unwrap_err();
         assert_eq!(e.message, "unknown variant `root`, expected one of `static`, `session`, `expired-session`");
     }
 
@@ -496,12 +571,25 @@ stdin = "${PASSWORD}"
     fn vendor_scenarios_get_an_account() {
         let s = parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n[account]\nuser = \"octocat\"\nowner = \"Octo-Org\"\ncredential = \"read-only\"\n").unwrap();
         let account = s.account.unwrap();
-        assert_eq!((account.user.as_str(), account.owner(), account.credential), ("octocat", "Octo-Org", crate::bearer::CredentialKind::ReadOnly));
-        assert_eq!(parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n").unwrap().account.unwrap().owner(), "ko-matrix-bot");
+        assert_eq!(
+            (account.user.as_str(), account.owner(), account.credential),
+            ("octocat", "Octo-Org", crate::bearer::CredentialKind::ReadOnly)
+        );
+        assert_eq!(
+            parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n").unwrap().account.unwrap().owner(),
+            "ko-matrix-bot"
+        );
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[account]\nuser = \"u\"\n").unwrap_err();
-        assert_eq!((e.line, e.message.as_str()), (4, "an [account] table only applies with target.registry = \"ghcr\", \"dockerhub\", \"gcp\" or \"azure\""));
-        let e = parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n[account]\ncredential = \"admin\"\n").unwrap_err();
-        assert_eq!(e.message, "unknown variant `admin`, expected one of `write`, `read-only`, `expired`, `revoked`, `wrong-audience`");
+        assert_eq!(
+            (e.line, e.message.as_str()),
+            (4, "an [account] table only applies with target.registry = \"ghcr\", \"dockerhub\", \"gcp\" or \"azure\"")
+        );
+        let e = parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n[account]\ncredential = \"admin\"\n")
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown variant `admin`, expected one of `write`, `read-only`, `expired`, `revoked`, `wrong-audience`"
+        );
     }
 
     #[test]
@@ -514,6 +602,10 @@ stdin = "${PASSWORD}"
     fn the_repository_scenarios_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
         let scenarios = discover(&dir).unwrap();
-        assert!(scenarios.iter().any(|s| s.name == "registry/anonymous"), "{:?}", scenarios.iter().map(|s| &s.name).collect::<Vec<_>>());
+        assert!(
+            scenarios.iter().any(|s| s.name == "registry/anonymous"),
+            "{:?}",
+            scenarios.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
     }
 }

@@ -19,7 +19,8 @@ impl Durations {
     /// The durations kept at `path`; none when the file is absent or unreadable (it is only
     /// a hint: a lost file costs order, never results).
     pub fn load(path: &Path) -> Durations {
-        let by_cell = std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
+        let by_cell =
+            std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
         Durations { path: Some(path.to_path_buf()), by_cell }
     }
 
@@ -63,9 +64,22 @@ mod tests {
         durations.record(&[fast, slow, skipped]).unwrap();
 
         let reloaded = Durations::load(&path);
-        let mut cells = vec!["ko@v0.15.1::registry/anonymous", "ko@v0.15.1::ecr/imds-v2", "ko@v0.15.1::ecr/web-identity-wrong-audience", "ko@v0.19.1::registry/new"];
+        let mut cells = vec![
+            "ko@v0.15.1::registry/anonymous",
+            "ko@v0.15.1::ecr/imds-v2",
+            "ko@v0.15.1::ecr/web-identity-wrong-audience",
+            "ko@v0.19.1::registry/new",
+        ];
         reloaded.order(&mut cells, |c| c.to_string());
-        assert_eq!(cells, ["ko@v0.15.1::ecr/imds-v2", "ko@v0.19.1::registry/new", "ko@v0.15.1::ecr/web-identity-wrong-audience", "ko@v0.15.1::registry/anonymous"]);
+        assert_eq!(
+            cells,
+            [
+                "ko@v0.15.1::ecr/imds-v2",
+                "ko@v0.19.1::registry/new",
+                "ko@v0.15.1::ecr/web-identity-wrong-audience",
+                "ko@v0.15.1::registry/anonymous"
+            ]
+        );
     }
 
     #[test]

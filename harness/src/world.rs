@@ -9,21 +9,21 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
 use crate::aws::oidc;
 use crate::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
+use crate::aws::Emulator;
 use crate::base_image::{self, BaseImage};
 use crate::bearer::{Account, CellIdentity, Front, IdentityService};
+use crate::config::ServicesConfig;
 use crate::credential_files::{self, CellFile, EcrToken};
 use crate::gateway::{error_chain, Backend, Gateway, GatewayError, Route, Session};
-use crate::pki::{Ca, PkiError};
-use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
-use crate::aws::Emulator;
 use crate::loopback::LoopbackServer;
 use crate::outcome::NotFetched;
-use crate::config::ServicesConfig;
+use crate::pki::{Ca, PkiError};
 use crate::provision::GoProvisioner;
-use crate::services::binaries::ServiceBinaries;
 use crate::scenario::{Credential, Flavour, Scenario};
+use crate::services::binaries::ServiceBinaries;
 use crate::services::registry::{RegistryAuth, RegistrySpec};
 use crate::services::runtime::{self, RunningRegistry, ServiceError};
 use crate::services::token::TokenIssuer;
@@ -103,7 +103,13 @@ const WEB_IDENTITY_SUBJECT: &str = "repo:ko-matrix/app:ref:refs/heads/main";
 const WEB_IDENTITY_TOKEN: &str = "web-identity-token";
 
 /// The placeholders whose values are AWS secrets, masked with their `AWS:<value>` encodings.
-const SECRET_VALUES: [&str; 5] = ["PASSWORD", "ECR_EXPIRED_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"];
+const SECRET_VALUES: [&str; 5] = [
+    "PASSWORD",
+    "ECR_EXPIRED_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
 
 /// Everything a cell needs from the AWS backend, so the cell never reaches into it; dropping
 /// it closes the cell's AWS world.
@@ -170,7 +176,11 @@ impl AwsBackend {
         let mut files = Vec::new();
         let (backend_repository, ecr_cache, emulator) = match self {
             AwsBackend::Embedded { emulator, server } => {
-                let opened = EmulatorCell { cell: emulator.open_cell(session, spec.clone()), emulator: emulator.clone(), session };
+                let opened = EmulatorCell {
+                    cell: emulator.open_cell(session, spec.clone()),
+                    emulator: emulator.clone(),
+                    session,
+                };
                 let cell = &opened.cell;
                 let mint = |ttl| cell.mint_password(&cell.key, &spec.account, &spec.region, ttl);
                 let (password, _) = mint(time::Duration::hours(12));
@@ -181,7 +191,10 @@ impl AwsBackend {
                     ("AWS_ACCESS_KEY_ID", cell.key.id.clone()),
                     ("AWS_SECRET_ACCESS_KEY", cell.key.secret.clone()),
                     ("AWS_SESSION_TOKEN", cell.key.session_token.clone().unwrap_or_default()),
-                    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://{}{}", server.addr, Emulator::container_credentials_path(session))),
+                    (
+                        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                        format!("http://{}{}", server.addr, Emulator::container_credentials_path(session)),
+                    ),
                     ("AWS_CONTAINER_AUTHORIZATION_TOKEN", cell.container_token.clone()),
                 ]);
                 values.extend(cell.role_arn().map(|arn| ("AWS_ROLE_ARN", arn)));
@@ -192,8 +205,14 @@ impl AwsBackend {
                         WebIdentity::WrongAudience => ("api://AzureADTokenExchange", 3600),
                     };
                     let token = emulator.oidc.mint(WEB_IDENTITY_SUBJECT, audience, ttl);
-                    values.insert("AWS_WEB_IDENTITY_TOKEN_FILE", cell_dir.join(WEB_IDENTITY_TOKEN).display().to_string());
-                    files.push(CellFile { path: WEB_IDENTITY_TOKEN.into(), contents: token.clone(), env: None, secrets: vec![token] });
+                    values
+                        .insert("AWS_WEB_IDENTITY_TOKEN_FILE", cell_dir.join(WEB_IDENTITY_TOKEN).display().to_string());
+                    files.push(CellFile {
+                        path: WEB_IDENTITY_TOKEN.into(),
+                        contents: token.clone(),
+                        env: None,
+                        secrets: vec![token],
+                    });
                 }
                 let ecr_cache = spec.ecr_cache.map(|seed| {
                     let now = time::OffsetDateTime::now_utc();
@@ -223,7 +242,12 @@ impl AwsBackend {
         let secrets = SECRET_VALUES
             .iter()
             .filter_map(|name| values.get(name))
-            .flat_map(|value| [value.clone(), World::basic_auth_value(&Credential { username: values["USER"].clone(), password: value.clone() })])
+            .flat_map(|value| {
+                [
+                    value.clone(),
+                    World::basic_auth_value(&Credential { username: values["USER"].clone(), password: value.clone() }),
+                ]
+            })
             .collect();
         Ok(AwsCellCredentials { values, backend_repository, files, secrets, ecr_cache, emulator })
     }
@@ -255,7 +279,11 @@ impl VendorCell {
     /// REGISTRY, USER and PASSWORD (the account's credential), and the identity services'
     /// placeholders, for scenarios.
     pub fn values(&self) -> BTreeMap<&'static str, String> {
-        let mut values = BTreeMap::from([("REGISTRY", self.front.registry_host().to_string()), ("USER", self.account.spec.user.clone()), ("PASSWORD", self.account.secret.clone())]);
+        let mut values = BTreeMap::from([
+            ("REGISTRY", self.front.registry_host().to_string()),
+            ("USER", self.account.spec.user.clone()),
+            ("PASSWORD", self.account.secret.clone()),
+        ]);
         values.extend(self.identity_values.values.clone());
         values
     }
@@ -292,7 +320,13 @@ impl VendorRegistry {
             }
             None => CellIdentity::default(),
         };
-        Ok(VendorCell { account, front: self.front.clone(), identity: self.identity.clone(), session: session.id, identity_values })
+        Ok(VendorCell {
+            account,
+            front: self.front.clone(),
+            identity: self.identity.clone(),
+            session: session.id,
+            identity_values,
+        })
     }
 }
 
@@ -342,8 +376,16 @@ impl WorldPlan {
         let (runtime, runtime_note) = runtime::resolve_runtime(services.runtime).await?;
         let mut notes: Vec<String> = runtime_note.into_iter().collect();
         let ecr_backend = if scenarios.iter().any(|s| s.target.registry == Flavour::Ecr) {
-            let facilities = Facilities { auth_token: std::env::var_os(localstack::AUTH_TOKEN_ENV).is_some(), docker: runtime::docker_engine().await };
-            let (backend, note) = localstack::choose(services.ecr.backend, services.ecr.localstack_endpoint.as_deref(), &services.ecr.localstack_image, facilities)?;
+            let facilities = Facilities {
+                auth_token: std::env::var_os(localstack::AUTH_TOKEN_ENV).is_some(),
+                docker: runtime::docker_engine().await,
+            };
+            let (backend, note) = localstack::choose(
+                services.ecr.backend,
+                services.ecr.localstack_endpoint.as_deref(),
+                &services.ecr.localstack_image,
+                facilities,
+            )?;
             notes.extend(note);
             Some(backend)
         } else {
@@ -360,8 +402,12 @@ impl WorldPlan {
             return Some("the registries run as Docker containers, whose ports are on the host network".into());
         }
         match &self.ecr_backend {
-            Some(EcrBackend::Container { .. }) => Some("the LocalStack ECR backend runs as a Docker container, whose port is on the host network".into()),
-            Some(EcrBackend::Attach { endpoint }) => Some(format!("the LocalStack ECR backend at {endpoint} is on the host's loopback")),
+            Some(EcrBackend::Container { .. }) => {
+                Some("the LocalStack ECR backend runs as a Docker container, whose port is on the host network".into())
+            }
+            Some(EcrBackend::Attach { endpoint }) => {
+                Some(format!("the LocalStack ECR backend at {endpoint} is on the host's loopback"))
+            }
             Some(EcrBackend::Embedded) | None => None,
         }
     }
@@ -392,14 +438,21 @@ impl WorldPlan {
 
 /// The token-auth vendor behind `flavour`, and the identity services it runs beside its
 /// registry, started for the run.
-async fn vendor_of(flavour: Flavour) -> Result<(Box<dyn crate::bearer::Vendor>, Option<Arc<dyn IdentityService>>), WorldError> {
+async fn vendor_of(
+    flavour: Flavour,
+) -> Result<(Box<dyn crate::bearer::Vendor>, Option<Arc<dyn IdentityService>>), WorldError> {
     Ok(match flavour {
         Flavour::Ghcr => (Box::new(crate::github::Ghcr), None),
         Flavour::Dockerhub => (Box::new(crate::dockerhub::DockerHub), None),
         Flavour::Gcp => {
             // RSA key generation takes a while: off the runtime's threads.
-            let generated = tokio::task::spawn_blocking(crate::google::identity::GoogleIdentity::new).await.expect("key generation does not panic");
-            let identity = Arc::new(generated.map_err(|e| WorldError::Key(format!("generating the run's Google service-account key: {e}")))?);
+            let generated = tokio::task::spawn_blocking(crate::google::identity::GoogleIdentity::new)
+                .await
+                .expect("key generation does not panic");
+            let identity = Arc::new(
+                generated
+                    .map_err(|e| WorldError::Key(format!("generating the run's Google service-account key: {e}")))?,
+            );
             (Box::new(crate::google::Gcr { identity: identity.clone() }), Some(identity))
         }
         Flavour::Azure => {
@@ -439,7 +492,12 @@ fn random_secret() -> String {
 
 impl World {
     /// Starts what `scenarios` need, under `dir` (the run's work dir).
-    pub async fn start(scenarios: &[Scenario], services: &ServicesConfig, provisioner: &GoProvisioner, dir: &Path) -> Result<World, WorldError> {
+    pub async fn start(
+        scenarios: &[Scenario],
+        services: &ServicesConfig,
+        provisioner: &GoProvisioner,
+        dir: &Path,
+    ) -> Result<World, WorldError> {
         let started = Instant::now();
         let plan = WorldPlan::decide(scenarios, services).await?;
         if services.contained {
@@ -452,7 +510,15 @@ impl World {
         let aws_hosts: BTreeSet<String> = scenarios
             .iter()
             .filter_map(|s| s.aws.as_ref())
-            .flat_map(|a| [a.registry_host(), a.api_host(), format!("sts.{}.amazonaws.com", a.region), "sts.amazonaws.com".into(), crate::aws::IMDS_HOST.into()])
+            .flat_map(|a| {
+                [
+                    a.registry_host(),
+                    a.api_host(),
+                    format!("sts.{}.amazonaws.com", a.region),
+                    "sts.amazonaws.com".into(),
+                    crate::aws::IMDS_HOST.into(),
+                ]
+            })
             .collect();
         let ca = Arc::new(Ca::new()?);
         let ca_bundle = dir.join("ca.pem");
@@ -472,7 +538,10 @@ impl World {
 
         let user = Credential { username: "ko-matrix-user".into(), password: random_secret() };
         let admin = Credential { username: "ko-matrix-admin".into(), password: random_secret() };
-        let users = BTreeMap::from([(user.username.clone(), user.password.clone()), (admin.username.clone(), admin.password.clone())]);
+        let users = BTreeMap::from([
+            (user.username.clone(), user.password.clone()),
+            (admin.username.clone(), admin.password.clone()),
+        ]);
 
         // The base image lives in a registry of its own, so pushes cannot mount its blobs
         // across what would be different registries in real life.
@@ -490,8 +559,13 @@ impl World {
             if !flavours.contains(&Flavour::Token) {
                 return Ok(None);
             }
-            let issuer = Arc::new(TokenIssuer::new(&ca, "ko-matrix-token-issuer", Flavour::Token.host(), users.clone())?);
-            let server = issuer.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "token server".into(), source })?;
+            let issuer =
+                Arc::new(TokenIssuer::new(&ca, "ko-matrix-token-issuer", Flavour::Token.host(), users.clone())?);
+            let server = issuer.clone().serve().await.map_err(|source| WorldError::Io {
+                action: "serving",
+                path: "token server".into(),
+                source,
+            })?;
             let spec = RegistrySpec {
                 auth: RegistryAuth::Token {
                     realm: format!("https://{TOKEN_AUTH_HOST}/token"),
@@ -510,7 +584,11 @@ impl World {
                 EcrBackend::Embedded => {
                     let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
                     let emulator = Emulator::new(backend.addr);
-                    let server = emulator.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: "AWS emulator".into(), source })?;
+                    let server = emulator.clone().serve().await.map_err(|source| WorldError::Io {
+                        action: "serving",
+                        path: "AWS emulator".into(),
+                        source,
+                    })?;
                     StartedEcr::Embedded { backend, emulator, server }
                 }
                 EcrBackend::Container { image } => StartedEcr::LocalStack(Box::new(LocalStack::start(image).await?)),
@@ -525,10 +603,19 @@ impl World {
                 let service = vendor_backend_service(flavour);
                 let (vendor, identity) = vendor_of(flavour).await?;
                 let front = Front::new(vendor, backend.addr, service);
-                let server = front.clone().serve().await.map_err(|source| WorldError::Io { action: "serving", path: format!("{} front", flavour.host()).into(), source })?;
+                let server = front.clone().serve().await.map_err(|source| WorldError::Io {
+                    action: "serving",
+                    path: format!("{} front", flavour.host()).into(),
+                    source,
+                })?;
                 let identity = match identity {
                     Some(identity) => {
-                        let server = crate::bearer::serve_identity(identity.clone()).await.map_err(|source| WorldError::Io { action: "serving", path: format!("{} identity services", flavour.host()).into(), source })?;
+                        let server =
+                            crate::bearer::serve_identity(identity.clone()).await.map_err(|source| WorldError::Io {
+                                action: "serving",
+                                path: format!("{} identity services", flavour.host()).into(),
+                                source,
+                            })?;
                         Some((identity, server))
                     }
                     None => None,
@@ -552,7 +639,18 @@ impl World {
             let backend = if registry.tls { Backend::https(registry.addr) } else { Backend::http(registry.addr) };
             gateway.route(flavour.host(), Route::Terminate { backend: backend.named(&service) })?;
             services.push(Service { name: service.clone(), addr: registry.addr, tls: registry.tls });
-            targets.insert(flavour, TargetRegistry { flavour, backend: registry.addr, tls: registry.tls, host_header: None, service, user: user.clone(), admin });
+            targets.insert(
+                flavour,
+                TargetRegistry {
+                    flavour,
+                    backend: registry.addr,
+                    tls: registry.tls,
+                    host_header: None,
+                    service,
+                    user: user.clone(),
+                    admin,
+                },
+            );
             registries.push(registry);
             Ok::<_, WorldError>(())
         };
@@ -562,7 +660,10 @@ impl World {
         }
         let mut token_server = None;
         if let Some((registry, issuer, server)) = token {
-            gateway.route(TOKEN_AUTH_HOST, Route::Terminate { backend: Backend::http(server.addr).named("token server") })?;
+            gateway.route(
+                TOKEN_AUTH_HOST,
+                Route::Terminate { backend: Backend::http(server.addr).named("token server") },
+            )?;
             add(Flavour::Token, registry, Admin::Token(issuer))?;
             services.push(Service { name: "token server".into(), addr: server.addr, tls: false });
             token_server = Some(server);
@@ -581,14 +682,28 @@ impl World {
             let identity = identity.map(|(identity, server)| {
                 let name = format!("{} identity services", flavour.host());
                 services.push(Service { name: name.clone(), addr: server.addr, tls: false });
-                let routes = identity.hosts().iter().try_for_each(|host| gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named(&name) }));
-                identity_routes.extend(identity.hosts().iter().map(|host| (*host, (identity.clone(), server.addr, name.clone()))));
+                let routes = identity.hosts().iter().try_for_each(|host| {
+                    gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named(&name) })
+                });
+                identity_routes
+                    .extend(identity.hosts().iter().map(|host| (*host, (identity.clone(), server.addr, name.clone()))));
                 servers.push(server);
                 routes.map(|()| identity)
             });
             let identity = identity.transpose()?;
             services.push(Service { name: service.into(), addr: backend.addr, tls: false });
-            targets.insert(flavour, TargetRegistry { flavour, backend: backend.addr, tls: false, host_header: None, service: service.into(), user: user.clone(), admin: Admin::None });
+            targets.insert(
+                flavour,
+                TargetRegistry {
+                    flavour,
+                    backend: backend.addr,
+                    tls: false,
+                    host_header: None,
+                    service: service.into(),
+                    user: user.clone(),
+                    admin: Admin::None,
+                },
+            );
             let public_base = match flavour {
                 Flavour::Dockerhub => {
                     let repository = format!("{}/{}", front.public_prefix(), crate::dockerhub::PUBLIC_BASE);
@@ -604,28 +719,58 @@ impl World {
         match ecr {
             Some((StartedEcr::Embedded { backend, emulator, server }, ecr_login)) => {
                 for host in &aws_hosts {
-                    gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named("AWS emulator") })?;
+                    gateway
+                        .route(host, Route::Terminate { backend: Backend::http(server.addr).named("AWS emulator") })?;
                 }
                 // One IMDS address for two clouds: a vendor's identity service that serves it too
                 // (Azure's) answers its own paths there and hands the others to AWS's emulator.
                 if let Some((identity, addr, name)) = identity_routes.get(crate::aws::IMDS_HOST) {
                     identity.share_host(crate::aws::IMDS_HOST, server.addr);
-                    gateway.route(crate::aws::IMDS_HOST, Route::Terminate { backend: Backend::http(*addr).named(name) })?;
+                    gateway
+                        .route(crate::aws::IMDS_HOST, Route::Terminate { backend: Backend::http(*addr).named(name) })?;
                 }
                 services.push(Service { name: "AWS emulator".into(), addr: server.addr, tls: false });
                 services.push(Service { name: "ECR front backend".into(), addr: backend.addr, tls: false });
-                targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: backend.addr, tls: false, host_header: None, service: "ECR front backend".into(), user: user.clone(), admin: Admin::None });
+                targets.insert(
+                    Flavour::Ecr,
+                    TargetRegistry {
+                        flavour: Flavour::Ecr,
+                        backend: backend.addr,
+                        tls: false,
+                        host_header: None,
+                        service: "ECR front backend".into(),
+                        user: user.clone(),
+                        admin: Admin::None,
+                    },
+                );
                 registries.push(backend);
                 aws = Some(Aws { backend: AwsBackend::Embedded { emulator, server }, ecr_login });
             }
             Some((StartedEcr::LocalStack(localstack), ecr_login)) => {
                 for spec in scenarios.iter().filter_map(|s| s.aws.as_ref()) {
-                    gateway.route(&spec.api_host(), Route::Terminate { backend: Backend::http(localstack.endpoint).named("LocalStack") })?;
-                    let registry = Backend { host_header: Some(LocalStack::registry_host(&spec.account, &spec.region)), ..Backend::http(localstack.endpoint).named("LocalStack") };
+                    gateway.route(
+                        &spec.api_host(),
+                        Route::Terminate { backend: Backend::http(localstack.endpoint).named("LocalStack") },
+                    )?;
+                    let registry = Backend {
+                        host_header: Some(LocalStack::registry_host(&spec.account, &spec.region)),
+                        ..Backend::http(localstack.endpoint).named("LocalStack")
+                    };
                     gateway.route(&spec.registry_host(), Route::Terminate { backend: registry })?;
                 }
                 services.push(Service { name: "LocalStack".into(), addr: localstack.endpoint, tls: false });
-                targets.insert(Flavour::Ecr, TargetRegistry { flavour: Flavour::Ecr, backend: localstack.endpoint, tls: false, host_header: None, service: "LocalStack".into(), user: user.clone(), admin: Admin::None });
+                targets.insert(
+                    Flavour::Ecr,
+                    TargetRegistry {
+                        flavour: Flavour::Ecr,
+                        backend: localstack.endpoint,
+                        tls: false,
+                        host_header: None,
+                        service: "LocalStack".into(),
+                        user: user.clone(),
+                        admin: Admin::None,
+                    },
+                );
                 aws = Some(Aws { backend: AwsBackend::LocalStack(*localstack), ecr_login });
             }
             None => {}
@@ -653,7 +798,10 @@ impl World {
     /// gets, and what any other client of the world (the conformance suite) gets the same way.
     pub fn client_network(&self, session: &Session, no_other_certs: &Path) -> Vec<(String, String)> {
         let proxy = session.proxy_url();
-        let mut vars: Vec<(String, String)> = ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"].iter().map(|k| (k.to_string(), proxy.clone())).collect();
+        let mut vars: Vec<(String, String)> = ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"]
+            .iter()
+            .map(|k| (k.to_string(), proxy.clone()))
+            .collect();
         vars.push(("SSL_CERT_FILE".into(), self.ca_bundle.display().to_string()));
         vars.push(("SSL_CERT_DIR".into(), no_other_certs.display().to_string()));
         vars
@@ -661,8 +809,16 @@ impl World {
 
     /// Fetches `repository@digest` straight from the target's backend (not through the
     /// gateway) and checks the bytes hash to `digest`. `Ok(digest)` when they do.
-    pub(crate) async fn fetch_back(&self, flavour: Flavour, repository: &str, digest: &str) -> Result<String, NotFetched> {
-        let target = self.targets.get(&flavour).ok_or_else(|| NotFetched::Unreachable(format!("{} registry not started in this run", flavour.name())))?;
+    pub(crate) async fn fetch_back(
+        &self,
+        flavour: Flavour,
+        repository: &str,
+        digest: &str,
+    ) -> Result<String, NotFetched> {
+        let target = self
+            .targets
+            .get(&flavour)
+            .ok_or_else(|| NotFetched::Unreachable(format!("{} registry not started in this run", flavour.name())))?;
         let scheme = if target.tls { "https" } else { "http" };
         let url = format!("{scheme}://{}/v2/{repository}/manifests/{digest}", target.backend);
         let accept = [
@@ -679,18 +835,33 @@ impl World {
         request = match &target.admin {
             Admin::None => request,
             Admin::Basic(admin) => request.basic_auth(&admin.username, Some(&admin.password)),
-            Admin::Token(issuer) => request.bearer_auth(issuer.token("ko-matrix-admin", &[format!("repository:{repository}:pull")])),
+            Admin::Token(issuer) => {
+                request.bearer_auth(issuer.token("ko-matrix-admin", &[format!("repository:{repository}:pull")]))
+            }
         };
         // Not reaching its own registry, or reaching a broken one, is the harness's failure.
-        let unreachable = |e: reqwest::Error| NotFetched::Unreachable(format!("{} {} unreachable: GET {url}: {}", target.service, target.backend, error_chain(&e)));
+        let unreachable = |e: reqwest::Error| {
+            NotFetched::Unreachable(format!(
+                "{} {} unreachable: GET {url}: {}",
+                target.service,
+                target.backend,
+                error_chain(&e)
+            ))
+        };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let body = response.bytes().await.map_err(unreachable)?;
         if status.is_server_error() {
-            return Err(NotFetched::Unreachable(format!("{} {} answered {status} to GET {url}", target.service, target.backend)));
+            return Err(NotFetched::Unreachable(format!(
+                "{} {} answered {status} to GET {url}",
+                target.service, target.backend
+            )));
         }
         if !status.is_success() {
-            return Err(NotFetched::Missing(format!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body).trim())));
+            return Err(NotFetched::Missing(format!(
+                "GET {url} answered {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
         }
         let actual = base_image::digest(&body);
         if actual != digest {
@@ -726,7 +897,6 @@ impl World {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,11 +905,18 @@ mod tests {
     fn a_world_on_docker_or_localstack_needs_the_host_network() {
         let plan = |runtime, ecr_backend| WorldPlan { runtime, ecr_backend, notes: Vec::new() };
         assert_eq!(plan("process", None).host_network(), None);
-        assert_eq!(plan("process", Some(EcrBackend::Embedded)).host_network(), None, "the embedded ECR emulator is in-process");
+        assert_eq!(
+            plan("process", Some(EcrBackend::Embedded)).host_network(),
+            None,
+            "the embedded ECR emulator is in-process"
+        );
         assert!(plan("docker", None).host_network().unwrap().contains("Docker containers"));
         let container = plan("process", Some(EcrBackend::Container { image: "localstack/localstack-pro:4".into() }));
         assert!(container.host_network().unwrap().contains("LocalStack"));
         let attached = plan("process", Some(EcrBackend::Attach { endpoint: "127.0.0.1:4566".parse().unwrap() }));
-        assert_eq!(attached.host_network().unwrap(), "the LocalStack ECR backend at 127.0.0.1:4566 is on the host's loopback");
+        assert_eq!(
+            attached.host_network().unwrap(),
+            "the LocalStack ECR backend at 127.0.0.1:4566 is on the host's loopback"
+        );
     }
 }

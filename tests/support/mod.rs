@@ -73,7 +73,11 @@ async fn serve_one(mut stream: tokio::net::TcpStream, root: &Path, behaviour: Be
     let method = words.next().unwrap_or_default().to_string();
     let path = words.next().unwrap_or("/").trim_start_matches('/').to_string();
     let file = root.join(&path);
-    let body = if path.is_empty() { Some(b"release index".to_vec()) } else { std::fs::read(&file).ok().filter(|_| file.is_file()) };
+    let body = if path.is_empty() {
+        Some(b"release index".to_vec())
+    } else {
+        std::fs::read(&file).ok().filter(|_| file.is_file())
+    };
     let Some(body) = body else {
         stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found").await?;
         return Ok(());
@@ -113,7 +117,9 @@ pub fn write_release(root: &Path, version: &str, reports: &str) -> PathBuf {
     let archive_path = dir.join(&asset);
     let gz = flate2::write::GzEncoder::new(std::fs::File::create(&archive_path).unwrap(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
-    let script = format!("#!/bin/sh\nif [ \"$1\" = version ]; then echo {reports}; exit 0; fi\necho \"fake ko: $*\" >&2\nexit 2\n");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = version ]; then echo {reports}; exit 0; fi\necho \"fake ko: $*\" >&2\nexit 2\n"
+    );
     append(&mut tar, "ko", script.as_bytes(), 0o755);
     append(&mut tar, "LICENSE", b"Apache License 2.0\n", 0o644);
     // Incompressible padding so downloads are long enough to cut or stall in the middle.
@@ -201,7 +207,11 @@ pub fn processes_with_env(needle: &str) -> Vec<u32> {
 pub fn staging_dirs(cache: &Path) -> Vec<PathBuf> {
     let dir = cache.join("tools/ko");
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries.flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".staging-")).collect()
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".staging-"))
+        .collect()
 }
 
 /// The process listening on `addr` (TCP, IPv4), found through /proc: how a test kills one
@@ -219,7 +229,9 @@ pub fn pid_listening_on(addr: SocketAddr) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
         let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
         let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
-        fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == socket)).then_some(pid)
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == socket))
+            .then_some(pid)
     })
 }
 
@@ -230,5 +242,7 @@ pub fn kill_listener(addr: SocketAddr) {
     unsafe {
         libc::kill(pid as i32, libc::SIGKILL);
     }
-    wait_for(&format!("{addr} to refuse connections"), Duration::from_secs(10), || std::net::TcpStream::connect(addr).is_err());
+    wait_for(&format!("{addr} to refuse connections"), Duration::from_secs(10), || {
+        std::net::TcpStream::connect(addr).is_err()
+    });
 }

@@ -47,9 +47,16 @@ fn parse_amz_date(text: &str) -> Option<OffsetDateTime> {
 }
 
 /// Which of the cell's keys signed this `service` request for `region`.
-pub(crate) fn authenticate(cell: Option<&AwsCell>, region: &str, service: &str, parts: &Parts, body: &[u8]) -> Result<AccessKey, AuthFailure> {
+pub(crate) fn authenticate(
+    cell: Option<&AwsCell>,
+    region: &str,
+    service: &str,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<AccessKey, AuthFailure> {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let auth = Authorization::parse(header("authorization").ok_or(AuthFailure::Missing)?).map_err(|e| AuthFailure::Incomplete(e.to_string()))?;
+    let auth = Authorization::parse(header("authorization").ok_or(AuthFailure::Missing)?)
+        .map_err(|e| AuthFailure::Incomplete(e.to_string()))?;
     let key = cell.and_then(|c| c.key(&auth.access_key)).ok_or(AuthFailure::UnknownKey)?;
     if header("x-amz-security-token") != key.session_token.as_deref() {
         return Err(AuthFailure::UnknownKey);
@@ -62,18 +69,45 @@ pub(crate) fn authenticate(cell: Option<&AwsCell>, region: &str, service: &str, 
         return Err(AuthFailure::Scope(format!("Credential should be scoped to correct service: '{service}'. ")));
     }
     if auth.region != region {
-        return Err(AuthFailure::Scope(format!("Credential should be scoped to a valid region, not '{}'. ", auth.region)));
+        return Err(AuthFailure::Scope(format!(
+            "Credential should be scoped to a valid region, not '{}'. ",
+            auth.region
+        )));
     }
-    let amz_date = header("x-amz-date").ok_or_else(|| AuthFailure::Incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into()))?;
-    let signed_at = parse_amz_date(amz_date).ok_or_else(|| AuthFailure::Incomplete(format!("Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")))?;
+    let amz_date = header("x-amz-date").ok_or_else(|| {
+        AuthFailure::Incomplete(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into(),
+        )
+    })?;
+    let signed_at = parse_amz_date(amz_date).ok_or_else(|| {
+        AuthFailure::Incomplete(format!("Date must be in ISO-8601 'basic format'. Got '{amz_date}'."))
+    })?;
     if signed_at < now - SKEW {
-        return Err(AuthFailure::Skew(format!("Signature expired: {amz_date} is now earlier than {} ({} - 15 min.)", amz_basic(now - SKEW), amz_basic(now))));
+        return Err(AuthFailure::Skew(format!(
+            "Signature expired: {amz_date} is now earlier than {} ({} - 15 min.)",
+            amz_basic(now - SKEW),
+            amz_basic(now)
+        )));
     }
     if signed_at > now + SKEW {
-        return Err(AuthFailure::Skew(format!("Signature not yet current: {amz_date} is still later than {} ({} + 15 min.)", amz_basic(now + SKEW), amz_basic(now))));
+        return Err(AuthFailure::Skew(format!(
+            "Signature not yet current: {amz_date} is still later than {} ({} + 15 min.)",
+            amz_basic(now + SKEW),
+            amz_basic(now)
+        )));
     }
-    let headers: Vec<(String, String)> = parts.headers.iter().map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
-    let request = SignedRequest { method: parts.method.as_str(), path: parts.uri.path(), query: parts.uri.query().unwrap_or(""), headers: &headers, body };
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let request = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body,
+    };
     if !sigv4::verify(&request, &auth, amz_date, &key.secret) {
         return Err(AuthFailure::BadSignature);
     }

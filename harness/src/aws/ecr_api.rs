@@ -64,7 +64,13 @@ fn auth_error(failure: AuthFailure) -> AwsError {
     err(code, message)
 }
 
-pub(crate) async fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: &str, parts: &Parts, body: Bytes) -> Response<Body> {
+pub(crate) async fn handle(
+    emulator: &Emulator,
+    cell: Option<&AwsCell>,
+    region: &str,
+    parts: &Parts,
+    body: Bytes,
+) -> Response<Body> {
     let key = match authenticate(cell, region, "ecr", parts, &body) {
         Ok(key) => key,
         Err(failure) => return error_response(auth_error(failure)),
@@ -90,7 +96,9 @@ pub(crate) async fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: 
         Some("DescribeImages") => describe_images(cell, &input),
         Some("ListImages") => list_images(cell, &input),
         Some("BatchGetImage") => batch_get_image(emulator, cell, &input).await,
-        Some(other) => Err(err("UnknownOperationException", format!("The ko-matrix ECR emulator does not implement {other}"))),
+        Some(other) => {
+            Err(err("UnknownOperationException", format!("The ko-matrix ECR emulator does not implement {other}")))
+        }
         None => Err(err("UnknownOperationException", format!("unknown target `{target}`"))),
     };
     match result {
@@ -137,7 +145,10 @@ fn repository_json(cell: &AwsCell, region: &str, name: &str, repo: &Repository) 
 }
 
 fn not_found(cell: &AwsCell, name: &str) -> AwsError {
-    err("RepositoryNotFoundException", format!("The repository with name '{name}' does not exist in the registry with id '{}'", cell.spec.account))
+    err(
+        "RepositoryNotFoundException",
+        format!("The repository with name '{name}' does not exist in the registry with id '{}'", cell.spec.account),
+    )
 }
 
 fn repository_name(input: &Value) -> Result<String, AwsError> {
@@ -165,7 +176,10 @@ fn create_repository(cell: &AwsCell, region: &str, input: &Value) -> Result<Valu
     }
     let mut repos = cell.repositories.lock().expect("repositories lock");
     if repos.contains_key(&name) {
-        return Err(err("RepositoryAlreadyExistsException", format!("The repository with name '{name}' already exists in the registry with id '{}'", cell.spec.account)));
+        return Err(err(
+            "RepositoryAlreadyExistsException",
+            format!("The repository with name '{name}' already exists in the registry with id '{}'", cell.spec.account),
+        ));
     }
     let repo = Repository { created_at: OffsetDateTime::now_utc(), images: Vec::new() };
     let value = repository_json(cell, region, &name, &repo);
@@ -175,7 +189,10 @@ fn create_repository(cell: &AwsCell, region: &str, input: &Value) -> Result<Valu
 
 fn describe_repositories(cell: &AwsCell, region: &str, input: &Value) -> Result<Value, AwsError> {
     let repos = cell.repositories.lock().expect("repositories lock");
-    let wanted: Option<Vec<String>> = input.get("repositoryNames").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
+    let wanted: Option<Vec<String>> = input
+        .get("repositoryNames")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
     let list: Vec<Value> = match wanted {
         Some(names) => {
             let mut out = Vec::new();
@@ -193,7 +210,16 @@ fn describe_repositories(cell: &AwsCell, region: &str, input: &Value) -> Result<
 /// The `imageIds` of a request as (digest, tag) pairs.
 fn image_ids(input: &Value) -> Option<Vec<(Option<String>, Option<String>)>> {
     let ids = input.get("imageIds")?.as_array()?;
-    Some(ids.iter().map(|id| (id.get("imageDigest").and_then(Value::as_str).map(str::to_string), id.get("imageTag").and_then(Value::as_str).map(str::to_string))).collect())
+    Some(
+        ids.iter()
+            .map(|id| {
+                (
+                    id.get("imageDigest").and_then(Value::as_str).map(str::to_string),
+                    id.get("imageTag").and_then(Value::as_str).map(str::to_string),
+                )
+            })
+            .collect(),
+    )
 }
 
 fn describe_images(cell: &AwsCell, input: &Value) -> Result<Value, AwsError> {
@@ -203,7 +229,10 @@ fn describe_images(cell: &AwsCell, input: &Value) -> Result<Value, AwsError> {
     let wanted = image_ids(input);
     let mut details = Vec::new();
     for image in &repo.images {
-        let selected = wanted.as_ref().is_none_or(|ids| ids.iter().any(|(d, t)| d.as_ref() == Some(&image.digest) || t.as_ref().is_some_and(|t| image.tags.contains(t))));
+        let selected = wanted.as_ref().is_none_or(|ids| {
+            ids.iter()
+                .any(|(d, t)| d.as_ref() == Some(&image.digest) || t.as_ref().is_some_and(|t| image.tags.contains(t)))
+        });
         if !selected {
             continue;
         }
@@ -255,7 +284,8 @@ async fn batch_get_image(emulator: &Emulator, cell: &AwsCell, input: &Value) -> 
     let mut images = Vec::new();
     let mut failures = Vec::new();
     for (digest, tag) in image_ids(input).unwrap_or_default() {
-        let found = known.iter().find(|(d, tags)| digest.as_ref() == Some(d) || tag.as_ref().is_some_and(|t| tags.contains(t)));
+        let found =
+            known.iter().find(|(d, tags)| digest.as_ref() == Some(d) || tag.as_ref().is_some_and(|t| tags.contains(t)));
         let Some((found_digest, _)) = found else {
             failures.push(json!({ "imageId": { "imageDigest": digest, "imageTag": tag }, "failureCode": "ImageNotFound", "failureReason": "Requested image not found" }));
             continue;
@@ -268,7 +298,9 @@ async fn batch_get_image(emulator: &Emulator, cell: &AwsCell, input: &Value) -> 
                 }
                 images.push(json!({ "registryId": cell.spec.account, "repositoryName": name, "imageId": id, "imageManifest": manifest, "imageManifestMediaType": media_type }));
             }
-            Err(e) => return Err(AwsError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "ServerException", message: e }),
+            Err(e) => {
+                return Err(AwsError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "ServerException", message: e })
+            }
         }
     }
     Ok(json!({ "images": images, "failures": failures }))
@@ -287,5 +319,4 @@ mod tests {
         assert!(!valid_repository_name("team//app"));
         assert!(!valid_repository_name("-app"));
     }
-
 }

@@ -15,12 +15,13 @@ use time::OffsetDateTime;
 use crate::grants::Refusal;
 
 use super::iam;
-use crate::gateway::INFRA_HEADER;
-use crate::registry_front::{distribution_error, split_repository};
 use super::state::{AwsCell, ImageRecord, RegistryPassword};
 use super::{full, Body, Emulator};
+use crate::gateway::INFRA_HEADER;
+use crate::registry_front::{distribution_error, split_repository};
 
-pub(crate) const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+pub(crate) const MANIFEST_TYPES: &str =
+    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// ECR's answer to a request without credentials.
@@ -29,13 +30,22 @@ fn challenge(host: &str) -> Response<Body> {
     *response.status_mut() = StatusCode::UNAUTHORIZED;
     let headers = response.headers_mut();
     headers.insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
-    headers.insert("www-authenticate", format!("Basic realm=\"https://{host}/\",service=\"ecr.amazonaws.com\"").parse().expect("valid header"));
+    headers.insert(
+        "www-authenticate",
+        format!("Basic realm=\"https://{host}/\",service=\"ecr.amazonaws.com\"").parse().expect("valid header"),
+    );
     headers.insert("content-type", "text/plain; charset=utf-8".parse().expect("static header"));
     response
 }
 
 /// Checks `Authorization: Basic AWS:<password>`; `Err` is the response to send.
-fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: &str, req: &Request<Incoming>) -> Result<RegistryPassword, Box<Response<Body>>> {
+fn check_credentials(
+    cell: Option<&AwsCell>,
+    host: &str,
+    account: &str,
+    region: &str,
+    req: &Request<Incoming>,
+) -> Result<RegistryPassword, Box<Response<Body>>> {
     let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) else {
         return Err(Box::new(challenge(host)));
     };
@@ -48,7 +58,13 @@ fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: 
     let issued = match cell.check_password(&password) {
         Ok(issued) => issued,
         Err(Refusal::Unknown) => return Err(Box::new(invalid())),
-        Err(Refusal::Expired) => return Err(Box::new(distribution_error(StatusCode::FORBIDDEN, "DENIED", "Your authorization token has expired. Reauthenticate and try again."))),
+        Err(Refusal::Expired) => {
+            return Err(Box::new(distribution_error(
+                StatusCode::FORBIDDEN,
+                "DENIED",
+                "Your authorization token has expired. Reauthenticate and try again.",
+            )))
+        }
     };
     if user != "AWS" || issued.account != account || issued.region != region {
         return Err(Box::new(invalid()));
@@ -56,7 +72,14 @@ fn check_credentials(cell: Option<&AwsCell>, host: &str, account: &str, region: 
     Ok(issued)
 }
 
-pub(crate) async fn handle(emulator: &Emulator, cell: Option<Arc<AwsCell>>, host: &str, account: &str, region: &str, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(
+    emulator: &Emulator,
+    cell: Option<Arc<AwsCell>>,
+    host: &str,
+    account: &str,
+    region: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let issued = match check_credentials(cell.as_deref(), host, account, region, &req) {
         Ok(issued) => issued,
         Err(response) => return *response,
@@ -65,7 +88,9 @@ pub(crate) async fn handle(emulator: &Emulator, cell: Option<Arc<AwsCell>>, host
     let path = req.uri().path().to_string();
     if path == "/v2/" || path == "/v2" {
         let mut response = Response::new(full(Bytes::from_static(b"{}")));
-        response.headers_mut().insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
+        response
+            .headers_mut()
+            .insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
         return response;
     }
     let Some((repository, rest)) = split_repository(&path) else {
@@ -74,12 +99,14 @@ pub(crate) async fn handle(emulator: &Emulator, cell: Option<Arc<AwsCell>>, host
     let repository = repository.to_string();
     let action = iam::registry_action(req.method().as_str(), rest);
     if !iam::allows(&issued.allow, action) {
-        let message = iam::denial(&issued.arn, action, &format!("arn:aws:ecr:{region}:{account}:repository/{repository}"));
+        let message =
+            iam::denial(&issued.arn, action, &format!("arn:aws:ecr:{region}:{account}:repository/{repository}"));
         cell.record_denial(message.clone());
         return distribution_error(StatusCode::FORBIDDEN, "DENIED", &message);
     }
     if !cell.repositories.lock().expect("repositories lock").contains_key(&repository) {
-        let message = format!("The repository with name '{repository}' does not exist in the registry with id '{account}'");
+        let message =
+            format!("The repository with name '{repository}' does not exist in the registry with id '{account}'");
         return distribution_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message);
     }
     forward(emulator, &cell, &repository, rest, req).await
@@ -87,7 +114,13 @@ pub(crate) async fn handle(emulator: &Emulator, cell: Option<Arc<AwsCell>>, host
 
 /// Sends the request to the backend under the cell's prefix, with ECR's own touches: a
 /// PATCH answered 201, pushed manifests remembered for the API.
-async fn forward(emulator: &Emulator, cell: &AwsCell, repository: &str, rest: &str, req: Request<Incoming>) -> Response<Body> {
+async fn forward(
+    emulator: &Emulator,
+    cell: &AwsCell,
+    repository: &str,
+    rest: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
     let is_manifest_put = method == Method::PUT && rest.starts_with("/manifests/");
@@ -113,7 +146,8 @@ async fn forward(emulator: &Emulator, cell: &AwsCell, repository: &str, rest: &s
         parts.status = StatusCode::CREATED;
     }
     if let (Some(manifest), true) = (manifest, parts.status == StatusCode::CREATED) {
-        let digest = parts.headers.get("docker-content-digest").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let digest =
+            parts.headers.get("docker-content-digest").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let reference = rest.trim_start_matches("/manifests/");
         record_image(cell, repository, &digest, reference, &content_type, &manifest);
     }

@@ -33,7 +33,11 @@ mod tests {
     fn registry_calls_map_to_ecr_actions() {
         assert_eq!(registry_action("POST", "/blobs/uploads/"), "ecr:InitiateLayerUpload");
         assert_eq!(registry_action("HEAD", "/blobs/sha256:ab"), "ecr:BatchCheckLayerAvailability");
-        assert_eq!(registry_action("DELETE", "/manifests/sha256:ab"), "ecr:BatchDeleteImage", "deleting is not reading");
+        assert_eq!(
+            registry_action("DELETE", "/manifests/sha256:ab"),
+            "ecr:BatchDeleteImage",
+            "deleting is not reading"
+        );
         assert_eq!(registry_action("GET", "/manifests/latest"), "ecr:BatchGetImage");
         assert_eq!(registry_action("PUT", "/manifests/latest"), "ecr:PutImage");
         assert_eq!(registry_action("HEAD", "/manifests/latest"), "ecr:BatchGetImage");

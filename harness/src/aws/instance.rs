@@ -63,7 +63,8 @@ pub fn imds(cell: Option<&AwsCell>, parts: &Parts) -> Response<Body> {
     match path.strip_prefix(CREDENTIALS_PATH) {
         Some("") => plain(StatusCode::OK, role.clone()),
         Some(name) if name == role => {
-            let key = cell.issue_role_session("i-0ko0matrix0instance", time::Duration::hours(6)).expect("the role exists");
+            let key =
+                cell.issue_role_session("i-0ko0matrix0instance", time::Duration::hours(6)).expect("the role exists");
             json_response(StatusCode::OK, role_credentials(&key))
         }
         _ => not_found(),
@@ -72,9 +73,13 @@ pub fn imds(cell: Option<&AwsCell>, parts: &Parts) -> Response<Body> {
 
 /// The container credentials endpoint: `GET /ecs/<session>/credentials` with the token.
 pub(crate) fn container_credentials(cell: Option<&AwsCell>, parts: &Parts) -> Response<Body> {
-    let denied = |message: &str| json_response(StatusCode::UNAUTHORIZED, json!({ "code": "AccessDenied", "message": message }));
+    let denied =
+        |message: &str| json_response(StatusCode::UNAUTHORIZED, json!({ "code": "AccessDenied", "message": message }));
     let Some(cell) = cell.filter(|c| c.spec.container_credentials && c.spec.role.is_some()) else {
-        return json_response(StatusCode::NOT_FOUND, json!({ "code": "NotFound", "message": "no container credentials for this cell" }));
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({ "code": "NotFound", "message": "no container credentials for this cell" }),
+        );
     };
     let presented = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
     if presented != Some(cell.container_token.as_str()) {

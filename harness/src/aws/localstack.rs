@@ -43,9 +43,13 @@ pub enum LocalStackError {
 pub enum EcrBackend {
     Embedded,
     /// Start `image` through testcontainers.
-    Container { image: String },
+    Container {
+        image: String,
+    },
     /// Use the LocalStack at this edge endpoint.
-    Attach { endpoint: SocketAddr },
+    Attach {
+        endpoint: SocketAddr,
+    },
 }
 
 /// What the machine offers, for the choice.
@@ -57,7 +61,12 @@ pub struct Facilities {
 
 /// Picks the backend. An explicit `localstack` that cannot run fails with one line saying
 /// why; `auto` falls back to the embedded emulator and says so (the note).
-pub fn choose(choice: EcrBackendChoice, endpoint: Option<&str>, image: &str, here: Facilities) -> Result<(EcrBackend, Option<String>), LocalStackError> {
+pub fn choose(
+    choice: EcrBackendChoice,
+    endpoint: Option<&str>,
+    image: &str,
+    here: Facilities,
+) -> Result<(EcrBackend, Option<String>), LocalStackError> {
     let attach = |endpoint: &str| -> Result<EcrBackend, LocalStackError> {
         let trimmed = endpoint.trim_start_matches("http://").trim_end_matches('/');
         let addr: SocketAddr = trimmed.parse().map_err(|_| LocalStackError::BadEndpoint(endpoint.to_string()))?;
@@ -89,7 +98,10 @@ pub fn choose(choice: EcrBackendChoice, endpoint: Option<&str>, image: &str, her
                 (_, false) => format!("{AUTH_TOKEN_ENV} is not set"),
                 (Err(reason), true) => format!("no Docker engine answers ({reason})"),
             };
-            Ok((EcrBackend::Embedded, Some(format!("ecr.backend = \"auto\": using the embedded ECR emulator, since {why}"))))
+            Ok((
+                EcrBackend::Embedded,
+                Some(format!("ecr.backend = \"auto\": using the embedded ECR emulator, since {why}")),
+            ))
         }
     }
 }
@@ -147,7 +159,11 @@ impl LocalStack {
             .await
             .map_err(start_error)?;
         let port = container.get_host_port_ipv4(EDGE_PORT).await.map_err(start_error)?;
-        Ok(LocalStack { endpoint: SocketAddr::from(([127, 0, 0, 1], port)), client: client(), _container: Some(Box::new(container)) })
+        Ok(LocalStack {
+            endpoint: SocketAddr::from(([127, 0, 0, 1], port)),
+            client: client(),
+            _container: Some(Box::new(container)),
+        })
     }
 
     /// The `Host` LocalStack serves `account`'s registry in `region` under.
@@ -162,7 +178,8 @@ impl LocalStack {
         let cell = LocalStackCell {
             access_key_id: spec.account.clone(),
             secret: "ko-matrix-localstack".into(),
-            session_token: (spec.credentials == CredentialKind::Session).then(|| "ko-matrix-localstack-session".to_string()),
+            session_token: (spec.credentials == CredentialKind::Session)
+                .then(|| "ko-matrix-localstack-session".to_string()),
             password: String::new(),
         };
         for repository in &spec.repositories {
@@ -173,15 +190,24 @@ impl LocalStack {
             }
         }
         let (status, body) = self.call(spec, &cell, "GetAuthorizationToken", "{}").await?;
-        let token = serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["authorizationData"][0]["authorizationToken"].as_str().map(str::to_string));
+        let token = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["authorizationData"][0]["authorizationToken"].as_str().map(str::to_string));
         let token = token.ok_or_else(|| format!("GetAuthorizationToken on LocalStack: {status} {body}"))?;
         let decoded = base64::engine::general_purpose::STANDARD.decode(token).map_err(|e| e.to_string())?;
-        let password = String::from_utf8_lossy(&decoded).split_once(':').map(|(_, p)| p.to_string()).unwrap_or_default();
+        let password =
+            String::from_utf8_lossy(&decoded).split_once(':').map(|(_, p)| p.to_string()).unwrap_or_default();
         Ok(LocalStackCell { password, ..cell })
     }
 
     /// A SigV4-signed ECR API call to LocalStack, as a client of `api.ecr.<region>` would make.
-    async fn call(&self, spec: &AwsSpec, cell: &LocalStackCell, operation: &str, body: &str) -> Result<(reqwest::StatusCode, String), String> {
+    async fn call(
+        &self,
+        spec: &AwsSpec,
+        cell: &LocalStackCell,
+        operation: &str,
+        body: &str,
+    ) -> Result<(reqwest::StatusCode, String), String> {
         let host = spec.api_host();
         let amz_date = time::OffsetDateTime::now_utc()
             .format(&time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
@@ -197,7 +223,11 @@ impl LocalStack {
         }
         let request = SignedRequest { method: "POST", path: "/", query: "", headers: &headers, body: body.as_bytes() };
         let authorization = sigv4::sign(&request, &cell.access_key_id, &cell.secret, &amz_date, &spec.region, "ecr");
-        let mut call = self.client.post(format!("http://{}/", self.endpoint)).header("authorization", authorization).body(body.to_string());
+        let mut call = self
+            .client
+            .post(format!("http://{}/", self.endpoint))
+            .header("authorization", authorization)
+            .body(body.to_string());
         for (name, value) in &headers {
             call = call.header(name, value);
         }
@@ -208,7 +238,11 @@ impl LocalStack {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("static reqwest configuration is valid")
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("static reqwest configuration is valid")
 }
 
 /// Why LocalStack cannot express `scenario`, if it cannot: it accepts any credentials
@@ -220,7 +254,11 @@ pub(crate) fn cannot_express(scenario: &Scenario) -> Option<String> {
         "expired session credentials"
     } else if scenario.env.get("AWS_ACCESS_KEY_ID").is_some_and(|v| !v.contains("${")) {
         "an access key the scenario names literally (one AWS would not know)"
-    } else if scenario.docker_config.as_ref().is_some_and(|d| d.auths.values().any(|c| c.password.contains("ECR_EXPIRED_PASSWORD"))) {
+    } else if scenario
+        .docker_config
+        .as_ref()
+        .is_some_and(|d| d.auths.values().any(|c| c.password.contains("ECR_EXPIRED_PASSWORD")))
+    {
         "an expired registry password"
     } else {
         return None;
@@ -234,7 +272,10 @@ mod tests {
     use crate::config::DEFAULT_LOCALSTACK_IMAGE;
 
     fn here(token: bool, docker: bool) -> Facilities {
-        let absent = NoDockerEngine::Socket { socket: "/var/run/docker.sock".into(), error: std::io::Error::from_raw_os_error(2) };
+        let absent = NoDockerEngine::Socket {
+            socket: "/var/run/docker.sock".into(),
+            error: std::io::Error::from_raw_os_error(2),
+        };
         Facilities { auth_token: token, docker: if docker { Ok(()) } else { Err(absent) } }
     }
 
@@ -243,9 +284,13 @@ mod tests {
         let image = DEFAULT_LOCALSTACK_IMAGE;
         let container = EcrBackend::Container { image: image.into() };
         // Embedded is always embedded.
-        assert_eq!(choose(EcrBackendChoice::Embedded, None, image, here(true, true)).unwrap(), (EcrBackend::Embedded, None));
+        assert_eq!(
+            choose(EcrBackendChoice::Embedded, None, image, here(true, true)).unwrap(),
+            (EcrBackend::Embedded, None)
+        );
         // Explicit LocalStack: an endpoint wins; otherwise token and engine are both needed.
-        let attached = choose(EcrBackendChoice::Localstack, Some("http://127.0.0.1:4566"), image, here(false, false)).unwrap();
+        let attached =
+            choose(EcrBackendChoice::Localstack, Some("http://127.0.0.1:4566"), image, here(false, false)).unwrap();
         assert_eq!(attached.0, EcrBackend::Attach { endpoint: "127.0.0.1:4566".parse().unwrap() });
         assert_eq!(choose(EcrBackendChoice::Localstack, None, image, here(true, true)).unwrap().0, container);
         let no_token = choose(EcrBackendChoice::Localstack, None, image, here(false, true)).unwrap_err().to_string();
@@ -256,11 +301,21 @@ mod tests {
         // Auto: LocalStack where possible, else embedded with one note saying why.
         assert_eq!(choose(EcrBackendChoice::Auto, None, image, here(true, true)).unwrap(), (container, None));
         let (backend, note) = choose(EcrBackendChoice::Auto, None, image, here(false, true)).unwrap();
-        assert_eq!((backend, note.unwrap()), (EcrBackend::Embedded, "ecr.backend = \"auto\": using the embedded ECR emulator, since LOCALSTACK_AUTH_TOKEN is not set".to_string()));
+        assert_eq!(
+            (backend, note.unwrap()),
+            (
+                EcrBackend::Embedded,
+                "ecr.backend = \"auto\": using the embedded ECR emulator, since LOCALSTACK_AUTH_TOKEN is not set"
+                    .to_string()
+            )
+        );
         let (_, note) = choose(EcrBackendChoice::Auto, None, image, here(true, false)).unwrap();
         assert!(note.unwrap().contains("no Docker engine answers"));
         // Endpoints stay on loopback.
-        assert!(choose(EcrBackendChoice::Localstack, Some("http://10.0.0.5:4566"), image, here(false, false)).unwrap_err().to_string().contains("not on loopback"));
+        assert!(choose(EcrBackendChoice::Localstack, Some("http://10.0.0.5:4566"), image, here(false, false))
+            .unwrap_err()
+            .to_string()
+            .contains("not on loopback"));
         assert!(choose(EcrBackendChoice::Auto, Some("localstack:4566"), image, here(false, false)).is_err());
     }
 
@@ -270,8 +325,13 @@ mod tests {
             let text = format!("description = \"d\"\n[target]\nregistry = \"ecr\"\n[aws]\n{aws}\n[env]\n{env}\n");
             Scenario::parse("ecr/x", std::path::Path::new("x.toml"), &text).unwrap()
         };
-        assert!(cannot_express(&parse("credentials = \"expired-session\"", "")).unwrap().contains("expired session credentials"));
+        assert!(cannot_express(&parse("credentials = \"expired-session\"", ""))
+            .unwrap()
+            .contains("expired session credentials"));
         assert!(cannot_express(&parse("", "AWS_ACCESS_KEY_ID = \"AKIAUNKNOWN\"")).unwrap().contains("literally"));
-        assert_eq!(cannot_express(&parse("credentials = \"session\"", "AWS_ACCESS_KEY_ID = \"${AWS_ACCESS_KEY_ID}\"")), None);
+        assert_eq!(
+            cannot_express(&parse("credentials = \"session\"", "AWS_ACCESS_KEY_ID = \"${AWS_ACCESS_KEY_ID}\"")),
+            None
+        );
     }
 }

@@ -36,7 +36,9 @@ pub(crate) use crate::registry_front::{full, Body};
 
 /// `Date` header format.
 pub(crate) fn http_date(t: OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
     t.format(&f).expect("UTC formats")
 }
 
@@ -118,7 +120,11 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn new(backend: SocketAddr) -> Arc<Emulator> {
-        Arc::new(Emulator { cells: RwLock::new(HashMap::new()), oidc: oidc::OidcIssuer::new(), backend: Backend::new(backend, "ECR front backend") })
+        Arc::new(Emulator {
+            cells: RwLock::new(HashMap::new()),
+            oidc: oidc::OidcIssuer::new(),
+            backend: Backend::new(backend, "ECR front backend"),
+        })
     }
 
     /// Gives the cell behind gateway session `session` its AWS world.
@@ -155,7 +161,13 @@ impl Emulator {
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
         // Container credentials are fetched straight from loopback (SDKs never proxy it),
         // so the cell is named in the path rather than by the gateway.
-        if let Some(session) = req.uri().path().strip_prefix("/ecs/").and_then(|r| r.strip_suffix("/credentials")).and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(session) = req
+            .uri()
+            .path()
+            .strip_prefix("/ecs/")
+            .and_then(|r| r.strip_suffix("/credentials"))
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             let cell = self.cells.read().expect("cells lock").get(&session).cloned();
             return instance::container_credentials(cell.as_deref(), &req.into_parts().0);
         }
@@ -176,17 +188,28 @@ impl Emulator {
                     Err(_) => plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
                 }
             }
-            Some(AwsHost::EcrRegistry { account, region }) => ecr_registry::handle(self, cell, &host, &account, &region, req).await,
+            Some(AwsHost::EcrRegistry { account, region }) => {
+                ecr_registry::handle(self, cell, &host, &account, &region, req).await
+            }
             None => plain(StatusCode::NOT_FOUND, format!("ko-matrix AWS emulator: no service at {host}")),
         }
     }
 
     /// The manifest stored for `cell`'s `repository` at `reference`, with its media type.
-    pub(crate) async fn backend_manifest(&self, cell: &AwsCell, repository: &str, reference: &str) -> Result<(String, String), String> {
+    pub(crate) async fn backend_manifest(
+        &self,
+        cell: &AwsCell,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(String, String), String> {
         let uri = format!("http://{}/v2/{}/{repository}/manifests/{reference}", self.backend.addr, cell.backend_prefix);
-        let req = Request::get(&uri).header("accept", ecr_registry::MANIFEST_TYPES).body(full(Bytes::new())).expect("a valid request");
+        let req = Request::get(&uri)
+            .header("accept", ecr_registry::MANIFEST_TYPES)
+            .body(full(Bytes::new()))
+            .expect("a valid request");
         let response = self.backend.client().request(req).await.map_err(|e| format!("GET {uri}: {e}"))?;
-        let media_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let media_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let status = response.status();
         let body = response.into_body().collect().await.map_err(|e| format!("GET {uri}: {e}"))?.to_bytes();
         if !status.is_success() {
@@ -208,7 +231,10 @@ mod tests {
 
     #[test]
     fn aws_hosts() {
-        assert_eq!(AwsHost::parse("api.ecr.us-east-1.amazonaws.com"), Some(AwsHost::EcrApi { region: "us-east-1".into() }));
+        assert_eq!(
+            AwsHost::parse("api.ecr.us-east-1.amazonaws.com"),
+            Some(AwsHost::EcrApi { region: "us-east-1".into() })
+        );
         assert_eq!(
             AwsHost::parse("123456789012.dkr.ecr.eu-west-1.amazonaws.com:443"),
             Some(AwsHost::EcrRegistry { account: "123456789012".into(), region: "eu-west-1".into() })
@@ -226,7 +252,10 @@ mod tests {
             AwsHost::parse("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"),
             Some(AwsHost::EcrRegistry { account: "123456789012".into(), region: "cn-north-1".into() })
         );
-        assert_eq!(AwsHost::parse("api.ecr.cn-north-1.amazonaws.com.cn"), Some(AwsHost::EcrApi { region: "cn-north-1".into() }));
+        assert_eq!(
+            AwsHost::parse("api.ecr.cn-north-1.amazonaws.com.cn"),
+            Some(AwsHost::EcrApi { region: "cn-north-1".into() })
+        );
     }
 
     #[test]

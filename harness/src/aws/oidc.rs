@@ -26,15 +26,23 @@ impl OidcIssuer {
     pub fn new() -> OidcIssuer {
         let key = rcgen::KeyPair::generate().expect("P-256 keys generate");
         OidcIssuer {
-            encoding: jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).expect("rcgen writes PKCS#8"),
-            decoding: jsonwebtoken::DecodingKey::from_ec_pem(key.public_key_pem().as_bytes()).expect("rcgen writes SPKI"),
+            encoding: jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes())
+                .expect("rcgen writes PKCS#8"),
+            decoding: jsonwebtoken::DecodingKey::from_ec_pem(key.public_key_pem().as_bytes())
+                .expect("rcgen writes SPKI"),
         }
     }
 
     /// A token for `subject`, valid for `ttl_secs` (negative: already expired).
     pub fn mint(&self, subject: &str, audience: &str, ttl_secs: i64) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let claims = Claims { iss: ISSUER.into(), sub: subject.into(), aud: audience.into(), exp: now + ttl_secs, iat: now.min(now + ttl_secs) - 60 };
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: subject.into(),
+            aud: audience.into(),
+            exp: now + ttl_secs,
+            iat: now.min(now + ttl_secs) - 60,
+        };
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some("ko-matrix".into());
         jsonwebtoken::encode(&header, &claims, &self.encoding).expect("ES256 signing with a valid key succeeds")
@@ -94,9 +102,16 @@ mod tests {
         let (code, message) = issuer.verify(&issuer.mint("ci", STS_AUDIENCE, -120)).unwrap_err();
         assert_eq!(code, "ExpiredTokenException");
         assert!(message.starts_with("Token expired: current date/time "), "{message}");
-        assert_eq!(issuer.verify(&issuer.mint("ci", "api://AzureADTokenExchange", 600)).unwrap_err(), ("InvalidIdentityToken", "Incorrect token audience".to_string()));
+        assert_eq!(
+            issuer.verify(&issuer.mint("ci", "api://AzureADTokenExchange", 600)).unwrap_err(),
+            ("InvalidIdentityToken", "Incorrect token audience".to_string())
+        );
         let other = OidcIssuer::new();
-        assert_eq!(other.verify(&issuer.mint("ci", STS_AUDIENCE, 600)).unwrap_err().0, "InvalidIdentityToken", "another issuer's key does not verify");
+        assert_eq!(
+            other.verify(&issuer.mint("ci", STS_AUDIENCE, 600)).unwrap_err().0,
+            "InvalidIdentityToken",
+            "another issuer's key does not verify"
+        );
         assert_eq!(issuer.verify("not.a.jwt").unwrap_err().0, "InvalidIdentityToken");
     }
 }

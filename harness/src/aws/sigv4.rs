@@ -32,7 +32,9 @@ pub enum SigError {
 
 impl Authorization {
     pub fn parse(value: &str) -> Result<Authorization, SigError> {
-        let rest = value.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(|| SigError::Malformed("not AWS4-HMAC-SHA256".into()))?;
+        let rest = value
+            .strip_prefix("AWS4-HMAC-SHA256 ")
+            .ok_or_else(|| SigError::Malformed("not AWS4-HMAC-SHA256".into()))?;
         let mut credential = None;
         let mut signed = None;
         let mut signature = None;
@@ -50,7 +52,11 @@ impl Authorization {
         let [access_key, date, region, service, "aws4_request"] = scope[..] else {
             return Err(SigError::Malformed(format!("bad credential scope `{credential}`")));
         };
-        let signed_headers: Vec<String> = signed.ok_or_else(|| SigError::Malformed("no SignedHeaders".into()))?.split(';').map(str::to_string).collect();
+        let signed_headers: Vec<String> = signed
+            .ok_or_else(|| SigError::Malformed("no SignedHeaders".into()))?
+            .split(';')
+            .map(str::to_string)
+            .collect();
         if !signed_headers.iter().any(|h| h == "host") {
             return Err(SigError::HostNotSigned);
         }
@@ -160,7 +166,12 @@ pub(crate) fn canonical_request(req: &SignedRequest, signed_headers: &[String]) 
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| sha256_hex(req.body));
     let path = if req.path.is_empty() { "/".to_string() } else { uri_encode(&percent_decode(req.path), true) };
-    format!("{}\n{path}\n{}\n{canonical_headers}\n{}\n{payload_hash}", req.method, canonical_query(req.query), signed_headers.join(";"))
+    format!(
+        "{}\n{path}\n{}\n{canonical_headers}\n{}\n{payload_hash}",
+        req.method,
+        canonical_query(req.query),
+        signed_headers.join(";")
+    )
 }
 
 pub(crate) fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
@@ -183,8 +194,20 @@ pub fn verify(req: &SignedRequest, auth: &Authorization, amz_date: &str, secret:
 
 /// Signs a request: returns the `Authorization` value (headers must already hold
 /// `host` and `x-amz-date`, and `x-amz-security-token` for session credentials).
-pub(crate) fn sign(req: &SignedRequest, access_key: &str, secret: &str, amz_date: &str, region: &str, service: &str) -> String {
-    let mut signed_headers: Vec<String> = req.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).filter(|n| n != "authorization" && n != "user-agent").collect();
+pub(crate) fn sign(
+    req: &SignedRequest,
+    access_key: &str,
+    secret: &str,
+    amz_date: &str,
+    region: &str,
+    service: &str,
+) -> String {
+    let mut signed_headers: Vec<String> = req
+        .headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .filter(|n| n != "authorization" && n != "user-agent")
+        .collect();
     signed_headers.sort();
     signed_headers.dedup();
     let auth = Authorization {
@@ -196,7 +219,11 @@ pub(crate) fn sign(req: &SignedRequest, access_key: &str, secret: &str, amz_date
         signature: String::new(),
     };
     let sig = signature(req, &auth, amz_date, secret);
-    format!("AWS4-HMAC-SHA256 Credential={access_key}/{}, SignedHeaders={}, Signature={sig}", auth.scope(), signed_headers.join(";"))
+    format!(
+        "AWS4-HMAC-SHA256 Credential={access_key}/{}, SignedHeaders={}, Signature={sig}",
+        auth.scope(),
+        signed_headers.join(";")
+    )
 }
 
 #[cfg(test)]
@@ -219,7 +246,11 @@ mod tests {
 
     #[test]
     fn the_post_x_www_form_urlencoded_vector() {
-        let h = headers(&[("content-type", "application/x-www-form-urlencoded"), ("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")]);
+        let h = headers(&[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("host", "example.amazonaws.com"),
+            ("x-amz-date", "20150830T123600Z"),
+        ]);
         let req = SignedRequest { method: "POST", path: "/", query: "", headers: &h, body: b"Param1=value1" };
         let authz = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a";
         let auth = Authorization::parse(authz).unwrap();
@@ -239,14 +270,24 @@ mod tests {
         let h = headers(&[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")]);
         let req = SignedRequest { method: "POST", path: "/", query: "", headers: &h, body: b"" };
         let auth = Authorization::parse("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b").unwrap();
-        assert_eq!(sha256_hex(canonical_request(&req, &auth.signed_headers).as_bytes()), "553f88c9e4d10fc9e109e2aeb65f030801b70c2f6468faca261d401ae622fc87");
+        assert_eq!(
+            sha256_hex(canonical_request(&req, &auth.signed_headers).as_bytes()),
+            "553f88c9e4d10fc9e109e2aeb65f030801b70c2f6468faca261d401ae622fc87"
+        );
         assert!(verify(&req, &auth, "20150830T123600Z", SECRET));
 
         let token = "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267";
-        let h = headers(&[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z"), ("x-amz-security-token", token)]);
+        let h = headers(&[
+            ("host", "example.amazonaws.com"),
+            ("x-amz-date", "20150830T123600Z"),
+            ("x-amz-security-token", token),
+        ]);
         let req = SignedRequest { method: "GET", path: "/", query: "", headers: &h, body: b"" };
         let auth = Authorization::parse("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token, Signature=07ec1639c89043aa0e3e2de82b96708f198cceab042d4a97044c66dd9f74e7f8").unwrap();
-        assert_eq!(sha256_hex(canonical_request(&req, &auth.signed_headers).as_bytes()), "067b36aa60031588cea4a4cde1f21215227a047690c72247f1d70b32fbbfad2b");
+        assert_eq!(
+            sha256_hex(canonical_request(&req, &auth.signed_headers).as_bytes()),
+            "067b36aa60031588cea4a4cde1f21215227a047690c72247f1d70b32fbbfad2b"
+        );
         assert!(verify(&req, &auth, "20150830T123600Z", SECRET));
     }
 
@@ -261,7 +302,10 @@ mod tests {
         let h = headers(&base);
         let req = SignedRequest { method: "POST", path: "/", query: "", headers: &h, body: b"{}" };
         let auth = Authorization::parse("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/ecr/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=527a2155e9afc2426cb4c659023df9c031e8103458f349819615ff25111f5de0").unwrap();
-        assert_eq!(sha256_hex(canonical_request(&req, &auth.signed_headers).as_bytes()), "696f9d23764d52f5c339be08179976e1c31aee8c781de678b4b36b35ccedda1f");
+        assert_eq!(
+            sha256_hex(canonical_request(&req, &auth.signed_headers).as_bytes()),
+            "696f9d23764d52f5c339be08179976e1c31aee8c781de678b4b36b35ccedda1f"
+        );
         assert!(verify(&req, &auth, "20150830T123600Z", SECRET));
 
         // Go's shape signs content-length too; an unsigned header added later is ignored.
@@ -270,7 +314,10 @@ mod tests {
         h.push(("accept-encoding".into(), "gzip".into()));
         let req = SignedRequest { method: "POST", path: "/", query: "", headers: &h, body: b"{}" };
         let auth = Authorization::parse("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/ecr/aws4_request, SignedHeaders=content-length;content-type;host;x-amz-date;x-amz-target, Signature=5c239ad3018b3475f87ae7b03633133325ff990d516f71a9e6a48804bb242645").unwrap();
-        assert_eq!(sha256_hex(canonical_request(&req, &auth.signed_headers).as_bytes()), "32957077c32c2849a31f2d21e947c37689b689bb0bbca106496782f7f853d637");
+        assert_eq!(
+            sha256_hex(canonical_request(&req, &auth.signed_headers).as_bytes()),
+            "32957077c32c2849a31f2d21e947c37689b689bb0bbca106496782f7f853d637"
+        );
         assert!(verify(&req, &auth, "20150830T123600Z", SECRET));
         // A tampered body no longer verifies.
         let req = SignedRequest { body: b"{ }", ..req };
@@ -284,12 +331,20 @@ mod tests {
             Authorization::parse("AWS4-HMAC-SHA256 Credential=A/20150830/us-east-1/ecr/aws4_request, SignedHeaders=x-amz-date, Signature=00"),
             Err(SigError::HostNotSigned)
         );
-        assert!(matches!(Authorization::parse("AWS4-HMAC-SHA256 Credential=A/20150830/ecr/aws4_request, SignedHeaders=host, Signature=00"), Err(SigError::Malformed(_))));
+        assert!(matches!(
+            Authorization::parse(
+                "AWS4-HMAC-SHA256 Credential=A/20150830/ecr/aws4_request, SignedHeaders=host, Signature=00"
+            ),
+            Err(SigError::Malformed(_))
+        ));
     }
 
     #[test]
     fn query_strings_are_sorted_and_encoded() {
         assert_eq!(canonical_query("b=2&a=1&a=0&c=x%2Fy"), "a=0&a=1&b=2&c=x%2Fy");
-        assert_eq!(canonical_query("Action=GetCallerIdentity&Version=2011-06-15"), "Action=GetCallerIdentity&Version=2011-06-15");
+        assert_eq!(
+            canonical_query("Action=GetCallerIdentity&Version=2011-06-15"),
+            "Action=GetCallerIdentity&Version=2011-06-15"
+        );
     }
 }

@@ -75,7 +75,8 @@ pub enum CachedToken {
 pub(crate) fn ecr_login_cache_keys(region: &str, access_key_id: &str, registry_id: &str) -> [String; 2] {
     use base64::Engine;
     use sha2::Digest;
-    const MD5_OF_NOTHING: [u8; 16] = [0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42, 0x7e];
+    const MD5_OF_NOTHING: [u8; 16] =
+        [0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42, 0x7e];
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut legacy = access_key_id.as_bytes().to_vec();
     legacy.extend_from_slice(&MD5_OF_NOTHING);
@@ -155,7 +156,9 @@ mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write e.g. \"12h\" or \"90s\"")))
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write e.g. \"12h\" or \"90s\""))
+        })
     }
 }
 
@@ -232,7 +235,6 @@ fn random_chars(alphabet: &[u8], n: usize) -> String {
 
 const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
-
 impl AwsCell {
     pub fn new(spec: AwsSpec, backend_prefix: String) -> AwsCell {
         let now = OffsetDateTime::now_utc();
@@ -250,13 +252,18 @@ impl AwsCell {
                 id: format!("ASIA{}", random_chars(UPPER_ALNUM, 16)),
                 secret: random_b64(30),
                 session_token: Some(random_b64(240)),
-                expires: Some(if kind == CredentialKind::Session { now + time::Duration::hours(1) } else { now - time::Duration::hours(1) }),
+                expires: Some(if kind == CredentialKind::Session {
+                    now + time::Duration::hours(1)
+                } else {
+                    now - time::Duration::hours(1)
+                }),
                 arn: format!("arn:aws:sts::{}:assumed-role/ko-matrix-ci/GitHubActions", spec.account),
                 account: spec.account.clone(),
                 allow: spec.allow.clone(),
             },
         };
-        let repositories = spec.repositories.iter().map(|r| (r.clone(), Repository { created_at: now, images: Vec::new() })).collect();
+        let repositories =
+            spec.repositories.iter().map(|r| (r.clone(), Repository { created_at: now, images: Vec::new() })).collect();
         AwsCell {
             keys: Mutex::new(HashMap::from([(key.id.clone(), key.clone())])),
             key,
@@ -311,8 +318,19 @@ impl AwsCell {
     /// Mints a registry password for `account`/`region` valid for `ttl` (negative: already
     /// expired), acting as `key`. Standard base64 never contains `:`, which the AWS CLI
     /// cannot split.
-    pub fn mint_password(&self, key: &AccessKey, account: &str, region: &str, ttl: time::Duration) -> (String, OffsetDateTime) {
-        let grant = RegistryPassword { account: account.into(), region: region.into(), arn: key.arn.clone(), allow: key.allow.clone() };
+    pub fn mint_password(
+        &self,
+        key: &AccessKey,
+        account: &str,
+        region: &str,
+        ttl: time::Duration,
+    ) -> (String, OffsetDateTime) {
+        let grant = RegistryPassword {
+            account: account.into(),
+            region: region.into(),
+            arn: key.arn.clone(),
+            allow: key.allow.clone(),
+        };
         self.passwords.mint(grant, 96, ttl)
     }
 

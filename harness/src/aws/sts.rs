@@ -69,7 +69,13 @@ fn auth_error(failure: AuthFailure) -> Response<Body> {
     }
 }
 
-pub(crate) fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: &str, parts: &Parts, body: &[u8]) -> Response<Body> {
+pub(crate) fn handle(
+    emulator: &Emulator,
+    cell: Option<&AwsCell>,
+    region: &str,
+    parts: &Parts,
+    body: &[u8],
+) -> Response<Body> {
     let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let action = param("Action").unwrap_or_default();
@@ -84,7 +90,13 @@ pub(crate) fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: &str, 
     match action {
         "GetCallerIdentity" => {
             let user_id = key.arn.rsplit('/').next().unwrap_or_default();
-            result("GetCallerIdentity", format!("    <Arn>{}</Arn>\n    <UserId>AIDAKOMATRIX:{user_id}</UserId>\n    <Account>{}</Account>\n", key.arn, key.account))
+            result(
+                "GetCallerIdentity",
+                format!(
+                    "    <Arn>{}</Arn>\n    <UserId>AIDAKOMATRIX:{user_id}</UserId>\n    <Account>{}</Account>\n",
+                    key.arn, key.account
+                ),
+            )
         }
         "AssumeRole" => {
             let role_arn = param("RoleArn").unwrap_or_default();
@@ -97,17 +109,28 @@ pub(crate) fn handle(emulator: &Emulator, cell: Option<&AwsCell>, region: &str, 
                     result("AssumeRole", credentials_xml(&issued, &role.name, session))
                 }
                 _ => {
-                    let message = format!("User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}", key.arn);
+                    let message = format!(
+                        "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                        key.arn
+                    );
                     cell.record_denial(message.clone());
                     error(StatusCode::FORBIDDEN, "AccessDenied", &message)
                 }
             }
         }
-        other => error(StatusCode::BAD_REQUEST, "InvalidAction", &format!("Could not find operation {other} for version 2011-06-15")),
+        other => error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAction",
+            &format!("Could not find operation {other} for version 2011-06-15"),
+        ),
     }
 }
 
-fn assume_role_with_web_identity<'a>(emulator: &Emulator, cell: Option<&AwsCell>, param: &dyn Fn(&str) -> Option<&'a str>) -> Response<Body> {
+fn assume_role_with_web_identity<'a>(
+    emulator: &Emulator,
+    cell: Option<&AwsCell>,
+    param: &dyn Fn(&str) -> Option<&'a str>,
+) -> Response<Body> {
     let token = param("WebIdentityToken").unwrap_or_default();
     let role_arn = param("RoleArn").unwrap_or_default();
     let session = param("RoleSessionName").unwrap_or("web-identity");
@@ -118,7 +141,8 @@ fn assume_role_with_web_identity<'a>(emulator: &Emulator, cell: Option<&AwsCell>
     let Some(cell) = cell else {
         return error(StatusCode::FORBIDDEN, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity");
     };
-    let role = cell.spec.role.as_ref().filter(|r| r.trust == Trust::Oidc && Some(role_arn.to_string()) == cell.role_arn());
+    let role =
+        cell.spec.role.as_ref().filter(|r| r.trust == Trust::Oidc && Some(role_arn.to_string()) == cell.role_arn());
     let Some(role) = role else {
         cell.record_denial(format!("Not authorized to perform sts:AssumeRoleWithWebIdentity on {role_arn}"));
         return error(StatusCode::FORBIDDEN, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity");

@@ -135,7 +135,9 @@ impl EntraCell {
         let secrets = Minted::default();
         let expired = spec.credential == CredentialState::Expired;
         let client_secret = match spec.identity {
-            Identity::ServicePrincipal => secrets.mint((), 30, if expired { -time::Duration::days(1) } else { time::Duration::days(180) }).0,
+            Identity::ServicePrincipal => {
+                secrets.mint((), 30, if expired { -time::Duration::days(1) } else { time::Duration::days(180) }).0
+            }
             _ => String::new(),
         };
         let subject = format!("system:serviceaccount:ci:{client_id}");
@@ -143,7 +145,16 @@ impl EntraCell {
             Identity::WorkloadIdentity => oidc.mint(&subject, FEDERATED_AUDIENCE, if expired { -3600 } else { 3600 }),
             _ => String::new(),
         };
-        EntraCell { spec, tenant, client_id, client_secret, federated_token, subject, secrets, tokens: Minted::default() }
+        EntraCell {
+            spec,
+            tenant,
+            client_id,
+            client_secret,
+            federated_token,
+            subject,
+            secrets,
+            tokens: Minted::default(),
+        }
     }
 
     /// The placeholders a scenario may use for this identity.
@@ -162,7 +173,12 @@ impl EntraCell {
     }
 
     fn issue(&self, audience: &str) -> (String, time::OffsetDateTime) {
-        let token = AadToken { tenant: self.tenant.clone(), client_id: self.client_id.clone(), role: self.spec.role, audience: audience.to_string() };
+        let token = AadToken {
+            tenant: self.tenant.clone(),
+            client_id: self.client_id.clone(),
+            role: self.spec.role,
+            audience: audience.to_string(),
+        };
         self.tokens.mint(token, 48, ACCESS_TOKEN_TTL)
     }
 }
@@ -179,7 +195,9 @@ pub struct Entra {
 /// An Entra error answer: `{"error", "error_description": "AADSTS…: …", "error_codes", …}`.
 pub(crate) fn aad_error(status: StatusCode, error: &str, code: u32, message: &str) -> Response<Body> {
     let now = time::OffsetDateTime::now_utc();
-    let timestamp = now.format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z")).expect("UTC formats");
+    let timestamp = now
+        .format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z"))
+        .expect("UTC formats");
     let (trace, correlation) = (guid(), guid());
     let body = serde_json::json!({
         "error": error,
@@ -213,7 +231,12 @@ pub(crate) fn token_endpoint(path: &str) -> Option<(&str, bool)> {
 
 impl Entra {
     pub fn new() -> Arc<Entra> {
-        Arc::new(Entra { cells: RwLock::new(HashMap::new()), oidc: OidcIssuer::new(), imds_fallback: OnceLock::new(), client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http() })
+        Arc::new(Entra {
+            cells: RwLock::new(HashMap::new()),
+            oidc: OidcIssuer::new(),
+            imds_fallback: OnceLock::new(),
+            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+        })
     }
 
     /// Gives the cell behind gateway session `session` its identity.
@@ -225,22 +248,32 @@ impl Entra {
 
     /// What access token `token` of the cell behind `session` was issued for.
     pub(crate) fn check_token(&self, session: Option<u64>, token: &str) -> Result<AadToken, Refusal> {
-        let cell = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned()).ok_or(Refusal::Unknown)?;
+        let cell =
+            session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned()).ok_or(Refusal::Unknown)?;
         cell.tokens.check(token)
     }
 
     /// An IMDS request that is not Azure's: the AWS emulator's, when the run has one.
     async fn hand_on(&self, mut parts: Parts, body: Bytes) -> Response<Body> {
         let Some(addr) = self.imds_fallback.get() else {
-            return json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found", "error_description": "ko-matrix Azure IMDS: no such path"}));
+            return json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"error": "not_found", "error_description": "ko-matrix Azure IMDS: no such path"}),
+            );
         };
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
         parts.uri = format!("http://{addr}{path}").parse().expect("a loopback URI parses");
         match self.client.request(Request::from_parts(parts, full(body))).await {
             Ok(response) => response.map(|b| b.boxed()),
             Err(e) => {
-                let mut response = json(StatusCode::BAD_GATEWAY, serde_json::json!({"error": "ko-matrix: the AWS emulator could not be reached"}));
-                mark_infra(&mut response, format!("AWS emulator {addr} unreachable: {}", crate::gateway::error_chain(&e)));
+                let mut response = json(
+                    StatusCode::BAD_GATEWAY,
+                    serde_json::json!({"error": "ko-matrix: the AWS emulator could not be reached"}),
+                );
+                mark_infra(
+                    &mut response,
+                    format!("AWS emulator {addr} unreachable: {}", crate::gateway::error_chain(&e)),
+                );
                 response
             }
         }
@@ -269,7 +302,15 @@ impl IdentityService for Entra {
 
     fn handle(&self, session: Option<u64>, parts: Parts, body: Bytes) -> BoxFuture<'_, Response<Body>> {
         Box::pin(async move {
-            let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().split(':').next().unwrap_or_default().to_ascii_lowercase();
+            let host = parts
+                .headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             let cell = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
             if host == IMDS_HOST {
                 if parts.uri.path() == "/metadata/identity/oauth2/token" {
@@ -278,19 +319,35 @@ impl IdentityService for Entra {
                 return self.hand_on(parts, body).await;
             }
             if host != LOGIN_HOST {
-                return json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("ko-matrix Entra ID emulator: no service at {host}")}));
+                return json(
+                    StatusCode::NOT_FOUND,
+                    serde_json::json!({"error": format!("ko-matrix Entra ID emulator: no service at {host}")}),
+                );
             }
             if parts.uri.path() == "/common/discovery/instance" {
                 return instance_discovery(&parts);
             }
-            if let Some(tenant) = parts.uri.path().strip_prefix('/').and_then(|p| p.strip_suffix("/v2.0/.well-known/openid-configuration")) {
+            if let Some(tenant) = parts
+                .uri
+                .path()
+                .strip_prefix('/')
+                .and_then(|p| p.strip_suffix("/v2.0/.well-known/openid-configuration"))
+            {
                 return openid_configuration(cell.as_deref(), tenant);
             }
             let Some((tenant, v2)) = token_endpoint(parts.uri.path()) else {
-                return json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("ko-matrix Entra ID emulator: no endpoint {}", parts.uri.path())}));
+                return json(
+                    StatusCode::NOT_FOUND,
+                    serde_json::json!({"error": format!("ko-matrix Entra ID emulator: no endpoint {}", parts.uri.path())}),
+                );
             };
             if parts.method != hyper::Method::POST {
-                return aad_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", 900561, "The endpoint only accepts POST requests. Received a GET request.");
+                return aad_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "invalid_request",
+                    900561,
+                    "The endpoint only accepts POST requests. Received a GET request.",
+                );
             }
             token(&self.oidc, cell.as_deref(), tenant, v2, &body)
         })
@@ -301,9 +358,16 @@ impl IdentityService for Entra {
 /// cloud's host aliases, which MSAL asks for (`ClientApplication._get_instance_metadata`) to
 /// match cached tokens, e.g. after a refused token request.
 fn instance_discovery(parts: &Parts) -> Response<Body> {
-    let query: Vec<(String, String)> = url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
-    let authorize = query.iter().find(|(k, _)| k == "authorization_endpoint").map(|(_, v)| v.clone()).unwrap_or_else(|| format!("https://{LOGIN_HOST}/common/oauth2/authorize"));
-    let tenant_discovery = authorize.replace("/oauth2/authorize", "/v2.0/.well-known/openid-configuration").replace("/oauth2/v2.0/authorize", "/v2.0/.well-known/openid-configuration");
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let authorize = query
+        .iter()
+        .find(|(k, _)| k == "authorization_endpoint")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| format!("https://{LOGIN_HOST}/common/oauth2/authorize"));
+    let tenant_discovery = authorize
+        .replace("/oauth2/authorize", "/v2.0/.well-known/openid-configuration")
+        .replace("/oauth2/v2.0/authorize", "/v2.0/.well-known/openid-configuration");
     json(
         StatusCode::OK,
         serde_json::json!({
@@ -345,7 +409,12 @@ fn token(oidc: &OidcIssuer, cell: Option<&EntraCell>, tenant: &str, v2: bool, bo
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
     let Some(cell) = cell.filter(|c| c.tenant.eq_ignore_ascii_case(tenant)) else { return tenant_not_found(tenant) };
     if field("grant_type") != Some("client_credentials") {
-        return aad_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, &format!("The app requested an unsupported grant type '{}'.", field("grant_type").unwrap_or_default()));
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            &format!("The app requested an unsupported grant type '{}'.", field("grant_type").unwrap_or_default()),
+        );
     }
     let client_id = field("client_id").unwrap_or_default();
     if client_id != cell.client_id || cell.spec.identity == Identity::ManagedIdentity {
@@ -360,7 +429,14 @@ fn token(oidc: &OidcIssuer, cell: Option<&EntraCell>, tenant: &str, v2: bool, bo
     } else {
         match field("resource") {
             Some(resource) => resource.to_string(),
-            None => return aad_error(StatusCode::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'resource'."),
+            None => {
+                return aad_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    900144,
+                    "The request body must contain the following parameter: 'resource'.",
+                )
+            }
         }
     };
     if let Some(secret) = field("client_secret") {
@@ -390,12 +466,20 @@ fn token(oidc: &OidcIssuer, cell: Option<&EntraCell>, tenant: &str, v2: bool, bo
             Err(_) => return aad_error(StatusCode::BAD_REQUEST, "invalid_request", 70021, "No matching federated identity record found for presented assertion."),
         }
     } else {
-        return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.");
+        return aad_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        );
     }
     let (access_token, expires) = cell.issue(&audience);
     let expires_in = ACCESS_TOKEN_TTL.whole_seconds();
     if v2 {
-        json(StatusCode::OK, serde_json::json!({ "token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in, "access_token": access_token }))
+        json(
+            StatusCode::OK,
+            serde_json::json!({ "token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in, "access_token": access_token }),
+        )
     } else {
         // v1 writes its numbers as strings.
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -409,11 +493,14 @@ fn token(oidc: &OidcIssuer, cell: Option<&EntraCell>, tenant: &str, v2: bool, bo
 /// `GET /metadata/identity/oauth2/token?api-version=…&resource=…[&client_id=…]` with
 /// `Metadata: true`.
 fn imds_token(cell: Option<&EntraCell>, parts: &Parts) -> Response<Body> {
-    let refuse = |status: StatusCode, error: &str, description: &str| json(status, serde_json::json!({ "error": error, "error_description": description }));
+    let refuse = |status: StatusCode, error: &str, description: &str| {
+        json(status, serde_json::json!({ "error": error, "error_description": description }))
+    };
     if parts.headers.get("metadata").and_then(|v| v.to_str().ok()) != Some("true") {
         return refuse(StatusCode::BAD_REQUEST, "invalid_request", "Required metadata header not specified");
     }
-    let query: Vec<(String, String)> = url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
     let field = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
     if field("api-version").is_none() {
         return refuse(StatusCode::BAD_REQUEST, "invalid_request", "Required query variable 'api-version' is missing");
@@ -465,48 +552,107 @@ mod tests {
     async fn client_secrets_as_adal_sends_them_v1() {
         let oidc = OidcIssuer::new();
         let sp = cell(Identity::ServicePrincipal, CredentialState::Valid, &oidc);
-        let good = form(&[("client_id", &sp.client_id), ("resource", ARM_RESOURCE), ("grant_type", "client_credentials"), ("client_secret", &sp.client_secret)]);
+        let good = form(&[
+            ("client_id", &sp.client_id),
+            ("resource", ARM_RESOURCE),
+            ("grant_type", "client_credentials"),
+            ("client_secret", &sp.client_secret),
+        ]);
         let (status, body) = answer(token(&oidc, Some(&sp), &sp.tenant, false, &good)).await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!((body["resource"].as_str(), body["expires_in"].as_str()), (Some(ARM_RESOURCE), Some("3600")), "v1 numbers are strings");
+        assert_eq!(
+            (body["resource"].as_str(), body["expires_in"].as_str()),
+            (Some(ARM_RESOURCE), Some("3600")),
+            "v1 numbers are strings"
+        );
         let issued = sp.tokens.check(body["access_token"].as_str().unwrap()).unwrap();
         assert_eq!((issued.audience.as_str(), issued.tenant == sp.tenant), (ARM_RESOURCE, true));
 
         let (status, body) = answer(token(&oidc, Some(&sp), "wrong-tenant", false, &good)).await;
         assert_eq!((status, body["error"].as_str()), (400, Some("invalid_tenant")));
-        assert!(body["error_description"].as_str().unwrap().starts_with("AADSTS90002: Tenant 'wrong-tenant' not found."));
+        assert!(body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS90002: Tenant 'wrong-tenant' not found."));
 
-        let wrong = form(&[("client_id", &sp.client_id), ("resource", ARM_RESOURCE), ("grant_type", "client_credentials"), ("client_secret", "nope")]);
+        let wrong = form(&[
+            ("client_id", &sp.client_id),
+            ("resource", ARM_RESOURCE),
+            ("grant_type", "client_credentials"),
+            ("client_secret", "nope"),
+        ]);
         let (status, body) = answer(token(&oidc, Some(&sp), &sp.tenant, false, &wrong)).await;
         assert_eq!((status, body["error_codes"][0].as_u64()), (401, Some(7000215)));
 
         let stale = cell(Identity::ServicePrincipal, CredentialState::Expired, &oidc);
-        let expired = form(&[("client_id", &stale.client_id), ("resource", ARM_RESOURCE), ("grant_type", "client_credentials"), ("client_secret", &stale.client_secret)]);
+        let expired = form(&[
+            ("client_id", &stale.client_id),
+            ("resource", ARM_RESOURCE),
+            ("grant_type", "client_credentials"),
+            ("client_secret", &stale.client_secret),
+        ]);
         let (status, body) = answer(token(&oidc, Some(&stale), &stale.tenant, false, &expired)).await;
-        assert_eq!((status, body["error"].as_str(), body["error_codes"][0].as_u64()), (401, Some("invalid_client"), Some(7000222)));
+        assert_eq!(
+            (status, body["error"].as_str(), body["error_codes"][0].as_u64()),
+            (401, Some("invalid_client"), Some(7000222))
+        );
 
-        let other_app = form(&[("client_id", "someone-else"), ("resource", ARM_RESOURCE), ("grant_type", "client_credentials"), ("client_secret", &sp.client_secret)]);
-        assert_eq!(answer(token(&oidc, Some(&sp), &sp.tenant, false, &other_app)).await.1["error_codes"][0].as_u64(), Some(700016));
+        let other_app = form(&[
+            ("client_id", "someone-else"),
+            ("resource", ARM_RESOURCE),
+            ("grant_type", "client_credentials"),
+            ("client_secret", &sp.client_secret),
+        ]);
+        assert_eq!(
+            answer(token(&oidc, Some(&sp), &sp.tenant, false, &other_app)).await.1["error_codes"][0].as_u64(),
+            Some(700016)
+        );
     }
 
     #[tokio::test]
     async fn federated_tokens_v2() {
         let oidc = OidcIssuer::new();
         let wi = cell(Identity::WorkloadIdentity, CredentialState::Valid, &oidc);
-        let assertion = |jwt: &str| form(&[("client_id", &wi.client_id), ("scope", "https://management.azure.com//.default"), ("grant_type", "client_credentials"), ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", jwt)]);
+        let assertion = |jwt: &str| {
+            form(&[
+                ("client_id", &wi.client_id),
+                ("scope", "https://management.azure.com//.default"),
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", jwt),
+            ])
+        };
         let (status, body) = answer(token(&oidc, Some(&wi), &wi.tenant, true, &assertion(&wi.federated_token))).await;
         assert_eq!((status, body["expires_in"].as_i64()), (200, Some(3600)), "{body}");
-        assert_eq!(wi.tokens.check(body["access_token"].as_str().unwrap()).unwrap().audience, "https://management.azure.com/");
+        assert_eq!(
+            wi.tokens.check(body["access_token"].as_str().unwrap()).unwrap().audience,
+            "https://management.azure.com/"
+        );
 
         let expired = oidc.mint(&wi.subject, FEDERATED_AUDIENCE, -60);
-        assert_eq!(answer(token(&oidc, Some(&wi), &wi.tenant, true, &assertion(&expired))).await.1["error_codes"][0].as_u64(), Some(700024));
+        assert_eq!(
+            answer(token(&oidc, Some(&wi), &wi.tenant, true, &assertion(&expired))).await.1["error_codes"][0].as_u64(),
+            Some(700024)
+        );
         let stranger = oidc.mint("repo:someone/else:ref:refs/heads/main", FEDERATED_AUDIENCE, 600);
         let (_, body) = answer(token(&oidc, Some(&wi), &wi.tenant, true, &assertion(&stranger))).await;
         assert_eq!(body["error_codes"][0].as_u64(), Some(70021));
         let wrong_audience = oidc.mint(&wi.subject, "sts.amazonaws.com", 600);
-        assert_eq!(answer(token(&oidc, Some(&wi), &wi.tenant, true, &assertion(&wrong_audience))).await.1["error_codes"][0].as_u64(), Some(70021));
-        let no_default = form(&[("client_id", &wi.client_id), ("scope", "https://management.azure.com/"), ("grant_type", "client_credentials"), ("client_assertion", &wi.federated_token)]);
-        assert_eq!(answer(token(&oidc, Some(&wi), &wi.tenant, true, &no_default)).await.1["error"].as_str(), Some("invalid_scope"));
+        assert_eq!(
+            answer(token(&oidc, Some(&wi), &wi.tenant, true, &assertion(&wrong_audience))).await.1["error_codes"][0]
+                .as_u64(),
+            Some(70021)
+        );
+        let no_default = form(&[
+            ("client_id", &wi.client_id),
+            ("scope", "https://management.azure.com/"),
+            ("grant_type", "client_credentials"),
+            ("client_assertion", &wi.federated_token),
+        ]);
+        assert_eq!(
+            answer(token(&oidc, Some(&wi), &wi.tenant, true, &no_default)).await.1["error"].as_str(),
+            Some("invalid_scope")
+        );
     }
 
     #[tokio::test]
@@ -526,9 +672,17 @@ mod tests {
         let (status, body) = answer(imds_token(Some(&mi), &request(&uri, true))).await;
         assert_eq!((status, body["client_id"].as_str()), (200, Some(mi.client_id.as_str())), "{body}");
         assert_eq!(mi.tokens.check(body["access_token"].as_str().unwrap()).unwrap().audience, ARM_RESOURCE);
-        let other = "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=x&client_id=nobody";
-        assert_eq!(answer(imds_token(Some(&mi), &request(other, true))).await.1["error_description"].as_str(), Some("Identity not found"));
+        let other =
+            "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=x&client_id=nobody";
+        assert_eq!(
+            answer(imds_token(Some(&mi), &request(other, true))).await.1["error_description"].as_str(),
+            Some("Identity not found")
+        );
         let sp = cell(Identity::ServicePrincipal, CredentialState::Valid, &oidc);
-        assert_eq!(answer(imds_token(Some(&sp), &request(&uri, true))).await.0, 400, "a machine without a managed identity");
+        assert_eq!(
+            answer(imds_token(Some(&sp), &request(&uri, true))).await.0,
+            400,
+            "a machine without a managed identity"
+        );
     }
 }

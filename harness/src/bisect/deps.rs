@@ -52,7 +52,10 @@ impl std::fmt::Display for Upgrade {
 }
 
 fn newer(a: &str, b: &str) -> bool {
-    match (semver::Version::parse(a.trim_start_matches('v').trim_end_matches("+incompatible")), semver::Version::parse(b.trim_start_matches('v').trim_end_matches("+incompatible"))) {
+    match (
+        semver::Version::parse(a.trim_start_matches('v').trim_end_matches("+incompatible")),
+        semver::Version::parse(b.trim_start_matches('v').trim_end_matches("+incompatible")),
+    ) {
         (Ok(a), Ok(b)) => a > b,
         _ => a != b,
     }
@@ -84,7 +87,10 @@ pub(crate) fn build_list_delta(passing: &[String], failing: &[String]) -> Vec<Up
 
 /// Modules whose resolved version always differs between passing and failing probes:
 /// the versions seen in Good build lists and in Bad ones never overlap.
-pub fn separating_modules(good_lists: &[Vec<String>], bad_lists: &[Vec<String>]) -> Vec<(String, Vec<String>, Vec<String>)> {
+pub fn separating_modules(
+    good_lists: &[Vec<String>],
+    bad_lists: &[Vec<String>],
+) -> Vec<(String, Vec<String>, Vec<String>)> {
     fn index(lists: &[Vec<String>]) -> BTreeMap<String, std::collections::BTreeSet<String>> {
         let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
         for list in lists {

@@ -12,10 +12,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::outcome::Outcome;
-use crate::tool::versions::ReleaseIndex;
-use crate::tool::{Tool, ToolBinary, ToolFetcher};
 use crate::run::Runner;
 use crate::scenario::Scenario;
+use crate::tool::versions::ReleaseIndex;
+use crate::tool::{Tool, ToolBinary, ToolFetcher};
 use deps::Upgrade;
 use search::Verdict;
 
@@ -77,7 +77,11 @@ pub struct BisectReport {
 #[derive(Debug, Clone)]
 pub enum BisectEvent {
     /// Probe `k` of about `estimate` starts; `what` is being built and run.
-    Probing { k: usize, estimate: usize, what: String },
+    Probing {
+        k: usize,
+        estimate: usize,
+        what: String,
+    },
     Probed(ProbeRecord),
 }
 
@@ -107,17 +111,30 @@ pub struct Bisect<'a> {
 }
 
 impl<'a> Bisect<'a> {
-    pub fn new(runner: &'a Runner, fetcher: &'a ToolFetcher, scenario: &'a Scenario, observer: &'a dyn BisectObserver) -> Bisect<'a> {
+    pub fn new(
+        runner: &'a Runner,
+        fetcher: &'a ToolFetcher,
+        scenario: &'a Scenario,
+        observer: &'a dyn BisectObserver,
+    ) -> Bisect<'a> {
         Bisect { runner, fetcher, scenario, observer, probes: Mutex::new(Vec::new()), good_label: String::new() }
     }
 
     /// Runs the cell with `binary` and judges it against the good end's label.
-    async fn judge(&self, what: String, upgrades: Vec<String>, estimate: usize, binary: Result<(ToolBinary, Vec<String>), String>) -> (Verdict, String) {
+    async fn judge(
+        &self,
+        what: String,
+        upgrades: Vec<String>,
+        estimate: usize,
+        binary: Result<(ToolBinary, Vec<String>), String>,
+    ) -> (Verdict, String) {
         let k = self.probes.lock().expect("probes lock").len() + 1;
         self.observer.on_bisect_event(BisectEvent::Probing { k, estimate, what: what.clone() });
         let started = Instant::now();
         let (verdict, outcome, build_list) = match binary {
-            Err(reason) => (Verdict::Skip, format!("did not build: {}", reason.lines().last().unwrap_or(&reason)), Vec::new()),
+            Err(reason) => {
+                (Verdict::Skip, format!("did not build: {}", reason.lines().last().unwrap_or(&reason)), Vec::new())
+            }
             Ok((binary, build_list)) => {
                 let cell = self.runner.run_cell(&binary, self.scenario).await;
                 let label = cell.label();
@@ -130,7 +147,15 @@ impl<'a> Bisect<'a> {
                 (verdict, label, build_list)
             }
         };
-        let record = ProbeRecord { k, what, upgrades, verdict, outcome: outcome.clone(), duration_ms: started.elapsed().as_millis() as u64, build_list };
+        let record = ProbeRecord {
+            k,
+            what,
+            upgrades,
+            verdict,
+            outcome: outcome.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            build_list,
+        };
         self.probes.lock().expect("probes lock").push(record.clone());
         self.observer.on_bisect_event(BisectEvent::Probed(record));
         (verdict, outcome)
@@ -145,8 +170,19 @@ impl<'a> Bisect<'a> {
     }
 
     /// Runs the two ends and checks that they differ.
-    async fn ends(&mut self, good: &str, bad: &str, good_binary: Result<(ToolBinary, Vec<String>), String>, bad_binary: Result<(ToolBinary, Vec<String>), String>, estimate: usize) -> Result<(String, String), BisectError> {
-        let end = |version: &str, reason: String| BisectError::End { tool: self.tool().name(), version: version.into(), reason };
+    async fn ends(
+        &mut self,
+        good: &str,
+        bad: &str,
+        good_binary: Result<(ToolBinary, Vec<String>), String>,
+        bad_binary: Result<(ToolBinary, Vec<String>), String>,
+        estimate: usize,
+    ) -> Result<(String, String), BisectError> {
+        let end = |version: &str, reason: String| BisectError::End {
+            tool: self.tool().name(),
+            version: version.into(),
+            reason,
+        };
         let good_binary = good_binary.map_err(|e| end(good, e))?;
         let bad_binary = bad_binary.map_err(|e| end(bad, e))?;
         self.good_label.clear();
@@ -154,16 +190,35 @@ impl<'a> Bisect<'a> {
         self.good_label = good_label.clone();
         let (verdict, bad_label) = self.judge(format!("{bad} (bad end)"), Vec::new(), estimate, Ok(bad_binary)).await;
         if verdict != Verdict::Bad {
-            return Err(BisectError::NoDifference { good: good.into(), bad: bad.into(), label: good_label, scenario: self.scenario.name.clone() });
+            return Err(BisectError::NoDifference {
+                good: good.into(),
+                bad: bad.into(),
+                label: good_label,
+                scenario: self.scenario.name.clone(),
+            });
         }
         Ok((good_label, bad_label))
     }
 
-    fn report(&self, mode: Mode, (good, bad): (&str, &str), labels: (String, String), culprit: String, culprit_items: Vec<String>, started: Instant) -> BisectReport {
+    fn report(
+        &self,
+        mode: Mode,
+        (good, bad): (&str, &str),
+        labels: (String, String),
+        culprit: String,
+        culprit_items: Vec<String>,
+        started: Instant,
+    ) -> BisectReport {
         let probes = self.probes.lock().expect("probes lock").clone();
         let builds = probes.iter().filter(|p| !p.outcome.starts_with("did not build")).count();
         let separating_modules = if mode == Mode::Deps {
-            let lists = |v: Verdict| probes.iter().filter(|p| p.verdict == v && !p.build_list.is_empty()).map(|p| p.build_list.clone()).collect::<Vec<_>>();
+            let lists = |v: Verdict| {
+                probes
+                    .iter()
+                    .filter(|p| p.verdict == v && !p.build_list.is_empty())
+                    .map(|p| p.build_list.clone())
+                    .collect::<Vec<_>>()
+            };
             deps::separating_modules(&lists(Verdict::Good), &lists(Verdict::Bad))
         } else {
             Vec::new()
@@ -187,7 +242,13 @@ impl<'a> Bisect<'a> {
     }
 
     /// Binary search over `candidates` strictly between good and bad, fetched by `fetch`.
-    pub async fn ordered(&mut self, mode: Mode, good: &str, bad: &str, candidates: Vec<String>) -> Result<BisectReport, BisectError> {
+    pub async fn ordered(
+        &mut self,
+        mode: Mode,
+        good: &str,
+        bad: &str,
+        candidates: Vec<String>,
+    ) -> Result<BisectReport, BisectError> {
         let started = Instant::now();
         let estimate = 2 + (candidates.len() + 1).ilog2() as usize + 1;
         let (g, b) = (self.fetch(good).await, self.fetch(bad).await);
@@ -207,9 +268,15 @@ impl<'a> Bisect<'a> {
         let (last_good, first_bad) = (&all[bracket.last_good], &all[bracket.first_bad]);
         let skipped: Vec<String> = bracket.skipped.iter().map(|i| all[*i].clone()).collect();
         let culprit = if bracket.is_exact() {
-            format!("{first_bad} is the first bad {} (the last good is {last_good})", if mode == Mode::Commits { "commit" } else { "release" })
+            format!(
+                "{first_bad} is the first bad {} (the last good is {last_good})",
+                if mode == Mode::Commits { "commit" } else { "release" }
+            )
         } else {
-            format!("the break is after {last_good} and at or before {first_bad}; untestable in between: {}", skipped.join(", "))
+            format!(
+                "the break is after {last_good} and at or before {first_bad}; untestable in between: {}",
+                skipped.join(", ")
+            )
         };
         let mut items = vec![last_good.clone(), first_bad.clone()];
         items.extend(skipped);
@@ -222,10 +289,14 @@ impl<'a> Bisect<'a> {
         let started = Instant::now();
         let go = self.fetcher.go();
         let tool = self.tool();
-        let listing = |what: String, e: crate::provision::ProvisionError| BisectError::Listing { what, reason: e.to_string() };
-        let good_mod = go.resolve(tool.go(), good).await.map_err(|e| listing(format!("{}'s go.mod at good", tool.name()), e))?;
-        let bad_mod = go.resolve(tool.go(), bad).await.map_err(|e| listing(format!("{}'s go.mod at bad", tool.name()), e))?;
-        let upgrades: Vec<Upgrade> = deps::upgrades(&deps::requirements(&good_mod.go_mod), &deps::requirements(&bad_mod.go_mod));
+        let listing =
+            |what: String, e: crate::provision::ProvisionError| BisectError::Listing { what, reason: e.to_string() };
+        let good_mod =
+            go.resolve(tool.go(), good).await.map_err(|e| listing(format!("{}'s go.mod at good", tool.name()), e))?;
+        let bad_mod =
+            go.resolve(tool.go(), bad).await.map_err(|e| listing(format!("{}'s go.mod at bad", tool.name()), e))?;
+        let upgrades: Vec<Upgrade> =
+            deps::upgrades(&deps::requirements(&good_mod.go_mod), &deps::requirements(&bad_mod.go_mod));
         let estimate = 2 + 2 * upgrades.len().max(1).ilog2() as usize * 2;
         let good_version = good_mod.version.clone();
         // good with `targets` (`module@version`) required on top; MVS settles the rest.
@@ -241,8 +312,24 @@ impl<'a> Bisect<'a> {
         let targets = |subset: &[usize]| subset.iter().map(|i| upgrades[*i].target()).collect::<Vec<String>>();
         let all: Vec<usize> = (0..upgrades.len()).collect();
         let (none_built, all_built) = (build(Vec::new()).await, build(targets(&all)).await);
-        let labels = match self.ends(&format!("{good} (as built here)"), &format!("{good} + all {} upgrades", upgrades.len()), none_built, all_built, estimate).await {
-            Err(BisectError::NoDifference { label, .. }) => return Err(BisectError::NotInDependencies { tool: tool.name(), good: good.into(), bad: bad.into(), label }),
+        let labels = match self
+            .ends(
+                &format!("{good} (as built here)"),
+                &format!("{good} + all {} upgrades", upgrades.len()),
+                none_built,
+                all_built,
+                estimate,
+            )
+            .await
+        {
+            Err(BisectError::NoDifference { label, .. }) => {
+                return Err(BisectError::NotInDependencies {
+                    tool: tool.name(),
+                    good: good.into(),
+                    bad: bad.into(),
+                    label,
+                })
+            }
             other => other?,
         };
         let this = &*self;
@@ -255,7 +342,12 @@ impl<'a> Bisect<'a> {
         })
         .await;
         let items: Vec<String> = culprit_indices.iter().map(|i| upgrades[*i].to_string()).collect();
-        let culprit = format!("{} of the {} dependency upgrades from {good} to {bad} break the cell: {}", items.len(), upgrades.len(), items.join("; "));
+        let culprit = format!(
+            "{} of the {} dependency upgrades from {good} to {bad} break the cell: {}",
+            items.len(),
+            upgrades.len(),
+            items.join("; ")
+        );
         let culprit_upgrades: Vec<Upgrade> = culprit_indices.iter().map(|i| upgrades[*i].clone()).collect();
         let narrowing = self.narrow(good, &culprit_upgrades, culprit_indices.len() == upgrades.len(), &build).await;
         let mut report = self.report(Mode::Deps, (good, bad), labels, culprit, items, started);
@@ -268,7 +360,13 @@ impl<'a> Bisect<'a> {
     /// passing build (good as built here) and the failing one (good + `culprit`), and searches
     /// it with ddmin, raising only the chosen modules from the passing build and letting MVS
     /// settle the rest. None when either build list is missing.
-    async fn narrow<B, Fut>(&self, good: &str, culprit: &[Upgrade], culprit_is_all: bool, build: &B) -> Option<Narrowing>
+    async fn narrow<B, Fut>(
+        &self,
+        good: &str,
+        culprit: &[Upgrade],
+        culprit_is_all: bool,
+        build: &B,
+    ) -> Option<Narrowing>
     where
         B: Fn(Vec<String>) -> Fut,
         Fut: std::future::Future<Output = Result<(ToolBinary, Vec<String>), String>>,
@@ -276,9 +374,21 @@ impl<'a> Bisect<'a> {
         let culprit_targets: Vec<String> = culprit.iter().map(Upgrade::target).collect();
         let (passing, failing) = {
             let probes = self.probes.lock().expect("probes lock");
-            let passing = probes.iter().find(|p| p.verdict == Verdict::Good && p.upgrades.is_empty() && !p.build_list.is_empty())?.build_list.clone();
+            let passing = probes
+                .iter()
+                .find(|p| p.verdict == Verdict::Good && p.upgrades.is_empty() && !p.build_list.is_empty())?
+                .build_list
+                .clone();
             // When every upgrade is needed, the failing build is the bad end (probe 2).
-            let failing = probes.iter().find(|p| p.verdict == Verdict::Bad && (same_set(&p.upgrades, &culprit_targets) || (culprit_is_all && p.k == 2)) && !p.build_list.is_empty())?.build_list.clone();
+            let failing = probes
+                .iter()
+                .find(|p| {
+                    p.verdict == Verdict::Bad
+                        && (same_set(&p.upgrades, &culprit_targets) || (culprit_is_all && p.k == 2))
+                        && !p.build_list.is_empty()
+                })?
+                .build_list
+                .clone();
             (passing, failing)
         };
         let estimate = self.probes.lock().expect("probes lock").len() + 1 + 4 * failing.len().max(2).ilog2() as usize;
@@ -302,7 +412,10 @@ where
     P: FnMut(Vec<String>) -> Fut,
     Fut: std::future::Future<Output = (Verdict, Vec<String>)>,
 {
-    let delta: Vec<Upgrade> = deps::build_list_delta(passing, failing).into_iter().filter(|u| !culprit.iter().any(|c| c.module == u.module)).collect();
+    let delta: Vec<Upgrade> = deps::build_list_delta(passing, failing)
+        .into_iter()
+        .filter(|u| !culprit.iter().any(|c| c.module == u.module))
+        .collect();
     let raised: Vec<Upgrade> = delta.iter().filter(|u| u.from.is_some()).cloned().collect();
     let targets = |subset: &[usize]| subset.iter().map(|i| raised[*i].target()).collect::<Vec<String>>();
     let mut build_lists: Vec<(Vec<usize>, Vec<String>)> = Vec::new();
@@ -325,7 +438,13 @@ where
     })
     .await;
     // The proving build: what MVS raised or added along with the chosen modules.
-    let proving = build_lists.into_inner().expect("build lists lock").into_iter().find(|(subset, _)| *subset == minimal).map(|(_, list)| list).unwrap_or_default();
+    let proving = build_lists
+        .into_inner()
+        .expect("build lists lock")
+        .into_iter()
+        .find(|(subset, _)| *subset == minimal)
+        .map(|(_, list)| list)
+        .unwrap_or_default();
     let carried = deps::build_list_delta(passing, &proving);
     Narrowing::found(culprit, delta, minimal.iter().map(|i| raised[*i].clone()).collect(), carried)
 }
@@ -369,9 +488,15 @@ impl Narrowing {
         Narrowing { raised, added, culprit: Vec::new(), carried: Vec::new(), chain }
     }
 
-    fn found(culprit: &[Upgrade], delta: Vec<Upgrade>, narrowed: Vec<Upgrade>, proving_delta: Vec<Upgrade>) -> Narrowing {
+    fn found(
+        culprit: &[Upgrade],
+        delta: Vec<Upgrade>,
+        narrowed: Vec<Upgrade>,
+        proving_delta: Vec<Upgrade>,
+    ) -> Narrowing {
         let (raised, added) = Self::split(delta);
-        let carried: Vec<Upgrade> = proving_delta.into_iter().filter(|u| !narrowed.iter().any(|c| c.module == u.module)).collect();
+        let carried: Vec<Upgrade> =
+            proving_delta.into_iter().filter(|u| !narrowed.iter().any(|c| c.module == u.module)).collect();
         let (one_cause, one_found) = (culprit.len() == 1, narrowed.len() == 1);
         let involved = |module: &str| narrowed.iter().chain(&carried).any(|u| u.module == module);
         let others = raised.iter().filter(|u| !involved(&u.module)).count();
@@ -398,7 +523,11 @@ fn list(upgrades: &[Upgrade]) -> String {
 }
 
 fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 fn same_set(a: &[String], b: &[String]) -> bool {
@@ -416,7 +545,12 @@ fn upgrade_set(names: &[String]) -> String {
 }
 
 /// `tool`'s releases strictly between `good` and `bad`: `explicit` if given, else its release list.
-pub async fn releases_between(tool: &dyn Tool, good: &str, bad: &str, explicit: Option<Vec<String>>) -> Result<Vec<String>, BisectError> {
+pub async fn releases_between(
+    tool: &dyn Tool,
+    good: &str,
+    bad: &str,
+    explicit: Option<Vec<String>>,
+) -> Result<Vec<String>, BisectError> {
     let parse = |v: &str| semver::Version::parse(v.trim_start_matches('v')).ok();
     let (g, b) = (parse(good), parse(bad));
     let between = |v: &semver::Version| g.as_ref().is_some_and(|g| v > g) && b.as_ref().is_some_and(|b| v < b);
@@ -424,7 +558,10 @@ pub async fn releases_between(tool: &dyn Tool, good: &str, bad: &str, explicit: 
         Some(list) => list.iter().filter_map(|v| parse(v)).collect(),
         None => {
             let go = crate::provision::Go::find(&format!("the {} release list", tool.name())).await.ok();
-            ReleaseIndex::fetch(tool, go.as_ref()).await.map_err(|e| BisectError::Listing { what: format!("{} releases", tool.name()), reason: e.to_string() })?.versions
+            ReleaseIndex::fetch(tool, go.as_ref())
+                .await
+                .map_err(|e| BisectError::Listing { what: format!("{} releases", tool.name()), reason: e.to_string() })?
+                .versions
         }
     };
     let mut out: Vec<semver::Version> = versions.into_iter().filter(|v| between(v)).collect();
@@ -442,9 +579,13 @@ pub fn commits_between(repo: &Path, good: &str, bad: &str) -> Result<Vec<String>
         .output()
         .map_err(|e| BisectError::Listing { what: format!("commits in {}", repo.display()), reason: e.to_string() })?;
     if !out.status.success() {
-        return Err(BisectError::Listing { what: format!("commits {good}..{bad} in {}", repo.display()), reason: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+        return Err(BisectError::Listing {
+            what: format!("commits {good}..{bad} in {}", repo.display()),
+            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
-    let mut commits: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(|c| c[..12.min(c.len())].to_string()).collect();
+    let mut commits: Vec<String> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|c| c[..12.min(c.len())].to_string()).collect();
     commits.pop(); // `bad` itself is the bad end.
     Ok(commits)
 }
@@ -458,7 +599,16 @@ mod tests {
     fn commits_are_listed_oldest_first_without_the_ends() {
         let repo = tempfile::tempdir().unwrap();
         let git = |args: &[&str]| {
-            let out = std::process::Command::new("git").arg("-C").arg(repo.path()).args(args).env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@t").env("GIT_COMMITTER_NAME", "t").env("GIT_COMMITTER_EMAIL", "t@t").output().unwrap();
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(repo.path())
+                .args(args)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@t")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@t")
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             String::from_utf8_lossy(&out.stdout).trim().to_string()
         };
@@ -536,8 +686,15 @@ mod tests {
         })
         .await;
         let names = |u: &[Upgrade]| u.iter().map(Upgrade::to_string).collect::<Vec<_>>();
-        assert_eq!(names(&narrowing.raised), ["sdk v1.21.2 → v1.24.1", "smithy v1.15.0 → v1.19.0", "yaml v3.0.0 → v3.0.1"]);
-        assert_eq!(names(&narrowing.added), ["config (new) v1.26.6", "otel (new) v1.0.0"], "new modules come with what needs them");
+        assert_eq!(
+            names(&narrowing.raised),
+            ["sdk v1.21.2 → v1.24.1", "smithy v1.15.0 → v1.19.0", "yaml v3.0.0 → v3.0.1"]
+        );
+        assert_eq!(
+            names(&narrowing.added),
+            ["config (new) v1.26.6", "otel (new) v1.0.0"],
+            "new modules come with what needs them"
+        );
         assert!(narrowing.raised.iter().all(|u| u.module != "cosign"), "the culprit's own module is not searched");
         assert_eq!(names(&narrowing.culprit), ["sdk v1.21.2 → v1.24.1"]);
         assert_eq!(names(&narrowing.carried), ["smithy v1.15.0 → v1.19.0"]);
@@ -567,7 +724,17 @@ mod tests {
 
     #[tokio::test]
     async fn explicit_release_candidates_are_filtered_and_ordered() {
-        let list = vec!["v0.15.3".into(), "v0.15.0".into(), "0.15.2".into(), "v0.14.1".into(), "v0.16.0".into(), "junk".into()];
-        assert_eq!(releases_between(crate::tool::shorthand(), "v0.14.1", "v0.16.0", Some(list)).await.unwrap(), ["v0.15.0", "v0.15.2", "v0.15.3"]);
+        let list = vec![
+            "v0.15.3".into(),
+            "v0.15.0".into(),
+            "0.15.2".into(),
+            "v0.14.1".into(),
+            "v0.16.0".into(),
+            "junk".into(),
+        ];
+        assert_eq!(
+            releases_between(crate::tool::shorthand(), "v0.14.1", "v0.16.0", Some(list)).await.unwrap(),
+            ["v0.15.0", "v0.15.2", "v0.15.3"]
+        );
     }
 }

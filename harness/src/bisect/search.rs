@@ -134,7 +134,13 @@ mod tests {
         let probed = RefCell::new(Vec::new());
         let bracket = block_on(bisect(10, |i| {
             probed.borrow_mut().push(i);
-            async move { if i >= 6 { Verdict::Bad } else { Verdict::Good } }
+            async move {
+                if i >= 6 {
+                    Verdict::Bad
+                } else {
+                    Verdict::Good
+                }
+            }
         }));
         assert_eq!(bracket, Bracket { last_good: 5, first_bad: 6, skipped: vec![] });
         assert!(bracket.is_exact());
@@ -180,7 +186,13 @@ mod tests {
         let tests = RefCell::new(0);
         let culprit = block_on(ddmin(20, |subset| {
             *tests.borrow_mut() += 1;
-            async move { if subset.contains(&13) { Verdict::Bad } else { Verdict::Good } }
+            async move {
+                if subset.contains(&13) {
+                    Verdict::Bad
+                } else {
+                    Verdict::Good
+                }
+            }
         }));
         assert_eq!(culprit, vec![13]);
         assert!(*tests.borrow() <= 12, "{} tests", tests.borrow());
@@ -189,7 +201,11 @@ mod tests {
     #[test]
     fn ddmin_finds_an_interacting_pair() {
         let culprit = block_on(ddmin(16, |subset| async move {
-            if subset.contains(&2) && subset.contains(&11) { Verdict::Bad } else { Verdict::Good }
+            if subset.contains(&2) && subset.contains(&11) {
+                Verdict::Bad
+            } else {
+                Verdict::Good
+            }
         }));
         assert_eq!(culprit, vec![2, 11]);
     }

@@ -71,7 +71,8 @@ impl Vendor for DockerHub {
     }
 
     fn refuse_credentials(&self, _: BadCredentials) -> Response<Body> {
-        let mut response = json(StatusCode::UNAUTHORIZED, serde_json::json!({ "details": "incorrect username or password" }));
+        let mut response =
+            json(StatusCode::UNAUTHORIZED, serde_json::json!({ "details": "incorrect username or password" }));
         response.headers_mut().remove("docker-distribution-api-version");
         response
     }
@@ -86,7 +87,10 @@ impl Vendor for DockerHub {
 
     fn refuse_action(&self, _: &Grant, repository: &str, action: &str) -> Response<Body> {
         let actions = if action == "push" { "pull,push" } else { "pull" };
-        let challenge = format!("{},error=\"insufficient_scope\"", self.challenge(Some(&format!("repository:{repository}:{actions}"))));
+        let challenge = format!(
+            "{},error=\"insufficient_scope\"",
+            self.challenge(Some(&format!("repository:{repository}:{actions}")))
+        );
         let body = serde_json::json!({ "errors": [{ "code": "UNAUTHORIZED", "message": "authentication required", "detail": [{ "Type": "repository", "Class": "", "Name": repository, "Action": action }] }] });
         let mut response = json(StatusCode::UNAUTHORIZED, body);
         response.headers_mut().insert("www-authenticate", challenge.parse().expect("a challenge is a valid header"));
@@ -112,11 +116,17 @@ mod tests {
 
     #[test]
     fn challenges_and_refusals_in_hubs_words() {
-        assert_eq!(DockerHub.challenge(None), r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#);
+        assert_eq!(
+            DockerHub.challenge(None),
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#
+        );
         let grant = Grant { subject: "u".into(), allow: vec!["pull".into()], access: Vec::new() };
         let refused = DockerHub.refuse_action(&grant, "u/app", "push");
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(refused.headers()["www-authenticate"], r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:u/app:pull,push",error="insufficient_scope""#);
+        assert_eq!(
+            refused.headers()["www-authenticate"],
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:u/app:pull,push",error="insufficient_scope""#
+        );
         assert_eq!(DockerHub.refuse_credentials(BadCredentials::Unknown).status(), StatusCode::UNAUTHORIZED);
     }
 
@@ -126,6 +136,8 @@ mod tests {
         let push_pull = vec!["push".to_string(), "pull".to_string()];
         assert_eq!(DockerHub.grant("u", Some(&principal), "u/app", &push_pull), push_pull);
         assert!(DockerHub.grant("u", Some(&principal), "other/app", &push_pull).is_empty());
-        assert!(DockerHub.is_public(PUBLIC_BASE) && DockerHub.is_public("library/alpine") && !DockerHub.is_public("u/app"));
+        assert!(
+            DockerHub.is_public(PUBLIC_BASE) && DockerHub.is_public("library/alpine") && !DockerHub.is_public("u/app")
+        );
     }
 }

@@ -29,14 +29,18 @@ pub(crate) fn answer(issuer: &OidcIssuer, parts: &Parts, request_token: &str, su
     if parts.uri.path() != ID_TOKEN_PATH {
         return json(StatusCode::NOT_FOUND, serde_json::json!({ "message": "Not Found" }));
     }
-    let presented = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let presented =
+        parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if presented != Some(request_token) {
         return json(StatusCode::UNAUTHORIZED, serde_json::json!({ "message": "Unauthorized" }));
     }
     let query = parts.uri.query().unwrap_or_default();
-    let audience = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "audience").map(|(_, v)| v.into_owned());
+    let audience =
+        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "audience").map(|(_, v)| v.into_owned());
     // Without `audience`, GitHub uses the repository owner's URL.
-    let audience = audience.unwrap_or_else(|| format!("https://github.com/{}", subject.trim_start_matches("repo:").split('/').next().unwrap_or_default()));
+    let audience = audience.unwrap_or_else(|| {
+        format!("https://github.com/{}", subject.trim_start_matches("repo:").split('/').next().unwrap_or_default())
+    });
     json(StatusCode::OK, serde_json::json!({ "count": 1, "value": issuer.mint(subject, &audience, ID_TOKEN_TTL_SECS) }))
 }
 
@@ -59,13 +63,15 @@ mod tests {
         let url = format!("{}&audience=https%3A%2F%2Fiam.googleapis.com%2Fx", request_url());
         let ok = answer(&issuer, &parts(&url, Some("rt")), "rt", "repo:octo/app:ref:refs/heads/main");
         assert_eq!(ok.status(), StatusCode::OK);
-        let body: serde_json::Value = serde_json::from_slice(&ok.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&ok.into_body().collect().await.unwrap().to_bytes()).unwrap();
         let claims = issuer.decode(body["value"].as_str().unwrap(), "https://iam.googleapis.com/x").unwrap();
         assert_eq!(claims.sub, "repo:octo/app:ref:refs/heads/main");
         assert_eq!(answer(&issuer, &parts(&url, Some("other")), "rt", "s").status(), StatusCode::UNAUTHORIZED);
         assert_eq!(answer(&issuer, &parts(&url, None), "rt", "s").status(), StatusCode::UNAUTHORIZED);
         let default = answer(&issuer, &parts(&request_url(), Some("rt")), "rt", "repo:octo/app:ref:refs/heads/main");
-        let body: serde_json::Value = serde_json::from_slice(&default.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&default.into_body().collect().await.unwrap().to_bytes()).unwrap();
         assert!(issuer.decode(body["value"].as_str().unwrap(), "https://github.com/octo").is_ok());
     }
 }

@@ -88,7 +88,8 @@ impl GoogleCell {
 
     /// A new access token of the service account.
     fn access_token(&self) -> String {
-        self.account.issue(Principal { user: self.service_account.clone(), allow: self.allow.clone() }, ACCESS_TOKEN_TTL)
+        self.account
+            .issue(Principal { user: self.service_account.clone(), allow: self.allow.clone() }, ACCESS_TOKEN_TTL)
     }
 }
 
@@ -136,7 +137,11 @@ impl GoogleIdentity {
     /// The credentials file `google-github-actions/auth` writes for Workload Identity
     /// Federation through a service account; `audience` is the ID token audience it asks for.
     fn external_account_file(cell: &GoogleCell, audience: &str) -> serde_json::Value {
-        let url = format!("{}&audience={}", crate::github::actions::request_url(), url::form_urlencoded::byte_serialize(audience.as_bytes()).collect::<String>());
+        let url = format!(
+            "{}&audience={}",
+            crate::github::actions::request_url(),
+            url::form_urlencoded::byte_serialize(audience.as_bytes()).collect::<String>()
+        );
         json!({
             "type": "external_account",
             "audience": format!("//iam.googleapis.com/{}", cell.provider()),
@@ -181,7 +186,11 @@ impl GoogleIdentity {
             Ok(data) => {
                 let claims = data.claims;
                 let own = claims.iss == cell.service_account && claims.sub == cell.service_account;
-                return Some(if own && claims.exp - claims.iat <= 3600 { Ok(Principal { user: cell.service_account.clone(), allow: cell.allow.clone() }) } else { Err(BadCredentials::Unknown) });
+                return Some(if own && claims.exp - claims.iat <= 3600 {
+                    Ok(Principal { user: cell.service_account.clone(), allow: cell.allow.clone() })
+                } else {
+                    Err(BadCredentials::Unknown)
+                });
             }
             Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature => BadCredentials::Expired,
             Err(_) => BadCredentials::Unknown,
@@ -192,14 +201,27 @@ impl GoogleIdentity {
 
 impl IdentityService for GoogleIdentity {
     fn hosts(&self) -> &'static [&'static str] {
-        &[OAUTH_HOST, STS_HOST, IAM_CREDENTIALS_HOST, RESOURCE_MANAGER_HOST, METADATA_HOST, crate::github::actions::ID_TOKEN_HOST]
+        &[
+            OAUTH_HOST,
+            STS_HOST,
+            IAM_CREDENTIALS_HOST,
+            RESOURCE_MANAGER_HOST,
+            METADATA_HOST,
+            crate::github::actions::ID_TOKEN_HOST,
+        ]
     }
 
     fn direct_host(&self) -> Option<&'static str> {
         Some(METADATA_HOST)
     }
 
-    fn open_cell(&self, session: u64, account: Arc<Account>, _: &crate::scenario::Scenario, direct: Option<SocketAddr>) -> CellIdentity {
+    fn open_cell(
+        &self,
+        session: u64,
+        account: Arc<Account>,
+        _: &crate::scenario::Scenario,
+        direct: Option<SocketAddr>,
+    ) -> CellIdentity {
         let spec = account.spec.clone();
         let project = spec.owner().to_string();
         let cell = Arc::new(GoogleCell {
@@ -209,12 +231,20 @@ impl IdentityService for GoogleIdentity {
             key_id: hex::encode((0..20).map(|_| rand::random::<u8>()).collect::<Vec<_>>()),
             deleted: spec.credential == CredentialKind::Revoked,
             attached: spec.attached_identity,
-            allow: if spec.credential == CredentialKind::ReadOnly { vec!["pull".into()] } else { vec!["pull".into(), "push".into()] },
+            allow: if spec.credential == CredentialKind::ReadOnly {
+                vec!["pull".into()]
+            } else {
+                vec!["pull".into(), "push".into()]
+            },
             request_token: random_b64(24),
             federated: Minted::default(),
             account,
         });
-        let audience = if spec.credential == CredentialKind::WrongAudience { format!("https://github.com/{}", cell.project) } else { cell.id_token_audience() };
+        let audience = if spec.credential == CredentialKind::WrongAudience {
+            format!("https://github.com/{}", cell.project)
+        } else {
+            cell.id_token_audience()
+        };
         let key_file = self.key_file(&cell).to_string();
         let external = Self::external_account_file(&cell, &audience).to_string();
         let mut identity = CellIdentity::default();
@@ -237,7 +267,11 @@ impl IdentityService for GoogleIdentity {
             identity.secrets.push(token);
         }
         let escaped_key = serde_json::to_string(&self.private_key_pem).expect("a string serialises");
-        identity.secrets.extend([self.private_key_pem.clone(), escaped_key.trim_matches('"').to_string(), cell.request_token.clone()]);
+        identity.secrets.extend([
+            self.private_key_pem.clone(),
+            escaped_key.trim_matches('"').to_string(),
+            cell.request_token.clone(),
+        ]);
         self.cells.write().expect("cells lock").insert(session, cell);
         identity
     }
@@ -246,7 +280,12 @@ impl IdentityService for GoogleIdentity {
         self.cells.write().expect("cells lock").remove(&session);
     }
 
-    fn handle(&self, session: Option<u64>, parts: Parts, body: bytes::Bytes) -> futures_util::future::BoxFuture<'_, Response<Body>> {
+    fn handle(
+        &self,
+        session: Option<u64>,
+        parts: Parts,
+        body: bytes::Bytes,
+    ) -> futures_util::future::BoxFuture<'_, Response<Body>> {
         Box::pin(std::future::ready(self.answer(session, &parts, &body)))
     }
 }
@@ -254,9 +293,21 @@ impl IdentityService for GoogleIdentity {
 impl GoogleIdentity {
     /// The answer to one request of the cell behind `session`.
     fn answer(&self, session: Option<u64>, parts: &Parts, body: &[u8]) -> Response<Body> {
-        let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().split(':').next().unwrap_or_default().to_ascii_lowercase();
+        let host = parts
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let Some(cell) = self.cell(session) else {
-            return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized_client", "ko-matrix: no cell behind this request");
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized_client",
+                "ko-matrix: no cell behind this request",
+            );
         };
         let form = || url::form_urlencoded::parse(body).into_owned().collect::<HashMap<String, String>>();
         match (host.as_str(), &parts.method, parts.uri.path()) {
@@ -265,8 +316,13 @@ impl GoogleIdentity {
             (IAM_CREDENTIALS_HOST, &Method::POST, path) => generate_access_token(&cell, parts, path),
             (RESOURCE_MANAGER_HOST, &Method::GET, path) => project(&cell, parts, path),
             (METADATA_HOST, _, _) => metadata(&cell, parts),
-            (crate::github::actions::ID_TOKEN_HOST, _, _) => crate::github::actions::answer(&self.github, parts, &cell.request_token, &cell.subject()),
-            _ => json(StatusCode::NOT_FOUND, json!({ "error": { "code": 404, "message": format!("ko-matrix: {host} serves no {} {}", parts.method, parts.uri.path()), "status": "NOT_FOUND" } })),
+            (crate::github::actions::ID_TOKEN_HOST, _, _) => {
+                crate::github::actions::answer(&self.github, parts, &cell.request_token, &cell.subject())
+            }
+            _ => json(
+                StatusCode::NOT_FOUND,
+                json!({ "error": { "code": 404, "message": format!("ko-matrix: {host} serves no {} {}", parts.method, parts.uri.path()), "status": "NOT_FOUND" } }),
+            ),
         }
     }
 }
@@ -275,7 +331,9 @@ impl GoogleIdentity {
 /// keychain runs: `gcloud config config-helper --force-auth-refresh --format=json(credential)`.
 /// A stand-in, not the Cloud SDK: it prints what that command prints, with `token`.
 fn gcloud_stand_in(account: &str, token: &str) -> String {
-    let expiry = (time::OffsetDateTime::now_utc() + ACCESS_TOKEN_TTL).format(&time::format_description::well_known::Rfc3339).expect("a UTC time formats");
+    let expiry = (time::OffsetDateTime::now_utc() + ACCESS_TOKEN_TTL)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC time formats");
     let answer = json!({ "credential": { "access_token": token, "token_expiry": expiry } });
     format!(
         "#!/bin/sh\n# ko-matrix's stand-in for the Google Cloud SDK's gcloud, logged in as {account}.\n# It answers `gcloud config config-helper` as gcloud does, nothing else.\nif [ \"$1 $2\" = \"config config-helper\" ]; then\n  printf '%s\\n' '{answer}'\n  exit 0\nfi\necho \"ko-matrix's gcloud stand-in answers only 'gcloud config config-helper' (asked: $*)\" >&2\nexit 2\n"
@@ -347,7 +405,9 @@ impl GoogleIdentity {
             Ok(claims) => claims,
             Err(e) => {
                 let description = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::InvalidAudience => "The audience in JWT does not match the expected values.",
+                    jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                        "The audience in JWT does not match the expected values."
+                    }
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => "The provided JWT has expired.",
                     _ => "Unable to verify the ID Token signature.",
                 };
@@ -355,13 +415,19 @@ impl GoogleIdentity {
             }
         };
         let (token, _) = cell.federated.mint(claims.sub, 48, ACCESS_TOKEN_TTL);
-        json(StatusCode::OK, json!({ "access_token": token, "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": ACCESS_TOKEN_TTL.whole_seconds() }))
+        json(
+            StatusCode::OK,
+            json!({ "access_token": token, "issued_token_type": "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": ACCESS_TOKEN_TTL.whole_seconds() }),
+        )
     }
 }
 
 /// `{"access_token":…,"expires_in":3599,"token_type":"Bearer"}`.
 fn access_token_answer(token: String) -> Response<Body> {
-    json(StatusCode::OK, json!({ "access_token": token, "expires_in": ACCESS_TOKEN_TTL.whole_seconds() - 1, "token_type": "Bearer" }))
+    json(
+        StatusCode::OK,
+        json!({ "access_token": token, "expires_in": ACCESS_TOKEN_TTL.whole_seconds() - 1, "token_type": "Bearer" }),
+    )
 }
 
 /// Google's JSON error envelope (`{"error":{"code":…,"message":…,"status":…}}`).
@@ -371,19 +437,33 @@ fn google_error(status: StatusCode, reason: &str, message: &str) -> Response<Bod
 
 /// `POST /v1/projects/-/serviceAccounts/<email>:generateAccessToken` with a federated token.
 fn generate_access_token(cell: &GoogleCell, parts: &Parts, path: &str) -> Response<Body> {
-    let Some(email) = path.strip_prefix("/v1/projects/-/serviceAccounts/").and_then(|rest| rest.strip_suffix(":generateAccessToken")) else {
+    let Some(email) =
+        path.strip_prefix("/v1/projects/-/serviceAccounts/").and_then(|rest| rest.strip_suffix(":generateAccessToken"))
+    else {
         return google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "ko-matrix: only generateAccessToken is served");
     };
-    let bearer = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
+    let bearer = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
     match cell.federated.check(bearer) {
         Ok(_) => {}
         Err(Refusal::Unknown) | Err(Refusal::Expired) => {
             return google_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.");
         }
     }
-    let email = url::form_urlencoded::parse(format!("e={email}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let email = url::form_urlencoded::parse(format!("e={email}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
     if email != cell.service_account || cell.deleted {
-        return google_error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).");
+        return google_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+        );
     }
     let expires = time::OffsetDateTime::now_utc() + ACCESS_TOKEN_TTL;
     json(StatusCode::OK, json!({ "accessToken": cell.access_token(), "expireTime": crate::aws::iso8601(expires) }))
@@ -391,7 +471,12 @@ fn generate_access_token(cell: &GoogleCell, parts: &Parts, path: &str) -> Respon
 
 /// `GET /v1/projects/<number or id>` with a token of the cell's service account or federation.
 fn project(cell: &GoogleCell, parts: &Parts, path: &str) -> Response<Body> {
-    let bearer = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
+    let bearer = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
     if cell.account.check_credential(bearer).is_none() && cell.federated.check(bearer).is_err() {
         return google_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.");
     }
@@ -400,7 +485,10 @@ fn project(cell: &GoogleCell, parts: &Parts, path: &str) -> Response<Body> {
         return google_error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "The caller does not have permission");
     }
     let number = cell.project_number.to_string();
-    json(StatusCode::OK, json!({ "projectNumber": number, "projectId": cell.project, "lifecycleState": "ACTIVE", "name": cell.project }))
+    json(
+        StatusCode::OK,
+        json!({ "projectNumber": number, "projectId": cell.project, "lifecycleState": "ACTIVE", "name": cell.project }),
+    )
 }
 
 /// The GCE metadata server of the cell's VM; a cell not on GCE has none (404s).
@@ -425,13 +513,19 @@ fn metadata(cell: &GoogleCell, parts: &Parts) -> Response<Body> {
         ("/computeMetadata/v1/project/project-id", cell.project.clone()),
         ("/computeMetadata/v1/project/numeric-project-id", cell.project_number.to_string()),
         ("/computeMetadata/v1/instance/service-accounts/default/email", cell.service_account.clone()),
-        ("/computeMetadata/v1/instance/service-accounts/default/scopes", "https://www.googleapis.com/auth/cloud-platform\n".into()),
+        (
+            "/computeMetadata/v1/instance/service-accounts/default/scopes",
+            "https://www.googleapis.com/auth/cloud-platform\n".into(),
+        ),
         ("/computeMetadata/v1/universe/universe_domain", "googleapis.com".into()),
     ]);
     match parts.uri.path() {
         // google-auth reads the account's description first (`?recursive=true`).
         "/computeMetadata/v1/instance/service-accounts/default/" => {
-            let mut response = json(StatusCode::OK, json!({ "aliases": ["default"], "email": cell.service_account, "scopes": ["https://www.googleapis.com/auth/cloud-platform"] }));
+            let mut response = json(
+                StatusCode::OK,
+                json!({ "aliases": ["default"], "email": cell.service_account, "scopes": ["https://www.googleapis.com/auth/cloud-platform"] }),
+            );
             response.headers_mut().insert("metadata-flavor", "Google".parse().expect("static header"));
             response
         }
@@ -454,7 +548,12 @@ mod tests {
     use http_body_util::BodyExt;
 
     fn scenario() -> crate::scenario::Scenario {
-        crate::scenario::Scenario::parse("gcp/t", std::path::Path::new("t.toml"), "description = \"t\"\n[target]\nregistry = \"gcp\"\n").unwrap()
+        crate::scenario::Scenario::parse(
+            "gcp/t",
+            std::path::Path::new("t.toml"),
+            "description = \"t\"\n[target]\nregistry = \"gcp\"\n",
+        )
+        .unwrap()
     }
 
     fn identity_and_front() -> (Arc<GoogleIdentity>, Arc<Front>) {
@@ -465,7 +564,10 @@ mod tests {
 
     fn post(host: &str, path: &str, form: &[(&str, &str)]) -> (Parts, Vec<u8>) {
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-        (hyper::Request::post(format!("https://{host}{path}")).header("host", host).body(()).unwrap().into_parts().0, body.into_bytes())
+        (
+            hyper::Request::post(format!("https://{host}{path}")).header("host", host).body(()).unwrap().into_parts().0,
+            body.into_bytes(),
+        )
     }
 
     async fn answer(response: Response<Body>) -> (u16, serde_json::Value) {
@@ -479,7 +581,12 @@ mod tests {
         header.kid = key_file["private_key_id"].as_str().map(str::to_string);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = json!({ "iss": key_file["client_email"], "scope": "https://www.googleapis.com/auth/cloud-platform", "aud": aud, "exp": now + 3600, "iat": now });
-        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(identity.private_key_pem.as_bytes()).unwrap()).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_pem(identity.private_key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
     }
 
     #[tokio::test]
@@ -489,14 +596,22 @@ mod tests {
         let values = identity.open_cell(7, account.clone(), &scenario(), None).values;
         let key_file: serde_json::Value = serde_json::from_str(&values["GOOGLE_SERVICE_ACCOUNT_KEY"]).unwrap();
         assert_eq!(key_file["client_email"], "ko-matrix-bot@proj.iam.gserviceaccount.com");
-        let (parts, body) = post(OAUTH_HOST, "/token", &[("grant_type", JWT_BEARER), ("assertion", &assertion(&identity, &key_file, TOKEN_URI))]);
+        let (parts, body) = post(
+            OAUTH_HOST,
+            "/token",
+            &[("grant_type", JWT_BEARER), ("assertion", &assertion(&identity, &key_file, TOKEN_URI))],
+        );
         let (status, token) = answer(identity.answer(Some(7), &parts, &body)).await;
         assert_eq!(status, 200, "{token}");
         assert_eq!(token["token_type"], "Bearer");
         let principal = account.check_credential(token["access_token"].as_str().unwrap()).unwrap();
         assert_eq!((principal.user.as_str(), principal.allow.len()), ("ko-matrix-bot@proj.iam.gserviceaccount.com", 2));
 
-        let (parts, body) = post(OAUTH_HOST, "/token", &[("grant_type", JWT_BEARER), ("assertion", &assertion(&identity, &key_file, "https://elsewhere"))]);
+        let (parts, body) = post(
+            OAUTH_HOST,
+            "/token",
+            &[("grant_type", JWT_BEARER), ("assertion", &assertion(&identity, &key_file, "https://elsewhere"))],
+        );
         assert_eq!(answer(identity.answer(Some(7), &parts, &body)).await.1["error"], "invalid_grant");
         assert_eq!(answer(identity.answer(Some(8), &parts, &body)).await.0, 401, "another cell's request");
     }
@@ -504,20 +619,33 @@ mod tests {
     #[test]
     fn self_signed_jwts_of_the_cells_account_stand_for_an_access_token() {
         let (identity, front) = identity_and_front();
-        let account = front.open_cell(3, AccountSpec { credential: CredentialKind::ReadOnly, ..AccountSpec::default() });
-        let key_file: serde_json::Value = serde_json::from_str(&identity.open_cell(3, account.clone(), &scenario(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"]).unwrap();
+        let account =
+            front.open_cell(3, AccountSpec { credential: CredentialKind::ReadOnly, ..AccountSpec::default() });
+        let key_file: serde_json::Value = serde_json::from_str(
+            &identity.open_cell(3, account.clone(), &scenario(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"],
+        )
+        .unwrap();
         let sign = |claims: serde_json::Value| {
             let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
             header.kid = key_file["private_key_id"].as_str().map(str::to_string);
-            jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(identity.private_key_pem.as_bytes()).unwrap()).unwrap()
+            jsonwebtoken::encode(
+                &header,
+                &claims,
+                &jsonwebtoken::EncodingKey::from_rsa_pem(identity.private_key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap()
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let email = key_file["client_email"].clone();
-        let good = sign(json!({ "iss": email, "sub": email, "scope": "https://www.googleapis.com/auth/cloud-platform", "iat": now, "exp": now + 3600 }));
+        let good = sign(
+            json!({ "iss": email, "sub": email, "scope": "https://www.googleapis.com/auth/cloud-platform", "iat": now, "exp": now + 3600 }),
+        );
         assert_eq!(identity.self_signed(&account, &good).unwrap().unwrap().allow, ["pull"]);
         let stale = sign(json!({ "iss": email, "sub": email, "iat": now - 7200, "exp": now - 3600 }));
         assert_eq!(identity.self_signed(&account, &stale).unwrap(), Err(BadCredentials::Expired));
-        let other = sign(json!({ "iss": "x@p.iam.gserviceaccount.com", "sub": "x@p.iam.gserviceaccount.com", "iat": now, "exp": now + 3600 }));
+        let other = sign(
+            json!({ "iss": "x@p.iam.gserviceaccount.com", "sub": "x@p.iam.gserviceaccount.com", "iat": now, "exp": now + 3600 }),
+        );
         assert_eq!(identity.self_signed(&account, &other).unwrap(), Err(BadCredentials::Unknown));
         assert!(identity.self_signed(&account, "not-a-jwt").is_none());
     }
@@ -526,23 +654,49 @@ mod tests {
     async fn a_deleted_service_accounts_key_is_refused_in_googles_words() {
         let (identity, front) = identity_and_front();
         let account = front.open_cell(1, AccountSpec { credential: CredentialKind::Revoked, ..AccountSpec::default() });
-        let key_file: serde_json::Value = serde_json::from_str(&identity.open_cell(1, account, &scenario(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"]).unwrap();
-        let (parts, body) = post(OAUTH_HOST, "/token", &[("grant_type", JWT_BEARER), ("assertion", &assertion(&identity, &key_file, TOKEN_URI))]);
+        let key_file: serde_json::Value = serde_json::from_str(
+            &identity.open_cell(1, account, &scenario(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"],
+        )
+        .unwrap();
+        let (parts, body) = post(
+            OAUTH_HOST,
+            "/token",
+            &[("grant_type", JWT_BEARER), ("assertion", &assertion(&identity, &key_file, TOKEN_URI))],
+        );
         let (status, error) = answer(identity.answer(Some(1), &parts, &body)).await;
-        assert_eq!((status, error), (400, json!({ "error": "invalid_grant", "error_description": "Invalid grant: account not found" })));
+        assert_eq!(
+            (status, error),
+            (400, json!({ "error": "invalid_grant", "error_description": "Invalid grant: account not found" }))
+        );
     }
 
     #[tokio::test]
     async fn federation_checks_the_audience_then_impersonates_the_service_account() {
         let (identity, front) = identity_and_front();
-        for (session, credential, expected) in [(1, CredentialKind::Write, 200), (2, CredentialKind::WrongAudience, 400)] {
+        for (session, credential, expected) in
+            [(1, CredentialKind::Write, 200), (2, CredentialKind::WrongAudience, 400)]
+        {
             let account = front.open_cell(session, AccountSpec { credential, ..AccountSpec::default() });
-            let file: serde_json::Value = serde_json::from_str(&identity.open_cell(session, account.clone(), &scenario(), None).values["GOOGLE_EXTERNAL_ACCOUNT"]).unwrap();
+            let file: serde_json::Value = serde_json::from_str(
+                &identity.open_cell(session, account.clone(), &scenario(), None).values["GOOGLE_EXTERNAL_ACCOUNT"],
+            )
+            .unwrap();
             let source = &file["credential_source"];
-            let id_request = hyper::Request::get(source["url"].as_str().unwrap()).header("host", crate::github::actions::ID_TOKEN_HOST).header("authorization", source["headers"]["Authorization"].as_str().unwrap()).body(()).unwrap().into_parts().0;
+            let id_request = hyper::Request::get(source["url"].as_str().unwrap())
+                .header("host", crate::github::actions::ID_TOKEN_HOST)
+                .header("authorization", source["headers"]["Authorization"].as_str().unwrap())
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
             let (status, id_token) = answer(identity.answer(Some(session), &id_request, b"")).await;
             assert_eq!(status, 200);
-            let form = [("grant_type", TOKEN_EXCHANGE), ("audience", file["audience"].as_str().unwrap()), ("subject_token", id_token["value"].as_str().unwrap()), ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt")];
+            let form = [
+                ("grant_type", TOKEN_EXCHANGE),
+                ("audience", file["audience"].as_str().unwrap()),
+                ("subject_token", id_token["value"].as_str().unwrap()),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ];
             let (parts, body) = post(STS_HOST, "/v1/token", &form);
             let (status, federated) = answer(identity.answer(Some(session), &parts, &body)).await;
             assert_eq!(status, expected, "{federated}");
@@ -552,11 +706,20 @@ mod tests {
             }
             let impersonate = file["service_account_impersonation_url"].as_str().unwrap();
             let path = impersonate.trim_start_matches("https://iamcredentials.googleapis.com");
-            let parts = hyper::Request::post(impersonate).header("host", IAM_CREDENTIALS_HOST).header("authorization", format!("Bearer {}", federated["access_token"].as_str().unwrap())).body(()).unwrap().into_parts().0;
+            let parts = hyper::Request::post(impersonate)
+                .header("host", IAM_CREDENTIALS_HOST)
+                .header("authorization", format!("Bearer {}", federated["access_token"].as_str().unwrap()))
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
             let (status, token) = answer(identity.answer(Some(session), &parts, b"{}")).await;
             assert_eq!(status, 200, "{token} for {path}");
             assert!(account.check_credential(token["accessToken"].as_str().unwrap()).is_some());
-            assert!(account.check_credential(federated["access_token"].as_str().unwrap()).is_none(), "the federated token itself holds no registry role");
+            assert!(
+                account.check_credential(federated["access_token"].as_str().unwrap()).is_none(),
+                "the federated token itself holds no registry role"
+            );
         }
     }
 
@@ -567,7 +730,10 @@ mod tests {
         identity.open_cell(1, on_vm.clone(), &scenario(), None);
         identity.open_cell(2, front.open_cell(2, AccountSpec::default()), &scenario(), None);
         let get = |flavor: Option<&str>| {
-            let mut request = hyper::Request::get("http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token").header("host", METADATA_HOST);
+            let mut request = hyper::Request::get(
+                "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token",
+            )
+            .header("host", METADATA_HOST);
             if let Some(flavor) = flavor {
                 request = request.header("metadata-flavor", flavor);
             }

@@ -77,7 +77,13 @@ impl Vendor for Gcr {
         distribution_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "Not Authorized.")
     }
 
-    fn refuse_token(&self, principal: Option<&Principal>, repository: &str, requested: &[String], granted: &[String]) -> Option<Response<Body>> {
+    fn refuse_token(
+        &self,
+        principal: Option<&Principal>,
+        repository: &str,
+        requested: &[String],
+        granted: &[String],
+    ) -> Option<Response<Body>> {
         let missing = requested.iter().find(|action| !granted.contains(action))?;
         Some(denied(principal.is_some(), repository, missing))
     }
@@ -113,7 +119,10 @@ mod tests {
         let refusal = gcr.refuse_token(Some(&reader), "p/app", &asked, &granted).expect("push is missing");
         assert_eq!(refusal.status(), StatusCode::FORBIDDEN);
         let body = String::from_utf8(refusal.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-        assert_eq!(body, r#"{"errors":[{"code":"DENIED","message":"Permission \"artifactregistry.repositories.uploadArtifacts\" denied on resource \"projects/p/locations/us/repositories/gcr.io\" (or it may not exist)"}]}"#);
+        assert_eq!(
+            body,
+            r#"{"errors":[{"code":"DENIED","message":"Permission \"artifactregistry.repositories.uploadArtifacts\" denied on resource \"projects/p/locations/us/repositories/gcr.io\" (or it may not exist)"}]}"#
+        );
         let anonymous = gcr.refuse_token(None, "p/app", &asked, &[]).unwrap();
         let body = String::from_utf8(anonymous.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         assert!(body.contains("Unauthenticated request. Unauthenticated requests do not have permission"), "{body}");

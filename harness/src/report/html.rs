@@ -8,8 +8,8 @@
 
 use super::MatrixReport;
 use crate::outcome::Outcome;
-use crate::result::CellResult;
 use crate::regressions::{Analysis, Mark};
+use crate::result::CellResult;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -92,7 +92,10 @@ if (location.hash.startsWith('#cell=')) show(decodeURIComponent(location.hash.sl
 fn version_header(tool: &str, version: &str, analysis: &Analysis) -> String {
     match analysis.regressions().filter(|t| t.tool == tool && t.to_version == version).count() {
         0 => format!("<th>{}</th>", escape(version)),
-        n => format!("<th class=\"regressed\" title=\"{n} regression(s) against the previous version\">{} ▼{n}</th>", escape(version)),
+        n => format!(
+            "<th class=\"regressed\" title=\"{n} regression(s) against the previous version\">{} ▼{n}</th>",
+            escape(version)
+        ),
     }
 }
 
@@ -103,10 +106,19 @@ fn change_sentence(cell: &CellResult, analysis: &Analysis) -> Option<String> {
     if mark == Mark::SharedFailure {
         return Some("Fails the same way in every version: an expected failure, not a regression.".into());
     }
-    let t = analysis.transitions.iter().find(|t| t.tool == cell.tool && &t.to_version == version && &t.scenario == scenario)?;
+    let t = analysis
+        .transitions
+        .iter()
+        .find(|t| t.tool == cell.tool && &t.to_version == version && &t.scenario == scenario)?;
     let known = if t.known { " The committed snapshots record it." } else { "" };
     Some(match mark {
-        Mark::Regression => format!("Regression: {} was {} in {}.{known} Explain it: {}", scenario, t.from_label, t.from_version, t.bisect_command()),
+        Mark::Regression => format!(
+            "Regression: {} was {} in {}.{known} Explain it: {}",
+            scenario,
+            t.from_label,
+            t.from_version,
+            t.bisect_command()
+        ),
         Mark::Fix => format!("Fix: {} failed ({}) in {}.", scenario, t.from_label, t.from_version),
         _ => format!("Failure class changed: {} in {}.", t.from_label, t.from_version),
     })
@@ -115,7 +127,10 @@ fn change_sentence(cell: &CellResult, analysis: &Analysis) -> Option<String> {
 /// One tool's grid: scenarios down, versions across.
 fn tool_grid(report: &MatrixReport, tool: &str, analysis: &Analysis) -> String {
     let versions = report.versions_of(tool);
-    let mut grid = format!("<h2>{0}</h2>\n<table class=\"grid\" id=\"grid-{0}\" data-tool=\"{0}\"><thead><tr><th>scenario</th>", escape(tool));
+    let mut grid = format!(
+        "<h2>{0}</h2>\n<table class=\"grid\" id=\"grid-{0}\" data-tool=\"{0}\"><thead><tr><th>scenario</th>",
+        escape(tool)
+    );
     for v in &versions {
         grid.push_str(&version_header(tool, v, analysis));
     }
@@ -158,7 +173,12 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
         .collect();
     // `</` inside a script element would end it early.
     let data = serde_json::to_string(&cells).expect("cells serialise").replace("</", "<\\/");
-    let versions_meta = report.versions.iter().map(|v| format!("{}@{} ({})", v.tool, v.version, v.route)).collect::<Vec<_>>().join(", ");
+    let versions_meta = report
+        .versions
+        .iter()
+        .map(|v| format!("{}@{} ({})", v.tool, v.version, v.route))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ko-matrix report</title><style>{STYLE}</style></head>\n<body>\n<h1>ko-matrix: {}</h1>\n<div class=\"meta\">started {} · services: {} · containment: {} · {}</div>\n{LEGEND}\n{grid}\n<section id=\"detail\" hidden></section>\n<script id=\"cells\" type=\"application/json\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
         escape(&report.summary()),

@@ -4,9 +4,9 @@
 //! names its outcome; an infra-error is an `<error>`: the cell did not run.
 
 use super::{MatrixReport, Snapshots};
-use crate::result::CellResult;
 use crate::outcome::Outcome;
 use crate::regressions::{Analysis, Mark};
+use crate::result::CellResult;
 
 fn escape(text: &str) -> String {
     text.chars()
@@ -38,7 +38,14 @@ fn verdict(c: &CellResult, analysis: &Analysis, baseline: Option<&Snapshots>) ->
     };
     let label = c.label();
     let mark = analysis.mark(c);
-    let previous = || analysis.transitions.iter().find(|t| t.tool == c.tool && t.to_version == c.version && t.scenario == c.scenario).map(|t| format!(" against {} ({})", t.from_version, t.from_label)).unwrap_or_default();
+    let previous = || {
+        analysis
+            .transitions
+            .iter()
+            .find(|t| t.tool == c.tool && t.to_version == c.version && t.scenario == c.scenario)
+            .map(|t| format!(" against {} ({})", t.from_version, t.from_label))
+            .unwrap_or_default()
+    };
     match c.outcome {
         Outcome::InfraError => return Verdict::Errored(format!("infra-error: {}", c.detail)),
         Outcome::Skipped => return Verdict::Skipped(c.detail.clone()),
@@ -46,12 +53,23 @@ fn verdict(c: &CellResult, analysis: &Analysis, baseline: Option<&Snapshots>) ->
     }
     let expected = baseline.and_then(|b| b.label(&c.tool, &c.version, &c.scenario));
     match expected {
-        Some(expected) if expected == label || (c.outcome == Outcome::Flaky && c.attempts.iter().any(|a| a == expected)) => {
-            let note = if mark == Mark::Regression { format!(", a regression{} recorded in the snapshots", previous()) } else { String::new() };
+        Some(expected)
+            if expected == label || (c.outcome == Outcome::Flaky && c.attempts.iter().any(|a| a == expected)) =>
+        {
+            let note = if mark == Mark::Regression {
+                format!(", a regression{} recorded in the snapshots", previous())
+            } else {
+                String::new()
+            };
             Verdict::Passed(format!("{label} as the snapshot records{note}: {detail}"))
         }
-        Some(expected) => Verdict::Failed { kind: "changed", message: format!("{expected} → {label} (snapshot → this run): {detail}") },
-        None if mark == Mark::Regression => Verdict::Failed { kind: "regression", message: format!("{label}, a regression{}: {detail}", previous()) },
+        Some(expected) => Verdict::Failed {
+            kind: "changed",
+            message: format!("{expected} → {label} (snapshot → this run): {detail}"),
+        },
+        None if mark == Mark::Regression => {
+            Verdict::Failed { kind: "regression", message: format!("{label}, a regression{}: {detail}", previous()) }
+        }
         None => Verdict::Passed(format!("{label}: {detail}")),
     }
 }
@@ -71,13 +89,24 @@ pub fn render(report: &MatrixReport, analysis: &Analysis, baseline: Option<&Snap
     for (c, verdict) in report.cells.iter().zip(&verdicts) {
         let name = escape(&c.id());
         let classname = escape(&format!("ko-matrix.{}.{}", c.tool, super::family(&c.scenario)));
-        out.push_str(&format!("    <testcase name=\"{name}\" classname=\"{classname}\" time=\"{:.3}\">\n", c.duration_ms as f64 / 1000.0));
+        out.push_str(&format!(
+            "    <testcase name=\"{name}\" classname=\"{classname}\" time=\"{:.3}\">\n",
+            c.duration_ms as f64 / 1000.0
+        ));
         let log = escape(&c.log.display().to_string());
         match verdict {
-            Verdict::Passed(text) => out.push_str(&format!("      <system-out>{}\nlog: {log}</system-out>\n", escape(text))),
+            Verdict::Passed(text) => {
+                out.push_str(&format!("      <system-out>{}\nlog: {log}</system-out>\n", escape(text)))
+            }
             Verdict::Skipped(why) => out.push_str(&format!("      <skipped message=\"{}\"/>\n", escape(why))),
-            Verdict::Errored(message) => out.push_str(&format!("      <error type=\"infra-error\" message=\"{0}\">{0}\nlog: {log}</error>\n", escape(message))),
-            Verdict::Failed { kind, message } => out.push_str(&format!("      <failure type=\"{kind}\" message=\"{0}\">{0}\nlog: {log}</failure>\n", escape(message))),
+            Verdict::Errored(message) => out.push_str(&format!(
+                "      <error type=\"infra-error\" message=\"{0}\">{0}\nlog: {log}</error>\n",
+                escape(message)
+            )),
+            Verdict::Failed { kind, message } => out.push_str(&format!(
+                "      <failure type=\"{kind}\" message=\"{0}\">{0}\nlog: {log}</failure>\n",
+                escape(message)
+            )),
         }
         out.push_str("    </testcase>\n");
     }
@@ -109,8 +138,16 @@ mod tests {
         // No baseline: the regression fails, the shared expected failure passes.
         let xml = super::render(&report, &analyse(&report, None), None);
         assert!(xml.contains("tests=\"5\" failures=\"1\" errors=\"1\" skipped=\"0\""), "{xml}");
-        assert!(xml.contains("<failure type=\"regression\" message=\"fail(unauthorized), a regression against v0.15.1 (pass)"), "{xml}");
-        assert!(xml.contains("<system-out>fail(unauthorized): "), "an expected failure passes and names its outcome: {xml}");
+        assert!(
+            xml.contains(
+                "<failure type=\"regression\" message=\"fail(unauthorized), a regression against v0.15.1 (pass)"
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<system-out>fail(unauthorized): "),
+            "an expected failure passes and names its outcome: {xml}"
+        );
         assert!(xml.contains("<testcase name=\"ko@v0.15.2::ecr/env-session\" classname=\"ko-matrix.ko.ecr\""), "{xml}");
         // With the snapshot recording the regression, nothing fails; a cell differing from it does.
         let mut baseline = Snapshots::default();
@@ -120,7 +157,10 @@ mod tests {
         baseline.insert(&ko, "v0.15.1", "ecr/no-credentials", "fail(denied)".into());
         let xml = super::render(&report, &analyse(&report, Some(&baseline)), Some(&baseline));
         assert!(xml.contains("failures=\"1\""), "{xml}");
-        assert!(xml.contains("<failure type=\"changed\" message=\"fail(denied) → fail(unauthorized) (snapshot → this run)"), "{xml}");
+        assert!(
+            xml.contains("<failure type=\"changed\" message=\"fail(denied) → fail(unauthorized) (snapshot → this run)"),
+            "{xml}"
+        );
         assert!(xml.contains("a regression against v0.15.1 (pass) recorded in the snapshots"), "{xml}");
     }
 }

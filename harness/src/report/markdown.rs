@@ -34,8 +34,14 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
         let versions = report.versions_of(tool);
         out.push_str(&format!("\n| {tool} | {} |\n|---|{}\n", versions.join(" | "), "---|".repeat(versions.len())));
         for scenario in report.scenarios_of(tool) {
-            let row: Vec<String> =
-                versions.iter().map(|v| report.cell(tool, v, scenario).map_or("–".to_string(), |c| shown(c.outcome, &c.label(), analysis.mark(c)))).collect();
+            let row: Vec<String> = versions
+                .iter()
+                .map(|v| {
+                    report
+                        .cell(tool, v, scenario)
+                        .map_or("–".to_string(), |c| shown(c.outcome, &c.label(), analysis.mark(c)))
+                })
+                .collect();
             out.push_str(&format!("| `{scenario}` | {} |\n", row.join(" | ")));
         }
     }
@@ -43,7 +49,8 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
         out.push_str("\n#### Changes along the version axis\n\n");
         out.push_str(&render_transitions(analysis.transitions.iter()));
     }
-    let failures: Vec<_> = report.cells.iter().filter(|c| !matches!(c.outcome, Outcome::Pass | Outcome::Skipped)).collect();
+    let failures: Vec<_> =
+        report.cells.iter().filter(|c| !matches!(c.outcome, Outcome::Pass | Outcome::Skipped)).collect();
     if !failures.is_empty() {
         out.push_str("\n<details><summary>Why the cells that did not pass failed</summary>\n\n");
         for c in failures {
@@ -61,7 +68,17 @@ pub fn render_transitions<'a>(transitions: impl Iterator<Item = &'a Transition>)
     let mut out = String::new();
     for t in transitions {
         let known = if t.known { " (recorded in the snapshots)" } else { "" };
-        out.push_str(&format!("- {} **{}** `{}` {}: {} {} → {} {}{known}\n", shown_mark(t.mark), t.mark.as_str(), t.scenario, t.tool, t.from_version, t.from_label, t.to_version, t.to_label));
+        out.push_str(&format!(
+            "- {} **{}** `{}` {}: {} {} → {} {}{known}\n",
+            shown_mark(t.mark),
+            t.mark.as_str(),
+            t.scenario,
+            t.tool,
+            t.from_version,
+            t.from_label,
+            t.to_version,
+            t.to_label
+        ));
         if t.mark != Mark::Fix {
             out.push_str(&format!("  - `{}`\n", t.detail.replace('`', "'")));
         }

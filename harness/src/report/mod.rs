@@ -94,7 +94,13 @@ impl Snapshots {
 }
 
 impl MatrixReport {
-    pub fn new(started: String, runtime: &str, versions: &[ToolBinary], selected_scenarios: Vec<String>, cells: Vec<CellResult>) -> MatrixReport {
+    pub fn new(
+        started: String,
+        runtime: &str,
+        versions: &[ToolBinary],
+        selected_scenarios: Vec<String>,
+        cells: Vec<CellResult>,
+    ) -> MatrixReport {
         MatrixReport {
             ko_matrix_version: env!("CARGO_PKG_VERSION").into(),
             started,
@@ -102,7 +108,12 @@ impl MatrixReport {
             containment: not_recorded(),
             versions: versions
                 .iter()
-                .map(|b| VersionInfo { tool: b.tool.name().into(), version: b.version.clone(), route: b.route.clone(), sha256: b.sha256.clone() })
+                .map(|b| VersionInfo {
+                    tool: b.tool.name().into(),
+                    version: b.version.clone(),
+                    route: b.route.clone(),
+                    sha256: b.sha256.clone(),
+                })
                 .collect(),
             selected_scenarios,
             tool_scenarios: BTreeMap::new(),
@@ -184,8 +195,14 @@ impl MatrixReport {
     }
 
     pub fn read(path: &Path) -> Result<MatrixReport, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io { path: path.to_path_buf(), source })?;
-        serde_json::from_str(&text).map_err(|e| ReportError::Parse { path: path.to_path_buf(), line: e.line(), column: e.column(), message: e.to_string() })
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ReportError::Io { path: path.to_path_buf(), source })?;
+        serde_json::from_str(&text).map_err(|e| ReportError::Parse {
+            path: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
     }
 
     /// Writes `matrix.json`, `matrix.md`, `report.html` and `junit.xml` into `dir`, each
@@ -305,14 +322,22 @@ pub fn check_against(report: &MatrixReport, snapshots: &Snapshots, scope: CheckS
         .filter_map(|cell| {
             let expected = snapshots.label(&cell.tool, &cell.version, &cell.scenario);
             let label = cell.label();
-            let matches = expected.is_some_and(|e| e == label || (cell.outcome == Outcome::Flaky && cell.attempts.iter().any(|a| a == e)));
+            let matches = expected.is_some_and(|e| {
+                e == label || (cell.outcome == Outcome::Flaky && cell.attempts.iter().any(|a| a == e))
+            });
             (!matches).then(|| Change::of(cell, expected.map(str::to_string), Some(label)))
         })
         .collect();
     let ran = |tool: &str, version: &str| report.versions.iter().any(|v| v.tool == tool && v.version == version);
     for (tool, version, scenario, label) in snapshots.cells() {
         if ran(tool, version) && report.selected(tool, scenario) && report.cell(tool, version, scenario).is_none() {
-            let change = Change { tool: tool.into(), version: version.into(), scenario: scenario.into(), old: Some(label.into()), new: None };
+            let change = Change {
+                tool: tool.into(),
+                version: version.into(),
+                scenario: scenario.into(),
+                old: Some(label.into()),
+                new: None,
+            };
             changes.push(change);
         }
     }
@@ -355,7 +380,8 @@ fn read_snapshot_files(dir: &Path, tool: &str, out: &mut Snapshots) -> Result<()
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "snap") {
-            let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
             let body = text.splitn(3, "---\n").nth(2).unwrap_or_default();
             for ((version, scenario), label) in parse_snapshot(body) {
                 out.insert(tool, &version, &scenario, label);
@@ -381,7 +407,12 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
     };
     for (i, part) in parts.iter().enumerate() {
         if part.ko_matrix_version != first.ko_matrix_version {
-            return Err(ReportError::Merge(format!("shard {} ran ko-matrix {}, shard 1 ran {}", i + 1, part.ko_matrix_version, first.ko_matrix_version)));
+            return Err(ReportError::Merge(format!(
+                "shard {} ran ko-matrix {}, shard 1 ran {}",
+                i + 1,
+                part.ko_matrix_version,
+                first.ko_matrix_version
+            )));
         }
         for scenario in &part.selected_scenarios {
             if !merged.selected_scenarios.contains(scenario) {
@@ -395,7 +426,10 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
         for v in &part.versions {
             match merged.versions.iter().find(|m| m.tool == v.tool && m.version == v.version) {
                 Some(m) if m.sha256 != v.sha256 => {
-                    return Err(ReportError::Merge(format!("{}@{} differs between shards (sha256 {} vs {})", v.tool, v.version, m.sha256, v.sha256)));
+                    return Err(ReportError::Merge(format!(
+                        "{}@{} differs between shards (sha256 {} vs {})",
+                        v.tool, v.version, m.sha256, v.sha256
+                    )));
                 }
                 Some(_) => {}
                 None => merged.versions.push(v.clone()),
@@ -434,9 +468,13 @@ pub fn render_table(report: &MatrixReport) -> String {
 fn render_tool_table(report: &MatrixReport, tool: &str) -> String {
     let versions = report.versions_of(tool);
     let scenarios = report.scenarios_of(tool);
-    let label = |scenario: &str, version: &str| report.cell(tool, version, scenario).map_or("-".to_string(), CellResult::label);
+    let label =
+        |scenario: &str, version: &str| report.cell(tool, version, scenario).map_or("-".to_string(), CellResult::label);
     let first = scenarios.iter().map(|s| s.len()).chain([tool.len()]).max().unwrap_or(8);
-    let widths: Vec<usize> = versions.iter().map(|v| scenarios.iter().map(|s| label(s, v).len()).chain([v.len()]).max().unwrap_or(4)).collect();
+    let widths: Vec<usize> = versions
+        .iter()
+        .map(|v| scenarios.iter().map(|s| label(s, v).len()).chain([v.len()]).max().unwrap_or(4))
+        .collect();
     let mut out = format!("{tool:first$}");
     for (v, w) in versions.iter().zip(&widths) {
         out.push_str(&format!("  {v:w$}"));
@@ -482,7 +520,12 @@ pub(crate) mod tests {
         let mut versions: Vec<VersionInfo> = Vec::new();
         for c in &cells {
             if !versions.iter().any(|v| v.tool == c.tool && v.version == c.version) {
-                versions.push(VersionInfo { tool: c.tool.clone(), version: c.version.clone(), route: "go".into(), sha256: "x".into() });
+                versions.push(VersionInfo {
+                    tool: c.tool.clone(),
+                    version: c.version.clone(),
+                    route: "go".into(),
+                    sha256: "x".into(),
+                });
             }
         }
         let mut selected_scenarios: Vec<String> = cells.iter().map(|c| c.scenario.clone()).collect();
@@ -503,7 +546,8 @@ pub(crate) mod tests {
 
     /// A cell of the shorthand tool; `tool@version` names another tool.
     pub(crate) fn cell(scenario: &str, version: &str, outcome: Outcome, class: Option<FailClass>) -> CellResult {
-        let (tool, version) = version.split_once('@').map_or((crate::result::shorthand_tool(), version), |(t, v)| (t.to_string(), v));
+        let (tool, version) =
+            version.split_once('@').map_or((crate::result::shorthand_tool(), version), |(t, v)| (t.to_string(), v));
         CellResult {
             tool,
             version: version.into(),
@@ -529,7 +573,10 @@ pub(crate) mod tests {
             ("v0.15.10".to_string(), "registry/wrong-password".to_string(), "fail(unauthorized)".to_string()),
         ];
         let text = render_snapshot(&cells);
-        assert_eq!(text, "v0.15.1   registry/anonymous       pass\nv0.15.10  registry/wrong-password  fail(unauthorized)\n");
+        assert_eq!(
+            text,
+            "v0.15.1   registry/anonymous       pass\nv0.15.10  registry/wrong-password  fail(unauthorized)\n"
+        );
         let parsed = parse_snapshot(&text);
         assert_eq!(parsed[&("v0.15.10".to_string(), "registry/wrong-password".to_string())], "fail(unauthorized)");
         assert_eq!(family("registry/anonymous"), "registry");
@@ -549,7 +596,10 @@ pub(crate) mod tests {
              ecr/env-session     pass     fail(unauthorized)\n\
              registry/anonymous  pass     infra-error\n"
         );
-        let two_tools = report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Pass, None), cell("ecr/env-session", "crane@v0.20.2", Outcome::Fail, Some(FailClass::Unauthorized))]);
+        let two_tools = report_of(vec![
+            cell("ecr/env-session", "v0.15.1", Outcome::Pass, None),
+            cell("ecr/env-session", "crane@v0.20.2", Outcome::Fail, Some(FailClass::Unauthorized)),
+        ]);
         assert_eq!(
             render_table(&two_tools),
             "ko               v0.15.1\n\
@@ -569,17 +619,32 @@ pub(crate) mod tests {
         snapshots.insert(&ko, "v0.15.2", "ecr/env-session", "fail(unauthorized)".into());
         snapshots.insert("crane", "v0.15.1", "ecr/env-session", "fail(unauthorized)".into());
         // v0.15.1's imds-v2 cell is absent (a crashed shard); v0.15.2 did not run at all.
-        let mut report = report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Fail, Some(FailClass::Network)), cell("ecr/env-session", "v9.9.9", Outcome::Pass, None)]);
+        let mut report = report_of(vec![
+            cell("ecr/env-session", "v0.15.1", Outcome::Fail, Some(FailClass::Network)),
+            cell("ecr/env-session", "v9.9.9", Outcome::Pass, None),
+        ]);
         report.selected_scenarios.push("ecr/imds-v2".into());
-        let shown: Vec<String> = check_against(&report, &snapshots, CheckScope::All).iter().map(ToString::to_string).collect();
+        let shown: Vec<String> =
+            check_against(&report, &snapshots, CheckScope::All).iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
-            ["ko@v0.15.1::ecr/env-session: pass → fail(network)", "ko@v9.9.9::ecr/env-session: (absent) → pass", "ko@v0.15.1::ecr/imds-v2: pass → (absent)"],
+            [
+                "ko@v0.15.1::ecr/env-session: pass → fail(network)",
+                "ko@v9.9.9::ecr/env-session: (absent) → pass",
+                "ko@v0.15.1::ecr/imds-v2: pass → (absent)"
+            ],
             "crane's cells did not run: another tool's snapshot is not missing"
         );
         assert_eq!(report.absent_cells(), ["ko@v0.15.1::ecr/imds-v2", "ko@v9.9.9::ecr/imds-v2"]);
-        let pinned: Vec<String> = check_against(&report, &snapshots, CheckScope::SnapshottedVersions).iter().map(ToString::to_string).collect();
-        assert_eq!(pinned, ["ko@v0.15.1::ecr/env-session: pass → fail(network)", "ko@v0.15.1::ecr/imds-v2: pass → (absent)"], "v9.9.9 is left to `regressions`");
+        let pinned: Vec<String> = check_against(&report, &snapshots, CheckScope::SnapshottedVersions)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            pinned,
+            ["ko@v0.15.1::ecr/env-session: pass → fail(network)", "ko@v0.15.1::ecr/imds-v2: pass → (absent)"],
+            "v9.9.9 is left to `regressions`"
+        );
     }
 
     #[test]
@@ -593,16 +658,25 @@ pub(crate) mod tests {
         let old: MatrixReport = serde_json::from_value(old).unwrap();
         assert_eq!(old.containment, "not recorded");
 
-        let shard = |containment: &str, version: &str| MatrixReport { containment: containment.into(), ..report_of(vec![cell("ecr/env-session", version, Outcome::Pass, None)]) };
-        let same = merge(&[shard("user+network namespace", "v0.15.1"), shard("user+network namespace", "v0.15.2")]).unwrap();
+        let shard = |containment: &str, version: &str| MatrixReport {
+            containment: containment.into(),
+            ..report_of(vec![cell("ecr/env-session", version, Outcome::Pass, None)])
+        };
+        let same =
+            merge(&[shard("user+network namespace", "v0.15.1"), shard("user+network namespace", "v0.15.2")]).unwrap();
         assert_eq!(same.containment, "user+network namespace");
-        let mixed = merge(&[shard("user+network namespace", "v0.15.1"), shard("proxy-only (KO_MATRIX_CONTAINMENT=proxy-only)", "v0.15.2")]).unwrap();
+        let mixed = merge(&[
+            shard("user+network namespace", "v0.15.1"),
+            shard("proxy-only (KO_MATRIX_CONTAINMENT=proxy-only)", "v0.15.2"),
+        ])
+        .unwrap();
         assert_eq!(mixed.containment, "mixed: user+network namespace; proxy-only (KO_MATRIX_CONTAINMENT=proxy-only)");
     }
 
     #[test]
     fn a_matrix_from_before_tools_were_a_parameter_reads() {
-        let mut json = serde_json::to_value(report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Pass, None)])).unwrap();
+        let mut json =
+            serde_json::to_value(report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Pass, None)])).unwrap();
         let old = json["cells"][0].as_object_mut().unwrap();
         old.remove("tool");
         let tool_ms = old.remove("tool_ms").unwrap();

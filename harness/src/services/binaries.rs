@@ -91,7 +91,8 @@ impl ServiceBinaries {
     /// Both programs by their fetch route, whatever PATH holds, at once: to provision a
     /// machine ahead of runs, or to measure doing so.
     pub async fn fetch_all(&self) -> Result<Vec<(&'static str, Installed)>, FetchError> {
-        let (registry, ecr_login) = tokio::join!(self.registry.install(REGISTRY_VERSION), self.ecr_login.install(ECR_LOGIN_VERSION));
+        let (registry, ecr_login) =
+            tokio::join!(self.registry.install(REGISTRY_VERSION), self.ecr_login.install(ECR_LOGIN_VERSION));
         Ok(vec![(REGISTRY.go.name, registry?), (ECR_LOGIN.go.name, ecr_login?)])
     }
 }
@@ -101,5 +102,9 @@ fn on_path(names: &[&str]) -> Option<PathBuf> {
 }
 
 async fn fetch(fetcher: &BinaryFetcher, what: &'static str, version: &str) -> Result<PathBuf, ServiceError> {
-    fetcher.install(version).await.map(|installed| installed.path).map_err(|source: FetchError| ServiceError::NoBinary { what, source: Box::new(source) })
+    fetcher
+        .install(version)
+        .await
+        .map(|installed| installed.path)
+        .map_err(|source: FetchError| ServiceError::NoBinary { what, source: Box::new(source) })
 }

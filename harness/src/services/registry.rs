@@ -39,10 +39,17 @@ pub(crate) const REGISTRY_IMAGE: (&str, &str) = ("registry", "2.8.3");
 pub enum RegistryAuth {
     Anonymous,
     /// Basic auth against an htpasswd file (bcrypt), served over TLS.
-    Htpasswd { users: BTreeMap<String, String> },
+    Htpasswd {
+        users: BTreeMap<String, String>,
+    },
     /// Docker-Hub-style bearer tokens from a token server; `signer` is the certificate whose
     /// key signs tokens, `root_pem` the CA that vouches for it.
-    Token { realm: String, service: String, issuer: String, root_pem: String },
+    Token {
+        realm: String,
+        service: String,
+        issuer: String,
+        root_pem: String,
+    },
 }
 
 /// Everything that defines one registry instance, independent of how it runs.
@@ -93,7 +100,8 @@ impl RegistrySpec {
             "headers": { "X-Content-Type-Options": ["nosniff"] },
         });
         if self.tls.is_some() {
-            http["tls"] = json!({ "certificate": format!("{files_dir}/tls.crt"), "key": format!("{files_dir}/tls.key") });
+            http["tls"] =
+                json!({ "certificate": format!("{files_dir}/tls.crt"), "key": format!("{files_dir}/tls.key") });
         }
         let mut config = json!({
             "version": "0.1",
@@ -108,7 +116,8 @@ impl RegistrySpec {
         match &self.auth {
             RegistryAuth::Anonymous => {}
             RegistryAuth::Htpasswd { .. } => {
-                config["auth"] = json!({ "htpasswd": { "realm": "ko-matrix", "path": format!("{files_dir}/htpasswd") } });
+                config["auth"] =
+                    json!({ "htpasswd": { "realm": "ko-matrix", "path": format!("{files_dir}/htpasswd") } });
             }
             RegistryAuth::Token { realm, service, issuer, .. } => {
                 config["auth"] = json!({ "token": {
@@ -128,7 +137,12 @@ mod tests {
     #[test]
     fn token_config_points_at_the_token_server() {
         let spec = RegistrySpec {
-            auth: RegistryAuth::Token { realm: "https://auth.test/token".into(), service: "reg".into(), issuer: "iss".into(), root_pem: "PEM".into() },
+            auth: RegistryAuth::Token {
+                realm: "https://auth.test/token".into(),
+                service: "reg".into(),
+                issuer: "iss".into(),
+                root_pem: "PEM".into(),
+            },
             tls: None,
         };
         let config = spec.config("127.0.0.1:5000", "/s", "/f");

@@ -60,9 +60,14 @@ pub struct RunningRegistry {
 }
 
 enum Guard {
-    Process { _child: Box<Contained>, _dir: tempfile::TempDir },
+    Process {
+        _child: Box<Contained>,
+        _dir: tempfile::TempDir,
+    },
     #[cfg(feature = "docker")]
-    Docker { _container: Box<testcontainers::ContainerAsync<testcontainers::GenericImage>> },
+    Docker {
+        _container: Box<testcontainers::ContainerAsync<testcontainers::GenericImage>>,
+    },
 }
 
 /// Picks the runtime: `auto` uses Docker only where an engine answers, and says so (the
@@ -100,7 +105,10 @@ pub async fn docker_engine() -> Result<(), NoDockerEngine> {
         if answer.ends_with("OK") {
             Ok(())
         } else {
-            Err(NoDockerEngine::NotOk { socket: socket.clone(), first_line: answer.lines().next().unwrap_or_default().to_string() })
+            Err(NoDockerEngine::NotOk {
+                socket: socket.clone(),
+                first_line: answer.lines().next().unwrap_or_default().to_string(),
+            })
         }
     };
     tokio::time::timeout(PING_TIMEOUT, ping).await.map_err(|_| NoDockerEngine::Silent { socket: socket.clone() })?
@@ -114,14 +122,19 @@ pub async fn start_process(spec: &RegistrySpec, binary: &Path, ca: &Ca) -> Resul
     let mut attempts = 0;
     loop {
         match start_process_once(spec, binary, ca).await {
-            Err(ServiceError::NotReady { tail, .. }) if tail.contains("address already in use") && attempts < 3 => attempts += 1,
+            Err(ServiceError::NotReady { tail, .. }) if tail.contains("address already in use") && attempts < 3 => {
+                attempts += 1
+            }
             other => return other,
         }
     }
 }
 
 async fn start_process_once(spec: &RegistrySpec, binary: &Path, ca: &Ca) -> Result<RunningRegistry, ServiceError> {
-    let dir = tempfile::Builder::new().prefix("ko-matrix-registry-").tempdir().map_err(|e| files_err(Path::new("/tmp"), e))?;
+    let dir = tempfile::Builder::new()
+        .prefix("ko-matrix-registry-")
+        .tempdir()
+        .map_err(|e| files_err(Path::new("/tmp"), e))?;
     let files_dir = dir.path().join("files");
     let storage = dir.path().join("storage");
     for d in [&files_dir, &storage] {
@@ -133,7 +146,8 @@ async fn start_process_once(spec: &RegistrySpec, binary: &Path, ca: &Ca) -> Resu
     let addr = free_port()?;
     let config = spec.config(&addr.to_string(), &storage.display().to_string(), &files_dir.display().to_string());
     let config_path = dir.path().join("config.yml");
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("config serialises")).map_err(|e| files_err(&config_path, e))?;
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("config serialises"))
+        .map_err(|e| files_err(&config_path, e))?;
     let log_path = dir.path().join("registry.log");
     let log = std::fs::File::create(&log_path).map_err(|e| files_err(&log_path, e))?;
     let mut cmd = Command::new(binary);
@@ -146,7 +160,12 @@ async fn start_process_once(spec: &RegistrySpec, binary: &Path, ca: &Ca) -> Resu
         .stderr(log);
     let mut child = Contained::spawn(cmd)?;
     wait_ready(addr, spec.tls.is_some(), ca, &log_path, Some(&mut child)).await?;
-    Ok(RunningRegistry { addr, tls: spec.tls.is_some(), runtime: "process", _guard: Guard::Process { _child: Box::new(child), _dir: dir } })
+    Ok(RunningRegistry {
+        addr,
+        tls: spec.tls.is_some(),
+        runtime: "process",
+        _guard: Guard::Process { _child: Box::new(child), _dir: dir },
+    })
 }
 
 /// Starts `spec` as the pinned `registry` image: not in a build without the `docker` feature.
@@ -177,7 +196,12 @@ pub async fn start_container(spec: &RegistrySpec, ca: &Ca) -> Result<RunningRegi
     let port = container.get_host_port_ipv4(5000).await.map_err(|e| ServiceError::Container(e.to_string()))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_ready(addr, spec.tls.is_some(), ca, Path::new("(container logs)"), None).await?;
-    Ok(RunningRegistry { addr, tls: spec.tls.is_some(), runtime: "docker", _guard: Guard::Docker { _container: Box::new(container) } })
+    Ok(RunningRegistry {
+        addr,
+        tls: spec.tls.is_some(),
+        runtime: "docker",
+        _guard: Guard::Docker { _container: Box::new(container) },
+    })
 }
 
 fn files_err(dir: &Path, e: impl std::fmt::Display) -> ServiceError {
@@ -188,9 +212,11 @@ fn files_err(dir: &Path, e: impl std::fmt::Display) -> ServiceError {
 /// before (the kernel may return a just-closed port to the next `bind(:0)`, and registries
 /// starting side by side must not race for one).
 fn free_port() -> Result<SocketAddr, ServiceError> {
-    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| files_err(Path::new("127.0.0.1:0"), e))?;
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| files_err(Path::new("127.0.0.1:0"), e))?;
         let addr = listener.local_addr().map_err(|e| files_err(Path::new("127.0.0.1:0"), e))?;
         if HANDED_OUT.lock().expect("port set lock").insert(addr.port()) {
             return Ok(addr);
@@ -199,14 +225,21 @@ fn free_port() -> Result<SocketAddr, ServiceError> {
 }
 
 /// Polls `GET /v2/` until the registry answers with any HTTP status.
-async fn wait_ready(addr: SocketAddr, tls: bool, ca: &Ca, log: &Path, mut child: Option<&mut Contained>) -> Result<(), ServiceError> {
+async fn wait_ready(
+    addr: SocketAddr,
+    tls: bool,
+    ca: &Ca,
+    log: &Path,
+    mut child: Option<&mut Contained>,
+) -> Result<(), ServiceError> {
     let client = registry_client(ca);
     let url = format!("{}://{addr}/v2/", if tls { "https" } else { "http" });
     let started = Instant::now();
     loop {
         // A child process must also have logged its own listener: whatever else might hold
         // the port then cannot pass for it.
-        let own_listener = child.is_none() || std::fs::read_to_string(log).is_ok_and(|text| text.contains("listening on"));
+        let own_listener =
+            child.is_none() || std::fs::read_to_string(log).is_ok_and(|text| text.contains("listening on"));
         if own_listener && client.get(&url).send().await.is_ok() {
             return Ok(());
         }

@@ -43,7 +43,8 @@ const TOKEN_TTL_SECS: u64 = 300;
 impl TokenIssuer {
     pub fn new(ca: &Ca, issuer: &str, service: &str, users: BTreeMap<String, String>) -> Result<TokenIssuer, PkiError> {
         let signer = ca.issue(&[issuer], &[])?;
-        let encoding_key = jsonwebtoken::EncodingKey::from_ec_pem(signer.key_pem.as_bytes()).expect("rcgen writes PKCS#8 P-256 keys");
+        let encoding_key =
+            jsonwebtoken::EncodingKey::from_ec_pem(signer.key_pem.as_bytes()).expect("rcgen writes PKCS#8 P-256 keys");
         Ok(TokenIssuer { issuer: issuer.into(), service: service.into(), users, signer, encoding_key })
     }
 
@@ -51,7 +52,8 @@ impl TokenIssuer {
     /// (`subject` empty) get a token that grants nothing, as a private registry does.
     pub fn token(&self, subject: &str, scopes: &[String]) -> String {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs();
-        let access = if subject.is_empty() { Vec::new() } else { scopes.iter().filter_map(|s| parse_scope(s)).collect() };
+        let access =
+            if subject.is_empty() { Vec::new() } else { scopes.iter().filter_map(|s| parse_scope(s)).collect() };
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: subject.into(),
@@ -94,23 +96,36 @@ impl TokenIssuer {
             response
         };
         if req.uri().path() != "/token" {
-            return respond(StatusCode::NOT_FOUND, serde_json::json!({"errors": [{"code": "NOT_FOUND", "message": "only /token is served"}]}));
+            return respond(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"errors": [{"code": "NOT_FOUND", "message": "only /token is served"}]}),
+            );
         }
         let url = reqwest::Url::parse(&format!("http://token{}", req.uri())).expect("a request URI parses");
         let scopes = crate::bearer::requested_scopes(url.query().unwrap_or_default());
         let service = url.query_pairs().find(|(k, _)| k == "service").map(|(_, v)| v.into_owned());
         if service.as_deref().is_some_and(|s| s != self.service) {
-            return respond(StatusCode::BAD_REQUEST, serde_json::json!({"details": format!("unknown service {service:?}")}));
+            return respond(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"details": format!("unknown service {service:?}")}),
+            );
         }
         let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok());
         match self.authenticate(authorization) {
             Ok(subject) => {
                 let token = self.token(&subject, &scopes);
-                respond(StatusCode::OK, serde_json::json!({ "token": token, "access_token": token, "expires_in": TOKEN_TTL_SECS }))
+                respond(
+                    StatusCode::OK,
+                    serde_json::json!({ "token": token, "access_token": token, "expires_in": TOKEN_TTL_SECS }),
+                )
             }
             Err(()) => {
-                let mut response = respond(StatusCode::UNAUTHORIZED, serde_json::json!({"details": "incorrect username or password"}));
-                response.headers_mut().insert("www-authenticate", "Basic realm=\"ko-matrix token server\"".parse().expect("static header"));
+                let mut response =
+                    respond(StatusCode::UNAUTHORIZED, serde_json::json!({"details": "incorrect username or password"}));
+                response.headers_mut().insert(
+                    "www-authenticate",
+                    "Basic realm=\"ko-matrix token server\"".parse().expect("static header"),
+                );
                 response
             }
         }
@@ -124,13 +139,20 @@ mod tests {
     #[test]
     fn tokens_carry_the_signing_chain_and_access() {
         let ca = Ca::new().unwrap();
-        let issuer = TokenIssuer::new(&ca, "ko-matrix-token", "token.ko-matrix.test", BTreeMap::from([("u".into(), "p".into())])).unwrap();
+        let issuer = TokenIssuer::new(
+            &ca,
+            "ko-matrix-token",
+            "token.ko-matrix.test",
+            BTreeMap::from([("u".into(), "p".into())]),
+        )
+        .unwrap();
         let token = issuer.token("u", &["repository:app:push,pull".into()]);
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
         assert_eq!(header.x5c.unwrap().len(), 1);
         let payload = token.split('.').nth(1).unwrap();
-        let claims: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         assert_eq!(claims["aud"], "token.ko-matrix.test");
         assert_eq!(claims["access"][0]["actions"], serde_json::json!(["push", "pull"]));
         assert_eq!(issuer.authenticate(Some("Basic dTpw")), Ok("u".into()));

@@ -16,7 +16,12 @@ const GO: GoTool = GoTool {
     version_args: &["version"],
 };
 
-const RELEASE: ReleaseLayout = ReleaseLayout::goreleaser("google/go-containerregistry", "go-containerregistry_{Os}_{Arch}.tar.gz", "checksums.txt", "crane");
+const RELEASE: ReleaseLayout = ReleaseLayout::goreleaser(
+    "google/go-containerregistry",
+    "go-containerregistry_{Os}_{Arch}.tar.gz",
+    "checksums.txt",
+    "crane",
+);
 
 impl Tool for Crane {
     fn go(&self) -> &'static GoTool {

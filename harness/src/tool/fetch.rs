@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
+use super::release::{ReleaseError, ReleaseLayout, ReleaseSite};
+use super::Tool;
 use crate::cache::{self, Cache, Installed};
 use crate::events::{ProvisionEvent, ProvisionObserver};
 use crate::provision::{self, GoProvisioner, GoTool, ProvisionError, ToolchainPolicy};
-use super::release::{ReleaseError, ReleaseLayout, ReleaseSite};
-use super::Tool;
 
 /// How a tool's versions are obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -153,10 +153,16 @@ pub struct BinaryFetcher {
 
 impl BinaryFetcher {
     /// `settings.source = path` is the caller's to handle: it is treated as `auto` here.
-    pub fn new(program: Program, cache: Cache, settings: &FetchSettings, observer: Arc<dyn ProvisionObserver>) -> BinaryFetcher {
+    pub fn new(
+        program: Program,
+        cache: Cache,
+        settings: &FetchSettings,
+        observer: Arc<dyn ProvisionObserver>,
+    ) -> BinaryFetcher {
         let base_url = settings.release_base_url.clone().unwrap_or_else(|| program.release.default_base_url());
         let release = ReleaseSite::new(&base_url, settings.stall_timeout);
-        let go = GoProvisioner::new(cache.clone(), settings.go_toolchain.clone(), settings.build_timeout, observer.clone());
+        let go =
+            GoProvisioner::new(cache.clone(), settings.go_toolchain.clone(), settings.build_timeout, observer.clone());
         let source = if settings.source == Source::Path { Source::Auto } else { settings.source };
         BinaryFetcher { program, source, cache, release, go, observer, release_answers: OnceCell::new() }
     }
@@ -167,9 +173,15 @@ impl BinaryFetcher {
 
     /// The program at `query` (normalised: `v0.15.2`, `latest`, a commit, a pseudo-version).
     pub async fn install(&self, query: &str) -> Result<Installed, FetchError> {
-        let provision = |source| FetchError::Provision { tool: self.program.name(), version: query.to_string(), source: Box::new(source) };
+        let provision = |source| FetchError::Provision {
+            tool: self.program.name(),
+            version: query.to_string(),
+            source: Box::new(source),
+        };
         match self.source {
-            Source::Release if !provision::is_canonical(query) => Err(FetchError::NotARelease { query: query.to_string() }),
+            Source::Release if !provision::is_canonical(query) => {
+                Err(FetchError::NotARelease { query: query.to_string() })
+            }
             Source::Release => self.by_release(query).await,
             Source::Go => self.go.install(self.program.go, query).await.map_err(provision),
             Source::Auto | Source::Path => self.auto(query).await,
@@ -177,7 +189,11 @@ impl BinaryFetcher {
     }
 
     async fn auto(&self, query: &str) -> Result<Installed, FetchError> {
-        let provision = |source| FetchError::Provision { tool: self.program.name(), version: query.to_string(), source: Box::new(source) };
+        let provision = |source| FetchError::Provision {
+            tool: self.program.name(),
+            version: query.to_string(),
+            source: Box::new(source),
+        };
         let go_tool = self.program.go;
         if !provision::is_canonical(query) {
             return self.go.install(go_tool, query).await.map_err(provision);
@@ -223,11 +239,27 @@ impl BinaryFetcher {
         let tool = self.program.name();
         let release_err = |source| FetchError::Release { tool, version: version.to_string(), source: Box::new(source) };
         let result = async {
-            let downloaded = self.release.download(self.program.release, version, staging.path(), self.observer.as_ref()).await.map_err(release_err)?;
-            self.observer.on_event(ProvisionEvent::Verifying { tool: tool.into(), version: version.into() });
-            provision::verified_manifest(self.program.go, &downloaded.binary, version, "release", None, Vec::new(), downloaded.url)
+            let downloaded = self
+                .release
+                .download(self.program.release, version, staging.path(), self.observer.as_ref())
                 .await
-                .map_err(|source| FetchError::Provision { tool, version: version.to_string(), source: Box::new(source) })
+                .map_err(release_err)?;
+            self.observer.on_event(ProvisionEvent::Verifying { tool: tool.into(), version: version.into() });
+            provision::verified_manifest(
+                self.program.go,
+                &downloaded.binary,
+                version,
+                "release",
+                None,
+                Vec::new(),
+                downloaded.url,
+            )
+            .await
+            .map_err(|source| FetchError::Provision {
+                tool,
+                version: version.to_string(),
+                source: Box::new(source),
+            })
         }
         .await;
         let manifest = match result {
@@ -256,7 +288,11 @@ impl BinaryFetcher {
     }
 
     fn note(&self, version: &str, message: String) {
-        self.observer.on_event(ProvisionEvent::Note { tool: self.program.name().into(), version: version.into(), message });
+        self.observer.on_event(ProvisionEvent::Note {
+            tool: self.program.name().into(),
+            version: version.into(),
+            message,
+        });
     }
 }
 
@@ -270,8 +306,14 @@ pub struct ToolFetcher {
 }
 
 impl ToolFetcher {
-    pub fn new(tool: &'static dyn Tool, cache: Cache, settings: FetchSettings, observer: Arc<dyn ProvisionObserver>) -> ToolFetcher {
-        let binaries = BinaryFetcher::new(Program { go: tool.go(), release: tool.release() }, cache, &settings, observer);
+    pub fn new(
+        tool: &'static dyn Tool,
+        cache: Cache,
+        settings: FetchSettings,
+        observer: Arc<dyn ProvisionObserver>,
+    ) -> ToolFetcher {
+        let binaries =
+            BinaryFetcher::new(Program { go: tool.go(), release: tool.release() }, cache, &settings, observer);
         ToolFetcher { tool, path: settings.path, source: settings.source, binaries }
     }
 
@@ -295,10 +337,15 @@ impl ToolFetcher {
 
     async fn by_path(&self, query: &str) -> Result<ToolBinary, FetchError> {
         let path = self.path.clone().ok_or(FetchError::PathNotSet { tool: self.tool.name() })?;
-        let provision = |source| FetchError::Provision { tool: self.tool.name(), version: query.to_string(), source: Box::new(source) };
+        let provision = |source| FetchError::Provision {
+            tool: self.tool.name(),
+            version: query.to_string(),
+            source: Box::new(source),
+        };
         provision::verify_version(self.tool.go(), &path, query).await.map_err(provision)?;
-        let sha256 = cache::sha256_file(&path)
-            .map_err(|source| provision(ProvisionError::Cache(cache::CacheError::Io { action: "hashing", path: path.clone(), source })))?;
+        let sha256 = cache::sha256_file(&path).map_err(|source| {
+            provision(ProvisionError::Cache(cache::CacheError::Io { action: "hashing", path: path.clone(), source }))
+        })?;
         Ok(ToolBinary {
             tool: self.tool,
             requested: query.into(),

@@ -16,7 +16,8 @@ const GO: GoTool = GoTool {
     version_args: &["version"],
 };
 
-const RELEASE: ReleaseLayout = ReleaseLayout::goreleaser("ko-build/ko", "ko_{version}_{Os}_{Arch}.tar.gz", "checksums.txt", "ko");
+const RELEASE: ReleaseLayout =
+    ReleaseLayout::goreleaser("ko-build/ko", "ko_{version}_{Os}_{Arch}.tar.gz", "checksums.txt", "ko");
 
 impl Tool for Ko {
     fn go(&self) -> &'static GoTool {

@@ -16,7 +16,6 @@ pub mod versions;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-
 use crate::outcome::FailClass;
 use crate::payload::Payload;
 use crate::provision::GoTool;
@@ -106,8 +105,13 @@ pub struct Prepared {
 /// The push reference's digest on a line of its own: `<repository>@sha256:…`, as ko and crane
 /// print it (under any name the tool may print for it: `index.docker.io/…` for `docker.io/…`).
 fn digest_after_reference(output: &str, repository: &str) -> Option<String> {
-    let prefixes: Vec<String> = crate::dockerhub::printed_names(repository).into_iter().map(|name| format!("{name}@")).collect();
-    output.lines().rev().find_map(|l| prefixes.iter().find_map(|prefix| l.trim().strip_prefix(prefix.as_str())).map(str::to_string)).filter(|d| d.starts_with("sha256:"))
+    let prefixes: Vec<String> =
+        crate::dockerhub::printed_names(repository).into_iter().map(|name| format!("{name}@")).collect();
+    output
+        .lines()
+        .rev()
+        .find_map(|l| prefixes.iter().find_map(|prefix| l.trim().strip_prefix(prefix.as_str())).map(str::to_string))
+        .filter(|d| d.starts_with("sha256:"))
 }
 
 #[cfg(test)]
@@ -130,6 +134,9 @@ mod tests {
         assert_eq!(digest_after_reference(output, "reg.test/app"), Some("sha256:bb".into()));
         assert_eq!(digest_after_reference(output, "reg.test/other"), None);
         assert_eq!(digest_after_reference("reg.test/app@latest\n", "reg.test/app"), None);
-        assert_eq!(digest_after_reference("index.docker.io/u/app@sha256:cc\n", "docker.io/u/app"), Some("sha256:cc".into()));
+        assert_eq!(
+            digest_after_reference("index.docker.io/u/app@sha256:cc\n", "docker.io/u/app"),
+            Some("sha256:cc".into())
+        );
     }
 }

@@ -18,7 +18,12 @@ const GO: GoTool = GoTool {
     version_args: &["version"],
 };
 
-const RELEASE: ReleaseLayout = ReleaseLayout::goreleaser("oras-project/oras", "oras_{version}_{os}_{arch}.tar.gz", "oras_{version}_checksums.txt", "oras");
+const RELEASE: ReleaseLayout = ReleaseLayout::goreleaser(
+    "oras-project/oras",
+    "oras_{version}_{os}_{arch}.tar.gz",
+    "oras_{version}_checksums.txt",
+    "oras",
+);
 
 impl Tool for Oras {
     fn go(&self) -> &'static GoTool {
@@ -31,7 +36,11 @@ impl Tool for Oras {
 
     /// `oras push <repository>:latest artifact.txt:<media type>`: oras prints `Digest: sha256:…`.
     fn push_args(&self, push: &PushContext) -> Vec<String> {
-        vec!["push".into(), format!("{}:latest", push.repository), format!("{}:{}", Payload::ARTIFACT_FILE, Payload::ARTIFACT_MEDIA_TYPE)]
+        vec![
+            "push".into(),
+            format!("{}:latest", push.repository),
+            format!("{}:{}", Payload::ARTIFACT_FILE, Payload::ARTIFACT_MEDIA_TYPE),
+        ]
     }
 
     /// oras's own words for a push without credentials: `credential required for basic auth`
@@ -41,7 +50,12 @@ impl Tool for Oras {
     }
 
     fn pushed_digest(&self, output: &str, _repository: &str) -> Option<String> {
-        output.lines().rev().find_map(|l| l.trim().strip_prefix("Digest:")).map(|d| d.trim().to_string()).filter(|d| d.starts_with("sha256:"))
+        output
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("Digest:"))
+            .map(|d| d.trim().to_string())
+            .filter(|d| d.starts_with("sha256:"))
     }
 }
 

@@ -51,8 +51,21 @@ pub enum Packaging {
 
 impl ReleaseLayout {
     /// goreleaser's layout on a GitHub release: `v{version}/<asset>.tar.gz` and a checksums list.
-    pub const fn goreleaser(github_repo: &'static str, asset: &'static str, checksums: &'static str, binary: &'static str) -> ReleaseLayout {
-        ReleaseLayout { github_repo, download_base: None, dir: "v{version}", asset, checksums: Checksums::List(checksums), packaging: Packaging::TarGz, binary }
+    pub const fn goreleaser(
+        github_repo: &'static str,
+        asset: &'static str,
+        checksums: &'static str,
+        binary: &'static str,
+    ) -> ReleaseLayout {
+        ReleaseLayout {
+            github_repo,
+            download_base: None,
+            dir: "v{version}",
+            asset,
+            checksums: Checksums::List(checksums),
+            packaging: Packaging::TarGz,
+            binary,
+        }
     }
 
     pub(crate) fn default_base_url(&self) -> String {
@@ -91,8 +104,10 @@ impl ReleaseLayout {
             Checksums::Sidecar => {
                 let mut words = checksums.split_whitespace();
                 let digest = words.next()?;
-                let names_asset = words.next().is_none_or(|name| name.trim_start_matches('*').rsplit('/').next() == Some(asset));
-                (names_asset && digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit())).then(|| digest.to_ascii_lowercase())
+                let names_asset =
+                    words.next().is_none_or(|name| name.trim_start_matches('*').rsplit('/').next() == Some(asset));
+                (names_asset && digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()))
+                    .then(|| digest.to_ascii_lowercase())
             }
         }
     }
@@ -191,13 +206,20 @@ impl ReleaseSite {
     }
 
     /// Downloads, checks and unpacks `layout`'s binary at `version` into `dest`.
-    pub async fn download(&self, layout: &ReleaseLayout, version: &str, dest: &Path, observer: &dyn ProvisionObserver) -> Result<Downloaded, ReleaseError> {
+    pub async fn download(
+        &self,
+        layout: &ReleaseLayout,
+        version: &str,
+        dest: &Path,
+        observer: &dyn ProvisionObserver,
+    ) -> Result<Downloaded, ReleaseError> {
         let asset = layout.asset_name(version)?;
         let checksums_url = self.release_url(layout, version, &layout.checksums_name(version)?)?;
         let checksums = self.get_text(&checksums_url).await?;
-        let expected = layout
-            .checksum_in(&checksums, &asset)
-            .ok_or_else(|| ReleaseError::ChecksumMissing { checksums_url: checksums_url.clone(), asset: asset.clone() })?;
+        let expected = layout.checksum_in(&checksums, &asset).ok_or_else(|| ReleaseError::ChecksumMissing {
+            checksums_url: checksums_url.clone(),
+            asset: asset.clone(),
+        })?;
 
         let url = self.release_url(layout, version, &asset)?;
         let binary = dest.join(layout.binary);
@@ -215,7 +237,11 @@ impl ReleaseSite {
                 tokio::task::spawn_blocking(move || extract(&from, name, &to, &url_for_err))
                     .await
                     .expect("extraction task does not panic")?;
-                std::fs::remove_file(&download).map_err(|source| ReleaseError::Io { action: "removing", path: download, source })?;
+                std::fs::remove_file(&download).map_err(|source| ReleaseError::Io {
+                    action: "removing",
+                    path: download,
+                    source,
+                })?;
             }
             Packaging::Bare => make_executable(&binary)?,
         }
@@ -239,11 +265,23 @@ impl ReleaseSite {
     async fn get_text(&self, url: &str) -> Result<String, ReleaseError> {
         let response = self.send(url).await?;
         let expected = response.content_length();
-        response.text().await.map_err(|e| ReleaseError::Interrupted { url: url.to_string(), received: 0, expected, cause: error_chain(&e) })
+        response.text().await.map_err(|e| ReleaseError::Interrupted {
+            url: url.to_string(),
+            received: 0,
+            expected,
+            cause: error_chain(&e),
+        })
     }
 
     /// Streams `url` into `path`, returning the hex SHA-256 of what arrived.
-    async fn stream_to_file(&self, url: &str, path: &Path, tool: &str, version: &str, observer: &dyn ProvisionObserver) -> Result<String, ReleaseError> {
+    async fn stream_to_file(
+        &self,
+        url: &str,
+        path: &Path,
+        tool: &str,
+        version: &str,
+        observer: &dyn ProvisionObserver,
+    ) -> Result<String, ReleaseError> {
         let response = self.send(url).await?;
         let total = response.content_length();
         let io = |action: &'static str| move |source| ReleaseError::Io { action, path: path.to_path_buf(), source };
@@ -252,14 +290,30 @@ impl ReleaseSite {
         let mut received = 0u64;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ReleaseError::Interrupted { url: url.to_string(), received, expected: total, cause: error_chain(&e) })?;
+            let chunk = chunk.map_err(|e| ReleaseError::Interrupted {
+                url: url.to_string(),
+                received,
+                expected: total,
+                cause: error_chain(&e),
+            })?;
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(io("writing"))?;
             received += chunk.len() as u64;
-            observer.on_event(ProvisionEvent::Downloading { tool: tool.into(), version: version.into(), url: url.into(), received, total });
+            observer.on_event(ProvisionEvent::Downloading {
+                tool: tool.into(),
+                version: version.into(),
+                url: url.into(),
+                received,
+                total,
+            });
         }
         if total.is_some_and(|total| received < total) {
-            return Err(ReleaseError::Interrupted { url: url.into(), received, expected: total, cause: "connection closed early".into() });
+            return Err(ReleaseError::Interrupted {
+                url: url.into(),
+                received,
+                expected: total,
+                cause: "connection closed early".into(),
+            });
         }
         file.sync_all().await.map_err(io("syncing"))?;
         Ok(hex::encode(hasher.finalize()))
@@ -282,13 +336,20 @@ pub(crate) fn checksum_for(checksums: &str, asset: &str) -> Option<String> {
 
 fn make_executable(path: &Path) -> Result<(), ReleaseError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|source| ReleaseError::Io { action: "making executable", path: path.to_path_buf(), source })
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|source| ReleaseError::Io {
+        action: "making executable",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn extract(archive: &Path, name: &str, dest: &Path, url: &str) -> Result<(), ReleaseError> {
     let bad = |detail: String| ReleaseError::BadArchive { url: url.to_string(), detail };
-    let file = std::fs::File::open(archive).map_err(|source| ReleaseError::Io { action: "opening", path: archive.to_path_buf(), source })?;
+    let file = std::fs::File::open(archive).map_err(|source| ReleaseError::Io {
+        action: "opening",
+        path: archive.to_path_buf(),
+        source,
+    })?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
     for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
@@ -320,8 +381,10 @@ mod tests {
     #[test]
     fn asset_names_follow_each_tools_layout() {
         if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-            let names: Vec<(String, String)> =
-                crate::tool::builtins().iter().map(|t| (t.release().asset_name("v1.2.3").unwrap(), t.release().checksums_name("v1.2.3").unwrap())).collect();
+            let names: Vec<(String, String)> = crate::tool::builtins()
+                .iter()
+                .map(|t| (t.release().asset_name("v1.2.3").unwrap(), t.release().checksums_name("v1.2.3").unwrap()))
+                .collect();
             assert_eq!(
                 names,
                 [
@@ -335,7 +398,11 @@ mod tests {
 
     #[test]
     fn checksum_lines() {
-        let sums = format!("{}  ko_0.15.2_Darwin_arm64.tar.gz\n{}  ko_0.15.2_Linux_x86_64.tar.gz\n", "a".repeat(64), "B".repeat(64));
+        let sums = format!(
+            "{}  ko_0.15.2_Darwin_arm64.tar.gz\n{}  ko_0.15.2_Linux_x86_64.tar.gz\n",
+            "a".repeat(64),
+            "B".repeat(64)
+        );
         assert_eq!(checksum_for(&sums, "ko_0.15.2_Linux_x86_64.tar.gz"), Some("b".repeat(64)));
         assert_eq!(checksum_for(&sums, "ko_0.15.2_Linux_i386.tar.gz"), None);
         assert_eq!(checksum_for("short  ko.tar.gz\n", "ko.tar.gz"), None);

@@ -40,7 +40,9 @@ impl Selector {
             return Ok(Selector::Exact(format!("v{version}")));
         }
         if text.starts_with(['>', '<', '=', '~', '^']) || text.contains(',') {
-            return semver::VersionReq::parse(text).map(Selector::Range).map_err(|e| format!("`{text}` is not a valid semver range: {e}"));
+            return semver::VersionReq::parse(text)
+                .map(Selector::Range)
+                .map_err(|e| format!("`{text}` is not a valid semver range: {e}"));
         }
         let plausible_ref = !text.is_empty()
             && !text.starts_with(['-', '.', '/'])
@@ -81,7 +83,9 @@ pub struct ReleaseIndex {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VersionError {
-    #[error("could not list {tool} releases: GitHub did not answer ({github}) and the Go module proxy failed ({proxy})")]
+    #[error(
+        "could not list {tool} releases: GitHub did not answer ({github}) and the Go module proxy failed ({proxy})"
+    )]
     NoIndex { tool: &'static str, github: String, proxy: String },
     #[error("`{selector}` matches no {tool} release known to {index} (known: {known})")]
     NoMatch { tool: &'static str, selector: String, index: IndexSource, known: String },
@@ -105,8 +109,10 @@ impl ReleaseIndex {
     }
 
     pub(crate) fn from_tags<'a>(tags: impl Iterator<Item = &'a str>, source: IndexSource) -> ReleaseIndex {
-        let mut versions: Vec<semver::Version> =
-            tags.filter_map(|tag| semver::Version::parse(tag.trim_start_matches('v')).ok()).filter(|v| v.pre.is_empty()).collect();
+        let mut versions: Vec<semver::Version> = tags
+            .filter_map(|tag| semver::Version::parse(tag.trim_start_matches('v')).ok())
+            .filter(|v| v.pre.is_empty())
+            .collect();
         versions.sort();
         versions.dedup();
         ReleaseIndex { versions, source }
@@ -126,7 +132,8 @@ async fn from_github(api: &str) -> Result<ReleaseIndex, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let response = client.get(api).send().await.map_err(|e| e.to_string())?;
-    let releases: Vec<Release> = response.error_for_status().map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+    let releases: Vec<Release> =
+        response.error_for_status().map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
     let tags = releases.iter().filter(|r| !r.draft && !r.prerelease).map(|r| r.tag_name.as_str());
     Ok(ReleaseIndex::from_tags(tags, IndexSource::GitHub))
 }
@@ -155,7 +162,11 @@ pub async fn resolve_listing(tool: &dyn Tool, selectors: &[(String, Selector)]) 
     resolve(tool, selectors, Some(&index))
 }
 
-pub fn resolve(tool: &dyn Tool, selectors: &[(String, Selector)], index: Option<&ReleaseIndex>) -> Result<Resolution, VersionError> {
+pub fn resolve(
+    tool: &dyn Tool,
+    selectors: &[(String, Selector)],
+    index: Option<&ReleaseIndex>,
+) -> Result<Resolution, VersionError> {
     let mut steps = Vec::new();
     let mut releases: Vec<semver::Version> = Vec::new();
     let mut refs: Vec<String> = Vec::new();
@@ -172,7 +183,12 @@ pub fn resolve(tool: &dyn Tool, selectors: &[(String, Selector)], index: Option<
                 };
                 if matched.is_empty() {
                     let known = index.versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
-                    return Err(VersionError::NoMatch { tool: tool.name(), selector: text.clone(), index: index.source, known });
+                    return Err(VersionError::NoMatch {
+                        tool: tool.name(),
+                        selector: text.clone(),
+                        index: index.source,
+                        known,
+                    });
                 }
                 matched.into_iter().map(|v| format!("v{v}")).collect()
             }
@@ -201,7 +217,10 @@ mod tests {
     use super::*;
 
     fn index() -> ReleaseIndex {
-        ReleaseIndex::from_tags(["v0.14.1", "v0.15.0", "v0.15.1", "v0.15.2", "v0.16.0-rc1", "v0.16.0", "v0.17.0"].into_iter(), IndexSource::GoProxy)
+        ReleaseIndex::from_tags(
+            ["v0.14.1", "v0.15.0", "v0.15.1", "v0.15.2", "v0.16.0-rc1", "v0.16.0", "v0.17.0"].into_iter(),
+            IndexSource::GoProxy,
+        )
     }
 
     fn tool() -> &'static dyn Tool {
@@ -228,7 +247,8 @@ mod tests {
 
     #[test]
     fn ranges_and_newest_resolve_against_the_index_without_prereleases() {
-        let r = resolve(tool(), &[sel(">=0.15, <0.17"), sel("latest-2"), sel("v0.15.1"), sel("main")], Some(&index())).unwrap();
+        let r = resolve(tool(), &[sel(">=0.15, <0.17"), sel("latest-2"), sel("v0.15.1"), sel("main")], Some(&index()))
+            .unwrap();
         assert_eq!(r.versions, ["v0.15.0", "v0.15.1", "v0.15.2", "v0.16.0", "v0.17.0", "main"]);
         assert_eq!(r.steps[1], ("latest-2".to_string(), vec!["v0.16.0".to_string(), "v0.17.0".to_string()]));
     }

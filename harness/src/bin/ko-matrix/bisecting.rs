@@ -36,7 +36,8 @@ pub struct BisectArgs {
 }
 
 fn parse_mode(text: &str) -> Result<bisect::Mode, String> {
-    serde_json::from_value(serde_json::Value::String(text.into())).map_err(|_| "expected one of: releases, commits, deps".into())
+    serde_json::from_value(serde_json::Value::String(text.into()))
+        .map_err(|_| "expected one of: releases, commits, deps".into())
 }
 
 pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u8> {
@@ -48,7 +49,8 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u
         .find(|s| s.name == args.scenario)
         .ok_or_else(|| BadInput(format!("no scenario `{}`; known scenarios: {}", args.scenario, names.join(", "))))?;
     let tool = match &args.tool {
-        Some(name) => tool::by_name(name).ok_or_else(|| BadInput(format!("unknown tool `{name}`; built-in tools: {}", tool::names())))?,
+        Some(name) => tool::by_name(name)
+            .ok_or_else(|| BadInput(format!("unknown tool `{name}`; built-in tools: {}", tool::names())))?,
         None => matrix.tools[0].tool,
     };
     let progress = Arc::new(progress::Progress::for_stderr());
@@ -73,11 +75,21 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u
     let report = match args.mode {
         bisect::Mode::Releases => {
             let candidates = bisect::releases_between(tool, &good, &bad, args.candidates).await?;
-            eprintln!("bisect: {} {} release(s) between {good} and {bad}: {}", tool.name(), candidates.len(), candidates.join(", "));
+            eprintln!(
+                "bisect: {} {} release(s) between {good} and {bad}: {}",
+                tool.name(),
+                candidates.len(),
+                candidates.join(", ")
+            );
             bisector.ordered(bisect::Mode::Releases, &good, &bad, candidates).await?
         }
         bisect::Mode::Commits => {
-            let repo = args.repo.ok_or_else(|| BadInput(format!("--mode commits needs --repo PATH, a local clone of {} with both ends' tags", tool.name())))?;
+            let repo = args.repo.ok_or_else(|| {
+                BadInput(format!(
+                    "--mode commits needs --repo PATH, a local clone of {} with both ends' tags",
+                    tool.name()
+                ))
+            })?;
             let commits = bisect::commits_between(&repo, &good, &bad)?;
             eprintln!("bisect: {} commit(s) between {good} and {bad}", commits.len());
             bisector.ordered(bisect::Mode::Commits, &good, &bad, commits).await?
@@ -92,19 +104,37 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u
         report.mode, report.tool, report.scenario, report.good, report.good_outcome, report.bad, report.bad_outcome
     );
     for probe in &report.probes {
-        println!("  {:>2}. {:<5} {:<24} {:>6.1}s  {}", probe.k, format!("{:?}", probe.verdict).to_lowercase(), probe.outcome, probe.duration_ms as f64 / 1000.0, probe.what);
+        println!(
+            "  {:>2}. {:<5} {:<24} {:>6.1}s  {}",
+            probe.k,
+            format!("{:?}", probe.verdict).to_lowercase(),
+            probe.outcome,
+            probe.duration_ms as f64 / 1000.0,
+            probe.what
+        );
     }
     println!("culprit: {}", report.culprit);
     match &report.narrowing {
         Some(narrowing) => print_narrowing(narrowing),
         None => {
             for (module, good_versions, bad_versions) in &report.separating_modules {
-                let shown = |versions: &[String]| if versions.is_empty() { "(absent)".to_string() } else { versions.join(",") };
-                println!("  separates the builds: {module}: passing {} / failing {}", shown(good_versions), shown(bad_versions));
+                let shown =
+                    |versions: &[String]| if versions.is_empty() { "(absent)".to_string() } else { versions.join(",") };
+                println!(
+                    "  separates the builds: {module}: passing {} / failing {}",
+                    shown(good_versions),
+                    shown(bad_versions)
+                );
             }
         }
     }
-    println!("{} probes, {} builds run, {:.1}s; {}", report.probes.len(), report.builds, report.wall_ms as f64 / 1000.0, path.display());
+    println!(
+        "{} probes, {} builds run, {:.1}s; {}",
+        report.probes.len(),
+        report.builds,
+        report.wall_ms as f64 / 1000.0,
+        path.display()
+    );
     Ok(0)
 }
 
@@ -113,7 +143,12 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u
 fn print_narrowing(narrowing: &bisect::Narrowing) {
     println!("chain: {}", narrowing.chain);
     let mut rank = 0;
-    for (upgrade, role) in narrowing.culprit.iter().map(|u| (u, "breaks the cell")).chain(narrowing.carried.iter().map(|u| (u, "brought along by MVS"))) {
+    for (upgrade, role) in narrowing
+        .culprit
+        .iter()
+        .map(|u| (u, "breaks the cell"))
+        .chain(narrowing.carried.iter().map(|u| (u, "brought along by MVS")))
+    {
         rank += 1;
         println!("  {rank:>2}. {:<64} {role}", upgrade.to_string());
     }

@@ -32,11 +32,13 @@ pub fn main() -> ExitCode {
         let _ = std::io::stdin().read_to_string(&mut input);
     }
     log_call(&store, &action, input.trim());
-    let mut entries: BTreeMap<String, Entry> = std::fs::read(&store).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let mut entries: BTreeMap<String, Entry> =
+        std::fs::read(&store).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     match action.as_str() {
         "get" => match lookup(&entries, input.trim()) {
             Some((server, entry)) => {
-                let answer = serde_json::json!({ "ServerURL": server, "Username": entry.username, "Secret": entry.secret });
+                let answer =
+                    serde_json::json!({ "ServerURL": server, "Username": entry.username, "Secret": entry.secret });
                 println!("{answer}");
                 ExitCode::SUCCESS
             }

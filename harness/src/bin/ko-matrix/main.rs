@@ -138,7 +138,9 @@ enum Command {
     ))]
     Bisect(bisecting::BisectArgs),
     /// Compare a matrix.json with the committed snapshots (exit 1 on a changed, pending or missing cell).
-    #[command(after_help = "Examples:\n  ko-matrix check results/merged/matrix.json\n  ko-matrix check --snapshots results results/latest/matrix.json\n  ko-matrix check --only-snapshotted-versions results/merged/matrix.json")]
+    #[command(
+        after_help = "Examples:\n  ko-matrix check results/merged/matrix.json\n  ko-matrix check --snapshots results results/latest/matrix.json\n  ko-matrix check --only-snapshotted-versions results/merged/matrix.json"
+    )]
     Check(matrices::CheckArgs),
     /// Open a shell in one cell, prepared exactly as a run prepares it, with its world up.
     #[command(after_help = concat!(
@@ -175,7 +177,9 @@ enum Command {
     ))]
     Serve(shell::ServeArgs),
     /// Join shards' matrix.json files into one matrix and write its reports.
-    #[command(after_help = "Examples:\n  ko-matrix merge --out results/merged shard-1/matrix.json shard-2/matrix.json")]
+    #[command(
+        after_help = "Examples:\n  ko-matrix merge --out results/merged shard-1/matrix.json shard-2/matrix.json"
+    )]
     Merge {
         #[arg(required = true)]
         shards: Vec<PathBuf>,
@@ -195,7 +199,9 @@ struct BadInput(String);
 
 fn main() -> ExitCode {
     // Invoked through a cell's `docker-credential-ko-matrix` link: act as the helper.
-    if std::env::args_os().next().is_some_and(|argv0| Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new(ko_matrix::cell::CREDENTIAL_HELPER))) {
+    if std::env::args_os().next().is_some_and(|argv0| {
+        Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new(ko_matrix::cell::CREDENTIAL_HELPER))
+    }) {
         return credential_helper::main();
     }
     let cli = Cli::parse();
@@ -271,7 +277,9 @@ async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
     match cli.command {
         Command::Init { dir } => init(&dir),
         Command::Fetch(args) => tools::fetch(config, args).await,
-        Command::Versions { selectors, tool, json } => tools::list_versions(config, tool.as_deref(), &selectors, json).await,
+        Command::Versions { selectors, tool, json } => {
+            tools::list_versions(config, tool.as_deref(), &selectors, json).await
+        }
         Command::Run(args) => running::run(config, args, signals).await,
         Command::Report { dir, snapshots } => matrices::report_command(&dir, &snapshots),
         Command::Diff { old, new } => matrices::diff(&old, &new),
@@ -286,9 +294,17 @@ async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
 
 fn init(dir: &Path) -> anyhow::Result<u8> {
     let written = ko_matrix::builtin::init(dir)?;
-    let scenarios = written.iter().filter(|p| p.extension().is_some_and(|e| e == "toml") && p.starts_with("scenarios")).count();
-    println!("wrote {} and {scenarios} scenarios under {} (with the app they build)", dir.join(DEFAULT_CONFIG).display(), dir.join("scenarios").display());
-    println!("next: {}ko-matrix run", if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) });
+    let scenarios =
+        written.iter().filter(|p| p.extension().is_some_and(|e| e == "toml") && p.starts_with("scenarios")).count();
+    println!(
+        "wrote {} and {scenarios} scenarios under {} (with the app they build)",
+        dir.join(DEFAULT_CONFIG).display(),
+        dir.join("scenarios").display()
+    );
+    println!(
+        "next: {}ko-matrix run",
+        if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) }
+    );
     Ok(0)
 }
 
@@ -300,8 +316,10 @@ fn load_matrix(config: Option<&Path>, optional: bool) -> anyhow::Result<Option<M
         if optional {
             return Ok(None);
         }
-        return Err(BadInput(format!("no {DEFAULT_CONFIG} here; `ko-matrix init` writes one with the built-in scenarios, or pass --config FILE")).into());
+        return Err(BadInput(format!(
+            "no {DEFAULT_CONFIG} here; `ko-matrix init` writes one with the built-in scenarios, or pass --config FILE"
+        ))
+        .into());
     }
     Ok(Some(Matrix::load(path)?))
 }
-

@@ -48,8 +48,15 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
     for change in &changes {
         match (&change.old, &change.new) {
             (Some(_), Some(_)) => println!("changed: {change}"),
-            (None, new) => println!("pending: {} = {} is not in the snapshots yet", cell_id(&change.tool, &change.version, &change.scenario), new.clone().unwrap_or_default()),
-            (Some(old), None) => println!("missing: {} (snapshot: {old}) did not run; a shard or the run may have stopped early", cell_id(&change.tool, &change.version, &change.scenario)),
+            (None, new) => println!(
+                "pending: {} = {} is not in the snapshots yet",
+                cell_id(&change.tool, &change.version, &change.scenario),
+                new.clone().unwrap_or_default()
+            ),
+            (Some(old), None) => println!(
+                "missing: {} (snapshot: {old}) did not run; a shard or the run may have stopped early",
+                cell_id(&change.tool, &change.version, &change.scenario)
+            ),
         }
     }
     eprintln!("{} cell(s) differ from {}", changes.len(), args.snapshots.display());
@@ -85,7 +92,8 @@ fn absent_by_shard(paths: &[PathBuf], parts: &[MatrixReport], absent: &[String])
         if missing.is_empty() {
             continue;
         }
-        let given = parts.iter().zip(paths).find(|(p, _)| p.shard.as_deref() == Some(format!("{index}/{count}").as_str()));
+        let given =
+            parts.iter().zip(paths).find(|(p, _)| p.shard.as_deref() == Some(format!("{index}/{count}").as_str()));
         lines.push(match given {
             Some((part, path)) => format!(
                 "shard {index}/{count} ({}) lacks {} of its cells{}: {}",
@@ -94,7 +102,11 @@ fn absent_by_shard(paths: &[PathBuf], parts: &[MatrixReport], absent: &[String])
                 if part.interrupted { " (it was interrupted)" } else { "; it may have crashed" },
                 examples(missing.into_iter())
             ),
-            None => format!("shard {index}/{count}: no matrix.json given, so its {} cells are absent: {}", missing.len(), examples(missing.into_iter())),
+            None => format!(
+                "shard {index}/{count}: no matrix.json given, so its {} cells are absent: {}",
+                missing.len(),
+                examples(missing.into_iter())
+            ),
         });
     }
     lines
@@ -103,7 +115,11 @@ fn absent_by_shard(paths: &[PathBuf], parts: &[MatrixReport], absent: &[String])
 fn examples<'a>(ids: impl Iterator<Item = &'a String>) -> String {
     let ids: Vec<&String> = ids.collect();
     let shown: Vec<&str> = ids.iter().take(3).map(|s| s.as_str()).collect();
-    if ids.len() > shown.len() { format!("{}, …", shown.join(", ")) } else { shown.join(", ") }
+    if ids.len() > shown.len() {
+        format!("{}, …", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -133,7 +149,16 @@ pub fn regressions(args: RegressionsArgs) -> anyhow::Result<u8> {
         Format::Text => {
             for t in &analysis.transitions {
                 let known = if t.known { " (known: in the snapshots)" } else { "" };
-                let change = format!("{:<12} {}  {}@{} {} → {} {}{known}", t.mark.as_str(), t.scenario, t.tool, t.from_version, t.from_label, t.to_version, t.to_label);
+                let change = format!(
+                    "{:<12} {}  {}@{} {} → {} {}{known}",
+                    t.mark.as_str(),
+                    t.scenario,
+                    t.tool,
+                    t.from_version,
+                    t.from_label,
+                    t.to_version,
+                    t.to_label
+                );
                 match t.mark {
                     Mark::Regression => println!("{change}  {}\n    {}", t.bisect_command(), t.detail),
                     Mark::ClassChange => println!("{change}\n    {}", t.detail),
@@ -144,7 +169,11 @@ pub fn regressions(args: RegressionsArgs) -> anyhow::Result<u8> {
     }
     let new = analysis.new_regressions().count();
     let known = analysis.regressions().count() - new;
-    let axes: Vec<String> = report.tools().into_iter().map(|tool| format!("{tool} {}", regressions::version_axis(&report, tool).join(" → "))).collect();
+    let axes: Vec<String> = report
+        .tools()
+        .into_iter()
+        .map(|tool| format!("{tool} {}", regressions::version_axis(&report, tool).join(" → ")))
+        .collect();
     eprintln!(
         "{} regression(s){}, {} fix(es), {} class change(s) along {}",
         new + known,

@@ -31,8 +31,15 @@ struct CellCounts {
 impl Progress {
     /// Bars when stderr is a terminal, plain lines otherwise.
     pub fn for_stderr() -> Progress {
-        let bars = std::io::stderr().is_terminal().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress { bars, active: Mutex::new(HashMap::new()), announced: Mutex::new(HashSet::new()), cells: Mutex::default(), cell_bar: Mutex::new(None) }
+        let bars =
+            std::io::stderr().is_terminal().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Progress {
+            bars,
+            active: Mutex::new(HashMap::new()),
+            announced: Mutex::new(HashSet::new()),
+            cells: Mutex::default(),
+            cell_bar: Mutex::new(None),
+        }
     }
 
     fn line(&self, text: String) {
@@ -77,7 +84,8 @@ impl ProvisionObserver for Progress {
             }
             ProvisionEvent::Building { tool, version, toolchain } => {
                 let key = format!("{tool} {version}");
-                let message = format!("{key}: building from the Go module proxy with {toolchain} (takes minutes when cold)");
+                let message =
+                    format!("{key}: building from the Go module proxy with {toolchain} (takes minutes when cold)");
                 if self.bar(&key, || build_spinner(&message)).is_none() {
                     self.line(message);
                 }
@@ -98,7 +106,12 @@ impl Progress {
     fn cells_message(&self) -> String {
         let state = self.cells.lock().expect("progress lock");
         let running: Vec<&str> = state.running.iter().map(String::as_str).collect();
-        format!("{} pass, {} fail · running: {}", state.pass, state.fail, if running.is_empty() { "-".into() } else { running.join(", ") })
+        format!(
+            "{} pass, {} fail · running: {}",
+            state.pass,
+            state.fail,
+            if running.is_empty() { "-".into() } else { running.join(", ") }
+        )
     }
 }
 
@@ -108,7 +121,10 @@ impl RunObserver for Progress {
             RunEvent::Planned { cells } => {
                 if let Some(bars) = &self.bars {
                     let bar = bars.add(ProgressBar::new(cells as u64));
-                    bar.set_style(ProgressStyle::with_template("cells {pos}/{len} {bar:25} {msg} [eta {eta}]").expect("static template"));
+                    bar.set_style(
+                        ProgressStyle::with_template("cells {pos}/{len} {bar:25} {msg} [eta {eta}]")
+                            .expect("static template"),
+                    );
                     bar.enable_steady_tick(Duration::from_millis(250));
                     *self.cell_bar.lock().expect("progress lock") = Some(bar);
                 }
@@ -117,7 +133,10 @@ impl RunObserver for Progress {
                 for note in notes {
                     self.line(format!("services: {note}"));
                 }
-                self.line(format!("services: registries, gateway and base image ready ({runtime} runtime) in {}", humantime::format_duration(round_ms(took))))
+                self.line(format!(
+                    "services: registries, gateway and base image ready ({runtime} runtime) in {}",
+                    humantime::format_duration(round_ms(took))
+                ))
             }
             RunEvent::CellStarted { cell } => {
                 self.cells.lock().expect("progress lock").running.push(cell);
@@ -159,10 +178,16 @@ impl Progress {
 impl BisectObserver for Progress {
     fn on_bisect_event(&self, event: BisectEvent) {
         match event {
-            BisectEvent::Probing { k, estimate, what } => self.line(format!("bisect: probe {k} of ≈{}: {what}", estimate.max(k))),
-            BisectEvent::Probed(probe) => {
-                self.line(format!("bisect: probe {} → {:?} ({}, {:.1}s)", probe.k, probe.verdict, probe.outcome, probe.duration_ms as f64 / 1000.0))
+            BisectEvent::Probing { k, estimate, what } => {
+                self.line(format!("bisect: probe {k} of ≈{}: {what}", estimate.max(k)))
             }
+            BisectEvent::Probed(probe) => self.line(format!(
+                "bisect: probe {} → {:?} ({}, {:.1}s)",
+                probe.k,
+                probe.verdict,
+                probe.outcome,
+                probe.duration_ms as f64 / 1000.0
+            )),
         }
     }
 }
@@ -177,7 +202,8 @@ fn round(d: Duration) -> Duration {
 
 fn download_bar(key: &str, total: Option<u64>) -> ProgressBar {
     let bar = ProgressBar::new(total.unwrap_or(0));
-    let style = ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").expect("static template");
+    let style = ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+        .expect("static template");
     bar.set_style(style);
     bar.set_prefix(format!("{key}: downloading"));
     bar

@@ -52,7 +52,8 @@ pub struct RunArgs {
 }
 
 fn parse_runtime(text: &str) -> Result<RuntimeChoice, String> {
-    serde_json::from_value(serde_json::Value::String(text.into())).map_err(|_| format!("expected one of: {}", RuntimeChoice::CHOICES))
+    serde_json::from_value(serde_json::Value::String(text.into()))
+        .map_err(|_| format!("expected one of: {}", RuntimeChoice::CHOICES))
 }
 
 pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyhow::Result<u8> {
@@ -61,18 +62,28 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         // What the report will record must be true: only loopback here.
         let seen = containment::interfaces().context("listing network interfaces")?;
         if seen != ["lo"] {
-            return Err(BadInput(format!("--contained is for the run ko-matrix starts in its own network namespace; this process sees {}", seen.join(", "))).into());
+            return Err(BadInput(format!(
+                "--contained is for the run ko-matrix starts in its own network namespace; this process sees {}",
+                seen.join(", ")
+            ))
+            .into());
         }
     }
     let mut matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
     if !args.scenarios.is_empty() {
-        matrix.scenarios = Some(args.scenarios.iter().map(|p| ScenarioPattern::from_cli(p)).collect::<Result<_, _>>().map_err(BadInput)?);
+        matrix.scenarios = Some(
+            args.scenarios.iter().map(|p| ScenarioPattern::from_cli(p)).collect::<Result<_, _>>().map_err(BadInput)?,
+        );
     }
     let baseline = run::committed_snapshots(&matrix)?;
     let observer = Arc::new(progress::Progress::for_stderr());
     let plans = tools::plan(Some(&matrix), &args.tools, &args.versions, &args.source)?;
     let fetchers = plans.iter().map(|p| tools::fetcher(p, observer.clone())).collect::<anyhow::Result<Vec<_>>>()?;
-    let services = ServicesConfig { runtime: args.runtime.unwrap_or(matrix.services.runtime), contained: args.contained, ..matrix.services.clone() };
+    let services = ServicesConfig {
+        runtime: args.runtime.unwrap_or(matrix.services.runtime),
+        contained: args.contained,
+        ..matrix.services.clone()
+    };
     let go = fetchers[0].go();
     // Until cells run there is nothing to keep: a signal just stops.
     let prepared = async {
@@ -108,7 +119,10 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
             let position = |label: &str| args.versions.iter().position(|v| v == label);
             selection.versions.sort_by_key(|b| position(&b.label()));
         } else {
-            eprintln!("scenarios: {}", selection.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+            eprintln!(
+                "scenarios: {}",
+                selection.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
         }
         anyhow::Ok((selection, world?))
     };
@@ -125,7 +139,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         let reason = match ready {
             Ok(()) => match containment::spawn(contained_run(config, &args, &plans, &selection)?) {
                 Ok(child) => return wait_contained(child, signals).await,
-                Err(containment::SpawnError::Refused(refused)) => format!("the kernel refused a user namespace: {refused}"),
+                Err(containment::SpawnError::Refused(refused)) => {
+                    format!("the kernel refused a user namespace: {refused}")
+                }
                 Err(e) => return Err(e.into()),
             },
             Err(reason) => reason,
@@ -150,11 +166,17 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
             signals.received().await;
         }
     };
-    let mut report = run::run(&selection, args.shard, &options, args.jobs.unwrap_or(matrix.jobs), go, observer, stop).await?;
+    let mut report =
+        run::run(&selection, args.shard, &options, args.jobs.unwrap_or(matrix.jobs), go, observer, stop).await?;
     report.containment = containment.to_string();
     let json = report.write_all(&args.out, baseline.as_ref())?;
     println!("{}", render_table(&report));
-    eprintln!("{}; containment: {}; {} (and matrix.md, report.html, junit.xml)", report.summary(), report.containment, json.display());
+    eprintln!(
+        "{}; containment: {}; {} (and matrix.md, report.html, junit.xml)",
+        report.summary(),
+        report.containment,
+        json.display()
+    );
     if let Some(code) = signals.code() {
         return Ok(code);
     }
@@ -166,7 +188,12 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
 
 /// This run again, as the process that runs inside the namespace: the same matrix, scenarios
 /// and output, with the versions already resolved and fetched (it needs no network).
-fn contained_run(config: Option<&Path>, args: &RunArgs, plans: &[tools::ToolPlan], selection: &Selection) -> anyhow::Result<tokio::process::Command> {
+fn contained_run(
+    config: Option<&Path>,
+    args: &RunArgs,
+    plans: &[tools::ToolPlan],
+    selection: &Selection,
+) -> anyhow::Result<tokio::process::Command> {
     let mut cmd = tokio::process::Command::new(std::env::current_exe().context("finding the ko-matrix executable")?);
     if let Some(config) = config {
         cmd.arg("--config").arg(config);

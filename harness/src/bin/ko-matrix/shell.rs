@@ -71,14 +71,21 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
     let plan = plans.first().expect("one version names one tool");
     let resolution = tools::resolve(plan).await?;
     let [version] = resolution.versions.as_slice() else {
-        return Err(BadInput(format!("`{version}` selects {} versions of {} ({}); a cell is one version", resolution.versions.len(), plan.tool.name(), resolution.versions.join(", "))).into());
+        return Err(BadInput(format!(
+            "`{version}` selects {} versions of {} ({}); a cell is one version",
+            resolution.versions.len(),
+            plan.tool.name(),
+            resolution.versions.join(", ")
+        ))
+        .into());
     };
     let observer = Arc::new(progress::Progress::for_stderr());
     let fetcher = tools::fetcher(plan, observer)?;
     let binary = fetcher.fetch(version).await?;
 
     // A run's logs directory; the shell writes no log, the cell lives in the shell.
-    let logs = tempfile::Builder::new().prefix("ko-matrix-shell-").tempdir().context("creating a temporary directory")?;
+    let logs =
+        tempfile::Builder::new().prefix("ko-matrix-shell-").tempdir().context("creating a temporary directory")?;
     let options = RunnerOptions {
         scenarios: vec![scenario.clone()],
         services: matrix.services.clone(),
@@ -90,7 +97,10 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
         durations: None,
     };
     let runner = run::Runner::start(&options, fetcher.go()).await?;
-    let cell = runner.open_cell(&binary, &scenario).await.with_context(|| format!("opening {}::{}", binary.label(), scenario.name))?;
+    let cell = runner
+        .open_cell(&binary, &scenario)
+        .await
+        .with_context(|| format!("opening {}::{}", binary.label(), scenario.name))?;
     let record = cell.dir().join("gateway.log");
     cell.record_to_file(&record).with_context(|| format!("creating {}", record.display()))?;
     let before = if scenario.before.is_empty() { None } else { Some(cell.run_before_steps().await) };
@@ -99,9 +109,11 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
     let name = binary.tool.name();
     let tool_dir = cell.dir().join("tool");
     std::fs::create_dir_all(&tool_dir).with_context(|| format!("creating {}", tool_dir.display()))?;
-    std::os::unix::fs::symlink(&binary.path, tool_dir.join(name)).with_context(|| format!("linking {name} into {}", tool_dir.display()))?;
+    std::os::unix::fs::symlink(&binary.path, tool_dir.join(name))
+        .with_context(|| format!("linking {name} into {}", tool_dir.display()))?;
     let mut env = cell.env().clone();
-    let path = env.get("PATH").map_or_else(|| tool_dir.display().to_string(), |p| format!("{}:{p}", tool_dir.display()));
+    let path =
+        env.get("PATH").map_or_else(|| tool_dir.display().to_string(), |p| format!("{}:{p}", tool_dir.display()));
     env.insert("PATH".into(), path);
     env.insert(GATEWAY_RECORD_ENV.into(), record.display().to_string());
     if let Ok(term) = std::env::var("TERM") {
@@ -119,7 +131,10 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
     }
     eprintln!("push      {}", cell.push_command().iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
     eprintln!("          in {}, with {name} {} first on PATH", cell.work_dir().display(), binary.version);
-    eprintln!("record    {} (${GATEWAY_RECORD_ENV}: each request through the gateway, as it happens)", record.display());
+    eprintln!(
+        "record    {} (${GATEWAY_RECORD_ENV}: each request through the gateway, as it happens)",
+        record.display()
+    );
     let (program, program_args) = if interactive {
         let shell = std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into());
         env.insert("PS1".into(), format!("({}) $ ", cell.id()));
@@ -132,7 +147,9 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
     let mut cmd = tokio::process::Command::new(&program);
     cmd.args(&program_args).env_clear().envs(&env).current_dir(cell.work_dir());
     let mut child = Foreground::spawn(cmd).map_err(|e| match e {
-        ko_matrix::process::RunError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => anyhow::Error::from(BadInput(format!("`{program}` was not found"))),
+        ko_matrix::process::RunError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::Error::from(BadInput(format!("`{program}` was not found")))
+        }
         e => e.into(),
     })?;
     let status = child.wait(&program).await?;
@@ -147,19 +164,30 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8>
     let matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
     let scenarios = match &args.scenario {
         Some(name) => vec![scenario_named(&matrix, name)?],
-        None => ko_matrix::scenario::discover(&run::scenarios_dir(&matrix))?.into_iter().filter(|s| s.target.registry != Flavour::Ecr && !s.target.registry.is_vendor()).collect(),
+        None => ko_matrix::scenario::discover(&run::scenarios_dir(&matrix))?
+            .into_iter()
+            .filter(|s| s.target.registry != Flavour::Ecr && !s.target.registry.is_vendor())
+            .collect(),
     };
     // Only the Go provisioner, for a registry binary or Amazon's helper when none is installed.
     let settings = matrix.tools.first().map(|t| t.fetch.clone()).unwrap_or_default();
-    let fetcher = ToolFetcher::new(tool::shorthand(), Cache::from_env()?, settings, Arc::new(progress::Progress::for_stderr()));
-    let work = tempfile::Builder::new().prefix("ko-matrix-serve-").tempdir().context("creating a temporary directory")?;
-    let world = World::start(&scenarios, &matrix.services, fetcher.go(), work.path()).await.map_err(run::RunError::from)?;
+    let fetcher =
+        ToolFetcher::new(tool::shorthand(), Cache::from_env()?, settings, Arc::new(progress::Progress::for_stderr()));
+    let work =
+        tempfile::Builder::new().prefix("ko-matrix-serve-").tempdir().context("creating a temporary directory")?;
+    let world =
+        World::start(&scenarios, &matrix.services, fetcher.go(), work.path()).await.map_err(run::RunError::from)?;
     let session = world.gateway.session().await?;
     let record = work.path().join("gateway.log");
     session.record_to_file(&record, str::to_string).with_context(|| format!("creating {}", record.display()))?;
     let aws_spec = scenarios.iter().find_map(|s| s.aws.as_ref());
     let aws = match (aws_spec, &world.aws) {
-        (Some(spec), Some(aws)) => Some(aws.backend.open_cell(session.id, spec, work.path()).await.map_err(|e| anyhow::anyhow!("the AWS backend could not open an identity: {e}"))?),
+        (Some(spec), Some(aws)) => Some(
+            aws.backend
+                .open_cell(session.id, spec, work.path())
+                .await
+                .map_err(|e| anyhow::anyhow!("the AWS backend could not open an identity: {e}"))?,
+        ),
         _ => None,
     };
 
@@ -169,9 +197,12 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8>
     exports.push(("CURL_CA_BUNDLE".into(), world.ca_bundle.display().to_string()));
     exports.push((GATEWAY_RECORD_ENV.into(), record.display().to_string()));
     for flavour in world.targets.keys().filter(|f| **f != Flavour::Ecr && !f.is_vendor()) {
-        exports.push((format!("KO_MATRIX_REGISTRY_{}", flavour.name().to_ascii_uppercase()), flavour.host().to_string()));
+        exports
+            .push((format!("KO_MATRIX_REGISTRY_{}", flavour.name().to_ascii_uppercase()), flavour.host().to_string()));
     }
-    if let Some(target) = world.targets.iter().find(|(f, _)| matches!(f, Flavour::Basic | Flavour::Token)).map(|(_, t)| t) {
+    if let Some(target) =
+        world.targets.iter().find(|(f, _)| matches!(f, Flavour::Basic | Flavour::Token)).map(|(_, t)| t)
+    {
         exports.push(("KO_MATRIX_USER".into(), target.user.username.clone()));
         exports.push(("KO_MATRIX_PASSWORD".into(), target.user.password.clone()));
     }
@@ -206,7 +237,11 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8>
         exports.push(("AWS_CA_BUNDLE".into(), world.ca_bundle.display().to_string()));
     }
     let registries: Vec<&str> = world.targets.keys().map(|f| f.name()).collect();
-    eprintln!("serving the {} registries ({} runtime); export this in any client (it holds their credentials):", registries.join(", "), world.runtime);
+    eprintln!(
+        "serving the {} registries ({} runtime); export this in any client (it holds their credentials):",
+        registries.join(", "),
+        world.runtime
+    );
     for (key, value) in &exports {
         println!("export {key}={}", shell_quote(value));
     }
@@ -233,7 +268,10 @@ mod tests {
     #[test]
     fn words_are_quoted_only_when_they_need_it() {
         assert_eq!(shell_quote("basic.ko-matrix.test/cells/app:latest"), "basic.ko-matrix.test/cells/app:latest");
-        assert_eq!(shell_quote("artifact.txt:application/vnd.ko-matrix.test+text"), "artifact.txt:application/vnd.ko-matrix.test+text");
+        assert_eq!(
+            shell_quote("artifact.txt:application/vnd.ko-matrix.test+text"),
+            "artifact.txt:application/vnd.ko-matrix.test+text"
+        );
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");

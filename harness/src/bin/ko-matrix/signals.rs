@@ -13,7 +13,8 @@ pub struct Signals(tokio::sync::watch::Receiver<Option<u8>>);
 impl Signals {
     pub fn install() -> Signals {
         let (tx, rx) = tokio::sync::watch::channel(None);
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
         tokio::spawn(async move {
             let (code, message) = tokio::select! {
                 _ = tokio::signal::ctrl_c() => (130, "interrupted; stopping child processes"),

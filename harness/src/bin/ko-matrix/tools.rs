@@ -77,7 +77,8 @@ impl SourceArgs {
 }
 
 fn parse_source(text: &str) -> Result<Source, String> {
-    serde_json::from_value(serde_json::Value::String(text.into())).map_err(|_| format!("expected one of: {}", Source::CHOICES))
+    serde_json::from_value(serde_json::Value::String(text.into()))
+        .map_err(|_| format!("expected one of: {}", Source::CHOICES))
 }
 
 fn parse_toolchain(text: &str) -> Result<ToolchainPolicy, String> {
@@ -99,12 +100,23 @@ fn tool_named(name: &str) -> Result<&'static dyn Tool, BadInput> {
 /// the shorthand tool); `--tools` keeps only those named; `--versions` replaces the versions,
 /// each `tool@selector` or a bare selector for the first tool, and then only the tools it
 /// names run. `source` overrides apply to every tool.
-pub fn plan(matrix: Option<&Matrix>, tools: &[String], cli_versions: &[String], source: &SourceArgs) -> Result<Vec<ToolPlan>, BadInput> {
+pub fn plan(
+    matrix: Option<&Matrix>,
+    tools: &[String],
+    cli_versions: &[String],
+    source: &SourceArgs,
+) -> Result<Vec<ToolPlan>, BadInput> {
     let mut plans: Vec<ToolPlan> = match matrix {
-        Some(m) => m.tools.iter().map(|t| ToolPlan { tool: t.tool, fetch: t.fetch.clone(), selectors: t.versions.clone() }).collect(),
+        Some(m) => m
+            .tools
+            .iter()
+            .map(|t| ToolPlan { tool: t.tool, fetch: t.fetch.clone(), selectors: t.versions.clone() })
+            .collect(),
         None => Vec::new(),
     };
-    let named = |name: &str| -> Result<ToolPlan, BadInput> { Ok(ToolPlan { tool: tool_named(name)?, fetch: FetchSettings::default(), selectors: Vec::new() }) };
+    let named = |name: &str| -> Result<ToolPlan, BadInput> {
+        Ok(ToolPlan { tool: tool_named(name)?, fetch: FetchSettings::default(), selectors: Vec::new() })
+    };
     if !tools.is_empty() {
         let mut kept = Vec::new();
         for name in tools {
@@ -134,7 +146,8 @@ pub fn plan(matrix: Option<&Matrix>, tools: &[String], cli_versions: &[String], 
             }
         }
         for plan in &mut plans {
-            plan.selectors = wanted.iter().filter(|(t, _)| t.name() == plan.tool.name()).map(|(_, s)| s.clone()).collect();
+            plan.selectors =
+                wanted.iter().filter(|(t, _)| t.name() == plan.tool.name()).map(|(_, s)| s.clone()).collect();
         }
         plans.retain(|p| !p.selectors.is_empty());
     }
@@ -143,7 +156,10 @@ pub fn plan(matrix: Option<&Matrix>, tools: &[String], cli_versions: &[String], 
     }
     for plan in &mut plans {
         if plan.selectors.is_empty() {
-            return Err(BadInput(format!("no versions of {0}: give them with --versions {0}@v1.2.3, or in [tools.{0}] in {DEFAULT_CONFIG}", plan.tool.name())));
+            return Err(BadInput(format!(
+                "no versions of {0}: give them with --versions {0}@v1.2.3, or in [tools.{0}] in {DEFAULT_CONFIG}",
+                plan.tool.name()
+            )));
         }
         if let Some(source) = source.source {
             plan.fetch.source = source;
@@ -164,7 +180,9 @@ pub fn plan(matrix: Option<&Matrix>, tools: &[String], cli_versions: &[String], 
 /// Resolves a plan's selectors, saying on stderr what ranges and `latest` became.
 pub async fn resolve(plan: &ToolPlan) -> anyhow::Result<Resolution> {
     let name = plan.tool.name();
-    let resolution = versions::resolve_listing(plan.tool, &plan.selectors).await.with_context(|| format!("resolving {name} versions"))?;
+    let resolution = versions::resolve_listing(plan.tool, &plan.selectors)
+        .await
+        .with_context(|| format!("resolving {name} versions"))?;
     for ((selector, picked), (_, parsed)) in resolution.steps.iter().zip(&plan.selectors) {
         if !matches!(parsed, Selector::Exact(_)) {
             eprintln!("versions: {name} {selector} → {}", picked.join(", "));
@@ -188,7 +206,8 @@ pub async fn fetch(config: Option<&Path>, args: FetchArgs) -> anyhow::Result<u8>
     for plan in &plans {
         fetchers.push((fetcher(plan, progress.clone())?, resolve(plan).await?.versions));
     }
-    let requests: Vec<(&ToolFetcher, String)> = fetchers.iter().flat_map(|(f, versions)| versions.iter().map(move |v| (f, v.clone()))).collect();
+    let requests: Vec<(&ToolFetcher, String)> =
+        fetchers.iter().flat_map(|(f, versions)| versions.iter().map(move |v| (f, v.clone()))).collect();
     let services = async {
         let Some(plan) = plans.first().filter(|_| args.services) else { return anyhow::Ok(Vec::new()) };
         // The tools' Go settings; their release host and path are theirs alone.
@@ -207,7 +226,14 @@ pub async fn fetch(config: Option<&Path>, args: FetchArgs) -> anyhow::Result<u8>
     } else {
         for binary in &binaries {
             let origin = if binary.from_cache { "cache" } else { "new" };
-            println!("{}\t{}\t{}\tsha256:{}\t{}", binary.label(), binary.route, origin, binary.sha256, binary.path.display());
+            println!(
+                "{}\t{}\t{}\tsha256:{}\t{}",
+                binary.label(),
+                binary.route,
+                origin,
+                binary.sha256,
+                binary.path.display()
+            );
         }
         for (name, installed) in &services {
             let (m, origin) = (&installed.manifest, if installed.from_cache { "cache" } else { "new" });
@@ -218,7 +244,12 @@ pub async fn fetch(config: Option<&Path>, args: FetchArgs) -> anyhow::Result<u8>
 }
 
 /// `versions [--tool T] [SELECTORS]`: the releases of each tool and what the selectors pick.
-pub async fn list_versions(config: Option<&Path>, tool: Option<&str>, cli_selectors: &[String], json: bool) -> anyhow::Result<u8> {
+pub async fn list_versions(
+    config: Option<&Path>,
+    tool: Option<&str>,
+    cli_selectors: &[String],
+    json: bool,
+) -> anyhow::Result<u8> {
     let matrix = load_matrix(config, true)?;
     let tools: Vec<String> = tool.map(String::from).into_iter().collect();
     let none = SourceArgs { source: None, release_base_url: None, go_toolchain: None, path: None };
@@ -234,7 +265,9 @@ pub async fn list_versions(config: Option<&Path>, tool: Option<&str>, cli_select
     for plan in &plans {
         let go = Go::find(&format!("the {} release list", plan.tool.name())).await.ok();
         let index = ReleaseIndex::fetch(plan.tool, go.as_ref()).await?;
-        let resolution = (!plan.selectors.is_empty()).then(|| versions::resolve(plan.tool, &plan.selectors, Some(&index))).transpose()?;
+        let resolution = (!plan.selectors.is_empty())
+            .then(|| versions::resolve(plan.tool, &plan.selectors, Some(&index)))
+            .transpose()?;
         selected.extend(resolution.iter().flat_map(|r| r.versions.iter().map(|v| format!("{}@{v}", plan.tool.name()))));
         listed.push((plan.tool, index, resolution));
     }
@@ -263,7 +296,11 @@ pub async fn list_versions(config: Option<&Path>, tool: Option<&str>, cli_select
             println!("(a Go module proxy may list only the versions it has served; exact versions work whether listed or not)");
         }
         if let Some(resolution) = resolution {
-            let by = if selectors_given { "the selectors given".to_string() } else { matrix.as_ref().map_or(Path::new(DEFAULT_CONFIG), |m| m.file.as_path()).display().to_string() };
+            let by = if selectors_given {
+                "the selectors given".to_string()
+            } else {
+                matrix.as_ref().map_or(Path::new(DEFAULT_CONFIG), |m| m.file.as_path()).display().to_string()
+            };
             println!("{by} select(s):");
             for (selector, picked) in &resolution.steps {
                 println!("  {selector} → {}", picked.join(", "));
