@@ -2,10 +2,12 @@
 //! azure-identity (MSAL underneath: tenant discovery, then the v2 token endpoint), all through
 //! the gateway: ClientSecretCredential and WorkloadIdentityCredential get a token, which ACR's
 //! `/oauth2/exchange` takes, and refusals arrive in Entra's words. If these disagree with the
-//! emulator, the emulator is wrong. Without azure-identity (`pip install azure-identity`;
-//! `scripts/install-deps` installs it) each test says so and skips.
+//! emulator, the emulator is wrong. Without azure-identity or azure-containerregistry
+//! (`scripts/install-deps` installs both) each test fails, naming them.
 
-use std::path::Path;
+mod support;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -59,16 +61,9 @@ r = requests.get(f"https://{reg}/v2/", headers={"Authorization": "Bearer " + r.j
 print("PING", r.status_code)
 "#;
 
-fn python() -> Option<std::path::PathBuf> {
-    let python = which::which("python3").ok()?;
-    let ok = Command::new(&python)
-        .args(["-c", "import azure.identity, requests"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()?
-        .success();
-    ok.then_some(python)
+/// The python3 that runs the clients; the test fails without azure-identity (install-deps).
+fn python() -> PathBuf {
+    PathBuf::from(support::python_importing("azure.identity, requests", "azure-identity requests"))
 }
 
 struct Fixture {
@@ -162,15 +157,9 @@ impl Client<'_> {
     }
 }
 
-fn skip(test: &str) {
-    eprintln!("SKIPPED {test}: azure-identity is not installed for python3 (`python3 -m pip install azure-identity`; scripts/install-deps installs it)");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn azure_identity_client_secret_and_workload_identity_get_tokens_acr_takes() {
-    let Some(python) = python() else {
-        return skip("azure_identity_client_secret_and_workload_identity_get_tokens_acr_takes");
-    };
+    let python = python();
     let fixture = Fixture::start().await;
 
     let sp = fixture.client("").await;
@@ -201,7 +190,7 @@ async fn azure_identity_client_secret_and_workload_identity_get_tokens_acr_takes
 
 #[tokio::test(flavor = "multi_thread")]
 async fn azure_identity_reports_entras_refusals() {
-    let Some(python) = python() else { return skip("azure_identity_reports_entras_refusals") };
+    let python = python();
     let fixture = Fixture::start().await;
 
     let expired = fixture.client("credential = \"expired\"").await;
@@ -231,16 +220,8 @@ async fn azure_identity_reports_entras_refusals() {
 /// `/oauth2/token` itself and pushes an image; an AcrPull identity's push is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn azure_containerregistry_pushes_through_the_exchange() {
-    let Some(python) = python() else { return skip("azure_containerregistry_pushes_through_the_exchange") };
-    let sdk = Command::new(&python)
-        .args(["-c", "import azure.containerregistry"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !sdk {
-        eprintln!("SKIPPED azure_containerregistry_pushes_through_the_exchange: azure-containerregistry is not installed for python3 (`python3 -m pip install azure-containerregistry`; scripts/install-deps installs it)");
-        return;
-    }
+    let python = python();
+    support::python_importing("azure.containerregistry", "azure-containerregistry");
     let fixture = Fixture::start().await;
     let pusher = fixture.client("").await;
     let out = pusher.run_as(&python, &["secret", "sdk"], None);

@@ -6,10 +6,15 @@
 //! distribution has its own gaps (sha512 digests, OCI-Subject, referrers), and the ECR front
 //! deviates where ECR does (docs/ecr-conformance.md).
 //!
-//! Where the suite cannot be built (no Go, or the module proxy refuses it) every flavour shows
-//! as ignored and the reason is printed.
+//! Only where Go cannot build modules at all (no `go`, or `GOPROXY=off`) does every flavour
+//! show as ignored, with the reason printed; with Go and a module proxy, a suite that does not
+//! build fails every flavour. Snapshots are kept per registry binary
+//! (`conformance__<flavour>@<registry>.snap`): distribution 2.8.2 (Debian's) and v3.0.0 (built
+//! from the module proxy where Debian's is not installed) answer differently.
 
-use std::path::Path;
+mod support;
+
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,8 +48,13 @@ fn main() {
         None => true,
     };
     let wanted = !args.list && FLAVOURS.iter().any(|f| selected(f.name()));
+    // Only a machine that cannot build Go modules at all skips; there, a failed build is a failure.
+    let unavailable = if wanted { go_unavailable() } else { None };
+    if let Some(reason) = &unavailable {
+        eprintln!("SKIPPED conformance suite: {reason}");
+    }
     // Built once for every flavour; only when a flavour is going to run.
-    let suite = if wanted {
+    let suite: Option<Result<PathBuf, String>> = (wanted && unavailable.is_none()).then(|| {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let provisioner = GoProvisioner::new(
             Cache::from_env().unwrap(),
@@ -52,26 +62,42 @@ fn main() {
             Duration::from_secs(1800),
             Arc::new(Silent),
         );
-        Some(rt.block_on(provisioner.install(&SUITE, SUITE_VERSION)).map(|installed| installed.path))
-    } else {
-        None
-    };
-    if let Some(Err(e)) = &suite {
-        eprintln!("SKIPPED conformance suite: {}@{SUITE_VERSION} could not be built here: {e}", SUITE.module);
-    }
-    let binary = suite.and_then(Result::ok);
+        rt.block_on(provisioner.install(&SUITE, SUITE_VERSION)).map(|installed| installed.path).map_err(|e| {
+            format!("{}@{SUITE_VERSION} did not build, on a machine with Go and a module proxy: {e}", SUITE.module)
+        })
+    });
+    let suite = Arc::new(suite);
     let trials = FLAVOURS
         .iter()
         .map(|&flavour| {
-            let binary = binary.clone();
-            let ignored = wanted && binary.is_none();
-            Trial::test(flavour.name(), move || {
-                check_flavour(flavour, &binary.expect("a trial runs only when the suite was built"))
+            let suite = suite.clone();
+            Trial::test(flavour.name(), move || match suite.as_ref() {
+                Some(Ok(binary)) => check_flavour(flavour, binary),
+                Some(Err(e)) => Err(e.as_str().into()),
+                None => Err("the suite was not built".into()),
             })
-            .with_ignored_flag(ignored)
+            .with_ignored_flag(unavailable.is_some())
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Why this machine cannot build a Go module at all: no `go`, or Go told to use no module
+/// proxy. `None` where it can.
+fn go_unavailable() -> Option<String> {
+    let go = match which::which("go") {
+        Ok(go) => go,
+        Err(e) => return Some(format!("no `go` on PATH ({e}): the suite is built from the module proxy")),
+    };
+    let out = std::process::Command::new(go).args(["env", "GOPROXY"]).stdin(Stdio::null()).output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let proxy = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (proxy == "off").then(|| "GOPROXY=off: Go may reach no module proxy to build the suite".to_string())
+        }
+        Ok(out) => Some(format!("`go env GOPROXY` failed: {}", String::from_utf8_lossy(&out.stderr).trim())),
+        Err(e) => Some(format!("`go env GOPROXY` could not run: {e}")),
+    }
 }
 
 /// Runs the suite against `flavour` in a world of its own and compares with its snapshot.
@@ -95,8 +121,16 @@ fn check_flavour(flavour: Flavour, suite: &Path) -> Result<(), Failed> {
         conformance::SPEC_VERSION,
         report.lines()
     );
-    insta::assert_snapshot!(flavour.name(), text);
+    insta::assert_snapshot!(format!("{}@{}", flavour.name(), registry_slug(&registry)), text);
     Ok(())
+}
+
+/// A file-name form of the registry's version words: `github.com/docker/distribution
+/// 2.8.2+ds1` → `docker-distribution-2.8.2-ds1`.
+fn registry_slug(version: &str) -> String {
+    let words = version.trim_start_matches("github.com/");
+    let slug: String = words.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
+    slug.split('-').filter(|part| !part.is_empty()).collect::<Vec<_>>().join("-")
 }
 
 /// What the world's distribution binary says of its version (`--version`).
@@ -183,9 +217,7 @@ async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Repo
             // As a user would: the AWS CLI's login password (GetAuthorizationToken) and its
             // create-repository (ECR creates no repository on push), through the gateway.
             let aws = |args: &[&str]| {
-                let mut cmd = std::process::Command::new(
-                    which::which("aws").expect("the AWS CLI is needed: `pip install awscli` (.ci/run installs it)"),
-                );
+                let mut cmd = std::process::Command::new(support::program("aws", "the AWS CLI, awscli from PyPI"));
                 cmd.env_clear()
                     .envs(network.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .env("PATH", "/usr/local/bin:/usr/bin:/bin")

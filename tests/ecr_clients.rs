@@ -2,6 +2,8 @@
 //! the AWS CLI (botocore), `docker-credential-ecr-login`, crane, ko, and a raw chunked
 //! upload. If these disagree with the emulator, the emulator is wrong, not the matrix.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -101,7 +103,7 @@ impl Fixture {
 }
 
 fn aws_cli() -> PathBuf {
-    which::which("aws").expect("the AWS CLI is needed: `pip install awscli` (.ci/run installs it)")
+    support::program("aws", "the AWS CLI, awscli from PyPI")
 }
 
 fn run(cmd: &mut Command) -> (bool, String, String) {

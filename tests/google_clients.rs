@@ -6,6 +6,8 @@
 //! refusal must reach the client in Google's words. If google-auth disagrees with the
 //! emulator, the emulator is wrong.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -42,20 +44,6 @@ project = sys.argv[2]
 answer = requests.get("https://gcr.io/v2/token", params={"scope": f"repository:{project}/app:push,pull", "service": "gcr.io"}, auth=("oauth2accesstoken", creds.token))
 print("ok" if answer.status_code == 200 and answer.json().get("token") else f"gcr.io answered {answer.status_code} {answer.text}")
 "#;
-
-/// The interpreter that has google-auth (`sys.executable`: it runs without the PATH or
-/// environment a version manager's shim needs), or why there is none.
-fn python_with_google_auth() -> Result<String, String> {
-    let probe = Command::new("python3")
-        .args(["-c", "import sys, google.auth, requests; print(sys.executable)"])
-        .stderr(Stdio::piped())
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
-        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().to_string()),
-        Err(e) => Err(format!("python3: {e}")),
-    }
-}
 
 /// A world with the gcp front, one gateway session and the cell's account there.
 struct GcpCell {
@@ -143,13 +131,8 @@ async fn client_says(python: &str, account: &str, credentials: &str) -> String {
 
 #[tokio::test]
 async fn google_auth_gets_tokens_gcr_io_accepts_and_refusals_in_googles_words() {
-    let python = match python_with_google_auth() {
-        Ok(python) => python,
-        Err(why) => {
-            eprintln!("SKIPPED google-auth cross-check: google-auth is not installed here ({why}); `python3 -m pip install google-auth requests` (scripts/install-deps does)");
-            return;
-        }
-    };
+    // sys.executable: it runs without the PATH or environment a version manager's shim needs.
+    let python = support::python_importing("google.auth, requests", "google-auth requests");
     let key = client_says(&python, "", "key").await;
     assert!(key.starts_with("ok\n"), "{key}");
     assert!(key.contains("POST oauth2.googleapis.com/token → 200"), "{key}");

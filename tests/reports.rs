@@ -158,8 +158,7 @@ fn dom_of(chromium: &Path, profile: &Path, page: &str) -> String {
 
 #[test]
 fn the_html_report_renders_in_headless_chromium() {
-    let chromium = which::which("chromium")
-        .expect("headless Chromium is needed: `apt-get install chromium` (.ci/run installs it)");
+    let chromium = support::program("chromium", "Debian's chromium");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let run = ko_matrix_in_repo(&[

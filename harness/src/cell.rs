@@ -442,6 +442,7 @@ impl Cell {
         let Steps { transcript, tool_time, last: outcome_of_steps } =
             self.run_steps(tool, &scenario.before, true, started + env.timeout).await;
         let name = tool.tool.name();
+        let registry = self.push_repository.split('/').next().unwrap_or_default();
         let (verdict, fetch_note) = match &outcome_of_steps {
             StepOutcome::Failed(e) => (
                 Verdict {
@@ -460,6 +461,7 @@ impl Cell {
                     exit_code: None,
                     timed_out: true,
                     output,
+                    registry,
                     records: &records,
                     fetched_back: Err(NotFetched::Missing("timed out".into())),
                     unreachable: &unreachable,
@@ -487,6 +489,7 @@ impl Cell {
                     exit_code: *code,
                     timed_out: false,
                     output,
+                    registry,
                     records: &records,
                     fetched_back,
                     unreachable: &unreachable,
@@ -515,7 +518,7 @@ impl Cell {
         };
         let facts = crate::diagnosis::Facts {
             tool: name,
-            registry: self.push_repository.split('/').next().unwrap_or_default(),
+            registry,
             verdict: &Verdict { detail: detail.clone(), ..verdict.clone() },
             line: outcome::deciding_line(output),
             records: &records,

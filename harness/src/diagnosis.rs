@@ -66,21 +66,9 @@ fn carries_credentials(r: &Record) -> bool {
     r.auth.is_some() || r.method == "POST"
 }
 
-/// The last request to the registry that failed: the answer the push ended on. A 404 to a
-/// HEAD is how clients ask whether a blob or manifest exists, so it decides only when nothing
-/// else failed (tools push blobs in parallel: an existence check may come after the refusal).
-/// A handshake the client reset is not an answer (it gave up on a spare connection): the
-/// `tls` rule reads those.
+/// The registry's answer the push ended on, as the verdict's class read it.
 fn last_registry_failure<'a>(f: &Facts<'a>) -> Option<&'a Record> {
-    let failures = || {
-        f.records.iter().rev().filter(|r| {
-            crate::dockerhub::same_registry(f.registry, &r.host)
-                && failed(r)
-                && r.method != "CONNECT"
-                && r.method != "TLS"
-        })
-    };
-    failures().find(|r| !(r.method == "HEAD" && r.status == 404)).or_else(|| failures().next())
+    crate::outcome::deciding_failure(f.records, f.registry)
 }
 
 fn credentials(f: &Facts) -> Option<String> {
@@ -131,7 +119,12 @@ fn injected(f: &Facts) -> Option<String> {
     ))
 }
 
+/// Only when the registry's own answer did not decide the class: tools also probe hosts they
+/// can live without (a metadata service), and a refusal there is not why the push failed.
 fn unknown_host(f: &Facts) -> Option<String> {
+    if !matches!(f.verdict.class, Some(FailClass::Network | FailClass::Other)) {
+        return None;
+    }
     let r = f
         .records
         .iter()

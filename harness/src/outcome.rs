@@ -79,6 +79,8 @@ pub(crate) struct Evidence<'a> {
     pub timed_out: bool,
     /// The tool's combined output.
     pub output: &'a str,
+    /// The host the tool pushed to: only its answers decide a class.
+    pub registry: &'a str,
     pub records: &'a [Record],
     /// The pushed manifest fetched back by digest (`Ok`), or why not.
     pub fetched_back: Result<String, NotFetched>,
@@ -213,11 +215,8 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
         }
     }
     let quoted = line.unwrap_or("(no error line)");
-    if let Some(class) = class_from_records(e.records) {
-        return fail(
-            class,
-            format!("{tool} {exit}: {quoted} (gateway: {})", last_failure(e.records).unwrap_or_default()),
-        );
+    if let Some(answer) = deciding_failure(e.records, e.registry) {
+        return fail(class_from_record(answer), format!("{tool} {exit}: {quoted} (gateway: {})", shown(answer)));
     }
     fail(FailClass::Other, format!("{tool} {exit}: {quoted}"))
 }
@@ -256,31 +255,42 @@ pub(crate) fn deciding_line(output: &str) -> Option<&str> {
         .copied()
 }
 
-/// When ko's text says nothing recognisable, the gateway's record may: the last refusal.
-fn class_from_records(records: &[Record]) -> Option<FailClass> {
-    let last = records.iter().rev().find(|r| r.status == 0 || r.status >= 400)?;
-    Some(match last.status {
-        // No HTTP answer: a failed handshake, or a connection that closed.
-        0 if last.note.as_deref().is_some_and(|n| n.starts_with("handshake failed")) => FailClass::Tls,
-        0 => FailClass::Network,
-        401 => FailClass::Unauthorized,
-        403 if last.note.as_deref().is_some_and(|n| n.starts_with("unknown host")) => FailClass::Network,
-        403 => FailClass::Denied,
-        404 => FailClass::NameUnknown,
-        _ => FailClass::Network,
-    })
+/// The last request to the registry that failed: the answer the push ended on. A 404 to a
+/// HEAD is how clients ask whether a blob or manifest exists, so it decides only when nothing
+/// else failed (tools push blobs in parallel: an existence check may come after the refusal).
+/// A handshake the client reset is not an answer (it gave up on a spare connection), and
+/// neither is a refusal from another host (a token service, the gateway's unknown-host 403).
+/// The verdict's class and the diagnosis both read this one record.
+pub(crate) fn deciding_failure<'a>(records: &'a [Record], registry: &str) -> Option<&'a Record> {
+    let failed = |r: &&Record| r.status == 0 || r.status >= 400;
+    let failures = || {
+        records.iter().rev().filter(failed).filter(|r| {
+            crate::dockerhub::same_registry(registry, &r.host) && r.method != "CONNECT" && r.method != "TLS"
+        })
+    };
+    failures().find(|r| !(r.method == "HEAD" && r.status == 404)).or_else(|| failures().next())
 }
 
-fn last_failure(records: &[Record]) -> Option<String> {
-    let r = records.iter().rev().find(|r| r.status == 0 || r.status >= 400)?;
-    Some(format!(
+/// When the tool's text says nothing recognisable, the registry's deciding answer may.
+fn class_from_record(r: &Record) -> FailClass {
+    match r.status {
+        401 => FailClass::Unauthorized,
+        403 => FailClass::Denied,
+        404 => FailClass::NameUnknown,
+        // No HTTP answer (a connection that closed), or a server error.
+        _ => FailClass::Network,
+    }
+}
+
+fn shown(r: &Record) -> String {
+    format!(
         "{} {}{} → {}{}",
         r.method,
         r.host,
         r.path,
         r.status,
         r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
-    ))
+    )
 }
 
 #[cfg(test)]
@@ -314,6 +324,7 @@ mod tests {
             exit_code: exit,
             timed_out: false,
             output,
+            registry: "basic.ko-matrix.test",
             records,
             fetched_back: not_pushed(),
             unreachable: &[],
@@ -328,6 +339,7 @@ mod tests {
             exit_code: Some(0),
             timed_out: false,
             output: "",
+            registry: "basic.ko-matrix.test",
             records: &[],
             fetched_back: Ok("sha256:ab".into()),
             unreachable: &[],
@@ -349,6 +361,7 @@ mod tests {
             exit_code: Some(1),
             timed_out: false,
             output: line,
+            registry: "basic.ko-matrix.test",
             records: &[],
             fetched_back: not_pushed(),
             unreachable: &[],
@@ -398,12 +411,45 @@ mod tests {
         );
         assert_eq!(v.class, Some(FailClass::Unauthorized), "an unrecognisable line with a 401 record: {v:?}");
         assert!(v.detail.ends_with("(gateway: POST basic.ko-matrix.test/v2/app/blobs/uploads/ → 401)"), "{}", v.detail);
+        // Another host's refusal (the gateway's unknown-host 403) is not the registry's answer.
         let v =
             verdict(Some(1), "panic: runtime error", &[record("evil.example.com", 403, Some("unknown host: refused"))]);
-        assert_eq!(v.class, Some(FailClass::Network));
-        assert!(v.detail.contains("evil.example.com"), "{}", v.detail);
+        assert_eq!(v.class, Some(FailClass::Other), "{v:?}");
         let v = verdict(Some(2), "panic: runtime error", &[record("basic.ko-matrix.test", 401, None)]);
         assert_eq!(v.class, Some(FailClass::Unauthorized));
+    }
+
+    // They used to disagree: the class took the last failed record of any kind (here the
+    // unknown host's 403, read as `network`), the diagnosis the registry's refusal.
+    #[test]
+    fn the_class_and_the_diagnosis_read_the_same_answer() {
+        let registry = "basic.ko-matrix.test";
+        let mut put = record(registry, 403, None);
+        (put.method, put.path) = ("PUT".into(), "/v2/app/manifests/latest".into());
+        put.auth = Some("Bearer".into());
+        let mut exists = record(registry, 404, None);
+        (exists.method, exists.path) = ("HEAD".into(), "/v2/app/blobs/sha256:1".into());
+        let mut reset = record(registry, 0, Some("handshake failed: Connection reset by peer (os error 104)"));
+        reset.method = "TLS".into();
+        let elsewhere = record("evil.example.com", 403, Some("unknown host: refused"));
+        let records = [put, exists, reset, elsewhere];
+
+        let v = verdict(Some(1), "panic: something odd", &records);
+        assert_eq!(v.class, Some(FailClass::Denied), "{v:?}");
+        assert!(
+            v.detail.ends_with("(gateway: PUT basic.ko-matrix.test/v2/app/manifests/latest → 403)"),
+            "{}",
+            v.detail
+        );
+        let facts = crate::diagnosis::Facts {
+            tool: "ko",
+            registry,
+            verdict: &v,
+            line: Some("panic: something odd"),
+            records: &records,
+        };
+        let said = crate::diagnosis::diagnose(&facts).unwrap_or_default();
+        assert!(said.contains("403"), "the diagnosis explains the same 403: {said}");
     }
 
     #[test]
@@ -413,6 +459,7 @@ mod tests {
             exit_code: None,
             timed_out: true,
             output: "2024/01/01 Building example.com/app for linux/amd64",
+            registry: "basic.ko-matrix.test",
             records: &[],
             fetched_back: not_pushed(),
             unreachable: &[],
@@ -468,6 +515,7 @@ mod tests {
             exit_code: Some(0),
             timed_out: false,
             output: "basic.ko-matrix.test/cells/app@sha256:ab",
+            registry: "basic.ko-matrix.test",
             records: &[],
             fetched_back: Err(NotFetched::Unreachable("registry (basic flavour) 127.0.0.1:41234 unreachable: GET https://127.0.0.1:41234/v2/cells/app/manifests/sha256:ab: error sending request".into())),
             unreachable: &[],
@@ -499,6 +547,7 @@ mod tests {
             exit_code: Some(1),
             timed_out: false,
             output,
+            registry: "basic.ko-matrix.test",
             records: &[],
             fetched_back: not_pushed(),
             unreachable: &down,
@@ -533,6 +582,7 @@ mod tests {
             exit_code: Some(0),
             timed_out: false,
             output: "",
+            registry: "basic.ko-matrix.test",
             records: &records,
             fetched_back: Ok("sha256:ab".into()),
             unreachable: &[],

@@ -1,4 +1,13 @@
-//! Test support: a loopback file server that can also misbehave, and fake ko releases.
+//! Test support: a loopback file server that can also misbehave, fake ko releases, and the
+//! one rule for what a test needs from the machine.
+//!
+//! The rule: a check that did not run never reads as passed.
+//! - What `scripts/install-deps` installs (the AWS CLI, the Python SDKs, Chromium, curl, …) is
+//!   required: without it the test fails, naming the package and the step ([`python_importing`],
+//!   [`program`]).
+//! - What this project cannot provide on its own machines (a Docker engine, a LocalStack token,
+//!   user namespaces the kernel refuses, Go or its module proxy) makes the test *ignored* in the
+//!   runner's own summary, with the reason printed (libtest-mimic's `with_ignored_flag`).
 #![allow(dead_code)] // Each test binary uses a different part.
 
 use std::io::Write;
@@ -22,6 +31,32 @@ pub enum Behaviour {
     StallArchive(usize),
     /// Send a `.tar.gz` in 64 KiB pieces with this pause between them.
     ThrottleArchive(Duration),
+}
+
+/// The `python3` on PATH (its `sys.executable`), which must import `modules` (`"google.auth,
+/// requests"`); `packages` names what to install. Panics otherwise: install-deps provides them.
+pub fn python_importing(modules: &str, packages: &str) -> String {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", &format!("import sys, {modules}; print(sys.executable)")])
+        .stdin(std::process::Stdio::null())
+        .output();
+    let why = match probe {
+        Ok(out) if out.status.success() => return String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        Ok(out) => String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("no error output").to_string(),
+        Err(e) => format!("python3: {e}"),
+    };
+    panic!(
+        "this cross-check needs python3 to import {modules} ({why}): run `scripts/install-deps` \
+         (or `python3 -m pip install {packages}`); it fails rather than passing unchecked"
+    )
+}
+
+/// The program `name` from PATH, installed by `scripts/install-deps` as `package`. Panics
+/// otherwise.
+pub fn program(name: &str, package: &str) -> PathBuf {
+    which::which(name).unwrap_or_else(|e| {
+        panic!("this test needs `{name}` ({e}): run `scripts/install-deps` (it installs {package}); it fails rather than passing unchecked")
+    })
 }
 
 /// An HTTP/1.1 file server on 127.0.0.1, serving `root`.
