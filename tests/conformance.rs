@@ -121,7 +121,17 @@ fn check_flavour(flavour: Flavour, suite: &Path) -> Result<(), Failed> {
         conformance::SPEC_VERSION,
         report.lines()
     );
-    insta::assert_snapshot!(format!("{}@{}", flavour.name(), registry_slug(&registry)), text);
+    let name = format!("{}@{}", flavour.name(), registry_slug(&registry));
+    let recorded = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/snapshots/conformance__{name}.snap"));
+    if !recorded.exists() && std::env::var_os("INSTA_UPDATE").is_none_or(|v| v == "no") {
+        return Err(format!(
+            "no conformance results are recorded for registry {registry} ({}): the snapshots name the registry \
+             they were recorded against; record this one with INSTA_UPDATE=always and review it",
+            recorded.display()
+        )
+        .into());
+    }
+    insta::assert_snapshot!(name, text);
     Ok(())
 }
 
