@@ -110,6 +110,22 @@ fn run_cell(matrix: &Matrix, scenarios: &[Scenario], case: &CellCase) -> Result<
     let label = effective_label(&result, case.expected.as_deref());
     let snapshot = format!("results/{}/{}.snap", case.tool.name(), family(&case.scenario.name));
     let id = result.id();
+    // Where the refusal names its cause (expired, not authorized to perform, not found,
+    // invalid), the diagnosis names the same one: an explanation never contradicts the answer.
+    if result.outcome == ko_matrix::outcome::Outcome::Fail {
+        let said = result.diagnosis.as_deref().unwrap_or_default();
+        let unnamed: Vec<_> = ko_matrix::diagnosis::refusal_causes(&result.detail)
+            .into_iter()
+            .filter(|cause| !cause.is_named_in(said))
+            .collect();
+        if !unnamed.is_empty() {
+            return Err(format!(
+                "{id}: the refusal names {unnamed:?} and the diagnosis does not\n  detail: {}\n  diagnosis: {said}",
+                result.detail
+            )
+            .into());
+        }
+    }
     if result.outcome == ko_matrix::outcome::Outcome::Flaky {
         eprintln!("flaky: {id}: runs {} ({})", result.attempts.join(" → "), result.detail);
     }

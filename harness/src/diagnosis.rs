@@ -17,29 +17,106 @@ pub(crate) struct Facts<'a> {
     pub records: &'a [Record],
 }
 
-/// The sentence for a failed cell; `None` for other outcomes, and when no rule applies.
+/// The sentence for a failed cell; `None` for other outcomes, and when no rule applies. A
+/// rule's sentence that does not name a cause the refusal names in its own words (an expiry
+/// read as a missing permission) does not apply; when none agrees, the refusal is quoted.
 pub(crate) fn diagnose(f: &Facts) -> Option<String> {
     if f.verdict.outcome != Outcome::Fail {
         return None;
     }
-    let rules: [fn(&Facts) -> Option<String>; 14] = [
-        credentials,
-        invalid_name,
-        timeout,
-        injected,
-        unknown_host,
-        tls,
-        ecr,
-        entra,
-        identity_refused,
-        token_server,
-        anonymous_token,
-        token_scope,
-        registry_answer,
-        build,
-    ];
-    rules.iter().find_map(|rule| rule(f))
+    let causes = refusal_causes(&f.verdict.detail);
+    RULES
+        .iter()
+        .filter_map(|rule| rule(f))
+        .find(|sentence| causes.iter().all(|cause| cause.is_named_in(sentence)))
+        .or_else(|| in_its_own_words(&f.verdict.detail, &causes))
 }
+
+/// A cause a refusal can name in its own words; a diagnosis of that refusal must name it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    Expired,
+    NotAuthorized,
+    NotFound,
+    Invalid,
+}
+
+impl Cause {
+    const ALL: [Cause; 4] = [Cause::Expired, Cause::NotAuthorized, Cause::NotFound, Cause::Invalid];
+
+    /// The words that name it, in a refusal or in a diagnosis (lower case).
+    fn words(self) -> &'static [&'static str] {
+        match self {
+            Cause::Expired => &["expired"],
+            Cause::NotAuthorized => &["not authorized to perform"],
+            // oras's `basic credential not found` is the same cause as "found none".
+            Cause::NotFound => &["not found", "does not exist", "found none"],
+            Cause::Invalid => &["invalid"],
+        }
+    }
+
+    pub fn is_named_in(self, text: &str) -> bool {
+        let text = text.to_ascii_lowercase();
+        self.words().iter().any(|w| text.contains(w))
+    }
+}
+
+/// The causes a cell's refusal names in its own words. `detail` is the cell's detail: the tool's
+/// deciding line, perhaps the gateway's record (`(gateway: …)`) and AWS's refusal (`[AWS: …]`).
+/// Of the line only what follows its last URL is the answer's message: a URL holds repository
+/// and scenario names (`…/expired-token/…`), not causes.
+pub fn refusal_causes(detail: &str) -> Vec<Cause> {
+    let (line, aws) = match detail.split_once(" [AWS: ") {
+        Some((line, aws)) => (line, aws.trim_end_matches(']')),
+        None => (detail, ""),
+    };
+    let line = line.split(" (gateway: ").next().unwrap_or_default();
+    let message = after_last_url(line);
+    Cause::ALL.into_iter().filter(|c| c.is_named_in(message) || c.is_named_in(aws)).collect()
+}
+
+/// What follows the last `http(s)://…` in `line` (the whole line when it has none).
+fn after_last_url(line: &str) -> &str {
+    let Some(start) = ["https://", "http://"].iter().filter_map(|scheme| line.rfind(scheme)).max() else {
+        return line;
+    };
+    let rest = &line[start..];
+    let end = rest.find(|c: char| c.is_whitespace() || c == '"').unwrap_or(rest.len());
+    &rest[end..]
+}
+
+/// The refusal's own message, when no rule's sentence named its cause.
+fn in_its_own_words(detail: &str, causes: &[Cause]) -> Option<String> {
+    if causes.is_empty() {
+        return None;
+    }
+    let (line, aws) = detail.split_once(" [AWS: ").map_or((detail, None), |(l, a)| (l, Some(a.trim_end_matches(']'))));
+    let message =
+        after_last_url(line.split(" (gateway: ").next().unwrap_or_default()).trim_start_matches([':', '"', ' ']);
+    Some(match aws {
+        Some(aws) if causes.iter().any(|c| c.is_named_in(aws)) => {
+            format!("AWS refused the request in its own words: {aws}")
+        }
+        _ => format!("The refusal gives its own cause: {message}"),
+    })
+}
+
+const RULES: [fn(&Facts) -> Option<String>; 14] = [
+    credentials,
+    invalid_name,
+    timeout,
+    injected,
+    unknown_host,
+    tls,
+    ecr,
+    entra,
+    identity_refused,
+    token_server,
+    anonymous_token,
+    token_scope,
+    registry_answer,
+    build,
+];
 
 /// ECR registry hosts: `<account>.dkr.ecr.<region>.amazonaws.com`.
 fn is_ecr_registry(host: &str) -> bool {
@@ -78,11 +155,13 @@ fn credentials(f: &Facts) -> Option<String> {
     let line = f.line.unwrap_or_default();
     let purpose = if line.contains("base image") { " for the base image" } else { "" };
     if let Some(helper) = missing_program(line) {
-        return Some(format!("The credential helper `{helper}` named in the docker config is not installed; {} failed while resolving credentials{purpose}.", f.tool));
+        return Some(format!("The credential helper `{helper}` named in the docker config was not found on PATH (not installed); {} failed while resolving credentials{purpose}.", f.tool));
     }
-    if line.contains("failed to decode config file") {
+    if let Some((_, rest)) = line.split_once("failed to decode config file at ") {
+        // `<path>: invalid config format: EOF`: what the parser said, without the cell's path.
+        let said = rest.split_once(": ").map_or("", |(_, said)| said);
         return Some(format!(
-            "{} could not parse its docker config file and stopped before sending a request with credentials.",
+            "{} could not parse its docker config file ({said}) and stopped before sending a request with credentials.",
             f.tool
         ));
     }
@@ -158,6 +237,8 @@ fn ecr(f: &Facts) -> Option<String> {
     let api: Vec<&Record> = f.records.iter().filter(|r| is_ecr_api(&r.host) && r.method != "CONNECT").collect();
     let sts_refusals = f.records.iter().filter(|r| r.host.starts_with("sts.") && failed(r)).count();
     let api_ok = api.iter().any(|r| r.status == 200);
+    // ECR's own message (`DENIED: Your authorization token has expired. …`), when the tool quotes it.
+    let refusal = after_last_url(f.line.unwrap_or_default()).trim_start_matches([':', '"', ' ']);
     let denial = f
         .verdict
         .detail
@@ -166,13 +247,15 @@ fn ecr(f: &Facts) -> Option<String> {
         .unwrap_or_default();
     Some(match (api.is_empty(), api_ok, end.status, end.auth.as_deref()) {
         (true, _, 401, None) if sts_refusals > 0 => {
-            format!("STS refused {sts_refusals} call(s), so {} had no AWS credentials for ECR; the pushes went out anonymous and ECR answered 401.", f.tool)
+            format!("STS refused {sts_refusals} call(s){denial}, so {} had no AWS credentials for ECR; the pushes went out anonymous and ECR answered 401.", f.tool)
         }
         (true, _, 401, None) => format!("No request reached api.ecr.*: {} did not fetch an ECR token; the pushes went out anonymous and ECR answered 401.", f.tool),
         (false, false, _, _) => {
             let status = api.iter().rev().find(|r| failed(r)).map_or(0, |r| r.status);
             format!("Every ECR API call was refused (last: {status}), so {} had no registry token; ECR answered {} to the push.", f.tool, end.status)
         }
+        (false, true, 403, _) if Cause::Expired.is_named_in(refusal) => format!("GetAuthorizationToken succeeded, but the registry token expired before the push ended: ECR answered 403 ({refusal}); {} did not fetch a new one.", f.tool),
+        (false, true, 403, _) if Cause::NotAuthorized.is_named_in(refusal) => format!("GetAuthorizationToken succeeded, but the principal may log in and not push: ECR answered 403 ({refusal})."),
         (false, true, 403, _) => format!("GetAuthorizationToken succeeded, but the registry answered 403 DENIED: the principal may log in but not push{denial}."),
         (false, true, 401, _) => format!("{} fetched an ECR token, but the registry refused it (401): it expired or belongs to another registry.", f.tool),
         (true, _, 403, Some(_)) => format!("The registry refused the password {} sent without asking the ECR API (403 DENIED): an expired or foreign ECR token, from a login step or a cache.", f.tool),
@@ -188,7 +271,7 @@ fn invalid_name(f: &Facts) -> Option<String> {
     }
     let sent = f.records.iter().any(|r| crate::dockerhub::same_registry(f.registry, &r.host) && r.method != "CONNECT");
     let when = if sent { "" } else { " before sending a request to the registry" };
-    Some(format!("{} refused the repository name{when}: repository names must be lower-case (letters, digits, `._-/`), so an owner written with capitals has to be lowered first.", f.tool))
+    Some(format!("{} refused the repository name as invalid{when}: repository names must be lower-case (letters, digits, `._-/`), so an owner written with capitals has to be lowered first.", f.tool))
 }
 
 /// A vendor's identity service (Google's OAuth, STS, IAM Credentials, metadata server)
@@ -366,6 +449,16 @@ mod tests {
             says(ECR, fail(FailClass::Denied, detail), "Error: DENIED", &denied).unwrap(),
             "GetAuthorizationToken succeeded, but the registry answered 403 DENIED: the principal may log in but not push (AWS: User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:PutImage)."
         );
+
+        // As in faults/ecr-token-expires-mid-push: the token expires between two PATCHes. The
+        // refusal's own words decide over the IAM reading of a 403.
+        let line = "Error: failed to publish images: error publishing ko://example.com/app: PATCH https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/app/blobs/uploads/1?_state=REDACTED: DENIED: Your authorization token has expired. Reauthenticate and try again.";
+        let expired = [token.clone(), r("PATCH", ECR, "/v2/app/blobs/uploads/1", 403, Some("Basic"), None)];
+        assert_eq!(
+            says(ECR, fail(FailClass::Denied, &format!("ko exited 1: {line}")), line, &expired).unwrap(),
+            "GetAuthorizationToken succeeded, but the registry token expired before the push ended: ECR answered 403 (DENIED: Your authorization token has expired. Reauthenticate and try again.); ko did not fetch a new one."
+        );
+
         let refused = [
             r("POST", API, "/", 400, Some("AWS4-HMAC-SHA256 AKIAUNKNOWN"), None),
             r("HEAD", ECR, "/v2/app/manifests/latest", 401, None, None),
@@ -389,11 +482,41 @@ mod tests {
     }
 
     #[test]
+    fn causes_are_read_from_the_message_not_the_url() {
+        let ghcr = "ko exited 1: Error: GET https://ghcr.io/token?scope=repository%3Aocto%2Fcells%2Fghcr%2Fexpired-token%3Apush&service=ghcr.io: DENIED: denied";
+        assert_eq!(refusal_causes(ghcr), [], "the scenario's name in the URL is no cause");
+        let oras = "oras exited 1: Error response from registry: recognizable error message not found: HEAD \"https://r/v2/a/manifests/x\": response status code 401: Unauthorized";
+        assert_eq!(refusal_causes(oras), []);
+        let gateway = "ko exited 1: panic: odd (gateway: GET r/v2/cells/expired-token/x → 401)";
+        assert_eq!(refusal_causes(gateway), []);
+        let sts = "ko exited 1: Error: HEAD https://r/v2/app/manifests/latest: unexpected status code 401 Unauthorized [AWS: User: arn:aws:iam::1:user/ci is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::1:role/r]";
+        assert_eq!(refusal_causes(sts), [Cause::NotAuthorized]);
+        assert_eq!(
+            refusal_causes(
+                "crane exited 1: Error: PUT https://r/v2/a/manifests/l: DENIED: Your authorization token has expired."
+            ),
+            [Cause::Expired]
+        );
+        assert_eq!(refusal_causes("oras exited 1: Error: basic credential not found"), [Cause::NotFound]);
+    }
+
+    // A rule whose sentence misses the refusal's cause does not apply; with none left, the
+    // refusal is quoted.
+    #[test]
+    fn a_diagnosis_never_contradicts_the_refusal() {
+        let line = "Error: PUT https://basic.ko-matrix.test/v2/app/manifests/latest: DENIED: the token is invalid";
+        let records = [r("PUT", "basic.ko-matrix.test", "/v2/app/manifests/latest", 403, Some("Bearer"), None)];
+        let said =
+            says("basic.ko-matrix.test", fail(FailClass::Denied, &format!("ko exited 1: {line}")), line, &records);
+        assert_eq!(said.as_deref(), Some("The refusal gives its own cause: DENIED: the token is invalid"));
+    }
+
+    #[test]
     fn credential_helpers() {
         let line = "Error: failed to publish images: error building \"ko://example.com/app\": fetching base image: error getting credentials - err: exec: \"docker-credential-desktop\": executable file not found in $PATH, out: ``";
         assert_eq!(
             says("anonymous.ko-matrix.test", fail(FailClass::Credentials, ""), line, &[]).unwrap(),
-            "The credential helper `docker-credential-desktop` named in the docker config is not installed; ko failed while resolving credentials for the base image."
+            "The credential helper `docker-credential-desktop` named in the docker config was not found on PATH (not installed); ko failed while resolving credentials for the base image."
         );
         let decode = "Error: failed to decode config file at /home/.docker/config.json: invalid config format: EOF";
         assert!(says("anonymous.ko-matrix.test", fail(FailClass::Credentials, ""), decode, &[])
@@ -566,7 +689,7 @@ mod tests {
         let line = "Error: error creating publisher: failed to parse \"ghcr.io/Octo-Org/app\" as repository: repository can only contain the characters `abcdefghijklmnopqrstuvwxyz0123456789_-./`: Octo-Org/app";
         assert_eq!(
             says(ghcr, fail(FailClass::InvalidName, ""), line, &[]).unwrap(),
-            "ko refused the repository name before sending a request to the registry: repository names must be lower-case (letters, digits, `._-/`), so an owner written with capitals has to be lowered first."
+            "ko refused the repository name as invalid before sending a request to the registry: repository names must be lower-case (letters, digits, `._-/`), so an owner written with capitals has to be lowered first."
         );
     }
 

@@ -27,7 +27,7 @@ pub mod config;
 pub mod conformance;
 pub mod containment;
 pub(crate) mod credential_files;
-pub(crate) mod diagnosis;
+pub mod diagnosis;
 pub mod dockerhub;
 pub mod events;
 pub mod gateway;
