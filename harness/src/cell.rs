@@ -404,11 +404,11 @@ impl Cell {
         for f in &unlisted {
             write_file(&root.join(&f.path), &f.contents)?;
         }
-        let mut secrets = vec![target.user.password.clone(), World::basic_auth_value(&target.user)];
+        let mut secrets = vec![target.user.password.clone(), crate::credential_files::basic_auth_value(&target.user)];
         if let Some(vendor) = &vendor {
             let credential =
                 Credential { username: vendor.account.spec.user.clone(), password: vendor.account.secret.clone() };
-            secrets.extend([credential.password.clone(), World::basic_auth_value(&credential)]);
+            secrets.extend([credential.password.clone(), crate::credential_files::basic_auth_value(&credential)]);
             secrets.extend(vendor.identity_values.secrets.iter().cloned());
         }
         secrets.extend(rendered.iter().chain(unlisted).flat_map(|f| f.secrets.iter().cloned()));

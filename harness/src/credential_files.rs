@@ -3,11 +3,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
 use time::OffsetDateTime;
 
 use crate::aws::state::{ecr_login_cache_keys, AwsSpec};
 use crate::scenario::{expand, Credential, DockerConfig, DockerConfigLocation, Podman, PodmanFile};
-use crate::world::World;
+
+/// The `auth` value a docker config `auths` entry carries for `credential`.
+pub(crate) fn basic_auth_value(credential: &Credential) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", credential.username, credential.password))
+}
 
 /// The cell's HOME, relative to the cell's directory: where tools look for their defaults.
 pub const HOME: &str = "home";
@@ -102,8 +107,7 @@ pub(crate) fn podman_auth(podman: &Podman, values: &BTreeMap<&str, String>) -> C
 /// `~/.ecr/cache.json` as `docker-credential-ecr-login` keeps it: `token` filed under both helper generations' keys for `access_key_id`.
 pub(crate) fn ecr_login_cache(spec: &AwsSpec, access_key_id: &str, token: &EcrToken) -> CellFile {
     let rfc3339 = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).expect("UTC formats");
-    let authorization =
-        World::basic_auth_value(&Credential { username: "AWS".into(), password: token.password.clone() });
+    let authorization = basic_auth_value(&Credential { username: "AWS".into(), password: token.password.clone() });
     let entry = serde_json::json!({
         "AuthorizationToken": authorization,
         "RequestedAt": rfc3339(token.requested),
@@ -134,7 +138,7 @@ fn auths_json(
         .iter()
         .map(|(host, c)| {
             let (c, secret) = expand_credential(c, values);
-            let auth = World::basic_auth_value(&c);
+            let auth = basic_auth_value(&c);
             secrets.extend(secret.then(|| auth.clone()));
             (expand(host, values), serde_json::json!({ "auth": auth }))
         })

@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-
 use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
 use crate::aws::oidc;
 use crate::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
@@ -245,7 +243,10 @@ impl AwsBackend {
             .flat_map(|value| {
                 [
                     value.clone(),
-                    World::basic_auth_value(&Credential { username: values["USER"].clone(), password: value.clone() }),
+                    credential_files::basic_auth_value(&Credential {
+                        username: values["USER"].clone(),
+                        password: value.clone(),
+                    }),
                 ]
             })
             .collect();
@@ -889,11 +890,6 @@ impl World {
             Some(AwsBackend::LocalStack(_)) => localstack::cannot_express(scenario),
             _ => None,
         }
-    }
-
-    /// The `Authorization` value a docker config `auths` entry carries for `credential`.
-    pub(crate) fn basic_auth_value(credential: &Credential) -> String {
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", credential.username, credential.password))
     }
 }
 
