@@ -169,6 +169,9 @@ pub struct Account {
     /// The credential the cell holds (`${PASSWORD}`), minted per [`AccountSpec::credential`].
     pub secret: String,
     credentials: Minted<Principal>,
+    /// Refresh tokens the vendor minted for the token endpoint's OAuth2 form (ACR's
+    /// `/oauth2/exchange`): the only secrets that form takes.
+    refresh_tokens: Minted<Principal>,
     tokens: Minted<Grant>,
 }
 
@@ -188,14 +191,22 @@ impl Account {
         if spec.credential == CredentialKind::Revoked {
             credentials.revoke(&secret);
         }
-        Account { spec, session, backend_prefix, secret, credentials, tokens: Minted::default() }
+        Account {
+            spec,
+            session,
+            backend_prefix,
+            secret,
+            credentials,
+            refresh_tokens: Minted::default(),
+            tokens: Minted::default(),
+        }
     }
 }
 
 impl Account {
     /// A new credential of this account for `principal`, good for `ttl` (negative: already
-    /// expired): what the vendor hands out beside the login secret (Google's access tokens,
-    /// ACR's refresh tokens).
+    /// expired): what the vendor hands out beside the login secret (Google's access tokens;
+    /// refresh tokens are [`Account::issue_refresh_token`]'s).
     pub(crate) fn issue(&self, principal: Principal, ttl: time::Duration) -> String {
         self.credentials.mint(principal, 48, ttl).0
     }
@@ -203,6 +214,14 @@ impl Account {
     /// What `secret` grants now, if it is a live credential of this account.
     pub(crate) fn check_credential(&self, secret: &str) -> Option<Principal> {
         self.credentials.check(secret).ok()
+    }
+
+    /// A new refresh token of this account for `principal`, good for `ttl` (negative: already
+    /// expired): what the vendor's exchange hands out (ACR's `/oauth2/exchange`). The token
+    /// endpoint's OAuth2 form takes these and nothing else; Basic takes them like any
+    /// credential (ACR's `00000000-0000-0000-0000-000000000000:<refresh token>`).
+    pub(crate) fn issue_refresh_token(&self, principal: Principal, ttl: time::Duration) -> String {
+        self.refresh_tokens.mint(principal, 48, ttl).0
     }
 }
 
@@ -235,7 +254,9 @@ pub(crate) trait Vendor: Send + Sync + 'static {
     }
     /// Whether the token endpoint also takes the OAuth2 form (`POST`, `grant_type=refresh_token`,
     /// `refresh_token`, `service`, `scope`): what go-containerregistry sends when a credential
-    /// helper answers the user `<token>` (an identity token).
+    /// helper answers the user `<token>` (an identity token). The form takes only refresh tokens
+    /// the vendor minted ([`Account::issue_refresh_token`]), never the account's other
+    /// credentials (ACR's admin password).
     fn refresh_tokens(&self) -> bool {
         false
     }
@@ -514,7 +535,9 @@ impl Front {
     }
 
     /// `POST <token path>` with the OAuth2 form `grant_type=refresh_token&refresh_token=…&
-    /// service=…&scope=…`: the refresh token is checked like a Basic secret, without a user name.
+    /// service=…&scope=…`: the refresh token must be one the vendor minted for this account
+    /// ([`Account::issue_refresh_token`]) and still live; any other secret of the account (the
+    /// admin password, a vendor access token) is refused as unknown.
     fn oauth2_token(&self, account: Option<&Account>, body: &[u8]) -> Response<Body> {
         let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
         let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -533,9 +556,10 @@ impl Front {
             );
         }
         let Some(account) = account else { return self.vendor.refuse_credentials(BadCredentials::Unknown) };
-        let principal = match self.principal(account, &field("refresh_token").unwrap_or_default()) {
+        let principal = match account.refresh_tokens.check(&field("refresh_token").unwrap_or_default()) {
             Ok(principal) => principal,
-            Err(why) => return self.vendor.refuse_credentials(why),
+            Err(Refusal::Expired) => return self.vendor.refuse_credentials(BadCredentials::Expired),
+            Err(Refusal::Unknown) => return self.vendor.refuse_credentials(BadCredentials::Unknown),
         };
         let scopes: Vec<Access> = form
             .iter()
@@ -620,10 +644,14 @@ impl Front {
         Ok(principal)
     }
 
-    /// What `secret`, a credential of `account` (minted by the vendor or vouched for by it),
-    /// grants now.
+    /// What `secret`, a credential of `account` (minted by the vendor, a refresh token
+    /// included, or vouched for by it), grants now.
     fn principal(&self, account: &Account, secret: &str) -> Result<Principal, BadCredentials> {
-        match account.credentials.check(secret) {
+        let minted = match account.credentials.check(secret) {
+            Err(Refusal::Unknown) => account.refresh_tokens.check(secret),
+            known => known,
+        };
+        match minted {
             Ok(principal) => Ok(principal),
             Err(Refusal::Expired) => Err(BadCredentials::Expired),
             Err(Refusal::Unknown) => {

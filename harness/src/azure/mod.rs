@@ -12,7 +12,8 @@
 //!   role (AcrPush: pull and push; AcrPull: pull).
 //! - `/oauth2/token` answers registry tokens: `GET` with Basic `<admin user>:<admin password>` or
 //!   `00000000-0000-0000-0000-000000000000:<refresh token>`, and `POST grant_type=refresh_token`
-//!   (go-containerregistry's form for a helper's identity token).
+//!   (go-containerregistry's form for a helper's identity token), which takes only a live refresh
+//!   token the cell's exchange minted: not the admin password, not an Entra token.
 //! - Refusals in ACR's words: 401 `UNAUTHORIZED: authentication required, visit
 //!   https://aka.ms/acr/authorization for more information.`
 
@@ -77,8 +78,8 @@ impl Acr {
         if field("tenant").is_some_and(|t| !t.eq_ignore_ascii_case(&token.tenant)) {
             return refused();
         }
-        let refresh_token =
-            account.issue(Principal { user: TOKEN_USER.into(), allow: token.role.actions() }, REFRESH_TOKEN_TTL);
+        let refresh_token = account
+            .issue_refresh_token(Principal { user: TOKEN_USER.into(), allow: token.role.actions() }, REFRESH_TOKEN_TTL);
         json(StatusCode::OK, serde_json::json!({ "refresh_token": refresh_token }))
     }
 }
@@ -149,6 +150,7 @@ impl Vendor for Acr {
 mod tests {
     use super::*;
     use crate::bearer::{AccountSpec, Front};
+    use crate::loopback::LoopbackServer;
     use base64::Engine;
 
     #[test]
@@ -165,153 +167,160 @@ mod tests {
         assert!(acr.grant("anyone", None, "any/repo", &wanted).is_empty());
     }
 
+    /// ACR's front and Entra ID on loopback, reached as a cell reaches them: the real host
+    /// names in `Host` and the cell's gateway session.
+    struct Azure {
+        entra: Arc<Entra>,
+        front: Arc<Front>,
+        entra_server: LoopbackServer,
+        server: LoopbackServer,
+        client: reqwest::Client,
+    }
+
+    /// The scope the tests ask registry tokens for.
+    const SCOPE: &str = "repository:team/app:push,pull";
+
+    impl Azure {
+        async fn start() -> Azure {
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+            let entra = Entra::new();
+            let entra_server = crate::bearer::serve_identity(entra.clone()).await.unwrap();
+            let front = Front::new(Box::new(Acr { entra: entra.clone() }), closed, "ACR front backend");
+            let server = front.clone().serve().await.unwrap();
+            Azure { entra, front, entra_server, server, client: reqwest::Client::new() }
+        }
+
+        fn to(&self, entra: bool, method: reqwest::Method, path: &str, session: u64) -> reqwest::RequestBuilder {
+            let (addr, host) =
+                if entra { (self.entra_server.addr, entra::LOGIN_HOST) } else { (self.server.addr, HOST) };
+            self.client
+                .request(method, format!("http://{addr}{path}"))
+                .header("host", host)
+                .header(crate::gateway::SESSION_HEADER, session.to_string())
+        }
+
+        fn form(&self, entra: bool, path: &str, session: u64, pairs: &[(&str, &str)]) -> reqwest::RequestBuilder {
+            let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+            self.to(entra, reqwest::Method::POST, path, session)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+        }
+
+        /// Entra ID v1 with a client secret, as adal asks: the access token.
+        async fn aad_token(&self, cell: &EntraCell, session: u64) -> String {
+            let answer: serde_json::Value = self
+                .form(
+                    true,
+                    &format!("/{}/oauth2/token?api-version=1.0", cell.tenant),
+                    session,
+                    &[
+                        ("client_id", cell.client_id.as_str()),
+                        ("resource", entra::ARM_RESOURCE),
+                        ("grant_type", "client_credentials"),
+                        ("client_secret", cell.client_secret.as_str()),
+                    ],
+                )
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["access_token"].as_str().unwrap().to_string()
+        }
+
+        /// `POST /oauth2/exchange` as the ACR helper sends it.
+        fn exchange(&self, session: u64, tenant: &str, token: &str) -> reqwest::RequestBuilder {
+            self.form(
+                false,
+                "/oauth2/exchange",
+                session,
+                &[("grant_type", "access_token"), ("service", HOST), ("tenant", tenant), ("access_token", token)],
+            )
+        }
+
+        /// The exchange's refresh token for `token` (which it must take).
+        async fn refresh_token(&self, session: u64, tenant: &str, token: &str) -> String {
+            let answer: serde_json::Value =
+                self.exchange(session, tenant, token).send().await.unwrap().json().await.unwrap();
+            answer["refresh_token"].as_str().unwrap().to_string()
+        }
+
+        /// `POST /oauth2/token` with the refresh-token form, as go-containerregistry sends it.
+        fn oauth2_token(&self, session: u64, refresh_token: &str) -> reqwest::RequestBuilder {
+            self.form(
+                false,
+                "/oauth2/token",
+                session,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                    ("service", HOST),
+                    ("scope", SCOPE),
+                    ("client_id", "go-containerregistry"),
+                ],
+            )
+        }
+
+        /// `GET /oauth2/token` with Basic `user:secret`, as a docker login sends it.
+        fn basic_token(&self, session: u64, user: &str, secret: &str) -> reqwest::RequestBuilder {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+            let path = "/oauth2/token?service=komatrix.azurecr.io&scope=repository%3Ateam%2Fapp%3Apush%2Cpull";
+            self.to(false, reqwest::Method::GET, path, session).header("authorization", format!("Basic {basic}"))
+        }
+    }
+
+    /// ACR's refusal body, as the token endpoint answers it.
+    fn refusal() -> String {
+        format!(r#"{{"errors":[{{"code":"UNAUTHORIZED","message":"{UNAUTHORIZED_MESSAGE}"}}]}}"#)
+    }
+
     /// ko's whole ACR flow over HTTP: Entra ID (v1, client secret), the exchange, the
     /// OAuth2 refresh-token form, then the registry; and an AcrPull principal's push refused.
     #[tokio::test]
     async fn the_token_flow_over_http() {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let entra = Entra::new();
-        let entra_server = crate::bearer::serve_identity(entra.clone()).await.unwrap();
-        let front = Front::new(Box::new(Acr { entra: entra.clone() }), closed, "ACR front backend");
-        let server = front.clone().serve().await.unwrap();
-        let account = front.open_cell(1, AccountSpec { user: REGISTRY_NAME.into(), ..AccountSpec::default() });
-        let pusher = entra.open_identity(1, AzureSpec::default());
-        front.open_cell(2, AccountSpec::default());
-        let reader = entra.open_identity(2, AzureSpec { role: entra::Role::AcrPull, ..AzureSpec::default() });
-        let client = reqwest::Client::new();
-        let to = |addr: std::net::SocketAddr, host: &str, method: reqwest::Method, path: &str, session: u64| {
-            client
-                .request(method, format!("http://{addr}{path}"))
-                .header("host", host)
-                .header(crate::gateway::SESSION_HEADER, session.to_string())
-        };
+        let azure = Azure::start().await;
+        let account = azure.front.open_cell(1, AccountSpec { user: REGISTRY_NAME.into(), ..AccountSpec::default() });
+        let pusher = azure.entra.open_identity(1, AzureSpec::default());
+        azure.front.open_cell(2, AccountSpec::default());
+        let reader = azure.entra.open_identity(2, AzureSpec { role: entra::Role::AcrPull, ..AzureSpec::default() });
 
-        let aad_token = |cell: &EntraCell, session: u64| {
-            let body = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs([
-                    ("client_id", cell.client_id.as_str()),
-                    ("resource", entra::ARM_RESOURCE),
-                    ("grant_type", "client_credentials"),
-                    ("client_secret", cell.client_secret.as_str()),
-                ])
-                .finish();
-            to(
-                entra_server.addr,
-                entra::LOGIN_HOST,
-                reqwest::Method::POST,
-                &format!("/{}/oauth2/token?api-version=1.0", cell.tenant),
-                session,
-            )
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-        };
-        let answer: serde_json::Value = aad_token(&pusher, 1).send().await.unwrap().json().await.unwrap();
-        let access_token = answer["access_token"].as_str().unwrap().to_string();
-        let exchange = |session: u64, tenant: &str, token: &str| {
-            let body = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs([
-                    ("grant_type", "access_token"),
-                    ("service", HOST),
-                    ("tenant", tenant),
-                    ("access_token", token),
-                ])
-                .finish();
-            to(server.addr, HOST, reqwest::Method::POST, "/oauth2/exchange", session)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-        };
-        let refused = exchange(1, "another-tenant", &access_token).send().await.unwrap();
+        let access_token = azure.aad_token(&pusher, 1).await;
+        let refused = azure.exchange(1, "another-tenant", &access_token).send().await.unwrap();
         assert_eq!(refused.status(), 401);
         assert_eq!(
-            exchange(2, &pusher.tenant, &access_token).send().await.unwrap().status(),
+            azure.exchange(2, &pusher.tenant, &access_token).send().await.unwrap().status(),
             401,
             "an Entra token is the cell's own"
         );
-        let answer: serde_json::Value =
-            exchange(1, &pusher.tenant, &access_token).send().await.unwrap().json().await.unwrap();
-        let refresh_token = answer["refresh_token"].as_str().unwrap().to_string();
+        let refresh_token = azure.refresh_token(1, &pusher.tenant, &access_token).await;
 
-        let ping = to(server.addr, HOST, reqwest::Method::GET, "/v2/", 1).send().await.unwrap();
+        let ping = azure.to(false, reqwest::Method::GET, "/v2/", 1).send().await.unwrap();
         assert_eq!(
             (ping.status().as_u16(), ping.headers()["www-authenticate"].to_str().unwrap()),
             (401, r#"Bearer realm="https://komatrix.azurecr.io/oauth2/token",service="komatrix.azurecr.io""#)
         );
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token.as_str()),
-                ("service", HOST),
-                ("scope", "repository:team/app:push,pull"),
-                ("client_id", "go-containerregistry"),
-            ])
-            .finish();
-        let answer: serde_json::Value = to(server.addr, HOST, reqwest::Method::POST, "/oauth2/token", 1)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer: serde_json::Value =
+            azure.oauth2_token(1, &refresh_token).send().await.unwrap().json().await.unwrap();
         let bearer = answer["access_token"].as_str().unwrap().to_string();
         assert_eq!(
-            to(server.addr, HOST, reqwest::Method::GET, "/v2/", 1).bearer_auth(&bearer).send().await.unwrap().status(),
+            azure.to(false, reqwest::Method::GET, "/v2/", 1).bearer_auth(&bearer).send().await.unwrap().status(),
             200
         );
 
         // GET with Basic: the zero GUID and the refresh token, or the admin user.
-        let basic = |user: &str, secret: &str| {
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")))
-        };
-        let scope = "/oauth2/token?service=komatrix.azurecr.io&scope=repository%3Ateam%2Fapp%3Apush%2Cpull";
-        assert_eq!(
-            to(server.addr, HOST, reqwest::Method::GET, scope, 1)
-                .header("authorization", basic(TOKEN_USER, &refresh_token))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        assert_eq!(
-            to(server.addr, HOST, reqwest::Method::GET, scope, 1)
-                .header("authorization", basic(REGISTRY_NAME, &account.secret))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        let wrong = to(server.addr, HOST, reqwest::Method::GET, scope, 1)
-            .header("authorization", basic(REGISTRY_NAME, "wrong"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            (wrong.status().as_u16(), wrong.text().await.unwrap()),
-            (401, format!(r#"{{"errors":[{{"code":"UNAUTHORIZED","message":"{UNAUTHORIZED_MESSAGE}"}}]}}"#))
-        );
+        assert_eq!(azure.basic_token(1, TOKEN_USER, &refresh_token).send().await.unwrap().status(), 200);
+        assert_eq!(azure.basic_token(1, REGISTRY_NAME, &account.secret).send().await.unwrap().status(), 200);
+        let wrong = azure.basic_token(1, REGISTRY_NAME, "wrong").send().await.unwrap();
+        assert_eq!((wrong.status().as_u16(), wrong.text().await.unwrap()), (401, refusal()));
 
         // AcrPull: a pull-only token, and the push refused in ACR's words.
-        let answer: serde_json::Value = aad_token(&reader, 2).send().await.unwrap().json().await.unwrap();
-        let answer: serde_json::Value = exchange(2, &reader.tenant, answer["access_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let read_refresh = answer["refresh_token"].as_str().unwrap();
-        let answer: serde_json::Value = to(server.addr, HOST, reqwest::Method::GET, scope, 2)
-            .header("authorization", basic(TOKEN_USER, read_refresh))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let upload = to(server.addr, HOST, reqwest::Method::POST, "/v2/team/app/blobs/uploads/", 2)
+        let access_token = azure.aad_token(&reader, 2).await;
+        let read_refresh = azure.refresh_token(2, &reader.tenant, &access_token).await;
+        let answer: serde_json::Value =
+            azure.basic_token(2, TOKEN_USER, &read_refresh).send().await.unwrap().json().await.unwrap();
+        let upload = azure
+            .to(false, reqwest::Method::POST, "/v2/team/app/blobs/uploads/", 2)
             .bearer_auth(answer["token"].as_str().unwrap())
             .send()
             .await
@@ -322,5 +331,46 @@ mod tests {
             .unwrap()
             .ends_with(r#"scope="repository:team/app:push,pull""#));
         assert!(upload.text().await.unwrap().contains(UNAUTHORIZED_MESSAGE));
+    }
+
+    /// The refresh-token form takes what this registry's `/oauth2/exchange` minted for the
+    /// cell, while it lives, and nothing else: not the admin password (Basic's secret), not the
+    /// Entra token the exchange took, not another cell's refresh token, not a made-up string.
+    /// Each refusal is ACR's 401; the admin user's Basic login is untouched.
+    #[tokio::test]
+    async fn the_refresh_token_form_takes_only_the_exchanges_tokens() {
+        let azure = Azure::start().await;
+        let account = azure.front.open_cell(1, AccountSpec { user: REGISTRY_NAME.into(), ..AccountSpec::default() });
+        let identity = azure.entra.open_identity(1, AzureSpec::default());
+        azure.front.open_cell(2, AccountSpec { user: REGISTRY_NAME.into(), ..AccountSpec::default() });
+        let neighbour = azure.entra.open_identity(2, AzureSpec::default());
+
+        let access_token = azure.aad_token(&identity, 1).await;
+        let refresh_token = azure.refresh_token(1, &identity.tenant, &access_token).await;
+        let answer = azure.oauth2_token(1, &refresh_token).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "a refresh token the exchange just minted");
+        assert!(answer.json::<serde_json::Value>().await.unwrap()["access_token"].is_string());
+
+        let neighbours = azure.refresh_token(2, &neighbour.tenant, &azure.aad_token(&neighbour, 2).await).await;
+        let expired = account.issue_refresh_token(
+            Principal { user: TOKEN_USER.into(), allow: entra::Role::AcrPush.actions() },
+            -time::Duration::minutes(1),
+        );
+        for (what, secret) in [
+            ("the admin password", account.secret.as_str()),
+            ("the Entra access token", access_token.as_str()),
+            ("another cell's refresh token", neighbours.as_str()),
+            ("an expired refresh token", expired.as_str()),
+            ("a made-up string", "not-a-refresh-token"),
+            ("nothing", ""),
+        ] {
+            let answer = azure.oauth2_token(1, secret).send().await.unwrap();
+            assert_eq!((answer.status().as_u16(), answer.text().await.unwrap()), (401, refusal()), "{what}");
+        }
+
+        // The admin user still logs in with Basic; its password under the zero GUID does not.
+        assert_eq!(azure.basic_token(1, REGISTRY_NAME, &account.secret).send().await.unwrap().status(), 200);
+        assert_eq!(azure.basic_token(1, TOKEN_USER, &account.secret).send().await.unwrap().status(), 401);
+        assert_eq!(azure.basic_token(1, TOKEN_USER, &expired).send().await.unwrap().status(), 401);
     }
 }
