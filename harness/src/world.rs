@@ -150,7 +150,7 @@ impl AwsCellCredentials {
     pub fn minted(&self, id: &str) -> Option<bool> {
         match &self.emulator {
             Some(e) => Some(e.cell.key(id).is_some()),
-            None => (self.values.get("AWS_ACCESS_KEY_ID").is_some_and(|own| own == id)).then_some(true),
+            None => self.values.get("AWS_ACCESS_KEY_ID").is_some_and(|own| own == id).then_some(true),
         }
     }
 
