@@ -455,7 +455,7 @@ impl Cell {
             StepOutcome::TimedOut { output } => {
                 let unreachable = env.world.unreachable_services().await;
                 let records = self.session.records();
-                let foreign = self.foreign_keys(&records, scenario);
+                let foreign = self.foreign_keys(env, &records, scenario);
                 let evidence = Evidence {
                     tool: tool.tool,
                     exit_code: None,
@@ -483,7 +483,7 @@ impl Cell {
                 let unreachable =
                     if fetched_back.is_ok() { Vec::new() } else { env.world.unreachable_services().await };
                 let records = self.session.records();
-                let foreign = self.foreign_keys(&records, scenario);
+                let foreign = self.foreign_keys(env, &records, scenario);
                 let evidence = Evidence {
                     tool: tool.tool,
                     exit_code: *code,
@@ -637,12 +637,13 @@ impl Cell {
         }
     }
 
-    /// Access key ids the tool signed with that neither this run minted for the cell nor the
-    /// scenario names (a scenario may use a made-up key on purpose).
-    fn foreign_keys(&self, records: &[Record], scenario: &Scenario) -> Vec<String> {
-        let scenario_text = std::fs::read_to_string(&scenario.file).unwrap_or_default();
-        let minted = |id: &str| self.aws.as_ref().and_then(|aws| aws.minted(id)).unwrap_or(self.aws.is_some());
-        outcome::foreign_key_ids(records, |id| minted(id) || scenario_text.contains(id))
+    /// Access key ids the tool signed with that the cell was not given, as far as the run's
+    /// leak check can tell (see [`crate::leak_check`]); a key the scenario sets is the cell's
+    /// (a scenario may use a made-up key on purpose).
+    fn foreign_keys(&self, env: &CellEnv, records: &[Record], scenario: &Scenario) -> Vec<String> {
+        // A cell without an AWS world was minted nothing.
+        let minted = |id: &str| self.aws.as_ref().map_or(Some(false), |aws| aws.minted(id));
+        env.world.leak_check.foreign_keys(records, &scenario.stated_access_key_ids(), minted)
     }
 
     /// Reads the digest the tool says it pushed, and fetches that manifest back.

@@ -34,6 +34,7 @@ pub mod gateway;
 pub mod github;
 pub mod google;
 pub(crate) mod grants;
+pub mod leak_check;
 pub mod located;
 pub(crate) mod loopback;
 pub mod outcome;

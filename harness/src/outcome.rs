@@ -87,8 +87,8 @@ pub(crate) struct Evidence<'a> {
     /// Services of the run that did not answer a probe after the cell, each as
     /// `<service> <addr> unreachable: <why>`.
     pub unreachable: &'a [String],
-    /// Access key ids the tool signed with that the run did not mint and the scenario does not
-    /// name: credentials from outside the cell.
+    /// Access key ids the tool signed with that the cell was not given (the run's leak check
+    /// says how it tells, [`crate::leak_check`]): credentials from outside the cell.
     pub foreign_keys: &'a [String],
 }
 
@@ -172,7 +172,7 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
     // Even a pass is not the cell's own when it used someone else's credentials.
     if !e.foreign_keys.is_empty() {
         let detail = format!(
-            "infra-error: the cell leaked: {} signed AWS requests with access key id(s) {} that this run did not mint and the scenario does not name; find where the tool read them (a file or variable outside the cell)",
+            "infra-error: the cell leaked: {} signed AWS requests with access key id(s) {} that the cell was not given (not minted for it, not set by its scenario); find where the tool read them (a file or variable outside the cell)",
             e.tool.name(),
             e.foreign_keys.join(", ")
         );

@@ -380,6 +380,7 @@ pub async fn run(
     // Only a hint for the next run's order: failing to keep it loses no result.
     let _ = durations.record(&results);
     let mut report = new_report(selection, shard, started_at, runner.world().runtime, results);
+    report.leak_check = runner.world().leak_check.to_string();
     report.interrupted = report.cells.len() < planned;
     Ok(report)
 }

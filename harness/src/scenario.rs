@@ -2,7 +2,7 @@
 //! `scenarios/README.md` documents every key; this module parses and validates them with
 //! the same located errors as matrix.toml.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -385,6 +385,22 @@ impl Scenario {
             faults: raw.faults,
         })
     }
+
+    /// The access key ids the scenario gives its cell literally: `AWS_ACCESS_KEY_ID` (or the
+    /// older `AWS_ACCESS_KEY`) in `[env]`, and in the files it writes `aws_access_key_id`
+    /// lines (shared credentials and config) and a `credential_process` JSON's `AccessKeyId`.
+    /// The only keys a scenario vouches for: an id in a comment or anywhere else sets nothing.
+    /// Placeholders are left out: `${AWS_ACCESS_KEY_ID}` is the key the run mints for the cell.
+    pub fn stated_access_key_ids(&self) -> BTreeSet<String> {
+        let from_env = ["AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY"].into_iter().filter_map(|name| self.env.get(name));
+        let from_files = self.files.values().flat_map(|text| {
+            let process = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|json| json["AccessKeyId"].as_str().map(str::to_string));
+            crate::leak_check::ini_access_key_ids(text).map(str::to_string).chain(process)
+        });
+        from_env.cloned().chain(from_files).filter(|id| !id.is_empty() && !id.contains("${")).collect()
+    }
 }
 
 /// Every `${NAME}` must be a known placeholder.
@@ -590,6 +606,30 @@ stdin = "${PASSWORD}"
             e.message,
             "unknown variant `admin`, expected one of `write`, `read-only`, `expired`, `revoked`, `wrong-audience`"
         );
+    }
+
+    #[test]
+    fn only_keys_meant_for_the_cell_vouch() {
+        let ids = |text: &str| parse(text).unwrap().stated_access_key_ids().into_iter().collect::<Vec<_>>();
+        // In a comment (or a description), an id sets nothing.
+        let commented = "# the host's AKIAONLYINACOMMENT01 must not be used\ndescription = \"not AKIAINTHEDESCRIPTION\"\n[target]\nregistry = \"ecr\"\n";
+        assert!(ids(commented).is_empty(), "{:?}", ids(commented));
+        let in_env = "description = \"d\"\n[target]\nregistry = \"ecr\"\n[env]\nAWS_ACCESS_KEY_ID = \"AKIAKOMATRIXUNKNOWN0\"\nAWS_REGION = \"${AWS_REGION}\"\n";
+        assert_eq!(ids(in_env), ["AKIAKOMATRIXUNKNOWN0"]);
+        // Written credentials: every profile's key, not a commented-out one, not a placeholder.
+        let written = r#"description = "d"
+[target]
+registry = "ecr"
+[files]
+".aws/credentials" = "[default]\naws_access_key_id = AKIAKOMATRIXWRONG000\n# aws_access_key_id = AKIACOMMENTEDOUT0001\n[ci]\naws_access_key_id = ${AWS_ACCESS_KEY_ID}\n"
+".aws/process.json" = "{\"Version\": 1, \"AccessKeyId\": \"AKIAFROMAPROCESS0001\", \"SecretAccessKey\": \"s\"}"
+"notes.txt" = "AKIAJUSTMENTIONED001"
+"#;
+        assert_eq!(ids(written), ["AKIAFROMAPROCESS0001", "AKIAKOMATRIXWRONG000"]);
+        // The repository's own: profile-named writes its wrong default key.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let named = discover(&dir).unwrap().into_iter().find(|s| s.name == "ecr/profile-named").unwrap();
+        assert_eq!(named.stated_access_key_ids().into_iter().collect::<Vec<_>>(), ["AKIAKOMATRIXWRONG000"]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::bearer::{Account, CellIdentity, Front, IdentityService};
 use crate::config::ServicesConfig;
 use crate::credential_files::{self, CellFile, EcrToken};
 use crate::gateway::{error_chain, Backend, Gateway, GatewayError, Route, Session};
+use crate::leak_check::{HostKeys, LeakCheck};
 use crate::loopback::LoopbackServer;
 use crate::outcome::NotFetched;
 use crate::pki::{Ca, PkiError};
@@ -142,9 +143,13 @@ impl Drop for EmulatorCell {
 
 impl AwsCellCredentials {
     /// Whether this run minted the access key `id` for the cell (its own key, or a role
-    /// session it issued since); `None` where the backend cannot tell (LocalStack mints its own).
+    /// session it issued since); `None` where the backend cannot tell (LocalStack mints its
+    /// own: only the key the cell was given is known to be the cell's).
     pub fn minted(&self, id: &str) -> Option<bool> {
-        self.emulator.as_ref().map(|e| e.cell.key(id).is_some())
+        match &self.emulator {
+            Some(e) => Some(e.cell.key(id).is_some()),
+            None => self.values.get("AWS_ACCESS_KEY_ID").is_some_and(|own| own == id).then_some(true),
+        }
     }
 
     /// AWS's last refusal in this cell: the tool may not show it (HEAD responses have no body).
@@ -354,6 +359,8 @@ pub struct World {
     pub vendors: BTreeMap<Flavour, VendorRegistry>,
     /// Choices the user should hear about once (an `auto` setting falling back).
     pub notes: Vec<String>,
+    /// How cells' AWS keys are checked for leaks, which depends on the AWS backend.
+    pub leak_check: LeakCheck,
     /// Every service cells depend on, for [`World::unreachable_services`].
     pub services: Vec<Service>,
     _registries: Vec<RunningRegistry>,
@@ -717,6 +724,7 @@ impl World {
             vendor_registries.insert(flavour, VendorRegistry { front, public_base, identity, _servers: servers });
         }
         let mut aws = None;
+        let mut leak_check = LeakCheck::NoAws;
         match ecr {
             Some((StartedEcr::Embedded { backend, emulator, server }, ecr_login)) => {
                 for host in &aws_hosts {
@@ -746,6 +754,7 @@ impl World {
                 );
                 registries.push(backend);
                 aws = Some(Aws { backend: AwsBackend::Embedded { emulator, server }, ecr_login });
+                leak_check = LeakCheck::Minted;
             }
             Some((StartedEcr::LocalStack(localstack), ecr_login)) => {
                 for spec in scenarios.iter().filter_map(|s| s.aws.as_ref()) {
@@ -773,6 +782,9 @@ impl World {
                     },
                 );
                 aws = Some(Aws { backend: AwsBackend::LocalStack(*localstack), ecr_login });
+                // This process's own environment and files, before any cell runs: a LocalStack
+                // run needs the host network, so it is never the namespaced re-execution.
+                leak_check = LeakCheck::HostKeys(HostKeys::collect(|name| std::env::var(name).ok()));
             }
             None => {}
         }
@@ -788,6 +800,7 @@ impl World {
             aws,
             vendors: vendor_registries,
             notes,
+            leak_check,
             services,
             _registries: registries,
             _token_server: token_server,

@@ -180,11 +180,12 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ko-matrix report</title><style>{STYLE}</style></head>\n<body>\n<h1>ko-matrix: {}</h1>\n<div class=\"meta\">started {} · services: {} · containment: {} · {}</div>\n{LEGEND}\n{grid}\n<section id=\"detail\" hidden></section>\n<script id=\"cells\" type=\"application/json\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ko-matrix report</title><style>{STYLE}</style></head>\n<body>\n<h1>ko-matrix: {}</h1>\n<div class=\"meta\">started {} · services: {} · containment: {} · leak check: {} · {}</div>\n{LEGEND}\n{grid}\n<section id=\"detail\" hidden></section>\n<script id=\"cells\" type=\"application/json\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
         escape(&report.summary()),
         escape(&report.started),
         escape(&report.runtime),
         escape(&report.containment),
+        escape(&report.leak_check),
         escape(&versions_meta)
     )
 }

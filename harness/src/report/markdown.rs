@@ -29,7 +29,12 @@ fn shown(outcome: Outcome, label: &str, mark: Mark) -> String {
 
 /// A table per tool (scenarios down, versions across), the changes, then why cells failed.
 pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
-    let mut out = format!("### ko-matrix: {}\n\n{LEGEND}\n", report.summary());
+    let mut out = format!(
+        "### ko-matrix: {}\n\ncontainment: {} · leak check: {}\n\n{LEGEND}\n",
+        report.summary(),
+        report.containment,
+        report.leak_check
+    );
     for tool in report.tools() {
         let versions = report.versions_of(tool);
         out.push_str(&format!("\n| {tool} | {} |\n|---|{}\n", versions.join(" | "), "---|".repeat(versions.len())));

@@ -37,6 +37,11 @@ pub struct MatrixReport {
     /// variables); see [`crate::containment`]. `not recorded` in files from before.
     #[serde(default = "not_recorded")]
     pub containment: String,
+    /// Which leak check the cells had (see [`crate::leak_check`]): `minted keys (embedded AWS
+    /// emulator)`, `host key ids (LocalStack accepts any key; <n> known)`, `off (<why>)`, or
+    /// `any AWS key (no ECR scenario: …)`. `not recorded` in files from before.
+    #[serde(default = "not_recorded")]
+    pub leak_check: String,
     /// Each tool's versions, tools in matrix.toml's order, versions oldest first.
     pub versions: Vec<VersionInfo>,
     /// The scenarios the run selected: with `versions`, the cells it set out to run (a shard
@@ -60,8 +65,8 @@ fn not_recorded() -> String {
     NOT_RECORDED.into()
 }
 
-/// [`MatrixReport::containment`] of a file from before it was recorded, or of a report
-/// whose caller did not say.
+/// [`MatrixReport::containment`] or [`MatrixReport::leak_check`] of a file from before it was
+/// recorded, or of a report whose caller did not say.
 pub const NOT_RECORDED: &str = "not recorded";
 
 /// Committed snapshots (`results/<tool>/<family>.snap`): each recorded cell's label.
@@ -106,6 +111,7 @@ impl MatrixReport {
             started,
             runtime: runtime.into(),
             containment: not_recorded(),
+            leak_check: not_recorded(),
             versions: versions
                 .iter()
                 .map(|b| VersionInfo {
@@ -224,12 +230,13 @@ impl MatrixReport {
     }
 }
 
-/// The shards' containment: theirs when they agree, else each distinct one, `mixed: a; b`.
-fn merged_containment(parts: &[MatrixReport]) -> String {
+/// A run-wide fact of the shards (their containment, their leak check): theirs when they
+/// agree, else each distinct one, `mixed: a; b`.
+fn merged_fact(parts: &[MatrixReport], fact: impl Fn(&MatrixReport) -> &str) -> String {
     let mut distinct: Vec<&str> = Vec::new();
     for part in parts {
-        if !distinct.contains(&part.containment.as_str()) {
-            distinct.push(&part.containment);
+        if !distinct.contains(&fact(part)) {
+            distinct.push(fact(part));
         }
     }
     match distinct.as_slice() {
@@ -402,7 +409,8 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
         tool_scenarios: BTreeMap::new(),
         shard: None,
         interrupted: parts.iter().any(|p| p.interrupted),
-        containment: merged_containment(parts),
+        containment: merged_fact(parts, |p| &p.containment),
+        leak_check: merged_fact(parts, |p| &p.leak_check),
         ..first.clone()
     };
     for (i, part) in parts.iter().enumerate() {
@@ -535,6 +543,7 @@ pub(crate) mod tests {
             started: "t".into(),
             runtime: "process".into(),
             containment: crate::containment::NAMESPACE.into(),
+            leak_check: crate::leak_check::LeakCheck::Minted.to_string(),
             versions,
             selected_scenarios,
             tool_scenarios: BTreeMap::new(),
@@ -671,6 +680,48 @@ pub(crate) mod tests {
         ])
         .unwrap();
         assert_eq!(mixed.containment, "mixed: user+network namespace; proxy-only (KO_MATRIX_CONTAINMENT=proxy-only)");
+    }
+
+    #[test]
+    fn the_leak_check_is_recorded_shown_read_back_and_merged() {
+        use crate::leak_check::{HostKeys, LeakCheck};
+        // A LocalStack run: its header says which keys its cells were checked against.
+        let localstack =
+            LeakCheck::HostKeys(HostKeys { ids: ["AKIAHOSTKEY000000001".to_string()].into(), unread: Vec::new() });
+        let report = MatrixReport {
+            leak_check: localstack.to_string(),
+            ..report_of(vec![cell("ecr/env-session", "v0.15.1", Outcome::Pass, None)])
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["leak_check"], "host key ids (LocalStack accepts any key; 1 known)");
+        assert!(!json.to_string().contains("AKIAHOSTKEY"), "the host's key ids are counted, never written");
+        let analysis = crate::regressions::analyse(&report, None);
+        let md = markdown::render(&report, &analysis);
+        assert!(
+            md.contains(
+                "containment: user+network namespace · leak check: host key ids (LocalStack accepts any key; 1 known)"
+            ),
+            "{md}"
+        );
+        let page = html::render(&report, &analysis);
+        assert!(page.contains("· leak check: host key ids (LocalStack accepts any key; 1 known) ·"), "{page}");
+        // A file from before the leak check was recorded still reads.
+        let mut old = json.clone();
+        old.as_object_mut().unwrap().remove("leak_check");
+        let old: MatrixReport = serde_json::from_value(old).unwrap();
+        assert_eq!(old.leak_check, "not recorded");
+
+        let shard = |leak_check: &LeakCheck, version: &str| MatrixReport {
+            leak_check: leak_check.to_string(),
+            ..report_of(vec![cell("ecr/env-session", version, Outcome::Pass, None)])
+        };
+        let same = merge(&[shard(&LeakCheck::Minted, "v0.15.1"), shard(&LeakCheck::Minted, "v0.15.2")]).unwrap();
+        assert_eq!(same.leak_check, "minted keys (embedded AWS emulator)");
+        let mixed = merge(&[shard(&LeakCheck::Minted, "v0.15.1"), shard(&localstack, "v0.15.2")]).unwrap();
+        assert_eq!(
+            mixed.leak_check,
+            "mixed: minted keys (embedded AWS emulator); host key ids (LocalStack accepts any key; 1 known)"
+        );
     }
 
     #[test]

@@ -172,9 +172,10 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
     let json = report.write_all(&args.out, baseline.as_ref())?;
     println!("{}", render_table(&report));
     eprintln!(
-        "{}; containment: {}; {} (and matrix.md, report.html, junit.xml)",
+        "{}; containment: {}; leak check: {}; {} (and matrix.md, report.html, junit.xml)",
         report.summary(),
         report.containment,
+        report.leak_check,
         json.display()
     );
     if let Some(code) = signals.code() {
