@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use crate::aws::shared_file_access_key_ids;
 use crate::gateway::Record;
 use crate::outcome::foreign_key_ids;
 
@@ -95,23 +96,13 @@ impl HostKeys {
                 continue;
             };
             match std::fs::read_to_string(&path) {
-                Ok(text) => host.ids.extend(ini_access_key_ids(&text).map(str::to_string)),
+                Ok(text) => host.ids.extend(shared_file_access_key_ids(&text).map(str::to_string)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => host.unread.push(format!("{} unreadable: {e}", path.display())),
             }
         }
         host
     }
-}
-
-/// The `aws_access_key_id = …` values of an AWS shared config or credentials file; a
-/// commented-out line sets nothing.
-pub(crate) fn ini_access_key_ids(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().filter_map(|line| {
-        let (key, value) = line.trim().split_once('=')?;
-        let id = value.split_whitespace().next()?;
-        key.trim().eq_ignore_ascii_case("aws_access_key_id").then_some(id)
-    })
 }
 
 #[cfg(test)]

@@ -397,7 +397,7 @@ impl Scenario {
             let process = serde_json::from_str::<serde_json::Value>(text)
                 .ok()
                 .and_then(|json| json["AccessKeyId"].as_str().map(str::to_string));
-            crate::leak_check::ini_access_key_ids(text).map(str::to_string).chain(process)
+            crate::aws::shared_file_access_key_ids(text).map(str::to_string).chain(process)
         });
         from_env.cloned().chain(from_files).filter(|id| !id.is_empty() && !id.contains("${")).collect()
     }

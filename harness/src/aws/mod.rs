@@ -225,6 +225,16 @@ pub(crate) fn plain(status: StatusCode, text: impl Into<String>) -> Response<Bod
     response
 }
 
+/// The `aws_access_key_id = …` values of an AWS shared config or credentials file; a
+/// commented-out line sets nothing.
+pub(crate) fn shared_file_access_key_ids(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter_map(|line| {
+        let (key, value) = line.trim().split_once('=')?;
+        let id = value.split_whitespace().next()?;
+        key.trim().eq_ignore_ascii_case("aws_access_key_id").then_some(id)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
