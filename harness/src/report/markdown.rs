@@ -27,7 +27,8 @@ fn shown(outcome: Outcome, label: &str, mark: Mark) -> String {
     }
 }
 
-/// A table per tool (scenarios down, versions across), the changes, then why cells failed.
+/// A table per tool (scenarios down, versions across), the changes, the flaky cells, then why
+/// cells failed.
 pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
     let mut out = format!("### ko-matrix: {}\n\n{LEGEND}\n", report.summary());
     for tool in report.tools() {
@@ -49,6 +50,7 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
         out.push_str("\n#### Changes along the version axis\n\n");
         out.push_str(&render_transitions(analysis.transitions.iter()));
     }
+    out.push_str(&render_flaky(report));
     let failures: Vec<_> =
         report.cells.iter().filter(|c| !matches!(c.outcome, Outcome::Pass | Outcome::Skipped)).collect();
     if !failures.is_empty() {
@@ -58,6 +60,26 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
             out.push_str(&format!("- **{}** — {}:{why} `{}`\n", c.id(), c.label(), c.detail.replace('`', "'")));
         }
         out.push_str("\n</details>\n");
+    }
+    out
+}
+
+/// The flaky cells, each with its runs, both logs and its detail (both runs' deciding lines);
+/// nothing when there is none.
+fn render_flaky(report: &MatrixReport) -> String {
+    let flaky: Vec<_> = crate::flaky::cells(report).collect();
+    if flaky.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n#### 🔁 Flaky cells: {}\n\nTheir two runs disagreed. Each passes the snapshot check when either run matches it, so nothing fails on it; a cell flaky on consecutive nights shows in `ko-matrix regressions --history`.\n\n",
+        flaky.len()
+    );
+    for c in flaky {
+        out.push_str(&format!("- 🔁 **{}** ran {}\n", c.id(), crate::flaky::runs(c)));
+        out.push_str(&format!("  - `{}`\n", c.detail.replace('`', "'")));
+        let retry = c.retry_log.as_ref().map(|p| format!(", retry `{}`", p.display())).unwrap_or_default();
+        out.push_str(&format!("  - logs: first run `{}`{retry}\n", c.log.display()));
     }
     out
 }
