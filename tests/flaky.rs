@@ -1,5 +1,6 @@
 //! Flaky cells stay visible, from hand-written matrix.json files: matrix.md and report.html
-//! count and list them.
+//! count and list them, the nightly's merge script annotates them, and `regressions
+//! --history` names cells flaky on consecutive nights.
 
 mod support;
 
@@ -8,6 +9,10 @@ use std::process::Output;
 
 use serde_json::{json, Value};
 use support::ko_matrix;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
 
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
@@ -111,4 +116,143 @@ fn matrix_md_and_report_html_count_and_list_flaky_cells() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!std::fs::read_to_string(dir.path().join("matrix.md")).unwrap().contains("Flaky cells"));
     assert!(!std::fs::read_to_string(dir.path().join("report.html")).unwrap().contains("Flaky cells"));
+}
+
+#[test]
+fn the_nightly_merge_annotates_each_flaky_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = dir.path().join("shards");
+    let mut first = one_flaky_cell();
+    let second = first.split_off(2);
+    write_matrix(&shards.join("shard-1/matrix.json"), "2026-12-01T03:17:00Z", first);
+    write_matrix(&shards.join("shard-2/matrix.json"), "2026-12-01T03:17:05Z", second);
+    let summary = dir.path().join("step-summary");
+    let out = std::process::Command::new("bash")
+        .arg(repo().join("scripts/nightly/merge"))
+        .env("KO_MATRIX", env!("CARGO_BIN_EXE_ko-matrix"))
+        .env("SHARDS_DIR", &shards)
+        .env("OUT", dir.path().join("merged"))
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", dir.path().join("output"))
+        .output()
+        .unwrap();
+    // Both cells are as the committed snapshots record them (the flaky one in one of its runs).
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let warnings: Vec<&str> = stdout.lines().filter(|l| l.starts_with("::")).collect();
+    assert_eq!(
+        warnings,
+        ["::warning title=flaky cell::ko@v0.15.2::ecr/env-session ran pass then fail(unauthorized)"],
+        "{}",
+        text(&out)
+    );
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains("1 flaky") && summary.contains("#### 🔁 Flaky cells: 1"), "{summary}");
+}
+
+#[test]
+fn regressions_history_names_cells_flaky_on_consecutive_nights_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let nights = dir.path().join("nights");
+    let flaky = ["pass", "fail(unauthorized)"];
+    let (env, anonymous) = ("ecr/env-session", "registry/anonymous");
+    // registry/anonymous is flaky on the 29th and the 1st: not in a row. ecr/env-session on
+    // the 30th and the 1st: in a row. Two layouts: DIR/*/matrix.json and DIR/*.json.
+    write_matrix(
+        &nights.join("2026-11-29/matrix.json"),
+        "2026-11-29T03:17:00Z",
+        vec![cell("ko@v0.15.2", env, &["pass"]), cell("ko@v0.15.2", anonymous, &flaky)],
+    );
+    write_matrix(
+        &nights.join("2026-11-30.json"),
+        "2026-11-30T03:17:00Z",
+        vec![cell("ko@v0.15.2", env, &flaky), cell("ko@v0.15.2", anonymous, &["pass"])],
+    );
+    // Tonight's is also in the directory: read once.
+    let tonight = write_matrix(
+        &nights.join("2026-12-01/matrix.json"),
+        "2026-12-01T03:17:00Z",
+        vec![cell("ko@v0.15.2", env, &flaky), cell("ko@v0.15.2", anonymous, &flaky)],
+    );
+    let regressions =
+        |args: &[&str]| ko_matrix().current_dir(dir.path()).arg("regressions").args(args).output().unwrap();
+    let (nights_arg, tonight_arg) = (nights.to_str().unwrap(), tonight.to_str().unwrap());
+
+    let out = regressions(&["--history", nights_arg, tonight_arg]);
+    assert_eq!(out.status.code(), Some(0), "a flaky streak is reported, never fails: {}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "flaky on 2 nights in a row: ko@v0.15.2::ecr/env-session (2026-11-30, 2026-12-01)\n"
+    );
+    assert!(
+        text(&out)
+            .contains("1 cell(s) flaky on consecutive nights, across 3 night(s): 2026-11-29, 2026-11-30, 2026-12-01"),
+        "{}",
+        text(&out)
+    );
+
+    let out = regressions(&["--format", "markdown", "--history", nights_arg, tonight_arg]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "\n#### 🔁 Flaky on consecutive nights\n\n\
+         - 🔁 **ko@v0.15.2::ecr/env-session** flaky on 2 nights in a row (2026-11-30, 2026-12-01)\n"
+    );
+
+    // Given as files, in any order: the same nights.
+    let out = regressions(&[
+        "--history",
+        nights.join("2026-11-30.json").to_str().unwrap(),
+        "--history",
+        nights.join("2026-11-29/matrix.json").to_str().unwrap(),
+        "--format",
+        "github",
+        tonight_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "::warning title=flaky cell::ko@v0.15.2::ecr/env-session ran pass then fail(unauthorized)\n\
+         ::warning title=flaky cell::ko@v0.15.2::registry/anonymous ran pass then fail(unauthorized)\n\
+         ::warning title=flaky on 2 nights in a row::ko@v0.15.2::ecr/env-session was flaky on 2026-11-30, 2026-12-01\n"
+    );
+
+    // The 29th and the 1st alone are adjacent: the command knows only the nights it is given.
+    let out = regressions(&["--history", nights.join("2026-11-29/matrix.json").to_str().unwrap(), tonight_arg]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "flaky on 2 nights in a row: ko@v0.15.2::registry/anonymous (2026-11-29, 2026-12-01)\n"
+    );
+
+    // One night given twice under two names, or a history that is not there, is bad input.
+    std::fs::copy(nights.join("2026-11-30.json"), nights.join("copy.json")).unwrap();
+    let out = regressions(&["--history", nights_arg, tonight_arg]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("are the same run (started 2026-11-30T03:17:00Z)"), "{}", text(&out));
+    let out = regressions(&["--history", "nowhere", tonight_arg]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--history nowhere: no such file or directory"), "{}", text(&out));
+}
+
+#[test]
+fn regressions_github_format_reports_a_new_regression_as_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = write_matrix(
+        &dir.path().join("matrix.json"),
+        "2026-12-01T03:17:00Z",
+        vec![
+            cell("ko@v0.15.1", "ecr/env-session", &["pass"]),
+            cell("ko@v0.15.2", "ecr/env-session", &["fail(unauthorized)"]),
+        ],
+    );
+    let out = ko_matrix()
+        .current_dir(dir.path())
+        .args(["regressions", "--format", "github", matrix.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "::error title=regression::ko@v0.15.1 → v0.15.2::ecr/env-session: pass → fail(unauthorized): ko exited 1 at v0.15.2 \
+         (explain it: ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps)\n"
+    );
 }

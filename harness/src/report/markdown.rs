@@ -2,6 +2,7 @@
 //! symbol for its change against the previous version, so a regressed column stands out.
 
 use super::MatrixReport;
+use crate::flaky::Streak;
 use crate::outcome::Outcome;
 use crate::regressions::{Analysis, Mark, Transition};
 
@@ -107,6 +108,23 @@ pub fn render_transitions<'a>(transitions: impl Iterator<Item = &'a Transition>)
         if t.mark == Mark::Regression {
             out.push_str(&format!("  - explain it: `{}`\n", t.bisect_command()));
         }
+    }
+    out
+}
+
+/// A section of the cells flaky on consecutive nights; nothing when there is none.
+pub fn render_streaks(streaks: &[Streak]) -> String {
+    if streaks.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n#### 🔁 Flaky on consecutive nights\n\n");
+    for s in streaks {
+        out.push_str(&format!(
+            "- 🔁 **{}** flaky on {} nights in a row ({})\n",
+            s.cell,
+            s.nights.len(),
+            s.nights.join(", ")
+        ));
     }
     out
 }
