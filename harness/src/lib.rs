@@ -30,6 +30,7 @@ pub(crate) mod credential_files;
 pub mod diagnosis;
 pub mod dockerhub;
 pub mod events;
+pub mod flaky;
 pub mod gateway;
 pub mod github;
 pub mod google;

@@ -42,6 +42,8 @@ td.cell.fix::before, .swatch.fix::before { content: "▲ "; color: #1a7f37; }
 td.cell.class-change::before, .swatch.class-change::before { content: "≠ "; }
 td.cell.shared-failure, .swatch.shared-failure { background: #f6f8fa; color: #8c959f; }
 th.regressed { background: #cf222e; color: #fff; }
+td.cell.flaky::before { content: "↻ "; }
+#flaky li { font-family: ui-monospace, monospace; margin: 2px 0; }
 .legend span { display: inline-block; padding: 2px 8px; margin-right: 8px; border: 1px solid #d0d7de; font-family: ui-monospace, monospace; }
 #detail { margin-top: 20px; border: 1px solid #d0d7de; padding: 12px 16px; border-radius: 6px; }
 #detail[hidden] { display: none; }
@@ -85,7 +87,10 @@ function show(id) {
   history.replaceState(null, '', '#cell=' + encodeURIComponent(id));
 }
 document.querySelectorAll('td.cell').forEach(td => td.addEventListener('click', () => show(td.dataset.cell)));
-if (location.hash.startsWith('#cell=')) show(decodeURIComponent(location.hash.slice(6)));
+const fromHash = () => { if (location.hash.startsWith('#cell=')) show(decodeURIComponent(location.hash.slice(6))); };
+fromHash();
+// The flaky list links to its cells.
+window.addEventListener('hashchange', fromHash);
 "#;
 
 /// A regressed version's column header says how many cells regressed in it.
@@ -159,8 +164,35 @@ fn tool_grid(report: &MatrixReport, tool: &str, analysis: &Analysis) -> String {
     grid
 }
 
+/// The flaky cells, each linked to its detail, with its runs and both logs; nothing when
+/// there is none.
+fn flaky_section(report: &MatrixReport) -> String {
+    let flaky: Vec<&CellResult> = crate::flaky::cells(report).collect();
+    if flaky.is_empty() {
+        return String::new();
+    }
+    let items: String = flaky
+        .iter()
+        .map(|c| {
+            let retry =
+                c.retry_log.as_ref().map(|p| format!(", {}", escape(&p.display().to_string()))).unwrap_or_default();
+            format!(
+                "<li><a href=\"#cell={0}\">{0}</a> ran {1} · logs: {2}{retry}</li>",
+                escape(&c.id()),
+                escape(&crate::flaky::runs(c)),
+                escape(&c.log.display().to_string())
+            )
+        })
+        .collect();
+    format!(
+        "<section id=\"flaky\"><h2>↻ Flaky cells: {}</h2>\n<p class=\"meta\">Their two runs disagreed. Each passes the snapshot check when either run matches it; <code>ko-matrix regressions --history</code> finds cells flaky on consecutive nights.</p>\n<ul>{items}</ul></section>\n",
+        flaky.len()
+    )
+}
+
 pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
-    let grid: String = report.tools().into_iter().map(|tool| tool_grid(report, tool, analysis)).collect();
+    let mut grid: String = report.tools().into_iter().map(|tool| tool_grid(report, tool, analysis)).collect();
+    grid.push_str(&flaky_section(report));
     let cells: Vec<serde_json::Value> = report
         .cells
         .iter()

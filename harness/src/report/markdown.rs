@@ -2,6 +2,7 @@
 //! symbol for its change against the previous version, so a regressed column stands out.
 
 use super::MatrixReport;
+use crate::flaky::Streak;
 use crate::outcome::Outcome;
 use crate::regressions::{Analysis, Mark, Transition};
 
@@ -27,7 +28,8 @@ fn shown(outcome: Outcome, label: &str, mark: Mark) -> String {
     }
 }
 
-/// A table per tool (scenarios down, versions across), the changes, then why cells failed.
+/// A table per tool (scenarios down, versions across), the changes, the flaky cells, then why
+/// cells failed.
 pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
     let mut out = format!(
         "### ko-matrix: {}\n\ncontainment: {} · leak check: {}\n\n{LEGEND}\n",
@@ -54,6 +56,7 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
         out.push_str("\n#### Changes along the version axis\n\n");
         out.push_str(&render_transitions(analysis.transitions.iter()));
     }
+    out.push_str(&render_flaky(report));
     let failures: Vec<_> =
         report.cells.iter().filter(|c| !matches!(c.outcome, Outcome::Pass | Outcome::Skipped)).collect();
     if !failures.is_empty() {
@@ -63,6 +66,26 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
             out.push_str(&format!("- **{}** — {}:{why} `{}`\n", c.id(), c.label(), c.detail.replace('`', "'")));
         }
         out.push_str("\n</details>\n");
+    }
+    out
+}
+
+/// The flaky cells, each with its runs, both logs and its detail (both runs' deciding lines);
+/// nothing when there is none.
+fn render_flaky(report: &MatrixReport) -> String {
+    let flaky: Vec<_> = crate::flaky::cells(report).collect();
+    if flaky.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n#### 🔁 Flaky cells: {}\n\nTheir two runs disagreed. Each passes the snapshot check when either run matches it, so nothing fails on it; a cell flaky on consecutive nights shows in `ko-matrix regressions --history`.\n\n",
+        flaky.len()
+    );
+    for c in flaky {
+        out.push_str(&format!("- 🔁 **{}** ran {}\n", c.id(), crate::flaky::runs(c)));
+        out.push_str(&format!("  - `{}`\n", c.detail.replace('`', "'")));
+        let retry = c.retry_log.as_ref().map(|p| format!(", retry `{}`", p.display())).unwrap_or_default();
+        out.push_str(&format!("  - logs: first run `{}`{retry}\n", c.log.display()));
     }
     out
 }
@@ -90,6 +113,23 @@ pub fn render_transitions<'a>(transitions: impl Iterator<Item = &'a Transition>)
         if t.mark == Mark::Regression {
             out.push_str(&format!("  - explain it: `{}`\n", t.bisect_command()));
         }
+    }
+    out
+}
+
+/// A section of the cells flaky on consecutive nights; nothing when there is none.
+pub fn render_streaks(streaks: &[Streak]) -> String {
+    if streaks.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n#### 🔁 Flaky on consecutive nights\n\n");
+    for s in streaks {
+        out.push_str(&format!(
+            "- 🔁 **{}** flaky on {} nights in a row ({})\n",
+            s.cell,
+            s.nights.len(),
+            s.nights.join(", ")
+        ));
     }
     out
 }

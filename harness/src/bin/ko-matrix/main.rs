@@ -28,7 +28,8 @@ Exit codes:
   0    the command did its job (for `run`: every cell ran, whatever its outcome)
        `shell` exits with its shell's or command's own code
   1    `run --fail-on-fail` and a cell failed; `diff` / `check` found changed or missing
-       cells; `regressions` found a regression (not recorded in --snapshots)
+       cells; `regressions` found a regression (not recorded in --snapshots); flaky
+       cells, on consecutive nights or not, are reported and never fail a command
   2    bad input: arguments, matrix.toml or a scenario file (the message says where), or
        ecr.backend = \"localstack\" without LOCALSTACK_AUTH_TOKEN
   3    infrastructure: a download, build, cache or service failed
@@ -113,14 +114,24 @@ enum Command {
         snapshots: PathBuf,
     },
     /// Name what changed between each version and the one before it: regressions
-    /// (pass → fail), fixes and changed failure classes. Exit 1 on a regression.
+    /// (pass → fail), fixes and changed failure classes, and (with --history) cells flaky on
+    /// consecutive nights. Exit 1 on a regression.
     #[command(after_help = concat!(
         "Examples:\n",
         "  ko-matrix regressions results/latest/matrix.json\n",
         "  ko-matrix regressions --snapshots results results/merged/matrix.json   # known ones pass\n",
         "  ko-matrix regressions --format markdown results/merged/matrix.json >> \"$GITHUB_STEP_SUMMARY\"\n",
+        "  ko-matrix regressions --format github --snapshots results results/merged/matrix.json\n",
+        "  ko-matrix regressions --history nights/ --history old/matrix.json results/merged/matrix.json\n",
         "\nVersions are ordered by semver, then branches and commits. Each regression line ends\n",
-        "with the bisect command that explains it."
+        "with the bisect command that explains it.\n",
+        "\n--history names earlier nights' matrix.json files (or directories of them: DIR/*.json,\n",
+        "DIR/*/matrix.json). With MATRIX they are ordered by their `started` time (the order given\n",
+        "when a time does not parse), and each cell flaky on two or more adjacent nights is reported:\n",
+        "  flaky on 2 nights in a row: ko@v0.15.2::ecr/env-session (2026-11-30, 2026-12-01)\n",
+        "A night where the cell was not flaky, or did not run, ends the streak. Flaky cells never\n",
+        "change the exit code. --format github prints workflow commands for a CI log: ::error per\n",
+        "new regression, ::warning per flaky cell of MATRIX and per cell flaky on consecutive nights."
     ))]
     Regressions(matrices::RegressionsArgs),
     /// Print the cells that changed between two matrix.json files (exit 1 when any did).

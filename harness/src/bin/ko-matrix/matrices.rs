@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
+use ko_matrix::flaky;
 use ko_matrix::regressions::{self, Mark};
 use ko_matrix::report::{self, cell_id, markdown, render_table, CheckScope, MatrixReport};
 use ko_matrix::run::Shard;
@@ -126,6 +128,9 @@ fn examples<'a>(ids: impl Iterator<Item = &'a String>) -> String {
 pub enum Format {
     Text,
     Markdown,
+    /// GitHub workflow commands: `::error` per new regression, `::warning` per flaky cell and
+    /// per cell flaky on consecutive nights.
+    Github,
 }
 
 #[derive(Args)]
@@ -136,6 +141,11 @@ pub struct RegressionsArgs {
     /// not fail the command (without this, every regression does).
     #[arg(long, value_name = "DIR")]
     snapshots: Option<PathBuf>,
+    /// Earlier nights' matrix.json, to find cells flaky on consecutive nights: a file, or a
+    /// directory holding them (DIR/*.json, DIR/*/matrix.json). Repeatable. With MATRIX they are
+    /// ordered by their `started` time.
+    #[arg(long, value_name = "FILE|DIR")]
+    history: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
@@ -144,8 +154,35 @@ pub fn regressions(args: RegressionsArgs) -> anyhow::Result<u8> {
     let report = MatrixReport::read(&args.matrix)?;
     let baseline = args.snapshots.as_deref().map(report::read_snapshots).transpose()?;
     let analysis = regressions::analyse(&report, baseline.as_ref());
+    let earlier = read_history(&args.history, &args.matrix)?;
+    let mut given: Vec<(&Path, &MatrixReport)> = earlier.iter().map(|(p, r)| (p.as_path(), r)).collect();
+    given.push((&args.matrix, &report));
+    let nights = flaky::nights(&given).map_err(BadInput)?;
+    let streaks = flaky::streaks(&nights);
     match args.format {
-        Format::Markdown => print!("{}", markdown::render_transitions(analysis.transitions.iter())),
+        Format::Markdown => {
+            print!("{}", markdown::render_transitions(analysis.transitions.iter()));
+            print!("{}", markdown::render_streaks(&streaks));
+        }
+        Format::Github => {
+            for t in analysis.new_regressions() {
+                let message = format!(
+                    "{}: {} → {}: {} (explain it: {})",
+                    t.name(),
+                    t.from_label,
+                    t.to_label,
+                    t.detail,
+                    t.bisect_command()
+                );
+                println!("{}", flaky::workflow_command(true, "regression", &message));
+            }
+            for cell in flaky::cells(&report) {
+                println!("{}", flaky::annotation(cell));
+            }
+            for streak in &streaks {
+                println!("{}", streak.annotation());
+            }
+        }
         Format::Text => {
             for t in &analysis.transitions {
                 let known = if t.known { " (known: in the snapshots)" } else { "" };
@@ -165,6 +202,9 @@ pub fn regressions(args: RegressionsArgs) -> anyhow::Result<u8> {
                     _ => println!("{change}"),
                 }
             }
+            for streak in &streaks {
+                println!("{}", streak.sentence());
+            }
         }
     }
     let new = analysis.new_regressions().count();
@@ -182,5 +222,62 @@ pub fn regressions(args: RegressionsArgs) -> anyhow::Result<u8> {
         analysis.count(Mark::ClassChange),
         axes.join("; ")
     );
+    if !args.history.is_empty() {
+        let names: Vec<&str> = nights.iter().map(|n| n.name.as_str()).collect();
+        eprintln!(
+            "{} cell(s) flaky on consecutive nights, across {} night(s): {}",
+            streaks.len(),
+            nights.len(),
+            names.join(", ")
+        );
+    }
+    // Flaky cells are reported, never a regression: they do not change the exit code.
     Ok(if new > 0 { 1 } else { 0 })
+}
+
+/// The matrices `--history` names, each file once (`matrix`, given separately, is left out).
+fn read_history(paths: &[PathBuf], matrix: &Path) -> anyhow::Result<Vec<(PathBuf, MatrixReport)>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let found = matrices_in(path)?;
+            if found.is_empty() {
+                eprintln!("note: {} holds no matrix.json (DIR/*.json, DIR/*/matrix.json)", path.display());
+            }
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            return Err(BadInput(format!("--history {}: no such file or directory", path.display())).into());
+        }
+    }
+    let same = |a: &Path, b: &Path| a.canonicalize().ok().is_some_and(|a| b.canonicalize().is_ok_and(|b| a == b));
+    let mut unique: Vec<PathBuf> = Vec::new();
+    for file in files {
+        if !same(&file, matrix) && !unique.iter().any(|u| same(u, &file)) {
+            unique.push(file);
+        }
+    }
+    unique
+        .into_iter()
+        .map(|p| {
+            let report = MatrixReport::read(&p).with_context(|| format!("reading --history {}", p.display()))?;
+            Ok((p, report))
+        })
+        .collect()
+}
+
+/// `dir/*.json` and `dir/*/matrix.json`, sorted by path.
+fn matrices_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading --history {}", dir.display()))? {
+        let path = entry.with_context(|| format!("reading --history {}", dir.display()))?.path();
+        if path.is_dir() && path.join("matrix.json").is_file() {
+            found.push(path.join("matrix.json"));
+        } else if path.is_file() && path.extension().is_some_and(|e| e == "json") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
 }

@@ -178,6 +178,8 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         report.leak_check,
         json.display()
     );
+    // A flaky cell fails nothing, so the summary names each one.
+    eprint!("{}", ko_matrix::flaky::listing(&report));
     if let Some(code) = signals.code() {
         return Ok(code);
     }
