@@ -212,7 +212,7 @@ fn main() {
         snapshot_ok = check_family_snapshots(&results, &plan, &scenarios, &cells_per_family, &snapshots);
         // The per-cell lines are lost among the tests'; flaky cells pass, so name them again.
         eprintln!("\n{}", report.summary());
-        eprint!("{}", ko_matrix::flaky::listing(&report));
+        eprint!("{}", ko_matrix::report::flaky::listing(&report));
     }
     if !snapshot_ok && conclusion.num_failed == 0 {
         std::process::exit(101);

@@ -28,7 +28,6 @@ const KNOWN: &[&[&str]] = &[
         "services",
         "tool",
     ],
-    &["regressions", "report"],
 ];
 
 /// `module → (module it names → the first place it does)`.

@@ -8,7 +8,7 @@
 
 use super::MatrixReport;
 use crate::outcome::Outcome;
-use crate::regressions::{Analysis, Mark};
+use crate::report::regressions::{Analysis, Mark};
 use crate::result::CellResult;
 
 fn escape(text: &str) -> String {
@@ -167,7 +167,7 @@ fn tool_grid(report: &MatrixReport, tool: &str, analysis: &Analysis) -> String {
 /// The flaky cells, each linked to its detail, with its runs and both logs; nothing when
 /// there is none.
 fn flaky_section(report: &MatrixReport) -> String {
-    let flaky: Vec<&CellResult> = crate::flaky::cells(report).collect();
+    let flaky: Vec<&CellResult> = crate::report::flaky::cells(report).collect();
     if flaky.is_empty() {
         return String::new();
     }
@@ -179,7 +179,7 @@ fn flaky_section(report: &MatrixReport) -> String {
             format!(
                 "<li><a href=\"#cell={0}\">{0}</a> ran {1} · logs: {2}{retry}</li>",
                 escape(&c.id()),
-                escape(&crate::flaky::runs(c)),
+                escape(&crate::report::flaky::runs(c)),
                 escape(&c.log.display().to_string())
             )
         })

@@ -5,7 +5,7 @@
 
 use super::{MatrixReport, Snapshots};
 use crate::outcome::Outcome;
-use crate::regressions::{Analysis, Mark};
+use crate::report::regressions::{Analysis, Mark};
 use crate::result::CellResult;
 
 fn escape(text: &str) -> String {
@@ -122,7 +122,7 @@ mod tests {
     }
 
     use crate::outcome::{FailClass, Outcome};
-    use crate::regressions::analyse;
+    use crate::report::regressions::analyse;
     use crate::report::tests::{cell, report_of};
     use crate::report::Snapshots;
 

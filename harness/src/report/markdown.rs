@@ -2,9 +2,9 @@
 //! symbol for its change against the previous version, so a regressed column stands out.
 
 use super::MatrixReport;
-use crate::flaky::Streak;
 use crate::outcome::Outcome;
-use crate::regressions::{Analysis, Mark, Transition};
+use crate::report::flaky::Streak;
+use crate::report::regressions::{Analysis, Mark, Transition};
 
 fn emoji(outcome: Outcome) -> &'static str {
     match outcome {
@@ -73,7 +73,7 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
 /// The flaky cells, each with its runs, both logs and its detail (both runs' deciding lines);
 /// nothing when there is none.
 fn render_flaky(report: &MatrixReport) -> String {
-    let flaky: Vec<_> = crate::flaky::cells(report).collect();
+    let flaky: Vec<_> = crate::report::flaky::cells(report).collect();
     if flaky.is_empty() {
         return String::new();
     }
@@ -82,7 +82,7 @@ fn render_flaky(report: &MatrixReport) -> String {
         flaky.len()
     );
     for c in flaky {
-        out.push_str(&format!("- 🔁 **{}** ran {}\n", c.id(), crate::flaky::runs(c)));
+        out.push_str(&format!("- 🔁 **{}** ran {}\n", c.id(), crate::report::flaky::runs(c)));
         out.push_str(&format!("  - `{}`\n", c.detail.replace('`', "'")));
         let retry = c.retry_log.as_ref().map(|p| format!(", retry `{}`", p.display())).unwrap_or_default();
         out.push_str(&format!("  - logs: first run `{}`{retry}\n", c.log.display()));

@@ -2,9 +2,11 @@
 //! report.html and junit.xml; diffing and merging matrices. Reporters only render
 //! results; they never run anything.
 
+pub mod flaky;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod regressions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -216,7 +218,7 @@ impl MatrixReport {
     /// decides which JUnit testcases fail. Returns the matrix.json path.
     pub fn write_all(&self, dir: &Path, baseline: Option<&Snapshots>) -> Result<PathBuf, ReportError> {
         let json = serde_json::to_string_pretty(self).expect("a report serialises");
-        let analysis = crate::regressions::analyse(self, baseline);
+        let analysis = crate::report::regressions::analyse(self, baseline);
         let rendered = [
             ("matrix.json", json),
             ("matrix.md", markdown::render(self, &analysis)),
@@ -695,7 +697,7 @@ pub(crate) mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["leak_check"], "host key ids (LocalStack accepts any key; 1 known)");
         assert!(!json.to_string().contains("AKIAHOSTKEY"), "the host's key ids are counted, never written");
-        let analysis = crate::regressions::analyse(&report, None);
+        let analysis = crate::report::regressions::analyse(&report, None);
         let md = markdown::render(&report, &analysis);
         assert!(
             md.contains(

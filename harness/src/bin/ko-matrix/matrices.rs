@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use ko_matrix::flaky;
-use ko_matrix::regressions::{self, Mark};
+use ko_matrix::report::flaky;
+use ko_matrix::report::regressions::{self, Mark};
 use ko_matrix::report::{self, cell_id, markdown, render_table, CheckScope, MatrixReport};
 use ko_matrix::run::Shard;
 

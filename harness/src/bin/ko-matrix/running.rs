@@ -179,7 +179,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         json.display()
     );
     // A flaky cell fails nothing, so the summary names each one.
-    eprint!("{}", ko_matrix::flaky::listing(&report));
+    eprint!("{}", ko_matrix::report::flaky::listing(&report));
     if let Some(code) = signals.code() {
         return Ok(code);
     }
