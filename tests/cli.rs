@@ -403,3 +403,63 @@ fn two_runs_at_once_share_the_cache() {
         }
     }
 }
+
+/// Bad input to `run` and `bisect` exits 2 at once: before the namespace, the services or any
+/// output exist.
+#[test]
+fn bad_input_exits_2_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let afile = dir.path().join("afile");
+    std::fs::write(&afile, "").unwrap();
+    let (out, under_afile) = (dir.path().join("out"), afile.join("sub"));
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["run", "--versions", "v0.15.1", "--scenarios", "registry/anonymous", "--out", afile.to_str().unwrap()],
+            "is a file, not a directory; give a directory",
+        ),
+        (&["run", "--versions", "v0.15.1", "--out", under_afile.to_str().unwrap()], "afile is a file, not a directory"),
+        (
+            &["run", "--jobs", "0", "--out", out.to_str().unwrap()],
+            "invalid value '0' for '--jobs <JOBS>': at least 1 cell must run at a time; give 1 or more",
+        ),
+        (&["run", "--jobs", "many", "--out", out.to_str().unwrap()], "`many` is not a number of cells"),
+        (
+            &[
+                "bisect",
+                "--good",
+                "v0.15.1",
+                "--bad",
+                "0.15.1",
+                "--scenario",
+                "ecr/env-session",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "--good and --bad are both v0.15.1: a bisection needs a good and a bad version whose cells differ",
+        ),
+        (
+            &[
+                "bisect",
+                "--good",
+                "v0.15.1",
+                "--bad",
+                "v0.15.2",
+                "--scenario",
+                "ecr/env-session",
+                "--out",
+                afile.to_str().unwrap(),
+            ],
+            "is a file, not a directory",
+        ),
+    ];
+    for (args, message) in cases {
+        let started = std::time::Instant::now();
+        let (code, stdout, stderr) = run(args, Path::new(repo));
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("containment:") && !stderr.contains("versions:"), "nothing started: {stderr}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{args:?} took {:?}", started.elapsed());
+        assert!(!out.exists(), "{args:?} created {}", out.display());
+    }
+}

@@ -41,6 +41,14 @@ fn parse_mode(text: &str) -> Result<bisect::Mode, String> {
 }
 
 pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u8> {
+    let (good, bad) = (tool::fetch::normalize(&args.good), tool::fetch::normalize(&args.bad));
+    if good == bad {
+        return Err(BadInput(format!(
+            "--good and --bad are both {good}: a bisection needs a good and a bad version whose cells differ"
+        ))
+        .into());
+    }
+    crate::check_out_dir(&args.out)?;
     let matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
     let known = ko_matrix::scenario::discover(&run::scenarios_dir(&matrix))?;
     let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
@@ -71,7 +79,6 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u
     };
     let runner = run::Runner::start(&options, fetcher.go()).await?;
     let mut bisector = bisect::Bisect::new(&runner, &fetcher, &scenario, progress.as_ref());
-    let (good, bad) = (tool::fetch::normalize(&args.good), tool::fetch::normalize(&args.bad));
     let report = match args.mode {
         bisect::Mode::Releases => {
             let candidates = bisect::releases_between(tool, &good, &bad, args.candidates).await?;

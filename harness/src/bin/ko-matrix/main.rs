@@ -29,8 +29,9 @@ Exit codes:
        `shell` exits with its shell's or command's own code
   1    `run --fail-on-fail` and a cell failed; `diff` / `check` found changed or missing
        cells; `regressions` found a regression (not recorded in --snapshots)
-  2    bad input: arguments, matrix.toml or a scenario file (the message says where), or
-       ecr.backend = \"localstack\" without LOCALSTACK_AUTH_TOKEN
+  2    bad input: arguments, matrix.toml or a scenario file (the message says where), a
+       version the Go module proxy does not have, ecr.backend = \"localstack\" without
+       LOCALSTACK_AUTH_TOKEN; `bisect` ends that do not differ or whose good end is flaky
   3    infrastructure: a download, build, cache or service failed
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM); child processes are stopped first";
 
@@ -306,6 +307,20 @@ fn init(dir: &Path) -> anyhow::Result<u8> {
         if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) }
     );
     Ok(0)
+}
+
+/// Refuses an `--out` that cannot be a directory (it or a parent is a file) before anything
+/// starts, rather than after the services are up.
+fn check_out_dir(out: &Path) -> Result<(), BadInput> {
+    let Some(existing) = out.ancestors().find(|p| !p.as_os_str().is_empty() && p.exists()) else { return Ok(()) };
+    if existing.is_dir() {
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "--out {}: {} is a file, not a directory; give a directory (created when missing)",
+        out.display(),
+        existing.display()
+    )))
 }
 
 /// The matrix file: `--config` (which must exist), else ./matrix.toml, which may be absent
