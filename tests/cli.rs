@@ -463,3 +463,29 @@ fn bad_input_exits_2_before_anything_starts() {
         assert!(!out.exists(), "{args:?} created {}", out.display());
     }
 }
+
+/// The module proxy's final "no such version" is the user's to fix (exit 2), with the releases
+/// it has instead; nothing is started or written. (Needs the module proxy.)
+#[test]
+fn an_unknown_version_exits_2_with_the_known_ones() {
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = dir.path().join("out");
+    let started = std::time::Instant::now();
+    let output = ko_matrix()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KO_MATRIX_CACHE", cache.path())
+        .args(["run", "--versions", "v9.9.9", "--scenarios", "registry/anonymous", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the Go module proxy does not know github.com/google/ko@v9.9.9: "), "{stderr}");
+    assert!(
+        stderr.contains("(nearest to v9.9.9: v") && stderr.contains("`ko-matrix versions` lists them all"),
+        "the versions that exist are named: {stderr}"
+    );
+    assert!(!stderr.contains("containment:"), "no namespace, no services: {stderr}");
+    assert!(!out.exists(), "nothing written");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+}

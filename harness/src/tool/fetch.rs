@@ -119,9 +119,14 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// The request itself was wrong (as opposed to a download or build failing).
+    /// The request itself was wrong (as opposed to a download or build failing): the proxy's
+    /// final "no such version" is one.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, FetchError::PathNotSet { .. } | FetchError::NotARelease { .. })
+        match self {
+            FetchError::PathNotSet { .. } | FetchError::NotARelease { .. } => true,
+            FetchError::Provision { source, .. } => matches!(**source, ProvisionError::UnknownVersion { .. }),
+            _ => false,
+        }
     }
 }
 
