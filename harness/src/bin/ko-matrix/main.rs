@@ -248,6 +248,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         let report_parse = matches!(e.downcast_ref::<ko_matrix::report::ReportError>(), Some(ko_matrix::report::ReportError::Parse { .. }));
         report_parse
             || matches!(e.downcast_ref::<bisect::BisectError>(), Some(bisect::BisectError::NoDifference { .. } | bisect::BisectError::NotInDependencies { .. }))
+            // A flaky end is a wrong premise; an end that is infra-error, the harness's fault.
+            || e.downcast_ref::<bisect::BisectError>().is_some_and(|b| matches!(b, bisect::BisectError::UnreliableEnd { .. }) && !b.is_infrastructure())
             || e.is::<ConfigError>()
             || e.is::<BadInput>()
             || matches!(e.downcast_ref::<ko_matrix::builtin::InitError>(), Some(ko_matrix::builtin::InitError::Exists { .. }))
