@@ -18,14 +18,17 @@ fn fake_ko_project(dir: &Path, release_host: &str) {
         "[tools.ko]\nversions = [\"v0.30.0\"]\nsource = \"release\"\nrelease_base_url = \"{release_host}\"\n[run]\ncell_timeout = \"2m\"\n"
     );
     std::fs::write(dir.join("matrix.toml"), matrix).unwrap();
+    std::fs::create_dir(dir.join("tmp")).unwrap();
 }
 
-/// `bisect` in `dir` with its own cache; (exit code, stdout, stderr).
+/// `bisect` in `dir` with its own cache and temporary files (`dir/tmp`); (exit code, stdout, stderr).
 fn bisect_in(dir: &Path, cache: &Path, containment: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let out = ko_matrix()
         .current_dir(dir)
         .env("KO_MATRIX_CACHE", cache)
         .env("KO_MATRIX_CONTAINMENT", containment)
+        // The worlds' work dirs, which must be gone when bisect is.
+        .env("TMPDIR", dir.join("tmp"))
         .args(["bisect", "--scenario", "registry/anonymous", "--out", "out"])
         .args(args)
         .output()
@@ -132,6 +135,7 @@ async fn bisect_refuses_a_flaky_good_end_before_the_bad_end_runs() {
     assert!(site.path().join("failed-once").exists(), "the good end ran");
     assert!(!stderr.contains("(bad end)"), "refused before the bad end ran: {stderr}");
     assert!(!dir.path().join("out/bisect.json").exists());
+    assert_eq!(support::tree(&dir.path().join("tmp")), Vec::<String>::new(), "the refused bisection's world is gone");
 }
 
 #[test]

@@ -150,8 +150,24 @@ async fn bisect_with(
         }
         proxy_only => eprintln!("containment: {proxy_only}: cells are kept off the network by proxy variables only"),
     }
+    let result = search(&cells, args, tool, scenario, fetcher, progress).await;
+    // Whatever the answer, a contained world stops by itself and removes its files.
+    let stopped = cells.stop().await;
+    let code = result?;
+    stopped?;
+    Ok(code)
+}
+
+async fn search(
+    cells: &Cells,
+    args: BisectArgs,
+    tool: &'static dyn Tool,
+    scenario: &Scenario,
+    fetcher: &ToolFetcher,
+    progress: &progress::Progress,
+) -> anyhow::Result<u8> {
     let (good, bad) = (tool::fetch::normalize(&args.good), tool::fetch::normalize(&args.bad));
-    let mut bisector = bisect::Bisect::new(&cells, fetcher, scenario, progress);
+    let mut bisector = bisect::Bisect::new(cells, fetcher, scenario, progress);
     let report = match args.mode {
         bisect::Mode::Releases => {
             let candidates = bisect::releases_between(tool, &good, &bad, args.candidates).await?;
@@ -211,8 +227,6 @@ async fn bisect_with(
         report.containment,
         path.display()
     );
-    drop(bisector);
-    cells.stop().await?;
     Ok(0)
 }
 
