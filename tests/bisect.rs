@@ -23,21 +23,24 @@ fn fake_ko_project(dir: &Path, release_host: &str) {
 
 /// `bisect` in `dir` with its own cache and temporary files (`dir/tmp`); (exit code, stdout, stderr).
 fn bisect_in(dir: &Path, cache: &Path, containment: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = ko_matrix()
-        .current_dir(dir)
-        .env("KO_MATRIX_CACHE", cache)
-        .env("KO_MATRIX_CONTAINMENT", containment)
-        // The worlds' work dirs, which must be gone when bisect is.
-        .env("TMPDIR", dir.join("tmp"))
-        .args(["bisect", "--scenario", "registry/anonymous", "--out", "out"])
-        .args(args)
-        .output()
-        .unwrap();
+    let out = bisect_command(dir, cache, containment, args).output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+fn bisect_command(dir: &Path, cache: &Path, containment: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = ko_matrix();
+    cmd.current_dir(dir)
+        .env("KO_MATRIX_CACHE", cache)
+        .env("KO_MATRIX_CONTAINMENT", containment)
+        // The worlds' work dirs, which must be gone when bisect is.
+        .env("TMPDIR", dir.join("tmp"))
+        .args(["bisect", "--scenario", "registry/anonymous", "--out", "out"])
+        .args(args);
+    cmd
 }
 
 /// What bisect records as its containment where nothing forces it: the namespace where the
@@ -260,4 +263,32 @@ fn deps_bisect_narrows_cosigns_upgrade_to_the_aws_sdk_core() {
                     && !p["build_list"].as_array().unwrap().is_empty()),
         "every probe's set and build list are kept"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_probe_stops_the_contained_world_and_leaves_nothing() {
+    let (site, dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let hanging = site.path().join("hanging");
+    write_fake_ko(site.path(), "0.32.0", FakeKo::Hangs(hanging.clone()));
+    write_fake_ko(site.path(), "0.32.1", FakeKo::Fails);
+    let server = FileServer::start(site.path(), support::Behaviour::Serve).await;
+    fake_ko_project(dir.path(), &server.url());
+    let child = bisect_command(dir.path(), cache.path(), "auto", &["--good", "v0.32.0", "--bad", "v0.32.1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    support::wait_for("the good end's ko to start", std::time::Duration::from_secs(120), || hanging.exists());
+    let tmp = dir.path().join("tmp");
+    assert!(!support::tree(&tmp).is_empty(), "the world works in TMPDIR");
+    // To this process alone, as a supervisor sends it (a terminal's Ctrl-C reaches the group).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    let needle = tmp.display().to_string();
+    support::wait_for("the world's processes to go", std::time::Duration::from_secs(10), || {
+        support::processes_with_env(&needle).is_empty()
+    });
+    assert_eq!(support::tree(&tmp), Vec::<String>::new(), "the world's work dir is removed: {stderr}");
 }

@@ -126,6 +126,8 @@ pub enum FakeKo {
     Fails,
     /// Fails the first time (marking this file), pushes after: the cell is flaky.
     FailsOnce(PathBuf),
+    /// Marks this file and hangs: a cell to interrupt.
+    Hangs(PathBuf),
 }
 
 /// A ko release (as [`write_release`]) whose `ko build` really pushes or fails ([`FakeKo`]).
@@ -138,6 +140,7 @@ pub fn write_fake_ko(root: &Path, version: &str, behaviour: FakeKo) -> PathBuf {
             let mark = mark.display();
             format!("if [ ! -e '{mark}' ]; then : > '{mark}'; {fail}; fi\n")
         }
+        FakeKo::Hangs(mark) => format!(": > '{}'; sleep 600\n", mark.display()),
     };
     let script = format!(
         r#"#!/bin/sh

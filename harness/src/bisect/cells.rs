@@ -27,7 +27,7 @@ pub struct Cells {
 
 enum Place {
     Here(Runner),
-    Contained(tokio::sync::Mutex<Channel>),
+    Contained { channel: tokio::sync::Mutex<Channel>, pid: Option<u32> },
 }
 
 struct Channel {
@@ -61,8 +61,9 @@ impl Cells {
             Some(line) if line == READY => {}
             _ => return Err(CellsError::Exited { status: child.wait().await? }),
         }
-        let channel = Channel { child, stdin: Some(stdin), stdout };
-        Ok(Cells { place: Place::Contained(tokio::sync::Mutex::new(channel)), containment: Containment::Namespace })
+        let pid = child.id();
+        let channel = tokio::sync::Mutex::new(Channel { child, stdin: Some(stdin), stdout });
+        Ok(Cells { place: Place::Contained { channel, pid }, containment: Containment::Namespace })
     }
 
     /// Runs `scenario`'s cell with `tool`, as [`Runner::run_cell`]; a contained process that
@@ -70,7 +71,7 @@ impl Cells {
     pub async fn run_cell(&self, tool: &ToolBinary, scenario: &Scenario) -> CellResult {
         let channel = match &self.place {
             Place::Here(runner) => return runner.run_cell(tool, scenario).await,
-            Place::Contained(channel) => channel,
+            Place::Contained { channel, .. } => channel,
         };
         let mut channel = channel.lock().await;
         let answer = async {
@@ -103,9 +104,17 @@ impl Cells {
         })
     }
 
+    /// Sends `signal` to a contained process (which then stops its world and exits).
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Place::Contained { pid: Some(pid), .. } = &self.place {
+            // SAFETY: signalling our own child, which is not reaped before `stop` waits for it.
+            unsafe { libc::kill(*pid as libc::pid_t, signal) };
+        }
+    }
+
     /// Lets a contained process stop its world and exit (its stdin closes), and waits for it.
     pub async fn stop(self) -> Result<(), CellsError> {
-        if let Place::Contained(channel) = self.place {
+        if let Place::Contained { channel, .. } = self.place {
             let mut channel = channel.into_inner();
             drop(channel.stdin.take());
             channel.child.wait().await?;

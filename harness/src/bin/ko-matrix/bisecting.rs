@@ -13,6 +13,7 @@ use ko_matrix::scenario::Scenario;
 use ko_matrix::tool::{self, Source, Tool, ToolFetcher};
 use ko_matrix::world::WorldPlan;
 
+use crate::signals::Signals;
 use crate::{load_matrix, progress, BadInput};
 
 #[derive(Args)]
@@ -49,7 +50,7 @@ fn parse_mode(text: &str) -> Result<bisect::Mode, String> {
         .map_err(|_| "expected one of: releases, commits, deps".into())
 }
 
-pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u8> {
+pub async fn bisect(config: Option<&Path>, args: BisectArgs, signals: Signals) -> anyhow::Result<u8> {
     let (good, bad) = (tool::fetch::normalize(&args.good), tool::fetch::normalize(&args.bad));
     if good == bad {
         return Err(BadInput(format!(
@@ -106,33 +107,49 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs) -> anyhow::Result<u
         durations: None,
     };
     if args.contained {
-        let runner = run::Runner::start(&options, fetcher.go()).await?;
-        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-        cells::serve(&runner, &scenario, stdin, tokio::io::stdout()).await.context("serving the bisection's cells")?;
-        return Ok(0);
+        // A signal stops the cells and the world (and removes its files) by dropping them.
+        let serving = async {
+            let runner = run::Runner::start(&options, fetcher.go()).await?;
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            cells::serve(&runner, &scenario, stdin, tokio::io::stdout()).await.context("serving the bisection's cells")
+        };
+        return tokio::select! {
+            served = serving => served.map(|()| 0),
+            code = signals.received() => Ok(code),
+        };
     }
     // Everything that needs the network (the world's programs now, each probe's fetch or build
     // later) happens in this process; the world and the cells go into a namespace of their own.
-    let plan = WorldPlan::decide(std::slice::from_ref(&scenario), &services).await.map_err(RunError::from)?;
-    plan.provision(fetcher.go()).await.map_err(RunError::from)?;
-    let reason = match (wanted, plan.host_network()) {
-        (Wanted::ProxyOnly, _) => format!("forced by {}=proxy-only", containment::ENV),
-        (Wanted::Auto, Some(reason)) => reason,
-        (Wanted::Auto, None) => match containment::spawn(contained_bisect(config, &args)?) {
-            Ok(child) => match Cells::contained(child).await {
-                Ok(cells) => return bisect_with(cells, args, tool, &scenario, &fetcher, progress.as_ref()).await,
-                Err(CellsError::Exited { status }) => return Ok(status.code().map_or(3, |c| c as u8)),
+    let starting = async {
+        let plan = WorldPlan::decide(std::slice::from_ref(&scenario), &services).await.map_err(RunError::from)?;
+        plan.provision(fetcher.go()).await.map_err(RunError::from)?;
+        let reason = match (wanted, plan.host_network()) {
+            (Wanted::ProxyOnly, _) => format!("forced by {}=proxy-only", containment::ENV),
+            (Wanted::Auto, Some(reason)) => reason,
+            (Wanted::Auto, None) => match containment::spawn(contained_bisect(config, &args)?) {
+                Ok(child) => match Cells::contained(child).await {
+                    Ok(cells) => return Ok(Ok(cells)),
+                    // It said why on stderr; exit as it did.
+                    Err(CellsError::Exited { status }) => return Ok(Err(status.code().map_or(3, |c| c as u8))),
+                    Err(e) => return Err(e.into()),
+                },
+                Err(containment::SpawnError::Refused(refused)) => {
+                    format!("the kernel refused a user namespace: {refused}")
+                }
                 Err(e) => return Err(e.into()),
             },
-            Err(containment::SpawnError::Refused(refused)) => {
-                format!("the kernel refused a user namespace: {refused}")
-            }
-            Err(e) => return Err(e.into()),
-        },
+        };
+        let runner = run::Runner::start(&options, fetcher.go()).await?;
+        anyhow::Ok(Ok(Cells::here(runner, Containment::ProxyOnly(reason))))
     };
-    let runner = run::Runner::start(&options, fetcher.go()).await?;
-    let cells = Cells::here(runner, Containment::ProxyOnly(reason));
-    bisect_with(cells, args, tool, &scenario, &fetcher, progress.as_ref()).await
+    let cells = tokio::select! {
+        started = starting => match started? {
+            Ok(cells) => cells,
+            Err(code) => return Ok(code),
+        },
+        code = signals.received() => return Ok(code),
+    };
+    bisect_with(cells, args, tool, &scenario, &fetcher, progress.as_ref(), signals).await
 }
 
 /// The bisection itself, its probes run by `cells`; writes bisect.json and prints the answer.
@@ -143,14 +160,24 @@ async fn bisect_with(
     scenario: &Scenario,
     fetcher: &ToolFetcher,
     progress: &progress::Progress,
+    signals: Signals,
 ) -> anyhow::Result<u8> {
     match &cells.containment {
         Containment::Namespace => {
+            // The contained process gets a terminal's signal too, and says so itself.
+            signals.delegate();
             eprintln!("containment: {}: the world and the cells reach nothing but loopback", containment::NAMESPACE)
         }
         proxy_only => eprintln!("containment: {proxy_only}: cells are kept off the network by proxy variables only"),
     }
-    let result = search(&cells, args, tool, scenario, fetcher, progress).await;
+    let result = tokio::select! {
+        result = search(&cells, args, tool, scenario, fetcher, progress) => result,
+        code = signals.received() => {
+            // Passed on, so that a SIGTERM sent to this process alone stops the contained one too.
+            cells.signal(if code == 130 { libc::SIGINT } else { libc::SIGTERM });
+            Ok(code)
+        }
+    };
     // Whatever the answer, a contained world stops by itself and removes its files.
     let stopped = cells.stop().await;
     let code = result?;

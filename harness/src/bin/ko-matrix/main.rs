@@ -209,9 +209,9 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let code = runtime.block_on(async {
         let signals = Signals::install();
-        // `run` stops itself on a signal, so it can keep the cells that finished; every
-        // other command just stops.
-        let graceful = matches!(cli.command, Command::Run(_));
+        // `run` stops itself on a signal, so it can keep the cells that finished, and `bisect`
+        // so that its contained world can stop and clean up; every other command just stops.
+        let graceful = matches!(cli.command, Command::Run(_) | Command::Bisect(_));
         let result = if graceful {
             dispatch(cli, signals).await
         } else {
@@ -287,7 +287,7 @@ async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
         Command::Report { dir, snapshots } => matrices::report_command(&dir, &snapshots),
         Command::Diff { old, new } => matrices::diff(&old, &new),
         Command::Regressions(args) => matrices::regressions(args),
-        Command::Bisect(args) => bisecting::bisect(config, args).await,
+        Command::Bisect(args) => bisecting::bisect(config, args, signals).await,
         Command::Check(args) => matrices::check(args),
         Command::Merge { shards, out, snapshots } => matrices::merge(&shards, &out, &snapshots),
         Command::Shell(args) => shell::shell(config, args).await,
