@@ -488,4 +488,18 @@ fn an_unknown_version_exits_2_with_the_known_ones() {
     assert!(!stderr.contains("containment:"), "no namespace, no services: {stderr}");
     assert!(!out.exists(), "nothing written");
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+
+    // bisect checks its ends before any world starts (the good end first: v0.15.1 is not built).
+    let output = ko_matrix()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KO_MATRIX_CACHE", cache.path())
+        .args(["bisect", "--good", "v9.9.9", "--bad", "v0.15.1", "--scenario", "registry/anonymous", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the Go module proxy does not know github.com/google/ko@v9.9.9: "), "{stderr}");
+    assert!(!stderr.contains("containment:") && !stderr.contains("v0.15.1"), "nothing else started: {stderr}");
+    assert!(!out.exists(), "nothing written");
 }

@@ -10,7 +10,7 @@ use ko_matrix::config::ServicesConfig;
 use ko_matrix::containment::{self, Containment, Wanted};
 use ko_matrix::run::{self, RunError, RunnerOptions};
 use ko_matrix::scenario::Scenario;
-use ko_matrix::tool::{self, Source, Tool, ToolFetcher};
+use ko_matrix::tool::{self, FetchError, Source, Tool, ToolFetcher};
 use ko_matrix::world::WorldPlan;
 
 use crate::signals::Signals;
@@ -121,6 +121,16 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs, signals: Signals) -
     // Everything that needs the network (the world's programs now, each probe's fetch or build
     // later) happens in this process; the world and the cells go into a namespace of their own.
     let starting = async {
+        // The ends first, one after the other, before any world starts: a version that does not
+        // exist is bad input, and what is fetched here the search finds in the cache.
+        for end in [&good, &bad] {
+            if args.mode == bisect::Mode::Deps {
+                let provision = |source| FetchError::Provision { tool: tool.name(), version: end.clone(), source };
+                fetcher.go().resolve(tool.go(), end).await.map_err(|e| provision(Box::new(e)))?;
+            } else {
+                fetcher.fetch(end).await?;
+            }
+        }
         let plan = WorldPlan::decide(std::slice::from_ref(&scenario), &services).await.map_err(RunError::from)?;
         plan.provision(fetcher.go()).await.map_err(RunError::from)?;
         let reason = match (wanted, plan.host_network()) {
