@@ -31,7 +31,7 @@ Exit codes:
        cells; `regressions` found a regression (not recorded in --snapshots)
   2    bad input: arguments, matrix.toml or a scenario file (the message says where), a
        version the Go module proxy does not have, ecr.backend = \"localstack\" without
-       LOCALSTACK_AUTH_TOKEN; `bisect` ends that do not differ or whose good end is flaky
+       LOCALSTACK_AUTH_TOKEN; `bisect` ends that do not differ, or a flaky or skipped end
   3    infrastructure: a download, build, cache or service failed
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM); child processes are stopped first";
 
@@ -135,7 +135,10 @@ enum Command {
         "  ko-matrix bisect --good v0.14.1 --bad v0.16.0 --scenario ecr/env-session\n",
         "  ko-matrix bisect --good v0.14.1 --bad v0.16.0 --scenario ecr/env-session --candidates v0.15.0,v0.15.1,v0.15.2,v0.15.3\n",
         "  ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode commits --repo ~/src/ko\n",
-        "\nWrites bisect.json to --out. Every build is cached, so a rerun is fast."
+        "\nWrites bisect.json to --out. Every build is cached, so a rerun is fast. The probes' world\n",
+        "and cells run in a user+network namespace as `run`'s do (KO_MATRIX_CONTAINMENT=proxy-only\n",
+        "forces proxy-only); bisect.json records which as `containment`. Ends that give the same\n",
+        "label, or a flaky or skipped one, are refused (exit 2); an infra-error end exits 3."
     ))]
     Bisect(bisecting::BisectArgs),
     /// Compare a matrix.json with the committed snapshots (exit 1 on a changed, pending or missing cell).
