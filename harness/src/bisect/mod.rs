@@ -214,8 +214,8 @@ impl<'a> Bisect<'a> {
         };
         let good_binary = good_binary.map_err(|e| end(good, e))?;
         let bad_binary = bad_binary.map_err(|e| end(bad, e))?;
-        let unreliable = |end, version: &str, label: String, probes: &Mutex<Vec<ProbeRecord>>| {
-            let detail = probes.lock().expect("probes lock").last().map(|p| p.detail.clone()).unwrap_or_default();
+        let unreliable = |end, version: &str, label: String| {
+            let detail = self.probes.lock().expect("probes lock").last().map(|p| p.detail.clone()).unwrap_or_default();
             BisectError::UnreliableEnd {
                 end,
                 version: version.into(),
@@ -229,12 +229,12 @@ impl<'a> Bisect<'a> {
             self.judge(format!("{good} (good end)"), Vec::new(), estimate, Ok(good_binary)).await;
         // Refused before the bad end runs: every verdict would be judged against this label.
         if verdict == Verdict::Skip {
-            return Err(unreliable("good", good, good_label, &self.probes));
+            return Err(unreliable("good", good, good_label));
         }
         self.good_label = good_label.clone();
         let (verdict, bad_label) = self.judge(format!("{bad} (bad end)"), Vec::new(), estimate, Ok(bad_binary)).await;
         if verdict == Verdict::Skip {
-            return Err(unreliable("bad", bad, bad_label, &self.probes));
+            return Err(unreliable("bad", bad, bad_label));
         }
         if verdict != Verdict::Bad {
             return Err(BisectError::NoDifference {
@@ -674,6 +674,28 @@ mod tests {
         assert_eq!(between, ids[1..4].iter().map(|c| c[..12].to_string()).collect::<Vec<_>>());
         let err = commits_between(repo.path(), "v9", "v1.1.0").unwrap_err().to_string();
         assert!(err.contains("commits v9..v1.1.0"), "{err}");
+    }
+
+    #[test]
+    fn an_unreliable_end_says_why_and_only_infra_error_is_infrastructure() {
+        let end = |label: &str, detail: &str| BisectError::UnreliableEnd {
+            end: "good",
+            version: "v0.15.1".into(),
+            label: label.into(),
+            scenario: "ecr/env-session".into(),
+            detail: detail.into(),
+        };
+        let infra = end("infra-error", "base-image registry 127.0.0.1:40123 unreachable");
+        assert!(infra.is_infrastructure());
+        assert_eq!(
+            infra.to_string(),
+            "the good end (v0.15.1) gives `infra-error` for ecr/env-session, so it cannot anchor the bisection: the harness failed, not the tool (base-image registry 127.0.0.1:40123 unreachable); fix that and run the bisection again"
+        );
+        let flaky = end("flaky", "pass, then fail(unauthorized)");
+        assert!(!flaky.is_infrastructure());
+        assert!(flaky.to_string().ends_with(
+            "its two runs disagree (pass, then fail(unauthorized)); make the cell deterministic or choose other ends"
+        ));
     }
 
     #[test]
