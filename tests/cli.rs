@@ -403,3 +403,103 @@ fn two_runs_at_once_share_the_cache() {
         }
     }
 }
+
+/// Bad input to `run` and `bisect` exits 2 at once: before the namespace, the services or any
+/// output exist.
+#[test]
+fn bad_input_exits_2_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let afile = dir.path().join("afile");
+    std::fs::write(&afile, "").unwrap();
+    let (out, under_afile) = (dir.path().join("out"), afile.join("sub"));
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["run", "--versions", "v0.15.1", "--scenarios", "registry/anonymous", "--out", afile.to_str().unwrap()],
+            "is a file, not a directory; give a directory",
+        ),
+        (&["run", "--versions", "v0.15.1", "--out", under_afile.to_str().unwrap()], "afile is a file, not a directory"),
+        (
+            &["run", "--jobs", "0", "--out", out.to_str().unwrap()],
+            "invalid value '0' for '--jobs <JOBS>': at least 1 cell must run at a time; give 1 or more",
+        ),
+        (&["run", "--jobs", "many", "--out", out.to_str().unwrap()], "`many` is not a number of cells"),
+        (
+            &[
+                "bisect",
+                "--good",
+                "v0.15.1",
+                "--bad",
+                "0.15.1",
+                "--scenario",
+                "ecr/env-session",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "--good and --bad are both v0.15.1: a bisection needs a good and a bad version whose cells differ",
+        ),
+        (
+            &[
+                "bisect",
+                "--good",
+                "v0.15.1",
+                "--bad",
+                "v0.15.2",
+                "--scenario",
+                "ecr/env-session",
+                "--out",
+                afile.to_str().unwrap(),
+            ],
+            "is a file, not a directory",
+        ),
+    ];
+    for (args, message) in cases {
+        let started = std::time::Instant::now();
+        let (code, stdout, stderr) = run(args, Path::new(repo));
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("containment:") && !stderr.contains("versions:"), "nothing started: {stderr}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{args:?} took {:?}", started.elapsed());
+        assert!(!out.exists(), "{args:?} created {}", out.display());
+    }
+}
+
+/// The module proxy's final "no such version" is the user's to fix (exit 2), with the releases
+/// it has instead; nothing is started or written. (Needs the module proxy.)
+#[test]
+fn an_unknown_version_exits_2_with_the_known_ones() {
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = dir.path().join("out");
+    let started = std::time::Instant::now();
+    let output = ko_matrix()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KO_MATRIX_CACHE", cache.path())
+        .args(["run", "--versions", "v9.9.9", "--scenarios", "registry/anonymous", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the Go module proxy does not know github.com/google/ko@v9.9.9: "), "{stderr}");
+    assert!(
+        stderr.contains("(nearest to v9.9.9: v") && stderr.contains("`ko-matrix versions` lists them all"),
+        "the versions that exist are named: {stderr}"
+    );
+    assert!(!stderr.contains("containment:"), "no namespace, no services: {stderr}");
+    assert!(!out.exists(), "nothing written");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+
+    // bisect checks its ends before any world starts (the good end first: v0.15.1 is not built).
+    let output = ko_matrix()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KO_MATRIX_CACHE", cache.path())
+        .args(["bisect", "--good", "v9.9.9", "--bad", "v0.15.1", "--scenario", "registry/anonymous", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the Go module proxy does not know github.com/google/ko@v9.9.9: "), "{stderr}");
+    assert!(!stderr.contains("containment:") && !stderr.contains("v0.15.1"), "nothing else started: {stderr}");
+    assert!(!out.exists(), "nothing written");
+}

@@ -43,9 +43,10 @@ async fn builds_ko_v0_15_2() {
 #[tokio::test]
 async fn an_unknown_version_is_named_with_the_proxys_answer() {
     let err = go_fetcher().go().resolve(tool::shorthand().go(), "v0.0.999").await.unwrap_err();
-    let ProvisionError::UnknownVersion { module, query, message } = &err else { panic!("{err}") };
+    let ProvisionError::UnknownVersion { module, query, message, known } = &err else { panic!("{err}") };
     assert_eq!((module.as_str(), query.as_str()), ("github.com/google/ko", "v0.0.999"));
     assert!(message.contains("v0.0.999"), "{message}");
+    assert!(!known.is_empty(), "what the proxy lists instead comes with it: {err}");
 }
 
 #[tokio::test]

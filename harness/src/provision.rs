@@ -112,8 +112,14 @@ pub enum ProvisionError {
     GoTooOld { what: String, need: GoVersion, have: GoVersion, go: PathBuf },
     #[error("`{command}` failed:\n{output}")]
     GoCommand { command: String, output: String },
-    #[error("the Go module proxy does not know {module}@{query}: {message}")]
-    UnknownVersion { module: String, query: String, message: String },
+    /// The proxy's final answer (unknown revision, 404/410, "not available"): the version
+    /// does not exist there; `known` is what it lists instead.
+    #[error("the Go module proxy does not know {module}@{query}: {message}{}", versions_hint(.query, .known))]
+    UnknownVersion { module: String, query: String, message: String, known: Vec<String> },
+    #[error(
+        "asking the Go module proxy for {module}@{query} failed: {message}; check the network and GOPROXY, then retry"
+    )]
+    ProxyFailed { module: String, query: String, message: String },
     #[error("building {target} with {toolchain} failed; `{command}` said:\n{output}")]
     BuildFailed { target: String, toolchain: String, command: String, output: String },
     #[error("{path} reports version {reported:?} but {expected} was requested; it was not kept")]
@@ -124,6 +130,49 @@ pub enum ProvisionError {
     Run(#[from] RunError),
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
+}
+
+/// Whether `go mod download`'s error is the proxy's final word that the version does not exist
+/// (as opposed to not reaching it, where a retry may succeed).
+fn is_final_answer(message: &str) -> bool {
+    const UNREACHED: [&str; 8] = [
+        "dial tcp",
+        "no such host",
+        "connection refused",
+        "connection reset",
+        "i/o timeout",
+        "TLS handshake",
+        "Could not resolve host",
+        "unable to access",
+    ];
+    const FINAL: [&str; 5] = ["unknown revision", "404 Not Found", "410 Gone", "not available", "no matching versions"];
+    !UNREACHED.iter().any(|m| message.contains(m)) && FINAL.iter().any(|m| message.contains(m))
+}
+
+/// The releases nearest `query` and the newest ones among `known` (what the proxy lists), and
+/// where to see them all.
+fn versions_hint(query: &str, known: &[String]) -> String {
+    let mut releases: Vec<semver::Version> = known
+        .iter()
+        .filter_map(|v| semver::Version::parse(v.trim_start_matches('v')).ok())
+        .filter(|v| v.pre.is_empty())
+        .collect();
+    releases.sort();
+    if releases.is_empty() {
+        return "; `ko-matrix versions` lists the releases".into();
+    }
+    let show = |v: &semver::Version| format!("v{v}");
+    let newest: Vec<String> = releases.iter().rev().take(3).rev().map(show).collect();
+    let mut hint = format!("; the proxy lists {} release(s), the newest {}", releases.len(), newest.join(", "));
+    if let Ok(wanted) = semver::Version::parse(query.trim_start_matches('v')) {
+        let below = releases.iter().rev().find(|v| **v < wanted).map(show);
+        let above = releases.iter().find(|v| **v > wanted).map(show);
+        let nearest: Vec<String> = below.into_iter().chain(above).collect();
+        if !nearest.is_empty() {
+            hint += &format!(" (nearest to {query}: {})", nearest.join(", "));
+        }
+    }
+    hint + "; `ko-matrix versions` lists them all (exact versions it does not list may still exist)"
 }
 
 /// A module version as the proxy resolved it.
@@ -202,8 +251,14 @@ impl Go {
                     go_mod: text,
                 })
             }
+            Some(Download { error: Some(message), .. }) if is_final_answer(&message) => {
+                // What the proxy has instead, for the message; a failure to list leaves it out.
+                let known = self.list_versions(module).await.unwrap_or_default();
+                let message = message.trim_end().trim_end_matches('.').to_string();
+                Err(ProvisionError::UnknownVersion { module: module.into(), query: query.into(), message, known })
+            }
             Some(Download { error: Some(message), .. }) => {
-                Err(ProvisionError::UnknownVersion { module: module.into(), query: query.into(), message })
+                Err(ProvisionError::ProxyFailed { module: module.into(), query: query.into(), message })
             }
             _ => Err(ProvisionError::GoCommand {
                 command: format!("go mod download -json {target}"),
@@ -785,6 +840,37 @@ impl GoProvisioner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_proxys_final_answers_are_told_from_not_reaching_it() {
+        for answer in [
+            "github.com/google/ko@v9.9.9: reading https://proxy.golang.org/github.com/google/ko/@v/v9.9.9.info: 403 Forbidden\n\tserver response: This module version is not available.",
+            "github.com/google/ko@v9.9.9: reading https://proxy.golang.org/github.com/google/ko/@v/v9.9.9.info: 410 Gone\n\tserver response: not found: github.com/google/ko@v9.9.9: invalid version: unknown revision v9.9.9",
+            "github.com/google/ko@nope: invalid version: unknown revision nope",
+        ] {
+            assert!(is_final_answer(answer), "{answer}");
+        }
+        for failure in [
+            "github.com/google/ko@v9.9.9: Get \"http://127.0.0.1:1/github.com/google/ko/@v/v9.9.9.info\": dial tcp 127.0.0.1:1: connect: connection refused",
+            "github.com/google/ko@v9.9.9: invalid version: git ls-remote -q origin: exit status 128:\n\tfatal: unable to access 'https://github.com/google/ko/': Could not resolve host: github.com",
+            "github.com/google/ko@v9.9.9: reading https://proxy.golang.org/github.com/google/ko/@v/v9.9.9.info: 502 Bad Gateway",
+        ] {
+            assert!(!is_final_answer(failure), "{failure}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_version_names_the_nearest_and_newest_releases() {
+        let known: Vec<String> =
+            ["v0.14.1", "v0.15.0", "v0.16.0-rc1", "v0.16.0", "v0.17.0", "v0.18.1"].map(String::from).into();
+        assert_eq!(
+            versions_hint("v0.15.9", &known),
+            "; the proxy lists 5 release(s), the newest v0.16.0, v0.17.0, v0.18.1 (nearest to v0.15.9: v0.15.0, v0.16.0); `ko-matrix versions` lists them all (exact versions it does not list may still exist)"
+        );
+        assert!(versions_hint("v9.9.9", &known).contains("(nearest to v9.9.9: v0.18.1)"));
+        assert!(versions_hint("main", &known).contains("the newest v0.16.0, v0.17.0, v0.18.1; `ko-matrix versions`"));
+        assert_eq!(versions_hint("v1.0.0", &[]), "; `ko-matrix versions` lists the releases");
+    }
 
     #[test]
     fn go_versions_parse_and_order() {

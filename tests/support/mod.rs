@@ -146,15 +146,72 @@ async fn serve_one(mut stream: tokio::net::TcpStream, root: &Path, behaviour: Be
 /// a real tar.gz holding an executable `ko` that prints `reports` for `ko version`, plus
 /// `checksums.txt`. Returns the archive's path.
 pub fn write_release(root: &Path, version: &str, reports: &str) -> PathBuf {
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = version ]; then echo {reports}; exit 0; fi\necho \"fake ko: $*\" >&2\nexit 2\n"
+    );
+    write_release_of(root, version, &script)
+}
+
+/// What a fake ko release does with `ko build`.
+pub enum FakeKo {
+    /// Pushes a small image to `KO_DOCKER_REPO` (through the cell's proxy, trusting its CA, with
+    /// no credentials: an anonymous registry) and prints its digest, as ko does: the cell passes.
+    Pushes,
+    /// Fails the way ko does when the registry refuses it: the cell fails.
+    Fails,
+    /// Fails the first time (marking this file), pushes after: the cell is flaky.
+    FailsOnce(PathBuf),
+    /// Marks this file and hangs: a cell to interrupt.
+    Hangs(PathBuf),
+}
+
+/// A ko release (as [`write_release`]) whose `ko build` really pushes or fails ([`FakeKo`]).
+pub fn write_fake_ko(root: &Path, version: &str, behaviour: FakeKo) -> PathBuf {
+    let fail = "echo 'Error: failed to publish images: unexpected status code 401 Unauthorized (fake ko)' >&2; exit 1";
+    let before_push = match behaviour {
+        FakeKo::Pushes => String::new(),
+        FakeKo::Fails => format!("{fail}\n"),
+        FakeKo::FailsOnce(mark) => {
+            let mark = mark.display();
+            format!("if [ ! -e '{mark}' ]; then : > '{mark}'; {fail}; fi\n")
+        }
+        FakeKo::Hangs(mark) => format!(": > '{}'; sleep 600\n", mark.display()),
+    };
+    let script = format!(
+        r#"#!/bin/sh
+if [ "$1" = version ]; then echo {version}; exit 0; fi
+{before_push}set -e
+host="${{KO_DOCKER_REPO%%/*}}"; name="${{KO_DOCKER_REPO#*/}}"
+api() {{ curl -sS --fail --proxy "$HTTPS_PROXY" --cacert "$SSL_CERT_FILE" "$@"; }}
+push() {{ # file media-type: a blob, or with `manifest` the manifest
+  digest="sha256:$(sha256sum "$1" | cut -d' ' -f1)"
+  if [ "$2" = manifest ]; then
+    api -X PUT -H "Content-Type: application/vnd.oci.image.manifest.v1+json" --data-binary @"$1" "https://$host/v2/$name/manifests/latest" >/dev/null
+    return
+  fi
+  location=$(api -X POST -D - -o /dev/null "https://$host/v2/$name/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: *//p')
+  case "$location" in http*) ;; *) location="https://$host$location" ;; esac
+  case "$location" in *\?*) sep='&' ;; *) sep='?' ;; esac
+  api -X PUT -H "Content-Type: application/octet-stream" --data-binary @"$1" "$location${{sep}}digest=$digest" >/dev/null
+}}
+cd "$TMPDIR"
+printf '{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"config":{{}}}}' > config.json
+push config.json
+printf '{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s}},"layers":[]}}' "$digest" "$(wc -c < config.json)" > manifest.json
+push manifest.json manifest
+echo "$KO_DOCKER_REPO@$digest"
+"#
+    );
+    write_release_of(root, version, &script)
+}
+
+fn write_release_of(root: &Path, version: &str, script: &str) -> PathBuf {
     let dir = root.join(format!("v{version}"));
     std::fs::create_dir_all(&dir).unwrap();
     let asset = ko_matrix::tool::shorthand().release().asset_name(version).unwrap();
     let archive_path = dir.join(&asset);
     let gz = flate2::write::GzEncoder::new(std::fs::File::create(&archive_path).unwrap(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
-    let script = format!(
-        "#!/bin/sh\nif [ \"$1\" = version ]; then echo {reports}; exit 0; fi\necho \"fake ko: $*\" >&2\nexit 2\n"
-    );
     append(&mut tar, "ko", script.as_bytes(), 0o755);
     append(&mut tar, "LICENSE", b"Apache License 2.0\n", 0o644);
     // Incompressible padding so downloads are long enough to cut or stall in the middle.

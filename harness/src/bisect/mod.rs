@@ -2,6 +2,7 @@
 //! dependency upgrade turned a cell red. Every probe runs the real cell (same services,
 //! same scenario); a probe that does not build is skipped, never counted as bad.
 
+pub mod cells;
 pub mod deps;
 pub mod search;
 
@@ -12,10 +13,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::outcome::Outcome;
-use crate::run::Runner;
 use crate::scenario::Scenario;
 use crate::tool::versions::ReleaseIndex;
 use crate::tool::{Tool, ToolBinary, ToolFetcher};
+use cells::Cells;
 use deps::Upgrade;
 use search::Verdict;
 
@@ -43,6 +44,9 @@ pub struct ProbeRecord {
     pub verdict: Verdict,
     /// The cell's label, or why there was none.
     pub outcome: String,
+    /// The cell's detail (the tool's deciding line, or the harness's fault).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub build_list: Vec<String>,
@@ -72,6 +76,8 @@ pub struct BisectReport {
     pub probes: Vec<ProbeRecord>,
     pub builds: usize,
     pub wall_ms: u64,
+    /// How the probes' world and cells were contained, as matrix.json's `containment`.
+    pub containment: String,
 }
 
 #[derive(Debug, Clone)]
@@ -99,10 +105,29 @@ pub enum BisectError {
     NotInDependencies { tool: &'static str, good: String, bad: String, label: String },
     #[error("listing {what} failed: {reason}")]
     Listing { what: String, reason: String },
+    /// An end whose cell has no verdict: the good end's label would be the reference for every
+    /// probe, and the bad end's must differ from it.
+    #[error("the {end} end ({version}) gives `{label}` for {scenario}, so it cannot anchor the bisection: {}", unreliable_why(.label, .detail))]
+    UnreliableEnd { end: &'static str, version: String, label: String, scenario: String, detail: String },
+}
+
+impl BisectError {
+    /// An unreliable end because the harness failed (infra-error) is the infrastructure's fault.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, BisectError::UnreliableEnd { label, .. } if label == "infra-error")
+    }
+}
+
+fn unreliable_why(label: &str, detail: &str) -> String {
+    match label {
+        "flaky" => format!("its two runs disagree ({detail}); make the cell deterministic or choose other ends"),
+        "infra-error" => format!("the harness failed, not the tool ({detail}); fix that and run the bisection again"),
+        _ => format!("{detail}; choose a scenario this tool's cell runs"),
+    }
 }
 
 pub struct Bisect<'a> {
-    pub runner: &'a Runner,
+    pub cells: &'a Cells,
     pub fetcher: &'a ToolFetcher,
     pub scenario: &'a Scenario,
     pub observer: &'a dyn BisectObserver,
@@ -112,12 +137,12 @@ pub struct Bisect<'a> {
 
 impl<'a> Bisect<'a> {
     pub fn new(
-        runner: &'a Runner,
+        cells: &'a Cells,
         fetcher: &'a ToolFetcher,
         scenario: &'a Scenario,
         observer: &'a dyn BisectObserver,
     ) -> Bisect<'a> {
-        Bisect { runner, fetcher, scenario, observer, probes: Mutex::new(Vec::new()), good_label: String::new() }
+        Bisect { cells, fetcher, scenario, observer, probes: Mutex::new(Vec::new()), good_label: String::new() }
     }
 
     /// Runs the cell with `binary` and judges it against the good end's label.
@@ -131,12 +156,15 @@ impl<'a> Bisect<'a> {
         let k = self.probes.lock().expect("probes lock").len() + 1;
         self.observer.on_bisect_event(BisectEvent::Probing { k, estimate, what: what.clone() });
         let started = Instant::now();
-        let (verdict, outcome, build_list) = match binary {
-            Err(reason) => {
-                (Verdict::Skip, format!("did not build: {}", reason.lines().last().unwrap_or(&reason)), Vec::new())
-            }
+        let (verdict, outcome, detail, build_list) = match binary {
+            Err(reason) => (
+                Verdict::Skip,
+                format!("did not build: {}", reason.lines().last().unwrap_or(&reason)),
+                String::new(),
+                Vec::new(),
+            ),
             Ok((binary, build_list)) => {
-                let cell = self.runner.run_cell(&binary, self.scenario).await;
+                let cell = self.cells.run_cell(&binary, self.scenario).await;
                 let label = cell.label();
                 // Until the good end has run there is no reference: that first run is good by definition.
                 let verdict = match cell.outcome {
@@ -144,7 +172,7 @@ impl<'a> Bisect<'a> {
                     _ if self.good_label.is_empty() || label == self.good_label => Verdict::Good,
                     _ => Verdict::Bad,
                 };
-                (verdict, label, build_list)
+                (verdict, label, cell.detail, build_list)
             }
         };
         let record = ProbeRecord {
@@ -153,6 +181,7 @@ impl<'a> Bisect<'a> {
             upgrades,
             verdict,
             outcome: outcome.clone(),
+            detail,
             duration_ms: started.elapsed().as_millis() as u64,
             build_list,
         };
@@ -185,10 +214,28 @@ impl<'a> Bisect<'a> {
         };
         let good_binary = good_binary.map_err(|e| end(good, e))?;
         let bad_binary = bad_binary.map_err(|e| end(bad, e))?;
+        let unreliable = |end, version: &str, label: String| {
+            let detail = self.probes.lock().expect("probes lock").last().map(|p| p.detail.clone()).unwrap_or_default();
+            BisectError::UnreliableEnd {
+                end,
+                version: version.into(),
+                label,
+                scenario: self.scenario.name.clone(),
+                detail,
+            }
+        };
         self.good_label.clear();
-        let (_, good_label) = self.judge(format!("{good} (good end)"), Vec::new(), estimate, Ok(good_binary)).await;
+        let (verdict, good_label) =
+            self.judge(format!("{good} (good end)"), Vec::new(), estimate, Ok(good_binary)).await;
+        // Refused before the bad end runs: every verdict would be judged against this label.
+        if verdict == Verdict::Skip {
+            return Err(unreliable("good", good, good_label));
+        }
         self.good_label = good_label.clone();
         let (verdict, bad_label) = self.judge(format!("{bad} (bad end)"), Vec::new(), estimate, Ok(bad_binary)).await;
+        if verdict == Verdict::Skip {
+            return Err(unreliable("bad", bad, bad_label));
+        }
         if verdict != Verdict::Bad {
             return Err(BisectError::NoDifference {
                 good: good.into(),
@@ -238,6 +285,7 @@ impl<'a> Bisect<'a> {
             probes,
             builds,
             wall_ms: started.elapsed().as_millis() as u64,
+            containment: self.cells.containment.to_string(),
         }
     }
 
@@ -626,6 +674,28 @@ mod tests {
         assert_eq!(between, ids[1..4].iter().map(|c| c[..12].to_string()).collect::<Vec<_>>());
         let err = commits_between(repo.path(), "v9", "v1.1.0").unwrap_err().to_string();
         assert!(err.contains("commits v9..v1.1.0"), "{err}");
+    }
+
+    #[test]
+    fn an_unreliable_end_says_why_and_only_infra_error_is_infrastructure() {
+        let end = |label: &str, detail: &str| BisectError::UnreliableEnd {
+            end: "good",
+            version: "v0.15.1".into(),
+            label: label.into(),
+            scenario: "ecr/env-session".into(),
+            detail: detail.into(),
+        };
+        let infra = end("infra-error", "base-image registry 127.0.0.1:40123 unreachable");
+        assert!(infra.is_infrastructure());
+        assert_eq!(
+            infra.to_string(),
+            "the good end (v0.15.1) gives `infra-error` for ecr/env-session, so it cannot anchor the bisection: the harness failed, not the tool (base-image registry 127.0.0.1:40123 unreachable); fix that and run the bisection again"
+        );
+        let flaky = end("flaky", "pass, then fail(unauthorized)");
+        assert!(!flaky.is_infrastructure());
+        assert!(flaky.to_string().ends_with(
+            "its two runs disagree (pass, then fail(unauthorized)); make the cell deterministic or choose other ends"
+        ));
     }
 
     #[test]

@@ -58,9 +58,9 @@ impl Default for FetchSettings {
 }
 
 /// A verified binary of a tool, ready to run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ToolBinary {
-    #[serde(serialize_with = "tool_name")]
+    #[serde(serialize_with = "tool_name", deserialize_with = "tool_by_name")]
     pub tool: &'static dyn Tool,
     /// What was asked for (`v0.15.2`, `latest`, `main`).
     pub requested: String,
@@ -79,6 +79,11 @@ pub struct ToolBinary {
 
 fn tool_name<S: serde::Serializer>(tool: &&'static dyn Tool, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(tool.name())
+}
+
+fn tool_by_name<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<&'static dyn Tool, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    super::by_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown tool `{name}`")))
 }
 
 impl ToolBinary {
@@ -119,9 +124,14 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// The request itself was wrong (as opposed to a download or build failing).
+    /// The request itself was wrong (as opposed to a download or build failing): the proxy's
+    /// final "no such version" is one.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, FetchError::PathNotSet { .. } | FetchError::NotARelease { .. })
+        match self {
+            FetchError::PathNotSet { .. } | FetchError::NotARelease { .. } => true,
+            FetchError::Provision { source, .. } => matches!(**source, ProvisionError::UnknownVersion { .. }),
+            _ => false,
+        }
     }
 }
 

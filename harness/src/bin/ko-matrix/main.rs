@@ -30,8 +30,9 @@ Exit codes:
   1    `run --fail-on-fail` and a cell failed; `diff` / `check` found changed or missing
        cells; `regressions` found a regression (not recorded in --snapshots); flaky
        cells, on consecutive nights or not, are reported and never fail a command
-  2    bad input: arguments, matrix.toml or a scenario file (the message says where), or
-       ecr.backend = \"localstack\" without LOCALSTACK_AUTH_TOKEN
+  2    bad input: arguments, matrix.toml or a scenario file (the message says where), a
+       version the Go module proxy does not have, ecr.backend = \"localstack\" without
+       LOCALSTACK_AUTH_TOKEN; `bisect` ends that do not differ, or a flaky or skipped end
   3    infrastructure: a download, build, cache or service failed
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM); child processes are stopped first";
 
@@ -145,7 +146,10 @@ enum Command {
         "  ko-matrix bisect --good v0.14.1 --bad v0.16.0 --scenario ecr/env-session\n",
         "  ko-matrix bisect --good v0.14.1 --bad v0.16.0 --scenario ecr/env-session --candidates v0.15.0,v0.15.1,v0.15.2,v0.15.3\n",
         "  ko-matrix bisect --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode commits --repo ~/src/ko\n",
-        "\nWrites bisect.json to --out. Every build is cached, so a rerun is fast."
+        "\nWrites bisect.json to --out. Every build is cached, so a rerun is fast. The probes' world\n",
+        "and cells run in a user+network namespace as `run`'s do (KO_MATRIX_CONTAINMENT=proxy-only\n",
+        "forces proxy-only); bisect.json records which as `containment`. Ends that give the same\n",
+        "label, or a flaky or skipped one, are refused (exit 2); an infra-error end exits 3."
     ))]
     Bisect(bisecting::BisectArgs),
     /// Compare a matrix.json with the committed snapshots (exit 1 on a changed, pending or missing cell).
@@ -219,9 +223,9 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let code = runtime.block_on(async {
         let signals = Signals::install();
-        // `run` stops itself on a signal, so it can keep the cells that finished; every
-        // other command just stops.
-        let graceful = matches!(cli.command, Command::Run(_));
+        // `run` stops itself on a signal, so it can keep the cells that finished, and `bisect`
+        // so that its contained world can stop and clean up; every other command just stops.
+        let graceful = matches!(cli.command, Command::Run(_) | Command::Bisect(_));
         let result = if graceful {
             dispatch(cli, signals).await
         } else {
@@ -258,6 +262,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         let report_parse = matches!(e.downcast_ref::<ko_matrix::report::ReportError>(), Some(ko_matrix::report::ReportError::Parse { .. }));
         report_parse
             || matches!(e.downcast_ref::<bisect::BisectError>(), Some(bisect::BisectError::NoDifference { .. } | bisect::BisectError::NotInDependencies { .. }))
+            // A flaky end is a wrong premise; an end that is infra-error, the harness's fault.
+            || e.downcast_ref::<bisect::BisectError>().is_some_and(|b| matches!(b, bisect::BisectError::UnreliableEnd { .. }) && !b.is_infrastructure())
             || e.is::<ConfigError>()
             || e.is::<BadInput>()
             || matches!(e.downcast_ref::<ko_matrix::builtin::InitError>(), Some(ko_matrix::builtin::InitError::Exists { .. }))
@@ -295,7 +301,7 @@ async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
         Command::Report { dir, snapshots } => matrices::report_command(&dir, &snapshots),
         Command::Diff { old, new } => matrices::diff(&old, &new),
         Command::Regressions(args) => matrices::regressions(args),
-        Command::Bisect(args) => bisecting::bisect(config, args).await,
+        Command::Bisect(args) => bisecting::bisect(config, args, signals).await,
         Command::Check(args) => matrices::check(args),
         Command::Merge { shards, out, snapshots } => matrices::merge(&shards, &out, &snapshots),
         Command::Shell(args) => shell::shell(config, args).await,
@@ -317,6 +323,20 @@ fn init(dir: &Path) -> anyhow::Result<u8> {
         if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) }
     );
     Ok(0)
+}
+
+/// Refuses an `--out` that cannot be a directory (it or a parent is a file) before anything
+/// starts, rather than after the services are up.
+fn check_out_dir(out: &Path) -> Result<(), BadInput> {
+    let Some(existing) = out.ancestors().find(|p| !p.as_os_str().is_empty() && p.exists()) else { return Ok(()) };
+    if existing.is_dir() {
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "--out {}: {} is a file, not a directory; give a directory (created when missing)",
+        out.display(),
+        existing.display()
+    )))
 }
 
 /// The matrix file: `--config` (which must exist), else ./matrix.toml, which may be absent

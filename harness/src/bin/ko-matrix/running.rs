@@ -30,7 +30,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Cells at once [default: matrix.toml's, else the number of cores].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_jobs)]
     jobs: Option<usize>,
     /// Where matrix.json and the logs go.
     #[arg(long, default_value = "results/latest", value_name = "DIR")]
@@ -51,6 +51,14 @@ pub struct RunArgs {
     contained: bool,
 }
 
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 cell must run at a time; give 1 or more".into()),
+        Ok(jobs) => Ok(jobs),
+        Err(_) => Err(format!("`{text}` is not a number of cells; give 1 or more")),
+    }
+}
+
 fn parse_runtime(text: &str) -> Result<RuntimeChoice, String> {
     serde_json::from_value(serde_json::Value::String(text.into()))
         .map_err(|_| format!("expected one of: {}", RuntimeChoice::CHOICES))
@@ -58,6 +66,7 @@ fn parse_runtime(text: &str) -> Result<RuntimeChoice, String> {
 
 pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyhow::Result<u8> {
     let wanted = Wanted::from_env().map_err(BadInput)?;
+    crate::check_out_dir(&args.out)?;
     if args.contained {
         // What the report will record must be true: only loopback here.
         let seen = containment::interfaces().context("listing network interfaces")?;
