@@ -74,7 +74,7 @@ struct Fixture {
 /// One gateway session with its ACR account and Entra identity.
 struct Client<'a> {
     fixture: &'a Fixture,
-    session: ko_matrix::gateway::Session,
+    session: ko_matrix_emulators::gateway::Session,
     /// The ACR account and the Entra identity (`${AZURE_*}`) of the session.
     cell: VendorCell,
     home: tempfile::TempDir,

@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use ko_matrix::aws::localstack;
 use ko_matrix::config::{RuntimeChoice, DEFAULT_LOCALSTACK_IMAGE};
-use ko_matrix::pki::Ca;
+use ko_matrix::services::localstack;
 use ko_matrix::services::registry::{RegistryAuth, RegistrySpec};
 use ko_matrix::services::runtime::{self, ServiceError};
+use ko_matrix_emulators::pki::Ca;
 use libtest_mimic::{Arguments, Trial};
 
 fn main() {
@@ -77,7 +77,7 @@ fn main() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let stack = localstack::LocalStack::start(DEFAULT_LOCALSTACK_IMAGE).await?;
-            let spec: ko_matrix::aws::state::AwsSpec = toml::from_str("repositories = [\"app\"]").unwrap();
+            let spec: ko_matrix_emulators::aws::state::AwsSpec = toml::from_str("repositories = [\"app\"]").unwrap();
             let cell = stack.prepare(&spec).await?;
             if cell.password.is_empty() {
                 return Err("GetAuthorizationToken gave no password".into());

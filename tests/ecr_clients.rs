@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use base64::Engine;
-use ko_matrix::aws::state::AwsCell;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::{RuntimeChoice, ServicesConfig};
 use ko_matrix::events::Silent;
@@ -17,6 +16,7 @@ use ko_matrix::provision::{GoProvisioner, GoTool, ToolchainPolicy};
 use ko_matrix::scenario::Scenario;
 use ko_matrix::tool::{self, FetchSettings, ToolFetcher};
 use ko_matrix::world::World;
+use ko_matrix_emulators::aws::state::AwsCell;
 
 const CRANE: GoTool = GoTool {
     name: "crane",
@@ -32,7 +32,7 @@ const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 /// A world with the ECR emulator, one gateway session and its AWS cell.
 struct Fixture {
     world: World,
-    session: ko_matrix::gateway::Session,
+    session: ko_matrix_emulators::gateway::Session,
     cell: Arc<AwsCell>,
     home: tempfile::TempDir,
     _dir: tempfile::TempDir,
@@ -398,10 +398,10 @@ async fn the_aws_cli_uses_web_identity_and_sts_refuses_bad_tokens() {
         run(cmd.args(["sts", "get-caller-identity"]))
     };
     let (ok, out, stderr) =
-        web_identity(oidc.mint("repo:org/app:ref:refs/heads/main", ko_matrix::aws::oidc::STS_AUDIENCE, 600));
+        web_identity(oidc.mint("repo:org/app:ref:refs/heads/main", ko_matrix_emulators::aws::oidc::STS_AUDIENCE, 600));
     assert!(ok, "{stderr}");
     assert!(out.contains("arn:aws:sts::123456789012:assumed-role/ko-pusher/ci"), "{out}");
-    let (ok, _, stderr) = web_identity(oidc.mint("ci", ko_matrix::aws::oidc::STS_AUDIENCE, -600));
+    let (ok, _, stderr) = web_identity(oidc.mint("ci", ko_matrix_emulators::aws::oidc::STS_AUDIENCE, -600));
     assert!(!ok);
     assert!(stderr.contains("ExpiredTokenException") && stderr.contains("Token expired"), "{stderr}");
     let (ok, _, stderr) = web_identity(oidc.mint("ci", "api://AzureADTokenExchange", 600));

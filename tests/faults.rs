@@ -13,12 +13,12 @@ use std::time::Duration;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::Matrix;
 use ko_matrix::events::Silent;
-use ko_matrix::gateway::{Backend, Route};
 use ko_matrix::outcome::{FailClass, Outcome};
 use ko_matrix::result::CellResult;
 use ko_matrix::run::{Runner, RunnerOptions};
 use ko_matrix::scenario::{self, Flavour, Scenario};
 use ko_matrix::tool::{self, ToolBinary, ToolFetcher};
+use ko_matrix_emulators::gateway::{Backend, Route};
 use support::kill_listener;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

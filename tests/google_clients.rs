@@ -48,7 +48,7 @@ print("ok" if answer.status_code == 200 and answer.json().get("token") else f"gc
 /// A world with the gcp front, one gateway session and the cell's account there.
 struct GcpCell {
     world: World,
-    session: ko_matrix::gateway::Session,
+    session: ko_matrix_emulators::gateway::Session,
     cell: ko_matrix::world::VendorCell,
     dir: tempfile::TempDir,
 }

@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ko_matrix::gateway::{Backend, Gateway, Route};
-use ko_matrix::pki::Ca;
+use ko_matrix_emulators::gateway::{Backend, Gateway, Route};
+use ko_matrix_emulators::pki::Ca;
 use support::{ko_matrix, wait_for, FileServer};
 
 fn proxied_client(ca: &Ca, proxy: &str) -> reqwest::Client {
@@ -211,7 +211,7 @@ async fn the_gateway_passes_tls_through_untouched() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ca = Arc::new(Ca::new().unwrap());
     let leaf = ca.issue(&["pass.ko-matrix.test"], &[rcgen::ExtendedKeyUsagePurpose::ServerAuth]).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(ko_matrix::pki::provider())
+    let config = rustls::ServerConfig::builder_with_provider(ko_matrix_emulators::pki::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()

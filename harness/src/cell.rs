@@ -12,7 +12,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::credential_files::{self, CellFile};
-use crate::gateway::{GatewayError, Record};
 use crate::outcome::{self, Evidence, FailClass, NotFetched, Outcome, Verdict};
 use crate::payload::Payload;
 use crate::process::{Contained, RunError};
@@ -21,6 +20,7 @@ use crate::scenario::Credential;
 use crate::scenario::{expand, Scenario, TOOL_PLACEHOLDER};
 use crate::tool::{PushContext, ToolBinary};
 use crate::world::{AwsCellCredentials, VendorCell, World};
+use ko_matrix_emulators::gateway::{GatewayError, Record};
 
 /// What every cell of a run shares.
 pub struct CellEnv {
@@ -169,7 +169,7 @@ impl OpenCell {
     }
 
     /// The cell's gateway session: its proxy and its record.
-    pub fn session(&self) -> &crate::gateway::Session {
+    pub fn session(&self) -> &ko_matrix_emulators::gateway::Session {
         &self.cell.session
     }
 
@@ -249,7 +249,7 @@ struct Cell {
     values: BTreeMap<&'static str, String>,
     /// The repository in the backend registry, for fetching the push back.
     repository: String,
-    session: crate::gateway::Session,
+    session: ko_matrix_emulators::gateway::Session,
     masker: Masker,
     /// The files its log lists.
     files: Vec<(PathBuf, String)>,
@@ -321,9 +321,9 @@ impl Cell {
             .faults
             .latency
             .iter()
-            .map(|l| crate::scenario::Latency { host: expand(&l.host, &values), delay: l.delay })
+            .map(|l| ko_matrix_emulators::gateway::Latency { host: expand(&l.host, &values), delay: l.delay })
             .collect();
-        session.inject(crate::scenario::Faults { latency, ..scenario.faults.clone() });
+        session.inject(ko_matrix_emulators::gateway::Faults { latency, ..scenario.faults.clone() });
 
         let mut vars: BTreeMap<String, String> =
             world.client_network(&session, &root.join("no-other-certs")).into_iter().collect();
@@ -457,7 +457,8 @@ impl Cell {
                 let records = self.session.records();
                 let foreign = self.foreign_keys(env, &records, scenario);
                 let evidence = Evidence {
-                    tool: tool.tool,
+                    tool: tool.tool.name(),
+                    patterns: tool.tool.failure_patterns(),
                     exit_code: None,
                     timed_out: true,
                     output,
@@ -485,7 +486,8 @@ impl Cell {
                 let records = self.session.records();
                 let foreign = self.foreign_keys(env, &records, scenario);
                 let evidence = Evidence {
-                    tool: tool.tool,
+                    tool: tool.tool.name(),
+                    patterns: tool.tool.failure_patterns(),
                     exit_code: *code,
                     timed_out: false,
                     output,

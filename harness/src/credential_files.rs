@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use time::OffsetDateTime;
 
-use crate::aws::state::{ecr_login_cache_keys, AwsSpec};
 use crate::scenario::{expand, Credential, DockerConfig, DockerConfigLocation, Podman, PodmanFile};
+use ko_matrix_emulators::aws::state::{ecr_login_cache_keys, AwsSpec};
 
 /// The `auth` value a docker config `auths` entry carries for `credential`.
 pub(crate) fn basic_auth_value(credential: &Credential) -> String {

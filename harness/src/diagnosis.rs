@@ -3,8 +3,8 @@
 //! and its deciding line — and never the version or the scenario's name, so the same rule
 //! explains the same behaviour in any tool, version or scenario. Pure.
 
-use crate::gateway::Record;
 use crate::outcome::{FailClass, Outcome, Verdict};
+use ko_matrix_emulators::gateway::Record;
 
 /// What a diagnosis may read.
 pub(crate) struct Facts<'a> {
@@ -269,7 +269,10 @@ fn invalid_name(f: &Facts) -> Option<String> {
     if f.verdict.class != Some(FailClass::InvalidName) {
         return None;
     }
-    let sent = f.records.iter().any(|r| crate::dockerhub::same_registry(f.registry, &r.host) && r.method != "CONNECT");
+    let sent = f
+        .records
+        .iter()
+        .any(|r| ko_matrix_emulators::dockerhub::same_registry(f.registry, &r.host) && r.method != "CONNECT");
     let when = if sent { "" } else { " before sending a request to the registry" };
     Some(format!("{} refused the repository name as invalid{when}: repository names must be lower-case (letters, digits, `._-/`), so an owner written with capitals has to be lowered first.", f.tool))
 }
@@ -277,11 +280,9 @@ fn invalid_name(f: &Facts) -> Option<String> {
 /// A vendor's identity service (Google's OAuth, STS, IAM Credentials, metadata server)
 /// refused what the tool asked, and the push then went out without credentials.
 fn identity_refused(f: &Facts) -> Option<String> {
-    let refused = f
-        .records
-        .iter()
-        .rev()
-        .find(|r| crate::google::identity::is_identity_host(&r.host) && failed(r) && r.method != "CONNECT")?;
+    let refused = f.records.iter().rev().find(|r| {
+        ko_matrix_emulators::google::identity::is_identity_host(&r.host) && failed(r) && r.method != "CONNECT"
+    })?;
     let end = last_registry_failure(f)?;
     if end.auth.is_some() {
         return None;
@@ -298,8 +299,9 @@ fn identity_refused(f: &Facts) -> Option<String> {
 fn entra(f: &Facts) -> Option<String> {
     let azure = |r: &&Record| {
         r.method != "CONNECT"
-            && (r.host == crate::azure::entra::LOGIN_HOST
-                || (r.host == crate::azure::entra::IMDS_HOST && r.path.starts_with("/metadata/identity/")))
+            && (r.host == ko_matrix_emulators::azure::entra::LOGIN_HOST
+                || (r.host == ko_matrix_emulators::azure::entra::IMDS_HOST
+                    && r.path.starts_with("/metadata/identity/")))
     };
     let asked: Vec<&Record> = f.records.iter().filter(azure).collect();
     if asked.is_empty()

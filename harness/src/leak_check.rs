@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use crate::aws::shared_file_access_key_ids;
-use crate::gateway::Record;
 use crate::outcome::foreign_key_ids;
+use ko_matrix_emulators::aws::shared_file_access_key_ids;
+use ko_matrix_emulators::gateway::Record;
 
 /// Which leak check a run's cells had.
 #[derive(Debug, Clone, PartialEq, Eq)]

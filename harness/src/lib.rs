@@ -15,10 +15,7 @@
 //!   **class** says how it failed (unauthorized, denied, …) ([`outcome`]).
 //! - **snapshot**: the committed outcomes, `results/<tool>/<family>.snap` ([`report`]).
 
-pub mod aws;
-pub mod azure;
 pub mod base_image;
-pub mod bearer;
 pub mod bisect;
 pub mod builtin;
 pub mod cache;
@@ -28,21 +25,13 @@ pub mod conformance;
 pub mod containment;
 pub(crate) mod credential_files;
 pub mod diagnosis;
-pub mod dockerhub;
 pub mod events;
-pub mod gateway;
-pub mod github;
-pub mod google;
-pub(crate) mod grants;
 pub mod leak_check;
 pub mod located;
-pub(crate) mod loopback;
 pub mod outcome;
 pub mod payload;
-pub mod pki;
 pub mod process;
 pub mod provision;
-pub(crate) mod registry_front;
 pub mod report;
 pub mod result;
 pub mod run;

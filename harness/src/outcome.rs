@@ -10,8 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::gateway::Record;
-use crate::tool::Tool;
+use ko_matrix_emulators::gateway::Record;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -73,7 +72,9 @@ pub struct Verdict {
 /// What the cell observed.
 pub(crate) struct Evidence<'a> {
     /// The tool under test: its name and its own failure wording.
-    pub tool: &'a dyn Tool,
+    pub tool: &'a str,
+    /// The tool's own failure wording, tried before the wording every tool shares.
+    pub patterns: &'static [(FailClass, &'static [&'static str])],
     /// The tool's exit code; `None` when it was killed.
     pub exit_code: Option<i32>,
     pub timed_out: bool,
@@ -173,7 +174,7 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
     if !e.foreign_keys.is_empty() {
         let detail = format!(
             "infra-error: the cell leaked: {} signed AWS requests with access key id(s) {} that the cell was not given (not minted for it, not set by its scenario); find where the tool read them (a file or variable outside the cell)",
-            e.tool.name(),
+            e.tool,
             e.foreign_keys.join(", ")
         );
         return Verdict { outcome: Outcome::InfraError, class: None, detail };
@@ -181,7 +182,7 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
     if let (Some(0), false, Ok(digest)) = (e.exit_code, e.timed_out, &e.fetched_back) {
         return Verdict { outcome: Outcome::Pass, class: None, detail: format!("pushed and fetched back {digest}") };
     }
-    let tool = e.tool.name();
+    let tool = e.tool;
     if let Some(fault) = infra_fault(e) {
         let what = match (e.timed_out, e.exit_code) {
             (true, _) => format!("{tool} did not finish in time"),
@@ -206,9 +207,7 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
     }
     let exit = e.exit_code.map_or("was killed".to_string(), |c| format!("exited {c}"));
     if let Some(line) = line {
-        for (class, patterns) in
-            std::iter::once(&CREDENTIAL_PATTERNS).chain(e.tool.failure_patterns()).chain(PATTERNS.iter())
-        {
+        for (class, patterns) in std::iter::once(&CREDENTIAL_PATTERNS).chain(e.patterns).chain(PATTERNS.iter()) {
             if patterns.iter().any(|p| line.contains(p)) {
                 return fail(*class, format!("{tool} {exit}: {line}"));
             }
@@ -265,7 +264,9 @@ pub(crate) fn deciding_failure<'a>(records: &'a [Record], registry: &str) -> Opt
     let failed = |r: &&Record| r.status == 0 || r.status >= 400;
     let failures = || {
         records.iter().rev().filter(failed).filter(|r| {
-            crate::dockerhub::same_registry(registry, &r.host) && r.method != "CONNECT" && r.method != "TLS"
+            ko_matrix_emulators::dockerhub::same_registry(registry, &r.host)
+                && r.method != "CONNECT"
+                && r.method != "TLS"
         })
     };
     failures().find(|r| !(r.method == "HEAD" && r.status == 404)).or_else(|| failures().next())
@@ -310,7 +311,7 @@ mod tests {
         }
     }
 
-    fn ko() -> &'static dyn Tool {
+    fn ko() -> &'static dyn crate::tool::Tool {
         crate::tool::shorthand()
     }
 
@@ -320,7 +321,8 @@ mod tests {
 
     fn verdict(exit: Option<i32>, output: &str, records: &[Record]) -> Verdict {
         classify(&Evidence {
-            tool: ko(),
+            tool: "ko",
+            patterns: ko().failure_patterns(),
             exit_code: exit,
             timed_out: false,
             output,
@@ -335,7 +337,8 @@ mod tests {
     #[test]
     fn a_pass_needs_exit_zero_and_the_manifest_back() {
         let ok = Evidence {
-            tool: ko(),
+            tool: "ko",
+            patterns: ko().failure_patterns(),
             exit_code: Some(0),
             timed_out: false,
             output: "",
@@ -357,7 +360,8 @@ mod tests {
         let line = "Error: error building \"ko://example.com/app\": build: go build: exit status 1";
         let crane = crate::tool::by_name("crane").unwrap();
         let by_crane = classify(&Evidence {
-            tool: crane,
+            tool: "crane",
+            patterns: crane.failure_patterns(),
             exit_code: Some(1),
             timed_out: false,
             output: line,
@@ -455,7 +459,8 @@ mod tests {
     #[test]
     fn timeouts_and_kills() {
         let e = Evidence {
-            tool: ko(),
+            tool: "ko",
+            patterns: ko().failure_patterns(),
             exit_code: None,
             timed_out: true,
             output: "2024/01/01 Building example.com/app for linux/amd64",
@@ -511,7 +516,8 @@ mod tests {
     #[test]
     fn a_fetch_back_that_cannot_reach_the_registry_is_infra_error() {
         let e = Evidence {
-            tool: ko(),
+            tool: "ko",
+            patterns: ko().failure_patterns(),
             exit_code: Some(0),
             timed_out: false,
             output: "basic.ko-matrix.test/cells/app@sha256:ab",
@@ -543,7 +549,8 @@ mod tests {
             "without the probe it would read as ko's failure"
         );
         let failed = Evidence {
-            tool: ko(),
+            tool: "ko",
+            patterns: ko().failure_patterns(),
             exit_code: Some(1),
             timed_out: false,
             output,
@@ -578,7 +585,8 @@ mod tests {
         let foreign = foreign_key_ids(&records, |id| id.starts_with("ASIAKOMATRIX"));
         assert_eq!(foreign, ["AKIAREALHOSTKEY"], "once each, the cell's own key vouched for");
         let passed = Evidence {
-            tool: ko(),
+            tool: "ko",
+            patterns: ko().failure_patterns(),
             exit_code: Some(0),
             timed_out: false,
             output: "",

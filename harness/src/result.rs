@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::gateway::Record;
 use crate::outcome::{FailClass, Outcome};
+use ko_matrix_emulators::gateway::Record;
 
 /// A cell's result: the `cells[]` entry of matrix.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]

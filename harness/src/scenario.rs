@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::aws::state::AwsSpec;
-use crate::bearer::AccountSpec;
 use crate::located::ConfigError;
+use ko_matrix_emulators::aws::state::AwsSpec;
+use ko_matrix_emulators::bearer::AccountSpec;
+pub use ko_matrix_emulators::gateway::{Faults, Latency, UploadFault};
 
 /// The placeholders scenario strings may use, filled in per cell.
 pub(crate) const PLACEHOLDERS: [&str; 26] = [
@@ -72,10 +73,10 @@ impl Flavour {
             Flavour::Basic => "basic.ko-matrix.test",
             Flavour::Token => "token.ko-matrix.test",
             Flavour::Ecr => "<account>.dkr.ecr.<region>.amazonaws.com",
-            Flavour::Ghcr => crate::github::HOST,
-            Flavour::Dockerhub => crate::dockerhub::HOST,
-            Flavour::Gcp => crate::google::HOST,
-            Flavour::Azure => crate::azure::HOST,
+            Flavour::Ghcr => ko_matrix_emulators::github::HOST,
+            Flavour::Dockerhub => ko_matrix_emulators::dockerhub::HOST,
+            Flavour::Gcp => ko_matrix_emulators::google::HOST,
+            Flavour::Azure => ko_matrix_emulators::azure::HOST,
         }
     }
 
@@ -93,7 +94,7 @@ impl Flavour {
     }
 
     /// Whether cells push to a vendor's token-auth registry under its real name, with an
-    /// `[account]` there ([`crate::bearer`]).
+    /// `[account]` there ([`ko_matrix_emulators::bearer`]).
     pub fn is_vendor(self) -> bool {
         matches!(self, Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp | Flavour::Azure)
     }
@@ -159,51 +160,6 @@ pub struct Step {
     pub stdin: Option<String>,
 }
 
-/// Conditions users meet in CI, injected by the gateway into the cell's own traffic. Each
-/// injected answer is recorded as evidence (`injected: …`), never as a harness fault: how the
-/// tool copes is the verdict.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Faults {
-    /// The first N calls to the ECR API answer `ThrottlingException` (HTTP 400), as AWS does
-    /// under its request-rate limit.
-    #[serde(default)]
-    pub ecr_throttle: u32,
-    /// The Nth blob upload (counting `POST …/blobs/uploads/`) fails this way.
-    pub blob_upload: Option<UploadFault>,
-    /// Every request to these hosts (placeholders expand) waits this long first.
-    #[serde(default)]
-    pub latency: Vec<Latency>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UploadFault {
-    /// 1-based.
-    pub nth: u32,
-    /// An HTTP status to answer (e.g. 503), or none: the connection is dropped unanswered.
-    pub status: Option<u16>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Latency {
-    pub host: String,
-    #[serde(with = "humantime_duration")]
-    pub delay: std::time::Duration,
-}
-
-mod humantime_duration {
-    use serde::{Deserialize, Deserializer};
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write e.g. \"500ms\" or \"2s\""))
-        })
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
@@ -237,7 +193,7 @@ struct RawScenario {
     podman: Option<Podman>,
     aws: Option<AwsSpec>,
     account: Option<AccountSpec>,
-    azure: Option<crate::azure::AzureSpec>,
+    azure: Option<ko_matrix_emulators::azure::AzureSpec>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -268,7 +224,7 @@ pub struct Scenario {
     /// The cell's account at a vendor registry (ghcr): defaults when the table is absent.
     pub account: Option<AccountSpec>,
     /// Who the cell is in Entra ID (azure scenarios): defaults when the table is absent.
-    pub azure: Option<crate::azure::AzureSpec>,
+    pub azure: Option<ko_matrix_emulators::azure::AzureSpec>,
     pub env: BTreeMap<String, String>,
     /// Files written below the cell's HOME (path → contents), e.g. `.aws/config`.
     pub files: BTreeMap<String, String>,
@@ -397,7 +353,7 @@ impl Scenario {
             let process = serde_json::from_str::<serde_json::Value>(text)
                 .ok()
                 .and_then(|json| json["AccessKeyId"].as_str().map(str::to_string));
-            crate::aws::shared_file_access_key_ids(text).map(str::to_string).chain(process)
+            ko_matrix_emulators::aws::shared_file_access_key_ids(text).map(str::to_string).chain(process)
         });
         from_env.cloned().chain(from_files).filter(|id| !id.is_empty() && !id.contains("${")).collect()
     }
@@ -589,7 +545,7 @@ stdin = "${PASSWORD}"
         let account = s.account.unwrap();
         assert_eq!(
             (account.user.as_str(), account.owner(), account.credential),
-            ("octocat", "Octo-Org", crate::bearer::CredentialKind::ReadOnly)
+            ("octocat", "Octo-Org", ko_matrix_emulators::bearer::CredentialKind::ReadOnly)
         );
         assert_eq!(
             parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n").unwrap().account.unwrap().owner(),

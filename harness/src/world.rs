@@ -7,25 +7,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::aws::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
-use crate::aws::oidc;
-use crate::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
-use crate::aws::Emulator;
 use crate::base_image::{self, BaseImage};
-use crate::bearer::{Account, CellIdentity, Front, IdentityService};
 use crate::config::ServicesConfig;
 use crate::credential_files::{self, CellFile, EcrToken};
-use crate::gateway::{error_chain, Backend, Gateway, GatewayError, Route, Session};
 use crate::leak_check::{HostKeys, LeakCheck};
-use crate::loopback::LoopbackServer;
 use crate::outcome::NotFetched;
-use crate::pki::{Ca, PkiError};
 use crate::provision::GoProvisioner;
 use crate::scenario::{Credential, Flavour, Scenario};
 use crate::services::binaries::ServiceBinaries;
+use crate::services::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
 use crate::services::registry::{RegistryAuth, RegistrySpec};
 use crate::services::runtime::{self, RunningRegistry, ServiceError};
-use crate::services::token::TokenIssuer;
+use ko_matrix_emulators::aws::oidc;
+use ko_matrix_emulators::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
+use ko_matrix_emulators::aws::Emulator;
+use ko_matrix_emulators::bearer::{Account, CellIdentity, CellTables, Front, IdentityService};
+use ko_matrix_emulators::gateway::{error_chain, Backend, Gateway, GatewayError, Route, Session};
+use ko_matrix_emulators::loopback::LoopbackServer;
+use ko_matrix_emulators::pki::{Ca, PkiError};
+use ko_matrix_emulators::token_server::TokenIssuer;
 
 /// The host of the token server that the token registry's challenge names.
 pub(crate) const TOKEN_AUTH_HOST: &str = "auth.ko-matrix.test";
@@ -37,7 +37,7 @@ pub enum WorldError {
     #[error(transparent)]
     Pki(#[from] PkiError),
     #[error(transparent)]
-    Gateway(#[from] crate::gateway::GatewayError),
+    Gateway(#[from] ko_matrix_emulators::gateway::GatewayError),
     #[error(transparent)]
     BaseImage(#[from] base_image::BaseImageError),
     #[error("{action} {path}: {source}")]
@@ -316,13 +316,14 @@ impl VendorRegistry {
     /// `[account]`), and its identity at the vendor's identity services.
     pub async fn open_cell(&self, session: &Session, scenario: &Scenario) -> Result<VendorCell, GatewayError> {
         let account = self.front.open_cell(session.id, scenario.account.clone().unwrap_or_default());
+        let tables = CellTables { azure: scenario.azure.clone() };
         let identity_values = match &self.identity {
             Some(identity) => {
                 let direct = match identity.direct_host() {
                     Some(host) => Some(session.serve_as(host).await?),
                     None => None,
                 };
-                identity.open_cell(session.id, account.clone(), scenario, direct)
+                identity.open_cell(session.id, account.clone(), &tables, direct)
             }
             None => CellIdentity::default(),
         };
@@ -448,24 +449,24 @@ impl WorldPlan {
 /// registry, started for the run.
 async fn vendor_of(
     flavour: Flavour,
-) -> Result<(Box<dyn crate::bearer::Vendor>, Option<Arc<dyn IdentityService>>), WorldError> {
+) -> Result<(Box<dyn ko_matrix_emulators::bearer::Vendor>, Option<Arc<dyn IdentityService>>), WorldError> {
     Ok(match flavour {
-        Flavour::Ghcr => (Box::new(crate::github::Ghcr), None),
-        Flavour::Dockerhub => (Box::new(crate::dockerhub::DockerHub), None),
+        Flavour::Ghcr => (Box::new(ko_matrix_emulators::github::Ghcr), None),
+        Flavour::Dockerhub => (Box::new(ko_matrix_emulators::dockerhub::DockerHub), None),
         Flavour::Gcp => {
             // RSA key generation takes a while: off the runtime's threads.
-            let generated = tokio::task::spawn_blocking(crate::google::identity::GoogleIdentity::new)
+            let generated = tokio::task::spawn_blocking(ko_matrix_emulators::google::identity::GoogleIdentity::new)
                 .await
                 .expect("key generation does not panic");
             let identity = Arc::new(
                 generated
                     .map_err(|e| WorldError::Key(format!("generating the run's Google service-account key: {e}")))?,
             );
-            (Box::new(crate::google::Gcr { identity: identity.clone() }), Some(identity))
+            (Box::new(ko_matrix_emulators::google::Gcr { identity: identity.clone() }), Some(identity))
         }
         Flavour::Azure => {
-            let entra = crate::azure::Entra::new();
-            (Box::new(crate::azure::Acr { entra: entra.clone() }), Some(entra))
+            let entra = ko_matrix_emulators::azure::Entra::new();
+            (Box::new(ko_matrix_emulators::azure::Acr { entra: entra.clone() }), Some(entra))
         }
         other => unreachable!("{} is not a vendor registry", other.name()),
     })
@@ -524,7 +525,7 @@ impl World {
                     a.api_host(),
                     format!("sts.{}.amazonaws.com", a.region),
                     "sts.amazonaws.com".into(),
-                    crate::aws::IMDS_HOST.into(),
+                    ko_matrix_emulators::aws::IMDS_HOST.into(),
                 ]
             })
             .collect();
@@ -619,10 +620,12 @@ impl World {
                 let identity = match identity {
                     Some(identity) => {
                         let server =
-                            crate::bearer::serve_identity(identity.clone()).await.map_err(|source| WorldError::Io {
-                                action: "serving",
-                                path: format!("{} identity services", flavour.host()).into(),
-                                source,
+                            ko_matrix_emulators::bearer::serve_identity(identity.clone()).await.map_err(|source| {
+                                WorldError::Io {
+                                    action: "serving",
+                                    path: format!("{} identity services", flavour.host()).into(),
+                                    source,
+                                }
                             })?;
                         Some((identity, server))
                     }
@@ -714,9 +717,14 @@ impl World {
             );
             let public_base = match flavour {
                 Flavour::Dockerhub => {
-                    let repository = format!("{}/{}", front.public_prefix(), crate::dockerhub::PUBLIC_BASE);
+                    let repository =
+                        format!("{}/{}", front.public_prefix(), ko_matrix_emulators::dockerhub::PUBLIC_BASE);
                     let digest = built.push_as(&client, &format!("http://{}", backend.addr), &repository).await?;
-                    Some(format!("{}/{}@{digest}", crate::dockerhub::HOST, crate::dockerhub::PUBLIC_BASE))
+                    Some(format!(
+                        "{}/{}@{digest}",
+                        ko_matrix_emulators::dockerhub::HOST,
+                        ko_matrix_emulators::dockerhub::PUBLIC_BASE
+                    ))
                 }
                 _ => None,
             };
@@ -733,10 +741,12 @@ impl World {
                 }
                 // One IMDS address for two clouds: a vendor's identity service that serves it too
                 // (Azure's) answers its own paths there and hands the others to AWS's emulator.
-                if let Some((identity, addr, name)) = identity_routes.get(crate::aws::IMDS_HOST) {
-                    identity.share_host(crate::aws::IMDS_HOST, server.addr);
-                    gateway
-                        .route(crate::aws::IMDS_HOST, Route::Terminate { backend: Backend::http(*addr).named(name) })?;
+                if let Some((identity, addr, name)) = identity_routes.get(ko_matrix_emulators::aws::IMDS_HOST) {
+                    identity.share_host(ko_matrix_emulators::aws::IMDS_HOST, server.addr);
+                    gateway.route(
+                        ko_matrix_emulators::aws::IMDS_HOST,
+                        Route::Terminate { backend: Backend::http(*addr).named(name) },
+                    )?;
                 }
                 services.push(Service { name: "AWS emulator".into(), addr: server.addr, tls: false });
                 services.push(Service { name: "ECR front backend".into(), addr: backend.addr, tls: false });

@@ -2,6 +2,6 @@
 //! or a container): [`registry::RegistrySpec`] says what a registry is, [`runtime`] starts it.
 
 pub mod binaries;
+pub mod localstack;
 pub mod registry;
 pub mod runtime;
-pub mod token;

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::pki::Issued;
 use crate::provision::GoTool;
 use crate::tool::release::{Checksums, Packaging};
 use crate::tool::ReleaseLayout;
+use ko_matrix_emulators::pki::Issued;
 
 /// How distribution builds from the module proxy (see [`super::binaries`] for when).
 pub const REGISTRY_TOOL: GoTool = GoTool {

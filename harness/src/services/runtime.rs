@@ -10,8 +10,8 @@ use tokio::process::Command;
 
 use super::registry::RegistrySpec;
 use crate::config::RuntimeChoice;
-use crate::pki::Ca;
 use crate::process::Contained;
+use ko_matrix_emulators::pki::Ca;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

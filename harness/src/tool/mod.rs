@@ -106,7 +106,7 @@ pub struct Prepared {
 /// print it (under any name the tool may print for it: `index.docker.io/…` for `docker.io/…`).
 fn digest_after_reference(output: &str, repository: &str) -> Option<String> {
     let prefixes: Vec<String> =
-        crate::dockerhub::printed_names(repository).into_iter().map(|name| format!("{name}@")).collect();
+        ko_matrix_emulators::dockerhub::printed_names(repository).into_iter().map(|name| format!("{name}@")).collect();
     output
         .lines()
         .rev()

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ko_matrix::aws::localstack::LocalStackError;
 use ko_matrix::bisect;
 use ko_matrix::config::Matrix;
 use ko_matrix::located::ConfigError;
 use ko_matrix::run;
+use ko_matrix::services::localstack::LocalStackError;
 use ko_matrix::tool::FetchError;
 use ko_matrix::world::WorldError;
 

@@ -91,7 +91,7 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    pub fn new(addr: SocketAddr, service: &'static str) -> Backend {
+    pub(crate) fn new(addr: SocketAddr, service: &'static str) -> Backend {
         Backend {
             addr,
             service,
@@ -101,7 +101,7 @@ impl Backend {
     }
 
     /// The same backend, answering upload `Location`s as paths.
-    pub fn with_relative_locations(self) -> Backend {
+    pub(crate) fn with_relative_locations(self) -> Backend {
         Backend { relative_locations: true, ..self }
     }
 
@@ -111,7 +111,7 @@ impl Backend {
     /// Cross-repository mount requests are dropped (the fronts' registries do not mount across
     /// repositories of other owners), so the backend opens a normal upload. A backend that
     /// cannot be reached or answers 5xx is the harness's failure: the answer is marked so.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         prefix: &str,
         repository: &str,
@@ -190,7 +190,7 @@ impl Backend {
     }
 
     /// The plain client, for fronts that read the backend themselves.
-    pub fn client(&self) -> &Client<HttpConnector, Body> {
+    pub(crate) fn client(&self) -> &Client<HttpConnector, Body> {
         &self.client
     }
 }

@@ -72,7 +72,7 @@ pub enum CachedToken {
 /// `<region>-<checksum>-<registry id>`, with the checksum of the helper pinned by ko 0.15.x
 /// (base64 of the key's bytes followed by the MD5 of nothing, a quirk of `hasher.Sum(data)`)
 /// and of newer helpers (base64 of its SHA-256).
-pub(crate) fn ecr_login_cache_keys(region: &str, access_key_id: &str, registry_id: &str) -> [String; 2] {
+pub fn ecr_login_cache_keys(region: &str, access_key_id: &str, registry_id: &str) -> [String; 2] {
     use base64::Engine;
     use sha2::Digest;
     const MD5_OF_NOTHING: [u8; 16] =
@@ -167,7 +167,7 @@ impl AwsSpec {
     pub fn registry_host(&self) -> String {
         format!("{}.dkr.ecr.{}.{}", self.account, self.region, super::dns_suffix(&self.region))
     }
-    pub(crate) fn api_host(&self) -> String {
+    pub fn api_host(&self) -> String {
         format!("api.ecr.{}.{}", self.region, super::dns_suffix(&self.region))
     }
 }
@@ -311,7 +311,7 @@ impl AwsCell {
         *self.last_denial.lock().expect("denial lock") = Some(message);
     }
 
-    pub(crate) fn last_denial(&self) -> Option<String> {
+    pub fn last_denial(&self) -> Option<String> {
         self.last_denial.lock().expect("denial lock").clone()
     }
 

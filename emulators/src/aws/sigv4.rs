@@ -194,7 +194,7 @@ pub fn verify(req: &SignedRequest, auth: &Authorization, amz_date: &str, secret:
 
 /// Signs a request: returns the `Authorization` value (headers must already hold
 /// `host` and `x-amz-date`, and `x-amz-security-token` for session credentials).
-pub(crate) fn sign(
+pub fn sign(
     req: &SignedRequest,
     access_key: &str,
     secret: &str,

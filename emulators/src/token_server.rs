@@ -18,7 +18,7 @@ use crate::loopback::LoopbackServer;
 use crate::pki::{Ca, Issued, PkiError};
 
 /// Who may get tokens, and how they are signed.
-pub(crate) struct TokenIssuer {
+pub struct TokenIssuer {
     pub issuer: String,
     pub service: String,
     users: BTreeMap<String, String>,
@@ -80,7 +80,7 @@ impl TokenIssuer {
     }
 
     /// Serves `/token` on a free loopback port until the returned handle drops.
-    pub(crate) async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
+    pub async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
         crate::loopback::serve(move |req| {
             let issuer = self.clone();
             async move { issuer.handle(req) }

@@ -41,7 +41,7 @@ pub const UNAUTHORIZED_MESSAGE: &str =
     "authentication required, visit https://aka.ms/acr/authorization for more information.";
 
 /// ACR's token flow, with Entra ID behind its exchange.
-pub(crate) struct Acr {
+pub struct Acr {
     pub entra: Arc<Entra>,
 }
 

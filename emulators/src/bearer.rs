@@ -92,7 +92,7 @@ impl AccountSpec {
 
 /// What a credential the vendor issued may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Principal {
+pub struct Principal {
     /// The account it belongs to.
     pub user: String,
     /// Distribution actions (`pull`, `push`) it may perform in the account's namespace.
@@ -101,7 +101,7 @@ pub(crate) struct Principal {
 
 /// What a registry token grants: the subject, and actions per repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Grant {
+pub struct Grant {
     /// The account, or empty for an anonymous caller.
     pub subject: String,
     /// What the credential behind the token may do anywhere (empty: anonymous).
@@ -119,7 +119,7 @@ impl Grant {
 
 /// One `type:name:actions` entry of a token request's `scope`, as token claims carry it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct Access {
+pub struct Access {
     #[serde(rename = "type")]
     pub kind: String,
     pub name: String,
@@ -227,7 +227,7 @@ impl Account {
 
 /// Why the token endpoint refused credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BadCredentials {
+pub enum BadCredentials {
     /// Not `Basic user:secret`.
     Malformed,
     /// A secret the vendor does not know (never issued, or revoked).
@@ -238,7 +238,7 @@ pub(crate) enum BadCredentials {
 }
 
 /// How one vendor's registry speaks the token flow.
-pub(crate) trait Vendor: Send + Sync + 'static {
+pub trait Vendor: Send + Sync + 'static {
     /// `ghcr.io`, for infra-error details and the backend prefix.
     fn name(&self) -> &'static str;
     /// Host names that serve the registry API.
@@ -338,7 +338,7 @@ pub(crate) trait Vendor: Send + Sync + 'static {
 /// (Google's OAuth, STS, IAM Credentials and metadata server; Entra ID and Azure's IMDS), on
 /// its own host names behind the gateway. Its per-cell state mints into, or is checked by, the
 /// cell's [`Account`].
-pub(crate) trait IdentityService: Send + Sync + 'static {
+pub trait IdentityService: Send + Sync + 'static {
     /// Host names the gateway routes to the service.
     fn hosts(&self) -> &'static [&'static str];
     /// A host that clients reach without the proxy, at an address they take from the
@@ -349,13 +349,13 @@ pub(crate) trait IdentityService: Send + Sync + 'static {
         None
     }
     /// Sets up the cell behind gateway session `session`, whose account is `account` and
-    /// whose scenario is `scenario`; `direct` is its listener for
+    /// whose identity tables are `tables`; `direct` is its listener for
     /// [`IdentityService::direct_host`].
     fn open_cell(
         &self,
         session: u64,
         account: Arc<Account>,
-        scenario: &crate::scenario::Scenario,
+        tables: &CellTables,
         direct: Option<SocketAddr>,
     ) -> CellIdentity;
     fn close_cell(&self, session: u64);
@@ -369,6 +369,13 @@ pub(crate) trait IdentityService: Send + Sync + 'static {
         parts: hyper::http::request::Parts,
         body: Bytes,
     ) -> futures_util::future::BoxFuture<'_, Response<Body>>;
+}
+
+/// What a cell asks of the identity services beyond its registry account: its identity in
+/// a vendor's directory (a scenario's `[azure]` table).
+#[derive(Debug, Clone, Default)]
+pub struct CellTables {
+    pub azure: Option<crate::azure::AzureSpec>,
 }
 
 /// What an [`IdentityService`] gives a cell.
@@ -388,7 +395,7 @@ pub struct CellIdentity {
 const IDENTITY_BODY_LIMIT: usize = 1 << 20;
 
 /// Serves `service` on a loopback port.
-pub(crate) async fn serve_identity(service: Arc<dyn IdentityService>) -> std::io::Result<LoopbackServer> {
+pub async fn serve_identity(service: Arc<dyn IdentityService>) -> std::io::Result<LoopbackServer> {
     crate::loopback::serve(move |req: Request<Incoming>| {
         let service = service.clone();
         async move {
@@ -418,7 +425,7 @@ pub struct Front {
 }
 
 impl Front {
-    pub(crate) fn new(vendor: Box<dyn Vendor>, backend: SocketAddr, service: &'static str) -> Arc<Front> {
+    pub fn new(vendor: Box<dyn Vendor>, backend: SocketAddr, service: &'static str) -> Arc<Front> {
         let backend = if vendor.relative_locations() {
             Backend::new(backend, service).with_relative_locations()
         } else {
@@ -469,11 +476,11 @@ impl Front {
         account
     }
 
-    pub(crate) fn close_cell(&self, session: u64) {
+    pub fn close_cell(&self, session: u64) {
         self.cells.write().expect("cells lock").remove(&session);
     }
 
-    pub(crate) async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
+    pub async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
         crate::loopback::serve(move |req| {
             let front = self.clone();
             async move { front.dispatch(req).await }

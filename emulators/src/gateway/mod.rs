@@ -7,6 +7,9 @@
 //! the machine, whatever a scenario's credentials look like. Each session (one per cell)
 //! has its own listener, so its request record is exactly that cell's traffic.
 
+mod faults;
+pub use faults::{Faults, Latency, UploadFault};
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write;
@@ -26,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::pki::{self, Ca};
-use crate::scenario::Faults;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -112,7 +114,7 @@ impl Record {
     }
 
     /// The access key id a SigV4-signed request named, if any.
-    pub(crate) fn access_key_id(&self) -> Option<&str> {
+    pub fn access_key_id(&self) -> Option<&str> {
         self.auth.as_deref()?.strip_prefix("AWS4-HMAC-SHA256 ")
     }
 }
@@ -262,7 +264,7 @@ impl Session {
 
     /// From now on, inject `faults` (their placeholders already expanded) into this
     /// session's traffic.
-    pub(crate) fn inject(&self, faults: Faults) {
+    pub fn inject(&self, faults: Faults) {
         *self.faults.faults.write().expect("faults lock") = faults;
     }
 
@@ -732,7 +734,7 @@ pub(crate) async fn reframe_error_answer(
 }
 
 /// An error with its sources (hyper's and reqwest's own messages hide "connection refused").
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -796,7 +798,7 @@ mod tests {
 
     #[test]
     fn faults_count_their_requests() {
-        use crate::scenario::{Latency, UploadFault};
+        use super::{Latency, UploadFault};
         let injector = Injector::default();
         *injector.faults.write().unwrap() = Faults {
             ecr_throttle: 2,

@@ -30,7 +30,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::aws::oidc::OidcIssuer;
-use crate::bearer::{json, Account, BadCredentials, CellIdentity, CredentialKind, IdentityService, Principal};
+use crate::bearer::{
+    json, Account, BadCredentials, CellIdentity, CellTables, CredentialKind, IdentityService, Principal,
+};
 use crate::grants::{random_b64, Minted, Refusal};
 use crate::registry_front::{full, Body};
 
@@ -41,7 +43,7 @@ pub const METADATA_HOST: &str = "metadata.google.internal";
 /// Resource Manager: google-auth looks up an external account's project there.
 pub const RESOURCE_MANAGER_HOST: &str = "cloudresourcemanager.googleapis.com";
 /// Whether `host` is one of Google's identity services (for explaining a failed cell).
-pub(crate) fn is_identity_host(host: &str) -> bool {
+pub fn is_identity_host(host: &str) -> bool {
     [OAUTH_HOST, STS_HOST, IAM_CREDENTIALS_HOST, METADATA_HOST].contains(&host)
 }
 
@@ -219,7 +221,7 @@ impl IdentityService for GoogleIdentity {
         &self,
         session: u64,
         account: Arc<Account>,
-        _: &crate::scenario::Scenario,
+        _: &CellTables,
         direct: Option<SocketAddr>,
     ) -> CellIdentity {
         let spec = account.spec.clone();
@@ -547,15 +549,6 @@ mod tests {
     use crate::bearer::{AccountSpec, Front};
     use http_body_util::BodyExt;
 
-    fn scenario() -> crate::scenario::Scenario {
-        crate::scenario::Scenario::parse(
-            "gcp/t",
-            std::path::Path::new("t.toml"),
-            "description = \"t\"\n[target]\nregistry = \"gcp\"\n",
-        )
-        .unwrap()
-    }
-
     fn identity_and_front() -> (Arc<GoogleIdentity>, Arc<Front>) {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let identity = Arc::new(GoogleIdentity::new().unwrap());
@@ -593,7 +586,7 @@ mod tests {
     async fn a_key_files_assertion_buys_an_access_token_the_registry_account_knows() {
         let (identity, front) = identity_and_front();
         let account = front.open_cell(7, AccountSpec { owner: Some("proj".into()), ..AccountSpec::default() });
-        let values = identity.open_cell(7, account.clone(), &scenario(), None).values;
+        let values = identity.open_cell(7, account.clone(), &CellTables::default(), None).values;
         let key_file: serde_json::Value = serde_json::from_str(&values["GOOGLE_SERVICE_ACCOUNT_KEY"]).unwrap();
         assert_eq!(key_file["client_email"], "ko-matrix-bot@proj.iam.gserviceaccount.com");
         let (parts, body) = post(
@@ -622,7 +615,7 @@ mod tests {
         let account =
             front.open_cell(3, AccountSpec { credential: CredentialKind::ReadOnly, ..AccountSpec::default() });
         let key_file: serde_json::Value = serde_json::from_str(
-            &identity.open_cell(3, account.clone(), &scenario(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"],
+            &identity.open_cell(3, account.clone(), &CellTables::default(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"],
         )
         .unwrap();
         let sign = |claims: serde_json::Value| {
@@ -655,7 +648,7 @@ mod tests {
         let (identity, front) = identity_and_front();
         let account = front.open_cell(1, AccountSpec { credential: CredentialKind::Revoked, ..AccountSpec::default() });
         let key_file: serde_json::Value = serde_json::from_str(
-            &identity.open_cell(1, account, &scenario(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"],
+            &identity.open_cell(1, account, &CellTables::default(), None).values["GOOGLE_SERVICE_ACCOUNT_KEY"],
         )
         .unwrap();
         let (parts, body) = post(
@@ -678,7 +671,8 @@ mod tests {
         {
             let account = front.open_cell(session, AccountSpec { credential, ..AccountSpec::default() });
             let file: serde_json::Value = serde_json::from_str(
-                &identity.open_cell(session, account.clone(), &scenario(), None).values["GOOGLE_EXTERNAL_ACCOUNT"],
+                &identity.open_cell(session, account.clone(), &CellTables::default(), None).values
+                    ["GOOGLE_EXTERNAL_ACCOUNT"],
             )
             .unwrap();
             let source = &file["credential_source"];
@@ -727,8 +721,8 @@ mod tests {
     async fn the_metadata_server_wants_its_header_and_serves_only_vms() {
         let (identity, front) = identity_and_front();
         let on_vm = front.open_cell(1, AccountSpec { attached_identity: true, ..AccountSpec::default() });
-        identity.open_cell(1, on_vm.clone(), &scenario(), None);
-        identity.open_cell(2, front.open_cell(2, AccountSpec::default()), &scenario(), None);
+        identity.open_cell(1, on_vm.clone(), &CellTables::default(), None);
+        identity.open_cell(2, front.open_cell(2, AccountSpec::default()), &CellTables::default(), None);
         let get = |flavor: Option<&str>| {
             let mut request = hyper::Request::get(
                 "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token",

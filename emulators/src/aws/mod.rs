@@ -11,7 +11,6 @@ pub mod ecr_api;
 pub mod ecr_registry;
 pub mod iam;
 pub mod instance;
-pub mod localstack;
 pub mod oidc;
 pub mod sigv4;
 pub mod state;
@@ -85,10 +84,10 @@ pub(crate) fn partition(region: &str) -> &'static str {
 }
 
 /// The IMDS address SDKs use.
-pub(crate) const IMDS_HOST: &str = "169.254.169.254";
+pub const IMDS_HOST: &str = "169.254.169.254";
 
 impl AwsHost {
-    pub fn parse(host: &str) -> Option<AwsHost> {
+    pub(crate) fn parse(host: &str) -> Option<AwsHost> {
         let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
         if host == IMDS_HOST {
             return Some(AwsHost::Imds);
@@ -134,7 +133,7 @@ impl Emulator {
         cell
     }
 
-    pub(crate) fn close_cell(&self, session: u64) {
+    pub fn close_cell(&self, session: u64) {
         self.cells.write().expect("cells lock").remove(&session);
     }
 
@@ -144,7 +143,7 @@ impl Emulator {
     }
 
     /// Serves every emulated AWS host on a free loopback port.
-    pub(crate) async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
+    pub async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
         crate::loopback::serve(move |req| {
             let emulator = self.clone();
             async move { emulator.dispatch(req).await }
@@ -153,7 +152,7 @@ impl Emulator {
     }
 
     /// The path of a cell's container credentials endpoint on this server.
-    pub(crate) fn container_credentials_path(session: u64) -> String {
+    pub fn container_credentials_path(session: u64) -> String {
         format!("/ecs/{session}/credentials")
     }
 
@@ -227,7 +226,7 @@ pub(crate) fn plain(status: StatusCode, text: impl Into<String>) -> Response<Bod
 
 /// The `aws_access_key_id = …` values of an AWS shared config or credentials file; a
 /// commented-out line sets nothing.
-pub(crate) fn shared_file_access_key_ids(text: &str) -> impl Iterator<Item = &str> {
+pub fn shared_file_access_key_ids(text: &str) -> impl Iterator<Item = &str> {
     text.lines().filter_map(|line| {
         let (key, value) = line.trim().split_once('=')?;
         let id = value.split_whitespace().next()?;

@@ -65,7 +65,7 @@ impl Ca {
         Ok(Ca { cert, key })
     }
 
-    pub(crate) fn cert_pem(&self) -> String {
+    pub fn cert_pem(&self) -> String {
         self.cert.pem()
     }
 
@@ -105,7 +105,7 @@ impl Ca {
 
     /// The CA bundle cells get as `SSL_CERT_FILE`: only this run's CA, since every host a
     /// cell may reach is served by the gateway.
-    pub(crate) fn write_bundle(&self, path: &Path) -> Result<(), PkiError> {
+    pub fn write_bundle(&self, path: &Path) -> Result<(), PkiError> {
         std::fs::write(path, self.cert_pem()).map_err(|source| PkiError::Write { path: path.to_path_buf(), source })
     }
 

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use super::sigv4::{self, SignedRequest};
-use super::state::{AwsSpec, CredentialKind};
 use crate::config::EcrBackendChoice;
 use crate::scenario::Scenario;
 use crate::services::runtime::NoDockerEngine;
+use ko_matrix_emulators::aws::sigv4::{self, SignedRequest};
+use ko_matrix_emulators::aws::state::{AwsSpec, CredentialKind};
 
 pub const AUTH_TOKEN_ENV: &str = "LOCALSTACK_AUTH_TOKEN";
 const EDGE_PORT: u16 = 4566;

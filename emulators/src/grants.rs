@@ -62,7 +62,7 @@ impl<G> Default for Minted<G> {
 impl<G: Clone> Minted<G> {
     /// A new secret of `bytes` random bytes for `grant`, valid for `ttl` (negative: already
     /// expired, for scenarios that need a stale one).
-    pub fn mint(&self, grant: G, bytes: usize, ttl: time::Duration) -> (String, OffsetDateTime) {
+    pub(crate) fn mint(&self, grant: G, bytes: usize, ttl: time::Duration) -> (String, OffsetDateTime) {
         let secret = random_b64(bytes);
         let expires = OffsetDateTime::now_utc() + ttl;
         self.issued.lock().expect("minted lock").insert(secret.clone(), Issued { grant, expires });
@@ -70,12 +70,12 @@ impl<G: Clone> Minted<G> {
     }
 
     /// What `secret` was minted for, expired or not.
-    pub fn get(&self, secret: &str) -> Option<Issued<G>> {
+    pub(crate) fn get(&self, secret: &str) -> Option<Issued<G>> {
         self.issued.lock().expect("minted lock").get(secret).cloned()
     }
 
     /// What `secret` grants now, or why it grants nothing.
-    pub fn check(&self, secret: &str) -> Result<G, Refusal> {
+    pub(crate) fn check(&self, secret: &str) -> Result<G, Refusal> {
         let issued = self.get(secret).ok_or(Refusal::Unknown)?;
         if issued.expires <= OffsetDateTime::now_utc() {
             return Err(Refusal::Expired);
@@ -84,7 +84,7 @@ impl<G: Clone> Minted<G> {
     }
 
     /// Forgets `secret`: it is refused as unknown from now on (a revoked token).
-    pub fn revoke(&self, secret: &str) {
+    pub(crate) fn revoke(&self, secret: &str) {
         self.issued.lock().expect("minted lock").remove(secret);
     }
 }

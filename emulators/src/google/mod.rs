@@ -27,7 +27,7 @@ use crate::registry_front::{distribution_error, Body};
 pub const HOST: &str = "gcr.io";
 
 /// gcr.io's token flow; Google's identity services vouch for self-signed tokens.
-pub(crate) struct Gcr {
+pub struct Gcr {
     pub identity: Arc<identity::GoogleIdentity>,
 }
 

@@ -25,10 +25,9 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde::Deserialize;
 
 use crate::aws::oidc::OidcIssuer;
-use crate::bearer::{Account, CellIdentity, IdentityService};
+use crate::bearer::{Account, CellIdentity, CellTables, IdentityService};
 use crate::grants::{Minted, Refusal};
 use crate::registry_front::{full, mark_infra, Body};
-use crate::scenario::Scenario;
 
 /// Entra ID's public-cloud login host.
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
@@ -285,8 +284,8 @@ impl IdentityService for Entra {
         &[LOGIN_HOST, IMDS_HOST]
     }
 
-    fn open_cell(&self, session: u64, _: Arc<Account>, scenario: &Scenario, _: Option<SocketAddr>) -> CellIdentity {
-        let cell = self.open_identity(session, scenario.azure.clone().unwrap_or_default());
+    fn open_cell(&self, session: u64, _: Arc<Account>, tables: &CellTables, _: Option<SocketAddr>) -> CellIdentity {
+        let cell = self.open_identity(session, tables.azure.clone().unwrap_or_default());
         CellIdentity { values: cell.values().into_iter().collect(), secrets: cell.secrets(), ..CellIdentity::default() }
     }
 

@@ -26,7 +26,7 @@ use crate::registry_front::{distribution_error, Body};
 pub const HOST: &str = "ghcr.io";
 
 /// ghcr.io's token flow.
-pub(crate) struct Ghcr;
+pub struct Ghcr;
 
 impl Vendor for Ghcr {
     fn name(&self) -> &'static str {

@@ -29,14 +29,14 @@ pub const PUBLIC_BASE: &str = "ko-matrix/base";
 
 /// Whether a request to `host` is a request to the registry users call `registry` (every
 /// Docker Hub name means the same registry).
-pub(crate) fn same_registry(registry: &str, host: &str) -> bool {
+pub fn same_registry(registry: &str, host: &str) -> bool {
     let hub = |h: &str| h == HOST || REGISTRY_HOSTS.contains(&h);
     registry == host || (hub(registry) && hub(host))
 }
 
 /// The names a tool may print for `repository` (`docker.io/u/app`): go-containerregistry
 /// writes Docker Hub's as `index.docker.io/u/app`.
-pub(crate) fn printed_names(repository: &str) -> Vec<String> {
+pub fn printed_names(repository: &str) -> Vec<String> {
     let mut names = vec![repository.to_string()];
     if let Some(path) = repository.strip_prefix("docker.io/") {
         names.push(format!("index.docker.io/{path}"));
@@ -45,7 +45,7 @@ pub(crate) fn printed_names(repository: &str) -> Vec<String> {
 }
 
 /// Docker Hub's token flow.
-pub(crate) struct DockerHub;
+pub struct DockerHub;
 
 const SERVICE: &str = "registry.docker.io";
 

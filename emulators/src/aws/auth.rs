@@ -26,7 +26,7 @@ pub(crate) enum AuthFailure {
 
 impl AuthFailure {
     /// AWS's text for the failure (services differ only in the unknown-key sentence).
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             AuthFailure::Missing => "Missing Authentication Token".into(),
             AuthFailure::Incomplete(m) | AuthFailure::Scope(m) | AuthFailure::Skew(m) => m.clone(),
