@@ -1,4 +1,4 @@
-//! What every emulated registry front (ECR's, ghcr.io's, Docker Hub's) shares: reading the
+//! What every emulated registry front (ECR's, gcr.io's, ghcr.io's, ACR's, Docker Hub's) shares: reading the
 //! repository out of a Distribution route, answering in Distribution's error format, and
 //! forwarding the real work to the harness's own distribution registry under a per-cell
 //! prefix, so that cells pushing to the same name never meet. The fronts themselves decide

@@ -1,11 +1,14 @@
 //! The network gateway: an HTTP proxy on 127.0.0.1 that every cell and test client uses.
 //!
-//! It knows a set of virtual hosts (`basic.ko-matrix.test`, later the AWS hostnames). For
+//! It knows a set of virtual hosts (the run's registries, `*.dkr.ecr.*` and the AWS APIs,
+//! gcr.io and Google's identity hosts, ghcr.io, Docker Hub's, ACR's and Entra ID's). For
 //! each it either terminates TLS with a leaf certificate minted for that host by the run's
 //! CA and forwards the requests to a loopback backend, or passes the bytes through to a
 //! backend that speaks TLS itself. Every other host is refused and recorded: nothing leaves
 //! the machine, whatever a scenario's credentials look like. Each session (one per cell)
-//! has its own listener, so its request record is exactly that cell's traffic.
+//! has its own listener, so its request record is exactly that cell's traffic; a session
+//! may also carry injected faults ([`Faults`]: throttling, a failing upload, latency) and
+//! listeners of its own for hosts a client reaches without the proxy (a metadata server).
 
 mod faults;
 pub use faults::{Faults, Latency, UploadFault};
