@@ -9,14 +9,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
-use ko_matrix::cache::Cache;
-use ko_matrix::config::{RuntimeChoice, ServicesConfig};
-use ko_matrix::events::Silent;
-use ko_matrix::provision::{GoProvisioner, ToolchainPolicy};
-use ko_matrix::scenario::{Flavour, Scenario};
+use ko_matrix::scenario::Flavour;
 use ko_matrix::world::{VendorCell, World};
+use support::TestWorld;
 
 /// What the client does: get an Entra token (`secret` or `workload`), exchange it at ACR,
 /// trade the refresh token for a registry token, ping `/v2/`.
@@ -82,23 +78,8 @@ struct Client<'a> {
 
 impl Fixture {
     async fn start() -> Fixture {
-        let text = "description = \"cross-check\"\n[target]\nregistry = \"azure\"\n";
-        let scenario = Scenario::parse("azure/cross-check", Path::new("cross-check.toml"), text).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let provisioner = GoProvisioner::new(
-            Cache::from_env().unwrap(),
-            ToolchainPolicy::Auto,
-            std::time::Duration::from_secs(1800),
-            Arc::new(Silent),
-        );
-        let world = World::start(
-            std::slice::from_ref(&scenario),
-            &ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() },
-            &provisioner,
-            dir.path(),
-        )
-        .await
-        .unwrap();
+        let TestWorld { world, dir, .. } =
+            support::world_for("description = \"cross-check\"\n[target]\nregistry = \"azure\"\n").await;
         Fixture { world, _dir: dir }
     }
 
@@ -106,7 +87,7 @@ impl Fixture {
     async fn client(&self, azure: &str) -> Client<'_> {
         let session = self.world.gateway.session().await.unwrap();
         let text = format!("description = \"cross-check\"\n[target]\nregistry = \"azure\"\n[account]\nuser = \"komatrix\"\n[azure]\n{azure}\n");
-        let scenario = Scenario::parse("azure/cross-check", Path::new("cross-check.toml"), &text).unwrap();
+        let scenario = support::scenario("azure/cross-check", &text);
         let cell = self.world.vendors[&Flavour::Azure].open_cell(&session, &scenario).await.unwrap();
         Client { fixture: self, session, cell, home: tempfile::tempdir().unwrap() }
     }

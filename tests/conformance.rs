@@ -17,16 +17,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ko_matrix::cache::Cache;
-use ko_matrix::config::{RuntimeChoice, ServicesConfig};
 use ko_matrix::conformance::{self, Target, SUITE, SUITE_VERSION};
-use ko_matrix::events::Silent;
-use ko_matrix::provision::{GoProvisioner, ToolchainPolicy};
-use ko_matrix::scenario::{Flavour, Scenario};
-use ko_matrix::world::World;
+use ko_matrix::scenario::Flavour;
 use libtest_mimic::{Arguments, Failed, Trial};
+use support::TestWorld;
 
 const FLAVOURS: [Flavour; 8] = [
     Flavour::Anonymous,
@@ -56,15 +52,9 @@ fn main() {
     // Built once for every flavour; only when a flavour is going to run.
     let suite: Option<Result<PathBuf, String>> = (wanted && unavailable.is_none()).then(|| {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let provisioner = GoProvisioner::new(
-            Cache::from_env().unwrap(),
-            ToolchainPolicy::Auto,
-            Duration::from_secs(1800),
-            Arc::new(Silent),
-        );
-        rt.block_on(provisioner.install(&SUITE, SUITE_VERSION)).map(|installed| installed.path).map_err(|e| {
-            format!("{}@{SUITE_VERSION} did not build, on a machine with Go and a module proxy: {e}", SUITE.module)
-        })
+        rt.block_on(support::provisioner().install(&SUITE, SUITE_VERSION)).map(|installed| installed.path).map_err(
+            |e| format!("{}@{SUITE_VERSION} did not build, on a machine with Go and a module proxy: {e}", SUITE.module),
+        )
     });
     let suite = Arc::new(suite);
     let trials = FLAVOURS
@@ -145,13 +135,7 @@ fn registry_slug(version: &str) -> String {
 
 /// What the world's distribution binary says of its version (`--version`).
 async fn registry_version() -> Result<String, Failed> {
-    let provisioner = GoProvisioner::new(
-        Cache::from_env().unwrap(),
-        ToolchainPolicy::Auto,
-        Duration::from_secs(1800),
-        Arc::new(Silent),
-    );
-    let binary = ko_matrix::services::binaries::ServiceBinaries::like(&provisioner)
+    let binary = ko_matrix::services::binaries::ServiceBinaries::like(&support::provisioner())
         .registry()
         .await
         .map_err(|e| e.to_string())?;
@@ -172,19 +156,7 @@ async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Repo
         _ => "",
     };
     let text = format!("description = \"conformance\"\n[target]\nregistry = \"{}\"\n{extra}", flavour.name());
-    let scenario = Scenario::parse(&format!("conformance/{}", flavour.name()), Path::new("conformance.toml"), &text)
-        .map_err(|e| e.to_string())?;
-    let dir = tempfile::tempdir().unwrap();
-    let services = ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() };
-    let provisioner = GoProvisioner::new(
-        Cache::from_env().unwrap(),
-        ToolchainPolicy::Auto,
-        Duration::from_secs(1800),
-        Arc::new(Silent),
-    );
-    let world = World::start(std::slice::from_ref(&scenario), &services, &provisioner, dir.path())
-        .await
-        .map_err(|e| e.to_string())?;
+    let TestWorld { world, scenario, dir } = support::try_world_for(&text).await?;
     let session = world.gateway.session().await.map_err(|e| e.to_string())?;
     let no_other_certs = dir.path().join("no-other-certs");
     std::fs::create_dir_all(&no_other_certs).unwrap();

@@ -4,19 +4,18 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use base64::Engine;
 use ko_matrix::cache::Cache;
-use ko_matrix::config::{RuntimeChoice, ServicesConfig};
 use ko_matrix::events::Silent;
-use ko_matrix::provision::{GoProvisioner, GoTool, ToolchainPolicy};
-use ko_matrix::scenario::Scenario;
+use ko_matrix::provision::GoTool;
 use ko_matrix::tool::{self, FetchSettings, ToolFetcher};
 use ko_matrix::world::World;
 use ko_matrix_emulators::aws::state::AwsCell;
+use support::{provisioner, TestWorld};
 
 const CRANE: GoTool = GoTool {
     name: "crane",
@@ -38,28 +37,11 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-fn provisioner() -> GoProvisioner {
-    GoProvisioner::new(
-        Cache::from_env().unwrap(),
-        ToolchainPolicy::Auto,
-        std::time::Duration::from_secs(1800),
-        Arc::new(Silent),
-    )
-}
-
 impl Fixture {
     async fn start(aws: &str) -> Fixture {
-        let text = format!("description = \"cross-check\"\n[target]\nregistry = \"ecr\"\n[aws]\n{aws}\n");
-        let scenario = Scenario::parse("ecr/cross-check", Path::new("cross-check.toml"), &text).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let world = World::start(
-            std::slice::from_ref(&scenario),
-            &ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() },
-            &provisioner(),
-            dir.path(),
-        )
-        .await
-        .unwrap();
+        let TestWorld { world, scenario, dir } =
+            support::world_for(&format!("description = \"cross-check\"\n[target]\nregistry = \"ecr\"\n[aws]\n{aws}\n"))
+                .await;
         let session = world.gateway.session().await.unwrap();
         let cell = world.aws.as_ref().unwrap().emulator().unwrap().open_cell(session.id, scenario.aws.clone().unwrap());
         Fixture { world, session, cell, home: tempfile::tempdir().unwrap(), _dir: dir }

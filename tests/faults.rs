@@ -176,9 +176,8 @@ async fn a_gateway_upstream_refusing_connections_is_infra_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timed_out_cell_keeps_its_output() {
-    let scenario = Scenario::parse(
+    let scenario = support::scenario(
         "faults/hang",
-        Path::new("faults/hang.toml"),
         r#"
 description = "a step that hangs after saying something"
 [target]
@@ -186,8 +185,7 @@ registry = "anonymous"
 [[before]]
 run = ["/bin/sh", "-c", "echo warming up the cache; sleep 120"]
 "#,
-    )
-    .unwrap();
+    );
     let harness = Harness::start(std::slice::from_ref(&scenario), Duration::from_secs(3)).await;
     let cell = harness.run(&scenario).await;
     assert_eq!((cell.outcome, cell.class), (Outcome::Fail, Some(FailClass::Timeout)), "{}", cell.detail);

@@ -8,16 +8,12 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
-use ko_matrix::cache::Cache;
-use ko_matrix::config::{RuntimeChoice, ServicesConfig};
-use ko_matrix::events::Silent;
-use ko_matrix::provision::{GoProvisioner, GoTool, ToolchainPolicy};
-use ko_matrix::scenario::{Flavour, Scenario};
+use ko_matrix::provision::GoTool;
+use ko_matrix::scenario::Flavour;
 use ko_matrix::world::World;
+use support::{provisioner, TestWorld};
 
 /// Gets an access token with google-auth from the credentials `argv[1]` names
 /// (`key:<file>`, `external:<file>`, `metadata`), then a push token for it at gcr.io; prints
@@ -53,23 +49,10 @@ struct GcpCell {
     dir: tempfile::TempDir,
 }
 
-fn provisioner() -> GoProvisioner {
-    GoProvisioner::new(
-        Cache::from_env().unwrap(),
-        ToolchainPolicy::Auto,
-        std::time::Duration::from_secs(1800),
-        Arc::new(Silent),
-    )
-}
-
 impl GcpCell {
     /// A cell of `pusher@proj.iam.gserviceaccount.com` with `account` added to its `[account]`.
     async fn start(account: &str) -> GcpCell {
-        let text = format!("description = \"cross-check\"\n[target]\nregistry = \"gcp\"\n[account]\nuser = \"pusher\"\nowner = \"proj\"\n{account}\n");
-        let scenario = Scenario::parse("gcp/cross-check", Path::new("cross-check.toml"), &text).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let services = ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() };
-        let world = World::start(std::slice::from_ref(&scenario), &services, &provisioner(), dir.path()).await.unwrap();
+        let TestWorld { world, scenario, dir } = support::world_for(&format!("description = \"cross-check\"\n[target]\nregistry = \"gcp\"\n[account]\nuser = \"pusher\"\nowner = \"proj\"\n{account}\n")).await;
         let session = world.gateway.session().await.unwrap();
         let cell = world.vendors[&Flavour::Gcp].open_cell(&session, &scenario).await.unwrap();
         std::fs::create_dir_all(dir.path().join("no-other-certs")).unwrap();

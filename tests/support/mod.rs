@@ -1,5 +1,5 @@
-//! Test support: a loopback file server that can also misbehave, fake ko releases, and the
-//! one rule for what a test needs from the machine.
+//! Test support: a world of its own for a test ([`world_for`]), a loopback file server that can
+//! also misbehave, fake ko releases, and the one rule for what a test needs from the machine.
 //!
 //! The rule: a check that did not run never reads as passed.
 //! - What `scripts/install-deps` installs (the AWS CLI, the Python SDKs, Chromium, curl, …) is
@@ -16,9 +16,54 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ko_matrix::cache::Cache;
+use ko_matrix::config::{RuntimeChoice, ServicesConfig};
+use ko_matrix::events::Silent;
+use ko_matrix::provision::{GoProvisioner, ToolchainPolicy};
+use ko_matrix::scenario::Scenario;
+use ko_matrix::world::World;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// The provisioner tests build Go tools with (crane, credential helpers, the conformance suite,
+/// the world's own services): the shared cache, Go's `auto` toolchain, half an hour per build.
+pub fn provisioner() -> GoProvisioner {
+    GoProvisioner::new(Cache::from_env().unwrap(), ToolchainPolicy::Auto, Duration::from_secs(1800), Arc::new(Silent))
+}
+
+/// The scenario `name` (read as from `<name>.toml`) that `toml` holds; panics if it is not one.
+pub fn scenario(name: &str, toml: &str) -> Scenario {
+    Scenario::parse(name, Path::new(&format!("{name}.toml")), toml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A world started for one scenario, with what a test then needs of it.
+pub struct TestWorld {
+    pub world: World,
+    /// The scenario it was started for: its `[aws]`, `[account]`, … open the cells.
+    pub scenario: Scenario,
+    /// The world's work dir, also the test's own scratch space; removed when dropped (after
+    /// the world, which is declared first).
+    pub dir: tempfile::TempDir,
+}
+
+/// A world of its own (local processes, no Docker) for the scenario `toml` holds (a whole
+/// scenario file: `description`, `[target]`, and whatever tables the test needs). Panics if
+/// it does not start; see [`try_world_for`].
+pub async fn world_for(toml: &str) -> TestWorld {
+    try_world_for(toml).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`world_for`], with why the scenario or the world failed instead of a panic.
+pub async fn try_world_for(toml: &str) -> Result<TestWorld, String> {
+    let scenario = Scenario::parse("test/world", Path::new("world.toml"), toml).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| format!("a temp dir for the world: {e}"))?;
+    let services = ServicesConfig { runtime: RuntimeChoice::Process, ..ServicesConfig::default() };
+    let world = World::start(std::slice::from_ref(&scenario), &services, &provisioner(), dir.path())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(TestWorld { world, scenario, dir })
+}
 
 /// How the server answers a file request.
 #[derive(Debug, Clone, Copy)]
