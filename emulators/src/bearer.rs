@@ -19,10 +19,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::gateway::SESSION_HEADER;
 use crate::grants::{allows, Minted, Refusal};
 use crate::loopback::LoopbackServer;
-use crate::registry_front::{self, full, Backend, Body};
+use crate::registry_front::{self, Backend};
+use crate::wire::{self, distribution_error, json, Body};
 
 /// Lifetime of registry tokens the token endpoints mint (Docker Hub's `expires_in`: 300 s).
 const REGISTRY_TOKEN_TTL: time::Duration = time::Duration::minutes(5);
@@ -399,7 +399,7 @@ pub async fn serve_identity(service: Arc<dyn IdentityService>) -> std::io::Resul
     crate::loopback::serve(move |req: Request<Incoming>| {
         let service = service.clone();
         async move {
-            let session = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            let session = wire::session(req.headers());
             let (parts, body) = req.into_parts();
             match http_body_util::Limited::new(body, IDENTITY_BODY_LIMIT).collect().await {
                 Ok(body) => service.handle(session, parts, body.to_bytes()).await,
@@ -412,7 +412,7 @@ pub async fn serve_identity(service: Arc<dyn IdentityService>) -> std::io::Resul
 
 /// The `401` a registry host answers with `challenge` and a Distribution error body.
 pub(crate) fn unauthorized(challenge: String, message: &str) -> Response<Body> {
-    let mut response = registry_front::distribution_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+    let mut response = distribution_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
     response.headers_mut().insert("www-authenticate", challenge.parse().expect("a challenge is a valid header"));
     response
 }
@@ -498,8 +498,7 @@ impl Front {
             .next()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let session: Option<u64> =
-            req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let session = wire::session(req.headers());
         let account = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
         let path = req.uri().path().to_string();
         let token_endpoint = host == self.vendor.auth_host() && path == self.vendor.token_path();
@@ -509,7 +508,7 @@ impl Front {
             let body = match http_body_util::Limited::new(body, 1 << 20).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(_) => {
-                    return registry_front::distribution_error(
+                    return distribution_error(
                         StatusCode::BAD_REQUEST,
                         "UNSUPPORTED",
                         "ko-matrix: the request body could not be read",
@@ -525,14 +524,14 @@ impl Front {
                 }
                 return self.token(account.as_deref(), &parts);
             }
-            return registry_front::distribution_error(
+            return distribution_error(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
                 &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()),
             );
         }
         if !self.vendor.registry_hosts().contains(&host.as_str()) {
-            return registry_front::distribution_error(
+            return distribution_error(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
                 &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()),
@@ -549,14 +548,14 @@ impl Front {
         let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
         let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         if field("grant_type").as_deref() != Some("refresh_token") {
-            return registry_front::distribution_error(
+            return distribution_error(
                 StatusCode::BAD_REQUEST,
                 "UNSUPPORTED",
                 &format!("ko-matrix: grant_type {:?} is not supported here", field("grant_type")),
             );
         }
         if field("service").as_deref().is_some_and(|s| s != self.vendor.service()) {
-            return registry_front::distribution_error(
+            return distribution_error(
                 StatusCode::BAD_REQUEST,
                 "UNSUPPORTED",
                 &format!("unknown service {:?}", field("service")),
@@ -611,11 +610,7 @@ impl Front {
         let query = parts.uri.query().unwrap_or_default();
         let service = url_pairs(query).find(|(k, _)| k == "service").map(|(_, v)| v);
         if service.as_deref().is_some_and(|s| s != self.vendor.service()) {
-            return registry_front::distribution_error(
-                StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
-                &format!("unknown service {service:?}"),
-            );
+            return distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &format!("unknown service {service:?}"));
         }
         let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
         let principal = match authorization {
@@ -633,7 +628,7 @@ impl Front {
             Ok(token) => token,
             Err(refusal) => return *refusal,
         };
-        let issued_at = crate::aws::iso8601(time::OffsetDateTime::now_utc());
+        let issued_at = wire::iso8601(time::OffsetDateTime::now_utc());
         json(
             StatusCode::OK,
             serde_json::json!({ "token": token, "access_token": token, "expires_in": REGISTRY_TOKEN_TTL.whole_seconds(), "issued_at": issued_at }),
@@ -686,11 +681,7 @@ impl Front {
                     None => unauthorized(self.vendor.challenge(None), "authentication required"),
                 };
             }
-            return registry_front::distribution_error(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                "The requested resource was not found",
-            );
+            return distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource was not found");
         };
         let (repository, rest) = (repository.to_string(), rest.to_string());
         let action = registry_front::action(req.method(), &rest);
@@ -707,14 +698,6 @@ impl Front {
         let (parts, body) = req.into_parts();
         self.backend.forward(&prefix, &repository, &rest, parts, body.boxed()).await
     }
-}
-
-pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
-    response.headers_mut().insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
-    response
 }
 
 #[cfg(test)]

@@ -4,32 +4,16 @@
 //! prefix, so that cells pushing to the same name never meet. The fronts themselves decide
 //! who may do what, in their vendor's wording.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 
-use crate::gateway::{error_chain, INFRA_HEADER};
-
-pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
-
-pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed()
-}
-
-/// A Distribution error answer: `{"errors":[{"code":…,"message":…}]}`.
-pub(crate) fn distribution_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] });
-    let mut response = Response::new(full(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert("content-type", "application/json; charset=utf-8".parse().expect("static header"));
-    response.headers_mut().insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
-    response
-}
+use crate::gateway::error_chain;
+use crate::wire::{distribution_error, full, mark_infra, Body};
 
 /// Splits `/v2/<name>/<kind>/<rest>` into the repository name and the rest. The name is
 /// percent-decoded: some clients (Azure's registry SDK) send `team%2Fapp`.
@@ -62,13 +46,6 @@ pub(crate) fn basic_credentials(authorization: &str) -> Option<(String, String)>
     let (user, password) =
         String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
     Some((user, password))
-}
-
-/// Tells the gateway that this answer comes from the harness's failure (see [`INFRA_HEADER`]).
-pub(crate) fn mark_infra(response: &mut Response<Body>, what: String) {
-    let value = hyper::header::HeaderValue::from_str(&what.replace(['\r', '\n'], " "))
-        .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("registry front backend failed"));
-    response.headers_mut().insert(INFRA_HEADER, value);
 }
 
 /// `/v2/…?…` of `https://host/v2/…?…`; a path stays as it is.
@@ -210,6 +187,7 @@ fn tag_list_as_named(body: &[u8], repository: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::INFRA_HEADER;
 
     #[test]
     fn tag_lists_name_the_repository_not_the_backend_prefix() {

@@ -3,19 +3,17 @@
 //! verifies against the run's CA (`x5c` header with the signing certificate).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::bearer::{parse_scope, Access};
 use crate::loopback::LoopbackServer;
 use crate::pki::{Ca, Issued, PkiError};
+use crate::wire::{json_as, Body};
 
 /// Who may get tokens, and how they are signed.
 pub struct TokenIssuer {
@@ -88,13 +86,8 @@ impl TokenIssuer {
         .await
     }
 
-    fn handle<B>(&self, req: Request<B>) -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
-        let respond = |status: StatusCode, body: serde_json::Value| {
-            let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
-            *response.status_mut() = status;
-            response.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
-            response
-        };
+    fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+        let respond = |status: StatusCode, body: serde_json::Value| json_as(status, "application/json", &body);
         if req.uri().path() != "/token" {
             return respond(
                 StatusCode::NOT_FOUND,

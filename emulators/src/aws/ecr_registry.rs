@@ -16,9 +16,9 @@ use crate::grants::Refusal;
 
 use super::iam;
 use super::state::{AwsCell, ImageRecord, RegistryPassword};
-use super::{full, Body, Emulator};
-use crate::gateway::INFRA_HEADER;
-use crate::registry_front::{distribution_error, split_repository};
+use super::Emulator;
+use crate::registry_front::split_repository;
+use crate::wire::{distribution_error, full, Body, INFRA_HEADER};
 
 pub(crate) const MANIFEST_TYPES: &str =
     "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \

@@ -26,12 +26,11 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use time::OffsetDateTime;
 
-use crate::gateway::SESSION_HEADER;
 use crate::loopback::LoopbackServer;
 use crate::registry_front::Backend;
 use state::{AwsCell, AwsSpec};
 
-pub(crate) use crate::registry_front::{full, Body};
+use crate::wire::{self, full, Body};
 
 /// `Date` header format.
 pub(crate) fn http_date(t: OffsetDateTime) -> String {
@@ -39,11 +38,6 @@ pub(crate) fn http_date(t: OffsetDateTime) -> String {
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
     t.format(&f).expect("UTC formats")
-}
-
-/// `2024-01-01T00:00:00Z`, as STS, IMDS and container credentials write expirations.
-pub(crate) fn iso8601(t: OffsetDateTime) -> String {
-    t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")).expect("UTC formats")
 }
 
 pub(crate) fn request_id() -> String {
@@ -138,7 +132,7 @@ impl Emulator {
     }
 
     fn cell_for<B>(&self, req: &Request<B>) -> Option<Arc<AwsCell>> {
-        let session: u64 = req.headers().get(SESSION_HEADER)?.to_str().ok()?.parse().ok()?;
+        let session = wire::session(req.headers())?;
         self.cells.read().expect("cells lock").get(&session).cloned()
     }
 

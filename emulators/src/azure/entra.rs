@@ -27,7 +27,7 @@ use serde::Deserialize;
 use crate::aws::oidc::OidcIssuer;
 use crate::bearer::{Account, CellIdentity, CellTables, IdentityService};
 use crate::grants::{Minted, Refusal};
-use crate::registry_front::{full, mark_infra, Body};
+use crate::wire::{full, json_as, mark_infra, Body};
 
 /// Entra ID's public-cloud login host.
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
@@ -210,11 +210,9 @@ pub(crate) fn aad_error(status: StatusCode, error: &str, code: u32, message: &st
     json(status, body)
 }
 
+/// Entra's JSON answers: `application/json; charset=utf-8`.
 fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert("content-type", "application/json; charset=utf-8".parse().expect("static header"));
-    response
+    json_as(status, "application/json; charset=utf-8", &body)
 }
 
 /// Which token endpoint a path names: `(tenant, v2)`.

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 
-use crate::bearer::{json, unauthorized, Account, BadCredentials, Grant, Principal, Vendor};
+use crate::bearer::{unauthorized, Account, BadCredentials, Grant, Principal, Vendor};
 use crate::grants::{allows, Refusal};
-use crate::registry_front::{distribution_error, Body};
+use crate::wire::{distribution_error, json, Body};
 pub use entra::{AzureSpec, Entra, EntraCell};
 
 /// The registry's name and host.
@@ -196,7 +196,7 @@ mod tests {
             self.client
                 .request(method, format!("http://{addr}{path}"))
                 .header("host", host)
-                .header(crate::gateway::SESSION_HEADER, session.to_string())
+                .header(crate::wire::SESSION_HEADER, session.to_string())
         }
 
         fn form(&self, entra: bool, path: &str, session: u64, pairs: &[(&str, &str)]) -> reqwest::RequestBuilder {

@@ -9,8 +9,7 @@ use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 
 use crate::aws::oidc::OidcIssuer;
-use crate::bearer::json;
-use crate::registry_front::Body;
+use crate::wire::{json, Body};
 
 /// The host of the request URL (GitHub-hosted runners' pipelines service).
 pub const ID_TOKEN_HOST: &str = "pipelines.actions.githubusercontent.com";

@@ -30,11 +30,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::aws::oidc::OidcIssuer;
-use crate::bearer::{
-    json, Account, BadCredentials, CellIdentity, CellTables, CredentialKind, IdentityService, Principal,
-};
+use crate::bearer::{Account, BadCredentials, CellIdentity, CellTables, CredentialKind, IdentityService, Principal};
 use crate::grants::{random_b64, Minted, Refusal};
-use crate::registry_front::{full, Body};
+use crate::wire::{full, json, Body};
 
 pub const OAUTH_HOST: &str = "oauth2.googleapis.com";
 pub const STS_HOST: &str = "sts.googleapis.com";
@@ -468,7 +466,7 @@ fn generate_access_token(cell: &GoogleCell, parts: &Parts, path: &str) -> Respon
         );
     }
     let expires = time::OffsetDateTime::now_utc() + ACCESS_TOKEN_TTL;
-    json(StatusCode::OK, json!({ "accessToken": cell.access_token(), "expireTime": crate::aws::iso8601(expires) }))
+    json(StatusCode::OK, json!({ "accessToken": cell.access_token(), "expireTime": crate::wire::iso8601(expires) }))
 }
 
 /// `GET /v1/projects/<number or id>` with a token of the cell's service account or federation.
