@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::grants::{allows, Minted, Refusal};
 use crate::loopback::LoopbackServer;
 use crate::registry_front::{self, Backend};
-use crate::wire::{self, distribution_error, json, Body};
+use crate::wire::{self, distribution_error, json, Body, Form};
 
 /// Lifetime of registry tokens the token endpoints mint (Docker Hub's `expires_in`: 300 s).
 const REGISTRY_TOKEN_TTL: time::Duration = time::Duration::minutes(5);
@@ -141,22 +141,12 @@ pub(crate) fn parse_scope(scope: &str) -> Option<Access> {
 /// The scopes a token request asks for: one per `scope` parameter, as docker clients send
 /// them, or several in one, space-separated as OAuth2 writes a scope list and as a registry's
 /// challenge names them (the OCI conformance suite passes the challenge's list on as is).
-pub(crate) fn requested_scopes(query: &str) -> Vec<String> {
-    url_pairs(query)
-        .filter(|(k, _)| k == "scope")
-        .flat_map(|(_, v)| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-        .collect()
+pub(crate) fn requested_scopes(form: &Form) -> Vec<String> {
+    form.all("scope").flat_map(str::split_whitespace).map(str::to_string).collect()
 }
 
-fn scopes_of(query: &str) -> Vec<Access> {
-    requested_scopes(query).iter().filter_map(|s| parse_scope(s)).collect()
-}
-
-fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    reqwest::Url::parse(&format!("http://q/?{query}"))
-        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
+fn scopes_of(form: &Form) -> Vec<Access> {
+    requested_scopes(form).iter().filter_map(|s| parse_scope(s)).collect()
 }
 
 /// One cell's account at the vendor.
@@ -545,8 +535,8 @@ impl Front {
     /// ([`Account::issue_refresh_token`]) and still live; any other secret of the account (the
     /// admin password, a vendor access token) is refused as unknown.
     fn oauth2_token(&self, account: Option<&Account>, body: &[u8]) -> Response<Body> {
-        let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let form = Form::parse(body);
+        let field = |name: &str| form.get(name).map(str::to_string);
         if field("grant_type").as_deref() != Some("refresh_token") {
             return distribution_error(
                 StatusCode::BAD_REQUEST,
@@ -567,12 +557,7 @@ impl Front {
             Err(Refusal::Expired) => return self.vendor.refuse_credentials(BadCredentials::Expired),
             Err(Refusal::Unknown) => return self.vendor.refuse_credentials(BadCredentials::Unknown),
         };
-        let scopes: Vec<Access> = form
-            .iter()
-            .filter(|(k, _)| k == "scope")
-            .flat_map(|(_, v)| v.split_whitespace().filter_map(parse_scope).collect::<Vec<_>>())
-            .collect();
-        match self.issue(account, Some(principal), scopes) {
+        match self.issue(account, Some(principal), scopes_of(&form)) {
             Ok(token) => json(StatusCode::OK, serde_json::json!({ "access_token": token })),
             Err(refusal) => *refusal,
         }
@@ -607,9 +592,9 @@ impl Front {
 
     /// `GET <token path>?service=…&scope=…` with Basic credentials or none.
     fn token(&self, account: Option<&Account>, parts: &hyper::http::request::Parts) -> Response<Body> {
-        let query = parts.uri.query().unwrap_or_default();
-        let service = url_pairs(query).find(|(k, _)| k == "service").map(|(_, v)| v);
-        if service.as_deref().is_some_and(|s| s != self.vendor.service()) {
+        let query = Form::parse(parts.uri.query().unwrap_or_default());
+        let service = query.get("service");
+        if service.is_some_and(|s| s != self.vendor.service()) {
             return distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &format!("unknown service {service:?}"));
         }
         let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
@@ -624,7 +609,7 @@ impl Front {
             // No cell behind this session: nobody the vendor knows, with or without credentials.
             return self.vendor.refuse_credentials(BadCredentials::Unknown);
         };
-        let token = match self.issue(account, principal, scopes_of(query)) {
+        let token = match self.issue(account, principal, scopes_of(&query)) {
             Ok(token) => token,
             Err(refusal) => return *refusal,
         };
@@ -711,7 +696,7 @@ mod tests {
         assert_eq!(access.actions, ["push", "pull"]);
         assert_eq!(parse_scope("repository:app:").unwrap().actions, Vec::<String>::new());
         assert_eq!(parse_scope("nonsense"), None);
-        let many = scopes_of("service=ghcr.io&scope=repository%3Aa%2Fb%3Apull%20repository%3Aa%2Fc%3Apush%2Cpull&scope=repository:d:pull");
+        let many = scopes_of(&Form::parse("service=ghcr.io&scope=repository%3Aa%2Fb%3Apull%20repository%3Aa%2Fc%3Apush%2Cpull&scope=repository:d:pull"));
         assert_eq!(many.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["a/b", "a/c", "d"]);
         assert_eq!(many[1].actions, ["push", "pull"]);
     }

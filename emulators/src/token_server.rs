@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::bearer::{parse_scope, Access};
 use crate::loopback::LoopbackServer;
 use crate::pki::{Ca, Issued, PkiError};
-use crate::wire::{json_as, Body};
+use crate::wire::{json_as, Body, Form};
 
 /// Who may get tokens, and how they are signed.
 pub struct TokenIssuer {
@@ -94,10 +94,10 @@ impl TokenIssuer {
                 serde_json::json!({"errors": [{"code": "NOT_FOUND", "message": "only /token is served"}]}),
             );
         }
-        let url = reqwest::Url::parse(&format!("http://token{}", req.uri())).expect("a request URI parses");
-        let scopes = crate::bearer::requested_scopes(url.query().unwrap_or_default());
-        let service = url.query_pairs().find(|(k, _)| k == "service").map(|(_, v)| v.into_owned());
-        if service.as_deref().is_some_and(|s| s != self.service) {
+        let query = Form::parse(req.uri().query().unwrap_or_default());
+        let scopes = crate::bearer::requested_scopes(&query);
+        let service = query.get("service");
+        if service.is_some_and(|s| s != self.service) {
             return respond(
                 StatusCode::BAD_REQUEST,
                 serde_json::json!({"details": format!("unknown service {service:?}")}),

@@ -69,9 +69,47 @@ pub(crate) fn iso8601(t: OffsetDateTime) -> String {
     t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")).expect("UTC formats")
 }
 
+/// An `application/x-www-form-urlencoded` body or URL query, decoded, its fields in order and
+/// repeated names kept (a token request may name several `scope`s).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub(crate) fn parse(encoded: impl AsRef<[u8]>) -> Form {
+        Form(url::form_urlencoded::parse(encoded.as_ref()).into_owned().collect())
+    }
+
+    /// The first value of `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The last value of `name`: a form read as a map, where a later field overwrites.
+    pub(crate) fn last(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forms_decode_and_keep_repeated_fields_in_order() {
+        let form = Form::parse("scope=repository%3Aa%2Fb%3Apull+x&grant_type=refresh_token&scope=repository:d:pull&e=");
+        assert_eq!(form.get("scope"), Some("repository:a/b:pull x"));
+        assert_eq!(form.last("scope"), Some("repository:d:pull"));
+        assert_eq!(form.all("scope").count(), 2);
+        assert_eq!(form.get("grant_type"), Some("refresh_token"));
+        assert_eq!(form.get("e"), Some(""));
+        assert_eq!(form.get("missing"), None);
+        assert_eq!(Form::parse(b""), Form::default());
+    }
 
     #[test]
     fn sessions_are_read_from_the_gateway_header() {

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::auth::{authenticate, AuthFailure};
 use super::state::{AccessKey, AwsCell, Trust};
 use super::{http_date, request_id, Emulator};
-use crate::wire::Body;
+use crate::wire::{Body, Form};
 
 const NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
@@ -77,8 +77,8 @@ pub(crate) fn handle(
     parts: &Parts,
     body: &[u8],
 ) -> Response<Body> {
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let params = Form::parse(body);
+    let param = |name: &str| params.get(name);
     let action = param("Action").unwrap_or_default();
     if action == "AssumeRoleWithWebIdentity" {
         return assume_role_with_web_identity(emulator, cell, &param);

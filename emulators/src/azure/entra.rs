@@ -27,7 +27,7 @@ use serde::Deserialize;
 use crate::aws::oidc::OidcIssuer;
 use crate::bearer::{Account, CellIdentity, CellTables, IdentityService};
 use crate::grants::{Minted, Refusal};
-use crate::wire::{full, json_as, mark_infra, Body};
+use crate::wire::{full, json_as, mark_infra, Body, Form};
 
 /// Entra ID's public-cloud login host.
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
@@ -355,12 +355,10 @@ impl IdentityService for Entra {
 /// cloud's host aliases, which MSAL asks for (`ClientApplication._get_instance_metadata`) to
 /// match cached tokens, e.g. after a refused token request.
 fn instance_discovery(parts: &Parts) -> Response<Body> {
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let query = Form::parse(parts.uri.query().unwrap_or_default());
     let authorize = query
-        .iter()
-        .find(|(k, _)| k == "authorization_endpoint")
-        .map(|(_, v)| v.clone())
+        .get("authorization_endpoint")
+        .map(str::to_string)
         .unwrap_or_else(|| format!("https://{LOGIN_HOST}/common/oauth2/authorize"));
     let tenant_discovery = authorize
         .replace("/oauth2/authorize", "/v2.0/.well-known/openid-configuration")
@@ -402,8 +400,8 @@ fn tenant_not_found(tenant: &str) -> Response<Body> {
 
 /// `POST /<tenant>/oauth2[/v2.0]/token` with the client credentials grant.
 fn token(oidc: &OidcIssuer, cell: Option<&EntraCell>, tenant: &str, v2: bool, body: &[u8]) -> Response<Body> {
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let form = Form::parse(body);
+    let field = |name: &str| form.get(name).filter(|v| !v.is_empty());
     let Some(cell) = cell.filter(|c| c.tenant.eq_ignore_ascii_case(tenant)) else { return tenant_not_found(tenant) };
     if field("grant_type") != Some("client_credentials") {
         return aad_error(
@@ -496,9 +494,8 @@ fn imds_token(cell: Option<&EntraCell>, parts: &Parts) -> Response<Body> {
     if parts.headers.get("metadata").and_then(|v| v.to_str().ok()) != Some("true") {
         return refuse(StatusCode::BAD_REQUEST, "invalid_request", "Required metadata header not specified");
     }
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
-    let field = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let query = Form::parse(parts.uri.query().unwrap_or_default());
+    let field = |name: &str| query.get(name).filter(|v| !v.is_empty());
     if field("api-version").is_none() {
         return refuse(StatusCode::BAD_REQUEST, "invalid_request", "Required query variable 'api-version' is missing");
     }

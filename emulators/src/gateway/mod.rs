@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::pki::{self, Ca};
-use crate::wire::{full, Body, INFRA_HEADER, SESSION_HEADER};
+use crate::wire::{full, Body, Form, INFRA_HEADER, SESSION_HEADER};
 
 /// Where a virtual host's traffic goes.
 #[derive(Debug, Clone)]
@@ -122,9 +122,8 @@ fn auth_of(authorization: Option<&str>, path: &str) -> Option<String> {
         return Some(scheme.to_string());
     }
     let query = path.split_once('?')?.1;
-    let credential = query.split('&').find_map(|pair| pair.strip_prefix("X-Amz-Credential="))?;
-    let decoded = credential.replace("%2F", "/").replace("%2f", "/");
-    Some(format!("AWS4-HMAC-SHA256 {}", sigv4_key(&decoded)?))
+    let query = Form::parse(query);
+    Some(format!("AWS4-HMAC-SHA256 {}", sigv4_key(query.get("X-Amz-Credential")?)?))
 }
 
 #[derive(Clone)]

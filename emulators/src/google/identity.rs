@@ -32,7 +32,7 @@ use serde_json::json;
 use crate::aws::oidc::OidcIssuer;
 use crate::bearer::{Account, BadCredentials, CellIdentity, CellTables, CredentialKind, IdentityService, Principal};
 use crate::grants::{random_b64, Minted, Refusal};
-use crate::wire::{full, json, Body};
+use crate::wire::{full, json, Body, Form};
 
 pub const OAUTH_HOST: &str = "oauth2.googleapis.com";
 pub const STS_HOST: &str = "sts.googleapis.com";
@@ -309,7 +309,7 @@ impl GoogleIdentity {
                 "ko-matrix: no cell behind this request",
             );
         };
-        let form = || url::form_urlencoded::parse(body).into_owned().collect::<HashMap<String, String>>();
+        let form = || Form::parse(body);
         match (host.as_str(), &parts.method, parts.uri.path()) {
             (OAUTH_HOST, &Method::POST, "/token") => self.jwt_bearer(&cell, &form()),
             (STS_HOST, &Method::POST, "/v1/token") => self.exchange(&cell, &form()),
@@ -357,11 +357,11 @@ struct Assertion {
 
 impl GoogleIdentity {
     /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=<JWT>`.
-    fn jwt_bearer(&self, cell: &GoogleCell, form: &HashMap<String, String>) -> Response<Body> {
-        if form.get("grant_type").map(String::as_str) != Some(JWT_BEARER) {
+    fn jwt_bearer(&self, cell: &GoogleCell, form: &Form) -> Response<Body> {
+        if form.last("grant_type") != Some(JWT_BEARER) {
             return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid grant_type: ");
         }
-        let Some(assertion) = form.get("assertion") else {
+        let Some(assertion) = form.last("assertion") else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: assertion");
         };
         let header = jsonwebtoken::decode_header(assertion);
@@ -392,15 +392,15 @@ impl GoogleIdentity {
     }
 
     /// STS's token exchange: a GitHub ID token for a federated access token.
-    fn exchange(&self, cell: &GoogleCell, form: &HashMap<String, String>) -> Response<Body> {
-        if form.get("grant_type").map(String::as_str) != Some(TOKEN_EXCHANGE) {
+    fn exchange(&self, cell: &GoogleCell, form: &Form) -> Response<Body> {
+        if form.last("grant_type") != Some(TOKEN_EXCHANGE) {
             return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid value for \"grant_type\".");
         }
-        let audience = form.get("audience").map(String::as_str).unwrap_or_default();
+        let audience = form.last("audience").unwrap_or_default();
         if audience != format!("//iam.googleapis.com/{}", cell.provider()) {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_target", "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.");
         }
-        let token = form.get("subject_token").map(String::as_str).unwrap_or_default();
+        let token = form.last("subject_token").unwrap_or_default();
         let claims = match self.github.decode(token, &cell.id_token_audience()) {
             Ok(claims) => claims,
             Err(e) => {
@@ -454,10 +454,7 @@ fn generate_access_token(cell: &GoogleCell, parts: &Parts, path: &str) -> Respon
             return google_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.");
         }
     }
-    let email = url::form_urlencoded::parse(format!("e={email}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
+    let email = Form::parse(format!("e={email}")).get("e").unwrap_or_default().to_string();
     if email != cell.service_account || cell.deleted {
         return google_error(
             StatusCode::FORBIDDEN,
