@@ -275,13 +275,10 @@ pub trait Vendor: Send + Sync + 'static {
     /// request needed, when it was for a repository (default: the token endpoint as realm, the
     /// service, and the scope when there is one).
     fn challenge(&self, scope: Option<&str>) -> String {
-        let scope = scope.map(|s| format!(",scope=\"{s}\"")).unwrap_or_default();
-        format!(
-            "Bearer realm=\"https://{}{}\",service=\"{}\"{scope}",
-            self.auth_host(),
-            self.token_path(),
-            self.service()
-        )
+        let realm = format!("https://{}{}", self.auth_host(), self.token_path());
+        let mut params = vec![("service", self.service())];
+        params.extend(scope.map(|scope| ("scope", scope)));
+        wire::challenge("Bearer", &realm, &params)
     }
     /// Whether the token endpoint checks the user name against the secret's account.
     fn checks_user(&self) -> bool;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::bearer::{parse_scope, Access};
 use crate::loopback::LoopbackServer;
 use crate::pki::{Ca, Issued, PkiError};
-use crate::wire::{json_as, Body, Form};
+use crate::wire::{challenge, json_as, Body, Form};
 
 /// Who may get tokens, and how they are signed.
 pub struct TokenIssuer {
@@ -117,7 +117,7 @@ impl TokenIssuer {
                     respond(StatusCode::UNAUTHORIZED, serde_json::json!({"details": "incorrect username or password"}));
                 response.headers_mut().insert(
                     "www-authenticate",
-                    "Basic realm=\"ko-matrix token server\"".parse().expect("static header"),
+                    challenge("Basic", "ko-matrix token server", &[]).parse().expect("a valid header"),
                 );
                 response
             }

@@ -63,6 +63,16 @@ pub(crate) fn mark_infra(response: &mut Response<Body>, what: String) {
     response.headers_mut().insert(INFRA_HEADER, value);
 }
 
+/// A `WWW-Authenticate` value: `<scheme> realm="<realm>"`, then `,<name>="<value>"` for each
+/// of `params` (`service`, `scope`, `error`) in order.
+pub(crate) fn challenge(scheme: &str, realm: &str, params: &[(&str, &str)]) -> String {
+    let mut value = format!("{scheme} realm=\"{realm}\"");
+    for (name, param) in params {
+        value.push_str(&format!(",{name}=\"{param}\""));
+    }
+    value
+}
+
 /// `2024-01-01T00:00:00Z`, as STS, IMDS, container credentials and Google's IAM Credentials
 /// write expirations, and Docker's token endpoints `issued_at`.
 pub(crate) fn iso8601(t: OffsetDateTime) -> String {
@@ -109,6 +119,15 @@ mod tests {
         assert_eq!(form.get("e"), Some(""));
         assert_eq!(form.get("missing"), None);
         assert_eq!(Form::parse(b""), Form::default());
+    }
+
+    #[test]
+    fn challenges_name_realm_then_params() {
+        assert_eq!(challenge("Basic", "ko-matrix token server", &[]), r#"Basic realm="ko-matrix token server""#);
+        assert_eq!(
+            challenge("Bearer", "https://ghcr.io/token", &[("service", "ghcr.io"), ("scope", "repository:a:pull")]),
+            r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a:pull""#
+        );
     }
 
     #[test]

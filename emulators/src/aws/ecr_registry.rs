@@ -18,21 +18,23 @@ use super::iam;
 use super::state::{AwsCell, ImageRecord, RegistryPassword};
 use super::Emulator;
 use crate::registry_front::split_repository;
-use crate::wire::{distribution_error, full, Body, INFRA_HEADER};
+use crate::wire::{challenge, distribution_error, full, Body, INFRA_HEADER};
 
 pub(crate) const MANIFEST_TYPES: &str =
     "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// ECR's answer to a request without credentials.
-fn challenge(host: &str) -> Response<Body> {
+fn not_authorized(host: &str) -> Response<Body> {
     let mut response = Response::new(full(Bytes::from_static(b"Not Authorized\n")));
     *response.status_mut() = StatusCode::UNAUTHORIZED;
     let headers = response.headers_mut();
     headers.insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
     headers.insert(
         "www-authenticate",
-        format!("Basic realm=\"https://{host}/\",service=\"ecr.amazonaws.com\"").parse().expect("valid header"),
+        challenge("Basic", &format!("https://{host}/"), &[("service", "ecr.amazonaws.com")])
+            .parse()
+            .expect("valid header"),
     );
     headers.insert("content-type", "text/plain; charset=utf-8".parse().expect("static header"));
     response
@@ -47,10 +49,10 @@ fn check_credentials(
     req: &Request<Incoming>,
 ) -> Result<RegistryPassword, Box<Response<Body>>> {
     let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) else {
-        return Err(Box::new(challenge(host)));
+        return Err(Box::new(not_authorized(host)));
     };
     let Some((user, password)) = crate::registry_front::basic_credentials(value) else {
-        return Err(Box::new(challenge(host)));
+        return Err(Box::new(not_authorized(host)));
     };
     // Private ECR's answer to an unknown token is not documented; ECR Public's wording is.
     let invalid = || distribution_error(StatusCode::FORBIDDEN, "DENIED", "Your authorization token is invalid.");

@@ -38,10 +38,8 @@ impl Vendor for Ghcr {
     }
 
     fn challenge(&self, scope: Option<&str>) -> String {
-        format!(
-            "Bearer realm=\"https://{HOST}/token\",service=\"{HOST}\",scope=\"{}\"",
-            scope.unwrap_or("repository:user/image:pull")
-        )
+        let scope = scope.unwrap_or("repository:user/image:pull");
+        crate::wire::challenge("Bearer", &format!("https://{HOST}/token"), &[("service", HOST), ("scope", scope)])
     }
 
     fn checks_user(&self) -> bool {
