@@ -9,9 +9,8 @@
 //! Each cell has its own [`Account`] (found by the gateway's session header), so cells never
 //! see each other's secrets or images.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -19,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 
+use crate::cells::Cells;
 use crate::grants::{allows, Minted, Refusal};
 use crate::loopback::LoopbackServer;
 use crate::registry_front::{self, Backend};
@@ -407,7 +407,7 @@ pub(crate) fn unauthorized(challenge: String, message: &str) -> Response<Body> {
 /// A token-auth vendor's registry, with a per-cell account behind each gateway session.
 pub struct Front {
     vendor: Box<dyn Vendor>,
-    cells: RwLock<HashMap<u64, Arc<Account>>>,
+    cells: Cells<Account>,
     backend: Backend,
 }
 
@@ -418,7 +418,7 @@ impl Front {
         } else {
             Backend::new(backend, service)
         };
-        Arc::new(Front { vendor, cells: RwLock::new(HashMap::new()), backend })
+        Arc::new(Front { vendor, cells: Cells::default(), backend })
     }
 
     /// Every host name the gateway must route here.
@@ -459,12 +459,11 @@ impl Front {
     pub fn open_cell(&self, session: u64, spec: AccountSpec) -> Arc<Account> {
         let account =
             Arc::new(Account::new(spec, session, format!("{}-cell-{session}", self.vendor.name().replace('.', "-"))));
-        self.cells.write().expect("cells lock").insert(session, account.clone());
-        account
+        self.cells.open(session, account)
     }
 
     pub fn close_cell(&self, session: u64) {
-        self.cells.write().expect("cells lock").remove(&session);
+        self.cells.close(session);
     }
 
     pub async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
@@ -486,7 +485,7 @@ impl Front {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let session = wire::session(req.headers());
-        let account = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
+        let account = session.and_then(|s| self.cells.get(s));
         let path = req.uri().path().to_string();
         let token_endpoint = host == self.vendor.auth_host() && path == self.vendor.token_path();
         if token_endpoint || !path.starts_with("/v2") {

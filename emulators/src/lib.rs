@@ -14,6 +14,7 @@
 pub mod aws;
 pub mod azure;
 pub mod bearer;
+pub(crate) mod cells;
 pub mod dockerhub;
 pub mod gateway;
 pub mod github;

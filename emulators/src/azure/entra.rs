@@ -12,9 +12,8 @@
 //! ([`super::Acr`]). The IMDS address is shared with AWS's: any other path there is handed on
 //! to the AWS emulator when one runs (`share_host`).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -26,6 +25,7 @@ use serde::Deserialize;
 
 use crate::aws::oidc::OidcIssuer;
 use crate::bearer::{Account, CellIdentity, CellTables, IdentityService};
+use crate::cells::Cells;
 use crate::grants::{Minted, Refusal};
 use crate::wire::{full, json_as, mark_infra, Body, Form};
 
@@ -184,7 +184,7 @@ impl EntraCell {
 
 /// The Entra ID and IMDS emulator, one per run.
 pub struct Entra {
-    cells: RwLock<HashMap<u64, Arc<EntraCell>>>,
+    cells: Cells<EntraCell>,
     oidc: OidcIssuer,
     /// Where other IMDS paths go (the AWS emulator, when the run has one).
     imds_fallback: OnceLock<SocketAddr>,
@@ -229,7 +229,7 @@ pub(crate) fn token_endpoint(path: &str) -> Option<(&str, bool)> {
 impl Entra {
     pub fn new() -> Arc<Entra> {
         Arc::new(Entra {
-            cells: RwLock::new(HashMap::new()),
+            cells: Cells::default(),
             oidc: OidcIssuer::new(),
             imds_fallback: OnceLock::new(),
             client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
@@ -239,14 +239,12 @@ impl Entra {
     /// Gives the cell behind gateway session `session` its identity.
     pub fn open_identity(&self, session: u64, spec: AzureSpec) -> Arc<EntraCell> {
         let cell = Arc::new(EntraCell::new(spec, &self.oidc));
-        self.cells.write().expect("cells lock").insert(session, cell.clone());
-        cell
+        self.cells.open(session, cell)
     }
 
     /// What access token `token` of the cell behind `session` was issued for.
     pub(crate) fn check_token(&self, session: Option<u64>, token: &str) -> Result<AadToken, Refusal> {
-        let cell =
-            session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned()).ok_or(Refusal::Unknown)?;
+        let cell = session.and_then(|s| self.cells.get(s)).ok_or(Refusal::Unknown)?;
         cell.tokens.check(token)
     }
 
@@ -288,7 +286,7 @@ impl IdentityService for Entra {
     }
 
     fn close_cell(&self, session: u64) {
-        self.cells.write().expect("cells lock").remove(&session);
+        self.cells.close(session);
     }
 
     fn share_host(&self, host: &str, addr: SocketAddr) {
@@ -308,7 +306,7 @@ impl IdentityService for Entra {
                 .next()
                 .unwrap_or_default()
                 .to_ascii_lowercase();
-            let cell = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
+            let cell = session.and_then(|s| self.cells.get(s));
             if host == IMDS_HOST {
                 if parts.uri.path() == "/metadata/identity/oauth2/token" {
                     return imds_token(cell.as_deref(), &parts);

@@ -19,9 +19,9 @@
 //! Access tokens for the service account are minted into the cell's registry [`Account`], so
 //! `gcr.io`'s token endpoint checks them like any other credential of the account.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
@@ -31,6 +31,7 @@ use serde_json::json;
 
 use crate::aws::oidc::OidcIssuer;
 use crate::bearer::{Account, BadCredentials, CellIdentity, CellTables, CredentialKind, IdentityService, Principal};
+use crate::cells::Cells;
 use crate::grants::{random_b64, Minted, Refusal};
 use crate::wire::{full, json, Body, Form};
 
@@ -100,7 +101,7 @@ pub struct GoogleIdentity {
     decoding: jsonwebtoken::DecodingKey,
     /// GitHub Actions' OIDC issuer, for federation.
     github: OidcIssuer,
-    cells: RwLock<HashMap<u64, Arc<GoogleCell>>>,
+    cells: Cells<GoogleCell>,
 }
 
 impl GoogleIdentity {
@@ -110,11 +111,11 @@ impl GoogleIdentity {
         let private_key_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(rsa::Error::Pkcs8)?.to_string();
         let public = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|_| rsa::Error::Internal)?;
         let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).map_err(|_| rsa::Error::Internal)?;
-        Ok(GoogleIdentity { private_key_pem, decoding, github: OidcIssuer::new(), cells: RwLock::new(HashMap::new()) })
+        Ok(GoogleIdentity { private_key_pem, decoding, github: OidcIssuer::new(), cells: Cells::default() })
     }
 
     fn cell(&self, session: Option<u64>) -> Option<Arc<GoogleCell>> {
-        session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned())
+        session.and_then(|s| self.cells.get(s))
     }
 
     /// The key file `gcloud iam service-accounts keys create` writes.
@@ -272,12 +273,12 @@ impl IdentityService for GoogleIdentity {
             escaped_key.trim_matches('"').to_string(),
             cell.request_token.clone(),
         ]);
-        self.cells.write().expect("cells lock").insert(session, cell);
+        self.cells.open(session, cell);
         identity
     }
 
     fn close_cell(&self, session: u64) {
-        self.cells.write().expect("cells lock").remove(&session);
+        self.cells.close(session);
     }
 
     fn handle(
