@@ -15,13 +15,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 
 use crate::cells::Cells;
 use crate::grants::{allows, Minted, Refusal};
 use crate::loopback::LoopbackServer;
-use crate::registry_front::{self, Backend};
+use crate::registry_front::{self, Backend, Gate, Route, Verdict};
 use crate::wire::{self, distribution_error, json, Body, Form};
 
 /// Lifetime of registry tokens the token endpoints mint (Docker Hub's `expires_in`: 300 s).
@@ -644,40 +645,74 @@ impl Front {
     }
 
     async fn registry(&self, account: Option<Arc<Account>>, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_string();
-        let bearer = req
-            .headers()
+        let (parts, body) = req.into_parts();
+        match registry_front::judge(&TokenGate { front: self, account }, &parts) {
+            Verdict::Answer(answer) => answer,
+            Verdict::Forward { prefix, repository, rest, .. } => {
+                self.backend.forward(&prefix, &repository, &rest, parts, body.boxed()).await
+            }
+        }
+    }
+}
+
+/// A token-flow registry's gate: a registry token the cell's account minted, granting the
+/// request's action on its repository.
+struct TokenGate<'a> {
+    front: &'a Front,
+    account: Option<Arc<Account>>,
+}
+
+impl Gate for TokenGate<'_> {
+    /// The grant of the request's token; None only for a path that is no registry route.
+    type Caller = Option<Grant>;
+
+    fn admit(&self, parts: &Parts, route: &Route) -> Result<Option<Grant>, Box<Response<Body>>> {
+        let bearer = parts
+            .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_string());
-        let grant = match (&account, &bearer) {
+        let grant = match (&self.account, &bearer) {
             (Some(account), Some(token)) => account.tokens.check(token).ok(),
             _ => None,
         };
-        let Some((repository, rest)) = registry_front::split_repository(&path) else {
-            if path == "/v2/" || path == "/v2" {
-                return match grant {
-                    Some(_) => json(StatusCode::OK, serde_json::json!({})),
-                    None => unauthorized(self.vendor.challenge(None), "authentication required"),
-                };
+        match (grant, route) {
+            (Some(grant), _) => Ok(Some(grant)),
+            (None, Route::Other) => Ok(None),
+            (None, Route::Base) => {
+                Err(Box::new(unauthorized(self.front.vendor.challenge(None), "authentication required")))
             }
-            return distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource was not found");
-        };
-        let (repository, rest) = (repository.to_string(), rest.to_string());
-        let action = registry_front::action(req.method(), &rest);
-        let Some(grant) = grant else {
-            let scope = format!("repository:{repository}:{}", if action == "push" { "push,pull" } else { "pull" });
-            return unauthorized(self.vendor.challenge(Some(&scope)), "authentication required");
-        };
-        if !grant.permits(&repository, action) {
-            return self.vendor.refuse_action(&grant, &repository, action);
+            (None, Route::Repository { name, rest }) => {
+                let action = registry_front::action(&parts.method, rest);
+                let scope = format!("repository:{name}:{}", if action == "push" { "push,pull" } else { "pull" });
+                Err(Box::new(unauthorized(self.front.vendor.challenge(Some(&scope)), "authentication required")))
+            }
         }
-        let account = account.expect("a valid token belongs to a cell");
-        let prefix =
-            if self.vendor.is_public(&repository) { self.public_prefix() } else { account.backend_prefix.clone() };
-        let (parts, body) = req.into_parts();
-        self.backend.forward(&prefix, &repository, &rest, parts, body.boxed()).await
+    }
+
+    fn base(&self, _: Option<Grant>) -> Response<Body> {
+        json(StatusCode::OK, serde_json::json!({}))
+    }
+
+    fn authorize(
+        &self,
+        grant: &Option<Grant>,
+        parts: &Parts,
+        repository: &str,
+        rest: &str,
+    ) -> Result<String, Box<Response<Body>>> {
+        let grant = grant.as_ref().expect("a repository route is let in only with a grant");
+        let action = registry_front::action(&parts.method, rest);
+        if !grant.permits(repository, action) {
+            return Err(Box::new(self.front.vendor.refuse_action(grant, repository, action)));
+        }
+        let account = self.account.as_ref().expect("a valid token belongs to a cell");
+        Ok(if self.front.vendor.is_public(repository) {
+            self.front.public_prefix()
+        } else {
+            account.backend_prefix.clone()
+        })
     }
 }
 
