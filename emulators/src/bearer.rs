@@ -9,20 +9,21 @@
 //! Each cell has its own [`Account`] (found by the gateway's session header), so cells never
 //! see each other's secrets or images.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::gateway::SESSION_HEADER;
+use crate::cells::Cells;
 use crate::grants::{allows, Minted, Refusal};
 use crate::loopback::LoopbackServer;
-use crate::registry_front::{self, full, Backend, Body};
+use crate::registry_front::{self, Backend, Gate, Route, Verdict};
+use crate::wire::{self, distribution_error, json, Body, Form};
 
 /// Lifetime of registry tokens the token endpoints mint (Docker Hub's `expires_in`: 300 s).
 const REGISTRY_TOKEN_TTL: time::Duration = time::Duration::minutes(5);
@@ -141,22 +142,12 @@ pub(crate) fn parse_scope(scope: &str) -> Option<Access> {
 /// The scopes a token request asks for: one per `scope` parameter, as docker clients send
 /// them, or several in one, space-separated as OAuth2 writes a scope list and as a registry's
 /// challenge names them (the OCI conformance suite passes the challenge's list on as is).
-pub(crate) fn requested_scopes(query: &str) -> Vec<String> {
-    url_pairs(query)
-        .filter(|(k, _)| k == "scope")
-        .flat_map(|(_, v)| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-        .collect()
+pub(crate) fn requested_scopes(form: &Form) -> Vec<String> {
+    form.all("scope").flat_map(str::split_whitespace).map(str::to_string).collect()
 }
 
-fn scopes_of(query: &str) -> Vec<Access> {
-    requested_scopes(query).iter().filter_map(|s| parse_scope(s)).collect()
-}
-
-fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    reqwest::Url::parse(&format!("http://q/?{query}"))
-        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
+fn scopes_of(form: &Form) -> Vec<Access> {
+    requested_scopes(form).iter().filter_map(|s| parse_scope(s)).collect()
 }
 
 /// One cell's account at the vendor.
@@ -285,13 +276,10 @@ pub trait Vendor: Send + Sync + 'static {
     /// request needed, when it was for a repository (default: the token endpoint as realm, the
     /// service, and the scope when there is one).
     fn challenge(&self, scope: Option<&str>) -> String {
-        let scope = scope.map(|s| format!(",scope=\"{s}\"")).unwrap_or_default();
-        format!(
-            "Bearer realm=\"https://{}{}\",service=\"{}\"{scope}",
-            self.auth_host(),
-            self.token_path(),
-            self.service()
-        )
+        let realm = format!("https://{}{}", self.auth_host(), self.token_path());
+        let mut params = vec![("service", self.service())];
+        params.extend(scope.map(|scope| ("scope", scope)));
+        wire::challenge("Bearer", &realm, &params)
     }
     /// Whether the token endpoint checks the user name against the secret's account.
     fn checks_user(&self) -> bool;
@@ -399,7 +387,7 @@ pub async fn serve_identity(service: Arc<dyn IdentityService>) -> std::io::Resul
     crate::loopback::serve(move |req: Request<Incoming>| {
         let service = service.clone();
         async move {
-            let session = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            let session = wire::session(req.headers());
             let (parts, body) = req.into_parts();
             match http_body_util::Limited::new(body, IDENTITY_BODY_LIMIT).collect().await {
                 Ok(body) => service.handle(session, parts, body.to_bytes()).await,
@@ -412,7 +400,7 @@ pub async fn serve_identity(service: Arc<dyn IdentityService>) -> std::io::Resul
 
 /// The `401` a registry host answers with `challenge` and a Distribution error body.
 pub(crate) fn unauthorized(challenge: String, message: &str) -> Response<Body> {
-    let mut response = registry_front::distribution_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+    let mut response = distribution_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
     response.headers_mut().insert("www-authenticate", challenge.parse().expect("a challenge is a valid header"));
     response
 }
@@ -420,7 +408,7 @@ pub(crate) fn unauthorized(challenge: String, message: &str) -> Response<Body> {
 /// A token-auth vendor's registry, with a per-cell account behind each gateway session.
 pub struct Front {
     vendor: Box<dyn Vendor>,
-    cells: RwLock<HashMap<u64, Arc<Account>>>,
+    cells: Cells<Account>,
     backend: Backend,
 }
 
@@ -431,7 +419,7 @@ impl Front {
         } else {
             Backend::new(backend, service)
         };
-        Arc::new(Front { vendor, cells: RwLock::new(HashMap::new()), backend })
+        Arc::new(Front { vendor, cells: Cells::default(), backend })
     }
 
     /// Every host name the gateway must route here.
@@ -472,12 +460,11 @@ impl Front {
     pub fn open_cell(&self, session: u64, spec: AccountSpec) -> Arc<Account> {
         let account =
             Arc::new(Account::new(spec, session, format!("{}-cell-{session}", self.vendor.name().replace('.', "-"))));
-        self.cells.write().expect("cells lock").insert(session, account.clone());
-        account
+        self.cells.open(session, account)
     }
 
     pub fn close_cell(&self, session: u64) {
-        self.cells.write().expect("cells lock").remove(&session);
+        self.cells.close(session);
     }
 
     pub async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
@@ -498,9 +485,8 @@ impl Front {
             .next()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let session: Option<u64> =
-            req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        let account = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
+        let session = wire::session(req.headers());
+        let account = session.and_then(|s| self.cells.get(s));
         let path = req.uri().path().to_string();
         let token_endpoint = host == self.vendor.auth_host() && path == self.vendor.token_path();
         if token_endpoint || !path.starts_with("/v2") {
@@ -509,7 +495,7 @@ impl Front {
             let body = match http_body_util::Limited::new(body, 1 << 20).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(_) => {
-                    return registry_front::distribution_error(
+                    return distribution_error(
                         StatusCode::BAD_REQUEST,
                         "UNSUPPORTED",
                         "ko-matrix: the request body could not be read",
@@ -525,14 +511,14 @@ impl Front {
                 }
                 return self.token(account.as_deref(), &parts);
             }
-            return registry_front::distribution_error(
+            return distribution_error(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
                 &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()),
             );
         }
         if !self.vendor.registry_hosts().contains(&host.as_str()) {
-            return registry_front::distribution_error(
+            return distribution_error(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
                 &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()),
@@ -546,17 +532,17 @@ impl Front {
     /// ([`Account::issue_refresh_token`]) and still live; any other secret of the account (the
     /// admin password, a vendor access token) is refused as unknown.
     fn oauth2_token(&self, account: Option<&Account>, body: &[u8]) -> Response<Body> {
-        let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let form = Form::parse(body);
+        let field = |name: &str| form.get(name).map(str::to_string);
         if field("grant_type").as_deref() != Some("refresh_token") {
-            return registry_front::distribution_error(
+            return distribution_error(
                 StatusCode::BAD_REQUEST,
                 "UNSUPPORTED",
                 &format!("ko-matrix: grant_type {:?} is not supported here", field("grant_type")),
             );
         }
         if field("service").as_deref().is_some_and(|s| s != self.vendor.service()) {
-            return registry_front::distribution_error(
+            return distribution_error(
                 StatusCode::BAD_REQUEST,
                 "UNSUPPORTED",
                 &format!("unknown service {:?}", field("service")),
@@ -568,12 +554,7 @@ impl Front {
             Err(Refusal::Expired) => return self.vendor.refuse_credentials(BadCredentials::Expired),
             Err(Refusal::Unknown) => return self.vendor.refuse_credentials(BadCredentials::Unknown),
         };
-        let scopes: Vec<Access> = form
-            .iter()
-            .filter(|(k, _)| k == "scope")
-            .flat_map(|(_, v)| v.split_whitespace().filter_map(parse_scope).collect::<Vec<_>>())
-            .collect();
-        match self.issue(account, Some(principal), scopes) {
+        match self.issue(account, Some(principal), scopes_of(&form)) {
             Ok(token) => json(StatusCode::OK, serde_json::json!({ "access_token": token })),
             Err(refusal) => *refusal,
         }
@@ -608,14 +589,10 @@ impl Front {
 
     /// `GET <token path>?service=…&scope=…` with Basic credentials or none.
     fn token(&self, account: Option<&Account>, parts: &hyper::http::request::Parts) -> Response<Body> {
-        let query = parts.uri.query().unwrap_or_default();
-        let service = url_pairs(query).find(|(k, _)| k == "service").map(|(_, v)| v);
-        if service.as_deref().is_some_and(|s| s != self.vendor.service()) {
-            return registry_front::distribution_error(
-                StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
-                &format!("unknown service {service:?}"),
-            );
+        let query = Form::parse(parts.uri.query().unwrap_or_default());
+        let service = query.get("service");
+        if service.is_some_and(|s| s != self.vendor.service()) {
+            return distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &format!("unknown service {service:?}"));
         }
         let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
         let principal = match authorization {
@@ -629,11 +606,11 @@ impl Front {
             // No cell behind this session: nobody the vendor knows, with or without credentials.
             return self.vendor.refuse_credentials(BadCredentials::Unknown);
         };
-        let token = match self.issue(account, principal, scopes_of(query)) {
+        let token = match self.issue(account, principal, scopes_of(&query)) {
             Ok(token) => token,
             Err(refusal) => return *refusal,
         };
-        let issued_at = crate::aws::iso8601(time::OffsetDateTime::now_utc());
+        let issued_at = wire::iso8601(time::OffsetDateTime::now_utc());
         json(
             StatusCode::OK,
             serde_json::json!({ "token": token, "access_token": token, "expires_in": REGISTRY_TOKEN_TTL.whole_seconds(), "issued_at": issued_at }),
@@ -668,53 +645,75 @@ impl Front {
     }
 
     async fn registry(&self, account: Option<Arc<Account>>, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_string();
-        let bearer = req
-            .headers()
+        let (parts, body) = req.into_parts();
+        match registry_front::judge(&TokenGate { front: self, account }, &parts) {
+            Verdict::Answer(answer) => answer,
+            Verdict::Forward { prefix, repository, rest, .. } => {
+                self.backend.forward(&prefix, &repository, &rest, parts, body.boxed()).await
+            }
+        }
+    }
+}
+
+/// A token-flow registry's gate: a registry token the cell's account minted, granting the
+/// request's action on its repository.
+struct TokenGate<'a> {
+    front: &'a Front,
+    account: Option<Arc<Account>>,
+}
+
+impl Gate for TokenGate<'_> {
+    /// The grant of the request's token; None only for a path that is no registry route.
+    type Caller = Option<Grant>;
+
+    fn admit(&self, parts: &Parts, route: &Route) -> Result<Option<Grant>, Box<Response<Body>>> {
+        let bearer = parts
+            .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_string());
-        let grant = match (&account, &bearer) {
+        let grant = match (&self.account, &bearer) {
             (Some(account), Some(token)) => account.tokens.check(token).ok(),
             _ => None,
         };
-        let Some((repository, rest)) = registry_front::split_repository(&path) else {
-            if path == "/v2/" || path == "/v2" {
-                return match grant {
-                    Some(_) => json(StatusCode::OK, serde_json::json!({})),
-                    None => unauthorized(self.vendor.challenge(None), "authentication required"),
-                };
+        match (grant, route) {
+            (Some(grant), _) => Ok(Some(grant)),
+            (None, Route::Other) => Ok(None),
+            (None, Route::Base) => {
+                Err(Box::new(unauthorized(self.front.vendor.challenge(None), "authentication required")))
             }
-            return registry_front::distribution_error(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                "The requested resource was not found",
-            );
-        };
-        let (repository, rest) = (repository.to_string(), rest.to_string());
-        let action = registry_front::action(req.method(), &rest);
-        let Some(grant) = grant else {
-            let scope = format!("repository:{repository}:{}", if action == "push" { "push,pull" } else { "pull" });
-            return unauthorized(self.vendor.challenge(Some(&scope)), "authentication required");
-        };
-        if !grant.permits(&repository, action) {
-            return self.vendor.refuse_action(&grant, &repository, action);
+            (None, Route::Repository { name, rest }) => {
+                let action = registry_front::action(&parts.method, rest);
+                let scope = format!("repository:{name}:{}", if action == "push" { "push,pull" } else { "pull" });
+                Err(Box::new(unauthorized(self.front.vendor.challenge(Some(&scope)), "authentication required")))
+            }
         }
-        let account = account.expect("a valid token belongs to a cell");
-        let prefix =
-            if self.vendor.is_public(&repository) { self.public_prefix() } else { account.backend_prefix.clone() };
-        let (parts, body) = req.into_parts();
-        self.backend.forward(&prefix, &repository, &rest, parts, body.boxed()).await
     }
-}
 
-pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
-    response.headers_mut().insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
-    response
+    fn base(&self, _: Option<Grant>) -> Response<Body> {
+        json(StatusCode::OK, serde_json::json!({}))
+    }
+
+    fn authorize(
+        &self,
+        grant: &Option<Grant>,
+        parts: &Parts,
+        repository: &str,
+        rest: &str,
+    ) -> Result<String, Box<Response<Body>>> {
+        let grant = grant.as_ref().expect("a repository route is let in only with a grant");
+        let action = registry_front::action(&parts.method, rest);
+        if !grant.permits(repository, action) {
+            return Err(Box::new(self.front.vendor.refuse_action(grant, repository, action)));
+        }
+        let account = self.account.as_ref().expect("a valid token belongs to a cell");
+        Ok(if self.front.vendor.is_public(repository) {
+            self.front.public_prefix()
+        } else {
+            account.backend_prefix.clone()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -728,7 +727,7 @@ mod tests {
         assert_eq!(access.actions, ["push", "pull"]);
         assert_eq!(parse_scope("repository:app:").unwrap().actions, Vec::<String>::new());
         assert_eq!(parse_scope("nonsense"), None);
-        let many = scopes_of("service=ghcr.io&scope=repository%3Aa%2Fb%3Apull%20repository%3Aa%2Fc%3Apush%2Cpull&scope=repository:d:pull");
+        let many = scopes_of(&Form::parse("service=ghcr.io&scope=repository%3Aa%2Fb%3Apull%20repository%3Aa%2Fc%3Apush%2Cpull&scope=repository:d:pull"));
         assert_eq!(many.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["a/b", "a/c", "d"]);
         assert_eq!(many[1].actions, ["push", "pull"]);
     }

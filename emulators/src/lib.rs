@@ -14,6 +14,7 @@
 pub mod aws;
 pub mod azure;
 pub mod bearer;
+pub(crate) mod cells;
 pub mod dockerhub;
 pub mod gateway;
 pub mod github;
@@ -23,3 +24,4 @@ pub mod loopback;
 pub mod pki;
 pub mod registry_front;
 pub mod token_server;
+pub(crate) mod wire;

@@ -2,34 +2,18 @@
 //! repository out of a Distribution route, answering in Distribution's error format, and
 //! forwarding the real work to the harness's own distribution registry under a per-cell
 //! prefix, so that cells pushing to the same name never meet. The fronts themselves decide
-//! who may do what, in their vendor's wording.
+//! who may do what, in their vendor's wording: each is a [`Gate`], which [`judge`] asks.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 
-use crate::gateway::{error_chain, INFRA_HEADER};
-
-pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
-
-pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed()
-}
-
-/// A Distribution error answer: `{"errors":[{"code":…,"message":…}]}`.
-pub(crate) fn distribution_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] });
-    let mut response = Response::new(full(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert("content-type", "application/json; charset=utf-8".parse().expect("static header"));
-    response.headers_mut().insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
-    response
-}
+use crate::gateway::error_chain;
+use crate::wire::{distribution_error, full, mark_infra, Body};
 
 /// Splits `/v2/<name>/<kind>/<rest>` into the repository name and the rest. The name is
 /// percent-decoded: some clients (Azure's registry SDK) send `team%2Fapp`.
@@ -41,6 +25,78 @@ pub(crate) fn split_repository(path: &str) -> Option<(String, &str)> {
         .filter_map(|marker| inner.find(marker).map(|at| (&inner[..at], &inner[at..])))
         .min_by_key(|(name, _)| name.len())?;
     Some((decoded(name), rest))
+}
+
+/// What a request on a front's registry host asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `/v2/`: whether the caller may use the registry at all.
+    Base,
+    /// `/v2/<name>/<kind>/…`: the repository (percent-decoded) and the rest of the route.
+    Repository { name: String, rest: String },
+    /// Any other path.
+    Other,
+}
+
+impl Route {
+    pub(crate) fn of(path: &str) -> Route {
+        match split_repository(path) {
+            Some((name, rest)) => Route::Repository { name, rest: rest.to_string() },
+            None if path == "/v2/" || path == "/v2" => Route::Base,
+            None => Route::Other,
+        }
+    }
+}
+
+/// How a front decides who may do what on its registry host, in its vendor's wording; the
+/// rest — routing, Distribution's answers, where the repository lives — is [`judge`]'s.
+pub(crate) trait Gate {
+    /// What the front knows of a caller it let in.
+    type Caller;
+    /// Who is asking for `route`, or the answer to one who may not ask.
+    fn admit(&self, parts: &Parts, route: &Route) -> Result<Self::Caller, Box<Response<Body>>>;
+    /// The answer to `/v2/` for a caller let in.
+    fn base(&self, caller: Self::Caller) -> Response<Body>;
+    /// The backend prefix `repository` lives under for `caller`'s request (`rest` of its
+    /// route), or the refusal.
+    fn authorize(
+        &self,
+        caller: &Self::Caller,
+        parts: &Parts,
+        repository: &str,
+        rest: &str,
+    ) -> Result<String, Box<Response<Body>>>;
+}
+
+/// What a front does with a registry request.
+pub(crate) enum Verdict<C> {
+    /// Answer it so.
+    Answer(Response<Body>),
+    /// Forward it to the backend ([`Backend::forward`]) as `repository` under `prefix`.
+    Forward { caller: C, prefix: String, repository: String, rest: String },
+}
+
+/// The front's decision on a registry request: `gate` lets the caller in (or answers), then
+/// `/v2/` is the gate's, a repository route is forwarded where the gate allows it, and any
+/// other path is not found.
+pub(crate) fn judge<G: Gate>(gate: &G, parts: &Parts) -> Verdict<G::Caller> {
+    let route = Route::of(parts.uri.path());
+    let caller = match gate.admit(parts, &route) {
+        Ok(caller) => caller,
+        Err(answer) => return Verdict::Answer(*answer),
+    };
+    match route {
+        Route::Base => Verdict::Answer(gate.base(caller)),
+        Route::Other => Verdict::Answer(distribution_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource was not found",
+        )),
+        Route::Repository { name, rest } => match gate.authorize(&caller, parts, &name, &rest) {
+            Ok(prefix) => Verdict::Forward { caller, prefix, repository: name, rest },
+            Err(answer) => Verdict::Answer(*answer),
+        },
+    }
 }
 
 /// The Distribution action a registry request needs: `push` for uploads and manifest PUTs,
@@ -62,13 +118,6 @@ pub(crate) fn basic_credentials(authorization: &str) -> Option<(String, String)>
     let (user, password) =
         String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
     Some((user, password))
-}
-
-/// Tells the gateway that this answer comes from the harness's failure (see [`INFRA_HEADER`]).
-pub(crate) fn mark_infra(response: &mut Response<Body>, what: String) {
-    let value = hyper::header::HeaderValue::from_str(&what.replace(['\r', '\n'], " "))
-        .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("registry front backend failed"));
-    response.headers_mut().insert(INFRA_HEADER, value);
 }
 
 /// `/v2/…?…` of `https://host/v2/…?…`; a path stays as it is.
@@ -210,6 +259,7 @@ fn tag_list_as_named(body: &[u8], repository: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::INFRA_HEADER;
 
     #[test]
     fn tag_lists_name_the_repository_not_the_backend_prefix() {
@@ -250,6 +300,18 @@ mod tests {
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         let infra = response.headers()[INFRA_HEADER].to_str().unwrap();
         assert!(infra.starts_with(&format!("ghcr.io front backend {closed} unreachable")), "{infra}");
+    }
+
+    #[test]
+    fn routes_are_the_base_a_repository_or_other() {
+        assert_eq!(Route::of("/v2/"), Route::Base);
+        assert_eq!(Route::of("/v2"), Route::Base);
+        assert_eq!(
+            Route::of("/v2/team/app/manifests/latest"),
+            Route::Repository { name: "team/app".into(), rest: "/manifests/latest".into() }
+        );
+        assert_eq!(Route::of("/v2/_catalog"), Route::Other);
+        assert_eq!(Route::of("/token"), Route::Other);
     }
 
     #[test]

@@ -3,19 +3,17 @@
 //! verifies against the run's CA (`x5c` header with the signing certificate).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::bearer::{parse_scope, Access};
 use crate::loopback::LoopbackServer;
 use crate::pki::{Ca, Issued, PkiError};
+use crate::wire::{challenge, json_as, Body, Form};
 
 /// Who may get tokens, and how they are signed.
 pub struct TokenIssuer {
@@ -88,23 +86,18 @@ impl TokenIssuer {
         .await
     }
 
-    fn handle<B>(&self, req: Request<B>) -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
-        let respond = |status: StatusCode, body: serde_json::Value| {
-            let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
-            *response.status_mut() = status;
-            response.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
-            response
-        };
+    fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+        let respond = |status: StatusCode, body: serde_json::Value| json_as(status, "application/json", &body);
         if req.uri().path() != "/token" {
             return respond(
                 StatusCode::NOT_FOUND,
                 serde_json::json!({"errors": [{"code": "NOT_FOUND", "message": "only /token is served"}]}),
             );
         }
-        let url = reqwest::Url::parse(&format!("http://token{}", req.uri())).expect("a request URI parses");
-        let scopes = crate::bearer::requested_scopes(url.query().unwrap_or_default());
-        let service = url.query_pairs().find(|(k, _)| k == "service").map(|(_, v)| v.into_owned());
-        if service.as_deref().is_some_and(|s| s != self.service) {
+        let query = Form::parse(req.uri().query().unwrap_or_default());
+        let scopes = crate::bearer::requested_scopes(&query);
+        let service = query.get("service");
+        if service.is_some_and(|s| s != self.service) {
             return respond(
                 StatusCode::BAD_REQUEST,
                 serde_json::json!({"details": format!("unknown service {service:?}")}),
@@ -124,7 +117,7 @@ impl TokenIssuer {
                     respond(StatusCode::UNAUTHORIZED, serde_json::json!({"details": "incorrect username or password"}));
                 response.headers_mut().insert(
                     "www-authenticate",
-                    "Basic realm=\"ko-matrix token server\"".parse().expect("static header"),
+                    challenge("Basic", "ko-matrix token server", &[]).parse().expect("a valid header"),
                 );
                 response
             }

@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 use super::auth::{authenticate, AuthFailure};
 use super::iam;
 use super::state::{AccessKey, AwsCell, Repository};
-use super::{http_date, request_id, Body, Emulator};
+use super::{http_date, request_id, Emulator};
+use crate::wire::{json_as, Body};
 
 const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 
@@ -29,10 +30,8 @@ fn err(code: &'static str, message: impl Into<String>) -> AwsError {
 }
 
 fn json_response(status: StatusCode, value: Value, extra: Option<&str>) -> Response<Body> {
-    let mut response = Response::new(super::full(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
+    let mut response = json_as(status, "application/x-amz-json-1.1", &value);
     let headers = response.headers_mut();
-    headers.insert("content-type", "application/x-amz-json-1.1".parse().expect("static header"));
     headers.insert("x-amzn-requestid", request_id().parse().expect("hex header"));
     headers.insert("date", http_date(OffsetDateTime::now_utc()).parse().expect("date header"));
     if let Some(code) = extra {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use time::OffsetDateTime;
 
@@ -16,23 +17,25 @@ use crate::grants::Refusal;
 
 use super::iam;
 use super::state::{AwsCell, ImageRecord, RegistryPassword};
-use super::{full, Body, Emulator};
-use crate::gateway::INFRA_HEADER;
-use crate::registry_front::{distribution_error, split_repository};
+use super::Emulator;
+use crate::registry_front::{judge, Gate, Route, Verdict};
+use crate::wire::{challenge, distribution_error, full, Body, INFRA_HEADER};
 
 pub(crate) const MANIFEST_TYPES: &str =
     "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// ECR's answer to a request without credentials.
-fn challenge(host: &str) -> Response<Body> {
+fn not_authorized(host: &str) -> Response<Body> {
     let mut response = Response::new(full(Bytes::from_static(b"Not Authorized\n")));
     *response.status_mut() = StatusCode::UNAUTHORIZED;
     let headers = response.headers_mut();
     headers.insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
     headers.insert(
         "www-authenticate",
-        format!("Basic realm=\"https://{host}/\",service=\"ecr.amazonaws.com\"").parse().expect("valid header"),
+        challenge("Basic", &format!("https://{host}/"), &[("service", "ecr.amazonaws.com")])
+            .parse()
+            .expect("valid header"),
     );
     headers.insert("content-type", "text/plain; charset=utf-8".parse().expect("static header"));
     response
@@ -44,13 +47,13 @@ fn check_credentials(
     host: &str,
     account: &str,
     region: &str,
-    req: &Request<Incoming>,
+    parts: &Parts,
 ) -> Result<RegistryPassword, Box<Response<Body>>> {
-    let Some(value) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) else {
-        return Err(Box::new(challenge(host)));
+    let Some(value) = parts.headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return Err(Box::new(not_authorized(host)));
     };
     let Some((user, password)) = crate::registry_front::basic_credentials(value) else {
-        return Err(Box::new(challenge(host)));
+        return Err(Box::new(not_authorized(host)));
     };
     // Private ECR's answer to an unknown token is not documented; ECR Public's wording is.
     let invalid = || distribution_error(StatusCode::FORBIDDEN, "DENIED", "Your authorization token is invalid.");
@@ -72,6 +75,55 @@ fn check_credentials(
     Ok(issued)
 }
 
+/// ECR's gate: Basic `AWS:<password>` with a password GetAuthorizationToken minted for this
+/// registry, IAM allowing the request's ECR action, and a repository that exists.
+struct EcrGate<'a> {
+    cell: Option<Arc<AwsCell>>,
+    host: &'a str,
+    account: &'a str,
+    region: &'a str,
+}
+
+impl Gate for EcrGate<'_> {
+    type Caller = (Arc<AwsCell>, RegistryPassword);
+
+    fn admit(&self, parts: &Parts, _: &Route) -> Result<Self::Caller, Box<Response<Body>>> {
+        let issued = check_credentials(self.cell.as_deref(), self.host, self.account, self.region, parts)?;
+        Ok((self.cell.clone().expect("valid credentials belong to a cell"), issued))
+    }
+
+    fn base(&self, _: Self::Caller) -> Response<Body> {
+        let mut response = Response::new(full(Bytes::from_static(b"{}")));
+        response
+            .headers_mut()
+            .insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
+        response
+    }
+
+    fn authorize(
+        &self,
+        (cell, issued): &Self::Caller,
+        parts: &Parts,
+        repository: &str,
+        rest: &str,
+    ) -> Result<String, Box<Response<Body>>> {
+        let (account, region) = (self.account, self.region);
+        let action = iam::registry_action(parts.method.as_str(), rest);
+        if !iam::allows(&issued.allow, action) {
+            let message =
+                iam::denial(&issued.arn, action, &format!("arn:aws:ecr:{region}:{account}:repository/{repository}"));
+            cell.record_denial(message.clone());
+            return Err(Box::new(distribution_error(StatusCode::FORBIDDEN, "DENIED", &message)));
+        }
+        if !cell.repositories.lock().expect("repositories lock").contains_key(repository) {
+            let message =
+                format!("The repository with name '{repository}' does not exist in the registry with id '{account}'");
+            return Err(Box::new(distribution_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message)));
+        }
+        Ok(cell.backend_prefix.clone())
+    }
+}
+
 pub(crate) async fn handle(
     emulator: &Emulator,
     cell: Option<Arc<AwsCell>>,
@@ -80,48 +132,26 @@ pub(crate) async fn handle(
     region: &str,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let issued = match check_credentials(cell.as_deref(), host, account, region, &req) {
-        Ok(issued) => issued,
-        Err(response) => return *response,
-    };
-    let cell = cell.expect("valid credentials belong to a cell");
-    let path = req.uri().path().to_string();
-    if path == "/v2/" || path == "/v2" {
-        let mut response = Response::new(full(Bytes::from_static(b"{}")));
-        response
-            .headers_mut()
-            .insert("docker-distribution-api-version", "registry/2.0".parse().expect("static header"));
-        return response;
+    let (parts, body) = req.into_parts();
+    match judge(&EcrGate { cell, host, account, region }, &parts) {
+        Verdict::Answer(answer) => answer,
+        Verdict::Forward { caller: (cell, _), prefix, repository, rest } => {
+            forward(emulator, &cell, &prefix, &repository, &rest, parts, body).await
+        }
     }
-    let Some((repository, rest)) = split_repository(&path) else {
-        return distribution_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource was not found");
-    };
-    let repository = repository.to_string();
-    let action = iam::registry_action(req.method().as_str(), rest);
-    if !iam::allows(&issued.allow, action) {
-        let message =
-            iam::denial(&issued.arn, action, &format!("arn:aws:ecr:{region}:{account}:repository/{repository}"));
-        cell.record_denial(message.clone());
-        return distribution_error(StatusCode::FORBIDDEN, "DENIED", &message);
-    }
-    if !cell.repositories.lock().expect("repositories lock").contains_key(&repository) {
-        let message =
-            format!("The repository with name '{repository}' does not exist in the registry with id '{account}'");
-        return distribution_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message);
-    }
-    forward(emulator, &cell, &repository, rest, req).await
 }
 
-/// Sends the request to the backend under the cell's prefix, with ECR's own touches: a
-/// PATCH answered 201, pushed manifests remembered for the API.
+/// Sends the request to the backend under `prefix`, with ECR's own touches: a PATCH
+/// answered 201, pushed manifests remembered for the API.
 async fn forward(
     emulator: &Emulator,
     cell: &AwsCell,
+    prefix: &str,
     repository: &str,
     rest: &str,
-    req: Request<Incoming>,
+    parts: Parts,
+    body: Incoming,
 ) -> Response<Body> {
-    let (parts, body) = req.into_parts();
     let method = parts.method.clone();
     let is_manifest_put = method == Method::PUT && rest.starts_with("/manifests/");
     let (body, manifest): (Body, Option<Bytes>) = if is_manifest_put {
@@ -136,7 +166,7 @@ async fn forward(
         (body.boxed(), None)
     };
     let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let response = emulator.backend.forward(&cell.backend_prefix, repository, rest, parts, body).await;
+    let response = emulator.backend.forward(prefix, repository, rest, parts, body).await;
     let (mut parts, body) = response.into_parts();
     if parts.headers.contains_key(INFRA_HEADER) {
         return Response::from_parts(parts, body);

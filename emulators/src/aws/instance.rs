@@ -3,35 +3,32 @@
 //! container credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI` on loopback, with
 //! its authorization token). Both hand out the scenario's role credentials.
 
-use bytes::Bytes;
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::plain;
 use super::state::{AccessKey, AwsCell, ImdsMode};
-use super::{full, plain, Body};
+use crate::wire::{iso8601, json_as, Body};
 
 const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
-    response
+    json_as(status, "application/json", &value)
 }
 
 fn role_credentials(key: &AccessKey) -> serde_json::Value {
     json!({
         "Code": "Success",
-        "LastUpdated": super::iso8601(OffsetDateTime::now_utc()),
+        "LastUpdated": iso8601(OffsetDateTime::now_utc()),
         "Type": "AWS-HMAC",
         "AccessKeyId": key.id,
         "SecretAccessKey": key.secret,
         "Token": key.session_token,
-        "Expiration": super::iso8601(key.expires.unwrap_or_else(OffsetDateTime::now_utc)),
+        "Expiration": iso8601(key.expires.unwrap_or_else(OffsetDateTime::now_utc)),
     })
 }
 

@@ -16,9 +16,8 @@ pub mod sigv4;
 pub mod state;
 pub mod sts;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -26,12 +25,12 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use time::OffsetDateTime;
 
-use crate::gateway::SESSION_HEADER;
 use crate::loopback::LoopbackServer;
 use crate::registry_front::Backend;
 use state::{AwsCell, AwsSpec};
 
-pub(crate) use crate::registry_front::{full, Body};
+use crate::cells::Cells;
+use crate::wire::{self, full, Body};
 
 /// `Date` header format.
 pub(crate) fn http_date(t: OffsetDateTime) -> String {
@@ -39,11 +38,6 @@ pub(crate) fn http_date(t: OffsetDateTime) -> String {
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
     t.format(&f).expect("UTC formats")
-}
-
-/// `2024-01-01T00:00:00Z`, as STS, IMDS and container credentials write expirations.
-pub(crate) fn iso8601(t: OffsetDateTime) -> String {
-    t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")).expect("UTC formats")
 }
 
 pub(crate) fn request_id() -> String {
@@ -110,7 +104,7 @@ impl AwsHost {
 }
 
 pub struct Emulator {
-    cells: RwLock<HashMap<u64, Arc<AwsCell>>>,
+    cells: Cells<AwsCell>,
     /// Mints and verifies web identity tokens.
     pub oidc: oidc::OidcIssuer,
     /// The distribution registry behind every emulated ECR registry (plain HTTP, anonymous).
@@ -120,7 +114,7 @@ pub struct Emulator {
 impl Emulator {
     pub fn new(backend: SocketAddr) -> Arc<Emulator> {
         Arc::new(Emulator {
-            cells: RwLock::new(HashMap::new()),
+            cells: Cells::default(),
             oidc: oidc::OidcIssuer::new(),
             backend: Backend::new(backend, "ECR front backend"),
         })
@@ -129,17 +123,16 @@ impl Emulator {
     /// Gives the cell behind gateway session `session` its AWS world.
     pub fn open_cell(&self, session: u64, spec: AwsSpec) -> Arc<AwsCell> {
         let cell = Arc::new(AwsCell::new(spec, format!("cell-{session}")));
-        self.cells.write().expect("cells lock").insert(session, cell.clone());
-        cell
+        self.cells.open(session, cell)
     }
 
     pub fn close_cell(&self, session: u64) {
-        self.cells.write().expect("cells lock").remove(&session);
+        self.cells.close(session);
     }
 
     fn cell_for<B>(&self, req: &Request<B>) -> Option<Arc<AwsCell>> {
-        let session: u64 = req.headers().get(SESSION_HEADER)?.to_str().ok()?.parse().ok()?;
-        self.cells.read().expect("cells lock").get(&session).cloned()
+        let session = wire::session(req.headers())?;
+        self.cells.get(session)
     }
 
     /// Serves every emulated AWS host on a free loopback port.
@@ -167,7 +160,7 @@ impl Emulator {
             .and_then(|r| r.strip_suffix("/credentials"))
             .and_then(|s| s.parse::<u64>().ok())
         {
-            let cell = self.cells.read().expect("cells lock").get(&session).cloned();
+            let cell = self.cells.get(session);
             return instance::container_credentials(cell.as_deref(), &req.into_parts().0);
         }
         let cell = self.cell_for(&req);

@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 
 use super::auth::{authenticate, AuthFailure};
 use super::state::{AccessKey, AwsCell, Trust};
-use super::{http_date, request_id, Body, Emulator};
+use super::{http_date, request_id, Emulator};
+use crate::wire::{Body, Form};
 
 const NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
@@ -19,7 +20,7 @@ fn xml_escape(text: &str) -> String {
 }
 
 fn xml(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(super::full(Bytes::from(body)));
+    let mut response = Response::new(crate::wire::full(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert("content-type", "text/xml".parse().expect("static header"));
@@ -53,7 +54,7 @@ fn credentials_xml(key: &AccessKey, role_name: &str, session: &str) -> String {
         key.id,
         key.secret,
         key.session_token.as_deref().unwrap_or_default(),
-        super::iso8601(key.expires.unwrap_or_else(OffsetDateTime::now_utc)),
+        crate::wire::iso8601(key.expires.unwrap_or_else(OffsetDateTime::now_utc)),
         role_name.to_ascii_uppercase(),
         key.arn
     )
@@ -76,8 +77,8 @@ pub(crate) fn handle(
     parts: &Parts,
     body: &[u8],
 ) -> Response<Body> {
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let params = Form::parse(body);
+    let param = |name: &str| params.get(name);
     let action = param("Action").unwrap_or_default();
     if action == "AssumeRoleWithWebIdentity" {
         return assume_role_with_web_identity(emulator, cell, &param);

@@ -12,9 +12,8 @@
 //! ([`super::Acr`]). The IMDS address is shared with AWS's: any other path there is handed on
 //! to the AWS emulator when one runs (`share_host`).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -26,8 +25,9 @@ use serde::Deserialize;
 
 use crate::aws::oidc::OidcIssuer;
 use crate::bearer::{Account, CellIdentity, CellTables, IdentityService};
+use crate::cells::Cells;
 use crate::grants::{Minted, Refusal};
-use crate::registry_front::{full, mark_infra, Body};
+use crate::wire::{full, json_as, mark_infra, Body, Form};
 
 /// Entra ID's public-cloud login host.
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
@@ -184,7 +184,7 @@ impl EntraCell {
 
 /// The Entra ID and IMDS emulator, one per run.
 pub struct Entra {
-    cells: RwLock<HashMap<u64, Arc<EntraCell>>>,
+    cells: Cells<EntraCell>,
     oidc: OidcIssuer,
     /// Where other IMDS paths go (the AWS emulator, when the run has one).
     imds_fallback: OnceLock<SocketAddr>,
@@ -210,11 +210,9 @@ pub(crate) fn aad_error(status: StatusCode, error: &str, code: u32, message: &st
     json(status, body)
 }
 
+/// Entra's JSON answers: `application/json; charset=utf-8`.
 fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert("content-type", "application/json; charset=utf-8".parse().expect("static header"));
-    response
+    json_as(status, "application/json; charset=utf-8", &body)
 }
 
 /// Which token endpoint a path names: `(tenant, v2)`.
@@ -231,7 +229,7 @@ pub(crate) fn token_endpoint(path: &str) -> Option<(&str, bool)> {
 impl Entra {
     pub fn new() -> Arc<Entra> {
         Arc::new(Entra {
-            cells: RwLock::new(HashMap::new()),
+            cells: Cells::default(),
             oidc: OidcIssuer::new(),
             imds_fallback: OnceLock::new(),
             client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
@@ -241,14 +239,12 @@ impl Entra {
     /// Gives the cell behind gateway session `session` its identity.
     pub fn open_identity(&self, session: u64, spec: AzureSpec) -> Arc<EntraCell> {
         let cell = Arc::new(EntraCell::new(spec, &self.oidc));
-        self.cells.write().expect("cells lock").insert(session, cell.clone());
-        cell
+        self.cells.open(session, cell)
     }
 
     /// What access token `token` of the cell behind `session` was issued for.
     pub(crate) fn check_token(&self, session: Option<u64>, token: &str) -> Result<AadToken, Refusal> {
-        let cell =
-            session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned()).ok_or(Refusal::Unknown)?;
+        let cell = session.and_then(|s| self.cells.get(s)).ok_or(Refusal::Unknown)?;
         cell.tokens.check(token)
     }
 
@@ -290,7 +286,7 @@ impl IdentityService for Entra {
     }
 
     fn close_cell(&self, session: u64) {
-        self.cells.write().expect("cells lock").remove(&session);
+        self.cells.close(session);
     }
 
     fn share_host(&self, host: &str, addr: SocketAddr) {
@@ -310,7 +306,7 @@ impl IdentityService for Entra {
                 .next()
                 .unwrap_or_default()
                 .to_ascii_lowercase();
-            let cell = session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned());
+            let cell = session.and_then(|s| self.cells.get(s));
             if host == IMDS_HOST {
                 if parts.uri.path() == "/metadata/identity/oauth2/token" {
                     return imds_token(cell.as_deref(), &parts);
@@ -357,12 +353,10 @@ impl IdentityService for Entra {
 /// cloud's host aliases, which MSAL asks for (`ClientApplication._get_instance_metadata`) to
 /// match cached tokens, e.g. after a refused token request.
 fn instance_discovery(parts: &Parts) -> Response<Body> {
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let query = Form::parse(parts.uri.query().unwrap_or_default());
     let authorize = query
-        .iter()
-        .find(|(k, _)| k == "authorization_endpoint")
-        .map(|(_, v)| v.clone())
+        .get("authorization_endpoint")
+        .map(str::to_string)
         .unwrap_or_else(|| format!("https://{LOGIN_HOST}/common/oauth2/authorize"));
     let tenant_discovery = authorize
         .replace("/oauth2/authorize", "/v2.0/.well-known/openid-configuration")
@@ -404,8 +398,8 @@ fn tenant_not_found(tenant: &str) -> Response<Body> {
 
 /// `POST /<tenant>/oauth2[/v2.0]/token` with the client credentials grant.
 fn token(oidc: &OidcIssuer, cell: Option<&EntraCell>, tenant: &str, v2: bool, body: &[u8]) -> Response<Body> {
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let form = Form::parse(body);
+    let field = |name: &str| form.get(name).filter(|v| !v.is_empty());
     let Some(cell) = cell.filter(|c| c.tenant.eq_ignore_ascii_case(tenant)) else { return tenant_not_found(tenant) };
     if field("grant_type") != Some("client_credentials") {
         return aad_error(
@@ -498,9 +492,8 @@ fn imds_token(cell: Option<&EntraCell>, parts: &Parts) -> Response<Body> {
     if parts.headers.get("metadata").and_then(|v| v.to_str().ok()) != Some("true") {
         return refuse(StatusCode::BAD_REQUEST, "invalid_request", "Required metadata header not specified");
     }
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
-    let field = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let query = Form::parse(parts.uri.query().unwrap_or_default());
+    let field = |name: &str| query.get(name).filter(|v| !v.is_empty());
     if field("api-version").is_none() {
         return refuse(StatusCode::BAD_REQUEST, "invalid_request", "Required query variable 'api-version' is missing");
     }

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 
-use crate::bearer::{json, unauthorized, Account, BadCredentials, Grant, Principal, Vendor};
+use crate::bearer::{unauthorized, Account, BadCredentials, Grant, Principal, Vendor};
 use crate::grants::{allows, Refusal};
-use crate::registry_front::{distribution_error, Body};
+use crate::wire::{distribution_error, json, Body, Form};
 pub use entra::{AzureSpec, Entra, EntraCell};
 
 /// The registry's name and host.
@@ -48,9 +48,8 @@ pub struct Acr {
 impl Acr {
     /// `POST /oauth2/exchange`: an Entra access token for an ACR refresh token.
     fn exchange(&self, session: Option<u64>, account: Option<&Account>, body: &[u8]) -> Response<Body> {
-        let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-        let field =
-            |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+        let form = Form::parse(body);
+        let field = |name: &str| form.get(name).filter(|v| !v.is_empty());
         if field("grant_type") != Some("access_token") {
             return distribution_error(
                 StatusCode::BAD_REQUEST,
@@ -196,7 +195,7 @@ mod tests {
             self.client
                 .request(method, format!("http://{addr}{path}"))
                 .header("host", host)
-                .header(crate::gateway::SESSION_HEADER, session.to_string())
+                .header(crate::wire::SESSION_HEADER, session.to_string())
         }
 
         fn form(&self, entra: bool, path: &str, session: u64, pairs: &[(&str, &str)]) -> reqwest::RequestBuilder {

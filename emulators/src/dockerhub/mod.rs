@@ -15,8 +15,8 @@
 
 use hyper::{Response, StatusCode};
 
-use crate::bearer::{json, BadCredentials, Grant, Vendor};
-use crate::registry_front::Body;
+use crate::bearer::{BadCredentials, Grant, Vendor};
+use crate::wire::{json, Body};
 
 /// The name users write (`docker.io/user/app`) and docker config keys may hold.
 pub const HOST: &str = "docker.io";

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Method, Request, Response, StatusCode};
@@ -32,17 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::pki::{self, Ca};
-
-type Body = BoxBody<Bytes, hyper::Error>;
-
-/// The header the gateway adds to every forwarded request: which session (cell) it came
-/// from, so in-process services such as the AWS emulator can keep per-cell state.
-pub(crate) const SESSION_HEADER: &str = "x-ko-matrix-session";
-
-/// A response header by which a harness service behind the gateway (the ECR front) says it
-/// made this answer because a service of its own failed: `<service> <what happened>`. The
-/// gateway moves it into the [`Record`] and does not pass it on.
-pub(crate) const INFRA_HEADER: &str = "x-ko-matrix-infra";
+use crate::wire::{full, Body, Form, INFRA_HEADER, SESSION_HEADER};
 
 /// Where a virtual host's traffic goes.
 #[derive(Debug, Clone)]
@@ -135,9 +125,8 @@ fn auth_of(authorization: Option<&str>, path: &str) -> Option<String> {
         return Some(scheme.to_string());
     }
     let query = path.split_once('?')?.1;
-    let credential = query.split('&').find_map(|pair| pair.strip_prefix("X-Amz-Credential="))?;
-    let decoded = credential.replace("%2F", "/").replace("%2f", "/");
-    Some(format!("AWS4-HMAC-SHA256 {}", sigv4_key(&decoded)?))
+    let query = Form::parse(query);
+    Some(format!("AWS4-HMAC-SHA256 {}", sigv4_key(query.get("X-Amz-Credential")?)?))
 }
 
 #[derive(Clone)]
@@ -459,8 +448,7 @@ async fn serve_proxy_connection(stream: TcpStream, inner: Arc<Inner>, recorder: 
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    let body = Full::new(Bytes::from(message.into())).map_err(|never: Infallible| match never {}).boxed();
-    let mut response = Response::new(body);
+    let mut response = Response::new(full(Bytes::from(message.into())));
     *response.status_mut() = status;
     response
 }
@@ -732,8 +720,7 @@ pub(crate) async fn reframe_error_answer(
         )),
     };
     parts.headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(sent.len()));
-    let body = Full::new(Bytes::from(sent)).map_err(|never: Infallible| match never {}).boxed();
-    (Response::from_parts(parts, body), note)
+    (Response::from_parts(parts, full(sent)), note)
 }
 
 /// An error with its sources (hyper's and reqwest's own messages hide "connection refused").

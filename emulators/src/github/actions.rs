@@ -9,8 +9,7 @@ use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 
 use crate::aws::oidc::OidcIssuer;
-use crate::bearer::json;
-use crate::registry_front::Body;
+use crate::wire::{json, Body, Form};
 
 /// The host of the request URL (GitHub-hosted runners' pipelines service).
 pub const ID_TOKEN_HOST: &str = "pipelines.actions.githubusercontent.com";
@@ -35,8 +34,7 @@ pub(crate) fn answer(issuer: &OidcIssuer, parts: &Parts, request_token: &str, su
         return json(StatusCode::UNAUTHORIZED, serde_json::json!({ "message": "Unauthorized" }));
     }
     let query = parts.uri.query().unwrap_or_default();
-    let audience =
-        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "audience").map(|(_, v)| v.into_owned());
+    let audience = Form::parse(query).get("audience").map(str::to_string);
     // Without `audience`, GitHub uses the repository owner's URL.
     let audience = audience.unwrap_or_else(|| {
         format!("https://github.com/{}", subject.trim_start_matches("repo:").split('/').next().unwrap_or_default())

@@ -20,7 +20,7 @@ pub mod actions;
 use hyper::{Response, StatusCode};
 
 use crate::bearer::{unauthorized, BadCredentials, Grant, Principal, Vendor};
-use crate::registry_front::{distribution_error, Body};
+use crate::wire::{distribution_error, Body};
 
 /// The registry's (and token endpoint's) host.
 pub const HOST: &str = "ghcr.io";
@@ -38,10 +38,8 @@ impl Vendor for Ghcr {
     }
 
     fn challenge(&self, scope: Option<&str>) -> String {
-        format!(
-            "Bearer realm=\"https://{HOST}/token\",service=\"{HOST}\",scope=\"{}\"",
-            scope.unwrap_or("repository:user/image:pull")
-        )
+        let scope = scope.unwrap_or("repository:user/image:pull");
+        crate::wire::challenge("Bearer", &format!("https://{HOST}/token"), &[("service", HOST), ("scope", scope)])
     }
 
     fn checks_user(&self) -> bool {
@@ -148,7 +146,7 @@ mod tests {
             client
                 .get(format!("http://{}{path}", server.addr))
                 .header("host", HOST)
-                .header(crate::gateway::SESSION_HEADER, session.to_string())
+                .header(crate::wire::SESSION_HEADER, session.to_string())
         };
         let ping = get("/v2/", 1).send().await.unwrap();
         assert_eq!(ping.status(), 401);
@@ -172,7 +170,7 @@ mod tests {
         let upload = client
             .post(format!("http://{}/v2/octocat/app/blobs/uploads/", server.addr))
             .header("host", HOST)
-            .header(crate::gateway::SESSION_HEADER, "1")
+            .header(crate::wire::SESSION_HEADER, "1")
             .header("authorization", &bearer)
             .send()
             .await
@@ -193,7 +191,7 @@ mod tests {
         let head = client
             .head(format!("http://{}/v2/octocat/app/manifests/latest", server.addr))
             .header("host", HOST)
-            .header(crate::gateway::SESSION_HEADER, "1")
+            .header(crate::wire::SESSION_HEADER, "1")
             .bearer_auth(anonymous["token"].as_str().unwrap())
             .send()
             .await

@@ -19,9 +19,9 @@
 //! Access tokens for the service account are minted into the cell's registry [`Account`], so
 //! `gcr.io`'s token endpoint checks them like any other credential of the account.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
@@ -30,11 +30,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::aws::oidc::OidcIssuer;
-use crate::bearer::{
-    json, Account, BadCredentials, CellIdentity, CellTables, CredentialKind, IdentityService, Principal,
-};
+use crate::bearer::{Account, BadCredentials, CellIdentity, CellTables, CredentialKind, IdentityService, Principal};
+use crate::cells::Cells;
 use crate::grants::{random_b64, Minted, Refusal};
-use crate::registry_front::{full, Body};
+use crate::wire::{full, json, Body, Form};
 
 pub const OAUTH_HOST: &str = "oauth2.googleapis.com";
 pub const STS_HOST: &str = "sts.googleapis.com";
@@ -102,7 +101,7 @@ pub struct GoogleIdentity {
     decoding: jsonwebtoken::DecodingKey,
     /// GitHub Actions' OIDC issuer, for federation.
     github: OidcIssuer,
-    cells: RwLock<HashMap<u64, Arc<GoogleCell>>>,
+    cells: Cells<GoogleCell>,
 }
 
 impl GoogleIdentity {
@@ -112,11 +111,11 @@ impl GoogleIdentity {
         let private_key_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(rsa::Error::Pkcs8)?.to_string();
         let public = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|_| rsa::Error::Internal)?;
         let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).map_err(|_| rsa::Error::Internal)?;
-        Ok(GoogleIdentity { private_key_pem, decoding, github: OidcIssuer::new(), cells: RwLock::new(HashMap::new()) })
+        Ok(GoogleIdentity { private_key_pem, decoding, github: OidcIssuer::new(), cells: Cells::default() })
     }
 
     fn cell(&self, session: Option<u64>) -> Option<Arc<GoogleCell>> {
-        session.and_then(|s| self.cells.read().expect("cells lock").get(&s).cloned())
+        session.and_then(|s| self.cells.get(s))
     }
 
     /// The key file `gcloud iam service-accounts keys create` writes.
@@ -274,12 +273,12 @@ impl IdentityService for GoogleIdentity {
             escaped_key.trim_matches('"').to_string(),
             cell.request_token.clone(),
         ]);
-        self.cells.write().expect("cells lock").insert(session, cell);
+        self.cells.open(session, cell);
         identity
     }
 
     fn close_cell(&self, session: u64) {
-        self.cells.write().expect("cells lock").remove(&session);
+        self.cells.close(session);
     }
 
     fn handle(
@@ -311,7 +310,7 @@ impl GoogleIdentity {
                 "ko-matrix: no cell behind this request",
             );
         };
-        let form = || url::form_urlencoded::parse(body).into_owned().collect::<HashMap<String, String>>();
+        let form = || Form::parse(body);
         match (host.as_str(), &parts.method, parts.uri.path()) {
             (OAUTH_HOST, &Method::POST, "/token") => self.jwt_bearer(&cell, &form()),
             (STS_HOST, &Method::POST, "/v1/token") => self.exchange(&cell, &form()),
@@ -359,11 +358,11 @@ struct Assertion {
 
 impl GoogleIdentity {
     /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=<JWT>`.
-    fn jwt_bearer(&self, cell: &GoogleCell, form: &HashMap<String, String>) -> Response<Body> {
-        if form.get("grant_type").map(String::as_str) != Some(JWT_BEARER) {
+    fn jwt_bearer(&self, cell: &GoogleCell, form: &Form) -> Response<Body> {
+        if form.last("grant_type") != Some(JWT_BEARER) {
             return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid grant_type: ");
         }
-        let Some(assertion) = form.get("assertion") else {
+        let Some(assertion) = form.last("assertion") else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: assertion");
         };
         let header = jsonwebtoken::decode_header(assertion);
@@ -394,15 +393,15 @@ impl GoogleIdentity {
     }
 
     /// STS's token exchange: a GitHub ID token for a federated access token.
-    fn exchange(&self, cell: &GoogleCell, form: &HashMap<String, String>) -> Response<Body> {
-        if form.get("grant_type").map(String::as_str) != Some(TOKEN_EXCHANGE) {
+    fn exchange(&self, cell: &GoogleCell, form: &Form) -> Response<Body> {
+        if form.last("grant_type") != Some(TOKEN_EXCHANGE) {
             return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid value for \"grant_type\".");
         }
-        let audience = form.get("audience").map(String::as_str).unwrap_or_default();
+        let audience = form.last("audience").unwrap_or_default();
         if audience != format!("//iam.googleapis.com/{}", cell.provider()) {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_target", "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.");
         }
-        let token = form.get("subject_token").map(String::as_str).unwrap_or_default();
+        let token = form.last("subject_token").unwrap_or_default();
         let claims = match self.github.decode(token, &cell.id_token_audience()) {
             Ok(claims) => claims,
             Err(e) => {
@@ -456,10 +455,7 @@ fn generate_access_token(cell: &GoogleCell, parts: &Parts, path: &str) -> Respon
             return google_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.");
         }
     }
-    let email = url::form_urlencoded::parse(format!("e={email}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
+    let email = Form::parse(format!("e={email}")).get("e").unwrap_or_default().to_string();
     if email != cell.service_account || cell.deleted {
         return google_error(
             StatusCode::FORBIDDEN,
@@ -468,7 +464,7 @@ fn generate_access_token(cell: &GoogleCell, parts: &Parts, path: &str) -> Respon
         );
     }
     let expires = time::OffsetDateTime::now_utc() + ACCESS_TOKEN_TTL;
-    json(StatusCode::OK, json!({ "accessToken": cell.access_token(), "expireTime": crate::aws::iso8601(expires) }))
+    json(StatusCode::OK, json!({ "accessToken": cell.access_token(), "expireTime": crate::wire::iso8601(expires) }))
 }
 
 /// `GET /v1/projects/<number or id>` with a token of the cell's service account or federation.

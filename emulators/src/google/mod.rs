@@ -21,7 +21,7 @@ use std::sync::Arc;
 use hyper::{Response, StatusCode};
 
 use crate::bearer::{Account, BadCredentials, Grant, Principal, Vendor};
-use crate::registry_front::{distribution_error, Body};
+use crate::wire::{distribution_error, Body};
 
 /// The registry's (and token endpoint's) host.
 pub const HOST: &str = "gcr.io";
