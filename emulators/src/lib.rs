@@ -23,3 +23,4 @@ pub mod loopback;
 pub mod pki;
 pub mod registry_front;
 pub mod token_server;
+pub mod vendor;
