@@ -268,3 +268,67 @@ pub fn routes(parts: &[Arc<dyn WorldPart>]) -> Vec<(String, Backend)> {
     }
     routed.into_iter().map(|(host, (_, backend))| (host, backend)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A part serving `hosts` at `addr`, sharing `shares` (and noting what it was handed).
+    struct Fake {
+        addr: SocketAddr,
+        hosts: &'static [&'static str],
+        shares: Option<&'static str>,
+        shared: Mutex<Vec<(String, SocketAddr)>>,
+    }
+
+    impl WorldPart for Fake {
+        fn store(&self) -> String {
+            "fake".into()
+        }
+        fn services(&self) -> Vec<(String, SocketAddr)> {
+            Vec::new()
+        }
+        fn routes(&self) -> Vec<(String, Backend)> {
+            self.hosts.iter().map(|h| (h.to_string(), Backend::http(self.addr))).collect()
+        }
+        fn share_host(&self, host: &str, addr: SocketAddr) -> bool {
+            let shares = self.shares == Some(host);
+            if shares {
+                self.shared.lock().unwrap().push((host.into(), addr));
+            }
+            shares
+        }
+    }
+
+    fn fake(port: u16, hosts: &'static [&'static str], shares: Option<&'static str>) -> Arc<Fake> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        Arc::new(Fake { addr, hosts, shares, shared: Mutex::new(Vec::new()) })
+    }
+
+    fn routed(parts: &[Arc<dyn WorldPart>]) -> Vec<(String, u16)> {
+        routes(parts).into_iter().map(|(host, backend)| (host, backend.addr.port())).collect()
+    }
+
+    #[test]
+    fn a_shared_host_goes_to_the_part_that_shares_it_whichever_starts_first() {
+        let imds = "169.254.169.254";
+        for azure_first in [true, false] {
+            let azure = fake(1, &["login.example", "169.254.169.254"], Some(imds));
+            let aws = fake(2, &["sts.example", "169.254.169.254"], None);
+            let parts: Vec<Arc<dyn WorldPart>> =
+                if azure_first { vec![azure.clone(), aws.clone()] } else { vec![aws.clone(), azure.clone()] };
+            assert_eq!(
+                routed(&parts),
+                [("169.254.169.254".into(), 1), ("login.example".into(), 1), ("sts.example".into(), 2)]
+            );
+            assert_eq!(*azure.shared.lock().unwrap(), [(imds.to_string(), aws.addr)], "AWS answers the rest");
+        }
+    }
+
+    #[test]
+    fn hosts_no_part_shares_go_to_the_later_part() {
+        let parts: Vec<Arc<dyn WorldPart>> = vec![fake(1, &["a", "b"], None), fake(2, &["b"], None)];
+        assert_eq!(routed(&parts), [("a".into(), 1), ("b".into(), 2)]);
+    }
+}

@@ -441,6 +441,105 @@ impl WorldPlan {
     }
 }
 
+/// Starts the run's registries, as local processes or Docker containers, and the parts of the
+/// world in front of them.
+struct Starter {
+    /// The registry binary, for local processes; `None`: Docker containers.
+    binary: Option<PathBuf>,
+    ca: Arc<Ca>,
+}
+
+impl Starter {
+    async fn start(&self, spec: RegistrySpec) -> Result<RunningRegistry, ServiceError> {
+        match &self.binary {
+            Some(binary) => runtime::start_process(&spec, binary, &self.ca).await,
+            None => runtime::start_container(&spec, &self.ca).await,
+        }
+    }
+
+    /// A registry anyone may push to, over plain HTTP: the base image's, the anonymous
+    /// flavour's, and each part's backend.
+    async fn anonymous(&self) -> Result<RunningRegistry, ServiceError> {
+        self.start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await
+    }
+
+    /// The basic flavour's registry: `users`' passwords, over TLS.
+    async fn basic(&self, users: &BTreeMap<String, String>) -> Result<RunningRegistry, WorldError> {
+        let tls =
+            self.ca.issue(&[Flavour::Basic.host(), "127.0.0.1"], &[rcgen::ExtendedKeyUsagePurpose::ServerAuth])?;
+        let spec = RegistrySpec { auth: RegistryAuth::Htpasswd { users: users.clone() }, tls: Some(tls) };
+        Ok(self.start(spec).await?)
+    }
+
+    /// The token flavour's registry, and the token server that takes `users`' passwords.
+    async fn token(
+        &self,
+        users: &BTreeMap<String, String>,
+    ) -> Result<(RunningRegistry, Arc<TokenIssuer>, LoopbackServer), WorldError> {
+        let issuer =
+            Arc::new(TokenIssuer::new(&self.ca, "ko-matrix-token-issuer", Flavour::Token.host(), users.clone())?);
+        let server = issuer.clone().serve().await.map_err(|source| WorldError::Io {
+            action: "serving",
+            path: "token server".into(),
+            source,
+        })?;
+        let spec = RegistrySpec {
+            auth: RegistryAuth::Token {
+                realm: format!("https://{TOKEN_AUTH_HOST}/token"),
+                service: issuer.service.clone(),
+                issuer: issuer.issuer.clone(),
+                root_pem: self.ca.cert_pem(),
+            },
+            tls: None,
+        };
+        Ok((self.start(spec).await?, issuer, server))
+    }
+
+    /// The vendors' parts `flavours` name, in [`VENDORS`]' order, each against a backend
+    /// registry of its own.
+    async fn vendors(&self, flavours: &BTreeSet<Flavour>, aws: &[AwsSpec]) -> Result<Vec<StartedPart>, WorldError> {
+        let mut parts = Vec::new();
+        for (flavour, start) in VENDORS.into_iter().filter(|(f, _)| flavours.contains(f)) {
+            let registry = self.anonymous().await?;
+            let part = start(Backing { registry: registry.addr, aws: aws.to_vec() }).await.map_err(start_error)?;
+            parts.push(StartedPart { flavour, part, store: registry.addr, registry: Some(registry) });
+        }
+        Ok(parts)
+    }
+
+    /// ECR's part on the backend `choice` (the embedded emulator against a backend registry,
+    /// or LocalStack), and the AWS side its cells open in.
+    async fn ecr(
+        &self,
+        choice: &EcrBackend,
+        binaries: &ServiceBinaries,
+        aws: &[AwsSpec],
+    ) -> Result<(StartedPart, Aws), WorldError> {
+        let ecr_login = binaries.ecr_login().await?;
+        let localstack = |localstack: LocalStack| {
+            let store = localstack.endpoint;
+            let part = Arc::new(LocalStackEcr { localstack, specs: aws.to_vec() });
+            let started = StartedPart { flavour: Flavour::Ecr, part: part.clone(), registry: None, store };
+            (started, AwsBackend::LocalStack(part))
+        };
+        let (part, backend) = match choice {
+            EcrBackend::Embedded => {
+                let registry = self.anonymous().await?;
+                let backing = Backing { registry: registry.addr, aws: aws.to_vec() };
+                let aws = AwsWorld::start(backing).await.map_err(start_error)?;
+                let (part, store) = (aws.clone(), registry.addr);
+                (
+                    StartedPart { flavour: Flavour::Ecr, part, store, registry: Some(registry) },
+                    AwsBackend::Embedded(aws),
+                )
+            }
+            EcrBackend::Container { image } => localstack(LocalStack::start(image).await?),
+            EcrBackend::Attach { endpoint } => localstack(LocalStack::attach(*endpoint)),
+        };
+        Ok((part, Aws { backend, ecr_login }))
+    }
+}
+
 /// A service of the run, as infra-error details name it.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -481,16 +580,7 @@ impl World {
         let gateway = Gateway::new(ca.clone());
         let binaries = ServiceBinaries::like(provisioner);
         let binary = if runtime == "process" { Some(binaries.registry().await?) } else { None };
-        let start = |spec: RegistrySpec| {
-            let (binary, ca) = (binary.clone(), ca.clone());
-            async move {
-                match binary {
-                    Some(binary) => runtime::start_process(&spec, &binary, &ca).await,
-                    None => runtime::start_container(&spec, &ca).await,
-                }
-            }
-        };
-        let anonymous_spec = || RegistrySpec { auth: RegistryAuth::Anonymous, tls: None };
+        let starter = Starter { binary, ca: ca.clone() };
 
         let user = Credential { username: "ko-matrix-user".into(), password: random_secret() };
         let admin = Credential { username: "ko-matrix-admin".into(), password: random_secret() };
@@ -501,72 +591,26 @@ impl World {
 
         // The base image lives in a registry of its own, so pushes cannot mount its blobs
         // across what would be different registries in real life.
-        let base = start(anonymous_spec());
-        let anonymous = start(anonymous_spec());
+        let base = starter.anonymous();
+        let anonymous = starter.anonymous();
         let basic = async {
-            if !flavours.contains(&Flavour::Basic) {
-                return Ok(None);
+            match flavours.contains(&Flavour::Basic) {
+                true => starter.basic(&users).await.map(Some),
+                false => Ok(None),
             }
-            let tls = ca.issue(&[Flavour::Basic.host(), "127.0.0.1"], &[rcgen::ExtendedKeyUsagePurpose::ServerAuth])?;
-            let spec = RegistrySpec { auth: RegistryAuth::Htpasswd { users: users.clone() }, tls: Some(tls) };
-            Ok::<_, WorldError>(Some(start(spec).await?))
         };
         let token = async {
-            if !flavours.contains(&Flavour::Token) {
-                return Ok(None);
+            match flavours.contains(&Flavour::Token) {
+                true => starter.token(&users).await.map(Some),
+                false => Ok(None),
             }
-            let issuer =
-                Arc::new(TokenIssuer::new(&ca, "ko-matrix-token-issuer", Flavour::Token.host(), users.clone())?);
-            let server = issuer.clone().serve().await.map_err(|source| WorldError::Io {
-                action: "serving",
-                path: "token server".into(),
-                source,
-            })?;
-            let spec = RegistrySpec {
-                auth: RegistryAuth::Token {
-                    realm: format!("https://{TOKEN_AUTH_HOST}/token"),
-                    service: issuer.service.clone(),
-                    issuer: issuer.issuer.clone(),
-                    root_pem: ca.cert_pem(),
-                },
-                tls: None,
-            };
-            Ok::<_, WorldError>(Some((start(spec).await?, issuer, server)))
         };
-        // Each part against a backend registry of its own.
-        let backing = |registry: &RunningRegistry| Backing { registry: registry.addr, aws: aws_specs.clone() };
-        let vendors = async {
-            let mut parts = Vec::new();
-            for (flavour, start_part) in VENDORS.into_iter().filter(|(f, _)| flavours.contains(f)) {
-                let registry = start(anonymous_spec()).await?;
-                let part = start_part(backing(&registry)).await.map_err(start_error)?;
-                parts.push(StartedPart { flavour, part, store: registry.addr, registry: Some(registry) });
-            }
-            Ok::<_, WorldError>(parts)
-        };
+        let vendors = starter.vendors(&flavours, &aws_specs);
         let ecr = async {
-            let Some(choice) = &ecr_backend else { return Ok(None) };
-            let ecr_login = binaries.ecr_login().await?;
-            let localstack = |localstack: LocalStack| {
-                let store = localstack.endpoint;
-                let part = Arc::new(LocalStackEcr { localstack, specs: aws_specs.clone() });
-                let started = StartedPart { flavour: Flavour::Ecr, part: part.clone(), registry: None, store };
-                (started, AwsBackend::LocalStack(part))
-            };
-            let (part, backend) = match choice {
-                EcrBackend::Embedded => {
-                    let registry = start(anonymous_spec()).await?;
-                    let aws = AwsWorld::start(backing(&registry)).await.map_err(start_error)?;
-                    let (part, store) = (aws.clone(), registry.addr);
-                    (
-                        StartedPart { flavour: Flavour::Ecr, part, store, registry: Some(registry) },
-                        AwsBackend::Embedded(aws),
-                    )
-                }
-                EcrBackend::Container { image } => localstack(LocalStack::start(image).await?),
-                EcrBackend::Attach { endpoint } => localstack(LocalStack::attach(*endpoint)),
-            };
-            Ok::<_, WorldError>(Some((part, Aws { backend, ecr_login })))
+            match &ecr_backend {
+                Some(choice) => starter.ecr(choice, &binaries, &aws_specs).await.map(Some),
+                None => Ok(None),
+            }
         };
         let (base, anonymous, basic, token, ecr, vendors) = tokio::join!(base, anonymous, basic, token, ecr, vendors);
         let (base, anonymous, basic, token, ecr, vendors) = (base?, anonymous?, basic?, token?, ecr?, vendors?);
