@@ -24,4 +24,5 @@ pub mod loopback;
 pub mod pki;
 pub mod registry_front;
 pub mod token_server;
+pub mod vendor;
 pub(crate) mod wire;

@@ -20,12 +20,14 @@ use crate::services::registry::{RegistryAuth, RegistrySpec};
 use crate::services::runtime::{self, RunningRegistry, ServiceError};
 use ko_matrix_emulators::aws::oidc;
 use ko_matrix_emulators::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
-use ko_matrix_emulators::aws::Emulator;
-use ko_matrix_emulators::bearer::{Account, CellIdentity, CellTables, Front, IdentityService};
+use ko_matrix_emulators::aws::{AwsWorld, Emulator};
+use ko_matrix_emulators::bearer::CellTables;
 use ko_matrix_emulators::gateway::{error_chain, Backend, Gateway, GatewayError, Route, Session};
 use ko_matrix_emulators::loopback::LoopbackServer;
 use ko_matrix_emulators::pki::{Ca, PkiError};
 use ko_matrix_emulators::token_server::TokenIssuer;
+pub use ko_matrix_emulators::vendor::VendorCell;
+use ko_matrix_emulators::vendor::{self, Backing, CellSpec, Start, StartError, WorldPart};
 
 /// The host of the token server that the token registry's challenge names.
 pub(crate) const TOKEN_AUTH_HOST: &str = "auth.ko-matrix.test";
@@ -81,17 +83,46 @@ pub struct Aws {
 /// Where ECR scenarios' AWS traffic goes.
 pub enum AwsBackend {
     /// The embedded emulator (per-cell AWS state).
-    Embedded { emulator: Arc<Emulator>, server: LoopbackServer },
+    Embedded(Arc<AwsWorld>),
     /// LocalStack: one shared account state; some scenarios cannot be expressed.
-    LocalStack(LocalStack),
+    LocalStack(Arc<LocalStackEcr>),
 }
 
 impl Aws {
     pub fn emulator(&self) -> Option<&Arc<Emulator>> {
         match &self.backend {
-            AwsBackend::Embedded { emulator, .. } => Some(emulator),
+            AwsBackend::Embedded(aws) => Some(&aws.emulator),
             AwsBackend::LocalStack(_) => None,
         }
+    }
+}
+
+/// LocalStack as the world's ECR part: the ECR hosts of the run's AWS accounts, routed to it.
+pub struct LocalStackEcr {
+    localstack: LocalStack,
+    specs: Vec<AwsSpec>,
+}
+
+impl WorldPart for LocalStackEcr {
+    fn store(&self) -> String {
+        "LocalStack".into()
+    }
+
+    fn services(&self) -> Vec<(String, SocketAddr)> {
+        vec![("LocalStack".into(), self.localstack.endpoint)]
+    }
+
+    fn routes(&self) -> Vec<(String, Backend)> {
+        let backend = Backend::http(self.localstack.endpoint).named("LocalStack");
+        let registry = |spec: &AwsSpec| Backend {
+            host_header: Some(LocalStack::registry_host(&spec.account, &spec.region)),
+            ..backend.clone()
+        };
+        let routes = self
+            .specs
+            .iter()
+            .flat_map(|spec| [(spec.api_host(), backend.clone()), (spec.registry_host(), registry(spec))]);
+        routes.collect()
     }
 }
 
@@ -178,7 +209,8 @@ impl AwsBackend {
         ]);
         let mut files = Vec::new();
         let (backend_repository, ecr_cache, emulator) = match self {
-            AwsBackend::Embedded { emulator, server } => {
+            AwsBackend::Embedded(aws) => {
+                let (emulator, addr) = (&aws.emulator, aws.addr());
                 let opened = EmulatorCell {
                     cell: emulator.open_cell(session, spec.clone()),
                     emulator: emulator.clone(),
@@ -196,7 +228,7 @@ impl AwsBackend {
                     ("AWS_SESSION_TOKEN", cell.key.session_token.clone().unwrap_or_default()),
                     (
                         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                        format!("http://{}{}", server.addr, Emulator::container_credentials_path(session)),
+                        format!("http://{}{}", addr, Emulator::container_credentials_path(session)),
                     ),
                     ("AWS_CONTAINER_AUTHORIZATION_TOKEN", cell.container_token.clone()),
                 ]);
@@ -230,7 +262,7 @@ impl AwsBackend {
                 (backend_repository, ecr_cache, Some(opened))
             }
             AwsBackend::LocalStack(localstack) => {
-                let cell = localstack.prepare(spec).await?;
+                let cell = localstack.localstack.prepare(spec).await?;
                 values.extend([
                     ("PASSWORD", cell.password.clone()),
                     ("ECR_PASSWORD", cell.password),
@@ -259,87 +291,51 @@ impl AwsBackend {
     }
 }
 
-/// A vendor registry of the run (ghcr.io): its front, serving until dropped.
+/// A vendor registry of the run (ghcr.io): its part of the world, serving until dropped.
 pub struct VendorRegistry {
-    pub front: Arc<Front>,
+    part: Arc<dyn WorldPart>,
     /// The run's base image as the vendor's public repository (`docker.io/ko-matrix/base@…`),
     /// where the vendor has public images.
     pub public_base: Option<String>,
-    /// The vendor's identity services (Google's OAuth, STS and metadata server; Entra ID and
-    /// Azure's IMDS), if it has any.
-    identity: Option<Arc<dyn IdentityService>>,
-    _servers: Vec<LoopbackServer>,
-}
-
-/// A cell's account at a vendor registry; dropping it closes the account.
-pub struct VendorCell {
-    front: Arc<Front>,
-    identity: Option<Arc<dyn IdentityService>>,
-    session: u64,
-    pub account: Arc<Account>,
-    /// What the vendor's identity services gave the cell.
-    pub identity_values: CellIdentity,
-}
-
-impl VendorCell {
-    /// REGISTRY, USER and PASSWORD (the account's credential), and the identity services'
-    /// placeholders, for scenarios.
-    pub fn values(&self) -> BTreeMap<&'static str, String> {
-        let mut values = BTreeMap::from([
-            ("REGISTRY", self.front.registry_host().to_string()),
-            ("USER", self.account.spec.user.clone()),
-            ("PASSWORD", self.account.secret.clone()),
-        ]);
-        values.extend(self.identity_values.values.clone());
-        values
-    }
-
-    /// The repository the cell pushes to, `<owner>/<path>`, and where it lands in the backend.
-    pub fn repositories(&self, path: &str) -> (String, String) {
-        let repository = self.front.repository_for(self.account.spec.owner(), path);
-        let backend = format!("{}/{repository}", self.account.backend_prefix);
-        (repository, backend)
-    }
-}
-
-impl Drop for VendorCell {
-    fn drop(&mut self) {
-        self.front.close_cell(self.session);
-        if let Some(identity) = &self.identity {
-            identity.close_cell(self.session);
-        }
-    }
 }
 
 impl VendorRegistry {
     /// Opens the account of the cell behind gateway session `session` (the scenario's
     /// `[account]`), and its identity at the vendor's identity services.
     pub async fn open_cell(&self, session: &Session, scenario: &Scenario) -> Result<VendorCell, GatewayError> {
-        let account = self.front.open_cell(session.id, scenario.account.clone().unwrap_or_default());
-        let tables = CellTables { azure: scenario.azure.clone() };
-        let identity_values = match &self.identity {
-            Some(identity) => {
-                let direct = match identity.direct_host() {
-                    Some(host) => Some(session.serve_as(host).await?),
-                    None => None,
-                };
-                identity.open_cell(session.id, account.clone(), &tables, direct)
-            }
-            None => CellIdentity::default(),
+        let cell = CellSpec {
+            account: scenario.account.clone().unwrap_or_default(),
+            tables: CellTables { azure: scenario.azure.clone() },
         };
-        Ok(VendorCell {
-            account,
-            front: self.front.clone(),
-            identity: self.identity.clone(),
-            session: session.id,
-            identity_values,
-        })
+        Ok(self.part.open_cell(session, &cell).await?.expect("a vendor registry's part opens accounts"))
     }
 }
 
-enum StartedEcr {
-    Embedded { backend: RunningRegistry, emulator: Arc<Emulator>, server: LoopbackServer },
-    LocalStack(Box<LocalStack>),
+/// A part of the world as started, with the registry its pushes land in.
+struct StartedPart {
+    flavour: Flavour,
+    part: Arc<dyn WorldPart>,
+    /// The backend registry the harness runs for it (LocalStack is its own).
+    registry: Option<RunningRegistry>,
+    /// Where its pushes land, for fetching them back.
+    store: SocketAddr,
+}
+
+/// The vendors' parts, in the order their services are listed: adding a vendor is adding its
+/// module to the emulators and a line here. ECR's part comes after them, on the backend
+/// [`WorldPlan`] chose.
+const VENDORS: [(Flavour, Start); 4] = [
+    (Flavour::Ghcr, ko_matrix_emulators::github::start),
+    (Flavour::Dockerhub, ko_matrix_emulators::dockerhub::start),
+    (Flavour::Gcp, ko_matrix_emulators::google::start),
+    (Flavour::Azure, ko_matrix_emulators::azure::start),
+];
+
+fn start_error(error: StartError) -> WorldError {
+    match error {
+        StartError::Serving { service, source } => WorldError::Io { action: "serving", path: service.into(), source },
+        StartError::Key(message) => WorldError::Key(message),
+    }
 }
 
 pub struct World {
@@ -445,41 +441,102 @@ impl WorldPlan {
     }
 }
 
-/// The token-auth vendor behind `flavour`, and the identity services it runs beside its
-/// registry, started for the run.
-async fn vendor_of(
-    flavour: Flavour,
-) -> Result<(Box<dyn ko_matrix_emulators::bearer::Vendor>, Option<Arc<dyn IdentityService>>), WorldError> {
-    Ok(match flavour {
-        Flavour::Ghcr => (Box::new(ko_matrix_emulators::github::Ghcr), None),
-        Flavour::Dockerhub => (Box::new(ko_matrix_emulators::dockerhub::DockerHub), None),
-        Flavour::Gcp => {
-            // RSA key generation takes a while: off the runtime's threads.
-            let generated = tokio::task::spawn_blocking(ko_matrix_emulators::google::identity::GoogleIdentity::new)
-                .await
-                .expect("key generation does not panic");
-            let identity = Arc::new(
-                generated
-                    .map_err(|e| WorldError::Key(format!("generating the run's Google service-account key: {e}")))?,
-            );
-            (Box::new(ko_matrix_emulators::google::Gcr { identity: identity.clone() }), Some(identity))
-        }
-        Flavour::Azure => {
-            let entra = ko_matrix_emulators::azure::Entra::new();
-            (Box::new(ko_matrix_emulators::azure::Acr { entra: entra.clone() }), Some(entra))
-        }
-        other => unreachable!("{} is not a vendor registry", other.name()),
-    })
+/// Starts the run's registries, as local processes or Docker containers, and the parts of the
+/// world in front of them.
+struct Starter {
+    /// The registry binary, for local processes; `None`: Docker containers.
+    binary: Option<PathBuf>,
+    ca: Arc<Ca>,
 }
 
-/// What infra-error details call a vendor front's backend registry.
-fn vendor_backend_service(flavour: Flavour) -> &'static str {
-    match flavour {
-        Flavour::Ghcr => "ghcr.io front backend",
-        Flavour::Dockerhub => "Docker Hub front backend",
-        Flavour::Gcp => "gcr.io front backend",
-        Flavour::Azure => "ACR front backend",
-        other => unreachable!("{} is not a vendor registry", other.name()),
+impl Starter {
+    async fn start(&self, spec: RegistrySpec) -> Result<RunningRegistry, ServiceError> {
+        match &self.binary {
+            Some(binary) => runtime::start_process(&spec, binary, &self.ca).await,
+            None => runtime::start_container(&spec, &self.ca).await,
+        }
+    }
+
+    /// A registry anyone may push to, over plain HTTP: the base image's, the anonymous
+    /// flavour's, and each part's backend.
+    async fn anonymous(&self) -> Result<RunningRegistry, ServiceError> {
+        self.start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await
+    }
+
+    /// The basic flavour's registry: `users`' passwords, over TLS.
+    async fn basic(&self, users: &BTreeMap<String, String>) -> Result<RunningRegistry, WorldError> {
+        let tls =
+            self.ca.issue(&[Flavour::Basic.host(), "127.0.0.1"], &[rcgen::ExtendedKeyUsagePurpose::ServerAuth])?;
+        let spec = RegistrySpec { auth: RegistryAuth::Htpasswd { users: users.clone() }, tls: Some(tls) };
+        Ok(self.start(spec).await?)
+    }
+
+    /// The token flavour's registry, and the token server that takes `users`' passwords.
+    async fn token(
+        &self,
+        users: &BTreeMap<String, String>,
+    ) -> Result<(RunningRegistry, Arc<TokenIssuer>, LoopbackServer), WorldError> {
+        let issuer =
+            Arc::new(TokenIssuer::new(&self.ca, "ko-matrix-token-issuer", Flavour::Token.host(), users.clone())?);
+        let server = issuer.clone().serve().await.map_err(|source| WorldError::Io {
+            action: "serving",
+            path: "token server".into(),
+            source,
+        })?;
+        let spec = RegistrySpec {
+            auth: RegistryAuth::Token {
+                realm: format!("https://{TOKEN_AUTH_HOST}/token"),
+                service: issuer.service.clone(),
+                issuer: issuer.issuer.clone(),
+                root_pem: self.ca.cert_pem(),
+            },
+            tls: None,
+        };
+        Ok((self.start(spec).await?, issuer, server))
+    }
+
+    /// The vendors' parts `flavours` name, in [`VENDORS`]' order, each against a backend
+    /// registry of its own.
+    async fn vendors(&self, flavours: &BTreeSet<Flavour>, aws: &[AwsSpec]) -> Result<Vec<StartedPart>, WorldError> {
+        let mut parts = Vec::new();
+        for (flavour, start) in VENDORS.into_iter().filter(|(f, _)| flavours.contains(f)) {
+            let registry = self.anonymous().await?;
+            let part = start(Backing { registry: registry.addr, aws: aws.to_vec() }).await.map_err(start_error)?;
+            parts.push(StartedPart { flavour, part, store: registry.addr, registry: Some(registry) });
+        }
+        Ok(parts)
+    }
+
+    /// ECR's part on the backend `choice` (the embedded emulator against a backend registry,
+    /// or LocalStack), and the AWS side its cells open in.
+    async fn ecr(
+        &self,
+        choice: &EcrBackend,
+        binaries: &ServiceBinaries,
+        aws: &[AwsSpec],
+    ) -> Result<(StartedPart, Aws), WorldError> {
+        let ecr_login = binaries.ecr_login().await?;
+        let localstack = |localstack: LocalStack| {
+            let store = localstack.endpoint;
+            let part = Arc::new(LocalStackEcr { localstack, specs: aws.to_vec() });
+            let started = StartedPart { flavour: Flavour::Ecr, part: part.clone(), registry: None, store };
+            (started, AwsBackend::LocalStack(part))
+        };
+        let (part, backend) = match choice {
+            EcrBackend::Embedded => {
+                let registry = self.anonymous().await?;
+                let backing = Backing { registry: registry.addr, aws: aws.to_vec() };
+                let aws = AwsWorld::start(backing).await.map_err(start_error)?;
+                let (part, store) = (aws.clone(), registry.addr);
+                (
+                    StartedPart { flavour: Flavour::Ecr, part, store, registry: Some(registry) },
+                    AwsBackend::Embedded(aws),
+                )
+            }
+            EcrBackend::Container { image } => localstack(LocalStack::start(image).await?),
+            EcrBackend::Attach { endpoint } => localstack(LocalStack::attach(*endpoint)),
+        };
+        Ok((part, Aws { backend, ecr_login }))
     }
 }
 
@@ -516,34 +573,14 @@ impl World {
         }
         let WorldPlan { runtime, ecr_backend, notes } = plan;
         let flavours: BTreeSet<Flavour> = scenarios.iter().map(|s| s.target.registry).collect();
-        let aws_hosts: BTreeSet<String> = scenarios
-            .iter()
-            .filter_map(|s| s.aws.as_ref())
-            .flat_map(|a| {
-                [
-                    a.registry_host(),
-                    a.api_host(),
-                    format!("sts.{}.amazonaws.com", a.region),
-                    "sts.amazonaws.com".into(),
-                    ko_matrix_emulators::aws::IMDS_HOST.into(),
-                ]
-            })
-            .collect();
+        let aws_specs: Vec<AwsSpec> = scenarios.iter().filter_map(|s| s.aws.clone()).collect();
         let ca = Arc::new(Ca::new()?);
         let ca_bundle = dir.join("ca.pem");
         ca.write_bundle(&ca_bundle)?;
         let gateway = Gateway::new(ca.clone());
         let binaries = ServiceBinaries::like(provisioner);
         let binary = if runtime == "process" { Some(binaries.registry().await?) } else { None };
-        let start = |spec: RegistrySpec| {
-            let (binary, ca) = (binary.clone(), ca.clone());
-            async move {
-                match binary {
-                    Some(binary) => runtime::start_process(&spec, &binary, &ca).await,
-                    None => runtime::start_container(&spec, &ca).await,
-                }
-            }
-        };
+        let starter = Starter { binary, ca: ca.clone() };
 
         let user = Credential { username: "ko-matrix-user".into(), password: random_secret() };
         let admin = Credential { username: "ko-matrix-admin".into(), password: random_secret() };
@@ -554,86 +591,26 @@ impl World {
 
         // The base image lives in a registry of its own, so pushes cannot mount its blobs
         // across what would be different registries in real life.
-        let base = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None });
-        let anonymous = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None });
+        let base = starter.anonymous();
+        let anonymous = starter.anonymous();
         let basic = async {
-            if !flavours.contains(&Flavour::Basic) {
-                return Ok(None);
+            match flavours.contains(&Flavour::Basic) {
+                true => starter.basic(&users).await.map(Some),
+                false => Ok(None),
             }
-            let tls = ca.issue(&[Flavour::Basic.host(), "127.0.0.1"], &[rcgen::ExtendedKeyUsagePurpose::ServerAuth])?;
-            let spec = RegistrySpec { auth: RegistryAuth::Htpasswd { users: users.clone() }, tls: Some(tls) };
-            Ok::<_, WorldError>(Some(start(spec).await?))
         };
         let token = async {
-            if !flavours.contains(&Flavour::Token) {
-                return Ok(None);
+            match flavours.contains(&Flavour::Token) {
+                true => starter.token(&users).await.map(Some),
+                false => Ok(None),
             }
-            let issuer =
-                Arc::new(TokenIssuer::new(&ca, "ko-matrix-token-issuer", Flavour::Token.host(), users.clone())?);
-            let server = issuer.clone().serve().await.map_err(|source| WorldError::Io {
-                action: "serving",
-                path: "token server".into(),
-                source,
-            })?;
-            let spec = RegistrySpec {
-                auth: RegistryAuth::Token {
-                    realm: format!("https://{TOKEN_AUTH_HOST}/token"),
-                    service: issuer.service.clone(),
-                    issuer: issuer.issuer.clone(),
-                    root_pem: ca.cert_pem(),
-                },
-                tls: None,
-            };
-            Ok::<_, WorldError>(Some((start(spec).await?, issuer, server)))
         };
+        let vendors = starter.vendors(&flavours, &aws_specs);
         let ecr = async {
-            let Some(choice) = &ecr_backend else { return Ok(None) };
-            let ecr_login = binaries.ecr_login().await?;
-            let started = match choice {
-                EcrBackend::Embedded => {
-                    let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
-                    let emulator = Emulator::new(backend.addr);
-                    let server = emulator.clone().serve().await.map_err(|source| WorldError::Io {
-                        action: "serving",
-                        path: "AWS emulator".into(),
-                        source,
-                    })?;
-                    StartedEcr::Embedded { backend, emulator, server }
-                }
-                EcrBackend::Container { image } => StartedEcr::LocalStack(Box::new(LocalStack::start(image).await?)),
-                EcrBackend::Attach { endpoint } => StartedEcr::LocalStack(Box::new(LocalStack::attach(*endpoint))),
-            };
-            Ok::<_, WorldError>(Some((started, ecr_login)))
-        };
-        let vendors = async {
-            let mut started = Vec::new();
-            for flavour in flavours.iter().copied().filter(|f| f.is_vendor()) {
-                let backend = start(RegistrySpec { auth: RegistryAuth::Anonymous, tls: None }).await?;
-                let service = vendor_backend_service(flavour);
-                let (vendor, identity) = vendor_of(flavour).await?;
-                let front = Front::new(vendor, backend.addr, service);
-                let server = front.clone().serve().await.map_err(|source| WorldError::Io {
-                    action: "serving",
-                    path: format!("{} front", flavour.host()).into(),
-                    source,
-                })?;
-                let identity = match identity {
-                    Some(identity) => {
-                        let server =
-                            ko_matrix_emulators::bearer::serve_identity(identity.clone()).await.map_err(|source| {
-                                WorldError::Io {
-                                    action: "serving",
-                                    path: format!("{} identity services", flavour.host()).into(),
-                                    source,
-                                }
-                            })?;
-                        Some((identity, server))
-                    }
-                    None => None,
-                };
-                started.push((flavour, backend, front, server, identity));
+            match &ecr_backend {
+                Some(choice) => starter.ecr(choice, &binaries, &aws_specs).await.map(Some),
+                None => Ok(None),
             }
-            Ok::<_, WorldError>(started)
         };
         let (base, anonymous, basic, token, ecr, vendors) = tokio::join!(base, anonymous, basic, token, ecr, vendors);
         let (base, anonymous, basic, token, ecr, vendors) = (base?, anonymous?, basic?, token?, ecr?, vendors?);
@@ -645,23 +622,16 @@ impl World {
         let mut targets = BTreeMap::new();
         let mut services = vec![Service { name: "base-image registry".into(), addr: base.addr, tls: base.tls }];
         let mut registries = vec![base];
+        let mut target = |flavour: Flavour, backend: SocketAddr, tls: bool, service: String, admin: Admin| {
+            let user = user.clone();
+            targets.insert(flavour, TargetRegistry { flavour, backend, tls, host_header: None, service, user, admin });
+        };
         let mut add = |flavour: Flavour, registry: RunningRegistry, admin: Admin| {
             let service = format!("registry ({} flavour)", flavour.name());
             let backend = if registry.tls { Backend::https(registry.addr) } else { Backend::http(registry.addr) };
             gateway.route(flavour.host(), Route::Terminate { backend: backend.named(&service) })?;
             services.push(Service { name: service.clone(), addr: registry.addr, tls: registry.tls });
-            targets.insert(
-                flavour,
-                TargetRegistry {
-                    flavour,
-                    backend: registry.addr,
-                    tls: registry.tls,
-                    host_header: None,
-                    service,
-                    user: user.clone(),
-                    admin,
-                },
-            );
+            target(flavour, registry.addr, registry.tls, service, admin);
             registries.push(registry);
             Ok::<_, WorldError>(())
         };
@@ -679,125 +649,39 @@ impl World {
             services.push(Service { name: "token server".into(), addr: server.addr, tls: false });
             token_server = Some(server);
         }
+
+        // The vendors' parts, then ECR's: each routed, probed, a target, and a vendor registry
+        // where its cells have accounts.
+        let (ecr, aws) = ecr.map(|(part, aws)| (Some(part), Some(aws))).unwrap_or_default();
+        let parts: Vec<StartedPart> = vendors.into_iter().chain(ecr).collect();
+        for (host, backend) in vendor::routes(&parts.iter().map(|p| p.part.clone()).collect::<Vec<_>>()) {
+            gateway.route(&host, Route::Terminate { backend })?;
+        }
         let mut vendor_registries = BTreeMap::new();
-        // Which identity service serves each of its hosts, for hosts another service shares.
-        let mut identity_routes: BTreeMap<&str, (Arc<dyn IdentityService>, SocketAddr, String)> = BTreeMap::new();
-        for (flavour, backend, front, server, identity) in vendors {
-            let service = vendor_backend_service(flavour);
-            let front_service = format!("{} front", flavour.host());
-            for host in front.hosts() {
-                gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named(&front_service) })?;
-            }
-            services.push(Service { name: front_service, addr: server.addr, tls: false });
-            let mut servers = vec![server];
-            let identity = identity.map(|(identity, server)| {
-                let name = format!("{} identity services", flavour.host());
-                services.push(Service { name: name.clone(), addr: server.addr, tls: false });
-                let routes = identity.hosts().iter().try_for_each(|host| {
-                    gateway.route(host, Route::Terminate { backend: Backend::http(server.addr).named(&name) })
-                });
-                identity_routes
-                    .extend(identity.hosts().iter().map(|host| (*host, (identity.clone(), server.addr, name.clone()))));
-                servers.push(server);
-                routes.map(|()| identity)
-            });
-            let identity = identity.transpose()?;
-            services.push(Service { name: service.into(), addr: backend.addr, tls: false });
-            targets.insert(
-                flavour,
-                TargetRegistry {
-                    flavour,
-                    backend: backend.addr,
-                    tls: false,
-                    host_header: None,
-                    service: service.into(),
-                    user: user.clone(),
-                    admin: Admin::None,
-                },
-            );
-            let public_base = match flavour {
-                Flavour::Dockerhub => {
-                    let repository =
-                        format!("{}/{}", front.public_prefix(), ko_matrix_emulators::dockerhub::PUBLIC_BASE);
-                    let digest = built.push_as(&client, &format!("http://{}", backend.addr), &repository).await?;
-                    Some(format!(
-                        "{}/{}@{digest}",
-                        ko_matrix_emulators::dockerhub::HOST,
-                        ko_matrix_emulators::dockerhub::PUBLIC_BASE
-                    ))
+        for StartedPart { flavour, part, registry, store } in parts {
+            services.extend(part.services().into_iter().map(|(name, addr)| Service { name, addr, tls: false }));
+            services.extend(registry.iter().map(|r| Service { name: part.store(), addr: r.addr, tls: false }));
+            registries.extend(registry);
+            target(flavour, store, false, part.store(), Admin::None);
+            let public_base = match part.public_image() {
+                Some(image) => {
+                    let store = format!("http://{store}");
+                    let digest = built.push_as(&client, &store, &image.backend_repository).await?;
+                    Some(format!("{}@{digest}", image.reference))
                 }
-                _ => None,
+                None => None,
             };
-            registries.push(backend);
-            vendor_registries.insert(flavour, VendorRegistry { front, public_base, identity, _servers: servers });
-        }
-        let mut aws = None;
-        let mut leak_check = LeakCheck::NoAws;
-        match ecr {
-            Some((StartedEcr::Embedded { backend, emulator, server }, ecr_login)) => {
-                for host in &aws_hosts {
-                    gateway
-                        .route(host, Route::Terminate { backend: Backend::http(server.addr).named("AWS emulator") })?;
-                }
-                // One IMDS address for two clouds: a vendor's identity service that serves it too
-                // (Azure's) answers its own paths there and hands the others to AWS's emulator.
-                if let Some((identity, addr, name)) = identity_routes.get(ko_matrix_emulators::aws::IMDS_HOST) {
-                    identity.share_host(ko_matrix_emulators::aws::IMDS_HOST, server.addr);
-                    gateway.route(
-                        ko_matrix_emulators::aws::IMDS_HOST,
-                        Route::Terminate { backend: Backend::http(*addr).named(name) },
-                    )?;
-                }
-                services.push(Service { name: "AWS emulator".into(), addr: server.addr, tls: false });
-                services.push(Service { name: "ECR front backend".into(), addr: backend.addr, tls: false });
-                targets.insert(
-                    Flavour::Ecr,
-                    TargetRegistry {
-                        flavour: Flavour::Ecr,
-                        backend: backend.addr,
-                        tls: false,
-                        host_header: None,
-                        service: "ECR front backend".into(),
-                        user: user.clone(),
-                        admin: Admin::None,
-                    },
-                );
-                registries.push(backend);
-                aws = Some(Aws { backend: AwsBackend::Embedded { emulator, server }, ecr_login });
-                leak_check = LeakCheck::Minted;
+            if flavour.is_vendor() {
+                vendor_registries.insert(flavour, VendorRegistry { part, public_base });
             }
-            Some((StartedEcr::LocalStack(localstack), ecr_login)) => {
-                for spec in scenarios.iter().filter_map(|s| s.aws.as_ref()) {
-                    gateway.route(
-                        &spec.api_host(),
-                        Route::Terminate { backend: Backend::http(localstack.endpoint).named("LocalStack") },
-                    )?;
-                    let registry = Backend {
-                        host_header: Some(LocalStack::registry_host(&spec.account, &spec.region)),
-                        ..Backend::http(localstack.endpoint).named("LocalStack")
-                    };
-                    gateway.route(&spec.registry_host(), Route::Terminate { backend: registry })?;
-                }
-                services.push(Service { name: "LocalStack".into(), addr: localstack.endpoint, tls: false });
-                targets.insert(
-                    Flavour::Ecr,
-                    TargetRegistry {
-                        flavour: Flavour::Ecr,
-                        backend: localstack.endpoint,
-                        tls: false,
-                        host_header: None,
-                        service: "LocalStack".into(),
-                        user: user.clone(),
-                        admin: Admin::None,
-                    },
-                );
-                aws = Some(Aws { backend: AwsBackend::LocalStack(*localstack), ecr_login });
-                // This process's own environment and files, before any cell runs: a LocalStack
-                // run needs the host network, so it is never the namespaced re-execution.
-                leak_check = LeakCheck::HostKeys(HostKeys::collect(|name| std::env::var(name).ok()));
-            }
-            None => {}
         }
+        let leak_check = match aws.as_ref().map(|a| &a.backend) {
+            Some(AwsBackend::Embedded(_)) => LeakCheck::Minted,
+            // This process's own environment and files, before any cell runs: a LocalStack
+            // run needs the host network, so it is never the namespaced re-execution.
+            Some(AwsBackend::LocalStack(_)) => LeakCheck::HostKeys(HostKeys::collect(|name| std::env::var(name).ok())),
+            None => LeakCheck::NoAws,
+        };
         Ok(World {
             ca,
             gateway,

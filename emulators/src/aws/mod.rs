@@ -227,6 +227,71 @@ pub fn shared_file_access_key_ids(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// The AWS part of a world ([`crate::vendor`]): the emulator, serving every AWS host the
+/// clients' accounts and regions name, and IMDS.
+pub struct AwsWorld {
+    pub emulator: Arc<Emulator>,
+    server: LoopbackServer,
+    /// The distribution registry behind every emulated ECR registry.
+    registry: SocketAddr,
+    hosts: std::collections::BTreeSet<String>,
+}
+
+impl AwsWorld {
+    pub async fn start(backing: crate::vendor::Backing) -> Result<Arc<AwsWorld>, crate::vendor::StartError> {
+        let emulator = Emulator::new(backing.registry);
+        let server = emulator
+            .clone()
+            .serve()
+            .await
+            .map_err(|source| crate::vendor::StartError::Serving { service: "AWS emulator".into(), source })?;
+        let hosts = backing
+            .aws
+            .iter()
+            .flat_map(|a| {
+                [
+                    a.registry_host(),
+                    a.api_host(),
+                    format!("sts.{}.amazonaws.com", a.region),
+                    "sts.amazonaws.com".into(),
+                    IMDS_HOST.into(),
+                ]
+            })
+            .collect();
+        Ok(Arc::new(AwsWorld { emulator, server, registry: backing.registry, hosts }))
+    }
+
+    /// The emulator's address (the cells' container credentials endpoint is there).
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// The distribution registry behind every emulated ECR registry.
+    pub fn registry(&self) -> SocketAddr {
+        self.registry
+    }
+}
+
+impl crate::vendor::WorldPart for AwsWorld {
+    fn store(&self) -> String {
+        "ECR front backend".into()
+    }
+
+    fn services(&self) -> Vec<(String, SocketAddr)> {
+        vec![("AWS emulator".into(), self.server.addr)]
+    }
+
+    fn routes(&self) -> Vec<(String, crate::gateway::Backend)> {
+        let backend = crate::gateway::Backend::http(self.server.addr).named("AWS emulator");
+        self.hosts.iter().map(|host| (host.clone(), backend.clone())).collect()
+    }
+}
+
+/// ECR's part of a world ([`crate::vendor`]), on the embedded emulator.
+pub fn start(backing: crate::vendor::Backing) -> crate::vendor::Starting {
+    Box::pin(async move { Ok(AwsWorld::start(backing).await? as Arc<dyn crate::vendor::WorldPart>) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,6 +145,16 @@ impl Vendor for Acr {
     }
 }
 
+/// ACR's part of a world ([`crate::vendor`]), with Entra ID and Azure's IMDS.
+pub fn start(backing: crate::vendor::Backing) -> crate::vendor::Starting {
+    Box::pin(async move {
+        let entra = Entra::new();
+        let acr = Box::new(Acr { entra: entra.clone() });
+        let registry = crate::vendor::Registry::start(HOST, acr, "ACR front backend", Some(entra), &backing);
+        Ok(Arc::new(registry.await?) as Arc<dyn crate::vendor::WorldPart>)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

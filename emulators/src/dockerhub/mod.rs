@@ -98,6 +98,16 @@ impl Vendor for DockerHub {
     }
 }
 
+/// Docker Hub's part of a world ([`crate::vendor`]), with its public `ko-matrix/base`.
+pub fn start(backing: crate::vendor::Backing) -> crate::vendor::Starting {
+    Box::pin(async move {
+        let registry =
+            crate::vendor::Registry::start(HOST, Box::new(DockerHub), "Docker Hub front backend", None, &backing);
+        Ok(std::sync::Arc::new(registry.await?.with_public(PUBLIC_BASE))
+            as std::sync::Arc<dyn crate::vendor::WorldPart>)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,14 @@ impl Vendor for Ghcr {
     }
 }
 
+/// ghcr.io's part of a world ([`crate::vendor`]).
+pub fn start(backing: crate::vendor::Backing) -> crate::vendor::Starting {
+    Box::pin(async move {
+        let registry = crate::vendor::Registry::start(HOST, Box::new(Ghcr), "ghcr.io front backend", None, &backing);
+        Ok(std::sync::Arc::new(registry.await?) as std::sync::Arc<dyn crate::vendor::WorldPart>)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,21 @@ impl Vendor for Gcr {
     }
 }
 
+/// gcr.io's part of a world ([`crate::vendor`]), with Google's identity services.
+pub fn start(backing: crate::vendor::Backing) -> crate::vendor::Starting {
+    Box::pin(async move {
+        // RSA key generation takes a while: off the runtime's threads.
+        let generated =
+            tokio::task::spawn_blocking(identity::GoogleIdentity::new).await.expect("key generation does not panic");
+        let identity = Arc::new(generated.map_err(|e| {
+            crate::vendor::StartError::Key(format!("generating the run's Google service-account key: {e}"))
+        })?);
+        let gcr = Box::new(Gcr { identity: identity.clone() });
+        let registry = crate::vendor::Registry::start(HOST, gcr, "gcr.io front backend", Some(identity), &backing);
+        Ok(Arc::new(registry.await?) as Arc<dyn crate::vendor::WorldPart>)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
