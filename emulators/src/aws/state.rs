@@ -86,6 +86,27 @@ pub fn ecr_login_cache_keys(region: &str, access_key_id: &str, registry_id: &str
     ]
 }
 
+/// What an empty `[aws]` table gives: account 123456789012 in us-east-1, a user key allowed
+/// everything, and the repository `app`, which pushes go to.
+impl Default for AwsSpec {
+    fn default() -> AwsSpec {
+        AwsSpec {
+            account: default_account(),
+            region: default_region(),
+            repositories: default_repositories(),
+            push_to: default_push_to(),
+            credentials: CredentialKind::default(),
+            token_ttl: default_token_ttl(),
+            allow: default_allow(),
+            role: None,
+            web_identity: None,
+            imds: None,
+            container_credentials: false,
+            ecr_cache: None,
+        }
+    }
+}
+
 fn default_allow() -> Vec<String> {
     vec!["*".into()]
 }
@@ -334,6 +355,13 @@ impl AwsCell {
         self.passwords.mint(grant, 96, ttl)
     }
 
+    /// A registry password for the cell's own key, as `aws ecr get-login-password` gets one
+    /// (GetAuthorizationToken), valid for the spec's `token_ttl`.
+    pub fn login_password(&self) -> String {
+        let ttl = time::Duration::try_from(self.spec.token_ttl).unwrap_or(time::Duration::hours(12));
+        self.mint_password(&self.key, &self.spec.account, &self.spec.region, ttl).0
+    }
+
     /// What `password` was minted for, expired or not.
     pub fn password(&self, password: &str) -> Option<RegistryPassword> {
         self.passwords.get(password).map(|issued| issued.grant)
@@ -368,6 +396,12 @@ mod tests {
                 "us-east-1-eomOUNvVuDBRScNARtFZ99ArXR/gIdTeZAhC04NftUk=-123456789012".to_string(),
             ]
         );
+    }
+
+    #[test]
+    fn the_default_spec_is_an_empty_aws_table() {
+        let empty: AwsSpec = toml::from_str("").unwrap();
+        assert_eq!(format!("{:?}", AwsSpec::default()), format!("{empty:?}"));
     }
 
     #[test]
