@@ -476,15 +476,7 @@ impl Front {
     }
 
     async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
-        let host = req
-            .headers()
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default()
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let host = wire::host(req.headers());
         let session = wire::session(req.headers());
         let account = session.and_then(|s| self.cells.get(s));
         let path = req.uri().path().to_string();

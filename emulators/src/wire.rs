@@ -28,6 +28,12 @@ pub(crate) fn session(headers: &HeaderMap) -> Option<u64> {
     headers.get(SESSION_HEADER)?.to_str().ok()?.parse().ok()
 }
 
+/// The host a request names (`Host`, without a port, lower case): which service it is for.
+pub(crate) fn host(headers: &HeaderMap) -> String {
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    host.split(':').next().unwrap_or_default().to_ascii_lowercase()
+}
+
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed()
 }

@@ -297,15 +297,7 @@ impl IdentityService for Entra {
 
     fn handle(&self, session: Option<u64>, parts: Parts, body: Bytes) -> BoxFuture<'_, Response<Body>> {
         Box::pin(async move {
-            let host = parts
-                .headers
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default()
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
+            let host = crate::wire::host(&parts.headers);
             let cell = session.and_then(|s| self.cells.get(s));
             if host == IMDS_HOST {
                 if parts.uri.path() == "/metadata/identity/oauth2/token" {

@@ -294,15 +294,7 @@ impl IdentityService for GoogleIdentity {
 impl GoogleIdentity {
     /// The answer to one request of the cell behind `session`.
     fn answer(&self, session: Option<u64>, parts: &Parts, body: &[u8]) -> Response<Body> {
-        let host = parts
-            .headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default()
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let host = crate::wire::host(&parts.headers);
         let Some(cell) = self.cell(session) else {
             return oauth_error(
                 StatusCode::UNAUTHORIZED,
