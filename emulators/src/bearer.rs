@@ -3,7 +3,7 @@
 //! speak it too. What the vendors share lives here: the `/v2/` challenge, the token endpoint
 //! that takes Basic `user:secret` and answers a registry token scoped to what was asked and
 //! what the account may do, the check of that token on every registry request, and the
-//! forwarding to the harness's distribution registry. What differs — host names, who may
+//! forwarding to the caller's distribution registry. What differs — host names, who may
 //! push where, and the wording of every refusal — is the vendor's [`Vendor`].
 //!
 //! Each cell has its own [`Account`] (found by the gateway's session header), so cells never
@@ -63,7 +63,7 @@ pub struct AccountSpec {
     /// its metadata server (a GCE VM's service account).
     #[serde(default)]
     pub attached_identity: bool,
-    /// The vendor's CLI is on PATH, logged in as the account (Google's `gcloud`: a harness
+    /// The vendor's CLI is on PATH, logged in as the account (Google's `gcloud`: the caller's
     /// stand-in that answers `gcloud config config-helper` as the Cloud SDK does).
     #[serde(default)]
     pub cli_login: bool,

@@ -1,4 +1,4 @@
-//! What the harness's emulated services hand out and later check: allow lists (which actions a
+//! What the emulated services hand out and later check: allow lists (which actions a
 //! principal may perform) and minted secrets with an expiry (ECR registry passwords, registry
 //! bearer tokens). One home for both, so that every emulator refuses an expired or unknown
 //! secret the same way and matches actions with the same glob.

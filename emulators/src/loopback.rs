@@ -1,4 +1,4 @@
-//! Small HTTP/1.1 servers on 127.0.0.1 for the harness's in-process services (the token
+//! Small HTTP/1.1 servers on 127.0.0.1 for the emulated world's in-process services (the token
 //! server, the AWS emulator). A server stops when its handle drops.
 
 use std::convert::Infallible;

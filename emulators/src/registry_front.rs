@@ -1,6 +1,6 @@
 //! What every emulated registry front (ECR's, gcr.io's, ghcr.io's, ACR's, Docker Hub's) shares: reading the
 //! repository out of a Distribution route, answering in Distribution's error format, and
-//! forwarding the real work to the harness's own distribution registry under a per-cell
+//! forwarding the real work to the caller's distribution registry under a per-cell
 //! prefix, so that cells pushing to the same name never meet. The fronts themselves decide
 //! who may do what, in their vendor's wording: each is a [`Gate`], which [`judge`] asks.
 
@@ -159,7 +159,7 @@ impl Backend {
     /// the prefix never shows: `Location` and `Link` URLs, and the name in a tag list.
     /// Cross-repository mount requests are dropped (the fronts' registries do not mount across
     /// repositories of other owners), so the backend opens a normal upload. A backend that
-    /// cannot be reached or answers 5xx is the harness's failure: the answer is marked so.
+    /// cannot be reached or answers 5xx is the emulated world's failure: the answer is marked so.
     pub(crate) async fn forward(
         &self,
         prefix: &str,

@@ -18,7 +18,7 @@ pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 /// from, so in-process services such as the AWS emulator can keep per-cell state.
 pub(crate) const SESSION_HEADER: &str = "x-ko-matrix-session";
 
-/// A response header by which a harness service behind the gateway (the ECR front) says it
+/// A response header by which a service of the emulated world behind the gateway (the ECR front) says it
 /// made this answer because a service of its own failed: `<service> <what happened>`. The
 /// gateway moves it into the [`crate::gateway::Record`] and does not pass it on.
 pub(crate) const INFRA_HEADER: &str = "x-ko-matrix-infra";
@@ -62,7 +62,7 @@ pub(crate) fn distribution_error(status: StatusCode, code: &str, message: &str) 
     response
 }
 
-/// Tells the gateway that this answer comes from the harness's failure (see [`INFRA_HEADER`]).
+/// Tells the gateway that this answer comes from the emulated world's own failure (see [`INFRA_HEADER`]).
 pub(crate) fn mark_infra(response: &mut Response<Body>, what: String) {
     let value = HeaderValue::from_str(&what.replace(['\r', '\n'], " "))
         .unwrap_or_else(|_| HeaderValue::from_static("registry front backend failed"));

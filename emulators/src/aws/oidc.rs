@@ -1,4 +1,4 @@
-//! The harness as an OIDC issuer: it mints the web identity tokens scenarios hand to the
+//! An OIDC issuer standing in for a CI provider's: it mints the web identity tokens scenarios hand to the
 //! SDK (as EKS IRSA or GitHub's OIDC provider do), and STS verifies them: signature,
 //! issuer, audience, expiry.
 

@@ -1,6 +1,6 @@
 //! AWS Signature Version 4, server side: rebuild the canonical request from what was
 //! received (strictly from the request's own `SignedHeaders`), derive the key, compare.
-//! Also a signer, used by the tests and by the harness's own calls.
+//! Also a signer, for tests and for callers that make AWS calls of their own.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

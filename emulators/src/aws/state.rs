@@ -49,7 +49,7 @@ pub struct AwsSpec {
     pub allow: Vec<String>,
     /// A role the scenario's credentials lead to (AssumeRole, web identity, IMDS, ECS).
     pub role: Option<RoleSpec>,
-    /// The web identity token the harness's OIDC issuer writes for the cell.
+    /// The web identity token the emulated OIDC issuer ([`super::oidc`]) mints for the cell.
     pub web_identity: Option<WebIdentity>,
     /// Serve the role's credentials from the instance metadata service.
     pub imds: Option<ImdsMode>,
@@ -117,7 +117,7 @@ fn default_allow() -> Vec<String> {
 pub enum Trust {
     /// The cell's own IAM user (AssumeRole from a source profile).
     User,
-    /// Tokens from the harness's OIDC issuer (AssumeRoleWithWebIdentity).
+    /// Tokens from the emulated OIDC issuer (AssumeRoleWithWebIdentity).
     Oidc,
     /// Nobody: every attempt is refused.
     Nobody,

@@ -1,6 +1,6 @@
 //! STS (awsQuery, XML) at `sts.amazonaws.com` and `sts.<region>.amazonaws.com`:
 //! GetCallerIdentity and AssumeRole (signed), AssumeRoleWithWebIdentity (unsigned, the web
-//! identity token verified against the harness's OIDC issuer). Issued session credentials
+//! identity token verified against the emulated OIDC issuer). Issued session credentials
 //! are then accepted by ECR until they expire.
 
 use bytes::Bytes;

@@ -1,5 +1,5 @@
-//! Microsoft Entra ID (Azure AD) and the Azure instance metadata service, as the harness
-//! emulates them for ACR scenarios: the token endpoint at `login.microsoftonline.com/<tenant>/
+//! Microsoft Entra ID (Azure AD) and the Azure instance metadata service, as emulated
+//! for ACR: the token endpoint at `login.microsoftonline.com/<tenant>/
 //! oauth2/token` (v1, `resource`: what go-autorest's `adal` sends, ko's ACR helper) and
 //! `…/oauth2/v2.0/token` (v2, `scope`: MSAL, azure-identity), with client credentials — a
 //! secret, or a federated token (`client_assertion`, workload identity) — and IMDS's managed
@@ -49,7 +49,7 @@ pub enum Identity {
     /// An application (service principal) with a client secret.
     #[default]
     ServicePrincipal,
-    /// An application trusting the harness's OIDC issuer: a federated token in a file.
+    /// An application trusting the emulated OIDC issuer: a federated token in a file.
     WorkloadIdentity,
     /// A user-assigned managed identity of the machine, through IMDS.
     ManagedIdentity,

@@ -1,10 +1,10 @@
 //! Conditions users meet in CI, which the gateway injects into one session's traffic: read
-//! from a scenario's `[faults]` table by the harness.
+//! by the caller (ko-matrix: from a scenario's `[faults]` table).
 
 use serde::Deserialize;
 
 /// Conditions users meet in CI, injected by the gateway into the cell's own traffic. Each
-/// injected answer is recorded as evidence (`injected: …`), never as a harness fault: how the
+/// injected answer is recorded as evidence (`injected: …`), never as a fault of the emulated world: how the
 /// tool copes is the verdict.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -88,7 +88,7 @@ pub struct Record {
     pub at_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// Set when the harness made this answer because one of its own services failed:
+    /// Set when the gateway made this answer because a service of the emulated world failed:
     /// `<service> <what happened>`. Such an answer is never evidence about ko.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infra: Option<String>,
@@ -405,7 +405,7 @@ impl Recorder {
         });
     }
 
-    /// Records an answer the harness made because `infra` (`<service> <what happened>`).
+    /// Records an answer the gateway made because `infra` (`<service> <what happened>`).
     fn record_infra(&self, host: &str, method: &str, path: &str, status: u16, infra: String) {
         self.push(Record {
             host: host.into(),

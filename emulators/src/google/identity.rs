@@ -2,7 +2,7 @@
 //!
 //! - `oauth2.googleapis.com/token`: the JWT-bearer grant of a service-account key file
 //!   (`GOOGLE_APPLICATION_CREDENTIALS`). The assertion's RS256 signature is checked against the
-//!   key the harness generated, by its `kid`; `iss` must be the key's service account and `aud`
+//!   key the emulator generated, by its `kid`; `iss` must be the key's service account and `aud`
 //!   the token URI. A key of a deleted service account is refused `invalid_grant: Invalid grant:
 //!   account not found`.
 //! - `sts.googleapis.com/v1/token`: Workload Identity Federation's token exchange, from a
