@@ -11,19 +11,11 @@ use std::sync::Arc;
 use base64::Engine;
 use ko_matrix::cache::Cache;
 use ko_matrix::events::Silent;
-use ko_matrix::provision::GoTool;
 use ko_matrix::tool::{self, FetchSettings, ToolFetcher};
 use ko_matrix::world::World;
 use ko_matrix_emulators::aws::state::AwsCell;
-use support::{provisioner, TestWorld};
+use support::TestWorld;
 
-const CRANE: GoTool = GoTool {
-    name: "crane",
-    module: "github.com/google/go-containerregistry",
-    package: "github.com/google/go-containerregistry/cmd/crane",
-    version_var: None,
-    version_args: &[],
-};
 const CRANE_VERSION: &str = "v0.19.1";
 
 const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -234,7 +226,7 @@ async fn ecr_login_gives_credentials_that_crane_pushes_and_pulls_with() {
     let password = creds["Secret"].as_str().unwrap();
     assert!(f.cell.password(password).is_some());
 
-    let crane = provisioner().install(&CRANE, CRANE_VERSION).await.unwrap_or_else(|e| panic!("{e}")).path;
+    let crane = support::crane(CRANE_VERSION).await;
     f.write_docker_auth(password);
     let target = format!("{HOST}/app:copied");
     let (ok, _, stderr) = run(f.command(&crane).args(["copy", &f.world.base_image, &target]));

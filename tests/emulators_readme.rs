@@ -9,16 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use ko_matrix::provision::GoTool;
 use ko_matrix::services::binaries::ServiceBinaries;
-
-const CRANE: GoTool = GoTool {
-    name: "crane",
-    module: "github.com/google/go-containerregistry",
-    package: "github.com/google/go-containerregistry/cmd/crane",
-    version_var: None,
-    version_args: &[],
-};
 
 // README example begins
 use std::sync::Arc;
@@ -101,7 +92,7 @@ async fn distribution(dir: &Path) -> (tokio::process::Child, SocketAddr) {
 async fn the_readmes_ecr_example_pushes_with_crane() {
     let dir = tempfile::tempdir().unwrap();
     let (_registry, addr) = distribution(dir.path()).await;
-    let crane = support::provisioner().install(&CRANE, "v0.20.7").await.unwrap_or_else(|e| panic!("{e}")).path;
+    let crane = support::crane("v0.20.7").await;
     // A one-layer image, as a tarball crane can push.
     let layer = dir.path().join("layer.tar");
     let mut tar = tar::Builder::new(std::fs::File::create(&layer).unwrap());

@@ -151,13 +151,6 @@ async fn google_auth_gets_tokens_gcr_io_accepts_and_refusals_in_googles_words() 
     assert!(off_gce.starts_with("refused "), "{off_gce}");
 }
 
-const CRANE: GoTool = GoTool {
-    name: "crane",
-    module: "github.com/google/go-containerregistry",
-    package: "github.com/google/go-containerregistry/cmd/crane",
-    version_var: None,
-    version_args: &[],
-};
 const GCR_HELPER: GoTool = GoTool {
     name: "docker-credential-gcr",
     module: "github.com/GoogleCloudPlatform/docker-credential-gcr/v2",
@@ -172,7 +165,7 @@ const GCR_HELPER: GoTool = GoTool {
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_credential_gcr_gives_crane_credentials_gcr_io_takes() {
     let helper = provisioner().install(&GCR_HELPER, "v2.1.30").await.unwrap_or_else(|e| panic!("{e}")).path;
-    let crane = provisioner().install(&CRANE, "v0.19.1").await.unwrap_or_else(|e| panic!("{e}")).path;
+    let crane = support::crane("v0.19.1").await;
     let get = |f: &GcpCell, key: &str| {
         let mut child = f
             .command(&helper)

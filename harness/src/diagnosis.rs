@@ -3,7 +3,7 @@
 //! and its deciding line — and never the version or the scenario's name, so the same rule
 //! explains the same behaviour in any tool, version or scenario. Pure.
 
-use crate::outcome::{FailClass, Outcome, Verdict};
+use crate::outcome::{failed, FailClass, Outcome, Verdict};
 use ko_matrix_emulators::gateway::Record;
 
 /// What a diagnosis may read.
@@ -66,23 +66,41 @@ impl Cause {
 /// Of the line only what follows its last URL is the answer's message: a URL holds repository
 /// and scenario names (`…/expired-token/…`), not causes.
 pub fn refusal_causes(detail: &str) -> Vec<Cause> {
-    let (line, aws) = match detail.split_once(" [AWS: ") {
-        Some((line, aws)) => (line, aws.trim_end_matches(']')),
-        None => (detail, ""),
-    };
-    let line = line.split(" (gateway: ").next().unwrap_or_default();
-    let message = after_last_url(line);
-    Cause::ALL.into_iter().filter(|c| c.is_named_in(message) || c.is_named_in(aws)).collect()
+    let refusal = Refusal::read(detail);
+    Cause::ALL
+        .into_iter()
+        .filter(|c| c.is_named_in(refusal.message) || refusal.aws.is_some_and(|aws| c.is_named_in(aws)))
+        .collect()
 }
 
-/// What follows the last `http(s)://…` in `line` (the whole line when it has none).
-fn after_last_url(line: &str) -> &str {
-    let Some(start) = ["https://", "http://"].iter().filter_map(|scheme| line.rfind(scheme)).max() else {
-        return line;
+/// A cell's refusal in its own words, out of its detail: the answer's message (what follows
+/// the deciding line's last URL, without the gateway's record) and AWS's refusal, if any.
+struct Refusal<'a> {
+    message: &'a str,
+    aws: Option<&'a str>,
+}
+
+impl Refusal<'_> {
+    fn read(detail: &str) -> Refusal<'_> {
+        let (line, aws) = match detail.split_once(" [AWS: ") {
+            Some((line, aws)) => (line, Some(aws.trim_end_matches(']'))),
+            None => (detail, None),
+        };
+        Refusal { message: own_message(line.split(" (gateway: ").next().unwrap_or_default()), aws }
+    }
+}
+
+/// The answer's own message in a tool's line: what follows its last `http(s)://…` (the whole
+/// line when it has none), without the separator (`DENIED: Your authorization token …`).
+fn own_message(line: &str) -> &str {
+    let after = match ["https://", "http://"].iter().filter_map(|scheme| line.rfind(scheme)).max() {
+        Some(start) => {
+            let rest = &line[start..];
+            &rest[rest.find(|c: char| c.is_whitespace() || c == '"').unwrap_or(rest.len())..]
+        }
+        None => line,
     };
-    let rest = &line[start..];
-    let end = rest.find(|c: char| c.is_whitespace() || c == '"').unwrap_or(rest.len());
-    &rest[end..]
+    after.trim_start_matches([':', '"', ' '])
 }
 
 /// The refusal's own message, when no rule's sentence named its cause.
@@ -90,14 +108,12 @@ fn in_its_own_words(detail: &str, causes: &[Cause]) -> Option<String> {
     if causes.is_empty() {
         return None;
     }
-    let (line, aws) = detail.split_once(" [AWS: ").map_or((detail, None), |(l, a)| (l, Some(a.trim_end_matches(']'))));
-    let message =
-        after_last_url(line.split(" (gateway: ").next().unwrap_or_default()).trim_start_matches([':', '"', ' ']);
-    Some(match aws {
+    let refusal = Refusal::read(detail);
+    Some(match refusal.aws {
         Some(aws) if causes.iter().any(|c| c.is_named_in(aws)) => {
             format!("AWS refused the request in its own words: {aws}")
         }
-        _ => format!("The refusal gives its own cause: {message}"),
+        _ => format!("The refusal gives its own cause: {}", refusal.message),
     })
 }
 
@@ -125,10 +141,6 @@ fn is_ecr_registry(host: &str) -> bool {
 
 fn is_ecr_api(host: &str) -> bool {
     host.starts_with("api.ecr.")
-}
-
-fn failed(r: &Record) -> bool {
-    r.status == 0 || r.status >= 400
 }
 
 /// A request to a registry's token endpoint (`/token`, gcr.io's `/v2/token`, ACR's `/oauth2/token`).
@@ -238,7 +250,7 @@ fn ecr(f: &Facts) -> Option<String> {
     let sts_refusals = f.records.iter().filter(|r| r.host.starts_with("sts.") && failed(r)).count();
     let api_ok = api.iter().any(|r| r.status == 200);
     // ECR's own message (`DENIED: Your authorization token has expired. …`), when the tool quotes it.
-    let refusal = after_last_url(f.line.unwrap_or_default()).trim_start_matches([':', '"', ' ']);
+    let refusal = own_message(f.line.unwrap_or_default());
     let denial = f
         .verdict
         .detail

@@ -261,15 +261,20 @@ pub(crate) fn deciding_line(output: &str) -> Option<&str> {
 /// neither is a refusal from another host (a token service, the gateway's unknown-host 403).
 /// The verdict's class and the diagnosis both read this one record.
 pub(crate) fn deciding_failure<'a>(records: &'a [Record], registry: &str) -> Option<&'a Record> {
-    let failed = |r: &&Record| r.status == 0 || r.status >= 400;
     let failures = || {
-        records.iter().rev().filter(failed).filter(|r| {
+        records.iter().rev().filter(|r| failed(r)).filter(|r| {
             ko_matrix_emulators::dockerhub::same_registry(registry, &r.host)
                 && r.method != "CONNECT"
                 && r.method != "TLS"
         })
     };
     failures().find(|r| !(r.method == "HEAD" && r.status == 404)).or_else(|| failures().next())
+}
+
+/// A request that got no answer (status 0: a connection that closed, a failed handshake) or
+/// an error status.
+pub(crate) fn failed(r: &Record) -> bool {
+    r.status == 0 || r.status >= 400
 }
 
 /// When the tool's text says nothing recognisable, the registry's deciding answer may.

@@ -78,6 +78,13 @@ pub enum Behaviour {
     ThrottleArchive(Duration),
 }
 
+/// crane at `version`, as the matrix gets it (the harness's own definition of the tool), from
+/// the cache or built from the module proxy.
+pub async fn crane(version: &str) -> PathBuf {
+    let go = ko_matrix::tool::by_name("crane").expect("crane is a built-in tool").go();
+    provisioner().install(go, version).await.unwrap_or_else(|e| panic!("{e}")).path
+}
+
 /// The `python3` on PATH (its `sys.executable`), which must import `modules` (`"google.auth,
 /// requests"`); `packages` names what to install. Panics otherwise: install-deps provides them.
 pub fn python_importing(modules: &str, packages: &str) -> String {
