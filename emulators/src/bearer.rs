@@ -107,6 +107,8 @@ pub struct Grant {
     pub subject: String,
     /// What the credential behind the token may do anywhere (empty: anonymous).
     pub allow: Vec<String>,
+    /// The namespace of the account the token was minted in (its `[account] owner`).
+    pub namespace: String,
     pub access: Vec<Access>,
 }
 
@@ -243,6 +245,37 @@ pub trait Vendor: Send + Sync + 'static {
     fn token_path(&self) -> &'static str {
         "/token"
     }
+    /// Whether `path` is the token endpoint (default: [`Vendor::token_path`] exactly); a vendor
+    /// with a token endpoint per repository (Artifactory's) matches a pattern.
+    fn is_token_path(&self, path: &str) -> bool {
+        path == self.token_path()
+    }
+    /// The repository a token request's scope names, as the registry names it: `name` as the
+    /// scope wrote it, asked at `token_path` (default: `name`; Artifactory's per-repository token
+    /// endpoints take names relative to the repository key).
+    fn scope_repository(&self, _token_path: &str, name: &str) -> String {
+        name.to_string()
+    }
+    /// Whether the registry itself takes Basic credentials on every request, without a token
+    /// endpoint (Nexus with "force basic authentication"): the challenge is then the Basic one.
+    fn registry_takes_basic(&self) -> bool {
+        false
+    }
+    /// Whether the token endpoint treats credentials it does not accept as none and goes on
+    /// anonymously (Harbor: a failed login leaves the security context anonymous).
+    fn anonymous_on_bad_credentials(&self) -> bool {
+        false
+    }
+    /// The token endpoint's answer to an anonymous caller, when it refuses one; `scoped`: the
+    /// request asked for a scope (default: `None`, issue a token granting what anonymous may).
+    fn refuse_anonymous(&self, _scoped: bool) -> Option<Response<Body>> {
+        None
+    }
+    /// The vendor's answer to a manifest the registry does not hold (the backend answered 404 to
+    /// `reference` of `repository`); `None`: distribution's own answer goes out.
+    fn manifest_unknown(&self, _repository: &str, _reference: &str) -> Option<Response<Body>> {
+        None
+    }
     /// Whether the token endpoint also takes the OAuth2 form (`POST`, `grant_type=refresh_token`,
     /// `refresh_token`, `service`, `scope`): what go-containerregistry sends when a credential
     /// helper answers the user `<token>` (an identity token). The form takes only refresh tokens
@@ -280,6 +313,11 @@ pub trait Vendor: Send + Sync + 'static {
         let mut params = vec![("service", self.service())];
         params.extend(scope.map(|scope| ("scope", scope)));
         wire::challenge("Bearer", &realm, &params)
+    }
+    /// The challenge of a request for `actions` (`pull`, `push,pull`) on `repository` without a
+    /// usable token (default: [`Vendor::challenge`] with that scope).
+    fn repository_challenge(&self, repository: &str, actions: &str) -> String {
+        self.challenge(Some(&format!("repository:{repository}:{actions}")))
     }
     /// Whether the token endpoint checks the user name against the secret's account.
     fn checks_user(&self) -> bool;
@@ -398,6 +436,17 @@ pub async fn serve_identity(service: Arc<dyn IdentityService>) -> std::io::Resul
     .await
 }
 
+/// Distribution's refusal of a token that does not cover `action` on `repository`: 401 with
+/// `error="insufficient_scope"` added to `challenge` (which names the scope) and the access
+/// that was missing, as Docker Hub and distribution's token access controller answer.
+pub(crate) fn insufficient_scope(challenge: String, repository: &str, action: &str) -> Response<Body> {
+    let challenge = format!("{challenge},error=\"insufficient_scope\"");
+    let body = serde_json::json!({ "errors": [{ "code": "UNAUTHORIZED", "message": "authentication required", "detail": [{ "Type": "repository", "Class": "", "Name": repository, "Action": action }] }] });
+    let mut response = json(StatusCode::UNAUTHORIZED, body);
+    response.headers_mut().insert("www-authenticate", challenge.parse().expect("a challenge is a valid header"));
+    response
+}
+
 /// The `401` a registry host answers with `challenge` and a Distribution error body.
 pub(crate) fn unauthorized(challenge: String, message: &str) -> Response<Body> {
     let mut response = distribution_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
@@ -480,7 +529,8 @@ impl Front {
         let session = wire::session(req.headers());
         let account = session.and_then(|s| self.cells.get(s));
         let path = req.uri().path().to_string();
-        let token_endpoint = host == self.vendor.auth_host() && path == self.vendor.token_path();
+        let token_endpoint =
+            !self.vendor.registry_takes_basic() && host == self.vendor.auth_host() && self.vendor.is_token_path(&path);
         if token_endpoint || !path.starts_with("/v2") {
             // Token and vendor endpoints: small form requests, read whole.
             let (parts, body) = req.into_parts();
@@ -499,7 +549,7 @@ impl Front {
             }
             if token_endpoint {
                 if parts.method == hyper::Method::POST && self.vendor.refresh_tokens() {
-                    return self.oauth2_token(account.as_deref(), &body);
+                    return self.oauth2_token(account.as_deref(), parts.uri.path(), &body);
                 }
                 return self.token(account.as_deref(), &parts);
             }
@@ -523,7 +573,7 @@ impl Front {
     /// service=…&scope=…`: the refresh token must be one the vendor minted for this account
     /// ([`Account::issue_refresh_token`]) and still live; any other secret of the account (the
     /// admin password, a vendor access token) is refused as unknown.
-    fn oauth2_token(&self, account: Option<&Account>, body: &[u8]) -> Response<Body> {
+    fn oauth2_token(&self, account: Option<&Account>, path: &str, body: &[u8]) -> Response<Body> {
         let form = Form::parse(body);
         let field = |name: &str| form.get(name).map(str::to_string);
         if field("grant_type").as_deref() != Some("refresh_token") {
@@ -546,23 +596,25 @@ impl Front {
             Err(Refusal::Expired) => return self.vendor.refuse_credentials(BadCredentials::Expired),
             Err(Refusal::Unknown) => return self.vendor.refuse_credentials(BadCredentials::Unknown),
         };
-        match self.issue(account, Some(principal), scopes_of(&form)) {
+        match self.issue(account, Some(principal), path, scopes_of(&form)) {
             Ok(token) => json(StatusCode::OK, serde_json::json!({ "access_token": token })),
             Err(refusal) => *refusal,
         }
     }
 
-    /// A registry token for `principal` (None: anonymous) covering what it may do of `scopes`,
-    /// or the vendor's refusal where it refuses rather than grants less.
+    /// A registry token for `principal` (None: anonymous) covering what it may do of `scopes`
+    /// (asked at `token_path`), or the vendor's refusal where it refuses rather than grants less.
     fn issue(
         &self,
         account: &Account,
         principal: Option<Principal>,
+        token_path: &str,
         scopes: Vec<Access>,
     ) -> Result<String, Box<Response<Body>>> {
         let owner = account.spec.owner();
         let mut access = Vec::new();
-        for asked in scopes.into_iter().filter(|a| a.kind == "repository") {
+        for mut asked in scopes.into_iter().filter(|a| a.kind == "repository") {
+            asked.name = self.vendor.scope_repository(token_path, &asked.name);
             let mut actions = self.vendor.grant(owner, principal.as_ref(), &asked.name, &asked.actions);
             if self.vendor.is_public(&asked.name)
                 && asked.actions.iter().any(|x| x == "pull")
@@ -576,7 +628,8 @@ impl Front {
             access.push(Access { actions, ..asked });
         }
         let (subject, allow) = principal.map(|p| (p.user, p.allow)).unwrap_or_default();
-        Ok(account.tokens.mint(Grant { subject, allow, access }, 48, REGISTRY_TOKEN_TTL).0)
+        let grant = Grant { subject, allow, namespace: owner.to_string(), access };
+        Ok(account.tokens.mint(grant, 48, REGISTRY_TOKEN_TTL).0)
     }
 
     /// `GET <token path>?service=…&scope=…` with Basic credentials or none.
@@ -591,6 +644,7 @@ impl Front {
             None => None,
             Some(value) => match self.authenticate(account, value) {
                 Ok(principal) => Some(principal),
+                Err(_) if self.vendor.anonymous_on_bad_credentials() => None,
                 Err(why) => return self.vendor.refuse_credentials(why),
             },
         };
@@ -598,7 +652,13 @@ impl Front {
             // No cell behind this session: nobody the vendor knows, with or without credentials.
             return self.vendor.refuse_credentials(BadCredentials::Unknown);
         };
-        let token = match self.issue(account, principal, scopes_of(&query)) {
+        let scopes = scopes_of(&query);
+        if principal.is_none() {
+            if let Some(refusal) = self.vendor.refuse_anonymous(!scopes.is_empty()) {
+                return refusal;
+            }
+        }
+        let token = match self.issue(account, principal, parts.uri.path(), scopes) {
             Ok(token) => token,
             Err(refusal) => return *refusal,
         };
@@ -641,17 +701,52 @@ impl Front {
         match registry_front::judge(&TokenGate { front: self, account }, &parts) {
             Verdict::Answer(answer) => answer,
             Verdict::Forward { prefix, repository, rest, .. } => {
-                self.backend.forward(&prefix, &repository, &rest, parts, body.boxed()).await
+                let head = parts.method == hyper::Method::HEAD;
+                let answer = self.backend.forward(&prefix, &repository, &rest, parts, body.boxed()).await;
+                let reference = rest.strip_prefix("/manifests/").filter(|_| answer.status() == StatusCode::NOT_FOUND);
+                match reference.and_then(|reference| self.vendor.manifest_unknown(&repository, reference)) {
+                    // A HEAD answer carries the status and headers only.
+                    Some(unknown) if head => {
+                        let (parts, _) = unknown.into_parts();
+                        Response::from_parts(parts, wire::full(Bytes::new()))
+                    }
+                    Some(unknown) => unknown,
+                    None => answer,
+                }
             }
         }
     }
 }
 
 /// A token-flow registry's gate: a registry token the cell's account minted, granting the
-/// request's action on its repository.
+/// request's action on its repository; or, where the registry takes Basic itself, the
+/// account's credential, granting what the vendor grants it on the request's repository.
 struct TokenGate<'a> {
     front: &'a Front,
     account: Option<Arc<Account>>,
+}
+
+impl TokenGate<'_> {
+    /// The grant of a request with Basic credentials, or the vendor's refusal of them.
+    fn admit_basic(&self, parts: &Parts, route: &Route) -> Result<Option<Grant>, Box<Response<Body>>> {
+        let vendor = &self.front.vendor;
+        let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
+        let account = self.account.as_deref();
+        let principal = match authorization {
+            Some(value) => self.front.authenticate(account, value),
+            None => Err(BadCredentials::Malformed),
+        }
+        .map_err(|why| Box::new(vendor.refuse_credentials(why)))?;
+        let owner = account.map(|a| a.spec.owner()).unwrap_or_default();
+        let access = match route {
+            Route::Repository { name, .. } => {
+                let actions = vendor.grant(owner, Some(&principal), name, &["pull".into(), "push".into()]);
+                vec![Access { kind: "repository".into(), name: name.clone(), actions }]
+            }
+            _ => Vec::new(),
+        };
+        Ok(Some(Grant { subject: principal.user, allow: principal.allow, namespace: owner.into(), access }))
+    }
 }
 
 impl Gate for TokenGate<'_> {
@@ -659,6 +754,9 @@ impl Gate for TokenGate<'_> {
     type Caller = Option<Grant>;
 
     fn admit(&self, parts: &Parts, route: &Route) -> Result<Option<Grant>, Box<Response<Body>>> {
+        if self.front.vendor.registry_takes_basic() {
+            return self.admit_basic(parts, route);
+        }
         let bearer = parts
             .headers
             .get("authorization")
@@ -677,8 +775,9 @@ impl Gate for TokenGate<'_> {
             }
             (None, Route::Repository { name, rest }) => {
                 let action = registry_front::action(&parts.method, rest);
-                let scope = format!("repository:{name}:{}", if action == "push" { "push,pull" } else { "pull" });
-                Err(Box::new(unauthorized(self.front.vendor.challenge(Some(&scope)), "authentication required")))
+                let actions = if action == "push" { "push,pull" } else { "pull" };
+                let challenge = self.front.vendor.repository_challenge(name, actions);
+                Err(Box::new(unauthorized(challenge, "authentication required")))
             }
         }
     }
@@ -744,6 +843,7 @@ mod tests {
         let grant = Grant {
             subject: "u".into(),
             allow: vec!["pull".into()],
+            namespace: "u".into(),
             access: vec![Access { kind: "repository".into(), name: "u/app".into(), actions: vec!["pull".into()] }],
         };
         assert!(grant.permits("u/app", "pull"));

@@ -15,7 +15,7 @@
 
 use hyper::{Response, StatusCode};
 
-use crate::bearer::{BadCredentials, Grant, Vendor};
+use crate::bearer::{insufficient_scope, BadCredentials, Grant, Vendor};
 use crate::wire::{json, Body};
 
 /// The name users write (`docker.io/user/app`) and docker config keys may hold.
@@ -87,14 +87,7 @@ impl Vendor for DockerHub {
 
     fn refuse_action(&self, _: &Grant, repository: &str, action: &str) -> Response<Body> {
         let actions = if action == "push" { "pull,push" } else { "pull" };
-        let challenge = format!(
-            "{},error=\"insufficient_scope\"",
-            self.challenge(Some(&format!("repository:{repository}:{actions}")))
-        );
-        let body = serde_json::json!({ "errors": [{ "code": "UNAUTHORIZED", "message": "authentication required", "detail": [{ "Type": "repository", "Class": "", "Name": repository, "Action": action }] }] });
-        let mut response = json(StatusCode::UNAUTHORIZED, body);
-        response.headers_mut().insert("www-authenticate", challenge.parse().expect("a challenge is a valid header"));
-        response
+        insufficient_scope(self.repository_challenge(repository, actions), repository, action)
     }
 }
 
@@ -130,7 +123,8 @@ mod tests {
             DockerHub.challenge(None),
             r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#
         );
-        let grant = Grant { subject: "u".into(), allow: vec!["pull".into()], access: Vec::new() };
+        let grant =
+            Grant { subject: "u".into(), allow: vec!["pull".into()], namespace: "u".into(), access: Vec::new() };
         let refused = DockerHub.refuse_action(&grant, "u/app", "push");
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(

@@ -212,6 +212,7 @@ mod tests {
         let grant = |allow: &[&str], subject: &str| Grant {
             subject: subject.into(),
             allow: actions(allow),
+            namespace: subject.into(),
             access: Vec::new(),
         };
         let (status, text) = body(Ghcr.refuse_action(&grant(&["pull"], "octocat"), "octocat/app", "push")).await;
