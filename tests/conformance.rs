@@ -174,7 +174,15 @@ async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Repo
                 repositories,
             }
         }
-        Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp | Flavour::Azure => {
+        Flavour::Ghcr
+        | Flavour::Dockerhub
+        | Flavour::Gcp
+        | Flavour::Azure
+        | Flavour::Harbor
+        | Flavour::Gitlab
+        | Flavour::Quay
+        | Flavour::Artifactory
+        | Flavour::Nexus => {
             let cell = vendor_cell
                 .insert(world.vendors[&flavour].open_cell(&session, &scenario).await.map_err(|e| e.to_string())?);
             let values = cell.values();

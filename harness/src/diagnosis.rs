@@ -143,10 +143,14 @@ fn is_ecr_api(host: &str) -> bool {
     host.starts_with("api.ecr.")
 }
 
-/// A request to a registry's token endpoint (`/token`, gcr.io's `/v2/token`, ACR's `/oauth2/token`).
+/// A request to a registry's token endpoint (`/token`, gcr.io's `/v2/token`, ACR's `/oauth2/token`,
+/// Harbor's `/service/token`, GitLab's `/jwt/auth`, Quay's `/v2/auth`, Artifactory's
+/// `/artifactory/api/docker/<key>/v2/token`).
 fn is_token_request(r: &Record) -> bool {
     let path = r.path.split('?').next().unwrap_or_default();
-    r.method != "CONNECT" && ["/token", "/v2/token", "/oauth2/token"].contains(&path)
+    let known = ["/token", "/v2/token", "/oauth2/token", "/service/token", "/jwt/auth", "/v2/auth"];
+    r.method != "CONNECT"
+        && (known.contains(&path) || (path.starts_with("/artifactory/api/docker/") && path.ends_with("/v2/token")))
 }
 
 /// Whether a token request carried credentials: an `Authorization`, or the OAuth2 form

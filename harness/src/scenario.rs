@@ -63,6 +63,16 @@ pub enum Flavour {
     Gcp,
     /// Azure Container Registry with Entra ID (the scenario's `[account]` and `[azure]` tables).
     Azure,
+    /// Self-hosted Harbor (`[account]`: a user or a robot account, and the project).
+    Harbor,
+    /// Self-hosted GitLab's container registry, tokens from GitLab (`[account]`).
+    Gitlab,
+    /// Self-hosted Quay (`[account]`: a user or a robot account, and the organisation).
+    Quay,
+    /// Self-hosted JFrog Artifactory (`[account]`: the user, and the repository key as owner).
+    Artifactory,
+    /// Self-hosted Sonatype Nexus, Basic auth on its Docker connector (`[account]`).
+    Nexus,
 }
 
 impl Flavour {
@@ -77,6 +87,11 @@ impl Flavour {
             Flavour::Dockerhub => ko_matrix_emulators::dockerhub::HOST,
             Flavour::Gcp => ko_matrix_emulators::google::HOST,
             Flavour::Azure => ko_matrix_emulators::azure::HOST,
+            Flavour::Harbor => ko_matrix_emulators::harbor::HOST,
+            Flavour::Gitlab => ko_matrix_emulators::gitlab::HOST,
+            Flavour::Quay => ko_matrix_emulators::quay::HOST,
+            Flavour::Artifactory => ko_matrix_emulators::artifactory::HOST,
+            Flavour::Nexus => ko_matrix_emulators::nexus::HOST,
         }
     }
 
@@ -90,13 +105,29 @@ impl Flavour {
             Flavour::Dockerhub => "dockerhub",
             Flavour::Gcp => "gcp",
             Flavour::Azure => "azure",
+            Flavour::Harbor => "harbor",
+            Flavour::Gitlab => "gitlab",
+            Flavour::Quay => "quay",
+            Flavour::Artifactory => "artifactory",
+            Flavour::Nexus => "nexus",
         }
     }
 
-    /// Whether cells push to a vendor's token-auth registry under its real name, with an
-    /// `[account]` there ([`ko_matrix_emulators::bearer`]).
+    /// Whether cells push to a vendor's registry under its real (or, self-hosted, a realistic)
+    /// name, with an `[account]` there ([`ko_matrix_emulators::bearer`]).
     pub fn is_vendor(self) -> bool {
-        matches!(self, Flavour::Ghcr | Flavour::Dockerhub | Flavour::Gcp | Flavour::Azure)
+        matches!(
+            self,
+            Flavour::Ghcr
+                | Flavour::Dockerhub
+                | Flavour::Gcp
+                | Flavour::Azure
+                | Flavour::Harbor
+                | Flavour::Gitlab
+                | Flavour::Quay
+                | Flavour::Artifactory
+                | Flavour::Nexus
+        )
     }
 }
 
@@ -306,7 +337,7 @@ impl Scenario {
             (true, account) => Some(account.unwrap_or_default()),
             (false, Some(_)) => {
                 let at = text.find("[account]").unwrap_or(0);
-                return Err(ConfigError::at(file, text, at..at + 9, "an [account] table only applies with target.registry = \"ghcr\", \"dockerhub\", \"gcp\" or \"azure\""));
+                return Err(ConfigError::at(file, text, at..at + 9, "an [account] table only applies with a vendor's target.registry (not anonymous, basic, token or ecr)"));
             }
             (false, None) => None,
         };
@@ -497,9 +528,9 @@ stdin = "${PASSWORD}"
 
     #[test]
     fn errors_are_located() {
-        let e = parse("description = \"d\"\n[target]\nregistry = \"quay\"\n").unwrap_err();
+        let e = parse("description = \"d\"\n[target]\nregistry = \"harbour\"\n").unwrap_err();
         assert_eq!((e.line, e.column), (3, 12));
-        assert_eq!(e.message, "unknown variant `quay`, expected one of `anonymous`, `basic`, `token`, `ecr`, `ghcr`, `dockerhub`, `gcp`, `azure`");
+        assert_eq!(e.message, "unknown variant `harbour`, expected one of `anonymous`, `basic`, `token`, `ecr`, `ghcr`, `dockerhub`, `gcp`, `azure`, `harbor`, `gitlab`, `quay`, `artifactory`, `nexus`");
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
         assert_eq!((e.line, e.column), (5, 12));
         assert!(
@@ -554,7 +585,7 @@ stdin = "${PASSWORD}"
         let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[account]\nuser = \"u\"\n").unwrap_err();
         assert_eq!(
             (e.line, e.message.as_str()),
-            (4, "an [account] table only applies with target.registry = \"ghcr\", \"dockerhub\", \"gcp\" or \"azure\"")
+            (4, "an [account] table only applies with a vendor's target.registry (not anonymous, basic, token or ecr)")
         );
         let e = parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\n[account]\ncredential = \"admin\"\n")
             .unwrap_err();

@@ -324,11 +324,16 @@ struct StartedPart {
 /// The vendors' parts, in the order their services are listed: adding a vendor is adding its
 /// module to the emulators and a line here. ECR's part comes after them, on the backend
 /// [`WorldPlan`] chose.
-const VENDORS: [(Flavour, Start); 4] = [
+const VENDORS: [(Flavour, Start); 9] = [
     (Flavour::Ghcr, ko_matrix_emulators::github::start),
     (Flavour::Dockerhub, ko_matrix_emulators::dockerhub::start),
     (Flavour::Gcp, ko_matrix_emulators::google::start),
     (Flavour::Azure, ko_matrix_emulators::azure::start),
+    (Flavour::Harbor, ko_matrix_emulators::harbor::start),
+    (Flavour::Gitlab, ko_matrix_emulators::gitlab::start),
+    (Flavour::Quay, ko_matrix_emulators::quay::start),
+    (Flavour::Artifactory, ko_matrix_emulators::artifactory::start),
+    (Flavour::Nexus, ko_matrix_emulators::nexus::start),
 ];
 
 fn start_error(error: StartError) -> WorldError {
