@@ -159,9 +159,10 @@ pub fn place(
     Placement { sites, hosts }
 }
 
-/// The realm a token service at `authority` serves tokens under.
-pub fn realm(scheme: Scheme, authority: &str) -> String {
-    format!("{}://{authority}/token", scheme.as_str())
+/// The origin (`https://10.90.1.2:5001`) of a token service at `authority`: the registry's
+/// challenges name it, with the realm's own path.
+pub fn origin(scheme: Scheme, authority: &str) -> String {
+    format!("{}://{authority}", scheme.as_str())
 }
 
 fn proxied(host: &str, port: u16) -> Reach {
@@ -247,6 +248,6 @@ mod tests {
         let plain = at(Address::Name, TokenService::PlainHttp);
         assert_eq!(plain.sites[0].scheme, Scheme::Http);
         assert_eq!(reaches(&plain, Role::TokenService), [proxied("auth.test", 80)]);
-        assert_eq!(realm(Scheme::Http, "auth.test"), "http://auth.test/token");
+        assert_eq!(origin(Scheme::Http, "auth.test"), "http://auth.test");
     }
 }

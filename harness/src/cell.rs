@@ -20,7 +20,7 @@ use crate::result::CellResult;
 use crate::scenario::Credential;
 use crate::scenario::{expand, Scenario, TOOL_PLACEHOLDER};
 use crate::tool::{PushContext, ToolBinary};
-use crate::world::{AwsCellCredentials, TargetRegistry, VendorCell, World, TOKEN_AUTH_HOST};
+use crate::world::{AwsCellCredentials, TargetRegistry, VendorCell, World};
 use ko_matrix_emulators::gateway::{authority, GatewayError, Record, Session, Site};
 
 /// What every cell of a run shares.
@@ -250,7 +250,8 @@ fn io_error(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> C
 /// The placement of the cell's registry: where `[target]` puts it and its token service.
 fn address_placement(target: &TargetRegistry, scenario: &Scenario, session: u64) -> Placement {
     let t = &scenario.target;
-    address::place(t.address, t.scheme, t.token_service, target.flavour.host(), TOKEN_AUTH_HOST, session)
+    let token_host = target.flavour.token_host().unwrap_or_default();
+    address::place(t.address, t.scheme, t.token_service, target.flavour.host(), token_host, session)
 }
 
 /// Opens the cell's registry (and token service) at the addresses `[target]` names on its
@@ -265,10 +266,12 @@ async fn open_address(
     let mut realm = None;
     let mut registry = target.flavour.host().to_string();
     for plan in placement.sites {
-        let backend = match plan.role {
-            Role::Registry => target.gateway_backend(),
-            Role::TokenService => world.token_service.clone().ok_or(CellSetupError::NoRegistry("token service"))?,
+        // Each as the run's virtual host serves it, told it was addressed by that name.
+        let host = match plan.role {
+            Role::Registry => target.flavour.host(),
+            Role::TokenService => target.flavour.token_host().ok_or(CellSetupError::NoRegistry("token service"))?,
         };
+        let backend = world.gateway.backend_of(host).ok_or(CellSetupError::NoRegistry("token service"))?;
         let realm_here = if plan.role == Role::Registry { realm.clone() } else { None };
         let site = Site { backend, scheme: plan.scheme, realm: realm_here };
         let mut first = None;
@@ -286,7 +289,7 @@ async fn open_address(
         }
         let first = first.expect("every site has an address");
         match plan.role {
-            Role::TokenService => realm = Some(address::realm(plan.scheme, &first)),
+            Role::TokenService => realm = Some(address::origin(plan.scheme, &first)),
             Role::Registry => registry = first,
         }
     }

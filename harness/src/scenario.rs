@@ -81,6 +81,15 @@ impl Flavour {
         }
     }
 
+    /// The host of its token service, for a registry whose deployment chooses where that
+    /// sits (`[target] token_service`).
+    pub fn token_host(self) -> Option<&'static str> {
+        match self {
+            Flavour::Token => Some(crate::world::TOKEN_AUTH_HOST),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Flavour::Anonymous => "anonymous",
@@ -334,7 +343,7 @@ impl Scenario {
                 ),
             ));
         }
-        if raw.target.token_service != TokenService::OtherHost && raw.target.registry != Flavour::Token {
+        if raw.target.token_service != TokenService::OtherHost && raw.target.registry.token_host().is_none() {
             let at = text.find("token_service").unwrap_or(0);
             return Err(ConfigError::at(
                 file,

@@ -73,14 +73,6 @@ pub struct TargetRegistry {
     admin: Admin,
 }
 
-impl TargetRegistry {
-    /// Where the gateway sends the registry's requests.
-    pub fn gateway_backend(&self) -> Backend {
-        let backend = if self.tls { Backend::https(self.backend) } else { Backend::http(self.backend) };
-        Backend { host_header: self.host_header.clone(), ..backend.named(&self.service) }
-    }
-}
-
 /// The AWS side of a run.
 pub struct Aws {
     pub backend: AwsBackend,
@@ -368,8 +360,6 @@ pub struct World {
     pub leak_check: LeakCheck,
     /// Every service cells depend on, for [`World::unreachable_services`].
     pub services: Vec<Service>,
-    /// Where the token flavour's token service is, for cells that place it elsewhere.
-    pub token_service: Option<Backend>,
     _registries: Vec<RunningRegistry>,
     _token_server: Option<LoopbackServer>,
 }
@@ -650,9 +640,7 @@ impl World {
             add(Flavour::Basic, basic, Admin::Basic(admin.clone()))?;
         }
         let mut token_server = None;
-        let mut token_service = None;
         if let Some((registry, issuer, server)) = token {
-            token_service = Some(Backend::http(server.addr).named("token server"));
             gateway.route(
                 TOKEN_AUTH_HOST,
                 Route::Terminate { backend: Backend::http(server.addr).named("token server") },
@@ -708,7 +696,6 @@ impl World {
             notes,
             leak_check,
             services,
-            token_service,
             _registries: registries,
             _token_server: token_server,
         })

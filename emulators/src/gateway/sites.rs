@@ -53,7 +53,8 @@ impl Scheme {
 pub struct Site {
     pub backend: Backend,
     pub scheme: Scheme,
-    /// Replaces the `realm` of the backend's `WWW-Authenticate` challenges: the token service
+    /// Replaces the scheme and authority of the `realm` in the backend's `WWW-Authenticate`
+    /// challenges (`https://10.90.0.9:5001`), keeping its path: the token service
     /// the deployment's configuration names (another host, another port, an IP literal).
     pub realm: Option<String>,
 }
@@ -230,12 +231,14 @@ pub(crate) async fn serve_request(
     Ok(response)
 }
 
-/// `challenge` with its `realm="…"` parameter replaced by `realm`.
-pub(crate) fn with_realm(challenge: &str, realm: &str) -> String {
+/// `challenge` with the scheme and authority of its `realm="…"` replaced by `origin`.
+pub(crate) fn with_realm(challenge: &str, origin: &str) -> String {
     let Some(start) = challenge.find("realm=\"") else { return challenge.to_string() };
     let value = start + "realm=\"".len();
     let Some(len) = challenge[value..].find('"') else { return challenge.to_string() };
-    format!("{}{realm}{}", &challenge[..value], &challenge[value + len..])
+    let realm = &challenge[value..value + len];
+    let path = realm.split_once("://").map_or("", |(_, rest)| rest.find('/').map_or("", |at| &rest[at..]));
+    format!("{}{origin}{path}{}", &challenge[..value], &challenge[value + len..])
 }
 
 /// A stream whose first byte was read ahead to tell TLS from plain HTTP, and is given back.
@@ -276,10 +279,15 @@ mod tests {
     fn challenges_name_the_configured_realm() {
         let challenge = r#"Bearer realm="https://auth.ko-matrix.test/token",service="token.ko-matrix.test",scope="repository:a:pull""#;
         assert_eq!(
-            with_realm(challenge, "http://10.89.0.9:5001/token"),
+            with_realm(challenge, "http://10.89.0.9:5001"),
             r#"Bearer realm="http://10.89.0.9:5001/token",service="token.ko-matrix.test",scope="repository:a:pull""#
         );
         assert_eq!(with_realm("Basic", "x"), "Basic");
+        let harbor = r#"Bearer realm="https://harbor.example.internal/service/token",service="harbor-registry""#;
+        assert_eq!(
+            with_realm(harbor, "https://harbor.example.internal:5001"),
+            r#"Bearer realm="https://harbor.example.internal:5001/service/token",service="harbor-registry""#
+        );
     }
 
     #[test]
