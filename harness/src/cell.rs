@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::address::{self, Placement, Reach, Role};
 use crate::credential_files::{self, CellFile};
 use crate::outcome::{self, Evidence, FailClass, NotFetched, Outcome, Verdict};
 use crate::payload::Payload;
@@ -19,8 +20,8 @@ use crate::result::CellResult;
 use crate::scenario::Credential;
 use crate::scenario::{expand, Scenario, TOOL_PLACEHOLDER};
 use crate::tool::{PushContext, ToolBinary};
-use crate::world::{AwsCellCredentials, VendorCell, World};
-use ko_matrix_emulators::gateway::{GatewayError, Record};
+use crate::world::{AwsCellCredentials, TargetRegistry, VendorCell, World};
+use ko_matrix_emulators::gateway::{authority, GatewayError, Record, Session, Site};
 
 /// What every cell of a run shares.
 pub struct CellEnv {
@@ -158,6 +159,17 @@ impl OpenCell {
         self.cell.dir.path()
     }
 
+    /// The cell's own `/etc/hosts`, when names of its registry resolve through a hosts entry:
+    /// commands run as the cell's must see it ([`crate::containment::with_hosts_file`]).
+    pub fn hosts_file(&self) -> Option<&Path> {
+        self.cell.hosts_file.as_deref()
+    }
+
+    /// `host/path` the push goes to, the host as clients write it (`localhost:38211`).
+    pub fn push_repository(&self) -> &str {
+        &self.cell.push_repository
+    }
+
     /// Where the push runs.
     pub fn work_dir(&self) -> &Path {
         &self.cell.push_dir
@@ -235,6 +247,67 @@ fn io_error(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> C
     move |source| CellSetupError::Io { step, path, source }
 }
 
+/// The placement of the cell's registry: where `[target]` puts it and its token service.
+fn address_placement(target: &TargetRegistry, scenario: &Scenario, session: u64) -> Placement {
+    let t = &scenario.target;
+    let token_host = target.flavour.token_host().unwrap_or_default();
+    address::place(t.address, t.scheme, t.token_service, target.flavour.host(), token_host, session)
+}
+
+/// Opens the cell's registry (and token service) at the addresses `[target]` names on its
+/// session; returns the registry's address as clients write it (`${REGISTRY}`).
+async fn open_address(
+    world: &World,
+    target: &TargetRegistry,
+    scenario: &Scenario,
+    session: &Session,
+) -> Result<String, CellSetupError> {
+    let placement = address_placement(target, scenario, session.id);
+    let mut realm = None;
+    let mut registry = target.flavour.host().to_string();
+    for plan in placement.sites {
+        // Each as the run's virtual host serves it, told it was addressed by that name.
+        let host = match plan.role {
+            Role::Registry => target.flavour.host(),
+            Role::TokenService => target.flavour.token_host().ok_or(CellSetupError::NoRegistry("token service"))?,
+        };
+        let backend = world.gateway.backend_of(host).ok_or(CellSetupError::NoRegistry("token service"))?;
+        let realm_here = if plan.role == Role::Registry { realm.clone() } else { None };
+        let site = Site { backend, scheme: plan.scheme, realm: realm_here };
+        let mut first = None;
+        for reach in plan.reach {
+            let opened = match reach {
+                Reach::Proxied { host, port } => {
+                    session.open_site(&host, port, site.clone())?;
+                    authority(&host, port)
+                }
+                Reach::Direct { bind, host } => {
+                    authority(&host, session.listen(bind, &host, site.clone()).await?.port())
+                }
+            };
+            first.get_or_insert(opened);
+        }
+        let first = first.expect("every site has an address");
+        match plan.role {
+            Role::TokenService => realm = Some(address::origin(plan.scheme, &first)),
+            Role::Registry => registry = first,
+        }
+    }
+    Ok(registry)
+}
+
+/// The host's `/etc/hosts` with the cell's entries after it, as a CI step adding them leaves it.
+fn hosts_file(entries: &[(std::net::IpAddr, String)]) -> String {
+    let mut text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    for (ip, name) in entries {
+        text.push_str(&format!("{ip}\t{name}\n"));
+    }
+    text
+}
+
 /// Writes a file with its directory: renderers name files, not the directories they need.
 fn write_file(file: &Path, contents: &str) -> Result<(), CellSetupError> {
     let dir = file.parent().expect("files have parents");
@@ -261,6 +334,10 @@ struct Cell {
     push: Vec<String>,
     /// `host/path` the tool pushes to.
     push_repository: String,
+    /// Whether `${TOOL}` steps get the tool's insecure switch (the scenario's `insecure`).
+    insecure: bool,
+    /// The cell's own `/etc/hosts`, when its registry's name resolves through a hosts entry.
+    hosts_file: Option<PathBuf>,
 }
 
 impl Cell {
@@ -294,12 +371,22 @@ impl Cell {
                 let repository = format!("cells/{}/{}/{}", scenario.name, tool.tool.name(), tool.version)
                     .to_ascii_lowercase()
                     .replace(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)), "-");
+                let host = open_address(world, target, scenario, &session).await?;
                 let values = BTreeMap::from([
-                    ("REGISTRY", target.flavour.host().to_string()),
+                    ("REGISTRY", host.clone()),
                     ("USER", target.user.username.clone()),
                     ("PASSWORD", target.user.password.clone()),
                 ]);
-                (target.flavour.host().to_string(), repository.clone(), repository, values, None)
+                (host, repository.clone(), repository, values, None)
+            }
+        };
+        let placement = address_placement(target, scenario, session.id);
+        let hosts_file = match placement.hosts.is_empty() {
+            true => None,
+            false => {
+                let file = root.join("etc-hosts");
+                write_file(&file, &hosts_file(&placement.hosts))?;
+                Some(file)
             }
         };
         // A vendor registry's cell pushes below its account's owner, with the account's credential.
@@ -414,7 +501,12 @@ impl Cell {
         secrets.extend(rendered.iter().chain(unlisted).flat_map(|f| f.secrets.iter().cloned()));
         secrets.extend(aws.iter().flat_map(|a| a.secrets.iter().cloned()));
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
-        let push_command = [tool.tool.name().to_string()].into_iter().chain(tool.tool.push_args(&push)).collect();
+        let insecure: &[&str] = if scenario.target.insecure { tool.tool.insecure_switch("push") } else { &[] };
+        let push_command = [tool.tool.name().to_string()]
+            .into_iter()
+            .chain(tool.tool.push_args(&push))
+            .chain(insecure.iter().map(|s| s.to_string()))
+            .collect();
         Ok(Cell {
             dir,
             env: vars,
@@ -427,6 +519,8 @@ impl Cell {
             _vendor: vendor,
             push_dir: prepared.cwd,
             push: push_command,
+            insecure: scenario.target.insecure,
+            hosts_file,
             push_repository,
         })
     }
@@ -574,8 +668,15 @@ impl Cell {
             let stdin = stdin.map(|s| expand(&s, &self.values));
             let is_tool = argv[0] == name;
             if placeholder {
-                let words = argv.get(1).map(|w| tool.tool.subcommand(w)).unwrap_or_default();
-                argv = [name.to_string()].into_iter().chain(words).chain(argv.iter().skip(2).cloned()).collect();
+                let word = argv.get(1).cloned().unwrap_or_default();
+                let words = tool.tool.subcommand(&word);
+                let insecure: &[&str] = if self.insecure { tool.tool.insecure_switch(&word) } else { &[] };
+                argv = [name.to_string()]
+                    .into_iter()
+                    .chain(words)
+                    .chain(insecure.iter().map(|s| s.to_string()))
+                    .chain(argv.iter().skip(2).cloned())
+                    .collect();
             }
             let program = if is_tool { tool.path.clone() } else { PathBuf::from(&argv[0]) };
             let step_started = Instant::now();
@@ -620,6 +721,11 @@ impl Cell {
             Stdio::null()
         });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(hosts) = &self.hosts_file {
+            if let Err(e) = crate::containment::with_hosts_file(&mut cmd, hosts) {
+                return StepOutcome::Failed(format!("giving the cell its hosts file: {e}"));
+            }
+        }
         let mut child = match Contained::spawn(cmd) {
             Ok(child) => child,
             Err(e) => return StepOutcome::Failed(e.to_string()),

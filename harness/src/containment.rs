@@ -143,6 +143,47 @@ pub fn spawn(mut cmd: tokio::process::Command) -> Result<tokio::process::Child, 
     }
 }
 
+/// Gives `cmd`'s program a mount namespace of its own in which `hosts` is `/etc/hosts`: names a
+/// scenario adds (`registry.local`, `kind-registry`) resolve for that program and what it
+/// starts, the way a hosts entry on a CI runner makes them resolve, and nowhere else (the
+/// harness's own resolver never sees them). Root of a user namespace (the run's own, or the
+/// machine's) makes the mount namespace directly; anyone else makes a user namespace for it.
+pub fn with_hosts_file(cmd: &mut tokio::process::Command, hosts: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let source = std::ffi::CString::new(hosts.as_os_str().as_bytes())?;
+    // SAFETY: getters with no side effects.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
+    // calls (unshare, open, write, close, mount); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                match write_proc(c"/proc/self/setgroups", b"deny") {
+                    Err(e) if e != libc::ENOENT => return Err(io::Error::from_raw_os_error(e)),
+                    _ => {}
+                }
+                let mut line = [0u8; 40];
+                write_proc(c"/proc/self/uid_map", id_map_line(&mut line, uid)).map_err(io::Error::from_raw_os_error)?;
+                let mut line = [0u8; 40];
+                write_proc(c"/proc/self/gid_map", id_map_line(&mut line, gid)).map_err(io::Error::from_raw_os_error)?;
+            }
+            // Private first, so the bind mount stays in this namespace.
+            let none = std::ptr::null();
+            if libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::mount(source.as_ptr(), c"/etc/hosts".as_ptr(), none, libc::MS_BIND, std::ptr::null()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// Whether [`spawn`] can make its namespace here: a forked child makes one and exits.
 pub fn probe() -> Result<(), Refused> {
     let (report_read, report_write) = pipe().map_err(|source| Refused { step: "creating a pipe", source })?;

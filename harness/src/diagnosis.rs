@@ -117,13 +117,15 @@ fn in_its_own_words(detail: &str, causes: &[Cause]) -> Option<String> {
     })
 }
 
-const RULES: [fn(&Facts) -> Option<String>; 14] = [
+const RULES: [fn(&Facts) -> Option<String>; 16] = [
     credentials,
     invalid_name,
+    realm_refused,
     timeout,
     injected,
     unknown_host,
     tls,
+    nothing_listens,
     ecr,
     entra,
     identity_refused,
@@ -235,10 +237,21 @@ fn tls(f: &Facts) -> Option<String> {
     if f.verdict.class != Some(FailClass::Tls) {
         return None;
     }
-    let r = f
-        .records
-        .iter()
-        .find(|r| r.status == 0 && r.note.as_deref().is_some_and(|n| n.starts_with("handshake failed")))?;
+    let noted = |start: &str| f.records.iter().rev().find(|r| r.note.as_deref().is_some_and(|n| n.starts_with(start)));
+    // The gateway's notes for a scheme mismatch at a site (emulators' gateway/sites.rs).
+    if let Some(r) = noted("a TLS hello to a plain-HTTP registry") {
+        return Some(format!(
+            "{} spoke TLS to {}, which serves plain HTTP only, and did not fall back to plain HTTP: Go reports `server gave HTTP response to HTTPS client`.",
+            f.tool, r.host
+        ));
+    }
+    if let Some(r) = noted(crate::outcome::SCHEME_MISMATCH) {
+        return Some(format!(
+            "{} sent plain HTTP to {}, which serves HTTPS only; its TLS server answered 400 `Client sent an HTTP request to an HTTPS server.`",
+            f.tool, r.host
+        ));
+    }
+    let r = noted("handshake failed").filter(|r| r.status == 0)?;
     Some(format!(
         "The TLS handshake with {} failed: {} did not trust the certificate from the run's CA (SSL_CERT_FILE).",
         r.host, f.tool
@@ -278,6 +291,27 @@ fn ecr(f: &Facts) -> Option<String> {
         (false, true, 404, _) => format!("The repository does not exist: ECR does not create repositories on push (NAME_UNKNOWN){denial}."),
         _ => return None,
     })
+}
+
+/// The tool would not follow the token realm the registry's challenge named.
+fn realm_refused(f: &Facts) -> Option<String> {
+    if f.verdict.class != Some(FailClass::RealmRefused) {
+        return None;
+    }
+    Some(format!(
+        "{} refused the token realm of the registry's 401 challenge as invalid (plain HTTP for an HTTPS registry, or a private address) and asked for no token.",
+        f.tool
+    ))
+}
+
+/// The tool connected where nothing listens: the registry serves another port or scheme.
+fn nothing_listens(f: &Facts) -> Option<String> {
+    let r = f.records.iter().rev().find(|r| r.note.as_deref().is_some_and(|n| n.starts_with("nothing listens at")))?;
+    let address = r.note.as_deref().unwrap_or_default().trim_start_matches("nothing listens at ");
+    Some(format!(
+        "{} connected to {address}, where nothing listens: the registry serves another port or scheme (without a proxy the client meets `connection refused`).",
+        f.tool
+    ))
 }
 
 /// The tool refused the repository name: nothing reached the registry.

@@ -15,6 +15,7 @@
 //!   **class** says how it failed (unauthorized, denied, …) ([`outcome`]).
 //! - **snapshot**: the committed outcomes, `results/<tool>/<family>.snap` ([`report`]).
 
+pub mod address;
 pub mod base_image;
 pub mod bisect;
 pub mod builtin;

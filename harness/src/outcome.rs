@@ -36,6 +36,9 @@ pub enum FailClass {
     /// The tool refused the repository name itself, before sending a request (upper-case
     /// letters, characters no registry accepts).
     InvalidName,
+    /// The tool refused to follow the registry's token realm (plain HTTP for an HTTPS
+    /// registry, a private address): a safeguard of the tool's, before any token request.
+    RealmRefused,
     Tls,
     Network,
     Build,
@@ -51,6 +54,7 @@ impl FailClass {
             FailClass::Denied => "denied",
             FailClass::NameUnknown => "name-unknown",
             FailClass::InvalidName => "invalid-name",
+            FailClass::RealmRefused => "realm-refused",
             FailClass::Tls => "tls",
             FailClass::Network => "network",
             FailClass::Build => "build",
@@ -131,7 +135,7 @@ const CREDENTIAL_PATTERNS: (FailClass, &[&str]) = (
 
 /// Registry and transport wording every Go push tool shares, in priority order, after the
 /// tool's own patterns: the first class whose pattern the deciding line holds.
-const PATTERNS: [(FailClass, &[&str]); 6] = [
+const PATTERNS: [(FailClass, &[&str]); 7] = [
     // go-containerregistry's name checks (ko, crane) and oras's, all before any request.
     (
         FailClass::InvalidName,
@@ -142,7 +146,25 @@ const PATTERNS: [(FailClass, &[&str]); 6] = [
             "repository name must be lowercase",
         ],
     ),
-    (FailClass::Tls, &["x509:", "tls:", "certificate signed by unknown authority", "certificate is not valid"]),
+    // go-containerregistry's and oras's checks of a `WWW-Authenticate` realm, before they
+    // follow it (docs/registry-topologies.md).
+    (
+        FailClass::RealmRefused,
+        &["invalid realm in www-authenticate", "uses http but registry was contacted over https"],
+    ),
+    // The scheme mismatches in Go's words: its TLS client at a plain-HTTP server, and its TLS
+    // server's answer to a plain request (docs/registry-topologies.md).
+    (
+        FailClass::Tls,
+        &[
+            "x509:",
+            "tls:",
+            "certificate signed by unknown authority",
+            "certificate is not valid",
+            "server gave HTTP response to HTTPS client",
+            "Client sent an HTTP request to an HTTPS server",
+        ],
+    ),
     (
         FailClass::NameUnknown,
         &["NAME_UNKNOWN", "name unknown", "does not exist in the registry", "repository name not known"],
@@ -162,9 +184,20 @@ const PATTERNS: [(FailClass, &[&str]); 6] = [
             "no basic auth credentials",
         ],
     ),
+    // `Bad Gateway`: the gateway's answer to a CONNECT where nothing listens, which a client
+    // without a proxy meets as `connection refused`.
     (
         FailClass::Network,
-        &["proxyconnect", "dial tcp", "connection refused", "no such host", "i/o timeout", "connection reset", "EOF"],
+        &[
+            "proxyconnect",
+            "dial tcp",
+            "connection refused",
+            "no such host",
+            "i/o timeout",
+            "connection reset",
+            "EOF",
+            "Bad Gateway",
+        ],
     ),
 ];
 
@@ -277,8 +310,14 @@ pub(crate) fn failed(r: &Record) -> bool {
     r.status == 0 || r.status >= 400
 }
 
+/// How the gateway notes a plain request its HTTPS site refused (emulators' gateway/sites.rs).
+pub(crate) const SCHEME_MISMATCH: &str = "plain HTTP to an HTTPS registry";
+
 /// When the tool's text says nothing recognisable, the registry's deciding answer may.
 fn class_from_record(r: &Record) -> FailClass {
+    if r.note.as_deref().is_some_and(|n| n.starts_with(SCHEME_MISMATCH)) {
+        return FailClass::Tls;
+    }
     match r.status {
         401 => FailClass::Unauthorized,
         403 => FailClass::Denied,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::address::{Address, Scheme, TokenService};
 use crate::located::ConfigError;
 use ko_matrix_emulators::aws::state::AwsSpec;
 use ko_matrix_emulators::bearer::AccountSpec;
@@ -92,6 +93,15 @@ impl Flavour {
             Flavour::Quay => ko_matrix_emulators::quay::HOST,
             Flavour::Artifactory => ko_matrix_emulators::artifactory::HOST,
             Flavour::Nexus => ko_matrix_emulators::nexus::HOST,
+        }
+    }
+
+    /// The host of its token service, for a registry whose deployment chooses where that
+    /// sits (`[target] token_service`).
+    pub fn token_host(self) -> Option<&'static str> {
+        match self {
+            Flavour::Token => Some(crate::world::TOKEN_AUTH_HOST),
+            _ => None,
         }
     }
 
@@ -198,6 +208,23 @@ pub struct Target {
     /// Where ko's base image comes from.
     #[serde(default)]
     pub base_image: BaseImageFrom,
+    /// The form of the registry's address (`localhost:<port>`, `registry.local:5000`, …).
+    #[serde(default)]
+    pub address: Address,
+    /// What the registry speaks: `https` (default) or `http`.
+    #[serde(default = "https")]
+    pub scheme: Scheme,
+    /// Whether the user passed the tool's own switch for an insecure registry
+    /// (`crane --insecure`, `oras --plain-http`, `ko build --insecure-registry`).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Where a `token` registry's token service sits.
+    #[serde(default)]
+    pub token_service: TokenService,
+}
+
+fn https() -> Scheme {
+    Scheme::Https
 }
 
 /// Where a cell's base image is pulled from (it matters to tools that build on one: ko).
@@ -331,6 +358,29 @@ impl Scenario {
                 text,
                 at..at + 10,
                 "`base_image = \"target\"` needs a registry with public images: target.registry = \"dockerhub\"",
+            ));
+        }
+        let own_registry = matches!(raw.target.registry, Flavour::Anonymous | Flavour::Basic | Flavour::Token);
+        if !own_registry && (raw.target.address != Address::Name || raw.target.scheme != Scheme::Https) {
+            let key = if raw.target.address != Address::Name { "address" } else { "scheme" };
+            let at = text.find(key).unwrap_or(0);
+            return Err(ConfigError::at(
+                file,
+                text,
+                at..at + key.len(),
+                format!(
+                    "`{key}` applies to the run's own registries (target.registry = \"anonymous\", \"basic\" or \"token\"); {} is reached only under its real name over HTTPS",
+                    raw.target.registry.name()
+                ),
+            ));
+        }
+        if raw.target.token_service != TokenService::OtherHost && raw.target.registry.token_host().is_none() {
+            let at = text.find("token_service").unwrap_or(0);
+            return Err(ConfigError::at(
+                file,
+                text,
+                at..at + 13,
+                "`token_service` places the token service of a bearer-token registry: target.registry = \"token\"",
             ));
         }
         let account = match (raw.target.registry.is_vendor(), raw.account) {
@@ -524,6 +574,35 @@ stdin = "${PASSWORD}"
         )
         .unwrap_err();
         assert!(bad_delay.message.contains("`soon` is not a duration"), "{}", bad_delay.message);
+    }
+
+    #[test]
+    fn addresses_and_token_services_are_checked() {
+        let head = "description = \"d\"\n[target]\n";
+        let s = parse(&format!("{head}registry = \"token\"\naddress = \"single-label\"\nscheme = \"http\"\ninsecure = true\ntoken_service = \"other-port\"\n")).unwrap();
+        assert_eq!(
+            (s.target.address, s.target.scheme, s.target.insecure, s.target.token_service),
+            (Address::SingleLabel, Scheme::Http, true, TokenService::OtherPort)
+        );
+        let d = parse(&format!("{head}registry = \"basic\"\n")).unwrap().target;
+        assert_eq!(
+            (d.address, d.scheme, d.insecure, d.token_service),
+            (Address::Name, Scheme::Https, false, TokenService::OtherHost)
+        );
+        let e = parse(&format!("{head}registry = \"basic\"\naddress = \"laptop\"\n")).unwrap_err();
+        assert_eq!((e.line, e.column), (4, 11));
+        assert!(
+            e.message.starts_with("unknown variant `laptop`, expected one of `name`, `localhost`, `127.0.0.1`"),
+            "{}",
+            e.message
+        );
+        let e = parse(&format!("{head}registry = \"ghcr\"\naddress = \"localhost\"\n")).unwrap_err();
+        assert_eq!((e.line, e.column), (4, 1));
+        assert!(e.message.contains("ghcr is reached only under its real name over HTTPS"), "{}", e.message);
+        let e = parse(&format!("{head}registry = \"basic\"\ntoken_service = \"plain-http\"\n")).unwrap_err();
+        assert!(e.message.contains("target.registry = \"token\""), "{}", e.message);
+        let e = parse(&format!("{head}registry = \"anonymous\"\nscheme = \"ftp\"\n")).unwrap_err();
+        assert_eq!(e.message, "unknown variant `ftp`, expected `http` or `https`");
     }
 
     #[test]

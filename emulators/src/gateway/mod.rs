@@ -11,7 +11,9 @@
 //! listeners of its own for hosts a client reaches without the proxy (a metadata server).
 
 mod faults;
+mod sites;
 pub use faults::{Faults, Latency, UploadFault};
+pub use sites::{authority, Scheme, Site};
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -178,11 +180,21 @@ impl Gateway {
             Route::Terminate { backend } => backend.addr,
             Route::Passthrough { addr } => *addr,
         };
-        if !addr.ip().is_loopback() {
-            return Err(GatewayError::NotLoopback { host: host.to_string(), addr });
-        }
+        loopback_only(host, addr)?;
         self.inner.routes.write().expect("routes lock").insert(host.to_ascii_lowercase(), route);
         Ok(())
+    }
+
+    /// Where `host`'s requests go, as a site elsewhere would send them: its backend, told it
+    /// was addressed as `host`. `None` for a host the gateway only tunnels, or does not know.
+    pub fn backend_of(&self, host: &str) -> Option<Backend> {
+        match self.inner.routes.read().expect("routes lock").get(&host.to_ascii_lowercase())? {
+            Route::Terminate { backend } => Some(Backend {
+                host_header: backend.host_header.clone().or_else(|| Some(host.to_string())),
+                ..backend.clone()
+            }),
+            Route::Passthrough { .. } => None,
+        }
     }
 
     pub fn ca(&self) -> &Arc<Ca> {
@@ -202,11 +214,20 @@ impl Gateway {
             opened: Instant::now(),
             session: id,
             faults: faults.clone(),
+            sites: sites::Sites::default(),
         };
         let inner = self.inner.clone();
         let (records, sink) = (recorder.records.clone(), recorder.sink.clone());
         let task = tokio::spawn(accept_loop(listener, inner.clone(), recorder.clone(), None));
         Ok(Session { addr, id, records, sink, faults, tasks: Mutex::new(vec![task]), inner, recorder })
+    }
+}
+
+/// Refuses an address off loopback, where a cell's traffic could leave the machine.
+fn loopback_only(host: &str, addr: SocketAddr) -> Result<(), GatewayError> {
+    match addr.ip().is_loopback() {
+        true => Ok(()),
+        false => Err(GatewayError::NotLoopback { host: host.to_string(), addr }),
     }
 }
 
@@ -250,6 +271,36 @@ impl Session {
             self.recorder.clone(),
             Some(host.to_ascii_lowercase().into()),
         ));
+        self.tasks.lock().expect("session tasks lock").push(task);
+        Ok(addr)
+    }
+
+    /// Serves `site` at `host:port` through this session's proxy from then on; the run's
+    /// virtual host of that name, if any, no longer answers this session (see [`sites`]).
+    pub fn open_site(&self, host: &str, port: u16, site: Site) -> Result<(), GatewayError> {
+        loopback_only(host, site.backend.addr)?;
+        self.recorder.sites.insert(host, port, site);
+        Ok(())
+    }
+
+    /// Serves `site` at a listener of this session bound to `bind` (port 0: any free port), for
+    /// an address clients dial directly: a loopback one, which Go never proxies, or the address a
+    /// name resolves to inside the cell. Records name it `<host>:<port>` (`localhost:38211`),
+    /// and its certificate is for `host`. Returns the bound address.
+    pub async fn listen(&self, bind: SocketAddr, host: &str, site: Site) -> Result<SocketAddr, GatewayError> {
+        loopback_only(host, bind)?;
+        loopback_only(host, site.backend.addr)?;
+        let listener = TcpListener::bind(bind).await.map_err(GatewayError::Listen)?;
+        let addr = listener.local_addr().map_err(GatewayError::Listen)?;
+        let (inner, recorder) = (self.inner.clone(), self.recorder.clone());
+        let (name, host) = (sites::authority(host, addr.port()), host.to_ascii_lowercase());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (site, name, host) = (site.clone(), name.clone(), host.clone());
+                tokio::spawn(sites::serve_connection(stream, site, name, host, inner.clone(), recorder.clone()));
+            }
+        });
         self.tasks.lock().expect("session tasks lock").push(task);
         Ok(addr)
     }
@@ -313,6 +364,8 @@ struct Recorder {
     opened: Instant,
     session: u64,
     faults: Arc<Injector>,
+    /// The session's own addresses, which the proxy serves before the run's virtual hosts.
+    sites: sites::Sites,
 }
 
 /// A session's faults and how many matching requests it has seen.
@@ -476,6 +529,21 @@ async fn proxy_request(
         return Ok(text(StatusCode::BAD_REQUEST, "ko-matrix gateway: a proxy request needs a host"));
     };
     let host = host_of(&authority);
+    let connect = req.method() == Method::CONNECT;
+    let port = port_of(&authority, if connect { 443 } else { 80 });
+    if let Some(site) = recorder.sites.get(&host, port) {
+        return serve_site(req, site, host, port, inner, recorder).await;
+    }
+    if recorder.sites.has_host(&host) {
+        // A real client would get "connection refused"; through a proxy it gets the proxy's 502.
+        let path = if connect { String::new() } else { path_of(&req) };
+        let name = sites::authority(&host, port);
+        recorder.record(&name, req.method().as_str(), &path, 502, Some(format!("nothing listens at {host}:{port}")));
+        return Ok(text(
+            StatusCode::BAD_GATEWAY,
+            format!("ko-matrix gateway: connecting to {host}:{port}: connection refused"),
+        ));
+    }
     let route = inner.routes.read().expect("routes lock").get(&host).cloned();
     let Some(route) = route else {
         let path = if req.method() == Method::CONNECT { String::new() } else { path_of(&req) };
@@ -507,6 +575,41 @@ async fn proxy_request(
                 Some("plain HTTP to a TLS-only host".into()),
             );
             Ok(text(StatusCode::BAD_REQUEST, format!("ko-matrix gateway: {host} only speaks TLS")))
+        }
+    }
+}
+
+/// The port of `host[:port]`, or `default`.
+fn port_of(authority: &str, default: u16) -> u16 {
+    authority.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).unwrap_or(default)
+}
+
+/// A proxied request to one of the session's sites: a CONNECT becomes a connection to the site,
+/// a plain request is served if the site speaks plain HTTP and refused as its TLS server would
+/// if it does not.
+async fn serve_site(
+    req: Request<Incoming>,
+    site: Site,
+    host: String,
+    port: u16,
+    inner: Arc<Inner>,
+    recorder: Recorder,
+) -> Result<Response<Body>, DroppedOnPurpose> {
+    let name = sites::authority(&host, port);
+    if req.method() == Method::CONNECT {
+        recorder.record(&name, "CONNECT", "", 200, None);
+        tokio::spawn(async move {
+            let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
+            sites::serve_connection(TokioIo::new(upgraded), site, name, host, inner, recorder).await;
+        });
+        return Ok(Response::new(http_body_util::Empty::new().map_err(|never: Infallible| match never {}).boxed()));
+    }
+    match site.scheme {
+        Scheme::Http => sites::serve_request(req, &name, "http", &site, &inner, &recorder).await,
+        Scheme::Https => {
+            let note = "plain HTTP to an HTTPS registry: answered 400 as Go's TLS server does";
+            recorder.record(&name, req.method().as_str(), &path_of(&req), 400, Some(note.into()));
+            Ok(text(StatusCode::BAD_REQUEST, sites::TLS_SERVER_REFUSAL))
         }
     }
 }
@@ -835,6 +938,87 @@ mod tests {
             assert!(gateway.route("evil.ko-matrix.test", Route::Passthrough { addr }).is_err(), "{addr}");
         }
         assert!(!gateway.inner.routes.read().unwrap().contains_key("evil.ko-matrix.test"));
+    }
+
+    fn site(backend: SocketAddr, scheme: Scheme) -> Site {
+        Site { backend: Backend::http(backend), scheme, realm: None }
+    }
+
+    async fn read_all(stream: &mut TcpStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        answer
+    }
+
+    /// A TLS hello at a plain-HTTP site, after a CONNECT: the bytes distribution (a Go HTTP
+    /// server) sends, and no TLS terminated for it.
+    #[tokio::test]
+    async fn a_plain_http_site_answers_a_tls_hello_as_a_go_http_server() {
+        use tokio::io::AsyncWriteExt;
+        let gateway = Gateway::new(Arc::new(Ca::new().unwrap()));
+        let session = gateway.session().await.unwrap();
+        session
+            .open_site("kind-registry", 5000, site(raw_backend(b"HTTP/1.1 200 OK\r\n\r\n").await, Scheme::Http))
+            .unwrap();
+        let mut stream = TcpStream::connect(session.addr).await.unwrap();
+        stream.write_all(b"CONNECT kind-registry:5000 HTTP/1.1\r\nHost: kind-registry:5000\r\n\r\n").await.unwrap();
+        let mut established = [0u8; 19];
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut established).await.unwrap();
+        assert!(established.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&established));
+        // The start of a ClientHello: a handshake record.
+        stream.write_all(&[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03]).await.unwrap();
+        let answer = read_all(&mut stream).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.ends_with(std::str::from_utf8(sites::HTTP_SERVER_ANSWER_TO_TLS).unwrap()), "{answer}");
+        let records = session.records();
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!(
+            (records[1].host.as_str(), records[1].method.as_str(), records[1].status),
+            ("kind-registry:5000", "TLS", 400)
+        );
+    }
+
+    /// A plain request at an HTTPS site's own listener, and through the proxy: what a Go TLS
+    /// server answers, recorded with the request's method and path.
+    #[tokio::test]
+    async fn an_https_site_refuses_plain_http_as_a_go_tls_server() {
+        use tokio::io::AsyncWriteExt;
+        let gateway = Gateway::new(Arc::new(Ca::new().unwrap()));
+        let session = gateway.session().await.unwrap();
+        let backend = raw_backend(b"HTTP/1.1 200 OK\r\n\r\n").await;
+        let addr =
+            session.listen("127.0.0.1:0".parse().unwrap(), "localhost", site(backend, Scheme::Https)).await.unwrap();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(format!("GET /v2/ HTTP/1.1\r\nHost: localhost:{}\r\n\r\n", addr.port()).as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(read_all(&mut stream).await, sites::TLS_SERVER_ANSWER_TO_HTTP);
+        session.open_site("registry.local", 5000, site(backend, Scheme::Https)).unwrap();
+        proxied_get(&session, "http://registry.local:5000/v2/x").await;
+        let shown: Vec<String> =
+            session.records().iter().map(|r| format!("{} {}{} {}", r.method, r.host, r.path, r.status)).collect();
+        assert_eq!(
+            shown,
+            [format!("GET localhost:{}/v2/ 400", addr.port()), "GET registry.local:5000/v2/x 400".into()]
+        );
+    }
+
+    /// A site's host answers at the site's ports only, whatever the run's virtual hosts serve.
+    #[tokio::test]
+    async fn other_ports_of_a_site_are_closed() {
+        let gateway = Gateway::new(Arc::new(Ca::new().unwrap()));
+        let backend = raw_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        gateway.route("anonymous.ko-matrix.test", Route::Terminate { backend: Backend::http(backend) }).unwrap();
+        let session = gateway.session().await.unwrap();
+        session.open_site("anonymous.ko-matrix.test", 80, site(backend, Scheme::Http)).unwrap();
+        proxied_get(&session, "http://anonymous.ko-matrix.test/v2/").await;
+        proxied_get(&session, "http://anonymous.ko-matrix.test:8080/v2/").await;
+        let shown: Vec<(String, u16)> = session.records().iter().map(|r| (r.host.clone(), r.status)).collect();
+        assert_eq!(shown, [("anonymous.ko-matrix.test".into(), 200), ("anonymous.ko-matrix.test:8080".into(), 502)]);
+        let off_loopback = session.open_site("x", 1, site("10.0.0.1:80".parse().unwrap(), Scheme::Http));
+        assert!(matches!(off_loopback, Err(GatewayError::NotLoopback { .. })));
     }
 
     /// Sends one plain proxy request for `url` through `session` and reads the answer.

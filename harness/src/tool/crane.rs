@@ -45,6 +45,11 @@ impl Tool for Crane {
         }
     }
 
+    /// crane's root command's persistent `--insecure` (cmd/crane/cmd/root.go), for every subcommand.
+    fn insecure_switch(&self, _command: &str) -> &'static [&'static str] {
+        &["--insecure"]
+    }
+
     fn pushed_digest(&self, output: &str, repository: &str) -> Option<String> {
         digest_after_reference(output, repository)
     }

@@ -53,6 +53,14 @@ impl Tool for Ko {
         ["build", "--bare", "."].map(String::from).to_vec()
     }
 
+    /// `ko build --insecure-registry` (pkg/commands/options/publish.go); `ko login` has none.
+    fn insecure_switch(&self, command: &str) -> &'static [&'static str] {
+        match command {
+            "push" => &["--insecure-registry"],
+            _ => &[],
+        }
+    }
+
     fn pushed_digest(&self, output: &str, repository: &str) -> Option<String> {
         digest_after_reference(output, repository)
     }

@@ -44,6 +44,12 @@ pub trait Tool: Send + Sync + 'static {
     fn subcommand(&self, word: &str) -> Vec<String> {
         vec![word.to_string()]
     }
+    /// The tool's own switch for a registry that speaks plain HTTP (or has a certificate the
+    /// user does not verify), as passed to `command`: `push`, or a scenario step's subcommand
+    /// word (`login`). Empty where that command has none.
+    fn insecure_switch(&self, _command: &str) -> &'static [&'static str] {
+        &[]
+    }
     /// The digest the tool says it pushed to `repository` (`host/path`), from its output.
     fn pushed_digest(&self, output: &str, repository: &str) -> Option<String>;
     /// Classes the tool's own wording decides before the registry patterns every tool shares

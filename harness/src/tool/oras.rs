@@ -45,6 +45,14 @@ impl Tool for Oras {
 
     /// oras's own words for a push without credentials: `credential required for basic auth`
     /// (v1.1), `basic credential not found` (v1.2 and later).
+    /// `--plain-http`, a remote option of `oras push` and `oras login` (cmd/oras/internal/option/remote.go).
+    fn insecure_switch(&self, command: &str) -> &'static [&'static str] {
+        match command {
+            "push" | "login" => &["--plain-http"],
+            _ => &[],
+        }
+    }
+
     fn failure_patterns(&self) -> &'static [(FailClass, &'static [&'static str])] {
         &[(FailClass::Unauthorized, &["basic credential not found", "credential required for basic auth"])]
     }

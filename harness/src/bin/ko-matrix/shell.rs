@@ -21,6 +21,9 @@ use crate::{load_matrix, progress, BadInput};
 /// The variable naming the file the gateway record is written to, live.
 const GATEWAY_RECORD_ENV: &str = "KO_MATRIX_GATEWAY_RECORD";
 
+/// The variable naming the repository the cell's push goes to (`localhost:38211/cells/…`).
+const REPOSITORY_ENV: &str = "KO_MATRIX_REPOSITORY";
+
 /// The proxy variables, in both spellings tools read.
 const PROXY_VARS: [&str; 4] = ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"];
 
@@ -116,6 +119,7 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
         env.get("PATH").map_or_else(|| tool_dir.display().to_string(), |p| format!("{}:{p}", tool_dir.display()));
     env.insert("PATH".into(), path);
     env.insert(GATEWAY_RECORD_ENV.into(), record.display().to_string());
+    env.insert(REPOSITORY_ENV.into(), cell.push_repository().to_string());
     if let Ok(term) = std::env::var("TERM") {
         env.insert("TERM".into(), term);
     }
@@ -135,6 +139,7 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
         "record    {} (${GATEWAY_RECORD_ENV}: each request through the gateway, as it happens)",
         record.display()
     );
+    eprintln!("repo      {} (${REPOSITORY_ENV})", cell.push_repository());
     let (program, program_args) = if interactive {
         let shell = std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into());
         env.insert("PS1".into(), format!("({}) $ ", cell.id()));
@@ -146,6 +151,10 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
 
     let mut cmd = tokio::process::Command::new(&program);
     cmd.args(&program_args).env_clear().envs(&env).current_dir(cell.work_dir());
+    if let Some(hosts) = cell.hosts_file() {
+        ko_matrix::containment::with_hosts_file(&mut cmd, hosts)
+            .with_context(|| format!("giving the shell the cell's hosts file {}", hosts.display()))?;
+    }
     let mut child = Foreground::spawn(cmd).map_err(|e| match e {
         ko_matrix::process::RunError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             anyhow::Error::from(BadInput(format!("`{program}` was not found")))
