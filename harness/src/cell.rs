@@ -21,7 +21,7 @@ use crate::scenario::Credential;
 use crate::scenario::{expand, Scenario, TOOL_PLACEHOLDER};
 use crate::tool::{PushContext, ToolBinary};
 use crate::world::{AwsCellCredentials, TargetRegistry, VendorCell, World};
-use ko_matrix_emulators::gateway::{authority, GatewayError, Record, Session, Site};
+use ko_matrix_emulators::gateway::{authority, Backend, GatewayError, Record, Session, Site};
 
 /// What every cell of a run shares.
 pub struct CellEnv {
@@ -266,12 +266,23 @@ async fn open_address(
     let mut realm = None;
     let mut registry = target.flavour.host().to_string();
     for plan in placement.sites {
-        // Each as the run's virtual host serves it, told it was addressed by that name.
-        let host = match plan.role {
-            Role::Registry => target.flavour.host(),
-            Role::TokenService => target.flavour.token_host().ok_or(CellSetupError::NoRegistry("token service"))?,
+        // Each served as the run's virtual host is. The registry sees the Host its client sent
+        // (distribution writes it into upload locations); a token service elsewhere is told it
+        // was asked under its own name (a vendor's front answers by name).
+        let backend = match plan.role {
+            Role::Registry => world
+                .gateway
+                .backend_of(target.flavour.host())
+                .ok_or(CellSetupError::NoRegistry(target.flavour.name()))?,
+            Role::TokenService => target
+                .flavour
+                .token_host()
+                .and_then(|host| {
+                    let backend = world.gateway.backend_of(host)?;
+                    Some(Backend { host_header: backend.host_header.clone().or(Some(host.to_string())), ..backend })
+                })
+                .ok_or(CellSetupError::NoRegistry("token service"))?,
         };
-        let backend = world.gateway.backend_of(host).ok_or(CellSetupError::NoRegistry("token service"))?;
         let realm_here = if plan.role == Role::Registry { realm.clone() } else { None };
         let site = Site { backend, scheme: plan.scheme, realm: realm_here };
         let mut first = None;

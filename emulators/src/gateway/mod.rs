@@ -185,14 +185,11 @@ impl Gateway {
         Ok(())
     }
 
-    /// Where `host`'s requests go, as a site elsewhere would send them: its backend, told it
-    /// was addressed as `host`. `None` for a host the gateway only tunnels, or does not know.
+    /// Where the run's virtual host `host` sends its requests: a site elsewhere may send them
+    /// there too. `None` for a host the gateway only tunnels, or does not know.
     pub fn backend_of(&self, host: &str) -> Option<Backend> {
         match self.inner.routes.read().expect("routes lock").get(&host.to_ascii_lowercase())? {
-            Route::Terminate { backend } => Some(Backend {
-                host_header: backend.host_header.clone().or_else(|| Some(host.to_string())),
-                ..backend.clone()
-            }),
+            Route::Terminate { backend } => Some(backend.clone()),
             Route::Passthrough { .. } => None,
         }
     }
