@@ -101,6 +101,12 @@ impl Flavour {
     pub fn token_host(self) -> Option<&'static str> {
         match self {
             Flavour::Token => Some(crate::world::TOKEN_AUTH_HOST),
+            // Harbor's and Quay's token services are on the registry's own host, GitLab's on the
+            // GitLab host, Artifactory's under each repository key (docs/selfhosted-wire-reference.md).
+            Flavour::Harbor => Some(ko_matrix_emulators::harbor::HOST),
+            Flavour::Gitlab => Some(ko_matrix_emulators::gitlab::GITLAB_HOST),
+            Flavour::Quay => Some(ko_matrix_emulators::quay::HOST),
+            Flavour::Artifactory => Some(ko_matrix_emulators::artifactory::HOST),
             _ => None,
         }
     }
