@@ -5,6 +5,7 @@ mod credential_helper;
 mod matrices;
 mod planning;
 mod progress;
+mod publishing;
 mod running;
 mod shell;
 mod signals;
@@ -192,6 +193,19 @@ enum Command {
         "injected."
     ))]
     Serve(shell::ServeArgs),
+    /// Build the static compatibility site from every night's matrix.json.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix publish nights/ --out site\n",
+        "  ko-matrix publish history/ --out site --logs results/shards/shard-1/logs\n",
+        "\nPages: index.html (tools, nights, every scenario with a search box), tools/<tool>.html\n",
+        "(every release × scenario by family, alike releases in one column, first bad and first\n",
+        "fixed release per scenario, pass rate per release), releases/<tool>/<version>.html (what\n",
+        "changed against the release before, with diagnosis, deciding line, bisect command and any\n",
+        "bisect.json's chain), cells/<tool>/<version>/<scenario>.html (its history over the nights),\n",
+        "badges/<tool>/<version>[/<scenario>].svg. No server, no external assets."
+    ))]
+    Publish(publishing::PublishArgs),
     /// Split the run's cells into shards of equal predicted time, from recorded durations.
     #[command(after_help = concat!(
         "Examples:\n",
@@ -322,6 +336,7 @@ async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
         Command::Check(args) => matrices::check(args),
         Command::Merge { shards, out, snapshots, plan } => matrices::merge(&shards, &out, &snapshots, plan.as_deref()),
         Command::Plan(args) => planning::plan(config, args).await,
+        Command::Publish(args) => publishing::publish(args),
         Command::Shell(args) => shell::shell(config, args).await,
         Command::Serve(args) => shell::serve(config, args).await,
     }
