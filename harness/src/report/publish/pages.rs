@@ -449,7 +449,7 @@ fn release_page(history: &History, tool: &str, version: &str, previous: Option<&
         Some(p) => body.push_str(&format!("<h2>Against {}</h2>", e(p))),
     }
     for (mark, title) in
-        [(Mark::Regression, "🔻 Regressions"), (Mark::Fix, "🔺 Fixes"), (Mark::ClassChange, "🔀 Class changes")]
+        [(Mark::Regression, "▼ Regressions"), (Mark::Fix, "▲ Fixes"), (Mark::ClassChange, "≠ Class changes")]
     {
         let of_mark: Vec<&&Transition> = changes.iter().filter(|t| t.mark == mark).collect();
         if of_mark.is_empty() {
