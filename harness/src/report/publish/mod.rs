@@ -115,13 +115,12 @@ impl History {
         }
         let mut groups: Vec<Vec<(PathBuf, MatrixReport)>> = Vec::new();
         for (path, report) in files {
-            let shard = report.shard.as_deref().and_then(|s| crate::run::Shard::parse(s).ok());
+            let shard = shard_of(&report);
             let day = |r: &MatrixReport| r.started.get(..10).unwrap_or(&r.started).to_string();
             let fits = |group: &Vec<(PathBuf, MatrixReport)>| {
                 let Some(shard) = &shard else { return false };
                 group.iter().all(|(_, other)| {
-                    let theirs = other.shard.as_deref().and_then(|s| crate::run::Shard::parse(s).ok());
-                    theirs.is_some_and(|t| t.count == shard.count && t.index != shard.index)
+                    shard_of(other).is_some_and(|(index, count)| count == shard.1 && index != shard.0)
                         && day(other) == day(&report)
                 })
             };
@@ -295,6 +294,12 @@ impl History {
             .filter(|b| b.tool == t.tool && b.scenario == t.scenario && b.bad == t.to_version)
             .collect()
     }
+}
+
+/// A shard's `i/n` as (index, count).
+fn shard_of(report: &MatrixReport) -> Option<(u32, u32)> {
+    let (index, count) = report.shard.as_deref()?.split_once('/')?;
+    Some((index.parse().ok()?, count.parse().ok()?))
 }
 
 /// A file of the site: its path under the site's root, and what it holds.
