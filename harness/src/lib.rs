@@ -37,7 +37,7 @@ pub mod report;
 pub mod result;
 pub mod run;
 pub mod scenario;
-pub(crate) mod schedule;
+pub mod schedule;
 pub mod services;
 pub mod tool;
 pub mod world;

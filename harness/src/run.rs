@@ -18,7 +18,7 @@ use crate::provision::{GoProvisioner, ProvisionError};
 use crate::report::{MatrixReport, ReportError, Snapshots};
 use crate::result::{cell_id, CellResult};
 use crate::scenario::{self, Scenario};
-use crate::schedule::Durations;
+use crate::schedule::{Durations, ShardPlan};
 use crate::tool::fetch::fetch_all;
 use crate::tool::versions::VersionError;
 use crate::tool::{FetchError, Tool, ToolBinary, ToolFetcher};
@@ -80,13 +80,15 @@ impl RunError {
     }
 }
 
-/// `--shard i/n`: a deterministic slice of the cells. A cell's shard depends only on its
-/// own name, so adding a scenario or version never moves other cells between shards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `--shard i/n`: a deterministic slice of the cells. Without a plan a cell's shard depends
+/// only on its own name, so adding a scenario or version never moves other cells between
+/// shards; with one (`--plan`, from recorded durations) the plan decides the cells it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
     /// 1-based.
     pub index: u32,
     pub count: u32,
+    pub plan: Option<Arc<ShardPlan>>,
 }
 
 impl Shard {
@@ -97,11 +99,23 @@ impl Shard {
         if index == 0 || count == 0 || index > count {
             return Err(bad());
         }
-        Ok(Shard { index, count })
+        Ok(Shard { index, count, plan: None })
     }
 
-    /// Whether the cell called `id` (`ko@v0.15.2::ecr/env-session`) is in this shard.
+    /// This shard of `plan`, which must split the run into as many shards.
+    pub fn with_plan(self, plan: ShardPlan) -> Result<Shard, String> {
+        if plan.shards() != self.count {
+            return Err(format!("the plan splits the run into {} shards, --shard says {}", plan.shards(), self.count));
+        }
+        Ok(Shard { plan: Some(Arc::new(plan)), ..self })
+    }
+
+    /// Whether the cell called `id` (`ko@v0.15.2::ecr/env-session`) is in this shard. A cell
+    /// the plan does not name (a scenario added since) goes by its name, as without a plan.
     pub fn contains(&self, id: &str) -> bool {
+        if let Some(shard) = self.plan.as_ref().and_then(|p| p.shard_of(id)) {
+            return shard == self.index;
+        }
         // FNV-1a: stable across platforms and releases, unlike std's hasher.
         let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
         hash % self.count as u64 == (self.index - 1) as u64
@@ -315,7 +329,7 @@ pub(crate) fn settle(mut first: CellResult, retry: CellResult) -> CellResult {
 /// ones, marked `interrupted`.
 pub async fn run(
     selection: &Selection,
-    shard: Option<Shard>,
+    shard: Option<&Shard>,
     options: &RunnerOptions,
     jobs: usize,
     provisioner: &GoProvisioner,
@@ -388,7 +402,7 @@ pub async fn run(
 /// The report of `selection`'s run, saying what it set out to run.
 fn new_report(
     selection: &Selection,
-    shard: Option<Shard>,
+    shard: Option<&Shard>,
     started: String,
     runtime: &str,
     cells: Vec<CellResult>,
@@ -524,5 +538,24 @@ mod tests {
         let sizes: Vec<usize> = shards.iter().map(|sh| cells.iter().filter(|id| sh.contains(id)).count()).collect();
         assert!(sizes.iter().all(|&n| n >= 15), "roughly even: {sizes:?}");
         assert!(Shard::parse("0/4").is_err() && Shard::parse("5/4").is_err() && Shard::parse("x").is_err());
+    }
+
+    #[test]
+    fn a_plan_decides_the_cells_it_names_and_the_hash_the_rest() {
+        let plan = ShardPlan {
+            cells: [("ko@v1::a/slow".to_string(), 2), ("ko@v1::a/fast".to_string(), 1)].into(),
+            predicted_ms: vec![10, 90],
+            estimated: 0,
+        };
+        let shards: Vec<Shard> =
+            (1..=2).map(|i| Shard::parse(&format!("{i}/2")).unwrap().with_plan(plan.clone()).unwrap()).collect();
+        assert!(shards[1].contains("ko@v1::a/slow") && !shards[0].contains("ko@v1::a/slow"));
+        assert!(shards[0].contains("ko@v1::a/fast") && !shards[1].contains("ko@v1::a/fast"));
+        let unplanned = "ko@v2::a/new";
+        let by_name = Shard::parse("1/2").unwrap().contains(unplanned);
+        assert_eq!(shards[0].contains(unplanned), by_name);
+        assert_eq!(shards[1].contains(unplanned), !by_name);
+        let error = Shard::parse("1/3").unwrap().with_plan(plan).unwrap_err();
+        assert_eq!(error, "the plan splits the run into 2 shards, --shard says 3");
     }
 }

@@ -11,7 +11,7 @@ use crate::outcome::Outcome;
 use crate::report::regressions::{Analysis, Mark};
 use crate::result::CellResult;
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -6,6 +6,7 @@ pub mod flaky;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod publish;
 pub mod regressions;
 
 use std::collections::BTreeMap;

@@ -3,7 +3,9 @@
 mod bisecting;
 mod credential_helper;
 mod matrices;
+mod planning;
 mod progress;
+mod publishing;
 mod running;
 mod shell;
 mod signals;
@@ -191,6 +193,31 @@ enum Command {
         "injected."
     ))]
     Serve(shell::ServeArgs),
+    /// Build the static compatibility site from every night's matrix.json.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix publish nights/ --out site\n",
+        "  ko-matrix publish history/ --out site --logs results/shards/shard-1/logs\n",
+        "\nPages: index.html (tools, nights, every scenario with a search box), tools/<tool>.html\n",
+        "(every release × scenario by family, alike releases in one column, first bad and first\n",
+        "fixed release per scenario, pass rate per release), releases/<tool>/<version>.html (what\n",
+        "changed against the release before, with diagnosis, deciding line, bisect command and any\n",
+        "bisect.json's chain), cells/<tool>/<version>/<scenario>.html (its history over the nights),\n",
+        "badges/<tool>/<version>[/<scenario>].svg. No server, no external assets."
+    ))]
+    Publish(publishing::PublishArgs),
+    /// Split the run's cells into shards of equal predicted time, from recorded durations.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix plan --shards 4                          # matrix.toml's cells\n",
+        "  ko-matrix plan --shards 4 --versions ko@v0.15.2,crane@v0.20.7 --out shards.json\n",
+        "  ko-matrix run --shard 2/4 --plan shards.json        # then, on each runner\n",
+        "\nLongest cell first onto the least-loaded shard. Durations are each cell's last run, kept in\n",
+        "the cache as durations.json (every run and merge updates it); a cell never timed counts as\n",
+        "the median of its scenario's timed cells, else of all. Prints each shard's predicted time\n",
+        "and the makespan. A cell the plan does not name is placed by its name, as without a plan."
+    ))]
+    Plan(planning::PlanArgs),
     /// Join shards' matrix.json files into one matrix and write its reports.
     #[command(
         after_help = "Examples:\n  ko-matrix merge --out results/merged shard-1/matrix.json shard-2/matrix.json"
@@ -204,6 +231,9 @@ enum Command {
         /// Committed snapshots, which decide the JUnit verdicts (when the directory exists).
         #[arg(long, default_value = matrices::SNAPSHOTS_DIR, value_name = "DIR")]
         snapshots: PathBuf,
+        /// The plan the shards ran (`run --plan`), to say which shard an absent cell was in.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
     },
 }
 
@@ -264,6 +294,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || matches!(e.downcast_ref::<bisect::BisectError>(), Some(bisect::BisectError::NoDifference { .. } | bisect::BisectError::NotInDependencies { .. }))
             // A flaky end is a wrong premise; an end that is infra-error, the harness's fault.
             || e.downcast_ref::<bisect::BisectError>().is_some_and(|b| matches!(b, bisect::BisectError::UnreliableEnd { .. }) && !b.is_infrastructure())
+            || matches!(e.downcast_ref::<ko_matrix::schedule::PlanError>(), Some(ko_matrix::schedule::PlanError::Parse { .. }))
             || e.is::<ConfigError>()
             || e.is::<BadInput>()
             || matches!(e.downcast_ref::<ko_matrix::builtin::InitError>(), Some(ko_matrix::builtin::InitError::Exists { .. }))
@@ -303,7 +334,9 @@ async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
         Command::Regressions(args) => matrices::regressions(args),
         Command::Bisect(args) => bisecting::bisect(config, args, signals).await,
         Command::Check(args) => matrices::check(args),
-        Command::Merge { shards, out, snapshots } => matrices::merge(&shards, &out, &snapshots),
+        Command::Merge { shards, out, snapshots, plan } => matrices::merge(&shards, &out, &snapshots, plan.as_deref()),
+        Command::Plan(args) => planning::plan(config, args).await,
+        Command::Publish(args) => publishing::publish(args),
         Command::Shell(args) => shell::shell(config, args).await,
         Command::Serve(args) => shell::serve(config, args).await,
     }

@@ -2,6 +2,7 @@
 //! merge and regressions.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -9,6 +10,7 @@ use ko_matrix::report::flaky;
 use ko_matrix::report::regressions::{self, Mark};
 use ko_matrix::report::{self, cell_id, markdown, render_table, CheckScope, MatrixReport};
 use ko_matrix::run::Shard;
+use ko_matrix::schedule::{Durations, ShardPlan};
 
 use crate::BadInput;
 
@@ -65,12 +67,18 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
     Ok(if changes.is_empty() { 0 } else { 1 })
 }
 
-pub fn merge(shards: &[PathBuf], out: &Path, snapshots: &Path) -> anyhow::Result<u8> {
+pub fn merge(shards: &[PathBuf], out: &Path, snapshots: &Path, plan: Option<&Path>) -> anyhow::Result<u8> {
     let parts = shards.iter().map(|p| MatrixReport::read(p)).collect::<Result<Vec<_>, _>>()?;
+    let plan = plan.map(ShardPlan::read).transpose()?.map(Arc::new);
     let merged = report::merge(&parts).map_err(|e| BadInput(e.to_string()))?;
     let json = merged.write_all(out, report::read_baseline(snapshots)?.as_ref())?;
     println!("{}", render_table(&merged));
-    for line in absent_by_shard(shards, &parts, &merged.absent_cells()) {
+    // The merged cells' durations are what the next plan splits by, as a whole run's would be.
+    let mut durations = Durations::load(&ko_matrix::cache::Cache::from_env()?.root().join("durations.json"));
+    if let Err(e) = durations.record(&merged.cells) {
+        eprintln!("warning: the cells' durations were not kept for the next plan: {e}");
+    }
+    for line in absent_by_shard(shards, &parts, &merged.absent_cells(), plan) {
         eprintln!("warning: {line}");
     }
     eprintln!("merged {} shards, {} cells: {}", parts.len(), merged.cells.len(), json.display());
@@ -79,7 +87,12 @@ pub fn merge(shards: &[PathBuf], out: &Path, snapshots: &Path) -> anyhow::Result
 
 /// Where the selected cells that no shard reported should have come from: a line per shard
 /// (given or missing), naming a few of them.
-fn absent_by_shard(paths: &[PathBuf], parts: &[MatrixReport], absent: &[String]) -> Vec<String> {
+fn absent_by_shard(
+    paths: &[PathBuf],
+    parts: &[MatrixReport],
+    absent: &[String],
+    plan: Option<Arc<ShardPlan>>,
+) -> Vec<String> {
     if absent.is_empty() {
         return Vec::new();
     }
@@ -89,7 +102,7 @@ fn absent_by_shard(paths: &[PathBuf], parts: &[MatrixReport], absent: &[String])
     };
     let mut lines = Vec::new();
     for index in 1..=count {
-        let shard = Shard { index, count };
+        let shard = Shard { index, count, plan: plan.clone() };
         let missing: Vec<&String> = absent.iter().filter(|id| shard.contains(id)).collect();
         if missing.is_empty() {
             continue;

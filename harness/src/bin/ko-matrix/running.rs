@@ -11,6 +11,7 @@ use ko_matrix::containment::{self, Containment, Wanted};
 use ko_matrix::outcome::Outcome;
 use ko_matrix::report::render_table;
 use ko_matrix::run::{self, RunError, RunnerOptions, Selection};
+use ko_matrix::schedule::ShardPlan;
 use ko_matrix::world::WorldPlan;
 
 use crate::signals::Signals;
@@ -41,6 +42,9 @@ pub struct RunArgs {
     /// Run only slice i of n (e.g. 2/4); merge the shards with `ko-matrix merge`.
     #[arg(long, value_parser = run::Shard::parse, value_name = "I/N")]
     shard: Option<run::Shard>,
+    /// With --shard: the cells each shard runs, as `ko-matrix plan --out` wrote them.
+    #[arg(long, requires = "shard", value_name = "FILE")]
+    plan: Option<PathBuf>,
     /// How services run: auto, process or docker (overrides matrix.toml).
     #[arg(long, value_parser = parse_runtime)]
     runtime: Option<RuntimeChoice>,
@@ -78,6 +82,10 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
             .into());
         }
     }
+    let shard = match (&args.shard, &args.plan) {
+        (Some(shard), Some(plan)) => Some(shard.clone().with_plan(ShardPlan::read(plan)?).map_err(BadInput)?),
+        (shard, _) => shard.clone(),
+    };
     let mut matrix = load_matrix(config, false)?.expect("a required matrix is loaded or an error");
     if !args.scenarios.is_empty() {
         matrix.scenarios = Some(
@@ -176,7 +184,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         }
     };
     let mut report =
-        run::run(&selection, args.shard, &options, args.jobs.unwrap_or(matrix.jobs), go, observer, stop).await?;
+        run::run(&selection, shard.as_ref(), &options, args.jobs.unwrap_or(matrix.jobs), go, observer, stop).await?;
     report.containment = containment.to_string();
     let json = report.write_all(&args.out, baseline.as_ref())?;
     println!("{}", render_table(&report));
@@ -224,8 +232,11 @@ fn contained_run(
     if args.fail_on_fail {
         cmd.arg("--fail-on-fail");
     }
-    if let Some(shard) = args.shard {
+    if let Some(shard) = &args.shard {
         cmd.arg(format!("--shard={}/{}", shard.index, shard.count));
+    }
+    if let Some(plan) = &args.plan {
+        cmd.arg("--plan").arg(plan);
     }
     if let Some(runtime) = args.runtime {
         cmd.arg(format!("--runtime={}", runtime.name()));

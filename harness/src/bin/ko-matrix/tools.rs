@@ -34,7 +34,7 @@ pub struct FetchArgs {
     source: SourceArgs,
 }
 
-#[derive(Args)]
+#[derive(Args, Default)]
 pub struct SourceArgs {
     /// Route: auto, release, go or path (overrides matrix.toml).
     #[arg(long, value_parser = parse_source)]
