@@ -413,7 +413,12 @@ fn bad_input_exits_2_before_anything_starts() {
     let afile = dir.path().join("afile");
     std::fs::write(&afile, "").unwrap();
     let (out, under_afile) = (dir.path().join("out"), afile.join("sub"));
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            // crane's `scenarios` in matrix.toml leave ecr/no-credentials out: no cell would run.
+            &["run", "--versions", "crane@v0.22.1", "--scenarios", "ecr/no-credentials", "--out", out.to_str().unwrap()],
+            "no cell to run: the selected scenarios (ecr/no-credentials) are outside the `scenarios` of every selected tool (crane)",
+        ),
         (
             &["run", "--versions", "v0.15.1", "--scenarios", "registry/anonymous", "--out", afile.to_str().unwrap()],
             "is a file, not a directory; give a directory",

@@ -175,6 +175,17 @@ pub fn select_scenarios(
         };
         tool_scenarios.push((tool.name(), scenarios));
     }
+    // A run of no cell would read as a clean pass.
+    if !tools.is_empty() && tool_scenarios.iter().all(|(_, names)| names.is_empty()) {
+        let tools = tool_scenarios.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ");
+        let message = format!(
+            "no cell to run: the selected scenarios ({}) are outside the `scenarios` of every selected tool ({tools}); select scenarios those tools run, or widen their `scenarios` in this file",
+            selected.join(", ")
+        );
+        return Err(
+            ConfigError { file: matrix.file.clone(), line: 0, column: 0, message, excerpt: String::new() }.into()
+        );
+    }
     let scenarios =
         known.into_iter().filter(|s| tool_scenarios.iter().any(|(_, names)| names.contains(&s.name))).collect();
     Ok((scenarios, tool_scenarios))

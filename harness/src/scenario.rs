@@ -43,6 +43,9 @@ pub(crate) const PLACEHOLDERS: [&str; 26] = [
     "AZURE_FEDERATED_TOKEN",
 ];
 
+/// The host of the token server that the token registry's challenge names.
+pub(crate) const TOKEN_AUTH_HOST: &str = "auth.ko-matrix.test";
+
 /// Which kind of registry the cell pushes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,7 +103,7 @@ impl Flavour {
     /// sits (`[target] token_service`).
     pub fn token_host(self) -> Option<&'static str> {
         match self {
-            Flavour::Token => Some(crate::world::TOKEN_AUTH_HOST),
+            Flavour::Token => Some(TOKEN_AUTH_HOST),
             // Harbor's and Quay's token services are on the registry's own host, GitLab's on the
             // GitLab host, Artifactory's under each repository key (docs/selfhosted-wire-reference.md).
             Flavour::Harbor => Some(ko_matrix_emulators::harbor::HOST),

@@ -13,7 +13,7 @@ use crate::credential_files::{self, CellFile, EcrToken};
 use crate::leak_check::{HostKeys, LeakCheck};
 use crate::outcome::NotFetched;
 use crate::provision::GoProvisioner;
-use crate::scenario::{Credential, Flavour, Scenario};
+use crate::scenario::{Credential, Flavour, Scenario, TOKEN_AUTH_HOST};
 use crate::services::binaries::ServiceBinaries;
 use crate::services::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
 use crate::services::registry::{RegistryAuth, RegistrySpec};
@@ -28,9 +28,6 @@ use ko_matrix_emulators::pki::{Ca, PkiError};
 use ko_matrix_emulators::token_server::TokenIssuer;
 pub use ko_matrix_emulators::vendor::VendorCell;
 use ko_matrix_emulators::vendor::{self, Backing, CellSpec, Start, StartError, WorldPart};
-
-/// The host of the token server that the token registry's challenge names.
-pub(crate) const TOKEN_AUTH_HOST: &str = "auth.ko-matrix.test";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorldError {

@@ -102,6 +102,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         ..matrix.services.clone()
     };
     let go = fetchers[0].go();
+    // The scenarios first: a selection no tool runs is the user's to fix, before anything starts.
+    let tools: Vec<_> = plans.iter().map(|p| p.tool).collect();
+    let (scenarios, _) = run::select_scenarios(&matrix, &tools)?;
     // Until cells run there is nothing to keep: a signal just stops.
     let prepared = async {
         let mut versions = Vec::new();
@@ -114,8 +117,6 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         }
         // The world's programs come while the tools do: on a fresh machine both are
         // downloads or builds (Go builds take turns: KO_MATRIX_BUILD_JOBS).
-        let tools: Vec<_> = plans.iter().map(|p| p.tool).collect();
-        let (scenarios, _) = run::select_scenarios(&matrix, &tools)?;
         let world = async {
             if args.contained {
                 // Everything that needs the network was done by the outer run.
