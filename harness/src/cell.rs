@@ -349,6 +349,8 @@ struct Cell {
     insecure: bool,
     /// The cell's own `/etc/hosts`, when its registry's name resolves through a hosts entry.
     hosts_file: Option<PathBuf>,
+    /// Whether its commands run on a pseudo-terminal (the scenario's `tty`).
+    tty: bool,
 }
 
 impl Cell {
@@ -532,6 +534,7 @@ impl Cell {
             push: push_command,
             insecure: scenario.target.insecure,
             hosts_file,
+            tty: scenario.tty,
             push_repository,
         })
     }
@@ -732,6 +735,15 @@ impl Cell {
             Stdio::null()
         });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let pty = match self.tty.then(crate::pty::Pty::open).transpose() {
+            Ok(pty) => pty,
+            Err(e) => return StepOutcome::Failed(format!("opening a pseudo-terminal for the cell: {e}")),
+        };
+        if let Some(pty) = &pty {
+            if let Err(e) = pty.attach(&mut cmd) {
+                return StepOutcome::Failed(format!("giving the command the cell's terminal: {e}"));
+            }
+        }
         if let Some(hosts) = &self.hosts_file {
             if let Err(e) = crate::containment::with_hosts_file(&mut cmd, hosts) {
                 return StepOutcome::Failed(format!("giving the cell its hosts file: {e}"));
@@ -741,14 +753,24 @@ impl Cell {
             Ok(child) => child,
             Err(e) => return StepOutcome::Failed(e.to_string()),
         };
+        // On a terminal, what the step types goes in through it; otherwise through a pipe.
+        let terminal = pty.map(|pty| pty.read(stdin));
         if let (Some(text), Some(mut pipe)) = (stdin, child.child_mut().stdin.take()) {
             let _ = pipe.write_all(text.as_bytes()).await;
             drop(pipe);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let captured = child.capture(&program.display().to_string(), remaining).await;
-        let output =
-            format!("{}{}", String::from_utf8_lossy(&captured.stdout), String::from_utf8_lossy(&captured.stderr));
+        let on_terminal = match terminal {
+            Some(reading) => reading.output().await,
+            None => Vec::new(),
+        };
+        let output = format!(
+            "{}{}{}",
+            String::from_utf8_lossy(&captured.stdout),
+            String::from_utf8_lossy(&captured.stderr),
+            String::from_utf8_lossy(&on_terminal)
+        );
         match captured.status {
             Ok(status) => StepOutcome::Done { code: status.code(), output },
             Err(RunError::Timeout { .. }) => StepOutcome::TimedOut { output },

@@ -33,6 +33,7 @@ pub mod outcome;
 pub mod payload;
 pub mod process;
 pub mod provision;
+pub(crate) mod pty;
 pub mod report;
 pub mod result;
 pub mod run;

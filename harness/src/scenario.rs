@@ -269,6 +269,8 @@ struct RawScenario {
     before: Vec<Step>,
     #[serde(default)]
     faults: Faults,
+    #[serde(default)]
+    tty: bool,
 }
 
 /// A validated scenario.
@@ -298,6 +300,9 @@ pub struct Scenario {
     pub before: Vec<Step>,
     /// What the gateway injects into the cell's traffic (nothing by default).
     pub faults: Faults,
+    /// Whether the cell's commands run on a terminal (a pseudo-terminal on stdin, stdout and
+    /// stderr), as on a developer's laptop.
+    pub tty: bool,
 }
 
 impl Scenario {
@@ -429,6 +434,7 @@ impl Scenario {
             files: raw.files,
             before: raw.before,
             faults: raw.faults,
+            tty: raw.tty,
         })
     }
 
