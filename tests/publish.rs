@@ -146,34 +146,6 @@ fn history(dir: &Path) -> PathBuf {
     nights
 }
 
-/// Headless Chromium on `page` with `extra` arguments; panics when it fails.
-fn chrome(chromium: &Path, profile: &Path, page: &str, extra: &[&str]) -> Output {
-    let out = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(page)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-/// The DOM of `page` after its scripts ran.
-fn dom(chromium: &Path, profile: &Path, page: &str) -> String {
-    String::from_utf8_lossy(&chrome(chromium, profile, page, &["--dump-dom", "--virtual-time-budget=3000"]).stdout)
-        .into_owned()
-}
-
 #[test]
 fn the_site_from_three_nights_renders_in_chromium() {
     let chromium = support::program("chromium", "Debian's chromium");
@@ -192,7 +164,7 @@ fn the_site_from_three_nights_renders_in_chromium() {
     let profile = dir.path().join("profile");
 
     // The tool page: first bad and first fixed per scenario, alike releases in one column.
-    let ko = dom(&chromium, &profile, &url("tools/ko.html"));
+    let ko = support::chromium_dom(&chromium, &profile, &url("tools/ko.html"));
     let row =
         ko.split("<th>ecr/env-session</th>").nth(1).expect("a row for ecr/env-session").split("</tr>").next().unwrap();
     assert!(
@@ -209,7 +181,7 @@ fn the_site_from_three_nights_renders_in_chromium() {
     let wrong = ko.split("<th>registry/wrong-password</th>").nth(1).unwrap().split("</tr>").next().unwrap();
     assert!(wrong.contains("never passed"), "a failure every release shares names no first bad: {wrong}");
     assert!(ko.contains("<svg") && ko.contains("<title>ko: pass rate per release, by family</title>"), "{ko}");
-    let crane = dom(&chromium, &profile, &url("tools/crane.html"));
+    let crane = support::chromium_dom(&chromium, &profile, &url("tools/crane.html"));
     assert!(
         crane.contains("v0.19.1</a> (oldest tested)</td>")
             && crane.contains("first-fixed\"><a href=\"../releases/crane/v0.20.7.html\">"),
@@ -217,20 +189,20 @@ fn the_site_from_three_nights_renders_in_chromium() {
     );
 
     // The search box, offline: `?q=` fills it and hides the rows that do not match.
-    let filtered = dom(&chromium, &profile, &format!("{}?q=ecr", url("tools/ko.html")));
+    let filtered = support::chromium_dom(&chromium, &profile, &format!("{}?q=ecr", url("tools/ko.html")));
     assert!(filtered.contains("1 of 3 shown"), "{filtered}");
     assert!(
         filtered.contains("<tr data-family=\"registry\" data-search=\"ko registry/anonymous")
             && filtered.contains("hidden=\"\""),
         "{filtered}"
     );
-    let by_source = dom(&chromium, &profile, &format!("{}?q=aws_session_token", url("index.html")));
+    let by_source = support::chromium_dom(&chromium, &profile, &format!("{}?q=aws_session_token", url("index.html")));
     assert!(by_source.contains("1 of 4 shown"), "the credential variables are searchable: {by_source}");
-    let by_vendor = dom(&chromium, &profile, &format!("{}?vendor=registry", url("index.html")));
+    let by_vendor = support::chromium_dom(&chromium, &profile, &format!("{}?vendor=registry", url("index.html")));
     assert!(by_vendor.contains("3 of 4 shown"), "{by_vendor}");
 
     // The release page: the regression with its diagnosis, deciding line, bisect command and chain.
-    let release = dom(&chromium, &profile, &url("releases/ko/v0.15.2.html"));
+    let release = support::chromium_dom(&chromium, &profile, &url("releases/ko/v0.15.2.html"));
     assert!(release.contains("<h3>▼ Regressions: 1</h3>"), "{release}");
     assert!(release.contains("No request reached api.ecr.*: ko did not fetch an ECR token"), "{release}");
     assert!(release.contains("unexpected status code 401 Unauthorized</pre>"), "{release}");
@@ -244,12 +216,12 @@ fn the_site_from_three_nights_renders_in_chromium() {
             && release.contains("v0.15.1 + ecr-login v0.8.0: fail(unauthorized)"),
         "{release}"
     );
-    let fixed = dom(&chromium, &profile, &url("releases/ko/v0.15.3.html"));
+    let fixed = support::chromium_dom(&chromium, &profile, &url("releases/ko/v0.15.3.html"));
     assert!(fixed.contains("<h3>▲ Fixes: 1</h3>"), "{fixed}");
 
     // The cell page: its log, its history, when it last changed, the flaky night.
     let cell_page = "cells/ko/v0.15.2/ecr/env-session.html";
-    let cell = dom(&chromium, &profile, &url(cell_page));
+    let cell = support::chromium_dom(&chromium, &profile, &url(cell_page));
     let log = "../../../../logs/ko/v0.15.2/ecr/env-session.log";
     assert!(cell.contains(&format!("<a class=\"log\" href=\"{log}\">")), "the cell page links to its log: {cell}");
     let log_text = std::fs::read_to_string(site.join("cells/ko/v0.15.2/ecr").join(log)).unwrap();
@@ -257,11 +229,11 @@ fn the_site_from_three_nights_renders_in_chromium() {
     assert!(cell.contains("Last changed on 2026-12-01: flaky → fail(unauthorized)."), "{cell}");
     assert!(cell.contains("↻ flaky</strong> on 2026-11-30."), "{cell}");
     assert!(cell.contains("Never an infra-error."), "{cell}");
-    let infra = dom(&chromium, &profile, &url("cells/ko/v0.15.1/registry/anonymous.html"));
+    let infra = support::chromium_dom(&chromium, &profile, &url("cells/ko/v0.15.1/registry/anonymous.html"));
     assert!(infra.contains("⚠ an infra-error</strong> on 2026-12-01."), "{infra}");
 
     // The index: every night, the chart of changes per night.
-    let index = dom(&chromium, &profile, &url("index.html"));
+    let index = support::chromium_dom(&chromium, &profile, &url("index.html"));
     assert!(index.contains("3 night(s), 2026-11-29 to 2026-12-01"), "{index}");
     assert!(
         index.contains("<title>2026-12-01: 2 cell(s) changed</title>"),
@@ -279,7 +251,7 @@ fn the_site_from_three_nights_renders_in_chromium() {
         ("index", "index.html"),
     ] {
         let shot = dir.path().join(format!("publish-{name}.png"));
-        chrome(
+        support::chromium(
             &chromium,
             &profile,
             &url(page),

@@ -128,34 +128,6 @@ fn two_shards_merge_into_the_matrix_of_one_run() {
     assert!(text(&bad).contains("bad.json:1:"), "{}", text(&bad));
 }
 
-/// Headless Chromium on `page` with `extra` arguments; panics when it fails.
-fn chrome(chromium: &Path, profile: &Path, page: &str, extra: &[&str]) -> Output {
-    let out = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(page)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-/// The DOM of `page` after its scripts ran.
-fn dom_of(chromium: &Path, profile: &Path, page: &str) -> String {
-    String::from_utf8_lossy(&chrome(chromium, profile, page, &["--dump-dom", "--virtual-time-budget=3000"]).stdout)
-        .into_owned()
-}
-
 #[test]
 fn the_html_report_renders_in_headless_chromium() {
     let chromium = support::program("chromium", "Debian's chromium");
@@ -174,7 +146,7 @@ fn the_html_report_renders_in_headless_chromium() {
     // A link from before cells named their tool opens the first tool's cell.
     let page = format!("file://{}#cell={}", out.join("report.html").display(), "v0.15.1::registry/wrong-password");
     let profile = dir.path().join("profile");
-    let html = dom_of(&chromium, &profile, &page);
+    let html = support::chromium_dom(&chromium, &profile, &page);
     assert_eq!(html.matches("class=\"cell ").count(), 6, "six cells in the grid:\n{html}");
     assert!(
         html.contains("data-outcome=\"pass\"")
@@ -207,7 +179,7 @@ fn the_html_report_renders_in_headless_chromium() {
         html.contains("<p>Fails the same way in every version: an expected failure, not a regression.</p>"),
         "the detail explains the muted cell: {html}"
     );
-    let regressed = dom_of(
+    let regressed = support::chromium_dom(
         &chromium,
         &profile,
         &format!("file://{}#cell={}", out.join("report.html").display(), "ko@v0.15.2::ecr/env-session"),
@@ -215,7 +187,7 @@ fn the_html_report_renders_in_headless_chromium() {
     assert!(regressed.contains("<p>Regression: ecr/env-session was pass in v0.15.1. The committed snapshots record it. Explain it: ko-matrix bisect --tool ko --good v0.15.1 --bad v0.15.2 --scenario ecr/env-session --mode deps</p>"), "{regressed}");
 
     let shot = dir.path().join("report.png");
-    chrome(
+    support::chromium(
         &chromium,
         &profile,
         &page,

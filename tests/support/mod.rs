@@ -390,3 +390,34 @@ pub fn kill_listener(addr: SocketAddr) {
         std::net::TcpStream::connect(addr).is_err()
     });
 }
+
+/// Headless Chromium (`chromium`, from [`program`]) on `page` with `extra` arguments, with its
+/// profile in `profile`; panics when it fails.
+pub fn chromium(chromium: &Path, profile: &Path, page: &str, extra: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(page)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The DOM of `page` after its scripts ran, from headless Chromium.
+pub fn chromium_dom(chromium: &Path, profile: &Path, page: &str) -> String {
+    String::from_utf8_lossy(
+        &self::chromium(chromium, profile, page, &["--dump-dom", "--virtual-time-budget=3000"]).stdout,
+    )
+    .into_owned()
+}

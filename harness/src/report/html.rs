@@ -15,7 +15,8 @@ pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn css_class(outcome: Outcome) -> &'static str {
+/// The CSS class an outcome's cell is drawn with (the site's pages use the same).
+pub(crate) fn css_class(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Pass => "pass",
         Outcome::Fail => "fail",

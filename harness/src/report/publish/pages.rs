@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::{segment, svg, History, SiteFile};
 use crate::outcome::Outcome;
-use crate::report::html::escape as e;
+use crate::report::html::{css_class, escape as e};
 use crate::report::regressions::{Mark, Transition};
 use crate::result::{family, CellResult};
 
@@ -101,16 +101,6 @@ fn page(path: &str, title: &str, body: &str) -> SiteFile {
         e(title)
     );
     SiteFile { path: path.to_string(), content: html.into_bytes() }
-}
-
-fn css_class(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Pass => "pass",
-        Outcome::Fail => "fail",
-        Outcome::InfraError => "infra",
-        Outcome::Skipped => "skipped",
-        Outcome::Flaky => "flaky",
-    }
 }
 
 fn outcome_symbol(outcome: Outcome) -> &'static str {
