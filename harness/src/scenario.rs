@@ -580,6 +580,23 @@ mod tests {
     }
 
     #[test]
+    fn redirects_default_to_the_vendors_that_redirect_and_quirks_take_real_statuses() {
+        let target = |registry: &str, redirects: &str| {
+            parse(&format!("description = \"d\"\n[target]\nregistry = \"{registry}\"\n{redirects}"))
+        };
+        assert!(target("ghcr", "").unwrap().target.redirects(), "ghcr.io redirects by default");
+        assert!(!target("ghcr", "redirects = \"off\"").unwrap().target.redirects());
+        assert!(!target("basic", "").unwrap().target.redirects(), "distribution on a filesystem never redirects");
+        let on = target("basic", "redirects = \"on\"").unwrap_err().to_string();
+        assert!(on.contains("serves them itself"), "{on}");
+        let quirks = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[quirks]\nmissing_manifest_head = 403\nchunked_uploads = false\n").unwrap().quirks;
+        assert_eq!((quirks.missing_manifest_head, quirks.chunked_uploads, quirks.oci_index), (Some(403), false, true));
+        let odd = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[quirks]\nmissing_manifest_head = 500\n")
+            .unwrap_err();
+        assert!(odd.to_string().contains("404, 401 or 403"), "{odd}");
+    }
+
+    #[test]
     fn a_full_scenario_parses() {
         let s = parse(
             r#"
