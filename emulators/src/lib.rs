@@ -29,6 +29,7 @@ pub mod nexus;
 pub mod pki;
 pub mod quay;
 pub mod registry_front;
+pub mod storage;
 pub mod token_server;
 pub mod vendor;
 pub(crate) mod wire;

@@ -424,6 +424,10 @@ impl Cell {
             .map(|l| ko_matrix_emulators::gateway::Latency { host: expand(&l.host, &values), delay: l.delay })
             .collect();
         session.inject(ko_matrix_emulators::gateway::Faults { latency, ..scenario.faults.clone() });
+        session.quirks(scenario.quirks.clone());
+        if let Some(redirect) = world.blob_redirect(scenario) {
+            session.redirect_blobs(redirect);
+        }
 
         let mut vars: BTreeMap<String, String> =
             world.client_network(&session, &root.join("no-other-certs")).into_iter().collect();

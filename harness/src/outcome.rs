@@ -39,6 +39,12 @@ pub enum FailClass {
     /// The tool refused to follow the registry's token realm (plain HTTP for an HTTPS
     /// registry, a private address): a safeguard of the tool's, before any token request.
     RealmRefused,
+    /// The registry refused an operation the tool relies on (a chunked upload, an OCI index,
+    /// a manifest's size): the registry's own limits, not the credentials.
+    Unsupported,
+    /// The object store a registry redirected a blob download to refused it (credentials
+    /// forwarded along with a presigned URL, an expired or mis-signed URL).
+    StorageRefused,
     Tls,
     Network,
     Build,
@@ -55,6 +61,8 @@ impl FailClass {
             FailClass::NameUnknown => "name-unknown",
             FailClass::InvalidName => "invalid-name",
             FailClass::RealmRefused => "realm-refused",
+            FailClass::Unsupported => "unsupported",
+            FailClass::StorageRefused => "storage-refused",
             FailClass::Tls => "tls",
             FailClass::Network => "network",
             FailClass::Build => "build",
@@ -135,7 +143,7 @@ const CREDENTIAL_PATTERNS: (FailClass, &[&str]) = (
 
 /// Registry and transport wording every Go push tool shares, in priority order, after the
 /// tool's own patterns: the first class whose pattern the deciding line holds.
-const PATTERNS: [(FailClass, &[&str]); 7] = [
+const PATTERNS: [(FailClass, &[&str]); 9] = [
     // go-containerregistry's name checks (ko, crane) and oras's, all before any request.
     (
         FailClass::InvalidName,
@@ -165,6 +173,20 @@ const PATTERNS: [(FailClass, &[&str]); 7] = [
             "Client sent an HTTP request to an HTTPS server",
         ],
     ),
+    // The object stores' refusals after a blob redirect, in S3's and Azure Storage's words
+    // (docs/storage-and-quirks.md); before `denied`, as they come with a 403.
+    (
+        FailClass::StorageRefused,
+        &[
+            "Only one auth mechanism allowed",
+            "Request has expired",
+            "SignatureDoesNotMatch",
+            "Signature not valid in the specified time frame",
+            "AuthenticationFailed",
+        ],
+    ),
+    // Distribution's words for an operation the registry does not take (docs/storage-and-quirks.md).
+    (FailClass::Unsupported, &["UNSUPPORTED", "MANIFEST_INVALID", "413 Request Entity Too Large", "status code 413"]),
     (
         FailClass::NameUnknown,
         &["NAME_UNKNOWN", "name unknown", "does not exist in the registry", "repository name not known"],
@@ -322,6 +344,7 @@ fn class_from_record(r: &Record) -> FailClass {
         401 => FailClass::Unauthorized,
         403 => FailClass::Denied,
         404 => FailClass::NameUnknown,
+        405 | 413 => FailClass::Unsupported,
         // No HTTP answer (a connection that closed), or a server error.
         _ => FailClass::Network,
     }
@@ -397,6 +420,21 @@ mod tests {
         let v = classify(&missing);
         assert_eq!((v.outcome, v.class), (Outcome::Fail, Some(FailClass::Other)));
         assert!(v.detail.contains("404 from the registry"));
+    }
+
+    #[test]
+    fn registry_limits_and_object_store_refusals_have_classes_of_their_own() {
+        let cases = [
+            ("Error: PATCH https://r/v2/a/blobs/uploads/u?_state=x: UNSUPPORTED: The operation is unsupported.", FailClass::Unsupported),
+            ("Error: PUT https://r/v2/a/manifests/latest: MANIFEST_INVALID: manifest invalid", FailClass::Unsupported),
+            ("Error: GET https://prod-us-east-1-starport-layer-bucket.s3.us-east-1.amazonaws.com/x?X-Amz-Signature=s: unexpected status code 400 Bad Request: <Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified</Message></Error>", FailClass::StorageRefused),
+            ("Error: GET https://s3/x: unexpected status code 403 Forbidden: <Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", FailClass::StorageRefused),
+        ];
+        for (line, class) in cases {
+            assert_eq!(verdict(Some(1), line, &[]).class, Some(class), "{line}");
+        }
+        let refused = record("basic.ko-matrix.test", 405, Some("quirk: chunked uploads refused"));
+        assert_eq!(verdict(Some(1), "Error: something unrecognisable", &[refused]).class, Some(FailClass::Unsupported));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::address::{Address, Scheme, TokenService};
 use crate::located::ConfigError;
 use ko_matrix_emulators::aws::state::AwsSpec;
 use ko_matrix_emulators::bearer::AccountSpec;
-pub use ko_matrix_emulators::gateway::{Faults, Latency, UploadFault};
+pub use ko_matrix_emulators::gateway::{Faults, Latency, Quirks, UploadFault};
 
 /// The placeholders scenario strings may use, filled in per cell.
 pub(crate) const PLACEHOLDERS: [&str; 26] = [
@@ -112,6 +112,14 @@ impl Flavour {
             Flavour::Artifactory => Some(ko_matrix_emulators::artifactory::HOST),
             _ => None,
         }
+    }
+
+    /// Whether the hosted registry answers blob downloads with a redirect to its object store
+    /// (docs/storage-and-quirks.md): ECR, Docker Hub, gcr.io, ACR and ghcr.io do; distribution
+    /// on a filesystem (the run's own registries) never does, and the self-hosted products'
+    /// storage is their operator's choice.
+    pub fn redirects(self) -> bool {
+        matches!(self, Flavour::Ecr | Flavour::Dockerhub | Flavour::Gcp | Flavour::Azure | Flavour::Ghcr)
     }
 
     pub fn name(self) -> &'static str {
@@ -230,6 +238,24 @@ pub struct Target {
     /// Where a `token` registry's token service sits.
     #[serde(default)]
     pub token_service: TokenService,
+    /// Whether blob downloads are redirected to the vendor's object store (default: where the
+    /// vendor redirects, [`Flavour::redirects`]).
+    pub redirects: Option<Toggle>,
+}
+
+/// A switch a scenario turns `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Toggle {
+    On,
+    Off,
+}
+
+impl Target {
+    /// Whether the cell's blob downloads go to the vendor's object store.
+    pub fn redirects(&self) -> bool {
+        self.redirects.map_or(self.registry.redirects(), |t| t == Toggle::On)
+    }
 }
 
 fn https() -> Scheme {
@@ -271,6 +297,7 @@ struct RawScenario {
     faults: Faults,
     #[serde(default)]
     tty: bool,
+    quirks: Quirks,
 }
 
 /// A validated scenario.
@@ -303,6 +330,8 @@ pub struct Scenario {
     /// Whether the cell's commands run on a terminal (a pseudo-terminal on stdin, stdout and
     /// stderr), as on a developer's laptop.
     pub tty: bool,
+    /// How the cell's registries depart from distribution's answers (none by default).
+    pub quirks: Quirks,
 }
 
 impl Scenario {
@@ -374,6 +403,36 @@ impl Scenario {
                 "`base_image = \"target\"` needs a registry with public images: target.registry = \"dockerhub\"",
             ));
         }
+        if raw.target.redirects == Some(Toggle::On) && !raw.target.registry.redirects() {
+            let at = text.find("redirects").unwrap_or(0);
+            return Err(ConfigError::at(
+                file,
+                text,
+                at..at + 9,
+                format!(
+                    "`redirects = \"on\"` needs a registry whose blobs live in an object store (ecr, dockerhub, gcp, azure, ghcr); {} serves them itself",
+                    raw.target.registry.name()
+                ),
+            ));
+        }
+        if let Some(status) = raw.quirks.missing_manifest_head.filter(|s| ![401, 403, 404].contains(s)) {
+            let at = text.find("missing_manifest_head").unwrap_or(0);
+            return Err(ConfigError::at(
+                file,
+                text,
+                at..at + 21,
+                format!("`missing_manifest_head` is 404, 401 or 403 (the answers real registries give), not {status}"),
+            ));
+        }
+        if let Some(status) = raw.quirks.mount_refused.filter(|s| ![401, 403, 405].contains(s)) {
+            let at = text.find("mount_refused").unwrap_or(0);
+            return Err(ConfigError::at(
+                file,
+                text,
+                at..at + 13,
+                format!("`mount_refused` is 401, 403 or 405, not {status}"),
+            ));
+        }
         let own_registry = matches!(raw.target.registry, Flavour::Anonymous | Flavour::Basic | Flavour::Token);
         if !own_registry && (raw.target.address != Address::Name || raw.target.scheme != Scheme::Https) {
             let key = if raw.target.address != Address::Name { "address" } else { "scheme" };
@@ -435,6 +494,7 @@ impl Scenario {
             before: raw.before,
             faults: raw.faults,
             tty: raw.tty,
+            quirks: raw.quirks,
         })
     }
 
@@ -522,6 +582,23 @@ mod tests {
 
     fn parse(text: &str) -> Result<Scenario, ConfigError> {
         Scenario::parse("registry/x", Path::new("scenarios/registry/x.toml"), text)
+    }
+
+    #[test]
+    fn redirects_default_to_the_vendors_that_redirect_and_quirks_take_real_statuses() {
+        let target = |registry: &str, redirects: &str| {
+            parse(&format!("description = \"d\"\n[target]\nregistry = \"{registry}\"\n{redirects}"))
+        };
+        assert!(target("ghcr", "").unwrap().target.redirects(), "ghcr.io redirects by default");
+        assert!(!target("ghcr", "redirects = \"off\"").unwrap().target.redirects());
+        assert!(!target("basic", "").unwrap().target.redirects(), "distribution on a filesystem never redirects");
+        let on = target("basic", "redirects = \"on\"").unwrap_err().to_string();
+        assert!(on.contains("serves them itself"), "{on}");
+        let quirks = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[quirks]\nmissing_manifest_head = 403\nchunked_uploads = false\n").unwrap().quirks;
+        assert_eq!((quirks.missing_manifest_head, quirks.chunked_uploads, quirks.oci_index), (Some(403), false, true));
+        let odd = parse("description = \"d\"\n[target]\nregistry = \"basic\"\n[quirks]\nmissing_manifest_head = 500\n")
+            .unwrap_err();
+        assert!(odd.to_string().contains("404, 401 or 403"), "{odd}");
     }
 
     #[test]

@@ -22,9 +22,10 @@ use ko_matrix_emulators::aws::oidc;
 use ko_matrix_emulators::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
 use ko_matrix_emulators::aws::{AwsWorld, Emulator};
 use ko_matrix_emulators::bearer::CellTables;
-use ko_matrix_emulators::gateway::{error_chain, Backend, Gateway, GatewayError, Route, Session};
+use ko_matrix_emulators::gateway::{error_chain, Backend, BlobRedirect, Gateway, GatewayError, Route, Session};
 use ko_matrix_emulators::loopback::LoopbackServer;
 use ko_matrix_emulators::pki::{Ca, PkiError};
+use ko_matrix_emulators::storage::{Storage, Store};
 use ko_matrix_emulators::token_server::TokenIssuer;
 pub use ko_matrix_emulators::vendor::VendorCell;
 use ko_matrix_emulators::vendor::{self, Backing, CellSpec, Start, StartError, WorldPart};
@@ -364,6 +365,8 @@ pub struct World {
     pub services: Vec<Service>,
     _registries: Vec<RunningRegistry>,
     _token_server: Option<LoopbackServer>,
+    /// The vendors' object stores, where their blob downloads are redirected.
+    storage: Arc<Storage>,
 }
 
 /// What a run's world is made of, decided before anything starts: how the registries run
@@ -659,6 +662,16 @@ impl World {
         for (host, backend) in vendor::routes(&parts.iter().map(|p| p.part.clone()).collect::<Vec<_>>()) {
             gateway.route(&host, Route::Terminate { backend })?;
         }
+        let storage = Storage::start().await.map_err(|source| WorldError::Io {
+            action: "serving",
+            path: "object storage".into(),
+            source,
+        })?;
+        let regions: BTreeSet<String> = aws_specs.iter().map(|s| s.region.clone()).collect();
+        for (host, backend) in storage.routes(&regions.into_iter().collect::<Vec<_>>()) {
+            gateway.route(&host, Route::Terminate { backend })?;
+        }
+        services.push(Service { name: "object storage".into(), addr: storage.backend().addr, tls: false });
         let mut vendor_registries = BTreeMap::new();
         for StartedPart { flavour, part, registry, store } in parts {
             services.extend(part.services().into_iter().map(|(name, addr)| Service { name, addr, tls: false }));
@@ -700,6 +713,7 @@ impl World {
             services,
             _registries: registries,
             _token_server: token_server,
+            storage,
         })
     }
 
@@ -778,6 +792,27 @@ impl World {
             return Err(NotFetched::Missing(format!("GET {url} returned content with digest {actual}")));
         }
         Ok(actual)
+    }
+
+    /// Where `scenario`'s registry redirects blob downloads, if its cell's do
+    /// (`[target] redirects`): the registry's hosts and its object store.
+    pub fn blob_redirect(&self, scenario: &Scenario) -> Option<BlobRedirect> {
+        use ko_matrix_emulators::{azure, dockerhub, github, google};
+        if !scenario.target.redirects() {
+            return None;
+        }
+        let (hosts, store) = match scenario.target.registry {
+            Flavour::Ecr => {
+                let aws = scenario.aws.as_ref()?;
+                (vec![aws.registry_host()], Store::S3 { region: aws.region.clone(), account: aws.account.clone() })
+            }
+            Flavour::Dockerhub => (dockerhub::REGISTRY_HOSTS.map(String::from).to_vec(), Store::Cloudflare),
+            Flavour::Gcp => (vec![google::HOST.into()], Store::ArtifactRegistry),
+            Flavour::Azure => (vec![azure::HOST.into()], Store::AzureBlob),
+            Flavour::Ghcr => (vec![github::HOST.into()], Store::Ghcr),
+            _ => return None,
+        };
+        Some(BlobRedirect { hosts, store, storage: self.storage.clone() })
     }
 
     /// The services that do not answer now, each as `<service> <addr> unreachable: <why>`;

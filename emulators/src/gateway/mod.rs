@@ -11,8 +11,12 @@
 //! listeners of its own for hosts a client reaches without the proxy (a metadata server).
 
 mod faults;
+mod quirks;
+mod redirects;
 mod sites;
 pub use faults::{Faults, Latency, UploadFault};
+pub use quirks::{LocationForm, Quirks};
+pub use redirects::BlobRedirect;
 pub use sites::{authority, Scheme, Site};
 
 use std::collections::HashMap;
@@ -212,6 +216,8 @@ impl Gateway {
             session: id,
             faults: faults.clone(),
             sites: sites::Sites::default(),
+            redirects: redirects::Redirects::default(),
+            quirks: Arc::new(RwLock::new(Quirks::default())),
         };
         let inner = self.inner.clone();
         let (records, sink) = (recorder.records.clone(), recorder.sink.clone());
@@ -308,6 +314,16 @@ impl Session {
         *self.faults.faults.write().expect("faults lock") = faults;
     }
 
+    /// From now on, blob downloads from `redirect`'s hosts are answered with a redirect to its store.
+    pub fn redirect_blobs(&self, redirect: BlobRedirect) {
+        self.recorder.redirects.add(redirect);
+    }
+
+    /// From now on, every registry of this session answers with `quirks`.
+    pub fn quirks(&self, quirks: Quirks) {
+        *self.recorder.quirks.write().expect("quirks lock") = quirks;
+    }
+
     /// The value for `HTTP_PROXY` / `HTTPS_PROXY`.
     pub fn proxy_url(&self) -> String {
         format!("http://{}", self.addr)
@@ -363,6 +379,9 @@ struct Recorder {
     faults: Arc<Injector>,
     /// The session's own addresses, which the proxy serves before the run's virtual hosts.
     sites: sites::Sites,
+    /// Registries whose blob downloads go to their object store.
+    redirects: redirects::Redirects,
+    quirks: Arc<RwLock<Quirks>>,
 }
 
 /// A session's faults and how many matching requests it has seen.
@@ -694,7 +713,12 @@ async fn forward(
 ) -> Result<Response<Body>, DroppedOnPurpose> {
     let method = req.method().to_string();
     let path = path_of(&req);
-    let auth = auth_of(req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()), &path);
+    let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    // A store URL's query signature is the registry's, never the client's own.
+    let auth = match crate::storage::is_storage_host(host) {
+        true => auth_of(authorization, ""),
+        false => auth_of(authorization, &path),
+    };
     if let Some(delay) = recorder.faults.delay(host) {
         tokio::time::sleep(delay).await;
     }
@@ -729,6 +753,23 @@ async fn forward(
         }
         None => {}
     }
+    let quirks = recorder.quirks.read().expect("quirks lock").clone();
+    if let Some((answer, note)) = quirks.refuse(&method, &path, req.headers()) {
+        let status = answer.status().as_u16();
+        recorder.push(Record {
+            host: host.into(),
+            method,
+            path,
+            status,
+            at_ms: 0,
+            note: Some(note),
+            infra: None,
+            auth,
+        });
+        return Ok(answer);
+    }
+    let store = recorder.redirects.store_backend(host, &path);
+    let backend = store.as_ref().unwrap_or(backend);
     let (mut parts, body) = req.into_parts();
     let backend_scheme = if backend.tls { "https" } else { "http" };
     parts.uri = format!("{backend_scheme}://{}{path}", backend.addr).parse().expect("a loopback URI parses");
@@ -754,8 +795,13 @@ async fn forward(
         Ok(mut response) => {
             let infra =
                 response.headers_mut().remove(INFRA_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let (response, note) = match response.status().is_success() {
+                true => recorder.redirects.answer(host, &method, &path, response).await,
+                false => reframe_error_answer(&method, response).await,
+            };
+            let (response, quirk) = quirks.reword(&method, &path, &format!("{scheme}://{host}"), response);
+            let note = [note, quirk].into_iter().flatten().reduce(|a, b| format!("{a}; {b}"));
             let status = response.status().as_u16();
-            let (response, note) = reframe_error_answer(&method, response).await;
             recorder.push(Record { host: host.into(), method, path, status, at_ms: 0, note, infra, auth });
             Ok(response)
         }
