@@ -297,6 +297,7 @@ struct RawScenario {
     faults: Faults,
     #[serde(default)]
     tty: bool,
+    #[serde(default)]
     quirks: Quirks,
 }
 
