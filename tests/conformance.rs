@@ -203,7 +203,9 @@ async fn run_against(flavour: Flavour, suite: &Path) -> Result<conformance::Repo
                 .as_ref()
                 .and_then(|a| a.emulator())
                 .expect("the embedded emulator")
-                .open_cell(session.id, spec.clone());
+                .open_cell(session.id, spec.clone())
+                .await
+                .expect("the cell's AWS world opens");
             // As a user would: the AWS CLI's login password (GetAuthorizationToken) and its
             // create-repository (ECR creates no repository on push), through the gateway.
             let aws = |args: &[&str]| {

@@ -35,7 +35,8 @@ impl Fixture {
             support::world_for(&format!("description = \"cross-check\"\n[target]\nregistry = \"ecr\"\n[aws]\n{aws}\n"))
                 .await;
         let session = world.gateway.session().await.unwrap();
-        let cell = world.aws.as_ref().unwrap().emulator().unwrap().open_cell(session.id, scenario.aws.clone().unwrap());
+        let emulator = world.aws.as_ref().unwrap().emulator().unwrap();
+        let cell = emulator.open_cell(session.id, scenario.aws.clone().unwrap()).await.unwrap();
         Fixture { world, session, cell, home: tempfile::tempdir().unwrap(), _dir: dir }
     }
 
@@ -381,4 +382,135 @@ async fn the_aws_cli_uses_web_identity_and_sts_refuses_bad_tokens() {
     let (ok, _, stderr) = web_identity(oidc.mint("ci", "api://AzureADTokenExchange", 600));
     assert!(!ok);
     assert!(stderr.contains("InvalidIdentityToken") && stderr.contains("Incorrect token audience"), "{stderr}");
+}
+
+/// ECR's own features through the AWS CLI, each then met by crane at the registry: tag
+/// immutability, a repository policy's explicit deny, a CREATE_ON_PUSH creation template and
+/// a pull through cache of the emulated public.ecr.aws.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_cli_sets_up_ecr_features_that_the_registry_enforces() {
+    let f = Fixture::start("credentials = \"static\"").await;
+    let aws = |args: &[&str]| {
+        let (ok, out, stderr) = run(f.command(aws_cli()).args(args));
+        assert!(ok, "aws {args:?}: {stderr}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let (password, _) = f.cell.mint_password(&f.cell.key, "123456789012", "us-east-1", time::Duration::hours(1));
+    f.write_docker_auth(&password);
+    let crane = support::crane(CRANE_VERSION).await;
+    let child = {
+        let (ok, index, stderr) = run(f.command(&crane).args(["manifest", &f.world.base_image]));
+        assert!(ok, "{stderr}");
+        let index: serde_json::Value = serde_json::from_str(&index).unwrap();
+        let repository = f.world.base_image.split('@').next().unwrap().to_string();
+        format!("{repository}@{}", index["manifests"][0]["digest"].as_str().unwrap())
+    };
+
+    // Tag immutability: PutImageTagMutability, then a second image under the same tag.
+    let put =
+        aws(&["ecr", "put-image-tag-mutability", "--repository-name", "app", "--image-tag-mutability", "IMMUTABLE"]);
+    assert_eq!(
+        put,
+        serde_json::json!({"registryId": "123456789012", "repositoryName": "app", "imageTagMutability": "IMMUTABLE"})
+    );
+    let described = aws(&["ecr", "describe-repositories", "--repository-names", "app"]);
+    assert_eq!(described["repositories"][0]["imageTagMutability"], "IMMUTABLE");
+    let (ok, _, stderr) = run(f.command(&crane).args(["copy", &f.world.base_image, &format!("{HOST}/app:v1")]));
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(f.command(&crane).args(["copy", &child, &format!("{HOST}/app:v1")]));
+    assert!(!ok);
+    assert!(
+        stderr.contains("TAG_INVALID: The image tag 'v1' already exists in the 'app' repository and cannot be overwritten because the repository is immutable."),
+        "{stderr}"
+    );
+    let created =
+        aws(&["ecr", "create-repository", "--repository-name", "frozen", "--image-tag-mutability", "IMMUTABLE"]);
+    assert_eq!(created["repository"]["imageTagMutability"], "IMMUTABLE");
+
+    // A repository policy denying the user what its identity policy (everything) allows.
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::123456789012:user/ko-matrix-ci"},"Action":["ecr:InitiateLayerUpload","ecr:PutImage","ecr:DescribeImages"]}]}"#;
+    let set = aws(&["ecr", "set-repository-policy", "--repository-name", "frozen", "--policy-text", policy]);
+    assert_eq!(set["policyText"], policy);
+    assert_eq!(aws(&["ecr", "get-repository-policy", "--repository-name", "frozen"])["policyText"], policy);
+    let (ok, _, stderr) = run(f.command(&crane).args(["copy", &f.world.base_image, &format!("{HOST}/frozen:v1")]));
+    assert!(!ok);
+    assert!(stderr.contains("DENIED: User: arn:aws:iam::123456789012:user/ko-matrix-ci is not authorized to perform: ecr:InitiateLayerUpload on resource: arn:aws:ecr:us-east-1:123456789012:repository/frozen with an explicit deny in a resource-based policy"), "{stderr}");
+    let (ok, _, stderr) = run(f.command(aws_cli()).args(["ecr", "describe-images", "--repository-name", "frozen"]));
+    assert!(!ok);
+    assert!(
+        stderr.contains("AccessDeniedException") && stderr.contains("with an explicit deny in a resource-based policy"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(f.command(aws_cli()).args(["ecr", "get-repository-policy", "--repository-name", "app"]));
+    assert!(!ok);
+    assert!(stderr.contains("RepositoryPolicyNotFoundException"), "{stderr}");
+
+    // CREATE_ON_PUSH: a push below the template's prefix creates the repository with its settings.
+    let (ok, _, stderr) = run(f.command(&crane).args(["copy", &f.world.base_image, &format!("{HOST}/team/svc:v1")]));
+    assert!(!ok);
+    assert!(stderr.contains("NAME_UNKNOWN"), "no template yet: {stderr}");
+    let template = aws(&[
+        "ecr",
+        "create-repository-creation-template",
+        "--prefix",
+        "team",
+        "--applied-for",
+        "CREATE_ON_PUSH",
+        "--image-tag-mutability",
+        "IMMUTABLE",
+    ]);
+    assert_eq!(template["registryId"], "123456789012");
+    assert_eq!(template["repositoryCreationTemplate"]["prefix"], "team");
+    assert_eq!(template["repositoryCreationTemplate"]["appliedFor"], serde_json::json!(["CREATE_ON_PUSH"]));
+    let (ok, _, stderr) = run(f.command(aws_cli()).args([
+        "ecr",
+        "create-repository-creation-template",
+        "--prefix",
+        "team",
+        "--applied-for",
+        "CREATE_ON_PUSH",
+    ]));
+    assert!(!ok);
+    assert!(stderr.contains("TemplateAlreadyExistsException"), "{stderr}");
+    let (ok, _, stderr) = run(f.command(&crane).args(["copy", &f.world.base_image, &format!("{HOST}/team/svc:v1")]));
+    assert!(ok, "{stderr}");
+    let svc = aws(&["ecr", "describe-repositories", "--repository-names", "team/svc"]);
+    assert_eq!(svc["repositories"][0]["imageTagMutability"], "IMMUTABLE", "the template's setting");
+
+    // A pull through cache: the first pull creates ecr-public/ko-matrix/base from the upstream.
+    let rule = aws(&[
+        "ecr",
+        "create-pull-through-cache-rule",
+        "--ecr-repository-prefix",
+        "ecr-public",
+        "--upstream-registry-url",
+        "public.ecr.aws",
+    ]);
+    assert_eq!(rule["ecrRepositoryPrefix"], "ecr-public");
+    assert_eq!(rule["upstreamRegistryUrl"], "public.ecr.aws");
+    let (ok, _, stderr) = run(f.command(aws_cli()).args([
+        "ecr",
+        "create-pull-through-cache-rule",
+        "--ecr-repository-prefix",
+        "hub",
+        "--upstream-registry-url",
+        "registry-1.docker.io",
+    ]));
+    assert!(!ok);
+    assert!(stderr.contains("UnsupportedUpstreamRegistryException"), "{stderr}");
+    let cached = format!("{HOST}/ecr-public/ko-matrix/base:latest");
+    let (ok, digest, stderr) = run(f.command(&crane).args(["digest", &cached]));
+    assert!(ok, "{stderr}");
+    assert_eq!(digest.trim(), f.world.base_image.rsplit('@').next().unwrap());
+    let images = aws(&["ecr", "describe-images", "--repository-name", "ecr-public/ko-matrix/base"]);
+    let tagged: Vec<&serde_json::Value> = images["imageDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["imageTags"] == serde_json::json!(["latest"]))
+        .collect();
+    assert_eq!(tagged.len(), 1, "{images}");
+    let (ok, _, stderr) = run(f.command(&crane).args(["digest", &format!("{HOST}/ecr-public/nobody/nothing:latest")]));
+    assert!(!ok);
+    assert!(stderr.contains("NAME_UNKNOWN") || stderr.contains("404"), "nothing upstream: {stderr}");
 }

@@ -44,7 +44,7 @@ async fn push_to_emulated_ecr(
     // One session per client under test: its own proxy address and request record, and its
     // own AWS account state (keys, passwords, repositories).
     let session = gateway.session().await?;
-    let cell = ecr.emulator.open_cell(session.id, spec.clone());
+    let cell = ecr.emulator.open_cell(session.id, spec.clone()).await?;
 
     // Log in as `aws ecr get-login-password | docker login --username AWS` would, then push.
     let login = format!("AWS:{}", cell.login_password());

@@ -432,10 +432,12 @@ impl Cell {
         let mut vars: BTreeMap<String, String> =
             world.client_network(&session, &root.join("no-other-certs")).into_iter().collect();
         let push_repository = format!("{host}/{repository}");
-        // A scenario may have ko pull its base image through the target vendor's front.
+        // A scenario may have ko pull its base image through the target vendor's front, or
+        // through an ECR pull through cache.
+        let pull_through = scenario.aws.as_ref().and_then(|a| a.pull_through_base(&env.payload.base_image));
         let payload = match (
             scenario.target.base_image,
-            world.vendors.get(&scenario.target.registry).and_then(|v| v.public_base.clone()),
+            world.vendors.get(&scenario.target.registry).and_then(|v| v.public_base.clone()).or(pull_through),
         ) {
             (crate::scenario::BaseImageFrom::Target, Some(base_image)) => {
                 std::borrow::Cow::Owned(crate::payload::Payload { base_image, ..env.payload.clone() })

@@ -275,6 +275,17 @@ fn ecr(f: &Facts) -> Option<String> {
         .map(|(_, d)| format!(" (AWS: {})", d.trim_end_matches(']')))
         .unwrap_or_default();
     Some(match (api.is_empty(), api_ok, end.status, end.auth.as_deref()) {
+        // ECR's own features refuse a token it took, however the tool got it (its own API call
+        // or a login step's config.json).
+        (_, _, 400, Some(_)) if refusal.contains("cannot be overwritten") => format!("ECR refused to move a tag the repository already holds: its tags are immutable ({refusal})."),
+        (_, _, 403, Some(_)) if f.verdict.detail.contains("with an explicit deny in a resource-based policy") => {
+            let why = if Cause::NotAuthorized.is_named_in(refusal) { format!(" ({refusal})") } else { denial.clone() };
+            format!("The registry took the token, but the repository's policy explicitly denies the principal what its identity policy allows: ECR answered 403{why}.")
+        }
+        (_, _, 403, Some(_)) if ["ecr:CreateRepository", "ecr:BatchImportUpstreamImage"].iter().any(|a| f.verdict.detail.contains(a)) => {
+            let why = if Cause::NotAuthorized.is_named_in(refusal) { format!(" ({refusal})") } else { denial.clone() };
+            format!("The registry took the token, but ECR would create the repository itself (a creation template or a pull through cache) and the principal may not: ECR answered 403{why}.")
+        }
         (true, _, 401, None) if sts_refusals > 0 => {
             format!("STS refused {sts_refusals} call(s){denial}, so {} had no AWS credentials for ECR; the pushes went out anonymous and ECR answered 401.", f.tool)
         }
@@ -288,7 +299,7 @@ fn ecr(f: &Facts) -> Option<String> {
         (false, true, 403, _) => format!("GetAuthorizationToken succeeded, but the registry answered 403 DENIED: the principal may log in but not push{denial}."),
         (false, true, 401, _) => format!("{} fetched an ECR token, but the registry refused it (401): it expired or belongs to another registry.", f.tool),
         (true, _, 403, Some(_)) => format!("The registry refused the password {} sent without asking the ECR API (403 DENIED): an expired or foreign ECR token, from a login step or a cache.", f.tool),
-        (false, true, 404, _) => format!("The repository does not exist: ECR does not create repositories on push (NAME_UNKNOWN){denial}."),
+        (false, true, 404, _) => format!("The repository does not exist and no CREATE_ON_PUSH creation template lets ECR create it on push (NAME_UNKNOWN){denial}."),
         _ => return None,
     })
 }
@@ -527,10 +538,21 @@ mod tests {
         assert!(says(ECR, fail(FailClass::Denied, ""), "", &stale)
             .unwrap()
             .starts_with("The registry refused the password ko sent without asking the ECR API"));
-        let missing = [token, r("PUT", ECR, "/v2/nope/manifests/latest", 404, Some("Basic"), None)];
+        let missing = [token.clone(), r("PUT", ECR, "/v2/nope/manifests/latest", 404, Some("Basic"), None)];
         assert!(says(ECR, fail(FailClass::NameUnknown, ""), "", &missing)
             .unwrap()
-            .starts_with("The repository does not exist: ECR does not create"));
+            .starts_with("The repository does not exist and no CREATE_ON_PUSH creation template"));
+        let immutable = [token.clone(), r("PUT", ECR, "/v2/app/manifests/latest", 400, Some("Basic"), None)];
+        let line = "Error: PUT https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/app/manifests/latest: TAG_INVALID: The image tag 'latest' already exists in the 'app' repository and cannot be overwritten because the repository is immutable.";
+        assert_eq!(
+            says(ECR, fail(FailClass::TagImmutable, &format!("crane exited 1: {line}")), line, &immutable).unwrap(),
+            "ECR refused to move a tag the repository already holds: its tags are immutable (TAG_INVALID: The image tag 'latest' already exists in the 'app' repository and cannot be overwritten because the repository is immutable.)."
+        );
+        let policy = [token.clone(), r("HEAD", ECR, "/v2/app/blobs/sha256:a", 403, Some("Basic"), None)];
+        let detail = "ko exited 1: … 403 Forbidden [AWS: User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:BatchCheckLayerAvailability on resource: arn:aws:ecr:us-east-1:123456789012:repository/app with an explicit deny in a resource-based policy]";
+        assert!(says(ECR, fail(FailClass::Denied, detail), "Error: … 403 Forbidden", &policy)
+            .unwrap()
+            .starts_with("The registry took the token, but the repository's policy explicitly denies"));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum FailClass {
     Unauthorized,
     Denied,
     NameUnknown,
+    /// The registry refused to move an existing tag: the repository's tags are immutable.
+    TagImmutable,
     /// The tool refused the repository name itself, before sending a request (upper-case
     /// letters, characters no registry accepts).
     InvalidName,
@@ -59,6 +61,7 @@ impl FailClass {
             FailClass::Unauthorized => "unauthorized",
             FailClass::Denied => "denied",
             FailClass::NameUnknown => "name-unknown",
+            FailClass::TagImmutable => "tag-immutable",
             FailClass::InvalidName => "invalid-name",
             FailClass::RealmRefused => "realm-refused",
             FailClass::Unsupported => "unsupported",
@@ -143,7 +146,7 @@ const CREDENTIAL_PATTERNS: (FailClass, &[&str]) = (
 
 /// Registry and transport wording every Go push tool shares, in priority order, after the
 /// tool's own patterns: the first class whose pattern the deciding line holds.
-const PATTERNS: [(FailClass, &[&str]); 9] = [
+const PATTERNS: [(FailClass, &[&str]); 10] = [
     // go-containerregistry's name checks (ko, crane) and oras's, all before any request.
     (
         FailClass::InvalidName,
@@ -191,6 +194,9 @@ const PATTERNS: [(FailClass, &[&str]); 9] = [
         FailClass::NameUnknown,
         &["NAME_UNKNOWN", "name unknown", "does not exist in the registry", "repository name not known"],
     ),
+    // ECR's refusal to overwrite a tag (TAG_INVALID, aws-ecr-wire-reference §7.3): its words,
+    // not the code, which distribution also uses for a tag that does not match the manifest.
+    (FailClass::TagImmutable, &["cannot be overwritten because the repository is immutable"]),
     (
         FailClass::Denied,
         &["DENIED", "denied:", "403 Forbidden", "status code 403", "AccessDenied", "not authorized to perform"],
@@ -464,6 +470,7 @@ mod tests {
             ("Error: failed to publish images: error publishing ko://example.com/app: POST https://basic.ko-matrix.test/v2/app/blobs/uploads/: UNAUTHORIZED: authentication required; [map[Action:push Class: Name:app Type:repository]]", FailClass::Unauthorized),
             ("Error: failed to publish images: error publishing ko://x: HEAD https://1.dkr.ecr.us-east-1.amazonaws.com/v2/app/blobs/sha256:1: unexpected status code 403 Forbidden (HEAD responses have no body, use GET for details)", FailClass::Denied),
             ("Error: failed to publish images: PUT https://r/v2/app/manifests/latest: NAME_UNKNOWN: The repository with name 'app' does not exist in the registry with id '123456789012'", FailClass::NameUnknown),
+            ("Error: PUT https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/app/manifests/latest: TAG_INVALID: The image tag 'latest' already exists in the 'app' repository and cannot be overwritten because the repository is immutable.", FailClass::TagImmutable),
             ("Error: failed to publish images: Get \"https://basic.ko-matrix.test/v2/\": tls: failed to verify certificate: x509: certificate signed by unknown authority", FailClass::Tls),
             ("Error: failed to publish images: Get \"https://basic.ko-matrix.test/v2/\": proxyconnect tcp: dial tcp 127.0.0.1:1: connect: connection refused", FailClass::Network),
             ("Error: error building \"ko://example.com/app\": build: go build: exit status 1: ./main.go:3:1: syntax error", FailClass::Build),

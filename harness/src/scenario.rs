@@ -270,7 +270,8 @@ pub enum BaseImageFrom {
     #[default]
     Run,
     /// A public repository of the target vendor registry (`docker.io/ko-matrix/base`), pulled
-    /// through the same front the push goes to.
+    /// through the same front the push goes to; at ECR, the base image through the first pull
+    /// through cache rule (`<registry>/<prefix>/ko-matrix/base`).
     Target,
 }
 
@@ -395,13 +396,15 @@ impl Scenario {
             }
             (_, None) => None,
         };
-        if raw.target.base_image == BaseImageFrom::Target && raw.target.registry != Flavour::Dockerhub {
+        let pull_through = aws.as_ref().is_some_and(|a| !a.pull_through_cache.is_empty());
+        if raw.target.base_image == BaseImageFrom::Target && raw.target.registry != Flavour::Dockerhub && !pull_through
+        {
             let at = text.find("base_image").unwrap_or(0);
             return Err(ConfigError::at(
                 file,
                 text,
                 at..at + 10,
-                "`base_image = \"target\"` needs a registry with public images: target.registry = \"dockerhub\"",
+                "`base_image = \"target\"` needs a registry with public images (target.registry = \"dockerhub\") or an ECR pull through cache ([aws] pull_through_cache)",
             ));
         }
         if raw.target.redirects == Some(Toggle::On) && !raw.target.registry.redirects() {

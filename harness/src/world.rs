@@ -210,7 +210,7 @@ impl AwsBackend {
             AwsBackend::Embedded(aws) => {
                 let (emulator, addr) = (&aws.emulator, aws.addr());
                 let opened = EmulatorCell {
-                    cell: emulator.open_cell(session, spec.clone()),
+                    cell: emulator.open_cell(session, spec.clone()).await?,
                     emulator: emulator.clone(),
                     session,
                 };

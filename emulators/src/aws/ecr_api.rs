@@ -12,7 +12,11 @@ use time::OffsetDateTime;
 
 use super::auth::{authenticate, AuthFailure};
 use super::iam;
-use super::state::{AccessKey, AwsCell, Repository};
+use super::policy::Policy;
+use super::state::{
+    AccessKey, AppliedFor, AwsCell, CreationTemplate, PullThroughRule, Repository, StoredRule, StoredTemplate,
+    TagMutability,
+};
 use super::{http_date, request_id, Emulator};
 use crate::wire::{json_as, Body};
 
@@ -79,14 +83,18 @@ pub(crate) async fn handle(
     let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
     let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or_default();
     let action = format!("ecr:{operation}");
-    if !operation.is_empty() && !iam::allows(&key.allow, &action) {
-        let resource = match input.get("repositoryName").and_then(Value::as_str) {
+    if !operation.is_empty() {
+        let name = input.get("repositoryName").and_then(Value::as_str);
+        let resource = match name {
             Some(name) => format!("arn:aws:ecr:{region}:{}:repository/{name}", cell.spec.account),
             None => "*".to_string(),
         };
-        let message = iam::denial(&key.arn, &action, &resource);
-        cell.record_denial(message.clone());
-        return error_response(err("AccessDeniedException", message));
+        // A repository's own policy counts for calls on it.
+        let policy = name.and_then(|n| cell.repositories.lock().expect("repositories lock").get(n)?.policy.clone());
+        if let Err(message) = iam::authorize(&key.allow, policy.as_ref(), &key.arn, &action, &resource) {
+            cell.record_denial(message.clone());
+            return error_response(err("AccessDeniedException", message));
+        }
     }
     let result = match target.strip_prefix(TARGET_PREFIX) {
         Some("GetAuthorizationToken") => get_authorization_token(cell, &key, region, &input),
@@ -95,6 +103,11 @@ pub(crate) async fn handle(
         Some("DescribeImages") => describe_images(cell, &input),
         Some("ListImages") => list_images(cell, &input),
         Some("BatchGetImage") => batch_get_image(emulator, cell, &input).await,
+        Some("PutImageTagMutability") => put_image_tag_mutability(cell, &input),
+        Some("SetRepositoryPolicy") => set_repository_policy(cell, &input),
+        Some("GetRepositoryPolicy") => get_repository_policy(cell, &input),
+        Some("CreateRepositoryCreationTemplate") => create_repository_creation_template(cell, &input),
+        Some("CreatePullThroughCacheRule") => create_pull_through_cache_rule(cell, &input),
         Some(other) => {
             Err(err("UnknownOperationException", format!("The ko-matrix ECR emulator does not implement {other}")))
         }
@@ -137,7 +150,7 @@ fn repository_json(cell: &AwsCell, region: &str, name: &str, repo: &Repository) 
         "repositoryName": name,
         "repositoryUri": format!("{account}.dkr.ecr.{region}.{}/{name}", super::dns_suffix(region)),
         "createdAt": epoch(repo.created_at),
-        "imageTagMutability": "MUTABLE",
+        "imageTagMutability": repo.tag_mutability.as_str(),
         "imageScanningConfiguration": { "scanOnPush": false },
         "encryptionConfiguration": { "encryptionType": "AES256" },
     })
@@ -180,7 +193,11 @@ fn create_repository(cell: &AwsCell, region: &str, input: &Value) -> Result<Valu
             format!("The repository with name '{name}' already exists in the registry with id '{}'", cell.spec.account),
         ));
     }
-    let repo = Repository { created_at: OffsetDateTime::now_utc(), images: Vec::new() };
+    let mutability = match input.get("imageTagMutability") {
+        Some(value) => tag_mutability(value)?,
+        None => TagMutability::Mutable,
+    };
+    let repo = Repository::new(mutability, None);
     let value = repository_json(cell, region, &name, &repo);
     repos.insert(name, repo);
     Ok(json!({ "repository": value }))
@@ -303,6 +320,161 @@ async fn batch_get_image(emulator: &Emulator, cell: &AwsCell, input: &Value) -> 
         }
     }
     Ok(json!({ "images": images, "failures": failures }))
+}
+
+/// An `ImageTagMutability` value: the two the emulator models, else why not.
+fn tag_mutability(value: &Value) -> Result<TagMutability, AwsError> {
+    match value.as_str() {
+        Some("MUTABLE") => Ok(TagMutability::Mutable),
+        Some("IMMUTABLE") => Ok(TagMutability::Immutable),
+        Some(other @ ("IMMUTABLE_WITH_EXCLUSION" | "MUTABLE_WITH_EXCLUSION")) => Err(err(
+            "InvalidParameterException",
+            format!("The ko-matrix ECR emulator does not model imageTagMutability {other} (exclusion filters)"),
+        )),
+        _ => Err(err(
+            "InvalidParameterException",
+            format!("Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]' ({value})"),
+        )),
+    }
+}
+
+fn required<'a>(input: &'a Value, member: &str) -> Result<&'a Value, AwsError> {
+    input.get(member).ok_or_else(|| {
+        err(
+            "InvalidParameterException",
+            format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"),
+        )
+    })
+}
+
+fn policy(text: &Value, member: &str) -> Result<Policy, AwsError> {
+    let text = text.as_str().unwrap_or_default();
+    // ECR's text for a policy it cannot read is UNCONFIRMED; the reason is the emulator's.
+    Policy::parse(text).map_err(|e| {
+        err("InvalidParameterException", format!("Invalid parameter at '{member}' failed to satisfy constraint: 'Invalid repository policy provided' ({e})"))
+    })
+}
+
+fn put_image_tag_mutability(cell: &AwsCell, input: &Value) -> Result<Value, AwsError> {
+    let name = repository_name(input)?;
+    let mutability = tag_mutability(required(input, "imageTagMutability")?)?;
+    let mut repos = cell.repositories.lock().expect("repositories lock");
+    let repo = repos.get_mut(&name).ok_or_else(|| not_found(cell, &name))?;
+    repo.tag_mutability = mutability;
+    Ok(json!({ "registryId": cell.spec.account, "repositoryName": name, "imageTagMutability": mutability.as_str() }))
+}
+
+fn set_repository_policy(cell: &AwsCell, input: &Value) -> Result<Value, AwsError> {
+    let name = repository_name(input)?;
+    let policy = policy(required(input, "policyText")?, "policyText")?;
+    let mut repos = cell.repositories.lock().expect("repositories lock");
+    let repo = repos.get_mut(&name).ok_or_else(|| not_found(cell, &name))?;
+    let text = policy.text.clone();
+    repo.policy = Some(policy);
+    Ok(json!({ "registryId": cell.spec.account, "repositoryName": name, "policyText": text }))
+}
+
+fn get_repository_policy(cell: &AwsCell, input: &Value) -> Result<Value, AwsError> {
+    let name = repository_name(input)?;
+    let repos = cell.repositories.lock().expect("repositories lock");
+    let repo = repos.get(&name).ok_or_else(|| not_found(cell, &name))?;
+    let policy = repo.policy.as_ref().ok_or_else(|| {
+        err(
+            "RepositoryPolicyNotFoundException",
+            format!(
+                "Repository policy does not exist for the repository with name '{name}' in the registry with id '{}'",
+                cell.spec.account
+            ),
+        )
+    })?;
+    Ok(json!({ "registryId": cell.spec.account, "repositoryName": name, "policyText": policy.text }))
+}
+
+/// `prefix` of a template, or `ecrRepositoryPrefix` of a rule: the service model's pattern
+/// (`Prefix`, `PullThroughCacheRuleRepositoryPrefix`) and lengths.
+fn valid_prefix(prefix: &str, lengths: std::ops::RangeInclusive<usize>) -> bool {
+    lengths.contains(&prefix.len()) && (prefix == "ROOT" || valid_repository_name(prefix.trim_end_matches('/')))
+}
+
+fn create_repository_creation_template(cell: &AwsCell, input: &Value) -> Result<Value, AwsError> {
+    let prefix = required(input, "prefix")?.as_str().unwrap_or_default().to_string();
+    if !valid_prefix(&prefix, 1..=256) {
+        return Err(err("InvalidParameterException", format!("Invalid parameter at 'prefix' failed to satisfy constraint: 'must satisfy regular expression '^([a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(\\/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*\\/?|ROOT)$'' ({prefix})")));
+    }
+    let applied_for: Vec<AppliedFor> = required(input, "appliedFor")?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| serde_json::from_value(v.clone()).map_err(|_| err("InvalidParameterException", format!("Invalid parameter at 'appliedFor' failed to satisfy constraint: 'Member must satisfy enum value set: [REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH]' ({v})"))))
+        .collect::<Result<_, _>>()?;
+    let image_tag_mutability = match input.get("imageTagMutability") {
+        Some(value) => tag_mutability(value)?,
+        None => TagMutability::Mutable,
+    };
+    let repository_policy = input.get("repositoryPolicy").map(|p| policy(p, "repositoryPolicy")).transpose()?;
+    let mut templates = cell.templates.lock().expect("templates lock");
+    if templates.iter().any(|t| t.template.prefix == prefix) {
+        return Err(err(
+            "TemplateAlreadyExistsException",
+            "The repository creation template already exists. Specify a unique prefix and try again.",
+        ));
+    }
+    let template = CreationTemplate { prefix, applied_for, image_tag_mutability, repository_policy };
+    let stored = StoredTemplate { template, created_at: OffsetDateTime::now_utc() };
+    let t = &stored.template;
+    let mut value = json!({
+        "prefix": t.prefix,
+        "appliedFor": t.applied_for.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        "imageTagMutability": t.image_tag_mutability.as_str(),
+        "encryptionConfiguration": { "encryptionType": "AES256" },
+        "createdAt": epoch(stored.created_at),
+        "updatedAt": epoch(stored.created_at),
+    });
+    for member in ["description", "resourceTags", "lifecyclePolicy", "customRoleArn"] {
+        if let Some(v) = input.get(member) {
+            value[member] = v.clone();
+        }
+    }
+    if let Some(p) = &t.repository_policy {
+        value["repositoryPolicy"] = json!(p.text);
+    }
+    templates.push(stored);
+    Ok(json!({ "registryId": cell.spec.account, "repositoryCreationTemplate": value }))
+}
+
+fn create_pull_through_cache_rule(cell: &AwsCell, input: &Value) -> Result<Value, AwsError> {
+    let prefix = required(input, "ecrRepositoryPrefix")?.as_str().unwrap_or_default().to_string();
+    let url = required(input, "upstreamRegistryUrl")?.as_str().unwrap_or_default().to_string();
+    if !valid_prefix(&prefix, 2..=30) {
+        return Err(err("InvalidParameterException", format!("Invalid parameter at 'ecrRepositoryPrefix' failed to satisfy constraint: 'must satisfy regular expression '^([a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(\\/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*\\/?|ROOT)$'' ({prefix})")));
+    }
+    if !super::upstream::held(&url) {
+        // The world holds no other upstream: a limit of the emulator, said as such.
+        return Err(err(
+            "UnsupportedUpstreamRegistryException",
+            format!("The ko-matrix ECR emulator holds images of {} only, not {url}", super::upstream::PUBLIC_ECR),
+        ));
+    }
+    let mut rules = cell.pull_through_rules.lock().expect("rules lock");
+    if rules.iter().any(|r| r.rule.ecr_repository_prefix == prefix) {
+        return Err(err(
+            "PullThroughCacheRuleAlreadyExistsException",
+            "A pull through cache rule with these settings already exists for the private registry.",
+        ));
+    }
+    let stored = StoredRule {
+        rule: PullThroughRule { ecr_repository_prefix: prefix, upstream_registry_url: url },
+        created_at: OffsetDateTime::now_utc(),
+    };
+    let value = json!({
+        "ecrRepositoryPrefix": stored.rule.ecr_repository_prefix,
+        "upstreamRegistryUrl": stored.rule.upstream_registry_url,
+        "upstreamRegistry": "ecr-public",
+        "createdAt": epoch(stored.created_at),
+        "registryId": cell.spec.account,
+    });
+    rules.push(stored);
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -1,22 +1,20 @@
 //! The ECR registry front (`<account>.dkr.ecr.<region>.amazonaws.com`): ECR's Basic
 //! challenge, `AWS:<password>` checked against the passwords GetAuthorizationToken minted,
-//! ECR's wording for expired tokens and missing repositories (ECR does not create
-//! repositories on push), then the real work forwarded to a distribution registry.
+//! ECR's wording for expired tokens, missing repositories (created on push only where a
+//! `CREATE_ON_PUSH` template covers them), immutable tags and repository policies, pull
+//! through cache imports, then the real work forwarded to a distribution registry.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::grants::Refusal;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
-use time::OffsetDateTime;
-
-use crate::grants::Refusal;
 
 use super::iam;
-use super::state::{AwsCell, ImageRecord, RegistryPassword};
+use super::state::{AppliedFor, AwsCell, RegistryPassword, Repository, TagMutability};
 use super::Emulator;
 use crate::registry_front::{judge, Gate, Route, Verdict};
 use crate::wire::{challenge, distribution_error, full, Body, INFRA_HEADER};
@@ -109,16 +107,63 @@ impl Gate for EcrGate<'_> {
     ) -> Result<String, Box<Response<Body>>> {
         let (account, region) = (self.account, self.region);
         let action = iam::registry_action(parts.method.as_str(), rest);
-        if !iam::allows(&issued.allow, action) {
-            let message =
-                iam::denial(&issued.arn, action, &format!("arn:aws:ecr:{region}:{account}:repository/{repository}"));
+        let resource = format!("arn:aws:ecr:{region}:{account}:repository/{repository}");
+        let refuse = |message: String| {
             cell.record_denial(message.clone());
-            return Err(Box::new(distribution_error(StatusCode::FORBIDDEN, "DENIED", &message)));
+            Box::new(distribution_error(StatusCode::FORBIDDEN, "DENIED", &message))
+        };
+        let identity = |action: &str| iam::authorize(&issued.allow, None, &issued.arn, action, &resource);
+        let mut repos = cell.repositories.lock().expect("repositories lock");
+        let Some(repo) = repos.get(repository) else {
+            identity(action).map_err(refuse)?;
+            let reference = rest.strip_prefix("/manifests/");
+            // A pull through cache's first pull creates the repository and imports the image
+            // (`forward` does): the puller needs both permissions (registry-shapes-reference §5).
+            if let (Some(_), "ecr:BatchGetImage", Some(_)) = (cell.pull_through(repository), action, reference) {
+                identity("ecr:CreateRepository").map_err(refuse)?;
+                identity("ecr:BatchImportUpstreamImage").map_err(refuse)?;
+                return Ok(cell.backend_prefix.clone());
+            }
+            // CREATE_ON_PUSH: the first write creates the repository with the template's
+            // settings, when the pusher may create repositories (UNCONFIRMED: which request
+            // creates it, and whose permission counts; docs/ecr-features.md).
+            match cell.template_for(repository, AppliedFor::CreateOnPush) {
+                Some(template) if iam::is_write(action) => {
+                    identity("ecr:CreateRepository").map_err(refuse)?;
+                    let repo = Repository::new(template.image_tag_mutability, template.repository_policy);
+                    repos.insert(repository.to_string(), repo);
+                }
+                _ => {
+                    let message = format!(
+                        "The repository with name '{repository}' does not exist in the registry with id '{account}'"
+                    );
+                    return Err(Box::new(distribution_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message)));
+                }
+            }
+            return Ok(cell.backend_prefix.clone());
+        };
+        iam::authorize(&issued.allow, repo.policy.as_ref(), &issued.arn, action, &resource).map_err(refuse)?;
+        let reference = rest.strip_prefix("/manifests/");
+        // A pull of an image the cache does not hold yet imports it.
+        if let (Some(_), "ecr:BatchGetImage", Some(reference)) = (cell.pull_through(repository), action, reference) {
+            if !repo.holds(reference) {
+                iam::authorize(
+                    &issued.allow,
+                    repo.policy.as_ref(),
+                    &issued.arn,
+                    "ecr:BatchImportUpstreamImage",
+                    &resource,
+                )
+                .map_err(refuse)?;
+            }
         }
-        if !cell.repositories.lock().expect("repositories lock").contains_key(repository) {
-            let message =
-                format!("The repository with name '{repository}' does not exist in the registry with id '{account}'");
-            return Err(Box::new(distribution_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message)));
+        if let (TagMutability::Immutable, "ecr:PutImage", Some(tag)) = (repo.tag_mutability, action, reference) {
+            if !tag.starts_with("sha256:") && repo.images.iter().any(|i| i.tags.contains(tag)) {
+                // ECR's words (aws-ecr-wire-reference §7.3; the status is UNCONFIRMED, 400 is
+                // distribution's for TAG_INVALID).
+                let message = format!("The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the repository is immutable.");
+                return Err(Box::new(distribution_error(StatusCode::BAD_REQUEST, "TAG_INVALID", &message)));
+            }
         }
         Ok(cell.backend_prefix.clone())
     }
@@ -153,6 +198,37 @@ async fn forward(
     body: Incoming,
 ) -> Response<Body> {
     let method = parts.method.clone();
+    let reference = rest.strip_prefix("/manifests/");
+    if let (Some((rule, upstream)), true, Some(reference)) =
+        (cell.pull_through(repository), method == Method::GET || method == Method::HEAD, reference)
+    {
+        let held =
+            cell.repositories.lock().expect("repositories lock").get(repository).is_some_and(|r| r.holds(reference));
+        if !held {
+            match emulator.import(cell, &rule.upstream_registry_url, &upstream, repository, reference).await {
+                Ok(true) => {}
+                // Nothing upstream: ECR's answer is UNCONFIRMED; a repository that was not
+                // there stays missing, in ECR's words.
+                Ok(false) if !cell.repositories.lock().expect("repositories lock").contains_key(repository) => {
+                    let message = format!(
+                        "The repository with name '{repository}' does not exist in the registry with id '{}'",
+                        cell.spec.account
+                    );
+                    return distribution_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let mut response = distribution_error(
+                        StatusCode::BAD_GATEWAY,
+                        "UNAVAILABLE",
+                        &format!("ko-matrix: importing from the upstream failed: {e}"),
+                    );
+                    crate::wire::mark_infra(&mut response, format!("ECR front backend: {e}"));
+                    return response;
+                }
+            }
+        }
+    }
     let is_manifest_put = method == Method::PUT && rest.starts_with("/manifests/");
     let (body, manifest): (Body, Option<Bytes>) = if is_manifest_put {
         match Limited::new(body, 16 << 20).collect().await {
@@ -179,32 +255,10 @@ async fn forward(
         let digest =
             parts.headers.get("docker-content-digest").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let reference = rest.trim_start_matches("/manifests/");
-        record_image(cell, repository, &digest, reference, &content_type, &manifest);
-    }
-    Response::from_parts(parts, body)
-}
-
-/// Remembers a pushed manifest for DescribeImages / ListImages / BatchGetImage.
-fn record_image(cell: &AwsCell, repository: &str, digest: &str, reference: &str, media_type: &str, manifest: &[u8]) {
-    let parsed: serde_json::Value = serde_json::from_slice(manifest).unwrap_or_default();
-    let layers: u64 = parsed["layers"].as_array().map_or(0, |l| l.iter().filter_map(|d| d["size"].as_u64()).sum());
-    let size = if layers > 0 { layers + parsed["config"]["size"].as_u64().unwrap_or(0) } else { manifest.len() as u64 };
-    let mut repos = cell.repositories.lock().expect("repositories lock");
-    let Some(repo) = repos.get_mut(repository) else { return };
-    let tag = (!reference.starts_with("sha256:")).then(|| reference.to_string());
-    if let Some(tag) = &tag {
-        for image in repo.images.iter_mut() {
-            image.tags.remove(tag);
+        let tag = (!reference.starts_with("sha256:")).then_some(reference);
+        if let Some(repo) = cell.repositories.lock().expect("repositories lock").get_mut(repository) {
+            repo.record(&digest, tag, &content_type, &manifest);
         }
     }
-    match repo.images.iter_mut().find(|i| i.digest == digest) {
-        Some(image) => image.tags.extend(tag),
-        None => repo.images.push(ImageRecord {
-            digest: digest.to_string(),
-            tags: tag.into_iter().collect::<BTreeSet<_>>(),
-            media_type: media_type.to_string(),
-            size,
-            pushed_at: OffsetDateTime::now_utc(),
-        }),
-    }
+    Response::from_parts(parts, body)
 }

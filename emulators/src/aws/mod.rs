@@ -12,9 +12,11 @@ pub mod ecr_registry;
 pub mod iam;
 pub mod instance;
 pub mod oidc;
+pub mod policy;
 pub mod sigv4;
 pub mod state;
 pub mod sts;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,10 +122,57 @@ impl Emulator {
         })
     }
 
-    /// Gives the cell behind gateway session `session` its AWS world.
-    pub fn open_cell(&self, session: u64, spec: AwsSpec) -> Arc<AwsCell> {
+    /// Gives the cell behind gateway session `session` its AWS world: its repositories hold
+    /// the scenario's `images`, each tag the upstream base image. `Err` is the backend
+    /// registry's failure to take them.
+    pub async fn open_cell(&self, session: u64, spec: AwsSpec) -> Result<Arc<AwsCell>, String> {
         let cell = Arc::new(AwsCell::new(spec, format!("cell-{session}")));
-        self.cells.open(session, cell)
+        let from = upstream::backend_repository(upstream::PUBLIC_ECR, upstream::PUBLIC_BASE);
+        for repository in &cell.spec.repositories {
+            for tag in &cell.spec.images {
+                let to = format!("{}/{repository}", cell.backend_prefix);
+                let copied = upstream::copy(&self.backend, &from, &to, "latest", Some(tag))
+                    .await
+                    .map_err(|e| format!("seeding {repository}:{tag} from {from}: {e}"))?;
+                let mut repos = cell.repositories.lock().expect("repositories lock");
+                let repo = repos.get_mut(repository).expect("the spec's repositories exist");
+                for (i, c) in copied.iter().enumerate() {
+                    repo.record(&c.digest, (i == 0).then_some(tag.as_str()), &c.media_type, &c.manifest);
+                }
+            }
+        }
+        Ok(self.cells.open(session, cell))
+    }
+
+    /// Imports upstream `upstream_repository`'s `reference` into the cell's `repository`
+    /// (a pull through cache's first pull of it), creating the repository with the settings
+    /// of a `PULL_THROUGH_CACHE` template. `Ok(false)`: the upstream has no such image.
+    pub(crate) async fn import(
+        &self,
+        cell: &AwsCell,
+        url: &str,
+        upstream_repository: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<bool, String> {
+        let from = upstream::backend_repository(url, upstream_repository);
+        let to = format!("{}/{repository}", cell.backend_prefix);
+        let tag = (!reference.starts_with("sha256:")).then_some(reference);
+        let copied = match upstream::copy(&self.backend, &from, &to, reference, tag).await {
+            Ok(copied) => copied,
+            Err(upstream::CopyError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e.to_string()),
+        };
+        let template = cell.template_for(repository, state::AppliedFor::PullThroughCache);
+        let mut repos = cell.repositories.lock().expect("repositories lock");
+        let repo = repos.entry(repository.to_string()).or_insert_with(|| match template {
+            Some(t) => state::Repository::new(t.image_tag_mutability, t.repository_policy),
+            None => state::Repository::new(state::TagMutability::Mutable, None),
+        });
+        for (i, c) in copied.iter().enumerate() {
+            repo.record(&c.digest, if i == 0 { tag } else { None }, &c.media_type, &c.manifest);
+        }
+        Ok(true)
     }
 
     pub fn close_cell(&self, session: u64) {
@@ -275,6 +324,14 @@ impl AwsWorld {
 impl crate::vendor::WorldPart for AwsWorld {
     fn store(&self) -> String {
         "ECR front backend".into()
+    }
+
+    /// The emulated ECR Public's base image, which pull through caches and seeded tags copy.
+    fn public_image(&self) -> Option<crate::vendor::PublicImage> {
+        Some(crate::vendor::PublicImage {
+            backend_repository: upstream::backend_repository(upstream::PUBLIC_ECR, upstream::PUBLIC_BASE),
+            reference: format!("{}/{}", upstream::PUBLIC_ECR, upstream::PUBLIC_BASE),
+        })
     }
 
     fn services(&self) -> Vec<(String, SocketAddr)> {

@@ -11,6 +11,8 @@ use time::OffsetDateTime;
 
 use crate::grants::{random_b64, Minted, Refusal};
 
+use super::policy::Policy;
+
 /// Which AWS credentials a scenario's cell is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -59,6 +61,122 @@ pub struct AwsSpec {
     /// Seed the ECR credential helper's token cache (`~/.ecr/cache.json`) for the cell's
     /// access key with a still-valid or an expired registry token.
     pub ecr_cache: Option<CachedToken>,
+    /// The tag mutability of the repositories that exist before the cell runs.
+    #[serde(default)]
+    pub tag_mutability: TagMutability,
+    /// Tags those repositories already hold, each the run's base image (as pulled from the
+    /// emulated `public.ecr.aws`): what an earlier push left there.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// The repository policy of those repositories (its JSON text, as `SetRepositoryPolicy`
+    /// takes it).
+    #[serde(default, deserialize_with = "policy_text")]
+    pub repository_policy: Option<Policy>,
+    /// Repository creation templates (`CreateRepositoryCreationTemplate`).
+    #[serde(default)]
+    pub creation_templates: Vec<CreationTemplate>,
+    /// Pull through cache rules (`CreatePullThroughCacheRule`).
+    #[serde(default)]
+    pub pull_through_cache: Vec<PullThroughRule>,
+}
+
+/// ECR's `imageTagMutability`. The `*_WITH_EXCLUSION` settings (with their tag filters) are
+/// not modelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TagMutability {
+    #[default]
+    Mutable,
+    Immutable,
+}
+
+impl TagMutability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagMutability::Mutable => "MUTABLE",
+            TagMutability::Immutable => "IMMUTABLE",
+        }
+    }
+}
+
+/// What a repository creation template applies to (`RCTAppliedFor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AppliedFor {
+    Replication,
+    PullThroughCache,
+    CreateOnPush,
+}
+
+impl AppliedFor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppliedFor::Replication => "REPLICATION",
+            AppliedFor::PullThroughCache => "PULL_THROUGH_CACHE",
+            AppliedFor::CreateOnPush => "CREATE_ON_PUSH",
+        }
+    }
+}
+
+/// A repository creation template: the settings of repositories ECR creates itself below
+/// `prefix` (`ROOT`: any repository no other template's prefix covers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreationTemplate {
+    pub prefix: String,
+    pub applied_for: Vec<AppliedFor>,
+    #[serde(default)]
+    pub image_tag_mutability: TagMutability,
+    #[serde(default, deserialize_with = "policy_text")]
+    pub repository_policy: Option<Policy>,
+}
+
+impl CreationTemplate {
+    /// How closely the template covers `repository`: the length of its prefix, 0 for `ROOT`;
+    /// `None` when it does not cover it.
+    fn covers(&self, repository: &str) -> Option<usize> {
+        let prefix = self.prefix.trim_end_matches('/');
+        if prefix == "ROOT" {
+            return Some(0);
+        }
+        repository.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')).then_some(prefix.len())
+    }
+}
+
+/// A pull through cache rule: repositories below `ecr_repository_prefix` cache the upstream
+/// registry's repositories of the same name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullThroughRule {
+    pub ecr_repository_prefix: String,
+    #[serde(deserialize_with = "held_upstream")]
+    pub upstream_registry_url: String,
+}
+
+impl PullThroughRule {
+    /// The upstream repository `repository` caches under this rule, if it is one of its.
+    pub fn upstream_repository<'a>(&self, repository: &'a str) -> Option<&'a str> {
+        match self.ecr_repository_prefix.trim_end_matches('/') {
+            "ROOT" => Some(repository),
+            prefix => repository.strip_prefix(prefix)?.strip_prefix('/').filter(|r| !r.is_empty()),
+        }
+    }
+}
+
+fn policy_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Policy>, D::Error> {
+    let text = String::deserialize(d)?;
+    Policy::parse(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn held_upstream<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let url = String::deserialize(d)?;
+    match super::upstream::held(&url) {
+        true => Ok(url),
+        false => Err(serde::de::Error::custom(format!(
+            "the emulated world holds images of `{}` only, not `{url}`",
+            super::upstream::PUBLIC_ECR
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -103,6 +221,11 @@ impl Default for AwsSpec {
             imds: None,
             container_credentials: false,
             ecr_cache: None,
+            tag_mutability: TagMutability::default(),
+            images: Vec::new(),
+            repository_policy: None,
+            creation_templates: Vec::new(),
+            pull_through_cache: Vec::new(),
         }
     }
 }
@@ -188,6 +311,20 @@ impl AwsSpec {
     pub fn registry_host(&self) -> String {
         format!("{}.dkr.ecr.{}.{}", self.account, self.region, super::dns_suffix(&self.region))
     }
+    /// The run's base image (`…@<digest>`) as clients pull it through the first pull through
+    /// cache rule: `<registry>/<prefix>/ko-matrix/base@<digest>` (the emulated
+    /// `public.ecr.aws/ko-matrix/base` holds that image).
+    pub fn pull_through_base(&self, base_image: &str) -> Option<String> {
+        let rule = self.pull_through_cache.first()?;
+        let (_, digest) = base_image.rsplit_once('@')?;
+        let host = self.registry_host();
+        let base = super::upstream::PUBLIC_BASE;
+        Some(match rule.ecr_repository_prefix.trim_end_matches('/') {
+            "ROOT" => format!("{host}/{base}@{digest}"),
+            prefix => format!("{host}/{prefix}/{base}@{digest}"),
+        })
+    }
+
     pub fn api_host(&self) -> String {
         format!("api.ecr.{}.{}", self.region, super::dns_suffix(&self.region))
     }
@@ -231,6 +368,57 @@ pub struct ImageRecord {
 pub struct Repository {
     pub created_at: OffsetDateTime,
     pub images: Vec<ImageRecord>,
+    pub tag_mutability: TagMutability,
+    pub policy: Option<Policy>,
+}
+
+impl Repository {
+    pub fn new(tag_mutability: TagMutability, policy: Option<Policy>) -> Repository {
+        Repository { created_at: OffsetDateTime::now_utc(), images: Vec::new(), tag_mutability, policy }
+    }
+
+    /// Remembers a pushed manifest for DescribeImages / ListImages / BatchGetImage; a tag
+    /// moves to it from any image that held it.
+    pub fn record(&mut self, digest: &str, tag: Option<&str>, media_type: &str, manifest: &[u8]) {
+        let parsed: serde_json::Value = serde_json::from_slice(manifest).unwrap_or_default();
+        let layers: u64 = parsed["layers"].as_array().map_or(0, |l| l.iter().filter_map(|d| d["size"].as_u64()).sum());
+        let size =
+            if layers > 0 { layers + parsed["config"]["size"].as_u64().unwrap_or(0) } else { manifest.len() as u64 };
+        if let Some(tag) = tag {
+            for image in self.images.iter_mut() {
+                image.tags.remove(tag);
+            }
+        }
+        match self.images.iter_mut().find(|i| i.digest == digest) {
+            Some(image) => image.tags.extend(tag.map(str::to_string)),
+            None => self.images.push(ImageRecord {
+                digest: digest.to_string(),
+                tags: tag.map(str::to_string).into_iter().collect::<BTreeSet<_>>(),
+                media_type: media_type.to_string(),
+                size,
+                pushed_at: OffsetDateTime::now_utc(),
+            }),
+        }
+    }
+
+    /// Whether the repository holds `reference` (a tag or a digest).
+    pub fn holds(&self, reference: &str) -> bool {
+        self.images.iter().any(|i| i.digest == reference || i.tags.contains(reference))
+    }
+}
+
+/// A template as created, with when.
+#[derive(Debug, Clone)]
+pub struct StoredTemplate {
+    pub template: CreationTemplate,
+    pub created_at: OffsetDateTime,
+}
+
+/// A pull through cache rule as created, with when.
+#[derive(Debug, Clone)]
+pub struct StoredRule {
+    pub rule: PullThroughRule,
+    pub created_at: OffsetDateTime,
 }
 
 pub struct AwsCell {
@@ -243,6 +431,8 @@ pub struct AwsCell {
     keys: Mutex<HashMap<String, AccessKey>>,
     passwords: Minted<RegistryPassword>,
     pub repositories: Mutex<BTreeMap<String, Repository>>,
+    pub templates: Mutex<Vec<StoredTemplate>>,
+    pub pull_through_rules: Mutex<Vec<StoredRule>>,
     last_denial: Mutex<Option<String>>,
     /// The IMDSv2 session token (one per cell is enough: each cell is one "instance").
     imds_token: String,
@@ -283,8 +473,14 @@ impl AwsCell {
                 allow: spec.allow.clone(),
             },
         };
-        let repositories =
-            spec.repositories.iter().map(|r| (r.clone(), Repository { created_at: now, images: Vec::new() })).collect();
+        let repositories = spec
+            .repositories
+            .iter()
+            .map(|r| (r.clone(), Repository::new(spec.tag_mutability, spec.repository_policy.clone())))
+            .collect();
+        let templates =
+            spec.creation_templates.iter().map(|t| StoredTemplate { template: t.clone(), created_at: now }).collect();
+        let rules = spec.pull_through_cache.iter().map(|r| StoredRule { rule: r.clone(), created_at: now }).collect();
         AwsCell {
             keys: Mutex::new(HashMap::from([(key.id.clone(), key.clone())])),
             key,
@@ -292,10 +488,29 @@ impl AwsCell {
             backend_prefix,
             passwords: Minted::default(),
             repositories: Mutex::new(repositories),
+            templates: Mutex::new(templates),
+            pull_through_rules: Mutex::new(rules),
             last_denial: Mutex::new(None),
             imds_token: random_b64(42),
             container_token: random_b64(30),
         }
+    }
+
+    /// The template that applies to a repository ECR creates itself for `purpose`: the one
+    /// with the longest prefix covering it, else a `ROOT` one.
+    pub fn template_for(&self, repository: &str, purpose: AppliedFor) -> Option<CreationTemplate> {
+        let templates = self.templates.lock().expect("templates lock");
+        let applying = templates.iter().filter(|t| t.template.applied_for.contains(&purpose));
+        applying
+            .filter_map(|t| Some((t.template.covers(repository)?, t)))
+            .max_by_key(|(n, _)| *n)
+            .map(|(_, t)| t.template.clone())
+    }
+
+    /// The pull through cache rule `repository` falls under, with the upstream repository.
+    pub fn pull_through(&self, repository: &str) -> Option<(PullThroughRule, String)> {
+        let rules = self.pull_through_rules.lock().expect("rules lock");
+        rules.iter().find_map(|r| Some((r.rule.clone(), r.rule.upstream_repository(repository)?.to_string())))
     }
 
     pub fn key(&self, id: &str) -> Option<AccessKey> {

@@ -260,6 +260,14 @@ pub(crate) fn cannot_express(scenario: &Scenario) -> Option<String> {
         .is_some_and(|d| d.auths.values().any(|c| c.password.contains("ECR_EXPIRED_PASSWORD")))
     {
         "an expired registry password"
+    } else if spec.tag_mutability != Default::default()
+        || !spec.images.is_empty()
+        || spec.repository_policy.is_some()
+        || !spec.creation_templates.is_empty()
+        || !spec.pull_through_cache.is_empty()
+    {
+        // The harness seeds none of these into LocalStack's account.
+        return Some("the harness does not set up ECR's own features (tag immutability, seeded images, repository policies, creation templates, pull through cache) in LocalStack".into());
     } else {
         return None;
     };
