@@ -19,7 +19,7 @@ use crate::events::{ProvisionEvent, ProvisionObserver};
 use crate::process::{self, output_tail, RunError};
 
 /// A Go program the harness can build from the module proxy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GoTool {
     /// Binary name, also the cache directory.
     pub name: &'static str,
