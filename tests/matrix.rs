@@ -67,7 +67,7 @@ fn shared(matrix: &Matrix, scenarios: &[Scenario]) -> Result<&'static Shared, Fa
     shared.as_ref().map_err(|e| Failed::from(format!("infra-error: {e}")))
 }
 
-fn binary(shared: &Shared, tool: &dyn Tool, version: &str) -> Result<ToolBinary, Failed> {
+fn binary(shared: &Shared, tool: &Tool, version: &str) -> Result<ToolBinary, Failed> {
     let key = format!("{}@{version}", tool.name());
     if let Some(binary) = shared.binaries.lock().unwrap().get(&key) {
         return Ok(binary.clone());
@@ -96,7 +96,7 @@ fn effective_label(result: &CellResult, expected: Option<&str>) -> String {
 
 /// One cell of the matrix, as a test.
 struct CellCase {
-    tool: &'static dyn Tool,
+    tool: &'static Tool,
     version: String,
     scenario: Scenario,
     expected: Option<String>,
@@ -154,7 +154,7 @@ fn main() {
     let selected = matrix.select_scenarios(&names).unwrap_or_else(|e| panic!("{e}"));
     let listing_runtime = tokio::runtime::Runtime::new().unwrap();
     // Per tool: its versions and its scenarios.
-    let mut plan: Vec<(&'static dyn Tool, Vec<String>, Vec<String>)> = Vec::new();
+    let mut plan: Vec<(&'static Tool, Vec<String>, Vec<String>)> = Vec::new();
     for config in &matrix.tools {
         let resolution = listing_runtime
             .block_on(versions::resolve_listing(config.tool, &config.versions))
@@ -177,7 +177,7 @@ fn main() {
             for version in tool_versions {
                 *cells_per_family.entry((tool.name(), family.clone())).or_default() += 1;
                 let expected = snapshots.label(tool.name(), version, &scenario.name).map(String::from);
-                let case = CellCase { tool: *tool, version: version.clone(), scenario: scenario.clone(), expected };
+                let case = CellCase { tool, version: version.clone(), scenario: scenario.clone(), expected };
                 let (matrix, all) = (matrix.clone(), scenarios.clone());
                 let name = ko_matrix::report::cell_id(tool.name(), version, &scenario.name);
                 trials.push(
@@ -223,7 +223,7 @@ fn main() {
 /// For each tool's family whose every cell ran, compares its whole snapshot through insta.
 fn check_family_snapshots(
     results: &[CellResult],
-    plan: &[(&'static dyn Tool, Vec<String>, Vec<String>)],
+    plan: &[(&'static Tool, Vec<String>, Vec<String>)],
     scenarios: &[Scenario],
     cells_per_family: &BTreeMap<(&'static str, String), usize>,
     snapshots: &Snapshots,

@@ -1,5 +1,5 @@
-//! What ships inside the binary: the built-in scenario library, the Go app cells build, and
-//! a starting matrix.toml. `ko-matrix init` writes them out, and a run whose scenarios
+//! What ships inside the binary: the built-in scenario library, the Go app cells build, the
+//! built-in tool definitions (`tools/`), and a starting matrix.toml. `ko-matrix init` writes them out, and a run whose scenarios
 //! folder has no `app/` builds the built-in app, so an installed ko-matrix works anywhere.
 
 use std::path::{Path, PathBuf};
@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use include_dir::{include_dir, Dir, DirEntry};
 
 static SCENARIOS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/scenarios");
+static TOOLS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/tools");
 const MATRIX_TOML: &str = include_str!("../../matrix.toml");
 
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +30,16 @@ fn files() -> Vec<(PathBuf, &'static [u8])> {
     }
     let mut out = vec![(PathBuf::from("matrix.toml"), MATRIX_TOML.as_bytes())];
     walk(&SCENARIOS, &mut out);
+    out.extend(TOOLS.files().map(|f| (Path::new("tools").join(f.path()), f.contents())));
     out
 }
 
-/// Writes matrix.toml and scenarios/ (with the app) into `dir`. Refuses, writing nothing,
+/// The built-in tool definitions as (`tools/<name>.toml`, text).
+pub(crate) fn tool_definitions() -> impl Iterator<Item = (PathBuf, &'static str)> {
+    TOOLS.files().filter_map(|f| Some((Path::new("tools").join(f.path()), f.contents_utf8()?)))
+}
+
+/// Writes matrix.toml, scenarios/ (with the app) and tools/ into `dir`. Refuses, writing nothing,
 /// when any of those files exists already. Returns the files written, relative to `dir`.
 pub fn init(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
     let files = files();
@@ -72,6 +79,7 @@ mod tests {
         assert!(
             written.iter().any(|p| p.ends_with("scenarios/app/main.go"))
                 && written.iter().any(|p| p.ends_with("scenarios/ecr/env-session.toml"))
+                && written.iter().any(|p| p.ends_with("tools/crane.toml"))
         );
         assert_eq!(std::fs::read_to_string(dir.path().join("matrix.toml")).unwrap(), super::MATRIX_TOML);
         std::fs::write(dir.path().join("matrix.toml"), "# mine\n").unwrap();

@@ -520,7 +520,7 @@ impl Cell {
         secrets.extend(rendered.iter().chain(unlisted).flat_map(|f| f.secrets.iter().cloned()));
         secrets.extend(aws.iter().flat_map(|a| a.secrets.iter().cloned()));
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
-        let insecure: &[&str] = if scenario.target.insecure { tool.tool.insecure_switch("push") } else { &[] };
+        let insecure: &[String] = if scenario.target.insecure { tool.tool.insecure_switch("push") } else { &[] };
         let push_command = [tool.tool.name().to_string()]
             .into_iter()
             .chain(tool.tool.push_args(&push))
@@ -690,7 +690,7 @@ impl Cell {
             if placeholder {
                 let word = argv.get(1).cloned().unwrap_or_default();
                 let words = tool.tool.subcommand(&word);
-                let insecure: &[&str] = if self.insecure { tool.tool.insecure_switch(&word) } else { &[] };
+                let insecure: &[String] = if self.insecure { tool.tool.insecure_switch(&word) } else { &[] };
                 argv = [name.to_string()]
                     .into_iter()
                     .chain(words)

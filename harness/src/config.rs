@@ -160,7 +160,7 @@ impl ScenarioPattern {
 /// One `[tools.<name>]` table: a tool, its versions, where they come from, its scenarios.
 #[derive(Debug, Clone)]
 pub struct ToolConfig {
-    pub tool: &'static dyn Tool,
+    pub tool: &'static Tool,
     pub versions: Vec<(String, Selector)>,
     pub fetch: FetchSettings,
     /// `None`: every scenario the run selects.
@@ -184,8 +184,10 @@ pub struct Matrix {
 pub(crate) const DEFAULT_CELL_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Matrix {
+    /// Reads `file`, after the tool definitions in `tools/` beside it (which its tables may name).
     pub fn load(file: &Path) -> Result<Matrix, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|e| ConfigError::unreadable(file, &e))?;
+        crate::tool::load_dir(&file.parent().unwrap_or(Path::new(".")).join("tools"))?;
         Matrix::parse(file, &text)
     }
 
@@ -193,14 +195,12 @@ impl Matrix {
         let err = |span: Range<usize>, message: String| ConfigError::at(file, text, span, message);
         let raw: RawMatrix = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
 
-        let mut tables: Vec<(&'static dyn Tool, &Spanned<RawTool>)> = Vec::new();
+        let mut tables: Vec<(&'static Tool, &Spanned<RawTool>)> = Vec::new();
         if let Some(table) = &raw.ko {
             tables.push((crate::tool::shorthand(), table));
         }
         for (name, table) in raw.tools.iter().flatten() {
-            let tool = crate::tool::by_name(name).ok_or_else(|| {
-                err(table.span(), format!("unknown tool `{name}`; built-in tools: {}", crate::tool::names()))
-            })?;
+            let tool = crate::tool::by_name(name).ok_or_else(|| err(table.span(), crate::tool::unknown_tool(name)))?;
             if tables.iter().any(|(t, _)| t.name() == tool.name()) {
                 return Err(err(table.span(), format!("[tools.{name}] repeats the [{name}] table; keep one of them")));
             }
@@ -212,7 +212,7 @@ impl Matrix {
             return Err(err(
                 0..0,
                 format!(
-                    "no tool to test: add a [tools.<name>] table with `versions` (built-in tools: {})",
+                    "no tool to test: add a [tools.<name>] table with `versions` (known tools: {})",
                     crate::tool::names()
                 ),
             ));
@@ -314,7 +314,7 @@ impl Matrix {
 }
 
 /// Validates one tool's table.
-fn tool_config(file: &Path, text: &str, tool: &'static dyn Tool, raw: &RawTool) -> Result<ToolConfig, ConfigError> {
+fn tool_config(file: &Path, text: &str, tool: &'static Tool, raw: &RawTool) -> Result<ToolConfig, ConfigError> {
     let err = |span: Range<usize>, message: String| ConfigError::at(file, text, span, message);
     let mut versions = Vec::new();
     for entry in raw.versions.get_ref() {
@@ -464,9 +464,9 @@ localstack_image = "localstack/localstack-pro:4.3.0"
             ("[ko]\nversions = [\"latest\"]\n[ecr]\nbackend = \"moto\"\n", "4:11: unknown variant `moto`, expected one of `auto`, `embedded`, `localstack`"),
             ("[ko]\nversions = [\"latest\"]\n[ecr]\nlocalstack_image = \"localstack/localstack-pro:latest\"\n", "4:20: localstack_image must be pinned as name:tag (not latest), e.g. localstack/localstack-pro:4.4.0"),
             ("[ko]\nversions = [\"latest\"]\n[ecr]\nlocalstack_endpoint = \"http://10.1.1.1:4566\"\n", "4:23: localstack_endpoint must be an http:// address on loopback, e.g. http://127.0.0.1:4566"),
-            ("[tools.docker]\nversions = [\"latest\"]\n", "1:1: unknown tool `docker`; built-in tools: ko, crane, oras"),
+            ("[tools.docker]\nversions = [\"latest\"]\n", "1:1: unknown tool `docker`; known tools: ko, crane, oras (define one in tools/docker.toml beside matrix.toml: docs/tool-definitions.md)"),
             ("[ko]\nversions = [\"latest\"]\n[tools.ko]\nversions = [\"v0.15.1\"]\n", "3:1: [tools.ko] repeats the [ko] table; keep one of them"),
-            ("[run]\njobs = 2\n", "1:1: no tool to test: add a [tools.<name>] table with `versions` (built-in tools: ko, crane, oras)"),
+            ("[run]\njobs = 2\n", "1:1: no tool to test: add a [tools.<name>] table with `versions` (known tools: ko, crane, oras)"),
             ("[tools.crane]\nversions = [\"v0.20.2\"]\nscenarios = [\"[\"]\n", "3:14: not a valid glob: error parsing glob '[': unclosed character class; missing ']'"),
             ("[tools.oras]\nversions = [\"v1.2.0\"]\nsource = \"path\"\n", "2:12: source = \"path\" needs `path = \"/path/to/oras\"` in the oras table"),
         ];

@@ -89,7 +89,7 @@ pub(crate) struct Evidence<'a> {
     /// The tool under test: its name and its own failure wording.
     pub tool: &'a str,
     /// The tool's own failure wording, tried before the wording every tool shares.
-    pub patterns: &'static [(FailClass, &'static [&'static str])],
+    pub patterns: &'a [(FailClass, Vec<String>)],
     /// The tool's exit code; `None` when it was killed.
     pub exit_code: Option<i32>,
     pub timed_out: bool,
@@ -268,10 +268,18 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
     }
     let exit = e.exit_code.map_or("was killed".to_string(), |c| format!("exited {c}"));
     if let Some(line) = line {
-        for (class, patterns) in std::iter::once(&CREDENTIAL_PATTERNS).chain(e.patterns).chain(PATTERNS.iter()) {
-            if patterns.iter().any(|p| line.contains(p)) {
-                return fail(*class, format!("{tool} {exit}: {line}"));
-            }
+        let own =
+            e.patterns.iter().map(|(class, patterns)| (*class, patterns.iter().any(|p| line.contains(p.as_str()))));
+        let shared = |list: &'static [(FailClass, &[&str])]| {
+            list.iter().map(|(class, patterns)| (*class, patterns.iter().any(|p| line.contains(p))))
+        };
+        // Credentials first, then the tool's own wording, then the wording every tool shares.
+        let decided = shared(std::slice::from_ref(&CREDENTIAL_PATTERNS))
+            .chain(own)
+            .chain(shared(&PATTERNS))
+            .find_map(|(class, hit)| hit.then_some(class));
+        if let Some(class) = decided {
+            return fail(class, format!("{tool} {exit}: {line}"));
         }
     }
     let quoted = line.unwrap_or("(no error line)");
@@ -384,7 +392,7 @@ mod tests {
         }
     }
 
-    fn ko() -> &'static dyn crate::tool::Tool {
+    fn ko() -> &'static crate::tool::Tool {
         crate::tool::shorthand()
     }
 

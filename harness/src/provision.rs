@@ -19,7 +19,7 @@ use crate::events::{ProvisionEvent, ProvisionObserver};
 use crate::process::{self, output_tail, RunError};
 
 /// A Go program the harness can build from the module proxy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GoTool {
     /// Binary name, also the cache directory.
     pub name: &'static str,
@@ -30,6 +30,18 @@ pub struct GoTool {
     pub version_var: Option<&'static str>,
     /// Arguments that make the binary print its version; empty: no check possible.
     pub version_args: &'static [&'static str],
+}
+
+/// The name `go install` gives `package`'s binary: its last element, or the one before a
+/// major-version suffix (`…/cmd/tool/v2`).
+fn installed_name(package: &str) -> &str {
+    let mut elements = package.rsplit('/');
+    let last = elements.next().unwrap_or(package);
+    let is_major = last.len() > 1 && last.starts_with('v') && last[1..].chars().all(|c| c.is_ascii_digit());
+    match elements.next() {
+        Some(before) if is_major => before,
+        _ => last,
+    }
 }
 
 /// Which Go toolchain builds a tool.
@@ -357,7 +369,16 @@ impl Go {
                 output: output_tail(&out, 40),
             });
         }
-        Ok(bin_dir.join(tool.name))
+        // `go install` names the binary after the package; a tool may be named otherwise.
+        let (installed, binary) = (bin_dir.join(installed_name(tool.package)), bin_dir.join(tool.name));
+        if installed != binary {
+            std::fs::rename(&installed, &binary).map_err(|source| cache::CacheError::Io {
+                action: "renaming",
+                path: installed,
+                source,
+            })?;
+        }
+        Ok(binary)
     }
 
     /// The version string of a `GOTOOLCHAIN` value, for the manifest.
@@ -840,6 +861,14 @@ impl GoProvisioner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_install_names_binaries_after_the_package() {
+        assert_eq!(installed_name("github.com/google/go-containerregistry/cmd/crane"), "crane");
+        assert_eq!(installed_name("github.com/google/ko"), "ko");
+        assert_eq!(installed_name("example.com/tool/v2"), "tool");
+        assert_eq!(installed_name("oras.land/oras/cmd/oras"), "oras");
+    }
 
     #[test]
     fn the_proxys_final_answers_are_told_from_not_reaching_it() {

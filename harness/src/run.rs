@@ -160,10 +160,7 @@ pub fn committed_snapshots(matrix: &Matrix) -> Result<Option<Snapshots>, ReportE
 }
 
 /// The scenarios each of `tools` runs: every scenario any runs, and per tool the names of its.
-pub fn select_scenarios(
-    matrix: &Matrix,
-    tools: &[&'static dyn Tool],
-) -> Result<(Vec<Scenario>, ToolScenarios), RunError> {
+pub fn select_scenarios(matrix: &Matrix, tools: &[&'static Tool]) -> Result<(Vec<Scenario>, ToolScenarios), RunError> {
     let known = scenario::discover(&scenarios_dir(matrix))?;
     let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
     let selected = matrix.select_scenarios(&names)?;
@@ -194,7 +191,7 @@ pub fn select_scenarios(
 /// Fetches each tool's resolved versions (all at once, see [`fetch_all`]) and selects its
 /// scenarios. `versions` holds a fetcher per tool that runs, with its resolved versions.
 pub async fn select(matrix: &Matrix, versions: &[(&ToolFetcher, Vec<String>)]) -> Result<Selection, RunError> {
-    let tools: Vec<&'static dyn Tool> = versions.iter().map(|(fetcher, _)| fetcher.tool()).collect();
+    let tools: Vec<&'static Tool> = versions.iter().map(|(fetcher, _)| fetcher.tool()).collect();
     let (scenarios, tool_scenarios) = select_scenarios(matrix, &tools)?;
     let requests: Vec<(&ToolFetcher, String)> =
         versions.iter().flat_map(|(fetcher, vs)| vs.iter().map(|v| (*fetcher, v.clone()))).collect();

@@ -81,7 +81,7 @@ pub enum Behaviour {
 /// crane at `version`, as the matrix gets it (the harness's own definition of the tool), from
 /// the cache or built from the module proxy.
 pub async fn crane(version: &str) -> PathBuf {
-    let go = ko_matrix::tool::by_name("crane").expect("crane is a built-in tool").go();
+    let go = ko_matrix::tool::by_name("crane").expect("crane is a built-in tool definition").go();
     provisioner().install(go, version).await.unwrap_or_else(|e| panic!("{e}")).path
 }
 

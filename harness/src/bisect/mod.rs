@@ -194,7 +194,7 @@ impl<'a> Bisect<'a> {
         self.fetcher.fetch(version).await.map(|binary| (binary, Vec::new())).map_err(|e| e.to_string())
     }
 
-    fn tool(&self) -> &'static dyn Tool {
+    fn tool(&self) -> &'static Tool {
         self.fetcher.tool()
     }
 
@@ -594,7 +594,7 @@ fn upgrade_set(names: &[String]) -> String {
 
 /// `tool`'s releases strictly between `good` and `bad`: `explicit` if given, else its release list.
 pub async fn releases_between(
-    tool: &dyn Tool,
+    tool: &Tool,
     good: &str,
     bad: &str,
     explicit: Option<Vec<String>>,

@@ -61,7 +61,7 @@ impl Default for FetchSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ToolBinary {
     #[serde(serialize_with = "tool_name", deserialize_with = "tool_by_name")]
-    pub tool: &'static dyn Tool,
+    pub tool: &'static Tool,
     /// What was asked for (`v0.15.2`, `latest`, `main`).
     pub requested: String,
     /// The exact version the binary is.
@@ -77,18 +77,18 @@ pub struct ToolBinary {
     pub from_cache: bool,
 }
 
-fn tool_name<S: serde::Serializer>(tool: &&'static dyn Tool, serializer: S) -> Result<S::Ok, S::Error> {
+fn tool_name<S: serde::Serializer>(tool: &&'static Tool, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(tool.name())
 }
 
-fn tool_by_name<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<&'static dyn Tool, D::Error> {
+fn tool_by_name<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<&'static Tool, D::Error> {
     let name = String::deserialize(deserializer)?;
     super::by_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown tool `{name}`")))
 }
 
 impl ToolBinary {
     /// The cached binary `installed` of `tool`, as asked for by `requested`.
-    pub(crate) fn from_installed(tool: &'static dyn Tool, requested: String, installed: Installed) -> ToolBinary {
+    pub(crate) fn from_installed(tool: &'static Tool, requested: String, installed: Installed) -> ToolBinary {
         ToolBinary {
             tool,
             requested,
@@ -309,7 +309,7 @@ impl BinaryFetcher {
 /// Fetches a tool's versions by the configured route, through the cache; `path` is a binary
 /// the user has.
 pub struct ToolFetcher {
-    tool: &'static dyn Tool,
+    tool: &'static Tool,
     path: Option<PathBuf>,
     source: Source,
     binaries: BinaryFetcher,
@@ -317,7 +317,7 @@ pub struct ToolFetcher {
 
 impl ToolFetcher {
     pub fn new(
-        tool: &'static dyn Tool,
+        tool: &'static Tool,
         cache: Cache,
         settings: FetchSettings,
         observer: Arc<dyn ProvisionObserver>,
@@ -327,7 +327,7 @@ impl ToolFetcher {
         ToolFetcher { tool, path: settings.path, source: settings.source, binaries }
     }
 
-    pub fn tool(&self) -> &'static dyn Tool {
+    pub fn tool(&self) -> &'static Tool {
         self.tool
     }
 

@@ -1,89 +1,189 @@
 //! The tool under test. A [`Tool`] holds everything tool-specific: how to get it (Go module,
 //! release assets, version check), what a cell prepares for it, its push and login
-//! commands, where its output names the pushed digest, and its own failure wording. ko, crane
-//! and oras are built-in definitions; nothing outside a definition names its tool.
+//! commands, where its output names the pushed digest, and its own failure wording. Tools are
+//! data: `tools/<name>.toml` ([`definition`]; ko, crane and oras ship built in), with what
+//! needs code behind a named [`hooks::Hook`]. Nothing outside a definition names its tool.
 //!
 //! Getting binaries for any tool: [`fetch`] (routes and cache), [`release`] (GitHub release
 //! assets), [`versions`] (selectors and release lists).
 
-mod crane;
+pub mod definition;
 pub mod fetch;
-mod ko;
-mod oras;
+mod hooks;
 pub mod release;
 pub mod versions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{OnceLock, RwLock};
 
+use crate::located::ConfigError;
 use crate::outcome::FailClass;
 use crate::payload::Payload;
 use crate::provision::GoTool;
+pub use definition::PayloadKind;
 pub use fetch::{BinaryFetcher, FetchError, FetchSettings, Program, Source, ToolBinary, ToolFetcher};
 pub use release::ReleaseLayout;
 
-/// One push tool, as ko-matrix drives it.
-pub trait Tool: Send + Sync + 'static {
-    /// How to build it from the Go module proxy, and how it reports its version.
-    fn go(&self) -> &'static GoTool;
+/// One push tool, as its definition describes it (see [`definition`]).
+#[derive(Debug, PartialEq)]
+pub struct Tool {
+    /// How to build it from the Go module proxy, and how it reports its version; `go.name` is
+    /// the tool's name.
+    go: GoTool,
     /// Where its release binaries are published.
-    fn release(&self) -> &'static ReleaseLayout;
+    release: ReleaseLayout,
+    payload: PayloadKind,
+    /// The push command's arguments, with `{repository}`, `{payload}`, `{media_type}`.
+    push: Vec<String>,
+    /// A scenario step's `${TOOL} <word>` in the tool's words (`login` → `auth login`).
+    commands: BTreeMap<String, Vec<String>>,
+    /// The plain-HTTP switch, and the commands (`push`, step words) that take it; `None`: all.
+    insecure: Vec<String>,
+    insecure_commands: Option<Vec<String>>,
+    /// A whole-line pattern whose first group is the pushed digest; `{repository}` stands
+    /// for the repository under any name the tool may print for it.
+    digest: String,
+    failures: Vec<(FailClass, Vec<String>)>,
+    hook: Option<hooks::Hook>,
+}
+
+impl Tool {
+    pub fn go(&self) -> &GoTool {
+        &self.go
+    }
+
+    pub fn release(&self) -> &ReleaseLayout {
+        &self.release
+    }
+
     /// Its name (its binary's): `[tools.<name>]` in matrix.toml, `<name>@<version>::<scenario>`
     /// cell ids, `results/<name>/` snapshots, and what a scenario step may name instead of `${TOOL}`.
-    fn name(&self) -> &'static str {
-        self.go().name
+    pub fn name(&self) -> &'static str {
+        self.go.name
     }
-    /// What a cell writes and sets so the tool pushes to `push.repository`. By default
-    /// nothing: the push runs where the run's prebuilt image and artifact are.
-    fn prepare(&self, push: &PushContext) -> Prepared {
-        Prepared { cwd: push.payload.files_dir.clone(), ..Prepared::default() }
+
+    /// What a cell writes and sets so the tool pushes to `push.repository`: the push runs
+    /// where its payload is, and its hook adds what needs code.
+    pub fn prepare(&self, push: &PushContext) -> Prepared {
+        let cwd = match self.payload {
+            PayloadKind::App => push.payload.app_dir.clone(),
+            PayloadKind::ImageTarball | PayloadKind::File => push.payload.files_dir.clone(),
+        };
+        let mut prepared = Prepared { cwd, ..Prepared::default() };
+        if let Some(hook) = self.hook {
+            hook.prepare(push, &mut prepared);
+        }
+        prepared
     }
+
     /// The push command's arguments (after the program).
-    fn push_args(&self, push: &PushContext) -> Vec<String>;
-    /// A scenario's `${TOOL} <word> …` as the tool spells it: `login` is `auth login` for crane.
-    fn subcommand(&self, word: &str) -> Vec<String> {
-        vec![word.to_string()]
+    pub fn push_args(&self, push: &PushContext) -> Vec<String> {
+        let values = [
+            ("repository", push.repository.as_str()),
+            ("payload", self.payload.file()),
+            ("media_type", Payload::ARTIFACT_MEDIA_TYPE),
+        ];
+        self.push.iter().map(|arg| definition::fill(arg, &values)).collect()
     }
+
+    /// A scenario's `${TOOL} <word> …` as the tool spells it: `login` is `auth login` for crane.
+    pub fn subcommand(&self, word: &str) -> Vec<String> {
+        self.commands.get(word).cloned().unwrap_or_else(|| vec![word.to_string()])
+    }
+
     /// The tool's own switch for a registry that speaks plain HTTP (or has a certificate the
     /// user does not verify), as passed to `command`: `push`, or a scenario step's subcommand
     /// word (`login`). Empty where that command has none.
-    fn insecure_switch(&self, _command: &str) -> &'static [&'static str] {
-        &[]
+    pub fn insecure_switch(&self, command: &str) -> &[String] {
+        match &self.insecure_commands {
+            Some(commands) if !commands.iter().any(|c| c == command) => &[],
+            _ => &self.insecure,
+        }
     }
-    /// The digest the tool says it pushed to `repository` (`host/path`), from its output.
-    fn pushed_digest(&self, output: &str, repository: &str) -> Option<String>;
+
+    /// The digest the tool says it pushed to `repository` (`host/path`): the last line of its
+    /// output that the definition's pattern matches.
+    pub fn pushed_digest(&self, output: &str, repository: &str) -> Option<String> {
+        let pattern = definition::digest_regex(&self.digest, repository);
+        output.lines().rev().find_map(|l| Some(pattern.captures(l.trim())?.get(1)?.as_str().to_string()))
+    }
+
     /// Classes the tool's own wording decides before the registry patterns every tool shares
     /// (ko's build failures, for example).
-    fn failure_patterns(&self) -> &'static [(FailClass, &'static [&'static str])] {
-        &[]
+    pub fn failure_patterns(&self) -> &[(FailClass, Vec<String>)] {
+        &self.failures
     }
 }
 
-impl std::fmt::Debug for dyn Tool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+/// The built-in definitions (the repository's `tools/`), the shorthand one first.
+pub(crate) fn builtins() -> &'static [&'static Tool] {
+    static BUILTINS: OnceLock<Vec<&'static Tool>> = OnceLock::new();
+    BUILTINS.get_or_init(|| {
+        let mut tools: Vec<&'static Tool> = crate::builtin::tool_definitions()
+            .map(|(file, text)| {
+                let tool = definition::parse(&file, text).unwrap_or_else(|e| panic!("a built-in tool definition: {e}"));
+                &*Box::leak(Box::new(tool))
+            })
+            .collect();
+        tools.sort_by_key(|t| (t.name() != SHORTHAND, t.name()));
+        tools
+    })
 }
 
-/// Every built-in tool, the shorthand one first.
-pub(crate) fn builtins() -> [&'static dyn Tool; 3] {
-    [&ko::Ko, &crane::Crane, &oras::Oras]
+const SHORTHAND: &str = "ko";
+
+/// Definitions loaded from a matrix's `tools/` folder, by name. Cells, plans and reports name
+/// tools by name, so once loaded a tool resolves anywhere in the process.
+static LOADED: RwLock<Vec<&'static Tool>> = RwLock::new(Vec::new());
+
+/// Reads every `<name>.toml` in `dir` and makes each the tool of that name (in place of a
+/// built-in one of the same name). Returns them in file-name order.
+pub fn load_dir(dir: &Path) -> Result<Vec<&'static Tool>, ConfigError> {
+    let mut loaded = Vec::new();
+    for tool in definition::read_dir(dir)? {
+        let mut registry = LOADED.write().unwrap_or_else(|e| e.into_inner());
+        let known = by_name_in(&registry, tool.name()).filter(|known| **known == tool);
+        let tool: &'static Tool = match known {
+            Some(known) => known,
+            None => {
+                let tool: &'static Tool = Box::leak(Box::new(tool));
+                registry.retain(|t| t.name() != tool.name());
+                registry.push(tool);
+                tool
+            }
+        };
+        loaded.push(tool);
+    }
+    Ok(loaded)
+}
+
+fn by_name_in(loaded: &[&'static Tool], name: &str) -> Option<&'static Tool> {
+    loaded.iter().chain(builtins()).find(|t| t.name() == name).copied()
 }
 
 /// The tool that a matrix.toml's `[ko]` table, a bare `v0.15.2` and an older matrix.json's
 /// tool-less cells mean.
-pub fn shorthand() -> &'static dyn Tool {
-    &ko::Ko
+pub fn shorthand() -> &'static Tool {
+    builtins()[0]
 }
 
-/// The built-in tool called `name`.
-pub fn by_name(name: &str) -> Option<&'static dyn Tool> {
-    builtins().into_iter().find(|t| t.name() == name)
+/// The tool called `name`: loaded from a `tools/` folder, else built in.
+pub fn by_name(name: &str) -> Option<&'static Tool> {
+    by_name_in(&LOADED.read().unwrap_or_else(|e| e.into_inner()), name)
 }
 
-/// The built-in tools' names, for error messages.
+/// The known tools' names, for error messages.
 pub fn names() -> String {
-    builtins().map(|t| t.name()).join(", ")
+    let loaded = LOADED.read().unwrap_or_else(|e| e.into_inner());
+    let mut names: Vec<&str> = builtins().iter().map(|t| t.name()).collect();
+    names.extend(loaded.iter().map(|t| t.name()).filter(|n| !names.contains(n)).collect::<Vec<_>>());
+    names.join(", ")
+}
+
+/// Why `name` is no tool: the known ones, and how to define it.
+pub fn unknown_tool(name: &str) -> String {
+    format!("unknown tool `{name}`; known tools: {} (define one in tools/{name}.toml beside matrix.toml: docs/tool-definitions.md)", names())
 }
 
 /// Where a cell pushes and what it has to push with.
@@ -108,41 +208,55 @@ pub struct Prepared {
     pub path: Vec<PathBuf>,
 }
 
-/// The push reference's digest on a line of its own: `<repository>@sha256:…`, as ko and crane
-/// print it (under any name the tool may print for it: `index.docker.io/…` for `docker.io/…`).
-fn digest_after_reference(output: &str, repository: &str) -> Option<String> {
-    let prefixes: Vec<String> =
-        ko_matrix_emulators::dockerhub::printed_names(repository).into_iter().map(|name| format!("{name}@")).collect();
-    output
-        .lines()
-        .rev()
-        .find_map(|l| prefixes.iter().find_map(|prefix| l.trim().strip_prefix(prefix.as_str())).map(str::to_string))
-        .filter(|d| d.starts_with("sha256:"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn tools_are_found_by_name() {
-        assert_eq!(names(), "ko, crane, oras");
+        assert_eq!(builtins().iter().map(|t| t.name()).collect::<Vec<_>>(), ["ko", "crane", "oras"]);
+        assert_eq!(shorthand().name(), "ko");
         for tool in builtins() {
             assert_eq!(by_name(tool.name()).map(|t| t.name()), Some(tool.name()));
-            assert_eq!(tool.go().name, tool.name(), "the binary is named like the tool");
         }
         assert!(by_name("docker").is_none());
     }
 
     #[test]
     fn digests_are_read_after_the_reference() {
-        let output = "2024/01/01 pushed blob: sha256:aa\nreg.test/app@sha256:bb\n";
-        assert_eq!(digest_after_reference(output, "reg.test/app"), Some("sha256:bb".into()));
-        assert_eq!(digest_after_reference(output, "reg.test/other"), None);
-        assert_eq!(digest_after_reference("reg.test/app@latest\n", "reg.test/app"), None);
+        let crane = by_name("crane").unwrap();
+        let (aa, bb, cc) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let output = format!("2024/01/01 pushed blob: sha256:{aa}\nreg.test/app@sha256:{bb}\n");
+        assert_eq!(crane.pushed_digest(&output, "reg.test/app"), Some(format!("sha256:{bb}")));
+        assert_eq!(crane.pushed_digest(&output, "reg.test/other"), None);
+        assert_eq!(crane.pushed_digest("reg.test/app@latest\n", "reg.test/app"), None);
         assert_eq!(
-            digest_after_reference("index.docker.io/u/app@sha256:cc\n", "docker.io/u/app"),
-            Some("sha256:cc".into())
+            crane.pushed_digest(&format!("index.docker.io/u/app@sha256:{cc}\n"), "docker.io/u/app"),
+            Some(format!("sha256:{cc}"))
         );
+    }
+
+    #[test]
+    fn oras_names_its_digest_on_a_line_of_its_own() {
+        let oras = by_name("oras").unwrap();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let output = format!("Uploading 1f2a artifact.txt\nPushed [registry] reg.test/app:latest\nArtifactType: application/vnd.unknown.artifact.v1\nDigest: {digest}\n");
+        assert_eq!(oras.pushed_digest(&output, "reg.test/app"), Some(digest));
+        assert_eq!(oras.pushed_digest("Error: unauthorized\n", "reg.test/app"), None);
+    }
+
+    #[test]
+    fn commands_and_switches_in_the_tools_words() {
+        let (ko, crane, oras) = (shorthand(), by_name("crane").unwrap(), by_name("oras").unwrap());
+        assert_eq!(crane.subcommand("login"), ["auth", "login"]);
+        assert_eq!(oras.subcommand("login"), ["login"]);
+        assert_eq!(
+            (crane.insecure_switch("push"), crane.insecure_switch("login")),
+            (&["--insecure".to_string()][..], &["--insecure".to_string()][..])
+        );
+        assert_eq!(ko.insecure_switch("push"), ["--insecure-registry"]);
+        assert!(ko.insecure_switch("login").is_empty());
+        assert_eq!(oras.insecure_switch("login"), ["--plain-http"]);
+        assert!(oras.insecure_switch("logout").is_empty());
     }
 }

@@ -16,7 +16,7 @@ use crate::events::{ProvisionEvent, ProvisionObserver};
 /// How a program publishes release binaries. `dir`, `asset` and `checksums` may hold
 /// `{version}` (without the `v`), `{Os}`/`{Arch}` (goreleaser's `Linux`/`x86_64`) and
 /// `{os}`/`{arch}` (Go's `linux`/`amd64`).
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct ReleaseLayout {
     /// `owner/name` on GitHub: the release list, and the default download base.
     pub github_repo: &'static str,
@@ -32,7 +32,7 @@ pub struct ReleaseLayout {
 }
 
 /// Where a release publishes the SHA-256 of its asset.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Checksums {
     /// A file of `<sha256>  <file>` lines for every asset (goreleaser's `checksums.txt`).
     List(&'static str),

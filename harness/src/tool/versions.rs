@@ -94,7 +94,7 @@ pub enum VersionError {
 impl ReleaseIndex {
     /// GitHub's release list where reachable, else `go list -m -versions` (which a proxy
     /// may serve only in part: say so when resolving).
-    pub async fn fetch(tool: &dyn Tool, go: Option<&Go>) -> Result<ReleaseIndex, VersionError> {
+    pub async fn fetch(tool: &Tool, go: Option<&Go>) -> Result<ReleaseIndex, VersionError> {
         let github = match from_github(&tool.release().releases_api()).await {
             Ok(index) => return Ok(index),
             Err(e) => e,
@@ -153,7 +153,7 @@ pub(crate) fn needs_index(selectors: &[(String, Selector)]) -> bool {
 }
 
 /// Resolves `selectors` of `tool`, listing its releases first when a range or `latest` needs them.
-pub async fn resolve_listing(tool: &dyn Tool, selectors: &[(String, Selector)]) -> Result<Resolution, VersionError> {
+pub async fn resolve_listing(tool: &Tool, selectors: &[(String, Selector)]) -> Result<Resolution, VersionError> {
     if !needs_index(selectors) {
         return resolve(tool, selectors, None);
     }
@@ -163,7 +163,7 @@ pub async fn resolve_listing(tool: &dyn Tool, selectors: &[(String, Selector)]) 
 }
 
 pub fn resolve(
-    tool: &dyn Tool,
+    tool: &Tool,
     selectors: &[(String, Selector)],
     index: Option<&ReleaseIndex>,
 ) -> Result<Resolution, VersionError> {
@@ -223,7 +223,7 @@ mod tests {
         )
     }
 
-    fn tool() -> &'static dyn Tool {
+    fn tool() -> &'static Tool {
         crate::tool::shorthand()
     }
 

@@ -85,8 +85,7 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs, signals: Signals) -
         .find(|s| s.name == args.scenario)
         .ok_or_else(|| BadInput(format!("no scenario `{}`; known scenarios: {}", args.scenario, names.join(", "))))?;
     let tool = match &args.tool {
-        Some(name) => tool::by_name(name)
-            .ok_or_else(|| BadInput(format!("unknown tool `{name}`; built-in tools: {}", tool::names())))?,
+        Some(name) => tool::by_name(name).ok_or_else(|| BadInput(tool::unknown_tool(name)))?,
         None => matrix.tools[0].tool,
     };
     let progress = Arc::new(progress::Progress::for_stderr());
@@ -166,7 +165,7 @@ pub async fn bisect(config: Option<&Path>, args: BisectArgs, signals: Signals) -
 async fn bisect_with(
     cells: Cells,
     args: BisectArgs,
-    tool: &'static dyn Tool,
+    tool: &'static Tool,
     scenario: &Scenario,
     fetcher: &ToolFetcher,
     progress: &progress::Progress,
@@ -198,7 +197,7 @@ async fn bisect_with(
 async fn search(
     cells: &Cells,
     args: BisectArgs,
-    tool: &'static dyn Tool,
+    tool: &'static Tool,
     scenario: &Scenario,
     fetcher: &ToolFetcher,
     progress: &progress::Progress,

@@ -322,6 +322,10 @@ const DEFAULT_CONFIG: &str = "matrix.toml";
 
 async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
     let config = cli.config.as_deref();
+    // Every command knows the tools defined beside the matrix file (reports and snapshots
+    // name them too), whether or not it reads the matrix.
+    let beside = config.unwrap_or(Path::new(DEFAULT_CONFIG)).parent().unwrap_or(Path::new("."));
+    ko_matrix::tool::load_dir(&beside.join("tools"))?;
     match cli.command {
         Command::Init { dir } => init(&dir),
         Command::Fetch(args) => tools::fetch(config, args).await,

@@ -87,13 +87,13 @@ fn parse_toolchain(text: &str) -> Result<ToolchainPolicy, String> {
 
 /// One tool a command works on: where its binaries come from and which versions.
 pub struct ToolPlan {
-    pub tool: &'static dyn Tool,
+    pub tool: &'static Tool,
     pub fetch: FetchSettings,
     pub selectors: Vec<(String, Selector)>,
 }
 
-fn tool_named(name: &str) -> Result<&'static dyn Tool, BadInput> {
-    tool::by_name(name).ok_or_else(|| BadInput(format!("unknown tool `{name}`; built-in tools: {}", tool::names())))
+fn tool_named(name: &str) -> Result<&'static Tool, BadInput> {
+    tool::by_name(name).ok_or_else(|| BadInput(tool::unknown_tool(name)))
 }
 
 /// The tools and versions a command means. Start from matrix.toml's tools (or, without one,
@@ -132,7 +132,7 @@ pub fn plan(
         plans.push(ToolPlan { tool: tool::shorthand(), fetch: FetchSettings::default(), selectors: Vec::new() });
     }
     if !cli_versions.is_empty() {
-        let mut wanted: Vec<(&'static dyn Tool, (String, Selector))> = Vec::new();
+        let mut wanted: Vec<(&'static Tool, (String, Selector))> = Vec::new();
         for text in cli_versions {
             let (tool, selector) = match text.split_once('@') {
                 Some((name, selector)) => (tool_named(name)?, selector),
