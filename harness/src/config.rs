@@ -152,7 +152,8 @@ pub struct ScenarioPattern {
 impl ScenarioPattern {
     /// A pattern given on the command line (no place in a file).
     pub fn from_cli(pattern: &str) -> Result<ScenarioPattern, String> {
-        globset::Glob::new(pattern).map_err(|e| format!("--scenarios {pattern:?} is not a valid glob: {e}"))?;
+        globset::Glob::new(pattern.strip_prefix('!').unwrap_or(pattern))
+            .map_err(|e| format!("--scenarios {pattern:?} is not a valid glob: {e}"))?;
         Ok(ScenarioPattern { pattern: pattern.to_string(), span: None })
     }
 }
@@ -288,13 +289,16 @@ impl Matrix {
     }
 
     fn matching(&self, patterns: &[ScenarioPattern], known: &[String]) -> Result<Vec<String>, ConfigError> {
-        let mut selected = vec![false; known.len()];
+        // In order: a pattern selects what it matches, `!pattern` leaves it out again; a list
+        // that starts with an exclusion starts from every scenario.
+        let mut selected = vec![patterns.first().is_some_and(|p| p.pattern.starts_with('!')); known.len()];
         for p in patterns {
-            let matcher = globset::Glob::new(&p.pattern).expect("validated at parse time").compile_matcher();
+            let (keep, glob) = p.pattern.strip_prefix('!').map_or((true, p.pattern.as_str()), |glob| (false, glob));
+            let matcher = globset::Glob::new(glob).expect("validated at parse time").compile_matcher();
             let mut any = false;
             for (i, name) in known.iter().enumerate() {
                 if matcher.is_match(name) {
-                    selected[i] = true;
+                    selected[i] = keep;
                     any = true;
                 }
             }
@@ -386,7 +390,8 @@ fn tool_config(file: &Path, text: &str, tool: &'static Tool, raw: &RawTool) -> R
 fn scenario_patterns(file: &Path, text: &str, list: &[Spanned<String>]) -> Result<Vec<ScenarioPattern>, ConfigError> {
     list.iter()
         .map(|entry| {
-            globset::Glob::new(entry.get_ref())
+            let glob = entry.get_ref().strip_prefix('!').unwrap_or(entry.get_ref());
+            globset::Glob::new(glob)
                 .map_err(|e| ConfigError::at(file, text, entry.span(), format!("not a valid glob: {e}")))?;
             Ok(ScenarioPattern { span: Some(entry.span()), pattern: entry.get_ref().clone() })
         })
@@ -520,6 +525,18 @@ localstack_image = "localstack/localstack-pro:4.3.0"
         assert_eq!(e.message, "no scenario matches `ecr/env-sesion`; known scenarios: registry/anonymous, registry/basic-auths, ecr/env-session");
         let all = parse("[ko]\nversions = [\"latest\"]\n").unwrap();
         assert_eq!(all.select_scenarios(&known).unwrap().len(), 3);
+        // `!pattern` leaves out again; first in the list, it starts from every scenario.
+        let but = parse("[ko]\nversions = [\"latest\"]\n[run]\nscenarios = [\"!registry/basic-*\"]\n").unwrap();
+        assert_eq!(but.select_scenarios(&known).unwrap(), ["registry/anonymous", "ecr/env-session"]);
+        let then =
+            parse("[ko]\nversions = [\"latest\"]\n[run]\nscenarios = [\"registry/*\", \"!*/anonymous\"]\n").unwrap();
+        assert_eq!(then.select_scenarios(&known).unwrap(), ["registry/basic-auths"]);
+        let typo = parse("[ko]\nversions = [\"latest\"]\n[run]\nscenarios = [\"!registry/nothing\"]\n").unwrap();
+        assert!(typo
+            .select_scenarios(&known)
+            .unwrap_err()
+            .message
+            .starts_with("no scenario matches `!registry/nothing`"));
     }
 
     #[test]

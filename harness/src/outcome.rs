@@ -303,6 +303,11 @@ fn infra_fault(e: &Evidence) -> Option<String> {
             r.path
         ));
     }
+    // The cell's files and the world's storage live on the harness's disk: a tool that could not
+    // write to it (its build, a registry's backend) failed for the machine, not for itself.
+    if e.output.contains("no space left on device") {
+        return Some("the machine's disk is full (no space left on device); free space and run again".into());
+    }
     (!e.unreachable.is_empty()).then(|| e.unreachable.join("; "))
 }
 
@@ -596,6 +601,14 @@ mod tests {
             verdict(Some(1), "Error: failed to publish images: something odd", &plain).class,
             Some(FailClass::Network)
         );
+    }
+
+    #[test]
+    fn a_full_disk_is_the_machines_failure_not_the_tools() {
+        let output = "Error: failed to publish images: error building \"ko://example.com/app\": build: mkdir /tmp/ko-matrix-run-x/cells/cell-y/tmp/ko1: no space left on device";
+        let verdict = verdict(Some(1), output, &[]);
+        assert_eq!(verdict.outcome, Outcome::InfraError, "{verdict:?}");
+        assert!(verdict.detail.starts_with("infra-error: the machine's disk is full"), "{}", verdict.detail);
     }
 
     #[test]
