@@ -265,7 +265,7 @@ mod tests {
             ("pusher.toml", MINIMAL.replace("Digest: (", "{image}@("), "5:10: unknown placeholder `{image}`; valid: {repository} in `digest`"),
             ("pusher.toml", with("hook = \"ko\""), "6:8: this hook works on payload = \"app\""),
             ("pusher.toml", with("hook = \"helm\""), "6:8: unknown variant `helm`, expected `ko`"),
-            ("pusher.toml", with("failures = [{ class = \"nope\", patterns = [\"x\"] }]"), "6:23: unknown variant `nope`, expected one of `credentials`, `unauthorized`, `denied`, `name-unknown`, `invalid-name`, `realm-refused`, `tls`, `network`, `build`, `timeout`, `other`"),
+            ("pusher.toml", with("failures = [{ class = \"nope\", patterns = [\"x\"] }]"), "6:23: unknown variant `nope`, expected one of `credentials`, `unauthorized`, `denied`, `name-unknown`, `tag-immutable`, `invalid-name`, `realm-refused`, `unsupported`, `storage-refused`, `tls`, `network`, `build`, `timeout`, `other`"),
             ("pusher.toml", MINIMAL.replace("module = \"example.com/pusher\"\n", ""), "1:1: missing field `module`"),
             ("Pusher.toml", MINIMAL.to_string(), "1:1: `Pusher` cannot name a tool (the file's name is the tool's and its binary's): use lower-case letters, digits, - and _, starting with a letter"),
         ];
