@@ -100,6 +100,13 @@ pub struct Principal {
     pub allow: Vec<String>,
 }
 
+impl Principal {
+    /// The `requested` actions its allow list covers.
+    pub fn granted(&self, requested: &[String]) -> Vec<String> {
+        requested.iter().filter(|action| allows(&self.allow, action)).cloned().collect()
+    }
+}
+
 /// What a registry token grants: the subject, and actions per repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -326,9 +333,8 @@ pub trait Vendor: Send + Sync + 'static {
     /// Which `requested` actions on `repository` a caller gets: `principal` is `None` for an
     /// anonymous one; `owner` is the account's namespace.
     fn grant(&self, owner: &str, principal: Option<&Principal>, repository: &str, requested: &[String]) -> Vec<String> {
-        let Some(principal) = principal else { return Vec::new() };
         let own = repository.split('/').next() == Some(owner);
-        requested.iter().filter(|action| own && allows(&principal.allow, action)).cloned().collect()
+        principal.filter(|_| own).map_or_else(Vec::new, |p| p.granted(requested))
     }
     /// Whether the registry answers upload `Location`s as paths (ACR) rather than URLs.
     fn relative_locations(&self) -> bool {
@@ -437,9 +443,12 @@ pub async fn serve_identity(service: Arc<dyn IdentityService>) -> std::io::Resul
 }
 
 /// Distribution's refusal of a token that does not cover `action` on `repository`: 401 with
-/// `error="insufficient_scope"` added to `challenge` (which names the scope) and the access
-/// that was missing, as Docker Hub and distribution's token access controller answer.
-pub(crate) fn insufficient_scope(challenge: String, repository: &str, action: &str) -> Response<Body> {
+/// `error="insufficient_scope"` added to `vendor`'s challenge for the repository (which names
+/// the scope) and the access that was missing, as Docker Hub and distribution's token access
+/// controller answer.
+pub(crate) fn insufficient_scope(vendor: &(impl Vendor + ?Sized), repository: &str, action: &str) -> Response<Body> {
+    let actions = if action == "push" { "pull,push" } else { "pull" };
+    let challenge = vendor.repository_challenge(repository, actions);
     let challenge = format!("{challenge},error=\"insufficient_scope\"");
     let body = serde_json::json!({ "errors": [{ "code": "UNAUTHORIZED", "message": "authentication required", "detail": [{ "Type": "repository", "Class": "", "Name": repository, "Action": action }] }] });
     let mut response = json(StatusCode::UNAUTHORIZED, body);

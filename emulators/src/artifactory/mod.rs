@@ -17,7 +17,6 @@
 use hyper::{Response, StatusCode};
 
 use crate::bearer::{unauthorized, BadCredentials, Grant, Principal, Vendor};
-use crate::grants::allows;
 use crate::wire::{full, json, json_as, Body};
 
 /// The host users push to.
@@ -91,9 +90,8 @@ impl Vendor for Artifactory {
 
     /// What the user may do in the cell's repository (the account's `owner` key).
     fn grant(&self, owner: &str, principal: Option<&Principal>, repository: &str, requested: &[String]) -> Vec<String> {
-        let Some(principal) = principal else { return Vec::new() };
         let own = repository.split_once('/').is_some_and(|(key, _)| key == owner);
-        requested.iter().filter(|action| own && allows(&principal.allow, action)).cloned().collect()
+        principal.filter(|_| own).map_or_else(Vec::new, |p| p.granted(requested))
     }
 
     /// Unconfirmed wording: distribution's `authentication required` under the repository's

@@ -25,7 +25,7 @@ use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 
 use crate::bearer::{unauthorized, Account, BadCredentials, Grant, Principal, Vendor};
-use crate::grants::{allows, Refusal};
+use crate::grants::Refusal;
 use crate::wire::{distribution_error, json, Body, Form};
 pub use entra::{AzureSpec, Entra, EntraCell};
 
@@ -121,8 +121,7 @@ impl Vendor for Acr {
         _repository: &str,
         requested: &[String],
     ) -> Vec<String> {
-        let Some(principal) = principal else { return Vec::new() };
-        requested.iter().filter(|action| allows(&principal.allow, action)).cloned().collect()
+        principal.map_or_else(Vec::new, |p| p.granted(requested))
     }
 
     fn extra_endpoint(

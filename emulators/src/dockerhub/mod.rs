@@ -86,8 +86,7 @@ impl Vendor for DockerHub {
     }
 
     fn refuse_action(&self, _: &Grant, repository: &str, action: &str) -> Response<Body> {
-        let actions = if action == "push" { "pull,push" } else { "pull" };
-        insufficient_scope(self.repository_challenge(repository, actions), repository, action)
+        insufficient_scope(self, repository, action)
     }
 }
 

@@ -16,7 +16,6 @@
 use hyper::{Response, StatusCode};
 
 use crate::bearer::{insufficient_scope, BadCredentials, Grant, Principal, Vendor};
-use crate::grants::allows;
 use crate::wire::{distribution_error, Body};
 
 /// The registry host users push to.
@@ -65,14 +64,11 @@ impl Vendor for Gitlab {
 
     /// The credential's own project only, as far as its abilities reach.
     fn grant(&self, owner: &str, principal: Option<&Principal>, repository: &str, requested: &[String]) -> Vec<String> {
-        let Some(principal) = principal else { return Vec::new() };
-        let own = in_project(repository, owner);
-        requested.iter().filter(|action| own && allows(&principal.allow, action)).cloned().collect()
+        principal.filter(|_| in_project(repository, owner)).map_or_else(Vec::new, |p| p.granted(requested))
     }
 
     fn refuse_action(&self, _: &Grant, repository: &str, action: &str) -> Response<Body> {
-        let actions = if action == "push" { "pull,push" } else { "pull" };
-        insufficient_scope(self.repository_challenge(repository, actions), repository, action)
+        insufficient_scope(self, repository, action)
     }
 }
 

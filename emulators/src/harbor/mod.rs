@@ -21,7 +21,6 @@ use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 
 use crate::bearer::{BadCredentials, Grant, Principal, Vendor};
-use crate::grants::allows;
 use crate::wire::{distribution_error, Body};
 
 /// The host users push to, and Harbor's external URL.
@@ -95,10 +94,10 @@ impl Vendor for Harbor {
 
     /// What the credential may do in the project, when the project exists; nothing otherwise.
     fn grant(&self, owner: &str, principal: Option<&Principal>, repository: &str, requested: &[String]) -> Vec<String> {
-        let Some(principal) = principal else { return Vec::new() };
         let project = repository.split('/').next().unwrap_or_default();
-        let member = project == existing_project(&principal.user, owner);
-        requested.iter().filter(|action| member && allows(&principal.allow, action)).cloned().collect()
+        principal
+            .filter(|p| project == existing_project(&p.user, owner))
+            .map_or_else(Vec::new, |p| p.granted(requested))
     }
 
     fn refuse_action(&self, grant: &Grant, repository: &str, action: &str) -> Response<Body> {

@@ -13,7 +13,6 @@
 use hyper::{Response, StatusCode};
 
 use crate::bearer::{BadCredentials, Grant, Principal, Vendor};
-use crate::grants::allows;
 use crate::wire::{json, Body};
 
 /// The hosted repository's connector host.
@@ -64,8 +63,7 @@ impl Vendor for Nexus {
         _repository: &str,
         requested: &[String],
     ) -> Vec<String> {
-        let Some(principal) = principal else { return Vec::new() };
-        requested.iter().filter(|action| allows(&principal.allow, action)).cloned().collect()
+        principal.map_or_else(Vec::new, |p| p.granted(requested))
     }
 
     /// Unconfirmed: what Nexus answers a user whose privileges lack the action; the 401 it

@@ -12,7 +12,6 @@
 use hyper::{Response, StatusCode};
 
 use crate::bearer::{BadCredentials, Grant, Principal, Vendor};
-use crate::grants::allows;
 use crate::wire::{json, Body};
 
 /// The server's host name (`SERVER_HOSTNAME`).
@@ -62,10 +61,11 @@ impl Vendor for Quay {
     }
 
     fn grant(&self, owner: &str, principal: Option<&Principal>, repository: &str, requested: &[String]) -> Vec<String> {
-        let Some(principal) = principal else { return Vec::new() };
-        let namespace = robot_namespace(&principal.user).unwrap_or(owner);
-        let own = repository.split_once('/').is_some_and(|(first, _)| first == namespace);
-        requested.iter().filter(|action| own && allows(&principal.allow, action)).cloned().collect()
+        let own = |p: &&Principal| {
+            let namespace = robot_namespace(&p.user).unwrap_or(owner);
+            repository.split_once('/').is_some_and(|(first, _)| first == namespace)
+        };
+        principal.filter(own).map_or_else(Vec::new, |p| p.granted(requested))
     }
 
     fn refuse_action(&self, _: &Grant, repository: &str, action: &str) -> Response<Body> {
