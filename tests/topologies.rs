@@ -85,3 +85,15 @@ fn a_loopback_registry_is_dialled_directly_and_still_recorded() {
     // Go never proxies localhost: the session's own listener took the connection.
     assert!(!stdout.contains("CONNECT"), "nothing went through the proxy: {stdout}");
 }
+
+#[test]
+fn a_cell_address_another_process_holds_is_not_used() {
+    // The first cell of a `shell` gets 127.77.1.2:5000; this process holds it, as a second
+    // run or shell on the machine's loopback would.
+    let _held = std::net::TcpListener::bind("127.77.1.2:5000").expect("127.77.1.2:5000 is free before the test");
+    let script = r#"getent hosts kind-registry && crane push --insecure image.tar kind-registry:5000/t/app"#;
+    let (code, stdout, stderr) = shell("crane@v0.22.1::http/single-label", script);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let address = stdout.split_whitespace().next().unwrap_or_default();
+    assert!(address.starts_with("127.77.") && address != "127.77.1.2", "{stdout}");
+}

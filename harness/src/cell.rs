@@ -254,18 +254,44 @@ fn address_placement(target: &TargetRegistry, scenario: &Scenario, session: u64)
     address::place(t.address, t.scheme, t.token_service, target.flavour.host(), token_host, session)
 }
 
+/// How far apart the cell numbers of two tries at a free address are (moves both varying
+/// bytes of a cell's loopback address).
+const ADDRESS_STRIDE: u64 = 255;
+
 /// Opens the cell's registry (and token service) at the addresses `[target]` names on its
-/// session; returns the registry's address as clients write it (`${REGISTRY}`).
+/// session: the registry's address as clients write it (`${REGISTRY}`), and where it went.
+/// Another process on the machine's loopback (a second run, a `shell`) may hold the address a
+/// cell number gives: then the next one is tried.
 async fn open_address(
     world: &World,
     target: &TargetRegistry,
     scenario: &Scenario,
     session: &Session,
+) -> Result<(String, Placement), CellSetupError> {
+    let mut attempt = 0;
+    loop {
+        let placement = address_placement(target, scenario, session.id + attempt * ADDRESS_STRIDE);
+        match open_placement(world, target, &placement, session).await {
+            Err(CellSetupError::Session(GatewayError::Listen { source, .. }))
+                if source.kind() == std::io::ErrorKind::AddrInUse && attempt < 16 =>
+            {
+                attempt += 1
+            }
+            opened => return opened.map(|registry| (registry, placement)),
+        }
+    }
+}
+
+/// Opens `placement`'s addresses on `session`; returns the registry's as clients write it.
+async fn open_placement(
+    world: &World,
+    target: &TargetRegistry,
+    placement: &Placement,
+    session: &Session,
 ) -> Result<String, CellSetupError> {
-    let placement = address_placement(target, scenario, session.id);
     let mut realm = None;
     let mut registry = target.flavour.host().to_string();
-    for plan in placement.sites {
+    for plan in &placement.sites {
         // Each served as the run's virtual host is. The registry sees the Host its client sent
         // (distribution writes it into upload locations); a token service elsewhere is told it
         // was asked under its own name (a vendor's front answers by name).
@@ -286,14 +312,14 @@ async fn open_address(
         let realm_here = if plan.role == Role::Registry { realm.clone() } else { None };
         let site = Site { backend, scheme: plan.scheme, realm: realm_here };
         let mut first = None;
-        for reach in plan.reach {
+        for reach in &plan.reach {
             let opened = match reach {
                 Reach::Proxied { host, port } => {
-                    session.open_site(&host, port, site.clone())?;
-                    authority(&host, port)
+                    session.open_site(host, *port, site.clone())?;
+                    authority(host, *port)
                 }
                 Reach::Direct { bind, host } => {
-                    authority(&host, session.listen(bind, &host, site.clone()).await?.port())
+                    authority(host, session.listen(*bind, host, site.clone()).await?.port())
                 }
             };
             first.get_or_insert(opened);
@@ -368,6 +394,7 @@ impl Cell {
         let root = dir.path();
         let home = root.join(credential_files::HOME);
         let session = world.gateway.session().await?;
+        let mut placement = Placement::default();
         let (host, repository, backend_repository, mut values, aws) = match &scenario.aws {
             Some(spec) => {
                 let backend = &world.aws.as_ref().ok_or(CellSetupError::NoAwsBackend)?.backend;
@@ -384,7 +411,8 @@ impl Cell {
                 let repository = format!("cells/{}/{}/{}", scenario.name, tool.tool.name(), tool.version)
                     .to_ascii_lowercase()
                     .replace(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)), "-");
-                let host = open_address(world, target, scenario, &session).await?;
+                let host;
+                (host, placement) = open_address(world, target, scenario, &session).await?;
                 let values = BTreeMap::from([
                     ("REGISTRY", host.clone()),
                     ("USER", target.user.username.clone()),
@@ -393,7 +421,6 @@ impl Cell {
                 (host, repository.clone(), repository, values, None)
             }
         };
-        let placement = address_placement(target, scenario, session.id);
         let hosts_file = match placement.hosts.is_empty() {
             true => None,
             false => {

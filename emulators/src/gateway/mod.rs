@@ -150,8 +150,8 @@ struct Inner {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("the gateway could not listen on 127.0.0.1: {0}")]
-    Listen(std::io::Error),
+    #[error("the gateway could not listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
     #[error("the gateway forwards only to loopback; {host} was to go to {addr}")]
     NotLoopback { host: String, addr: SocketAddr },
 }
@@ -204,8 +204,8 @@ impl Gateway {
 
     /// A new listener whose traffic is recorded separately.
     pub async fn session(&self) -> Result<Session, GatewayError> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(GatewayError::Listen)?;
-        let addr = listener.local_addr().map_err(GatewayError::Listen)?;
+        let listener = bind("127.0.0.1:0".parse().expect("a socket address")).await?;
+        let addr = listener.local_addr().map_err(|source| GatewayError::Listen { addr: "127.0.0.1".into(), source })?;
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let faults = Arc::new(Injector::default());
@@ -224,6 +224,10 @@ impl Gateway {
         let task = tokio::spawn(accept_loop(listener, inner.clone(), recorder.clone(), None));
         Ok(Session { addr, id, records, sink, faults, tasks: Mutex::new(vec![task]), inner, recorder })
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr).await.map_err(|source| GatewayError::Listen { addr: addr.to_string(), source })
 }
 
 /// Refuses an address off loopback, where a cell's traffic could leave the machine.
@@ -266,8 +270,8 @@ impl Session {
     /// environment (Google's metadata client reads `GCE_METADATA_HOST`). Its traffic is
     /// recorded and routed like the proxy's, so it never leaves the machine either.
     pub async fn serve_as(&self, host: &str) -> Result<SocketAddr, GatewayError> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(GatewayError::Listen)?;
-        let addr = listener.local_addr().map_err(GatewayError::Listen)?;
+        let listener = bind("127.0.0.1:0".parse().expect("a socket address")).await?;
+        let addr = listener.local_addr().map_err(|source| GatewayError::Listen { addr: "127.0.0.1".into(), source })?;
         let task = tokio::spawn(accept_loop(
             listener,
             self.inner.clone(),
@@ -293,8 +297,8 @@ impl Session {
     pub async fn listen(&self, bind: SocketAddr, host: &str, site: Site) -> Result<SocketAddr, GatewayError> {
         loopback_only(host, bind)?;
         loopback_only(host, site.backend.addr)?;
-        let listener = TcpListener::bind(bind).await.map_err(GatewayError::Listen)?;
-        let addr = listener.local_addr().map_err(GatewayError::Listen)?;
+        let listener = self::bind(bind).await?;
+        let addr = listener.local_addr().map_err(|source| GatewayError::Listen { addr: bind.to_string(), source })?;
         let (inner, recorder) = (self.inner.clone(), self.recorder.clone());
         let (name, host) = (sites::authority(host, addr.port()), host.to_ascii_lowercase());
         let task = tokio::spawn(async move {
@@ -462,30 +466,26 @@ struct DroppedOnPurpose;
 
 impl Recorder {
     fn record(&self, host: &str, method: &str, path: &str, status: u16, note: Option<String>) {
-        self.push(Record {
-            host: host.into(),
-            method: method.into(),
-            path: path.into(),
-            status,
-            at_ms: 0,
-            note,
-            infra: None,
-            auth: None,
-        });
+        self.push_answer(host, method, path, status, note, None);
     }
 
     /// Records an answer the gateway made because `infra` (`<service> <what happened>`).
     fn record_infra(&self, host: &str, method: &str, path: &str, status: u16, infra: String) {
-        self.push(Record {
-            host: host.into(),
-            method: method.into(),
-            path: path.into(),
-            status,
-            at_ms: 0,
-            note: None,
-            infra: Some(infra),
-            auth: None,
-        });
+        self.push_answer(host, method, path, status, None, Some(infra));
+    }
+
+    /// An answer the gateway made itself (no `Authorization` read).
+    fn push_answer(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        status: u16,
+        note: Option<String>,
+        infra: Option<String>,
+    ) {
+        let (host, method, path) = (host.into(), method.into(), path.into());
+        self.push(Record { host, method, path, status, at_ms: 0, note, infra, auth: None });
     }
 
     /// Appends `record`, stamped with the time since the session opened.
