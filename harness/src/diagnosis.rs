@@ -9,8 +9,10 @@ use ko_matrix_emulators::gateway::Record;
 /// What a diagnosis may read.
 pub(crate) struct Facts<'a> {
     pub tool: &'a str,
-    /// The host the tool pushed to.
+    /// The host the tool pushed (or copied) to.
     pub registry: &'a str,
+    /// A copy's source host.
+    pub source: Option<&'a str>,
     pub verdict: &'a Verdict,
     /// The tool's deciding line.
     pub line: Option<&'a str>,
@@ -163,7 +165,7 @@ fn carries_credentials(r: &Record) -> bool {
 
 /// The registry's answer the push ended on, as the verdict's class read it.
 fn last_registry_failure<'a>(f: &Facts<'a>) -> Option<&'a Record> {
-    crate::outcome::deciding_failure(f.records, f.registry)
+    crate::outcome::deciding_failure(f.records, f.registry, f.source)
 }
 
 fn credentials(f: &Facts) -> Option<String> {
@@ -483,6 +485,7 @@ mod tests {
         diagnose(&Facts {
             tool: crate::tool::shorthand().name(),
             registry,
+            source: None,
             verdict: &verdict,
             line: Some(line),
             records,
@@ -795,6 +798,7 @@ mod tests {
             diagnose(&Facts {
                 tool: crate::tool::shorthand().name(),
                 registry: "h",
+                source: None,
                 verdict: &pass,
                 line: None,
                 records: &[]

@@ -13,7 +13,7 @@ use crate::credential_files::{self, CellFile, EcrToken};
 use crate::leak_check::{HostKeys, LeakCheck};
 use crate::outcome::NotFetched;
 use crate::provision::GoProvisioner;
-use crate::scenario::{Credential, Flavour, Scenario, TOKEN_AUTH_HOST};
+use crate::scenario::{Credential, Endpoint, Flavour, Scenario, TOKEN_AUTH_HOST};
 use crate::services::binaries::ServiceBinaries;
 use crate::services::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
 use crate::services::registry::{RegistryAuth, RegistrySpec};
@@ -21,7 +21,7 @@ use crate::services::runtime::{self, RunningRegistry, ServiceError};
 use ko_matrix_emulators::aws::oidc;
 use ko_matrix_emulators::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
 use ko_matrix_emulators::aws::{AwsWorld, Emulator};
-use ko_matrix_emulators::bearer::CellTables;
+use ko_matrix_emulators::bearer::{AccountSpec, CellTables};
 use ko_matrix_emulators::gateway::{error_chain, Backend, BlobRedirect, Gateway, GatewayError, Route, Session};
 use ko_matrix_emulators::loopback::LoopbackServer;
 use ko_matrix_emulators::pki::{Ca, PkiError};
@@ -50,11 +50,25 @@ pub enum WorldError {
     Key(String),
 }
 
-/// How the harness itself reads from a target registry (to verify pushes).
+/// How the harness itself reads from a target registry (to verify pushes) and writes to a
+/// copy's source.
 enum Admin {
     None,
     Basic(Credential),
     Token(Arc<TokenIssuer>),
+}
+
+impl Admin {
+    /// `request` let in for `actions` (`pull`, `push,pull`) on `repository`.
+    fn authorize(&self, request: reqwest::RequestBuilder, repository: &str, actions: &str) -> reqwest::RequestBuilder {
+        match self {
+            Admin::None => request,
+            Admin::Basic(admin) => request.basic_auth(&admin.username, Some(&admin.password)),
+            Admin::Token(issuer) => {
+                request.bearer_auth(issuer.token("ko-matrix-admin", &[format!("repository:{repository}:{actions}")]))
+            }
+        }
+    }
 }
 
 /// A registry cells push to, behind the gateway.
@@ -122,6 +136,11 @@ impl WorldPart for LocalStackEcr {
             .flat_map(|spec| [(spec.api_host(), backend.clone()), (spec.registry_host(), registry(spec))]);
         routes.collect()
     }
+}
+
+/// The harness could not reach `target`'s backend for `request` (`GET <url>`): its own failure.
+fn unreachable(target: &TargetRegistry, request: &str, e: &reqwest::Error) -> NotFetched {
+    NotFetched::Unreachable(format!("{} {} unreachable: {request}: {}", target.service, target.backend, error_chain(e)))
 }
 
 /// The subject of the web identity tokens cells get: a GitHub Actions workflow on main.
@@ -301,10 +320,20 @@ impl VendorRegistry {
     /// Opens the account of the cell behind gateway session `session` (the scenario's
     /// `[account]`), and its identity at the vendor's identity services.
     pub async fn open_cell(&self, session: &Session, scenario: &Scenario) -> Result<VendorCell, GatewayError> {
-        let cell = CellSpec {
-            account: scenario.account.clone().unwrap_or_default(),
-            tables: CellTables { azure: scenario.azure.clone() },
-        };
+        let account = scenario.account.clone().unwrap_or_default();
+        self.open_account(session, &account, scenario.azure.clone()).await
+    }
+
+    /// Opens `account` for the cell behind gateway session `session` (a scenario's `[account]`,
+    /// or a copy source's), and its identity at the vendor's identity services (`azure`: who it
+    /// is in Entra ID). A second account of the cell at the vendor gets no identity there.
+    pub async fn open_account(
+        &self,
+        session: &Session,
+        account: &AccountSpec,
+        azure: Option<ko_matrix_emulators::azure::AzureSpec>,
+    ) -> Result<VendorCell, GatewayError> {
+        let cell = CellSpec { account: account.clone(), tables: CellTables { azure } };
         Ok(self.part.open_cell(session, &cell).await?.expect("a vendor registry's part opens accounts"))
     }
 }
@@ -348,6 +377,8 @@ pub struct World {
     pub ca_bundle: PathBuf,
     /// The base image reference for `.ko.yaml`.
     pub base_image: String,
+    /// What a copy's source holds: the harness puts it there before the tool copies it.
+    copy_image: BaseImage,
     pub targets: BTreeMap<Flavour, TargetRegistry>,
     /// `process` or `docker`.
     pub runtime: &'static str,
@@ -385,7 +416,7 @@ impl WorldPlan {
     pub async fn decide(scenarios: &[Scenario], services: &ServicesConfig) -> Result<WorldPlan, WorldError> {
         let (runtime, runtime_note) = runtime::resolve_runtime(services.runtime).await?;
         let mut notes: Vec<String> = runtime_note.into_iter().collect();
-        let ecr_backend = if scenarios.iter().any(|s| s.target.registry == Flavour::Ecr) {
+        let ecr_backend = if scenarios.iter().any(|s| s.registries().any(|r| r == Flavour::Ecr)) {
             let facilities = Facilities {
                 auth_token: std::env::var_os(localstack::AUTH_TOKEN_ENV).is_some(),
                 docker: runtime::docker_engine().await,
@@ -577,8 +608,8 @@ impl World {
             }
         }
         let WorldPlan { runtime, ecr_backend, notes } = plan;
-        let flavours: BTreeSet<Flavour> = scenarios.iter().map(|s| s.target.registry).collect();
-        let aws_specs: Vec<AwsSpec> = scenarios.iter().filter_map(|s| s.aws.clone()).collect();
+        let flavours: BTreeSet<Flavour> = scenarios.iter().flat_map(Scenario::registries).collect();
+        let aws_specs: Vec<AwsSpec> = scenarios.iter().filter_map(|s| s.aws_spec().cloned()).collect();
         let ca = Arc::new(Ca::new()?);
         let ca_bundle = dir.join("ca.pem");
         ca.write_bundle(&ca_bundle)?;
@@ -702,6 +733,7 @@ impl World {
             gateway,
             ca_bundle,
             base_image,
+            copy_image: BaseImage::copy_source(),
             targets,
             runtime,
             started_in: started.elapsed(),
@@ -739,12 +771,100 @@ impl World {
         repository: &str,
         digest: &str,
     ) -> Result<String, NotFetched> {
+        let (actual, url) = self.fetch_manifest(flavour, repository, digest).await?;
+        if actual != digest {
+            return Err(NotFetched::Missing(format!("GET {url} returned content with digest {actual}")));
+        }
+        Ok(actual)
+    }
+
+    /// Checks that `repository:tag` of `flavour`'s registry is the image a copy's source held,
+    /// straight from the backend: the tag names the source's index (same digest), and each of
+    /// its manifests and every blob they name is there. `Ok(digest)` of the index when so.
+    pub(crate) async fn fetch_copy(&self, flavour: Flavour, repository: &str, tag: &str) -> Result<String, NotFetched> {
+        let expected = self.copy_image.index.digest();
+        let (digest, url) = self.fetch_manifest(flavour, repository, tag).await?;
+        if digest != expected {
+            return Err(NotFetched::Missing(format!(
+                "GET {url} answered the manifest {digest}, not the source's {expected}"
+            )));
+        }
+        for manifest in &self.copy_image.manifests {
+            let (child, url) = self.fetch_manifest(flavour, repository, &manifest.digest()).await?;
+            if child != manifest.digest() {
+                return Err(NotFetched::Missing(format!("GET {url} returned content with digest {child}")));
+            }
+        }
+        for blob in self.copy_image.blob_digests() {
+            let (request, url, target) =
+                self.backend_request(flavour, reqwest::Method::HEAD, repository, &format!("blobs/{blob}"))?;
+            let response = request.send().await.map_err(|e| unreachable(target, &format!("HEAD {url}"), &e))?;
+            let status = response.status();
+            if status.is_server_error() {
+                return Err(NotFetched::Unreachable(format!(
+                    "{} {} answered {status} to HEAD {url}",
+                    target.service, target.backend
+                )));
+            }
+            if status != reqwest::StatusCode::OK {
+                return Err(NotFetched::Missing(format!(
+                    "the copied image's blob {blob} is not at the target: HEAD {url} answered {status}"
+                )));
+            }
+        }
+        Ok(digest)
+    }
+
+    /// Puts the image a copy's source holds into `repository` of `flavour`'s registry as
+    /// `tag`, straight into its backend (as the harness's admin where it has one); returns the
+    /// index's digest, or why it could not (the harness's failure, naming the service).
+    pub(crate) async fn seed(&self, flavour: Flavour, repository: &str, tag: &str) -> Result<String, String> {
+        let target =
+            self.targets.get(&flavour).ok_or_else(|| format!("{} registry not started in this run", flavour.name()))?;
+        let registry = format!("{}://{}", if target.tls { "https" } else { "http" }, target.backend);
+        let authorize = |request: reqwest::RequestBuilder| {
+            let request = target.admin.authorize(request, repository, "push,pull");
+            match &target.host_header {
+                Some(host) => request.header("host", host),
+                None => request,
+            }
+        };
+        self.copy_image
+            .push_tagged(&self.client, &registry, repository, tag, &authorize)
+            .await
+            .map_err(|e| format!("{} {}: {e}", target.service, target.backend))
+    }
+
+    /// A request to `flavour`'s backend for `rest` (`manifests/latest`, `blobs/<digest>`) of
+    /// `repository`, let in to pull; with its URL and the registry.
+    fn backend_request(
+        &self,
+        flavour: Flavour,
+        method: reqwest::Method,
+        repository: &str,
+        rest: &str,
+    ) -> Result<(reqwest::RequestBuilder, String, &TargetRegistry), NotFetched> {
         let target = self
             .targets
             .get(&flavour)
             .ok_or_else(|| NotFetched::Unreachable(format!("{} registry not started in this run", flavour.name())))?;
         let scheme = if target.tls { "https" } else { "http" };
-        let url = format!("{scheme}://{}/v2/{repository}/manifests/{digest}", target.backend);
+        let url = format!("{scheme}://{}/v2/{repository}/{rest}", target.backend);
+        let mut request = self.client.request(method, &url);
+        if let Some(host) = &target.host_header {
+            request = request.header("host", host);
+        }
+        Ok((target.admin.authorize(request, repository, "pull"), url, target))
+    }
+
+    /// GETs `repository`'s manifest `reference` from `flavour`'s backend: the digest of the
+    /// bytes it answered, and the URL asked.
+    async fn fetch_manifest(
+        &self,
+        flavour: Flavour,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(String, String), NotFetched> {
         let accept = [
             base_image::INDEX_MEDIA_TYPE,
             base_image::MANIFEST_MEDIA_TYPE,
@@ -752,29 +872,13 @@ impl World {
             "application/vnd.docker.distribution.manifest.v2+json",
         ]
         .join(", ");
-        let mut request = self.client.get(&url).header("accept", accept);
-        if let Some(host) = &target.host_header {
-            request = request.header("host", host);
-        }
-        request = match &target.admin {
-            Admin::None => request,
-            Admin::Basic(admin) => request.basic_auth(&admin.username, Some(&admin.password)),
-            Admin::Token(issuer) => {
-                request.bearer_auth(issuer.token("ko-matrix-admin", &[format!("repository:{repository}:pull")]))
-            }
-        };
+        let (request, url, target) =
+            self.backend_request(flavour, reqwest::Method::GET, repository, &format!("manifests/{reference}"))?;
         // Not reaching its own registry, or reaching a broken one, is the harness's failure.
-        let unreachable = |e: reqwest::Error| {
-            NotFetched::Unreachable(format!(
-                "{} {} unreachable: GET {url}: {}",
-                target.service,
-                target.backend,
-                error_chain(&e)
-            ))
-        };
-        let response = request.send().await.map_err(unreachable)?;
+        let get = format!("GET {url}");
+        let response = request.header("accept", accept).send().await.map_err(|e| unreachable(target, &get, &e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(unreachable)?;
+        let body = response.bytes().await.map_err(|e| unreachable(target, &get, &e))?;
         if status.is_server_error() {
             return Err(NotFetched::Unreachable(format!(
                 "{} {} answered {status} to GET {url}",
@@ -787,23 +891,19 @@ impl World {
                 String::from_utf8_lossy(&body).trim()
             )));
         }
-        let actual = base_image::digest(&body);
-        if actual != digest {
-            return Err(NotFetched::Missing(format!("GET {url} returned content with digest {actual}")));
-        }
-        Ok(actual)
+        Ok((base_image::digest(&body), url))
     }
 
-    /// Where `scenario`'s registry redirects blob downloads, if its cell's do
-    /// (`[target] redirects`): the registry's hosts and its object store.
-    pub fn blob_redirect(&self, scenario: &Scenario) -> Option<BlobRedirect> {
+    /// Where a side's registry (`endpoint`, at `aws` when it is ECR) redirects blob downloads,
+    /// if its cell's do (`redirects`): the registry's hosts and its object store.
+    pub fn blob_redirect(&self, endpoint: &Endpoint, aws: Option<&AwsSpec>) -> Option<BlobRedirect> {
         use ko_matrix_emulators::{azure, dockerhub, github, google};
-        if !scenario.target.redirects() {
+        if !endpoint.redirects {
             return None;
         }
-        let (hosts, store) = match scenario.target.registry {
+        let (hosts, store) = match endpoint.registry {
             Flavour::Ecr => {
-                let aws = scenario.aws.as_ref()?;
+                let aws = aws?;
                 (vec![aws.registry_host()], Store::S3 { region: aws.region.clone(), account: aws.account.clone() })
             }
             Flavour::Dockerhub => (dockerhub::REGISTRY_HOSTS.map(String::from).to_vec(), Store::Cloudflare),

@@ -4,9 +4,10 @@
 //! the page at `#cell=<tool>@<version>::<scenario>` shows that cell's detail directly (a
 //! link without `<tool>@` opens the first tool's cell). There is a grid per tool. Each cell is
 //! marked by its change against the previous version: a regression stands out, a fix is
-//! clear, and a failure that every version shares is muted.
+//! clear, and a failure that every version shares is muted. A tool's copies (`copy/`
+//! scenarios, `[source]` to `[target]`) have a grid of their own, `<tool> · copy`.
 
-use super::MatrixReport;
+use super::{Group, MatrixReport, Verb};
 use crate::outcome::Outcome;
 use crate::report::regressions::{Analysis, Mark};
 use crate::result::CellResult;
@@ -130,18 +131,25 @@ fn change_sentence(cell: &CellResult, analysis: &Analysis) -> Option<String> {
     })
 }
 
-/// One tool's grid: scenarios down, versions across.
-fn tool_grid(report: &MatrixReport, tool: &str, analysis: &Analysis) -> String {
+/// One tool's grid of one verb (its pushes, or its copies): scenarios down, versions across.
+fn tool_grid(report: &MatrixReport, group: &Group, analysis: &Analysis) -> String {
+    let tool = group.tool;
     let versions = report.versions_of(tool);
+    let verb = match group.verb {
+        Verb::Push => String::new(),
+        verb => format!(" data-verb=\"{}\"", verb.as_str()),
+    };
     let mut grid = format!(
-        "<h2>{0}</h2>\n<table class=\"grid\" id=\"grid-{0}\" data-tool=\"{0}\"><thead><tr><th>scenario</th>",
+        "<h2>{}</h2>\n<table class=\"grid\" id=\"grid-{}\" data-tool=\"{}\"{verb}><thead><tr><th>scenario</th>",
+        escape(&group.title()),
+        escape(&group.slug()),
         escape(tool)
     );
     for v in &versions {
         grid.push_str(&version_header(tool, v, analysis));
     }
     grid.push_str("</tr></thead><tbody>");
-    for scenario in report.scenarios_of(tool) {
+    for scenario in &group.scenarios {
         grid.push_str(&format!("<tr><th>{}</th>", escape(scenario)));
         for v in &versions {
             match report.cell(tool, v, scenario) {
@@ -192,7 +200,7 @@ fn flaky_section(report: &MatrixReport) -> String {
 }
 
 pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
-    let mut grid: String = report.tools().into_iter().map(|tool| tool_grid(report, tool, analysis)).collect();
+    let mut grid: String = report.groups().iter().map(|group| tool_grid(report, group, analysis)).collect();
     grid.push_str(&flaky_section(report));
     let cells: Vec<serde_json::Value> = report
         .cells

@@ -28,8 +28,8 @@ fn shown(outcome: Outcome, label: &str, mark: Mark) -> String {
     }
 }
 
-/// A table per tool (scenarios down, versions across), the changes, the flaky cells, then why
-/// cells failed.
+/// A table per tool and verb (scenarios down, versions across), the changes, the flaky cells,
+/// then why cells failed.
 pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
     let mut out = format!(
         "### ko-matrix: {}\n\ncontainment: {} · leak check: {}\n\n{LEGEND}\n",
@@ -37,10 +37,12 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
         report.containment,
         report.leak_check
     );
-    for tool in report.tools() {
+    // A table per tool and verb: its pushes, then its copies (`crane · copy`).
+    for group in report.groups() {
+        let (tool, title) = (group.tool, group.title());
         let versions = report.versions_of(tool);
-        out.push_str(&format!("\n| {tool} | {} |\n|---|{}\n", versions.join(" | "), "---|".repeat(versions.len())));
-        for scenario in report.scenarios_of(tool) {
+        out.push_str(&format!("\n| {title} | {} |\n|---|{}\n", versions.join(" | "), "---|".repeat(versions.len())));
+        for scenario in group.scenarios {
             let row: Vec<String> = versions
                 .iter()
                 .map(|v| {

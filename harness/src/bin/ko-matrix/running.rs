@@ -104,7 +104,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
     let go = fetchers[0].go();
     // The scenarios first: a selection no tool runs is the user's to fix, before anything starts.
     let tools: Vec<_> = plans.iter().map(|p| p.tool).collect();
-    let (scenarios, _) = run::select_scenarios(&matrix, &tools)?;
+    let scenarios = run::select_scenarios(&matrix, &tools)?.scenarios;
     // Until cells run there is nothing to keep: a signal just stops.
     let prepared = async {
         let mut versions = Vec::new();
