@@ -38,11 +38,14 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
         report.leak_check
     );
     for tool in report.tools() {
-        let versions = report.versions_of(tool);
-        out.push_str(&format!("\n| {tool} | {} |\n|---|{}\n", versions.join(" | "), "---|".repeat(versions.len())));
+        // Consecutive versions with alike cells share a column (`v0.20.1 … v0.20.8 (8)`).
+        let runs = report.version_runs(tool);
+        let headers: Vec<String> = runs.iter().map(|r| r.header()).collect();
+        out.push_str(&format!("\n| {tool} | {} |\n|---|{}\n", headers.join(" | "), "---|".repeat(runs.len())));
         for scenario in report.scenarios_of(tool) {
-            let row: Vec<String> = versions
+            let row: Vec<String> = runs
                 .iter()
+                .map(|run| run.first())
                 .map(|v| {
                     report
                         .cell(tool, v, scenario)
