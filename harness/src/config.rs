@@ -30,7 +30,12 @@ struct RawMatrix {
     services: RawServices,
     #[serde(default)]
     ecr: RawEcr,
+    /// `[profiles.<name>]`: other versions for the same tools and scenarios (`--profile`).
+    profiles: Option<std::collections::BTreeMap<String, Spanned<RawProfile>>>,
 }
+
+/// One `[profiles.<name>]` table: `<tool> = [versions]` for tools that have a table.
+type RawProfile = std::collections::BTreeMap<String, Spanned<Vec<Spanned<String>>>>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,7 +184,17 @@ pub struct Matrix {
     pub jobs: usize,
     pub cell_timeout: Duration,
     pub services: ServicesConfig,
+    /// `[profiles.<name>]`, validated: each tool's versions in that profile.
+    profiles: Vec<Profile>,
     text: String,
+}
+
+/// A named set of versions that replaces the tools' own (`ko-matrix --profile NAME`): the
+/// full release history, say, for the same tools and scenarios.
+#[derive(Debug, Clone)]
+struct Profile {
+    name: String,
+    versions: Vec<(&'static Tool, Vec<(String, Selector)>)>,
 }
 
 pub(crate) const DEFAULT_CELL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -223,6 +238,29 @@ impl Matrix {
             .map(|(tool, table)| tool_config(file, text, tool, table.get_ref()))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let mut profiles = Vec::new();
+        for (name, table) in raw.profiles.iter().flatten() {
+            let mut versions = Vec::new();
+            for (tool_name, list) in table.get_ref() {
+                let config = tools.iter().find(|t| t.tool.name() == tool_name).ok_or_else(|| {
+                    let names: Vec<&str> = tools.iter().map(|t| t.tool.name()).collect();
+                    err(
+                        list.span(),
+                        format!(
+                            "[profiles.{name}] names `{tool_name}`, which has no [tools.{tool_name}] table here; \
+                             a profile changes the versions of this file's tools: {}",
+                            names.join(", ")
+                        ),
+                    )
+                })?;
+                versions.push((config.tool, selectors(file, text, list)?));
+            }
+            if versions.is_empty() {
+                return Err(err(table.span(), format!("[profiles.{name}] is empty; give `<tool> = [versions]`")));
+            }
+            profiles.push(Profile { name: name.clone(), versions });
+        }
+
         let jobs = match &raw.run.jobs {
             Some(jobs) if *jobs.get_ref() < 1 => return Err(err(jobs.span(), "`jobs` must be 1 or more".into())),
             Some(jobs) => *jobs.get_ref() as usize,
@@ -256,7 +294,44 @@ impl Matrix {
             ecr.localstack_endpoint = Some(endpoint.get_ref().replace("localhost", "127.0.0.1"));
         }
         let services = ServicesConfig { runtime: raw.services.runtime, ecr, contained: false };
-        Ok(Matrix { file: file.to_path_buf(), tools, scenarios, jobs, cell_timeout, services, text: text.to_string() })
+        Ok(Matrix {
+            file: file.to_path_buf(),
+            tools,
+            scenarios,
+            jobs,
+            cell_timeout,
+            services,
+            profiles,
+            text: text.to_string(),
+        })
+    }
+
+    /// This matrix with profile `name`'s versions in place of the tools' own; a tool the
+    /// profile does not name keeps its versions.
+    pub fn with_profile(mut self, name: &str) -> Result<Matrix, ConfigError> {
+        let Some(profile) = self.profiles.iter().find(|p| p.name == name) else {
+            let known: Vec<&str> = self.profiles.iter().map(|p| p.name.as_str()).collect();
+            let choices =
+                if known.is_empty() { "none: add a [profiles.<name>] table".into() } else { known.join(", ") };
+            return Err(ConfigError {
+                file: self.file.clone(),
+                line: 0,
+                column: 0,
+                message: format!("--profile {name}: no [profiles.{name}] in this file; its profiles: {choices}"),
+                excerpt: String::new(),
+            });
+        };
+        for (tool, versions) in profile.versions.clone() {
+            if let Some(config) = self.tools.iter_mut().find(|t| t.tool.name() == tool.name()) {
+                config.versions = versions;
+            }
+        }
+        Ok(self)
+    }
+
+    /// The names of the `[profiles.*]` tables.
+    pub fn profile_names(&self) -> impl Iterator<Item = &str> {
+        self.profiles.iter().map(|p| p.name.as_str())
     }
 
     /// The table of the tool called `name`.
@@ -349,17 +424,7 @@ impl Matrix {
 /// Validates one tool's table.
 fn tool_config(file: &Path, text: &str, tool: &'static Tool, raw: &RawTool) -> Result<ToolConfig, ConfigError> {
     let err = |span: Range<usize>, message: String| ConfigError::at(file, text, span, message);
-    let mut versions = Vec::new();
-    for entry in raw.versions.get_ref() {
-        let selector = Selector::parse(entry.get_ref()).map_err(|m| err(entry.span(), m))?;
-        versions.push((entry.get_ref().clone(), selector));
-    }
-    if versions.is_empty() {
-        return Err(err(
-            raw.versions.span(),
-            format!("`versions` is empty; expected one or more of: {SELECTOR_FORMS}"),
-        ));
-    }
+    let versions = selectors(file, text, &raw.versions)?;
 
     let mut fetch = FetchSettings { source: raw.source, ..FetchSettings::default() };
     if let Some(url) = &raw.release_base_url {
@@ -414,6 +479,24 @@ fn tool_config(file: &Path, text: &str, tool: &'static Tool, raw: &RawTool) -> R
     }
     let scenarios = raw.scenarios.as_ref().map(|list| scenario_patterns(file, text, list)).transpose()?;
     Ok(ToolConfig { tool, versions, fetch, scenarios })
+}
+
+/// A `versions` list: one or more selectors, each checked where it is written.
+fn selectors(
+    file: &Path,
+    text: &str,
+    list: &Spanned<Vec<Spanned<String>>>,
+) -> Result<Vec<(String, Selector)>, ConfigError> {
+    let err = |span: Range<usize>, message: String| ConfigError::at(file, text, span, message);
+    let mut versions = Vec::new();
+    for entry in list.get_ref() {
+        let selector = Selector::parse(entry.get_ref()).map_err(|m| err(entry.span(), m))?;
+        versions.push((entry.get_ref().clone(), selector));
+    }
+    if versions.is_empty() {
+        return Err(err(list.span(), format!("`versions` is empty; expected one or more of: {SELECTOR_FORMS}")));
+    }
+    Ok(versions)
 }
 
 fn scenario_patterns(file: &Path, text: &str, list: &[Spanned<String>]) -> Result<Vec<ScenarioPattern>, ConfigError> {
@@ -480,6 +563,62 @@ localstack_image = "localstack/localstack-pro:4.3.0"
         assert_eq!(m.services.runtime, RuntimeChoice::Process);
         assert_eq!(m.services.ecr.backend, EcrBackendChoice::Localstack);
         assert_eq!(m.services.ecr.localstack_image, "localstack/localstack-pro:4.3.0");
+    }
+
+    #[test]
+    fn a_profile_replaces_the_versions_of_the_tools_it_names() {
+        let text = r#"
+[tools.ko]
+versions = ["v0.15.1"]
+scenarios = ["registry/*"]
+
+[tools.crane]
+versions = ["v0.20.7"]
+
+[profiles.history]
+ko = ["v0.12.0", "v0.15.1", ">=0.16"]
+"#;
+        let m = parse(text).unwrap();
+        assert_eq!(m.profile_names().collect::<Vec<_>>(), ["history"]);
+        let history = m.clone().with_profile("history").unwrap();
+        let ko = history.tool("ko").unwrap();
+        assert_eq!(
+            ko.versions.iter().map(|(text, _)| text.as_str()).collect::<Vec<_>>(),
+            ["v0.12.0", "v0.15.1", ">=0.16"]
+        );
+        assert_eq!(ko.scenarios.as_ref().map(Vec::len), Some(1), "a profile keeps the tool's scenarios");
+        assert_eq!(
+            history.tool("crane").unwrap().versions,
+            m.tool("crane").unwrap().versions,
+            "an unnamed tool keeps its own"
+        );
+
+        let unknown = m.with_profile("nightly").unwrap_err().to_string();
+        assert_eq!(
+            unknown,
+            "matrix.toml: --profile nightly: no [profiles.nightly] in this file; its profiles: history"
+        );
+    }
+
+    #[test]
+    fn profile_mistakes_are_located() {
+        let base = "[tools.ko]\nversions = [\"v0.15.1\"]\n";
+        assert_eq!(
+            error(&format!("{base}[profiles.history]\noras = [\"v1.2.3\"]\n")),
+            "4:8: [profiles.history] names `oras`, which has no [tools.oras] table here; a profile changes the versions of this file's tools: ko"
+        );
+        assert_eq!(
+            error(&format!("{base}[profiles.history]\nko = [\"v0 15\"]\n")),
+            format!("4:7: `v0 15` is not a version; expected {SELECTOR_FORMS}")
+        );
+        assert_eq!(
+            error(&format!("{base}[profiles.history]\nko = []\n")),
+            format!("4:6: `versions` is empty; expected one or more of: {SELECTOR_FORMS}")
+        );
+        assert_eq!(
+            error(&format!("{base}[profiles.history]\n")),
+            "3:1: [profiles.history] is empty; give `<tool> = [versions]`"
+        );
     }
 
     #[test]

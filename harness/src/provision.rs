@@ -456,7 +456,10 @@ async fn run_go_raw(
     let mut cmd = Command::new(go);
     cmd.args(args)
         .env("CGO_ENABLED", "0")
-        .env("GOFLAGS", "")
+        // An empty GOFLAGS counts as unset, so the machine's `go env -w` file would still
+        // apply, and a flag newer than an old toolchain (`-buildvcs`, go1.18) stops it: a
+        // flag every build passes anyway replaces the file's.
+        .env("GOFLAGS", "-trimpath")
         .env("GOWORK", "off")
         .env("GOTOOLCHAIN", "local")
         .env_remove("GOOS")

@@ -7,7 +7,7 @@
 //! clear, and a failure that every version shares is muted. A tool's copies (`copy/`
 //! scenarios, `[source]` to `[target]`) have a grid of their own, `<tool> · copy`.
 
-use super::{Group, MatrixReport, Verb};
+use super::{Group, MatrixReport, Verb, VersionRun};
 use crate::outcome::Outcome;
 use crate::report::regressions::{Analysis, Mark};
 use crate::result::CellResult;
@@ -96,12 +96,17 @@ window.addEventListener('hashchange', fromHash);
 "#;
 
 /// A regressed version's column header says how many cells regressed in it.
-fn version_header(tool: &str, version: &str, analysis: &Analysis) -> String {
-    match analysis.regressions().filter(|t| t.tool == tool && t.to_version == version).count() {
-        0 => format!("<th>{}</th>", escape(version)),
+/// A run of versions with alike cells is one column, its versions in the header's title.
+fn version_header(tool: &str, run: &VersionRun<'_>, analysis: &Analysis) -> String {
+    let alike = match run.versions.len() {
+        1 => String::new(),
+        _ => format!(" title=\"alike in {}\"", run.versions.join(", ")),
+    };
+    match analysis.regressions().filter(|t| t.tool == tool && t.to_version == run.first()).count() {
+        0 => format!("<th{alike}>{}</th>", escape(&run.header())),
         n => format!(
             "<th class=\"regressed\" title=\"{n} regression(s) against the previous version\">{} ▼{n}</th>",
-            escape(version)
+            escape(&run.header())
         ),
     }
 }
@@ -134,7 +139,7 @@ fn change_sentence(cell: &CellResult, analysis: &Analysis) -> Option<String> {
 /// One tool's grid of one verb (its pushes, or its copies): scenarios down, versions across.
 fn tool_grid(report: &MatrixReport, group: &Group, analysis: &Analysis) -> String {
     let tool = group.tool;
-    let versions = report.versions_of(tool);
+    let runs = report.version_runs(tool);
     let verb = match group.verb {
         Verb::Push => String::new(),
         verb => format!(" data-verb=\"{}\"", verb.as_str()),
@@ -145,13 +150,13 @@ fn tool_grid(report: &MatrixReport, group: &Group, analysis: &Analysis) -> Strin
         escape(&group.slug()),
         escape(tool)
     );
-    for v in &versions {
-        grid.push_str(&version_header(tool, v, analysis));
+    for run in &runs {
+        grid.push_str(&version_header(tool, run, analysis));
     }
     grid.push_str("</tr></thead><tbody>");
     for scenario in &group.scenarios {
         grid.push_str(&format!("<tr><th>{}</th>", escape(scenario)));
-        for v in &versions {
+        for v in runs.iter().map(|run| run.first()) {
             match report.cell(tool, v, scenario) {
                 Some(c) => {
                     let mark = analysis.mark(c).as_str();

@@ -40,11 +40,14 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
     // A table per tool and verb: its pushes, then its copies (`crane · copy`).
     for group in report.groups() {
         let (tool, title) = (group.tool, group.title());
-        let versions = report.versions_of(tool);
-        out.push_str(&format!("\n| {title} | {} |\n|---|{}\n", versions.join(" | "), "---|".repeat(versions.len())));
+        // Consecutive versions with alike cells share a column (`v0.20.1 … v0.20.8 (8)`).
+        let runs = report.version_runs(tool);
+        let headers: Vec<String> = runs.iter().map(|r| r.header()).collect();
+        out.push_str(&format!("\n| {title} | {} |\n|---|{}\n", headers.join(" | "), "---|".repeat(runs.len())));
         for scenario in group.scenarios {
-            let row: Vec<String> = versions
+            let row: Vec<String> = runs
                 .iter()
+                .map(|run| run.first())
                 .map(|v| {
                     report
                         .cell(tool, v, scenario)

@@ -3,6 +3,7 @@
 //! results; they never run anything.
 
 pub mod flaky;
+pub mod history;
 pub mod html;
 pub mod junit;
 pub mod markdown;
@@ -237,6 +238,22 @@ impl MatrixReport {
         groups
     }
 
+    /// `tool`'s versions in the run's order, consecutive ones whose every cell has the same
+    /// label joined into one run: the tables show a column per run, so dozens of releases
+    /// read as the few that changed something.
+    pub(crate) fn version_runs(&self, tool: &str) -> Vec<VersionRun<'_>> {
+        let labels: std::collections::HashMap<(&str, &str), String> = self
+            .cells
+            .iter()
+            .filter(|c| c.tool == tool)
+            .map(|c| ((c.version.as_str(), c.scenario.as_str()), c.label()))
+            .collect();
+        let scenarios = self.scenarios_of(tool);
+        let column =
+            |v: &&str| -> Vec<Option<String>> { scenarios.iter().map(|s| labels.get(&(*v, *s)).cloned()).collect() };
+        runs_alike(self.versions_of(tool), column).into_iter().map(|versions| VersionRun { versions }).collect()
+    }
+
     /// Scenario names of `tool`'s cells, in report order, once each.
     pub(crate) fn scenarios_of(&self, tool: &str) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
@@ -419,8 +436,8 @@ pub fn snapshot_dir(results: &Path, tool: &str) -> PathBuf {
 }
 
 /// Reads every `<tool>/<family>.snap` in `dir` (insta's format: a YAML header, then the
-/// body), and `<family>.snap` files directly in `dir` as the shorthand tool's (where they
-/// lived before tools were a parameter).
+/// body), `<family>.snap` files directly in `dir` as the shorthand tool's (where they
+/// lived before tools were a parameter), and the release history in `dir/history/`.
 pub fn read_snapshots(dir: &Path) -> Result<Snapshots, ReportError> {
     let mut out = Snapshots::default();
     read_snapshot_files(dir, &crate::result::shorthand_tool(), &mut out)?;
@@ -431,6 +448,7 @@ pub fn read_snapshots(dir: &Path) -> Result<Snapshots, ReportError> {
             read_snapshot_files(&entry.path(), &tool, &mut out)?;
         }
     }
+    history::read_into(dir, &mut out)?;
     Ok(out)
 }
 
@@ -514,6 +532,44 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
 }
 
 /// Releases in semver order, then anything else (branches, commits) by name.
+/// `items` in order, neighbours with equal keys joined into one run.
+pub(crate) fn runs_alike<T, K: PartialEq>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<Vec<T>> {
+    let mut runs: Vec<Vec<T>> = Vec::new();
+    let mut last: Option<K> = None;
+    for item in items {
+        let this = key(&item);
+        match runs.last_mut() {
+            Some(run) if last.as_ref() == Some(&this) => run.push(item),
+            _ => runs.push(vec![item]),
+        }
+        last = Some(this);
+    }
+    runs
+}
+
+/// Consecutive versions of one tool whose cells are alike (`MatrixReport::version_runs`).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct VersionRun<'a> {
+    pub versions: Vec<&'a str>,
+}
+
+impl VersionRun<'_> {
+    /// The run's first version: its cells stand for the run's, and its change against the
+    /// version before is the run's.
+    pub fn first(&self) -> &str {
+        self.versions[0]
+    }
+
+    /// `v0.20.1` alone, or `v0.20.1 … v0.20.8 (8)`.
+    pub fn header(&self) -> String {
+        match self.versions.as_slice() {
+            [only] => only.to_string(),
+            [first, .., last] => format!("{first} … {last} ({})", self.versions.len()),
+            [] => unreachable!("a run holds at least one version"),
+        }
+    }
+}
+
 pub(crate) fn version_order(version: &str) -> (bool, Option<semver::Version>, String) {
     let parsed = semver::Version::parse(version.trim_start_matches('v')).ok();
     (parsed.is_none(), parsed, version.to_string())
@@ -527,18 +583,21 @@ pub fn render_table(report: &MatrixReport) -> String {
 
 fn render_group_table(report: &MatrixReport, group: &Group) -> String {
     let (tool, title) = (group.tool, group.title());
-    let versions = report.versions_of(tool);
+    let runs = report.version_runs(tool);
+    let headers: Vec<String> = runs.iter().map(VersionRun::header).collect();
+    let versions: Vec<&str> = runs.iter().map(VersionRun::first).collect();
     let scenarios = &group.scenarios;
     let label =
         |scenario: &str, version: &str| report.cell(tool, version, scenario).map_or("-".to_string(), CellResult::label);
     let first = scenarios.iter().map(|s| s.chars().count()).chain([title.chars().count()]).max().unwrap_or(8);
     let widths: Vec<usize> = versions
         .iter()
-        .map(|v| scenarios.iter().map(|s| label(s, v).len()).chain([v.len()]).max().unwrap_or(4))
+        .zip(&headers)
+        .map(|(v, h)| scenarios.iter().map(|s| label(s, v).len()).chain([h.chars().count()]).max().unwrap_or(4))
         .collect();
     let mut out = format!("{title:first$}");
-    for (v, w) in versions.iter().zip(&widths) {
-        out.push_str(&format!("  {v:w$}"));
+    for (h, w) in headers.iter().zip(&widths) {
+        out.push_str(&format!("  {h:w$}"));
     }
     out = out.trim_end().to_string();
     out.push('\n');
@@ -628,6 +687,48 @@ pub(crate) mod tests {
             env: Default::default(),
             requests: Vec::new(),
         }
+    }
+
+    #[test]
+    fn alike_consecutive_versions_share_a_column() {
+        use Outcome::{Fail, Pass};
+        let mut cells = Vec::new();
+        // v1–v3 alike, v4 regresses a, v5 alike v4, v6 alike v1 again (not joined to v1–v3:
+        // only neighbours are).
+        for (v, a) in [("v1", Pass), ("v2", Pass), ("v3", Pass), ("v4", Fail), ("v5", Fail), ("v6", Pass)] {
+            cells.push(cell("s/a", v, a, (a == Fail).then_some(FailClass::Unauthorized)));
+            cells.push(cell("s/b", v, Pass, None));
+        }
+        let report = report_of(cells);
+        let tool = crate::result::shorthand_tool();
+        let runs = report.version_runs(&tool);
+        let shown: Vec<String> = runs.iter().map(VersionRun::header).collect();
+        assert_eq!(shown, ["v1 … v3 (3)", "v4 … v5 (2)", "v6"]);
+
+        let table = render_table(&report);
+        assert_eq!(
+            table.lines().next().unwrap().split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
+            "v1 … v3 (3) v4 … v5 (2) v6"
+        );
+        assert!(table.contains("s/a  pass         fail(unauthorized)  pass"), "{table}");
+
+        let analysis = regressions::analyse(&report, None);
+        let md = markdown::render(&report, &analysis);
+        assert!(md.contains("| v1 … v3 (3) | v4 … v5 (2) | v6 |"), "{md}");
+        let html = html::render(&report, &analysis);
+        assert!(html.contains("title=\"alike in v1, v2, v3\">v1 … v3 (3)</th>"), "{html}");
+        assert_eq!(html.matches("<td class=\"cell ").count(), 6, "one cell per run and scenario");
+    }
+
+    #[test]
+    fn a_cell_missing_in_one_version_keeps_it_apart() {
+        let report = report_of(vec![
+            cell("s/a", "v1", Outcome::Pass, None),
+            cell("s/b", "v1", Outcome::Pass, None),
+            cell("s/a", "v2", Outcome::Pass, None),
+        ]);
+        let runs = report.version_runs(&crate::result::shorthand_tool());
+        assert_eq!(runs.len(), 2);
     }
 
     #[test]

@@ -49,6 +49,10 @@ struct Cli {
     /// The matrix file [default: matrix.toml]
     #[arg(long, short, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Use the matrix file's `[profiles.NAME]` versions instead of the tools' own (e.g.
+    /// `history`: every release the module proxy serves)
+    #[arg(long, global = true, value_name = "NAME")]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -159,6 +163,18 @@ enum Command {
         after_help = "Examples:\n  ko-matrix check results/merged/matrix.json\n  ko-matrix check --snapshots results results/latest/matrix.json\n  ko-matrix check --only-snapshotted-versions results/merged/matrix.json"
     )]
     Check(matrices::CheckArgs),
+    /// Record a history run's cells in results/history/<tool>/<family>.snap, beside the pinned
+    /// snapshots (whose versions it leaves to them), so `check` and `regressions` know them.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  ko-matrix --profile history run --out results/history-run\n",
+        "  ko-matrix record results/history-run/matrix.json\n",
+        "  ko-matrix record --snapshots results results/merged/matrix.json\n",
+        "\nCells of other runs already recorded stay (a run of one family adds to the files). A matrix\n",
+        "with infra-error or flaky cells is refused (exit 1): the history records only the tools'\n",
+        "own outcomes."
+    ))]
+    Record(matrices::RecordArgs),
     /// Open a shell in one cell, prepared exactly as a run prepares it, with its world up.
     #[command(after_help = concat!(
         "Examples:\n",
@@ -320,8 +336,14 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 
 const DEFAULT_CONFIG: &str = "matrix.toml";
 
+/// `--profile`: which `[profiles.*]` versions every command that loads the matrix uses.
+static PROFILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
     let config = cli.config.as_deref();
+    if let Some(profile) = cli.profile {
+        PROFILE.set(profile).expect("the profile is set once, before any command runs");
+    }
     // Every command knows the tools defined beside the matrix file (reports and snapshots
     // name them too), whether or not it reads the matrix.
     let beside = config.unwrap_or(Path::new(DEFAULT_CONFIG)).parent().unwrap_or(Path::new("."));
@@ -338,6 +360,7 @@ async fn dispatch(cli: Cli, signals: Signals) -> anyhow::Result<u8> {
         Command::Regressions(args) => matrices::regressions(args),
         Command::Bisect(args) => bisecting::bisect(config, args, signals).await,
         Command::Check(args) => matrices::check(args),
+        Command::Record(args) => matrices::record(args),
         Command::Merge { shards, out, snapshots, plan } => matrices::merge(&shards, &out, &snapshots, plan.as_deref()),
         Command::Plan(args) => planning::plan(config, args).await,
         Command::Publish(args) => publishing::publish(args),
@@ -389,5 +412,9 @@ fn load_matrix(config: Option<&Path>, optional: bool) -> anyhow::Result<Option<M
         ))
         .into());
     }
-    Ok(Some(Matrix::load(path)?))
+    let matrix = Matrix::load(path)?;
+    Ok(Some(match PROFILE.get() {
+        Some(profile) => matrix.with_profile(profile)?,
+        None => matrix,
+    }))
 }

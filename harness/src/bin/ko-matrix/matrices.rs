@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use ko_matrix::report::flaky;
 use ko_matrix::report::regressions::{self, Mark};
 use ko_matrix::report::{self, cell_id, markdown, render_table, CheckScope, MatrixReport};
+use ko_matrix::report::{flaky, history};
 use ko_matrix::run::Shard;
 use ko_matrix::schedule::{Durations, ShardPlan};
 
@@ -31,6 +31,37 @@ pub fn diff(old: &Path, new: &Path) -> anyhow::Result<u8> {
     }
     eprintln!("{} cell(s) changed", changes.len());
     Ok(if changes.is_empty() { 0 } else { 1 })
+}
+
+#[derive(Args)]
+pub struct RecordArgs {
+    matrix: PathBuf,
+    /// The committed snapshots: the history goes to DIR/history/.
+    #[arg(long, default_value = SNAPSHOTS_DIR, value_name = "DIR")]
+    snapshots: PathBuf,
+}
+
+pub fn record(args: RecordArgs) -> anyhow::Result<u8> {
+    let report = MatrixReport::read(&args.matrix)?;
+    match history::record(&report, &args.snapshots) {
+        Ok(recorded) => {
+            for (path, cells) in &recorded.files {
+                println!("{} ({cells} cells)", path.display());
+            }
+            println!(
+                "recorded {} new or changed cell(s); {} cell(s) of pinned versions left to {}/<tool>/",
+                recorded.cells,
+                recorded.pinned,
+                args.snapshots.display()
+            );
+            Ok(0)
+        }
+        Err(history::RecordError::Report(e)) => Err(e.into()),
+        Err(e @ history::RecordError::NotTheTools(_)) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
 }
 
 #[derive(Args)]

@@ -278,20 +278,10 @@ fn milestone_cells(from: &str, history: &History, tool: &str, scenario: &str) ->
 /// scenario) joined into one column so a long axis stays readable.
 pub fn alike_runs(history: &History, tool: &str) -> Vec<Vec<String>> {
     let scenarios = history.scenarios(tool);
-    let column = |v: &str| -> Vec<Option<String>> {
+    let column = |v: &String| -> Vec<Option<String>> {
         scenarios.iter().map(|s| history.cell(tool, v, s).map(CellResult::label)).collect()
     };
-    let mut runs: Vec<Vec<String>> = Vec::new();
-    let mut last: Option<Vec<Option<String>>> = None;
-    for version in history.versions(tool) {
-        let this = column(&version);
-        match runs.last_mut() {
-            Some(run) if last.as_ref() == Some(&this) => run.push(version),
-            _ => runs.push(vec![version]),
-        }
-        last = Some(this);
-    }
-    runs
+    crate::report::runs_alike(history.versions(tool), column)
 }
 
 fn tool_page(history: &History, tool: &str) -> SiteFile {
