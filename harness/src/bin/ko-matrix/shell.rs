@@ -133,7 +133,8 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
             eprintln!("{}", format!("            {line}").trim_end());
         }
     }
-    eprintln!("push      {}", cell.push_command().iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+    let command = cell.push_command().iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+    eprintln!("{:<10}{command}", scenario.verb().as_str());
     eprintln!("          in {}, with {name} {} first on PATH", cell.work_dir().display(), binary.version);
     eprintln!(
         "record    {} (${GATEWAY_RECORD_ENV}: each request through the gateway, as it happens)",
