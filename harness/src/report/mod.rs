@@ -497,8 +497,11 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
                 merged.selected_scenarios.push(scenario.clone());
             }
         }
-        for (tool, scenarios) in &part.tool_scenarios {
-            let names = merged.tool_scenarios.entry(tool.clone()).or_default();
+        // A part leaves out a tool that ran all its selected scenarios: in the merge, whose
+        // selection is wider when the parts ran different tools, it gets that list.
+        for tool in part.tools() {
+            let scenarios = part.tool_scenarios.get(tool).unwrap_or(&part.selected_scenarios);
+            let names = merged.tool_scenarios.entry(tool.to_string()).or_default();
             names.extend(scenarios.iter().filter(|s| !names.contains(s)).cloned().collect::<Vec<_>>());
         }
         for v in &part.versions {
@@ -841,6 +844,18 @@ pub(crate) mod tests {
             ["ko@v0.15.1::ecr/env-session: pass → fail(network)", "ko@v0.15.1::ecr/imds-v2: pass → (absent)"],
             "v9.9.9 is left to `regressions`"
         );
+    }
+
+    #[test]
+    fn parts_that_ran_different_tools_merge_with_each_tools_own_scenarios() {
+        // Each part ran one tool on all its selected scenarios, so neither lists tool_scenarios.
+        let ko = report_of(vec![cell("s/a", "v1", Outcome::Pass, None), cell("s/b", "v1", Outcome::Pass, None)]);
+        let crane =
+            report_of(vec![cell("s/a", "crane@v2", Outcome::Pass, None), cell("s/c", "crane@v2", Outcome::Pass, None)]);
+        let merged = merge(&[ko, crane]).unwrap();
+        assert_eq!(merged.absent_cells(), Vec::<String>::new(), "ko never set out to run s/c, nor crane s/b");
+        assert!(!merged.selected(&crate::result::shorthand_tool(), "s/c"));
+        assert!(merged.selected("crane", "s/c"));
     }
 
     #[test]
