@@ -4,6 +4,8 @@
 //! Harbor's words, and the gateway's record names Harbor and where that answer is read from;
 //! within one distribution registry the same mount is taken (201).
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,24 +15,17 @@ use ko_matrix::config::Matrix;
 use ko_matrix::events::Silent;
 use ko_matrix::outcome::Outcome;
 use ko_matrix::result::{CellResult, Verb};
-use ko_matrix::run::{Runner, RunnerOptions};
-use ko_matrix::scenario::{self, Scenario};
+use ko_matrix::run::Runner;
+use ko_matrix::scenario::Scenario;
 use ko_matrix::tool::{self, ToolFetcher};
 use ko_matrix_emulators::gateway::Record;
+use support::{repo_scenario, runner_options};
 
 /// A release of crane the matrix pins.
 const CRANE: &str = "v0.22.1";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn repo_scenario(name: &str) -> Scenario {
-    scenario::discover(&root().join("scenarios"))
-        .unwrap()
-        .into_iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no scenario {name}"))
 }
 
 /// Runs `scenario` with crane in a world of its own.
@@ -40,16 +35,7 @@ async fn copy_with_crane(scenario: &Scenario) -> (CellResult, String) {
     let config = matrix.tool("crane").expect("matrix.toml runs crane");
     let fetcher = ToolFetcher::new(crane, Cache::from_env().unwrap(), config.fetch.clone(), Arc::new(Silent));
     let out = tempfile::tempdir().unwrap();
-    let options = RunnerOptions {
-        scenarios: vec![scenario.clone()],
-        services: matrix.services.clone(),
-        cell_timeout: Duration::from_secs(300),
-        out_dir: out.path().to_path_buf(),
-        app_source: root().join("scenarios/app"),
-        helper: env!("CARGO_BIN_EXE_ko-matrix").into(),
-        baseline: None,
-        durations: None,
-    };
+    let options = runner_options(&matrix, std::slice::from_ref(scenario), out.path(), Duration::from_secs(300));
     let runner = Runner::start(&options, fetcher.go()).await.unwrap_or_else(|e| panic!("{e}"));
     let binary = fetcher.fetch(CRANE).await.unwrap_or_else(|e| panic!("{e}"));
     let cell = runner.run_cell(&binary, scenario).await;

@@ -17,7 +17,7 @@ use crate::outcome::{self, Evidence, FailClass, NotFetched, Outcome, Verdict};
 use crate::payload::Payload;
 use crate::process::{Contained, RunError};
 use crate::result::CellResult;
-use crate::scenario::{expand, Credential, Endpoint, Given, Scenario, Source, TOOL_PLACEHOLDER};
+use crate::scenario::{expand, Credential, Given, Scenario, Side, TOOL_PLACEHOLDER};
 use crate::tool::{CopyEnd, PushContext, ToolBinary};
 use crate::world::{AwsCellCredentials, TargetRegistry, VendorCell, World};
 use ko_matrix_emulators::gateway::{authority, Backend, GatewayError, Record, Session, Site};
@@ -227,12 +227,12 @@ fn other_tools_step(tool: &ToolBinary, scenario: &Scenario) -> Option<String> {
 /// flags for a side whose credentials the scenario gives so.
 fn cannot_copy(tool: &ToolBinary, scenario: &Scenario) -> Option<String> {
     let source = scenario.source.as_ref()?;
-    let end = |endpoint: Endpoint| CopyEnd {
+    let end = |side: &Side| CopyEnd {
         reference: String::new(),
-        insecure: endpoint.insecure,
-        credentials: (endpoint.credentials == Given::Flags).then(Default::default),
+        insecure: side.insecure,
+        credentials: (side.credentials == Given::Flags).then(Default::default),
     };
-    tool.tool.cannot_copy(&end(source.endpoint()), &end(scenario.target.endpoint()))
+    tool.tool.cannot_copy(&end(source), &end(&scenario.target))
 }
 
 /// The tag a copy reads at its source and writes at its target.
@@ -268,8 +268,8 @@ fn io_error(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> C
 
 /// The placement of a side's registry: where its `[target]` (or `[source]`) puts it and its
 /// token service.
-fn address_placement(target: &TargetRegistry, endpoint: &Endpoint, session: u64) -> Placement {
-    let e = endpoint;
+fn address_placement(target: &TargetRegistry, side: &Side, session: u64) -> Placement {
+    let e = side;
     let token_host = target.flavour.token_host().unwrap_or_default();
     address::place(e.address, e.scheme, e.token_service, target.flavour.host(), token_host, session)
 }
@@ -285,12 +285,12 @@ const ADDRESS_STRIDE: u64 = 255;
 async fn open_address(
     world: &World,
     target: &TargetRegistry,
-    endpoint: &Endpoint,
+    side: &Side,
     session: &Session,
 ) -> Result<(String, Placement), CellSetupError> {
     let mut attempt = 0;
     loop {
-        let placement = address_placement(target, endpoint, session.id + attempt * ADDRESS_STRIDE);
+        let placement = address_placement(target, side, session.id + attempt * ADDRESS_STRIDE);
         match open_placement(world, target, &placement, session).await {
             Err(CellSetupError::Session(GatewayError::Listen { source, .. }))
                 if source.kind() == std::io::ErrorKind::AddrInUse && attempt < 16 =>
@@ -380,14 +380,13 @@ async fn open_source(
     world: &World,
     tool: &ToolBinary,
     scenario: &Scenario,
-    source: &Source,
+    source: &Side,
     session: &Session,
     root: &Path,
     target_host: &str,
 ) -> Result<OpenSource, CellSetupError> {
     let registry = world.targets.get(&source.registry).ok_or(CellSetupError::NoRegistry(source.registry.name()))?;
     let path = cell_path("source", scenario, tool);
-    let endpoint = source.endpoint();
     let mut hosts = Vec::new();
     let mut secrets = Vec::new();
     let (host, repository, backend_repository, own, aws, vendor) = match (&source.aws, &source.account) {
@@ -411,10 +410,10 @@ async fn open_source(
             (source.registry.host().to_string(), repository, backend_repository, values, None, Some(cell))
         }
         (None, None) => {
-            let host = match endpoint.same_address(&scenario.target.endpoint()) {
+            let host = match source.same_address(&scenario.target) {
                 true => target_host.to_string(),
                 false => {
-                    let (host, placement) = open_address(world, registry, &endpoint, session).await?;
+                    let (host, placement) = open_address(world, registry, source, session).await?;
                     hosts = placement.hosts;
                     host
                 }
@@ -530,7 +529,7 @@ impl Cell {
             None => {
                 let repository = cell_path("cells", scenario, tool);
                 let host;
-                (host, placement) = open_address(world, target, &scenario.target.endpoint(), &session).await?;
+                (host, placement) = open_address(world, target, &scenario.target, &session).await?;
                 let values = BTreeMap::from([
                     ("REGISTRY", host.clone()),
                     ("USER", target.user.username.clone()),
@@ -586,11 +585,11 @@ impl Cell {
             .collect();
         session.inject(ko_matrix_emulators::gateway::Faults { latency, ..scenario.faults.clone() });
         session.quirks(scenario.quirks.clone());
-        if let Some(redirect) = world.blob_redirect(&scenario.target.endpoint(), scenario.aws.as_ref()) {
+        if let Some(redirect) = world.blob_redirect(&scenario.target, scenario.aws.as_ref()) {
             session.redirect_blobs(redirect);
         }
         if let Some(source) = &scenario.source {
-            if let Some(redirect) = world.blob_redirect(&source.endpoint(), source.aws.as_ref()) {
+            if let Some(redirect) = world.blob_redirect(source, source.aws.as_ref()) {
                 session.redirect_blobs(redirect);
             }
         }
@@ -602,7 +601,7 @@ impl Cell {
         // through an ECR pull through cache.
         let pull_through = scenario.aws.as_ref().and_then(|a| a.pull_through_base(&env.payload.base_image));
         let payload = match (
-            scenario.target.base_image,
+            scenario.target.base_image(),
             world.vendors.get(&scenario.target.registry).and_then(|v| v.public_base.clone()).or(pull_through),
         ) {
             (crate::scenario::BaseImageFrom::Target, Some(base_image)) => {
@@ -690,18 +689,18 @@ impl Cell {
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
         let args = match (&copy, &scenario.source) {
             (Some(copy), Some(source)) => {
-                let flags = |endpoint: Endpoint, user: &str, password: &str| {
-                    (endpoint.credentials == Given::Flags).then(|| (values[user].clone(), values[password].clone()))
+                let flags = |side: &Side, user: &str, password: &str| {
+                    (side.credentials == Given::Flags).then(|| (values[user].clone(), values[password].clone()))
                 };
                 let from = CopyEnd {
                     reference: copy.reference.clone(),
                     insecure: source.insecure,
-                    credentials: flags(source.endpoint(), "SOURCE_USER", "SOURCE_PASSWORD"),
+                    credentials: flags(source, "SOURCE_USER", "SOURCE_PASSWORD"),
                 };
                 let to = CopyEnd {
                     reference: format!("{push_repository}:{COPY_TAG}"),
                     insecure: scenario.target.insecure,
-                    credentials: flags(scenario.target.endpoint(), "USER", "PASSWORD"),
+                    credentials: flags(&scenario.target, "USER", "PASSWORD"),
                 };
                 tool.tool
                     .copy_args(&from, &to)

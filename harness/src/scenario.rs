@@ -222,13 +222,15 @@ pub struct Step {
     pub stdin: Option<String>,
 }
 
+/// A registry a cell meets, and how the user reaches it: the `[target]` it pushes (or copies)
+/// to, and a copy's `[source]`. Both take the same keys; `base_image` is the target's (ko's
+/// base image), `account` and `aws` a source's (the target's are the top-level tables).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Target {
+pub struct Side {
     pub registry: Flavour,
-    /// Where ko's base image comes from.
-    #[serde(default)]
-    pub base_image: BaseImageFrom,
+    /// Where ko's base image comes from (the target's only; default `run`).
+    pub base_image: Option<BaseImageFrom>,
     /// The form of the registry's address (`localhost:<port>`, `registry.local:5000`, …).
     #[serde(default)]
     pub address: Address,
@@ -236,7 +238,8 @@ pub struct Target {
     #[serde(default = "https")]
     pub scheme: Scheme,
     /// Whether the user passed the tool's own switch for an insecure registry
-    /// (`crane --insecure`, `oras --plain-http`, `ko build --insecure-registry`).
+    /// (`crane --insecure`, `oras --plain-http`, `ko build --insecure-registry`; for a copy's
+    /// side, `oras cp --from-plain-http`).
     #[serde(default)]
     pub insecure: bool,
     /// Where a `token` registry's token service sits.
@@ -245,32 +248,12 @@ pub struct Target {
     /// Whether blob downloads are redirected to the vendor's object store (default: where the
     /// vendor redirects, [`Flavour::redirects`]).
     pub redirects: Option<Toggle>,
-    /// How the user gives the tool this registry's credentials (a copy's target only).
+    /// How the user gives the tool this registry's credentials (a copy's sides only).
     #[serde(default)]
     pub credentials: Given,
-}
-
-/// The registry a copy reads from (`[source]`), beside the `[target]` it writes to: the same
-/// keys as the target's, and the source's own account or AWS world.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Source {
-    pub registry: Flavour,
-    #[serde(default)]
-    pub address: Address,
-    #[serde(default = "https")]
-    pub scheme: Scheme,
-    /// Whether the user passed the tool's switch for this registry (`oras cp --from-plain-http`).
-    #[serde(default)]
-    pub insecure: bool,
-    #[serde(default)]
-    pub token_service: TokenService,
-    pub redirects: Option<Toggle>,
-    #[serde(default)]
-    pub credentials: Given,
-    /// The source's account at a vendor registry (defaults when absent).
+    /// A copy source's account at a vendor registry (defaults when absent).
     pub account: Option<AccountSpec>,
-    /// The source's AWS world when it is ECR (defaults when absent).
+    /// A copy source's AWS world when it is ECR (defaults when absent).
     pub aws: Option<AwsSpec>,
 }
 
@@ -286,52 +269,6 @@ pub enum Given {
     Flags,
 }
 
-/// What a side of a cell (a push's target, a copy's source or target) says about its registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Endpoint {
-    pub registry: Flavour,
-    pub address: Address,
-    pub scheme: Scheme,
-    pub insecure: bool,
-    pub token_service: TokenService,
-    /// Whether its blob downloads go to the vendor's object store.
-    pub redirects: bool,
-    pub credentials: Given,
-}
-
-impl Endpoint {
-    fn new(registry: Flavour, redirects: Option<Toggle>) -> Endpoint {
-        Endpoint {
-            registry,
-            address: Address::Name,
-            scheme: Scheme::Https,
-            insecure: false,
-            token_service: TokenService::OtherHost,
-            redirects: redirects.map_or(registry.redirects(), |t| t == Toggle::On),
-            credentials: Given::Config,
-        }
-    }
-
-    /// Whether clients reach both at one address: one registry, not two.
-    pub fn same_address(&self, other: &Endpoint) -> bool {
-        (self.registry, self.address, self.scheme, self.token_service)
-            == (other.registry, other.address, other.scheme, other.token_service)
-    }
-}
-
-impl Source {
-    pub fn endpoint(&self) -> Endpoint {
-        Endpoint {
-            address: self.address,
-            scheme: self.scheme,
-            insecure: self.insecure,
-            token_service: self.token_service,
-            credentials: self.credentials,
-            ..Endpoint::new(self.registry, self.redirects)
-        }
-    }
-}
-
 /// A switch a scenario turns `on` or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -340,21 +277,21 @@ pub enum Toggle {
     Off,
 }
 
-impl Target {
-    /// Whether the cell's blob downloads go to the vendor's object store.
+impl Side {
+    /// Whether the side's blob downloads go to the vendor's object store.
     pub fn redirects(&self) -> bool {
-        self.endpoint().redirects
+        self.redirects.map_or(self.registry.redirects(), |t| t == Toggle::On)
     }
 
-    pub fn endpoint(&self) -> Endpoint {
-        Endpoint {
-            address: self.address,
-            scheme: self.scheme,
-            insecure: self.insecure,
-            token_service: self.token_service,
-            credentials: self.credentials,
-            ..Endpoint::new(self.registry, self.redirects)
-        }
+    /// Where ko's base image comes from (the target's).
+    pub fn base_image(&self) -> BaseImageFrom {
+        self.base_image.unwrap_or_default()
+    }
+
+    /// Whether clients reach both at one address: one registry, not two.
+    pub fn same_address(&self, other: &Side) -> bool {
+        (self.registry, self.address, self.scheme, self.token_service)
+            == (other.registry, other.address, other.scheme, other.token_service)
     }
 }
 
@@ -380,8 +317,8 @@ pub enum BaseImageFrom {
 struct RawScenario {
     description: String,
     expect: Option<String>,
-    target: Target,
-    source: Option<Source>,
+    target: Side,
+    source: Option<Side>,
     docker_config: Option<DockerConfig>,
     #[serde(default)]
     helper: BTreeMap<String, Credential>,
@@ -415,8 +352,8 @@ pub struct Scenario {
     pub expect: Option<String>,
     /// A copy's source registry: with one, the cell copies an image the harness put there to
     /// the target instead of pushing.
-    pub source: Option<Source>,
-    pub target: Target,
+    pub source: Option<Side>,
+    pub target: Side,
     pub docker_config: Option<DockerConfig>,
     /// What the harness's credential helper (`docker-credential-ko-matrix`) holds.
     pub helper: BTreeMap<String, Credential>,
@@ -501,7 +438,9 @@ impl Scenario {
             (_, None) => None,
         };
         let pull_through = aws.as_ref().is_some_and(|a| !a.pull_through_cache.is_empty());
-        if raw.target.base_image == BaseImageFrom::Target && raw.target.registry != Flavour::Dockerhub && !pull_through
+        if raw.target.base_image() == BaseImageFrom::Target
+            && raw.target.registry != Flavour::Dockerhub
+            && !pull_through
         {
             let at = text.find("base_image").unwrap_or(0);
             return Err(ConfigError::at(
@@ -529,8 +468,13 @@ impl Scenario {
                 format!("`mount_refused` is 401, 403 or 405, not {status}"),
             ));
         }
-        let t = &raw.target;
-        check_endpoint(file, text, "[target]", t.registry, t.address, t.scheme, t.token_service, t.redirects)?;
+        check_side(file, text, "[target]", &raw.target)?;
+        for (key, table) in [("account", raw.target.account.is_some()), ("aws", raw.target.aws.is_some())] {
+            if table {
+                let at = find_in(text, "[target", key);
+                return Err(ConfigError::at(file, text, at..at + key.len(), format!("the target's `{key}` is the top-level [{key}] table; `{key}` in a side's table is a copy [source]'s")));
+            }
+        }
         let source = match raw.source {
             Some(source) => Some(check_source(file, text, source, &raw.target)?),
             None => {
@@ -629,17 +573,9 @@ fn find_in(text: &str, section: &str, key: &str) -> usize {
 /// The checks every side's registry takes (`[target]`, `[source]`): redirects only where the
 /// vendor's blobs live in an object store, addresses and schemes for the run's own registries,
 /// a token service placed only where the registry has one.
-#[allow(clippy::too_many_arguments)]
-fn check_endpoint(
-    file: &Path,
-    text: &str,
-    section: &str,
-    registry: Flavour,
-    address: Address,
-    scheme: Scheme,
-    token_service: TokenService,
-    redirects: Option<Toggle>,
-) -> Result<(), ConfigError> {
+fn check_side(file: &Path, text: &str, section: &str, s: &Side) -> Result<(), ConfigError> {
+    let (registry, address, scheme, token_service, redirects) =
+        (s.registry, s.address, s.scheme, s.token_service, s.redirects);
     let side = section.trim_matches(['[', ']']);
     if redirects == Some(Toggle::On) && !registry.redirects() {
         let at = find_in(text, section, "redirects");
@@ -681,13 +617,15 @@ fn check_endpoint(
 
 /// A copy's `[source]`, checked as a side and against the `[target]`; its account or AWS world
 /// filled in with the defaults where its registry needs one.
-fn check_source(file: &Path, text: &str, mut source: Source, target: &Target) -> Result<Source, ConfigError> {
-    let s = &source;
-    check_endpoint(file, text, "[source]", s.registry, s.address, s.scheme, s.token_service, s.redirects)?;
+fn check_source(file: &Path, text: &str, mut source: Side, target: &Side) -> Result<Side, ConfigError> {
+    check_side(file, text, "[source]", &source)?;
     let table_error = |key: &str, message: &str| {
         let at = find_in(text, "[source", key);
         Err(ConfigError::at(file, text, at..at + key.len(), message.to_string()))
     };
+    if source.base_image.is_some() {
+        return table_error("base_image", "`base_image` is ko's base image, the [target]'s; a copy's source has none");
+    }
     source.aws = match (source.registry, source.aws.take()) {
         (Flavour::Ecr, _) if target.registry == Flavour::Ecr => {
             return table_error("registry", "a cell has one AWS world: [source] and [target] cannot both be ecr");
@@ -922,11 +860,12 @@ stdin = "${PASSWORD}"
         assert_eq!(copy.verb(), Verb::Copy);
         let source = copy.source.as_ref().unwrap();
         assert_eq!(source.account.as_ref().unwrap().owner(), "team-a");
-        assert_eq!((source.endpoint().credentials, copy.target.endpoint().credentials), (Given::Flags, Given::Flags));
-        assert!(!source.endpoint().same_address(&copy.target.endpoint()) || source.registry == copy.target.registry);
+        assert_eq!((source.credentials, copy.target.credentials), (Given::Flags, Given::Flags));
+        assert!(source.same_address(&copy.target), "one Harbor");
         let plain = parse("description = \"d\"\n[source]\nregistry = \"anonymous\"\nscheme = \"http\"\ninsecure = true\n[target]\nregistry = \"basic\"\n").unwrap();
-        let endpoint = plain.source.as_ref().unwrap().endpoint();
-        assert_eq!((endpoint.scheme, endpoint.insecure, endpoint.redirects), (Scheme::Http, true, false));
+        let side = plain.source.as_ref().unwrap();
+        assert_eq!((side.scheme, side.insecure, side.redirects()), (Scheme::Http, true, false));
+        assert!(!side.same_address(&plain.target));
         assert_eq!(parse("description = \"d\"\n[target]\nregistry = \"basic\"\n").unwrap().verb(), Verb::Push);
         let ecr = parse("description = \"d\"\n[source]\nregistry = \"ecr\"\n[target]\nregistry = \"ghcr\"\n").unwrap();
         assert_eq!(ecr.source.unwrap().aws.unwrap().region, "us-east-1", "an ECR source gets an AWS world");
@@ -956,9 +895,18 @@ stdin = "${PASSWORD}"
             e.message
         );
         let e =
+            parse(&format!("{head}registry = \"basic\"\nbase_image = \"target\"\n[target]\nregistry = \"basic\"\n"))
+                .unwrap_err();
+        assert_eq!(
+            (e.line, e.message.as_str()),
+            (4, "`base_image` is ko's base image, the [target]'s; a copy's source has none")
+        );
+        let e = parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\naccount = { user = \"u\" }\n").unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (4, "the target's `account` is the top-level [account] table; `account` in a side's table is a copy [source]'s"));
+        let e =
             parse(&format!("{head}registry = \"basic\"\ncolour = 1\n[target]\nregistry = \"basic\"\n")).unwrap_err();
         assert!(
-            e.message.starts_with("unknown field `colour`, expected one of `registry`, `address`"),
+            e.message.starts_with("unknown field `colour`, expected one of `registry`, `base_image`, `address`"),
             "{}",
             e.message
         );

@@ -13,7 +13,7 @@ use crate::credential_files::{self, CellFile, EcrToken};
 use crate::leak_check::{HostKeys, LeakCheck};
 use crate::outcome::NotFetched;
 use crate::provision::GoProvisioner;
-use crate::scenario::{Credential, Endpoint, Flavour, Scenario, TOKEN_AUTH_HOST};
+use crate::scenario::{Credential, Flavour, Scenario, Side, TOKEN_AUTH_HOST};
 use crate::services::binaries::ServiceBinaries;
 use crate::services::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
 use crate::services::registry::{RegistryAuth, RegistrySpec};
@@ -894,14 +894,14 @@ impl World {
         Ok((base_image::digest(&body), url))
     }
 
-    /// Where a side's registry (`endpoint`, at `aws` when it is ECR) redirects blob downloads,
-    /// if its cell's do (`redirects`): the registry's hosts and its object store.
-    pub fn blob_redirect(&self, endpoint: &Endpoint, aws: Option<&AwsSpec>) -> Option<BlobRedirect> {
+    /// Where a side's registry (at `aws` when it is ECR) redirects blob downloads, if its
+    /// cell's do (`redirects`): the registry's hosts and its object store.
+    pub fn blob_redirect(&self, side: &Side, aws: Option<&AwsSpec>) -> Option<BlobRedirect> {
         use ko_matrix_emulators::{azure, dockerhub, github, google};
-        if !endpoint.redirects {
+        if !side.redirects() {
             return None;
         }
-        let (hosts, store) = match endpoint.registry {
+        let (hosts, store) = match side.registry {
             Flavour::Ecr => {
                 let aws = aws?;
                 (vec![aws.registry_host()], Store::S3 { region: aws.region.clone(), account: aws.account.clone() })
