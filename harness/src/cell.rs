@@ -176,7 +176,8 @@ impl OpenCell {
         &self.cell.push_dir
     }
 
-    /// The push, as the tool's definition spells it: the program's name, then its arguments.
+    /// The push (or a copy's command), as the tool's definition spells it: the program's name,
+    /// then its arguments.
     pub fn push_command(&self) -> Vec<String> {
         self.cell.push.clone()
     }
@@ -269,9 +270,8 @@ fn io_error(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> C
 /// The placement of a side's registry: where its `[target]` (or `[source]`) puts it and its
 /// token service.
 fn address_placement(target: &TargetRegistry, side: &Side, session: u64) -> Placement {
-    let e = side;
     let token_host = target.flavour.token_host().unwrap_or_default();
-    address::place(e.address, e.scheme, e.token_service, target.flavour.host(), token_host, session)
+    address::place(side.address, side.scheme, side.token_service, target.flavour.host(), token_host, session)
 }
 
 /// How far apart the cell numbers of two tries at a free address are (moves both varying

@@ -216,10 +216,13 @@ pub fn select_scenarios(matrix: &Matrix, tools: &[&'static Tool]) -> Result<Sele
     // A run of no cell would read as a clean pass.
     if !tools.is_empty() && tool_scenarios.iter().all(|(_, names)| names.is_empty()) {
         let tools = tool_scenarios.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ");
-        let message = format!(
+        let mut message = format!(
             "no cell to run: the selected scenarios ({}) are outside the `scenarios` of every selected tool ({tools}); select scenarios those tools run, or widen their `scenarios` in this file",
             selected.join(", ")
         );
+        for note in &notes {
+            message.push_str(&format!("; {note}"));
+        }
         return Err(
             ConfigError { file: matrix.file.clone(), line: 0, column: 0, message, excerpt: String::new() }.into()
         );
