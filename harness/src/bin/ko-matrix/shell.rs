@@ -176,7 +176,7 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8>
         Some(name) => vec![scenario_named(&matrix, name)?],
         None => ko_matrix::scenario::discover(&run::scenarios_dir(&matrix))?
             .into_iter()
-            .filter(|s| s.target.registry != Flavour::Ecr && !s.target.registry.is_vendor())
+            .filter(|s| s.registries().all(|r| r != Flavour::Ecr && !r.is_vendor()))
             .collect(),
     };
     // Only the Go provisioner, for a registry binary or Amazon's helper when none is installed.
