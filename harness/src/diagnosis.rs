@@ -119,12 +119,14 @@ fn in_its_own_words(detail: &str, causes: &[Cause]) -> Option<String> {
     })
 }
 
-const RULES: [fn(&Facts) -> Option<String>; 18] = [
+const RULES: [fn(&Facts) -> Option<String>; 19] = [
     credentials,
     invalid_name,
     realm_refused,
     timeout,
     injected,
+    refused_mount,
+    quirk,
     unknown_host,
     tls,
     nothing_listens,
@@ -133,7 +135,6 @@ const RULES: [fn(&Facts) -> Option<String>; 18] = [
     identity_refused,
     token_server,
     anonymous_token,
-    refused_mount,
     copy_read_refused,
     token_scope,
     registry_answer,
@@ -217,6 +218,17 @@ fn injected(f: &Facts) -> Option<String> {
         "The gateway injected a fault ({}) and {} did not recover from it.",
         note.trim_start_matches("injected: "),
         f.tool
+    ))
+}
+
+/// The deciding answer is one the scenario's `[quirks]` shaped (a real registry's way,
+/// docs/storage-and-quirks.md), not a verdict on the credentials the tool sent.
+fn quirk(f: &Facts) -> Option<String> {
+    let end = last_registry_failure(f)?;
+    let note = end.note.as_deref()?.strip_prefix("quirk: ")?;
+    Some(format!(
+        "The registry answered {} to the {} as the scenario's [quirks] shape it ({note}), as some real registries do, and {} did not work around it.",
+        end.status, end.method, f.tool
     ))
 }
 
@@ -581,6 +593,34 @@ mod tests {
             says(ECR, fail(FailClass::Unauthorized, "ko exited 1: …"), "Error: … 401 Unauthorized", &records).unwrap(),
             "No request reached api.ecr.*: ko did not fetch an ECR token; the pushes went out anonymous and ECR answered 401."
         );
+    }
+
+    // As recorded for ko v0.14.0 × quirks/missing-manifest-head-401: the registry answers 401
+    // to a HEAD of the tag not yet pushed, with good Basic credentials.
+    #[test]
+    fn an_answer_a_quirk_shaped_is_not_blamed_on_the_credentials() {
+        let basic = "basic.ko-matrix.test";
+        let records = [
+            r("GET", basic, "/v2/", 200, Some("Basic"), None),
+            r(
+                "HEAD",
+                basic,
+                "/v2/app/manifests/latest",
+                401,
+                Some("Basic"),
+                Some("quirk: missing manifest answered 401"),
+            ),
+        ];
+        assert_eq!(
+            says(basic, fail(FailClass::Unauthorized, "ko exited 1: …"), "Error: HEAD …: 401 Unauthorized", &records)
+                .unwrap(),
+            "The registry answered 401 to the HEAD as the scenario's [quirks] shape it (missing manifest answered 401), as some real registries do, and ko did not work around it."
+        );
+        // Without the note, the same 401 is the credentials'.
+        let plain = [records[0].clone(), r("HEAD", basic, "/v2/app/manifests/latest", 401, Some("Basic"), None)];
+        assert!(says(basic, fail(FailClass::Unauthorized, "…"), "Error: 401", &plain)
+            .unwrap()
+            .contains("wrong user or password"));
     }
 
     #[test]

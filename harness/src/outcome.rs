@@ -161,10 +161,18 @@ const PATTERNS: [(FailClass, &[&str]); 10] = [
         ],
     ),
     // go-containerregistry's and oras's checks of a `WWW-Authenticate` realm, before they
-    // follow it (docs/registry-topologies.md).
+    // follow it (docs/registry-topologies.md): ggcr's pkg/v1/remote/transport/bearer.go
+    // (v0.21.4 on; its token-server redirect check from v0.21.6), oras-go's
+    // registry/remote/auth/client.go validateRealm (v2.6.2 on, in oras v1.3.3).
     (
         FailClass::RealmRefused,
-        &["invalid realm in www-authenticate", "uses http but registry was contacted over https"],
+        &[
+            "invalid realm in www-authenticate",
+            "refusing token-server redirect",
+            "uses http but registry was contacted over https",
+            "uses unsupported scheme",
+            "is a loopback, link-local, private, or unspecified address",
+        ],
     ),
     // The scheme mismatches in Go's words: its TLS client at a plain-HTTP server, and its TLS
     // server's answer to a plain request (docs/registry-topologies.md).
@@ -462,6 +470,28 @@ mod tests {
         }
         let refused = record("basic.ko-matrix.test", 405, Some("quirk: chunked uploads refused"));
         assert_eq!(verdict(Some(1), "Error: something unrecognisable", &[refused]).class, Some(FailClass::Unsupported));
+    }
+
+    #[test]
+    fn a_refused_realm_is_named_in_each_clients_words_even_after_a_401() {
+        // The first 401 carried the realm the client then refused to follow.
+        let challenge = record("harbor.ko-matrix.test", 401, None);
+        let lines = [
+            // oras v1.3.3–v1.3.5 (oras-go v2.6.2 registry/remote/auth/client.go validateRealm)
+            "Error: failed to init auth: bearer realm host \"10.89.1.2\" is a loopback, link-local, private, or unspecified address",
+            "Error: bearer realm \"ftp://10.89.1.2/service/token\" uses unsupported scheme \"ftp\"",
+            "Error: bearer realm \"http://gitlab.ko-matrix.test/jwt/auth\" uses http but registry was contacted over https",
+            // go-containerregistry v0.21.4 on (pkg/v1/remote/transport/bearer.go)
+            "Error: invalid realm in www-authenticate: realm host \"10.89.1.2\" is a private or link-local address",
+            "Error: refusing token-server redirect to \"http://10.89.1.2/token\": realm host \"10.89.1.2\" is a private or link-local address",
+        ];
+        for line in lines {
+            assert_eq!(
+                verdict(Some(1), line, std::slice::from_ref(&challenge)).class,
+                Some(FailClass::RealmRefused),
+                "{line}"
+            );
+        }
     }
 
     #[test]
