@@ -1,6 +1,7 @@
 //! A Docker-Hub-style token server: clients present Basic credentials (or none) to
-//! `GET /token?service=…&scope=repository:<name>:push,pull` and get a JWT that distribution
-//! verifies against the run's CA (`x5c` header with the signing certificate).
+//! `GET /token?service=…&scope=repository:<name>:push,pull`, or post the OAuth2 password grant
+//! to `/token`, and get a JWT that distribution verifies against the run's CA (`x5c` header
+//! with the signing certificate).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
