@@ -239,6 +239,8 @@ pub enum CellSetupError {
     Aws(String),
     #[error("{step} {path}: {source}")]
     Io { step: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Seed(#[from] crate::world::SeedError),
 }
 
 /// The `map_err` for an I/O `step` on `path`.
@@ -352,6 +354,13 @@ fn write_file(file: &Path, contents: &str) -> Result<(), CellSetupError> {
     std::fs::write(file, contents).map_err(io_error("writing", file))
 }
 
+/// Writes a binary file with its directory.
+fn write_bytes(file: &Path, bytes: &[u8]) -> Result<(), CellSetupError> {
+    let dir = file.parent().expect("files have parents");
+    std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    std::fs::write(file, bytes).map_err(io_error("writing", file))
+}
+
 /// A prepared cell: its files written, its environment built.
 struct Cell {
     dir: tempfile::TempDir,
@@ -369,6 +378,13 @@ struct Cell {
     /// Where the tool's push runs, and its command: the tool's name, then its arguments.
     push_dir: PathBuf,
     push: Vec<String>,
+    /// The tool's own commands before the scenario's steps (its definition's `setup`), each
+    /// the tool's name, then its arguments.
+    setup: Vec<Vec<String>>,
+    /// The tag to resolve after the push, for a tool that prints no digest.
+    resolve_tag: Option<String>,
+    /// What the manifest fetched back must show.
+    expect: crate::payload::Expectation,
     /// `host/path` the tool pushes to.
     push_repository: String,
     /// Whether `${TOOL}` steps get the tool's insecure switch (the scenario's `insecure`).
@@ -471,7 +487,15 @@ impl Cell {
             }
             _ => std::borrow::Cow::Borrowed(&env.payload),
         };
-        let push = PushContext { repository: push_repository.clone(), cell_dir: root, payload: &payload };
+        // A tool acting on an image in the registry finds it there, pushed by the harness.
+        let image = match tool.tool.payload() {
+            crate::tool::PayloadKind::PushedImage => {
+                let digest = world.seed_image(scenario.target.registry, &backend_repository).await?;
+                Some((format!("{push_repository}@{digest}"), digest))
+            }
+            _ => None,
+        };
+        let push = PushContext { repository: push_repository.clone(), cell_dir: root, payload: &payload, image };
         let prepared = tool.tool.prepare(&push);
         let mut path: Vec<String> =
             [root.join("bin")].iter().chain(&prepared.path).map(|d| d.display().to_string()).collect();
@@ -534,6 +558,16 @@ impl Cell {
         for (file, contents) in &files {
             write_file(file, contents)?;
         }
+        for (file, bytes) in &prepared.blobs {
+            write_bytes(file, bytes)?;
+        }
+        let files: Vec<(PathBuf, String)> = files
+            .into_iter()
+            .chain(prepared.blobs.iter().map(|(file, bytes)| {
+                (file.clone(), format!("({} bytes, {})", bytes.len(), crate::base_image::digest(bytes)))
+            }))
+            .collect();
+        std::fs::create_dir_all(&prepared.cwd).map_err(io_error("creating", &prepared.cwd))?;
         for f in &unlisted {
             write_file(&root.join(&f.path), &f.contents)?;
         }
@@ -553,6 +587,13 @@ impl Cell {
             .chain(tool.tool.push_args(&push))
             .chain(insecure.iter().map(|s| s.to_string()))
             .collect();
+        let setup = tool
+            .tool
+            .setup_commands(&push, scenario.target.insecure)
+            .into_iter()
+            .map(|args| [tool.tool.name().to_string()].into_iter().chain(args).collect())
+            .collect();
+        let resolve_tag = tool.tool.tag_to_resolve(&push);
         Ok(Cell {
             dir,
             env: vars,
@@ -565,6 +606,9 @@ impl Cell {
             _vendor: vendor,
             push_dir: prepared.cwd,
             push: push_command,
+            setup,
+            resolve_tag,
+            expect: prepared.expect,
             insecure: scenario.target.insecure,
             hosts_file,
             tty: scenario.tty,
@@ -707,7 +751,8 @@ impl Cell {
         let mut outcome_of_steps = StepOutcome::Done { code: Some(0), output: String::new() };
         let name = tool.tool.name();
         let push = push.then(|| (self.push.clone(), None));
-        let commands = before.iter().map(|s| (s.run.clone(), s.stdin.clone())).chain(push);
+        let setup = self.setup.iter().map(|argv| (argv.clone(), None));
+        let commands = setup.chain(before.iter().map(|s| (s.run.clone(), s.stdin.clone()))).chain(push);
         for (argv, stdin) in commands {
             // `${TOOL} login …` is the tool under test, in its own words for the subcommand.
             let placeholder = argv[0] == TOOL_PLACEHOLDER;
@@ -722,7 +767,7 @@ impl Cell {
                     .into_iter()
                     .chain(words)
                     .chain(insecure.iter().map(|s| s.to_string()))
-                    .chain(argv.iter().skip(2).cloned())
+                    .chain(argv.iter().skip(2).map(|arg| tool.tool.flag(arg)))
                     .collect();
             }
             let program = if is_tool { tool.path.clone() } else { PathBuf::from(&argv[0]) };
@@ -820,7 +865,9 @@ impl Cell {
         env.world.leak_check.foreign_keys(records, &scenario.stated_access_key_ids(), minted)
     }
 
-    /// Reads the digest the tool says it pushed, and fetches that manifest back.
+    /// Reads the digest the tool says it pushed (or resolves the tag it pushed, when the
+    /// gateway saw it push that tag in this cell), fetches that manifest back and checks it
+    /// is what the tool was given.
     async fn fetch_back(
         &self,
         env: &CellEnv,
@@ -828,10 +875,28 @@ impl Cell {
         scenario: &Scenario,
         output: &str,
     ) -> Result<String, NotFetched> {
-        let digest = tool.tool.pushed_digest(output, &self.push_repository).ok_or_else(|| {
-            NotFetched::Missing(format!("{} named no pushed digest for {}", tool.tool.name(), self.push_repository))
-        })?;
-        env.world.fetch_back(scenario.target.registry, &self.repository, &digest).await
+        let name = tool.tool.name();
+        let flavour = scenario.target.registry;
+        let (digest, manifest) = match &self.resolve_tag {
+            None => {
+                let digest = tool.tool.pushed_digest(output, &self.push_repository).ok_or_else(|| {
+                    NotFetched::Missing(format!("{name} named no pushed digest for {}", self.push_repository))
+                })?;
+                env.world.fetch_manifest(flavour, &self.repository, &digest).await?
+            }
+            Some(tag) => {
+                if !pushed_tag(&self.session.records(), tag) {
+                    return Err(NotFetched::Missing(format!(
+                        "{name} exited 0, but the gateway saw no PUT of {}:{tag} in this cell",
+                        self.push_repository
+                    )));
+                }
+                env.world.fetch_manifest(flavour, &self.repository, tag).await?
+            }
+        };
+        let blob = |digest: String| async move { env.world.fetch_blob(flavour, &self.repository, &digest).await };
+        self.expect.check(&manifest, blob).await?;
+        Ok(digest)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -880,6 +945,15 @@ impl Cell {
         ));
         log
     }
+}
+
+/// Whether `records` show a manifest PUT to `…/manifests/<tag>` that the registry took.
+fn pushed_tag(records: &[Record], tag: &str) -> bool {
+    let suffix = format!("/manifests/{tag}");
+    records.iter().any(|r| {
+        let path = r.path.split('?').next().unwrap_or_default();
+        r.method == "PUT" && path.ends_with(&suffix) && (200..300).contains(&r.status)
+    })
 }
 
 /// What a cell's commands came to: the transcript its log shows, the time spent in the tool,

@@ -57,6 +57,15 @@ enum Admin {
     Token(Arc<TokenIssuer>),
 }
 
+/// Why the harness could not push an image into a cell's repository before the tool ran.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("the run has no {0} registry")]
+    NoRegistry(&'static str),
+    #[error("pushing the image the tool acts on into {service}: {source}")]
+    Push { service: String, source: base_image::BaseImageError },
+}
+
 /// A registry cells push to, behind the gateway.
 pub struct TargetRegistry {
     pub flavour: Flavour,
@@ -69,6 +78,29 @@ pub struct TargetRegistry {
     /// The credentials that work (scenarios' `${USER}` / `${PASSWORD}`).
     pub user: Credential,
     admin: Admin,
+}
+
+impl TargetRegistry {
+    /// `https://<backend>` or `http://<backend>`: where the harness reaches it directly.
+    fn origin(&self) -> String {
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.backend)
+    }
+
+    /// `request` to the backend as the harness's admin, for `actions` (`pull`, `pull,push`) on
+    /// `repository`, with the `Host` the backend expects.
+    fn as_admin(&self, request: reqwest::RequestBuilder, repository: &str, actions: &str) -> reqwest::RequestBuilder {
+        let request = match &self.host_header {
+            Some(host) => request.header("host", host),
+            None => request,
+        };
+        match &self.admin {
+            Admin::None => request,
+            Admin::Basic(admin) => request.basic_auth(&admin.username, Some(&admin.password)),
+            Admin::Token(issuer) => {
+                request.bearer_auth(issuer.token("ko-matrix-admin", &[format!("repository:{repository}:{actions}")]))
+            }
+        }
+    }
 }
 
 /// The AWS side of a run.
@@ -731,20 +763,15 @@ impl World {
         vars
     }
 
-    /// Fetches `repository@digest` straight from the target's backend (not through the
-    /// gateway) and checks the bytes hash to `digest`. `Ok(digest)` when they do.
-    pub(crate) async fn fetch_back(
+    /// Fetches the manifest `repository:reference` (a digest or a tag) straight from the
+    /// target's backend (not through the gateway): its digest and bytes. By digest, the bytes
+    /// must hash to it.
+    pub(crate) async fn fetch_manifest(
         &self,
         flavour: Flavour,
         repository: &str,
-        digest: &str,
-    ) -> Result<String, NotFetched> {
-        let target = self
-            .targets
-            .get(&flavour)
-            .ok_or_else(|| NotFetched::Unreachable(format!("{} registry not started in this run", flavour.name())))?;
-        let scheme = if target.tls { "https" } else { "http" };
-        let url = format!("{scheme}://{}/v2/{repository}/manifests/{digest}", target.backend);
+        reference: &str,
+    ) -> Result<(String, Vec<u8>), NotFetched> {
         let accept = [
             base_image::INDEX_MEDIA_TYPE,
             base_image::MANIFEST_MEDIA_TYPE,
@@ -752,17 +779,44 @@ impl World {
             "application/vnd.docker.distribution.manifest.v2+json",
         ]
         .join(", ");
-        let mut request = self.client.get(&url).header("accept", accept);
-        if let Some(host) = &target.host_header {
-            request = request.header("host", host);
+        let (url, body) = self.fetch(flavour, repository, &format!("manifests/{reference}"), &accept).await?;
+        let actual = base_image::digest(&body);
+        if reference.starts_with("sha256:") && actual != reference {
+            return Err(NotFetched::Missing(format!("GET {url} returned content with digest {actual}")));
         }
-        request = match &target.admin {
-            Admin::None => request,
-            Admin::Basic(admin) => request.basic_auth(&admin.username, Some(&admin.password)),
-            Admin::Token(issuer) => {
-                request.bearer_auth(issuer.token("ko-matrix-admin", &[format!("repository:{repository}:pull")]))
-            }
-        };
+        Ok((actual, body))
+    }
+
+    /// Fetches the blob `repository@digest` from the target's backend.
+    pub(crate) async fn fetch_blob(
+        &self,
+        flavour: Flavour,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<u8>, NotFetched> {
+        let (url, body) = self.fetch(flavour, repository, &format!("blobs/{digest}"), "*/*").await?;
+        match base_image::digest(&body) == digest {
+            true => Ok(body),
+            false => Err(NotFetched::Missing(format!("GET {url} returned content of another digest"))),
+        }
+    }
+
+    /// `GET /v2/<repository>/<path>` at the target's backend as the harness's admin: the
+    /// URL asked and the body. A 2xx is the body; 4xx is about the push; not reaching the
+    /// backend, or a 5xx, is the harness's failure.
+    async fn fetch(
+        &self,
+        flavour: Flavour,
+        repository: &str,
+        path: &str,
+        accept: &str,
+    ) -> Result<(String, Vec<u8>), NotFetched> {
+        let target = self
+            .targets
+            .get(&flavour)
+            .ok_or_else(|| NotFetched::Unreachable(format!("{} registry not started in this run", flavour.name())))?;
+        let url = format!("{}/v2/{repository}/{path}", target.origin());
+        let request = target.as_admin(self.client.get(&url).header("accept", accept), repository, "pull");
         // Not reaching its own registry, or reaching a broken one, is the harness's failure.
         let unreachable = |e: reqwest::Error| {
             NotFetched::Unreachable(format!(
@@ -787,11 +841,19 @@ impl World {
                 String::from_utf8_lossy(&body).trim()
             )));
         }
-        let actual = base_image::digest(&body);
-        if actual != digest {
-            return Err(NotFetched::Missing(format!("GET {url} returned content with digest {actual}")));
-        }
-        Ok(actual)
+        Ok((url, body.to_vec()))
+    }
+
+    /// Pushes an image (the run's base image: an index of two platforms) into `repository`
+    /// of the target's backend as the harness's admin, tagged `latest`, for a tool that acts
+    /// on an image already in the registry. Returns its digest.
+    pub(crate) async fn seed_image(&self, flavour: Flavour, repository: &str) -> Result<String, SeedError> {
+        let target = self.targets.get(&flavour).ok_or(SeedError::NoRegistry(flavour.name()))?;
+        let decorate = |request: reqwest::RequestBuilder| target.as_admin(request, repository, "pull,push");
+        BaseImage::build()
+            .push_with(&self.client, &target.origin(), repository, &decorate)
+            .await
+            .map_err(|source| SeedError::Push { service: format!("{} {}", target.service, target.backend), source })
     }
 
     /// Where `scenario`'s registry redirects blob downloads, if its cell's do
