@@ -129,7 +129,7 @@ fn an_unknown_cell_exits_2_naming_the_choices() {
 
     let (code, _, stderr) = run(&["shell", "docker@v1.0.0::registry/anonymous", "--", "true"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("unknown tool `docker`; known tools: ko, crane, oras"), "{stderr}");
+    assert!(stderr.contains("unknown tool `docker`; known tools: ko, cosign, crane, helm, oras, regctl"), "{stderr}");
 
     let (code, _, stderr) = run(&["serve", "--scenario", "registry/nope"]);
     assert_eq!(code, 2, "{stderr}");

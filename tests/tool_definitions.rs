@@ -59,14 +59,14 @@ fn a_mistake_in_a_definition_is_located() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("tools")).unwrap();
     let crane = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/crane.toml")).unwrap();
-    std::fs::write(dir.path().join("tools/kran.toml"), crane.replace("\"image-tarball\"", "\"chart\"")).unwrap();
+    std::fs::write(dir.path().join("tools/kran.toml"), crane.replace("\"image-tarball\"", "\"helm-chart\"")).unwrap();
     std::fs::write(dir.path().join("matrix.toml"), "[tools.kran]\nversions = [\"v0.20.7\"]\n").unwrap();
     let out = ko_matrix().current_dir(dir.path()).args(["versions"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr
-            .contains("tools/kran.toml:9:11: unknown variant `chart`, expected one of `app`, `image-tarball`, `file`"),
+            .contains("tools/kran.toml:9:11: unknown variant `helm-chart`, expected one of `app`, `image-tarball`, `file`, `chart`, `pushed-image`"),
         "{stderr}"
     );
 }

@@ -296,6 +296,14 @@ pub trait Vendor: Send + Sync + 'static {
     fn refresh_tokens(&self) -> bool {
         false
     }
+    /// Whether the token endpoint takes the OAuth2 password grant (`POST`,
+    /// `grant_type=password`, `username`, `password`, `service`, `scope`), as the distribution
+    /// spec's OAuth2 document describes it with Docker Hub's names (spec/auth/oauth.md). A vendor
+    /// taking neither grant answers a `POST` 404, which the spec tells clients to take as "no
+    /// OAuth2 here, use GET".
+    fn password_grant(&self) -> bool {
+        false
+    }
     /// An endpoint of the vendor's own outside `/v2/` and the token endpoint (ACR's
     /// `/oauth2/exchange`), given the whole request: `None` when `path` is not one. `session`
     /// is the gateway session the request came from.
@@ -587,7 +595,7 @@ impl Front {
                 return response;
             }
             if token_endpoint {
-                if parts.method == hyper::Method::POST && self.vendor.refresh_tokens() {
+                if parts.method == hyper::Method::POST {
                     return self.oauth2_token(account.as_deref(), parts.uri.path(), &body);
                 }
                 return self.token(&accounts, &parts);
@@ -608,18 +616,33 @@ impl Front {
         self.registry(accounts, req).await
     }
 
-    /// `POST <token path>` with the OAuth2 form `grant_type=refresh_token&refresh_token=…&
-    /// service=…&scope=…`: the refresh token must be one the vendor minted for this account
-    /// ([`Account::issue_refresh_token`]) and still live; any other secret of the account (the
-    /// admin password, a vendor access token) is refused as unknown.
+    /// `POST <token path>` with the OAuth2 form: `grant_type=refresh_token&refresh_token=…&
+    /// service=…&scope=…` where the vendor takes refresh tokens (the refresh token must be one
+    /// the vendor minted for this account, [`Account::issue_refresh_token`], and still live; any
+    /// other secret of the account, the admin password or a vendor access token, is refused as
+    /// unknown), `grant_type=password&username=…&password=…` where it takes the password grant
+    /// (checked like Basic credentials at GET). A vendor taking neither answers 404.
     fn oauth2_token(&self, account: Option<&Account>, path: &str, body: &[u8]) -> Response<Body> {
+        if !self.vendor.refresh_tokens() && !self.vendor.password_grant() {
+            return distribution_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!("ko-matrix: {} takes no OAuth2 form at its token endpoint; use GET", self.vendor.name()),
+            );
+        }
         let form = Form::parse(body);
         let field = |name: &str| form.get(name).map(str::to_string);
-        if field("grant_type").as_deref() != Some("refresh_token") {
+        let grant_type = field("grant_type");
+        let supported = match grant_type.as_deref() {
+            Some("refresh_token") => self.vendor.refresh_tokens(),
+            Some("password") => self.vendor.password_grant(),
+            _ => false,
+        };
+        if !supported {
             return distribution_error(
                 StatusCode::BAD_REQUEST,
                 "UNSUPPORTED",
-                &format!("ko-matrix: grant_type {:?} is not supported here", field("grant_type")),
+                &format!("ko-matrix: grant_type {grant_type:?} is not supported here"),
             );
         }
         if field("service").as_deref().is_some_and(|s| s != self.vendor.service()) {
@@ -630,13 +653,28 @@ impl Front {
             );
         }
         let Some(account) = account else { return self.vendor.refuse_credentials(BadCredentials::Unknown) };
-        let principal = match account.refresh_tokens.check(&field("refresh_token").unwrap_or_default()) {
-            Ok(principal) => principal,
-            Err(Refusal::Expired) => return self.vendor.refuse_credentials(BadCredentials::Expired),
-            Err(Refusal::Unknown) => return self.vendor.refuse_credentials(BadCredentials::Unknown),
+        let principal = match grant_type.as_deref() {
+            Some("password") => {
+                let (user, secret) = (field("username").unwrap_or_default(), field("password").unwrap_or_default());
+                match self.principal(account, &secret) {
+                    Ok(principal) if self.vendor.checks_user() && !user.eq_ignore_ascii_case(&principal.user) => {
+                        return self.vendor.refuse_credentials(BadCredentials::WrongUser)
+                    }
+                    Ok(principal) => principal,
+                    Err(why) => return self.vendor.refuse_credentials(why),
+                }
+            }
+            _ => match account.refresh_tokens.check(&field("refresh_token").unwrap_or_default()) {
+                Ok(principal) => principal,
+                Err(Refusal::Expired) => return self.vendor.refuse_credentials(BadCredentials::Expired),
+                Err(Refusal::Unknown) => return self.vendor.refuse_credentials(BadCredentials::Unknown),
+            },
         };
         match self.issue(account, Some(principal), path, scopes_of(&form)) {
-            Ok(token) => json(StatusCode::OK, serde_json::json!({ "access_token": token })),
+            Ok(token) => json(
+                StatusCode::OK,
+                serde_json::json!({ "access_token": token, "expires_in": REGISTRY_TOKEN_TTL.whole_seconds() }),
+            ),
             Err(refusal) => *refusal,
         }
     }

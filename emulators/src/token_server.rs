@@ -1,12 +1,15 @@
 //! A Docker-Hub-style token server: clients present Basic credentials (or none) to
-//! `GET /token?service=…&scope=repository:<name>:push,pull` and get a JWT that distribution
-//! verifies against the run's CA (`x5c` header with the signing certificate).
+//! `GET /token?service=…&scope=repository:<name>:push,pull`, or post the OAuth2 password grant
+//! to `/token`, and get a JWT that distribution verifies against the run's CA (`x5c` header
+//! with the signing certificate).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 
@@ -77,22 +80,71 @@ impl TokenIssuer {
         }
     }
 
+    /// `POST /token` with the OAuth2 form, as the distribution spec's OAuth2 document describes
+    /// it (spec/auth/oauth.md): `grant_type=password` with `username` and `password` (and
+    /// `service`, `scope`, `client_id`) gets a token for them, as GET with Basic credentials
+    /// does. This server mints no refresh tokens, so `grant_type=refresh_token` is refused.
+    fn oauth2(&self, form: &Form) -> Response<Body> {
+        let respond = |status: StatusCode, body: serde_json::Value| json_as(status, "application/json", &body);
+        if form.get("service").is_some_and(|s| s != self.service) {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"details": format!("unknown service {:?}", form.get("service"))}),
+            );
+        }
+        match form.get("grant_type") {
+            Some("password") => {}
+            Some("refresh_token") => {
+                return respond(
+                    StatusCode::UNAUTHORIZED,
+                    serde_json::json!({"error": "invalid_grant", "error_description": "unknown refresh token"}),
+                )
+            }
+            other => {
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": "unsupported_grant_type", "error_description": format!("grant_type {other:?}")}),
+                )
+            }
+        }
+        let (user, password) = (form.get("username").unwrap_or_default(), form.get("password").unwrap_or_default());
+        match self.users.get(user) {
+            Some(expected) if expected == password => {
+                let token = self.token(user, &crate::bearer::requested_scopes(form));
+                respond(StatusCode::OK, serde_json::json!({ "access_token": token, "expires_in": TOKEN_TTL_SECS }))
+            }
+            _ => respond(StatusCode::UNAUTHORIZED, serde_json::json!({"details": "incorrect username or password"})),
+        }
+    }
+
     /// Serves `/token` on a free loopback port until the returned handle drops.
     pub async fn serve(self: Arc<Self>) -> std::io::Result<LoopbackServer> {
-        crate::loopback::serve(move |req| {
+        crate::loopback::serve(move |req: Request<hyper::body::Incoming>| {
             let issuer = self.clone();
-            async move { issuer.handle(req) }
+            async move {
+                let (parts, body) = req.into_parts();
+                // Token forms are small; a body that cannot be read is an empty form.
+                let body = http_body_util::Limited::new(body, 1 << 20)
+                    .collect()
+                    .await
+                    .map(|collected| collected.to_bytes())
+                    .unwrap_or_default();
+                issuer.handle(Request::from_parts(parts, body))
+            }
         })
         .await
     }
 
-    fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+    fn handle(&self, req: Request<Bytes>) -> Response<Body> {
         let respond = |status: StatusCode, body: serde_json::Value| json_as(status, "application/json", &body);
         if req.uri().path() != "/token" {
             return respond(
                 StatusCode::NOT_FOUND,
                 serde_json::json!({"errors": [{"code": "NOT_FOUND", "message": "only /token is served"}]}),
             );
+        }
+        if req.method() == hyper::Method::POST {
+            return self.oauth2(&Form::parse(req.body()));
         }
         let query = Form::parse(req.uri().query().unwrap_or_default());
         let scopes = crate::bearer::requested_scopes(&query);
@@ -152,5 +204,22 @@ mod tests {
         assert_eq!(issuer.authenticate(Some("Basic dTp4")), Err(()));
         assert_eq!(issuer.authenticate(None), Ok(String::new()));
         assert!(issuer.token("", &["repository:app:push".into()]).len() > 10);
+    }
+
+    #[test]
+    fn the_oauth2_password_grant() {
+        let ca = Ca::new().unwrap();
+        let users = BTreeMap::from([("u".to_string(), "p".to_string())]);
+        let issuer = TokenIssuer::new(&ca, "issuer", "token.ko-matrix.test", users).unwrap();
+        let post = |body: &str| {
+            let request = Request::post("/token").body(Bytes::from(body.to_string())).expect("a valid request");
+            issuer.handle(request).status()
+        };
+        let scope = "scope=repository%3Aapp%3Apull%2Cpush&service=token.ko-matrix.test";
+        assert_eq!(post(&format!("grant_type=password&username=u&password=p&{scope}")), StatusCode::OK);
+        assert_eq!(post(&format!("grant_type=password&username=u&password=x&{scope}")), StatusCode::UNAUTHORIZED);
+        assert_eq!(post(&format!("grant_type=refresh_token&refresh_token=r&{scope}")), StatusCode::UNAUTHORIZED);
+        assert_eq!(post(&format!("grant_type=client_credentials&{scope}")), StatusCode::BAD_REQUEST);
+        assert_eq!(post("grant_type=password&username=u&password=p&service=elsewhere"), StatusCode::BAD_REQUEST);
     }
 }

@@ -52,8 +52,8 @@ pub(crate) struct BaseImage {
     pub index: Blob,
 }
 
-/// What a request to a registry carries to be let in (credentials), added by the caller.
-pub(crate) type Authorize<'a> = &'a (dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Sync);
+/// The tag an image is pushed under ([`BaseImage::push_with`]).
+pub(crate) const TAG: &str = "latest";
 
 impl BaseImage {
     pub fn build() -> BaseImage {
@@ -133,26 +133,26 @@ impl BaseImage {
         registry: &str,
         repository: &str,
     ) -> Result<String, BaseImageError> {
-        self.push_tagged(client, registry, repository, "latest", &|request| request).await
+        self.push_with(client, registry, repository, &|request| request).await
     }
 
-    /// Pushes everything to `repository` in `registry`, the index tagged `tag`, each request
-    /// let in by `authorize`; returns the index's digest.
-    pub(crate) async fn push_tagged(
+    /// Like [`Self::push_as`], each request passed through `decorate` first (credentials, a
+    /// `Host` header).
+    pub(crate) async fn push_with(
         &self,
         client: &reqwest::Client,
         registry: &str,
         repository: &str,
-        tag: &str,
-        authorize: Authorize<'_>,
+        decorate: &Decorate<'_>,
     ) -> Result<String, BaseImageError> {
+        let to = Destination { client, registry, repository, decorate };
         for blob in &self.blobs {
-            push_blob(client, registry, repository, blob, authorize).await?;
+            to.push_blob(blob).await?;
         }
         for manifest in &self.manifests {
-            put_manifest(client, registry, repository, &manifest.digest(), manifest, authorize).await?;
+            to.put_manifest(&manifest.digest(), manifest).await?;
         }
-        put_manifest(client, registry, repository, tag, &self.index, authorize).await?;
+        to.put_manifest(TAG, &self.index).await?;
         Ok(self.index.digest())
     }
 
@@ -191,7 +191,7 @@ pub(crate) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     tar.into_inner().expect("writing to memory")
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
     gz.write_all(bytes).expect("writing to memory");
     gz.finish().expect("writing to memory")
@@ -201,59 +201,56 @@ fn push_err(url: &str, detail: impl std::fmt::Display) -> BaseImageError {
     BaseImageError::Push { url: url.to_string(), detail: detail.to_string() }
 }
 
-async fn push_blob(
-    client: &reqwest::Client,
-    registry: &str,
-    repository: &str,
-    blob: &Blob,
-    authorize: Authorize<'_>,
-) -> Result<(), BaseImageError> {
-    let start = format!("{registry}/v2/{repository}/blobs/uploads/");
-    let response = authorize(client.post(&start)).send().await.map_err(|e| push_err(&start, e))?;
-    if response.status() != reqwest::StatusCode::ACCEPTED {
-        return Err(push_err(&start, format!("HTTP {}", response.status())));
-    }
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .ok_or_else(|| push_err(&start, "no Location header"))?;
-    let mut upload =
-        reqwest::Url::parse(registry).and_then(|base| base.join(location)).map_err(|e| push_err(&start, e))?;
-    upload.query_pairs_mut().append_pair("digest", &blob.digest());
-    let response = authorize(client.put(upload.clone()))
-        .header("content-type", "application/octet-stream")
-        .body(blob.bytes.clone())
-        .send()
-        .await
-        .map_err(|e| push_err(upload.as_str(), e))?;
-    if response.status() != reqwest::StatusCode::CREATED {
-        return Err(push_err(upload.as_str(), format!("HTTP {}", response.status())));
-    }
-    Ok(())
+/// What every request of a push goes through (credentials, a `Host` header).
+pub(crate) type Decorate<'a> = dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Send + Sync + 'a;
+
+/// A repository pushed to: the client, the registry's origin, and how requests are decorated.
+struct Destination<'a> {
+    client: &'a reqwest::Client,
+    registry: &'a str,
+    repository: &'a str,
+    decorate: &'a Decorate<'a>,
 }
 
-async fn put_manifest(
-    client: &reqwest::Client,
-    registry: &str,
-    repository: &str,
-    reference: &str,
-    manifest: &Blob,
-    authorize: Authorize<'_>,
-) -> Result<(), BaseImageError> {
-    let url = format!("{registry}/v2/{repository}/manifests/{reference}");
-    let response = authorize(client.put(&url))
-        .header("content-type", manifest.media_type)
-        .body(manifest.bytes.clone())
-        .send()
-        .await
-        .map_err(|e| push_err(&url, e))?;
-    if response.status() != reqwest::StatusCode::CREATED {
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        return Err(push_err(&url, format!("HTTP {status}: {body}")));
+impl Destination<'_> {
+    async fn push_blob(&self, blob: &Blob) -> Result<(), BaseImageError> {
+        let (registry, repository) = (self.registry, self.repository);
+        let start = format!("{registry}/v2/{repository}/blobs/uploads/");
+        let response = (self.decorate)(self.client.post(&start)).send().await.map_err(|e| push_err(&start, e))?;
+        if response.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(push_err(&start, format!("HTTP {}", response.status())));
+        }
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| push_err(&start, "no Location header"))?;
+        // The backend may name itself otherwise (the Host it was sent): keep only the path.
+        let base = reqwest::Url::parse(registry).map_err(|e| push_err(&start, e))?;
+        let named = base.join(location).map_err(|e| push_err(&start, e))?;
+        let mut upload = base.join(named.path()).map_err(|e| push_err(&start, e))?;
+        upload.set_query(named.query());
+        upload.query_pairs_mut().append_pair("digest", &blob.digest());
+        let request =
+            self.client.put(upload.clone()).header("content-type", "application/octet-stream").body(blob.bytes.clone());
+        let response = (self.decorate)(request).send().await.map_err(|e| push_err(upload.as_str(), e))?;
+        if response.status() != reqwest::StatusCode::CREATED {
+            return Err(push_err(upload.as_str(), format!("HTTP {}", response.status())));
+        }
+        Ok(())
     }
-    Ok(())
+
+    async fn put_manifest(&self, reference: &str, manifest: &Blob) -> Result<(), BaseImageError> {
+        let url = format!("{}/v2/{}/manifests/{reference}", self.registry, self.repository);
+        let request = self.client.put(&url).header("content-type", manifest.media_type).body(manifest.bytes.clone());
+        let response = (self.decorate)(request).send().await.map_err(|e| push_err(&url, e))?;
+        if response.status() != reqwest::StatusCode::CREATED {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(push_err(&url, format!("HTTP {status}: {body}")));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

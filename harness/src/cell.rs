@@ -236,8 +236,8 @@ fn cannot_copy(tool: &ToolBinary, scenario: &Scenario) -> Option<String> {
     tool.tool.cannot_copy(&end(source), &end(&scenario.target))
 }
 
-/// The tag a copy reads at its source and writes at its target.
-const COPY_TAG: &str = "latest";
+/// The tag a copy reads at its source (where the harness pushed its image) and writes at its target.
+const COPY_TAG: &str = crate::base_image::TAG;
 
 /// Why a cell could not be prepared; its outcome is infra-error with this as the detail,
 /// except for [`CellSetupError::CannotRun`] (skipped).
@@ -254,11 +254,12 @@ pub enum CellSetupError {
     Session(#[from] GatewayError),
     #[error("the AWS backend could not open the cell: {0}")]
     Aws(String),
-    /// The harness could not put the image a copy reads into the source registry.
-    #[error("seeding the copy's source: {0}")]
-    Seed(String),
     #[error("{step} {path}: {source}")]
     Io { step: &'static str, path: PathBuf, source: std::io::Error },
+    /// The harness could not put the image the tool acts on (a copy's source, a pushed image)
+    /// into its registry.
+    #[error(transparent)]
+    Seed(#[from] crate::world::SeedError),
 }
 
 /// The `map_err` for an I/O `step` on `path`.
@@ -356,8 +357,8 @@ async fn open_placement(
 /// A copy's source as its cell opened it: where the image is, and what the cell's placeholders,
 /// hosts file, masking and AWS world get from it.
 struct OpenSource {
-    /// `host/path:tag` the tool copies from.
-    reference: String,
+    /// `host/path` the tool copies from (at [`COPY_TAG`]).
+    repository: String,
     /// The registry's host as clients write it.
     host: String,
     /// SOURCE_REGISTRY, SOURCE_USER, SOURCE_PASSWORD; an ECR source's AWS values and a vendor's
@@ -427,7 +428,7 @@ async fn open_source(
             (host, path.clone(), path, values, None, None)
         }
     };
-    world.seed(source.registry, &backend_repository, COPY_TAG).await.map_err(CellSetupError::Seed)?;
+    world.seed_copy_source(source.registry, &backend_repository).await?;
     let values = own
         .into_iter()
         .map(|(name, value)| match name {
@@ -437,7 +438,19 @@ async fn open_source(
             other => (other, value),
         })
         .collect();
-    Ok(OpenSource { reference: format!("{host}/{repository}:{COPY_TAG}"), host, values, hosts, aws, vendor, secrets })
+    Ok(OpenSource { repository: format!("{host}/{repository}"), host, values, hosts, aws, vendor, secrets })
+}
+
+impl OpenSource {
+    /// `host/path:tag` the tool copies from.
+    fn reference(&self) -> String {
+        format!("{}:{COPY_TAG}", self.repository)
+    }
+
+    /// `host/path` the tool copies from.
+    fn repository(&self) -> String {
+        self.repository.clone()
+    }
 }
 
 /// `<kind>/<scenario>/<tool>/<version>` as a repository path (`cells/…` for a cell's target,
@@ -467,6 +480,13 @@ fn write_file(file: &Path, contents: &str) -> Result<(), CellSetupError> {
     std::fs::write(file, contents).map_err(io_error("writing", file))
 }
 
+/// Writes a binary file with its directory.
+fn write_bytes(file: &Path, bytes: &[u8]) -> Result<(), CellSetupError> {
+    let dir = file.parent().expect("files have parents");
+    std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    std::fs::write(file, bytes).map_err(io_error("writing", file))
+}
+
 /// A prepared cell: its files written, its environment built.
 struct Cell {
     dir: tempfile::TempDir,
@@ -484,6 +504,13 @@ struct Cell {
     /// Where the tool's push (or copy) runs, and its command: the tool's name, then its arguments.
     push_dir: PathBuf,
     push: Vec<String>,
+    /// The tool's own commands before the scenario's steps (its definition's `setup`), each
+    /// the tool's name, then its arguments.
+    setup: Vec<Vec<String>>,
+    /// The tag to resolve after the push, for a tool that prints no digest.
+    resolve_tag: Option<String>,
+    /// What the manifest fetched back must show.
+    expect: crate::payload::Expectation,
     /// `host/path` the tool pushes (or copies) to.
     push_repository: String,
     /// A copy's source, opened and seeded: what the fetch back checks the target against.
@@ -609,7 +636,15 @@ impl Cell {
             }
             _ => std::borrow::Cow::Borrowed(&env.payload),
         };
-        let push = PushContext { repository: push_repository.clone(), cell_dir: root, payload: &payload };
+        // A tool acting on an image in the registry finds it there, pushed by the harness.
+        let image = match tool.tool.payload() {
+            crate::tool::PayloadKind::PushedImage => {
+                let digest = world.seed_image(scenario.target.registry, &backend_repository).await?;
+                Some((format!("{push_repository}@{digest}"), digest))
+            }
+            _ => None,
+        };
+        let push = PushContext { repository: push_repository.clone(), cell_dir: root, payload: &payload, image };
         let prepared = tool.tool.prepare(&push);
         let mut path: Vec<String> =
             [root.join("bin")].iter().chain(&prepared.path).map(|d| d.display().to_string()).collect();
@@ -673,6 +708,16 @@ impl Cell {
         for (file, contents) in &files {
             write_file(file, contents)?;
         }
+        for (file, bytes) in &prepared.blobs {
+            write_bytes(file, bytes)?;
+        }
+        let files: Vec<(PathBuf, String)> = files
+            .into_iter()
+            .chain(prepared.blobs.iter().map(|(file, bytes)| {
+                (file.clone(), format!("({} bytes, {})", bytes.len(), crate::base_image::digest(bytes)))
+            }))
+            .collect();
+        std::fs::create_dir_all(&prepared.cwd).map_err(io_error("creating", &prepared.cwd))?;
         for f in &unlisted {
             write_file(&root.join(&f.path), &f.contents)?;
         }
@@ -693,7 +738,7 @@ impl Cell {
                     (side.credentials == Given::Flags).then(|| (values[user].clone(), values[password].clone()))
                 };
                 let from = CopyEnd {
-                    reference: copy.reference.clone(),
+                    reference: copy.reference(),
                     insecure: source.insecure,
                     credentials: flags(source, "SOURCE_USER", "SOURCE_PASSWORD"),
                 };
@@ -715,6 +760,15 @@ impl Cell {
         let push_command = [tool.tool.name().to_string()].into_iter().chain(args).collect();
         let insecure_source =
             copy.as_ref().filter(|_| scenario.source.as_ref().is_some_and(|s| s.insecure)).map(|c| c.host.clone());
+        let mut setup = tool.tool.setup_commands(&push, scenario.target.insecure);
+        // A copy's plain-HTTP source is set up as the target would be (regctl's `registry set`).
+        if let (Some(copy), Some(true)) = (&copy, scenario.source.as_ref().map(|s| s.insecure)) {
+            let from = PushContext { repository: copy.repository(), image: None, ..push };
+            setup.extend(tool.tool.insecure_setup(&from));
+        }
+        let setup =
+            setup.into_iter().map(|args| [tool.tool.name().to_string()].into_iter().chain(args).collect()).collect();
+        let resolve_tag = tool.tool.tag_to_resolve(&push);
         Ok(Cell {
             dir,
             env: vars,
@@ -728,6 +782,9 @@ impl Cell {
             push_dir: prepared.cwd,
             push: push_command,
             copy,
+            setup,
+            resolve_tag,
+            expect: prepared.expect,
             insecure: scenario.target.insecure,
             insecure_source,
             hosts_file,
@@ -876,7 +933,8 @@ impl Cell {
         let mut outcome_of_steps = StepOutcome::Done { code: Some(0), output: String::new() };
         let name = tool.tool.name();
         let push = push.then(|| (self.push.clone(), None));
-        let commands = before.iter().map(|s| (s.run.clone(), s.stdin.clone())).chain(push);
+        let setup = self.setup.iter().map(|argv| (argv.clone(), None));
+        let commands = setup.chain(before.iter().map(|s| (s.run.clone(), s.stdin.clone()))).chain(push);
         for (argv, stdin) in commands {
             // `${TOOL} login …` is the tool under test, in its own words for the subcommand.
             let placeholder = argv[0] == TOOL_PLACEHOLDER;
@@ -893,7 +951,7 @@ impl Cell {
                     .into_iter()
                     .chain(words)
                     .chain(insecure.iter().map(|s| s.to_string()))
-                    .chain(argv.iter().skip(2).cloned())
+                    .chain(argv.iter().skip(2).map(|arg| tool.tool.flag(arg)))
                     .collect();
             }
             let program = if is_tool { tool.path.clone() } else { PathBuf::from(&argv[0]) };
@@ -991,8 +1049,10 @@ impl Cell {
         env.world.leak_check.foreign_keys(records, &scenario.stated_access_key_ids(), minted)
     }
 
-    /// Reads the digest the tool says it pushed, and fetches that manifest back; for a copy,
-    /// checks that the target holds the source's image under the tag copied to.
+    /// Reads the digest the tool says it pushed (or resolves the tag it pushed, when the
+    /// gateway saw it push that tag in this cell), fetches that manifest back and checks it
+    /// is what the tool was given; for a copy, checks that the target holds the source's image
+    /// under the tag copied to.
     async fn fetch_back(
         &self,
         env: &CellEnv,
@@ -1003,10 +1063,28 @@ impl Cell {
         if self.copy.is_some() {
             return env.world.fetch_copy(scenario.target.registry, &self.repository, COPY_TAG).await;
         }
-        let digest = tool.tool.pushed_digest(output, &self.push_repository).ok_or_else(|| {
-            NotFetched::Missing(format!("{} named no pushed digest for {}", tool.tool.name(), self.push_repository))
-        })?;
-        env.world.fetch_back(scenario.target.registry, &self.repository, &digest).await
+        let name = tool.tool.name();
+        let flavour = scenario.target.registry;
+        let (digest, manifest) = match &self.resolve_tag {
+            None => {
+                let digest = tool.tool.pushed_digest(output, &self.push_repository).ok_or_else(|| {
+                    NotFetched::Missing(format!("{name} named no pushed digest for {}", self.push_repository))
+                })?;
+                env.world.fetch_manifest(flavour, &self.repository, &digest).await?
+            }
+            Some(tag) => {
+                if !pushed_tag(&self.session.records(), tag) {
+                    return Err(NotFetched::Missing(format!(
+                        "{name} exited 0, but the gateway saw no PUT of {}:{tag} in this cell",
+                        self.push_repository
+                    )));
+                }
+                env.world.fetch_manifest(flavour, &self.repository, tag).await?
+            }
+        };
+        let blob = |digest: String| async move { env.world.fetch_blob(flavour, &self.repository, &digest).await };
+        self.expect.check(&manifest, blob).await?;
+        Ok(digest)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1032,7 +1110,7 @@ impl Cell {
         );
         if let Some(copy) = &self.copy {
             let target = format!("{}:{COPY_TAG}", self.push_repository);
-            log.push_str(&format!("copy: {} → {target} (the harness put the image there first)\n", copy.reference));
+            log.push_str(&format!("copy: {} → {target} (the harness put the image there first)\n", copy.reference()));
         }
         log.push_str("\n== environment (secrets masked)\n");
         for (k, v) in env {
@@ -1060,6 +1138,15 @@ impl Cell {
         ));
         log
     }
+}
+
+/// Whether `records` show a manifest PUT to `…/manifests/<tag>` that the registry took.
+fn pushed_tag(records: &[Record], tag: &str) -> bool {
+    let suffix = format!("/manifests/{tag}");
+    records.iter().any(|r| {
+        let path = r.path.split('?').next().unwrap_or_default();
+        r.method == "PUT" && path.ends_with(&suffix) && (200..300).contains(&r.status)
+    })
 }
 
 /// What a cell's commands came to: the transcript its log shows, the time spent in the tool,

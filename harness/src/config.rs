@@ -637,9 +637,9 @@ ko = ["v0.12.0", "v0.15.1", ">=0.16"]
             ("[ko]\nversions = [\"latest\"]\n[ecr]\nbackend = \"moto\"\n", "4:11: unknown variant `moto`, expected one of `auto`, `embedded`, `localstack`"),
             ("[ko]\nversions = [\"latest\"]\n[ecr]\nlocalstack_image = \"localstack/localstack-pro:latest\"\n", "4:20: localstack_image must be pinned as name:tag (not latest), e.g. localstack/localstack-pro:4.4.0"),
             ("[ko]\nversions = [\"latest\"]\n[ecr]\nlocalstack_endpoint = \"http://10.1.1.1:4566\"\n", "4:23: localstack_endpoint must be an http:// address on loopback, e.g. http://127.0.0.1:4566"),
-            ("[tools.docker]\nversions = [\"latest\"]\n", "1:1: unknown tool `docker`; known tools: ko, crane, oras (define one in tools/docker.toml beside matrix.toml: docs/tool-definitions.md)"),
+            ("[tools.docker]\nversions = [\"latest\"]\n", "1:1: unknown tool `docker`; known tools: ko, cosign, crane, helm, oras, regctl (define one in tools/docker.toml beside matrix.toml: docs/tool-definitions.md)"),
             ("[ko]\nversions = [\"latest\"]\n[tools.ko]\nversions = [\"v0.15.1\"]\n", "3:1: [tools.ko] repeats the [ko] table; keep one of them"),
-            ("[run]\njobs = 2\n", "1:1: no tool to test: add a [tools.<name>] table with `versions` (known tools: ko, crane, oras)"),
+            ("[run]\njobs = 2\n", "1:1: no tool to test: add a [tools.<name>] table with `versions` (known tools: ko, cosign, crane, helm, oras, regctl)"),
             ("[tools.crane]\nversions = [\"v0.20.2\"]\nscenarios = [\"[\"]\n", "3:14: not a valid glob: error parsing glob '[': unclosed character class; missing ']'"),
             ("[tools.oras]\nversions = [\"v1.2.0\"]\nsource = \"path\"\n", "2:12: source = \"path\" needs `path = \"/path/to/oras\"` in the oras table"),
         ];

@@ -50,25 +50,20 @@ pub enum WorldError {
     Key(String),
 }
 
-/// How the harness itself reads from a target registry (to verify pushes) and writes to a
-/// copy's source.
+/// How the harness itself reads from a target registry (to verify pushes).
 enum Admin {
     None,
     Basic(Credential),
     Token(Arc<TokenIssuer>),
 }
 
-impl Admin {
-    /// `request` let in for `actions` (`pull`, `push,pull`) on `repository`.
-    fn authorize(&self, request: reqwest::RequestBuilder, repository: &str, actions: &str) -> reqwest::RequestBuilder {
-        match self {
-            Admin::None => request,
-            Admin::Basic(admin) => request.basic_auth(&admin.username, Some(&admin.password)),
-            Admin::Token(issuer) => {
-                request.bearer_auth(issuer.token("ko-matrix-admin", &[format!("repository:{repository}:{actions}")]))
-            }
-        }
-    }
+/// Why the harness could not push an image into a cell's repository before the tool ran.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("the run has no {0} registry")]
+    NoRegistry(&'static str),
+    #[error("pushing the image the tool acts on into {service}: {source}")]
+    Push { service: String, source: base_image::BaseImageError },
 }
 
 /// A registry cells push to, behind the gateway.
@@ -83,6 +78,29 @@ pub struct TargetRegistry {
     /// The credentials that work (scenarios' `${USER}` / `${PASSWORD}`).
     pub user: Credential,
     admin: Admin,
+}
+
+impl TargetRegistry {
+    /// `https://<backend>` or `http://<backend>`: where the harness reaches it directly.
+    fn origin(&self) -> String {
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.backend)
+    }
+
+    /// `request` to the backend as the harness's admin, for `actions` (`pull`, `pull,push`) on
+    /// `repository`, with the `Host` the backend expects.
+    fn as_admin(&self, request: reqwest::RequestBuilder, repository: &str, actions: &str) -> reqwest::RequestBuilder {
+        let request = match &self.host_header {
+            Some(host) => request.header("host", host),
+            None => request,
+        };
+        match &self.admin {
+            Admin::None => request,
+            Admin::Basic(admin) => request.basic_auth(&admin.username, Some(&admin.password)),
+            Admin::Token(issuer) => {
+                request.bearer_auth(issuer.token("ko-matrix-admin", &[format!("repository:{repository}:{actions}")]))
+            }
+        }
+    }
 }
 
 /// The AWS side of a run.
@@ -136,11 +154,6 @@ impl WorldPart for LocalStackEcr {
             .flat_map(|spec| [(spec.api_host(), backend.clone()), (spec.registry_host(), registry(spec))]);
         routes.collect()
     }
-}
-
-/// The harness could not reach `target`'s backend for `request` (`GET <url>`): its own failure.
-fn unreachable(target: &TargetRegistry, request: &str, e: &reqwest::Error) -> NotFetched {
-    NotFetched::Unreachable(format!("{} {} unreachable: {request}: {}", target.service, target.backend, error_chain(e)))
 }
 
 /// The subject of the web identity tokens cells get: a GitHub Actions workflow on main.
@@ -763,108 +776,15 @@ impl World {
         vars
     }
 
-    /// Fetches `repository@digest` straight from the target's backend (not through the
-    /// gateway) and checks the bytes hash to `digest`. `Ok(digest)` when they do.
-    pub(crate) async fn fetch_back(
-        &self,
-        flavour: Flavour,
-        repository: &str,
-        digest: &str,
-    ) -> Result<String, NotFetched> {
-        let (actual, url) = self.fetch_manifest(flavour, repository, digest).await?;
-        if actual != digest {
-            return Err(NotFetched::Missing(format!("GET {url} returned content with digest {actual}")));
-        }
-        Ok(actual)
-    }
-
-    /// Checks that `repository:tag` of `flavour`'s registry is the image a copy's source held,
-    /// straight from the backend: the tag names the source's index (same digest), and each of
-    /// its manifests and every blob they name is there. `Ok(digest)` of the index when so.
-    pub(crate) async fn fetch_copy(&self, flavour: Flavour, repository: &str, tag: &str) -> Result<String, NotFetched> {
-        let expected = self.copy_image.index.digest();
-        let (digest, url) = self.fetch_manifest(flavour, repository, tag).await?;
-        if digest != expected {
-            return Err(NotFetched::Missing(format!(
-                "GET {url} answered the manifest {digest}, not the source's {expected}"
-            )));
-        }
-        for manifest in &self.copy_image.manifests {
-            let (child, url) = self.fetch_manifest(flavour, repository, &manifest.digest()).await?;
-            if child != manifest.digest() {
-                return Err(NotFetched::Missing(format!("GET {url} returned content with digest {child}")));
-            }
-        }
-        for blob in self.copy_image.blob_digests() {
-            let (request, url, target) =
-                self.backend_request(flavour, reqwest::Method::HEAD, repository, &format!("blobs/{blob}"))?;
-            let response = request.send().await.map_err(|e| unreachable(target, &format!("HEAD {url}"), &e))?;
-            let status = response.status();
-            if status.is_server_error() {
-                return Err(NotFetched::Unreachable(format!(
-                    "{} {} answered {status} to HEAD {url}",
-                    target.service, target.backend
-                )));
-            }
-            if status != reqwest::StatusCode::OK {
-                return Err(NotFetched::Missing(format!(
-                    "the copied image's blob {blob} is not at the target: HEAD {url} answered {status}"
-                )));
-            }
-        }
-        Ok(digest)
-    }
-
-    /// Puts the image a copy's source holds into `repository` of `flavour`'s registry as
-    /// `tag`, straight into its backend (as the harness's admin where it has one); returns the
-    /// index's digest, or why it could not (the harness's failure, naming the service).
-    pub(crate) async fn seed(&self, flavour: Flavour, repository: &str, tag: &str) -> Result<String, String> {
-        let target =
-            self.targets.get(&flavour).ok_or_else(|| format!("{} registry not started in this run", flavour.name()))?;
-        let registry = format!("{}://{}", if target.tls { "https" } else { "http" }, target.backend);
-        let authorize = |request: reqwest::RequestBuilder| {
-            let request = target.admin.authorize(request, repository, "push,pull");
-            match &target.host_header {
-                Some(host) => request.header("host", host),
-                None => request,
-            }
-        };
-        self.copy_image
-            .push_tagged(&self.client, &registry, repository, tag, &authorize)
-            .await
-            .map_err(|e| format!("{} {}: {e}", target.service, target.backend))
-    }
-
-    /// A request to `flavour`'s backend for `rest` (`manifests/latest`, `blobs/<digest>`) of
-    /// `repository`, let in to pull; with its URL and the registry.
-    fn backend_request(
-        &self,
-        flavour: Flavour,
-        method: reqwest::Method,
-        repository: &str,
-        rest: &str,
-    ) -> Result<(reqwest::RequestBuilder, String, &TargetRegistry), NotFetched> {
-        let target = self
-            .targets
-            .get(&flavour)
-            .ok_or_else(|| NotFetched::Unreachable(format!("{} registry not started in this run", flavour.name())))?;
-        let scheme = if target.tls { "https" } else { "http" };
-        let url = format!("{scheme}://{}/v2/{repository}/{rest}", target.backend);
-        let mut request = self.client.request(method, &url);
-        if let Some(host) = &target.host_header {
-            request = request.header("host", host);
-        }
-        Ok((target.admin.authorize(request, repository, "pull"), url, target))
-    }
-
-    /// GETs `repository`'s manifest `reference` from `flavour`'s backend: the digest of the
-    /// bytes it answered, and the URL asked.
-    async fn fetch_manifest(
+    /// Fetches the manifest `repository:reference` (a digest or a tag) straight from the
+    /// target's backend (not through the gateway): its digest and bytes. By digest, the bytes
+    /// must hash to it.
+    pub(crate) async fn fetch_manifest(
         &self,
         flavour: Flavour,
         repository: &str,
         reference: &str,
-    ) -> Result<(String, String), NotFetched> {
+    ) -> Result<(String, Vec<u8>), NotFetched> {
         let accept = [
             base_image::INDEX_MEDIA_TYPE,
             base_image::MANIFEST_MEDIA_TYPE,
@@ -872,13 +792,56 @@ impl World {
             "application/vnd.docker.distribution.manifest.v2+json",
         ]
         .join(", ");
-        let (request, url, target) =
-            self.backend_request(flavour, reqwest::Method::GET, repository, &format!("manifests/{reference}"))?;
+        let (url, body) = self.fetch(flavour, repository, &format!("manifests/{reference}"), &accept).await?;
+        let actual = base_image::digest(&body);
+        if reference.starts_with("sha256:") && actual != reference {
+            return Err(NotFetched::Missing(format!("GET {url} returned content with digest {actual}")));
+        }
+        Ok((actual, body))
+    }
+
+    /// Fetches the blob `repository@digest` from the target's backend.
+    pub(crate) async fn fetch_blob(
+        &self,
+        flavour: Flavour,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<u8>, NotFetched> {
+        let (url, body) = self.fetch(flavour, repository, &format!("blobs/{digest}"), "*/*").await?;
+        match base_image::digest(&body) == digest {
+            true => Ok(body),
+            false => Err(NotFetched::Missing(format!("GET {url} returned content of another digest"))),
+        }
+    }
+
+    /// `GET /v2/<repository>/<path>` at the target's backend as the harness's admin: the
+    /// URL asked and the body. A 2xx is the body; 4xx is about the push; not reaching the
+    /// backend, or a 5xx, is the harness's failure.
+    async fn fetch(
+        &self,
+        flavour: Flavour,
+        repository: &str,
+        path: &str,
+        accept: &str,
+    ) -> Result<(String, Vec<u8>), NotFetched> {
+        let target = self
+            .targets
+            .get(&flavour)
+            .ok_or_else(|| NotFetched::Unreachable(format!("{} registry not started in this run", flavour.name())))?;
+        let url = format!("{}/v2/{repository}/{path}", target.origin());
+        let request = target.as_admin(self.client.get(&url).header("accept", accept), repository, "pull");
         // Not reaching its own registry, or reaching a broken one, is the harness's failure.
-        let get = format!("GET {url}");
-        let response = request.header("accept", accept).send().await.map_err(|e| unreachable(target, &get, &e))?;
+        let unreachable = |e: reqwest::Error| {
+            NotFetched::Unreachable(format!(
+                "{} {} unreachable: GET {url}: {}",
+                target.service,
+                target.backend,
+                error_chain(&e)
+            ))
+        };
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| unreachable(target, &get, &e))?;
+        let body = response.bytes().await.map_err(unreachable)?;
         if status.is_server_error() {
             return Err(NotFetched::Unreachable(format!(
                 "{} {} answered {status} to GET {url}",
@@ -891,7 +854,50 @@ impl World {
                 String::from_utf8_lossy(&body).trim()
             )));
         }
-        Ok((base_image::digest(&body), url))
+        Ok((url, body.to_vec()))
+    }
+
+    /// Pushes an image (the run's base image: an index of two platforms) into `repository`
+    /// of the target's backend as the harness's admin, tagged `latest`, for a tool that acts
+    /// on an image already in the registry. Returns its digest.
+    pub(crate) async fn seed_image(&self, flavour: Flavour, repository: &str) -> Result<String, SeedError> {
+        self.seed(&BaseImage::build(), flavour, repository).await
+    }
+
+    /// Pushes the image a copy's source holds ([`BaseImage::copy_source`]: three layers a
+    /// platform, one shared) into `repository` of `flavour`'s backend as the harness's admin,
+    /// tagged `latest`, before the tool copies it. Returns its digest.
+    pub(crate) async fn seed_copy_source(&self, flavour: Flavour, repository: &str) -> Result<String, SeedError> {
+        self.seed(&self.copy_image, flavour, repository).await
+    }
+
+    async fn seed(&self, image: &BaseImage, flavour: Flavour, repository: &str) -> Result<String, SeedError> {
+        let target = self.targets.get(&flavour).ok_or(SeedError::NoRegistry(flavour.name()))?;
+        let decorate = |request: reqwest::RequestBuilder| target.as_admin(request, repository, "pull,push");
+        image
+            .push_with(&self.client, &target.origin(), repository, &decorate)
+            .await
+            .map_err(|source| SeedError::Push { service: format!("{} {}", target.service, target.backend), source })
+    }
+
+    /// Checks that `repository:tag` of `flavour`'s registry is the image a copy's source held,
+    /// straight from the backend: the tag names the source's index (its digest), and each of its
+    /// manifests and every blob they name is there. `Ok(digest)` of the index when so.
+    pub(crate) async fn fetch_copy(&self, flavour: Flavour, repository: &str, tag: &str) -> Result<String, NotFetched> {
+        let expected = self.copy_image.index.digest();
+        let (digest, _) = self.fetch_manifest(flavour, repository, tag).await?;
+        if digest != expected {
+            return Err(NotFetched::Missing(format!(
+                "{repository}:{tag} at the target is the manifest {digest}, not the source's {expected}"
+            )));
+        }
+        for manifest in &self.copy_image.manifests {
+            self.fetch_manifest(flavour, repository, &manifest.digest()).await?;
+        }
+        for blob in self.copy_image.blob_digests() {
+            self.fetch_blob(flavour, repository, &blob).await?;
+        }
+        Ok(digest)
     }
 
     /// Where a side's registry (at `aws` when it is ECR) redirects blob downloads, if its

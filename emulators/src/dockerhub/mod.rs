@@ -70,6 +70,14 @@ impl Vendor for DockerHub {
         true
     }
 
+    /// The distribution spec's OAuth2 document is Docker Hub's flow (its example posts
+    /// `service=hub.docker.io&client_id=dockerengine`), and docker's own client posts the
+    /// password grant to auth.docker.io (distribution's registry/client/auth/session.go,
+    /// fetchTokenWithOAuth, with offline access).
+    fn password_grant(&self) -> bool {
+        true
+    }
+
     fn refuse_credentials(&self, _: BadCredentials) -> Response<Body> {
         let mut response =
             json(StatusCode::UNAUTHORIZED, serde_json::json!({ "details": "incorrect username or password" }));
@@ -147,5 +155,61 @@ mod tests {
         assert!(
             DockerHub.is_public(PUBLIC_BASE) && DockerHub.is_public("library/alpine") && !DockerHub.is_public("u/app")
         );
+    }
+
+    /// The OAuth2 password grant at auth.docker.io, as regclient before v0.8 posts it first;
+    /// ghcr.io takes no OAuth2 form and answers 404, which tells a client to use GET.
+    #[tokio::test]
+    async fn the_password_grant_where_the_vendor_takes_it() {
+        use crate::bearer::{AccountSpec, Front};
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let hub = Front::new(Box::new(DockerHub), closed, "Docker Hub front backend");
+        let ghcr = Front::new(Box::new(crate::github::Ghcr), closed, "ghcr.io front backend");
+        let (hub_server, ghcr_server) = (hub.clone().serve().await.unwrap(), ghcr.clone().serve().await.unwrap());
+        let account = hub.open_cell(1, AccountSpec { user: "kobuilder".into(), ..AccountSpec::default() });
+        let ghcr_account = ghcr.open_cell(1, AccountSpec { user: "octocat".into(), ..AccountSpec::default() });
+        let client = reqwest::Client::new();
+        let post = |addr: std::net::SocketAddr, host: &str, pairs: Vec<(&'static str, String)>| {
+            let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+            client
+                .post(format!("http://{addr}/token"))
+                .header("host", host)
+                .header(crate::wire::SESSION_HEADER, "1")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+        };
+        let form = |user: &'static str, password: String| {
+            vec![
+                ("grant_type", "password".to_string()),
+                ("username", user.to_string()),
+                ("password", password),
+                ("service", SERVICE.to_string()),
+                ("scope", "repository:kobuilder/app:pull,push".to_string()),
+                ("client_id", "regclient".to_string()),
+            ]
+        };
+
+        let granted = post(hub_server.addr, AUTH_HOST, form("kobuilder", account.secret.clone())).await.unwrap();
+        assert_eq!(granted.status(), 200);
+        let token: serde_json::Value = granted.json().await.unwrap();
+        let ping = client
+            .get(format!("http://{}/v2/", hub_server.addr))
+            .header("host", "registry-1.docker.io")
+            .header(crate::wire::SESSION_HEADER, "1")
+            .header("authorization", format!("Bearer {}", token["access_token"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ping.status(), 200, "the registry takes the token");
+
+        let wrong = post(hub_server.addr, AUTH_HOST, form("kobuilder", "nope".into())).await.unwrap();
+        assert_eq!(wrong.status(), 401);
+        let other_user = post(hub_server.addr, AUTH_HOST, form("someone", account.secret.clone())).await.unwrap();
+        assert_eq!(other_user.status(), 401, "Docker Hub checks the user name");
+
+        let not_here =
+            post(ghcr_server.addr, crate::github::HOST, form("octocat", ghcr_account.secret.clone())).await.unwrap();
+        assert_eq!(not_here.status(), 404);
     }
 }

@@ -13,7 +13,6 @@ use super::release::{Checksums, Packaging, ReleaseLayout};
 use super::{CopyCommand, CopySide, Tool};
 use crate::located::ConfigError;
 use crate::outcome::FailClass;
-use crate::payload::Payload;
 use crate::provision::GoTool;
 
 #[derive(Debug, Deserialize)]
@@ -27,9 +26,21 @@ struct RawDefinition {
     release: RawRelease,
     payload: PayloadKind,
     push: Vec<Spanned<String>>,
-    digest: Spanned<String>,
+    /// A pattern over the tool's output; or, with `resolve_tag`, none.
+    digest: Option<Spanned<String>>,
+    /// The tag to resolve after the push when the tool prints no digest.
+    resolve_tag: Option<Spanned<String>>,
     #[serde(default)]
     commands: BTreeMap<String, Vec<String>>,
+    /// A scenario step's option in the tool's words: `{ "--username" = "--user" }`.
+    #[serde(default)]
+    flags: BTreeMap<String, String>,
+    /// Commands (after the program) the tool runs in every cell before the scenario's steps.
+    #[serde(default)]
+    setup: Vec<Vec<Spanned<String>>>,
+    /// Variables every command of the tool gets.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
     #[serde(default)]
     insecure: RawInsecure,
     #[serde(default)]
@@ -55,10 +66,15 @@ struct RawCopySide {
 #[serde(deny_unknown_fields)]
 struct RawRelease {
     github: String,
-    asset: String,
-    checksums: String,
+    /// Both or neither: without them the releases publish nothing the harness can verify.
+    asset: Option<String>,
+    checksums: Option<String>,
     /// The executable's name inside the archive; the tool's name by default.
     binary: Option<String>,
+    /// Where the assets are when not on the GitHub release.
+    download: Option<Spanned<String>>,
+    /// A release's directory below `download`; `v{version}` by default.
+    dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +83,9 @@ struct RawInsecure {
     #[serde(default)]
     switch: Vec<String>,
     commands: Option<Vec<String>>,
+    /// Commands (after the program) that set the registry up as plain HTTP before anything runs.
+    #[serde(default)]
+    setup: Vec<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +93,17 @@ struct RawInsecure {
 struct RawFailure {
     class: FailClass,
     patterns: Vec<String>,
+}
+
+/// Where the harness learns the digest the tool pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestSource {
+    /// A whole-line pattern over the tool's output whose first group is the digest;
+    /// `{repository}` stands for the repository under any name the tool may print for it.
+    Printed(String),
+    /// The tag the tool pushed, resolved in the registry after it exited 0 (placeholders filled
+    /// per cell); the cell's gateway record must show the tool's own PUT of that tag.
+    Tag(String),
 }
 
 /// What a tool pushes, which the run provides.
@@ -86,32 +116,43 @@ pub enum PayloadKind {
     ImageTarball,
     /// A small text file, pushed as an artifact of media type `{media_type}`.
     File,
+    /// A Helm chart the harness packs per cell (`<name>-<version>.tgz`), named after the last
+    /// component of the cell's repository so that it lands there (`{namespace}` is the rest).
+    Chart,
+    /// An image the harness pushed into the cell's repository just before (`{image}`, by
+    /// digest), which the tool acts on: signs it, attaches to it.
+    PushedImage,
 }
 
-impl PayloadKind {
-    /// What `{payload}` names, relative to where the push runs.
-    pub(crate) fn file(self) -> &'static str {
-        match self {
-            PayloadKind::App => ".",
-            PayloadKind::ImageTarball => Payload::IMAGE_TARBALL,
-            PayloadKind::File => Payload::ARTIFACT_FILE,
-        }
-    }
+/// Placeholders every command of a definition may hold.
+const COMMON: [&str; 3] = ["repository", "registry", "namespace"];
 
+impl PayloadKind {
     /// As a definition spells it.
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PayloadKind::App => "app",
             PayloadKind::ImageTarball => "image-tarball",
             PayloadKind::File => "file",
+            PayloadKind::Chart => "chart",
+            PayloadKind::PushedImage => "pushed-image",
         }
     }
 
-    /// The placeholders a push argument may hold with this payload.
+    /// The placeholders a push argument may hold with this payload, beside [`COMMON`].
     fn placeholders(self) -> &'static [&'static str] {
         match self {
-            PayloadKind::File => &["repository", "payload", "media_type"],
-            PayloadKind::App | PayloadKind::ImageTarball => &["repository", "payload"],
+            PayloadKind::File => &["payload", "media_type"],
+            PayloadKind::App | PayloadKind::ImageTarball | PayloadKind::Chart => &["payload"],
+            PayloadKind::PushedImage => &["image"],
+        }
+    }
+
+    /// The placeholders `resolve_tag` may hold with this payload.
+    fn tag_placeholders(self) -> &'static [&'static str] {
+        match self {
+            PayloadKind::PushedImage => &["image_hex"],
+            _ => &[],
         }
     }
 }
@@ -130,28 +171,77 @@ pub fn parse(file: &Path, text: &str) -> Result<Tool, ConfigError> {
     }
     let raw: RawDefinition = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
 
+    let with_common =
+        |specific: &[&'static str]| -> Vec<&'static str> { COMMON.iter().chain(specific).copied().collect() };
+    let push_valid = with_common(raw.payload.placeholders());
     for arg in &raw.push {
-        check_placeholders(arg.get_ref(), raw.payload.placeholders()).map_err(|valid| {
+        check_placeholders(arg.get_ref(), &push_valid).map_err(|valid| {
             err(arg.span(), format!("{valid} in `push` with payload = \"{}\"", raw.payload.as_str()))
         })?;
     }
-    check_placeholders(raw.digest.get_ref(), &["repository"])
-        .map_err(|valid| err(raw.digest.span(), format!("{valid} in `digest`")))?;
-    match regex::Regex::new(&whole_line(raw.digest.get_ref(), "reg.test/app")) {
-        Ok(re) if re.captures_len() > 1 => {}
-        Ok(_) => {
-            return Err(err(
-                raw.digest.span(),
-                "`digest` needs a group around the digest, e.g. \"Digest: (sha256:[0-9a-f]{64})\"".into(),
-            ))
+    let setup_valid = with_common(&[]);
+    for (key, commands) in [("setup", &raw.setup), ("insecure.setup", &raw.insecure.setup)] {
+        for arg in commands.iter().flatten() {
+            check_placeholders(arg.get_ref(), &setup_valid)
+                .map_err(|valid| err(arg.span(), format!("{valid} in `{key}`")))?;
         }
-        Err(e) => return Err(err(raw.digest.span(), format!("`digest` is not a valid pattern: {e}"))),
+        if let Some(empty) = commands.iter().position(Vec::is_empty) {
+            return Err(err(
+                0..0,
+                format!(
+                    "`{key}` command {} is empty; give its arguments after the program, e.g. [\"registry\", \"set\"]",
+                    empty + 1
+                ),
+            ));
+        }
     }
+    let digest = match (raw.digest, raw.resolve_tag) {
+        (Some(digest), None) => {
+            check_placeholders(digest.get_ref(), &["repository"])
+                .map_err(|valid| err(digest.span(), format!("{valid} in `digest`")))?;
+            match regex::Regex::new(&whole_line(digest.get_ref(), "reg.test/app")) {
+                Ok(re) if re.captures_len() > 1 => {}
+                Ok(_) => {
+                    return Err(err(
+                        digest.span(),
+                        "`digest` needs a group around the digest, e.g. \"Digest: (sha256:[0-9a-f]{64})\"".into(),
+                    ))
+                }
+                Err(e) => return Err(err(digest.span(), format!("`digest` is not a valid pattern: {e}"))),
+            }
+            DigestSource::Printed(digest.into_inner())
+        }
+        (None, Some(tag)) => {
+            check_placeholders(tag.get_ref(), raw.payload.tag_placeholders()).map_err(|valid| {
+                err(tag.span(), format!("{valid} in `resolve_tag` with payload = \"{}\"", raw.payload.as_str()))
+            })?;
+            let filled = fill(tag.get_ref(), &[("image_hex", &"a".repeat(64))]);
+            if !is_tag(&filled) {
+                return Err(err(tag.span(), format!("`resolve_tag` must be a tag (letters, digits, _ . -, up to 128, not starting with . or -); `{filled}` is not")));
+            }
+            DigestSource::Tag(tag.into_inner())
+        }
+        (Some(digest), Some(_)) => {
+            return Err(err(digest.span(), "give `digest` (a pattern over the tool's output) or `resolve_tag` (a tag resolved after the push), not both".into()))
+        }
+        (None, None) => {
+            return Err(err(0..0, "missing field `digest` (a pattern over the tool's output naming the pushed digest), or `resolve_tag` (a tag to resolve after the push)".into()))
+        }
+    };
     let copy = copy_command(raw.copy, raw.copy_source, raw.copy_target, &err)?;
     if let Some(hook) = &raw.hook {
         let needs = hook.get_ref().needs();
         if needs != raw.payload {
             return Err(err(hook.span(), format!("this hook works on payload = \"{}\"", needs.as_str())));
+        }
+    }
+    if let Some(download) = &raw.release.download {
+        let valid = download.get_ref().starts_with("http://") || download.get_ref().starts_with("https://");
+        if !valid {
+            return Err(err(
+                download.span(),
+                "`download` must be an http:// or https:// URL, e.g. https://get.helm.sh".into(),
+            ));
         }
     }
 
@@ -165,14 +255,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Tool, ConfigError> {
         version_var: raw.version_var.map(leak),
         version_args: Box::leak(version_args.into_iter().map(leak).collect::<Vec<_>>().into_boxed_slice()),
     };
-    let release = ReleaseLayout {
-        github_repo: leak(raw.release.github),
-        download_base: None,
-        dir: "v{version}",
-        asset: leak(raw.release.asset),
-        checksums: Checksums::List(leak(raw.release.checksums)),
-        packaging: Packaging::TarGz,
-        binary: raw.release.binary.map_or(name, leak),
+    let release = release_layout(raw.release, name).map_err(|message| err(0..0, message))?;
+    let commands = |commands: Vec<Vec<Spanned<String>>>| -> Vec<Vec<String>> {
+        commands.into_iter().map(|c| c.into_iter().map(Spanned::into_inner).collect()).collect()
     };
     Ok(Tool {
         go,
@@ -180,9 +265,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Tool, ConfigError> {
         payload: raw.payload,
         push: raw.push.into_iter().map(Spanned::into_inner).collect(),
         commands: raw.commands,
+        flags: raw.flags,
+        setup: commands(raw.setup),
+        env: raw.env,
         insecure: raw.insecure.switch,
         insecure_commands: raw.insecure.commands,
-        digest: raw.digest.into_inner(),
+        insecure_setup: commands(raw.insecure.setup),
+        digest,
         failures: raw.failures.into_iter().map(|f| (f.class, f.patterns)).collect(),
         hook: raw.hook.map(Spanned::into_inner),
         copy,
@@ -237,6 +326,36 @@ fn copy_command(
     }))
 }
 
+/// The release layout a definition's `release` describes: a `.tar.gz` asset holds the
+/// executable, any other is the executable; `checksums = "{asset}.sha256"` is a file beside
+/// each asset, any other name one list for the release.
+fn release_layout(raw: RawRelease, name: &'static str) -> Result<ReleaseLayout, String> {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let (asset, checksums) = match (raw.asset, raw.checksums) {
+        (Some(asset), Some(checksums)) if checksums == "{asset}.sha256" => (asset, Checksums::Sidecar),
+        (Some(asset), Some(checksums)) => (asset, Checksums::List(leak(checksums))),
+        (None, None) => (String::new(), Checksums::Unpublished),
+        _ => return Err("`release` needs `asset` and `checksums` together (neither: the releases publish no binary the harness can verify, and only the go route builds the tool)".into()),
+    };
+    let packaging =
+        if asset.ends_with(".tar.gz") || asset.ends_with(".tgz") { Packaging::TarGz } else { Packaging::Bare };
+    Ok(ReleaseLayout {
+        github_repo: leak(raw.github),
+        download_base: raw.download.map(|d| leak(d.into_inner().trim_end_matches('/').to_string())),
+        dir: leak(raw.dir.unwrap_or_else(|| "v{version}".into())),
+        asset: leak(asset),
+        checksums,
+        packaging,
+        binary: raw.binary.map_or(name, leak),
+    })
+}
+
+/// Whether `text` is a valid tag in the distribution spec's grammar.
+fn is_tag(text: &str) -> bool {
+    let first_ok = text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    first_ok && text.len() <= 128 && text.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 /// Every `*.toml` in `dir`, in file-name order; none when `dir` does not exist.
 pub(crate) fn read_dir(dir: &Path) -> Result<Vec<Tool>, ConfigError> {
     let entries = match std::fs::read_dir(dir) {
@@ -276,8 +395,8 @@ fn check_placeholders(template: &str, valid: &[&str]) -> Result<(), String> {
 }
 
 /// `template` with each `{name}` of `values` filled in.
-pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    values.iter().fold(template.to_string(), |text, (name, value)| text.replace(&format!("{{{name}}}"), value))
+pub(crate) fn fill<V: AsRef<str>>(template: &str, values: &[(&str, V)]) -> String {
+    values.iter().fold(template.to_string(), |text, (name, value)| text.replace(&format!("{{{name}}}"), value.as_ref()))
 }
 
 /// A digest pattern as a whole-line regular expression, `{repository}` standing for any name
@@ -322,9 +441,18 @@ mod tests {
     fn errors_are_located_and_list_choices() {
         let with = |line: &str| format!("{MINIMAL}{line}\n");
         let cases = [
-            ("pusher.toml", with("payload2 = \"file\""), "6:1: unknown field `payload2`, expected one of `module`, `package`, `version_var`, `version_args`, `release`, `payload`, `push`, `digest`, `commands`, `insecure`, `failures`, `hook`, `copy`, `copy_source`, `copy_target`"),
-            ("pusher.toml", MINIMAL.replace("\"file\"", "\"chart\""), "3:11: unknown variant `chart`, expected one of `app`, `image-tarball`, `file`"),
-            ("pusher.toml", MINIMAL.replace("{payload}\"]", "{media_type}\", \"{tag}\"]"), "4:56: unknown placeholder `{tag}`; valid: {repository}, {payload}, {media_type} in `push` with payload = \"file\""),
+            ("pusher.toml", with("payload2 = \"file\""), "6:1: unknown field `payload2`, expected one of `module`, `package`, `version_var`, `version_args`, `release`, `payload`, `push`, `digest`, `resolve_tag`, `commands`, `flags`, `setup`, `env`, `insecure`, `failures`, `hook`, `copy`, `copy_source`, `copy_target`"),
+            ("pusher.toml", MINIMAL.replace("\"file\"", "\"helm-chart\""), "3:11: unknown variant `helm-chart`, expected one of `app`, `image-tarball`, `file`, `chart`, `pushed-image`"),
+            ("pusher.toml", MINIMAL.replace("{payload}\"]", "{media_type}\", \"{tag}\"]"), "4:56: unknown placeholder `{tag}`; valid: {repository}, {registry}, {namespace}, {payload}, {media_type} in `push` with payload = \"file\""),
+            ("pusher.toml", MINIMAL.replace("\"file\"", "\"chart\"").replace("{payload}\"]", "{image}\"]"), "4:40: unknown placeholder `{image}`; valid: {repository}, {registry}, {namespace}, {payload} in `push` with payload = \"chart\""),
+            ("pusher.toml", with("setup = [[\"registry\", \"set\", \"{payload}\"]]"), "6:30: unknown placeholder `{payload}`; valid: {repository}, {registry}, {namespace} in `setup`"),
+            ("pusher.toml", with("insecure = { setup = [[]] }"), "1:1: `insecure.setup` command 1 is empty; give its arguments after the program, e.g. [\"registry\", \"set\"]"),
+            ("pusher.toml", with("resolve_tag = \"latest\""), "5:10: give `digest` (a pattern over the tool's output) or `resolve_tag` (a tag resolved after the push), not both"),
+            ("pusher.toml", MINIMAL.replace("digest = \"Digest: (sha256:[0-9a-f]{64})\"", "resolve_tag = \"sha256-{image_hex}.sig\""), "5:15: unknown placeholder `{image_hex}`; valid:  in `resolve_tag` with payload = \"file\""),
+            ("pusher.toml", MINIMAL.replace("digest = \"Digest: (sha256:[0-9a-f]{64})\"", "resolve_tag = \"v1:latest\""), "5:15: `resolve_tag` must be a tag (letters, digits, _ . -, up to 128, not starting with . or -); `v1:latest` is not"),
+            ("pusher.toml", MINIMAL.replace("digest = \"Digest: (sha256:[0-9a-f]{64})\"\n", ""), "1:1: missing field `digest` (a pattern over the tool's output naming the pushed digest), or `resolve_tag` (a tag to resolve after the push)"),
+            ("pusher.toml", MINIMAL.replace(", checksums = \"checksums.txt\"", ""), "1:1: `release` needs `asset` and `checksums` together (neither: the releases publish no binary the harness can verify, and only the go route builds the tool)"),
+            ("pusher.toml", MINIMAL.replace("release = { ", "release = { download = \"get.example.com\", "), "2:24: `download` must be an http:// or https:// URL, e.g. https://get.helm.sh"),
             ("pusher.toml", MINIMAL.replace("(sha256:[0-9a-f]{64})", "sha256:[0-9a-f]{64}"), "5:10: `digest` needs a group around the digest, e.g. \"Digest: (sha256:[0-9a-f]{64})\""),
             ("pusher.toml", MINIMAL.replace("Digest: (", "{image}@("), "5:10: unknown placeholder `{image}`; valid: {repository} in `digest`"),
             ("pusher.toml", with("hook = \"ko\""), "6:8: this hook works on payload = \"app\""),
@@ -340,6 +468,45 @@ mod tests {
         for (name, text, want) in cases {
             assert_eq!(error(name, &text), want, "for:\n{text}");
         }
+    }
+
+    #[test]
+    fn new_keys_are_read() {
+        let text = MINIMAL
+            .replace("\"file\"", "\"pushed-image\"")
+            .replace("\"{repository}:latest\", \"{payload}\"", "\"{image}\"")
+            .replace("digest = \"Digest: (sha256:[0-9a-f]{64})\"", "resolve_tag = \"sha256-{image_hex}.sig\"")
+            + "setup = [[\"generate-key-pair\"]]\nenv = { PUSHER_PASSWORD = \"x\" }\nflags = { \"--username\" = \"--user\" }\ninsecure = { setup = [[\"registry\", \"set\", \"{registry}\"]] }\n";
+        let tool = parse(Path::new("tools/pusher.toml"), &text).unwrap();
+        assert_eq!(tool.payload(), PayloadKind::PushedImage);
+        assert_eq!(tool.digest_source(), &DigestSource::Tag("sha256-{image_hex}.sig".into()));
+        assert_eq!(tool.flag("--username"), "--user");
+        assert_eq!(tool.flag("--username=u"), "--user=u");
+        assert_eq!(tool.flag("--password-stdin"), "--password-stdin");
+        assert_eq!(tool.flag("user=--username"), "user=--username", "only options are renamed");
+        assert!(tool.insecure_switch("push").is_empty());
+    }
+
+    #[test]
+    fn release_layouts() {
+        let release = |table: &str| {
+            let text = MINIMAL.replace(
+                "release = { github = \"example/pusher\", asset = \"pusher_{os}_{arch}.tar.gz\", checksums = \"checksums.txt\" }",
+                table,
+            );
+            let tool = parse(Path::new("tools/pusher.toml"), &text).unwrap();
+            let r = tool.release();
+            (r.download_base, r.dir, r.asset, r.checksums, r.packaging)
+        };
+        assert_eq!(
+            release("release = { github = \"helm/helm\", download = \"https://get.helm.sh/\", dir = \"\", asset = \"helm-v{version}-{os}-{arch}.tar.gz\", checksums = \"{asset}.sha256\" }"),
+            (Some("https://get.helm.sh"), "", "helm-v{version}-{os}-{arch}.tar.gz", Checksums::Sidecar, Packaging::TarGz)
+        );
+        assert_eq!(
+            release("release = { github = \"sigstore/cosign\", asset = \"cosign-{os}-{arch}\", checksums = \"cosign_checksums.txt\" }"),
+            (None, "v{version}", "cosign-{os}-{arch}", Checksums::List("cosign_checksums.txt"), Packaging::Bare)
+        );
+        assert_eq!(release("release = { github = \"regclient/regclient\" }").3, Checksums::Unpublished);
     }
 
     #[test]

@@ -19,9 +19,9 @@ use std::sync::{OnceLock, RwLock};
 
 use crate::located::ConfigError;
 use crate::outcome::FailClass;
-use crate::payload::Payload;
+use crate::payload::{Chart, Expectation, Payload};
 use crate::provision::GoTool;
-pub use definition::PayloadKind;
+pub use definition::{DigestSource, PayloadKind};
 pub use fetch::{BinaryFetcher, FetchError, FetchSettings, Program, Source, ToolBinary, ToolFetcher};
 pub use release::ReleaseLayout;
 
@@ -34,16 +34,23 @@ pub struct Tool {
     /// Where its release binaries are published.
     release: ReleaseLayout,
     payload: PayloadKind,
-    /// The push command's arguments, with `{repository}`, `{payload}`, `{media_type}`.
+    /// The push command's arguments, with placeholders ([`PushContext::values`]).
     push: Vec<String>,
     /// A scenario step's `${TOOL} <word>` in the tool's words (`login` → `auth login`).
     commands: BTreeMap<String, Vec<String>>,
+    /// A scenario step's options in the tool's words (`--username` → `--user`).
+    flags: BTreeMap<String, String>,
+    /// Commands (after the program) run in every cell before the scenario's steps.
+    setup: Vec<Vec<String>>,
+    /// Variables every command of the tool gets.
+    env: BTreeMap<String, String>,
     /// The plain-HTTP switch, and the commands (`push`, step words) that take it; `None`: all.
     insecure: Vec<String>,
     insecure_commands: Option<Vec<String>>,
-    /// A whole-line pattern whose first group is the pushed digest; `{repository}` stands
-    /// for the repository under any name the tool may print for it.
-    digest: String,
+    /// Commands (after the program) that make the registry plain HTTP for the tool.
+    insecure_setup: Vec<Vec<String>>,
+    /// Where the pushed digest comes from.
+    digest: DigestSource,
     failures: Vec<(FailClass, Vec<String>)>,
     hook: Option<hooks::Hook>,
     /// How it copies an image from one registry to another; `None`: it does not.
@@ -112,14 +119,31 @@ impl Tool {
         self.go.name
     }
 
+    /// What it pushes.
+    pub fn payload(&self) -> PayloadKind {
+        self.payload
+    }
+
     /// What a cell writes and sets so the tool pushes to `push.repository`: the push runs
-    /// where its payload is, and its hook adds what needs code.
+    /// where its payload is (a directory of the cell's own when the payload is made per
+    /// cell), with the definition's variables; its hook adds what needs code.
     pub fn prepare(&self, push: &PushContext) -> Prepared {
-        let cwd = match self.payload {
-            PayloadKind::App => push.payload.app_dir.clone(),
-            PayloadKind::ImageTarball | PayloadKind::File => push.payload.files_dir.clone(),
+        let own_dir = push.cell_dir.join(CELL_PAYLOAD_DIR);
+        let (cwd, blobs, expect) = match self.payload {
+            PayloadKind::App => (push.payload.app_dir.clone(), Vec::new(), Expectation::Any),
+            PayloadKind::ImageTarball => (push.payload.files_dir.clone(), Vec::new(), Expectation::Any),
+            PayloadKind::File => (push.payload.files_dir.clone(), Vec::new(), Expectation::artifact_file()),
+            PayloadKind::Chart => {
+                let chart = Chart::named(push.chart_name());
+                let expect = chart.expectation();
+                (own_dir.clone(), vec![(own_dir.join(chart.file_name()), chart.bytes)], expect)
+            }
+            PayloadKind::PushedImage => {
+                let image = push.image.as_ref().map(|(_, digest)| digest.clone()).unwrap_or_default();
+                (own_dir, Vec::new(), Expectation::RefersTo { image })
+            }
         };
-        let mut prepared = Prepared { cwd, ..Prepared::default() };
+        let mut prepared = Prepared { cwd, blobs, expect, env: self.env.clone(), ..Prepared::default() };
         if let Some(hook) = self.hook {
             hook.prepare(push, &mut prepared);
         }
@@ -128,17 +152,59 @@ impl Tool {
 
     /// The push command's arguments (after the program).
     pub fn push_args(&self, push: &PushContext) -> Vec<String> {
-        let values = [
-            ("repository", push.repository.as_str()),
-            ("payload", self.payload.file()),
-            ("media_type", Payload::ARTIFACT_MEDIA_TYPE),
-        ];
+        let values = push.values(self.payload);
         self.push.iter().map(|arg| definition::fill(arg, &values)).collect()
+    }
+
+    /// The commands (after the program) a cell runs with the tool before the scenario's
+    /// steps: the definition's `setup`, then, for a plain-HTTP registry the user told the
+    /// tool about (`insecure`), its `insecure.setup`.
+    pub fn setup_commands(&self, push: &PushContext, insecure: bool) -> Vec<Vec<String>> {
+        let values = push.values(self.payload);
+        let setup = self.setup.iter().map(|command| command.iter().map(|arg| definition::fill(arg, &values)).collect());
+        setup.chain(if insecure { self.insecure_setup(push) } else { Vec::new() }).collect()
+    }
+
+    /// The definition's `insecure.setup` for `push`'s registry: what tells the tool that
+    /// registry is plain HTTP (a copy's plain-HTTP source gets it too).
+    pub fn insecure_setup(&self, push: &PushContext) -> Vec<Vec<String>> {
+        let values = push.values(self.payload);
+        self.insecure_setup
+            .iter()
+            .map(|command| command.iter().map(|arg| definition::fill(arg, &values)).collect())
+            .collect()
+    }
+
+    /// Where the pushed digest comes from.
+    pub fn digest_source(&self) -> &DigestSource {
+        &self.digest
+    }
+
+    /// The tag to resolve after the push, for a definition with `resolve_tag`.
+    pub fn tag_to_resolve(&self, push: &PushContext) -> Option<String> {
+        match &self.digest {
+            DigestSource::Tag(tag) => Some(definition::fill(tag, &push.values(self.payload))),
+            DigestSource::Printed(_) => None,
+        }
     }
 
     /// A scenario's `${TOOL} <word> …` as the tool spells it: `login` is `auth login` for crane.
     pub fn subcommand(&self, word: &str) -> Vec<String> {
         self.commands.get(word).cloned().unwrap_or_else(|| vec![word.to_string()])
+    }
+
+    /// A scenario step's argument as the tool spells it: an option the definition's `flags`
+    /// renames (`--password-stdin` is `--pass-stdin` for regctl, also in `--option=value`).
+    pub fn flag(&self, arg: &str) -> String {
+        let (option, value) = match arg.split_once('=') {
+            Some((option, value)) if option.starts_with('-') => (option, Some(value)),
+            _ => (arg, None),
+        };
+        match (self.flags.get(option), value) {
+            (Some(renamed), Some(value)) => format!("{renamed}={value}"),
+            (Some(renamed), None) => renamed.clone(),
+            (None, _) => arg.to_string(),
+        }
     }
 
     /// The tool's own switch for a registry that speaks plain HTTP (or has a certificate the
@@ -152,9 +218,10 @@ impl Tool {
     }
 
     /// The digest the tool says it pushed to `repository` (`host/path`): the last line of its
-    /// output that the definition's pattern matches.
+    /// output that the definition's pattern matches (`None` also for a `resolve_tag` tool).
     pub fn pushed_digest(&self, output: &str, repository: &str) -> Option<String> {
-        let pattern = definition::digest_regex(&self.digest, repository);
+        let DigestSource::Printed(digest) = &self.digest else { return None };
+        let pattern = definition::digest_regex(digest, repository);
         output.lines().rev().find_map(|l| Some(pattern.captures(l.trim())?.get(1)?.as_str().to_string()))
     }
 
@@ -286,6 +353,9 @@ pub fn unknown_tool(name: &str) -> String {
     format!("unknown tool `{name}`; known tools: {} (define one in tools/{name}.toml beside matrix.toml: docs/tool-definitions.md)", names())
 }
 
+/// The directory below a cell's own where a payload made per cell is written and pushed from.
+const CELL_PAYLOAD_DIR: &str = "payload";
+
 /// Where a cell pushes and what it has to push with.
 pub struct PushContext<'a> {
     /// `host/path` of the repository the tool pushes to.
@@ -294,6 +364,51 @@ pub struct PushContext<'a> {
     pub cell_dir: &'a Path,
     /// What the run pushes: the app to build, or a prebuilt image or file.
     pub payload: &'a Payload,
+    /// With payload = "pushed-image": the image the harness pushed into the repository, as
+    /// `host/path@digest`, and its digest.
+    pub image: Option<(String, String)>,
+}
+
+impl PushContext<'_> {
+    /// The registry's host as clients write it (`localhost:38211`).
+    pub fn registry(&self) -> &str {
+        self.repository.split('/').next().unwrap_or_default()
+    }
+
+    /// The repository without its last component (the host alone for `host/app`): where a
+    /// chart named after that component is pushed to.
+    pub fn namespace(&self) -> &str {
+        self.repository.rsplit_once('/').map_or(self.repository.as_str(), |(namespace, _)| namespace)
+    }
+
+    /// The chart's name: the repository's last component.
+    fn chart_name(&self) -> &str {
+        self.repository.rsplit('/').next().unwrap_or_default()
+    }
+
+    /// Every placeholder's value for a tool pushing `payload` (docs/tool-definitions.md).
+    fn values(&self, payload: PayloadKind) -> Vec<(&'static str, String)> {
+        let mut values = vec![
+            ("repository", self.repository.clone()),
+            ("registry", self.registry().to_string()),
+            ("namespace", self.namespace().to_string()),
+        ];
+        match payload {
+            PayloadKind::App => values.push(("payload", ".".into())),
+            PayloadKind::ImageTarball => values.push(("payload", Payload::IMAGE_TARBALL.into())),
+            PayloadKind::File => values.extend([
+                ("payload", Payload::ARTIFACT_FILE.to_string()),
+                ("media_type", Payload::ARTIFACT_MEDIA_TYPE.to_string()),
+            ]),
+            PayloadKind::Chart => values.push(("payload", Chart::named(self.chart_name()).file_name())),
+            PayloadKind::PushedImage => {
+                let (image, digest) = self.image.clone().unwrap_or_default();
+                let hex = digest.split_once(':').map_or(digest.as_str(), |(_, hex)| hex).to_string();
+                values.extend([("image", image), ("image_hex", hex)]);
+            }
+        }
+        values
+    }
 }
 
 /// What a tool needs in its cell.
@@ -302,10 +417,14 @@ pub struct Prepared {
     pub env: BTreeMap<String, String>,
     /// Text files to write (shown in the cell's log).
     pub files: Vec<(PathBuf, String)>,
+    /// Binary files to write (the log names each with its digest): a chart.
+    pub blobs: Vec<(PathBuf, Vec<u8>)>,
     /// Directory the push runs in.
     pub cwd: PathBuf,
     /// Directories to put on PATH ahead of the system's.
     pub path: Vec<PathBuf>,
+    /// What the manifest fetched back must show to be what the tool was given.
+    pub expect: Expectation,
 }
 
 #[cfg(test)]
@@ -314,7 +433,10 @@ mod tests {
 
     #[test]
     fn tools_are_found_by_name() {
-        assert_eq!(builtins().iter().map(|t| t.name()).collect::<Vec<_>>(), ["ko", "crane", "oras"]);
+        assert_eq!(
+            builtins().iter().map(|t| t.name()).collect::<Vec<_>>(),
+            ["ko", "cosign", "crane", "helm", "oras", "regctl"]
+        );
         assert_eq!(shorthand().name(), "ko");
         for tool in builtins() {
             assert_eq!(by_name(tool.name()).map(|t| t.name()), Some(tool.name()));
@@ -407,5 +529,61 @@ mod tests {
             crane.cannot_copy(&flags.0, &secure).unwrap(),
             "the scenario gives the source's credentials as flags, and crane takes none for its source (no `copy_source.credentials` in tools/crane.toml)"
         );
+    }
+
+    fn payload() -> Payload {
+        Payload {
+            app_dir: "/run/app".into(),
+            base_image: "127.0.0.1:1/ko-matrix/base@sha256:00".into(),
+            go: crate::payload::GoEnv { bin_dir: "/go/bin".into(), gocache: "/c".into(), gomodcache: "/m".into() },
+            files_dir: "/run/payload".into(),
+        }
+    }
+
+    #[test]
+    fn placeholders_per_payload() {
+        let payload = payload();
+        let cell = Path::new("/cells/cell-1");
+        let push = |repository: &str, image: Option<(String, String)>| PushContext {
+            repository: repository.into(),
+            cell_dir: cell,
+            payload: &payload,
+            image,
+        };
+        let helm = by_name("helm").unwrap();
+        let to = push("basic.ko-matrix.test/cells/registry/basic-auths/helm/v3.13.3", None);
+        assert_eq!(
+            helm.push_args(&to),
+            ["push", "v3.13.3-0.1.0.tgz", "oci://basic.ko-matrix.test/cells/registry/basic-auths/helm"]
+        );
+        let prepared = helm.prepare(&to);
+        assert_eq!(prepared.cwd, cell.join("payload"));
+        assert_eq!(prepared.blobs[0].0, cell.join("payload/v3.13.3-0.1.0.tgz"));
+        assert!(matches!(prepared.expect, Expectation::Layer { config_media_type: Some(_), .. }));
+        // A repository of one component: the chart goes to the registry's root.
+        assert_eq!(helm.push_args(&push("localhost:5000/app", None))[2], "oci://localhost:5000");
+
+        let cosign = by_name("cosign").unwrap();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let to = push("reg.test/app", Some((format!("reg.test/app@{digest}"), digest.clone())));
+        assert_eq!(cosign.push_args(&to).last().unwrap(), &format!("reg.test/app@{digest}"));
+        assert_eq!(cosign.tag_to_resolve(&to), Some(format!("sha256-{}.sig", "a".repeat(64))));
+        assert_eq!(cosign.setup_commands(&to, false), [["generate-key-pair"]]);
+        assert_eq!(cosign.prepare(&to).expect, Expectation::RefersTo { image: digest });
+        assert_eq!(cosign.prepare(&to).env.keys().collect::<Vec<_>>(), ["COSIGN_PASSWORD"]);
+
+        let regctl = by_name("regctl").unwrap();
+        let to = push("localhost:5000/cells/x", None);
+        assert_eq!(regctl.tag_to_resolve(&to).as_deref(), Some("latest"));
+        assert!(regctl.setup_commands(&to, false).is_empty());
+        assert_eq!(regctl.setup_commands(&to, true), [["registry", "set", "--tls", "disabled", "localhost:5000"]]);
+        assert_eq!(regctl.prepare(&to).cwd, Path::new("/run/payload"), "the run's file, shared");
+        assert_eq!(
+            (regctl.flag("--username"), regctl.subcommand("login")),
+            ("--user".into(), vec!["registry".to_string(), "login".into()])
+        );
+        let oras = by_name("oras").unwrap();
+        assert_eq!(oras.push_args(&to)[2], "artifact.txt:application/vnd.ko-matrix.artifact.v1+text");
+        assert!(oras.tag_to_resolve(&to).is_none() && oras.setup_commands(&to, true).is_empty());
     }
 }

@@ -38,6 +38,9 @@ pub enum Checksums {
     List(&'static str),
     /// `<asset>.sha256` next to the asset: the digest, optionally followed by a file name.
     Sidecar,
+    /// None that the harness can check the binaries against (regclient's releases are bare
+    /// binaries signed with cosign): the release route refuses, `auto` builds from the proxy.
+    Unpublished,
 }
 
 /// What the asset is.
@@ -89,6 +92,7 @@ impl ReleaseLayout {
         match self.checksums {
             Checksums::List(name) => expand(name, version),
             Checksums::Sidecar => Ok(format!("{}.sha256", self.asset_name(version)?)),
+            Checksums::Unpublished => Err(ReleaseError::Unverifiable { github: self.github_repo.to_string() }),
         }
     }
 
@@ -101,6 +105,7 @@ impl ReleaseLayout {
     pub(crate) fn checksum_in(&self, checksums: &str, asset: &str) -> Option<String> {
         match self.checksums {
             Checksums::List(_) => checksum_for(checksums, asset),
+            Checksums::Unpublished => None,
             Checksums::Sidecar => {
                 let mut words = checksums.split_whitespace();
                 let digest = words.next()?;
@@ -157,12 +162,15 @@ pub enum ReleaseError {
     BadArchive { url: String, detail: String },
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("the releases of {github} publish no checksums to verify a binary against (the definition's `release` has none); use source = \"go\"")]
+    Unverifiable { github: String },
 }
 
 impl ReleaseError {
-    /// The release host answered but has no such asset (a version without release binaries).
+    /// The release host answered but has no such asset (a version without release binaries),
+    /// or the tool publishes none the harness can verify: either way, build it instead.
     pub fn is_missing(&self) -> bool {
-        matches!(self, ReleaseError::Missing { .. })
+        matches!(self, ReleaseError::Missing { .. } | ReleaseError::Unverifiable { .. })
     }
 }
 
@@ -202,7 +210,10 @@ impl ReleaseSite {
     }
 
     fn release_url(&self, layout: &ReleaseLayout, version: &str, file: &str) -> Result<String, ReleaseError> {
-        Ok(format!("{}/{}/{file}", self.base_url, layout.dir_name(version)?))
+        match layout.dir_name(version)?.as_str() {
+            "" => Ok(format!("{}/{file}", self.base_url)),
+            dir => Ok(format!("{}/{dir}/{file}", self.base_url)),
+        }
     }
 
     /// Downloads, checks and unpacks `layout`'s binary at `version` into `dest`.
@@ -381,19 +392,38 @@ mod tests {
     #[test]
     fn asset_names_follow_each_tools_layout() {
         if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-            let names: Vec<(String, String)> = crate::tool::builtins()
+            let names: Vec<(&str, String, String)> = crate::tool::builtins()
                 .iter()
-                .map(|t| (t.release().asset_name("v1.2.3").unwrap(), t.release().checksums_name("v1.2.3").unwrap()))
+                .map(|t| {
+                    let release = t.release();
+                    let checksums = release.checksums_name("v1.2.3").map_err(|e| e.to_string());
+                    (t.name(), release.asset_name("v1.2.3").unwrap(), checksums.unwrap_or_else(|e| e))
+                })
                 .collect();
             assert_eq!(
                 names,
                 [
-                    ("ko_1.2.3_Linux_x86_64.tar.gz".into(), "checksums.txt".into()),
-                    ("go-containerregistry_Linux_x86_64.tar.gz".into(), "checksums.txt".into()),
-                    ("oras_1.2.3_linux_amd64.tar.gz".into(), "oras_1.2.3_checksums.txt".into()),
+                    ("ko", "ko_1.2.3_Linux_x86_64.tar.gz".into(), "checksums.txt".into()),
+                    ("cosign", "cosign-linux-amd64".into(), "cosign_checksums.txt".into()),
+                    ("crane", "go-containerregistry_Linux_x86_64.tar.gz".into(), "checksums.txt".into()),
+                    ("helm", "helm-v1.2.3-linux-amd64.tar.gz".into(), "helm-v1.2.3-linux-amd64.tar.gz.sha256".into()),
+                    ("oras", "oras_1.2.3_linux_amd64.tar.gz".into(), "oras_1.2.3_checksums.txt".into()),
+                    ("regctl", "".into(), "the releases of regclient/regclient publish no checksums to verify a binary against (the definition's `release` has none); use source = \"go\"".into()),
                 ]
             );
         }
+    }
+
+    #[test]
+    fn a_release_dir_may_be_empty() {
+        let site = ReleaseSite::new("https://get.helm.sh/", Duration::from_secs(1));
+        let helm = crate::tool::by_name("helm").unwrap().release();
+        assert_eq!(
+            site.release_url(helm, "v3.13.3", "helm-v3.13.3-linux-amd64.tar.gz").unwrap(),
+            "https://get.helm.sh/helm-v3.13.3-linux-amd64.tar.gz"
+        );
+        let crane = crate::tool::by_name("crane").unwrap().release();
+        assert_eq!(site.release_url(crane, "v0.20.7", "x").unwrap(), "https://get.helm.sh/v0.20.7/x");
     }
 
     #[test]
