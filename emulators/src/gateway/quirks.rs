@@ -19,7 +19,8 @@ pub struct Quirks {
     /// (Artifactory's virtual repositories).
     pub missing_manifest_head: Option<u16>,
     /// The status a cross-repository mount (`POST …/blobs/uploads/?mount=…&from=…`) is refused
-    /// with, instead of a mount or a plain upload: 401 (Harbor without pull on `from`).
+    /// with, instead of a mount or a plain upload: 401 (Harbor without pull on `from`). A mount
+    /// without `from` is not refused (it asks for no access to another repository).
     pub mount_refused: Option<u16>,
     /// Whether chunked uploads (`PATCH` to an upload) are taken; `false`: 405 `UNSUPPORTED`.
     #[serde(default = "yes")]
@@ -108,11 +109,13 @@ impl Quirks {
     /// note; `None`: the request goes on to the registry.
     pub(crate) fn refuse(&self, method: &str, path: &str, headers: &HeaderMap) -> Option<(Response<Body>, String)> {
         let query = path.split_once('?').map_or("", |(_, q)| q);
-        if method == "POST" && is_upload(path) && query.split('&').any(|p| p.starts_with("mount=")) {
-            if let Some(status) = self.mount_refused {
-                let from = Form::parse(query).get("from").unwrap_or_default().to_string();
-                return Some(refused_mount(status, &from, headers.contains_key(hyper::header::AUTHORIZATION)));
-            }
+        // A mount names the repository it mounts from; one without `from` (regclient's
+        // "anonymous" mount) asks for no access there, and distribution opens a plain upload.
+        let form = Form::parse(query);
+        if let (true, Some(status), Some(_), Some(from)) =
+            (method == "POST" && is_upload(path), self.mount_refused, form.get("mount"), form.get("from"))
+        {
+            return Some(refused_mount(status, from, headers.contains_key(hyper::header::AUTHORIZATION)));
         }
         if method == "PATCH" && is_upload(path) && !self.chunked_uploads {
             let refusal =
@@ -221,6 +224,7 @@ mod tests {
             .get("www-authenticate")
             .is_none());
         assert_eq!(status("POST", "/v2/a/blobs/uploads/", &none), None);
+        assert_eq!(status("POST", "/v2/a/blobs/uploads/?mount=sha256:ab", &none), None, "a mount without from");
         assert_eq!(status("PATCH", "/v2/a/blobs/uploads/u1?_state=x", &none), Some(405));
         let mut index = HeaderMap::new();
         index.insert("content-type", OCI_INDEX.parse().unwrap());
