@@ -1,0 +1,98 @@
+//! First results while tools still build: the cells of a version already there start while a
+//! later version is still being built, and the run's timings show it. For real: crane v0.20.7
+//! from a cache of this test's own, crane v0.19.1 built from the Go module proxy with an empty
+//! Go build cache (a fresh machine's: a minute or more of compiling), the Go module cache as it
+//! is. (Needs Go and the module proxy.)
+
+mod support;
+
+use std::path::Path;
+
+use support::ko_matrix;
+
+#[test]
+fn cells_of_a_ready_version_finish_before_a_later_version_is_built() {
+    let (dir, cache, gocache) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The version already there: fetched into this test's cache first (with Go's build cache
+    // as it is, so quick where crane was built before).
+    let fetched = ko_matrix()
+        .current_dir(repo)
+        .env("KO_MATRIX_CACHE", cache.path())
+        .args(["fetch", "crane@v0.20.7"])
+        .output()
+        .unwrap();
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+
+    let out = dir.path().join("out");
+    let output = ko_matrix()
+        .current_dir(repo)
+        .env("KO_MATRIX_CACHE", cache.path())
+        .env("GOCACHE", gocache.path())
+        .args([
+            "run",
+            "--versions",
+            "crane@v0.20.7,crane@v0.19.1",
+            "--scenarios",
+            "registry/anonymous,registry/basic-auths",
+            "--timings",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("matrix.json")).unwrap()).unwrap();
+    let outcomes: Vec<(&str, &str)> = report["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["version"].as_str().unwrap(), c["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(outcomes.len(), 4, "{stderr}");
+    assert!(outcomes.iter().all(|(_, outcome)| *outcome == "pass"), "{outcomes:?}");
+
+    // The timings: the cached version took no time, the other was downloaded and compiled, and
+    // the first cell's result came before that compile ended.
+    let timings = &report["timings"];
+    let build = |version: &str| {
+        timings["builds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["program"] == "crane" && b["version"] == version)
+            .unwrap_or_else(|| panic!("no timing for crane {version}: {timings}"))
+            .clone()
+    };
+    let (cached, built) = (build("v0.20.7"), build("v0.19.1"));
+    assert_eq!((cached["route"].as_str(), built["route"].as_str()), (Some("cache"), Some("go")), "{timings}");
+    let ms = |value: &serde_json::Value| value.as_u64().unwrap_or_else(|| panic!("not a time: {value} in {timings}"));
+    let (download, compile) = (&built["download"], &built["compile"]);
+    let compile_end = ms(&compile["start_ms"]) + ms(&compile["duration_ms"]);
+    assert!(ms(&download["start_ms"]) + ms(&download["duration_ms"]) <= ms(&compile["start_ms"]), "{timings}");
+    let build_end = ms(&built["total"]["start_ms"]) + ms(&built["total"]["duration_ms"]);
+    assert!(compile_end <= build_end, "{timings}");
+    let first_result = ms(&timings["cells"]["first_result_ms"]);
+    let last_result = ms(&timings["cells"]["last_result_ms"]);
+    assert!(first_result < compile_end, "the first cell came after the build ({timings})");
+    assert!(last_result > build_end, "v0.19.1's cells ran after it was built ({timings})");
+    assert_eq!(timings["cells"]["count"], 4, "{timings}");
+
+    // What was printed, in the order it happened: v0.20.7's cells before v0.19.1 was built.
+    let at = |needle: &str| stderr.find(needle).unwrap_or_else(|| panic!("no {needle:?} in {stderr}"));
+    let built_line = at("crane v0.19.1: built and verified in");
+    assert!(at("crane@v0.20.7::registry/anonymous: pass") < built_line, "{stderr}");
+    assert!(at("crane@v0.20.7::registry/basic-auths: pass") < built_line, "{stderr}");
+    assert!(at("crane v0.19.1: downloading its modules and go1.") < built_line, "{stderr}");
+    assert!(built_line < at("crane@v0.19.1::registry/anonymous: pass"), "{stderr}");
+    // `--timings` ends with the table and the line that compares the two.
+    assert!(stderr.contains("\ncrane v0.19.1 (built) "), "{stderr}");
+    assert!(stderr.contains("  compile "), "{stderr}");
+    let closing = stderr.lines().last().unwrap_or_default();
+    assert!(
+        closing.starts_with("first cell result at ") && closing.contains(" before the last build ended (at "),
+        "{stderr}"
+    );
+}
