@@ -5,10 +5,6 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::result::CellResult;
-
 /// Getting one program (a tool version, a service's program). A build from the module proxy
 /// goes `DownloadingModules` → (`AwaitingTurn` when another build holds the turn) → `Building`
 /// → `Verifying` → `Installed`; a release download `Downloading` (repeatedly, as bytes come) →
@@ -76,38 +72,9 @@ pub trait ProvisionObserver: Send + Sync {
     fn on_event(&self, event: ProvisionEvent);
 }
 
-/// What a run's cells are doing. A contained run sends these to the run that started it
-/// (one JSON object a line), which shows them, so they serialise.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum RunEvent {
-    /// The run expects to run `cells` cells (sent again when a version's arrival changes the count).
-    Planned {
-        cells: usize,
-    },
-    /// Services are up; `notes` are choices an `auto` setting made.
-    WorldReady {
-        runtime: String,
-        took: Duration,
-        notes: Vec<String>,
-    },
-    /// `cell` is the cell's id, `ko@v0.15.2::ecr/env-session`.
-    CellStarted {
-        cell: String,
-    },
-    CellFinished(Box<CellResult>),
-}
-
-pub trait RunObserver: Send + Sync {
-    fn on_run_event(&self, event: RunEvent);
-}
-
 /// For callers that show nothing (tests, machine output).
 pub struct Silent;
 
 impl ProvisionObserver for Silent {
     fn on_event(&self, _event: ProvisionEvent) {}
-}
-
-impl RunObserver for Silent {
-    fn on_run_event(&self, _event: RunEvent) {}
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use std::future::Future;
 
 use futures_util::{FutureExt, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
 
 use crate::cell::{self, CellEnv};
 use crate::config::{Matrix, ServicesConfig};
-use crate::events::{RunEvent, RunObserver};
 use crate::located::ConfigError;
 use crate::outcome::Outcome;
 use crate::payload::{GoEnv, GoEnvError, Payload};
@@ -24,6 +24,32 @@ use crate::timings::{CellTimings, Clock, Timings};
 use crate::tool::versions::VersionError;
 use crate::tool::{FetchError, Tool, ToolBinary};
 use crate::world::{World, WorldError};
+
+/// What a run's cells are doing (the run's own events; a version's fetching tells its own,
+/// [`crate::events::ProvisionEvent`]). A contained run sends these to the run that started it
+/// (one JSON object a line), which shows them, so they serialise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RunEvent {
+    /// The run expects to run `cells` cells (sent again when a version's arrival changes the count).
+    Planned {
+        cells: usize,
+    },
+    /// Services are up; `notes` are choices an `auto` setting made.
+    WorldReady {
+        runtime: String,
+        took: Duration,
+        notes: Vec<String>,
+    },
+    /// `cell` is the cell's id, `ko@v0.15.2::ecr/env-session`.
+    CellStarted {
+        cell: String,
+    },
+    CellFinished(Box<CellResult>),
+}
+
+pub trait RunObserver: Send + Sync {
+    fn on_run_event(&self, event: RunEvent);
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

@@ -3,8 +3,9 @@
 //! cells. The inner one starts with the first version ready and gets the others as they come:
 //!
 //! - outer → inner, on the inner one's stdin, one JSON [`Feed`] a line: each version as it is
-//!   ready, then what the fetching took ([`Feed::Done`]), or [`Feed::Abandon`] when a fetch
-//!   failed (the outer one reports the failure, as a run without a namespace does);
+//!   ready with the phases of fetching so far, then [`Feed::Done`] with all of them, or
+//!   [`Feed::Abandon`] when a fetch failed (the outer one reports the failure, as a run
+//!   without a namespace does);
 //! - inner → outer, on the inner one's file descriptor [`EVENTS_FD`], one JSON
 //!   [`RunEvent`] a line, which the outer one shows (it alone draws on the terminal); the inner
 //!   one's stdout and stderr go through the outer one too.
@@ -14,8 +15,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use futures_util::Stream;
-use ko_matrix::events::{RunEvent, RunObserver};
-use ko_matrix::run::RunError;
+use ko_matrix::run::{RunError, RunEvent, RunObserver};
 use ko_matrix::timings::{BuildTiming, Span, Timings};
 use ko_matrix::tool::ToolBinary;
 use serde::{Deserialize, Serialize};
@@ -26,20 +26,37 @@ pub const EVENTS_FD: i32 = 3;
 
 #[derive(Serialize, Deserialize)]
 pub enum Feed {
-    /// A version whose cells can start.
-    Ready(Box<ToolBinary>),
+    /// A version whose cells can start, and the phases of resolving and fetching so far (an
+    /// interrupted run records those).
+    Ready { binary: Box<ToolBinary>, fetched: Fetched },
     /// Every version was sent; the phases of getting them, for the run's timings.
-    Done { resolve: Option<Span>, builds: Vec<BuildTiming> },
+    Done(Fetched),
     /// A fetch failed: stop, and leave the telling to the outer run.
     Abandon(String),
 }
 
-impl Feed {
-    /// [`Feed::Done`] with the phases of `fetched`.
-    pub fn done(fetched: Timings) -> Feed {
-        Feed::Done { resolve: fetched.resolve, builds: fetched.builds }
-    }
+/// The phases of a run that happen before it, or outside its namespace.
+#[derive(Serialize, Deserialize)]
+pub struct Fetched {
+    resolve: Option<Span>,
+    builds: Vec<BuildTiming>,
+}
 
+impl From<Timings> for Fetched {
+    fn from(timings: Timings) -> Fetched {
+        Fetched { resolve: timings.resolve, builds: timings.builds }
+    }
+}
+
+impl Fetched {
+    fn keep(self, timings: &Mutex<Timings>) {
+        let mut timings = timings.lock().expect("timings lock");
+        timings.resolve = self.resolve;
+        timings.builds = self.builds;
+    }
+}
+
+impl Feed {
     pub fn line(&self) -> Vec<u8> {
         let mut line = serde_json::to_vec(self).expect("a feed message serialises");
         line.push(b'\n');
@@ -65,11 +82,12 @@ pub fn versions_from_stdin(
             Err(e) => return abandoned(format!("reading the versions: {e}")),
         };
         match serde_json::from_str::<Feed>(&line) {
-            Ok(Feed::Ready(binary)) => Some((Ok(*binary), Some((lines, fetched)))),
-            Ok(Feed::Done { resolve, builds }) => {
-                let mut timings = fetched.lock().expect("timings lock");
-                timings.resolve = resolve;
-                timings.builds = builds;
+            Ok(Feed::Ready { binary, fetched: so_far }) => {
+                so_far.keep(&fetched);
+                Some((Ok(*binary), Some((lines, fetched))))
+            }
+            Ok(Feed::Done(all)) => {
+                all.keep(&fetched);
                 None
             }
             Ok(Feed::Abandon(why)) => abandoned(why),

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ko_matrix::bisect::{BisectEvent, BisectObserver};
-use ko_matrix::events::{ProvisionEvent, ProvisionObserver, RunEvent, RunObserver};
+use ko_matrix::events::{ProvisionEvent, ProvisionObserver};
 use ko_matrix::outcome::Outcome;
+use ko_matrix::run::{RunEvent, RunObserver};
 
 pub struct Progress {
     bars: Option<MultiProgress>,

@@ -12,10 +12,9 @@ use clap::Args;
 use futures_util::{Stream, StreamExt};
 use ko_matrix::config::{RuntimeChoice, ScenarioPattern, ServicesConfig};
 use ko_matrix::containment::{self, Containment, Wanted};
-use ko_matrix::events::{RunEvent, RunObserver};
 use ko_matrix::outcome::Outcome;
 use ko_matrix::report::{render_table, MatrixReport};
-use ko_matrix::run::{self, RunError, RunPlan, RunnerOptions, Scheduling};
+use ko_matrix::run::{self, RunError, RunEvent, RunObserver, RunPlan, RunnerOptions, Scheduling};
 use ko_matrix::schedule::ShardPlan;
 use ko_matrix::timings::{BuildRecorder, Clock, Timings};
 use ko_matrix::tool::fetch::fetch_each;
@@ -412,11 +411,12 @@ impl ContainedRun {
             .note(format!("containment: {}: services and cells reach nothing but loopback", containment::NAMESPACE));
         let Feeding { arrived, mut fetches, fetched } = feeding;
         let feed = &mut self.feed;
+        let ready = |binary| Feed::Ready { binary: Box::new(binary), fetched: fetched().into() };
         for binary in arrived {
-            send(feed, Feed::Ready(Box::new(binary))).await;
+            send(feed, ready(binary)).await;
         }
         if fetches.is_none() {
-            send(feed, Feed::done(fetched())).await;
+            send(feed, Feed::Done(fetched().into())).await;
         }
         let mut events = BufReader::new(self.events).lines();
         let mut stdout = BufReader::new(self.child.stdout.take().expect("stdout is piped")).lines();
@@ -464,14 +464,14 @@ impl ContainedRun {
                     }
                 }
                 next = next_of(&mut fetches) => match next {
-                    Some(Ok(binary)) => send(feed, Feed::Ready(Box::new(binary))).await,
+                    Some(Ok(binary)) => send(feed, ready(binary)).await,
                     Some(Err(e)) => {
                         send(feed, Feed::Abandon(e.to_string())).await;
                         failure = Some(e);
                         fetches = None;
                     }
                     None => {
-                        send(feed, Feed::done(fetched())).await;
+                        send(feed, Feed::Done(fetched().into())).await;
                         fetches = None;
                     }
                 },
