@@ -96,3 +96,47 @@ fn cells_of_a_ready_version_finish_before_a_later_version_is_built() {
         "{stderr}"
     );
 }
+
+/// Without the namespace (forced here; also where the kernel refuses one or the services need
+/// the host's network) the run fetches and runs cells in one process: versions all there
+/// before the services are still each run, and the timings are recorded the same way.
+#[test]
+fn a_run_without_the_namespace_runs_every_version_that_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let output = ko_matrix()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KO_MATRIX_CONTAINMENT", "proxy-only")
+        .args(["run", "--versions", "crane@v0.20.7,crane@v0.22.1,oras@v1.3.6", "--scenarios", "registry/anonymous"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("matrix.json")).unwrap()).unwrap();
+    let cells: Vec<String> = report["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}@{} {}",
+                c["tool"].as_str().unwrap(),
+                c["version"].as_str().unwrap(),
+                c["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(cells, ["crane@v0.20.7 pass", "crane@v0.22.1 pass", "oras@v1.3.6 pass"], "{stderr}");
+    let timings = &report["timings"];
+    let programs: Vec<&str> =
+        timings["builds"].as_array().unwrap().iter().map(|b| b["program"].as_str().unwrap()).collect();
+    assert_eq!(programs.iter().filter(|p| **p == "crane").count(), 2, "{timings}");
+    assert!(programs.contains(&"oras"), "{timings}");
+    for phase in ["resolve", "services", "reports"] {
+        assert!(timings[phase]["duration_ms"].is_u64(), "{phase}: {timings}");
+    }
+    assert_eq!(timings["cells"]["count"], 3, "{timings}");
+    assert!(!stderr.contains("first cell result at"), "no --timings, no table: {stderr}");
+}

@@ -102,8 +102,9 @@ pub struct EventSink(Mutex<std::fs::File>);
 impl EventSink {
     /// The descriptor the outer run gave; an error when there is none (`--contained` run by hand).
     pub fn open() -> std::io::Result<EventSink> {
-        // SAFETY: F_GETFD only asks whether the descriptor is open.
-        if unsafe { libc::fcntl(EVENTS_FD, libc::F_GETFD) } < 0 {
+        // SAFETY: F_SETFD on a descriptor number: it fails when none is open there. Close-on-exec,
+        // so the programs this run starts do not hold the outer run's pipe open.
+        if unsafe { libc::fcntl(EVENTS_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: the descriptor is open, and nothing else in this process owns it.
@@ -133,15 +134,4 @@ pub fn pass_events(cmd: &mut tokio::process::Command, events: &OwnedFd) {
             Ok(())
         });
     }
-}
-
-/// A close-on-exec pipe: (read, write).
-pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }

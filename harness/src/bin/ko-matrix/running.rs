@@ -232,13 +232,8 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
     };
     let containment = Containment::ProxyOnly(reason);
     progress.note(format!("containment: {containment}: cells are kept off the network by proxy variables only"));
-    let arrivals = futures_util::stream::iter(arrived.into_iter().map(Ok)).chain(futures_util::stream::unfold(
-        fetches,
-        |mut fetches| async move {
-            let next = next_of(&mut fetches).await?;
-            Some((next.map_err(RunError::from), fetches))
-        },
-    ));
+    let coming = futures_util::stream::iter(fetches).flatten().map(|next| next.map_err(RunError::from));
+    let arrivals = futures_util::stream::iter(arrived.into_iter().map(Ok)).chain(coming);
     let report = run::run(&plan, arrivals, scheduling, &options, go, progress.clone(), stop).await?;
     finish.report(report, fetched(), containment)
 }
@@ -369,7 +364,9 @@ fn spawn_contained(
 ) -> Result<ContainedRun, SpawnFailure> {
     let other = |e: anyhow::Error| SpawnFailure::Other(e);
     let mut cmd = contained_run(config, args, plan, clock).map_err(other)?;
-    let (events, events_write) = handoff::pipe().context("creating the events pipe").map_err(other)?;
+    // Close-on-exec both; the contained run writes its end blocking, as a plain file.
+    let (events_write, events) = tokio::net::unix::pipe::pipe().context("creating the events pipe").map_err(other)?;
+    let events_write = events_write.into_blocking_fd().context("creating the events pipe").map_err(other)?;
     handoff::pass_events(&mut cmd, &events_write);
     let mut child = match containment::spawn(cmd) {
         Ok(child) => child,
@@ -379,7 +376,6 @@ fn spawn_contained(
     // Only the contained run writes events: their end is its end.
     drop(events_write);
     let feed = child.stdin.take().expect("stdin is piped");
-    let events = tokio::net::unix::pipe::Receiver::from_owned_fd(events).context("reading events").map_err(other)?;
     Ok(ContainedRun { child, feed, events })
 }
 
