@@ -2,12 +2,21 @@
 //! later version is still being built, and the run's timings show it. For real: crane v0.20.7
 //! from a cache of this test's own, crane v0.19.1 built from the Go module proxy with an empty
 //! Go build cache (a fresh machine's: a minute or more of compiling), the Go module cache as it
-//! is. (Needs Go and the module proxy.)
+//! is. (Needs Go and the module proxy.) And while a build compiles, cells make room for it.
 
 mod support;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use ko_matrix::cache::Cache;
+use ko_matrix::config::Matrix;
+use ko_matrix::events::Silent;
+use ko_matrix::run::{self, RunEvent, RunObserver, RunPlan, RunnerOptions, Scheduling};
+use ko_matrix::scenario::{self, Scenario};
+use ko_matrix::timings::Clock;
+use ko_matrix::tool::ToolFetcher;
 use support::ko_matrix;
 
 #[test]
@@ -139,4 +148,85 @@ fn a_run_without_the_namespace_runs_every_version_that_came() {
     }
     assert_eq!(timings["cells"]["count"], 3, "{timings}");
     assert!(!stderr.contains("first cell result at"), "no --timings, no table: {stderr}");
+}
+
+/// Counts the cells a run has running, while the test says a build compiles and after.
+struct Pace {
+    running: AtomicUsize,
+    finished: AtomicUsize,
+    most_while_building: AtomicUsize,
+    most_after: AtomicUsize,
+    /// The build ends once this many cells finished.
+    build_ends_after: usize,
+    compiling: tokio::sync::watch::Sender<usize>,
+}
+
+impl RunObserver for Pace {
+    fn on_run_event(&self, event: RunEvent) {
+        match event {
+            RunEvent::CellStarted { .. } => {
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                let most = if *self.compiling.borrow() > 0 { &self.most_while_building } else { &self.most_after };
+                most.fetch_max(now, Ordering::SeqCst);
+            }
+            RunEvent::CellFinished(_) => {
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                if self.finished.fetch_add(1, Ordering::SeqCst) + 1 == self.build_ends_after {
+                    self.compiling.send_replace(0);
+                }
+            }
+            RunEvent::Planned { .. } | RunEvent::WorldReady { .. } => {}
+        }
+    }
+}
+
+/// While a build compiles, cells make room for it: half the jobs, at least one (here 1 of 2);
+/// once it has ended, all of them. The run's own scheduler, with real cells of crane v0.20.7,
+/// is told a build compiles (as this process's builds tell it, or the run outside the
+/// namespace), and every start and end it reports is counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn while_a_build_compiles_cells_run_at_half_the_jobs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let matrix = Matrix::load(&root.join("matrix.toml")).unwrap();
+    let crane = ko_matrix::tool::by_name("crane").unwrap();
+    let scenarios: Vec<Scenario> = scenario::discover(&root.join("scenarios"))
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.name.starts_with("registry/"))
+        .collect();
+    let names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
+    let settings = matrix.tools.iter().find(|t| t.tool.name() == "crane").unwrap().fetch.clone();
+    let fetcher = ToolFetcher::new(crane, Cache::from_env().unwrap(), settings, Arc::new(Silent));
+    let binary = fetcher.fetch("v0.20.7").await.unwrap_or_else(|e| panic!("{e}"));
+    let out = tempfile::tempdir().unwrap();
+    let options = RunnerOptions {
+        scenarios: scenarios.clone(),
+        services: matrix.services.clone(),
+        cell_timeout: matrix.cell_timeout,
+        out_dir: out.path().to_path_buf(),
+        app_source: root.join("scenarios/app"),
+        helper: env!("CARGO_BIN_EXE_ko-matrix").into(),
+        baseline: None,
+        durations: None,
+    };
+    let plan = RunPlan { versions: vec![(crane, "v0.20.7".into())], scenarios, tool_scenarios: vec![("crane", names)] };
+    let (compiling, builds) = tokio::sync::watch::channel(1);
+    let pace = Arc::new(Pace {
+        running: AtomicUsize::new(0),
+        finished: AtomicUsize::new(0),
+        most_while_building: AtomicUsize::new(0),
+        most_after: AtomicUsize::new(0),
+        build_ends_after: 6,
+        compiling,
+    });
+    let scheduling = Scheduling { shard: None, jobs: 2, clock: Clock::start(), compiling: Some(builds) };
+    let arrivals = futures_util::stream::iter([Ok(binary)]);
+    let report = run::run(&plan, arrivals, scheduling, &options, fetcher.go(), pace.clone(), std::future::pending())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.cells.len(), 18, "{}", report.summary());
+    assert!(report.cells.iter().all(|c| c.outcome != ko_matrix::outcome::Outcome::InfraError), "{}", report.summary());
+    assert_eq!(pace.most_while_building.load(Ordering::SeqCst), 1, "one cell at a time beside the build");
+    assert_eq!(pace.most_after.load(Ordering::SeqCst), 2, "both jobs once it ended");
+    assert_eq!(ko_matrix::run::jobs_beside_builds(8), 4);
 }

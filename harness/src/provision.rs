@@ -423,6 +423,8 @@ pub const BUILD_JOBS_ENV: &str = "KO_MATRIX_BUILD_JOBS";
 struct Turns {
     queue: std::sync::Mutex<TurnQueue>,
     freed: tokio::sync::Notify,
+    /// How many builds hold a turn (are compiling) now.
+    compiling: tokio::sync::watch::Sender<usize>,
 }
 
 struct TurnQueue {
@@ -438,6 +440,7 @@ struct Turn(&'static Turns);
 impl Drop for Turn {
     fn drop(&mut self) {
         self.0.queue.lock().expect("turns lock").free += 1;
+        self.0.compiling.send_modify(|n| *n -= 1);
         self.0.freed.notify_waiters();
     }
 }
@@ -459,7 +462,15 @@ impl Turns {
         Turns {
             queue: std::sync::Mutex::new(TurnQueue { free: jobs, next: 0, waiting: Default::default() }),
             freed: tokio::sync::Notify::new(),
+            compiling: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A turn taken (its place in the queue already given up).
+    fn turn(&'static self, queue: &mut TurnQueue) -> Turn {
+        queue.free -= 1;
+        self.compiling.send_modify(|n| *n += 1);
+        Turn(self)
     }
 
     /// Waits for a turn; `waits` is called first when another build has it.
@@ -467,8 +478,7 @@ impl Turns {
         let place = {
             let mut queue = self.queue.lock().expect("turns lock");
             if queue.free > 0 && queue.waiting.is_empty() {
-                queue.free -= 1;
-                return Turn(self);
+                return self.turn(&mut queue);
             }
             queue.next += 1;
             let place = (!world_program, queue.next);
@@ -485,9 +495,8 @@ impl Turns {
                 let mut queue = self.queue.lock().expect("turns lock");
                 if queue.free > 0 && queue.waiting.first() == Some(&place) {
                     queue.waiting.remove(&place);
-                    queue.free -= 1;
                     waiting.1 = None;
-                    return Turn(self);
+                    return self.turn(&mut queue);
                 }
             }
             freed.await;
@@ -495,10 +504,21 @@ impl Turns {
     }
 }
 
+/// This process's build turns.
+fn turns() -> &'static Turns {
+    static TURNS: std::sync::OnceLock<Turns> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| Turns::new(build_jobs()))
+}
+
 /// Waits for a turn to build (see [`Turns`]); the turn ends when the guard drops.
 async fn build_turn(world_program: bool, waits: impl FnOnce()) -> Turn {
-    static TURNS: std::sync::OnceLock<Turns> = std::sync::OnceLock::new();
-    TURNS.get_or_init(|| Turns::new(build_jobs())).take(world_program, waits).await
+    turns().take(world_program, waits).await
+}
+
+/// How many of this process's builds are compiling (hold a turn), now and as it changes: a
+/// run gives them room (see `run::Scheduling::compiling`).
+pub fn builds_compiling() -> tokio::sync::watch::Receiver<usize> {
+    turns().compiling.subscribe()
 }
 
 /// The newest patch release of the oldest Go minor release at or above `need`: what a
@@ -989,6 +1009,11 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), ["registry", "ko", "crane"]);
         assert_eq!(turns.queue.lock().unwrap().free, 1, "every turn came back");
+        assert_eq!(*turns.compiling.borrow(), 0);
+        let turn = turns.take(false, || {}).await;
+        assert_eq!(*turns.compiling.borrow(), 1, "a build holding its turn is compiling");
+        drop(turn);
+        assert_eq!(*turns.compiling.borrow(), 0);
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct Timings {
     pub services: Option<Span>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cells: Option<CellTimings>,
+    /// Stopping the services and removing the run's scratch dir (every cell's HOME and work dir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<Span>,
     /// Rendering and writing matrix.md, report.html and junit.xml (matrix.json, written last
     /// with these timings, is not in it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,7 +96,8 @@ impl Timings {
     /// The end of the last phase recorded: the run's length, once the reports are written.
     pub fn end_ms(&self) -> u64 {
         let cells = self.cells.as_ref().map(|c| c.last_result_ms);
-        let spans = self.resolve.iter().chain(&self.services).chain(&self.reports).map(Span::end_ms);
+        let spans =
+            self.resolve.iter().chain(&self.services).chain(&self.cleanup).chain(&self.reports).map(Span::end_ms);
         spans.chain(self.builds.iter().map(|b| b.total.end_ms())).chain(cells).max().unwrap_or(0)
     }
 

@@ -30,6 +30,9 @@ pub fn render(timings: &Timings) -> String {
         rows.push(("  first result".into(), Some(cells.first_result_ms), None));
         rows.push(("  last result".into(), Some(cells.last_result_ms), None));
     }
+    if let Some(cleanup) = timings.cleanup {
+        span(&mut rows, "cleanup".into(), cleanup);
+    }
     if let Some(reports) = timings.reports {
         span(&mut rows, "reports".into(), reports);
     }
@@ -119,6 +122,7 @@ mod tests {
                 first_result_ms: 3_050,
                 last_result_ms: 200_000,
             }),
+            cleanup: Some(span(200_000, 10)),
             reports: Some(span(200_010, 250)),
         };
         assert_eq!(
@@ -135,6 +139,7 @@ services                      0.4s       1.1s
 cells (24)                    1.6s    3m18.4s
   first result                3.0s          -
   last result              3m20.0s          -
+cleanup                    3m20.0s       0.0s
 reports                    3m20.0s       0.2s
 run                           0.0s    3m20.3s
 first cell result at 3.0s, 3m02.1s before the last build ended (at 3m05.2s)

@@ -12,6 +12,7 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures_util::Stream;
@@ -29,6 +30,8 @@ pub enum Feed {
     /// A version whose cells can start, and the phases of resolving and fetching so far (an
     /// interrupted run records those).
     Ready { binary: Box<ToolBinary>, fetched: Fetched },
+    /// How many builds compile now (the cells make room for them: `run::Scheduling::compiling`).
+    Compiling(usize),
     /// Every version was sent; the phases of getting them, for the run's timings.
     Done(Fetched),
     /// A fetch failed: stop, and leave the telling to the outer run.
@@ -64,36 +67,47 @@ impl Feed {
     }
 }
 
+/// The versions the feed brings, and how many builds compile as it tells (read as the versions
+/// are).
+pub type Versions =
+    (Pin<Box<dyn Stream<Item = Result<ToolBinary, RunError>> + Send>>, tokio::sync::watch::Receiver<usize>);
+
 /// The inner run's side of the feed: the versions as they come, ending after [`Feed::Done`]
-/// (whose phases it keeps in `fetched`). An abandoned feed, or one that ends without `Done`
-/// (the outer run is gone), is [`RunError::Abandoned`]. Stdin must be the outer run's pipe;
-/// it is read without blocking a thread, so a run that stops mid-feed exits at once.
-pub fn versions_from_stdin(
-    fetched: Arc<Mutex<Timings>>,
-) -> std::io::Result<impl Stream<Item = Result<ToolBinary, RunError>>> {
+/// (whose phases it keeps in `fetched`), and the builds compiling. An abandoned feed, or one
+/// that ends without `Done` (the outer run is gone), is [`RunError::Abandoned`]. Stdin must be
+/// the outer run's pipe; it is read without blocking a thread, so a run that stops mid-feed
+/// exits at once.
+pub fn versions_from_stdin(fetched: Arc<Mutex<Timings>>) -> std::io::Result<Versions> {
     let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
     let lines = tokio::io::BufReader::new(tokio::net::unix::pipe::Receiver::from_owned_fd(stdin)?).lines();
-    Ok(futures_util::stream::unfold(Some((lines, fetched)), |state| async move {
-        let (mut lines, fetched) = state?;
+    let (compiling, builds) = tokio::sync::watch::channel(0);
+    let versions = futures_util::stream::unfold(Some((lines, fetched, compiling)), |state| async move {
+        let (mut lines, fetched, compiling) = state?;
         let abandoned = |why: String| Some((Err(RunError::Abandoned(why)), None));
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => return abandoned("the run outside the namespace ended".into()),
-            Err(e) => return abandoned(format!("reading the versions: {e}")),
-        };
-        match serde_json::from_str::<Feed>(&line) {
-            Ok(Feed::Ready { binary, fetched: so_far }) => {
-                so_far.keep(&fetched);
-                Some((Ok(*binary), Some((lines, fetched))))
-            }
-            Ok(Feed::Done(all)) => {
-                all.keep(&fetched);
-                None
-            }
-            Ok(Feed::Abandon(why)) => abandoned(why),
-            Err(e) => abandoned(format!("an unreadable version message ({e}): {line}")),
+        loop {
+            let line = match lines.next_line().await {
+                Ok(Some(line)) => line,
+                Ok(None) => return abandoned("the run outside the namespace ended".into()),
+                Err(e) => return abandoned(format!("reading the versions: {e}")),
+            };
+            match serde_json::from_str::<Feed>(&line) {
+                Ok(Feed::Ready { binary, fetched: so_far }) => {
+                    so_far.keep(&fetched);
+                    return Some((Ok(*binary), Some((lines, fetched, compiling))));
+                }
+                Ok(Feed::Compiling(now)) => compiling.send_replace(now),
+                Ok(Feed::Done(all)) => {
+                    all.keep(&fetched);
+                    // Every build ended; the watch ends with the feed.
+                    compiling.send_replace(0);
+                    return None;
+                }
+                Ok(Feed::Abandon(why)) => return abandoned(why),
+                Err(e) => return abandoned(format!("an unreadable version message ({e}): {line}")),
+            };
         }
-    }))
+    });
+    Ok((Box::pin(versions), builds))
 }
 
 /// The inner run's events, written to [`EVENTS_FD`].

@@ -162,7 +162,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         baseline: baseline.clone(),
         durations: Some(ko_matrix::cache::Cache::from_env()?.root().join("durations.json")),
     };
-    let scheduling = Scheduling { shard: shard.as_ref(), jobs: args.jobs.unwrap_or(matrix.jobs), clock };
+    let jobs = args.jobs.unwrap_or(matrix.jobs);
     let finish = Finish { args: &args, baseline: baseline.as_ref(), clock, signals: signals.clone() };
     let stop = {
         let signals = signals.clone();
@@ -173,8 +173,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
     if args.contained {
         // Everything that needs the network is the outer run's: it sends the versions.
         let fetched = Arc::new(Mutex::new(Timings::default()));
-        let arrivals = handoff::versions_from_stdin(fetched.clone())
+        let (arrivals, compiling) = handoff::versions_from_stdin(fetched.clone())
             .context("reading the versions the run outside the namespace sends")?;
+        let scheduling = Scheduling { shard: shard.as_ref(), jobs, clock, compiling: Some(compiling) };
         let events = handoff::EventSink::open().with_context(|| {
             format!("opening descriptor {}, where the run outside the namespace reads events", handoff::EVENTS_FD)
         })?;
@@ -234,6 +235,8 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
     progress.note(format!("containment: {containment}: cells are kept off the network by proxy variables only"));
     let coming = futures_util::stream::iter(fetches).flatten().map(|next| next.map_err(RunError::from));
     let arrivals = futures_util::stream::iter(arrived.into_iter().map(Ok)).chain(coming);
+    let scheduling =
+        Scheduling { shard: shard.as_ref(), jobs, clock, compiling: Some(ko_matrix::provision::builds_compiling()) };
     let report = run::run(&plan, arrivals, scheduling, &options, go, progress.clone(), stop).await?;
     finish.report(report, fetched(), containment)
 }
@@ -387,6 +390,18 @@ struct Feeding<'a, 'f> {
     fetched: &'f dyn Fn() -> Timings,
 }
 
+/// The number of builds compiling, once it changes; never when not watched.
+async fn compiled(compiling: &mut Option<tokio::sync::watch::Receiver<usize>>) -> usize {
+    let Some(receiver) = compiling else { return std::future::pending().await };
+    match receiver.changed().await {
+        Ok(()) => *receiver.borrow_and_update(),
+        Err(_) => {
+            *compiling = None;
+            0
+        }
+    }
+}
+
 /// Sends the contained run `message`. Gone, it has nothing more to read; its exit says why.
 async fn send(feed: &mut tokio::process::ChildStdin, message: Feed) {
     let _ = feed.write_all(&message.line()).await;
@@ -421,6 +436,12 @@ impl ContainedRun {
         let pid = self.child.id().map(|pid| pid as i32);
         let mut failure: Option<FetchError> = None;
         let mut forwarded = false;
+        // The contained run makes room for the builds compiling here.
+        let mut compiling = Some(ko_matrix::provision::builds_compiling());
+        if fetches.is_some() {
+            let now = *compiling.as_mut().expect("just made").borrow_and_update();
+            send(feed, Feed::Compiling(now)).await;
+        }
         let mut exited: Option<std::process::ExitStatus> = None;
         let mut drained_by: Option<tokio::time::Instant> = None;
         while events_open || stdout_open || stderr_open || exited.is_none() {
@@ -459,6 +480,7 @@ impl ContainedRun {
                         unsafe { libc::kill(pid, signal) };
                     }
                 }
+                now = compiled(&mut compiling), if fetches.is_some() => send(feed, Feed::Compiling(now)).await,
                 next = next_of(&mut fetches) => match next {
                     Some(Ok(binary)) => send(feed, ready(binary)).await,
                     Some(Err(e)) => {
