@@ -15,25 +15,17 @@ use ko_matrix::config::Matrix;
 use ko_matrix::events::Silent;
 use ko_matrix::outcome::{FailClass, Outcome};
 use ko_matrix::result::CellResult;
-use ko_matrix::run::{Runner, RunnerOptions};
-use ko_matrix::scenario::{self, Flavour, Scenario};
+use ko_matrix::run::Runner;
+use ko_matrix::scenario::{Flavour, Scenario};
 use ko_matrix::tool::{self, ToolBinary, ToolFetcher};
 use ko_matrix_emulators::gateway::{Backend, Route};
-use support::kill_listener;
+use support::{kill_listener, repo_scenario, runner_options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const VERSION: &str = "v0.15.1";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn repo_scenario(name: &str) -> Scenario {
-    scenario::discover(&root().join("scenarios"))
-        .unwrap()
-        .into_iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no scenario {name}"))
 }
 
 /// A world of its own (faults here must not reach other tests), and ko.
@@ -53,16 +45,7 @@ impl Harness {
             matrix.tools[0].fetch.clone(),
             Arc::new(Silent),
         );
-        let options = RunnerOptions {
-            scenarios: scenarios.to_vec(),
-            services: matrix.services.clone(),
-            cell_timeout,
-            out_dir: out.path().to_path_buf(),
-            app_source: root().join("scenarios/app"),
-            helper: env!("CARGO_BIN_EXE_ko-matrix").into(),
-            baseline: None,
-            durations: None,
-        };
+        let options = runner_options(&matrix, scenarios, out.path(), cell_timeout);
         let runner = Runner::start(&options, fetcher.go()).await.unwrap_or_else(|e| panic!("{e}"));
         let ko = fetcher.fetch(VERSION).await.unwrap_or_else(|e| panic!("{e}"));
         Harness { runner, ko, _out: out }

@@ -209,7 +209,12 @@ async fn while_a_build_compiles_cells_run_at_half_the_jobs() {
         baseline: None,
         durations: None,
     };
-    let plan = RunPlan { versions: vec![(crane, "v0.20.7".into())], scenarios, tool_scenarios: vec![("crane", names)] };
+    let plan = RunPlan {
+        versions: vec![(crane, "v0.20.7".into())],
+        scenarios,
+        tool_scenarios: vec![("crane", names)],
+        notes: Vec::new(),
+    };
     let (compiling, builds) = tokio::sync::watch::channel(1);
     let pace = Arc::new(Pace {
         running: AtomicUsize::new(0),

@@ -19,7 +19,7 @@ use ko_matrix::config::Matrix;
 use ko_matrix::events::Silent;
 use ko_matrix::report::{self, family, CellResult, MatrixReport, Snapshots};
 use ko_matrix::run::{Runner, RunnerOptions};
-use ko_matrix::scenario::{self, Scenario};
+use ko_matrix::scenario::Scenario;
 use ko_matrix::tool::{versions, Tool, ToolBinary, ToolFetcher};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -149,9 +149,9 @@ fn run_cell(matrix: &Matrix, scenarios: &[Scenario], case: &CellCase) -> Result<
 fn main() {
     let args = Arguments::from_args();
     let matrix = Matrix::load(&root().join("matrix.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let known = scenario::discover(&root().join("scenarios")).unwrap_or_else(|e| panic!("{e}"));
-    let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
-    let selected = matrix.select_scenarios(&names).unwrap_or_else(|e| panic!("{e}"));
+    // The run's own selection: each tool's scenarios, copies only for tools that copy.
+    let tools: Vec<&'static Tool> = matrix.tools.iter().map(|t| t.tool).collect();
+    let selected = ko_matrix::run::select_scenarios(&matrix, &tools).unwrap_or_else(|e| panic!("{e}"));
     let listing_runtime = tokio::runtime::Runtime::new().unwrap();
     // Per tool: its versions and its scenarios.
     let mut plan: Vec<(&'static Tool, Vec<String>, Vec<String>)> = Vec::new();
@@ -159,11 +159,10 @@ fn main() {
         let resolution = listing_runtime
             .block_on(versions::resolve_listing(config.tool, &config.versions))
             .unwrap_or_else(|e| panic!("{e}"));
-        let tool_scenarios = matrix.tool_scenarios(config, &names, &selected).unwrap_or_else(|e| panic!("{e}"));
-        plan.push((config.tool, resolution.versions, tool_scenarios));
+        let tool_scenarios = selected.tool_scenarios.iter().find(|(t, _)| *t == config.tool.name());
+        plan.push((config.tool, resolution.versions, tool_scenarios.map(|(_, s)| s.clone()).unwrap_or_default()));
     }
-    let scenarios: Vec<Scenario> =
-        known.into_iter().filter(|s| plan.iter().any(|(_, _, names)| names.contains(&s.name))).collect();
+    let scenarios: Vec<Scenario> = selected.scenarios;
 
     let matrix = Arc::new(matrix);
     let scenarios = Arc::new(scenarios);

@@ -7,7 +7,9 @@
 //! push where, and the wording of every refusal — is the vendor's [`Vendor`].
 //!
 //! Each cell has its own [`Account`] (found by the gateway's session header), so cells never
-//! see each other's secrets or images.
+//! see each other's secrets or images; a cell may hold a second account at the same vendor
+//! (a copy between two namespaces of one registry, each with its own credential), and both
+//! live in the cell's one registry.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -116,6 +118,9 @@ pub struct Grant {
     pub allow: Vec<String>,
     /// The namespace of the account the token was minted in (its `[account] owner`).
     pub namespace: String,
+    /// The namespaces the cell's other accounts hold in the same registry ([`Vendor::holds`]):
+    /// they exist, whether or not this token reaches them.
+    pub namespaces: Vec<String>,
     pub access: Vec<Access>,
 }
 
@@ -344,6 +349,11 @@ pub trait Vendor: Send + Sync + 'static {
         let own = repository.split('/').next() == Some(owner);
         principal.filter(|_| own).map_or_else(Vec::new, |p| p.granted(requested))
     }
+    /// The namespace the registry holds for an account (default: its owner; a Harbor robot's is
+    /// its own project).
+    fn holds(&self, account: &AccountSpec) -> String {
+        account.owner().to_string()
+    }
     /// Whether the registry answers upload `Location`s as paths (ACR) rather than URLs.
     fn relative_locations(&self) -> bool {
         false
@@ -471,10 +481,13 @@ pub(crate) fn unauthorized(challenge: String, message: &str) -> Response<Body> {
     response
 }
 
-/// A token-auth vendor's registry, with a per-cell account behind each gateway session.
+/// A cell's accounts at a vendor, the first opened first; one registry holds them all.
+type Accounts = Vec<Arc<Account>>;
+
+/// A token-auth vendor's registry, with per-cell accounts behind each gateway session.
 pub struct Front {
     vendor: Box<dyn Vendor>,
-    cells: Cells<Account>,
+    cells: Cells<Accounts>,
     backend: Backend,
 }
 
@@ -522,11 +535,26 @@ impl Front {
         self.backend.addr
     }
 
-    /// Gives the cell behind gateway session `session` its account.
+    /// Gives the cell behind gateway session `session` an account: its first, or another one
+    /// beside those it has (the same registry, so the same backend prefix).
     pub fn open_cell(&self, session: u64, spec: AccountSpec) -> Arc<Account> {
         let account =
             Arc::new(Account::new(spec, session, format!("{}-cell-{session}", self.vendor.name().replace('.', "-"))));
-        self.cells.open(session, account)
+        let mut accounts = self.cells.get(session).map(|a| a.as_ref().clone()).unwrap_or_default();
+        accounts.push(account.clone());
+        self.cells.open(session, Arc::new(accounts));
+        account
+    }
+
+    /// The namespaces the registry holds for the cell's accounts other than `account`.
+    fn others(&self, account: &Account, accounts: &[Arc<Account>]) -> Vec<String> {
+        let others = accounts.iter().filter(|a| !std::ptr::eq(a.as_ref(), account));
+        others.map(|a| self.vendor.holds(&a.spec)).collect()
+    }
+
+    /// Whether the cell behind `session` has an account here already.
+    pub fn has_cell(&self, session: u64) -> bool {
+        self.cells.get(session).is_some()
     }
 
     pub fn close_cell(&self, session: u64) {
@@ -544,7 +572,9 @@ impl Front {
     async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
         let host = wire::host(req.headers());
         let session = wire::session(req.headers());
-        let account = session.and_then(|s| self.cells.get(s));
+        let accounts = session.and_then(|s| self.cells.get(s)).unwrap_or_default();
+        // The cell's first account answers the vendor's own endpoints.
+        let account = accounts.first().cloned();
         let path = req.uri().path().to_string();
         let token_endpoint =
             !self.vendor.registry_takes_basic() && host == self.vendor.auth_host() && self.vendor.is_token_path(&path);
@@ -568,7 +598,7 @@ impl Front {
                 if parts.method == hyper::Method::POST {
                     return self.oauth2_token(account.as_deref(), parts.uri.path(), &body);
                 }
-                return self.token(account.as_deref(), &parts);
+                return self.token(&accounts, &parts);
             }
             return distribution_error(
                 StatusCode::NOT_FOUND,
@@ -583,7 +613,7 @@ impl Front {
                 &format!("ko-matrix: {} serves no {host}{path}", self.vendor.name()),
             );
         }
-        self.registry(account, req).await
+        self.registry(accounts, req).await
     }
 
     /// `POST <token path>` with the OAuth2 form: `grant_type=refresh_token&refresh_token=…&
@@ -658,6 +688,18 @@ impl Front {
         token_path: &str,
         scopes: Vec<Access>,
     ) -> Result<String, Box<Response<Body>>> {
+        self.issue_among(account, &[], principal, token_path, scopes)
+    }
+
+    /// [`Front::issue`] in a cell whose registry holds the namespaces of `accounts` too.
+    fn issue_among(
+        &self,
+        account: &Account,
+        accounts: &[Arc<Account>],
+        principal: Option<Principal>,
+        token_path: &str,
+        scopes: Vec<Access>,
+    ) -> Result<String, Box<Response<Body>>> {
         let owner = account.spec.owner();
         let mut access = Vec::new();
         for mut asked in scopes.into_iter().filter(|a| a.kind == "repository") {
@@ -675,23 +717,25 @@ impl Front {
             access.push(Access { actions, ..asked });
         }
         let (subject, allow) = principal.map(|p| (p.user, p.allow)).unwrap_or_default();
-        let grant = Grant { subject, allow, namespace: owner.to_string(), access };
+        let namespaces = self.others(account, accounts);
+        let grant = Grant { subject, allow, namespace: owner.to_string(), namespaces, access };
         Ok(account.tokens.mint(grant, 48, REGISTRY_TOKEN_TTL).0)
     }
 
-    /// `GET <token path>?service=…&scope=…` with Basic credentials or none.
-    fn token(&self, account: Option<&Account>, parts: &hyper::http::request::Parts) -> Response<Body> {
+    /// `GET <token path>?service=…&scope=…` with Basic credentials or none: the token is the
+    /// account's whose credential they are (an anonymous one, the cell's first account's).
+    fn token(&self, accounts: &[Arc<Account>], parts: &hyper::http::request::Parts) -> Response<Body> {
         let query = Form::parse(parts.uri.query().unwrap_or_default());
         let service = query.get("service");
         if service.is_some_and(|s| s != self.vendor.service()) {
             return distribution_error(StatusCode::BAD_REQUEST, "UNSUPPORTED", &format!("unknown service {service:?}"));
         }
         let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
-        let principal = match authorization {
-            None => None,
-            Some(value) => match self.authenticate(account, value) {
-                Ok(principal) => Some(principal),
-                Err(_) if self.vendor.anonymous_on_bad_credentials() => None,
+        let (account, principal) = match authorization {
+            None => (accounts.first(), None),
+            Some(value) => match self.authenticate(accounts, value) {
+                Ok((account, principal)) => (Some(account), Some(principal)),
+                Err(_) if self.vendor.anonymous_on_bad_credentials() => (accounts.first(), None),
                 Err(why) => return self.vendor.refuse_credentials(why),
             },
         };
@@ -705,7 +749,7 @@ impl Front {
                 return refusal;
             }
         }
-        let token = match self.issue(account, principal, parts.uri.path(), scopes) {
+        let token = match self.issue_among(account, accounts, principal, parts.uri.path(), scopes) {
             Ok(token) => token,
             Err(refusal) => return *refusal,
         };
@@ -716,15 +760,28 @@ impl Front {
         )
     }
 
-    fn authenticate(&self, account: Option<&Account>, authorization: &str) -> Result<Principal, BadCredentials> {
+    /// The account among `accounts` whose credential `authorization` (Basic) holds, and what it
+    /// grants; else why none takes it (an expired credential of one says so even when another
+    /// does not know it).
+    fn authenticate<'a>(
+        &self,
+        accounts: &'a [Arc<Account>],
+        authorization: &str,
+    ) -> Result<(&'a Arc<Account>, Principal), BadCredentials> {
         let (user, secret) =
             crate::registry_front::basic_credentials(authorization).ok_or(BadCredentials::Malformed)?;
-        let account = account.ok_or(BadCredentials::Unknown)?;
-        let principal = self.principal(account, &secret)?;
-        if self.vendor.checks_user() && !user.eq_ignore_ascii_case(&principal.user) {
-            return Err(BadCredentials::WrongUser);
+        let mut why = BadCredentials::Unknown;
+        for account in accounts {
+            match self.principal(account, &secret) {
+                Ok(principal) if self.vendor.checks_user() && !user.eq_ignore_ascii_case(&principal.user) => {
+                    why = BadCredentials::WrongUser
+                }
+                Ok(principal) => return Ok((account, principal)),
+                Err(BadCredentials::Unknown) => {}
+                Err(other) => why = other,
+            }
         }
-        Ok(principal)
+        Err(why)
     }
 
     /// What `secret`, a credential of `account` (minted by the vendor, a refresh token
@@ -743,9 +800,9 @@ impl Front {
         }
     }
 
-    async fn registry(&self, account: Option<Arc<Account>>, req: Request<Incoming>) -> Response<Body> {
+    async fn registry(&self, accounts: Arc<Accounts>, req: Request<Incoming>) -> Response<Body> {
         let (parts, body) = req.into_parts();
-        match registry_front::judge(&TokenGate { front: self, account }, &parts) {
+        match registry_front::judge(&TokenGate { front: self, accounts }, &parts) {
             Verdict::Answer(answer) => answer,
             Verdict::Forward { prefix, repository, rest, .. } => {
                 let head = parts.method == hyper::Method::HEAD;
@@ -770,7 +827,8 @@ impl Front {
 /// account's credential, granting what the vendor grants it on the request's repository.
 struct TokenGate<'a> {
     front: &'a Front,
-    account: Option<Arc<Account>>,
+    /// The cell's accounts (none for a request of no cell).
+    accounts: Arc<Accounts>,
 }
 
 impl TokenGate<'_> {
@@ -778,13 +836,12 @@ impl TokenGate<'_> {
     fn admit_basic(&self, parts: &Parts, route: &Route) -> Result<Option<Grant>, Box<Response<Body>>> {
         let vendor = &self.front.vendor;
         let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
-        let account = self.account.as_deref();
-        let principal = match authorization {
-            Some(value) => self.front.authenticate(account, value),
+        let (account, principal) = match authorization {
+            Some(value) => self.front.authenticate(&self.accounts, value),
             None => Err(BadCredentials::Malformed),
         }
         .map_err(|why| Box::new(vendor.refuse_credentials(why)))?;
-        let owner = account.map(|a| a.spec.owner()).unwrap_or_default();
+        let owner = account.spec.owner();
         let access = match route {
             Route::Repository { name, .. } => {
                 let actions = vendor.grant(owner, Some(&principal), name, &["pull".into(), "push".into()]);
@@ -792,7 +849,8 @@ impl TokenGate<'_> {
             }
             _ => Vec::new(),
         };
-        Ok(Some(Grant { subject: principal.user, allow: principal.allow, namespace: owner.into(), access }))
+        let namespaces = self.front.others(account, &self.accounts);
+        Ok(Some(Grant { subject: principal.user, allow: principal.allow, namespace: owner.into(), namespaces, access }))
     }
 }
 
@@ -810,10 +868,7 @@ impl Gate for TokenGate<'_> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_string());
-        let grant = match (&self.account, &bearer) {
-            (Some(account), Some(token)) => account.tokens.check(token).ok(),
-            _ => None,
-        };
+        let grant = bearer.and_then(|token| self.accounts.iter().find_map(|a| a.tokens.check(&token).ok()));
         match (grant, route) {
             (Some(grant), _) => Ok(Some(grant)),
             (None, Route::Other) => Ok(None),
@@ -845,7 +900,7 @@ impl Gate for TokenGate<'_> {
         if !grant.permits(repository, action) {
             return Err(Box::new(self.front.vendor.refuse_action(grant, repository, action)));
         }
-        let account = self.account.as_ref().expect("a valid token belongs to a cell");
+        let account = self.accounts.first().expect("a valid token belongs to a cell");
         Ok(if self.front.vendor.is_public(repository) {
             self.front.public_prefix()
         } else {
@@ -891,6 +946,7 @@ mod tests {
             subject: "u".into(),
             allow: vec!["pull".into()],
             namespace: "u".into(),
+            namespaces: Vec::new(),
             access: vec![Access { kind: "repository".into(), name: "u/app".into(), actions: vec!["pull".into()] }],
         };
         assert!(grant.permits("u/app", "pull"));

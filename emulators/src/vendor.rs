@@ -81,8 +81,10 @@ pub trait WorldPart: Send + Sync + 'static {
         None
     }
     /// Opens the cell behind gateway `session`: its account, and its identity at the vendor's
-    /// identity services; closed when the [`VendorCell`] drops. `None` where the part keeps no
-    /// accounts (ECR's cells are AWS accounts with keys, opened by its caller).
+    /// identity services; closed when the [`VendorCell`] drops. Opened again on the same
+    /// session, the cell gets another account in the same registry (without identity services).
+    /// `None` where the part keeps no accounts (ECR's cells are AWS accounts with keys, opened
+    /// by its caller).
     fn open_cell<'a>(
         &'a self,
         _session: &'a Session,
@@ -182,8 +184,12 @@ impl WorldPart for Registry {
         cell: &'a CellSpec,
     ) -> BoxFuture<'a, Result<Option<VendorCell>, GatewayError>> {
         Box::pin(async move {
+            // A second account of the cell (a copy within one registry) has its registry
+            // credential only: the identity services keep the first account's cell.
+            let second = self.front.has_cell(session.id);
             let account = self.front.open_cell(session.id, cell.account.clone());
             let identity_values = match &self.identity {
+                Some(_) if second => CellIdentity::default(),
                 Some(identity) => {
                     let direct = match identity.direct_host() {
                         Some(host) => Some(session.serve_as(host).await?),
@@ -196,7 +202,7 @@ impl WorldPart for Registry {
             Ok(Some(VendorCell {
                 account,
                 front: self.front.clone(),
-                identity: self.identity.clone(),
+                identity: self.identity.clone().filter(|_| !second),
                 session: session.id,
                 identity_values,
             }))

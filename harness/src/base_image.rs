@@ -52,22 +52,43 @@ pub(crate) struct BaseImage {
     pub index: Blob,
 }
 
+/// The tag an image is pushed under ([`BaseImage::push_with`]).
+pub(crate) const TAG: &str = "latest";
+
 impl BaseImage {
     pub fn build() -> BaseImage {
+        BaseImage::of(|arch| vec![layer_tar(arch)])
+    }
+
+    /// The image a copy's source holds: an index of the same two platforms, each of three
+    /// layers — one both share (a tool may mount or skip it the second time), one of its
+    /// platform's, and an application layer — so a copy moves several blobs per manifest.
+    pub fn copy_source() -> BaseImage {
+        BaseImage::of(|arch| {
+            vec![
+                one_file_tar("etc/ko-matrix-shared", "a layer both platforms of the copied image share\n"),
+                one_file_tar("etc/ko-matrix-platform", &format!("the copied image's linux/{arch} layer\n")),
+                tar_of(&[("app/README", format!("copied by ko-matrix for linux/{arch}\n").as_bytes())]),
+            ]
+        })
+    }
+
+    /// An index of linux/amd64 and linux/arm64 images whose layers (tars) `layers` makes.
+    fn of(layers: impl Fn(&str) -> Vec<Vec<u8>>) -> BaseImage {
         let mut blobs = Vec::new();
         let mut manifests = Vec::new();
         let mut entries = Vec::new();
         for arch in ["amd64", "arm64"] {
-            let tar = layer_tar(arch);
-            let diff_id = digest(&tar);
-            let layer = Blob::new(LAYER_MEDIA_TYPE, gzip(&tar));
+            let tars = layers(arch);
+            let diff_ids: Vec<String> = tars.iter().map(|tar| digest(tar)).collect();
+            let layers: Vec<Blob> = tars.iter().map(|tar| Blob::new(LAYER_MEDIA_TYPE, gzip(tar))).collect();
             let config = Blob::new(
                 CONFIG_MEDIA_TYPE,
                 serde_json::to_vec(&json!({
                     "architecture": arch,
                     "os": "linux",
                     "config": { "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"] },
-                    "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+                    "rootfs": { "type": "layers", "diff_ids": diff_ids },
                     "history": [{ "created_by": "ko-matrix base image" }],
                 }))
                 .expect("config serialises"),
@@ -78,14 +99,15 @@ impl BaseImage {
                     "schemaVersion": 2,
                     "mediaType": MANIFEST_MEDIA_TYPE,
                     "config": config.descriptor(),
-                    "layers": [layer.descriptor()],
+                    "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
                 }))
                 .expect("manifest serialises"),
             );
             let mut entry = manifest.descriptor();
             entry["platform"] = json!({ "architecture": arch, "os": "linux" });
             entries.push(entry);
-            blobs.extend([layer, config]);
+            blobs.extend(layers);
+            blobs.push(config);
             manifests.push(manifest);
         }
         let index = Blob::new(
@@ -130,8 +152,19 @@ impl BaseImage {
         for manifest in &self.manifests {
             to.put_manifest(&manifest.digest(), manifest).await?;
         }
-        to.put_manifest("latest", &self.index).await?;
+        to.put_manifest(TAG, &self.index).await?;
         Ok(self.index.digest())
+    }
+
+    /// Every blob the image's manifests name (configs and layers), each once, in order.
+    pub(crate) fn blob_digests(&self) -> Vec<String> {
+        let mut digests: Vec<String> = Vec::new();
+        for blob in &self.blobs {
+            if !digests.contains(&blob.digest()) {
+                digests.push(blob.digest());
+            }
+        }
+        digests
     }
 }
 
@@ -237,5 +270,21 @@ mod tests {
         assert_eq!(manifests[1]["platform"]["architecture"], "arm64");
         // Deterministic: the same bytes every run, so the digest is stable.
         assert_eq!(BaseImage::build().index.digest(), image.index.digest());
+    }
+
+    #[test]
+    fn the_copied_image_has_several_layers_one_shared_by_both_platforms() {
+        let image = BaseImage::copy_source();
+        let layers = |i: usize| -> Vec<String> {
+            let manifest: serde_json::Value = serde_json::from_slice(&image.manifests[i].bytes).unwrap();
+            manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+        };
+        let (amd64, arm64) = (layers(0), layers(1));
+        assert_eq!((amd64.len(), arm64.len()), (3, 3));
+        assert_eq!(amd64[0], arm64[0], "the first layer is shared");
+        assert_ne!(amd64[1], arm64[1]);
+        // 5 distinct layers and 2 configs.
+        assert_eq!(image.blob_digests().len(), 7);
+        assert_ne!(image.index.digest(), BaseImage::build().index.digest());
     }
 }

@@ -17,9 +17,8 @@ use crate::outcome::{self, Evidence, FailClass, NotFetched, Outcome, Verdict};
 use crate::payload::Payload;
 use crate::process::{Contained, RunError};
 use crate::result::CellResult;
-use crate::scenario::Credential;
-use crate::scenario::{expand, Scenario, TOOL_PLACEHOLDER};
-use crate::tool::{PushContext, ToolBinary};
+use crate::scenario::{expand, Credential, Given, Scenario, Side, TOOL_PLACEHOLDER};
+use crate::tool::{CopyEnd, PushContext, ToolBinary};
 use crate::world::{AwsCellCredentials, TargetRegistry, VendorCell, World};
 use ko_matrix_emulators::gateway::{authority, Backend, GatewayError, Record, Session, Site};
 
@@ -81,6 +80,7 @@ pub async fn run_cell(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, att
         tool: tool.tool.name().to_string(),
         version: tool.version.clone(),
         scenario: scenario.name.clone(),
+        verb: scenario.verb(),
         outcome: Outcome::InfraError,
         class: None,
         detail,
@@ -111,7 +111,8 @@ pub async fn run_cell(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario, att
 /// runs in it: [`run_cell`] runs its steps and push; `ko-matrix shell` opens a shell in it.
 /// The cell lasts as long as the [`OpenCell`] (its directory, session and AWS state go with it).
 pub async fn open(env: &CellEnv, tool: &ToolBinary, scenario: &Scenario) -> Result<OpenCell, CellSetupError> {
-    if let Some(reason) = env.world.cannot_express(scenario).or_else(|| other_tools_step(tool, scenario)) {
+    let cannot = env.world.cannot_express(scenario);
+    if let Some(reason) = cannot.or_else(|| other_tools_step(tool, scenario)).or_else(|| cannot_copy(tool, scenario)) {
         return Err(CellSetupError::CannotRun(reason));
     }
     let cell = Cell::prepare(env, tool, scenario).await?;
@@ -175,7 +176,8 @@ impl OpenCell {
         &self.cell.push_dir
     }
 
-    /// The push, as the tool's definition spells it: the program's name, then its arguments.
+    /// The push (or a copy's command), as the tool's definition spells it: the program's name,
+    /// then its arguments.
     pub fn push_command(&self) -> Vec<String> {
         self.cell.push.clone()
     }
@@ -222,6 +224,21 @@ fn other_tools_step(tool: &ToolBinary, scenario: &Scenario) -> Option<String> {
     ))
 }
 
+/// Why a copy scenario cannot run with `tool`: it has no copy command, or takes no credential
+/// flags for a side whose credentials the scenario gives so.
+fn cannot_copy(tool: &ToolBinary, scenario: &Scenario) -> Option<String> {
+    let source = scenario.source.as_ref()?;
+    let end = |side: &Side| CopyEnd {
+        reference: String::new(),
+        insecure: side.insecure,
+        credentials: (side.credentials == Given::Flags).then(Default::default),
+    };
+    tool.tool.cannot_copy(&end(source), &end(&scenario.target))
+}
+
+/// The tag a copy reads at its source (where the harness pushed its image) and writes at its target.
+const COPY_TAG: &str = crate::base_image::TAG;
+
 /// Why a cell could not be prepared; its outcome is infra-error with this as the detail,
 /// except for [`CellSetupError::CannotRun`] (skipped).
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +256,8 @@ pub enum CellSetupError {
     Aws(String),
     #[error("{step} {path}: {source}")]
     Io { step: &'static str, path: PathBuf, source: std::io::Error },
+    /// The harness could not put the image the tool acts on (a copy's source, a pushed image)
+    /// into its registry.
     #[error(transparent)]
     Seed(#[from] crate::world::SeedError),
 }
@@ -249,11 +268,11 @@ fn io_error(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> C
     move |source| CellSetupError::Io { step, path, source }
 }
 
-/// The placement of the cell's registry: where `[target]` puts it and its token service.
-fn address_placement(target: &TargetRegistry, scenario: &Scenario, session: u64) -> Placement {
-    let t = &scenario.target;
+/// The placement of a side's registry: where its `[target]` (or `[source]`) puts it and its
+/// token service.
+fn address_placement(target: &TargetRegistry, side: &Side, session: u64) -> Placement {
     let token_host = target.flavour.token_host().unwrap_or_default();
-    address::place(t.address, t.scheme, t.token_service, target.flavour.host(), token_host, session)
+    address::place(side.address, side.scheme, side.token_service, target.flavour.host(), token_host, session)
 }
 
 /// How far apart the cell numbers of two tries at a free address are (moves both varying
@@ -267,12 +286,12 @@ const ADDRESS_STRIDE: u64 = 255;
 async fn open_address(
     world: &World,
     target: &TargetRegistry,
-    scenario: &Scenario,
+    side: &Side,
     session: &Session,
 ) -> Result<(String, Placement), CellSetupError> {
     let mut attempt = 0;
     loop {
-        let placement = address_placement(target, scenario, session.id + attempt * ADDRESS_STRIDE);
+        let placement = address_placement(target, side, session.id + attempt * ADDRESS_STRIDE);
         match open_placement(world, target, &placement, session).await {
             Err(CellSetupError::Session(GatewayError::Listen { source, .. }))
                 if source.kind() == std::io::ErrorKind::AddrInUse && attempt < 16 =>
@@ -335,6 +354,113 @@ async fn open_placement(
     Ok(registry)
 }
 
+/// A copy's source as its cell opened it: where the image is, and what the cell's placeholders,
+/// hosts file, masking and AWS world get from it.
+struct OpenSource {
+    /// `host/path` the tool copies from (at [`COPY_TAG`]).
+    repository: String,
+    /// The registry's host as clients write it.
+    host: String,
+    /// SOURCE_REGISTRY, SOURCE_USER, SOURCE_PASSWORD; an ECR source's AWS values and a vendor's
+    /// identity values under their own names.
+    values: BTreeMap<&'static str, String>,
+    /// Its `/etc/hosts` lines, when its address is a name the cell resolves itself.
+    hosts: Vec<(std::net::IpAddr, String)>,
+    /// An ECR source's AWS world, until the cell takes it as its own.
+    aws: Option<AwsCellCredentials>,
+    /// Its account at a vendor, closed with the cell.
+    vendor: Option<VendorCell>,
+    secrets: Vec<String>,
+}
+
+/// Opens `source` on the cell's `session` (its files below `root`): an ECR source's AWS world, a
+/// vendor source's account (a second one when the target is the same vendor), or the run's own
+/// registry at its address (the target's, when both are one registry at `target_host`); then
+/// puts the image to copy there, as the harness.
+async fn open_source(
+    world: &World,
+    tool: &ToolBinary,
+    scenario: &Scenario,
+    source: &Side,
+    session: &Session,
+    root: &Path,
+    target_host: &str,
+) -> Result<OpenSource, CellSetupError> {
+    let registry = world.targets.get(&source.registry).ok_or(CellSetupError::NoRegistry(source.registry.name()))?;
+    let path = cell_path("source", scenario, tool);
+    let mut hosts = Vec::new();
+    let mut secrets = Vec::new();
+    let (host, repository, backend_repository, own, aws, vendor) = match (&source.aws, &source.account) {
+        (Some(spec), _) => {
+            let backend = &world.aws.as_ref().ok_or(CellSetupError::NoAwsBackend)?.backend;
+            let aws = backend.open_cell(session.id, spec, root).await.map_err(CellSetupError::Aws)?;
+            let backend_repository = aws.backend_repository.clone();
+            (spec.registry_host(), spec.push_to.clone(), backend_repository, aws.values.clone(), Some(aws), None)
+        }
+        (None, Some(account)) => {
+            let vendors =
+                world.vendors.get(&source.registry).ok_or(CellSetupError::NoRegistry(source.registry.name()))?;
+            let cell = vendors.open_account(session, account, None).await?;
+            let (repository, backend_repository) = cell.repositories(&path);
+            let values = cell.values();
+            let credential =
+                Credential { username: cell.account.spec.user.clone(), password: cell.account.secret.clone() };
+            secrets.extend([credential.password.clone(), credential_files::basic_auth_value(&credential)]);
+            secrets.extend(cell.identity_values.secrets.iter().cloned());
+            // Its name as users write it (`docker.io`), as a target's.
+            (source.registry.host().to_string(), repository, backend_repository, values, None, Some(cell))
+        }
+        (None, None) => {
+            let host = match source.same_address(&scenario.target) {
+                true => target_host.to_string(),
+                false => {
+                    let (host, placement) = open_address(world, registry, source, session).await?;
+                    hosts = placement.hosts;
+                    host
+                }
+            };
+            let values = BTreeMap::from([
+                ("REGISTRY", host.clone()),
+                ("USER", registry.user.username.clone()),
+                ("PASSWORD", registry.user.password.clone()),
+            ]);
+            secrets.extend([registry.user.password.clone(), credential_files::basic_auth_value(&registry.user)]);
+            (host, path.clone(), path, values, None, None)
+        }
+    };
+    world.seed_copy_source(source.registry, &backend_repository).await?;
+    let values = own
+        .into_iter()
+        .map(|(name, value)| match name {
+            "REGISTRY" => ("SOURCE_REGISTRY", value),
+            "USER" => ("SOURCE_USER", value),
+            "PASSWORD" => ("SOURCE_PASSWORD", value),
+            other => (other, value),
+        })
+        .collect();
+    Ok(OpenSource { repository: format!("{host}/{repository}"), host, values, hosts, aws, vendor, secrets })
+}
+
+impl OpenSource {
+    /// `host/path:tag` the tool copies from.
+    fn reference(&self) -> String {
+        format!("{}:{COPY_TAG}", self.repository)
+    }
+
+    /// `host/path` the tool copies from.
+    fn repository(&self) -> String {
+        self.repository.clone()
+    }
+}
+
+/// `<kind>/<scenario>/<tool>/<version>` as a repository path (`cells/…` for a cell's target,
+/// `source/…` for a copy's source): lower case, other characters as `-`.
+fn cell_path(kind: &str, scenario: &Scenario, tool: &ToolBinary) -> String {
+    format!("{kind}/{}/{}/{}", scenario.name, tool.tool.name(), tool.version)
+        .to_ascii_lowercase()
+        .replace(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)), "-")
+}
+
 /// The host's `/etc/hosts` with the cell's entries after it, as a CI step adding them leaves it.
 fn hosts_file(entries: &[(std::net::IpAddr, String)]) -> String {
     let mut text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -375,7 +501,7 @@ struct Cell {
     aws: Option<AwsCellCredentials>,
     /// The cell's account at a vendor registry, closed with the cell.
     _vendor: Option<VendorCell>,
-    /// Where the tool's push runs, and its command: the tool's name, then its arguments.
+    /// Where the tool's push (or copy) runs, and its command: the tool's name, then its arguments.
     push_dir: PathBuf,
     push: Vec<String>,
     /// The tool's own commands before the scenario's steps (its definition's `setup`), each
@@ -385,10 +511,14 @@ struct Cell {
     resolve_tag: Option<String>,
     /// What the manifest fetched back must show.
     expect: crate::payload::Expectation,
-    /// `host/path` the tool pushes to.
+    /// `host/path` the tool pushes (or copies) to.
     push_repository: String,
+    /// A copy's source, opened and seeded: what the fetch back checks the target against.
+    copy: Option<OpenSource>,
     /// Whether `${TOOL}` steps get the tool's insecure switch (the scenario's `insecure`).
     insecure: bool,
+    /// A copy's plain-HTTP source host: `${TOOL}` steps naming it get the switch too.
+    insecure_source: Option<String>,
     /// The cell's own `/etc/hosts`, when its registry's name resolves through a hosts entry.
     hosts_file: Option<PathBuf>,
     /// Whether its commands run on a pseudo-terminal (the scenario's `tty`).
@@ -424,11 +554,9 @@ impl Cell {
                 )
             }
             None => {
-                let repository = format!("cells/{}/{}/{}", scenario.name, tool.tool.name(), tool.version)
-                    .to_ascii_lowercase()
-                    .replace(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)), "-");
+                let repository = cell_path("cells", scenario, tool);
                 let host;
-                (host, placement) = open_address(world, target, scenario, &session).await?;
+                (host, placement) = open_address(world, target, &scenario.target, &session).await?;
                 let values = BTreeMap::from([
                     ("REGISTRY", host.clone()),
                     ("USER", target.user.username.clone()),
@@ -437,17 +565,11 @@ impl Cell {
                 (host, repository.clone(), repository, values, None)
             }
         };
-        let hosts_file = match placement.hosts.is_empty() {
-            true => None,
-            false => {
-                let file = root.join("etc-hosts");
-                write_file(&file, &hosts_file(&placement.hosts))?;
-                Some(file)
-            }
-        };
         // A vendor registry's cell pushes below its account's owner, with the account's credential.
         let vendor = match (&scenario.account, world.vendors.get(&scenario.target.registry)) {
-            (Some(_), Some(registry)) => Some(registry.open_cell(&session, scenario).await?),
+            (Some(account), Some(registry)) => {
+                Some(registry.open_account(&session, account, scenario.azure.clone()).await?)
+            }
             (Some(_), None) => return Err(CellSetupError::NoRegistry(scenario.target.registry.name())),
             _ => None,
         };
@@ -457,6 +579,28 @@ impl Cell {
                 vendor.repositories(&repository)
             }
             None => (repository, backend_repository),
+        };
+        // A copy's source: opened on the cell's session beside the target, and seeded.
+        let mut copy = match &scenario.source {
+            Some(source) => Some(open_source(world, tool, scenario, source, &session, root, &host).await?),
+            None => None,
+        };
+        let (mut aws, mut hosts) = (aws, placement.hosts);
+        if let Some(copy) = &mut copy {
+            for (name, value) in &copy.values {
+                values.entry(name).or_insert_with(|| value.clone());
+            }
+            hosts.extend(copy.hosts.iter().cloned());
+            // A cell has one AWS world: the target's, or an ECR source's.
+            aws = aws.or(copy.aws.take());
+        }
+        let hosts_file = match hosts.is_empty() {
+            true => None,
+            false => {
+                let file = root.join("etc-hosts");
+                write_file(&file, &hosts_file(&hosts))?;
+                Some(file)
+            }
         };
         values.insert("HOME", home.display().to_string());
         values.insert("TOOL", tool.tool.name().to_string());
@@ -468,8 +612,13 @@ impl Cell {
             .collect();
         session.inject(ko_matrix_emulators::gateway::Faults { latency, ..scenario.faults.clone() });
         session.quirks(scenario.quirks.clone());
-        if let Some(redirect) = world.blob_redirect(scenario) {
+        if let Some(redirect) = world.blob_redirect(&scenario.target, scenario.aws.as_ref()) {
             session.redirect_blobs(redirect);
+        }
+        if let Some(source) = &scenario.source {
+            if let Some(redirect) = world.blob_redirect(source, source.aws.as_ref()) {
+                session.redirect_blobs(redirect);
+            }
         }
 
         let mut vars: BTreeMap<String, String> =
@@ -479,7 +628,7 @@ impl Cell {
         // through an ECR pull through cache.
         let pull_through = scenario.aws.as_ref().and_then(|a| a.pull_through_base(&env.payload.base_image));
         let payload = match (
-            scenario.target.base_image,
+            scenario.target.base_image(),
             world.vendors.get(&scenario.target.registry).and_then(|v| v.public_base.clone()).or(pull_through),
         ) {
             (crate::scenario::BaseImageFrom::Target, Some(base_image)) => {
@@ -508,7 +657,8 @@ impl Cell {
             root.join(credential_files::HELPER_STORE).display().to_string(),
         );
         vars.extend(prepared.env);
-        if let Some(vendor) = &vendor {
+        let vendors: Vec<&VendorCell> = vendor.iter().chain(copy.as_ref().and_then(|c| c.vendor.as_ref())).collect();
+        for vendor in &vendors {
             vars.extend(vendor.identity_values.env.clone());
         }
         let mut rendered: Vec<CellFile> = [
@@ -537,7 +687,7 @@ impl Cell {
         for d in [home, root.join("tmp"), root.join("bin"), root.join("no-other-certs")] {
             std::fs::create_dir_all(&d).map_err(io_error("creating", &d))?;
         }
-        for (name, script) in vendor.iter().flat_map(|v| &v.identity_values.programs) {
+        for (name, script) in vendors.iter().flat_map(|v| &v.identity_values.programs) {
             let program = root.join("bin").join(name);
             write_file(&program, script)?;
             std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -572,27 +722,52 @@ impl Cell {
             write_file(&root.join(&f.path), &f.contents)?;
         }
         let mut secrets = vec![target.user.password.clone(), crate::credential_files::basic_auth_value(&target.user)];
-        if let Some(vendor) = &vendor {
+        for vendor in &vendors {
             let credential =
                 Credential { username: vendor.account.spec.user.clone(), password: vendor.account.secret.clone() };
             secrets.extend([credential.password.clone(), crate::credential_files::basic_auth_value(&credential)]);
             secrets.extend(vendor.identity_values.secrets.iter().cloned());
         }
+        secrets.extend(copy.iter().flat_map(|c| c.secrets.iter().cloned()));
         secrets.extend(rendered.iter().chain(unlisted).flat_map(|f| f.secrets.iter().cloned()));
         secrets.extend(aws.iter().flat_map(|a| a.secrets.iter().cloned()));
         secrets.extend(vars.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
-        let insecure: &[String] = if scenario.target.insecure { tool.tool.insecure_switch("push") } else { &[] };
-        let push_command = [tool.tool.name().to_string()]
-            .into_iter()
-            .chain(tool.tool.push_args(&push))
-            .chain(insecure.iter().map(|s| s.to_string()))
-            .collect();
-        let setup = tool
-            .tool
-            .setup_commands(&push, scenario.target.insecure)
-            .into_iter()
-            .map(|args| [tool.tool.name().to_string()].into_iter().chain(args).collect())
-            .collect();
+        let args = match (&copy, &scenario.source) {
+            (Some(copy), Some(source)) => {
+                let flags = |side: &Side, user: &str, password: &str| {
+                    (side.credentials == Given::Flags).then(|| (values[user].clone(), values[password].clone()))
+                };
+                let from = CopyEnd {
+                    reference: copy.reference(),
+                    insecure: source.insecure,
+                    credentials: flags(source, "SOURCE_USER", "SOURCE_PASSWORD"),
+                };
+                let to = CopyEnd {
+                    reference: format!("{push_repository}:{COPY_TAG}"),
+                    insecure: scenario.target.insecure,
+                    credentials: flags(&scenario.target, "USER", "PASSWORD"),
+                };
+                tool.tool
+                    .copy_args(&from, &to)
+                    .ok_or_else(|| CellSetupError::CannotRun(tool.tool.cannot_copy(&from, &to).unwrap_or_default()))?
+            }
+            _ => {
+                let insecure: &[String] =
+                    if scenario.target.insecure { tool.tool.insecure_switch("push") } else { &[] };
+                tool.tool.push_args(&push).into_iter().chain(insecure.iter().cloned()).collect()
+            }
+        };
+        let push_command = [tool.tool.name().to_string()].into_iter().chain(args).collect();
+        let insecure_source =
+            copy.as_ref().filter(|_| scenario.source.as_ref().is_some_and(|s| s.insecure)).map(|c| c.host.clone());
+        let mut setup = tool.tool.setup_commands(&push, scenario.target.insecure);
+        // A copy's plain-HTTP source is set up as the target would be (regctl's `registry set`).
+        if let (Some(copy), Some(true)) = (&copy, scenario.source.as_ref().map(|s| s.insecure)) {
+            let from = PushContext { repository: copy.repository(), image: None, ..push };
+            setup.extend(tool.tool.insecure_setup(&from));
+        }
+        let setup =
+            setup.into_iter().map(|args| [tool.tool.name().to_string()].into_iter().chain(args).collect()).collect();
         let resolve_tag = tool.tool.tag_to_resolve(&push);
         Ok(Cell {
             dir,
@@ -606,10 +781,12 @@ impl Cell {
             _vendor: vendor,
             push_dir: prepared.cwd,
             push: push_command,
+            copy,
             setup,
             resolve_tag,
             expect: prepared.expect,
             insecure: scenario.target.insecure,
+            insecure_source,
             hosts_file,
             tty: scenario.tty,
             push_repository,
@@ -628,6 +805,7 @@ impl Cell {
             self.run_steps(tool, &scenario.before, true, started + env.timeout).await;
         let name = tool.tool.name();
         let registry = self.push_repository.split('/').next().unwrap_or_default();
+        let source = self.copy.as_ref().map(|c| c.host.as_str());
         let (verdict, fetch_note) = match &outcome_of_steps {
             StepOutcome::Failed(e) => (
                 Verdict {
@@ -648,6 +826,7 @@ impl Cell {
                     timed_out: true,
                     output,
                     registry,
+                    source,
                     records: &records,
                     fetched_back: Err(NotFetched::Missing("timed out".into())),
                     unreachable: &unreachable,
@@ -677,6 +856,7 @@ impl Cell {
                     timed_out: false,
                     output,
                     registry,
+                    source,
                     records: &records,
                     fetched_back,
                     unreachable: &unreachable,
@@ -706,6 +886,7 @@ impl Cell {
         let facts = crate::diagnosis::Facts {
             tool: name,
             registry,
+            source,
             verdict: &Verdict { detail: detail.clone(), ..verdict.clone() },
             line: outcome::deciding_line(output),
             records: &records,
@@ -718,6 +899,7 @@ impl Cell {
             tool: name.to_string(),
             version: tool.version.clone(),
             scenario: scenario.name.clone(),
+            verb: scenario.verb(),
             outcome: verdict.outcome,
             class: verdict.class,
             detail,
@@ -762,7 +944,9 @@ impl Cell {
             if placeholder {
                 let word = argv.get(1).cloned().unwrap_or_default();
                 let words = tool.tool.subcommand(&word);
-                let insecure: &[String] = if self.insecure { tool.tool.insecure_switch(&word) } else { &[] };
+                let names_source = self.insecure_source.as_ref().is_some_and(|h| argv.iter().any(|a| a.contains(h)));
+                let insecure: &[String] =
+                    if self.insecure || names_source { tool.tool.insecure_switch(&word) } else { &[] };
                 argv = [name.to_string()]
                     .into_iter()
                     .chain(words)
@@ -867,7 +1051,8 @@ impl Cell {
 
     /// Reads the digest the tool says it pushed (or resolves the tag it pushed, when the
     /// gateway saw it push that tag in this cell), fetches that manifest back and checks it
-    /// is what the tool was given.
+    /// is what the tool was given; for a copy, checks that the target holds the source's image
+    /// under the tag copied to.
     async fn fetch_back(
         &self,
         env: &CellEnv,
@@ -875,6 +1060,9 @@ impl Cell {
         scenario: &Scenario,
         output: &str,
     ) -> Result<String, NotFetched> {
+        if self.copy.is_some() {
+            return env.world.fetch_copy(scenario.target.registry, &self.repository, COPY_TAG).await;
+        }
         let name = tool.tool.name();
         let flavour = scenario.target.registry;
         let printed = tool.tool.pushed_digest(output, &self.push_repository);
@@ -911,7 +1099,7 @@ impl Cell {
         detail: &str,
     ) -> String {
         let mut log = format!(
-            "cell: {}\nscenario: {}\n{}: {} (route {}, sha256 {})\n\n== environment (secrets masked)\n",
+            "cell: {}\nscenario: {}\n{}: {} (route {}, sha256 {})\n",
             crate::result::cell_id(tool.tool.name(), &tool.version, &scenario.name),
             scenario.description,
             tool.tool.name(),
@@ -919,6 +1107,11 @@ impl Cell {
             tool.route,
             tool.sha256
         );
+        if let Some(copy) = &self.copy {
+            let target = format!("{}:{COPY_TAG}", self.push_repository);
+            log.push_str(&format!("copy: {} → {target} (the harness put the image there first)\n", copy.reference()));
+        }
+        log.push_str("\n== environment (secrets masked)\n");
         for (k, v) in env {
             log.push_str(&format!("{k}={v}\n"));
         }

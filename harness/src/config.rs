@@ -354,6 +354,35 @@ impl Matrix {
         Ok(selected.iter().filter(|s| in_tool.contains(s)).cloned().collect())
     }
 
+    /// An error at the first of `tool`'s own `scenarios` patterns that takes in only scenarios
+    /// of `known` that `refused` (a pattern naming copies for a tool that copies nothing):
+    /// `why` the tool cannot run them. A pattern that also takes in others is no error.
+    pub fn refuse_only(
+        &self,
+        tool: &ToolConfig,
+        known: &[String],
+        refused: impl Fn(&str) -> bool,
+        why: &str,
+    ) -> Result<(), ConfigError> {
+        for p in tool.scenarios.iter().flatten().filter(|p| !p.pattern.starts_with('!')) {
+            let matcher = globset::Glob::new(&p.pattern).expect("validated at parse time").compile_matcher();
+            let matched: Vec<&String> = known.iter().filter(|name| matcher.is_match(name.as_str())).collect();
+            if !matched.is_empty() && matched.iter().all(|name| refused(name)) {
+                let message = format!(
+                    "`{}` names scenarios {why}; remove it, or write `!{}` to leave them out",
+                    p.pattern, p.pattern
+                );
+                return Err(match &p.span {
+                    Some(span) => ConfigError::at(&self.file, &self.text, span.clone(), message),
+                    None => {
+                        ConfigError { file: self.file.clone(), line: 0, column: 0, message, excerpt: String::new() }
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The scenarios this matrix selects out of `known`, in `known`'s order. A name or glob
     /// that matches nothing is an error that lists the known scenarios.
     pub fn select_scenarios(&self, known: &[String]) -> Result<Vec<String>, ConfigError> {
@@ -617,6 +646,24 @@ ko = ["v0.12.0", "v0.15.1", ">=0.16"]
         for (text, want) in cases {
             assert_eq!(error(text), want, "for:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_pattern_naming_only_what_a_tool_cannot_run_is_located() {
+        let m = parse("[tools.ko]\nversions = [\"v0.15.2\"]\nscenarios = [\"registry/*\", \"copy/*\"]\n").unwrap();
+        let known = ["registry/anonymous".to_string(), "copy/same-registry".to_string()];
+        let copies = |name: &str| name.starts_with("copy/");
+        let e = m.refuse_only(&m.tools[0], &known, copies, "ko cannot run").unwrap_err();
+        assert_eq!((e.line, e.column), (3, 28));
+        assert_eq!(
+            e.message,
+            "`copy/*` names scenarios ko cannot run; remove it, or write `!copy/*` to leave them out"
+        );
+        let wide = parse("[tools.ko]\nversions = [\"v0.15.2\"]\nscenarios = [\"*\", \"!copy/*\"]\n").unwrap();
+        assert!(
+            wide.refuse_only(&wide.tools[0], &known, copies, "x").is_ok(),
+            "a pattern taking in others too is no error"
+        );
     }
 
     #[test]

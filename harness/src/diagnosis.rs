@@ -9,8 +9,10 @@ use ko_matrix_emulators::gateway::Record;
 /// What a diagnosis may read.
 pub(crate) struct Facts<'a> {
     pub tool: &'a str,
-    /// The host the tool pushed to.
+    /// The host the tool pushed (or copied) to.
     pub registry: &'a str,
+    /// A copy's source host.
+    pub source: Option<&'a str>,
     pub verdict: &'a Verdict,
     /// The tool's deciding line.
     pub line: Option<&'a str>,
@@ -117,12 +119,13 @@ fn in_its_own_words(detail: &str, causes: &[Cause]) -> Option<String> {
     })
 }
 
-const RULES: [fn(&Facts) -> Option<String>; 17] = [
+const RULES: [fn(&Facts) -> Option<String>; 19] = [
     credentials,
     invalid_name,
     realm_refused,
     timeout,
     injected,
+    refused_mount,
     quirk,
     unknown_host,
     tls,
@@ -132,6 +135,7 @@ const RULES: [fn(&Facts) -> Option<String>; 17] = [
     identity_refused,
     token_server,
     anonymous_token,
+    copy_read_refused,
     token_scope,
     registry_answer,
     build,
@@ -164,7 +168,7 @@ fn carries_credentials(r: &Record) -> bool {
 
 /// The registry's answer the push ended on, as the verdict's class read it.
 fn last_registry_failure<'a>(f: &Facts<'a>) -> Option<&'a Record> {
-    crate::outcome::deciding_failure(f.records, f.registry)
+    crate::outcome::deciding_failure(f.records, f.registry, f.source)
 }
 
 fn credentials(f: &Facts) -> Option<String> {
@@ -423,6 +427,42 @@ fn anonymous_token(f: &Facts) -> Option<String> {
     })
 }
 
+/// The registry refused a cross-repository mount (`POST …/blobs/uploads/?mount=…&from=…`) and
+/// the tool gave up there instead of uploading the blob.
+fn refused_mount(f: &Facts) -> Option<String> {
+    let end = last_registry_failure(f)?;
+    let query = end.path.split_once('?').map(|(_, q)| q).filter(|q| q.split('&').any(|p| p.starts_with("mount=")))?;
+    if end.method != "POST" {
+        return None;
+    }
+    let from = query.split('&').find_map(|p| p.strip_prefix("from=")).unwrap_or("?").replace("%2F", "/");
+    let why = end.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+    Some(format!(
+        "{} refused the cross-repository mount {} asked for from {from} ({}){why}, and {} stopped there instead of uploading the blob.",
+        end.host, f.tool, end.status, f.tool
+    ))
+}
+
+/// In a copy, a registry refused the tool a read (a manifest or blob it had to copy): the
+/// credential the tool sent there does not reach that repository.
+fn copy_read_refused(f: &Facts) -> Option<String> {
+    f.source?;
+    let end = last_registry_failure(f)?;
+    let read = matches!(end.method.as_str(), "GET" | "HEAD");
+    let path = end.path.split('?').next().unwrap_or_default().strip_prefix("/v2/")?;
+    let repository = ["/manifests/", "/blobs/"].iter().find_map(|kind| path.split_once(kind).map(|(name, _)| name))?;
+    let sent = match end.auth.as_deref() {
+        Some(scheme) => format!("the {scheme} credential {} sent there does not reach it", f.tool),
+        None => format!("{} sent no credential there", f.tool),
+    };
+    (read && matches!(end.status, 401 | 403)).then(|| {
+        format!(
+            "{} refused {} the read of {repository} ({} to {}): {sent}, so there was nothing to copy.",
+            end.host, f.tool, end.status, end.method
+        )
+    })
+}
+
 /// Credentials the token endpoint accepted, and a token that does not cover the push: the
 /// registry's 401 (insufficient scope) to a write.
 fn token_scope(f: &Facts) -> Option<String> {
@@ -495,10 +535,50 @@ mod tests {
         diagnose(&Facts {
             tool: crate::tool::shorthand().name(),
             registry,
+            source: None,
             verdict: &verdict,
             line: Some(line),
             records,
         })
+    }
+
+    // As recorded for oras v1.2.3 × copy/mount-refused-same-registry and crane v0.22.1 ×
+    // copy/harbor-one-login-two-projects.
+    #[test]
+    fn a_copy_ends_at_a_refused_mount_or_a_refused_read() {
+        let (basic, harbor) = ("basic.ko-matrix.test", "harbor.example.com");
+        let quirk = "quirk: mount refused with 401, as Harbor refuses a token without pull on `from` (goharbor/harbor src/server/middleware/v2auth/access.go)";
+        let mount = r(
+            "POST",
+            basic,
+            "/v2/cells/c/blobs/uploads/?mount=sha256:ab&from=source/copy/x",
+            401,
+            Some("Basic"),
+            Some(quirk),
+        );
+        let records = [r("HEAD", basic, "/v2/cells/c/blobs/sha256:ab", 404, Some("Basic"), None), mount];
+        let copy = |registry, line, records: &[Record]| {
+            diagnose(&Facts {
+                tool: "oras",
+                registry,
+                source: Some(registry),
+                verdict: &fail(FailClass::Unauthorized, line),
+                line: Some(line),
+                records,
+            })
+        };
+        assert_eq!(
+            copy(basic, "Error response from registry: unauthorized: unauthorized to access repository", &records).unwrap(),
+            format!("basic.ko-matrix.test refused the cross-repository mount oras asked for from source/copy/x (401) ({quirk}), and oras stopped there instead of uploading the blob.")
+        );
+        let read = [r("GET", harbor, "/v2/team-a/src/manifests/latest", 401, Some("Bearer"), None)];
+        assert_eq!(
+            copy(harbor, "Error: fetching: unauthorized", &read).unwrap(),
+            "harbor.example.com refused oras the read of team-a/src (401 to GET): the Bearer credential oras sent there does not reach it, so there was nothing to copy."
+        );
+        // A push is not a copy: the read rule stays out of it.
+        let push = says(harbor, fail(FailClass::Unauthorized, "x"), "Error: unauthorized", &read).unwrap();
+        assert_eq!(push, "The registry refused the Bearer credentials ko sent (401).");
     }
 
     // As recorded for ko v0.15.2 × ecr/env-session: no API call, anonymous pushes, ECR's 401.
@@ -835,6 +915,7 @@ mod tests {
             diagnose(&Facts {
                 tool: crate::tool::shorthand().name(),
                 registry: "h",
+                source: None,
                 verdict: &pass,
                 line: None,
                 records: &[]

@@ -95,8 +95,11 @@ pub(crate) struct Evidence<'a> {
     pub timed_out: bool,
     /// The tool's combined output.
     pub output: &'a str,
-    /// The host the tool pushed to: only its answers decide a class.
+    /// The host the tool pushed (or copied) to: only its answers, and a copy's source's,
+    /// decide a class.
     pub registry: &'a str,
+    /// A copy's source host.
+    pub source: Option<&'a str>,
     pub records: &'a [Record],
     /// The pushed manifest fetched back by digest (`Ok`), or why not.
     pub fetched_back: Result<String, NotFetched>,
@@ -251,7 +254,8 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
         return Verdict { outcome: Outcome::InfraError, class: None, detail };
     }
     if let (Some(0), false, Ok(digest)) = (e.exit_code, e.timed_out, &e.fetched_back) {
-        return Verdict { outcome: Outcome::Pass, class: None, detail: format!("pushed and fetched back {digest}") };
+        let done = if e.source.is_some() { "copied" } else { "pushed" };
+        return Verdict { outcome: Outcome::Pass, class: None, detail: format!("{done} and fetched back {digest}") };
     }
     let tool = e.tool;
     if let Some(fault) = infra_fault(e) {
@@ -293,7 +297,7 @@ pub(crate) fn classify(e: &Evidence) -> Verdict {
         }
     }
     let quoted = line.unwrap_or("(no error line)");
-    if let Some(answer) = deciding_failure(e.records, e.registry) {
+    if let Some(answer) = deciding_failure(e.records, e.registry, e.source) {
         return fail(class_from_record(answer), format!("{tool} {exit}: {quoted} (gateway: {})", shown(answer)));
     }
     fail(FailClass::Other, format!("{tool} {exit}: {quoted}"))
@@ -338,16 +342,18 @@ pub(crate) fn deciding_line(output: &str) -> Option<&str> {
         .copied()
 }
 
-/// The last request to the registry that failed: the answer the push ended on. A 404 to a
+/// The last request to the registry (or a copy's `source`) that failed: the answer the push
+/// or copy ended on. A 404 to a
 /// HEAD is how clients ask whether a blob or manifest exists, so it decides only when nothing
 /// else failed (tools push blobs in parallel: an existence check may come after the refusal).
 /// A handshake the client reset is not an answer (it gave up on a spare connection), and
 /// neither is a refusal from another host (a token service, the gateway's unknown-host 403).
 /// The verdict's class and the diagnosis both read this one record.
-pub(crate) fn deciding_failure<'a>(records: &'a [Record], registry: &str) -> Option<&'a Record> {
+pub(crate) fn deciding_failure<'a>(records: &'a [Record], registry: &str, source: Option<&str>) -> Option<&'a Record> {
     let failures = || {
         records.iter().rev().filter(|r| failed(r)).filter(|r| {
-            ko_matrix_emulators::dockerhub::same_registry(registry, &r.host)
+            let either = std::iter::once(registry).chain(source);
+            either.into_iter().any(|host| ko_matrix_emulators::dockerhub::same_registry(host, &r.host))
                 && r.method != "CONNECT"
                 && r.method != "TLS"
         })
@@ -423,6 +429,7 @@ mod tests {
             timed_out: false,
             output,
             registry: "basic.ko-matrix.test",
+            source: None,
             records,
             fetched_back: not_pushed(),
             unreachable: &[],
@@ -439,6 +446,7 @@ mod tests {
             timed_out: false,
             output: "",
             registry: "basic.ko-matrix.test",
+            source: None,
             records: &[],
             fetched_back: Ok("sha256:ab".into()),
             unreachable: &[],
@@ -500,6 +508,7 @@ mod tests {
             timed_out: false,
             output: line,
             registry: "basic.ko-matrix.test",
+            source: None,
             records: &[],
             fetched_back: not_pushed(),
             unreachable: &[],
@@ -583,6 +592,7 @@ mod tests {
         let facts = crate::diagnosis::Facts {
             tool: "ko",
             registry,
+            source: None,
             verdict: &v,
             line: Some("panic: something odd"),
             records: &records,
@@ -600,6 +610,7 @@ mod tests {
             timed_out: true,
             output: "2024/01/01 Building example.com/app for linux/amd64",
             registry: "basic.ko-matrix.test",
+            source: None,
             records: &[],
             fetched_back: not_pushed(),
             unreachable: &[],
@@ -665,6 +676,7 @@ mod tests {
             timed_out: false,
             output: "basic.ko-matrix.test/cells/app@sha256:ab",
             registry: "basic.ko-matrix.test",
+            source: None,
             records: &[],
             fetched_back: Err(NotFetched::Unreachable("registry (basic flavour) 127.0.0.1:41234 unreachable: GET https://127.0.0.1:41234/v2/cells/app/manifests/sha256:ab: error sending request".into())),
             unreachable: &[],
@@ -698,6 +710,7 @@ mod tests {
             timed_out: false,
             output,
             registry: "basic.ko-matrix.test",
+            source: None,
             records: &[],
             fetched_back: not_pushed(),
             unreachable: &down,
@@ -734,6 +747,7 @@ mod tests {
             timed_out: false,
             output: "",
             registry: "basic.ko-matrix.test",
+            source: None,
             records: &records,
             fetched_back: Ok("sha256:ab".into()),
             unreachable: &[],

@@ -18,6 +18,9 @@ pub struct CellResult {
     pub tool: String,
     pub version: String,
     pub scenario: String,
+    /// What the cell did: `push` (matrix.json files from before copies have none) or `copy`.
+    #[serde(default, skip_serializing_if = "Verb::is_push")]
+    pub verb: Verb,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<FailClass>,
@@ -44,6 +47,29 @@ pub struct CellResult {
     /// The gateway's record of the cell's traffic.
     #[serde(default)]
     pub requests: Vec<Record>,
+}
+
+/// What a cell does with the tool: push its payload to the target, or copy an image from a
+/// `[source]` registry to the target. The scenario decides it; reports group cells by it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    #[default]
+    Push,
+    Copy,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Push => "push",
+            Verb::Copy => "copy",
+        }
+    }
+
+    fn is_push(&self) -> bool {
+        *self == Verb::Push
+    }
 }
 
 pub(crate) fn shorthand_tool() -> String {

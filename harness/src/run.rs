@@ -17,7 +17,7 @@ use crate::outcome::Outcome;
 use crate::payload::{GoEnv, GoEnvError, Payload};
 use crate::provision::{GoProvisioner, ProvisionError};
 use crate::report::{MatrixReport, ReportError, Snapshots};
-use crate::result::{cell_id, CellResult};
+use crate::result::{cell_id, CellResult, Verb};
 use crate::scenario::{self, Scenario};
 use crate::schedule::{Durations, ShardPlan};
 use crate::timings::{CellTimings, Clock, Timings};
@@ -34,7 +34,8 @@ pub enum RunEvent {
     Planned {
         cells: usize,
     },
-    /// Services are up; `notes` are choices an `auto` setting made.
+    /// Services are up; `notes` are choices an `auto` setting made, and what the selection
+    /// left out.
     WorldReady {
         runtime: String,
         took: Duration,
@@ -141,6 +142,19 @@ pub struct RunPlan {
     pub scenarios: Vec<Scenario>,
     /// Tool name → the names of its scenarios.
     pub tool_scenarios: ToolScenarios,
+    /// What the selection left out that the user should hear about (copies for a tool that
+    /// copies nothing).
+    pub notes: Vec<String>,
+}
+
+/// The scenarios a matrix selects for its tools (see [`select_scenarios`]).
+pub struct SelectedScenarios {
+    /// Every scenario any tool runs.
+    pub scenarios: Vec<Scenario>,
+    /// Tool name → the names of its scenarios.
+    pub tool_scenarios: ToolScenarios,
+    /// What was left out, to tell the user.
+    pub notes: Vec<String>,
 }
 
 /// Per tool (by name), the names of the scenarios it runs.
@@ -179,32 +193,63 @@ pub fn committed_snapshots(matrix: &Matrix) -> Result<Option<Snapshots>, ReportE
 }
 
 /// The scenarios each of `tools` runs: every scenario any runs, and per tool the names of its.
-pub fn select_scenarios(matrix: &Matrix, tools: &[&'static Tool]) -> Result<(Vec<Scenario>, ToolScenarios), RunError> {
+/// A tool without a copy command runs no copy scenario: one its own `scenarios` in matrix.toml
+/// name on purpose (a pattern matching only copies) is an error there; those a wider selection
+/// takes in are left out, with a note saying so.
+pub fn select_scenarios(matrix: &Matrix, tools: &[&'static Tool]) -> Result<SelectedScenarios, RunError> {
     let known = scenario::discover(&scenarios_dir(matrix))?;
     let names: Vec<String> = known.iter().map(|s| s.name.clone()).collect();
     let selected = matrix.select_scenarios(&names)?;
+    let copies: Vec<&str> = known.iter().filter(|s| s.verb() == Verb::Copy).map(|s| s.name.as_str()).collect();
     let mut tool_scenarios = Vec::new();
+    let mut notes = Vec::new();
     for tool in tools {
-        let scenarios = match matrix.tool(tool.name()) {
-            Some(config) => matrix.tool_scenarios(config, &names, &selected)?,
+        let mut scenarios = match matrix.tool(tool.name()) {
+            Some(config) => {
+                if !tool.copies() {
+                    let why = format!(
+                        "{} copies nothing (tools/{}.toml has no `copy` command; docs/tool-definitions.md)",
+                        tool.name(),
+                        tool.name()
+                    );
+                    matrix.refuse_only(config, &names, |name| copies.contains(&name), &why)?;
+                }
+                matrix.tool_scenarios(config, &names, &selected)?
+            }
             None => selected.clone(),
         };
+        if !tool.copies() {
+            let before = scenarios.len();
+            scenarios.retain(|name| !copies.contains(&name.as_str()));
+            if scenarios.len() < before {
+                notes.push(format!(
+                    "{}: {} copy scenario(s) left out: {} copies nothing (tools/{}.toml has no `copy` command)",
+                    tool.name(),
+                    before - scenarios.len(),
+                    tool.name(),
+                    tool.name()
+                ));
+            }
+        }
         tool_scenarios.push((tool.name(), scenarios));
     }
     // A run of no cell would read as a clean pass.
     if !tools.is_empty() && tool_scenarios.iter().all(|(_, names)| names.is_empty()) {
         let tools = tool_scenarios.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ");
-        let message = format!(
+        let mut message = format!(
             "no cell to run: the selected scenarios ({}) are outside the `scenarios` of every selected tool ({tools}); select scenarios those tools run, or widen their `scenarios` in this file",
             selected.join(", ")
         );
+        for note in &notes {
+            message.push_str(&format!("; {note}"));
+        }
         return Err(
             ConfigError { file: matrix.file.clone(), line: 0, column: 0, message, excerpt: String::new() }.into()
         );
     }
     let scenarios =
         known.into_iter().filter(|s| tool_scenarios.iter().any(|(_, names)| names.contains(&s.name))).collect();
-    Ok((scenarios, tool_scenarios))
+    Ok(SelectedScenarios { scenarios, tool_scenarios, notes })
 }
 
 /// How to set up the services and cells of a run.
@@ -512,7 +557,7 @@ pub async fn run(
                 observer.on_run_event(RunEvent::WorldReady {
                     runtime: started.world().runtime.to_string(),
                     took: started.world().started_in,
-                    notes: started.world().notes.clone(),
+                    notes: started.world().notes.iter().chain(&plan.notes).cloned().collect(),
                 });
                 runner = Some(Arc::new(started));
             }
@@ -609,6 +654,7 @@ mod tests {
             tool: crate::result::shorthand_tool(),
             version: "v0.15.2".into(),
             scenario: "ecr/env-session".into(),
+            verb: crate::result::Verb::Push,
             outcome,
             class,
             detail: detail.into(),

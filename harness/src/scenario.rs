@@ -9,12 +9,13 @@ use serde::Deserialize;
 
 use crate::address::{Address, Scheme, TokenService};
 use crate::located::ConfigError;
+pub use crate::result::Verb;
 use ko_matrix_emulators::aws::state::AwsSpec;
 use ko_matrix_emulators::bearer::AccountSpec;
 pub use ko_matrix_emulators::gateway::{Faults, Latency, Quirks, UploadFault};
 
 /// The placeholders scenario strings may use, filled in per cell.
-pub(crate) const PLACEHOLDERS: [&str; 26] = [
+pub(crate) const PLACEHOLDERS: [&str; 29] = [
     "HOME",
     "TOOL",
     "AWS_ROLE_ARN",
@@ -41,6 +42,9 @@ pub(crate) const PLACEHOLDERS: [&str; 26] = [
     "AZURE_CLIENT_ID",
     "AZURE_CLIENT_SECRET",
     "AZURE_FEDERATED_TOKEN",
+    "SOURCE_REGISTRY",
+    "SOURCE_USER",
+    "SOURCE_PASSWORD",
 ];
 
 /// The host of the token server that the token registry's challenge names.
@@ -218,13 +222,15 @@ pub struct Step {
     pub stdin: Option<String>,
 }
 
+/// A registry a cell meets, and how the user reaches it: the `[target]` it pushes (or copies)
+/// to, and a copy's `[source]`. Both take the same keys; `base_image` is the target's (ko's
+/// base image), `account` and `aws` a source's (the target's are the top-level tables).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Target {
+pub struct Side {
     pub registry: Flavour,
-    /// Where ko's base image comes from.
-    #[serde(default)]
-    pub base_image: BaseImageFrom,
+    /// Where ko's base image comes from (the target's only; default `run`).
+    pub base_image: Option<BaseImageFrom>,
     /// The form of the registry's address (`localhost:<port>`, `registry.local:5000`, …).
     #[serde(default)]
     pub address: Address,
@@ -232,7 +238,8 @@ pub struct Target {
     #[serde(default = "https")]
     pub scheme: Scheme,
     /// Whether the user passed the tool's own switch for an insecure registry
-    /// (`crane --insecure`, `oras --plain-http`, `ko build --insecure-registry`).
+    /// (`crane --insecure`, `oras --plain-http`, `ko build --insecure-registry`; for a copy's
+    /// side, `oras cp --from-plain-http`).
     #[serde(default)]
     pub insecure: bool,
     /// Where a `token` registry's token service sits.
@@ -241,6 +248,25 @@ pub struct Target {
     /// Whether blob downloads are redirected to the vendor's object store (default: where the
     /// vendor redirects, [`Flavour::redirects`]).
     pub redirects: Option<Toggle>,
+    /// How the user gives the tool this registry's credentials (a copy's sides only).
+    #[serde(default)]
+    pub credentials: Given,
+    /// A copy source's account at a vendor registry (defaults when absent).
+    pub account: Option<AccountSpec>,
+    /// A copy source's AWS world when it is ECR (defaults when absent).
+    pub aws: Option<AwsSpec>,
+}
+
+/// How the user gives the tool a copy side's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Given {
+    /// What the scenario's docker config, helper, podman file or steps hold: the tool looks
+    /// them up by registry, one credential per registry host.
+    #[default]
+    Config,
+    /// On the command line, with the tool's flags for that side (`oras cp --from-username …`).
+    Flags,
 }
 
 /// A switch a scenario turns `on` or `off`.
@@ -251,10 +277,21 @@ pub enum Toggle {
     Off,
 }
 
-impl Target {
-    /// Whether the cell's blob downloads go to the vendor's object store.
+impl Side {
+    /// Whether the side's blob downloads go to the vendor's object store.
     pub fn redirects(&self) -> bool {
         self.redirects.map_or(self.registry.redirects(), |t| t == Toggle::On)
+    }
+
+    /// Where ko's base image comes from (the target's).
+    pub fn base_image(&self) -> BaseImageFrom {
+        self.base_image.unwrap_or_default()
+    }
+
+    /// Whether clients reach both at one address: one registry, not two.
+    pub fn same_address(&self, other: &Side) -> bool {
+        (self.registry, self.address, self.scheme, self.token_service)
+            == (other.registry, other.address, other.scheme, other.token_service)
     }
 }
 
@@ -280,7 +317,8 @@ pub enum BaseImageFrom {
 struct RawScenario {
     description: String,
     expect: Option<String>,
-    target: Target,
+    target: Side,
+    source: Option<Side>,
     docker_config: Option<DockerConfig>,
     #[serde(default)]
     helper: BTreeMap<String, Credential>,
@@ -312,7 +350,10 @@ pub struct Scenario {
     pub description: String,
     /// What the author expects (documentation only: the harness reports what happened).
     pub expect: Option<String>,
-    pub target: Target,
+    /// A copy's source registry: with one, the cell copies an image the harness put there to
+    /// the target instead of pushing.
+    pub source: Option<Side>,
+    pub target: Side,
     pub docker_config: Option<DockerConfig>,
     /// What the harness's credential helper (`docker-credential-ko-matrix`) holds.
     pub helper: BTreeMap<String, Credential>,
@@ -397,7 +438,9 @@ impl Scenario {
             (_, None) => None,
         };
         let pull_through = aws.as_ref().is_some_and(|a| !a.pull_through_cache.is_empty());
-        if raw.target.base_image == BaseImageFrom::Target && raw.target.registry != Flavour::Dockerhub && !pull_through
+        if raw.target.base_image() == BaseImageFrom::Target
+            && raw.target.registry != Flavour::Dockerhub
+            && !pull_through
         {
             let at = text.find("base_image").unwrap_or(0);
             return Err(ConfigError::at(
@@ -405,18 +448,6 @@ impl Scenario {
                 text,
                 at..at + 10,
                 "`base_image = \"target\"` needs a registry with public images (target.registry = \"dockerhub\") or an ECR pull through cache ([aws] pull_through_cache)",
-            ));
-        }
-        if raw.target.redirects == Some(Toggle::On) && !raw.target.registry.redirects() {
-            let at = text.find("redirects").unwrap_or(0);
-            return Err(ConfigError::at(
-                file,
-                text,
-                at..at + 9,
-                format!(
-                    "`redirects = \"on\"` needs a registry whose blobs live in an object store (ecr, dockerhub, gcp, azure, ghcr); {} serves them itself",
-                    raw.target.registry.name()
-                ),
             ));
         }
         if let Some(status) = raw.quirks.missing_manifest_head.filter(|s| ![401, 403, 404].contains(s)) {
@@ -437,29 +468,23 @@ impl Scenario {
                 format!("`mount_refused` is 401, 403 or 405, not {status}"),
             ));
         }
-        let own_registry = matches!(raw.target.registry, Flavour::Anonymous | Flavour::Basic | Flavour::Token);
-        if !own_registry && (raw.target.address != Address::Name || raw.target.scheme != Scheme::Https) {
-            let key = if raw.target.address != Address::Name { "address" } else { "scheme" };
-            let at = text.find(key).unwrap_or(0);
-            return Err(ConfigError::at(
-                file,
-                text,
-                at..at + key.len(),
-                format!(
-                    "`{key}` applies to the run's own registries (target.registry = \"anonymous\", \"basic\" or \"token\"); {} is reached only under its real name over HTTPS",
-                    raw.target.registry.name()
-                ),
-            ));
+        check_side(file, text, "[target]", &raw.target)?;
+        for (key, table) in [("account", raw.target.account.is_some()), ("aws", raw.target.aws.is_some())] {
+            if table {
+                let at = find_in(text, "[target", key);
+                return Err(ConfigError::at(file, text, at..at + key.len(), format!("the target's `{key}` is the top-level [{key}] table; `{key}` in a side's table is a copy [source]'s")));
+            }
         }
-        if raw.target.token_service != TokenService::OtherHost && raw.target.registry.token_host().is_none() {
-            let at = text.find("token_service").unwrap_or(0);
-            return Err(ConfigError::at(
-                file,
-                text,
-                at..at + 13,
-                "`token_service` places the token service of a bearer-token registry: target.registry = \"token\"",
-            ));
-        }
+        let source = match raw.source {
+            Some(source) => Some(check_source(file, text, source, &raw.target)?),
+            None => {
+                if raw.target.credentials == Given::Flags {
+                    let at = find_in(text, "[target]", "credentials");
+                    return Err(ConfigError::at(file, text, at..at + 11, "`credentials = \"flags\"` gives a copy's credentials on the command line: it needs a [source] to copy from"));
+                }
+                None
+            }
+        };
         let account = match (raw.target.registry.is_vendor(), raw.account) {
             (true, account) => Some(account.unwrap_or_default()),
             (false, Some(_)) => {
@@ -489,6 +514,7 @@ impl Scenario {
             file: file.to_path_buf(),
             description: raw.description,
             expect: raw.expect,
+            source,
             target: raw.target,
             docker_config: raw.docker_config,
             helper: raw.helper,
@@ -500,6 +526,24 @@ impl Scenario {
             tty: raw.tty,
             quirks: raw.quirks,
         })
+    }
+
+    /// The registries the cell meets: its target's, and a copy's source's.
+    pub fn registries(&self) -> impl Iterator<Item = Flavour> + '_ {
+        std::iter::once(self.target.registry).chain(self.source.as_ref().map(|s| s.registry))
+    }
+
+    /// The cell's AWS world, for its ECR side (the target's `[aws]`, or a copy's source's).
+    pub fn aws_spec(&self) -> Option<&AwsSpec> {
+        self.aws.as_ref().or_else(|| self.source.as_ref().and_then(|s| s.aws.as_ref()))
+    }
+
+    /// What the cell does: push the tool's payload, or copy from `[source]`.
+    pub fn verb(&self) -> Verb {
+        match self.source {
+            Some(_) => Verb::Copy,
+            None => Verb::Push,
+        }
     }
 
     /// The access key ids the scenario gives its cell literally: `AWS_ACCESS_KEY_ID` (or the
@@ -517,6 +561,91 @@ impl Scenario {
         });
         from_env.cloned().chain(from_files).filter(|id| !id.is_empty() && !id.contains("${")).collect()
     }
+}
+
+/// Where `key` is written in `section` (`[target]`), for an error's location: its first
+/// occurrence after the section's header, else after the start.
+fn find_in(text: &str, section: &str, key: &str) -> usize {
+    let from = text.find(section).unwrap_or(0);
+    text[from..].find(key).map_or_else(|| text.find(key).unwrap_or(0), |at| from + at)
+}
+
+/// The checks every side's registry takes (`[target]`, `[source]`): redirects only where the
+/// vendor's blobs live in an object store, addresses and schemes for the run's own registries,
+/// a token service placed only where the registry has one.
+fn check_side(file: &Path, text: &str, section: &str, s: &Side) -> Result<(), ConfigError> {
+    let (registry, address, scheme, token_service, redirects) =
+        (s.registry, s.address, s.scheme, s.token_service, s.redirects);
+    let side = section.trim_matches(['[', ']']);
+    if redirects == Some(Toggle::On) && !registry.redirects() {
+        let at = find_in(text, section, "redirects");
+        return Err(ConfigError::at(
+            file,
+            text,
+            at..at + 9,
+            format!(
+                "`redirects = \"on\"` needs a registry whose blobs live in an object store (ecr, dockerhub, gcp, azure, ghcr); {} serves them itself",
+                registry.name()
+            ),
+        ));
+    }
+    let own_registry = matches!(registry, Flavour::Anonymous | Flavour::Basic | Flavour::Token);
+    if !own_registry && (address != Address::Name || scheme != Scheme::Https) {
+        let key = if address != Address::Name { "address" } else { "scheme" };
+        let at = find_in(text, section, key);
+        return Err(ConfigError::at(
+            file,
+            text,
+            at..at + key.len(),
+            format!(
+                "`{key}` applies to the run's own registries ({side}.registry = \"anonymous\", \"basic\" or \"token\"); {} is reached only under its real name over HTTPS",
+                registry.name()
+            ),
+        ));
+    }
+    if token_service != TokenService::OtherHost && registry.token_host().is_none() {
+        let at = find_in(text, section, "token_service");
+        return Err(ConfigError::at(
+            file,
+            text,
+            at..at + 13,
+            format!("`token_service` places the token service of a bearer-token registry: {side}.registry = \"token\""),
+        ));
+    }
+    Ok(())
+}
+
+/// A copy's `[source]`, checked as a side and against the `[target]`; its account or AWS world
+/// filled in with the defaults where its registry needs one.
+fn check_source(file: &Path, text: &str, mut source: Side, target: &Side) -> Result<Side, ConfigError> {
+    check_side(file, text, "[source]", &source)?;
+    let table_error = |key: &str, message: &str| {
+        let at = find_in(text, "[source", key);
+        Err(ConfigError::at(file, text, at..at + key.len(), message.to_string()))
+    };
+    if source.base_image.is_some() {
+        return table_error("base_image", "`base_image` is ko's base image, the [target]'s; a copy's source has none");
+    }
+    source.aws = match (source.registry, source.aws.take()) {
+        (Flavour::Ecr, _) if target.registry == Flavour::Ecr => {
+            return table_error("registry", "a cell has one AWS world: [source] and [target] cannot both be ecr");
+        }
+        (Flavour::Ecr, aws) => {
+            Some(aws.unwrap_or_else(|| toml::from_str("").expect("an empty [aws] table takes the defaults")))
+        }
+        (_, Some(_)) => return table_error("aws", "a [source] aws table only applies with source.registry = \"ecr\""),
+        (_, None) => None,
+    };
+    source.account =
+        match (source.registry.is_vendor(), source.account.take()) {
+            (true, account) => Some(account.unwrap_or_default()),
+            (false, Some(_)) => return table_error(
+                "account",
+                "a [source] account only applies with a vendor's source.registry (not anonymous, basic, token or ecr)",
+            ),
+            (false, None) => None,
+        };
+    Ok(source)
 }
 
 /// Every `${NAME}` must be a known placeholder.
@@ -723,6 +852,69 @@ stdin = "${PASSWORD}"
         );
         let e = parse("[target]\nregistry = \"basic\"\n").unwrap_err();
         assert_eq!(e.message, "missing field `description`");
+    }
+
+    #[test]
+    fn a_source_makes_a_copy_with_its_own_account_and_checks() {
+        let copy = parse("description = \"d\"\n[source]\nregistry = \"harbor\"\ncredentials = \"flags\"\naccount = { user = \"robot$team-a+reader\", owner = \"team-a\", credential = \"read-only\" }\n[target]\nregistry = \"harbor\"\ncredentials = \"flags\"\n[account]\nuser = \"robot$team-b+writer\"\nowner = \"team-b\"\n").unwrap();
+        assert_eq!(copy.verb(), Verb::Copy);
+        let source = copy.source.as_ref().unwrap();
+        assert_eq!(source.account.as_ref().unwrap().owner(), "team-a");
+        assert_eq!((source.credentials, copy.target.credentials), (Given::Flags, Given::Flags));
+        assert!(source.same_address(&copy.target), "one Harbor");
+        let plain = parse("description = \"d\"\n[source]\nregistry = \"anonymous\"\nscheme = \"http\"\ninsecure = true\n[target]\nregistry = \"basic\"\n").unwrap();
+        let side = plain.source.as_ref().unwrap();
+        assert_eq!((side.scheme, side.insecure, side.redirects()), (Scheme::Http, true, false));
+        assert!(!side.same_address(&plain.target));
+        assert_eq!(parse("description = \"d\"\n[target]\nregistry = \"basic\"\n").unwrap().verb(), Verb::Push);
+        let ecr = parse("description = \"d\"\n[source]\nregistry = \"ecr\"\n[target]\nregistry = \"ghcr\"\n").unwrap();
+        assert_eq!(ecr.source.unwrap().aws.unwrap().region, "us-east-1", "an ECR source gets an AWS world");
+
+        let head = "description = \"d\"\n[source]\n";
+        let e = parse(&format!("{head}registry = \"ecr\"\n[target]\nregistry = \"ecr\"\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.message.as_str()),
+            (3, "a cell has one AWS world: [source] and [target] cannot both be ecr")
+        );
+        let e = parse(&format!("{head}registry = \"ghcr\"\naddress = \"localhost\"\n[target]\nregistry = \"basic\"\n"))
+            .unwrap_err();
+        assert_eq!((e.line, e.column), (4, 1));
+        assert!(
+            e.message.starts_with("`address` applies to the run's own registries (source.registry = "),
+            "{}",
+            e.message
+        );
+        let e = parse(&format!(
+            "{head}registry = \"basic\"\naccount = {{ user = \"u\" }}\n[target]\nregistry = \"basic\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, 4);
+        assert!(
+            e.message.starts_with("a [source] account only applies with a vendor's source.registry"),
+            "{}",
+            e.message
+        );
+        let e =
+            parse(&format!("{head}registry = \"basic\"\nbase_image = \"target\"\n[target]\nregistry = \"basic\"\n"))
+                .unwrap_err();
+        assert_eq!(
+            (e.line, e.message.as_str()),
+            (4, "`base_image` is ko's base image, the [target]'s; a copy's source has none")
+        );
+        let e = parse("description = \"d\"\n[target]\nregistry = \"ghcr\"\naccount = { user = \"u\" }\n").unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (4, "the target's `account` is the top-level [account] table; `account` in a side's table is a copy [source]'s"));
+        let e =
+            parse(&format!("{head}registry = \"basic\"\ncolour = 1\n[target]\nregistry = \"basic\"\n")).unwrap_err();
+        assert!(
+            e.message.starts_with("unknown field `colour`, expected one of `registry`, `base_image`, `address`"),
+            "{}",
+            e.message
+        );
+        let e = parse("description = \"d\"\n[target]\nregistry = \"basic\"\ncredentials = \"flags\"\n").unwrap_err();
+        assert_eq!(e.line, 4);
+        assert!(e.message.contains("it needs a [source] to copy from"), "{}", e.message);
+        let e = parse("description = \"d\"\n[source]\nregistry = \"basic\"\n[target]\nregistry = \"basic\"\n[docker_config]\nauths = { \"${SOURCE_REGISTY}\" = { username = \"u\", password = \"p\" } }\n").unwrap_err();
+        assert!(e.message.starts_with("unknown placeholder `${SOURCE_REGISTY}`"), "{}", e.message);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::credential_files::{self, CellFile, EcrToken};
 use crate::leak_check::{HostKeys, LeakCheck};
 use crate::outcome::NotFetched;
 use crate::provision::GoProvisioner;
-use crate::scenario::{Credential, Flavour, Scenario, TOKEN_AUTH_HOST};
+use crate::scenario::{Credential, Flavour, Scenario, Side, TOKEN_AUTH_HOST};
 use crate::services::binaries::ServiceBinaries;
 use crate::services::localstack::{self, EcrBackend, Facilities, LocalStack, LocalStackError};
 use crate::services::registry::{RegistryAuth, RegistrySpec};
@@ -21,7 +21,7 @@ use crate::services::runtime::{self, RunningRegistry, ServiceError};
 use ko_matrix_emulators::aws::oidc;
 use ko_matrix_emulators::aws::state::{AwsCell, AwsSpec, CachedToken, WebIdentity};
 use ko_matrix_emulators::aws::{AwsWorld, Emulator};
-use ko_matrix_emulators::bearer::CellTables;
+use ko_matrix_emulators::bearer::{AccountSpec, CellTables};
 use ko_matrix_emulators::gateway::{error_chain, Backend, BlobRedirect, Gateway, GatewayError, Route, Session};
 use ko_matrix_emulators::loopback::LoopbackServer;
 use ko_matrix_emulators::pki::{Ca, PkiError};
@@ -333,10 +333,20 @@ impl VendorRegistry {
     /// Opens the account of the cell behind gateway session `session` (the scenario's
     /// `[account]`), and its identity at the vendor's identity services.
     pub async fn open_cell(&self, session: &Session, scenario: &Scenario) -> Result<VendorCell, GatewayError> {
-        let cell = CellSpec {
-            account: scenario.account.clone().unwrap_or_default(),
-            tables: CellTables { azure: scenario.azure.clone() },
-        };
+        let account = scenario.account.clone().unwrap_or_default();
+        self.open_account(session, &account, scenario.azure.clone()).await
+    }
+
+    /// Opens `account` for the cell behind gateway session `session` (a scenario's `[account]`,
+    /// or a copy source's), and its identity at the vendor's identity services (`azure`: who it
+    /// is in Entra ID). A second account of the cell at the vendor gets no identity there.
+    pub async fn open_account(
+        &self,
+        session: &Session,
+        account: &AccountSpec,
+        azure: Option<ko_matrix_emulators::azure::AzureSpec>,
+    ) -> Result<VendorCell, GatewayError> {
+        let cell = CellSpec { account: account.clone(), tables: CellTables { azure } };
         Ok(self.part.open_cell(session, &cell).await?.expect("a vendor registry's part opens accounts"))
     }
 }
@@ -380,6 +390,8 @@ pub struct World {
     pub ca_bundle: PathBuf,
     /// The base image reference for `.ko.yaml`.
     pub base_image: String,
+    /// What a copy's source holds: the harness puts it there before the tool copies it.
+    copy_image: BaseImage,
     pub targets: BTreeMap<Flavour, TargetRegistry>,
     /// `process` or `docker`.
     pub runtime: &'static str,
@@ -417,7 +429,7 @@ impl WorldPlan {
     pub async fn decide(scenarios: &[Scenario], services: &ServicesConfig) -> Result<WorldPlan, WorldError> {
         let (runtime, runtime_note) = runtime::resolve_runtime(services.runtime).await?;
         let mut notes: Vec<String> = runtime_note.into_iter().collect();
-        let ecr_backend = if scenarios.iter().any(|s| s.target.registry == Flavour::Ecr) {
+        let ecr_backend = if scenarios.iter().any(|s| s.registries().any(|r| r == Flavour::Ecr)) {
             let facilities = Facilities {
                 auth_token: std::env::var_os(localstack::AUTH_TOKEN_ENV).is_some(),
                 docker: runtime::docker_engine().await,
@@ -609,8 +621,8 @@ impl World {
             }
         }
         let WorldPlan { runtime, ecr_backend, notes } = plan;
-        let flavours: BTreeSet<Flavour> = scenarios.iter().map(|s| s.target.registry).collect();
-        let aws_specs: Vec<AwsSpec> = scenarios.iter().filter_map(|s| s.aws.clone()).collect();
+        let flavours: BTreeSet<Flavour> = scenarios.iter().flat_map(Scenario::registries).collect();
+        let aws_specs: Vec<AwsSpec> = scenarios.iter().filter_map(|s| s.aws_spec().cloned()).collect();
         let ca = Arc::new(Ca::new()?);
         let ca_bundle = dir.join("ca.pem");
         ca.write_bundle(&ca_bundle)?;
@@ -734,6 +746,7 @@ impl World {
             gateway,
             ca_bundle,
             base_image,
+            copy_image: BaseImage::copy_source(),
             targets,
             runtime,
             started_in: started.elapsed(),
@@ -848,24 +861,55 @@ impl World {
     /// of the target's backend as the harness's admin, tagged `latest`, for a tool that acts
     /// on an image already in the registry. Returns its digest.
     pub(crate) async fn seed_image(&self, flavour: Flavour, repository: &str) -> Result<String, SeedError> {
+        self.seed(&BaseImage::build(), flavour, repository).await
+    }
+
+    /// Pushes the image a copy's source holds ([`BaseImage::copy_source`]: three layers a
+    /// platform, one shared) into `repository` of `flavour`'s backend as the harness's admin,
+    /// tagged `latest`, before the tool copies it. Returns its digest.
+    pub(crate) async fn seed_copy_source(&self, flavour: Flavour, repository: &str) -> Result<String, SeedError> {
+        self.seed(&self.copy_image, flavour, repository).await
+    }
+
+    async fn seed(&self, image: &BaseImage, flavour: Flavour, repository: &str) -> Result<String, SeedError> {
         let target = self.targets.get(&flavour).ok_or(SeedError::NoRegistry(flavour.name()))?;
         let decorate = |request: reqwest::RequestBuilder| target.as_admin(request, repository, "pull,push");
-        BaseImage::build()
+        image
             .push_with(&self.client, &target.origin(), repository, &decorate)
             .await
             .map_err(|source| SeedError::Push { service: format!("{} {}", target.service, target.backend), source })
     }
 
-    /// Where `scenario`'s registry redirects blob downloads, if its cell's do
-    /// (`[target] redirects`): the registry's hosts and its object store.
-    pub fn blob_redirect(&self, scenario: &Scenario) -> Option<BlobRedirect> {
+    /// Checks that `repository:tag` of `flavour`'s registry is the image a copy's source held,
+    /// straight from the backend: the tag names the source's index (its digest), and each of its
+    /// manifests and every blob they name is there. `Ok(digest)` of the index when so.
+    pub(crate) async fn fetch_copy(&self, flavour: Flavour, repository: &str, tag: &str) -> Result<String, NotFetched> {
+        let expected = self.copy_image.index.digest();
+        let (digest, _) = self.fetch_manifest(flavour, repository, tag).await?;
+        if digest != expected {
+            return Err(NotFetched::Missing(format!(
+                "{repository}:{tag} at the target is the manifest {digest}, not the source's {expected}"
+            )));
+        }
+        for manifest in &self.copy_image.manifests {
+            self.fetch_manifest(flavour, repository, &manifest.digest()).await?;
+        }
+        for blob in self.copy_image.blob_digests() {
+            self.fetch_blob(flavour, repository, &blob).await?;
+        }
+        Ok(digest)
+    }
+
+    /// Where a side's registry (at `aws` when it is ECR) redirects blob downloads, if its
+    /// cell's do (`redirects`): the registry's hosts and its object store.
+    pub fn blob_redirect(&self, side: &Side, aws: Option<&AwsSpec>) -> Option<BlobRedirect> {
         use ko_matrix_emulators::{azure, dockerhub, github, google};
-        if !scenario.target.redirects() {
+        if !side.redirects() {
             return None;
         }
-        let (hosts, store) = match scenario.target.registry {
+        let (hosts, store) = match side.registry {
             Flavour::Ecr => {
-                let aws = scenario.aws.as_ref()?;
+                let aws = aws?;
                 (vec![aws.registry_host()], Store::S3 { region: aws.region.clone(), account: aws.account.clone() })
             }
             Flavour::Dockerhub => (dockerhub::REGISTRY_HOSTS.map(String::from).to_vec(), Store::Cloudflare),

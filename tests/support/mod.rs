@@ -37,6 +37,35 @@ pub fn scenario(name: &str, toml: &str) -> Scenario {
     Scenario::parse(name, Path::new(&format!("{name}.toml")), toml).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// How a test runs `scenarios` with the repository's app and `matrix`'s services: logs below
+/// `out`, each cell within `cell_timeout`, no baseline (a cell runs once), in the given order.
+pub fn runner_options(
+    matrix: &ko_matrix::config::Matrix,
+    scenarios: &[Scenario],
+    out: &Path,
+    cell_timeout: Duration,
+) -> ko_matrix::run::RunnerOptions {
+    ko_matrix::run::RunnerOptions {
+        scenarios: scenarios.to_vec(),
+        services: matrix.services.clone(),
+        cell_timeout,
+        out_dir: out.to_path_buf(),
+        app_source: Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/app"),
+        helper: env!("CARGO_BIN_EXE_ko-matrix").into(),
+        baseline: None,
+        durations: None,
+    }
+}
+
+/// The repository's scenario `name` (`scenarios/<name>.toml`); panics if there is none.
+pub fn repo_scenario(name: &str) -> Scenario {
+    ko_matrix::scenario::discover(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no scenario {name}"))
+}
+
 /// A world started for one scenario, with what a test then needs of it.
 pub struct TestWorld {
     pub world: World,

@@ -130,8 +130,13 @@ mod tests {
             DockerHub.challenge(None),
             r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#
         );
-        let grant =
-            Grant { subject: "u".into(), allow: vec!["pull".into()], namespace: "u".into(), access: Vec::new() };
+        let grant = Grant {
+            subject: "u".into(),
+            allow: vec!["pull".into()],
+            namespace: "u".into(),
+            namespaces: Vec::new(),
+            access: Vec::new(),
+        };
         let refused = DockerHub.refuse_action(&grant, "u/app", "push");
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(

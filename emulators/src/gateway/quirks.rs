@@ -8,7 +8,7 @@ use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::wire::{distribution_error, full, Body};
+use crate::wire::{distribution_error, full, Body, Form};
 
 /// How the registry departs from distribution's answers (every key optional: distribution's).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -19,7 +19,8 @@ pub struct Quirks {
     /// (Artifactory's virtual repositories).
     pub missing_manifest_head: Option<u16>,
     /// The status a cross-repository mount (`POST …/blobs/uploads/?mount=…&from=…`) is refused
-    /// with, instead of a mount or a plain upload: 401 (Harbor without pull on `from`).
+    /// with, instead of a mount or a plain upload: 401 (Harbor without pull on `from`). A mount
+    /// without `from` is not refused (it asks for no access to another repository).
     pub mount_refused: Option<u16>,
     /// Whether chunked uploads (`PATCH` to an upload) are taken; `false`: 405 `UNSUPPORTED`.
     #[serde(default = "yes")]
@@ -72,24 +73,49 @@ fn is_manifest(path: &str) -> bool {
     path.split('?').next().is_some_and(|p| p.starts_with("/v2/") && p.contains("/manifests/"))
 }
 
+/// Where Harbor's refusal of a mount without pull on `from` is read from.
+const HARBOR_MOUNT_SOURCE: &str = "goharbor/harbor src/server/middleware/v2auth/access.go";
+
+/// A cross-repository mount (from `from`) refused with `status`, as the registry that status is
+/// modelled on answers it, and the record's note naming that registry and where its answer is
+/// read from. 401 is Harbor's: a mount needs pull on `from` too, and a token without it gets
+/// the v2auth middleware's 401, its message doubled, under `Basic realm="harbor"` when the
+/// request carried credentials (`authorized`); distribution's token access controller asks the
+/// same pull (`registry/handlers/app.go`). No registry is known to refuse a mount with 403 or
+/// 405: those keep distribution's generic codes and say so.
+fn refused_mount(status: u16, from: &str, authorized: bool) -> (Response<Body>, String) {
+    if status == 401 {
+        let message = format!("unauthorized to access repository: {from}, action: pull");
+        let mut answer = distribution_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &format!("{message}: {message}"));
+        if authorized {
+            answer.headers_mut().insert("www-authenticate", HeaderValue::from_static(r#"Basic realm="harbor""#));
+        }
+        let note = format!(
+            "quirk: mount refused with 401, as Harbor refuses a token without pull on `from` ({HARBOR_MOUNT_SOURCE})"
+        );
+        return (answer, note);
+    }
+    let (code, message) = match status {
+        403 => ("DENIED", "requested access to the resource is denied"),
+        _ => ("UNSUPPORTED", "The operation is unsupported."),
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
+    let note = format!("quirk: mount refused with {status} (no registry is known to answer so: UNCONFIRMED)");
+    (distribution_error(status, code, message), note)
+}
+
 impl Quirks {
     /// The registry's answer to a request it refuses before looking further, with the record's
     /// note; `None`: the request goes on to the registry.
     pub(crate) fn refuse(&self, method: &str, path: &str, headers: &HeaderMap) -> Option<(Response<Body>, String)> {
         let query = path.split_once('?').map_or("", |(_, q)| q);
-        if method == "POST" && is_upload(path) && query.split('&').any(|p| p.starts_with("mount=")) {
-            if let Some(status) = self.mount_refused {
-                let (code, message) = match status {
-                    401 => ("UNAUTHORIZED", "authentication required"),
-                    403 => ("DENIED", "requested access to the resource is denied"),
-                    _ => ("UNSUPPORTED", "The operation is unsupported."),
-                };
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
-                return Some((
-                    distribution_error(status, code, message),
-                    format!("quirk: mount refused with {status}"),
-                ));
-            }
+        // A mount names the repository it mounts from; one without `from` (regclient's
+        // "anonymous" mount) asks for no access there, and distribution opens a plain upload.
+        let form = Form::parse(query);
+        if let (true, Some(status), Some(_), Some(from)) =
+            (method == "POST" && is_upload(path), self.mount_refused, form.get("mount"), form.get("from"))
+        {
+            return Some(refused_mount(status, from, headers.contains_key(hyper::header::AUTHORIZATION)));
         }
         if method == "PATCH" && is_upload(path) && !self.chunked_uploads {
             let refusal =
@@ -184,7 +210,21 @@ mod tests {
         let none = HeaderMap::new();
         let status = |m: &str, p: &str, h: &HeaderMap| quirks.refuse(m, p, h).map(|(r, _)| r.status().as_u16());
         assert_eq!(status("POST", "/v2/a/blobs/uploads/?mount=sha256:ab&from=b", &none), Some(401));
+        let mut authorized = HeaderMap::new();
+        authorized.insert("authorization", "Bearer t".parse().unwrap());
+        let (harbor, note) =
+            quirks.refuse("POST", "/v2/a/blobs/uploads/?mount=sha256:ab&from=team%2Fsrc", &authorized).unwrap();
+        assert_eq!(harbor.headers()["www-authenticate"], r#"Basic realm="harbor""#);
+        assert_eq!(note, format!("quirk: mount refused with 401, as Harbor refuses a token without pull on `from` ({HARBOR_MOUNT_SOURCE})"));
+        assert!(quirks
+            .refuse("POST", "/v2/a/blobs/uploads/?mount=sha256:ab&from=b", &none)
+            .unwrap()
+            .0
+            .headers()
+            .get("www-authenticate")
+            .is_none());
         assert_eq!(status("POST", "/v2/a/blobs/uploads/", &none), None);
+        assert_eq!(status("POST", "/v2/a/blobs/uploads/?mount=sha256:ab", &none), None, "a mount without from");
         assert_eq!(status("PATCH", "/v2/a/blobs/uploads/u1?_state=x", &none), Some(405));
         let mut index = HeaderMap::new();
         index.insert("content-type", OCI_INDEX.parse().unwrap());

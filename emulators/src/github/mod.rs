@@ -213,6 +213,7 @@ mod tests {
             subject: subject.into(),
             allow: actions(allow),
             namespace: subject.into(),
+            namespaces: Vec::new(),
             access: Vec::new(),
         };
         let (status, text) = body(Ghcr.refuse_action(&grant(&["pull"], "octocat"), "octocat/app", "push")).await;

@@ -112,8 +112,13 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
         let body = refused.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], br#"{"errors":[{"code":"UNAUTHORIZED","message":"HTTP Basic: Access denied"}]}"#);
-        let grant =
-            Grant { subject: "u".into(), allow: vec!["pull".into()], namespace: "g/app".into(), access: Vec::new() };
+        let grant = Grant {
+            subject: "u".into(),
+            allow: vec!["pull".into()],
+            namespace: "g/app".into(),
+            namespaces: Vec::new(),
+            access: Vec::new(),
+        };
         let denied = Gitlab.refuse_action(&grant, "g/app", "push");
         assert_eq!(
             denied.headers()["www-authenticate"],

@@ -6,8 +6,9 @@
 //! - `/v2/` and repository requests without `Authorization` answer 401 `Bearer
 //!   realm="https://harbor.example.com/service/token",service="harbor-registry"` (with the
 //!   request's scope on repository requests).
-//! - The namespace pushed to is a project. The cell's Harbor holds one project: the robot
-//!   account's own (`robot$<project>+<name>`), or the account's `owner` for a user.
+//! - The namespace pushed to is a project. The cell's Harbor holds a project per account: the
+//!   robot account's own (`robot$<project>+<name>`), or the account's `owner` for a user (a
+//!   copy's cell may have two accounts there, each reaching only its own project).
 //! - The token service never refuses a scope: it grants what the credential may do in an
 //!   existing project and nothing in a missing one; credentials it does not accept leave the
 //!   caller anonymous (a failed login yields no security context, not an error).
@@ -20,7 +21,7 @@
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 
-use crate::bearer::{BadCredentials, Grant, Principal, Vendor};
+use crate::bearer::{AccountSpec, BadCredentials, Grant, Principal, Vendor};
 use crate::wire::{distribution_error, Body};
 
 /// The host users push to, and Harbor's external URL.
@@ -100,9 +101,15 @@ impl Vendor for Harbor {
             .map_or_else(Vec::new, |p| p.granted(requested))
     }
 
+    fn holds(&self, account: &AccountSpec) -> String {
+        existing_project(&account.user, account.owner()).to_string()
+    }
+
     fn refuse_action(&self, grant: &Grant, repository: &str, action: &str) -> Response<Body> {
         let project = repository.split('/').next().unwrap_or_default();
-        if project != existing_project(&grant.subject, &grant.namespace) {
+        let exists = project == existing_project(&grant.subject, &grant.namespace)
+            || grant.namespaces.iter().any(|n| n == project);
+        if !exists {
             return doubled(&format!("project {project} not found"), "");
         }
         doubled(
@@ -179,6 +186,7 @@ mod tests {
             subject: subject.into(),
             allow: vec!["pull".into(), "push".into()],
             namespace: namespace.into(),
+            namespaces: Vec::new(),
             access: Vec::new(),
         };
         let missing = Harbor.refuse_action(&grant("robot$p+ci", "nope"), "nope/app", "push");
@@ -194,6 +202,11 @@ mod tests {
             text(denied).await,
             r#"{"errors":[{"code":"UNAUTHORIZED","message":"unauthorized to access repository: p/app, action: pull: unauthorized to access repository: p/app, action: pull"}]}"#
         );
+        // A project of the cell's other account exists: the robot is refused access, not told it is missing.
+        let other = Grant { namespaces: vec!["q".into()], ..grant("robot$p+ci", "p") };
+        let refused = Harbor.refuse_action(&other, "q/app", "pull");
+        assert_eq!(refused.headers()["www-authenticate"], r#"Basic realm="harbor""#);
+        assert!(text(refused).await.contains("unauthorized to access repository: q/app, action: pull"));
         let unknown = Harbor.manifest_unknown("p/app", "latest").unwrap();
         assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
         assert_eq!(
@@ -202,5 +215,57 @@ mod tests {
         );
         assert!(Harbor.refuse_anonymous(true).is_none(), "a scoped anonymous request gets a token");
         assert_eq!(Harbor.refuse_anonymous(false).unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+
+    /// A copy's cell with two robot accounts at one Harbor: each credential gets tokens for its own
+    /// project, and a token refused on the other project is refused access (that project exists).
+    #[tokio::test]
+    async fn two_accounts_of_a_cell_each_reach_their_own_project() {
+        use crate::bearer::{CredentialKind, Front};
+        use base64::Engine;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let front = Front::new(Box::new(Harbor), closed, "Harbor front backend");
+        let server = front.clone().serve().await.unwrap();
+        let robot = |user: &str, owner: &str, credential| AccountSpec {
+            user: user.into(),
+            owner: Some(owner.into()),
+            credential,
+            ..AccountSpec::default()
+        };
+        let reader = front.open_cell(7, robot("robot$team-a+reader", "team-a", CredentialKind::ReadOnly));
+        let writer = front.open_cell(7, robot("robot$team-b+writer", "team-b", CredentialKind::Write));
+        assert_eq!(reader.backend_prefix, writer.backend_prefix, "one registry holds both projects");
+        let client = reqwest::Client::new();
+        let request = |method: reqwest::Method, path: &str| {
+            client
+                .request(method, format!("http://{}{path}", server.addr))
+                .header("host", HOST)
+                .header(crate::wire::SESSION_HEADER, "7")
+        };
+        let token = |user: &str, secret: &str, scope: &str| {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+            let path = format!("/service/token?service=harbor-registry&scope={scope}");
+            let request = request(reqwest::Method::GET, &path).header("authorization", format!("Basic {basic}"));
+            async move {
+                let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+                answer["token"].as_str().unwrap().to_string()
+            }
+        };
+        let both = "repository%3Ateam-b%2Fmirror%3Apush%2Cpull&scope=repository%3Ateam-a%2Fsrc%3Apull";
+        let writers = token("robot$team-b+writer", &writer.secret, both).await;
+        let head = |path: &str, bearer: &str| request(reqwest::Method::HEAD, path).bearer_auth(bearer).send();
+        let refused = head("/v2/team-a/src/manifests/latest", &writers).await.unwrap();
+        assert_eq!(refused.status(), 401);
+        assert_eq!(refused.headers()["www-authenticate"], r#"Basic realm="harbor""#, "team-a exists: access refused");
+        let readers = token("robot$team-a+reader", &reader.secret, "repository%3Ateam-a%2Fsrc%3Apull").await;
+        let upload = request(reqwest::Method::POST, "/v2/team-b/mirror/blobs/uploads/").bearer_auth(&readers).send();
+        assert_eq!(upload.await.unwrap().status(), 401, "the reader's token reaches team-a only");
+        let other_cell = client
+            .head(format!("http://{}/v2/team-b/mirror/manifests/latest", server.addr))
+            .header("host", HOST)
+            .header(crate::wire::SESSION_HEADER, "8")
+            .bearer_auth(&writers)
+            .send();
+        assert_eq!(other_cell.await.unwrap().status(), 401, "another cell knows neither");
     }
 }

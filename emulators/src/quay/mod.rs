@@ -119,7 +119,13 @@ mod tests {
     #[tokio::test]
     async fn refusals_in_quays_words() {
         use http_body_util::BodyExt;
-        let grant = Grant { subject: "org+ci".into(), allow: Vec::new(), namespace: "org".into(), access: Vec::new() };
+        let grant = Grant {
+            subject: "org+ci".into(),
+            allow: Vec::new(),
+            namespace: "org".into(),
+            namespaces: Vec::new(),
+            access: Vec::new(),
+        };
         let denied = Quay.refuse_action(&grant, "org/app", "push");
         assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(

@@ -90,6 +90,7 @@ impl Cells {
             tool: tool.tool.name().into(),
             version: tool.version.clone(),
             scenario: scenario.name.clone(),
+            verb: scenario.verb(),
             outcome: Outcome::InfraError,
             class: None,
             detail: format!("the contained bisect process did not run the cell: {e}; see its error above"),

@@ -4,9 +4,10 @@
 //! the page at `#cell=<tool>@<version>::<scenario>` shows that cell's detail directly (a
 //! link without `<tool>@` opens the first tool's cell). There is a grid per tool. Each cell is
 //! marked by its change against the previous version: a regression stands out, a fix is
-//! clear, and a failure that every version shares is muted.
+//! clear, and a failure that every version shares is muted. A tool's copies (`copy/`
+//! scenarios, `[source]` to `[target]`) have a grid of their own, `<tool> · copy`.
 
-use super::{MatrixReport, VersionRun};
+use super::{Group, MatrixReport, Verb, VersionRun};
 use crate::outcome::Outcome;
 use crate::report::regressions::{Analysis, Mark};
 use crate::result::CellResult;
@@ -135,18 +136,25 @@ fn change_sentence(cell: &CellResult, analysis: &Analysis) -> Option<String> {
     })
 }
 
-/// One tool's grid: scenarios down, versions across.
-fn tool_grid(report: &MatrixReport, tool: &str, analysis: &Analysis) -> String {
+/// One tool's grid of one verb (its pushes, or its copies): scenarios down, versions across.
+fn tool_grid(report: &MatrixReport, group: &Group, analysis: &Analysis) -> String {
+    let tool = group.tool;
     let runs = report.version_runs(tool);
+    let verb = match group.verb {
+        Verb::Push => String::new(),
+        verb => format!(" data-verb=\"{}\"", verb.as_str()),
+    };
     let mut grid = format!(
-        "<h2>{0}</h2>\n<table class=\"grid\" id=\"grid-{0}\" data-tool=\"{0}\"><thead><tr><th>scenario</th>",
+        "<h2>{}</h2>\n<table class=\"grid\" id=\"grid-{}\" data-tool=\"{}\"{verb}><thead><tr><th>scenario</th>",
+        escape(&group.title()),
+        escape(&group.slug()),
         escape(tool)
     );
     for run in &runs {
         grid.push_str(&version_header(tool, run, analysis));
     }
     grid.push_str("</tr></thead><tbody>");
-    for scenario in report.scenarios_of(tool) {
+    for scenario in &group.scenarios {
         grid.push_str(&format!("<tr><th>{}</th>", escape(scenario)));
         for v in runs.iter().map(|run| run.first()) {
             match report.cell(tool, v, scenario) {
@@ -197,7 +205,7 @@ fn flaky_section(report: &MatrixReport) -> String {
 }
 
 pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
-    let mut grid: String = report.tools().into_iter().map(|tool| tool_grid(report, tool, analysis)).collect();
+    let mut grid: String = report.groups().iter().map(|group| tool_grid(report, group, analysis)).collect();
     grid.push_str(&flaky_section(report));
     let cells: Vec<serde_json::Value> = report
         .cells

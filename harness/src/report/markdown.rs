@@ -28,8 +28,8 @@ fn shown(outcome: Outcome, label: &str, mark: Mark) -> String {
     }
 }
 
-/// A table per tool (scenarios down, versions across), the changes, the flaky cells, then why
-/// cells failed.
+/// A table per tool and verb (scenarios down, versions across), the changes, the flaky cells,
+/// then why cells failed.
 pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
     let mut out = format!(
         "### ko-matrix: {}\n\ncontainment: {} · leak check: {}\n\n{LEGEND}\n",
@@ -37,12 +37,14 @@ pub fn render(report: &MatrixReport, analysis: &Analysis) -> String {
         report.containment,
         report.leak_check
     );
-    for tool in report.tools() {
+    // A table per tool and verb: its pushes, then its copies (`crane · copy`).
+    for group in report.groups() {
+        let (tool, title) = (group.tool, group.title());
         // Consecutive versions with alike cells share a column (`v0.20.1 … v0.20.8 (8)`).
         let runs = report.version_runs(tool);
         let headers: Vec<String> = runs.iter().map(|r| r.header()).collect();
-        out.push_str(&format!("\n| {tool} | {} |\n|---|{}\n", headers.join(" | "), "---|".repeat(runs.len())));
-        for scenario in report.scenarios_of(tool) {
+        out.push_str(&format!("\n| {title} | {} |\n|---|{}\n", headers.join(" | "), "---|".repeat(runs.len())));
+        for scenario in group.scenarios {
             let row: Vec<String> = runs
                 .iter()
                 .map(|run| run.first())

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::Outcome;
-pub use crate::result::{cell_id, family, CellResult};
+pub use crate::result::{cell_id, family, CellResult, Verb};
 use crate::timings::{Clock, Timings};
 use crate::tool::ToolBinary;
 
@@ -78,6 +78,32 @@ fn not_recorded() -> String {
 /// [`MatrixReport::containment`] or [`MatrixReport::leak_check`] of a file from before it was
 /// recorded, or of a report whose caller did not say.
 pub const NOT_RECORDED: &str = "not recorded";
+
+/// One tool's cells of one verb: a table of the terminal's, matrix.md's and report.html's.
+pub(crate) struct Group<'a> {
+    pub tool: &'a str,
+    pub verb: Verb,
+    /// Its scenarios, in report order.
+    pub scenarios: Vec<&'a str>,
+}
+
+impl Group<'_> {
+    /// `crane` for its pushes, `crane · copy` for its copies.
+    pub fn title(&self) -> String {
+        match self.verb {
+            Verb::Push => self.tool.to_string(),
+            verb => format!("{} · {}", self.tool, verb.as_str()),
+        }
+    }
+
+    /// An HTML id's word for it: `crane`, `crane-copy`.
+    pub fn slug(&self) -> String {
+        match self.verb {
+            Verb::Push => self.tool.to_string(),
+            verb => format!("{}-{}", self.tool, verb.as_str()),
+        }
+    }
+}
 
 /// Committed snapshots (`results/<tool>/<family>.snap`): each recorded cell's label.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -194,6 +220,29 @@ impl MatrixReport {
     /// `tool`'s versions, in the run's order.
     pub(crate) fn versions_of(&self, tool: &str) -> Vec<&str> {
         self.versions.iter().filter(|v| v.tool == tool).map(|v| v.version.as_str()).collect()
+    }
+
+    /// The cells as the reports show them: per tool, its pushes, then its copies (a group per
+    /// verb it has cells of; a tool without cells, one empty group).
+    pub(crate) fn groups(&self) -> Vec<Group<'_>> {
+        let mut groups = Vec::new();
+        for tool in self.tools() {
+            let scenarios = self.scenarios_of(tool);
+            let verb_of = |scenario: &str| {
+                self.cells.iter().find(|c| c.tool == tool && c.scenario == scenario).map_or(Verb::Push, |c| c.verb)
+            };
+            let before = groups.len();
+            for verb in [Verb::Push, Verb::Copy] {
+                let of_verb: Vec<&str> = scenarios.iter().copied().filter(|s| verb_of(s) == verb).collect();
+                if !of_verb.is_empty() {
+                    groups.push(Group { tool, verb, scenarios: of_verb });
+                }
+            }
+            if groups.len() == before {
+                groups.push(Group { tool, verb: Verb::Push, scenarios: Vec::new() });
+            }
+        }
+        groups
     }
 
     /// `tool`'s versions in the run's order, consecutive ones whose every cell has the same
@@ -562,32 +611,33 @@ pub(crate) fn version_order(version: &str) -> (bool, Option<semver::Version>, St
     (parsed.is_none(), parsed, version.to_string())
 }
 
-/// A table per tool: scenarios down, versions across, the tool's name in the corner; stable
-/// (no times, ports or paths).
+/// A table per tool and verb: scenarios down, versions across, the tool's name in the corner
+/// (`crane · copy` over its copies); stable (no times, ports or paths).
 pub fn render_table(report: &MatrixReport) -> String {
-    report.tools().into_iter().map(|tool| render_tool_table(report, tool)).collect::<Vec<_>>().join("\n")
+    report.groups().iter().map(|group| render_group_table(report, group)).collect::<Vec<_>>().join("\n")
 }
 
-fn render_tool_table(report: &MatrixReport, tool: &str) -> String {
+fn render_group_table(report: &MatrixReport, group: &Group) -> String {
+    let (tool, title) = (group.tool, group.title());
     let runs = report.version_runs(tool);
     let headers: Vec<String> = runs.iter().map(VersionRun::header).collect();
     let versions: Vec<&str> = runs.iter().map(VersionRun::first).collect();
-    let scenarios = report.scenarios_of(tool);
+    let scenarios = &group.scenarios;
     let label =
         |scenario: &str, version: &str| report.cell(tool, version, scenario).map_or("-".to_string(), CellResult::label);
-    let first = scenarios.iter().map(|s| s.len()).chain([tool.len()]).max().unwrap_or(8);
+    let first = scenarios.iter().map(|s| s.chars().count()).chain([title.chars().count()]).max().unwrap_or(8);
     let widths: Vec<usize> = versions
         .iter()
         .zip(&headers)
         .map(|(v, h)| scenarios.iter().map(|s| label(s, v).len()).chain([h.chars().count()]).max().unwrap_or(4))
         .collect();
-    let mut out = format!("{tool:first$}");
+    let mut out = format!("{title:first$}");
     for (h, w) in headers.iter().zip(&widths) {
         out.push_str(&format!("  {h:w$}"));
     }
     out = out.trim_end().to_string();
     out.push('\n');
-    for s in &scenarios {
+    for s in scenarios {
         let mut line = format!("{s:first$}");
         for (v, w) in versions.iter().zip(&widths) {
             line.push_str(&format!("  {:w$}", label(s, v)));
@@ -660,6 +710,8 @@ pub(crate) mod tests {
             tool,
             version: version.into(),
             scenario: scenario.into(),
+            // A test's copy cells are the `copy/` family's.
+            verb: if family(scenario) == "copy" { crate::result::Verb::Copy } else { crate::result::Verb::Push },
             outcome,
             class,
             detail: String::new(),
@@ -758,6 +810,37 @@ pub(crate) mod tests {
              crane            v0.20.2\n\
              ecr/env-session  fail(unauthorized)\n"
         );
+    }
+
+    #[test]
+    fn copies_have_a_table_of_their_own_beside_the_pushes() {
+        let report = report_of(vec![
+            cell("registry/anonymous", "crane@v0.20.2", Outcome::Pass, None),
+            cell("copy/same-registry-other-repo", "crane@v0.20.2", Outcome::Pass, None),
+            cell("copy/harbor-one-login-two-projects", "crane@v0.20.2", Outcome::Fail, Some(FailClass::Unauthorized)),
+        ]);
+        assert_eq!(
+            render_table(&report),
+            "crane               v0.20.2\n\
+             registry/anonymous  pass\n\
+             \n\
+             crane · copy                        v0.20.2\n\
+             copy/same-registry-other-repo       pass\n\
+             copy/harbor-one-login-two-projects  fail(unauthorized)\n"
+        );
+        let groups = report.groups();
+        assert_eq!(
+            groups.iter().map(|g| (g.slug(), g.scenarios.len())).collect::<Vec<_>>(),
+            [("crane".into(), 1), ("crane-copy".into(), 2)]
+        );
+        let analysis = regressions::analyse(&report, None);
+        let md = markdown::render(&report, &analysis);
+        let (push, copy) = (md.find("| crane | v0.20.2 |").unwrap(), md.find("| crane · copy | v0.20.2 |").unwrap());
+        assert!(push < copy && md[copy..].contains("| `copy/same-registry-other-repo` | ✅ pass |"), "{md}");
+        assert!(!md[push..copy].contains("copy/"), "the pushes' table holds no copy: {md}");
+        let html = html::render(&report, &analysis);
+        assert!(html.contains("<h2>crane · copy</h2>\n<table class=\"grid\" id=\"grid-crane-copy\" data-tool=\"crane\" data-verb=\"copy\">"), "{html}");
+        assert!(html.contains("<table class=\"grid\" id=\"grid-crane\" data-tool=\"crane\">"), "{html}");
     }
 
     #[test]

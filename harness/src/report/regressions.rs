@@ -248,6 +248,24 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_cell_regresses_and_is_bisected_like_a_push() {
+        let report = report_of(vec![
+            cell("copy/harbor-two-robots-flags", "oras@v1.1.0", Outcome::Pass, None),
+            cell("copy/harbor-two-robots-flags", "oras@v1.2.3", Outcome::Fail, Some(FailClass::Unauthorized)),
+            cell("copy/harbor-two-robots-flags", "oras@v1.3.6", Outcome::Pass, None),
+        ]);
+        assert_eq!(report.cells[0].verb, crate::result::Verb::Copy);
+        let analysis = analyse(&report, None);
+        let regression = analysis.regressions().next().unwrap();
+        assert_eq!(regression.name(), "oras@v1.1.0 → v1.2.3::copy/harbor-two-robots-flags");
+        assert_eq!(
+            regression.bisect_command(),
+            "ko-matrix bisect --tool oras --good v1.1.0 --bad v1.2.3 --scenario copy/harbor-two-robots-flags --mode deps"
+        );
+        assert_eq!(mark(&analysis, &report, "oras@v1.3.6", "copy/harbor-two-robots-flags"), Mark::Fix);
+    }
+
+    #[test]
     fn a_regression_the_baseline_records_is_known() {
         let mut baseline = Snapshots::default();
         let ko = crate::result::shorthand_tool();

@@ -249,6 +249,11 @@ fn client() -> reqwest::Client {
 /// (unless IAM enforcement is switched on), so setups that hinge on refused credentials
 /// would report a pass that says nothing.
 pub(crate) fn cannot_express(scenario: &Scenario) -> Option<String> {
+    if scenario.source.as_ref().is_some_and(|s| s.aws.is_some()) {
+        return Some(
+            "the harness seeds a copy's ECR source into the embedded emulator's registry, not into LocalStack's".into(),
+        );
+    }
     let spec = scenario.aws.as_ref()?;
     let reason = if spec.credentials == CredentialKind::ExpiredSession {
         "expired session credentials"

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::hooks::Hook;
 use super::release::{Checksums, Packaging, ReleaseLayout};
-use super::Tool;
+use super::{CopyCommand, CopySide, Tool};
 use crate::located::ConfigError;
 use crate::outcome::FailClass;
 use crate::provision::GoTool;
@@ -46,6 +46,20 @@ struct RawDefinition {
     #[serde(default)]
     failures: Vec<RawFailure>,
     hook: Option<Spanned<Hook>>,
+    /// The copy command's arguments, with `{source}` and `{target}`; none: the tool copies nothing.
+    copy: Option<Spanned<Vec<Spanned<String>>>>,
+    copy_source: Option<Spanned<RawCopySide>>,
+    copy_target: Option<Spanned<RawCopySide>>,
+}
+
+/// The copy command's options for one side.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCopySide {
+    /// The switch for this side's plain-HTTP registry (`--from-plain-http`).
+    insecure: Option<Vec<String>>,
+    /// This side's credentials as flags, with `{user}` and `{password}`.
+    credentials: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +237,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Tool, ConfigError> {
             return Err(err(0..0, "missing field `digest` (a pattern over the tool's output naming the pushed digest), or `resolve_tag` (a tag to resolve after the push)".into()))
         }
     };
+    let copy = copy_command(raw.copy, raw.copy_source, raw.copy_target, &err)?;
     if let Some(hook) = &raw.hook {
         let needs = hook.get_ref().needs();
         if needs != raw.payload {
@@ -268,7 +283,56 @@ pub fn parse(file: &Path, text: &str) -> Result<Tool, ConfigError> {
         digest,
         failures: raw.failures.into_iter().map(|f| (f.class, f.patterns)).collect(),
         hook: raw.hook.map(Spanned::into_inner),
+        copy,
     })
+}
+
+/// The copy command of a definition: its arguments hold `{source}` and `{target}` once each,
+/// and each side's credential flags `{user}` and `{password}`; side options need a `copy`.
+fn copy_command(
+    args: Option<Spanned<Vec<Spanned<String>>>>,
+    source: Option<Spanned<RawCopySide>>,
+    target: Option<Spanned<RawCopySide>>,
+    err: &impl Fn(Range<usize>, String) -> ConfigError,
+) -> Result<Option<CopyCommand>, ConfigError> {
+    let Some(args) = args else {
+        return match source.iter().chain(&target).next() {
+            Some(side) => Err(err(
+                side.span(),
+                "copy options need a `copy` command: copy = [\"copy\", \"{source}\", \"{target}\"]".into(),
+            )),
+            None => Ok(None),
+        };
+    };
+    for arg in args.get_ref() {
+        check_placeholders(arg.get_ref(), &["source", "target"])
+            .map_err(|valid| err(arg.span(), format!("{valid} in `copy`")))?;
+    }
+    for needed in ["source", "target"] {
+        let count = args.get_ref().iter().flat_map(|a| placeholders(a.get_ref())).filter(|p| *p == needed).count();
+        if count != 1 {
+            return Err(err(args.span(), format!("`copy` names `{{{needed}}}` once (found {count} times)")));
+        }
+    }
+    let side = |raw: Option<Spanned<RawCopySide>>| -> Result<CopySide, ConfigError> {
+        let Some(raw) = raw.map(Spanned::into_inner) else { return Ok(CopySide::default()) };
+        let credentials = match raw.credentials {
+            Some(flags) => {
+                for flag in &flags {
+                    check_placeholders(flag.get_ref(), &["user", "password"])
+                        .map_err(|valid| err(flag.span(), format!("{valid} in `credentials`")))?;
+                }
+                Some(flags.into_iter().map(Spanned::into_inner).collect())
+            }
+            None => None,
+        };
+        Ok(CopySide { insecure: raw.insecure, credentials })
+    };
+    Ok(Some(CopyCommand {
+        args: args.into_inner().into_iter().map(Spanned::into_inner).collect(),
+        source: side(source)?,
+        target: side(target)?,
+    }))
 }
 
 /// The release layout a definition's `release` describes: a `.tar.gz` asset holds the
@@ -393,7 +457,7 @@ mod tests {
     fn errors_are_located_and_list_choices() {
         let with = |line: &str| format!("{MINIMAL}{line}\n");
         let cases = [
-            ("pusher.toml", with("payload2 = \"file\""), "6:1: unknown field `payload2`, expected one of `module`, `package`, `version_var`, `version_args`, `release`, `payload`, `push`, `digest`, `resolve_tag`, `commands`, `flags`, `setup`, `env`, `insecure`, `failures`, `hook`"),
+            ("pusher.toml", with("payload2 = \"file\""), "6:1: unknown field `payload2`, expected one of `module`, `package`, `version_var`, `version_args`, `release`, `payload`, `push`, `digest`, `resolve_tag`, `commands`, `flags`, `setup`, `env`, `insecure`, `failures`, `hook`, `copy`, `copy_source`, `copy_target`"),
             ("pusher.toml", MINIMAL.replace("\"file\"", "\"helm-chart\""), "3:11: unknown variant `helm-chart`, expected one of `app`, `image-tarball`, `file`, `chart`, `pushed-image`"),
             ("pusher.toml", MINIMAL.replace("{payload}\"]", "{media_type}\", \"{tag}\"]"), "4:56: unknown placeholder `{tag}`; valid: {repository}, {registry}, {namespace}, {payload}, {media_type} in `push` with payload = \"file\""),
             ("pusher.toml", MINIMAL.replace("\"file\"", "\"chart\"").replace("{payload}\"]", "{image}\"]"), "4:40: unknown placeholder `{image}`; valid: {repository}, {registry}, {namespace}, {payload} in `push` with payload = \"chart\""),
@@ -411,6 +475,10 @@ mod tests {
             ("pusher.toml", with("hook = \"helm\""), "6:8: unknown variant `helm`, expected `ko`"),
             ("pusher.toml", with("failures = [{ class = \"nope\", patterns = [\"x\"] }]"), "6:23: unknown variant `nope`, expected one of `credentials`, `unauthorized`, `denied`, `name-unknown`, `tag-immutable`, `invalid-name`, `realm-refused`, `unsupported`, `storage-refused`, `tls`, `network`, `build`, `timeout`, `other`"),
             ("pusher.toml", MINIMAL.replace("module = \"example.com/pusher\"\n", ""), "1:1: missing field `module`"),
+            ("pusher.toml", with("copy = [\"cp\", \"{source}\", \"{dest}\"]"), "6:27: unknown placeholder `{dest}`; valid: {source}, {target} in `copy`"),
+            ("pusher.toml", with("copy = [\"cp\", \"{source}\"]"), "6:8: `copy` names `{target}` once (found 0 times)"),
+            ("pusher.toml", with("copy_source = { insecure = [\"--from-plain-http\"] }"), "6:15: copy options need a `copy` command: copy = [\"copy\", \"{source}\", \"{target}\"]"),
+            ("pusher.toml", with("copy = [\"cp\", \"{source}\", \"{target}\"]\ncopy_target = { credentials = [\"--to-user\", \"{username}\"] }"), "7:45: unknown placeholder `{username}`; valid: {user}, {password} in `credentials`"),
             ("Pusher.toml", MINIMAL.to_string(), "1:1: `Pusher` cannot name a tool (the file's name is the tool's and its binary's): use lower-case letters, digits, - and _, starting with a letter"),
         ];
         for (name, text, want) in cases {

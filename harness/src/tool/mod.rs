@@ -53,6 +53,55 @@ pub struct Tool {
     digest: DigestSource,
     failures: Vec<(FailClass, Vec<String>)>,
     hook: Option<hooks::Hook>,
+    /// How it copies an image from one registry to another; `None`: it does not.
+    copy: Option<CopyCommand>,
+}
+
+/// A tool's copy command (`copy`, `copy_source`, `copy_target` in its definition).
+#[derive(Debug, PartialEq)]
+pub struct CopyCommand {
+    /// The arguments after the program, with `{source}` and `{target}`.
+    args: Vec<String>,
+    source: CopySide,
+    target: CopySide,
+}
+
+/// The copy command's options for one side.
+#[derive(Debug, Default, PartialEq)]
+pub struct CopySide {
+    /// The switch for this side's plain-HTTP registry; `None`: the tool's `insecure` switch
+    /// for `copy`, given once for both sides.
+    insecure: Option<Vec<String>>,
+    /// This side's credentials as flags, with `{user}` and `{password}`; `None`: the tool
+    /// takes none for this side.
+    credentials: Option<Vec<String>>,
+}
+
+/// Which end of a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+}
+
+/// One end of a copy as a cell runs it.
+#[derive(Debug, Clone)]
+pub struct CopyEnd {
+    /// `host/path:tag`.
+    pub reference: String,
+    /// The registry speaks plain HTTP and the user passes the tool's switch for it.
+    pub insecure: bool,
+    /// `(user, password)` when the user passes this side's credentials as flags.
+    pub credentials: Option<(String, String)>,
 }
 
 impl Tool {
@@ -112,10 +161,16 @@ impl Tool {
     /// tool about (`insecure`), its `insecure.setup`.
     pub fn setup_commands(&self, push: &PushContext, insecure: bool) -> Vec<Vec<String>> {
         let values = push.values(self.payload);
-        let insecure_setup = if insecure { self.insecure_setup.as_slice() } else { &[] };
-        self.setup
+        let setup = self.setup.iter().map(|command| command.iter().map(|arg| definition::fill(arg, &values)).collect());
+        setup.chain(if insecure { self.insecure_setup(push) } else { Vec::new() }).collect()
+    }
+
+    /// The definition's `insecure.setup` for `push`'s registry: what tells the tool that
+    /// registry is plain HTTP (a copy's plain-HTTP source gets it too).
+    pub fn insecure_setup(&self, push: &PushContext) -> Vec<Vec<String>> {
+        let values = push.values(self.payload);
+        self.insecure_setup
             .iter()
-            .chain(insecure_setup)
             .map(|command| command.iter().map(|arg| definition::fill(arg, &values)).collect())
             .collect()
     }
@@ -173,6 +228,57 @@ impl Tool {
         };
         let pattern = definition::digest_regex(digest, repository);
         output.lines().rev().find_map(|l| Some(pattern.captures(l.trim())?.get(1)?.as_str().to_string()))
+    }
+
+    /// Whether the definition has a copy command.
+    pub fn copies(&self) -> bool {
+        self.copy.is_some()
+    }
+
+    /// Why the tool cannot run a copy whose sides are `source` and `target`, as a skip reason:
+    /// it has no copy command, or takes no credential flags for a side that gives them so.
+    pub fn cannot_copy(&self, source: &CopyEnd, target: &CopyEnd) -> Option<String> {
+        let Some(copy) = &self.copy else {
+            return Some(format!("{} copies nothing: tools/{}.toml has no `copy` command", self.name(), self.name()));
+        };
+        [(Side::Source, source, &copy.source), (Side::Target, target, &copy.target)]
+            .into_iter()
+            .find(|(_, end, side)| end.credentials.is_some() && side.credentials.is_none())
+            .map(|(side, _, _)| {
+                format!(
+                    "the scenario gives the {0}'s credentials as flags, and {1} takes none for its {0} (no `copy_{0}.credentials` in tools/{1}.toml)",
+                    side.as_str(),
+                    self.name()
+                )
+            })
+    }
+
+    /// The copy command's arguments (after the program) from `source` to `target`: the
+    /// definition's, then each side's plain-HTTP switch and credential flags. `None` where
+    /// [`Tool::cannot_copy`] says why.
+    pub fn copy_args(&self, source: &CopyEnd, target: &CopyEnd) -> Option<Vec<String>> {
+        if self.cannot_copy(source, target).is_some() {
+            return None;
+        }
+        let copy = self.copy.as_ref()?;
+        let values = [("source", source.reference.as_str()), ("target", target.reference.as_str())];
+        let mut args: Vec<String> = copy.args.iter().map(|a| definition::fill(a, &values)).collect();
+        let sides = [(source, &copy.source), (target, &copy.target)];
+        // A tool without a switch per side takes its one switch once, for either side.
+        let shared = sides.iter().any(|(end, side)| end.insecure && side.insecure.is_none());
+        if shared {
+            args.extend(self.insecure_switch("copy").iter().cloned());
+        }
+        for (end, side) in sides {
+            if let (true, Some(switch)) = (end.insecure, &side.insecure) {
+                args.extend(switch.iter().cloned());
+            }
+            if let (Some((user, password)), Some(flags)) = (&end.credentials, &side.credentials) {
+                let values = [("user", user.as_str()), ("password", password.as_str())];
+                args.extend(flags.iter().map(|f| definition::fill(f, &values)));
+            }
+        }
+        Some(args)
     }
 
     /// Classes the tool's own wording decides before the registry patterns every tool shares
@@ -379,6 +485,55 @@ mod tests {
         assert!(ko.insecure_switch("login").is_empty());
         assert_eq!(oras.insecure_switch("login"), ["--plain-http"]);
         assert!(oras.insecure_switch("logout").is_empty());
+    }
+
+    #[test]
+    fn copies_in_the_tools_words_with_switches_and_flags_per_side() {
+        let (ko, crane, oras) = (shorthand(), by_name("crane").unwrap(), by_name("oras").unwrap());
+        let end = |reference: &str, insecure, credentials: Option<(&str, &str)>| CopyEnd {
+            reference: reference.into(),
+            insecure,
+            credentials: credentials.map(|(u, p)| (u.into(), p.into())),
+        };
+        let (plain, secure) = (end("a.test/src:latest", true, None), end("b.test/dst:latest", false, None));
+        assert!(!ko.copies());
+        assert_eq!(ko.copy_args(&plain, &secure), None);
+        assert!(ko.cannot_copy(&plain, &secure).unwrap().contains("no `copy` command"));
+        assert_eq!(
+            crane.copy_args(&plain, &secure).unwrap(),
+            ["copy", "a.test/src:latest", "b.test/dst:latest", "--insecure"],
+            "crane's one switch covers both sides"
+        );
+        assert_eq!(
+            oras.copy_args(&plain, &secure).unwrap(),
+            ["cp", "a.test/src:latest", "b.test/dst:latest", "--from-plain-http"]
+        );
+        let flags = (
+            end("a.test/src:latest", false, Some(("reader", "r-secret"))),
+            end("b.test/dst:latest", true, Some(("writer", "w-secret"))),
+        );
+        assert_eq!(
+            oras.copy_args(&flags.0, &flags.1).unwrap(),
+            [
+                "cp",
+                "a.test/src:latest",
+                "b.test/dst:latest",
+                "--from-username",
+                "reader",
+                "--from-password",
+                "r-secret",
+                "--to-plain-http",
+                "--to-username",
+                "writer",
+                "--to-password",
+                "w-secret"
+            ]
+        );
+        assert_eq!(crane.copy_args(&flags.0, &secure), None);
+        assert_eq!(
+            crane.cannot_copy(&flags.0, &secure).unwrap(),
+            "the scenario gives the source's credentials as flags, and crane takes none for its source (no `copy_source.credentials` in tools/crane.toml)"
+        );
     }
 
     fn payload() -> Payload {

@@ -42,7 +42,8 @@ pub async fn plan(config: Option<&Path>, args: PlanArgs) -> anyhow::Result<u8> {
         );
     }
     let plans = tools::plan(Some(&matrix), &args.tools, &args.versions, &SourceArgs::default())?;
-    let (_, tool_scenarios) = run::select_scenarios(&matrix, &plans.iter().map(|p| p.tool).collect::<Vec<_>>())?;
+    let tool_scenarios =
+        run::select_scenarios(&matrix, &plans.iter().map(|p| p.tool).collect::<Vec<_>>())?.tool_scenarios;
     let mut cells = Vec::new();
     for plan in &plans {
         let versions = tools::resolve(plan).await?.versions;

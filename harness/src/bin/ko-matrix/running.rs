@@ -126,7 +126,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
     let go = fetchers[0].go();
     // The scenarios first: a selection no tool runs is the user's to fix, before anything starts.
     let tools: Vec<_> = plans.iter().map(|p| p.tool).collect();
-    let (scenarios, tool_scenarios) = run::select_scenarios(&matrix, &tools)?;
+    let run::SelectedScenarios { scenarios, tool_scenarios, notes } = run::select_scenarios(&matrix, &tools)?;
     // Until cells run there is nothing to keep: a signal just stops.
     let resolved = async {
         let mut versions = Vec::new();
@@ -151,6 +151,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs, signals: Signals) -> anyh
         versions: versions.iter().flat_map(|(f, vs)| vs.iter().map(|v| (f.tool(), v.clone()))).collect(),
         scenarios,
         tool_scenarios,
+        notes,
     };
     let options = RunnerOptions {
         scenarios: plan.scenarios.clone(),

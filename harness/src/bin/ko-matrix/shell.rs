@@ -133,7 +133,8 @@ pub async fn shell(config: Option<&Path>, args: ShellArgs) -> anyhow::Result<u8>
             eprintln!("{}", format!("            {line}").trim_end());
         }
     }
-    eprintln!("push      {}", cell.push_command().iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+    let command = cell.push_command().iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+    eprintln!("{:<10}{command}", scenario.verb().as_str());
     eprintln!("          in {}, with {name} {} first on PATH", cell.work_dir().display(), binary.version);
     eprintln!(
         "record    {} (${GATEWAY_RECORD_ENV}: each request through the gateway, as it happens)",
@@ -175,7 +176,7 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8>
         Some(name) => vec![scenario_named(&matrix, name)?],
         None => ko_matrix::scenario::discover(&run::scenarios_dir(&matrix))?
             .into_iter()
-            .filter(|s| s.target.registry != Flavour::Ecr && !s.target.registry.is_vendor())
+            .filter(|s| s.registries().all(|r| r != Flavour::Ecr && !r.is_vendor()))
             .collect(),
     };
     // Only the Go provisioner, for a registry binary or Amazon's helper when none is installed.
