@@ -1065,14 +1065,10 @@ impl Cell {
         }
         let name = tool.tool.name();
         let flavour = scenario.target.registry;
-        let (digest, manifest) = match &self.resolve_tag {
-            None => {
-                let digest = tool.tool.pushed_digest(output, &self.push_repository).ok_or_else(|| {
-                    NotFetched::Missing(format!("{name} named no pushed digest for {}", self.push_repository))
-                })?;
-                env.world.fetch_manifest(flavour, &self.repository, &digest).await?
-            }
-            Some(tag) => {
+        let printed = tool.tool.pushed_digest(output, &self.push_repository);
+        let (digest, manifest) = match (printed, &self.resolve_tag) {
+            (Some(digest), _) => env.world.fetch_manifest(flavour, &self.repository, &digest).await?,
+            (None, Some(tag)) => {
                 if !pushed_tag(&self.session.records(), tag) {
                     return Err(NotFetched::Missing(format!(
                         "{name} exited 0, but the gateway saw no PUT of {}:{tag} in this cell",
@@ -1080,6 +1076,9 @@ impl Cell {
                     )));
                 }
                 env.world.fetch_manifest(flavour, &self.repository, tag).await?
+            }
+            (None, None) => {
+                return Err(NotFetched::Missing(format!("{name} named no pushed digest for {}", self.push_repository)))
             }
         };
         let blob = |digest: String| async move { env.world.fetch_blob(flavour, &self.repository, &digest).await };

@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+/// Getting one program (a tool version, a service's program). A build from the module proxy
+/// goes `DownloadingModules` → (`AwaitingTurn` when another build holds the turn) → `Building`
+/// → `Verifying` → `Installed`; a release download `Downloading` (repeatedly, as bytes come) →
+/// `Verifying` → `Installed`.
 #[derive(Debug, Clone)]
 pub enum ProvisionEvent {
     /// A version query (`latest`, a commit) resolved to a module version.
@@ -31,6 +35,18 @@ pub enum ProvisionEvent {
         received: u64,
         total: Option<u64>,
     },
+    /// A build fetching what it needs (its modules and Go toolchain) before it compiles.
+    DownloadingModules {
+        tool: String,
+        version: String,
+        toolchain: String,
+    },
+    /// Downloaded; another build has the turn (builds take turns, see `provision::build_jobs`).
+    AwaitingTurn {
+        tool: String,
+        version: String,
+    },
+    /// Compiling.
     Building {
         tool: String,
         version: String,

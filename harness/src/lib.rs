@@ -40,5 +40,6 @@ pub mod run;
 pub mod scenario;
 pub mod schedule;
 pub mod services;
+pub mod timings;
 pub mod tool;
 pub mod world;

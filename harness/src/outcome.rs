@@ -163,7 +163,7 @@ const PATTERNS: [(FailClass, &[&str]); 10] = [
     // go-containerregistry's and oras's checks of a `WWW-Authenticate` realm, before they
     // follow it (docs/registry-topologies.md): ggcr's pkg/v1/remote/transport/bearer.go
     // (v0.21.4 on; its token-server redirect check from v0.21.6), oras-go's
-    // registry/remote/auth/client.go validateRealm (v2.6.2 on, in oras v1.3.3).
+    // registry/remote/auth/client.go validateRealm (v2.6.2 on, in oras v1.3.3; reworded by v1.3.5).
     (
         FailClass::RealmRefused,
         &[
@@ -171,7 +171,9 @@ const PATTERNS: [(FailClass, &[&str]); 10] = [
             "refusing token-server redirect",
             "uses http but registry was contacted over https",
             "uses unsupported scheme",
-            "is a loopback, link-local, private, or unspecified address",
+            // v2.6.2: "… is a loopback, link-local, private, or unspecified address"; later
+            // (oras v1.3.5): "…, unspecified, or carrier-grade NAT address".
+            "is a loopback, link-local, private,",
         ],
     ),
     // The scheme mismatches in Go's words: its TLS client at a plain-HTTP server, and its TLS
@@ -477,8 +479,9 @@ mod tests {
         // The first 401 carried the realm the client then refused to follow.
         let challenge = record("harbor.ko-matrix.test", 401, None);
         let lines = [
-            // oras v1.3.3–v1.3.5 (oras-go v2.6.2 registry/remote/auth/client.go validateRealm)
+            // oras v1.3.3–v1.3.5 (oras-go registry/remote/auth/client.go validateRealm, two wordings)
             "Error: failed to init auth: bearer realm host \"10.89.1.2\" is a loopback, link-local, private, or unspecified address",
+            "Error: HEAD \"https://r/v2/a/manifests/latest\": bearer realm host \"10.90.3.230\" is a loopback, link-local, private, unspecified, or carrier-grade NAT address",
             "Error: bearer realm \"ftp://10.89.1.2/service/token\" uses unsupported scheme \"ftp\"",
             "Error: bearer realm \"http://gitlab.ko-matrix.test/jwt/auth\" uses http but registry was contacted over https",
             // go-containerregistry v0.21.4 on (pkg/v1/remote/transport/bearer.go)

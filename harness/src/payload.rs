@@ -215,14 +215,7 @@ mod tests {
     fn the_image_tarball_is_docker_save_format() {
         let bytes = image_tarball();
         assert_eq!(bytes, image_tarball(), "deterministic");
-        let mut archive = tar::Archive::new(bytes.as_slice());
-        let mut files = std::collections::BTreeMap::new();
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let mut content = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
-            files.insert(entry.path().unwrap().display().to_string(), content);
-        }
+        let files = entries(bytes.as_slice());
         let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
         let config_name = manifest[0]["Config"].as_str().unwrap();
         let config: serde_json::Value = serde_json::from_slice(&files[config_name]).unwrap();
@@ -230,13 +223,14 @@ mod tests {
         assert_eq!(format!("sha256:{}", config_name.trim_end_matches(".json")), digest(&files[config_name]));
     }
 
-    fn entries(gz: &[u8]) -> std::collections::BTreeMap<String, String> {
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    /// A tar's files by path.
+    fn entries(tar: impl std::io::Read) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let mut archive = tar::Archive::new(tar);
         let mut files = std::collections::BTreeMap::new();
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
-            let mut content = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut content).unwrap();
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
             files.insert(entry.path().unwrap().display().to_string(), content);
         }
         files
@@ -247,13 +241,14 @@ mod tests {
         let chart = Chart::named("v3.13.3");
         assert_eq!(chart.bytes, Chart::named("v3.13.3").bytes, "deterministic");
         assert_eq!(chart.file_name(), "v3.13.3-0.1.0.tgz");
-        let files = entries(&chart.bytes);
+        let files = entries(flate2::read::GzDecoder::new(chart.bytes.as_slice()));
         assert_eq!(
             files.keys().collect::<Vec<_>>(),
             ["v3.13.3/Chart.yaml", "v3.13.3/templates/configmap.yaml", "v3.13.3/values.yaml"]
         );
-        assert!(files["v3.13.3/Chart.yaml"].contains("name: \"v3.13.3\"\n"), "quoted: a YAML string whatever the name");
-        assert!(files["v3.13.3/Chart.yaml"].contains("version: 0.1.0\n"));
+        let chart_yaml = String::from_utf8_lossy(&files["v3.13.3/Chart.yaml"]);
+        assert!(chart_yaml.contains("name: \"v3.13.3\"\n"), "quoted: a YAML string whatever the name");
+        assert!(chart_yaml.contains("version: 0.1.0\n"));
     }
 
     fn block_on<F: Future>(future: F) -> F::Output {

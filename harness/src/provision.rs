@@ -416,14 +416,109 @@ pub fn build_jobs() -> usize {
 /// Sets [`build_jobs`].
 pub const BUILD_JOBS_ENV: &str = "KO_MATRIX_BUILD_JOBS";
 
-/// Waits for a turn to build (see [`build_jobs`]); the turn ends when the guard drops.
-async fn build_turn() -> tokio::sync::SemaphorePermit<'static> {
-    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    TURNS
-        .get_or_init(|| tokio::sync::Semaphore::new(build_jobs()))
-        .acquire()
-        .await
-        .expect("the build semaphore is never closed")
+/// Build turns, [`build_jobs`] at a time, first come first served, except that builds of the
+/// world's programs (a registry, a credential helper) go before tool versions waiting with
+/// them: no cell can start before the world's programs are there, while each tool version's
+/// cells start as soon as that version is.
+struct Turns {
+    queue: std::sync::Mutex<TurnQueue>,
+    freed: tokio::sync::Notify,
+    /// How many builds hold a turn (are compiling) now.
+    compiling: tokio::sync::watch::Sender<usize>,
+}
+
+struct TurnQueue {
+    free: usize,
+    next: u64,
+    /// (`false` for the world's programs, so they sort first; arrival).
+    waiting: std::collections::BTreeSet<(bool, u64)>,
+}
+
+/// A build's turn; it ends when this drops.
+struct Turn(&'static Turns);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.queue.lock().expect("turns lock").free += 1;
+        self.0.compiling.send_modify(|n| *n -= 1);
+        self.0.freed.notify_waiters();
+    }
+}
+
+/// A place in the queue, given up if the build stops waiting (its run was stopped).
+struct Waiting(&'static Turns, Option<(bool, u64)>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(place) = self.1.take() {
+            self.0.queue.lock().expect("turns lock").waiting.remove(&place);
+            self.0.freed.notify_waiters();
+        }
+    }
+}
+
+impl Turns {
+    fn new(jobs: usize) -> Turns {
+        Turns {
+            queue: std::sync::Mutex::new(TurnQueue { free: jobs, next: 0, waiting: Default::default() }),
+            freed: tokio::sync::Notify::new(),
+            compiling: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// A turn taken (its place in the queue already given up).
+    fn turn(&'static self, queue: &mut TurnQueue) -> Turn {
+        queue.free -= 1;
+        self.compiling.send_modify(|n| *n += 1);
+        Turn(self)
+    }
+
+    /// Waits for a turn; `waits` is called first when another build has it.
+    async fn take(&'static self, world_program: bool, waits: impl FnOnce()) -> Turn {
+        let place = {
+            let mut queue = self.queue.lock().expect("turns lock");
+            if queue.free > 0 && queue.waiting.is_empty() {
+                return self.turn(&mut queue);
+            }
+            queue.next += 1;
+            let place = (!world_program, queue.next);
+            queue.waiting.insert(place);
+            place
+        };
+        waits();
+        let mut waiting = Waiting(self, Some(place));
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut queue = self.queue.lock().expect("turns lock");
+                if queue.free > 0 && queue.waiting.first() == Some(&place) {
+                    queue.waiting.remove(&place);
+                    waiting.1 = None;
+                    return self.turn(&mut queue);
+                }
+            }
+            freed.await;
+        }
+    }
+}
+
+/// This process's build turns.
+fn turns() -> &'static Turns {
+    static TURNS: std::sync::OnceLock<Turns> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| Turns::new(build_jobs()))
+}
+
+/// Waits for a turn to build (see [`Turns`]); the turn ends when the guard drops.
+async fn build_turn(world_program: bool, waits: impl FnOnce()) -> Turn {
+    turns().take(world_program, waits).await
+}
+
+/// How many of this process's builds are compiling (hold a turn), now and as it changes: a
+/// run gives them room (see `run::Scheduling::compiling`).
+pub fn builds_compiling() -> tokio::sync::watch::Receiver<usize> {
+    turns().compiling.subscribe()
 }
 
 /// The newest patch release of the oldest Go minor release at or above `need`: what a
@@ -608,6 +703,8 @@ pub struct GoProvisioner {
     observer: Arc<dyn ProvisionObserver>,
     go: OnceCell<Go>,
     toolchains: OnceCell<Vec<GoVersion>>,
+    /// It builds the world's programs, whose builds take their turns first (see [`Turns`]).
+    world_programs: bool,
 }
 
 /// How long a cache lock may be held by another process before we give up: a cold build.
@@ -620,7 +717,20 @@ impl GoProvisioner {
         build_timeout: Duration,
         observer: Arc<dyn ProvisionObserver>,
     ) -> GoProvisioner {
-        GoProvisioner { cache, policy, build_timeout, observer, go: OnceCell::new(), toolchains: OnceCell::new() }
+        GoProvisioner {
+            cache,
+            policy,
+            build_timeout,
+            observer,
+            go: OnceCell::new(),
+            toolchains: OnceCell::new(),
+            world_programs: false,
+        }
+    }
+
+    /// This provisioner, for the world's programs: its builds go first when builds wait.
+    pub(crate) fn for_world_programs(self) -> GoProvisioner {
+        GoProvisioner { world_programs: true, ..self }
     }
 
     pub(crate) fn cache(&self) -> &Cache {
@@ -684,7 +794,11 @@ impl GoProvisioner {
         let started = Instant::now();
         let downloaded = self.download(tool, &module).await;
         let downloading = started.elapsed();
-        let turn = build_turn().await;
+        let turn = build_turn(self.world_programs, || {
+            self.observer
+                .on_event(ProvisionEvent::AwaitingTurn { tool: tool.name.into(), version: module.version.clone() })
+        })
+        .await;
         let started = Instant::now();
         let result = async {
             let (toolchain, sumdb_gaps) = downloaded?;
@@ -712,6 +826,11 @@ impl GoProvisioner {
     async fn download(&self, tool: &GoTool, module: &ModuleVersion) -> Result<(String, Vec<String>), ProvisionError> {
         let go = self.go(tool.name).await?;
         let toolchain = go.pick_toolchain(module, &self.policy, &self.toolchains).await?;
+        self.observer.on_event(ProvisionEvent::DownloadingModules {
+            tool: tool.name.into(),
+            version: module.version.clone(),
+            toolchain: go.describe_toolchain(&toolchain),
+        });
         let mut sumdb_gaps = module.sumdb_gaps.clone();
         go.download(tool, &module.version, &toolchain, self.build_timeout, &mut sumdb_gaps).await;
         Ok((toolchain, sumdb_gaps))
@@ -827,7 +946,7 @@ impl GoProvisioner {
             version: format!("{} + {} upgrade(s)", module.version, extra.len()),
             toolchain: go.describe_toolchain(&toolchain),
         });
-        let turn = build_turn().await;
+        let turn = build_turn(self.world_programs, || {}).await;
         let out = run_go_checked(&go.path, &build, &env, Some(wrapper.path()), self.build_timeout, &mut gaps).await?;
         drop(turn);
         if !out.status.success() {
@@ -864,6 +983,41 @@ impl GoProvisioner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn builds_take_turns_the_world_programs_first_then_in_order_of_arrival() {
+        let turns: &'static Turns = Box::leak(Box::new(Turns::new(1)));
+        let held = turns.take(false, || panic!("the first build does not wait")).await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut builds = Vec::new();
+        for (name, world_program) in [("ko", false), ("crane", false), ("registry", true)] {
+            let (queued, is_queued) = tokio::sync::oneshot::channel();
+            let order = order.clone();
+            builds.push(tokio::spawn(async move {
+                let turn = turns.take(world_program, move || queued.send(()).unwrap()).await;
+                order.lock().unwrap().push(name);
+                drop(turn);
+            }));
+            is_queued.await.unwrap();
+        }
+        // A build that stops waiting (its run was stopped) gives up its place.
+        let (queued, is_queued) = tokio::sync::oneshot::channel();
+        let stopped = tokio::spawn(turns.take(true, move || queued.send(()).unwrap()));
+        is_queued.await.unwrap();
+        stopped.abort();
+        let _ = stopped.await;
+        drop(held);
+        for build in builds {
+            tokio::time::timeout(Duration::from_secs(10), build).await.expect("every build gets its turn").unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["registry", "ko", "crane"]);
+        assert_eq!(turns.queue.lock().unwrap().free, 1, "every turn came back");
+        assert_eq!(*turns.compiling.borrow(), 0);
+        let turn = turns.take(false, || {}).await;
+        assert_eq!(*turns.compiling.borrow(), 1, "a build holding its turn is compiling");
+        drop(turn);
+        assert_eq!(*turns.compiling.borrow(), 0);
+    }
 
     #[test]
     fn go_install_names_binaries_after_the_package() {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use std::future::Future;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
 
 use crate::cell::{self, CellEnv};
 use crate::config::{Matrix, ServicesConfig};
@@ -19,20 +20,24 @@ use crate::report::{MatrixReport, ReportError, Snapshots};
 use crate::result::{cell_id, CellResult, Verb};
 use crate::scenario::{self, Scenario};
 use crate::schedule::{Durations, ShardPlan};
-use crate::tool::fetch::fetch_all;
+use crate::timings::{CellTimings, Clock, Timings};
 use crate::tool::versions::VersionError;
-use crate::tool::{FetchError, Tool, ToolBinary, ToolFetcher};
+use crate::tool::{FetchError, Tool, ToolBinary};
 use crate::world::{World, WorldError};
 
-#[derive(Debug, Clone)]
+/// What a run's cells are doing (the run's own events; a version's fetching tells its own,
+/// [`crate::events::ProvisionEvent`]). A contained run sends these to the run that started it
+/// (one JSON object a line), which shows them, so they serialise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RunEvent {
-    /// The run is about to start `cells` cells.
+    /// The run expects to run `cells` cells (sent again when a version's arrival changes the count).
     Planned {
         cells: usize,
     },
-    /// Services are up; `notes` are choices an `auto` setting made.
+    /// Services are up; `notes` are choices an `auto` setting made, and what the selection
+    /// left out.
     WorldReady {
-        runtime: &'static str,
+        runtime: String,
         took: Duration,
         notes: Vec<String>,
     },
@@ -67,6 +72,11 @@ pub enum RunError {
     BuiltinApp(crate::builtin::InitError),
     #[error("the ko-matrix executable {0} (the cells' credential helper) is missing")]
     NoHelper(PathBuf),
+    /// What started this run stopped giving it versions (a build failed there, and says so).
+    #[error("the run was abandoned: {0}")]
+    Abandoned(String),
+    #[error("{0} arrived, a version this run did not plan")]
+    Unplanned(String),
 }
 
 impl RunError {
@@ -122,10 +132,12 @@ impl Shard {
     }
 }
 
-/// The cells a matrix selects: each tool's binaries (fetched) and scenarios.
-pub struct Selection {
-    /// Every tool's binaries, tools in the matrix's order.
-    pub versions: Vec<ToolBinary>,
+/// What a run sets out to do: its tool versions, in the report's order, and its scenarios.
+/// The versions' binaries arrive while it runs (see [`run`]).
+pub struct RunPlan {
+    /// Each tool version as its selectors resolved it (`v0.15.2`, or a branch such as `main`,
+    /// whose exact version its binary tells), tools in the matrix's order.
+    pub versions: Vec<(&'static Tool, String)>,
     /// Every scenario any tool runs.
     pub scenarios: Vec<Scenario>,
     /// Tool name → the names of its scenarios.
@@ -148,16 +160,24 @@ pub struct SelectedScenarios {
 /// Per tool (by name), the names of the scenarios it runs.
 pub type ToolScenarios = Vec<(&'static str, Vec<String>)>;
 
-impl Selection {
-    /// Every cell: per tool, per scenario, per version.
-    pub fn cells(&self) -> Vec<(&ToolBinary, &Scenario)> {
-        let mut cells = Vec::new();
-        for (tool, names) in &self.tool_scenarios {
-            for scenario in self.scenarios.iter().filter(|s| names.contains(&s.name)) {
-                cells.extend(self.versions.iter().filter(|b| b.tool.name() == *tool).map(|b| (b, scenario)));
-            }
-        }
-        cells
+impl RunPlan {
+    /// Which of [`RunPlan::versions`] `binary` is.
+    fn position(&self, binary: &ToolBinary) -> Option<usize> {
+        self.versions.iter().position(|(tool, version)| {
+            tool.name() == binary.tool.name() && crate::tool::fetch::normalize(version) == binary.requested
+        })
+    }
+
+    /// The cells of `tool` at `version` (in `shard`, when given): each with its scenario's
+    /// place in [`RunPlan::scenarios`].
+    fn cells_of(&self, tool: &Tool, version: &str, shard: Option<&Shard>) -> Vec<(usize, &Scenario)> {
+        let names = self.tool_scenarios.iter().find(|(t, _)| *t == tool.name()).map(|(_, names)| names);
+        self.scenarios
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| names.is_some_and(|names| names.contains(&s.name)))
+            .filter(|(_, s)| shard.is_none_or(|shard| shard.contains(&cell_id(tool.name(), version, &s.name))))
+            .collect()
     }
 }
 
@@ -230,17 +250,6 @@ pub fn select_scenarios(matrix: &Matrix, tools: &[&'static Tool]) -> Result<Sele
     let scenarios =
         known.into_iter().filter(|s| tool_scenarios.iter().any(|(_, names)| names.contains(&s.name))).collect();
     Ok(SelectedScenarios { scenarios, tool_scenarios, notes })
-}
-
-/// Fetches each tool's resolved versions (all at once, see [`fetch_all`]) and selects its
-/// scenarios. `versions` holds a fetcher per tool that runs, with its resolved versions.
-pub async fn select(matrix: &Matrix, versions: &[(&ToolFetcher, Vec<String>)]) -> Result<Selection, RunError> {
-    let tools: Vec<&'static Tool> = versions.iter().map(|(fetcher, _)| fetcher.tool()).collect();
-    let SelectedScenarios { scenarios, tool_scenarios, notes } = select_scenarios(matrix, &tools)?;
-    let requests: Vec<(&ToolFetcher, String)> =
-        versions.iter().flat_map(|(fetcher, vs)| vs.iter().map(|v| (*fetcher, v.clone()))).collect();
-    let binaries = fetch_all(&requests).await?;
-    Ok(Selection { versions: binaries, scenarios, tool_scenarios, notes })
 }
 
 /// How to set up the services and cells of a run.
@@ -376,20 +385,135 @@ pub(crate) fn settle(mut first: CellResult, retry: CellResult) -> CellResult {
     first
 }
 
-/// Runs every cell of `selection` (of `shard`, when given), `jobs` at a time. When `stop`
-/// completes (a signal), cells still running are stopped and the report holds the finished
-/// ones, marked `interrupted`.
+/// How a run schedules its cells.
+pub struct Scheduling<'a> {
+    /// Only this slice of the cells.
+    pub shard: Option<&'a Shard>,
+    /// Cells at once.
+    pub jobs: usize,
+    /// The run's clock, started when the run was (by whatever started it).
+    pub clock: Clock,
+    /// How many tool builds are compiling, as it changes ([`crate::provision::builds_compiling`],
+    /// or as the run outside the namespace tells it); `None`: not watched. While one compiles,
+    /// cells run [`jobs_beside_builds`] at a time.
+    pub compiling: Option<tokio::sync::watch::Receiver<usize>>,
+}
+
+/// Cells at once while a build compiles: half of `jobs`, at least one. A Go build keeps every
+/// core busy, and it holds back the cells of its version and of those after it, so a cell that
+/// slows it costs more than it gives: measured on 2 cores (a cold ko v0.15.2 build, 2m14s
+/// alone), ko cells beside it at 2 at a time made it take 4m27s and did 26 cells a minute, at 1
+/// at a time 2m58s and 20 a minute (README, Cold and warm runs).
+pub fn jobs_beside_builds(jobs: usize) -> usize {
+    (jobs / 2).max(1)
+}
+
+/// Waits until `compiling` changes; never when it is not watched, and once its sender is gone
+/// it is no longer watched.
+async fn compiling_changed(compiling: &mut Option<tokio::sync::watch::Receiver<usize>>) {
+    let Some(receiver) = compiling else { return std::future::pending().await };
+    if receiver.changed().await.is_err() {
+        *compiling = None;
+    }
+}
+
+/// A cell waiting for a free job, with its place in the order cells start.
+struct Queued<'p> {
+    /// Longest last time first (never timed: first of all), then the report's order.
+    order: (std::cmp::Reverse<u64>, usize, usize, usize),
+    binary: Arc<ToolBinary>,
+    scenario: &'p Scenario,
+}
+
+/// The cells whose versions arrived and that wait for a free job, longest first.
+struct CellQueue<'p> {
+    plan: &'p RunPlan,
+    shard: Option<&'p Shard>,
+    /// Per version of the plan, its cells: counted by the version asked for until it arrives
+    /// (a branch's exact version may fall into another shard).
+    expected: Vec<usize>,
+    binaries: Vec<Option<Arc<ToolBinary>>>,
+    queue: Vec<Queued<'p>>,
+}
+
+impl<'p> CellQueue<'p> {
+    fn planned(&self) -> usize {
+        self.expected.iter().sum()
+    }
+
+    /// Queues the cells of `binary`, in the order cells start: longest first by `durations`.
+    fn arrive(
+        &mut self,
+        binary: ToolBinary,
+        durations: &Durations,
+        observer: &dyn RunObserver,
+    ) -> Result<(), RunError> {
+        let plan = self.plan;
+        let index = plan.position(&binary).ok_or_else(|| RunError::Unplanned(binary.label()))?;
+        let binary = Arc::new(binary);
+        let tool = plan.tool_scenarios.iter().position(|(t, _)| *t == binary.tool.name()).unwrap_or(usize::MAX);
+        let cells = plan.cells_of(binary.tool, &binary.version, self.shard);
+        if cells.len() != self.expected[index] {
+            self.expected[index] = cells.len();
+            observer.on_run_event(RunEvent::Planned { cells: self.planned() });
+        }
+        for (scenario_index, scenario) in cells {
+            let rank = durations.rank(&cell_id(binary.tool.name(), &binary.version, &scenario.name));
+            let order = (rank, tool, scenario_index, index);
+            self.queue.push(Queued { order, binary: binary.clone(), scenario });
+        }
+        self.queue.sort_by_key(|q| q.order);
+        self.binaries[index] = Some(binary);
+        Ok(())
+    }
+}
+
+/// Runs the cells of `plan` (of a shard, when given), `jobs` at a time (fewer while a build
+/// compiles, see [`Scheduling::compiling`]), longest first, as its versions' binaries arrive:
+/// the cells of a version start once it and the services are there, while later versions are
+/// still being fetched or built. The services start with the first
+/// version; nothing starts before one. An error among the arrivals (a failed build) stops the
+/// cells running and is the run's error. When `stop` completes (a signal), cells still running
+/// are stopped and the report holds the finished ones, marked `interrupted`.
 pub async fn run(
-    selection: &Selection,
-    shard: Option<&Shard>,
+    plan: &RunPlan,
+    arrivals: impl Stream<Item = Result<ToolBinary, RunError>>,
+    scheduling: Scheduling<'_>,
     options: &RunnerOptions,
-    jobs: usize,
     provisioner: &GoProvisioner,
     observer: Arc<dyn RunObserver>,
     stop: impl Future<Output = ()>,
 ) -> Result<MatrixReport, RunError> {
+    let Scheduling { shard, jobs, clock, mut compiling } = scheduling;
     let stop = stop.shared();
     let started_at = crate::cache::now_rfc3339();
+    let mut durations = options.durations.as_deref().map(Durations::load).unwrap_or_default();
+    let expected: Vec<usize> =
+        plan.versions.iter().map(|(tool, version)| plan.cells_of(tool, version, shard).len()).collect();
+    observer.on_run_event(RunEvent::Planned { cells: expected.iter().sum() });
+    let arrivals = arrivals.fuse();
+    futures_util::pin_mut!(arrivals);
+    let mut cells = CellQueue { plan, shard, expected, binaries: vec![None; plan.versions.len()], queue: Vec::new() };
+    // Nothing starts (not even the services) before there is a version to run.
+    let first = tokio::select! {
+        biased;
+        () = stop.clone() => None,
+        first = arrivals.next() => Some(first),
+    };
+    let mut arrivals_done = match first {
+        Some(Some(Ok(binary))) => {
+            cells.arrive(binary, &durations, observer.as_ref())?;
+            false
+        }
+        Some(Some(Err(e))) => return Err(e),
+        // Stopped, or no version at all.
+        None | Some(None) => {
+            let mut report = new_report(plan, &[], shard, started_at, "not started", Vec::new());
+            report.interrupted = cells.planned() > 0;
+            return Ok(report);
+        }
+    };
+
     let logs_dir = options.out_dir.join("logs");
     if logs_dir.exists() {
         std::fs::remove_dir_all(&logs_dir).map_err(|source| RunError::Io {
@@ -398,71 +522,110 @@ pub async fn run(
             source,
         })?;
     }
-    let runner = tokio::select! {
-        runner = Runner::start(options, provisioner) => runner?,
-        () = stop.clone() => {
-            let mut report = new_report(selection, shard, started_at, "not started", Vec::new());
-            report.interrupted = true;
-            return Ok(report);
-        }
-    };
-    observer.on_run_event(RunEvent::WorldReady {
-        runtime: runner.world().runtime,
-        took: runner.world().started_in,
-        notes: runner.world().notes.iter().chain(&selection.notes).cloned().collect(),
-    });
-    let mut cells: Vec<(&ToolBinary, &Scenario)> = selection
-        .cells()
-        .into_iter()
-        .filter(|(b, s)| shard.is_none_or(|shard| shard.contains(&cell_id(b.tool.name(), &b.version, &s.name))))
-        .collect();
-    let mut durations = options.durations.as_deref().map(Durations::load).unwrap_or_default();
-    durations.order(&mut cells, |(b, s)| cell_id(b.tool.name(), &b.version, &s.name));
-    let planned = cells.len();
-    observer.on_run_event(RunEvent::Planned { cells: planned });
-    let mut results: Vec<CellResult> = futures_util::stream::iter(cells)
-        .map(|(tool, scenario)| {
-            let (runner, observer) = (&runner, observer.clone());
-            async move {
+    let mut timings = Timings::default();
+    let services_start = clock.now_ms();
+    let starting = Runner::start(options, provisioner).fuse();
+    futures_util::pin_mut!(starting);
+    let mut runner: Option<Arc<Runner>> = None;
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let mut results: Vec<CellResult> = Vec::new();
+    let mut cell_timings: Option<CellTimings> = None;
+    let mut first_start: Option<u64> = None;
+    loop {
+        if let Some(runner) = &runner {
+            let building = compiling.as_ref().is_some_and(|c| *c.borrow() > 0);
+            let jobs = if building { jobs_beside_builds(jobs) } else { jobs.max(1) };
+            while running.len() < jobs && !cells.queue.is_empty() {
+                let Queued { binary, scenario, .. } = cells.queue.remove(0);
                 observer.on_run_event(RunEvent::CellStarted {
-                    cell: cell_id(tool.tool.name(), &tool.version, &scenario.name),
+                    cell: cell_id(binary.tool.name(), &binary.version, &scenario.name),
                 });
-                let result = runner.run_cell(tool, scenario).await;
-                observer.on_run_event(RunEvent::CellFinished(Box::new(result.clone())));
-                result
+                first_start.get_or_insert_with(|| clock.now_ms());
+                let runner = runner.clone();
+                running.push(async move { runner.run_cell(&binary, scenario).await });
             }
-        })
-        .buffer_unordered(jobs.max(1))
-        .take_until(stop)
-        .collect()
-        .await;
+            if arrivals_done && cells.queue.is_empty() && running.is_empty() {
+                break;
+            }
+        }
+        tokio::select! {
+            biased;
+            () = stop.clone() => break,
+            started = &mut starting, if runner.is_none() => {
+                let started = started?;
+                timings.services = Some(clock.since(services_start));
+                observer.on_run_event(RunEvent::WorldReady {
+                    runtime: started.world().runtime.to_string(),
+                    took: started.world().started_in,
+                    notes: started.world().notes.iter().chain(&plan.notes).cloned().collect(),
+                });
+                runner = Some(Arc::new(started));
+            }
+            Some(result) = running.next(), if !running.is_empty() => {
+                let now = clock.now_ms();
+                let first_start = first_start.unwrap_or(now);
+                let timing = cell_timings.get_or_insert(CellTimings {
+                    count: 0,
+                    first_start_ms: first_start,
+                    first_result_ms: now,
+                    last_result_ms: now,
+                });
+                timing.count += 1;
+                timing.last_result_ms = now;
+                observer.on_run_event(RunEvent::CellFinished(Box::new(result.clone())));
+                results.push(result);
+            }
+            // A build began or ended: fewer or more cells at once.
+            () = compiling_changed(&mut compiling) => {}
+            next = arrivals.next(), if !arrivals_done => match next {
+                Some(Ok(binary)) => cells.arrive(binary, &durations, observer.as_ref())?,
+                // Dropping the running cells stops them.
+                Some(Err(e)) => return Err(e),
+                None => arrivals_done = true,
+            },
+        }
+    }
+    drop(running);
+    timings.cells = cell_timings;
+    let binaries = cells.binaries;
     let order = |r: &CellResult| {
-        let tool = selection.tool_scenarios.iter().position(|(t, _)| *t == r.tool);
-        let scenario = selection.scenarios.iter().position(|s| s.name == r.scenario);
-        let version = selection.versions.iter().position(|b| b.tool.name() == r.tool && b.version == r.version);
+        let tool = plan.tool_scenarios.iter().position(|(t, _)| *t == r.tool);
+        let scenario = plan.scenarios.iter().position(|s| s.name == r.scenario);
+        let version =
+            binaries.iter().position(|b| b.as_ref().is_some_and(|b| b.tool.name() == r.tool && b.version == r.version));
         (tool, scenario, version)
     };
     results.sort_by_key(order);
     // Only a hint for the next run's order: failing to keep it loses no result.
     let _ = durations.record(&results);
-    let mut report = new_report(selection, shard, started_at, runner.world().runtime, results);
-    report.leak_check = runner.world().leak_check.to_string();
+    let arrived: Vec<ToolBinary> = binaries.iter().flatten().map(|b| (**b).clone()).collect();
+    let runtime = runner.as_ref().map_or("not started", |r| r.world().runtime);
+    let planned: usize = cells.expected.iter().sum();
+    let mut report = new_report(plan, &arrived, shard, started_at, runtime, results);
+    if let Some(runner) = &runner {
+        report.leak_check = runner.world().leak_check.to_string();
+    }
     report.interrupted = report.cells.len() < planned;
+    let cleanup = clock.now_ms();
+    drop(runner);
+    timings.cleanup = Some(clock.since(cleanup));
+    report.timings = Some(timings);
     Ok(report)
 }
 
-/// The report of `selection`'s run, saying what it set out to run.
+/// The report of `plan`'s run, saying what it set out to run.
 fn new_report(
-    selection: &Selection,
+    plan: &RunPlan,
+    versions: &[ToolBinary],
     shard: Option<&Shard>,
     started: String,
     runtime: &str,
     cells: Vec<CellResult>,
 ) -> MatrixReport {
-    let names = selection.scenarios.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
-    let mut report = MatrixReport::new(started, runtime, &selection.versions, names.clone(), cells);
+    let names = plan.scenarios.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    let mut report = MatrixReport::new(started, runtime, versions, names.clone(), cells);
     report.tool_scenarios =
-        selection.tool_scenarios.iter().filter(|(_, s)| *s != names).map(|(t, s)| (t.to_string(), s.clone())).collect();
+        plan.tool_scenarios.iter().filter(|(_, s)| *s != names).map(|(t, s)| (t.to_string(), s.clone())).collect();
     report.shard = shard.map(|s| format!("{}/{}", s.index, s.count));
     report
 }

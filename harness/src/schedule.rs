@@ -41,9 +41,10 @@ impl Durations {
         self.by_cell.is_empty()
     }
 
-    /// Sorts `cells` longest-first, unknown ones first, keeping the given order among equals.
-    pub(crate) fn order<T>(&self, cells: &mut [T], id: impl Fn(&T) -> String) {
-        cells.sort_by_key(|cell| std::cmp::Reverse(self.by_cell.get(&id(cell)).copied().unwrap_or(u64::MAX)));
+    /// Where the cell `id` goes in the order cells start: longest first, those never timed
+    /// before all (sort by it, keeping a given order among equals).
+    pub(crate) fn rank(&self, id: &str) -> std::cmp::Reverse<u64> {
+        std::cmp::Reverse(self.by_cell.get(id).copied().unwrap_or(u64::MAX))
     }
 
     /// Remembers `results`' durations and writes the file (atomically, so a concurrent run
@@ -193,7 +194,7 @@ mod tests {
             "ko@v0.15.1::ecr/web-identity-wrong-audience",
             "ko@v0.19.1::registry/new",
         ];
-        reloaded.order(&mut cells, |c| c.to_string());
+        cells.sort_by_key(|c| reloaded.rank(c));
         assert_eq!(
             cells,
             [
@@ -211,7 +212,7 @@ mod tests {
         std::fs::write(dir.path().join("durations.json"), "{not json").unwrap();
         let durations = Durations::load(&dir.path().join("durations.json"));
         let mut cells = vec!["b", "a"];
-        durations.order(&mut cells, |c| c.to_string());
+        cells.sort_by_key(|c| durations.rank(c));
         assert_eq!(cells, ["b", "a"], "no knowledge, the given order");
     }
 

@@ -9,6 +9,7 @@ pub mod junit;
 pub mod markdown;
 pub mod publish;
 pub mod regressions;
+pub mod timings;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::outcome::Outcome;
 pub use crate::result::{cell_id, family, CellResult, Verb};
+use crate::timings::{Clock, Timings};
 use crate::tool::ToolBinary;
 
 /// A tool version as the run used it.
@@ -63,6 +65,10 @@ pub struct MatrixReport {
     /// The run was stopped (Ctrl-C, SIGTERM) before every cell ran; `cells` holds those that finished.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// Where the run's time went (see [`crate::timings`]); every run records it, merged shards
+    /// and files from before do not have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
 }
 
 fn not_recorded() -> String {
@@ -156,6 +162,7 @@ impl MatrixReport {
             shard: None,
             cells,
             interrupted: false,
+            timings: None,
         }
     }
 
@@ -284,10 +291,34 @@ impl MatrixReport {
     /// atomically (a temp file renamed into place). `baseline` (the committed snapshots)
     /// decides which JUnit testcases fail. Returns the matrix.json path.
     pub fn write_all(&self, dir: &Path, baseline: Option<&Snapshots>) -> Result<PathBuf, ReportError> {
-        let json = serde_json::to_string_pretty(self).expect("a report serialises");
+        self.write_rendered(dir, baseline)?;
+        self.write_json(dir)
+    }
+
+    /// [`MatrixReport::write_all`] for a run: the other reports first, then matrix.json with
+    /// the time they took as the `reports` phase of its timings, on the run's `clock`.
+    pub fn write_run(
+        &mut self,
+        dir: &Path,
+        baseline: Option<&Snapshots>,
+        clock: &Clock,
+    ) -> Result<PathBuf, ReportError> {
+        let start = clock.now_ms();
+        self.write_rendered(dir, baseline)?;
+        self.timings.get_or_insert_with(Timings::default).reports = Some(clock.since(start));
+        self.write_json(dir)
+    }
+
+    fn write_json(&self, dir: &Path) -> Result<PathBuf, ReportError> {
+        let path = dir.join("matrix.json");
+        write_atomic(&path, &serde_json::to_string_pretty(self).expect("a report serialises"))?;
+        Ok(path)
+    }
+
+    /// matrix.md, report.html and junit.xml.
+    fn write_rendered(&self, dir: &Path, baseline: Option<&Snapshots>) -> Result<(), ReportError> {
         let analysis = crate::report::regressions::analyse(self, baseline);
         let rendered = [
-            ("matrix.json", json),
             ("matrix.md", markdown::render(self, &analysis)),
             ("report.html", html::render(self, &analysis)),
             ("junit.xml", junit::render(self, &analysis, baseline)),
@@ -295,7 +326,7 @@ impl MatrixReport {
         for (name, text) in rendered {
             write_atomic(&dir.join(name), &text)?;
         }
-        Ok(dir.join("matrix.json"))
+        Ok(())
     }
 }
 
@@ -479,6 +510,8 @@ pub fn merge(parts: &[MatrixReport]) -> Result<MatrixReport, ReportError> {
         tool_scenarios: BTreeMap::new(),
         shard: None,
         interrupted: parts.iter().any(|p| p.interrupted),
+        // Each shard's phases were its own machine's.
+        timings: None,
         containment: merged_fact(parts, |p| &p.containment),
         leak_check: merged_fact(parts, |p| &p.leak_check),
         ..first.clone()
@@ -665,6 +698,7 @@ pub(crate) mod tests {
             shard: None,
             cells,
             interrupted: false,
+            timings: None,
         }
     }
 

@@ -54,8 +54,8 @@ impl ServiceBinaries {
     /// `settings` as for a tool; `path` does not apply (PATH is looked at first anyway).
     pub fn new(cache: Cache, settings: &FetchSettings, observer: Arc<dyn ProvisionObserver>) -> ServiceBinaries {
         ServiceBinaries {
-            registry: BinaryFetcher::new(REGISTRY, cache.clone(), settings, observer.clone()),
-            ecr_login: BinaryFetcher::new(ECR_LOGIN, cache, settings, observer),
+            registry: BinaryFetcher::new(REGISTRY, cache.clone(), settings, observer.clone()).for_world_programs(),
+            ecr_login: BinaryFetcher::new(ECR_LOGIN, cache, settings, observer).for_world_programs(),
         }
     }
 

@@ -104,6 +104,9 @@ pub enum DigestSource {
     /// The tag the tool pushed, resolved in the registry after it exited 0 (placeholders filled
     /// per cell); the cell's gateway record must show the tool's own PUT of that tag.
     Tag(String),
+    /// Both keys: the printed digest where the tool prints one, else the tag (releases that
+    /// printed nothing yet: crane before v0.15.0).
+    PrintedElseTag(String, String),
 }
 
 /// What a tool pushes, which the run provides.
@@ -195,8 +198,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Tool, ConfigError> {
             ));
         }
     }
-    let digest = match (raw.digest, raw.resolve_tag) {
-        (Some(digest), None) => {
+    let pattern = match raw.digest {
+        Some(digest) => {
             check_placeholders(digest.get_ref(), &["repository"])
                 .map_err(|valid| err(digest.span(), format!("{valid} in `digest`")))?;
             match regex::Regex::new(&whole_line(digest.get_ref(), "reg.test/app")) {
@@ -209,9 +212,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Tool, ConfigError> {
                 }
                 Err(e) => return Err(err(digest.span(), format!("`digest` is not a valid pattern: {e}"))),
             }
-            DigestSource::Printed(digest.into_inner())
+            Some(digest.into_inner())
         }
-        (None, Some(tag)) => {
+        None => None,
+    };
+    let tag = match raw.resolve_tag {
+        Some(tag) => {
             check_placeholders(tag.get_ref(), raw.payload.tag_placeholders()).map_err(|valid| {
                 err(tag.span(), format!("{valid} in `resolve_tag` with payload = \"{}\"", raw.payload.as_str()))
             })?;
@@ -219,11 +225,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Tool, ConfigError> {
             if !is_tag(&filled) {
                 return Err(err(tag.span(), format!("`resolve_tag` must be a tag (letters, digits, _ . -, up to 128, not starting with . or -); `{filled}` is not")));
             }
-            DigestSource::Tag(tag.into_inner())
+            Some(tag.into_inner())
         }
-        (Some(digest), Some(_)) => {
-            return Err(err(digest.span(), "give `digest` (a pattern over the tool's output) or `resolve_tag` (a tag resolved after the push), not both".into()))
-        }
+        None => None,
+    };
+    let digest = match (pattern, tag) {
+        (Some(pattern), None) => DigestSource::Printed(pattern),
+        (None, Some(tag)) => DigestSource::Tag(tag),
+        (Some(pattern), Some(tag)) => DigestSource::PrintedElseTag(pattern, tag),
         (None, None) => {
             return Err(err(0..0, "missing field `digest` (a pattern over the tool's output naming the pushed digest), or `resolve_tag` (a tag to resolve after the push)".into()))
         }
@@ -438,6 +447,13 @@ mod tests {
     }
 
     #[test]
+    fn a_printed_digest_wins_and_the_tag_stands_in_where_none_is_printed() {
+        let text = format!("{MINIMAL}resolve_tag = \"latest\"\n");
+        let tool = parse(Path::new("tools/pusher.toml"), &text).unwrap();
+        assert_eq!(tool.digest, DigestSource::PrintedElseTag("Digest: (sha256:[0-9a-f]{64})".into(), "latest".into()));
+    }
+
+    #[test]
     fn errors_are_located_and_list_choices() {
         let with = |line: &str| format!("{MINIMAL}{line}\n");
         let cases = [
@@ -447,7 +463,7 @@ mod tests {
             ("pusher.toml", MINIMAL.replace("\"file\"", "\"chart\"").replace("{payload}\"]", "{image}\"]"), "4:40: unknown placeholder `{image}`; valid: {repository}, {registry}, {namespace}, {payload} in `push` with payload = \"chart\""),
             ("pusher.toml", with("setup = [[\"registry\", \"set\", \"{payload}\"]]"), "6:30: unknown placeholder `{payload}`; valid: {repository}, {registry}, {namespace} in `setup`"),
             ("pusher.toml", with("insecure = { setup = [[]] }"), "1:1: `insecure.setup` command 1 is empty; give its arguments after the program, e.g. [\"registry\", \"set\"]"),
-            ("pusher.toml", with("resolve_tag = \"latest\""), "5:10: give `digest` (a pattern over the tool's output) or `resolve_tag` (a tag resolved after the push), not both"),
+            ("pusher.toml", with("resolve_tag = \"v1:latest\""), "6:15: `resolve_tag` must be a tag (letters, digits, _ . -, up to 128, not starting with . or -); `v1:latest` is not"),
             ("pusher.toml", MINIMAL.replace("digest = \"Digest: (sha256:[0-9a-f]{64})\"", "resolve_tag = \"sha256-{image_hex}.sig\""), "5:15: unknown placeholder `{image_hex}`; valid:  in `resolve_tag` with payload = \"file\""),
             ("pusher.toml", MINIMAL.replace("digest = \"Digest: (sha256:[0-9a-f]{64})\"", "resolve_tag = \"v1:latest\""), "5:15: `resolve_tag` must be a tag (letters, digits, _ . -, up to 128, not starting with . or -); `v1:latest` is not"),
             ("pusher.toml", MINIMAL.replace("digest = \"Digest: (sha256:[0-9a-f]{64})\"\n", ""), "1:1: missing field `digest` (a pattern over the tool's output naming the pushed digest), or `resolve_tag` (a tag to resolve after the push)"),

@@ -181,6 +181,11 @@ impl BinaryFetcher {
         &self.go
     }
 
+    /// This fetcher, for one of the world's programs: its builds take their turns first.
+    pub(crate) fn for_world_programs(self) -> BinaryFetcher {
+        BinaryFetcher { go: self.go.for_world_programs(), ..self }
+    }
+
     /// The program at `query` (normalised: `v0.15.2`, `latest`, a commit, a pseudo-version).
     pub async fn install(&self, query: &str) -> Result<Installed, FetchError> {
         let provision = |source| FetchError::Provision {
@@ -375,6 +380,17 @@ impl ToolFetcher {
 /// turns, see [`provision::build_jobs`]), in the order given; the first error stops the rest.
 pub async fn fetch_all(requests: &[(&ToolFetcher, String)]) -> Result<Vec<ToolBinary>, FetchError> {
     futures_util::future::try_join_all(requests.iter().map(|(fetcher, version)| fetcher.fetch(version))).await
+}
+
+/// Each `(fetcher, version)` fetched, all at once as [`fetch_all`] does, each binary given as
+/// soon as it is ready. Dropping the stream stops the fetches still going.
+pub fn fetch_each<'a>(
+    requests: &'a [(&'a ToolFetcher, String)],
+) -> impl futures_util::Stream<Item = Result<ToolBinary, FetchError>> + 'a {
+    requests
+        .iter()
+        .map(|(fetcher, version)| fetcher.fetch(version))
+        .collect::<futures_util::stream::FuturesUnordered<_>>()
 }
 
 /// `0.15.2` → `v0.15.2`; anything else unchanged.

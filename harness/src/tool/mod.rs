@@ -180,10 +180,13 @@ impl Tool {
         &self.digest
     }
 
-    /// The tag to resolve after the push, for a definition with `resolve_tag`.
+    /// The tag to resolve after the push when the tool printed no digest, for a definition
+    /// with `resolve_tag`.
     pub fn tag_to_resolve(&self, push: &PushContext) -> Option<String> {
         match &self.digest {
-            DigestSource::Tag(tag) => Some(definition::fill(tag, &push.values(self.payload))),
+            DigestSource::Tag(tag) | DigestSource::PrintedElseTag(_, tag) => {
+                Some(definition::fill(tag, &push.values(self.payload)))
+            }
             DigestSource::Printed(_) => None,
         }
     }
@@ -220,7 +223,9 @@ impl Tool {
     /// The digest the tool says it pushed to `repository` (`host/path`): the last line of its
     /// output that the definition's pattern matches (`None` also for a `resolve_tag` tool).
     pub fn pushed_digest(&self, output: &str, repository: &str) -> Option<String> {
-        let DigestSource::Printed(digest) = &self.digest else { return None };
+        let (DigestSource::Printed(digest) | DigestSource::PrintedElseTag(digest, _)) = &self.digest else {
+            return None;
+        };
         let pattern = definition::digest_regex(digest, repository);
         output.lines().rev().find_map(|l| Some(pattern.captures(l.trim())?.get(1)?.as_str().to_string()))
     }

@@ -2,6 +2,7 @@
 
 mod bisecting;
 mod credential_helper;
+mod handoff;
 mod matrices;
 mod planning;
 mod progress;

@@ -1,4 +1,6 @@
-//! Shows provisioning progress: bars and spinners on a terminal, plain lines elsewhere.
+//! Shows what a run is doing: on a terminal, a spinner per build with its phase (downloading,
+//! waiting for a build turn, compiling) and how long it has been in it, above a bar of the
+//! cells done out of all, with passes, failures and an ETA; elsewhere, a plain line per event.
 //! Everything goes to stderr so stdout stays machine-readable.
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +28,40 @@ struct CellCounts {
     pass: usize,
     fail: usize,
     running: Vec<String>,
+    /// A cell has started.
+    started: bool,
+    /// Cells finished, and their time together: the ETA's mean.
+    finished: u64,
+    finished_ms: u64,
+    /// The most cells seen running at once: the ETA's parallelism.
+    most_at_once: usize,
+}
+
+impl CellCounts {
+    /// What the cells bar says after its counts: the passes and failures, what runs, and when
+    /// the rest should be done (`remaining` cells at the mean time so far, as many at once as
+    /// ran at once), or what they wait for.
+    fn message(&self, remaining: u64) -> String {
+        let running = if self.running.is_empty() { "-".to_string() } else { self.running.join(", ") };
+        let eta = match remaining {
+            0 => String::new(),
+            _ if !self.started => " · waiting for the first version and the services".to_string(),
+            _ if self.running.is_empty() => " · waiting for the next version to be ready".to_string(),
+            _ if self.finished == 0 => String::new(),
+            _ => {
+                let mean_ms = self.finished_ms / self.finished;
+                let seconds = (remaining * mean_ms / self.most_at_once.max(1) as u64).div_ceil(1000);
+                format!(" · eta {}", humantime::format_duration(Duration::from_secs(seconds)))
+            }
+        };
+        format!("{} pass, {} fail · running: {running}{eta}", self.pass, self.fail)
+    }
+}
+
+/// Where a line another process printed goes.
+pub enum Stream {
+    Stdout,
+    Stderr,
 }
 
 impl Progress {
@@ -51,10 +87,45 @@ impl Progress {
         }
     }
 
+    /// A line for the user, above the bars on a terminal.
+    pub fn note(&self, text: String) {
+        self.line(text)
+    }
+
+    /// A line another process (the contained run) printed, passed on where it was going
+    /// without tearing the bars.
+    pub fn forward(&self, stream: Stream, line: &str) {
+        let print = || match stream {
+            Stream::Stdout => println!("{line}"),
+            Stream::Stderr => eprintln!("{line}"),
+        };
+        match &self.bars {
+            Some(bars) => bars.suspend(print),
+            None => print(),
+        }
+    }
+
+    /// The bar of `key`, made by `make` the first time; builds' bars go above the cells'.
     fn bar(&self, key: &str, make: impl FnOnce() -> ProgressBar) -> Option<ProgressBar> {
         let bars = self.bars.as_ref()?;
+        let cells = self.cell_bar.lock().expect("progress lock").clone();
         let mut active = self.active.lock().expect("progress lock");
-        Some(active.entry(key.to_string()).or_insert_with(|| bars.add(make())).clone())
+        let bar = active.entry(key.to_string()).or_insert_with(|| match &cells {
+            Some(cells) => bars.insert_before(cells, make()),
+            None => bars.add(make()),
+        });
+        Some(bar.clone())
+    }
+
+    /// A build's phase: on a terminal its spinner's message, with the time from now; else a line.
+    fn phase(&self, key: &str, message: String) {
+        match self.bar(key, || build_spinner(&message)) {
+            Some(bar) => {
+                bar.set_message(message);
+                bar.reset_elapsed();
+            }
+            None => self.line(message),
+        }
     }
 
     fn first_time(&self, key: &str) -> bool {
@@ -82,13 +153,20 @@ impl ProvisionObserver for Progress {
                     None => {}
                 }
             }
+            ProvisionEvent::DownloadingModules { tool, version, toolchain } => {
+                let key = format!("{tool} {version}");
+                self.phase(&key, format!("{key}: downloading its modules and {toolchain} from the Go module proxy"));
+            }
+            ProvisionEvent::AwaitingTurn { tool, version } => {
+                let key = format!("{tool} {version}");
+                self.phase(&key, format!("{key}: downloaded; waiting for a build turn (builds take turns)"));
+            }
             ProvisionEvent::Building { tool, version, toolchain } => {
                 let key = format!("{tool} {version}");
-                let message =
-                    format!("{key}: building from the Go module proxy with {toolchain} (takes minutes when cold)");
-                if self.bar(&key, || build_spinner(&message)).is_none() {
-                    self.line(message);
-                }
+                self.phase(
+                    &key,
+                    format!("{key}: building from the Go module proxy with {toolchain} (takes minutes when cold)"),
+                );
             }
             ProvisionEvent::Installed { tool, version, route, elapsed } => {
                 let key = format!("{tool} {version}");
@@ -101,32 +179,24 @@ impl ProvisionObserver for Progress {
     }
 }
 
-impl Progress {
-    /// The cells bar: done / total, passes and failures so far, what runs now, ETA.
-    fn cells_message(&self) -> String {
-        let state = self.cells.lock().expect("progress lock");
-        let running: Vec<&str> = state.running.iter().map(String::as_str).collect();
-        format!(
-            "{} pass, {} fail · running: {}",
-            state.pass,
-            state.fail,
-            if running.is_empty() { "-".into() } else { running.join(", ") }
-        )
-    }
-}
-
 impl RunObserver for Progress {
     fn on_run_event(&self, event: RunEvent) {
         match event {
             RunEvent::Planned { cells } => {
-                if let Some(bars) = &self.bars {
-                    let bar = bars.add(ProgressBar::new(cells as u64));
-                    bar.set_style(
-                        ProgressStyle::with_template("cells {pos}/{len} {bar:25} {msg} [eta {eta}]")
-                            .expect("static template"),
-                    );
-                    bar.enable_steady_tick(Duration::from_millis(250));
-                    *self.cell_bar.lock().expect("progress lock") = Some(bar);
+                let Some(bars) = &self.bars else { return };
+                let mut cell_bar = self.cell_bar.lock().expect("progress lock");
+                match cell_bar.as_ref() {
+                    // A version's arrival changed the count (a branch's exact version in a shard).
+                    Some(bar) => bar.set_length(cells as u64),
+                    None => {
+                        let bar = bars.add(ProgressBar::new(cells as u64));
+                        bar.set_style(
+                            ProgressStyle::with_template("cells {pos}/{len} {bar:25} {msg}").expect("static template"),
+                        );
+                        bar.set_message(CellCounts::default().message(cells as u64));
+                        bar.enable_steady_tick(Duration::from_millis(250));
+                        *cell_bar = Some(bar);
+                    }
                 }
             }
             RunEvent::WorldReady { runtime, took, notes } => {
@@ -139,7 +209,12 @@ impl RunObserver for Progress {
                 ))
             }
             RunEvent::CellStarted { cell } => {
-                self.cells.lock().expect("progress lock").running.push(cell);
+                {
+                    let mut state = self.cells.lock().expect("progress lock");
+                    state.running.push(cell);
+                    state.started = true;
+                    state.most_at_once = state.most_at_once.max(state.running.len());
+                }
                 self.refresh_cells(false);
             }
             RunEvent::CellFinished(cell) => {
@@ -147,6 +222,8 @@ impl RunObserver for Progress {
                     let mut state = self.cells.lock().expect("progress lock");
                     let name = cell.id();
                     state.running.retain(|r| *r != name);
+                    state.finished += 1;
+                    state.finished_ms += cell.duration_ms;
                     if cell.outcome == Outcome::Pass {
                         state.pass += 1;
                     } else {
@@ -167,7 +244,8 @@ impl Progress {
             if finished_one {
                 bar.inc(1);
             }
-            bar.set_message(self.cells_message());
+            let remaining = bar.length().unwrap_or(0).saturating_sub(bar.position());
+            bar.set_message(self.cells.lock().expect("progress lock").message(remaining));
             if bar.position() == bar.length().unwrap_or(0) {
                 bar.finish_and_clear();
             }
@@ -215,4 +293,29 @@ fn build_spinner(message: &str) -> ProgressBar {
     bar.set_message(message.to_string());
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cells_bar_says_when_the_rest_is_done_or_what_it_waits_for() {
+        let mut counts = CellCounts::default();
+        assert_eq!(counts.message(10), "0 pass, 0 fail · running: - · waiting for the first version and the services");
+        counts.started = true;
+        counts.running = vec!["ko@v0.15.1::registry/anonymous".into(), "ko@v0.15.1::ecr/env-session".into()];
+        counts.most_at_once = 2;
+        assert_eq!(
+            counts.message(10),
+            "0 pass, 0 fail · running: ko@v0.15.1::registry/anonymous, ko@v0.15.1::ecr/env-session",
+            "no ETA before a cell has finished"
+        );
+        (counts.pass, counts.fail, counts.finished, counts.finished_ms) = (3, 1, 4, 6_000);
+        // 10 more at 1.5 s each, two at a time.
+        assert!(counts.message(10).ends_with("ko@v0.15.1::ecr/env-session · eta 8s"), "{}", counts.message(10));
+        counts.running.clear();
+        assert_eq!(counts.message(10), "3 pass, 1 fail · running: - · waiting for the next version to be ready");
+        assert_eq!(counts.message(0), "3 pass, 1 fail · running: -");
+    }
 }

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::Matrix;
+use ko_matrix::events::ProvisionObserver;
 use ko_matrix::provision::{Go, ToolchainPolicy};
 use ko_matrix::services::binaries::ServiceBinaries;
 use ko_matrix::tool::versions::{self, ReleaseIndex, Resolution, Selector};
@@ -194,7 +195,7 @@ pub async fn resolve(plan: &ToolPlan) -> anyhow::Result<Resolution> {
     Ok(resolution)
 }
 
-pub fn fetcher(plan: &ToolPlan, observer: Arc<progress::Progress>) -> anyhow::Result<ToolFetcher> {
+pub fn fetcher(plan: &ToolPlan, observer: Arc<dyn ProvisionObserver>) -> anyhow::Result<ToolFetcher> {
     Ok(ToolFetcher::new(plan.tool, Cache::from_env()?, plan.fetch.clone(), observer))
 }
 
