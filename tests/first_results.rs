@@ -19,6 +19,15 @@ use ko_matrix::timings::Clock;
 use ko_matrix::tool::ToolFetcher;
 use support::ko_matrix;
 
+/// Runs `command` (a `run` writing to `out`), which must exit 0: its stderr and its matrix.json.
+fn ran(mut command: std::process::Command, out: &Path) -> (String, serde_json::Value) {
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report = serde_json::from_slice(&std::fs::read(out.join("matrix.json")).unwrap()).unwrap();
+    (stderr, report)
+}
+
 #[test]
 fn cells_of_a_ready_version_finish_before_a_later_version_is_built() {
     let (dir, cache, gocache) =
@@ -35,7 +44,8 @@ fn cells_of_a_ready_version_finish_before_a_later_version_is_built() {
     assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
 
     let out = dir.path().join("out");
-    let output = ko_matrix()
+    let mut command = ko_matrix();
+    command
         .current_dir(repo)
         .env("KO_MATRIX_CACHE", cache.path())
         .env("GOCACHE", gocache.path())
@@ -48,12 +58,8 @@ fn cells_of_a_ready_version_finish_before_a_later_version_is_built() {
             "--timings",
             "--out",
         ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("matrix.json")).unwrap()).unwrap();
+        .arg(&out);
+    let (stderr, report) = ran(command, &out);
     let outcomes: Vec<(&str, &str)> = report["cells"]
         .as_array()
         .unwrap()
@@ -113,17 +119,14 @@ fn cells_of_a_ready_version_finish_before_a_later_version_is_built() {
 fn a_run_without_the_namespace_runs_every_version_that_came() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let output = ko_matrix()
+    let mut command = ko_matrix();
+    command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("KO_MATRIX_CONTAINMENT", "proxy-only")
         .args(["run", "--versions", "crane@v0.20.7,crane@v0.22.1,oras@v1.3.6", "--scenarios", "registry/anonymous"])
         .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("matrix.json")).unwrap()).unwrap();
+        .arg(&out);
+    let (stderr, report) = ran(command, &out);
     let cells: Vec<String> = report["cells"]
         .as_array()
         .unwrap()
