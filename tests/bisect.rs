@@ -1,5 +1,6 @@
 //! Real bisections of the ko#1245 cell through the CLI, with bisect.json checked: between
-//! releases, and through ko's dependency upgrades down to the module inside cosign's upgrade.
+//! releases, and through ko's dependency upgrades down to the module inside cosign's upgrade;
+//! and of a data-defined tool's (regctl) between releases.
 //! (Deps mode builds ko 17 times: about 8 minutes cold, 2 once the builds are cached.)
 //! The binary search itself, and the refusals, run on fake ko releases from a loopback release
 //! host: each is a script whose `ko build` really pushes to the cell's registry, or fails.
@@ -208,6 +209,43 @@ fn releases_bisect_names_v0_15_2_and_refuses_ends_that_agree() {
             && stderr.contains(", ecr/cred-helper-ecr-login, "),
         "the error lists the choices: {stderr}"
     );
+}
+
+/// A tool defined as data bisects like ko: regctl's token-realm check (regclient v0.11.5,
+/// `regnet.AllowRedirect`) is found between the matrix's pinned releases.
+#[test]
+fn releases_bisect_of_a_data_defined_tool_names_its_first_bad_release() {
+    let out = tempfile::tempdir().unwrap();
+    let run = ko_matrix()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "bisect",
+            "--tool",
+            "regctl",
+            "--good",
+            "v0.7.2",
+            "--bad",
+            "v0.11.7",
+            "--scenario",
+            "topology/realm-plain-http",
+            "--candidates",
+            "v0.8.3",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("culprit: v0.11.7 is the first bad release (the last good is v0.8.3)"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("bisect.json")).unwrap()).unwrap();
+    assert_eq!(report["tool"], "regctl", "{report}");
+    assert_eq!(
+        (report["good_outcome"].as_str(), report["bad_outcome"].as_str()),
+        (Some("pass"), Some("fail(unauthorized)"))
+    );
+    assert_eq!(report["probes"].as_array().unwrap().len(), 3, "both ends, then v0.8.3: {report}");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ko_matrix::cache::Cache;
 use ko_matrix::config::Matrix;
 use ko_matrix::events::Silent;
-use ko_matrix::run::{self, RunEvent, RunObserver, RunPlan, RunnerOptions, Scheduling};
+use ko_matrix::run::{self, RunEvent, RunObserver, RunPlan, Scheduling};
 use ko_matrix::scenario::{self, Scenario};
 use ko_matrix::timings::Clock;
 use ko_matrix::tool::ToolFetcher;
@@ -202,16 +202,7 @@ async fn while_a_build_compiles_cells_run_at_half_the_jobs() {
     let fetcher = ToolFetcher::new(crane, Cache::from_env().unwrap(), settings, Arc::new(Silent));
     let binary = fetcher.fetch("v0.20.7").await.unwrap_or_else(|e| panic!("{e}"));
     let out = tempfile::tempdir().unwrap();
-    let options = RunnerOptions {
-        scenarios: scenarios.clone(),
-        services: matrix.services.clone(),
-        cell_timeout: matrix.cell_timeout,
-        out_dir: out.path().to_path_buf(),
-        app_source: root.join("scenarios/app"),
-        helper: env!("CARGO_BIN_EXE_ko-matrix").into(),
-        baseline: None,
-        durations: None,
-    };
+    let options = support::runner_options(&matrix, &scenarios, out.path(), matrix.cell_timeout);
     let plan = RunPlan {
         versions: vec![(crane, "v0.20.7".into())],
         scenarios,
