@@ -1,6 +1,6 @@
 //! Real bisections of the ko#1245 cell through the CLI, with bisect.json checked: between
 //! releases, and through ko's dependency upgrades down to the module inside cosign's upgrade;
-//! and of a data-defined tool's (regctl) between releases.
+//! and of data-defined tools: regctl between releases, oras through its dependency upgrades.
 //! (Deps mode builds ko 17 times: about 8 minutes cold, 2 once the builds are cached.)
 //! The binary search itself, and the refusals, run on fake ko releases from a loopback release
 //! host: each is a script whose `ko build` really pushes to the cell's registry, or fails.
@@ -246,6 +246,51 @@ fn releases_bisect_of_a_data_defined_tool_names_its_first_bad_release() {
         (Some("pass"), Some("fail(unauthorized)"))
     );
     assert_eq!(report["probes"].as_array().unwrap().len(), 3, "both ends, then v0.8.3: {report}");
+}
+
+/// Deps mode works for any tool that names its Go module: oras v1.3.3's refusal of a plain-HTTP
+/// token realm comes with oras-go v2.6.2's `validateRealm` (oras-go#1246), one of the ten
+/// upgrades between v1.3.2 and v1.3.3 (about a minute: each probe is a small oras build).
+#[test]
+fn deps_bisect_of_oras_names_oras_go() {
+    let out = tempfile::tempdir().unwrap();
+    let run = ko_matrix()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "bisect",
+            "--tool",
+            "oras",
+            "--good",
+            "v1.3.2",
+            "--bad",
+            "v1.3.3",
+            "--scenario",
+            "topology/realm-plain-http",
+            "--mode",
+            "deps",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        stdout.contains("culprit: 1 of the 10 dependency upgrades from v1.3.2 to v1.3.3 break the cell: oras.land/oras-go/v2 v2.6.0 → v2.6.2"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("bisect.json")).unwrap()).unwrap();
+    assert_eq!(report["tool"], "oras", "{report}");
+    assert_eq!(report["culprit_items"], serde_json::json!(["oras.land/oras-go/v2 v2.6.0 → v2.6.2"]), "{report}");
+    assert!(
+        report["narrowing"]["chain"]
+            .as_str()
+            .unwrap()
+            .contains("the break is in the code of oras.land/oras-go/v2 itself"),
+        "none of the modules oras-go raises breaks it alone: {report}"
+    );
+    assert_eq!(report["bad_outcome"], "fail(realm-refused)", "{report}");
 }
 
 #[test]
