@@ -1,6 +1,7 @@
 //! Real bisections of the ko#1245 cell through the CLI, with bisect.json checked: between
 //! releases, and through ko's dependency upgrades down to the module inside cosign's upgrade;
-//! and of data-defined tools: regctl between releases, oras through its dependency upgrades.
+//! and of data-defined tools: regctl between releases, oras and crane through their dependency
+//! upgrades.
 //! (Deps mode builds ko 17 times: about 8 minutes cold, 2 once the builds are cached.)
 //! The binary search itself, and the refusals, run on fake ko releases from a loopback release
 //! host: each is a script whose `ko build` really pushes to the cell's registry, or fails.
@@ -291,6 +292,41 @@ fn deps_bisect_of_oras_names_oras_go() {
         "none of the modules oras-go raises breaks it alone: {report}"
     );
     assert_eq!(report["bad_outcome"], "fail(realm-refused)", "{report}");
+}
+
+/// crane v0.20.7's dependency upgrades need Go 1.24 where crane v0.19.1 asks for 1.18: the
+/// probes take the toolchain the upgrades need (as `go get` raises the go line), so the ends
+/// build, and a change in crane's own code (ggcr PR #1914, `REGISTRY_AUTH_FILE`) is told apart
+/// from its dependencies.
+#[test]
+fn deps_bisect_builds_upgrades_that_need_a_newer_go_and_names_the_tools_own_code() {
+    let out = tempfile::tempdir().unwrap();
+    let run = ko_matrix()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "bisect",
+            "--tool",
+            "crane",
+            "--good",
+            "v0.19.1",
+            "--bad",
+            "v0.20.7",
+            "--scenario",
+            "registry/podman-registry-auth-file",
+            "--mode",
+            "deps",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "a wrong premise, not an infra-error: {stderr}");
+    assert!(stderr.contains("probe 2 → Good (fail(unauthorized)"), "the bad end was built and ran: {stderr}");
+    assert!(
+        stderr.contains("crane v0.19.1 with all of v0.20.7's dependency upgrades behaves like v0.19.1 (`fail(unauthorized)`): the break is in crane's own code, not its dependencies; bisect commits instead"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -294,6 +294,18 @@ impl Go {
     ) -> Result<String, ProvisionError> {
         let what = format!("{}@{}", module.module, module.version);
         let need = module.go_directive.unwrap_or(MIN_LOCAL_GO);
+        self.toolchain_for(what, need, module.toolchain_directive.as_deref(), policy, toolchains).await
+    }
+
+    /// The toolchain for a build that needs Go `need` (and names `toolchain_directive`, if any).
+    async fn toolchain_for(
+        &self,
+        what: String,
+        need: GoVersion,
+        toolchain_directive: Option<&str>,
+        policy: &ToolchainPolicy,
+        toolchains: &OnceCell<Vec<GoVersion>>,
+    ) -> Result<String, ProvisionError> {
         match policy {
             ToolchainPolicy::Local if self.version < need => {
                 Err(ProvisionError::GoTooOld { what, need, have: self.version, go: self.path.clone() })
@@ -301,8 +313,9 @@ impl Go {
             ToolchainPolicy::Local => Ok("local".into()),
             ToolchainPolicy::Exact(name) => Ok(name.clone()),
             ToolchainPolicy::Auto => {
-                if let Some(toolchain) = &module.toolchain_directive {
-                    return Ok(toolchain.clone());
+                if let Some(toolchain) = toolchain_directive.filter(|t| GoVersion::parse(t).is_some_and(|t| t >= need))
+                {
+                    return Ok(toolchain.to_string());
                 }
                 if self.version.same_minor(&need) && self.version >= need {
                     return Ok("local".into());
@@ -899,20 +912,42 @@ impl GoProvisioner {
             path: wrapper.path().join("go.mod"),
             source,
         })?;
-        let env = [("GOTOOLCHAIN", std::ffi::OsStr::new(&toolchain)), ("GOFLAGS", std::ffi::OsStr::new("-mod=mod"))];
+        // The upgrades may need a newer Go than the tool at `version` does (a module whose go
+        // line is newer). A Go that knows toolchains (1.21+) raises the wrapper's go line to
+        // what they need as it resolves them (switching itself if it is older, under `auto`),
+        // and the build takes the toolchain for that line, as `go build` in the tool's own
+        // repository would after the same `go get`.
+        let get_toolchain = match self.policy {
+            ToolchainPolicy::Auto if go.version >= MIN_LOCAL_GO => "auto".to_string(),
+            _ => toolchain.clone(),
+        };
+        let get_env =
+            [("GOTOOLCHAIN", std::ffi::OsStr::new(&get_toolchain)), ("GOFLAGS", std::ffi::OsStr::new("-mod=mod"))];
         let mut gaps = module.sumdb_gaps.clone();
         let target = format!("{}@{}", tool.module, module.version);
         let mut get: Vec<&str> = vec!["get", &target];
         get.extend(extra.iter().map(String::as_str));
-        let out = run_go_checked(&go.path, &get, &env, Some(wrapper.path()), GO_QUERY_TIMEOUT, &mut gaps).await?;
+        let out = run_go_checked(&go.path, &get, &get_env, Some(wrapper.path()), GO_QUERY_TIMEOUT, &mut gaps).await?;
         if !out.status.success() {
             return Err(ProvisionError::BuildFailed {
                 target: target.clone(),
-                toolchain,
+                toolchain: get_toolchain,
                 command: format!("go {}", shell_words(&get)),
                 output: output_tail(&out, 30),
             });
         }
+        let raised = std::fs::read_to_string(wrapper.path().join("go.mod"))
+            .ok()
+            .and_then(|text| directive(&text, "go").and_then(GoVersion::parse))
+            .filter(|line| module.go_directive.is_none_or(|own| *line > own));
+        let toolchain = match (raised, &self.policy) {
+            (Some(need), ToolchainPolicy::Auto | ToolchainPolicy::Local) => {
+                let what = format!("{target} + {} upgrade(s)", extra.len());
+                go.toolchain_for(what, need, None, &self.policy, &self.toolchains).await?
+            }
+            _ => toolchain,
+        };
+        let env = [("GOTOOLCHAIN", std::ffi::OsStr::new(&toolchain)), ("GOFLAGS", std::ffi::OsStr::new("-mod=mod"))];
         // The modules whose packages the binary is built from (`go list -m all` would also
         // want metadata for every module in the graph, which a partial proxy may refuse).
         let list_args = ["list", "-deps", "-f", "{{with .Module}}{{.Path}} {{.Version}}{{end}}", tool.package];
