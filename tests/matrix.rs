@@ -4,9 +4,10 @@
 //! the first cell run.
 //!
 //! Each cell is compared with the committed snapshot of its tool and family
-//! (`results/<tool>/<family>.snap`):
-//! a changed cell fails with old → new, its class, the tool's deciding line and the log path; a
-//! cell missing from the snapshot (a new tool version or scenario) fails as pending. When
+//! (`results/<tool>/<family>.snap`): a changed cell fails with old → new, its class, the
+//! tool's deciding line and the log path; a cell missing from the snapshot (a new tool version
+//! or scenario) fails as pending; a cell the harness skips, as recorded, shows as ignored with
+//! its reason (it did not run, so it never reads as passed). When
 //! every cell of a family ran, the family's whole snapshot is checked with insta, so
 //! `cargo insta review` accepts a new matrix like any insta change.
 
@@ -21,7 +22,7 @@ use ko_matrix::report::{self, family, CellResult, MatrixReport, Snapshots};
 use ko_matrix::run::{Runner, RunnerOptions};
 use ko_matrix::scenario::Scenario;
 use ko_matrix::tool::{versions, Tool, ToolBinary, ToolFetcher};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -102,7 +103,9 @@ struct CellCase {
     expected: Option<String>,
 }
 
-fn run_cell(matrix: &Matrix, scenarios: &[Scenario], case: &CellCase) -> Result<(), Failed> {
+/// A cell the harness skips (a copy with per-side flags the tool does not have) is compared like
+/// any other, and shows as ignored with its reason: it did not run, so it never reads as passed.
+fn run_cell(matrix: &Matrix, scenarios: &[Scenario], case: &CellCase) -> Result<Completion, Failed> {
     let shared = shared(matrix, scenarios)?;
     let binary = binary(shared, case.tool, &case.version)?;
     let result = shared.runtime.block_on(shared.runner.run_cell(&binary, &case.scenario));
@@ -130,7 +133,10 @@ fn run_cell(matrix: &Matrix, scenarios: &[Scenario], case: &CellCase) -> Result<
         eprintln!("flaky: {id}: runs {} ({})", result.attempts.join(" → "), result.detail);
     }
     match &case.expected {
-        Some(old) if *old == label => Ok(()),
+        Some(old) if *old == label && result.outcome == ko_matrix::outcome::Outcome::Skipped => {
+            Ok(Completion::ignored_with(format!("skipped, as recorded: {}", result.detail)))
+        }
+        Some(old) if *old == label => Ok(Completion::Completed),
         Some(old) => Err(format!(
             "{id}: {old} → {label}\n  detail: {}\n  log: {}\n  (accept the new matrix with `cargo insta review`)",
             result.detail,
@@ -180,7 +186,7 @@ fn main() {
                 let (matrix, all) = (matrix.clone(), scenarios.clone());
                 let name = ko_matrix::report::cell_id(tool.name(), version, &scenario.name);
                 trials.push(
-                    Trial::test(name, move || run_cell(&matrix, &all, &case))
+                    Trial::ignorable_test(name, move || run_cell(&matrix, &all, &case))
                         .with_kind(format!("{}/{family}", tool.name())),
                 );
             }
