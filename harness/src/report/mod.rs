@@ -193,11 +193,16 @@ impl MatrixReport {
         self.cells.iter().filter(|c| c.outcome == outcome).count()
     }
 
-    /// `39 cells: 16 pass, 23 fail, 0 flaky, 0 infra-error`.
+    /// `39 cells: 16 pass, 23 fail, 0 flaky, 0 infra-error` (`, N skipped` after fail when some were).
     pub fn summary(&self) -> String {
         let interrupted = if self.interrupted { " (interrupted before every cell ran)" } else { "" };
+        // Cells that did not run are counted apart, so the counts always add up to the cells.
+        let skipped = match self.count(Outcome::Skipped) {
+            0 => String::new(),
+            n => format!(", {n} skipped"),
+        };
         format!(
-            "{} cells: {} pass, {} fail, {} flaky, {} infra-error{interrupted}",
+            "{} cells: {} pass, {} fail{skipped}, {} flaky, {} infra-error{interrupted}",
             self.cells.len(),
             self.count(Outcome::Pass),
             self.count(Outcome::Fail),
@@ -755,6 +760,14 @@ pub(crate) mod tests {
         let html = html::render(&report, &analysis);
         assert!(html.contains("title=\"alike in v1, v2, v3\">v1 … v3 (3)</th>"), "{html}");
         assert_eq!(html.matches("<td class=\"cell ").count(), 6, "one cell per run and scenario");
+    }
+
+    #[test]
+    fn the_summary_counts_add_up_to_the_cells_skipped_ones_apart() {
+        let mut cells = vec![cell("s/a", "v1", Outcome::Pass, None), cell("s/b", "v1", Outcome::Skipped, None)];
+        assert_eq!(report_of(cells.clone()).summary(), "2 cells: 1 pass, 0 fail, 1 skipped, 0 flaky, 0 infra-error");
+        cells.pop();
+        assert_eq!(report_of(cells).summary(), "1 cells: 1 pass, 0 fail, 0 flaky, 0 infra-error");
     }
 
     #[test]
