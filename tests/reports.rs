@@ -118,7 +118,9 @@ fn two_shards_merge_into_the_matrix_of_one_run() {
     assert!(junit.contains("failures=\"0\" errors=\"0\""), "{junit}");
     assert!(junit.contains("<system-out>fail(unauthorized) as the snapshot records: The registry refused the Basic credentials ko sent (401): a wrong user or password. ko exited 1"), "the diagnosis leads: {junit}");
     let md = std::fs::read_to_string(whole.join("matrix.md")).unwrap();
-    assert!(md.contains("| `registry/wrong-password` | ▫️ fail(unauthorized) | ▫️ fail(unauthorized) |"), "{md}");
+    // Both versions give every registry cell alike, so they share one column.
+    assert!(md.contains("| ko | v0.15.1 … v0.15.2 (2) |"), "{md}");
+    assert!(md.contains("| `registry/wrong-password` | ▫️ fail(unauthorized) |\n"), "{md}");
 
     // A file that is not a matrix is bad input, located.
     std::fs::write(dir.path().join("bad.json"), "{\"cells\": 3}").unwrap();
