@@ -1,8 +1,8 @@
 //! The Docker-engine paths for real: the registry as the pinned `registry` image, and the
 //! LocalStack ECR backend, through testcontainers. They run where `KO_MATRIX_DOCKER_TESTS=1`
 //! and a Docker engine answers (LocalStack also needs `LOCALSTACK_AUTH_TOKEN`); elsewhere
-//! they show as ignored, with the reason printed (there is no engine on ko-matrix's own CI
-//! machine).
+//! they show as ignored with the reason on the test's own line (there is no engine on
+//! ko-matrix's own CI machine).
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use ko_matrix::services::localstack;
 use ko_matrix::services::registry::{RegistryAuth, RegistrySpec};
 use ko_matrix::services::runtime::{self, ServiceError};
 use ko_matrix_emulators::pki::Ca;
-use libtest_mimic::{Arguments, Trial};
+use libtest_mimic::{Arguments, Completion, Trial};
 
 fn main() {
     let args = Arguments::from_args();
@@ -48,7 +48,11 @@ fn main() {
             }
         })
     };
-    let container = Trial::test("the_registry_runs_as_a_container_and_answers_v2", || {
+    let container_skip = skip.clone();
+    let container = Trial::ignorable_test("the_registry_runs_as_a_container_and_answers_v2", move || {
+        if let Some(reason) = container_skip {
+            return Ok(Completion::ignored_with(reason));
+        }
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let ca = Arc::new(Ca::new().unwrap());
@@ -60,10 +64,9 @@ fn main() {
             if status != 200 {
                 return Err(format!("/v2/ answered {status}").into());
             }
-            Ok(())
+            Ok(Completion::Completed)
         })
-    })
-    .with_ignored_flag(skip.is_some());
+    });
     // LocalStack Pro also needs its auth token.
     let localstack_skip = skip.clone().or_else(|| {
         std::env::var_os(localstack::AUTH_TOKEN_ENV)
@@ -73,7 +76,10 @@ fn main() {
     if let Some(reason) = &localstack_skip {
         eprintln!("SKIPPED LocalStack tests: {reason}");
     }
-    let localstack_ecr = Trial::test("localstack_serves_ecr_tokens_and_repositories", || {
+    let localstack_ecr = Trial::ignorable_test("localstack_serves_ecr_tokens_and_repositories", move || {
+        if let Some(reason) = localstack_skip {
+            return Ok(Completion::ignored_with(reason));
+        }
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let stack = localstack::LocalStack::start(DEFAULT_LOCALSTACK_IMAGE).await?;
@@ -82,9 +88,8 @@ fn main() {
             if cell.password.is_empty() {
                 return Err("GetAuthorizationToken gave no password".into());
             }
-            Ok(())
+            Ok(Completion::Completed)
         })
-    })
-    .with_ignored_flag(localstack_skip.is_some());
+    });
     libtest_mimic::run(&args, vec![explicit_choice, container, localstack_ecr]).exit();
 }
