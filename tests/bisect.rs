@@ -45,6 +45,11 @@ fn bisect_command(dir: &Path, cache: &Path, containment: &str, args: &[&str]) ->
     cmd
 }
 
+/// `ko-matrix bisect ARGS --out OUT` in the repository, with its matrix.toml and scenarios.
+fn bisect_in_repo(args: &[&str], out: &Path) -> std::process::Output {
+    ko_matrix().current_dir(env!("CARGO_MANIFEST_DIR")).arg("bisect").args(args).arg("--out").arg(out).output().unwrap()
+}
+
 /// What bisect records as its containment where nothing forces it: the namespace where the
 /// kernel allows one, else proxy-only with the kernel's refusal.
 fn assert_containment(recorded: &str) {
@@ -146,23 +151,10 @@ async fn bisect_refuses_a_flaky_good_end_before_the_bad_end_runs() {
 #[test]
 fn releases_bisect_names_v0_15_2_and_refuses_ends_that_agree() {
     let out = tempfile::tempdir().unwrap();
-    let run = ko_matrix()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "bisect",
-            "--good",
-            "v0.15.1",
-            "--bad",
-            "v0.15.2",
-            "--scenario",
-            "ecr/env-session",
-            "--candidates",
-            "v0.15.1,v0.15.2",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let run = bisect_in_repo(
+        &["--good", "v0.15.1", "--bad", "v0.15.2", "--scenario", "ecr/env-session", "--candidates", "v0.15.1,v0.15.2"],
+        out.path(),
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("culprit: v0.15.2 is the first bad release (the last good is v0.15.1)"), "{stdout}");
@@ -174,23 +166,10 @@ fn releases_bisect_names_v0_15_2_and_refuses_ends_that_agree() {
     );
     assert_eq!(report["probes"].as_array().unwrap().len(), 2, "the two ends were re-run first: {report}");
 
-    let agree = ko_matrix()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "bisect",
-            "--good",
-            "v0.15.1",
-            "--bad",
-            "v0.15.3",
-            "--scenario",
-            "ecr/env-session",
-            "--candidates",
-            "v0.15.2",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let agree = bisect_in_repo(
+        &["--good", "v0.15.1", "--bad", "v0.15.3", "--scenario", "ecr/env-session", "--candidates", "v0.15.2"],
+        out.path(),
+    );
     let stderr = String::from_utf8_lossy(&agree.stderr);
     assert_eq!(agree.status.code(), Some(2), "ends that agree are a wrong premise, exit 2: {stderr}");
     assert!(
@@ -217,10 +196,8 @@ fn releases_bisect_names_v0_15_2_and_refuses_ends_that_agree() {
 #[test]
 fn releases_bisect_of_a_data_defined_tool_names_its_first_bad_release() {
     let out = tempfile::tempdir().unwrap();
-    let run = ko_matrix()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "bisect",
+    let run = bisect_in_repo(
+        &[
             "--tool",
             "regctl",
             "--good",
@@ -231,11 +208,9 @@ fn releases_bisect_of_a_data_defined_tool_names_its_first_bad_release() {
             "topology/realm-plain-http",
             "--candidates",
             "v0.8.3",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
+        ],
+        out.path(),
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("culprit: v0.11.7 is the first bad release (the last good is v0.8.3)"), "{stdout}");
@@ -255,10 +230,8 @@ fn releases_bisect_of_a_data_defined_tool_names_its_first_bad_release() {
 #[test]
 fn deps_bisect_of_oras_names_oras_go() {
     let out = tempfile::tempdir().unwrap();
-    let run = ko_matrix()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "bisect",
+    let run = bisect_in_repo(
+        &[
             "--tool",
             "oras",
             "--good",
@@ -269,11 +242,9 @@ fn deps_bisect_of_oras_names_oras_go() {
             "topology/realm-plain-http",
             "--mode",
             "deps",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
+        ],
+        out.path(),
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
     assert!(
@@ -301,10 +272,8 @@ fn deps_bisect_of_oras_names_oras_go() {
 #[test]
 fn deps_bisect_builds_upgrades_that_need_a_newer_go_and_names_the_tools_own_code() {
     let out = tempfile::tempdir().unwrap();
-    let run = ko_matrix()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "bisect",
+    let run = bisect_in_repo(
+        &[
             "--tool",
             "crane",
             "--good",
@@ -315,11 +284,9 @@ fn deps_bisect_builds_upgrades_that_need_a_newer_go_and_names_the_tools_own_code
             "registry/podman-registry-auth-file",
             "--mode",
             "deps",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
+        ],
+        out.path(),
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "a wrong premise, not an infra-error: {stderr}");
     assert!(stderr.contains("probe 2 → Good (fail(unauthorized)"), "the bad end was built and ran: {stderr}");
@@ -332,23 +299,10 @@ fn deps_bisect_builds_upgrades_that_need_a_newer_go_and_names_the_tools_own_code
 #[test]
 fn deps_bisect_narrows_cosigns_upgrade_to_the_aws_sdk_core() {
     let out = tempfile::tempdir().unwrap();
-    let run = ko_matrix()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "bisect",
-            "--good",
-            "v0.15.1",
-            "--bad",
-            "v0.15.2",
-            "--scenario",
-            "ecr/env-session",
-            "--mode",
-            "deps",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let run = bisect_in_repo(
+        &["--good", "v0.15.1", "--bad", "v0.15.2", "--scenario", "ecr/env-session", "--mode", "deps"],
+        out.path(),
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("culprit: 1 of the 60 dependency upgrades from v0.15.1 to v0.15.2 break the cell: github.com/sigstore/cosign/v2 v2.2.1 → v2.2.3"), "{stdout}");
